@@ -1,0 +1,123 @@
+//! The `Connector` trait every channel crate implements, and the plain data
+//! that crosses it. Connectors never sleep, retry, spawn or touch the store:
+//! they make one call's worth of requests and classify what went wrong.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConnectorError;
+use crate::model::{Channel, NormalizedOrder, Order, Shipment};
+use crate::webhook::{WebhookOutcome, WebhookRequest};
+
+/// An account's poll position, opaque to the daemon: each connector encodes
+/// what it needs (a timestamp watermark, a page token ...). Stored as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(pub String);
+
+/// One page of a poll: the orders on it and where the next call starts.
+#[derive(Debug, Clone)]
+pub struct OrderPage {
+    pub orders: Vec<NormalizedOrder>,
+    /// The cursor to store with these orders (in the same transaction).
+    pub next: Cursor,
+    /// More pages are ready now; `false` means caught up until the next interval.
+    pub more: bool,
+}
+
+/// What a connector can do, so that config asking for more is refused at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub poll: bool,
+    pub webhooks: bool,
+    pub push_inventory: bool,
+    pub push_tracking: bool,
+}
+
+/// Set the channel's sellable quantity of one SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryPush {
+    pub sku: String,
+    /// What the channel should show (already `max(0, available − buffer)`).
+    pub quantity: u32,
+    /// The last quantity the channel confirmed, for compare-and-set where the
+    /// channel supports it.
+    pub last_confirmed: Option<u32>,
+    /// The channel's own reference for this SKU learned earlier (an inventory
+    /// item id, a listing id ...), or none to look it up.
+    pub listing_ref: Option<String>,
+    /// Stable across retries of the same push.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InventoryResult {
+    /// The channel now shows `quantity`; `listing_ref` is worth remembering.
+    Set {
+        quantity: u32,
+        listing_ref: Option<String>,
+    },
+    /// The channel does not list this SKU: nothing to push, not an error.
+    NotListed,
+}
+
+/// Tell the channel about one shipment of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackingPush {
+    pub order: Order,
+    pub shipment: Shipment,
+    /// Stable across retries of the same shipment.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrackingResult {
+    /// Created now; the channel's id for it.
+    Created { channel_ref: Option<String> },
+    /// The channel already had it (a retry after a timeout read it back).
+    AlreadyThere { channel_ref: Option<String> },
+}
+
+/// One channel account. Built from its config and a shared HTTP client with
+/// no I/O at build time.
+pub trait Connector: Send + Sync {
+    fn channel(&self) -> Channel;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// A cheap read-only call that proves the credentials and base URL work.
+    fn check(&self) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// One page of orders changed since `cursor` (or since `since` on the first
+    /// run, when there is no cursor). `now` bounds windows; connectors read no clock.
+    fn poll_orders(
+        &self,
+        cursor: Option<&Cursor>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<OrderPage, ConnectorError>> + Send;
+
+    /// Fetches orders by channel id (after a webhook that only names them).
+    fn fetch_orders(
+        &self,
+        channel_order_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<NormalizedOrder>, ConnectorError>> + Send;
+
+    /// Checks the signature over the raw bytes, in constant time, before any parsing.
+    fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError>;
+
+    /// Parses a webhook that `verify_webhook` accepted.
+    fn parse_webhook(&self, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError>;
+
+    fn push_inventory(
+        &self,
+        push: &InventoryPush,
+    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send;
+
+    fn push_tracking(
+        &self,
+        push: &TrackingPush,
+    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send;
+}

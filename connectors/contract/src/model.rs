@@ -1,0 +1,371 @@
+//! The canonical order: the one JSON shape (SPEC §3.3) that every channel is
+//! normalized into and that the store, the rules, the CLI and destinations use.
+//! Money is `Decimal` with an ISO 4217 code; timestamps are UTC.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The closed set of channels. Adding a channel is one variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Shopify,
+    Etsy,
+    Ebay,
+    Amazon,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [
+        Channel::Shopify,
+        Channel::Etsy,
+        Channel::Ebay,
+        Channel::Amazon,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Shopify => "shopify",
+            Channel::Etsy => "etsy",
+            Channel::Ebay => "ebay",
+            Channel::Amazon => "amazon",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel {s:?}: expected one of shopify, etsy, ebay, amazon"))
+    }
+}
+
+/// Where the order stands, across channels (SPEC §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Not yet payable or paid; not to be shipped.
+    Pending,
+    /// Paid, nothing shipped.
+    Ready,
+    PartiallyShipped,
+    Shipped,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Ready,
+        OrderStatus::PartiallyShipped,
+        OrderStatus::Shipped,
+        OrderStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Ready => "ready",
+            OrderStatus::PartiallyShipped => "partially_shipped",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Open orders are the ones rules may still change and that still need work.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Pending | OrderStatus::Ready | OrderStatus::PartiallyShipped
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}: expected one of pending, ready, partially_shipped, shipped, cancelled"
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+    Voided,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+/// An ISO 4217 code: three upper-case ASCII letters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(String);
+
+impl Currency {
+    pub fn new(code: &str) -> Result<Self, String> {
+        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Currency(code.to_owned()))
+        } else {
+            Err(format!(
+                "invalid currency code {code:?}: expected three upper-case letters (ISO 4217)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Currency::new(&s)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.0
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The order as placed, in the shop's (settlement) currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub subtotal: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub shipping: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub tax: Decimal,
+    /// The positive amount taken off.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub discount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    /// What has been refunded so far.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded: Decimal,
+}
+
+impl Totals {
+    /// Whether the channel's figures add up as SPEC §3.3 defines `total`.
+    pub fn adds_up(&self) -> bool {
+        self.subtotal + self.shipping + self.tax - self.discount == self.total
+    }
+}
+
+/// What the buyer paid in their own currency, when it differs from the shop's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presentment {
+    pub currency: Currency,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub name: Option<String>,
+    pub company: Option<String>,
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub line_id: String,
+    pub sku: Option<String>,
+    pub title: String,
+    /// The ordered quantity; refunds do not change it.
+    pub quantity: u32,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub unit_price: Decimal,
+    /// `unit_price` × `quantity`, before order-level discounts.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    pub shipped_quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentLine {
+    pub line_id: String,
+    pub sku: Option<String>,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub tracking_url: Option<String>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub lines: Vec<ShipmentLine>,
+}
+
+/// The canonical order, field for field as SPEC §3.3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    /// `"<account>:<channel order id>"`.
+    pub id: String,
+    pub account: String,
+    pub channel: Channel,
+    pub channel_order_id: String,
+    /// The order number as the channel shows it to the merchant.
+    pub number: Option<String>,
+    pub status: OrderStatus,
+    pub payment: PaymentStatus,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub currency: Currency,
+    pub totals: Totals,
+    pub presentment: Option<Presentment>,
+    pub customer: Option<Customer>,
+    pub shipping_address: Option<Address>,
+    pub shipping_method: Option<String>,
+    pub lines: Vec<Line>,
+    pub shipments: Vec<Shipment>,
+    /// The union of channel, rule and hand-set tags; the store keeps them apart.
+    pub tags: Vec<String>,
+    pub route: Option<String>,
+    pub hold: Option<String>,
+    pub priority: Priority,
+}
+
+impl Order {
+    /// The canonical id of a channel order in an account.
+    pub fn make_id(account: &str, channel_order_id: &str) -> String {
+        format!("{account}:{channel_order_id}")
+    }
+
+    /// The sum of line quantities (what the `item_count` rule condition sees).
+    pub fn item_count(&self) -> u64 {
+        self.lines.iter().map(|l| u64::from(l.quantity)).sum()
+    }
+}
+
+/// What kind of liberty normalization took with the channel's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A field the channel did not send was given a default.
+    Defaulted,
+    /// A value was shortened.
+    Truncated,
+    /// A value was converted from another type or representation.
+    Coerced,
+    /// Data the canonical model has no room for was left out.
+    Dropped,
+    /// The channel's figures disagree with each other; the channel's win.
+    Mismatch,
+}
+
+/// One lossy step of normalization, so that nothing is changed silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizationNote {
+    /// The canonical field path, e.g. `lines[2].sku` or `totals.total`.
+    pub field: String,
+    pub kind: NoteKind,
+    pub detail: String,
+}
+
+impl NormalizationNote {
+    pub fn new(field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) -> Self {
+        NormalizationNote {
+            field: field.into(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a connector hands to the daemon: the canonical order (its `tags` are
+/// the channel's tags; `route`, `hold` and `priority` are unset), the notes of
+/// anything lossy, and the raw channel payload kept for audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalizedOrder {
+    pub order: Order,
+    pub notes: Vec<NormalizationNote>,
+    pub raw: serde_json::Value,
+}
+
+impl NormalizedOrder {
+    /// Adds a `mismatch` note when the channel's totals do not add up (SPEC §3.3:
+    /// the channel's figures win, and the order says so).
+    pub fn note_totals_mismatch(&mut self) {
+        let t = &self.order.totals;
+        if !t.adds_up() {
+            let detail = format!(
+                "channel total {} != subtotal {} + shipping {} + tax {} - discount {}; kept the channel's figures",
+                t.total, t.subtotal, t.shipping, t.tax, t.discount
+            );
+            self.notes
+                .push(NormalizationNote::new("totals.total", NoteKind::Mismatch, detail));
+        }
+    }
+}
