@@ -1,0 +1,310 @@
+//! The plain data that goes into and comes out of the store: stored orders,
+//! history, write batches, outbox items and stock levels.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use switchyard_contract::{Channel, Cursor, NormalizationNote, Order, OrderStatus};
+
+/// What the store keeps per order: the canonical order plus what must stay apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOrder {
+    /// `order.tags` is the union of the three tag sets below (computed by callers).
+    pub order: Order,
+    pub channel_tags: Vec<String>,
+    pub rule_tags: Vec<String>,
+    pub manual_tags: Vec<String>,
+    /// A hold set by a person; the rules' hold lives in `order.hold`, which
+    /// callers keep as the effective hold.
+    pub manual_hold: Option<String>,
+    pub notes: Vec<NormalizationNote>,
+    /// The raw channel payload, for audit.
+    pub raw: serde_json::Value,
+    /// Set by the store on every write; 0 for an order not yet stored.
+    pub revision: u64,
+}
+
+impl StoredOrder {
+    /// Equal apart from the revision: what "nothing changed" means.
+    pub fn same_content(&self, other: &StoredOrder) -> bool {
+        self.order == other.order
+            && self.channel_tags == other.channel_tags
+            && self.rule_tags == other.rule_tags
+            && self.manual_tags == other.manual_tags
+            && self.manual_hold == other.manual_hold
+            && self.notes == other.notes
+            && self.raw == other.raw
+    }
+}
+
+/// One line of an order's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// One order to write in a batch.
+#[derive(Debug, Clone)]
+pub enum OrderWrite {
+    /// A version from the channel (poll or webhook): an idempotent upsert. A
+    /// version older than the stored one is ignored (and noted in history);
+    /// one equal to it writes nothing. `expected_revision` is the revision
+    /// the caller read (None: the order must not exist yet); on a mismatch
+    /// the whole batch fails with `Conflict`.
+    FromChannel {
+        order: StoredOrder,
+        expected_revision: Option<u64>,
+        /// Written only if the order is created or updated.
+        outbox: Vec<NewOutboxItem>,
+    },
+    /// A local change (hold, release, rules apply, shipment ...): always
+    /// written, with a history entry of the given kind and detail.
+    /// `expected_revision` 0 creates an order that does not exist yet.
+    Local {
+        order: StoredOrder,
+        expected_revision: u64,
+        kind: String,
+        detail: String,
+        outbox: Vec<NewOutboxItem>,
+    },
+}
+
+impl OrderWrite {
+    pub fn order_id(&self) -> &str {
+        match self {
+            OrderWrite::FromChannel { order, .. } | OrderWrite::Local { order, .. } => {
+                &order.order.id
+            }
+        }
+    }
+}
+
+/// Everything one `Store::apply` writes, in one transaction: all of it or none.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    /// The time recorded in history and used for coalescing; the store reads
+    /// no clock for decisions. (`Default` gives the epoch: always set it.)
+    pub now: DateTime<Utc>,
+    pub orders: Vec<OrderWrite>,
+    /// (account, cursor): a poll cursor moves only with the orders it covers.
+    pub cursor: Option<(String, Cursor)>,
+    /// (namespaced key, expires at): webhook deliveries already taken.
+    pub dedupe: Vec<(String, DateTime<Utc>)>,
+    /// Outbox items written whatever the order outcomes.
+    pub outbox: Vec<NewOutboxItem>,
+    pub stock: Vec<StockChange>,
+    /// Aborts the transaction after everything was staged, so a test can
+    /// prove that a failed batch leaves no trace.
+    #[doc(hidden)]
+    pub fail_before_commit: bool,
+}
+
+impl WriteBatch {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        WriteBatch {
+            now,
+            ..WriteBatch::default()
+        }
+    }
+}
+
+/// What happened to one `OrderWrite`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    Created,
+    Updated,
+    /// Same as stored: nothing was written.
+    Unchanged,
+    /// Older than stored: only a `stale_ignored` history entry was written.
+    Stale,
+}
+
+/// The result of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// (order id, outcome), one per `OrderWrite`, in batch order.
+    pub outcomes: Vec<(String, WriteOutcome)>,
+    /// Pass to `Store::flushed` to wait until this batch is durable.
+    pub seq: u64,
+}
+
+/// A change to central stock, applied inside a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockChange {
+    /// A new absolute level (stock set / import).
+    Set { sku: String, available: i64 },
+    /// A relative change (reservations, returns); saturates rather than wraps.
+    Adjust { sku: String, delta: i64 },
+    /// What was last pushed to an account's channel.
+    Pushed {
+        sku: String,
+        account: String,
+        pushed: u32,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Central stock of one SKU and what each account's channel was last told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub sku: String,
+    pub available: i64,
+    /// Keyed by account.
+    pub channels: BTreeMap<String, PushedLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedLevel {
+    pub pushed: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// The `stock show --json` shape: `{ "sku", "available", "channels": [ { "account", "pushed", "at" } ] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockView {
+    pub sku: String,
+    pub available: i64,
+    pub channels: Vec<StockChannelView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockChannelView {
+    pub account: String,
+    pub pushed: u32,
+    pub at: DateTime<Utc>,
+}
+
+impl StockLevel {
+    pub fn view(&self) -> StockView {
+        StockView {
+            sku: self.sku.clone(),
+            available: self.available,
+            channels: self
+                .channels
+                .iter()
+                .map(|(account, p)| StockChannelView {
+                    account: account.clone(),
+                    pushed: p.pushed,
+                    at: p.at,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An outbound call to queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewOutboxItem {
+    pub account: String,
+    pub kind: String,
+    /// Items of one account with the same key coalesce while pending: only
+    /// the newest payload goes out (e.g. `stock:<sku>`).
+    pub coalesce_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub not_before: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    Pending,
+    /// Failed permanently; waits for a person to retry or drop it.
+    Dead,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A queued outbound call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Zero-padded decimal: lexical order is FIFO order.
+    pub id: String,
+    pub account: String,
+    pub kind: String,
+    pub coalesce_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The `outbox list --json` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxSummary {
+    pub id: String,
+    pub account: String,
+    pub kind: String,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl OutboxItem {
+    pub fn summary(&self) -> OutboxSummary {
+        OutboxSummary {
+            id: self.id.clone(),
+            account: self.account.clone(),
+            kind: self.kind.clone(),
+            state: self.state,
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// Which orders `Store::list_orders` returns. Every set field must match;
+/// tag matching is exact and case-sensitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub channel: Option<Channel>,
+    pub account: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<OrderStatus>,
+    pub route: Option<RouteFilter>,
+    /// Whether the effective hold (`order.hold`) is set.
+    pub held: Option<bool>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteFilter {
+    /// Unrouted orders (`--route none`).
+    None,
+    Is(String),
+}
+
+impl OrderFilter {
+    pub fn matches(&self, o: &Order) -> bool {
+        self.channel.is_none_or(|c| o.channel == c)
+            && self.account.as_ref().is_none_or(|a| &o.account == a)
+            && self.tag.as_ref().is_none_or(|t| o.tags.contains(t))
+            && self.status.is_none_or(|s| o.status == s)
+            && self.route.as_ref().is_none_or(|r| match r {
+                RouteFilter::None => o.route.is_none(),
+                RouteFilter::Is(d) => o.route.as_ref() == Some(d),
+            })
+            && self.held.is_none_or(|h| o.hold.is_some() == h)
+    }
+}

@@ -1,0 +1,1042 @@
+//! The store test suite: the behaviour any engine behind `switchyard::store`
+//! must have. Every test gets its store from `open`, so another engine can be
+//! run through the same suite by changing that one function.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use switchyard::store::*;
+use switchyard_contract::{Channel, Cursor, Order, OrderStatus};
+
+fn open(dir: &Path) -> Store {
+    Store::open(
+        dir,
+        StoreOptions {
+            cache_bytes: 8 * 1024 * 1024,
+        },
+    )
+    .expect("open store")
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A fixed instant plus `secs`: tests never read the clock.
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn order(account: &str, n: u32, placed: i64, updated: i64) -> Order {
+    serde_json::from_value(json!({
+        "id": Order::make_id(account, &n.to_string()),
+        "account": account,
+        "channel": "shopify",
+        "channel_order_id": n.to_string(),
+        "number": format!("#{n}"),
+        "status": "ready",
+        "payment": "paid",
+        "placed_at": t(placed),
+        "updated_at": t(updated),
+        "currency": "USD",
+        "totals": {"subtotal": "10.00", "shipping": "0", "tax": "0", "discount": "0", "total": "10.00", "refunded": "0"},
+        "presentment": null,
+        "customer": null,
+        "shipping_address": null,
+        "shipping_method": null,
+        "lines": [{"line_id": "1", "sku": "SKU-1", "title": "Mug", "quantity": 1, "unit_price": "10.00", "total": "10.00", "shipped_quantity": 0}],
+        "shipments": [],
+        "tags": [],
+        "route": null,
+        "hold": null,
+        "priority": "normal"
+    }))
+    .expect("valid order")
+}
+
+fn stored(order: Order) -> StoredOrder {
+    StoredOrder {
+        raw: json!({ "id": order.channel_order_id }),
+        order,
+        channel_tags: vec![],
+        rule_tags: vec![],
+        manual_tags: vec![],
+        manual_hold: None,
+        notes: vec![],
+        revision: 0,
+    }
+}
+
+fn from_channel(o: &StoredOrder, expected: Option<u64>) -> OrderWrite {
+    OrderWrite::FromChannel {
+        order: o.clone(),
+        expected_revision: expected,
+        outbox: vec![],
+    }
+}
+
+fn batch(now: DateTime<Utc>, orders: Vec<OrderWrite>) -> WriteBatch {
+    WriteBatch {
+        orders,
+        ..WriteBatch::new(now)
+    }
+}
+
+fn outbox_item(
+    account: &str,
+    key: Option<&str>,
+    payload: serde_json::Value,
+    not_before: DateTime<Utc>,
+) -> NewOutboxItem {
+    NewOutboxItem {
+        account: account.to_owned(),
+        kind: "stock".to_owned(),
+        coalesce_key: key.map(str::to_owned),
+        payload,
+        not_before,
+    }
+}
+
+fn kinds(h: &[HistoryEntry]) -> Vec<&str> {
+    h.iter().map(|e| e.kind.as_str()).collect()
+}
+
+/// Writes a new order from the channel and returns it as stored.
+fn create(store: &Store, o: Order) -> StoredOrder {
+    let s = stored(o);
+    let r = store
+        .apply(batch(t(0), vec![from_channel(&s, None)]))
+        .expect("create");
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Created);
+    store
+        .get_order(&s.order.id)
+        .expect("read")
+        .expect("present")
+}
+
+#[test]
+fn same_order_twice_is_unchanged() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = stored(order("shop-us", 1, 0, 0));
+    let first = store
+        .apply(batch(t(1), vec![from_channel(&s, None)]))
+        .unwrap();
+    assert_eq!(
+        first.outcomes,
+        vec![("shop-us:1".to_owned(), WriteOutcome::Created)]
+    );
+    let after_first = store.get_order("shop-us:1").unwrap().unwrap();
+    assert_eq!(after_first.revision, 1);
+    assert_eq!(after_first.order, s.order);
+
+    let second = store
+        .apply(batch(t(2), vec![from_channel(&s, Some(1))]))
+        .unwrap();
+    assert_eq!(second.outcomes[0].1, WriteOutcome::Unchanged);
+    assert!(
+        second.seq > first.seq,
+        "every apply gets a new seq to wait on"
+    );
+    assert_eq!(store.get_order("shop-us:1").unwrap().unwrap(), after_first);
+    let h = store.history("shop-us:1").unwrap();
+    assert_eq!(kinds(&h), ["created"]);
+    assert_eq!(h[0].at, t(1));
+}
+
+#[test]
+fn older_version_is_ignored_and_noted() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let mut newer = stored(order("shop-us", 1, 0, 100));
+    newer.order.status = OrderStatus::Shipped;
+    store
+        .apply(batch(t(1), vec![from_channel(&newer, None)]))
+        .unwrap();
+
+    let mut older = stored(order("shop-us", 1, 0, 50));
+    older.order.status = OrderStatus::Ready;
+    // A different payload too, so that only `updated_at` decides.
+    older.raw = json!({ "marker": true });
+    let r = store
+        .apply(batch(
+            t(2),
+            vec![OrderWrite::FromChannel {
+                order: older,
+                expected_revision: Some(1),
+                outbox: vec![outbox_item("shop-us", None, json!(1), t(2))],
+            }],
+        ))
+        .unwrap();
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Stale);
+    let kept = store.get_order("shop-us:1").unwrap().unwrap();
+    assert_eq!(kept.order.status, OrderStatus::Shipped);
+    assert_eq!(kept.order.updated_at, t(100));
+    assert_eq!(kept.revision, 1);
+    let h = store.history("shop-us:1").unwrap();
+    assert_eq!(kinds(&h), ["created", "stale_ignored"]);
+    assert!(
+        h[1].detail
+            .contains(&t(50).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    );
+    assert!(
+        h[1].detail
+            .contains(&t(100).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    );
+    assert!(
+        store.outbox_list(false).unwrap().is_empty(),
+        "a stale write queues nothing"
+    );
+}
+
+#[test]
+fn history_is_appended_in_order() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = create(&store, order("shop-us", 7, 0, 0));
+
+    let mut shipped = stored(order("shop-us", 7, 0, 10));
+    shipped.order.status = OrderStatus::Shipped;
+    let r = store
+        .apply(batch(t(5), vec![from_channel(&shipped, Some(s.revision))]))
+        .unwrap();
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Updated);
+
+    let mut held = store.get_order("shop-us:7").unwrap().unwrap();
+    assert_eq!(held.revision, 2);
+    held.manual_hold = Some("check address".to_owned());
+    held.order.hold = held.manual_hold.clone();
+    let r = store
+        .apply(batch(
+            t(9),
+            vec![OrderWrite::Local {
+                expected_revision: held.revision,
+                order: held,
+                kind: "hold".to_owned(),
+                detail: "check address".to_owned(),
+                outbox: vec![],
+            }],
+        ))
+        .unwrap();
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Updated);
+
+    let got = store.get_order("shop-us:7").unwrap().unwrap();
+    assert_eq!(got.revision, 3);
+    assert_eq!(got.order.hold.as_deref(), Some("check address"));
+    let h = store.history("shop-us:7").unwrap();
+    assert_eq!(kinds(&h), ["created", "updated", "hold"]);
+    assert_eq!(
+        h.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [t(0), t(5), t(9)]
+    );
+    assert!(
+        h[1].detail.contains("status: ready -> shipped"),
+        "{}",
+        h[1].detail
+    );
+    assert!(h[1].detail.contains("updated_at"), "{}", h[1].detail);
+    assert_eq!(h[2].detail, "check address");
+    // The JSON shape `orders show` prints.
+    assert_eq!(
+        serde_json::to_value(&h[2]).unwrap(),
+        json!({ "at": t(9), "kind": "hold", "detail": "check address" })
+    );
+    // Another order's history is not mixed in, even with a shared id prefix.
+    create(&store, order("shop-us", 70, 0, 0));
+    assert_eq!(store.history("shop-us:7").unwrap().len(), 3);
+}
+
+#[test]
+fn wrong_revision_conflicts_and_writes_nothing() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = create(&store, order("shop-us", 1, 0, 0));
+    let mut changed = stored(order("shop-us", 1, 0, 10));
+    changed.order.status = OrderStatus::Shipped;
+    let fresh = stored(order("shop-us", 2, 0, 0));
+
+    let attempts = [
+        from_channel(&changed, Some(5)),
+        from_channel(&changed, None),
+        from_channel(&stored(order("shop-us", 3, 0, 0)), Some(1)),
+        OrderWrite::Local {
+            order: changed.clone(),
+            expected_revision: 0,
+            kind: "hold".to_owned(),
+            detail: String::new(),
+            outbox: vec![],
+        },
+    ];
+    for w in attempts {
+        let id = w.order_id().to_owned();
+        let mut b = batch(t(3), vec![from_channel(&fresh, None), w]);
+        b.cursor = Some(("shop-us".to_owned(), Cursor("c2".to_owned())));
+        b.dedupe = vec![("shop-us:evt".to_owned(), t(1000))];
+        b.outbox = vec![outbox_item("shop-us", None, json!(1), t(3))];
+        match store.apply(b) {
+            Err(StoreError::Conflict { id: got }) => assert_eq!(got, id),
+            other => panic!("expected a conflict on {id}, got {other:?}"),
+        }
+    }
+    assert_eq!(store.get_order("shop-us:1").unwrap().unwrap(), s);
+    assert_eq!(store.get_order("shop-us:2").unwrap(), None);
+    assert_eq!(store.get_order("shop-us:3").unwrap(), None);
+    assert_eq!(store.history("shop-us:1").unwrap().len(), 1);
+    assert!(store.history("shop-us:2").unwrap().is_empty());
+    assert_eq!(store.cursor("shop-us").unwrap(), None);
+    assert!(!store.dedupe_seen("shop-us:evt", t(3)).unwrap());
+    assert_eq!(store.outbox_counts().unwrap(), (0, 0));
+    let msg = StoreError::Conflict {
+        id: "shop-us:1".into(),
+    }
+    .to_string();
+    assert_eq!(
+        msg,
+        "order shop-us:1 was changed by another writer; re-read it and retry"
+    );
+}
+
+#[test]
+fn failed_batch_leaves_everything_as_it_was() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = stored(order("shop-us", 1, 0, 0));
+    let mut b = batch(t(0), vec![from_channel(&s, None)]);
+    b.cursor = Some(("shop-us".to_owned(), Cursor("c1".to_owned())));
+    b.dedupe = vec![("shop-us:e1".to_owned(), t(1000))];
+    b.outbox = vec![outbox_item(
+        "shop-us",
+        Some("stock:SKU-1"),
+        json!({"qty": 1}),
+        t(0),
+    )];
+    b.stock = vec![StockChange::Set {
+        sku: "SKU-1".into(),
+        available: 5,
+    }];
+    store.apply(b).unwrap();
+
+    let before = (
+        store.get_order("shop-us:1").unwrap(),
+        store.history("shop-us:1").unwrap(),
+        store.cursor("shop-us").unwrap(),
+        store.outbox_list(false).unwrap(),
+        store.stock_list().unwrap(),
+    );
+
+    let mut update = stored(order("shop-us", 1, 0, 10));
+    update.order.status = OrderStatus::Shipped;
+    let mut b = batch(
+        t(10),
+        vec![
+            OrderWrite::FromChannel {
+                order: update,
+                expected_revision: Some(1),
+                outbox: vec![outbox_item("shop-us", None, json!("tracking"), t(10))],
+            },
+            from_channel(&stored(order("shop-us", 2, 0, 0)), None),
+        ],
+    );
+    b.cursor = Some(("shop-us".to_owned(), Cursor("c2".to_owned())));
+    b.dedupe = vec![("shop-us:e2".to_owned(), t(1000))];
+    b.outbox = vec![outbox_item(
+        "shop-us",
+        Some("stock:SKU-1"),
+        json!({"qty": 2}),
+        t(10),
+    )];
+    b.stock = vec![
+        StockChange::Set {
+            sku: "SKU-1".into(),
+            available: 9,
+        },
+        StockChange::Set {
+            sku: "SKU-2".into(),
+            available: 1,
+        },
+    ];
+    b.fail_before_commit = true;
+    assert!(matches!(store.apply(b), Err(StoreError::Injected)));
+
+    let after = (
+        store.get_order("shop-us:1").unwrap(),
+        store.history("shop-us:1").unwrap(),
+        store.cursor("shop-us").unwrap(),
+        store.outbox_list(false).unwrap(),
+        store.stock_list().unwrap(),
+    );
+    assert_eq!(after, before);
+    assert_eq!(store.get_order("shop-us:2").unwrap(), None);
+    assert!(store.dedupe_seen("shop-us:e1", t(10)).unwrap());
+    assert!(!store.dedupe_seen("shop-us:e2", t(10)).unwrap());
+    assert_eq!(before.2, Some(Cursor("c1".to_owned())));
+}
+
+#[test]
+fn outbox_fifo_coalescing_and_dead_letters() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let b = |items: Vec<NewOutboxItem>| WriteBatch {
+        outbox: items,
+        ..WriteBatch::new(t(0))
+    };
+    store
+        .apply(b(vec![
+            outbox_item("shop-us", Some("stock:A"), json!({"qty": 1}), t(0)),
+            outbox_item("shop-us", None, json!("tracking-1"), t(0)),
+            outbox_item("etsy-1", Some("stock:A"), json!({"qty": 1}), t(0)),
+        ]))
+        .unwrap();
+    // Same key, same account: folds into the first item, newest payload wins.
+    store
+        .apply(b(vec![outbox_item(
+            "shop-us",
+            Some("stock:A"),
+            json!({"qty": 3}),
+            t(5),
+        )]))
+        .unwrap();
+    store
+        .outbox_add(
+            vec![outbox_item(
+                "shop-us",
+                Some("stock:A"),
+                json!({"qty": 4}),
+                t(6),
+            )],
+            t(6),
+        )
+        .unwrap();
+
+    let pending = store.outbox_list(false).unwrap();
+    assert_eq!(pending.len(), 3);
+    let ids: Vec<&str> = pending.iter().map(|i| i.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "listed in id order");
+    assert_eq!(pending[0].account, "shop-us");
+    assert_eq!(pending[0].payload, json!({"qty": 4}));
+    assert_eq!(pending[0].next_attempt_at, t(0), "earliest due time kept");
+    assert_eq!(pending[1].payload, json!("tracking-1"));
+    assert_eq!(pending[2].account, "etsy-1");
+    assert_eq!(store.outbox_counts().unwrap(), (3, 0));
+
+    // Due: per account, FIFO, limited, respecting next_attempt_at.
+    let due = store.outbox_due("shop-us", t(0), 10).unwrap();
+    assert_eq!(
+        due.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&pending[0].id, &pending[1].id]
+    );
+    assert_eq!(store.outbox_due("shop-us", t(0), 1).unwrap().len(), 1);
+
+    store
+        .outbox_reschedule(&pending[0].id, t(60), "429 rate limited")
+        .unwrap();
+    let due = store.outbox_due("shop-us", t(30), 10).unwrap();
+    assert_eq!(
+        due.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&pending[1].id]
+    );
+    let r = store.outbox_get(&pending[0].id).unwrap().unwrap();
+    assert_eq!(
+        (r.attempts, r.last_error.as_deref()),
+        (1, Some("429 rate limited"))
+    );
+    assert_eq!(store.outbox_due("shop-us", t(60), 10).unwrap().len(), 2);
+
+    // Kill: dead letter with the reason; the key no longer coalesces into it.
+    store
+        .outbox_kill(&pending[0].id, "400 unknown sku")
+        .unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (2, 1));
+    let dead = store.outbox_list(true).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].state, OutboxState::Dead);
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(
+        serde_json::to_value(dead[0].summary()).unwrap(),
+        json!({
+            "id": pending[0].id, "account": "shop-us", "kind": "stock", "state": "dead",
+            "attempts": 2, "next_attempt_at": t(60), "last_error": "400 unknown sku"
+        })
+    );
+    assert!(
+        store
+            .outbox_due("shop-us", t(100), 10)
+            .unwrap()
+            .iter()
+            .all(|i| i.id != pending[0].id)
+    );
+    store
+        .outbox_add(
+            vec![outbox_item(
+                "shop-us",
+                Some("stock:A"),
+                json!({"qty": 7}),
+                t(70),
+            )],
+            t(70),
+        )
+        .unwrap();
+    assert_eq!(
+        store.outbox_counts().unwrap(),
+        (3, 1),
+        "a dead item does not absorb new ones"
+    );
+
+    // Retry: pending again, due now, fresh attempts.
+    store.outbox_retry(&pending[0].id, t(80)).unwrap();
+    let r = store.outbox_get(&pending[0].id).unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.attempts, r.next_attempt_at),
+        (OutboxState::Pending, 0, t(80))
+    );
+    assert_eq!(r.last_error.as_deref(), Some("400 unknown sku"));
+
+    // Complete and drop remove items; further coalescing starts a new item.
+    store.outbox_complete(&pending[1].id).unwrap();
+    store.outbox_kill(&pending[2].id, "gone").unwrap();
+    store.outbox_kill(&pending[0].id, "again").unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (1, 2));
+    assert_eq!(store.outbox_retry_all_dead(t(90)).unwrap(), 2);
+    assert_eq!(store.outbox_counts().unwrap(), (3, 0));
+    store.outbox_drop(&pending[2].id).unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (2, 0));
+    assert_eq!(store.outbox_retry_all_dead(t(90)).unwrap(), 0);
+
+    for r in [
+        store.outbox_drop("00000000000000000042"),
+        store.outbox_complete("nope"),
+        store.outbox_retry("nope", t(0)),
+        store.outbox_kill("nope", "x"),
+        store.outbox_reschedule("nope", t(0), "x"),
+    ] {
+        match r {
+            Err(
+                e @ StoreError::NotFound {
+                    what: "outbox item",
+                    ..
+                },
+            ) => {
+                assert!(e.to_string().starts_with("outbox item "), "{e}");
+                assert!(e.to_string().ends_with(" not found"), "{e}");
+            }
+            other => panic!("expected not found, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn order_outbox_items_follow_the_outcome() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = stored(order("shop-us", 1, 0, 0));
+    let w = |expected| OrderWrite::FromChannel {
+        order: s.clone(),
+        expected_revision: expected,
+        outbox: vec![outbox_item("dest", None, json!("deliver"), t(0))],
+    };
+    store.apply(batch(t(0), vec![w(None)])).unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (1, 0));
+    let r = store.apply(batch(t(1), vec![w(Some(1))])).unwrap();
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Unchanged);
+    assert_eq!(
+        store.outbox_counts().unwrap(),
+        (1, 0),
+        "unchanged queues nothing"
+    );
+    let mut local = store.get_order("shop-us:1").unwrap().unwrap();
+    local.order.shipments = vec![];
+    store
+        .apply(batch(
+            t(2),
+            vec![OrderWrite::Local {
+                expected_revision: local.revision,
+                order: local,
+                kind: "shipment".to_owned(),
+                detail: "ups 1Z".to_owned(),
+                outbox: vec![outbox_item("shop-us", None, json!("tracking"), t(2))],
+            }],
+        ))
+        .unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (2, 0));
+}
+
+#[test]
+fn dedupe_keys_expire() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let mut b = WriteBatch::new(t(0));
+    b.dedupe = vec![("shop-us:e1".into(), t(10)), ("shop-us:e2".into(), t(100))];
+    store.apply(b).unwrap();
+    assert!(store.dedupe_seen("shop-us:e1", t(5)).unwrap());
+    assert!(
+        !store.dedupe_seen("shop-us:e1", t(10)).unwrap(),
+        "expired at its expiry time"
+    );
+    assert!(
+        !store.dedupe_seen("etsy-1:e1", t(5)).unwrap(),
+        "keys are namespaced by callers"
+    );
+    assert_eq!(store.purge_expired_dedupe(t(50)).unwrap(), 1);
+    assert_eq!(store.purge_expired_dedupe(t(50)).unwrap(), 0);
+    assert!(!store.dedupe_seen("shop-us:e1", t(0)).unwrap(), "purged");
+    assert!(store.dedupe_seen("shop-us:e2", t(50)).unwrap());
+}
+
+#[test]
+fn list_orders_filters_and_orders_oldest_first() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let mut a = stored(order("shop-us", 1, 300, 300));
+    a.order.tags = vec!["vip".into()];
+    a.order.route = Some("east-wh".into());
+    let mut b = stored(order("etsy-1", 2, 100, 100));
+    b.order.channel = Channel::Etsy;
+    b.order.status = OrderStatus::Shipped;
+    b.order.hold = Some("manual review".into());
+    b.order.tags = vec!["VIP".into()];
+    let c = stored(order("shop-us", 3, 200, 200));
+    // Same placed_at as `c`: the id breaks the tie.
+    let d = stored(order("shop-us", 0, 200, 200));
+    store
+        .apply(batch(
+            t(0),
+            [&a, &b, &c, &d]
+                .iter()
+                .map(|s| from_channel(s, None))
+                .collect(),
+        ))
+        .unwrap();
+
+    let ids = |f: OrderFilter| -> Vec<String> {
+        store
+            .list_orders(&f)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.order.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(OrderFilter::default()),
+        ["etsy-1:2", "shop-us:0", "shop-us:3", "shop-us:1"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            limit: Some(2),
+            ..Default::default()
+        }),
+        ["etsy-1:2", "shop-us:0"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            channel: Some(Channel::Etsy),
+            ..Default::default()
+        }),
+        ["etsy-1:2"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            account: Some("shop-us".into()),
+            ..Default::default()
+        }),
+        ["shop-us:0", "shop-us:3", "shop-us:1"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            tag: Some("vip".into()),
+            ..Default::default()
+        }),
+        ["shop-us:1"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            status: Some(OrderStatus::Shipped),
+            ..Default::default()
+        }),
+        ["etsy-1:2"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            route: Some(RouteFilter::Is("east-wh".into())),
+            ..Default::default()
+        }),
+        ["shop-us:1"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            route: Some(RouteFilter::None),
+            ..Default::default()
+        }),
+        ["etsy-1:2", "shop-us:0", "shop-us:3"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            held: Some(true),
+            ..Default::default()
+        }),
+        ["etsy-1:2"]
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            held: Some(false),
+            ..Default::default()
+        })
+        .len(),
+        3
+    );
+    assert_eq!(
+        ids(OrderFilter {
+            account: Some("shop-us".into()),
+            route: Some(RouteFilter::None),
+            limit: Some(1),
+            ..Default::default()
+        }),
+        ["shop-us:0"]
+    );
+}
+
+#[test]
+fn unknown_format_version_names_the_key() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = create(&store, order("shop-us", 1, 0, 0));
+    let mut raw = serde_json::to_vec(&s).unwrap();
+    raw.insert(0, 9);
+    store
+        .raw_insert_for_tests("orders", b"shop-us:1", &raw)
+        .unwrap();
+    let err = store.get_order("shop-us:1").unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Format { tree: "orders", key, version: 9 } if key == "shop-us:1"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("orders/shop-us:1") && msg.contains("version 9"),
+        "{msg}"
+    );
+    assert!(matches!(
+        store.list_orders(&OrderFilter::default()),
+        Err(StoreError::Format { .. })
+    ));
+    // A write over it refuses rather than guessing what was there.
+    assert!(matches!(
+        store.apply(batch(t(1), vec![from_channel(&s, Some(1))])),
+        Err(StoreError::Format { .. })
+    ));
+
+    // A known version with bad JSON is reported as unreadable, also by key.
+    store
+        .raw_insert_for_tests("cursors", b"shop-us", &[1, b'{'])
+        .unwrap();
+    match store.cursor("shop-us") {
+        Err(StoreError::Corrupt {
+            tree: "cursors",
+            key,
+            ..
+        }) => assert_eq!(key, "shop-us"),
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    store.raw_insert_for_tests("dedupe", b"k", &[]).unwrap();
+    assert!(matches!(
+        store.dedupe_seen("k", t(0)),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn stock_and_listing_refs() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let mut b = WriteBatch::new(t(0));
+    b.stock = vec![
+        StockChange::Set {
+            sku: "A".into(),
+            available: 10,
+        },
+        StockChange::Adjust {
+            sku: "A".into(),
+            delta: -3,
+        },
+        StockChange::Pushed {
+            sku: "A".into(),
+            account: "shop-us".into(),
+            pushed: 7,
+            at: t(1),
+        },
+        StockChange::Adjust {
+            sku: "B".into(),
+            delta: -1,
+        },
+    ];
+    store.apply(b).unwrap();
+    let a = store.stock_get("A").unwrap().unwrap();
+    assert_eq!(a.available, 7);
+    assert_eq!(
+        a.channels["shop-us"],
+        PushedLevel {
+            pushed: 7,
+            at: t(1)
+        }
+    );
+    assert_eq!(
+        serde_json::to_value(a.view()).unwrap(),
+        json!({ "sku": "A", "available": 7, "channels": [{ "account": "shop-us", "pushed": 7, "at": t(1) }] })
+    );
+    assert_eq!(store.stock_get("B").unwrap().unwrap().available, -1);
+    assert_eq!(store.stock_get("C").unwrap(), None);
+    assert_eq!(store.stock_list().unwrap().len(), 2);
+
+    assert_eq!(store.listing_ref("shop-us", "A").unwrap(), None);
+    store
+        .set_listing_ref("shop-us", "A", "gid://shopify/InventoryItem/1")
+        .unwrap();
+    assert_eq!(
+        store.listing_ref("shop-us", "A").unwrap().as_deref(),
+        Some("gid://shopify/InventoryItem/1")
+    );
+    assert_eq!(store.listing_ref("etsy-1", "A").unwrap(), None);
+}
+
+#[test]
+fn bad_keys_are_refused() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let mut o = order("shop-us", 1, 0, 0);
+    o.id = "shop-us:\0x".into();
+    match store.apply(batch(t(0), vec![from_channel(&stored(o), None)])) {
+        Err(StoreError::InvalidKey {
+            what: "order id", ..
+        }) => {}
+        other => panic!("expected invalid key, got {other:?}"),
+    }
+    let mut b = WriteBatch::new(t(0));
+    b.cursor = Some((String::new(), Cursor("c".into())));
+    assert!(matches!(
+        store.apply(b),
+        Err(StoreError::InvalidKey {
+            what: "account",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn second_open_says_the_store_is_in_use_and_close_releases_it() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    create(&store, order("shop-us", 1, 0, 0));
+    let mut b = WriteBatch::new(t(0));
+    b.cursor = Some(("shop-us".into(), Cursor("c9".into())));
+    store.apply(b).unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "store at {} is in use by another process (is the daemon running? stop it or use the admin API)",
+            dir.path().display()
+        )
+    );
+    let clone = store.clone();
+    drop(clone);
+    store.close().unwrap();
+    let store = open(dir.path());
+    assert!(store.get_order("shop-us:1").unwrap().is_some());
+    assert_eq!(store.cursor("shop-us").unwrap(), Some(Cursor("c9".into())));
+    store.flush_blocking().unwrap();
+}
+
+#[test]
+fn concurrent_writers_share_flushes_without_deadlock() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    const TASKS: u32 = 32;
+    const PER_TASK: u32 = 10;
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for task in 0..TASKS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..PER_TASK {
+                    let s = stored(order("shop-us", task * 1000 + i, i64::from(i), 0));
+                    let mut b = batch(t(0), vec![from_channel(&s, None)]);
+                    b.outbox = vec![outbox_item("shop-us", Some("stock:A"), json!(i), t(0))];
+                    let r = store.apply(b).expect("apply");
+                    store.flushed(r.seq).await.expect("flushed");
+                }
+            }));
+        }
+        let all = async {
+            for t in tasks {
+                t.await.expect("task");
+            }
+            store.flush().await.expect("final flush");
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("group commit finished in time");
+    });
+    let n = store.list_orders(&OrderFilter::default()).unwrap().len();
+    assert_eq!(n, (TASKS * PER_TASK) as usize);
+    assert_eq!(
+        store.outbox_counts().unwrap(),
+        (1, 0),
+        "all coalesced into one item"
+    );
+}
+
+// --- kill -9 ------------------------------------------------------------------
+
+const KILL_CHILD_ENV: &str = "SWITCHYARD_STORE_KILL_CHILD";
+const KILL_TEST: &str = "acknowledged_writes_survive_kill_9";
+const KILL_BATCHES: u32 = 5;
+const KILL_PER_BATCH: u32 = 20;
+
+fn kill_order(n: u32) -> StoredOrder {
+    let mut s = stored(order("shop-us", n, i64::from(n), i64::from(n)));
+    s.channel_tags = vec![format!("batch-{}", n / KILL_PER_BATCH)];
+    s
+}
+
+/// In the child: write in batches, print each order once it is flushed, then
+/// keep writing without flushing until killed (or a minute passes). sled
+/// pushes its log buffer to the OS at the start of every transaction, so the
+/// writes after the last acknowledgement are plain inserts: otherwise they
+/// would save the acknowledged batch even without a flush, and the test could
+/// not tell.
+fn kill_child(dir: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = open(dir);
+        let mut out = std::io::stdout();
+        for b in 0..KILL_BATCHES {
+            if b > 0 {
+                // Unacknowledged orders in between: recovery must cope with them.
+                let n = 100_000 + b;
+                store
+                    .apply(batch(t(0), vec![from_channel(&kill_order(n), None)]))
+                    .expect("apply");
+            }
+            let ids: Vec<u32> = (b * KILL_PER_BATCH..(b + 1) * KILL_PER_BATCH).collect();
+            let mut wb = batch(
+                t(0),
+                ids.iter()
+                    .map(|n| from_channel(&kill_order(*n), None))
+                    .collect(),
+            );
+            wb.cursor = Some(("shop-us".into(), Cursor(format!("after-batch-{b}"))));
+            let r = store.apply(wb).expect("apply");
+            store.flushed(r.seq).await.expect("flushed");
+            for n in ids {
+                writeln!(out, "acked {}", kill_order(n).order.id).unwrap();
+            }
+            out.flush().unwrap();
+        }
+        writeln!(out, "writing unflushed").unwrap();
+        out.flush().unwrap();
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_secs(60) {
+            store
+                .set_listing_ref("shop-us", &format!("SKU-{n}"), "ref")
+                .expect("insert");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    if let Some(dir) = std::env::var_os(KILL_CHILD_ENV) {
+        kill_child(Path::new(&dir));
+        return;
+    }
+    let dir = tempdir();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", KILL_TEST, "--nocapture", "--test-threads=1"])
+        .env(KILL_CHILD_ENV, dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start child test process");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if line.is_err() || tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut acked: Vec<String> = Vec::new();
+    let mut unflushed = false;
+    let failure = loop {
+        if unflushed && acked.len() == (KILL_BATCHES * KILL_PER_BATCH) as usize {
+            break None;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                // libtest may print "test <name> ... " on the same line first.
+                if let Some(at) = line.find("acked ") {
+                    acked.push(line[at + "acked ".len()..].trim().to_owned());
+                } else if line.contains("writing unflushed") {
+                    unflushed = true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break Some("timed out"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Some("child exited early"),
+        }
+    };
+    // Let some unflushed writes be in flight when it dies.
+    std::thread::sleep(Duration::from_millis(30));
+    child.kill().expect("SIGKILL the child");
+    let status = child.wait().expect("reap child");
+    if let Some(why) = failure {
+        panic!(
+            "{why}: child acknowledged {} orders (status {status})",
+            acked.len()
+        );
+    }
+
+    let store = open(dir.path());
+    for id in &acked {
+        let got = store
+            .get_order(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged order {id} lost after kill -9"));
+        let n: u32 = id
+            .trim_start_matches("shop-us:")
+            .parse()
+            .expect("order number");
+        let mut want = kill_order(n);
+        want.revision = 1;
+        assert_eq!(got, want);
+        assert_eq!(kinds(&store.history(id).unwrap()), ["created"]);
+    }
+    assert_eq!(
+        store.cursor("shop-us").unwrap(),
+        Some(Cursor(format!("after-batch-{}", KILL_BATCHES - 1)))
+    );
+}
