@@ -1,0 +1,265 @@
+//! Daemon configuration (`switchyard.toml`): loading, strict validation with file locations, secrets.
+//!
+//! [`load`] reads the file, lays the environment on top, checks everything and
+//! returns either a typed [`Config`] or [`ConfigErrors`] holding every problem
+//! at once, each with file, line and column (`FILE:LINE:COLUMN: message`).
+//! Loading does no network I/O; it reads the config file and any secret files.
+//!
+//! Strict means: unknown keys (with a "did you mean"), missing required keys,
+//! wrong types, bad values, duplicate ids and TOML syntax errors are all errors.
+//!
+//! # Environment overrides
+//!
+//! `SWITCHYARD__SECTION__KEY=value` overrides `key` of `[section]` for the
+//! `[daemon]` and `[inventory]` sections, e.g. `SWITCHYARD__DAEMON__LISTEN=127.0.0.1:9000`
+//! or `SWITCHYARD__INVENTORY__BUFFER=2`. Names are case-insensitive; the value
+//! is converted to the key's type (a number, `true`/`false`, a duration ...).
+//! Any other `SWITCHYARD__` variable is an error naming it: `[[account]]` and
+//! `[[destination]]` entries are set in the file only (an index in a variable
+//! name would silently retarget when entries are reordered); their secrets
+//! still come from the environment through `NAME_env`. An override of one form
+//! of a secret (`SWITCHYARD__DAEMON__ADMIN_TOKEN_ENV`) next to another form in
+//! the file is an error, like two forms in the file.
+//!
+//! # Secrets
+//!
+//! Each secret `NAME` is given as exactly one of `NAME = "value"`,
+//! `NAME_env = "VAR"` (read from the environment) or `NAME_file = "PATH"` (read
+//! from a file; a relative path is under `$CREDENTIALS_DIRECTORY`, as systemd's
+//! `LoadCredential=` provides; one final newline is dropped). A secret file
+//! that group or others may read is refused. Values end up in [`Secret`],
+//! which never prints.
+//!
+//! # Paths and defaults
+//!
+//! Relative `daemon.state_dir` and `daemon.rules` are relative to the config
+//! file's folder, so the daemon's working directory does not matter.
+//! `daemon.shutdown_timeout` (default `"20s"`) is an extension to SPEC §3.1:
+//! how long `run` waits for in-flight work after SIGTERM.
+
+mod env;
+mod error;
+mod read;
+mod schema;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use switchyard_contract::model::Channel;
+
+pub use env::Env;
+pub use error::{ConfigError, ConfigErrors};
+pub use secret::Secret;
+
+/// Where `switchyard` looks for its config when not told.
+pub const DEFAULT_PATH: &str = "/etc/switchyard/switchyard.toml";
+
+/// Loads `path` with the process environment on top.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &Env::from_process())
+}
+
+/// Loads `path` with `env` standing in for the process environment (overrides,
+/// `NAME_env` secrets, `$CREDENTIALS_DIRECTORY`).
+pub fn load_with(path: &Path, env: &Env) -> Result<Config, ConfigErrors> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| file_error(path, "is not UTF-8 text".to_string()))?;
+    load_str(path, &text, env)
+}
+
+/// Loads config text as if read from `path` (which locates errors and anchors
+/// relative paths; it is not read).
+pub fn load_str(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
+    schema::load(path, text, env)
+}
+
+fn file_error(path: &Path, message: String) -> ConfigErrors {
+    ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        env_var: None,
+        message,
+    }
+    .into()
+}
+
+/// The whole daemon config, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    pub daemon: DaemonConfig,
+    pub accounts: Vec<AccountConfig>,
+    pub destinations: Vec<DestinationConfig>,
+    pub inventory: InventoryConfig,
+}
+
+impl Config {
+    pub fn account(&self, id: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.id == id)
+    }
+
+    pub fn destination(&self, id: &str) -> Option<&DestinationConfig> {
+        self.destinations.iter().find(|d| d.id == id)
+    }
+}
+
+/// `[daemon]`; every key has a default.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Holds the store. Default `/var/lib/switchyard`.
+    pub state_dir: PathBuf,
+    /// Webhooks, admin API, metrics. Default `127.0.0.1:7300`.
+    pub listen: SocketAddr,
+    /// The rules file. Default `/etc/switchyard/rules.toml`.
+    pub rules: PathBuf,
+    /// Default text.
+    pub log_format: LogFormat,
+    /// Bearer token of the admin API. Optional here; whoever serves the admin
+    /// API decides what its absence means.
+    pub admin_token: Option<Secret>,
+    /// How long shutdown waits for in-flight work. Default 20 s.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One `[[account]]`: one store on one channel.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Unique; `[A-Za-z0-9_-]{1,64}`. Canonical order ids are `<id>:<channel order id>`.
+    pub id: String,
+    /// Always the channel of `settings`.
+    pub channel: Channel,
+    /// Where the channel's API is; `http(s)://`, no trailing `/`.
+    pub base_url: String,
+    /// Default 2 minutes; never zero.
+    pub poll_interval: Duration,
+    /// Where the first sync starts; `None` means 30 days back (SPEC §2).
+    pub start_date: Option<DateTime<Utc>>,
+    /// Units held back from this account; `None` means `inventory.buffer`.
+    pub buffer: Option<u32>,
+    /// Receive webhooks (the channel's webhook secret is then required).
+    /// Default false. Polling runs either way.
+    pub webhooks: bool,
+    pub settings: ChannelSettings,
+}
+
+impl AccountConfig {
+    /// Units held back from this account's stock.
+    pub fn stock_buffer(&self, inventory: &InventoryConfig) -> u32 {
+        self.buffer.unwrap_or(inventory.buffer)
+    }
+}
+
+/// The channel-specific keys of an account.
+#[derive(Debug, Clone)]
+pub enum ChannelSettings {
+    Shopify(ShopifySettings),
+    Etsy(EtsySettings),
+    Ebay(EbaySettings),
+    Amazon(AmazonSettings),
+}
+
+impl ChannelSettings {
+    pub fn channel(&self) -> Channel {
+        match self {
+            ChannelSettings::Shopify(_) => Channel::Shopify,
+            ChannelSettings::Etsy(_) => Channel::Etsy,
+            ChannelSettings::Ebay(_) => Channel::Ebay,
+            ChannelSettings::Amazon(_) => Channel::Amazon,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ShopifySettings {
+    /// Admin API token (`X-Shopify-Access-Token`). Required.
+    pub access_token: Secret,
+    /// HMAC key of webhooks. Required when `webhooks = true`.
+    pub webhook_secret: Option<Secret>,
+    /// Where stock is set, always as `gid://shopify/Location/N` (the file may
+    /// say `N`). `None`: the shop's primary location.
+    pub location_id: Option<String>,
+    /// `YYYY-MM` (a quarterly release) or `unstable`. Default `2026-10`.
+    pub api_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EtsySettings {
+    /// Digits. Required.
+    pub shop_id: String,
+    /// The app keystring. Required.
+    pub api_key: String,
+    /// Required: every call sends `x-api-key: keystring:shared_secret`.
+    pub shared_secret: Secret,
+    /// Optional: access tokens last an hour, so the connector may start by
+    /// refreshing instead.
+    pub access_token: Option<Secret>,
+    /// Required. Etsy rotates it on every refresh: this is the first one only.
+    pub refresh_token: Secret,
+    /// Default `https://api.etsy.com/v3/public/oauth/token`.
+    pub token_url: String,
+    /// Required when `webhooks = true`.
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EbaySettings {
+    /// `EBAY_US`, `EBAY_GB` ... Default `EBAY_US`.
+    pub marketplace_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub refresh_token: Secret,
+    /// Default `https://api.ebay.com/identity/v1/oauth2/token`.
+    pub token_url: String,
+    /// Answers the Notification API's endpoint challenge. Required when `webhooks = true`.
+    pub verification_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmazonSettings {
+    pub seller_id: String,
+    /// At least one, like `ATVPDKIKX0DER`.
+    pub marketplace_ids: Vec<String>,
+    /// Login with Amazon app credentials.
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub refresh_token: Secret,
+    /// Default `https://api.amazon.com/auth/o2/token`.
+    pub token_url: String,
+    /// The shared header value the EventBridge API destination sends.
+    /// Required when `webhooks = true`.
+    pub webhook_secret: Option<Secret>,
+}
+
+/// One `[[destination]]`: where routed orders are delivered.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// Unique; `[A-Za-z0-9_-]{1,64}`; what rules route to.
+    pub id: String,
+    pub kind: DestinationKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum DestinationKind {
+    /// POST of the canonical order JSON, signed with HMAC-SHA256 of `secret`.
+    Webhook { url: String, secret: Secret },
+}
+
+/// `[inventory]`.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryConfig {
+    /// Units held back from every channel unless an account sets its own. Default 0.
+    pub buffer: u32,
+}
