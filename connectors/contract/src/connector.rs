@@ -61,6 +61,10 @@ pub enum InventoryResult {
     },
     /// The channel does not list this SKU: nothing to push, not an error.
     NotListed,
+    /// The channel's quantity is not `last_confirmed` any more (a sale or an
+    /// edit on the channel): nothing was written. `current` is what the
+    /// channel shows now; the daemon decides what to push after reconciling.
+    Conflict { current: u32 },
 }
 
 /// Tell the channel about one shipment of an order.
@@ -80,12 +84,31 @@ pub enum TrackingResult {
     AlreadyThere { channel_ref: Option<String> },
 }
 
+/// What the channel last said about its rate limit, so the daemon's limiter
+/// can follow it (Shopify's `throttleStatus`, Amazon's
+/// `x-amzn-RateLimit-Limit`, Etsy's `x-remaining-*` headers ...).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateHint {
+    /// Bucket size, in the channel's unit (query-cost points, requests).
+    pub capacity: u32,
+    /// What is left in the bucket now.
+    pub remaining: u32,
+    /// Units restored per second.
+    pub restore_per_second: f64,
+    pub observed_at: DateTime<Utc>,
+}
+
 /// One channel account. Built from its config and a shared HTTP client with
 /// no I/O at build time.
 pub trait Connector: Send + Sync {
     fn channel(&self) -> Channel;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// The channel's latest rate-limit report, if it gives one.
+    fn rate_hint(&self) -> Option<RateHint> {
+        None
+    }
 
     /// A cheap read-only call that proves the credentials and base URL work.
     fn check(&self) -> impl Future<Output = Result<(), ConnectorError>> + Send;

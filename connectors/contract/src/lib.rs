@@ -7,17 +7,19 @@
 pub mod connector;
 pub mod error;
 pub mod model;
+pub mod secret;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod webhook;
 
 pub use connector::{
-    Capabilities, Connector, Cursor, InventoryPush, InventoryResult, OrderPage, TrackingPush,
-    TrackingResult,
+    Capabilities, Connector, Cursor, InventoryPush, InventoryResult, OrderPage, RateHint,
+    TrackingPush, TrackingResult,
 };
 pub use error::ConnectorError;
 pub use model::{
     Address, Channel, Currency, Customer, Line, NormalizationNote, NormalizedOrder, NoteKind,
     Order, OrderStatus, PaymentStatus, Presentment, Priority, Shipment, ShipmentLine, Totals,
 };
+pub use secret::Secret;
 pub use webhook::{WebhookOutcome, WebhookRequest};
