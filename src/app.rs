@@ -1,0 +1,168 @@
+//! Wires config, store, rules and the per-account workers together.
+//! `run(config, options, shutdown)` owns the daemon's lifetime: it opens the
+//! store, starts one poll loop per account whose channel has a connector, and
+//! on shutdown stops them and flushes the store before returning.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use switchyard_contract::Channel;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::connectors::{self, AnyConnector, BuildError};
+use crate::http::HttpState;
+use crate::ingest::{Ingest, LiveRules};
+use crate::poll::{self, AccountHealth, HealthBoard};
+use crate::store::{Store, StoreOptions};
+
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Return once every account has caught up once (the demo).
+    pub once: bool,
+    /// How long workers get to finish after shutdown is asked for.
+    pub shutdown_deadline: Option<Duration>,
+    /// Told the HTTP address once the store is open and the listener bound
+    /// (systemd readiness, tests that need the port).
+    pub on_ready: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountReport {
+    pub id: String,
+    pub channel: Channel,
+    /// Why the account did not run, when it did not.
+    pub skipped: Option<String>,
+    pub health: Option<AccountHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub accounts: Vec<AccountReport>,
+}
+
+/// The daemon's main body. Returns after `shutdown` resolves (or, with
+/// `once`, after every account caught up once) and the store is flushed.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<(RunReport, Store)> {
+    let store = Store::open(&config.daemon.state_dir, StoreOptions::default())
+        .with_context(|| format!("opening the store in {}", config.daemon.state_dir.display()))?;
+    let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
+    let rules = match crate::rules::load_rules(&config.daemon.rules, &destinations) {
+        Ok((rules, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            rules
+        }
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!("the rules file has errors:\n{}", text.join("\n"));
+        }
+    };
+    let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+    let health = HealthBoard::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    let mut reports = Vec::new();
+    let mut webhook_accounts: BTreeMap<String, Arc<AnyConnector>> = BTreeMap::new();
+    for account in &config.accounts {
+        let skipped = match connectors::build(account, &http) {
+            Ok(connector) => {
+                let connector = Arc::new(connector);
+                if account.webhooks {
+                    webhook_accounts.insert(account.id.clone(), connector.clone());
+                }
+                workers.spawn(poll::run_account(
+                    connector,
+                    account.clone(),
+                    ingest.clone(),
+                    health.clone(),
+                    stop_rx.clone(),
+                    options.once,
+                ));
+                None
+            }
+            Err(e @ BuildError::NotBuiltIn(_)) => {
+                tracing::warn!(account = %account.id, "{e}; account skipped");
+                Some(e.to_string())
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        };
+        reports.push(AccountReport {
+            id: account.id.clone(),
+            channel: account.channel,
+            skipped,
+            health: None,
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(config.daemon.listen)
+        .await
+        .with_context(|| format!("binding {} (daemon.listen)", config.daemon.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let http_state = Arc::new(HttpState {
+        ingest: ingest.clone(),
+        webhook_accounts,
+        health: health.clone(),
+        accounts: config.accounts.iter().map(|a| a.id.clone()).collect(),
+        ready: AtomicBool::new(false),
+    });
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(crate::http::serve(listener, http_state.clone(), async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    }));
+    http_state.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, accounts = config.accounts.len(), running = workers.len(), "switchyard started");
+    if let Some(f) = &options.on_ready {
+        f(addr);
+    }
+
+    if options.once {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                next = workers.join_next() => if next.is_none() { break },
+                _ = &mut shutdown => break,
+            }
+        }
+    } else {
+        shutdown.await;
+    }
+    let _ = stop_tx.send(true);
+    let deadline = options.shutdown_deadline.unwrap_or(config.daemon.shutdown_timeout);
+    if tokio::time::timeout(deadline, async { while workers.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(deadline_ms = deadline.as_millis() as u64, "workers did not stop in time; aborting them");
+        workers.abort_all();
+    }
+    http_state.ready.store(false, Ordering::Release);
+    match tokio::time::timeout(deadline, http_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP requests still open at the shutdown deadline; dropped"),
+    }
+    store.flush().await.context("flushing the store on shutdown")?;
+    let snapshot = health.snapshot();
+    for r in &mut reports {
+        r.health = snapshot.get(&r.id).cloned();
+    }
+    Ok((RunReport { accounts: reports }, store))
+}

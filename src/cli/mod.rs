@@ -1,0 +1,256 @@
+//! The command line (SPEC §2): argument definitions and dispatch. Commands
+//! print one JSON document with `--json`; errors go to stderr with a non-zero
+//! exit status and say what to fix. Commands whose parts are not built yet say
+//! `not available yet: <what is missing>` and exit 2, never fake output.
+
+mod check;
+mod orders;
+mod outbox;
+
+pub use orders::{render_list, render_show, show_json};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit status for a failed check or a failed command.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for a command this build cannot run yet (and for usage errors).
+pub const EXIT_UNAVAILABLE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Order hub: every channel's orders in one place, routed by rules, with stock and tracking pushed back")]
+pub struct Cli {
+    /// The daemon config file [default: /etc/switchyard/switchyard.toml; `demo`: config/switchyard.toml].
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: ingest, rules, deliver, push back; serve HTTP.
+    Run,
+    /// Validate the config and the rules file; exit 1 with every error.
+    Check,
+    /// Run the whole loop on this machine against the built-in channel simulator.
+    Demo(DemoArgs),
+    /// One-shot backfill of one account.
+    Sync {
+        account: String,
+        /// Start here instead of the stored cursor (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Feed recorded fixture files through the connectors and rules into a throw-away store.
+    Replay {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Try another rules file.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain, apply and test the rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Canonical orders.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
+    /// Record a shipment and queue the tracking push.
+    Ship {
+        id: String,
+        #[arg(long)]
+        carrier: String,
+        #[arg(long)]
+        tracking: String,
+        /// Ship part of the order: SKU=QTY, repeatable.
+        #[arg(long = "line")]
+        lines: Vec<String>,
+    },
+    /// Central stock levels.
+    #[command(subcommand)]
+    Stock(StockCommand),
+    /// The outbound queue and dead letters.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The fixtures the simulator serves (default: ./fixtures, else the source tree's).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Which rules matched an order, which condition failed for the others, and the result.
+    Explain {
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        order: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-run the current rules over stored open orders and show what changes.
+    Apply {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run rule test case files; exit 1 if any fails.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Canonical orders, oldest first.
+    List(orders::ListArgs),
+    /// One order with its full history.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an order on hold by hand.
+    Hold {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hand-set hold.
+    Release { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StockCommand {
+    /// Set the central available quantity of a SKU.
+    Set { sku: String, qty: i64 },
+    /// Import levels from a CSV file with the header `sku,available`.
+    Import { file: PathBuf },
+    /// One SKU's level and what each channel was told.
+    Show {
+        sku: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Pending items, or dead letters with --dead.
+    List {
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a dead letter (or all of them) again.
+    Retry {
+        #[arg(conflicts_with = "all_dead", required_unless_present = "all_dead")]
+        id: Option<String>,
+        #[arg(long)]
+        all_dead: bool,
+    },
+    /// Remove an item from the queue or the dead letters.
+    Drop { id: String },
+}
+
+/// A command's failure: the message for stderr and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(what: &str) -> Self {
+        Failure::new(EXIT_UNAVAILABLE, format!("not available yet: {what}"))
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::new(EXIT_FAILED, format!("{e:#}"))
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+pub fn main(cli: Cli) -> ExitCode {
+    let result = dispatch(cli);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message.trim_end());
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Where the daemon's config lives unless `--config` or `$SWITCHYARD_CONFIG` say otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/switchyard/switchyard.toml";
+
+fn dispatch(cli: Cli) -> CliResult {
+    let explicit = cli.config;
+    let config = || explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match cli.command {
+        Command::Demo(args) => crate::demo::run_demo(explicit.as_deref(), args),
+        Command::Check => check::run(&config()),
+        Command::Orders(cmd) => orders::run(&config(), cmd),
+        Command::Outbox(cmd) => outbox::run(&config(), cmd),
+        Command::Run => Err(Failure::unavailable(
+            "the daemon (`run`) needs a channel connector and the HTTP surface; both arrive with later issues",
+        )),
+        Command::Sync { .. } => Err(Failure::unavailable(
+            "`sync` needs a channel connector; none is built in yet",
+        )),
+        Command::Replay { .. } => Err(Failure::unavailable(
+            "`replay` needs a channel connector to read recorded traffic; none is built in yet",
+        )),
+        Command::Rules(_) => Err(Failure::unavailable("the rules engine")),
+        Command::Ship { .. } => Err(Failure::unavailable(
+            "shipments and tracking pushes arrive with the outbound issue",
+        )),
+        Command::Stock(_) => Err(Failure::unavailable(
+            "central stock and stock pushes arrive with the outbound issue",
+        )),
+    }
+}
+
+/// Prints a value as one JSON document on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot render JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Loads the config and opens the store it names (the daemon must not be running).
+pub(crate) fn open_store(
+    config_path: &std::path::Path,
+) -> Result<(crate::config::Config, crate::store::Store), Failure> {
+    let config = crate::config::load(config_path)
+        .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
+    let store = crate::store::Store::open(&config.daemon.state_dir, crate::store::StoreOptions::default())
+        .map_err(orders::store_failure)?;
+    Ok((config, store))
+}

@@ -1,0 +1,175 @@
+//! The per-account poll loop: page through everything changed since the
+//! stored cursor, ingesting each page with the cursor that covers it, then
+//! wait for the next interval. Errors slow this account down (with the
+//! channel's retry-after when it gives one) and never touch other accounts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchyard_contract::{Connector, ConnectorError};
+use tokio::sync::watch;
+
+use crate::config::AccountConfig;
+use crate::ingest::{Ingest, IngestError, Source};
+use crate::retry::Backoff;
+
+/// How far back the first poll of an account reaches without `start_date`.
+pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
+
+/// A guard against a channel that always says "more": no backfill is this long.
+const MAX_PAGES_PER_CATCH_UP: usize = 100_000;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct PollStats {
+    pub pages: usize,
+    pub orders: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub stale: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("channel: {0}")]
+    Connector(#[from] ConnectorError),
+    #[error("store: {0}")]
+    Ingest(#[from] IngestError),
+    #[error("the channel kept reporting more pages after {MAX_PAGES_PER_CATCH_UP}; stopped this catch-up")]
+    Runaway,
+}
+
+impl PollError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PollError::Connector(ConnectorError::RateLimited { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Where an account's first poll starts.
+pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Utc> {
+    account
+        .start_date
+        .unwrap_or(now - chrono::Duration::days(DEFAULT_BACKFILL_DAYS))
+}
+
+/// Polls until the channel reports no more pages. With `since`, the stored
+/// cursor is ignored (a backfill from that time); the cursor still advances.
+/// `on_page` sees the running totals after every page (progress output).
+pub async fn catch_up<C: Connector>(
+    connector: &C,
+    account: &AccountConfig,
+    ingest: &Ingest,
+    since: Option<DateTime<Utc>>,
+    mut on_page: impl FnMut(&PollStats),
+) -> Result<PollStats, PollError> {
+    let mut stats = PollStats::default();
+    let mut cursor = if since.is_some() {
+        None
+    } else {
+        ingest.store().cursor(&account.id).map_err(IngestError::from)?
+    };
+    let since = since.unwrap_or_else(|| default_since(account, Utc::now()));
+    loop {
+        let page = connector.poll_orders(cursor.as_ref(), since, Utc::now()).await?;
+        stats.pages += 1;
+        stats.orders += page.orders.len();
+        let report = ingest.ingest(
+            &account.id,
+            page.orders,
+            Source::Poll {
+                cursor: page.next.clone(),
+            },
+            Utc::now(),
+        )?;
+        stats.created += report.created;
+        stats.updated += report.updated;
+        stats.unchanged += report.unchanged;
+        stats.stale += report.stale;
+        on_page(&stats);
+        cursor = Some(page.next);
+        if !page.more {
+            return Ok(stats);
+        }
+        if stats.pages >= MAX_PAGES_PER_CATCH_UP {
+            return Err(PollError::Runaway);
+        }
+    }
+}
+
+/// What `/readyz` and the demo report about one account.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct AccountHealth {
+    pub last_success: Option<DateTime<Utc>>,
+    pub consecutive_errors: u32,
+    pub last_error: Option<String>,
+    pub last_stats: Option<PollStats>,
+}
+
+/// Every account's health, shared between poll loops and readers.
+#[derive(Debug, Default, Clone)]
+pub struct HealthBoard(Arc<Mutex<BTreeMap<String, AccountHealth>>>);
+
+impl HealthBoard {
+    pub fn snapshot(&self) -> BTreeMap<String, AccountHealth> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, account: &str, f: impl FnOnce(&mut AccountHealth)) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(account.to_owned()).or_default());
+    }
+}
+
+/// Runs one account's poll loop until `shutdown` turns true. With `once`, it
+/// returns after the first successful catch-up (the demo and `sync`).
+pub async fn run_account<C: Connector>(
+    connector: Arc<C>,
+    account: AccountConfig,
+    ingest: Ingest,
+    health: HealthBoard,
+    mut shutdown: watch::Receiver<bool>,
+    once: bool,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), account.poll_interval.max(Duration::from_secs(1)));
+    loop {
+        let result = tokio::select! {
+            r = catch_up(connector.as_ref(), &account, &ingest, None, |_| {}) => r,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let delay = match result {
+            Ok(stats) => {
+                tracing::info!(account = %account.id, channel = %account.channel, pages = stats.pages, orders = stats.orders, created = stats.created, updated = stats.updated, "caught up");
+                health.update(&account.id, |h| {
+                    h.last_success = Some(Utc::now());
+                    h.consecutive_errors = 0;
+                    h.last_error = None;
+                    h.last_stats = Some(stats);
+                });
+                backoff.reset();
+                if once {
+                    return;
+                }
+                account.poll_interval
+            }
+            Err(e) => {
+                let delay = backoff.next_delay(e.retry_after());
+                tracing::warn!(account = %account.id, channel = %account.channel, error = %e, retry_in_ms = delay.as_millis() as u64, "poll failed");
+                health.update(&account.id, |h| {
+                    h.consecutive_errors += 1;
+                    h.last_error = Some(e.to_string());
+                });
+                delay
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}

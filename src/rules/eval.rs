@@ -1,0 +1,356 @@
+//! Evaluation: a pure function of (rules, order, tags, now), per SPEC §3.2.
+//!
+//! Tags are kept by origin: the channel's, the hand-set ones, and the ones
+//! rules add. Rules run in file order and see the tags as earlier rules left
+//! them; `untag` removes channel and rule tags but never hand-set ones, so
+//! re-running the rules can never lose what a person set. Tags compare
+//! ignoring case (Shopify does, and "VIP" vs "vip" is never a meaningful
+//! difference); the first spelling seen is kept.
+//!
+//! The matching path only compares (everything was compiled at load time);
+//! failure messages are formatted only for rules that did not match, and
+//! only by [`evaluate`] — [`decide`] skips the trace for the ingest path.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchyard_contract::{Order, Priority};
+
+use super::ast::{Cmp, Cond, Conj, RuleSet, list};
+use super::glob::{Glob, eq_ci};
+
+/// What the rules look at: the order, and its tags by origin (the order's
+/// own `tags`, `route`, `hold` and `priority` are ignored: they are what the
+/// rules produce).
+#[derive(Debug, Clone, Copy)]
+pub struct RuleInput<'a> {
+    pub order: &'a Order,
+    pub channel_tags: &'a [String],
+    pub manual_tags: &'a [String],
+}
+
+/// The rules' decision for one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evaluation {
+    /// Tags added by rules and still present at the end, in the order they
+    /// were added, without duplicates.
+    pub rule_tags: Vec<String>,
+    /// Channel tags that `untag` removed (and no later rule added back).
+    pub removed_tags: Vec<String>,
+    /// Every tag the order ends with: the channel's (minus removed ones),
+    /// then the hand-set ones, then the rules', without duplicates.
+    pub tags: Vec<String>,
+    pub route: Option<String>,
+    pub hold: Option<String>,
+    pub priority: Priority,
+    /// One entry per rule, in file order ([`evaluate`] only; empty from
+    /// [`decide`]).
+    pub trace: Vec<RuleTrace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleTrace {
+    pub name: String,
+    pub matched: bool,
+    /// `None` when matched; otherwise the first condition that failed, with
+    /// the order's value beside the rule's, or `skipped: stopped by <rule>`.
+    pub failed: Option<String>,
+}
+
+/// Runs the rules over one order and explains every rule. `now` is not used
+/// yet; it is in the signature so that time-based conditions can come
+/// without changing callers, and so evaluation never reads the clock.
+pub fn evaluate(rules: &RuleSet, input: &RuleInput<'_>, now: DateTime<Utc>) -> Evaluation {
+    run(rules, input, now, true)
+}
+
+/// The same decision as [`evaluate`] without the per-rule trace: what the
+/// ingest path needs, at a fraction of the cost when many rules fail.
+pub fn decide(rules: &RuleSet, input: &RuleInput<'_>, now: DateTime<Utc>) -> Evaluation {
+    run(rules, input, now, false)
+}
+
+struct Ctx<'a> {
+    order: &'a Order,
+    item_count: u64,
+}
+
+/// The tags as the rules see them at one point of a run.
+struct Tags<'a> {
+    /// The channel's tags, and whether `untag` has removed each.
+    channel: Vec<(&'a str, bool)>,
+    manual: &'a [String],
+    added: Vec<&'a str>,
+}
+
+impl<'a> Tags<'a> {
+    fn has(&self, tag: &str) -> bool {
+        self.channel.iter().any(|(t, removed)| !removed && eq_ci(t, tag))
+            || self.manual.iter().any(|t| eq_ci(t, tag))
+            || self.added.iter().any(|t| eq_ci(t, tag))
+    }
+
+    fn add(&mut self, tag: &'a str) {
+        if !self.added.iter().any(|t| eq_ci(t, tag)) {
+            self.added.push(tag);
+        }
+    }
+
+    fn remove(&mut self, tag: &str) {
+        for (t, removed) in &mut self.channel {
+            if eq_ci(t, tag) {
+                *removed = true;
+            }
+        }
+        self.added.retain(|t| !eq_ci(t, tag));
+    }
+
+    fn current(&self) -> impl Iterator<Item = &str> {
+        self.channel
+            .iter()
+            .filter(|(_, removed)| !removed)
+            .map(|(t, _)| *t)
+            .chain(self.manual.iter().map(String::as_str))
+            .chain(self.added.iter().copied())
+    }
+}
+
+fn push_unique(out: &mut Vec<String>, tag: &str) {
+    if !out.iter().any(|t| eq_ci(t, tag)) {
+        out.push(tag.to_owned());
+    }
+}
+
+fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: bool) -> Evaluation {
+    let cx = Ctx {
+        order: input.order,
+        item_count: input.order.item_count(),
+    };
+    let mut tags = Tags {
+        channel: input
+            .channel_tags
+            .iter()
+            .map(|t| (t.as_str(), false))
+            .collect(),
+        manual: input.manual_tags,
+        added: Vec::new(),
+    };
+    let mut route: Option<&str> = None;
+    let mut hold: Option<&str> = None;
+    let mut priority: Option<Priority> = None;
+    let mut trace = Vec::with_capacity(if explain { rules.rules.len() } else { 0 });
+    let mut stopped_by: Option<&str> = None;
+
+    for rule in &rules.rules {
+        if let Some(stopper) = stopped_by {
+            if !explain {
+                break;
+            }
+            trace.push(RuleTrace {
+                name: rule.name.clone(),
+                matched: false,
+                failed: Some(format!("skipped: stopped by {stopper}")),
+            });
+            continue;
+        }
+        if let Some(failing) = first_failure(&rule.when, &cx, &tags) {
+            if explain {
+                trace.push(RuleTrace {
+                    name: rule.name.clone(),
+                    matched: false,
+                    failed: Some(describe(failing, &cx, &tags, "")),
+                });
+            }
+            continue;
+        }
+        let then = &rule.then;
+        for t in &then.tag {
+            tags.add(t);
+        }
+        for t in &then.untag {
+            tags.remove(t);
+        }
+        route = route.or(then.route.as_deref());
+        hold = hold.or(then.hold.as_deref());
+        priority = priority.or(then.priority);
+        if explain {
+            trace.push(RuleTrace {
+                name: rule.name.clone(),
+                matched: true,
+                failed: None,
+            });
+        }
+        if rule.stop {
+            stopped_by = Some(&rule.name);
+        }
+    }
+
+    let mut all = Vec::with_capacity(tags.channel.len() + tags.manual.len() + tags.added.len());
+    for t in tags.current() {
+        push_unique(&mut all, t);
+    }
+    let mut removed = Vec::new();
+    for (t, was_removed) in &tags.channel {
+        if *was_removed && !all.iter().any(|a| eq_ci(a, t)) {
+            push_unique(&mut removed, t);
+        }
+    }
+    Evaluation {
+        rule_tags: tags.added.iter().map(|t| (*t).to_owned()).collect(),
+        removed_tags: removed,
+        tags: all,
+        route: route.or(rules.default_route.as_deref()).map(str::to_owned),
+        hold: hold.map(str::to_owned),
+        priority: priority.unwrap_or_default(),
+        trace,
+    }
+}
+
+fn first_failure<'c>(conj: &'c Conj, cx: &Ctx<'_>, tags: &Tags<'_>) -> Option<&'c Cond> {
+    conj.0.iter().find(|c| !holds(c, cx, tags))
+}
+
+fn address_field<'a>(cx: &Ctx<'a>, f: impl Fn(&'a switchyard_contract::Address) -> &'a Option<String>) -> Option<&'a str> {
+    cx.order.shipping_address.as_ref().and_then(|a| f(a).as_deref())
+}
+
+fn email<'a>(cx: &Ctx<'a>) -> Option<&'a str> {
+    cx.order.customer.as_ref().and_then(|c| c.email.as_deref())
+}
+
+fn any_glob(globs: &[Glob], value: Option<&str>) -> bool {
+    value.is_some_and(|v| globs.iter().any(|g| g.matches(v)))
+}
+
+fn cmp_holds<T: PartialOrd>(cmp: &Cmp<T>, value: &T) -> bool {
+    cmp.ops.iter().all(|(op, limit)| op.holds(value, limit))
+}
+
+fn holds(c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>) -> bool {
+    let o = cx.order;
+    match c {
+        Cond::Channel(v) => v.contains(&o.channel),
+        Cond::Account(v) => v.iter().any(|a| *a == o.account),
+        Cond::Status(v) => v.contains(&o.status),
+        Cond::Currency(v) => v.iter().any(|c| c.eq_ignore_ascii_case(o.currency.as_str())),
+        Cond::Country(v) => address_field(cx, |a| &a.country)
+            .is_some_and(|c| v.iter().any(|x| x.eq_ignore_ascii_case(c.trim()))),
+        Cond::Region(v) => address_field(cx, |a| &a.region)
+            .is_some_and(|r| v.iter().any(|x| eq_ci(x, r.trim()))),
+        Cond::PostalCode(g) => any_glob(g, address_field(cx, |a| &a.postal_code)),
+        Cond::Email(g) => any_glob(g, email(cx)),
+        Cond::ShippingMethod(g) => any_glob(g, o.shipping_method.as_deref()),
+        Cond::Sku(g) => o.lines.iter().any(|l| any_glob(g, l.sku.as_deref())),
+        Cond::AllSkus(g) => {
+            !o.lines.is_empty() && o.lines.iter().all(|l| any_glob(g, l.sku.as_deref()))
+        }
+        Cond::Tag(v) => v.iter().any(|t| tags.has(t)),
+        Cond::Total(cmp) => cmp_holds(cmp, &o.totals.total),
+        Cond::ItemCount(cmp) => cmp_holds(cmp, &cx.item_count),
+        Cond::Any(alts) => alts.iter().any(|a| first_failure(a, cx, tags).is_none()),
+        Cond::All(alts) => alts.iter().all(|a| first_failure(a, cx, tags).is_none()),
+        Cond::Not(inner) => first_failure(inner, cx, tags).is_some(),
+    }
+}
+
+fn shown(v: Option<&str>) -> &str {
+    v.unwrap_or("(none)")
+}
+
+/// Why `c` (which failed) failed, starting with its key path.
+fn describe(c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>, prefix: &str) -> String {
+    let o = cx.order;
+    let key = c.key();
+    match c {
+        Cond::Channel(v) => format!("{prefix}{key}: {} not in {}", o.channel, list(v)),
+        Cond::Account(v) => format!("{prefix}{key}: {} not in {}", o.account, list(v)),
+        Cond::Status(v) => format!("{prefix}{key}: {} not in {}", o.status, list(v)),
+        Cond::Currency(v) => format!("{prefix}{key}: {} not in {}", o.currency, list(v)),
+        Cond::Country(v) => format!(
+            "{prefix}{key}: {} not in {}",
+            shown(address_field(cx, |a| &a.country)),
+            list(v)
+        ),
+        Cond::Region(v) => format!(
+            "{prefix}{key}: {} not in {}",
+            shown(address_field(cx, |a| &a.region)),
+            list(v)
+        ),
+        Cond::PostalCode(g) => format!(
+            "{prefix}{key}: {} does not match {}",
+            shown(address_field(cx, |a| &a.postal_code)),
+            list(g)
+        ),
+        Cond::Email(g) => format!("{prefix}{key}: {} does not match {}", shown(email(cx)), list(g)),
+        Cond::ShippingMethod(g) => format!(
+            "{prefix}{key}: {} does not match {}",
+            shown(o.shipping_method.as_deref()),
+            list(g)
+        ),
+        Cond::Sku(g) => {
+            let skus: Vec<&str> = o.lines.iter().map(|l| shown(l.sku.as_deref())).collect();
+            format!(
+                "{prefix}{key}: no line matches {} (skus: {})",
+                list(g),
+                list(&skus)
+            )
+        }
+        Cond::AllSkus(g) => match o.lines.iter().find(|l| !any_glob(g, l.sku.as_deref())) {
+            None => format!("{prefix}{key}: order has no lines"),
+            Some(line) => match line.sku.as_deref() {
+                Some(sku) => format!("{prefix}{key}: {sku} does not match {}", list(g)),
+                None => format!("{prefix}{key}: line {} has no sku", line.line_id),
+            },
+        },
+        Cond::Tag(v) => {
+            let current: Vec<&str> = tags.current().collect();
+            format!("{prefix}{key}: none of {} in {}", list(v), list(&current))
+        }
+        Cond::Total(cmp) => describe_cmp(cmp, &o.totals.total, prefix, key),
+        Cond::ItemCount(cmp) => describe_cmp(cmp, &cx.item_count, prefix, key),
+        Cond::Any(alts) => {
+            let reasons: Vec<String> = alts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, alt)| {
+                    first_failure(alt, cx, tags)
+                        .map(|f| describe(f, cx, tags, &format!("{prefix}any[{i}].")))
+                })
+                .collect();
+            format!(
+                "{prefix}any: no alternative matched ({})",
+                reasons.join("; ")
+            )
+        }
+        Cond::All(alts) => alts
+            .iter()
+            .enumerate()
+            .find_map(|(i, alt)| {
+                first_failure(alt, cx, tags)
+                    .map(|f| describe(f, cx, tags, &format!("{prefix}all[{i}].")))
+            })
+            .unwrap_or_else(|| format!("{prefix}all: matched")),
+        Cond::Not(inner) => {
+            let keys: Vec<&str> = inner.0.iter().map(Cond::key).collect();
+            format!(
+                "{prefix}not: inner condition matched ({})",
+                keys.join(", ")
+            )
+        }
+    }
+}
+
+fn describe_cmp<T: PartialOrd + std::fmt::Display>(
+    cmp: &Cmp<T>,
+    value: &T,
+    prefix: &str,
+    key: &str,
+) -> String {
+    match cmp.ops.iter().find(|(op, limit)| !op.holds(value, limit)) {
+        Some((op, limit)) => format!(
+            "{prefix}{key}.{}: {value} {} {limit}",
+            op.key(),
+            op.negated_symbol()
+        ),
+        None => format!("{prefix}{key}: matched"),
+    }
+}

@@ -1,0 +1,60 @@
+//! The rules file: parse, validate with locations, evaluate, explain.
+//!
+//! The language is SPEC §3.2. Loading compiles a `rules.toml` into a
+//! [`RuleSet`] (every error at once, each `FILE:LINE:COLUMN: message`);
+//! [`evaluate`] is a pure function of the rules, one order with its tags by
+//! origin, and the time; [`explain_json`] / [`explain_text`] render an
+//! evaluation for `switchyard rules explain`; [`run_test_file`] runs the
+//! rule test files of `switchyard rules test`.
+//!
+//! Decisions the SPEC leaves open (also in `tests/rules/README.md`):
+//! - `channel`, `status` and `priority` values must be known names (any
+//!   case); `currency` must be three letters and `country` two (ISO codes,
+//!   any case); all of them, and `region` and `tag`, compare ignoring case.
+//!   `account` compares exactly (account ids are config identifiers).
+//! - `postal_code`, `email`, `shipping_method`, `sku` and `all_skus` take
+//!   globs (`*` any run, `?` one character, whole value, ignoring case; no
+//!   classes, braces or escapes); a missing value never matches.
+//! - `all_skus` needs at least one line: an order without lines does not
+//!   match it.
+//! - `total` amounts are decimal strings or integers; floats are rejected,
+//!   since they are not exact.
+//! - A rule needs a non-empty `when`, and a non-empty `then` unless it has
+//!   `stop = true` (a rule that only stops is useful, e.g. to exempt
+//!   cancelled orders).
+
+mod ast;
+mod diag;
+mod eval;
+mod explain;
+mod glob;
+mod lint;
+mod parse;
+mod testfile;
+
+use std::path::Path;
+
+pub use ast::{Actions, Rule, RuleSet};
+pub use diag::{Diagnostic, RuleErrors, Severity};
+pub use eval::{Evaluation, RuleInput, RuleTrace, decide, evaluate};
+pub use explain::{explain_json, explain_text};
+pub use parse::parse_rules;
+pub use testfile::{CaseResult, collect_test_files, format_case, run_test_file};
+
+/// Reads and parses a rules file; see [`parse_rules`]. A file that cannot be
+/// read is one error without a position.
+pub fn load_rules(
+    path: &Path,
+    destinations: &[String],
+) -> Result<(RuleSet, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            severity: Severity::Error,
+            message: format!("cannot read rules file: {e}"),
+        }]
+    })?;
+    parse_rules(path, &text, destinations)
+}
