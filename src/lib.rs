@@ -9,6 +9,7 @@ pub mod connectors;
 pub mod demo;
 pub mod http;
 pub mod ingest;
+pub mod logging;
 pub mod poll;
 pub mod retry;
 pub mod rules;

@@ -194,6 +194,8 @@ impl From<anyhow::Error> for Failure {
 pub type CliResult = Result<(), Failure>;
 
 pub fn main(cli: Cli) -> ExitCode {
+    // Commands print their results on stdout; logs are for what went wrong.
+    crate::logging::init(false, "warn");
     let result = dispatch(cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,243 @@
+//! The `switchyard` binary as a user runs it: exit statuses, what goes to
+//! stdout and stderr, and the JSON shapes SPEC §2 names.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::Utc;
+use common::*;
+use switchyard::ingest::{Ingest, LiveRules, Source};
+use switchyard::rules::load_rules;
+use switchyard::store::{Store, StoreOptions};
+use switchyard_contract::OrderStatus;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SWITCHYARD_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the switchyard binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A config whose store lives in a temporary folder, with the example rules.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("switchyard.toml");
+        let text = format!(
+            r#"[daemon]
+state_dir = "{state}"
+rules = "{repo}/config/rules.toml"
+
+[[destination]]
+id = "east-wh"
+kind = "webhook"
+url = "http://127.0.0.1:9/east"
+secret = "test-secret-east"
+
+[[destination]]
+id = "west-3pl"
+kind = "webhook"
+url = "http://127.0.0.1:9/west"
+secret = "test-secret-west"
+"#,
+            state = dir.path().join("state").display(),
+            repo = REPO
+        );
+        std::fs::write(&config, text).unwrap();
+        Setup { dir, config }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    /// Stores orders through the real ingest path with the example rules,
+    /// then closes the store.
+    fn seed(&self, orders: Vec<switchyard_contract::Order>) {
+        let store = Store::open(&self.state(), StoreOptions::default()).unwrap();
+        let dests = ["east-wh".to_string(), "west-3pl".to_string()];
+        let (rules, _) = load_rules(&Path::new(REPO).join("config/rules.toml"), &dests).unwrap();
+        let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
+        ingest
+            .ingest(ACCOUNT, orders.into_iter().map(normalized).collect(), Source::Fetch, Utc::now())
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+}
+
+#[test]
+fn check_accepts_the_example_config_and_rules() {
+    let out = run(&["--config", &format!("{REPO}/config/switchyard.toml"), "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("config/switchyard.toml: ok"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("config/rules.toml: ok"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_names_an_unknown_key_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let example = std::fs::read_to_string(format!("{REPO}/config/switchyard.toml")).unwrap();
+    let text = example.replacen("[daemon]\n", "[daemon]\nlistn = \"127.0.0.1:1\"\n", 1);
+    std::fs::write(&path, &text).unwrap();
+    let line = text.lines().position(|l| l.starts_with("listn")).unwrap() + 1;
+    let out = run(&["--config", path.to_str().unwrap(), "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:{line}:1: ", path.display())) && err.contains("listn"),
+        "{err}"
+    );
+    assert!(err.contains("listen"), "suggests the valid key: {err}");
+}
+
+#[test]
+fn orders_list_and_show_print_what_is_stored() {
+    let setup = Setup::new();
+    let mut shipped = order(2, at(9, 30), "12.50");
+    shipped.status = OrderStatus::Shipped;
+    shipped.placed_at = at(9, 0);
+    setup.seed(vec![order(1, at(9, 0), "700.00"), shipped]);
+
+    let out = setup.cli(&["orders", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["shop-test:1", "shop-test:2"], "oldest first");
+    assert_eq!(list[0]["totals"]["total"], "700.00");
+    // The example rules hold orders of 500 or more for review.
+    assert!(list[0]["hold"].is_string(), "{}", list[0]);
+
+    let out = setup.cli(&["orders", "list", "--status", "shipped", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], "shop-test:2");
+
+    let out = setup.cli(&["orders", "list", "--held"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(text.contains("shop-test:1") && !text.contains("shop-test:2"), "{text}");
+
+    let out = setup.cli(&["orders", "list", "--limit", "1", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let out = setup.cli(&["orders", "show", "shop-test:2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["status"], "shipped");
+    assert_eq!(shown["history"][0]["kind"], "created");
+    assert!(shown["history"][0]["at"].is_string());
+
+    let out = setup.cli(&["orders", "show", "shop-test:2"]);
+    let text = stdout(&out);
+    assert!(text.contains("status shipped") && text.contains("history:"), "{text}");
+}
+
+#[test]
+fn a_bad_filter_or_unknown_order_is_a_clear_error() {
+    let setup = Setup::new();
+    setup.seed(vec![]);
+    let out = setup.cli(&["orders", "list", "--status", "lost"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown status \"lost\""), "{}", stderr(&out));
+    let out = setup.cli(&["orders", "show", "shop-test:404"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no order \"shop-test:404\""), "{}", stderr(&out));
+}
+
+#[test]
+fn hold_and_release_change_the_order_and_its_history() {
+    let setup = Setup::new();
+    setup.seed(vec![order(3, at(9, 0), "20.00")]);
+    let out = setup.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = setup.cli(&["orders", "list", "--held", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["hold"], "address check");
+    let out = setup.cli(&["orders", "release", "shop-test:3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = setup.cli(&["orders", "show", "shop-test:3", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(shown["hold"].is_null());
+    let kinds: Vec<&str> = shown["history"].as_array().unwrap().iter().map(|h| h["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "hold", "release"]);
+    let out = setup.cli(&["orders", "release", "shop-test:3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not on hold"));
+}
+
+#[test]
+fn a_store_held_by_another_process_is_named_as_such() {
+    let setup = Setup::new();
+    let _held = Store::open(&setup.state(), StoreOptions::default()).unwrap();
+    let out = setup.cli(&["orders", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("in use by another process"), "{}", stderr(&out));
+}
+
+#[test]
+fn outbox_list_on_an_empty_queue() {
+    let setup = Setup::new();
+    setup.seed(vec![]);
+    let out = setup.cli(&["outbox", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "[]");
+    let out = setup.cli(&["outbox", "drop", "00000000000000000001"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_exit_2() {
+    let setup = Setup::new();
+    for args in [
+        &["ship", "shop-test:1", "--carrier", "ups", "--tracking", "1Z"][..],
+        &["stock", "show", "MUG-RED"][..],
+    ] {
+        let out = setup.cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).starts_with("not available yet: "), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+    }
+}
+
+#[test]
+fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
+    let out = Command::new(BIN)
+        .arg("demo")
+        .current_dir(REPO)
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("switchyard demo"), "{text}");
+    assert!(text.contains("accounts:"), "{text}");
+    assert!(Path::new(REPO).join("config/switchyard.toml").exists());
+}
