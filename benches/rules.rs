@@ -36,9 +36,21 @@ const COUNTRIES: [&str; 8] = ["US", "US", "US", "CA", "DE", "GB", "FR", "AU"];
 const REGIONS: [&str; 8] = ["IL", "CA", "NY", "WA", "DE", "OR", "ON", "TX"];
 const CHANNELS: [&str; 4] = ["shopify", "etsy", "ebay", "amazon"];
 const SKUS: [&str; 8] = [
-    "MUG-RED", "MUG-BLUE", "TEE-M", "FURN-SOFA-3", "GIFTCARD-50", "RUG-XL-7", "HAT-1", "DL-EBOOK",
+    "MUG-RED",
+    "MUG-BLUE",
+    "TEE-M",
+    "FURN-SOFA-3",
+    "GIFTCARD-50",
+    "RUG-XL-7",
+    "HAT-1",
+    "DL-EBOOK",
 ];
-const METHODS: [&str; 4] = ["Standard", "UPS Next Day Air", "Economy", "Express Worldwide"];
+const METHODS: [&str; 4] = [
+    "Standard",
+    "UPS Next Day Air",
+    "Economy",
+    "Express Worldwide",
+];
 const DOMAINS: [&str; 4] = ["example.com", "mail.ru", "mailinator.com", "shop.co.uk"];
 
 fn orders() -> Vec<Order> {
@@ -59,8 +71,7 @@ fn orders() -> Vec<Order> {
             addr.country = Some(rng.pick(&COUNTRIES).to_owned());
             addr.region = Some(rng.pick(&REGIONS).to_owned());
             addr.postal_code = Some(format!("{:05}", rng.next() % 100_000));
-            o.customer.as_mut().unwrap().email =
-                Some(format!("buyer{i}@{}", rng.pick(&DOMAINS)));
+            o.customer.as_mut().unwrap().email = Some(format!("buyer{i}@{}", rng.pick(&DOMAINS)));
             o.shipping_method = Some(rng.pick(&METHODS).to_owned());
             let n = 1 + rng.next() as usize % 4;
             let template = o.lines[0].clone();
@@ -68,7 +79,7 @@ fn orders() -> Vec<Order> {
                 .map(|j| {
                     let mut l = template.clone();
                     l.line_id = j.to_string();
-                    l.sku = Some(rng.pick(&SKUS).to_owned());
+                    l.sku = Some(format!("{}-{}", rng.pick(&SKUS), rng.next() % 200));
                     l.quantity = 1 + (rng.next() % 5) as u32;
                     l
                 })
@@ -79,41 +90,69 @@ fn orders() -> Vec<Order> {
         .collect()
 }
 
-/// `n` rules in the shapes the example rules use; most fail on most orders,
-/// as in real rule files. No rule stops, so every rule is evaluated.
+/// Country codes rules name; orders only ship to the first eight.
+const RULE_COUNTRIES: [&str; 20] = [
+    "US", "CA", "DE", "GB", "FR", "AU", "MX", "JP", "NL", "SE", "NO", "DK", "IT", "ES", "PT", "BR",
+    "NZ", "IE", "AT", "CH",
+];
+const RULE_DOMAINS: [&str; 12] = [
+    "example.com",
+    "mail.ru",
+    "mailinator.com",
+    "shop.co.uk",
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "icloud.com",
+    "proton.me",
+    "web.de",
+    "gmx.de",
+    "orange.fr",
+];
+
+/// `n` rules in the shapes the example rules use. Like a real rule file,
+/// most rules are specific (SKU and region tables, thresholds), so a few
+/// percent match a given order. No rule stops: every rule is evaluated.
 fn rules_text(n: usize) -> String {
     let mut rng = Lcg(7);
     let mut s = String::from("default_route = \"east-wh\"\n");
     for i in 0..n {
         let when = match i % 10 {
-            0 => format!("country = [\"{}\", \"{}\"]", rng.pick(&COUNTRIES), rng.pick(&COUNTRIES)),
+            0 => format!("country = \"{}\"", rng.pick(&RULE_COUNTRIES[4..])),
             1 => format!(
                 "channel = \"{}\", total = {{ gte = \"{}.00\" }}",
                 rng.pick(&CHANNELS),
-                rng.next() % 1000
+                500 + rng.next() % 700
             ),
-            2 => format!("sku = [\"{}*\", \"RUG-XL-*\"]", &rng.pick(&SKUS)[..4]),
-            3 => format!("email = \"*@{}\"", rng.pick(&DOMAINS)),
+            2 => format!(
+                "sku = [\"{}-{}\", \"RUG-XL-{}*\"]",
+                rng.pick(&SKUS),
+                rng.next() % 200,
+                rng.next() % 200
+            ),
+            3 => format!("email = \"*@{}\"", rng.pick(&RULE_DOMAINS)),
             4 => format!(
                 "shipping_method = [\"*express*\", \"*next day*\"], region = \"{}\"",
                 rng.pick(&REGIONS)
             ),
-            5 => format!("item_count = {{ gt = {} }}", 3 + rng.next() % 10),
-            6 => format!("tag = [\"t{}\", \"vip\"]", rng.next() % 50),
+            5 => format!("item_count = {{ gt = {} }}", 10 + rng.next() % 20),
+            6 => format!("tag = [\"t{}\", \"x{}\"]", rng.next() % 50, rng.next() % 50),
             7 => format!(
-                "any = [{{ country = \"{}\" }}, {{ postal_code = \"{}*\" }}]",
-                rng.pick(&COUNTRIES),
-                rng.next() % 10
+                "any = [{{ country = \"{}\" }}, {{ postal_code = \"{:02}*\" }}]",
+                rng.pick(&RULE_COUNTRIES[6..]),
+                rng.next() % 100
             ),
             8 => format!(
                 "not = {{ country = \"US\" }}, all_skus = [\"{}*\"]",
                 &rng.pick(&SKUS)[..3]
             ),
-            _ => format!(
-                "total = {{ gt = \"{}.50\", lte = \"{}.00\" }}, currency = \"USD\"",
-                rng.next() % 500,
-                600 + rng.next() % 500
-            ),
+            _ => {
+                let lo = rng.next() % 1100;
+                format!(
+                    "total = {{ gt = \"{lo}.50\", lte = \"{}.00\" }}, currency = \"USD\"",
+                    lo + 30
+                )
+            }
         };
         let then = match i % 4 {
             0 => format!("tag = \"t{}\"", i % 50),

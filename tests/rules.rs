@@ -156,7 +156,10 @@ fn account_condition_is_exact() {
 
 #[test]
 fn status_condition() {
-    assert_eq!(check(r#"status = ["ready", "partially_shipped"]"#, &order()), Ok(()));
+    assert_eq!(
+        check(r#"status = ["ready", "partially_shipped"]"#, &order()),
+        Ok(())
+    );
     let pending = order_with(|o| o.status = switchyard_contract::OrderStatus::Pending);
     assert_eq!(
         check(r#"status = "READY""#, &pending),
@@ -206,9 +209,12 @@ fn postal_code_glob() {
     assert_eq!(check(r#"postal_code = "627??""#, &order()), Ok(()));
     assert_eq!(check(r#"postal_code = "6*""#, &order()), Ok(()));
     assert_eq!(
-        check(r#"postal_code = ["6270?", "1*"]"#, &order_with(|o| {
-            o.shipping_address.as_mut().unwrap().postal_code = Some("627011".into())
-        })),
+        check(
+            r#"postal_code = ["6270?", "1*"]"#,
+            &order_with(|o| {
+                o.shipping_address.as_mut().unwrap().postal_code = Some("627011".into())
+            })
+        ),
         Err("postal_code: 627011 does not match [6270?, 1*]".into())
     );
 }
@@ -275,7 +281,10 @@ fn all_skus_condition_every_line() {
 
 #[test]
 fn tag_condition_has_any_of_ignoring_case() {
-    assert_eq!(check_tags(r#"tag = ["vip", "GIFT"]"#, &order(), &["gift"]), Ok(()));
+    assert_eq!(
+        check_tags(r#"tag = ["vip", "GIFT"]"#, &order(), &["gift"]),
+        Ok(())
+    );
     assert_eq!(
         check_tags(r#"tag = "vip""#, &order(), &["gift", "repeat"]),
         Err("tag: none of [vip] in [gift, repeat]".into())
@@ -311,7 +320,10 @@ fn total_comparisons() {
         Err("total.eq: 99.00 != 99.01".into())
     );
     // A range: every comparison must hold; the first that fails is reported.
-    assert_eq!(check(r#"total = { gte = 10, lt = "100" }"#, &at("50")), Ok(()));
+    assert_eq!(
+        check(r#"total = { gte = 10, lt = "100" }"#, &at("50")),
+        Ok(())
+    );
     assert_eq!(
         check(r#"total = { gte = 10, lt = "100" }"#, &at("100.00")),
         Err("total.lt: 100.00 >= 100".into())
@@ -361,7 +373,10 @@ fn item_count_sums_line_quantities() {
 
 #[test]
 fn conditions_in_one_table_all_hold_and_report_the_first_failure_in_file_order() {
-    assert_eq!(check(r#"country = "US", channel = "shopify""#, &order()), Ok(()));
+    assert_eq!(
+        check(r#"country = "US", channel = "shopify""#, &order()),
+        Ok(())
+    );
     // `total` comes first in the file (though not in alphabetical order).
     assert_eq!(
         check(r#"total = { gt = "1000" }, country = "CA""#, &order()),
@@ -405,7 +420,24 @@ fn not_combinator() {
     assert_eq!(check(r#"not = { country = "CA" }"#, &order()), Ok(()));
     assert_eq!(
         check(r#"not = { country = "US", channel = "shopify" }"#, &order()),
-        Err("not: inner condition matched (country, channel)".into())
+        Err(
+            "not: inner condition matched (country: US in [US]; channel: shopify in [shopify])"
+                .into()
+        )
+    );
+    assert_eq!(
+        check_tags(
+            r#"not = { total = { gte = "10", lt = "100" }, email = "*@example.com", sku = "MUG-*", all_skus = "MUG-*", tag = "gift", item_count = { eq = 2 }, any = [{ status = "ready" }] }"#,
+            &order(),
+            &["gift"]
+        ),
+        Err(
+            "not: inner condition matched (total: 44.60 >= 10, 44.60 < 100; \
+             email: ada@example.com matches [*@example.com]; sku: a line matches [MUG-*]; \
+             all_skus: every line matches [MUG-*]; tag: one of [gift] in [gift]; \
+             item_count: 2 == 2; any)"
+                .into()
+        )
     );
     // Both must hold for the inner table to match.
     assert_eq!(
@@ -421,7 +453,23 @@ fn nested_combinators_report_the_key_path() {
             r#"all = [{ any = [{ country = "CA" }, { not = { region = "IL" } }] }]"#,
             &order()
         ),
-        Err("all[0].any: no alternative matched (all[0].any[0].country: US not in [CA]; all[0].any[1].not: inner condition matched (region))".into())
+        Err("all[0].any: no alternative matched (all[0].any[0].country: US not in [CA]; all[0].any[1].not: inner condition matched (region: IL in [IL]))".into())
+    );
+    assert_eq!(
+        check(
+            r#"any = [{ all = [{ country = "US" }, { not = { all = [{ sku = "MUG-*" }] } }] }]"#,
+            &order()
+        ),
+        Err(
+            "any: no alternative matched (any[0].all[1].not: inner condition matched (all))".into()
+        )
+    );
+    assert_eq!(
+        check(
+            r#"not = { channel = "etsy" }, any = [{ all = [{ any = [{ total = { lt = "1" } }] }] }]"#,
+            &order()
+        ),
+        Err("any: no alternative matched (any[0].all[0].any: no alternative matched (any[0].all[0].any[0].total.lt: 44.60 >= 1))".into())
     );
 }
 
@@ -462,7 +510,12 @@ then = { tag = "not-untagged" }
 
 #[test]
 fn tags_accumulate_and_later_rules_see_them() {
-    let e = eval_tags(&rules(ACTIONS), &order(), &["from-channel", "gift"], &["by-hand"]);
+    let e = eval_tags(
+        &rules(ACTIONS),
+        &order(),
+        &["from-channel", "gift"],
+        &["by-hand"],
+    );
     assert_eq!(e.rule_tags, ["us", "mugs", "saw-mugs"]);
     assert_eq!(e.removed_tags, ["from-channel"]);
     assert_eq!(e.tags, ["gift", "by-hand", "us", "mugs", "saw-mugs"]);
@@ -474,7 +527,13 @@ fn tags_accumulate_and_later_rules_see_them() {
         .collect();
     assert_eq!(
         matched,
-        ["tag-us", "route-west", "route-east", "sees-earlier-tags", "untag"]
+        [
+            "tag-us",
+            "route-west",
+            "route-east",
+            "sees-earlier-tags",
+            "untag"
+        ]
     );
     assert_eq!(
         e.trace[5].failed.as_deref(),
@@ -786,7 +845,9 @@ fn toml_syntax_errors_have_a_location() {
         ["rules.toml:2:10: invalid TOML: invalid basic string, expected `\"`"]
     );
     assert_eq!(
-        errors(&format!("[[rule]]\nname = \"a\"\nname = \"b\"\n{VALID_RULE}")),
+        errors(&format!(
+            "[[rule]]\nname = \"a\"\nname = \"b\"\n{VALID_RULE}"
+        )),
         ["rules.toml:3:1: invalid TOML: duplicate key \"name\""]
     );
 }
@@ -803,7 +864,9 @@ fn unknown_keys_suggest_the_nearest_valid_one() {
         ]
     );
     assert_eq!(
-        errors("[[rule]]\nname = \"a\"\nwhen = { contry = \"US\", weight = 3 }\nthen = { hodl = \"x\", taggs = \"y\" }\n"),
+        errors(
+            "[[rule]]\nname = \"a\"\nwhen = { contry = \"US\", weight = 3 }\nthen = { hodl = \"x\", taggs = \"y\" }\n"
+        ),
         [
             "rules.toml:3:10: unknown condition \"contry\" (did you mean \"country\"?)",
             "rules.toml:3:25: unknown condition \"weight\" (expected one of: channel, account, status, currency, country, region, postal_code, email, shipping_method, sku, all_skus, tag, total, item_count, any, all, not)",
@@ -812,7 +875,9 @@ fn unknown_keys_suggest_the_nearest_valid_one() {
         ]
     );
     assert_eq!(
-        errors("[[rule]]\nname = \"a\"\ncountry = \"US\"\nwhen = { route = \"east-wh\" }\nthen = { sku = \"x\" }\n"),
+        errors(
+            "[[rule]]\nname = \"a\"\ncountry = \"US\"\nwhen = { route = \"east-wh\" }\nthen = { sku = \"x\" }\n"
+        ),
         [
             "rules.toml:3:1: unknown rule key \"country\" (did you mean to put it in `when`?)",
             "rules.toml:4:10: unknown condition \"route\" (\"route\" is an action: put it in `then`)",
@@ -820,9 +885,9 @@ fn unknown_keys_suggest_the_nearest_valid_one() {
         ]
     );
     assert_eq!(
-        errors(&format!(
-            "[[rule]]\nname = \"a\"\nwhen = {{ total = {{ gteq = \"5\" }} }}\nthen = {{ tag = \"x\" }}\n"
-        )),
+        errors(
+            "[[rule]]\nname = \"a\"\nwhen = { total = { gteq = \"5\" } }\nthen = { tag = \"x\" }\n"
+        ),
         ["rules.toml:3:20: unknown comparison \"gteq\" (did you mean \"gte\"?)"]
     );
 }
@@ -1037,7 +1102,9 @@ then = { route = 5, hold = true, priority = "hgh" }
         ]
     );
     // Priority names ignore case.
-    let set = rules("[[rule]]\nname = \"a\"\nwhen = { country = \"US\" }\nthen = { priority = \"High\" }\n");
+    let set = rules(
+        "[[rule]]\nname = \"a\"\nwhen = { country = \"US\" }\nthen = { priority = \"High\" }\n",
+    );
     assert_eq!(eval(&set, &order()).priority, Priority::High);
 }
 
@@ -1119,7 +1186,9 @@ then = { route = "west-3pl" }
 "#;
     assert_eq!(
         warnings(text),
-        ["rules.toml:7:1: warning: rule \"us-mugs\" can never match: every order it matches is caught first by rule \"north-america\" (line 1), which has stop = true"]
+        [
+            "rules.toml:7:1: warning: rule \"us-mugs\" can never match: every order it matches is caught first by rule \"north-america\" (line 1), which has stop = true"
+        ]
     );
 }
 
@@ -1129,20 +1198,41 @@ fn unreachable_detection_understands_ranges_globs_and_combinators() {
         // identical conditions
         (r#"channel = "ebay""#, r#"channel = "ebay""#),
         // a narrower range
-        (r#"total = { gte = "500" }"#, r#"total = { gt = "1000.00" }"#),
-        (r#"item_count = { gt = 5 }"#, r#"item_count = { gte = 6, lt = 10 }"#),
+        (
+            r#"total = { gte = "500" }"#,
+            r#"total = { gt = "1000.00" }"#,
+        ),
+        (
+            r#"item_count = { gt = 5 }"#,
+            r#"item_count = { gte = 6, lt = 10 }"#,
+        ),
         // a narrower glob, and all_skus implying sku
-        (r#"sku = "FURN-*""#, r#"sku = ["furn-sofa-*", "FURN-CHAIR"]"#),
+        (
+            r#"sku = "FURN-*""#,
+            r#"sku = ["furn-sofa-*", "FURN-CHAIR"]"#,
+        ),
         (r#"sku = "FURN-*""#, r#"all_skus = "FURN-*""#),
         (r#"email = "*.ru""#, r#"email = "*@mail.ru""#),
         // an earlier `any` with an implied alternative
-        (r#"any = [{ country = "CA" }, { region = "QC" }]"#, r#"country = "CA", channel = "etsy""#),
+        (
+            r#"any = [{ country = "CA" }, { region = "QC" }]"#,
+            r#"country = "CA", channel = "etsy""#,
+        ),
         // a later `any` whose every alternative is implied
-        (r#"channel = ["ebay", "amazon"]"#, r#"any = [{ channel = "ebay" }, { channel = "amazon", country = "US" }]"#),
+        (
+            r#"channel = ["ebay", "amazon"]"#,
+            r#"any = [{ channel = "ebay" }, { channel = "amazon", country = "US" }]"#,
+        ),
         // `all` is a conjunction
-        (r#"all = [{ country = "US" }, { status = "ready" }]"#, r#"status = "ready", country = "US", region = "IL""#),
+        (
+            r#"all = [{ country = "US" }, { status = "ready" }]"#,
+            r#"status = "ready", country = "US", region = "IL""#,
+        ),
         // not A implies not B when B implies A
-        (r#"not = { country = ["US", "CA"] }"#, r#"not = { country = ["US", "CA", "MX"] }"#),
+        (
+            r#"not = { country = ["US", "CA"] }"#,
+            r#"not = { country = ["US", "CA", "MX"] }"#,
+        ),
     ];
     for (earlier, later) in pairs {
         let text = format!(
@@ -1150,7 +1240,9 @@ fn unreachable_detection_understands_ranges_globs_and_combinators() {
         );
         assert_eq!(
             warnings(&text),
-            ["rules.toml:7:1: warning: rule \"later\" can never match: every order it matches is caught first by rule \"earlier\" (line 1), which has stop = true"],
+            [
+                "rules.toml:7:1: warning: rule \"later\" can never match: every order it matches is caught first by rule \"earlier\" (line 1), which has stop = true"
+            ],
             "earlier {earlier} / later {later}"
         );
     }
@@ -1171,13 +1263,20 @@ fn reachable_rules_get_no_warning() {
         (r#"tag = "vip""#, r#"tag = "vip""#),
         (r#"not = { tag = "vip" }"#, r#"not = { tag = "vip" }"#),
         // every alternative of an earlier `all` must be implied
-        (r#"all = [{ country = "US" }, { status = "ready" }]"#, r#"country = "US""#),
+        (
+            r#"all = [{ country = "US" }, { status = "ready" }]"#,
+            r#"country = "US""#,
+        ),
     ];
     for (earlier, later) in pairs {
         let text = format!(
             "[[rule]]\nname = \"earlier\"\nwhen = {{ {earlier} }}\nthen = {{ tag = \"x\" }}\nstop = true\n\n[[rule]]\nname = \"later\"\nwhen = {{ {later} }}\nthen = {{ tag = \"y\" }}\n"
         );
-        assert_eq!(warnings(&text), Vec::<String>::new(), "earlier {earlier} / later {later}");
+        assert_eq!(
+            warnings(&text),
+            Vec::<String>::new(),
+            "earlier {earlier} / later {later}"
+        );
     }
     // Without `stop`, a broader earlier rule does not hide a later one.
     let text = "[[rule]]\nname = \"a\"\nwhen = { country = \"US\" }\nthen = { tag = \"x\" }\n[[rule]]\nname = \"b\"\nwhen = { country = \"US\" }\nthen = { tag = \"y\" }\n";
@@ -1233,8 +1332,23 @@ fn the_example_rules_are_valid_and_realistic() {
     // And every condition key and combinator.
     let text = std::fs::read_to_string(root().join("config/rules.toml")).unwrap();
     for key in [
-        "channel", "account", "status", "currency", "country", "region", "postal_code", "email",
-        "shipping_method", "sku", "all_skus", "tag", "total", "item_count", "any", "all", "not",
+        "channel",
+        "account",
+        "status",
+        "currency",
+        "country",
+        "region",
+        "postal_code",
+        "email",
+        "shipping_method",
+        "sku",
+        "all_skus",
+        "tag",
+        "total",
+        "item_count",
+        "any",
+        "all",
+        "not",
     ] {
         assert!(
             text.contains(&format!("{key} = ")),
@@ -1265,7 +1379,8 @@ fn the_projects_rule_cases_pass() {
     }
     assert_eq!(failed, 0, "\n{}", lines.join("\n"));
     assert!(cases >= 40, "only {cases} cases");
-    assert!(lines.iter().any(|l| l == "PASS tests/rules/08-stop.toml: digital-only orders stop, held, on the default route"));
+    assert!(lines.iter().any(|l| l
+        == "PASS tests/rules/08-stop.toml: digital-only orders stop, held, on the default route"));
 }
 
 const SMALL_RULES: &str = r#"default_route = "east-wh"
@@ -1428,7 +1543,11 @@ route = "east-wh"
         r[2].failures,
         ["unset \"customer.fax\": the order has no field \"fax\""]
     );
-    assert!(r[3].failures[0].starts_with("cannot read order "), "{:?}", r[3]);
+    assert!(
+        r[3].failures[0].starts_with("cannot read order "),
+        "{:?}",
+        r[3]
+    );
 }
 
 #[test]

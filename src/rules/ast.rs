@@ -2,8 +2,6 @@
 //! decided once is decided here (enum values resolved, codes upper-cased,
 //! globs compiled, amounts parsed) so that evaluation only compares.
 
-use std::fmt;
-
 use rust_decimal::Decimal;
 use switchyard_contract::{Channel, OrderStatus, Priority};
 
@@ -204,6 +202,16 @@ impl Op {
         }
     }
 
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            Op::Lte => "<=",
+            Op::Eq => "==",
+        }
+    }
+
     /// The relation that holds when this one does not, for failure messages
     /// such as `total.gte: 99.00 < 100.00`.
     pub(crate) fn negated_symbol(self) -> &'static str {
@@ -221,17 +229,4 @@ impl Op {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Cmp<T> {
     pub(crate) ops: Vec<(Op, T)>,
-}
-
-/// `[a, b, c]`, the way failure messages show a rule's values.
-pub(crate) fn list<T: fmt::Display>(items: &[T]) -> String {
-    let mut s = String::from("[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str(&item.to_string());
-    }
-    s.push(']');
-    s
 }

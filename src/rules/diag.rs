@@ -126,8 +126,7 @@ impl<'s> Sink<'s> {
 
     /// File order, so that `check` prints findings as one reads the file.
     pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.diags
-            .sort_by(|a, b| (a.line, a.column, a.severity).cmp(&(b.line, b.column, b.severity)));
+        self.diags.sort_by_key(|d| (d.line, d.column, d.severity));
         self.diags.dedup();
         self.diags
     }

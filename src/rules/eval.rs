@@ -11,11 +11,13 @@
 //! failure messages are formatted only for rules that did not match, and
 //! only by [`evaluate`] — [`decide`] skips the trace for the ingest path.
 
+use std::fmt::{Display, Write as _};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchyard_contract::{Order, Priority};
 
-use super::ast::{Cmp, Cond, Conj, RuleSet, list};
+use super::ast::{Cmp, Cond, Conj, RuleSet};
 use super::glob::{Glob, eq_ci};
 
 /// What the rules look at: the order, and its tags by origin (the order's
@@ -84,7 +86,9 @@ struct Tags<'a> {
 
 impl<'a> Tags<'a> {
     fn has(&self, tag: &str) -> bool {
-        self.channel.iter().any(|(t, removed)| !removed && eq_ci(t, tag))
+        self.channel
+            .iter()
+            .any(|(t, removed)| !removed && eq_ci(t, tag))
             || self.manual.iter().any(|t| eq_ci(t, tag))
             || self.added.iter().any(|t| eq_ci(t, tag))
     }
@@ -209,8 +213,14 @@ fn first_failure<'c>(conj: &'c Conj, cx: &Ctx<'_>, tags: &Tags<'_>) -> Option<&'
     conj.0.iter().find(|c| !holds(c, cx, tags))
 }
 
-fn address_field<'a>(cx: &Ctx<'a>, f: impl Fn(&'a switchyard_contract::Address) -> &'a Option<String>) -> Option<&'a str> {
-    cx.order.shipping_address.as_ref().and_then(|a| f(a).as_deref())
+fn address_field<'a>(
+    cx: &Ctx<'a>,
+    f: impl Fn(&'a switchyard_contract::Address) -> &'a Option<String>,
+) -> Option<&'a str> {
+    cx.order
+        .shipping_address
+        .as_ref()
+        .and_then(|a| f(a).as_deref())
 }
 
 fn email<'a>(cx: &Ctx<'a>) -> Option<&'a str> {
@@ -229,13 +239,16 @@ fn holds(c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>) -> bool {
     let o = cx.order;
     match c {
         Cond::Channel(v) => v.contains(&o.channel),
-        Cond::Account(v) => v.iter().any(|a| *a == o.account),
+        Cond::Account(v) => v.contains(&o.account),
         Cond::Status(v) => v.contains(&o.status),
-        Cond::Currency(v) => v.iter().any(|c| c.eq_ignore_ascii_case(o.currency.as_str())),
+        Cond::Currency(v) => v
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(o.currency.as_str())),
         Cond::Country(v) => address_field(cx, |a| &a.country)
             .is_some_and(|c| v.iter().any(|x| x.eq_ignore_ascii_case(c.trim()))),
-        Cond::Region(v) => address_field(cx, |a| &a.region)
-            .is_some_and(|r| v.iter().any(|x| eq_ci(x, r.trim()))),
+        Cond::Region(v) => {
+            address_field(cx, |a| &a.region).is_some_and(|r| v.iter().any(|x| eq_ci(x, r.trim())))
+        }
         Cond::PostalCode(g) => any_glob(g, address_field(cx, |a| &a.postal_code)),
         Cond::Email(g) => any_glob(g, email(cx)),
         Cond::ShippingMethod(g) => any_glob(g, o.shipping_method.as_deref()),
@@ -258,99 +271,175 @@ fn shown(v: Option<&str>) -> &str {
 
 /// Why `c` (which failed) failed, starting with its key path.
 fn describe(c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>, prefix: &str) -> String {
+    let mut out = String::with_capacity(64);
+    describe_into(&mut out, c, cx, tags, prefix);
+    out
+}
+
+/// Writes into one buffer: a trace formats a reason for every rule that
+/// did not match, so this is the hot part of `evaluate`.
+fn describe_into(out: &mut String, c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>, prefix: &str) {
     let o = cx.order;
-    let key = c.key();
+    let _ = write!(out, "{prefix}{}", c.key());
     match c {
-        Cond::Channel(v) => format!("{prefix}{key}: {} not in {}", o.channel, list(v)),
-        Cond::Account(v) => format!("{prefix}{key}: {} not in {}", o.account, list(v)),
-        Cond::Status(v) => format!("{prefix}{key}: {} not in {}", o.status, list(v)),
-        Cond::Currency(v) => format!("{prefix}{key}: {} not in {}", o.currency, list(v)),
-        Cond::Country(v) => format!(
-            "{prefix}{key}: {} not in {}",
-            shown(address_field(cx, |a| &a.country)),
-            list(v)
-        ),
-        Cond::Region(v) => format!(
-            "{prefix}{key}: {} not in {}",
-            shown(address_field(cx, |a| &a.region)),
-            list(v)
-        ),
-        Cond::PostalCode(g) => format!(
-            "{prefix}{key}: {} does not match {}",
-            shown(address_field(cx, |a| &a.postal_code)),
-            list(g)
-        ),
-        Cond::Email(g) => format!("{prefix}{key}: {} does not match {}", shown(email(cx)), list(g)),
-        Cond::ShippingMethod(g) => format!(
-            "{prefix}{key}: {} does not match {}",
-            shown(o.shipping_method.as_deref()),
-            list(g)
-        ),
+        Cond::Channel(v) => not_in(out, o.channel.as_str(), v),
+        Cond::Account(v) => not_in(out, &o.account, v),
+        Cond::Status(v) => not_in(out, o.status.as_str(), v),
+        Cond::Currency(v) => not_in(out, o.currency.as_str(), v),
+        Cond::Country(v) => not_in(out, shown(address_field(cx, |a| &a.country)), v),
+        Cond::Region(v) => not_in(out, shown(address_field(cx, |a| &a.region)), v),
+        Cond::PostalCode(g) => no_match(out, address_field(cx, |a| &a.postal_code), g),
+        Cond::Email(g) => no_match(out, email(cx), g),
+        Cond::ShippingMethod(g) => no_match(out, o.shipping_method.as_deref(), g),
         Cond::Sku(g) => {
-            let skus: Vec<&str> = o.lines.iter().map(|l| shown(l.sku.as_deref())).collect();
-            format!(
-                "{prefix}{key}: no line matches {} (skus: {})",
-                list(g),
-                list(&skus)
-            )
+            out.push_str(": no line matches ");
+            write_list(out, g);
+            out.push_str(" (skus: ");
+            write_list(out, o.lines.iter().map(|l| shown(l.sku.as_deref())));
+            out.push(')');
         }
         Cond::AllSkus(g) => match o.lines.iter().find(|l| !any_glob(g, l.sku.as_deref())) {
-            None => format!("{prefix}{key}: order has no lines"),
+            None => out.push_str(": order has no lines"),
             Some(line) => match line.sku.as_deref() {
-                Some(sku) => format!("{prefix}{key}: {sku} does not match {}", list(g)),
-                None => format!("{prefix}{key}: line {} has no sku", line.line_id),
+                Some(sku) => {
+                    let _ = write!(out, ": {sku} does not match ");
+                    write_list(out, g);
+                }
+                None => {
+                    let _ = write!(out, ": line {} has no sku", line.line_id);
+                }
             },
         },
         Cond::Tag(v) => {
-            let current: Vec<&str> = tags.current().collect();
-            format!("{prefix}{key}: none of {} in {}", list(v), list(&current))
+            out.push_str(": none of ");
+            write_list(out, v);
+            out.push_str(" in ");
+            write_list(out, tags.current());
         }
-        Cond::Total(cmp) => describe_cmp(cmp, &o.totals.total, prefix, key),
-        Cond::ItemCount(cmp) => describe_cmp(cmp, &cx.item_count, prefix, key),
+        Cond::Total(cmp) => describe_cmp(out, cmp, &o.totals.total),
+        Cond::ItemCount(cmp) => describe_cmp(out, cmp, &cx.item_count),
         Cond::Any(alts) => {
-            let reasons: Vec<String> = alts
+            out.push_str(": no alternative matched (");
+            let mut first = true;
+            for (i, alt) in alts.iter().enumerate() {
+                if let Some(f) = first_failure(alt, cx, tags) {
+                    if !first {
+                        out.push_str("; ");
+                    }
+                    first = false;
+                    describe_into(out, f, cx, tags, &format!("{prefix}any[{i}]."));
+                }
+            }
+            out.push(')');
+        }
+        Cond::All(alts) => {
+            let failing = alts
                 .iter()
                 .enumerate()
-                .filter_map(|(i, alt)| {
-                    first_failure(alt, cx, tags)
-                        .map(|f| describe(f, cx, tags, &format!("{prefix}any[{i}].")))
-                })
-                .collect();
-            format!(
-                "{prefix}any: no alternative matched ({})",
-                reasons.join("; ")
-            )
+                .find_map(|(i, alt)| first_failure(alt, cx, tags).map(|f| (i, f)));
+            if let Some((i, f)) = failing {
+                // The path names the failing alternative, not `all` alone.
+                out.truncate(out.len() - prefix.len() - "all".len());
+                describe_into(out, f, cx, tags, &format!("{prefix}all[{i}]."));
+            }
         }
-        Cond::All(alts) => alts
-            .iter()
-            .enumerate()
-            .find_map(|(i, alt)| {
-                first_failure(alt, cx, tags)
-                    .map(|f| describe(f, cx, tags, &format!("{prefix}all[{i}].")))
-            })
-            .unwrap_or_else(|| format!("{prefix}all: matched")),
         Cond::Not(inner) => {
-            let keys: Vec<&str> = inner.0.iter().map(Cond::key).collect();
-            format!(
-                "{prefix}not: inner condition matched ({})",
-                keys.join(", ")
-            )
+            out.push_str(": inner condition matched (");
+            for (i, c) in inner.0.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("; ");
+                }
+                describe_held(out, c, cx, tags);
+            }
+            out.push(')');
         }
     }
 }
 
-fn describe_cmp<T: PartialOrd + std::fmt::Display>(
-    cmp: &Cmp<T>,
-    value: &T,
-    prefix: &str,
-    key: &str,
-) -> String {
-    match cmp.ops.iter().find(|(op, limit)| !op.holds(value, limit)) {
-        Some((op, limit)) => format!(
-            "{prefix}{key}.{}: {value} {} {limit}",
+/// Why `c` (which held) held: the other half of a `not` failure, e.g.
+/// `country: US in [US]`. Combinators are only named.
+fn describe_held(out: &mut String, c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>) {
+    let o = cx.order;
+    out.push_str(c.key());
+    match c {
+        Cond::Channel(v) => is_in(out, o.channel.as_str(), v),
+        Cond::Account(v) => is_in(out, &o.account, v),
+        Cond::Status(v) => is_in(out, o.status.as_str(), v),
+        Cond::Currency(v) => is_in(out, o.currency.as_str(), v),
+        Cond::Country(v) => is_in(out, shown(address_field(cx, |a| &a.country)), v),
+        Cond::Region(v) => is_in(out, shown(address_field(cx, |a| &a.region)), v),
+        Cond::PostalCode(g) => matches(out, address_field(cx, |a| &a.postal_code), g),
+        Cond::Email(g) => matches(out, email(cx), g),
+        Cond::ShippingMethod(g) => matches(out, o.shipping_method.as_deref(), g),
+        Cond::Sku(g) => {
+            out.push_str(": a line matches ");
+            write_list(out, g);
+        }
+        Cond::AllSkus(g) => {
+            out.push_str(": every line matches ");
+            write_list(out, g);
+        }
+        Cond::Tag(v) => {
+            out.push_str(": one of ");
+            write_list(out, v);
+            out.push_str(" in ");
+            write_list(out, tags.current());
+        }
+        Cond::Total(cmp) => held_cmp(out, cmp, &o.totals.total),
+        Cond::ItemCount(cmp) => held_cmp(out, cmp, &cx.item_count),
+        Cond::Any(_) | Cond::All(_) | Cond::Not(_) => {}
+    }
+}
+
+fn is_in<T: Display>(out: &mut String, value: &str, list: &[T]) {
+    let _ = write!(out, ": {value} in ");
+    write_list(out, list);
+}
+
+fn matches(out: &mut String, value: Option<&str>, globs: &[Glob]) {
+    let _ = write!(out, ": {} matches ", shown(value));
+    write_list(out, globs);
+}
+
+fn held_cmp<T: Display>(out: &mut String, cmp: &Cmp<T>, value: &T) {
+    out.push_str(": ");
+    for (i, (op, limit)) in cmp.ops.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{value} {} {limit}", op.symbol());
+    }
+}
+
+fn not_in<T: Display>(out: &mut String, value: &str, list: &[T]) {
+    let _ = write!(out, ": {value} not in ");
+    write_list(out, list);
+}
+
+fn no_match(out: &mut String, value: Option<&str>, globs: &[Glob]) {
+    let _ = write!(out, ": {} does not match ", shown(value));
+    write_list(out, globs);
+}
+
+/// `[a, b, c]`, the way failure messages show lists.
+fn write_list<T: Display>(out: &mut String, items: impl IntoIterator<Item = T>) {
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{item}");
+    }
+    out.push(']');
+}
+
+fn describe_cmp<T: PartialOrd + Display>(out: &mut String, cmp: &Cmp<T>, value: &T) {
+    if let Some((op, limit)) = cmp.ops.iter().find(|(op, limit)| !op.holds(value, limit)) {
+        let _ = write!(
+            out,
+            ".{}: {value} {} {limit}",
             op.key(),
             op.negated_symbol()
-        ),
-        None => format!("{prefix}{key}: matched"),
+        );
     }
 }

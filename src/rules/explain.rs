@@ -70,7 +70,11 @@ pub fn explain_text(order: &Order, eval: &Evaluation) -> String {
         let _ = writeln!(out, "    added by rules: {}", eval.rule_tags.join(", "));
     }
     if !eval.removed_tags.is_empty() {
-        let _ = writeln!(out, "    removed from the channel's: {}", eval.removed_tags.join(", "));
+        let _ = writeln!(
+            out,
+            "    removed from the channel's: {}",
+            eval.removed_tags.join(", ")
+        );
     }
     let _ = writeln!(out, "  route:    {}", none(&eval.route));
     let _ = writeln!(out, "  hold:     {}", none(&eval.hold));

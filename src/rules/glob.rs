@@ -227,8 +227,11 @@ pub(crate) fn eq_folded(text: &str, folded: &str) -> bool {
 /// Case-insensitive equality of two unfolded strings.
 #[inline]
 pub(crate) fn eq_ci(a: &str, b: &str) -> bool {
+    if a.len() == b.len() && a.eq_ignore_ascii_case(b) {
+        return true;
+    }
     if a.is_ascii() && b.is_ascii() {
-        return a.eq_ignore_ascii_case(b);
+        return false;
     }
     a.chars().map(fold).eq(b.chars().map(fold))
 }

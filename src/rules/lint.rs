@@ -184,12 +184,16 @@ impl Range {
         let lo_ok = match (self.lo, outer.lo) {
             (_, None) => true,
             (None, Some(_)) => false,
-            (Some(a), Some(b)) => a.value > b.value || (a.value == b.value && (b.inclusive || !a.inclusive)),
+            (Some(a), Some(b)) => {
+                a.value > b.value || (a.value == b.value && (b.inclusive || !a.inclusive))
+            }
         };
         let hi_ok = match (self.hi, outer.hi) {
             (_, None) => true,
             (None, Some(_)) => false,
-            (Some(a), Some(b)) => a.value < b.value || (a.value == b.value && (b.inclusive || !a.inclusive)),
+            (Some(a), Some(b)) => {
+                a.value < b.value || (a.value == b.value && (b.inclusive || !a.inclusive))
+            }
         };
         lo_ok && hi_ok
     }
@@ -233,7 +237,7 @@ mod tests {
     #[test]
     fn ranges() {
         assert!(range(&total(&[(Op::Gt, "500"), (Op::Lt, "100")])).is_empty());
-        assert!(range(&total(&[(Op::Gte, "100"), (Op::Lte, "100.00")])).is_empty() == false);
+        assert!(!range(&total(&[(Op::Gte, "100"), (Op::Lte, "100.00")])).is_empty());
         assert!(range(&total(&[(Op::Gte, "600")])).within(&range(&total(&[(Op::Gt, "500")]))));
         assert!(!range(&total(&[(Op::Gte, "500")])).within(&range(&total(&[(Op::Gt, "500")]))));
         assert!(range(&total(&[(Op::Eq, "100.10")])).within(&range(&total(&[(Op::Eq, "100.1")]))));

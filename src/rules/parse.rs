@@ -32,8 +32,8 @@ pub(crate) struct RuleSpans {
 /// `route` and `default_route` must name.
 ///
 /// On success, returns the rules and the warnings (possibly none). On
-/// failure, returns every diagnostic (at least one error, plus any warnings),
-/// in file order.
+/// failure, returns every error, in file order. The warnings (rules that can
+/// never match) are only looked for in a file without errors.
 pub fn parse_rules(
     path: &Path,
     text: &str,
@@ -66,7 +66,10 @@ pub fn parse_rules(
 fn syntax_message(message: &str, at: Option<&str>) -> String {
     match at {
         Some(key) if message == "duplicate key" && !key.is_empty() => {
-            format!("invalid TOML: duplicate key {:?}", key.trim_matches(['"', '\'']))
+            format!(
+                "invalid TOML: duplicate key {:?}",
+                key.trim_matches(['"', '\''])
+            )
         }
         _ => format!("invalid TOML: {message}"),
     }
@@ -170,7 +173,11 @@ impl<'s> Parser<'s> {
 
     /// One `[[rule]]`: the rule, or `None` when it has errors (they are
     /// recorded); and its name with the name's span, if it has a usable one.
-    fn rule(&mut self, table: &DeTable<'_>, header: Span) -> (Option<Rule>, Option<(String, Span)>) {
+    fn rule(
+        &mut self,
+        table: &DeTable<'_>,
+        header: Span,
+    ) -> (Option<Rule>, Option<(String, Span)>) {
         let errors_before = self.sink.diags.len();
         let mut name: Option<(String, Span)> = None;
         // Set when a `name` key exists but is unusable (already reported).
@@ -203,12 +210,9 @@ impl<'s> Parser<'s> {
                             "when: empty condition table (a rule needs at least one condition)",
                         ),
                         DeValue::Table(t) => when = self.conj(t, ""),
-                        other => self.type_error(
-                            value.span(),
-                            "when",
-                            "a table of conditions",
-                            other,
-                        ),
+                        other => {
+                            self.type_error(value.span(), "when", "a table of conditions", other)
+                        }
                     }
                 }
                 "then" => {
@@ -217,9 +221,7 @@ impl<'s> Parser<'s> {
                         DeValue::Table(t) => {
                             then = self.actions(t).map(|a| (a, value.span()));
                         }
-                        other => {
-                            self.type_error(value.span(), "then", "a table of actions", other)
-                        }
+                        other => self.type_error(value.span(), "then", "a table of actions", other),
                     }
                 }
                 "stop" => match value.get_ref() {
@@ -308,7 +310,12 @@ impl<'s> Parser<'s> {
         ok.then_some(Conj(conds))
     }
 
-    fn cond(&mut self, key: &Spanned<DeString<'_>>, value: &Value<'_>, prefix: &str) -> Option<Cond> {
+    fn cond(
+        &mut self,
+        key: &Spanned<DeString<'_>>,
+        value: &Value<'_>,
+        prefix: &str,
+    ) -> Option<Cond> {
         let k = key.get_ref().as_ref();
         let path = format!("{prefix}{k}");
         Some(match k {
@@ -552,8 +559,10 @@ impl<'s> Parser<'s> {
         match value.get_ref() {
             DeValue::String(s) => each(self, s, value.span()).ok().map(|v| vec![v]),
             DeValue::Array(items) if items.is_empty() => {
-                self.sink
-                    .error(value.span(), format!("{path}: empty list (give at least one value)"));
+                self.sink.error(
+                    value.span(),
+                    format!("{path}: empty list (give at least one value)"),
+                );
                 None
             }
             DeValue::Array(items) => {
@@ -612,8 +621,10 @@ impl<'s> Parser<'s> {
         let mut ok = true;
         for (key, v) in entries(table) {
             let Some(op) = Op::from_key(key.get_ref()) else {
-                self.sink
-                    .error(key.span(), unknown_word("comparison", key.get_ref(), &OP_KEYS));
+                self.sink.error(
+                    key.span(),
+                    unknown_word("comparison", key.get_ref(), &OP_KEYS),
+                );
                 ok = false;
                 continue;
             };
@@ -651,7 +662,9 @@ impl<'s> Parser<'s> {
                     None => ok = false,
                 },
                 "hold" => match value.get_ref() {
-                    DeValue::String(s) if !s.trim().is_empty() => actions.hold = Some(s.to_string()),
+                    DeValue::String(s) if !s.trim().is_empty() => {
+                        actions.hold = Some(s.to_string())
+                    }
                     DeValue::String(_) => {
                         self.sink.error(
                             value.span(),
@@ -696,7 +709,9 @@ impl<'s> Parser<'s> {
                 other if CONDITION_KEYS.contains(&other) => {
                     self.sink.error(
                         key.span(),
-                        format!("unknown action {other:?} ({other:?} is a condition: put it in `when`)"),
+                        format!(
+                            "unknown action {other:?} ({other:?} is a condition: put it in `when`)"
+                        ),
                     );
                     ok = false;
                 }

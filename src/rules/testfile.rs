@@ -165,7 +165,11 @@ pub fn collect_test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn build_order(dir: &Path, default: Option<&toml::Value>, case: &CaseSpec) -> Result<Order, String> {
+fn build_order(
+    dir: &Path,
+    default: Option<&toml::Value>,
+    case: &CaseSpec,
+) -> Result<Order, String> {
     let base = case.order.as_ref().or(default).ok_or_else(|| {
         "no order: set `order` (a path to an order JSON file, or an inline table) in the case or at the top of the file".to_owned()
     })?;
@@ -178,8 +182,15 @@ fn build_order(dir: &Path, default: Option<&toml::Value>, case: &CaseSpec) -> Re
                 .map_err(|e| format!("order {} is not JSON: {e}", file.display()))?;
             (json, rel.clone())
         }
-        toml::Value::Table(t) => (to_json(&toml::Value::Table(t.clone())), "inline order".to_owned()),
-        _ => return Err("order: expected a path to an order JSON file or an inline table".to_owned()),
+        toml::Value::Table(t) => (
+            to_json(&toml::Value::Table(t.clone())),
+            "inline order".to_owned(),
+        ),
+        _ => {
+            return Err(
+                "order: expected a path to an order JSON file or an inline table".to_owned(),
+            );
+        }
     };
     if let Some(patch) = &case.patch {
         let mut patch = to_json(&toml::Value::Table(patch.clone()));
@@ -201,7 +212,8 @@ fn fill_line(i: usize, line: &mut Json) -> Result<(), String> {
     let Json::Object(m) = line else {
         return Err(format!("patch.lines[{i}]: expected a table"));
     };
-    m.entry("line_id").or_insert_with(|| Json::from((i + 1).to_string()));
+    m.entry("line_id")
+        .or_insert_with(|| Json::from((i + 1).to_string()));
     let title = m
         .get("sku")
         .and_then(Json::as_str)
@@ -219,7 +231,10 @@ fn fill_line(i: usize, line: &mut Json) -> Result<(), String> {
         let qty = m["quantity"]
             .as_u64()
             .ok_or_else(|| format!("patch.lines[{i}].quantity: expected a whole number"))?;
-        m.insert("total".into(), Json::from((price * Decimal::from(qty)).to_string()));
+        m.insert(
+            "total".into(),
+            Json::from((price * Decimal::from(qty)).to_string()),
+        );
     }
     Ok(())
 }
@@ -299,9 +314,12 @@ fn check_case(rules: &RuleSet, order: &Order, case: &CaseSpec) -> Vec<String> {
     if let Some(route) = &ex.route {
         checked = true;
         match route {
-            toml::Value::String(want) if eval.route.as_deref() != Some(want.as_str()) => f.push(
-                format!("expected route {want}, got {}", shown(eval.route.as_deref())),
-            ),
+            toml::Value::String(want) if eval.route.as_deref() != Some(want.as_str()) => {
+                f.push(format!(
+                    "expected route {want}, got {}",
+                    shown(eval.route.as_deref())
+                ))
+            }
             toml::Value::Boolean(false) if eval.route.is_some() => f.push(format!(
                 "expected no route, got {}",
                 shown(eval.route.as_deref())
@@ -318,9 +336,10 @@ fn check_case(rules: &RuleSet, order: &Order, case: &CaseSpec) -> Vec<String> {
                 "expected hold {want:?}, got {}",
                 got.map_or("null".into(), |g| format!("{g:?}"))
             )),
-            toml::Value::Boolean(false) if got.is_some() => {
-                f.push(format!("expected no hold, got {:?}", got.unwrap_or_default()))
-            }
+            toml::Value::Boolean(false) if got.is_some() => f.push(format!(
+                "expected no hold, got {:?}",
+                got.unwrap_or_default()
+            )),
             toml::Value::Boolean(true) if got.is_none() => {
                 f.push("expected a hold, got null".into())
             }
@@ -376,7 +395,10 @@ fn check_case(rules: &RuleSet, order: &Order, case: &CaseSpec) -> Vec<String> {
     for t in &ex.tags_exclude {
         checked = true;
         if eval.tags.contains(t) {
-            f.push(format!("expected no tag {t}, got [{}]", eval.tags.join(", ")));
+            f.push(format!(
+                "expected no tag {t}, got [{}]",
+                eval.tags.join(", ")
+            ));
         }
     }
     let names: Vec<&str> = rules.rules().iter().map(|r| r.name()).collect();
