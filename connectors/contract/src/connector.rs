@@ -98,6 +98,33 @@ pub struct RateHint {
     pub observed_at: DateTime<Utc>,
 }
 
+/// Which of a channel's published limits an outbound call counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    PushInventory,
+    PushTracking,
+}
+
+/// A channel's published request rate for one operation class: a token
+/// bucket of `burst` requests refilled at `per_second`. The daemon's limiter
+/// is seeded from it and then follows the channel's `RateHint`s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Sustained requests per second (may be below 1, e.g. 1/60 for once a minute).
+    pub per_second: f64,
+    /// Requests that may go back to back after a quiet spell; at least 1.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// What a connector that publishes nothing gets: one request a second.
+    pub const CONSERVATIVE: RateLimit = RateLimit {
+        per_second: 1.0,
+        burst: 1,
+    };
+}
+
 /// One channel account. Built from its config and a shared HTTP client with
 /// no I/O at build time.
 pub trait Connector: Send + Sync {
@@ -108,6 +135,13 @@ pub trait Connector: Send + Sync {
     /// The channel's latest rate-limit report, if it gives one.
     fn rate_hint(&self) -> Option<RateHint> {
         None
+    }
+
+    /// The channel's published default limit for one operation class. The
+    /// default is deliberately slow (`RateLimit::CONSERVATIVE`): connectors
+    /// override it with their channel's documented numbers.
+    fn rate_limit(&self, _operation: Operation) -> RateLimit {
+        RateLimit::CONSERVATIVE
     }
 
     /// A cheap read-only call that proves the credentials and base URL work.

@@ -1,0 +1,308 @@
+//! Every GraphQL document this connector sends, as constants, so that one
+//! test can validate all of them against the vendored Admin API schema
+//! (`schema/admin_2026-10.graphql`) and estimate their query cost.
+//!
+//! Why the page sizes are what they are: Shopify refuses any single query
+//! whose *requested* cost exceeds 1,000 points (`MAX_COST_EXCEEDED`), and a
+//! connection costs `2 + first × (cost of one node)`. An order with its line
+//! items and fulfillments nested inside is about 160 points at the page
+//! limits below, so an orders page holds [`ORDERS_PER_PAGE`] orders, not the
+//! 250 the connection would allow. Throughput does not suffer: Shopify
+//! refunds the difference to the *actual* cost, which is what drains the
+//! bucket. An order with more line items or fulfillments than a page carries
+//! is fetched again on its own with the larger [`SINGLE_ORDER`] limits.
+//! `tests/graphql_schema.rs` recomputes every document's cost and fails past
+//! 1,000.
+
+/// Limits of the nested connections of one order in a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderLimits {
+    pub line_items: u32,
+    pub fulfillments: u32,
+    pub fulfillment_line_items: u32,
+}
+
+/// Orders per page of the poll query.
+pub const ORDERS_PER_PAGE: u32 = 5;
+
+/// Nested limits inside an orders page.
+pub const PAGE_ORDER: OrderLimits = OrderLimits {
+    line_items: 10,
+    fulfillments: 3,
+    fulfillment_line_items: 10,
+};
+
+/// Nested limits when one order is fetched on its own (`fetch_orders`, or an
+/// order a page could not carry whole). Past these, normalization notes what
+/// is missing.
+pub const SINGLE_ORDER: OrderLimits = OrderLimits {
+    line_items: 100,
+    fulfillments: 8,
+    fulfillment_line_items: 20,
+};
+
+/// Every field normalization reads from an order, and nothing more.
+/// `trackingInfo(first: 5)`: more than one tracking number per fulfillment is
+/// noted and only the first kept, so five is plenty to see that there are more.
+pub const ORDER_FIELDS: &str = r#"fragment SwitchyardOrder on Order {
+  id
+  name
+  createdAt
+  processedAt
+  updatedAt
+  cancelledAt
+  currencyCode
+  presentmentCurrencyCode
+  displayFinancialStatus
+  displayFulfillmentStatus
+  taxesIncluded
+  tags
+  email
+  phone
+  totalPriceSet { shopMoney { amount } presentmentMoney { amount } }
+  totalShippingPriceSet { shopMoney { amount } }
+  totalTaxSet { shopMoney { amount } }
+  totalDiscountsSet { shopMoney { amount } }
+  totalRefundedSet { shopMoney { amount } }
+  customer {
+    firstName
+    lastName
+    defaultEmailAddress { emailAddress }
+    defaultPhoneNumber { phoneNumber }
+  }
+  shippingAddress {
+    name
+    company
+    address1
+    address2
+    city
+    province
+    provinceCode
+    zip
+    country
+    countryCodeV2
+    phone
+  }
+  shippingLines(first: 1) {
+    nodes { title }
+    pageInfo { hasNextPage }
+  }
+  lineItems(first: $lineItems) {
+    nodes {
+      id
+      sku
+      name
+      quantity
+      originalUnitPriceSet { shopMoney { amount } }
+      variant { id inventoryItem { id } }
+    }
+    pageInfo { hasNextPage }
+  }
+  fulfillmentsCount { count }
+  fulfillments(first: $fulfillments) {
+    id
+    status
+    createdAt
+    trackingInfo(first: 5) { company number url }
+    fulfillmentLineItems(first: $fulfillmentLineItems) {
+      nodes { quantity lineItem { id } }
+      pageInfo { hasNextPage }
+    }
+  }
+}
+"#;
+
+/// One page of orders changed since a time, oldest change first. Variables:
+/// `first`, `after`, `query` (`updated_at:>='…'`) and the [`OrderLimits`].
+/// No `status:` filter: unlike REST (whose default is `status=open`), the
+/// GraphQL `orders` query has no default status filter, so cancelled, closed
+/// and archived orders all come back.
+pub const ORDERS_PAGE_QUERY: &str = r#"query SwitchyardOrders($first: Int!, $after: String, $query: String!, $lineItems: Int!, $fulfillments: Int!, $fulfillmentLineItems: Int!) {
+  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {
+    nodes { ...SwitchyardOrder }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"#;
+
+/// One order by GID, with the [`SINGLE_ORDER`] limits.
+pub const ORDER_QUERY: &str = r#"query SwitchyardOrder($id: ID!, $lineItems: Int!, $fulfillments: Int!, $fulfillmentLineItems: Int!) {
+  order(id: $id) { ...SwitchyardOrder }
+}
+"#;
+
+/// The cheapest read that proves the token and the shop: one object, 1 point.
+pub const CHECK_QUERY: &str = "query SwitchyardCheck {\n  shop { name }\n}\n";
+
+/// Variants with a SKU. `first: 2` so that a SKU on two variants is seen and
+/// refused instead of one of them being set at random. Shopify's search is
+/// token-based, so results are filtered for an exact SKU afterwards.
+pub const VARIANTS_BY_SKU_QUERY: &str = r#"query SwitchyardVariantsBySku($query: String!) {
+  productVariants(first: 2, query: $query) {
+    nodes { id sku inventoryItem { id } }
+  }
+}
+"#;
+
+/// `location` without an id is the shop's primary location.
+pub const PRIMARY_LOCATION_QUERY: &str =
+    "query SwitchyardPrimaryLocation {\n  location { id }\n}\n";
+
+/// What the channel shows as `available` for one item at one location; read
+/// after a `CHANGE_FROM_QUANTITY_STALE` refusal.
+pub const AVAILABLE_QUERY: &str = r#"query SwitchyardAvailable($item: ID!, $location: ID!) {
+  inventoryItem(id: $item) {
+    inventoryLevel(locationId: $location) {
+      quantities(names: ["available"]) { name quantity }
+    }
+  }
+}
+"#;
+
+/// Sets `available` with compare-and-set (`changeFromQuantity`). The
+/// `@idempotent` directive is declared `on FIELD`, so it sits on the mutation
+/// field, and the key is a literal: [`set_stock_mutation`] fills it in.
+pub const SET_STOCK_MUTATION_TEMPLATE: &str = r#"mutation SwitchyardSetStock($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) @idempotent(key: "{IDEMPOTENCY_KEY}") {
+    inventoryAdjustmentGroup { id }
+    userErrors { field message code }
+  }
+}
+"#;
+
+/// What a tracking push must know first: the fulfillment orders that can
+/// still be fulfilled (and what remains on them), and the tracking numbers
+/// already on the order, so that a retry after a timeout finds its own
+/// earlier fulfillment instead of creating a second one.
+pub const FULFILLMENT_STATE_QUERY: &str = r#"query SwitchyardFulfillmentState($id: ID!) {
+  order(id: $id) {
+    id
+    fulfillments(first: 20) {
+      id
+      status
+      trackingInfo(first: 5) { number }
+    }
+    fulfillmentOrders(first: 5) {
+      nodes {
+        id
+        status
+        supportedActions { action }
+        lineItems(first: 50) {
+          nodes { id remainingQuantity sku lineItem { id } }
+        }
+      }
+      pageInfo { hasNextPage }
+    }
+  }
+}
+"#;
+
+/// Creates one fulfillment with its tracking.
+pub const FULFILL_MUTATION: &str = r#"mutation SwitchyardFulfill($fulfillment: FulfillmentInput!) {
+  fulfillmentCreate(fulfillment: $fulfillment) {
+    fulfillment { id status }
+    userErrors { field message }
+  }
+}
+"#;
+
+/// A document with the order fragment appended (GraphQL needs the fragment
+/// definition in the same document that spreads it).
+pub fn with_order_fields(operation: &str) -> String {
+    format!("{operation}{ORDER_FIELDS}")
+}
+
+/// The stock mutation with its idempotency key as a GraphQL string literal.
+pub fn set_stock_mutation(idempotency_key: &str) -> String {
+    SET_STOCK_MUTATION_TEMPLATE.replace("{IDEMPOTENCY_KEY}", &escape_string(idempotency_key))
+}
+
+/// Escapes text for the inside of a GraphQL `"…"` string literal.
+pub fn escape_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A value for Shopify's search syntax, single-quoted (`sku:'A B'`), so that
+/// spaces, colons and quotes in a SKU cannot change the query.
+pub fn search_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// Every document the connector can send, by operation name, as sent (the
+/// stock mutation with a sample key). Tests validate each against the schema.
+pub fn all_documents() -> Vec<(&'static str, String)> {
+    vec![
+        ("SwitchyardOrders", with_order_fields(ORDERS_PAGE_QUERY)),
+        ("SwitchyardOrder", with_order_fields(ORDER_QUERY)),
+        ("SwitchyardCheck", CHECK_QUERY.to_owned()),
+        ("SwitchyardVariantsBySku", VARIANTS_BY_SKU_QUERY.to_owned()),
+        (
+            "SwitchyardPrimaryLocation",
+            PRIMARY_LOCATION_QUERY.to_owned(),
+        ),
+        ("SwitchyardAvailable", AVAILABLE_QUERY.to_owned()),
+        (
+            "SwitchyardSetStock",
+            set_stock_mutation("sample-key \"quoted\" \\ 1"),
+        ),
+        (
+            "SwitchyardFulfillmentState",
+            FULFILLMENT_STATE_QUERY.to_owned(),
+        ),
+        ("SwitchyardFulfill", FULFILL_MUTATION.to_owned()),
+    ]
+}
+
+/// Whether `query` is one of the documents above (the stock mutation with any
+/// key). Replay tests assert that nothing else is ever sent.
+pub fn is_known_document(query: &str) -> bool {
+    let (head, tail) = SET_STOCK_MUTATION_TEMPLATE
+        .split_once("{IDEMPOTENCY_KEY}")
+        .expect("the template has a key placeholder");
+    if query.starts_with(head) && query.ends_with(tail) && query.len() > head.len() + tail.len() {
+        return true;
+    }
+    all_documents().iter().any(|(_, d)| d == query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_and_search_escaping() {
+        assert_eq!(escape_string(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_string("x\ny"), "x\\ny");
+        assert_eq!(search_value("MUG-RED"), "'MUG-RED'");
+        assert_eq!(search_value("Bob's \\ mug"), r"'Bob\'s \\ mug'");
+    }
+
+    #[test]
+    fn the_stock_mutation_carries_its_key_on_the_field() {
+        let m = set_stock_mutation("push-42");
+        assert!(m.contains(r#"inventorySetQuantities(input: $input) @idempotent(key: "push-42")"#));
+        assert!(is_known_document(&m));
+        assert!(!is_known_document("query { shop { name } }"));
+    }
+}

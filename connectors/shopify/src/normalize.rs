@@ -1,0 +1,1178 @@
+//! Shopify order → canonical order (SPEC §3.3). Pure: no I/O, no clock.
+//!
+//! Shopify hands us the same order in two shapes: a GraphQL `Order` node when
+//! we poll, and the REST order resource in `orders/*` webhooks. Each shape has
+//! a small adapter that only *reads* it into [`Facts`] (the shape-neutral
+//! list of what an order says); one builder turns facts into the canonical
+//! order and its notes. Every decision lives in the builder, once, which is
+//! what makes both paths give the same canonical JSON for the same order.
+//!
+//! # Status and payment
+//!
+//! GraphQL `displayFinancialStatus` / `displayFulfillmentStatus`; REST
+//! `financial_status` (same values, lower case) / `fulfillment_status`
+//! (`null` = `UNFULFILLED`, `partial` = `PARTIALLY_FULFILLED`, `fulfilled`,
+//! `restocked`). The first matching row wins:
+//!
+//! | cancelled (`cancelledAt`) | fulfillment | financial | `status` |
+//! | --- | --- | --- | --- |
+//! | set | any | any | `cancelled` |
+//! | — | `FULFILLED` | any | `shipped` |
+//! | — | `PARTIALLY_FULFILLED` | any | `partially_shipped` |
+//! | — | `RESTOCKED` (every item restocked, order cancelled) | any | `cancelled` |
+//! | — | anything else (`UNFULFILLED`, `ON_HOLD`, `SCHEDULED`, …) | `PAID`, `PARTIALLY_REFUNDED`, `AUTHORIZED` | `ready` |
+//! | — | anything else | `REFUNDED`, `VOIDED` | `cancelled` |
+//! | — | anything else | `PENDING`, `PARTIALLY_PAID`, `EXPIRED`, none | `pending` |
+//!
+//! `AUTHORIZED` is `ready`: Shopify merchants on manual capture ship first and
+//! capture on fulfilment (Shopify can capture automatically then), so an
+//! authorized order is one to ship; its `payment` stays `pending` until the
+//! money is captured. A refunded or voided order that never shipped is not to
+//! be shipped, which is what `cancelled` means to the rest of switchyard.
+//!
+//! | financial | `payment` |
+//! | --- | --- |
+//! | `PAID` | `paid` |
+//! | `PARTIALLY_REFUNDED` | `partially_refunded` |
+//! | `REFUNDED` | `refunded` |
+//! | `VOIDED` | `voided` |
+//! | `PENDING`, `AUTHORIZED`, `PARTIALLY_PAID`, `EXPIRED`, none | `pending` |
+//!
+//! An unknown value (a future Shopify version) maps like "anything else" /
+//! `pending` and leaves a `coerced` note.
+//!
+//! # Figures
+//!
+//! All amounts are the shop's currency (`shopMoney`, REST `shop_money`), the
+//! order as placed (not Shopify's `current*` figures, which follow edits and
+//! refunds). `subtotal` is the sum of line totals, each `originalUnitPrice ×
+//! quantity` (before any discount); `discount` is Shopify's total discounts
+//! (line, order and shipping discounts); `shipping`, `tax` and `total` are
+//! Shopify's. `refunded` is GraphQL `totalRefundedSet`, or in REST the sum of
+//! successful refund transactions (REST transactions carry only their own
+//! currency: one not in the shop currency is left out, with a note, and the
+//! next poll brings the exact figure). Amounts get the currency's minor units
+//! (`"10.0"` → `"10.00"`, `JPY` none), because GraphQL and REST print the
+//! same amount differently. Shops whose prices include tax do not add up as
+//! SPEC §3.3 sums them; the channel's figures are kept and noted.
+//!
+//! # The rest
+//!
+//! `number` is the order `name` (`#1042`); `placed_at` is `processedAt` (the
+//! date the merchant sees, also for imported orders); line `title` is the
+//! line `name` (product and variant title); `shipping_method` is the first
+//! shipping line's title; tags are sorted and deduplicated; carriers are read
+//! back to switchyard codes (`UPS` → `ups`, see `carrier`); `shipments` are
+//! the successful fulfillments, oldest first, each with its first tracking
+//! number; `shipped_quantity` sums them. Customer name is the customer's
+//! first and last name; e-mail and phone are the order's contact details,
+//! else the customer's. Variant and inventory item ids have no canonical
+//! field; they stay in `raw` (GraphQL) and [`sku_inventory_items`] reads them.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use switchyard_contract::{
+    Address, Channel, ConnectorError, Currency, Customer, Line, NormalizationNote, NormalizedOrder,
+    NoteKind, Order, OrderStatus, PaymentStatus, Presentment, Priority, Shipment, ShipmentLine,
+    Totals,
+};
+
+use crate::carrier;
+use crate::wire::{GqlMoneyBag, GqlOrder, RestMoneySet, RestOrder};
+
+/// The shape-neutral reading of one order. Strings are as Shopify sent them;
+/// the builder parses and decides.
+#[derive(Debug, Default)]
+struct Facts {
+    id: String,
+    name: Option<String>,
+    created_at: Option<String>,
+    processed_at: Option<String>,
+    updated_at: Option<String>,
+    cancelled_at: Option<String>,
+    currency: Option<String>,
+    presentment_currency: Option<String>,
+    /// GraphQL spelling (`PARTIALLY_REFUNDED`).
+    financial: Option<String>,
+    /// GraphQL spelling (`PARTIALLY_FULFILLED`).
+    fulfillment: Option<String>,
+    taxes_included: bool,
+    tags: Vec<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    total: Option<String>,
+    total_presentment: Option<String>,
+    shipping: Option<String>,
+    tax: Option<String>,
+    discount: Option<String>,
+    /// Amounts in the shop currency that add up to what was refunded.
+    refunded: Vec<String>,
+    /// Refunds that could not be counted, described for a note.
+    refunds_left_out: Vec<String>,
+    customer: Option<CustomerFacts>,
+    shipping_address: Option<Address>,
+    /// A country given by name only (no ISO code).
+    country_name_only: Option<String>,
+    shipping_title: Option<String>,
+    more_shipping_lines: bool,
+    lines: Vec<LineFacts>,
+    lines_incomplete: bool,
+    fulfillments: Vec<FulfillmentFacts>,
+    fulfillments_incomplete: bool,
+}
+
+#[derive(Debug, Default)]
+struct CustomerFacts {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct LineFacts {
+    id: String,
+    sku: Option<String>,
+    title: Option<String>,
+    quantity: i64,
+    unit_price: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct FulfillmentFacts {
+    id: String,
+    /// GraphQL spelling (`SUCCESS`).
+    status: Option<String>,
+    created_at: Option<String>,
+    tracking: Vec<Tracking>,
+    lines: Vec<(String, Option<i64>)>,
+    lines_incomplete: bool,
+}
+
+#[derive(Debug, Default)]
+struct Tracking {
+    company: Option<String>,
+    number: Option<String>,
+    url: Option<String>,
+}
+
+/// Normalizes a GraphQL `Order` node as the poll and look-up queries select it.
+pub fn normalize_graphql_order(
+    account: &str,
+    node: &serde_json::Value,
+) -> Result<NormalizedOrder, ConnectorError> {
+    let o: GqlOrder = serde_json::from_value(node.clone())
+        .map_err(|e| ConnectorError::Decode(format!("GraphQL order node: {e}")))?;
+    build(account, graphql_facts(o), node.clone())
+}
+
+/// Normalizes the REST order resource (an `orders/*` webhook body). Anything
+/// that is not a Shopify order is a `Decode` error.
+pub fn normalize_rest_order(
+    account: &str,
+    body: &serde_json::Value,
+) -> Result<NormalizedOrder, ConnectorError> {
+    let o: RestOrder = serde_json::from_value(body.clone())
+        .map_err(|e| ConnectorError::Decode(format!("not a Shopify order: {e}")))?;
+    build(account, rest_facts(o), body.clone())
+}
+
+/// `(sku, inventory item GID)` for every line of a polled order whose variant
+/// Shopify named, so that the daemon can remember SKU → inventory item and
+/// pass it back as `InventoryPush::listing_ref`. Webhook (REST) orders carry
+/// only variant ids, so they give nothing here; the next poll does.
+pub fn sku_inventory_items(order: &NormalizedOrder) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let nodes = order
+        .raw
+        .pointer("/lineItems/nodes")
+        .and_then(|n| n.as_array());
+    for node in nodes.into_iter().flatten() {
+        let sku = node
+            .pointer("/variant/sku")
+            .or_else(|| node.get("sku"))
+            .and_then(|s| s.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let item = node
+            .pointer("/variant/inventoryItem/id")
+            .and_then(|s| s.as_str());
+        if let (Some(sku), Some(item)) = (sku, item)
+            && !out.iter().any(|(s, _)| s == sku)
+        {
+            out.push((sku.to_owned(), item.to_owned()));
+        }
+    }
+    out
+}
+
+/// The number at the end of a GID (`gid://shopify/Order/123` → `123`); an id
+/// that is not a GID is returned as is.
+pub fn numeric_id(id: &str) -> &str {
+    let id = id.split('?').next().unwrap_or(id);
+    if id.starts_with("gid://") {
+        id.rsplit('/').next().unwrap_or(id)
+    } else {
+        id
+    }
+}
+
+// ---------------------------------------------------------------------------
+// adapters: read a shape, decide nothing
+
+fn shop(bag: &Option<GqlMoneyBag>) -> Option<String> {
+    bag.as_ref().and_then(|b| b.shop_money.amount.clone())
+}
+
+fn graphql_facts(o: GqlOrder) -> Facts {
+    let lines = o
+        .line_items
+        .nodes
+        .iter()
+        .map(|l| LineFacts {
+            id: numeric_id(&l.id).to_owned(),
+            sku: l.sku.clone(),
+            title: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: shop(&l.original_unit_price_set),
+        })
+        .collect();
+    let fulfillments_incomplete = o
+        .fulfillments_count
+        .as_ref()
+        .is_some_and(|c| c.count > o.fulfillments.len() as u64);
+    let fulfillments = o
+        .fulfillments
+        .iter()
+        .map(|f| FulfillmentFacts {
+            id: numeric_id(&f.id).to_owned(),
+            status: f.status.clone(),
+            created_at: f.created_at.clone(),
+            tracking: f
+                .tracking_info
+                .iter()
+                .map(|t| Tracking {
+                    company: t.company.clone(),
+                    number: t.number.clone(),
+                    url: t.url.clone(),
+                })
+                .collect(),
+            lines: f
+                .fulfillment_line_items
+                .nodes
+                .iter()
+                .map(|l| (numeric_id(&l.line_item.id).to_owned(), l.quantity))
+                .collect(),
+            lines_incomplete: f.fulfillment_line_items.page_info.has_next_page,
+        })
+        .collect();
+    let (shipping_address, country_name_only) = match o.shipping_address {
+        Some(a) => {
+            let name_only = a
+                .country_code_v2
+                .is_none()
+                .then(|| a.country.clone())
+                .flatten();
+            (
+                Some(Address {
+                    name: a.name,
+                    company: a.company,
+                    line1: a.address1,
+                    line2: a.address2,
+                    city: a.city,
+                    region: a.province_code.or(a.province),
+                    postal_code: a.zip,
+                    country: a.country_code_v2,
+                    phone: a.phone,
+                }),
+                name_only,
+            )
+        }
+        None => (None, None),
+    };
+    Facts {
+        id: numeric_id(&o.id).to_owned(),
+        name: o.name,
+        created_at: o.created_at,
+        processed_at: o.processed_at,
+        updated_at: o.updated_at,
+        cancelled_at: o.cancelled_at,
+        currency: o.currency_code,
+        presentment_currency: o.presentment_currency_code,
+        financial: o.display_financial_status,
+        fulfillment: o.display_fulfillment_status,
+        taxes_included: o.taxes_included,
+        tags: o.tags,
+        email: o.email,
+        phone: o.phone,
+        total: shop(&o.total_price_set),
+        total_presentment: o
+            .total_price_set
+            .as_ref()
+            .and_then(|b| b.presentment_money.amount.clone()),
+        shipping: shop(&o.total_shipping_price_set),
+        tax: shop(&o.total_tax_set),
+        discount: shop(&o.total_discounts_set),
+        refunded: shop(&o.total_refunded_set).into_iter().collect(),
+        refunds_left_out: Vec::new(),
+        customer: o.customer.map(|c| CustomerFacts {
+            first_name: c.first_name,
+            last_name: c.last_name,
+            email: c.default_email_address.and_then(|e| e.email_address),
+            phone: c.default_phone_number.and_then(|p| p.phone_number),
+        }),
+        shipping_address,
+        country_name_only,
+        shipping_title: o.shipping_lines.nodes.first().and_then(|s| s.title.clone()),
+        more_shipping_lines: o.shipping_lines.page_info.has_next_page
+            || o.shipping_lines.nodes.len() > 1,
+        lines,
+        lines_incomplete: o.line_items.page_info.has_next_page,
+        fulfillments,
+        fulfillments_incomplete,
+    }
+}
+
+fn rest_shop(set: &Option<RestMoneySet>, plain: &Option<String>) -> Option<String> {
+    set.as_ref()
+        .and_then(|s| s.shop_money.amount.clone())
+        .or_else(|| plain.clone())
+}
+
+fn rest_facts(o: RestOrder) -> Facts {
+    let shop_currency = o.currency.clone().unwrap_or_default();
+    let mut refunded = Vec::new();
+    let mut refunds_left_out = Vec::new();
+    for t in o.refunds.iter().flat_map(|r| &r.transactions) {
+        let is_refund =
+            t.kind.as_deref() == Some("refund") && t.status.as_deref() == Some("success");
+        if !is_refund {
+            continue;
+        }
+        let amount = t.amount.clone().unwrap_or_default();
+        match t.currency.as_deref() {
+            None => refunded.push(amount),
+            Some(c) if c == shop_currency => refunded.push(amount),
+            Some(c) => refunds_left_out.push(format!("{amount} {c}")),
+        }
+    }
+    let lines = o
+        .line_items
+        .iter()
+        .map(|l| LineFacts {
+            id: l.id.clone(),
+            sku: l.sku.clone(),
+            title: l.name.clone().or_else(|| l.title.clone()),
+            quantity: l.quantity,
+            unit_price: rest_shop(&l.price_set, &l.price),
+        })
+        .collect();
+    let fulfillments = o
+        .fulfillments
+        .iter()
+        .map(|f| {
+            let tracking = if f.tracking_numbers.is_empty() {
+                if f.tracking_number.is_some()
+                    || f.tracking_company.is_some()
+                    || f.tracking_url.is_some()
+                {
+                    vec![Tracking {
+                        company: f.tracking_company.clone(),
+                        number: f.tracking_number.clone(),
+                        url: f.tracking_url.clone(),
+                    }]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                f.tracking_numbers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| Tracking {
+                        company: f.tracking_company.clone(),
+                        number: Some(n.clone()),
+                        url: f
+                            .tracking_urls
+                            .get(i)
+                            .cloned()
+                            .or_else(|| (i == 0).then(|| f.tracking_url.clone()).flatten()),
+                    })
+                    .collect()
+            };
+            FulfillmentFacts {
+                id: f.id.clone(),
+                status: f.status.as_deref().map(str::to_ascii_uppercase),
+                created_at: f.created_at.clone(),
+                tracking,
+                lines: f
+                    .line_items
+                    .iter()
+                    .map(|l| (l.id.clone(), Some(l.quantity)))
+                    .collect(),
+                lines_incomplete: false,
+            }
+        })
+        .collect();
+    let (shipping_address, country_name_only) = match o.shipping_address {
+        Some(a) => {
+            let name_only = a
+                .country_code
+                .is_none()
+                .then(|| a.country.clone())
+                .flatten();
+            (
+                Some(Address {
+                    name: a.name,
+                    company: a.company,
+                    line1: a.address1,
+                    line2: a.address2,
+                    city: a.city,
+                    region: a.province_code.or(a.province),
+                    postal_code: a.zip,
+                    country: a.country_code,
+                    phone: a.phone,
+                }),
+                name_only,
+            )
+        }
+        None => (None, None),
+    };
+    let fulfillment = Some(match o.fulfillment_status.as_deref() {
+        None => "UNFULFILLED".to_owned(),
+        Some("partial") => "PARTIALLY_FULFILLED".to_owned(),
+        Some(other) => other.to_ascii_uppercase(),
+    });
+    let total_shipping = rest_shop(&o.total_shipping_price_set, &None).or_else(|| {
+        // Older payloads have no total_shipping_price_set; the lines add up to it.
+        let prices: Option<Vec<Decimal>> = o
+            .shipping_lines
+            .iter()
+            .map(|s| {
+                rest_shop(&s.price_set, &s.price).and_then(|p| Decimal::from_str(p.trim()).ok())
+            })
+            .collect();
+        prices.map(|p| p.iter().sum::<Decimal>().to_string())
+    });
+    Facts {
+        id: o.id,
+        name: o.name,
+        created_at: o.created_at,
+        processed_at: o.processed_at,
+        updated_at: o.updated_at,
+        cancelled_at: o.cancelled_at,
+        currency: o.currency,
+        presentment_currency: o.presentment_currency,
+        financial: o.financial_status.as_deref().map(str::to_ascii_uppercase),
+        fulfillment,
+        taxes_included: o.taxes_included.unwrap_or(false),
+        tags: o
+            .tags
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        email: o.email,
+        phone: o.phone,
+        total: rest_shop(&o.total_price_set, &o.total_price),
+        total_presentment: o
+            .total_price_set
+            .as_ref()
+            .and_then(|s| s.presentment_money.amount.clone()),
+        shipping: total_shipping,
+        tax: rest_shop(&o.total_tax_set, &o.total_tax),
+        discount: rest_shop(&o.total_discounts_set, &o.total_discounts),
+        refunded,
+        refunds_left_out,
+        customer: o.customer.map(|c| CustomerFacts {
+            first_name: c.first_name,
+            last_name: c.last_name,
+            email: c.email,
+            phone: c.phone,
+        }),
+        shipping_address,
+        country_name_only,
+        shipping_title: o.shipping_lines.first().and_then(|s| s.title.clone()),
+        more_shipping_lines: o.shipping_lines.len() > 1,
+        lines,
+        lines_incomplete: false,
+        fulfillments,
+        fulfillments_incomplete: false,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// the builder: every decision, once
+
+struct Notes(Vec<NormalizationNote>);
+
+impl Notes {
+    fn add(&mut self, field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) {
+        self.0.push(NormalizationNote::new(field, kind, detail));
+    }
+}
+
+fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Decode(format!("shopify order {id}: {what}"))
+}
+
+/// Trimmed, and `None` when empty: Shopify sends `""` for blank fields.
+fn text(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, ConnectorError> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            decode(
+                id,
+                format!("{field} {value:?} is not an RFC 3339 time ({e})"),
+            )
+        })
+}
+
+/// Digits after the point that amounts in this currency carry (ISO 4217).
+fn minor_units(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// One canonical rendering per amount: at least the currency's minor units,
+/// never fewer digits than the value has.
+fn canonical_scale(d: Decimal, currency: &str) -> Decimal {
+    let mut d = d.normalize();
+    let minor = minor_units(currency);
+    if d.scale() < minor {
+        d.rescale(minor);
+    }
+    d
+}
+
+fn amount(id: &str, field: &str, value: &str, currency: &str) -> Result<Decimal, ConnectorError> {
+    Decimal::from_str(value.trim())
+        .map(|d| canonical_scale(d, currency))
+        .map_err(|_| decode(id, format!("{field} {value:?} is not a decimal amount")))
+}
+
+/// Maps Shopify's two display states (GraphQL spelling) onto canonical
+/// status and payment; see the module doc for the table.
+pub(crate) fn map_states(
+    cancelled: bool,
+    financial: Option<&str>,
+    fulfillment: Option<&str>,
+) -> (OrderStatus, PaymentStatus, Vec<NormalizationNote>) {
+    let mut notes = Vec::new();
+    let payment = match financial {
+        Some("PAID") => PaymentStatus::Paid,
+        Some("PARTIALLY_REFUNDED") => PaymentStatus::PartiallyRefunded,
+        Some("REFUNDED") => PaymentStatus::Refunded,
+        Some("VOIDED") => PaymentStatus::Voided,
+        Some("PENDING" | "AUTHORIZED" | "PARTIALLY_PAID" | "EXPIRED") => PaymentStatus::Pending,
+        None => {
+            notes.push(NormalizationNote::new(
+                "payment",
+                NoteKind::Defaulted,
+                "Shopify gave no financial status; payment is pending",
+            ));
+            PaymentStatus::Pending
+        }
+        Some(other) => {
+            notes.push(NormalizationNote::new(
+                "payment",
+                NoteKind::Coerced,
+                format!("unknown financial status {other}; payment is pending"),
+            ));
+            PaymentStatus::Pending
+        }
+    };
+    let status = match fulfillment {
+        _ if cancelled => OrderStatus::Cancelled,
+        Some("FULFILLED") => OrderStatus::Shipped,
+        Some("PARTIALLY_FULFILLED") => OrderStatus::PartiallyShipped,
+        Some("RESTOCKED") => OrderStatus::Cancelled,
+        other => {
+            let known = matches!(
+                other,
+                Some(
+                    "UNFULFILLED"
+                        | "PENDING_FULFILLMENT"
+                        | "OPEN"
+                        | "IN_PROGRESS"
+                        | "ON_HOLD"
+                        | "SCHEDULED"
+                        | "REQUEST_DECLINED"
+                        | "FULFILLMENT_NOT_REQUIRED"
+                )
+            );
+            if !known {
+                notes.push(NormalizationNote::new(
+                    "status",
+                    NoteKind::Coerced,
+                    format!(
+                        "unknown fulfillment status {}; treated as nothing shipped",
+                        other.unwrap_or("(none)")
+                    ),
+                ));
+            }
+            match financial {
+                Some("PAID" | "PARTIALLY_REFUNDED" | "AUTHORIZED") => OrderStatus::Ready,
+                Some("REFUNDED" | "VOIDED") => OrderStatus::Cancelled,
+                _ => OrderStatus::Pending,
+            }
+        }
+    };
+    (status, payment, notes)
+}
+
+fn to_u32(q: i64) -> Option<u32> {
+    u32::try_from(q).ok()
+}
+
+fn build(
+    account: &str,
+    f: Facts,
+    raw: serde_json::Value,
+) -> Result<NormalizedOrder, ConnectorError> {
+    let id = f.id.trim().to_owned();
+    if id.is_empty() {
+        return Err(ConnectorError::Decode("shopify order without an id".into()));
+    }
+    let mut notes = Notes(Vec::new());
+
+    let currency_code = text(f.currency).ok_or_else(|| decode(&id, "no currency"))?;
+    let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
+    let cur = currency.as_str().to_owned();
+
+    let updated_at = timestamp(
+        &id,
+        "updated_at",
+        f.updated_at
+            .as_deref()
+            .ok_or_else(|| decode(&id, "no updated_at"))?,
+    )?;
+    let placed_at = match (text(f.processed_at), text(f.created_at)) {
+        (Some(p), _) => timestamp(&id, "processed_at", &p)?,
+        (None, Some(c)) => {
+            notes.add(
+                "placed_at",
+                NoteKind::Defaulted,
+                "Shopify gave no processed_at; used created_at",
+            );
+            timestamp(&id, "created_at", &c)?
+        }
+        (None, None) => return Err(decode(&id, "neither processed_at nor created_at")),
+    };
+    let cancelled = match text(f.cancelled_at) {
+        Some(c) => {
+            timestamp(&id, "cancelled_at", &c)?;
+            true
+        }
+        None => false,
+    };
+
+    let number = text(f.name);
+    if number.is_none() {
+        notes.add("number", NoteKind::Defaulted, "Shopify gave no order name");
+    }
+
+    let (status, payment, state_notes) =
+        map_states(cancelled, f.financial.as_deref(), f.fulfillment.as_deref());
+    notes.0.extend(state_notes);
+
+    // Lines.
+    let mut lines = Vec::with_capacity(f.lines.len());
+    for (i, l) in f.lines.iter().enumerate() {
+        let sku = text(l.sku.clone());
+        if sku.is_none() {
+            notes.add(
+                format!("lines[{i}].sku"),
+                NoteKind::Defaulted,
+                "line has no SKU",
+            );
+        }
+        let title = text(l.title.clone()).unwrap_or_else(|| {
+            notes.add(
+                format!("lines[{i}].title"),
+                NoteKind::Defaulted,
+                "line has no name",
+            );
+            String::new()
+        });
+        let quantity = to_u32(l.quantity).unwrap_or_else(|| {
+            notes.add(
+                format!("lines[{i}].quantity"),
+                NoteKind::Coerced,
+                format!("quantity {} is out of range; set to 0", l.quantity),
+            );
+            0
+        });
+        let unit_price = match &l.unit_price {
+            Some(p) => amount(&id, &format!("lines[{i}].unit_price"), p, &cur)?,
+            None => {
+                notes.add(
+                    format!("lines[{i}].unit_price"),
+                    NoteKind::Defaulted,
+                    "line has no price; 0",
+                );
+                canonical_scale(Decimal::ZERO, &cur)
+            }
+        };
+        lines.push(Line {
+            line_id: l.id.clone(),
+            sku,
+            title,
+            quantity,
+            unit_price,
+            total: canonical_scale(unit_price * Decimal::from(quantity), &cur),
+            shipped_quantity: 0,
+        });
+    }
+    if f.lines_incomplete {
+        notes.add(
+            "lines",
+            NoteKind::Dropped,
+            format!(
+                "Shopify has more line items than the {} read; the rest are missing from lines and subtotal",
+                lines.len()
+            ),
+        );
+    }
+
+    // Shipments: successful fulfillments, oldest first.
+    let mut fulfillments: Vec<&FulfillmentFacts> = Vec::new();
+    for fl in &f.fulfillments {
+        if fl.status.as_deref() == Some("SUCCESS") {
+            fulfillments.push(fl);
+        } else {
+            notes.add(
+                "shipments",
+                NoteKind::Dropped,
+                format!(
+                    "fulfillment {} is {}, not a shipment",
+                    fl.id,
+                    fl.status
+                        .as_deref()
+                        .unwrap_or("without status")
+                        .to_ascii_lowercase()
+                ),
+            );
+        }
+    }
+    // By instant, not by text: REST times carry the shop's offset.
+    fulfillments.sort_by_key(|fl| {
+        let at = fl
+            .created_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok());
+        (at, fl.id.parse::<u128>().ok(), fl.id.clone())
+    });
+    let line_index: BTreeMap<&str, usize> = f
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.as_str(), i))
+        .collect();
+    let mut shipments = Vec::with_capacity(fulfillments.len());
+    for (si, fl) in fulfillments.iter().enumerate() {
+        let first = fl.tracking.first();
+        let company = first.and_then(|t| text(t.company.clone()));
+        let number = first.and_then(|t| text(t.number.clone()));
+        if number.is_none() {
+            notes.add(
+                format!("shipments[{si}].tracking_number"),
+                NoteKind::Defaulted,
+                format!("fulfillment {} has no tracking number", fl.id),
+            );
+        }
+        if fl.tracking.len() > 1 {
+            notes.add(
+                format!("shipments[{si}].tracking_number"),
+                NoteKind::Dropped,
+                format!(
+                    "fulfillment {} has {} tracking numbers; kept the first",
+                    fl.id,
+                    fl.tracking.len()
+                ),
+            );
+        }
+        let shipped_at = match &fl.created_at {
+            Some(t) => Some(timestamp(&id, &format!("shipments[{si}].shipped_at"), t)?),
+            None => None,
+        };
+        let mut shipment_lines = Vec::with_capacity(fl.lines.len());
+        for (line_id, qty) in &fl.lines {
+            let q = qty.and_then(to_u32).unwrap_or_else(|| {
+                notes.add(
+                    format!("shipments[{si}].lines"),
+                    NoteKind::Coerced,
+                    format!("line {line_id} has no usable quantity; 0"),
+                );
+                0
+            });
+            let sku = match line_index.get(line_id.as_str()) {
+                Some(&i) => {
+                    lines[i].shipped_quantity = lines[i].shipped_quantity.saturating_add(q);
+                    lines[i].sku.clone()
+                }
+                None => None,
+            };
+            shipment_lines.push(ShipmentLine {
+                line_id: line_id.clone(),
+                sku,
+                quantity: q,
+            });
+        }
+        if fl.lines_incomplete {
+            notes.add(
+                format!("shipments[{si}].lines"),
+                NoteKind::Dropped,
+                format!("fulfillment {} has more line items than were read", fl.id),
+            );
+        }
+        shipments.push(Shipment {
+            carrier: company
+                .map(|c| carrier::canonical_carrier(&c))
+                .unwrap_or_default(),
+            tracking_number: number.unwrap_or_default(),
+            tracking_url: first.and_then(|t| text(t.url.clone())),
+            shipped_at,
+            lines: shipment_lines,
+        });
+    }
+    if f.fulfillments_incomplete {
+        notes.add(
+            "shipments",
+            NoteKind::Dropped,
+            format!(
+                "Shopify has more fulfillments than the {} read",
+                f.fulfillments.len()
+            ),
+        );
+    }
+
+    // Totals.
+    let mut figure = |field: &str, value: &Option<String>| -> Result<Decimal, ConnectorError> {
+        match value {
+            Some(v) => amount(&id, field, v, &cur),
+            None => {
+                notes.add(field, NoteKind::Defaulted, "Shopify gave no figure; 0");
+                Ok(canonical_scale(Decimal::ZERO, &cur))
+            }
+        }
+    };
+    let shipping = figure("totals.shipping", &f.shipping)?;
+    let tax = figure("totals.tax", &f.tax)?;
+    let discount = figure("totals.discount", &f.discount)?;
+    let total = match &f.total {
+        Some(v) => amount(&id, "totals.total", v, &cur)?,
+        None => return Err(decode(&id, "no total price")),
+    };
+    let mut refunded = Decimal::ZERO;
+    for r in &f.refunded {
+        refunded += amount(&id, "totals.refunded", r, &cur)?;
+    }
+    if !f.refunds_left_out.is_empty() {
+        notes.add(
+            "totals.refunded",
+            NoteKind::Dropped,
+            format!(
+                "refunds in another currency than {cur} are not counted: {}",
+                f.refunds_left_out.join(", ")
+            ),
+        );
+    }
+    let subtotal: Decimal = lines.iter().map(|l| l.total).sum();
+    let totals = Totals {
+        subtotal: canonical_scale(subtotal, &cur),
+        shipping,
+        tax,
+        discount,
+        total,
+        refunded: canonical_scale(refunded, &cur),
+    };
+    if f.taxes_included {
+        notes.add(
+            "totals.tax",
+            NoteKind::Mismatch,
+            "the shop's prices include tax: tax is already part of subtotal and shipping",
+        );
+    }
+
+    // Presentment.
+    let presentment = match text(f.presentment_currency) {
+        Some(p) if p != cur => {
+            let pc = Currency::new(&p).map_err(|e| decode(&id, e))?;
+            match &f.total_presentment {
+                Some(v) => Some(Presentment {
+                    total: amount(&id, "presentment.total", v, pc.as_str())?,
+                    currency: pc,
+                }),
+                None => {
+                    notes.add(
+                        "presentment",
+                        NoteKind::Dropped,
+                        format!("buyer paid in {p} but Shopify gave no presentment total"),
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+
+    // Customer.
+    let order_email = text(f.email);
+    let order_phone = text(f.phone);
+    let customer = match f.customer {
+        Some(c) => {
+            let name = [text(c.first_name), text(c.last_name)]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(Customer {
+                name: Some(name).filter(|n| !n.is_empty()),
+                email: order_email.or_else(|| text(c.email)),
+                phone: order_phone.or_else(|| text(c.phone)),
+            })
+        }
+        None if order_email.is_some() || order_phone.is_some() => {
+            notes.add(
+                "customer",
+                NoteKind::Defaulted,
+                "order has no customer record; used the order's contact e-mail and phone",
+            );
+            Some(Customer {
+                name: None,
+                email: order_email,
+                phone: order_phone,
+            })
+        }
+        None => {
+            notes.add("customer", NoteKind::Defaulted, "order has no customer");
+            None
+        }
+    };
+
+    // Shipping address.
+    let shipping_address = f.shipping_address.map(|a| Address {
+        name: text(a.name),
+        company: text(a.company),
+        line1: text(a.line1),
+        line2: text(a.line2),
+        city: text(a.city),
+        region: text(a.region),
+        postal_code: text(a.postal_code),
+        country: text(a.country).map(|c| c.to_ascii_uppercase()),
+        phone: text(a.phone),
+    });
+    match (&shipping_address, text(f.country_name_only)) {
+        (None, _) => notes.add(
+            "shipping_address",
+            NoteKind::Defaulted,
+            "order has no shipping address",
+        ),
+        (Some(_), Some(name)) => notes.add(
+            "shipping_address.country",
+            NoteKind::Dropped,
+            format!("Shopify gave the country {name:?} without its ISO code"),
+        ),
+        _ => {}
+    }
+
+    let shipping_method = text(f.shipping_title);
+    if f.more_shipping_lines {
+        notes.add(
+            "shipping_method",
+            NoteKind::Dropped,
+            "order has more than one shipping line; shipping_method is the first one's title",
+        );
+    }
+
+    let mut tags: Vec<String> = f.tags.into_iter().filter_map(|t| text(Some(t))).collect();
+    tags.sort();
+    tags.dedup();
+
+    let mut normalized = NormalizedOrder {
+        order: Order {
+            id: Order::make_id(account, &id),
+            account: account.to_owned(),
+            channel: Channel::Shopify,
+            channel_order_id: id,
+            number,
+            status,
+            payment,
+            placed_at,
+            updated_at,
+            currency,
+            totals,
+            presentment,
+            customer,
+            shipping_address,
+            shipping_method,
+            lines,
+            shipments,
+            tags,
+            route: None,
+            hold: None,
+            priority: Priority::Normal,
+        },
+        notes: notes.0,
+        raw,
+    };
+    normalized.note_totals_mismatch();
+    Ok(normalized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_table() {
+        use OrderStatus as S;
+        use PaymentStatus as P;
+        type Case<'a> = (bool, Option<&'a str>, Option<&'a str>, S, P);
+        let cases: &[Case] = &[
+            (true, Some("PAID"), Some("FULFILLED"), S::Cancelled, P::Paid),
+            (
+                true,
+                Some("REFUNDED"),
+                Some("UNFULFILLED"),
+                S::Cancelled,
+                P::Refunded,
+            ),
+            (false, Some("PAID"), Some("FULFILLED"), S::Shipped, P::Paid),
+            (
+                false,
+                Some("PARTIALLY_REFUNDED"),
+                Some("FULFILLED"),
+                S::Shipped,
+                P::PartiallyRefunded,
+            ),
+            (
+                false,
+                Some("PAID"),
+                Some("PARTIALLY_FULFILLED"),
+                S::PartiallyShipped,
+                P::Paid,
+            ),
+            (
+                false,
+                Some("REFUNDED"),
+                Some("RESTOCKED"),
+                S::Cancelled,
+                P::Refunded,
+            ),
+            (false, Some("PAID"), Some("UNFULFILLED"), S::Ready, P::Paid),
+            (false, Some("PAID"), Some("ON_HOLD"), S::Ready, P::Paid),
+            (
+                false,
+                Some("PARTIALLY_REFUNDED"),
+                Some("UNFULFILLED"),
+                S::Ready,
+                P::PartiallyRefunded,
+            ),
+            (
+                false,
+                Some("AUTHORIZED"),
+                Some("UNFULFILLED"),
+                S::Ready,
+                P::Pending,
+            ),
+            (
+                false,
+                Some("REFUNDED"),
+                Some("UNFULFILLED"),
+                S::Cancelled,
+                P::Refunded,
+            ),
+            (
+                false,
+                Some("VOIDED"),
+                Some("UNFULFILLED"),
+                S::Cancelled,
+                P::Voided,
+            ),
+            (
+                false,
+                Some("PENDING"),
+                Some("UNFULFILLED"),
+                S::Pending,
+                P::Pending,
+            ),
+            (
+                false,
+                Some("PARTIALLY_PAID"),
+                Some("UNFULFILLED"),
+                S::Pending,
+                P::Pending,
+            ),
+            (
+                false,
+                Some("EXPIRED"),
+                Some("UNFULFILLED"),
+                S::Pending,
+                P::Pending,
+            ),
+        ];
+        for &(cancelled, fin, ful, status, payment) in cases {
+            let (s, p, notes) = map_states(cancelled, fin, ful);
+            assert_eq!((s, p), (status, payment), "{cancelled} {fin:?} {ful:?}");
+            assert!(notes.is_empty(), "{notes:?}");
+        }
+        let (s, p, notes) = map_states(false, Some("SOMETHING_NEW"), Some("TELEPORTED"));
+        assert_eq!((s, p), (S::Pending, P::Pending));
+        assert_eq!(notes.len(), 2);
+    }
+
+    #[test]
+    fn amounts_get_the_currency_minor_units() {
+        assert_eq!(
+            amount("1", "x", "10.0", "USD").unwrap().to_string(),
+            "10.00"
+        );
+        assert_eq!(amount("1", "x", "10", "USD").unwrap().to_string(), "10.00");
+        assert_eq!(
+            amount("1", "x", "19.990", "USD").unwrap().to_string(),
+            "19.99"
+        );
+        assert_eq!(
+            amount("1", "x", "1000.0", "JPY").unwrap().to_string(),
+            "1000"
+        );
+        assert_eq!(amount("1", "x", "1.5", "KWD").unwrap().to_string(), "1.500");
+        assert_eq!(
+            amount("1", "x", "0.125", "USD").unwrap().to_string(),
+            "0.125"
+        );
+        assert!(amount("1", "x", "ten", "USD").is_err());
+    }
+
+    #[test]
+    fn gids_lose_their_prefix() {
+        assert_eq!(numeric_id("gid://shopify/Order/5551234567"), "5551234567");
+        assert_eq!(numeric_id("gid://shopify/LineItem/1?x=1"), "1");
+        assert_eq!(numeric_id("123"), "123");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_order_is_a_decode_error() {
+        for body in [
+            serde_json::json!({"title": "a product"}),
+            serde_json::json!([]),
+            serde_json::json!({"id": 1, "title": "a product", "updated_at": "2026-01-01T00:00:00Z"}),
+        ] {
+            let err = normalize_rest_order("shop", &body).unwrap_err();
+            assert_eq!(err.class(), "decode", "{body}: {err}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Every GraphQL document the connector can send is checked against the
+//! vendored Admin API schema (a field Shopify lacks fails here, not in a
+//! merchant's shop), and its requested query cost is estimated with
+//! Shopify's published rules and kept under the 1,000-point single-query cap.
+
+use std::sync::OnceLock;
+
+use apollo_compiler::executable::{Selection, SelectionSet};
+use apollo_compiler::schema::ExtendedType;
+use apollo_compiler::validation::Valid;
+use apollo_compiler::{ExecutableDocument, Schema};
+use serde_json::json;
+use switchyard_shopify::graphql::{self, OrderLimits};
+
+const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/admin_2026-10.graphql");
+
+/// Shopify refuses a query whose requested cost is above this.
+const MAX_QUERY_COST: u64 = 1000;
+
+fn schema() -> &'static Valid<Schema> {
+    static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let sdl = std::fs::read_to_string(SCHEMA_PATH).expect("read the vendored schema");
+        // The printed SDL omits the built-in @oneOf directive it uses (CHANNELS.md §2.9).
+        let sdl = format!("directive @oneOf on INPUT_OBJECT\n{sdl}");
+        Schema::parse_and_validate(sdl, SCHEMA_PATH).expect("the vendored schema is valid")
+    })
+}
+
+fn validate(name: &str, document: &str) -> Result<Valid<ExecutableDocument>, String> {
+    ExecutableDocument::parse_and_validate(schema(), document, format!("{name}.graphql"))
+        .map_err(|e| e.errors.to_string())
+}
+
+fn limits(l: OrderLimits) -> serde_json::Value {
+    json!({
+        "lineItems": l.line_items,
+        "fulfillments": l.fulfillments,
+        "fulfillmentLineItems": l.fulfillment_line_items,
+    })
+}
+
+/// The variables each document is sent with, as far as cost depends on them.
+fn variables(name: &str) -> serde_json::Value {
+    match name {
+        "SwitchyardOrders" => {
+            let mut v = limits(graphql::PAGE_ORDER);
+            v["first"] = json!(graphql::ORDERS_PER_PAGE);
+            v
+        }
+        "SwitchyardOrder" => limits(graphql::SINGLE_ORDER),
+        _ => json!({}),
+    }
+}
+
+#[test]
+fn every_document_is_valid_against_the_schema() {
+    let mut failures = Vec::new();
+    for (name, document) in graphql::all_documents() {
+        match validate(name, &document) {
+            Ok(doc) => assert!(
+                doc.operations.named.contains_key(name),
+                "{name}: the document's operation must be named {name} (requests send it as operationName)"
+            ),
+            Err(e) => failures.push(format!("{name}:\n{e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_field_the_schema_lacks_fails_validation() {
+    let bogus = graphql::with_order_fields(graphql::ORDER_QUERY)
+        .replace("  taxesIncluded\n", "  taxesIncluded\n  totalPriceUsd\n");
+    let err = validate("Bogus", &bogus).unwrap_err();
+    assert!(err.contains("totalPriceUsd"), "{err}");
+
+    let bogus =
+        graphql::CHECK_QUERY.replace("shop { name }", "shop { name primaryLocation { id } }");
+    let err = validate("Bogus", &bogus).unwrap_err();
+    assert!(err.contains("primaryLocation"), "{err}");
+}
+
+#[test]
+fn the_idempotent_directive_is_only_valid_on_the_mutation_field() {
+    let on_operation = graphql::set_stock_mutation("k").replace(
+        "mutation SwitchyardSetStock($input: InventorySetQuantitiesInput!) {",
+        "mutation SwitchyardSetStock($input: InventorySetQuantitiesInput!) @idempotent(key: \"k\") {",
+    );
+    let on_operation = on_operation.replace(
+        " @idempotent(key: \"k\") {\n    inventoryAdjustmentGroup",
+        " {\n    inventoryAdjustmentGroup",
+    );
+    let err = validate("Misplaced", &on_operation).unwrap_err();
+    assert!(err.contains("idempotent"), "{err}");
+}
+
+#[test]
+fn every_document_stays_under_the_query_cost_cap() {
+    let mut report = Vec::new();
+    for (name, document) in graphql::all_documents() {
+        let doc = validate(name, &document).unwrap();
+        let op = &doc.operations.named[name];
+        let mutation = op.operation_type.is_mutation();
+        let cost = selection_cost(&doc, &op.selection_set, &variables(name), mutation);
+        report.push(format!("{name}: {cost}"));
+        assert!(
+            cost <= MAX_QUERY_COST,
+            "{name} would cost {cost} points, over {MAX_QUERY_COST}"
+        );
+    }
+    eprintln!("estimated requested costs: {}", report.join(", "));
+}
+
+#[test]
+fn the_cost_estimate_follows_shopifys_worked_example() {
+    // shopify.dev: products(first: 10) { title variants(first: 5) { price } } costs
+    // 2 + 10 × (1 + 2 + 5 × 1) = 82.
+    let doc = validate(
+        "Example",
+        "query Example { products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }",
+    )
+    .unwrap();
+    let op = &doc.operations.named["Example"];
+    assert_eq!(
+        selection_cost(&doc, &op.selection_set, &json!({}), false),
+        2 + 10 * (1 + 2 + 5)
+    );
+}
+
+/// Shopify's published cost rules, as an upper bound: scalars and enums 0,
+/// objects 1, connections `2 + first × node cost`, list fields with `first`
+/// `first × element cost`, mutation fields 10.
+fn selection_cost(
+    doc: &ExecutableDocument,
+    set: &SelectionSet,
+    vars: &serde_json::Value,
+    root_mutation: bool,
+) -> u64 {
+    let mut total = 0;
+    for selection in &set.selections {
+        total += match selection {
+            Selection::Field(field) => {
+                let named = field.definition.ty.inner_named_type();
+                let leaf = matches!(
+                    schema().types.get(named),
+                    Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None
+                );
+                if root_mutation {
+                    10 + selection_cost(doc, &field.selection_set, vars, false)
+                } else if leaf {
+                    0
+                } else {
+                    let first = field
+                        .arguments
+                        .iter()
+                        .find(|a| a.name == "first" || a.name == "last")
+                        .and_then(|a| match a.value.as_ref() {
+                            apollo_compiler::ast::Value::Int(i) => {
+                                i.try_to_i32().ok().map(|i| i as u64)
+                            }
+                            apollo_compiler::ast::Value::Variable(v) => vars[v.as_str()].as_u64(),
+                            _ => None,
+                        });
+                    if named.as_str().ends_with("Connection") {
+                        let first = first.expect("every connection is sized with first");
+                        let mut cost = 2;
+                        for inner in &field.selection_set.selections {
+                            let Selection::Field(inner) = inner else {
+                                panic!("no fragments in connections")
+                            };
+                            let c = selection_cost(doc, &inner.selection_set, vars, false);
+                            cost += match inner.name.as_str() {
+                                "nodes" | "edges" => first * (1 + c),
+                                _ => 1 + c,
+                            };
+                        }
+                        cost
+                    } else {
+                        let element = 1 + selection_cost(doc, &field.selection_set, vars, false);
+                        if field.definition.ty.is_list() {
+                            first.unwrap_or(1) * element
+                        } else {
+                            element
+                        }
+                    }
+                }
+            }
+            Selection::FragmentSpread(spread) => selection_cost(
+                doc,
+                &doc.fragments[&spread.fragment_name].selection_set,
+                vars,
+                root_mutation,
+            ),
+            Selection::InlineFragment(inline) => {
+                selection_cost(doc, &inline.selection_set, vars, root_mutation)
+            }
+        };
+    }
+    total
+}

@@ -1,0 +1,206 @@
+//! Webhook signature checks and parsing, beyond what the fixture scenarios
+//! pin: rotated secrets, header spelling, dedupe-key fallback, and proof that
+//! every stored fixture signature really is the test secret's.
+
+mod common;
+
+use chrono::Utc;
+use switchyard_contract::{Connector, Secret, WebhookOutcome, WebhookRequest};
+use switchyard_shopify::webhook::sign;
+use switchyard_shopify::{ShopifyConfig, ShopifyConnector};
+
+use common::*;
+
+fn connector_with(secrets: &[&str]) -> ShopifyConnector {
+    let mut config = ShopifyConfig::new(ACCOUNT, "http://127.0.0.1:9", Secret::new(TOKEN));
+    config.webhook_secrets = secrets.iter().map(|s| Secret::new(*s)).collect();
+    ShopifyConnector::new(config, reqwest::Client::new()).unwrap()
+}
+
+fn order_body() -> Vec<u8> {
+    let s = scenario("webhooks-orders");
+    s.webhooks
+        .iter()
+        .find(|w| w.name == "orders-create")
+        .unwrap()
+        .body
+        .clone()
+}
+
+fn request(headers: &[(&str, &str)], body: &[u8]) -> WebhookRequest {
+    WebhookRequest {
+        account: ACCOUNT.into(),
+        method: "POST".into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        query: None,
+        body: body.to_vec(),
+        received_at: Utc::now(),
+    }
+}
+
+#[test]
+fn a_good_signature_verifies_and_a_changed_byte_does_not() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let body = order_body();
+    let sig = sign(&body, &Secret::new(WEBHOOK_SECRET));
+    c.verify_webhook(&request(&[("X-Shopify-Hmac-Sha256", &sig)], &body))
+        .unwrap();
+
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let err = c
+        .verify_webhook(&request(&[("x-shopify-hmac-sha256", &sig)], &tampered))
+        .unwrap_err();
+    assert_eq!(err.class(), "auth");
+}
+
+#[test]
+fn missing_or_malformed_signatures_are_auth_errors() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let body = order_body();
+    for headers in [
+        vec![],
+        vec![("x-shopify-hmac-sha256", "")],
+        vec![("x-shopify-hmac-sha256", "%%%")],
+    ] {
+        let err = c.verify_webhook(&request(&headers, &body)).unwrap_err();
+        assert_eq!(err.class(), "auth", "{headers:?}");
+        assert!(!err.to_string().contains(WEBHOOK_SECRET));
+    }
+}
+
+#[test]
+fn during_a_secret_rotation_either_secret_verifies() {
+    let c = connector_with(&["new-client-secret", WEBHOOK_SECRET]);
+    let body = order_body();
+    for secret in ["new-client-secret", WEBHOOK_SECRET] {
+        let sig = sign(&body, &Secret::new(secret));
+        c.verify_webhook(&request(&[("x-shopify-hmac-sha256", &sig)], &body))
+            .unwrap();
+    }
+    let sig = sign(&body, &Secret::new("retired-secret"));
+    assert_eq!(
+        c.verify_webhook(&request(&[("x-shopify-hmac-sha256", &sig)], &body))
+            .unwrap_err()
+            .class(),
+        "auth"
+    );
+}
+
+#[test]
+fn without_a_configured_secret_nothing_verifies() {
+    let c = connector_with(&[]);
+    let body = order_body();
+    let sig = sign(&body, &Secret::new(WEBHOOK_SECRET));
+    let err = c
+        .verify_webhook(&request(&[("x-shopify-hmac-sha256", &sig)], &body))
+        .unwrap_err();
+    assert_eq!(err.class(), "config");
+}
+
+#[test]
+fn every_stored_fixture_signature_is_made_with_the_test_secret() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let mut checked = 0;
+    for s in switchyard_contract::testkit::Scenario::load_all(&fixtures_dir()).unwrap() {
+        for w in &s.webhooks {
+            let meant_to_fail = w.name.contains("signature");
+            let ok = c.verify_webhook(&webhook_request(w)).is_ok();
+            assert_eq!(
+                ok, !meant_to_fail,
+                "{}/{}: stored signature",
+                s.name, w.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} fixture webhooks");
+}
+
+#[test]
+fn order_topics_parse_and_others_are_ignored() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let body = order_body();
+    for topic in [
+        "orders/create",
+        "orders/updated",
+        "orders/paid",
+        "orders/cancelled",
+        "orders/fulfilled",
+        "orders/partially_fulfilled",
+    ] {
+        let out = c
+            .parse_webhook(&request(
+                &[("x-shopify-topic", topic), ("x-shopify-event-id", "e1")],
+                &body,
+            ))
+            .unwrap();
+        let WebhookOutcome::Orders { dedupe_key, orders } = out else {
+            panic!("{topic}: {out:?}")
+        };
+        assert_eq!(dedupe_key.as_deref(), Some("e1"));
+        assert_eq!(orders[0].order.id, "shop-us:5551234567");
+    }
+    for topic in [
+        "orders/delete",
+        "orders/edited",
+        "refunds/create",
+        "app/uninstalled",
+    ] {
+        let out = c
+            .parse_webhook(&request(&[("x-shopify-topic", topic)], b"{}"))
+            .unwrap();
+        assert!(
+            matches!(out, WebhookOutcome::Ignored { .. }),
+            "{topic}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_dedupe_key_is_the_event_id_else_the_webhook_id() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let body = order_body();
+    let key = |headers: &[(&str, &str)]| {
+        c.parse_webhook(&request(headers, &body))
+            .unwrap()
+            .dedupe_key()
+            .map(str::to_owned)
+    };
+    let topic = ("X-Shopify-Topic", "orders/updated");
+    assert_eq!(
+        key(&[
+            topic,
+            ("X-Shopify-Webhook-Id", "wh-1"),
+            ("X-Shopify-Event-Id", "evt-1")
+        ])
+        .as_deref(),
+        Some("evt-1")
+    );
+    assert_eq!(
+        key(&[topic, ("X-Shopify-Webhook-Id", "wh-1")]).as_deref(),
+        Some("wh-1")
+    );
+    assert_eq!(key(&[topic]), None);
+}
+
+#[test]
+fn a_body_that_is_not_an_order_is_a_decode_error() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    for body in [
+        &b"not json"[..],
+        b"{}",
+        b"[1,2]",
+        br#"{"id": 1, "title": "a product"}"#,
+    ] {
+        let err = c
+            .parse_webhook(&request(&[("x-shopify-topic", "orders/create")], body))
+            .unwrap_err();
+        assert_eq!(err.class(), "decode", "{}", String::from_utf8_lossy(body));
+    }
+    let err = c.parse_webhook(&request(&[], &order_body())).unwrap_err();
+    assert_eq!(err.class(), "decode");
+}
