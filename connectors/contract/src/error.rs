@@ -53,7 +53,11 @@ impl ConnectorError {
     /// Classifies an HTTP status the way every channel needs: 401/403 are auth,
     /// 429 is rate-limited, 408, 425 and 5xx are transient, other 4xx rejected.
     /// `detail` should already be free of secrets (a response body excerpt).
-    pub fn from_status(status: u16, retry_after: Option<Duration>, detail: impl Into<String>) -> Self {
+    pub fn from_status(
+        status: u16,
+        retry_after: Option<Duration>,
+        detail: impl Into<String>,
+    ) -> Self {
         let detail = detail.into();
         match status {
             401 | 403 => ConnectorError::Auth(format!("HTTP {status}: {detail}")),
@@ -130,10 +134,22 @@ mod tests {
     fn statuses_map_to_the_classes_the_daemon_acts_on() {
         assert_eq!(ConnectorError::from_status(401, None, "x").class(), "auth");
         assert_eq!(ConnectorError::from_status(403, None, "x").class(), "auth");
-        assert_eq!(ConnectorError::from_status(404, None, "x").class(), "rejected");
-        assert_eq!(ConnectorError::from_status(422, None, "x").class(), "rejected");
-        assert_eq!(ConnectorError::from_status(408, None, "x").class(), "transient");
-        assert_eq!(ConnectorError::from_status(503, None, "x").class(), "transient");
+        assert_eq!(
+            ConnectorError::from_status(404, None, "x").class(),
+            "rejected"
+        );
+        assert_eq!(
+            ConnectorError::from_status(422, None, "x").class(),
+            "rejected"
+        );
+        assert_eq!(
+            ConnectorError::from_status(408, None, "x").class(),
+            "transient"
+        );
+        assert_eq!(
+            ConnectorError::from_status(503, None, "x").class(),
+            "transient"
+        );
         let e = ConnectorError::from_status(429, Some(Duration::from_secs(2)), "slow down");
         assert_eq!(
             e,
@@ -144,13 +160,19 @@ mod tests {
         );
         assert!(e.is_retryable());
         assert!(!ConnectorError::from_status(400, None, "x").is_retryable());
-        assert_eq!(e.to_string(), "rate limited (retry after 2000 ms): HTTP 429: slow down");
+        assert_eq!(
+            e.to_string(),
+            "rate limited (retry after 2000 ms): HTTP 429: slow down"
+        );
     }
 
     #[test]
     fn retry_after_accepts_whole_and_fractional_seconds() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after(" 1.5 "),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-1"), None);
     }

@@ -49,7 +49,9 @@ impl FromStr for Channel {
         Channel::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown channel {s:?}: expected one of shopify, etsy, ebay, amazon"))
+            .ok_or_else(|| {
+                format!("unknown channel {s:?}: expected one of shopify, etsy, ebay, amazon")
+            })
     }
 }
 
@@ -124,7 +126,9 @@ pub enum PaymentStatus {
     Voided,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -364,8 +368,11 @@ impl NormalizedOrder {
                 "channel total {} != subtotal {} + shipping {} + tax {} - discount {}; kept the channel's figures",
                 t.total, t.subtotal, t.shipping, t.tax, t.discount
             );
-            self.notes
-                .push(NormalizationNote::new("totals.total", NoteKind::Mismatch, detail));
+            self.notes.push(NormalizationNote::new(
+                "totals.total",
+                NoteKind::Mismatch,
+                detail,
+            ));
         }
     }
 }

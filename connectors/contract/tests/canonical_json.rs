@@ -86,7 +86,10 @@ fn the_spec_example_serializes_field_for_field_in_order() {
 fn the_spec_example_round_trips() {
     let parsed: Order = serde_json::from_str(GOLDEN).unwrap();
     assert_eq!(parsed, spec_example());
-    assert_eq!(serde_json::to_string_pretty(&parsed).unwrap() + "\n", GOLDEN);
+    assert_eq!(
+        serde_json::to_string_pretty(&parsed).unwrap() + "\n",
+        GOLDEN
+    );
 }
 
 #[test]

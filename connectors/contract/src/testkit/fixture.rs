@@ -70,7 +70,13 @@ pub struct Exchange {
 impl Exchange {
     /// Whether a request matches this exchange: same method and path, the
     /// listed query parameters, and every listed body substring.
-    pub fn matches(&self, method: &str, path: &str, query: &[(String, String)], body: &[u8]) -> bool {
+    pub fn matches(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: &[u8],
+    ) -> bool {
         if !self.method.eq_ignore_ascii_case(method) || self.path != path {
             return false;
         }
@@ -125,7 +131,11 @@ impl Scenario {
         let read = |rel: &str| -> Result<Vec<u8>, String> {
             let p = dir.join(rel);
             std::fs::read(&p).map_err(|e| {
-                format!("{}: cannot read {}: {e}", manifest_path.display(), p.display())
+                format!(
+                    "{}: cannot read {}: {e}",
+                    manifest_path.display(),
+                    p.display()
+                )
             })
         };
         let mut exchanges = Vec::with_capacity(manifest.exchange.len());
@@ -226,8 +236,15 @@ body = "hook.bin"
     #[test]
     fn a_manifest_with_an_unknown_key_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("scenario.toml"), "description = \"x\"\nbogus = 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("scenario.toml"),
+            "description = \"x\"\nbogus = 1\n",
+        )
+        .unwrap();
         let err = Scenario::load(dir.path()).unwrap_err();
-        assert!(err.contains("scenario.toml") && err.contains("bogus"), "{err}");
+        assert!(
+            err.contains("scenario.toml") && err.contains("bogus"),
+            "{err}"
+        );
     }
 }

@@ -8,7 +8,8 @@ pub const BLESS_ENV: &str = "SWITCHYARD_BLESS";
 
 /// Panics with both documents when `actual` differs from the golden file.
 pub fn assert_golden_json(path: &Path, actual: &serde_json::Value) {
-    let rendered = serde_json::to_string_pretty(actual).expect("JSON values always serialize") + "\n";
+    let rendered =
+        serde_json::to_string_pretty(actual).expect("JSON values always serialize") + "\n";
     if std::env::var_os(BLESS_ENV).is_some_and(|v| v == "1") {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("create golden folder");
@@ -35,7 +36,11 @@ pub fn assert_golden_json(path: &Path, actual: &serde_json::Value) {
 }
 
 /// The JSON path of the first place two values differ, with both sides.
-pub fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: String) -> Option<String> {
+pub fn first_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    at: String,
+) -> Option<String> {
     use serde_json::Value;
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
@@ -59,7 +64,8 @@ pub fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: String
                     return Some(d);
                 }
             }
-            (x.len() != y.len()).then(|| format!("{at}: expected {} items, got {}", x.len(), y.len()))
+            (x.len() != y.len())
+                .then(|| format!("{at}: expected {} items, got {}", x.len(), y.len()))
         }
         _ => (a != b).then(|| format!("{at}: expected {a}, got {b}")),
     }

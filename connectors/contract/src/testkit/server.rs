@@ -38,7 +38,10 @@ impl HttpRequest {
     }
 
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn body_json(&self) -> Option<serde_json::Value> {
@@ -71,7 +74,8 @@ impl HttpResponse {
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_owned()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
         self
     }
 }
@@ -153,7 +157,12 @@ async fn serve_one(handler: Handler, req: Request) -> Response {
     let headers = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let request = HttpRequest {
         method: parts.method.as_str().to_owned(),
@@ -165,9 +174,13 @@ async fn serve_one(handler: Handler, req: Request) -> Response {
     // The handler is plain synchronous code (fixture lookups); run it inline.
     let resp = handler(request);
     let mut out = Response::new(Body::from(resp.body));
-    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() =
+        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in resp.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             out.headers_mut().append(k, v);
         }
     }
@@ -191,13 +204,13 @@ struct ReplayState {
 impl ReplayState {
     fn answer(&mut self, req: HttpRequest) -> HttpResponse {
         let candidate = if self.ordered {
-            self.used
-                .iter()
-                .position(|u| !u)
-                .filter(|&i| self.exchanges[i].matches(&req.method, &req.path, &req.query, &req.body))
+            self.used.iter().position(|u| !u).filter(|&i| {
+                self.exchanges[i].matches(&req.method, &req.path, &req.query, &req.body)
+            })
         } else {
             (0..self.exchanges.len()).find(|&i| {
-                !self.used[i] && self.exchanges[i].matches(&req.method, &req.path, &req.query, &req.body)
+                !self.used[i]
+                    && self.exchanges[i].matches(&req.method, &req.path, &req.query, &req.body)
             })
         };
         let resp = match candidate {
@@ -206,7 +219,11 @@ impl ReplayState {
                 let e = &self.exchanges[i];
                 HttpResponse {
                     status: e.status,
-                    headers: e.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    headers: e
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     body: e.response.clone(),
                 }
             }
@@ -270,7 +287,11 @@ impl ReplayServer {
 
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<HttpRequest> {
-        self.state.lock().expect("replay state lock").requests.clone()
+        self.state
+            .lock()
+            .expect("replay state lock")
+            .requests
+            .clone()
     }
 
     /// What is wrong so far: unexpected requests and expected ones never made.
@@ -279,7 +300,10 @@ impl ReplayServer {
         let mut p = st.problems.clone();
         for (i, used) in st.used.iter().enumerate() {
             if !used {
-                p.push(format!("expected request never made: {}", st.exchanges[i].describe()));
+                p.push(format!(
+                    "expected request never made: {}",
+                    st.exchanges[i].describe()
+                ));
             }
         }
         p
@@ -293,7 +317,11 @@ impl ReplayServer {
             s.stop().await;
         }
         let problems = self.problems();
-        assert!(problems.is_empty(), "replay failed:\n  {}", problems.join("\n  "));
+        assert!(
+            problems.is_empty(),
+            "replay failed:\n  {}",
+            problems.join("\n  ")
+        );
         self.requests()
     }
 }
@@ -303,7 +331,10 @@ impl Drop for ReplayServer {
         if !self.finished && !std::thread::panicking() {
             let problems = self.problems();
             if !problems.is_empty() {
-                panic!("replay server dropped with problems:\n  {}", problems.join("\n  "));
+                panic!(
+                    "replay server dropped with problems:\n  {}",
+                    problems.join("\n  ")
+                );
             }
         }
     }
@@ -328,13 +359,24 @@ mod tests {
 
     #[tokio::test]
     async fn serves_recorded_responses_in_order_and_records_requests() {
-        let server =
-            ReplayServer::from_exchanges(vec![exchange("/a", "first"), exchange("/b", "second")], true).await;
+        let server = ReplayServer::from_exchanges(
+            vec![exchange("/a", "first"), exchange("/b", "second")],
+            true,
+        )
+        .await;
         let client = reqwest::Client::new();
-        let r = client.get(format!("{}/a?x=1", server.url())).send().await.unwrap();
+        let r = client
+            .get(format!("{}/a?x=1", server.url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["x-page"], "/a");
         assert_eq!(r.text().await.unwrap(), "first");
-        let r = client.get(format!("{}/b", server.url())).send().await.unwrap();
+        let r = client
+            .get(format!("{}/b", server.url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "second");
         let reqs = server.finish().await;
         assert_eq!(reqs.len(), 2);
@@ -345,49 +387,93 @@ mod tests {
     async fn an_unexpected_request_fails_the_replay() {
         let server = ReplayServer::from_exchanges(vec![exchange("/a", "first")], true).await;
         let client = reqwest::Client::new();
-        let r = client.get(format!("{}/zzz", server.url())).send().await.unwrap();
+        let r = client
+            .get(format!("{}/zzz", server.url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 500);
-        client.get(format!("{}/a", server.url())).send().await.unwrap();
+        client
+            .get(format!("{}/a", server.url()))
+            .send()
+            .await
+            .unwrap();
         let problems = server.problems();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("unexpected request GET /zzz"), "{problems:?}");
+        assert!(
+            problems[0].contains("unexpected request GET /zzz"),
+            "{problems:?}"
+        );
         let outcome = tokio::spawn(server.finish()).await;
         assert!(outcome.is_err(), "finish must fail the test");
     }
 
     #[tokio::test]
     async fn an_expected_request_never_made_fails_the_replay() {
-        let server =
-            ReplayServer::from_exchanges(vec![exchange("/a", "first"), exchange("/b", "second")], true).await;
+        let server = ReplayServer::from_exchanges(
+            vec![exchange("/a", "first"), exchange("/b", "second")],
+            true,
+        )
+        .await;
         reqwest::get(format!("{}/a", server.url())).await.unwrap();
         let problems = server.problems();
-        assert_eq!(problems, vec!["expected request never made: GET /b".to_string()]);
+        assert_eq!(
+            problems,
+            vec!["expected request never made: GET /b".to_string()]
+        );
         let outcome = tokio::spawn(server.finish()).await;
         assert!(outcome.is_err(), "finish must fail the test");
     }
 
     #[tokio::test]
     async fn in_unordered_mode_any_unused_exchange_matches() {
-        let server =
-            ReplayServer::from_exchanges(vec![exchange("/a", "first"), exchange("/b", "second")], false).await;
+        let server = ReplayServer::from_exchanges(
+            vec![exchange("/a", "first"), exchange("/b", "second")],
+            false,
+        )
+        .await;
         let client = reqwest::Client::new();
         assert_eq!(
-            client.get(format!("{}/b", server.url())).send().await.unwrap().text().await.unwrap(),
+            client
+                .get(format!("{}/b", server.url()))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
             "second"
         );
         assert_eq!(
-            client.get(format!("{}/a", server.url())).send().await.unwrap().text().await.unwrap(),
+            client
+                .get(format!("{}/a", server.url()))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
             "first"
         );
         // A repeat is unexpected: each recorded exchange is served once.
-        assert_eq!(client.get(format!("{}/a", server.url())).send().await.unwrap().status(), 500);
+        assert_eq!(
+            client
+                .get(format!("{}/a", server.url()))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            500
+        );
         assert_eq!(server.problems().len(), 1);
         let _ = tokio::spawn(server.finish()).await;
     }
 
     #[tokio::test]
     async fn the_server_stops_when_dropped() {
-        let server = LoopbackServer::start(Arc::new(|_| HttpResponse::new(204, ""))).await.unwrap();
+        let server = LoopbackServer::start(Arc::new(|_| HttpResponse::new(204, "")))
+            .await
+            .unwrap();
         let url = server.url();
         assert_eq!(reqwest::get(&url).await.unwrap().status(), 204);
         server.stop().await;
