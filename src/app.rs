@@ -76,6 +76,10 @@ pub async fn run(
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")?;
+    // Stock pushes go to every account whose connector can push inventory.
+    let outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
+    let ingest = ingest.with_outbound(outbound.clone());
+    let mut channels: Vec<(String, Arc<AnyConnector>)> = Vec::new();
     let health = HealthBoard::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
@@ -85,6 +89,7 @@ pub async fn run(
         let skipped = match connectors::build(account, &http) {
             Ok(connector) => {
                 let connector = Arc::new(connector);
+                channels.push((account.id.clone(), connector.clone()));
                 if account.webhooks {
                     webhook_accounts.insert(account.id.clone(), connector.clone());
                 }
@@ -123,10 +128,23 @@ pub async fn run(
         ready: AtomicBool::new(false),
     });
     let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(crate::http::serve(listener, http_state.clone(), async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
-    }));
+    let http_task = tokio::spawn(crate::http::serve(
+        listener,
+        http_state.clone(),
+        async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        },
+    ));
     http_state.ready.store(true, Ordering::Release);
+    let mut outbound_tasks = crate::outbox::spawn_all(
+        &config,
+        &store,
+        &channels,
+        &http,
+        &outbound,
+        &crate::outbox::OutboxOptions::default(),
+        stop_rx.clone(),
+    );
     tracing::info!(%addr, accounts = config.accounts.len(), running = workers.len(), "switchyard started");
     if let Some(f) = &options.on_ready {
         f(addr);
@@ -143,14 +161,44 @@ pub async fn run(
     } else {
         shutdown.await;
     }
+    let deadline = options
+        .shutdown_deadline
+        .unwrap_or(config.daemon.shutdown_timeout);
+    if options.once {
+        // Let the pushes and deliveries the catch-up caused go out first.
+        crate::outbox::wait_idle(
+            &store,
+            &outbound_tasks.accounts,
+            Duration::from_secs(2),
+            deadline,
+        )
+        .await;
+    }
     let _ = stop_tx.send(true);
-    let deadline = options.shutdown_deadline.unwrap_or(config.daemon.shutdown_timeout);
-    if tokio::time::timeout(deadline, async { while workers.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(deadline, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
-        tracing::warn!(deadline_ms = deadline.as_millis() as u64, "workers did not stop in time; aborting them");
+        tracing::warn!(
+            deadline_ms = deadline.as_millis() as u64,
+            "workers did not stop in time; aborting them"
+        );
         workers.abort_all();
+    }
+    // Outbox workers finish the call in flight and record it.
+    if tokio::time::timeout(deadline, async {
+        while outbound_tasks.tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            deadline_ms = deadline.as_millis() as u64,
+            "outbox workers did not stop in time; aborting them"
+        );
+        outbound_tasks.tasks.abort_all();
     }
     http_state.ready.store(false, Ordering::Release);
     match tokio::time::timeout(deadline, http_task).await {
@@ -159,7 +207,10 @@ pub async fn run(
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP requests still open at the shutdown deadline; dropped"),
     }
-    store.flush().await.context("flushing the store on shutdown")?;
+    store
+        .flush()
+        .await
+        .context("flushing the store on shutdown")?;
     let snapshot = health.snapshot();
     for r in &mut reports {
         r.health = snapshot.get(&r.id).cloned();

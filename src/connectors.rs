@@ -2,19 +2,30 @@
 //! closed channel enum. Adding a channel is one crate, one variant here and
 //! one arm in `build`; nothing registers itself.
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
+use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::{
     Capabilities, Channel, Connector, ConnectorError, Cursor, InventoryPush, InventoryResult,
-    NormalizedOrder, OrderPage, TrackingPush, TrackingResult, WebhookOutcome, WebhookRequest,
+    NormalizedOrder, OrderPage, RateHint, TrackingPush, TrackingResult, WebhookOutcome,
+    WebhookRequest,
 };
+use switchyard_shopify::{ShopifyConfig, ShopifyConnector};
 
-use crate::config::AccountConfig;
+use crate::config::{AccountConfig, ChannelSettings};
 
-/// One connector of any built-in channel. It has no variants until the first
-/// channel crate lands; each connector issue adds one.
-pub enum AnyConnector {}
+/// One connector of any built-in channel.
+pub enum AnyConnector {
+    Shopify(ShopifyConnector),
+}
+
+/// Calls the same method on whichever connector this is.
+macro_rules! each {
+    ($self:expr, $c:ident => $body:expr) => {
+        match $self {
+            AnyConnector::Shopify($c) => $body,
+        }
+    };
+}
 
 /// Why an account has no connector.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,9 +37,29 @@ pub enum BuildError {
 }
 
 /// Builds the connector for an account. No I/O happens here.
-pub fn build(account: &AccountConfig, _http: &reqwest::Client) -> Result<AnyConnector, BuildError> {
-    match account.channel {
-        Channel::Shopify | Channel::Etsy | Channel::Ebay | Channel::Amazon => {
+pub fn build(account: &AccountConfig, http: &reqwest::Client) -> Result<AnyConnector, BuildError> {
+    let config_error = |e: ConnectorError| BuildError::Config {
+        account: account.id.clone(),
+        detail: e.to_string(),
+    };
+    match &account.settings {
+        ChannelSettings::Shopify(s) => {
+            let mut config =
+                ShopifyConfig::new(&account.id, &account.base_url, s.access_token.clone());
+            config.webhook_secrets = s
+                .webhook_secret
+                .iter()
+                .chain(&s.webhook_secret_previous)
+                .cloned()
+                .collect();
+            config.notify_customer = s.notify_customer;
+            config.location_id = s.location_id.clone();
+            config.api_version = s.api_version.clone();
+            ShopifyConnector::new(config, http.clone())
+                .map(AnyConnector::Shopify)
+                .map_err(config_error)
+        }
+        ChannelSettings::Etsy(_) | ChannelSettings::Ebay(_) | ChannelSettings::Amazon(_) => {
             Err(BuildError::NotBuiltIn(account.channel))
         }
     }
@@ -36,57 +67,56 @@ pub fn build(account: &AccountConfig, _http: &reqwest::Client) -> Result<AnyConn
 
 impl Connector for AnyConnector {
     fn channel(&self) -> Channel {
-        match *self {}
+        each!(self, c => c.channel())
     }
 
     fn capabilities(&self) -> Capabilities {
-        match *self {}
+        each!(self, c => c.capabilities())
     }
 
-    fn check(&self) -> impl Future<Output = Result<(), ConnectorError>> + Send {
-        let never: &AnyConnector = self;
-        async move { match *never {} }
+    fn rate_hint(&self) -> Option<RateHint> {
+        each!(self, c => c.rate_hint())
     }
 
-    fn poll_orders(
+    fn rate_limit(&self, operation: Operation) -> RateLimit {
+        each!(self, c => c.rate_limit(operation))
+    }
+
+    // `async fn`s, so that arms of different connectors (different future
+    // types) share one return type.
+    async fn check(&self) -> Result<(), ConnectorError> {
+        each!(self, c => c.check().await)
+    }
+
+    async fn poll_orders(
         &self,
-        _cursor: Option<&Cursor>,
-        _since: DateTime<Utc>,
-        _now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<OrderPage, ConnectorError>> + Send {
-        let never: &AnyConnector = self;
-        async move { match *never {} }
+        cursor: Option<&Cursor>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<OrderPage, ConnectorError> {
+        each!(self, c => c.poll_orders(cursor, since, now).await)
     }
 
-    fn fetch_orders(
+    async fn fetch_orders(&self, ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
+        each!(self, c => c.fetch_orders(ids).await)
+    }
+
+    fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError> {
+        each!(self, c => c.verify_webhook(req))
+    }
+
+    fn parse_webhook(&self, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
+        each!(self, c => c.parse_webhook(req))
+    }
+
+    async fn push_inventory(
         &self,
-        _ids: &[String],
-    ) -> impl Future<Output = Result<Vec<NormalizedOrder>, ConnectorError>> + Send {
-        let never: &AnyConnector = self;
-        async move { match *never {} }
+        push: &InventoryPush,
+    ) -> Result<InventoryResult, ConnectorError> {
+        each!(self, c => c.push_inventory(push).await)
     }
 
-    fn verify_webhook(&self, _req: &WebhookRequest) -> Result<(), ConnectorError> {
-        match *self {}
-    }
-
-    fn parse_webhook(&self, _req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
-        match *self {}
-    }
-
-    fn push_inventory(
-        &self,
-        _push: &InventoryPush,
-    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send {
-        let never: &AnyConnector = self;
-        async move { match *never {} }
-    }
-
-    fn push_tracking(
-        &self,
-        _push: &TrackingPush,
-    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send {
-        let never: &AnyConnector = self;
-        async move { match *never {} }
+    async fn push_tracking(&self, push: &TrackingPush) -> Result<TrackingResult, ConnectorError> {
+        each!(self, c => c.push_tracking(push).await)
     }
 }

@@ -8,9 +8,9 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
-use switchyard_contract::{Cursor, NormalizedOrder};
+use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 
-use crate::rules::{RuleInput, RuleSet, evaluate};
+use crate::rules::{RuleInput, RuleSet, decide};
 use crate::store::{OrderWrite, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome};
 
 /// How long a webhook dedupe key is remembered. Shopify retries for 4 hours,
@@ -48,7 +48,9 @@ pub struct IngestReport {
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("orders kept changing during ingest of account {account}; gave up after {MAX_CONFLICT_RETRIES} tries")]
+    #[error(
+        "orders kept changing during ingest of account {account}; gave up after {MAX_CONFLICT_RETRIES} tries"
+    )]
     Contended { account: String },
     #[error("order {id} belongs to account {found}, not {expected}")]
     WrongAccount {
@@ -80,11 +82,24 @@ impl LiveRules {
 pub struct Ingest {
     store: Store,
     rules: LiveRules,
+    /// Reservations, stock pushes and deliveries; None: orders only.
+    outbound: Option<crate::outbox::Outbound>,
 }
 
 impl Ingest {
     pub fn new(store: Store, rules: LiveRules) -> Self {
-        Ingest { store, rules }
+        Ingest {
+            store,
+            rules,
+            outbound: None,
+        }
+    }
+
+    /// Ingest also reserves stock, queues stock pushes and deliveries
+    /// (in the same transaction as the orders) and wakes their workers.
+    pub fn with_outbound(mut self, outbound: crate::outbox::Outbound) -> Self {
+        self.outbound = Some(outbound);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -126,30 +141,49 @@ impl Ingest {
         let rules = self.rules.current();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut writes = Vec::with_capacity(orders.len());
+            // Reservations, stock pushes and deliveries, decided before the transaction.
+            let mut outbound = crate::outbox::IngestPlan::default();
             for n in &orders {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
                 let order = merge(n, existing.as_ref(), &rules, now);
+                let mut outbox = vec![];
+                if let Some(o) = &self.outbound {
+                    let plan = o.plan_ingest(&self.store, existing.as_ref(), &order, now)?;
+                    outbound.outbox.extend(plan.outbox.iter().cloned());
+                    outbound.stock.extend(plan.stock);
+                    outbound.dedupe.extend(plan.dedupe);
+                    outbox = plan.outbox;
+                }
                 writes.push(OrderWrite::FromChannel {
                     order,
                     expected_revision,
-                    outbox: vec![],
+                    outbox,
                 });
             }
             let mut batch = WriteBatch {
                 now,
                 orders: writes,
+                stock: outbound.stock,
+                dedupe: outbound.dedupe,
                 ..WriteBatch::default()
             };
             match &source {
-                Source::Poll { cursor } => batch.cursor = Some((account.to_owned(), cursor.clone())),
-                Source::Webhook { dedupe_key: Some(k) } => {
-                    batch.dedupe = vec![(k.clone(), now + Duration::days(DEDUPE_TTL_DAYS))]
+                Source::Poll { cursor } => {
+                    batch.cursor = Some((account.to_owned(), cursor.clone()))
                 }
+                Source::Webhook {
+                    dedupe_key: Some(k),
+                } => batch
+                    .dedupe
+                    .push((k.clone(), now + Duration::days(DEDUPE_TTL_DAYS))),
                 Source::Webhook { dedupe_key: None } | Source::Fetch => {}
             }
             match self.store.apply(batch) {
                 Ok(report) => {
+                    if let Some(o) = &self.outbound {
+                        o.wakers.wake_items(&outbound.outbox);
+                    }
                     let mut out = IngestReport {
                         seq: report.seq,
                         ..IngestReport::default()
@@ -182,31 +216,90 @@ pub fn merge(
     rules: &RuleSet,
     now: DateTime<Utc>,
 ) -> StoredOrder {
-    let channel_tags = incoming.order.tags.clone();
-    let manual_tags = existing.map(|e| e.manual_tags.clone()).unwrap_or_default();
-    let manual_hold = existing.and_then(|e| e.manual_hold.clone());
-    let mut order = incoming.order.clone();
-    let eval = evaluate(
-        rules,
-        &RuleInput {
-            order: &order,
-            channel_tags: &channel_tags,
-            manual_tags: &manual_tags,
-        },
-        now,
-    );
-    order.tags = eval.tags;
-    order.route = eval.route;
-    order.hold = manual_hold.clone().or(eval.hold);
-    order.priority = eval.priority;
-    StoredOrder {
-        order,
-        channel_tags,
-        rule_tags: eval.rule_tags,
-        manual_tags,
-        manual_hold,
+    let stored = StoredOrder {
+        order: incoming.order.clone(),
+        channel_tags: incoming.order.tags.clone(),
+        rule_tags: Vec::new(),
+        manual_tags: existing.map(|e| e.manual_tags.clone()).unwrap_or_default(),
+        manual_hold: existing.and_then(|e| e.manual_hold.clone()),
+        released_hold: existing.and_then(|e| e.released_hold.clone()),
+        local_shipments: Vec::new(),
         notes: incoming.notes.clone(),
         raw: incoming.raw.clone(),
         revision: existing.map(|e| e.revision).unwrap_or(0),
+    };
+    let mut stored = stored;
+    if let Some(e) = existing {
+        keep_local_shipments(&mut stored, e);
     }
+    apply_rules(stored, rules, now)
+}
+
+/// Shipments recorded here that the channel does not show yet (their
+/// tracking push is queued or in flight) stay on the order, with the line
+/// quantities and status they imply. Once the channel shows a tracking
+/// number, the channel's version of that shipment is the one kept.
+fn keep_local_shipments(next: &mut StoredOrder, existing: &StoredOrder) {
+    let order = &mut next.order;
+    let known = |tracking: &str| {
+        order.shipments.iter().any(|s| {
+            s.tracking_number
+                .trim()
+                .eq_ignore_ascii_case(tracking.trim())
+        })
+    };
+    let pending: Vec<_> = existing
+        .order
+        .shipments
+        .iter()
+        .filter(|s| {
+            existing.local_shipments.contains(&s.tracking_number) && !known(&s.tracking_number)
+        })
+        .cloned()
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    for shipment in &pending {
+        for sl in &shipment.lines {
+            if let Some(line) = order.lines.iter_mut().find(|l| l.line_id == sl.line_id) {
+                line.shipped_quantity = (line.shipped_quantity + sl.quantity).min(line.quantity);
+            }
+        }
+        next.local_shipments.push(shipment.tracking_number.clone());
+    }
+    order.shipments.extend(pending);
+    if matches!(
+        order.status,
+        OrderStatus::Ready | OrderStatus::PartiallyShipped
+    ) {
+        order.status = if order.lines.iter().all(|l| l.shipped_quantity >= l.quantity) {
+            OrderStatus::Shipped
+        } else {
+            OrderStatus::PartiallyShipped
+        };
+    }
+}
+
+/// Re-decides tags, route, hold and priority of a stored order from its
+/// channel data, its hand-set tags and hold, and `rules`. Pure.
+pub fn apply_rules(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
+    let eval = decide(
+        rules,
+        &RuleInput {
+            order: &stored.order,
+            channel_tags: &stored.channel_tags,
+            manual_tags: &stored.manual_tags,
+        },
+        now,
+    );
+    stored.order.tags = eval.tags;
+    stored.order.route = eval.route;
+    let rule_hold = eval
+        .hold
+        .filter(|h| stored.released_hold.as_ref() != Some(h));
+    stored.order.hold = stored.manual_hold.clone().or(rule_hold);
+    stored.order.priority = eval.priority;
+    stored.rule_tags = eval.rule_tags;
+    stored
 }

@@ -3,15 +3,20 @@
 //! under `connectors/`, behind the `switchyard_contract::Connector` trait.
 
 pub mod app;
+#[macro_use]
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod deliver;
 pub mod demo;
 pub mod http;
 pub mod ingest;
+pub mod inventory;
 pub mod logging;
+pub mod outbox;
 pub mod poll;
 pub mod retry;
 pub mod rules;
+pub mod shipments;
 pub mod sim;
 pub mod store;

@@ -38,7 +38,9 @@ pub enum PollError {
     Connector(#[from] ConnectorError),
     #[error("store: {0}")]
     Ingest(#[from] IngestError),
-    #[error("the channel kept reporting more pages after {MAX_PAGES_PER_CATCH_UP}; stopped this catch-up")]
+    #[error(
+        "the channel kept reporting more pages after {MAX_PAGES_PER_CATCH_UP}; stopped this catch-up"
+    )]
     Runaway,
 }
 
@@ -72,11 +74,16 @@ pub async fn catch_up<C: Connector>(
     let mut cursor = if since.is_some() {
         None
     } else {
-        ingest.store().cursor(&account.id).map_err(IngestError::from)?
+        ingest
+            .store()
+            .cursor(&account.id)
+            .map_err(IngestError::from)?
     };
     let since = since.unwrap_or_else(|| default_since(account, Utc::now()));
     loop {
-        let page = connector.poll_orders(cursor.as_ref(), since, Utc::now()).await?;
+        let page = connector
+            .poll_orders(cursor.as_ref(), since, Utc::now())
+            .await?;
         stats.pages += 1;
         stats.orders += page.orders.len();
         let report = ingest.ingest(
@@ -136,7 +143,10 @@ pub async fn run_account<C: Connector>(
     mut shutdown: watch::Receiver<bool>,
     once: bool,
 ) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), account.poll_interval.max(Duration::from_secs(1)));
+    let mut backoff = Backoff::new(
+        Duration::from_secs(1),
+        account.poll_interval.max(Duration::from_secs(1)),
+    );
     loop {
         let result = tokio::select! {
             r = catch_up(connector.as_ref(), &account, &ingest, None, |_| {}) => r,

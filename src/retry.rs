@@ -44,11 +44,17 @@ mod tests {
     fn delays_grow_up_to_the_cap_and_honour_retry_after() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let first = b.next_delay(None);
-        assert!(first >= Duration::from_millis(70) && first <= Duration::from_millis(130), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(70) && first <= Duration::from_millis(130),
+            "{first:?}"
+        );
         for _ in 0..20 {
             assert!(b.next_delay(None) <= Duration::from_millis(2600));
         }
-        assert_eq!(b.next_delay(Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
         b.reset();
         assert!(b.next_delay(None) <= Duration::from_millis(130));
     }

@@ -33,6 +33,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The JSON document a successful command printed.
+fn json(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        stderr(o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
 /// A config whose store lives in a temporary folder, with the example rules.
 struct Setup {
     dir: tempfile::TempDir,
@@ -85,7 +96,12 @@ secret = "test-secret-west"
         let (rules, _) = load_rules(&Path::new(REPO).join("config/rules.toml"), &dests).unwrap();
         let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
         ingest
-            .ingest(ACCOUNT, orders.into_iter().map(normalized).collect(), Source::Fetch, Utc::now())
+            .ingest(
+                ACCOUNT,
+                orders.into_iter().map(normalized).collect(),
+                Source::Fetch,
+                Utc::now(),
+            )
             .unwrap();
         store.flush_blocking().unwrap();
     }
@@ -93,10 +109,22 @@ secret = "test-secret-west"
 
 #[test]
 fn check_accepts_the_example_config_and_rules() {
-    let out = run(&["--config", &format!("{REPO}/config/switchyard.toml"), "check"]);
+    let out = run(&[
+        "--config",
+        &format!("{REPO}/config/switchyard.toml"),
+        "check",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("config/switchyard.toml: ok"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("config/rules.toml: ok"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("config/switchyard.toml: ok"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("config/rules.toml: ok"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -127,37 +155,48 @@ fn orders_list_and_show_print_what_is_stored() {
 
     let out = setup.cli(&["orders", "list", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let list: serde_json::Value = json(&out);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["shop-test:1", "shop-test:2"], "oldest first");
     assert_eq!(list[0]["totals"]["total"], "700.00");
     // The example rules hold orders of 500 or more for review.
     assert!(list[0]["hold"].is_string(), "{}", list[0]);
 
     let out = setup.cli(&["orders", "list", "--status", "shipped", "--json"]);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list: serde_json::Value = json(&out);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], "shop-test:2");
 
     let out = setup.cli(&["orders", "list", "--held"]);
     let text = stdout(&out);
     assert!(text.starts_with("ID "), "{text}");
-    assert!(text.contains("shop-test:1") && !text.contains("shop-test:2"), "{text}");
+    assert!(
+        text.contains("shop-test:1") && !text.contains("shop-test:2"),
+        "{text}"
+    );
 
     let out = setup.cli(&["orders", "list", "--limit", "1", "--json"]);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list: serde_json::Value = json(&out);
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     let out = setup.cli(&["orders", "show", "shop-test:2", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: serde_json::Value = json(&out);
     assert_eq!(shown["status"], "shipped");
     assert_eq!(shown["history"][0]["kind"], "created");
     assert!(shown["history"][0]["at"].is_string());
 
     let out = setup.cli(&["orders", "show", "shop-test:2"]);
     let text = stdout(&out);
-    assert!(text.contains("status shipped") && text.contains("history:"), "{text}");
+    assert!(
+        text.contains("status shipped") && text.contains("history:"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -166,10 +205,18 @@ fn a_bad_filter_or_unknown_order_is_a_clear_error() {
     setup.seed(vec![]);
     let out = setup.cli(&["orders", "list", "--status", "lost"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown status \"lost\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown status \"lost\""),
+        "{}",
+        stderr(&out)
+    );
     let out = setup.cli(&["orders", "show", "shop-test:404"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no order \"shop-test:404\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no order \"shop-test:404\""),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -179,14 +226,19 @@ fn hold_and_release_change_the_order_and_its_history() {
     let out = setup.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = setup.cli(&["orders", "list", "--held", "--json"]);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list: serde_json::Value = json(&out);
     assert_eq!(list[0]["hold"], "address check");
     let out = setup.cli(&["orders", "release", "shop-test:3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = setup.cli(&["orders", "show", "shop-test:3", "--json"]);
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: serde_json::Value = json(&out);
     assert!(shown["hold"].is_null());
-    let kinds: Vec<&str> = shown["history"].as_array().unwrap().iter().map(|h| h["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["created", "hold", "release"]);
     let out = setup.cli(&["orders", "release", "shop-test:3"]);
     assert_eq!(out.status.code(), Some(1));
@@ -199,7 +251,11 @@ fn a_store_held_by_another_process_is_named_as_such() {
     let _held = Store::open(&setup.state(), StoreOptions::default()).unwrap();
     let out = setup.cli(&["orders", "list"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("in use by another process"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in use by another process"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -214,17 +270,26 @@ fn outbox_list_on_an_empty_queue() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
+fn a_channel_without_a_connector_says_so_and_exits_2() {
     let setup = Setup::new();
-    for args in [
-        &["ship", "shop-test:1", "--carrier", "ups", "--tracking", "1Z"][..],
-        &["stock", "show", "MUG-RED"][..],
-    ] {
-        let out = setup.cli(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&out).starts_with("not available yet: "), "{}", stderr(&out));
-        assert!(stdout(&out).is_empty());
-    }
+    let mut text = std::fs::read_to_string(&setup.config).unwrap();
+    text.push_str(
+        "\n[[account]]\nid = \"etsy-main\"\nchannel = \"etsy\"\nbase_url = \"http://127.0.0.1:9\"\nshop_id = \"123\"\napi_key = \"test-key\"\nshared_secret = \"test-shared\"\nrefresh_token = \"test-refresh\"\n",
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let out = setup.cli(&["sync", "etsy-main"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("not available yet: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("no etsy connector"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
 }
 
 #[test]
@@ -240,4 +305,166 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert!(text.starts_with("switchyard demo"), "{text}");
     assert!(text.contains("accounts:"), "{text}");
     assert!(Path::new(REPO).join("config/switchyard.toml").exists());
+}
+
+#[test]
+fn the_projects_rule_cases_pass_through_rules_test() {
+    let out = run(&[
+        "--config",
+        &format!("{REPO}/config/switchyard.toml"),
+        "rules",
+        "test",
+        &format!("{REPO}/tests/rules"),
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.lines().filter(|l| l.starts_with("PASS ")).count() >= 50,
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn rules_test_exits_1_on_a_failing_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("wrong.toml");
+    std::fs::write(
+        &case,
+        format!(
+            "order = \"{REPO}/tests/rules/orders/us-standard.json\"\n[[case]]\nname = \"expects the wrong route\"\n[case.expect]\nroute = \"west-3pl\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "--config",
+        &format!("{REPO}/config/switchyard.toml"),
+        "rules",
+        "test",
+        case.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("FAIL "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("0 passed, 1 failed"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn rules_explain_reports_every_rule_and_the_result() {
+    let out = run(&[
+        "--config",
+        &format!("{REPO}/config/switchyard.toml"),
+        "rules",
+        "explain",
+        "--file",
+        &format!("{REPO}/tests/rules/orders/us-standard.json"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = json(&out);
+    let rules = v["rules"].as_array().unwrap();
+    assert!(rules.len() >= 10);
+    for r in rules {
+        assert!(r["name"].is_string());
+        // `failed` is null exactly when the rule matched.
+        assert_eq!(
+            r["matched"].as_bool().unwrap(),
+            r["failed"].is_null(),
+            "{r}"
+        );
+    }
+    for key in ["tags", "route", "hold", "priority"] {
+        assert!(v["result"].get(key).is_some(), "{v}");
+    }
+    assert!(v["order"].is_string());
+}
+
+#[test]
+fn rules_apply_dry_run_lists_changes_and_writes_nothing() {
+    let setup = Setup::new();
+    // Stored without rules: applying the example rules routes and holds them.
+    let store = Store::open(&setup.state(), StoreOptions::default()).unwrap();
+    Ingest::new(store.clone(), LiveRules::default())
+        .ingest(
+            ACCOUNT,
+            vec![normalized(order(5, at(9, 0), "900.00"))],
+            Source::Fetch,
+            Utc::now(),
+        )
+        .unwrap();
+    drop(store);
+    let out = setup.cli(&["rules", "apply", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("shop-test:5: ") && text.contains("route none -> "),
+        "{text}"
+    );
+    assert!(text.contains("1 order would change"), "{text}");
+    let shown = setup.cli(&["orders", "show", "shop-test:5", "--json"]);
+    let v: serde_json::Value = json(&shown);
+    assert!(v["route"].is_null(), "dry run wrote: {v}");
+
+    let out = setup.cli(&["rules", "apply", "--json"]);
+    let changes: serde_json::Value = json(&out);
+    assert_eq!(changes[0]["id"], "shop-test:5");
+    assert!(changes[0]["after"]["route"].is_string());
+    let shown = setup.cli(&["orders", "show", "shop-test:5", "--json"]);
+    let v: serde_json::Value = json(&shown);
+    assert_eq!(v["route"], changes[0]["after"]["route"]);
+    assert_eq!(
+        v["history"].as_array().unwrap().last().unwrap()["kind"],
+        "rules_apply"
+    );
+    // Applying again changes nothing.
+    let out = setup.cli(&["rules", "apply"]);
+    assert!(
+        stdout(&out).contains("0 orders changed"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn releasing_a_rule_hold_keeps_it_released_when_rules_run_again() {
+    let setup = Setup::new();
+    setup.seed(vec![order(6, at(9, 0), "800.00")]);
+    let out = setup.cli(&["orders", "show", "shop-test:6", "--json"]);
+    let v: serde_json::Value = json(&out);
+    assert!(
+        v["hold"].is_string(),
+        "the example rules hold large orders: {v}"
+    );
+    assert!(
+        setup
+            .cli(&["outbox", "list", "--json"])
+            .stdout
+            .starts_with(b"[]"),
+        "held: not delivered"
+    );
+    assert!(
+        setup
+            .cli(&["orders", "release", "shop-test:6"])
+            .status
+            .success()
+    );
+    let queued = json(&setup.cli(&["outbox", "list", "--json"]));
+    assert_eq!(
+        queued.as_array().unwrap().len(),
+        1,
+        "released: its delivery is queued: {queued}"
+    );
+    assert_eq!(queued[0]["kind"], "deliver");
+    let out = setup.cli(&["rules", "apply"]);
+    assert!(
+        stdout(&out).contains("0 orders changed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = setup.cli(&["orders", "show", "shop-test:6", "--json"]);
+    let v: serde_json::Value = json(&out);
+    assert!(v["hold"].is_null(), "{v}");
 }

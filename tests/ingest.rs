@@ -54,7 +54,10 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
     let o3 = order(3, at(9, 10), "30.00");
     let server = ReplayServer::from_exchanges(
         vec![
-            get(&since.to_rfc3339(), page(&[o1.clone(), o2.clone()], "c1", true)),
+            get(
+                &since.to_rfc3339(),
+                page(&[o1.clone(), o2.clone()], "c1", true),
+            ),
             get("c1", page(std::slice::from_ref(&o3), "c2", false)),
         ],
         true,
@@ -63,9 +66,11 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
     let connector = PageConnector::new(&server.url());
     let acct = account(&server.url());
     let mut progress = Vec::new();
-    let stats = catch_up(&connector, &acct, &ingest, Some(since), |s| progress.push(s.orders))
-        .await
-        .unwrap();
+    let stats = catch_up(&connector, &acct, &ingest, Some(since), |s| {
+        progress.push(s.orders)
+    })
+    .await
+    .unwrap();
     server.finish().await;
     assert_eq!((stats.pages, stats.orders, stats.created), (2, 3, 3));
     assert_eq!(progress, vec![2, 3]);
@@ -75,9 +80,15 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
     assert_eq!(stored.channel_tags, vec!["from-channel".to_string()]);
 
     // The next poll starts from the stored cursor; a repeat changes nothing.
-    let server = ReplayServer::from_exchanges(vec![get("c2", page(&[o3.clone()], "c3", false))], true).await;
+    let server = ReplayServer::from_exchanges(
+        vec![get("c2", page(std::slice::from_ref(&o3), "c3", false))],
+        true,
+    )
+    .await;
     let connector = PageConnector::new(&server.url());
-    let stats = catch_up(&connector, &acct, &ingest, None, |_| {}).await.unwrap();
+    let stats = catch_up(&connector, &acct, &ingest, None, |_| {})
+        .await
+        .unwrap();
     server.finish().await;
     assert_eq!((stats.created, stats.unchanged), (0, 1));
     assert_eq!(store.history(&o3.id).unwrap().len(), 1);
@@ -92,14 +103,26 @@ async fn a_failed_page_leaves_the_cursor_where_it_was() {
     let mut failing = get("c1", b"{\"error\":\"boom\"}".to_vec());
     failing.status = 503;
     let server = ReplayServer::from_exchanges(
-        vec![get(&since.to_rfc3339(), page(&[order(1, at(9, 0), "1.00")], "c1", true)), failing],
+        vec![
+            get(
+                &since.to_rfc3339(),
+                page(&[order(1, at(9, 0), "1.00")], "c1", true),
+            ),
+            failing,
+        ],
         true,
     )
     .await;
     let connector = PageConnector::new(&server.url());
-    let err = catch_up(&connector, &account(&server.url()), &ingest, Some(since), |_| {})
-        .await
-        .unwrap_err();
+    let err = catch_up(
+        &connector,
+        &account(&server.url()),
+        &ingest,
+        Some(since),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
     server.finish().await;
     assert!(err.to_string().contains("503"), "{err}");
     // The first page and its cursor are in; the failed page moved nothing.
@@ -123,7 +146,12 @@ then = { tag = ["big"], route = "east-wh" }
     );
     let v1 = order(7, at(9, 0), "150.00");
     let r = ingest
-        .ingest(ACCOUNT, vec![normalized(v1.clone())], Source::Fetch, Utc::now())
+        .ingest(
+            ACCOUNT,
+            vec![normalized(v1.clone())],
+            Source::Fetch,
+            Utc::now(),
+        )
         .unwrap();
     assert_eq!(r.created, 1);
     let stored = store.get_order(&v1.id).unwrap().unwrap();
@@ -156,15 +184,25 @@ then = { tag = ["big"], route = "east-wh" }
     v2.updated_at = at(10, 0);
     v2.status = OrderStatus::Shipped;
     v2.tags = vec![];
-    let r = ingest.ingest(ACCOUNT, vec![normalized(v2)], Source::Fetch, Utc::now()).unwrap();
+    let r = ingest
+        .ingest(ACCOUNT, vec![normalized(v2)], Source::Fetch, Utc::now())
+        .unwrap();
     assert_eq!(r.updated, 1);
     let after = store.get_order(&v1.id).unwrap().unwrap();
     assert_eq!(after.order.status, OrderStatus::Shipped);
     assert_eq!(after.order.hold.as_deref(), Some("call the buyer"));
     assert_eq!(after.manual_tags, vec!["vip".to_string()]);
     assert!(after.order.tags.contains(&"vip".to_string()));
-    assert!(!after.order.tags.contains(&"from-channel".to_string()), "the channel dropped its tag");
-    let kinds: Vec<String> = store.history(&v1.id).unwrap().into_iter().map(|h| h.kind).collect();
+    assert!(
+        !after.order.tags.contains(&"from-channel".to_string()),
+        "the channel dropped its tag"
+    );
+    let kinds: Vec<String> = store
+        .history(&v1.id)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
     assert_eq!(kinds, vec!["created", "hold", "updated"]);
 }
 
@@ -173,9 +211,17 @@ async fn orders_of_another_account_are_refused() {
     let (_dir, store) = store();
     let ingest = Ingest::new(store.clone(), LiveRules::default());
     let err = ingest
-        .ingest("other", vec![normalized(order(1, at(9, 0), "1.00"))], Source::Fetch, Utc::now())
+        .ingest(
+            "other",
+            vec![normalized(order(1, at(9, 0), "1.00"))],
+            Source::Fetch,
+            Utc::now(),
+        )
         .unwrap_err();
-    assert!(err.to_string().contains("belongs to account shop-test"), "{err}");
+    assert!(
+        err.to_string().contains("belongs to account shop-test"),
+        "{err}"
+    );
     assert!(store.get_order(&format!("{ACCOUNT}:1")).unwrap().is_none());
 }
 
@@ -193,7 +239,10 @@ impl Hooks {
         let (dir, store) = store();
         let state = Arc::new(HttpState {
             ingest: Ingest::new(store.clone(), LiveRules::default()),
-            webhook_accounts: BTreeMap::from([(ACCOUNT.to_string(), Arc::new(PageConnector::new("http://unused")))]),
+            webhook_accounts: BTreeMap::from([(
+                ACCOUNT.to_string(),
+                Arc::new(PageConnector::new("http://unused")),
+            )]),
             health: HealthBoard::default(),
             accounts: vec![ACCOUNT.into()],
             ready: AtomicBool::new(true),
@@ -214,7 +263,10 @@ impl Hooks {
     }
 
     async fn post(&self, account: &str, signature: Option<&str>, body: Vec<u8>) -> (u16, String) {
-        let mut req = self.client.post(format!("{}/webhooks/{account}", self.url)).body(body);
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/{account}", self.url))
+            .body(body);
         if let Some(sig) = signature {
             req = req.header("x-test-signature", sig);
         }
@@ -246,11 +298,22 @@ async fn a_duplicate_webhook_stores_one_order_with_one_history_entry() {
     let hooks = Hooks::start().await;
     let o = order(1, at(9, 0), "5.00");
     let body = webhook_body("evt-1", "orders/updated", &o);
-    let (status, text) = hooks.post(ACCOUNT, Some(GOOD_SIGNATURE), body.clone()).await;
-    assert_eq!((status, text.trim()), (200, "stored: 1 new, 0 updated, 0 unchanged, 0 older than stored"));
+    let (status, text) = hooks
+        .post(ACCOUNT, Some(GOOD_SIGNATURE), body.clone())
+        .await;
+    assert_eq!(
+        (status, text.trim()),
+        (
+            200,
+            "stored: 1 new, 0 updated, 0 unchanged, 0 older than stored"
+        )
+    );
     let (status, text) = hooks.post(ACCOUNT, Some(GOOD_SIGNATURE), body).await;
     assert_eq!((status, text.trim()), (200, "duplicate: already stored"));
-    assert_eq!(hooks.store.list_orders(&Default::default()).unwrap().len(), 1);
+    assert_eq!(
+        hooks.store.list_orders(&Default::default()).unwrap().len(),
+        1
+    );
     assert_eq!(hooks.store.history(&o.id).unwrap().len(), 1);
 }
 
@@ -261,18 +324,32 @@ async fn an_older_webhook_after_a_newer_one_changes_nothing() {
     newer.status = OrderStatus::Shipped;
     let older = order(1, at(9, 0), "5.00");
     let ok = hooks
-        .post(ACCOUNT, Some(GOOD_SIGNATURE), webhook_body("e2", "orders/updated", &newer))
+        .post(
+            ACCOUNT,
+            Some(GOOD_SIGNATURE),
+            webhook_body("e2", "orders/updated", &newer),
+        )
         .await;
     assert_eq!(ok.0, 200);
     let late = hooks
-        .post(ACCOUNT, Some(GOOD_SIGNATURE), webhook_body("e1", "orders/updated", &older))
+        .post(
+            ACCOUNT,
+            Some(GOOD_SIGNATURE),
+            webhook_body("e1", "orders/updated", &older),
+        )
         .await;
     assert_eq!(late.0, 200);
     assert!(late.1.contains("1 older than stored"), "{}", late.1);
     let stored = hooks.store.get_order(&newer.id).unwrap().unwrap();
     assert_eq!(stored.order.status, OrderStatus::Shipped);
     assert_eq!(stored.order.updated_at, at(10, 0));
-    let kinds: Vec<String> = hooks.store.history(&newer.id).unwrap().into_iter().map(|h| h.kind).collect();
+    let kinds: Vec<String> = hooks
+        .store
+        .history(&newer.id)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
     assert_eq!(kinds, vec!["created", "stale_ignored"]);
 }
 
@@ -280,32 +357,135 @@ async fn an_older_webhook_after_a_newer_one_changes_nothing() {
 async fn oversized_garbage_unknown_and_ignored_webhooks_get_clear_answers() {
     let hooks = Hooks::start().await;
     let (status, _) = hooks
-        .post(ACCOUNT, Some(GOOD_SIGNATURE), vec![b' '; WEBHOOK_BODY_LIMIT + 1])
+        .post(
+            ACCOUNT,
+            Some(GOOD_SIGNATURE),
+            vec![b' '; WEBHOOK_BODY_LIMIT + 1],
+        )
         .await;
     assert_eq!(status, 413);
-    let (status, text) = hooks.post(ACCOUNT, Some(GOOD_SIGNATURE), b"not json".to_vec()).await;
+    let (status, text) = hooks
+        .post(ACCOUNT, Some(GOOD_SIGNATURE), b"not json".to_vec())
+        .await;
     assert_eq!(status, 400, "{text}");
     let (status, text) = hooks
-        .post("nobody", Some(GOOD_SIGNATURE), webhook_body("e", "orders/updated", &order(1, at(9, 0), "1.00")))
+        .post(
+            "nobody",
+            Some(GOOD_SIGNATURE),
+            webhook_body("e", "orders/updated", &order(1, at(9, 0), "1.00")),
+        )
         .await;
     assert_eq!(status, 404);
     assert!(text.contains("nobody"), "{text}");
     let (status, text) = hooks
-        .post(ACCOUNT, Some(GOOD_SIGNATURE), webhook_body("e9", "app/uninstalled", &order(1, at(9, 0), "1.00")))
+        .post(
+            ACCOUNT,
+            Some(GOOD_SIGNATURE),
+            webhook_body("e9", "app/uninstalled", &order(1, at(9, 0), "1.00")),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(text.starts_with("ignored"), "{text}");
-    assert!(hooks.store.list_orders(&Default::default()).unwrap().is_empty());
+    assert!(
+        hooks
+            .store
+            .list_orders(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let hooks = Hooks::start().await;
-    let r = hooks.client.get(format!("{}/healthz", hooks.url)).send().await.unwrap();
+    let r = hooks
+        .client
+        .get(format!("{}/healthz", hooks.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = hooks.client.get(format!("{}/readyz", hooks.url)).send().await.unwrap();
+    let r = hooks
+        .client
+        .get(format!("{}/readyz", hooks.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["ready"], true);
     assert!(v["accounts"].get(ACCOUNT).is_some());
+}
+
+#[tokio::test]
+async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_push() {
+    use switchyard::outbox::Outbound;
+    use switchyard::shipments::{ShipmentRequest, record};
+    let (_dir, store) = store();
+    let ingest = Ingest::new(store.clone(), LiveRules::default());
+    let v1 = order(8, at(9, 0), "10.00");
+    ingest
+        .ingest(
+            ACCOUNT,
+            vec![normalized(v1.clone())],
+            Source::Fetch,
+            Utc::now(),
+        )
+        .unwrap();
+    let req = ShipmentRequest {
+        order_id: v1.id.clone(),
+        carrier: "ups".into(),
+        tracking_number: "1Z-LOCAL".into(),
+        tracking_url: None,
+        shipped_at: None,
+        lines: None,
+    };
+    record(&store, &Outbound::default(), &req, Utc::now()).unwrap();
+
+    // The channel changes something else before our tracking push reached it.
+    let mut v2 = v1.clone();
+    v2.updated_at = at(10, 0);
+    v2.shipping_method = Some("Express".into());
+    ingest
+        .ingest(
+            ACCOUNT,
+            vec![normalized(v2.clone())],
+            Source::Fetch,
+            Utc::now(),
+        )
+        .unwrap();
+    let stored = store.get_order(&v1.id).unwrap().unwrap();
+    assert_eq!(stored.order.shipping_method.as_deref(), Some("Express"));
+    assert_eq!(
+        stored.order.status,
+        OrderStatus::Shipped,
+        "our shipment still counts"
+    );
+    assert_eq!(stored.order.shipments.len(), 1);
+    assert_eq!(stored.order.lines[0].shipped_quantity, 1);
+
+    // Once the channel shows the fulfilment, its version is the one kept.
+    let mut v3 = v2.clone();
+    v3.updated_at = at(11, 0);
+    v3.status = OrderStatus::Shipped;
+    v3.lines[0].shipped_quantity = 1;
+    v3.shipments = vec![switchyard_contract::Shipment {
+        carrier: "UPS".into(),
+        tracking_number: "1Z-LOCAL".into(),
+        tracking_url: Some("https://example.com/track/1Z-LOCAL".into()),
+        shipped_at: Some(at(10, 30)),
+        lines: vec![switchyard_contract::ShipmentLine {
+            line_id: v1.lines[0].line_id.clone(),
+            sku: v1.lines[0].sku.clone(),
+            quantity: 1,
+        }],
+    }];
+    ingest
+        .ingest(ACCOUNT, vec![normalized(v3)], Source::Fetch, Utc::now())
+        .unwrap();
+    let stored = store.get_order(&v1.id).unwrap().unwrap();
+    assert_eq!(stored.order.shipments.len(), 1);
+    assert_eq!(stored.order.shipments[0].carrier, "UPS");
+    assert_eq!(stored.order.lines[0].shipped_quantity, 1);
+    assert!(stored.local_shipments.is_empty());
 }

@@ -70,6 +70,8 @@ fn stored(order: Order) -> StoredOrder {
         manual_tags: vec![],
         manual_hold: None,
         notes: vec![],
+        released_hold: None,
+        local_shipments: vec![],
         revision: 0,
     }
 }

@@ -14,13 +14,13 @@ pub fn run(config_path: &Path) -> CliResult {
             for w in &warnings {
                 eprintln!("{w}");
             }
-            println!(
+            outln!(
                 "{}: ok ({} accounts, {} destinations)",
                 config_path.display(),
                 config.accounts.len(),
                 config.destinations.len()
             );
-            println!("{}: ok ({} rules)", rules_path.display(), rules.len());
+            outln!("{}: ok ({} rules)", rules_path.display(), rules.len());
             Ok(())
         }
         Err(errors) => {

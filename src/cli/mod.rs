@@ -3,9 +3,30 @@
 //! exit status and say what to fix. Commands whose parts are not built yet say
 //! `not available yet: <what is missing>` and exit 2, never fake output.
 
+/// `println!` that does not panic when stdout is closed early (`| head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that does not panic when stdout is closed early.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod check;
+mod daemon;
 mod orders;
 mod outbox;
+mod replay;
+mod rules;
+mod ship;
+mod stock;
 
 pub use orders::{render_list, render_show, show_json};
 
@@ -20,7 +41,11 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_UNAVAILABLE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "Order hub: every channel's orders in one place, routed by rules, with stock and tracking pushed back")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Order hub: every channel's orders in one place, routed by rules, with stock and tracking pushed back"
+)]
 pub struct Cli {
     /// The daemon config file [default: /etc/switchyard/switchyard.toml; `demo`: config/switchyard.toml].
     #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
@@ -195,7 +220,13 @@ pub type CliResult = Result<(), Failure>;
 
 pub fn main(cli: Cli) -> ExitCode {
     // Commands print their results on stdout; logs are for what went wrong.
-    crate::logging::init(false, "warn");
+    // The demo prints its own account of what happened.
+    let level = if matches!(cli.command, Command::Demo(_)) {
+        "error"
+    } else {
+        "warn"
+    };
+    crate::logging::init(false, level);
     let result = dispatch(cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,28 +244,29 @@ pub const DEFAULT_CONFIG: &str = "/etc/switchyard/switchyard.toml";
 
 fn dispatch(cli: Cli) -> CliResult {
     let explicit = cli.config;
-    let config = || explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config = || {
+        explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    };
     match cli.command {
         Command::Demo(args) => crate::demo::run_demo(explicit.as_deref(), args),
         Command::Check => check::run(&config()),
         Command::Orders(cmd) => orders::run(&config(), cmd),
         Command::Outbox(cmd) => outbox::run(&config(), cmd),
-        Command::Run => Err(Failure::unavailable(
-            "the daemon (`run`) needs a channel connector and the HTTP surface; both arrive with later issues",
-        )),
-        Command::Sync { .. } => Err(Failure::unavailable(
-            "`sync` needs a channel connector; none is built in yet",
-        )),
-        Command::Replay { .. } => Err(Failure::unavailable(
-            "`replay` needs a channel connector to read recorded traffic; none is built in yet",
-        )),
-        Command::Rules(_) => Err(Failure::unavailable("the rules engine")),
-        Command::Ship { .. } => Err(Failure::unavailable(
-            "shipments and tracking pushes arrive with the outbound issue",
-        )),
-        Command::Stock(_) => Err(Failure::unavailable(
-            "central stock and stock pushes arrive with the outbound issue",
-        )),
+        Command::Run => daemon::run(&config()),
+        Command::Sync { account, since } => daemon::sync(&config(), &account, since.as_deref()),
+        Command::Replay { paths, rules, json } => {
+            replay::run(&config(), &paths, rules.as_deref(), json)
+        }
+        Command::Rules(cmd) => rules::run(&config(), cmd),
+        Command::Ship {
+            id,
+            carrier,
+            tracking,
+            lines,
+        } => ship::run(&config(), id, carrier, tracking, lines),
+        Command::Stock(cmd) => stock::run(&config(), cmd),
     }
 }
 
@@ -242,7 +274,7 @@ fn dispatch(cli: Cli) -> CliResult {
 pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot render JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -252,7 +284,10 @@ pub(crate) fn open_store(
 ) -> Result<(crate::config::Config, crate::store::Store), Failure> {
     let config = crate::config::load(config_path)
         .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
-    let store = crate::store::Store::open(&config.daemon.state_dir, crate::store::StoreOptions::default())
-        .map_err(orders::store_failure)?;
+    let store = crate::store::Store::open(
+        &config.daemon.state_dir,
+        crate::store::StoreOptions::default(),
+    )
+    .map_err(orders::store_failure)?;
     Ok((config, store))
 }

@@ -70,7 +70,7 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                 let list: Vec<&Order> = orders.iter().map(|o| &o.order).collect();
                 print_json(&list)
             } else {
-                print!("{}", render_list(&orders));
+                out!("{}", render_list(&orders));
                 Ok(())
             }
         }
@@ -80,33 +80,42 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             if json {
                 print_json(&show_json(&stored, &history))
             } else {
-                print!("{}", render_show(&stored, &history));
+                out!("{}", render_show(&stored, &history));
                 Ok(())
             }
         }
         OrdersCommand::Hold { id, reason } => {
             if reason.trim().is_empty() {
-                return Err(Failure::new(EXIT_FAILED, "a hold needs a reason: --reason \"...\""));
+                return Err(Failure::new(
+                    EXIT_FAILED,
+                    "a hold needs a reason: --reason \"...\"",
+                ));
             }
             change(&store, &id, "hold", |o| {
                 o.manual_hold = Some(reason.clone());
                 o.order.hold = Some(reason.clone());
                 format!("held by hand: {reason}")
             })?;
-            println!("{id}: on hold ({reason})");
+            outln!("{id}: on hold ({reason})");
             Ok(())
         }
         OrdersCommand::Release { id } => {
             let stored = find(&store, &id)?;
             if stored.order.hold.is_none() {
-                return Err(Failure::new(EXIT_FAILED, format!("order {id} is not on hold")));
+                return Err(Failure::new(
+                    EXIT_FAILED,
+                    format!("order {id} is not on hold"),
+                ));
             }
             change(&store, &id, "release", |o| {
                 let was = o.order.hold.take().unwrap_or_default();
-                o.manual_hold = None;
+                if o.manual_hold.take().is_none() {
+                    // A rule's hold: remember it so re-running the rules keeps it released.
+                    o.released_hold = Some(was.clone());
+                }
                 format!("released by hand (was: {was})")
             })?;
-            println!("{id}: released");
+            outln!("{id}: released");
             Ok(())
         }
     }
@@ -133,15 +142,20 @@ fn change(
         let current = find(store, id)?;
         let mut next = current.clone();
         let detail = edit(&mut next);
+        let now = Utc::now();
+        // A release can make the order deliverable: its delivery is queued
+        // in the same transaction.
+        let plan = crate::deliver::plan_local(store, &next, now).map_err(store_failure)?;
         let batch = WriteBatch {
-            now: Utc::now(),
+            now,
             orders: vec![OrderWrite::Local {
                 order: next,
                 expected_revision: current.revision,
                 kind: kind.to_owned(),
                 detail,
-                outbox: vec![],
+                outbox: plan.outbox,
             }],
+            dedupe: plan.dedupe,
             ..WriteBatch::default()
         };
         match store.apply(batch) {
@@ -178,7 +192,9 @@ pub fn render_list(orders: &[StoredOrder]) -> String {
     if orders.is_empty() {
         return "no orders\n".to_owned();
     }
-    let header = ["ID", "PLACED", "STATUS", "PAYMENT", "TOTAL", "ROUTE", "HOLD", "TAGS"];
+    let header = [
+        "ID", "PLACED", "STATUS", "PAYMENT", "TOTAL", "ROUTE", "HOLD", "TAGS",
+    ];
     let rows: Vec<[String; 8]> = orders
         .iter()
         .map(|s| {
@@ -246,7 +262,12 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
         payment.as_str().unwrap_or("?"),
         priority.as_str().unwrap_or("?")
     );
-    let _ = writeln!(s, "placed {}  updated {}", o.placed_at.to_rfc3339(), o.updated_at.to_rfc3339());
+    let _ = writeln!(
+        s,
+        "placed {}  updated {}",
+        o.placed_at.to_rfc3339(),
+        o.updated_at.to_rfc3339()
+    );
     let t = &o.totals;
     let _ = writeln!(
         s,
@@ -265,10 +286,19 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
         );
     }
     if let Some(a) = &o.shipping_address {
-        let parts: Vec<&str> = [&a.name, &a.company, &a.line1, &a.line2, &a.city, &a.region, &a.postal_code, &a.country]
-            .into_iter()
-            .filter_map(|p| p.as_deref())
-            .collect();
+        let parts: Vec<&str> = [
+            &a.name,
+            &a.company,
+            &a.line1,
+            &a.line2,
+            &a.city,
+            &a.region,
+            &a.postal_code,
+            &a.country,
+        ]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect();
         let _ = writeln!(s, "ship to {}", parts.join(", "));
     }
     let _ = writeln!(s, "shipping method {}", dash(o.shipping_method.as_deref()));
@@ -277,7 +307,11 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
         "route {}  hold {}  tags {}",
         dash(o.route.as_deref()),
         dash(o.hold.as_deref()),
-        if o.tags.is_empty() { "-".to_owned() } else { o.tags.join(", ") }
+        if o.tags.is_empty() {
+            "-".to_owned()
+        } else {
+            o.tags.join(", ")
+        }
     );
     let _ = writeln!(s, "lines:");
     for l in &o.lines {
@@ -306,7 +340,9 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
                 "  {} {}  {}  {}",
                 sh.carrier,
                 sh.tracking_number,
-                sh.shipped_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                sh.shipped_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "-".into()),
                 lines.join(", ")
             );
         }
@@ -315,7 +351,13 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
         let _ = writeln!(s, "normalization notes:");
         for n in &stored.notes {
             let kind = serde_json::to_value(n.kind).unwrap_or_default();
-            let _ = writeln!(s, "  {} ({}): {}", n.field, kind.as_str().unwrap_or("?"), n.detail);
+            let _ = writeln!(
+                s,
+                "  {} ({}): {}",
+                n.field,
+                kind.as_str().unwrap_or("?"),
+                n.detail
+            );
         }
     }
     let _ = writeln!(s, "history:");

@@ -17,17 +17,27 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
                 return print_json(&views);
             }
             if items.is_empty() {
-                println!("{}", if dead { "no dead letters" } else { "outbox empty" });
+                outln!(
+                    "{}",
+                    if dead {
+                        "no dead letters"
+                    } else {
+                        "outbox empty"
+                    }
+                );
             }
             for i in &items {
-                println!(
+                outln!(
                     "{}  {}  {}  attempts {}  next {}{}",
                     i.id,
                     i.account,
                     i.kind,
                     i.attempts,
                     i.next_attempt_at.to_rfc3339(),
-                    i.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default()
+                    i.last_error
+                        .as_deref()
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())
@@ -37,18 +47,18 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
             if all_dead {
                 let n = store.outbox_retry_all_dead(now).map_err(store_failure)?;
                 store.flush_blocking().map_err(store_failure)?;
-                println!("{n} dead letters queued again");
+                outln!("{n} dead letters queued again");
             } else if let Some(id) = id {
                 store.outbox_retry(&id, now).map_err(store_failure)?;
                 store.flush_blocking().map_err(store_failure)?;
-                println!("{id}: queued again");
+                outln!("{id}: queued again");
             }
             Ok(())
         }
         OutboxCommand::Drop { id } => {
             store.outbox_drop(&id).map_err(store_failure)?;
             store.flush_blocking().map_err(store_failure)?;
-            println!("{id}: dropped");
+            outln!("{id}: dropped");
             Ok(())
         }
     }

@@ -188,6 +188,11 @@ pub struct ShopifySettings {
     pub access_token: Secret,
     /// HMAC key of webhooks. Required when `webhooks = true`.
     pub webhook_secret: Option<Secret>,
+    /// The key before a rotation: Shopify may sign with it for up to an hour
+    /// after the app's secret changed, so both are accepted while it is set.
+    pub webhook_secret_previous: Option<Secret>,
+    /// Whether Shopify e-mails the buyer when tracking is pushed. Default true.
+    pub notify_customer: bool,
     /// Where stock is set, always as `gid://shopify/Location/N` (the file may
     /// say `N`). `None`: the shop's primary location.
     pub location_id: Option<String>,

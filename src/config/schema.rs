@@ -297,11 +297,15 @@ fn read_account(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<Accou
 fn read_shopify(s: &mut Section, hooks: Need) -> Option<ShopifySettings> {
     let access_token = s.secret("access_token", Need::Required);
     let webhook_secret = s.secret("webhook_secret", hooks);
+    let webhook_secret_previous = s.secret("webhook_secret_previous", Need::Optional);
     let location_id = s.opt("location_id", shopify_location);
     let api_version = s.opt("api_version", shopify_api_version);
+    let notify_customer = s.opt("notify_customer", read::boolean).unwrap_or(true);
     Some(ShopifySettings {
         access_token: access_token?,
         webhook_secret,
+        webhook_secret_previous,
+        notify_customer,
         location_id,
         api_version: api_version.unwrap_or_else(|| DEFAULT_SHOPIFY_API_VERSION.to_string()),
     })

@@ -62,7 +62,12 @@ pub async fn serve<C: Connector + 'static>(
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into() + "\n").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into() + "\n",
+    )
+        .into_response()
 }
 
 async fn readyz<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Response {
@@ -73,8 +78,16 @@ async fn readyz<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Respons
         .iter()
         .map(|a| (a.clone(), json!(health.get(a))))
         .collect();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(json!({ "ready": ready, "accounts": accounts }))).into_response()
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({ "ready": ready, "accounts": accounts })),
+    )
+        .into_response()
 }
 
 async fn webhook<C: Connector + 'static>(
@@ -87,7 +100,9 @@ async fn webhook<C: Connector + 'static>(
     let Some(connector) = state.webhook_accounts.get(&account).cloned() else {
         return text(
             StatusCode::NOT_FOUND,
-            format!("no account {account:?} takes webhooks here (check [[account]] id and webhooks = true)"),
+            format!(
+                "no account {account:?} takes webhooks here (check [[account]] id and webhooks = true)"
+            ),
         );
     };
     let declared = headers
@@ -106,7 +121,12 @@ async fn webhook<C: Connector + 'static>(
         method: "POST".into(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         query,
         body: body.to_vec(),
@@ -120,7 +140,10 @@ async fn webhook<C: Connector + 'static>(
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(account = %account, error = %e, "webhook refused: body");
-            return text(StatusCode::BAD_REQUEST, format!("not a webhook this account understands: {e}"));
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("not a webhook this account understands: {e}"),
+            );
         }
     };
     let key = outcome.dedupe_key().map(|k| format!("{account}:{k}"));
@@ -140,32 +163,47 @@ async fn webhook<C: Connector + 'static>(
         WebhookOutcome::Orders { orders, .. } => orders,
         WebhookOutcome::Refetch {
             channel_order_ids, ..
-        } => match tokio::time::timeout(REFETCH_TIMEOUT, connector.fetch_orders(&channel_order_ids)).await {
-            Ok(Ok(orders)) => orders,
-            Ok(Err(e)) => return refetch_failed(&account, &e),
-            Err(_) => {
-                return refetch_failed(
-                    &account,
-                    &ConnectorError::Transient("fetching the orders took too long".into()),
-                );
+        } => {
+            match tokio::time::timeout(REFETCH_TIMEOUT, connector.fetch_orders(&channel_order_ids))
+                .await
+            {
+                Ok(Ok(orders)) => orders,
+                Ok(Err(e)) => return refetch_failed(&account, &e),
+                Err(_) => {
+                    return refetch_failed(
+                        &account,
+                        &ConnectorError::Transient("fetching the orders took too long".into()),
+                    );
+                }
             }
-        },
+        }
     };
     let ingest = state.ingest.clone();
     let acct = account.clone();
     let result = tokio::task::spawn_blocking(move || {
-        ingest.ingest(&acct, orders, Source::Webhook { dedupe_key: key }, Utc::now())
+        ingest.ingest(
+            &acct,
+            orders,
+            Source::Webhook { dedupe_key: key },
+            Utc::now(),
+        )
     })
     .await;
     let report = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::error!(account = %account, error = %e, "webhook not stored");
-            return text(StatusCode::SERVICE_UNAVAILABLE, "could not store the event; retry later");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the event; retry later",
+            );
         }
         Err(e) => {
             tracing::error!(account = %account, error = %e, "webhook ingest task failed");
-            return text(StatusCode::SERVICE_UNAVAILABLE, "could not store the event; retry later");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the event; retry later",
+            );
         }
     };
     if report.duplicate {
@@ -173,13 +211,19 @@ async fn webhook<C: Connector + 'static>(
         // the repeat only once everything written so far is durable.
         if let Err(e) = state.ingest.store().flush().await {
             tracing::error!(account = %account, error = %e, "store flush failed");
-            return text(StatusCode::SERVICE_UNAVAILABLE, "could not make the event durable; retry later");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not make the event durable; retry later",
+            );
         }
         return text(StatusCode::OK, "duplicate: already stored");
     }
     if let Err(e) = state.ingest.store().flushed(report.seq).await {
         tracing::error!(account = %account, error = %e, "webhook not flushed");
-        return text(StatusCode::SERVICE_UNAVAILABLE, "could not make the event durable; retry later");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "could not make the event durable; retry later",
+        );
     }
     text(
         StatusCode::OK,

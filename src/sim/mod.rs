@@ -5,14 +5,25 @@
 //! is asked and records every request it saw. A channel whose connector needs
 //! more than recorded answers (query cost, mutations) gets its own handler
 //! here when its connector arrives.
+//!
+//! Shopify: every GraphQL answer is charged against a leaky bucket of query
+//! cost the way Shopify does (the recorded `requestedQueryCost` must be
+//! available, the `actualQueryCost` is taken, the bucket refills at its
+//! restore rate), and a call the bucket cannot pay gets Shopify's `THROTTLED`
+//! answer with the bucket's real state in `throttleStatus`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::json;
 use switchyard_contract::Channel;
-use switchyard_contract::testkit::{Exchange, HttpRequest, HttpResponse, LoopbackServer, Scenario};
+use switchyard_contract::testkit::{
+    Exchange, HttpRequest, HttpResponse, LoopbackServer, Scenario, WebhookFixture,
+};
+
+use crate::config::{AccountConfig, ChannelSettings};
 
 /// A request the simulator received, with the channel it was addressed to.
 #[derive(Debug, Clone)]
@@ -21,16 +32,65 @@ pub struct SimRequest {
     pub request: HttpRequest,
 }
 
+/// A recorded webhook, ready to post: the path under the daemon's address,
+/// headers (signed for the account it is addressed to) and the raw body.
+#[derive(Debug, Clone)]
+pub struct PreparedWebhook {
+    pub name: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 struct SimState {
     exchanges: BTreeMap<Channel, Vec<Exchange>>,
     requests: Vec<SimRequest>,
+    shopify_bucket: CostBucket,
+    throttled: usize,
+}
+
+/// Shopify's GraphQL Admin limit: query-cost points in a bucket that refills
+/// continuously (Standard plan figures by default).
+#[derive(Debug, Clone)]
+pub struct CostBucket {
+    pub capacity: f64,
+    pub restore_per_second: f64,
+    available: f64,
+    refilled_at: Instant,
+}
+
+impl CostBucket {
+    pub fn new(capacity: f64, restore_per_second: f64) -> Self {
+        CostBucket {
+            capacity,
+            restore_per_second,
+            available: capacity,
+            refilled_at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.available = (self.available + elapsed * self.restore_per_second).min(self.capacity);
+        self.refilled_at = now;
+    }
+}
+
+impl Default for CostBucket {
+    fn default() -> Self {
+        CostBucket::new(2000.0, 100.0)
+    }
 }
 
 pub struct Simulator {
     server: LoopbackServer,
     state: Arc<Mutex<SimState>>,
     scenarios: BTreeMap<Channel, Vec<String>>,
+    webhooks: BTreeMap<Channel, Vec<WebhookFixture>>,
 }
+
+/// The scenario the demo plays for a channel; its exchanges are matched first.
+pub const DEMO_SCENARIO: &str = "demo";
 
 impl Simulator {
     /// Loads `fixtures_dir/<channel>/*/scenario.toml` for every channel and
@@ -38,17 +98,58 @@ impl Simulator {
     pub async fn start(fixtures_dir: &Path) -> Result<Simulator, String> {
         let mut exchanges = BTreeMap::new();
         let mut scenarios = BTreeMap::new();
+        let mut webhooks = BTreeMap::new();
         for channel in Channel::ALL {
-            let loaded = Scenario::load_all(&fixtures_dir.join(channel.as_str()))?;
+            let mut loaded = Scenario::load_all(&fixtures_dir.join(channel.as_str()))?;
+            loaded.sort_by_key(|s| s.name != DEMO_SCENARIO);
             scenarios.insert(channel, loaded.iter().map(|s| s.name.clone()).collect());
+            webhooks.insert(
+                channel,
+                loaded
+                    .iter()
+                    .filter(|s| s.name == DEMO_SCENARIO)
+                    .flat_map(|s| s.webhooks.clone())
+                    .collect(),
+            );
             exchanges.insert(
                 channel,
-                loaded.into_iter().flat_map(|s| s.exchanges).collect::<Vec<_>>(),
+                loaded
+                    .into_iter()
+                    .flat_map(|s| s.exchanges)
+                    .collect::<Vec<_>>(),
             );
         }
+        Simulator::serve(exchanges, scenarios, webhooks).await
+    }
+
+    /// Serves only the given scenarios of one channel (`switchyard replay`).
+    pub async fn from_scenarios(
+        channel: Channel,
+        scenarios: Vec<Scenario>,
+    ) -> Result<Simulator, String> {
+        let names = scenarios.iter().map(|s| s.name.clone()).collect();
+        let exchanges = BTreeMap::from([(
+            channel,
+            scenarios.into_iter().flat_map(|s| s.exchanges).collect(),
+        )]);
+        Simulator::serve(
+            exchanges,
+            BTreeMap::from([(channel, names)]),
+            BTreeMap::new(),
+        )
+        .await
+    }
+
+    async fn serve(
+        exchanges: BTreeMap<Channel, Vec<Exchange>>,
+        scenarios: BTreeMap<Channel, Vec<String>>,
+        webhooks: BTreeMap<Channel, Vec<WebhookFixture>>,
+    ) -> Result<Simulator, String> {
         let state = Arc::new(Mutex::new(SimState {
             exchanges,
             requests: Vec::new(),
+            shopify_bucket: CostBucket::default(),
+            throttled: 0,
         }));
         let s = state.clone();
         let server = LoopbackServer::start(Arc::new(move |req| {
@@ -60,6 +161,7 @@ impl Simulator {
             server,
             state,
             scenarios,
+            webhooks,
         })
     }
 
@@ -70,11 +172,78 @@ impl Simulator {
 
     /// The scenario names loaded for a channel.
     pub fn scenarios(&self, channel: Channel) -> &[String] {
-        self.scenarios.get(&channel).map(Vec::as_slice).unwrap_or(&[])
+        self.scenarios
+            .get(&channel)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The demo scenario's webhooks for an account, signed the way its
+    /// channel signs them with the account's configured secret.
+    pub fn demo_webhooks(&self, account: &AccountConfig) -> Vec<PreparedWebhook> {
+        let fixtures = self
+            .webhooks
+            .get(&account.channel)
+            .cloned()
+            .unwrap_or_default();
+        fixtures
+            .into_iter()
+            .map(|w| {
+                let mut headers: Vec<(String, String)> = w.headers.into_iter().collect();
+                if let ChannelSettings::Shopify(s) = &account.settings
+                    && let Some(secret) = &s.webhook_secret
+                {
+                    headers.retain(|(k, _)| !k.eq_ignore_ascii_case("x-shopify-hmac-sha256"));
+                    headers.push((
+                        "x-shopify-hmac-sha256".into(),
+                        switchyard_shopify::webhook::sign(&w.body, secret),
+                    ));
+                }
+                PreparedWebhook {
+                    name: w.name,
+                    headers,
+                    body: w.body,
+                }
+            })
+            .collect()
+    }
+
+    /// Replaces Shopify's cost bucket (tests use a small one to force throttling).
+    pub fn set_shopify_bucket(&self, bucket: CostBucket) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shopify_bucket = bucket;
+    }
+
+    /// How many calls were answered as throttled (429 or `THROTTLED`).
+    pub fn throttled(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .throttled
+    }
+
+    /// The GraphQL mutations Shopify was asked to run, in order.
+    pub fn shopify_mutations(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.channel == Channel::Shopify)
+            .filter_map(|r| r.request.body_json())
+            .filter(|b| {
+                b["query"]
+                    .as_str()
+                    .is_some_and(|q| q.trim_start().starts_with("mutation"))
+            })
+            .collect()
     }
 
     pub fn requests(&self) -> Vec<SimRequest> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).requests.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests
+            .clone()
     }
 
     pub async fn stop(self) {
@@ -97,6 +266,9 @@ impl SimState {
                 .cloned()
         });
         let resp = match found {
+            Some(e) if channel == Channel::Shopify && e.status == 200 => {
+                self.charge_shopify(e.headers.into_iter().collect(), e.response)
+            }
             Some(e) => HttpResponse {
                 status: e.status,
                 headers: e.headers.into_iter().collect(),
@@ -107,8 +279,56 @@ impl SimState {
                 &json!({"error": format!("simulator: no recorded {channel} response for {} {}", req.method, req.path)}),
             ),
         };
-        self.requests.push(SimRequest { channel, request: req });
+        self.requests.push(SimRequest {
+            channel,
+            request: req,
+        });
         resp
+    }
+}
+
+impl SimState {
+    fn charge_shopify(&mut self, headers: Vec<(String, String)>, body: Vec<u8>) -> HttpResponse {
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return HttpResponse {
+                status: 200,
+                headers,
+                body,
+            };
+        };
+        let cost = &value["extensions"]["cost"];
+        let requested = cost["requestedQueryCost"].as_f64().unwrap_or(1.0);
+        let actual = cost["actualQueryCost"].as_f64().unwrap_or(requested);
+        let bucket = &mut self.shopify_bucket;
+        bucket.refill();
+        let status = |available: f64| {
+            json!({
+                "maximumAvailable": bucket.capacity,
+                "currentlyAvailable": available.floor(),
+                "restoreRate": bucket.restore_per_second,
+            })
+        };
+        if bucket.available < requested {
+            self.throttled += 1;
+            let throttled = json!({
+                "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+                "extensions": { "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": null,
+                    "throttleStatus": status(bucket.available),
+                }},
+            });
+            return HttpResponse::json(200, &throttled);
+        }
+        bucket.available -= actual;
+        if value["extensions"]["cost"].is_object() {
+            value["extensions"]["cost"]["throttleStatus"] = status(bucket.available);
+        }
+        HttpResponse {
+            status: 200,
+            headers,
+            body: serde_json::to_vec(&value).unwrap_or(body),
+        }
     }
 }
 
@@ -142,7 +362,9 @@ mod tests {
             assert_eq!(r.status(), 200);
             assert_eq!(r.text().await.unwrap(), "{\"count\":0}");
         }
-        let miss = reqwest::get(format!("{}/v3/ping", sim.base_url(Channel::Ebay))).await.unwrap();
+        let miss = reqwest::get(format!("{}/v3/ping", sim.base_url(Channel::Ebay)))
+            .await
+            .unwrap();
         assert_eq!(miss.status(), 404);
         let reqs = sim.requests();
         assert_eq!(reqs.len(), 3);

@@ -22,6 +22,15 @@ pub struct StoredOrder {
     pub notes: Vec<NormalizationNote>,
     /// The raw channel payload, for audit.
     pub raw: serde_json::Value,
+    /// A rule's hold that a person released: the same rule hold does not
+    /// come back when the rules run again (a new hold reason does).
+    #[serde(default)]
+    pub released_hold: Option<String>,
+    /// Tracking numbers of shipments recorded here (`ship`, the admin API)
+    /// that the channel has not shown back yet: a channel version that
+    /// predates our tracking push must not erase them.
+    #[serde(default)]
+    pub local_shipments: Vec<String>,
     /// Set by the store on every write; 0 for an order not yet stored.
     pub revision: u64,
 }
@@ -34,6 +43,8 @@ impl StoredOrder {
             && self.rule_tags == other.rule_tags
             && self.manual_tags == other.manual_tags
             && self.manual_hold == other.manual_hold
+            && self.released_hold == other.released_hold
+            && self.local_shipments == other.local_shipments
             && self.notes == other.notes
             && self.raw == other.raw
     }

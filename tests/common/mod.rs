@@ -86,6 +86,8 @@ pub fn account(base_url: &str) -> AccountConfig {
         settings: ChannelSettings::Shopify(ShopifySettings {
             access_token: Secret::new("test-token"),
             webhook_secret: Some(Secret::new("test-secret")),
+            webhook_secret_previous: None,
+            notify_customer: true,
             location_id: None,
             api_version: "2026-10".into(),
         }),
@@ -124,8 +126,8 @@ impl Connector for PageConnector {
         }
     }
 
-    fn check(&self) -> impl Future<Output = Result<(), ConnectorError>> + Send {
-        async { Ok(()) }
+    async fn check(&self) -> Result<(), ConnectorError> {
+        Ok(())
     }
 
     fn poll_orders(
@@ -134,7 +136,9 @@ impl Connector for PageConnector {
         since: DateTime<Utc>,
         _now: DateTime<Utc>,
     ) -> impl Future<Output = Result<OrderPage, ConnectorError>> + Send {
-        let from = cursor.map(|c| c.0.clone()).unwrap_or_else(|| since.to_rfc3339());
+        let from = cursor
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|| since.to_rfc3339());
         let url = format!("{}/orders", self.base_url);
         let http = self.http.clone();
         async move {
@@ -148,7 +152,10 @@ impl Connector for PageConnector {
             if status != 200 {
                 return Err(ConnectorError::from_status(status, None, "page"));
             }
-            let v: serde_json::Value = resp.json().await.map_err(|e| ConnectorError::from_reqwest(&e))?;
+            let v: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| ConnectorError::from_reqwest(&e))?;
             let orders: Vec<Order> = serde_json::from_value(v["orders"].clone())
                 .map_err(|e| ConnectorError::Decode(e.to_string()))?;
             Ok(OrderPage {
@@ -159,11 +166,11 @@ impl Connector for PageConnector {
         }
     }
 
-    fn fetch_orders(
-        &self,
-        _ids: &[String],
-    ) -> impl Future<Output = Result<Vec<NormalizedOrder>, ConnectorError>> + Send {
-        async { Err(ConnectorError::Rejected { status: None, detail: "not in the test channel".into() }) }
+    async fn fetch_orders(&self, _ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
+        Err(ConnectorError::Rejected {
+            status: None,
+            detail: "not in the test channel".into(),
+        })
     }
 
     fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError> {
@@ -183,26 +190,26 @@ impl Connector for PageConnector {
                 reason: "topic".into(),
             });
         }
-        let order: Order =
-            serde_json::from_value(v["order"].clone()).map_err(|e| ConnectorError::Decode(e.to_string()))?;
+        let order: Order = serde_json::from_value(v["order"].clone())
+            .map_err(|e| ConnectorError::Decode(e.to_string()))?;
         Ok(WebhookOutcome::Orders {
             dedupe_key,
             orders: vec![normalized(order)],
         })
     }
 
-    fn push_inventory(
+    async fn push_inventory(
         &self,
         _push: &InventoryPush,
-    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send {
-        async { Ok(InventoryResult::NotListed) }
+    ) -> Result<InventoryResult, ConnectorError> {
+        Ok(InventoryResult::NotListed)
     }
 
-    fn push_tracking(
-        &self,
-        _push: &TrackingPush,
-    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send {
-        async { Err(ConnectorError::Rejected { status: None, detail: "not in the test channel".into() }) }
+    async fn push_tracking(&self, _push: &TrackingPush) -> Result<TrackingResult, ConnectorError> {
+        Err(ConnectorError::Rejected {
+            status: None,
+            detail: "not in the test channel".into(),
+        })
     }
 }
 

@@ -1,0 +1,308 @@
+//! Outbox throughput: how fast one worker drains its queue when the far side
+//! answers at once and sets no limit, beside a baseline from the same run
+//! (queueing items into the store, one transaction each, no flush), so the
+//! ratio is what to compare between runs on a noisy machine.
+//!
+//! - `deliver`: POSTs of a signed ~1.5 KB canonical order to a sink on
+//!   127.0.0.1 that answers 204 (HTTP/1.1 keep-alive, one worker).
+//! - `push_inventory`: stock pushes through an in-process connector that
+//!   answers at once (no network): the worker's own cost per item — read the
+//!   level, push, record what was pushed, complete, re-check.
+//!
+//! Plain `Instant` timing (no criterion); run with `cargo bench --bench outbox`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
+use switchyard::config::{DestinationConfig, DestinationKind, Secret};
+use switchyard::deliver;
+use switchyard::inventory::{self, StockTarget, StockTargets};
+use switchyard::outbox::{self, ChannelSender, Outbound, OutboxOptions, Worker};
+use switchyard::store::{NewOutboxItem, StockChange, Store, StoreOptions, WriteBatch};
+use switchyard_contract::connector::{Operation, RateLimit};
+use switchyard_contract::*;
+use tokio::sync::watch;
+
+const ITEMS: usize = 5_000;
+
+fn options() -> OutboxOptions {
+    OutboxOptions {
+        idle_rescan: Duration::from_millis(2),
+        batch: 64,
+        destination_limit: RateLimit {
+            per_second: f64::INFINITY,
+            burst: 1,
+        },
+        ..OutboxOptions::default()
+    }
+}
+
+fn order(n: usize) -> Order {
+    let t = Utc.with_ymd_and_hms(2026, 11, 27, 5, 1, 2).unwrap();
+    let money = |s: &str| s.parse::<Decimal>().unwrap();
+    Order {
+        id: Order::make_id("shop-us", &format!("{}", 5_551_000_000 + n)),
+        account: "shop-us".into(),
+        channel: Channel::Shopify,
+        channel_order_id: format!("{}", 5_551_000_000 + n),
+        number: Some(format!("#{}", 1000 + n)),
+        status: OrderStatus::Ready,
+        payment: PaymentStatus::Paid,
+        placed_at: t,
+        updated_at: t,
+        currency: Currency::new("USD").unwrap(),
+        totals: Totals {
+            subtotal: money("40.00"),
+            shipping: money("5.00"),
+            tax: money("3.60"),
+            discount: money("4.00"),
+            total: money("44.60"),
+            refunded: money("0.00"),
+        },
+        presentment: None,
+        customer: Some(Customer {
+            name: Some("Ada Lovelace".into()),
+            email: Some("ada@example.com".into()),
+            phone: None,
+        }),
+        shipping_address: Some(Address {
+            name: Some("Ada Lovelace".into()),
+            line1: Some("1 Main St".into()),
+            city: Some("Springfield".into()),
+            region: Some("IL".into()),
+            postal_code: Some("62701".into()),
+            country: Some("US".into()),
+            ..Address::default()
+        }),
+        shipping_method: Some("Standard".into()),
+        lines: (0..3)
+            .map(|i| Line {
+                line_id: format!("{n}{i}"),
+                sku: Some(format!("MUG-{i}")),
+                title: "Red mug, 350 ml, stoneware".into(),
+                quantity: 2,
+                unit_price: money("20.00"),
+                total: money("40.00"),
+                shipped_quantity: 0,
+            })
+            .collect(),
+        shipments: vec![],
+        tags: vec!["vip".into()],
+        route: Some("east-wh".into()),
+        hold: None,
+        priority: Priority::Normal,
+    }
+}
+
+/// A connector that sets whatever it is asked at once.
+struct Instantly;
+
+impl Connector for Instantly {
+    fn channel(&self) -> Channel {
+        Channel::Shopify
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            push_inventory: true,
+            ..Capabilities::default()
+        }
+    }
+    fn rate_limit(&self, _op: Operation) -> RateLimit {
+        RateLimit {
+            per_second: f64::INFINITY,
+            burst: 1,
+        }
+    }
+    async fn check(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn poll_orders(
+        &self,
+        _c: Option<&Cursor>,
+        _s: DateTime<Utc>,
+        _n: DateTime<Utc>,
+    ) -> Result<OrderPage, ConnectorError> {
+        Err(ConnectorError::Config("none".into()))
+    }
+    async fn fetch_orders(&self, _ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
+        Ok(vec![])
+    }
+    fn verify_webhook(&self, _r: &WebhookRequest) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Auth("none".into()))
+    }
+    fn parse_webhook(&self, _r: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
+        Err(ConnectorError::Auth("none".into()))
+    }
+    async fn push_inventory(
+        &self,
+        push: &InventoryPush,
+    ) -> Result<InventoryResult, ConnectorError> {
+        Ok(InventoryResult::Set {
+            quantity: push.quantity,
+            listing_ref: None,
+        })
+    }
+    async fn push_tracking(&self, _p: &TrackingPush) -> Result<TrackingResult, ConnectorError> {
+        Err(ConnectorError::Config("none".into()))
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    (dir, store)
+}
+
+/// Baseline: queue `ITEMS` delivery items, one transaction each, no flush.
+fn baseline() -> f64 {
+    let (_dir, store) = open();
+    let now = Utc::now();
+    let items: Vec<NewOutboxItem> = (0..ITEMS)
+        .map(|n| deliver::delivery_item(&order(n), "east-wh", now))
+        .collect();
+    let t = Instant::now();
+    for item in items {
+        store.outbox_add(vec![item], now).unwrap();
+    }
+    ITEMS as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn drain(
+    store: &Store,
+    start: impl FnOnce(watch::Receiver<bool>) -> tokio::task::JoinHandle<()>,
+) -> f64 {
+    let (stop, rx) = watch::channel(false);
+    let t = Instant::now();
+    let task = start(rx);
+    loop {
+        if store.outbox_counts().unwrap() == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = t.elapsed();
+    let _ = stop.send(true);
+    task.await.unwrap();
+    ITEMS as f64 / elapsed.as_secs_f64()
+}
+
+async fn deliveries() -> (f64, usize) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/orders",
+        post(move || {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::Relaxed);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/orders", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    let (_dir, store) = open();
+    let now = Utc::now();
+    let bytes = serde_json::to_string(&order(0)).unwrap().len();
+    let items: Vec<NewOutboxItem> = (0..ITEMS)
+        .map(|n| deliver::delivery_item(&order(n), "east-wh", now))
+        .collect();
+    for chunk in items.chunks(500) {
+        store.outbox_add(chunk.to_vec(), now).unwrap();
+    }
+    let dest = DestinationConfig {
+        id: "east-wh".into(),
+        kind: DestinationKind::Webhook {
+            url,
+            secret: Secret::new("bench-secret"),
+        },
+    };
+    let outbound = Outbound::default();
+    let http = reqwest::Client::new();
+    let rate = drain(&store, |stop| {
+        let (w, _) = outbox::destination_worker(&dest, &store, &http, &outbound, &options(), stop);
+        tokio::spawn(w.run())
+    })
+    .await;
+    assert_eq!(hits.load(Ordering::Relaxed), ITEMS as u64);
+    let _ = tx.send(());
+    let _ = server.await;
+    (rate, bytes)
+}
+
+async fn pushes() -> f64 {
+    let (_dir, store) = open();
+    let outbound = Outbound::new(StockTargets::new(vec![StockTarget {
+        account: "shop-us".into(),
+        buffer: 0,
+    }]));
+    let now = Utc::now();
+    let mut batch = WriteBatch::new(now);
+    for n in 0..ITEMS {
+        batch.stock.push(StockChange::Set {
+            sku: format!("SKU-{n:05}"),
+            available: 10,
+        });
+    }
+    store.apply(batch).unwrap();
+    let items: Vec<NewOutboxItem> = (0..ITEMS)
+        .map(|n| inventory::push_item("shop-us", &format!("SKU-{n:05}"), now))
+        .collect();
+    for chunk in items.chunks(500) {
+        store.outbox_add(chunk.to_vec(), now).unwrap();
+    }
+    drain(&store, |stop| {
+        let sender = ChannelSender {
+            account: "shop-us".into(),
+            buffer: 0,
+            connector: Arc::new(Instantly),
+            store: store.clone(),
+            outbound: outbound.clone(),
+        };
+        let w = Worker::new(
+            "shop-us".into(),
+            sender,
+            store.clone(),
+            &outbound,
+            options(),
+            stop,
+        );
+        tokio::spawn(w.run())
+    })
+    .await
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Warm up the allocator, the file system and the runtime once.
+    let _ = baseline();
+    let base = baseline();
+    let (deliver_rate, bytes) = rt.block_on(deliveries());
+    let push_rate = rt.block_on(pushes());
+    println!("outbox throughput, {ITEMS} items, one worker, unlimited far side");
+    println!("baseline: queue one item per store transaction: {base:>8.0} items/s");
+    println!(
+        "deliver to a 127.0.0.1 sink ({bytes} B bodies, signed): {deliver_rate:>8.0} items/s ({:.2}x baseline)",
+        deliver_rate / base
+    );
+    println!(
+        "push_inventory, in-process connector:           {push_rate:>8.0} items/s ({:.2}x baseline)",
+        push_rate / base
+    );
+}

@@ -1,0 +1,139 @@
+//! `switchyard run` (the daemon) and `switchyard sync` (a one-shot backfill).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use chrono::DateTime;
+
+use super::{CliResult, EXIT_FAILED, Failure};
+use crate::app::{RunOptions, run as run_app};
+use crate::config::LogFormat;
+use crate::ingest::{Ingest, LiveRules};
+use crate::poll::{PollStats, catch_up};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn run(config_path: &Path) -> CliResult {
+    let config =
+        crate::config::load(config_path).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
+    crate::logging::init(config.daemon.log_format == LogFormat::Json, "info");
+    runtime()?.block_on(async move {
+        let (report, _store) = run_app(config, RunOptions::default(), termination())
+            .await
+            .map_err(Failure::from)?;
+        tracing::info!(accounts = report.accounts.len(), "switchyard stopped");
+        Ok(())
+    })
+}
+
+pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliResult {
+    let since = since
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|d| d.to_utc())
+                .map_err(|e| {
+                    Failure::new(
+                        EXIT_FAILED,
+                        format!(
+                            "--since {s:?}: not an RFC 3339 time ({e}); e.g. 2026-11-01T00:00:00Z"
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
+    let (config, store) = super::open_store(config_path)?;
+    let Some(account) = config.accounts.iter().find(|a| a.id == account_id).cloned() else {
+        let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();
+        return Err(Failure::new(
+            EXIT_FAILED,
+            format!(
+                "no account {account_id:?} in {}; accounts: {}",
+                config_path.display(),
+                known.join(", ")
+            ),
+        ));
+    };
+    let rules = super::rules::load_configured_rules(&config, None)?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("building the HTTP client: {e}")))?;
+    let connector = crate::connectors::build(&account, &http).map_err(|e| match e {
+        crate::connectors::BuildError::NotBuiltIn(_) => {
+            Failure::unavailable(&format!("`sync {account_id}`: {e}"))
+        }
+        e => Failure::new(EXIT_FAILED, e.to_string()),
+    })?;
+    // Orders synced while the daemon is down reserve stock and queue their
+    // pushes and deliveries like any other; the daemon sends them later.
+    let outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
+    let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
+    let terminal = std::io::stdout().is_terminal();
+    let report = |s: &PollStats| {
+        let line = format!(
+            "{account_id}: {} pages, {} orders ({} new, {} updated, {} unchanged)",
+            s.pages, s.orders, s.created, s.updated, s.unchanged
+        );
+        if terminal {
+            let bar = "#".repeat(s.pages.min(40)) + &" ".repeat(40 - s.pages.min(40));
+            out!("\r[{bar}] {line}");
+            let _ = std::io::stdout().flush();
+        } else {
+            outln!("{line}");
+        }
+    };
+    let result =
+        runtime()?.block_on(async { catch_up(&connector, &account, &ingest, since, report).await });
+    if terminal {
+        outln!();
+    }
+    store
+        .flush_blocking()
+        .map_err(super::orders::store_failure)?;
+    match result {
+        Ok(stats) => {
+            outln!(
+                "{account_id}: done, {} orders in {} pages ({} new, {} updated)",
+                stats.orders,
+                stats.pages,
+                stats.created,
+                stats.updated
+            );
+            Ok(())
+        }
+        Err(e) => Err(Failure::new(
+            EXIT_FAILED,
+            format!(
+                "{account_id}: sync stopped: {e}; what was synced so far is stored, run it again to continue"
+            ),
+        )),
+    }
+}

@@ -1,0 +1,172 @@
+//! `switchyard replay PATH...`: recorded fixture scenarios through the real
+//! connectors and the rules into a throw-away store, to see what orders,
+//! tags, routes and holds they produce (and to try other rules).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use switchyard_contract::testkit::Scenario;
+use switchyard_contract::{Channel, Connector, ConnectorError, WebhookOutcome, WebhookRequest};
+
+use super::{CliResult, EXIT_FAILED, Failure, print_json};
+use crate::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings};
+use crate::ingest::{Ingest, LiveRules, Source};
+use crate::poll::{PollError, catch_up};
+use crate::sim::Simulator;
+use crate::store::{OrderFilter, Store, StoreOptions};
+
+/// The account every replayed order is filed under.
+const REPLAY_ACCOUNT: &str = "replay";
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::new(EXIT_FAILED, e.to_string())
+}
+
+/// Scenario folders named by the paths: a scenario folder itself, or a
+/// channel folder (every scenario in it). The channel is the parent folder's name.
+fn scenarios(paths: &[PathBuf]) -> Result<Vec<(Channel, Scenario)>, Failure> {
+    let mut out = Vec::new();
+    for path in paths {
+        let dirs: Vec<PathBuf> = if path.join("scenario.toml").is_file() {
+            vec![path.clone()]
+        } else if path.is_dir() {
+            Scenario::load_all(path)
+                .map_err(fail)?
+                .into_iter()
+                .map(|s| s.dir)
+                .collect()
+        } else {
+            return Err(fail(format!(
+                "{}: not a scenario folder (no scenario.toml) or a folder of them",
+                path.display()
+            )));
+        };
+        for dir in dirs {
+            let channel_name = dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| {
+                    d.parent()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_default();
+            let channel: Channel = channel_name.parse().map_err(|_| {
+                fail(format!(
+                    "{}: the folder above a scenario names its channel (fixtures/<channel>/<scenario>), found {channel_name:?}",
+                    dir.display()
+                ))
+            })?;
+            out.push((channel, Scenario::load(&dir).map_err(fail)?));
+        }
+    }
+    Ok(out)
+}
+
+fn account_for(channel: Channel, base_url: String) -> Result<AccountConfig, Failure> {
+    let settings = match channel {
+        Channel::Shopify => ChannelSettings::Shopify(ShopifySettings {
+            access_token: Secret::new("replay"),
+            webhook_secret: None,
+            webhook_secret_previous: None,
+            notify_customer: true,
+            location_id: None,
+            api_version: switchyard_shopify::DEFAULT_API_VERSION.to_owned(),
+        }),
+        other => {
+            return Err(Failure::unavailable(&format!(
+                "replaying {other} traffic: no {other} connector in this build yet"
+            )));
+        }
+    };
+    Ok(AccountConfig {
+        id: REPLAY_ACCOUNT.into(),
+        channel,
+        base_url,
+        poll_interval: Duration::from_secs(60),
+        start_date: None,
+        buffer: None,
+        webhooks: false,
+        settings,
+    })
+}
+
+pub fn run(
+    config_path: &Path,
+    paths: &[PathBuf],
+    rules_path: Option<&Path>,
+    json: bool,
+) -> CliResult {
+    let config = crate::config::load(config_path).map_err(fail)?;
+    let rules = super::rules::load_configured_rules(&config, rules_path)?;
+    let scenarios = scenarios(paths)?;
+    let dir =
+        tempfile::tempdir().map_err(|e| fail(format!("cannot create a temporary store: {e}")))?;
+    let store = Store::open(dir.path(), StoreOptions::default()).map_err(fail)?;
+    let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    let http = reqwest::Client::new();
+    runtime.block_on(async {
+        for (channel, scenario) in scenarios {
+            let sim = Simulator::from_scenarios(channel, vec![scenario.clone()])
+                .await
+                .map_err(fail)?;
+            let account = account_for(channel, sim.base_url(channel))?;
+            let connector = crate::connectors::build(&account, &http).map_err(fail)?;
+            let epoch = DateTime::<Utc>::UNIX_EPOCH;
+            match catch_up(&connector, &account, &ingest, Some(epoch), |_| {}).await {
+                Ok(_) => {}
+                // The scenario records no answer to a poll from the start of
+                // time (it records pushes, or a poll from another date).
+                Err(PollError::Connector(ConnectorError::Rejected {
+                    status: Some(404), ..
+                })) => {}
+                Err(e) => eprintln!("{}: poll: {e}", scenario.dir.display()),
+            }
+            // Recorded webhooks were signed with secrets we do not have: they
+            // are trusted files here, so only parsing runs.
+            for w in &scenario.webhooks {
+                let req = WebhookRequest {
+                    account: REPLAY_ACCOUNT.into(),
+                    method: "POST".into(),
+                    headers: w
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                        .collect(),
+                    query: None,
+                    body: w.body.clone(),
+                    received_at: Utc::now(),
+                };
+                match connector.parse_webhook(&req) {
+                    Ok(WebhookOutcome::Orders { orders, dedupe_key }) => {
+                        let key = dedupe_key.map(|k| format!("{REPLAY_ACCOUNT}:{k}"));
+                        ingest
+                            .ingest(
+                                REPLAY_ACCOUNT,
+                                orders,
+                                Source::Webhook { dedupe_key: key },
+                                Utc::now(),
+                            )
+                            .map_err(fail)?;
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("{}: webhook {}: {e}", scenario.dir.display(), w.name),
+                }
+            }
+            sim.stop().await;
+        }
+        Ok::<(), Failure>(())
+    })?;
+    let orders = store.list_orders(&OrderFilter::default()).map_err(fail)?;
+    if json {
+        let list: Vec<_> = orders.iter().map(|o| &o.order).collect();
+        return print_json(&list);
+    }
+    out!("{}", super::render_list(&orders));
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Delivery of routed orders to destinations (SPEC §3.4), through the outbox.
+//!
+//! An order is deliverable when it has a route, no hold, and is `ready` or
+//! `partially_shipped` (`pending` orders are not to be shipped yet;
+//! cancelled and shipped ones have nothing left to do). It is delivered
+//! once: the first time a write makes it deliverable, a `deliver` item is
+//! queued in the same transaction, with a marker (`outbound/delivery/<id>`
+//! in the store's dedupe keys) that keeps later changes, re-routes included,
+//! from delivering it again. A person asks for a new delivery with
+//! [`redeliver`].
+//!
+//! The body is the canonical order JSON **as of routing time**, stored in
+//! the item: every retry of a delivery sends the same bytes under the same
+//! `X-Switchyard-Delivery` id, so a destination that deduplicates by id never
+//! drops a different body, and the signature of a retry is the same. Later
+//! changes of the order are not re-sent by this path.
+//!
+//! The POST carries `X-Switchyard-Signature` (base64 HMAC-SHA256 of the raw
+//! body with the destination's secret) and `X-Switchyard-Delivery`; 2xx
+//! counts as delivered, 429/5xx/timeouts are retried, other answers (wrong
+//! secret, refused body) become dead letters.
+//!
+//! Paths that release or re-route an order by hand (`orders release`, rules
+//! apply, the admin API) call [`plan_local`] for their write; the daemon
+//! also sweeps for deliverable orders without a delivery once at start
+//! ([`queue_ready_orders`]), which catches releases made while it was down.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use switchyard_contract::connector::RateLimit;
+use switchyard_contract::error::parse_retry_after;
+use switchyard_contract::{ConnectorError, Order, OrderStatus, Secret};
+
+use crate::config::{DestinationConfig, DestinationKind};
+use crate::inventory::forever;
+use crate::outbox::{DELIVER, Outbound, Sender, Verdict, destination_account};
+use crate::store::{
+    NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
+};
+
+pub const SIGNATURE_HEADER: &str = "X-Switchyard-Signature";
+pub const DELIVERY_HEADER: &str = "X-Switchyard-Delivery";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// base64 of HMAC-SHA256 of `body` keyed with `secret`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Checks a signature in constant time (what a destination does).
+pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// The payload of a `deliver` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverPayload {
+    pub order_id: String,
+    pub destination: String,
+    /// Sent as `X-Switchyard-Delivery`; the same on every retry.
+    pub delivery_id: String,
+    /// The exact bytes to POST: the canonical order JSON at routing time.
+    pub body: String,
+}
+
+/// The destination an order is to be delivered to, if it is deliverable now.
+pub fn deliverable(order: &Order) -> Option<&str> {
+    match (&order.route, &order.hold, order.status) {
+        (Some(route), None, OrderStatus::Ready | OrderStatus::PartiallyShipped) => Some(route),
+        _ => None,
+    }
+}
+
+fn marker(order_id: &str) -> String {
+    format!("outbound/delivery/{order_id}")
+}
+
+/// A new id, unique per delivery.
+pub fn new_delivery_id(order_id: &str, now: DateTime<Utc>) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(order_id.as_bytes());
+    h.update(now.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
+    h.update(std::process::id().to_be_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    h.update(nanos.to_be_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("dlv_{hex}")
+}
+
+/// The `deliver` item for an order to `destination`, with the body frozen now.
+pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> NewOutboxItem {
+    let body = serde_json::to_string(order).expect("orders always serialize");
+    let payload = DeliverPayload {
+        order_id: order.id.clone(),
+        destination: destination.to_owned(),
+        delivery_id: new_delivery_id(&order.id, now),
+        body,
+    };
+    NewOutboxItem {
+        account: destination_account(destination),
+        kind: DELIVER.to_owned(),
+        coalesce_key: None,
+        payload: serde_json::to_value(payload).expect("payloads always serialize"),
+        not_before: now,
+    }
+}
+
+/// A delivery item and the marker (dedupe key, expiry) that records it.
+pub type Planned = (NewOutboxItem, (String, DateTime<Utc>));
+
+/// The delivery that writing `order` causes, if any: it is deliverable and
+/// was never delivered. The caller must make sure the order is written in
+/// the same batch (the marker goes in `batch.dedupe`, the item with the order).
+pub fn plan(
+    store: &Store,
+    order: &StoredOrder,
+    now: DateTime<Utc>,
+) -> Result<Option<Planned>, StoreError> {
+    let Some(dest) = deliverable(&order.order) else {
+        return Ok(None);
+    };
+    let key = marker(&order.order.id);
+    if store.dedupe_seen(&key, now)? {
+        return Ok(None);
+    }
+    Ok(Some((
+        delivery_item(&order.order, dest, now),
+        (key, forever()),
+    )))
+}
+
+/// What a local write (release, rules apply, manual re-route) must add to its
+/// batch so the order is delivered if the write makes it deliverable.
+#[derive(Debug, Default)]
+pub struct LocalPlan {
+    /// Put these in the `OrderWrite::Local` outbox.
+    pub outbox: Vec<NewOutboxItem>,
+    /// Put these in `WriteBatch::dedupe`.
+    pub dedupe: Vec<(String, DateTime<Utc>)>,
+}
+
+/// For a local write of `after` (the order as it will be stored).
+pub fn plan_local(
+    store: &Store,
+    after: &StoredOrder,
+    now: DateTime<Utc>,
+) -> Result<LocalPlan, StoreError> {
+    Ok(match plan(store, after, now)? {
+        Some((item, marker)) => LocalPlan {
+            outbox: vec![item],
+            dedupe: vec![marker],
+        },
+        None => LocalPlan::default(),
+    })
+}
+
+/// Queues deliveries of every deliverable order that has none (orders
+/// released while the daemon was down). Each is a local write with a history
+/// entry. Returns how many were queued.
+pub fn queue_ready_orders(
+    store: &Store,
+    outbound: &Outbound,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for status in [OrderStatus::Ready, OrderStatus::PartiallyShipped] {
+        let filter = OrderFilter {
+            status: Some(status),
+            held: Some(false),
+            ..OrderFilter::default()
+        };
+        for stored in store.list_orders(&filter)? {
+            if queue_one(store, outbound, &stored.order.id, false, now)? {
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Delivers an order again on a person's request (even if it was delivered
+/// before), to its current route. Returns whether a delivery was queued
+/// (false: the order is not deliverable now — no route, held, or not open).
+pub fn redeliver(
+    store: &Store,
+    outbound: &Outbound,
+    order_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    queue_one(store, outbound, order_id, true, now)
+}
+
+fn queue_one(
+    store: &Store,
+    outbound: &Outbound,
+    id: &str,
+    again: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    for _ in 0..8 {
+        let Some(stored) = store.get_order(id)? else {
+            return Err(StoreError::NotFound {
+                what: "order",
+                id: id.to_owned(),
+            });
+        };
+        let Some(dest) = deliverable(&stored.order) else {
+            return Ok(false);
+        };
+        let key = marker(id);
+        if !again && store.dedupe_seen(&key, now)? {
+            return Ok(false);
+        }
+        let item = delivery_item(&stored.order, dest, now);
+        let delivery_id = item.payload["delivery_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut batch = WriteBatch::new(now);
+        batch.dedupe.push((key, forever()));
+        batch.orders.push(OrderWrite::Local {
+            expected_revision: stored.revision,
+            kind: "delivery".to_owned(),
+            detail: format!(
+                "{} {dest} (delivery {delivery_id})",
+                if again {
+                    "delivering again to"
+                } else {
+                    "queued for"
+                }
+            ),
+            outbox: vec![item.clone()],
+            order: stored,
+        });
+        match store.apply(batch) {
+            Ok(_) => {
+                outbound.wakers.wake_items(std::slice::from_ref(&item));
+                return Ok(true);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict { id: id.to_owned() })
+}
+
+/// POSTs `deliver` items to one webhook destination.
+pub struct DestinationSender {
+    id: String,
+    url: String,
+    secret: Secret,
+    http: reqwest::Client,
+    limit: RateLimit,
+}
+
+impl DestinationSender {
+    pub fn new(d: &DestinationConfig, http: reqwest::Client, limit: RateLimit) -> Self {
+        let DestinationKind::Webhook { url, secret } = &d.kind;
+        DestinationSender {
+            id: d.id.clone(),
+            url: url.clone(),
+            secret: secret.clone(),
+            http,
+            limit,
+        }
+    }
+}
+
+impl Sender for DestinationSender {
+    fn rate_limit(&self, _kind: &str) -> RateLimit {
+        self.limit
+    }
+
+    async fn send(&self, item: &OutboxItem) -> Verdict {
+        if item.kind != DELIVER {
+            return Verdict::Dead(format!(
+                "unknown outbox item kind {:?} for destination {}",
+                item.kind, self.id
+            ));
+        }
+        let p: DeliverPayload = match serde_json::from_value(item.payload.clone()) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Dead(format!("unreadable delivery payload: {e}")),
+        };
+        let signature = sign(self.secret.expose().as_bytes(), p.body.as_bytes());
+        let sent = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_HEADER, &p.delivery_id)
+            .body(p.body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Verdict::Failed(ConnectorError::from_reqwest(&e)),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            tracing::info!(destination = %self.id, order = %p.order_id, delivery = %p.delivery_id, "order delivered");
+            return Verdict::Done(None);
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = resp.text().await.unwrap_or_default();
+        let excerpt: String = text.chars().take(300).collect();
+        Verdict::Failed(ConnectorError::from_status(
+            status.as_u16(),
+            retry_after,
+            format!("destination {}: {}", self.id, excerpt.trim()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_tampering_fails() {
+        let sig = sign(b"s3cret", b"{\"a\":1}");
+        assert!(verify(b"s3cret", b"{\"a\":1}", &sig));
+        assert!(!verify(b"s3cret", b"{\"a\":2}", &sig));
+        assert!(!verify(b"other", b"{\"a\":1}", &sig));
+        assert!(!verify(b"s3cret", b"{\"a\":1}", "not base64!"));
+        // RFC 4231 test case 2.
+        let expected = base64::engine::general_purpose::STANDARD.encode([
+            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+            0x64, 0xec, 0x38, 0x43,
+        ]);
+        assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), expected);
+    }
+
+    #[test]
+    fn delivery_ids_are_unique() {
+        let now = Utc::now();
+        let a = new_delivery_id("x:1", now);
+        let b = new_delivery_id("x:1", now);
+        assert_ne!(a, b);
+        assert!(a.starts_with("dlv_") && a.len() == 28, "{a}");
+    }
+}

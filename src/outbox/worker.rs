@@ -1,0 +1,290 @@
+//! One account's outbox worker: takes the account's due items oldest first,
+//! paces them through the account's limiters, sends each through its
+//! `Sender`, and records the outcome in the store (complete, reschedule with
+//! backoff, or dead letter). Items are sent one at a time, so the account's
+//! limit is never exceeded by its own worker; other accounts have their own
+//! workers and never wait for this one.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use switchyard_contract::connector::RateLimit;
+use switchyard_contract::{ConnectorError, RateHint};
+use tokio::sync::{Notify, watch};
+
+use super::limiter::Limiter;
+use super::policy::{Action, classify, item_delay};
+use super::{Outbound, OutboxMetrics, OutboxOptions};
+use crate::retry::Backoff;
+use crate::store::{OutboxItem, Store, StoreError};
+
+/// How many times in a row an item may ask to be sent again at once.
+const AGAIN_AT_ONCE: u32 = 3;
+
+/// Work to do after an item was completed (for stock: re-read the level in
+/// case a newer change was folded into the item while it was in flight).
+pub type FollowUp = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
+/// What sending one item came to.
+pub enum Verdict {
+    /// Delivered (or nothing left to do): the item leaves the queue.
+    Done(Option<FollowUp>),
+    /// Not a failure, but send it again after `after` (a stock
+    /// compare-and-set that found the channel changed).
+    Again { after: Duration, note: String },
+    /// The call failed; `policy::classify` decides.
+    Failed(ConnectorError),
+    /// Can never work (bad payload, the order is gone): dead letter now.
+    Dead(String),
+}
+
+impl std::fmt::Debug for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Done(_) => f.write_str("Done"),
+            Verdict::Again { after, note } => write!(f, "Again({after:?}, {note})"),
+            Verdict::Failed(e) => write!(f, "Failed({e})"),
+            Verdict::Dead(r) => write!(f, "Dead({r})"),
+        }
+    }
+}
+
+/// Sends the items of one outbox account.
+pub trait Sender: Send + Sync + 'static {
+    /// The published limit of the operation class of `kind`.
+    fn rate_limit(&self, kind: &str) -> RateLimit;
+
+    /// The far side's latest report of its bucket, if it gives one.
+    fn rate_hint(&self) -> Option<RateHint> {
+        None
+    }
+
+    fn send(&self, item: &OutboxItem) -> impl Future<Output = Verdict> + Send;
+}
+
+pub struct Worker<S> {
+    account: String,
+    sender: S,
+    store: Store,
+    notify: Arc<Notify>,
+    metrics: Arc<OutboxMetrics>,
+    options: OutboxOptions,
+    stop: watch::Receiver<bool>,
+    /// One limiter per item kind (operation class).
+    limiters: HashMap<String, Limiter>,
+    /// Grows while calls of this account keep failing; reset by a success.
+    account_backoff: Backoff,
+    /// Nothing is sent before this (a 429's retry-after, an empty bucket).
+    paused_until: Option<tokio::time::Instant>,
+}
+
+impl<S: Sender> Worker<S> {
+    pub fn new(
+        account: String,
+        sender: S,
+        store: Store,
+        outbound: &Outbound,
+        options: OutboxOptions,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Worker {
+            notify: outbound.wakers.get(&account),
+            metrics: outbound.metrics.clone(),
+            account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
+            account,
+            sender,
+            store,
+            options,
+            stop,
+            limiters: HashMap::new(),
+            paused_until: None,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps, unless shutdown comes first; false on shutdown.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        if d.is_zero() {
+            return !self.stopped();
+        }
+        let slept = tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.stop.wait_for(|s| *s) => false,
+        };
+        slept && !self.stopped()
+    }
+
+    /// Runs until shutdown. The call in flight when shutdown comes is
+    /// finished and recorded; nothing new starts.
+    pub async fn run(mut self) {
+        tracing::debug!(account = %self.account, "outbox worker started");
+        while !self.stopped() {
+            let due = match self.store.outbox_due(
+                &self.account,
+                Utc::now(),
+                self.options.batch.max(1),
+            ) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");
+                    if !self.sleep(self.options.idle_rescan).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                let notify = self.notify.clone();
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(self.options.idle_rescan) => {}
+                    _ = self.stop.wait_for(|s| *s) => break,
+                }
+                continue;
+            }
+            for item in due {
+                if !self.process(item).await {
+                    break;
+                }
+                // After a pause, read the due list again: items may have moved.
+                if self.paused_until.is_some() {
+                    break;
+                }
+            }
+        }
+        tracing::debug!(account = %self.account, "outbox worker stopped");
+    }
+
+    /// Waits for the pause and the limiter, sends one item and records the
+    /// outcome. False on shutdown.
+    async fn process(&mut self, item: OutboxItem) -> bool {
+        if let Some(until) = self.paused_until.take() {
+            let now = tokio::time::Instant::now();
+            if until > now && !self.sleep(until - now).await {
+                return false;
+            }
+        }
+        let hint = self.sender.rate_hint();
+        if let Some(wait) = self.limiter(&item.kind).hint_wait(hint, Utc::now())
+            && !self.sleep(wait).await
+        {
+            return false;
+        }
+        loop {
+            match self.limiter(&item.kind).try_acquire() {
+                Ok(()) => break,
+                Err(wait) => {
+                    if !self.sleep(wait).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        let verdict =
+            match tokio::time::timeout(self.options.call_timeout, self.sender.send(&item)).await {
+                Ok(v) => v,
+                Err(_) => Verdict::Failed(ConnectorError::Transient(format!(
+                    "no answer within {} s",
+                    self.options.call_timeout.as_secs_f64()
+                ))),
+            };
+        if let Err(e) = self.record(&item, verdict) {
+            // The item stays pending and is sent again: every push carries an
+            // idempotency key, and deliveries a stable delivery id.
+            tracing::warn!(account = %self.account, item = %item.id, error = %e, "recording an outbox outcome failed");
+        }
+        true
+    }
+
+    fn limiter(&mut self, kind: &str) -> &Limiter {
+        if !self.limiters.contains_key(kind) {
+            let limit = self.sender.rate_limit(kind);
+            let o = &self.options;
+            let l = Limiter::new(limit, o.rate_safety, o.burst_share, o.hint_low_water);
+            self.limiters.insert(kind.to_owned(), l);
+        }
+        &self.limiters[kind]
+    }
+
+    fn record(&mut self, item: &OutboxItem, verdict: Verdict) -> Result<(), StoreError> {
+        let now = Utc::now();
+        match verdict {
+            Verdict::Done(follow_up) => {
+                self.account_backoff.reset();
+                self.store.outbox_complete(&item.id)?;
+                OutboxMetrics::add(&self.metrics.sent);
+                tracing::debug!(account = %self.account, item = %item.id, kind = %item.kind, "sent");
+                if let Some(f) = follow_up {
+                    f()?;
+                }
+            }
+            Verdict::Again { after, note } => {
+                self.account_backoff.reset();
+                // A channel whose level keeps moving under us is not raced
+                // at full speed: after a few tries the item backs off.
+                let after = if item.attempts < AGAIN_AT_ONCE {
+                    after
+                } else {
+                    let o = &self.options;
+                    after.max(item_delay(
+                        o.initial_backoff,
+                        o.max_backoff,
+                        item.attempts - AGAIN_AT_ONCE,
+                        None,
+                    ))
+                };
+                let at = now + chrono::Duration::from_std(after).unwrap_or_default();
+                self.store.outbox_reschedule(&item.id, at, &note)?;
+                tracing::debug!(account = %self.account, item = %item.id, %note, "sending again");
+            }
+            Verdict::Dead(reason) => self.kill(item, &reason)?,
+            Verdict::Failed(error) => match classify(&error) {
+                Action::Dead(reason) => self.kill(item, &reason)?,
+                Action::Retry { .. }
+                    if item.attempts.saturating_add(1) >= self.options.max_attempts =>
+                {
+                    let reason = format!("gave up after {} attempts: {error}", item.attempts + 1);
+                    self.kill(item, &reason)?;
+                }
+                Action::Retry {
+                    retry_after,
+                    rate_limited,
+                } => {
+                    let own = item_delay(
+                        self.options.initial_backoff,
+                        self.options.max_backoff,
+                        item.attempts,
+                        retry_after,
+                    );
+                    // The account as a whole slows down while its calls fail,
+                    // so a channel that is down is not hit once per item.
+                    let account = self.account_backoff.next_delay(retry_after);
+                    let delay = own.max(account);
+                    self.paused_until = Some(tokio::time::Instant::now() + account);
+                    OutboxMetrics::add(&self.metrics.retried);
+                    if rate_limited {
+                        OutboxMetrics::add(&self.metrics.rate_limited);
+                    }
+                    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    self.store
+                        .outbox_reschedule(&item.id, at, &error.to_string())?;
+                    tracing::info!(account = %self.account, item = %item.id, kind = %item.kind, class = error.class(), retry_in_ms = delay.as_millis() as u64, error = %error, "outbound call failed; will retry");
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn kill(&self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
+        self.store.outbox_kill(&item.id, reason)?;
+        OutboxMetrics::add(&self.metrics.dead);
+        tracing::warn!(account = %self.account, item = %item.id, kind = %item.kind, reason, "outbound item is a dead letter");
+        Ok(())
+    }
+}

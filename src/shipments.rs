@@ -1,0 +1,377 @@
+//! Shipments: `switchyard ship` and `POST /api/v1/shipments` record that
+//! (part of) an order left the warehouse, and the tracking push to the
+//! order's channel is queued in the same transaction.
+//!
+//! - Without lines the shipment covers everything not yet shipped; with
+//!   lines (`SKU=QTY`) each SKU's quantity is taken from the order's lines
+//!   with that SKU, in order, up to what each has left.
+//! - The order becomes `shipped` when every line is fully shipped, else
+//!   `partially_shipped`; `shipped_quantity` and `shipments` follow.
+//! - Idempotent on (order, tracking number): the same tracking number again
+//!   changes nothing and queues nothing.
+//! - An unknown order or SKU, a cancelled order, a quantity of zero or above
+//!   what is left, or nothing left to ship is refused with a clear error, and
+//!   nothing is written.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use switchyard_contract::{
+    Connector, OrderStatus, Shipment, ShipmentLine, TrackingPush, TrackingResult,
+};
+
+use crate::outbox::{Outbound, PUSH_TRACKING, Verdict};
+use crate::store::{
+    NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
+};
+
+/// A shipment as `POST /api/v1/shipments` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentRequest {
+    pub order_id: String,
+    pub carrier: String,
+    pub tracking_number: String,
+    #[serde(default)]
+    pub tracking_url: Option<String>,
+    #[serde(default)]
+    pub shipped_at: Option<DateTime<Utc>>,
+    /// None: the whole order (everything not yet shipped).
+    #[serde(default)]
+    pub lines: Option<Vec<ShipLine>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipLine {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+/// Parses a `--line SKU=QTY` argument.
+pub fn parse_line_arg(arg: &str) -> Result<ShipLine, String> {
+    let Some((sku, qty)) = arg.rsplit_once('=') else {
+        return Err(format!(
+            "--line {arg:?}: expected SKU=QTY, e.g. --line MUG-RED=2"
+        ));
+    };
+    let sku = sku.trim();
+    if sku.is_empty() {
+        return Err(format!(
+            "--line {arg:?}: the SKU is empty; expected SKU=QTY"
+        ));
+    }
+    let quantity = qty
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("--line {arg:?}: {qty:?} is not a whole number of units"))?;
+    Ok(ShipLine {
+        sku: sku.to_owned(),
+        quantity,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShipOutcome {
+    Recorded {
+        status: OrderStatus,
+        shipment: Shipment,
+        /// Await `store.flushed(seq)` (or `flush_blocking`) before acknowledging.
+        seq: u64,
+    },
+    /// The order already has a shipment with this tracking number: nothing changed.
+    AlreadyRecorded { status: OrderStatus },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error(
+        "no order {0:?}; ids look like \"<account>:<channel order id>\" (see `switchyard orders list`)"
+    )]
+    UnknownOrder(String),
+    /// The shipment does not fit the order; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("order {0} kept changing while the shipment was recorded; try again")]
+    Contended(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ShipError {
+    /// Whether the caller sent something wrong (HTTP 4xx) rather than the store failing.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(self, ShipError::UnknownOrder(_) | ShipError::Invalid(_))
+    }
+}
+
+/// The tracking push of one shipment.
+pub fn tracking_item(
+    order: &StoredOrder,
+    tracking_number: &str,
+    now: DateTime<Utc>,
+) -> NewOutboxItem {
+    NewOutboxItem {
+        account: order.order.account.clone(),
+        kind: PUSH_TRACKING.to_owned(),
+        coalesce_key: None,
+        payload: json!({ "order_id": order.order.id, "tracking_number": tracking_number }),
+        not_before: now,
+    }
+}
+
+/// Applies a shipment to a copy of the order: the new stored order and the
+/// shipment, or why it does not fit. Pure.
+pub fn apply_shipment(
+    stored: &StoredOrder,
+    req: &ShipmentRequest,
+    now: DateTime<Utc>,
+) -> Result<(StoredOrder, Shipment), ShipError> {
+    let id = &stored.order.id;
+    let carrier = req.carrier.trim();
+    let tracking = req.tracking_number.trim();
+    if carrier.is_empty() {
+        return Err(ShipError::Invalid(
+            "the carrier is empty; give --carrier (e.g. ups)".into(),
+        ));
+    }
+    if tracking.is_empty() {
+        return Err(ShipError::Invalid(
+            "the tracking number is empty; give --tracking".into(),
+        ));
+    }
+    if stored.order.status == OrderStatus::Cancelled {
+        return Err(ShipError::Invalid(format!(
+            "order {id} is cancelled; nothing to ship"
+        )));
+    }
+    let order = &stored.order;
+    let left = |i: usize| {
+        order.lines[i]
+            .quantity
+            .saturating_sub(order.lines[i].shipped_quantity)
+    };
+    // (line index, quantity) to ship.
+    let mut take: Vec<(usize, u32)> = Vec::new();
+    match &req.lines {
+        None => {
+            for i in 0..order.lines.len() {
+                if left(i) > 0 {
+                    take.push((i, left(i)));
+                }
+            }
+            if take.is_empty() {
+                return Err(ShipError::Invalid(format!(
+                    "order {id} is already fully shipped"
+                )));
+            }
+        }
+        Some(lines) => {
+            if lines.is_empty() {
+                return Err(ShipError::Invalid(
+                    "no lines given; leave lines out to ship the whole order".into(),
+                ));
+            }
+            let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut problems = Vec::new();
+            for l in lines {
+                if l.quantity == 0 {
+                    problems.push(format!("{}: quantity must be at least 1", l.sku));
+                }
+                *wanted.entry(l.sku.trim()).or_insert(0) += u64::from(l.quantity);
+            }
+            for (sku, &qty) in &wanted {
+                let idx: Vec<usize> = (0..order.lines.len())
+                    .filter(|&i| order.lines[i].sku.as_deref() == Some(*sku))
+                    .collect();
+                if idx.is_empty() {
+                    let known: Vec<&str> = order
+                        .lines
+                        .iter()
+                        .filter_map(|l| l.sku.as_deref())
+                        .collect();
+                    problems.push(format!(
+                        "order {id} has no line with sku {sku} (its skus: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ));
+                    continue;
+                }
+                let remaining: u64 = idx.iter().map(|&i| u64::from(left(i))).sum();
+                if qty > remaining {
+                    problems.push(format!(
+                        "{sku}: {qty} to ship but only {remaining} left to ship on order {id}"
+                    ));
+                    continue;
+                }
+                let mut rest = qty;
+                for &i in &idx {
+                    if rest == 0 {
+                        break;
+                    }
+                    let n = u64::from(left(i)).min(rest);
+                    if n > 0 {
+                        take.push((i, n as u32));
+                        rest -= n;
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                return Err(ShipError::Invalid(problems.join("; ")));
+            }
+            take.sort_unstable();
+        }
+    }
+    let mut next = stored.clone();
+    let mut ship_lines = Vec::with_capacity(take.len());
+    for (i, n) in take {
+        let line = &mut next.order.lines[i];
+        line.shipped_quantity += n;
+        ship_lines.push(ShipmentLine {
+            line_id: line.line_id.clone(),
+            sku: line.sku.clone(),
+            quantity: n,
+        });
+    }
+    let shipment = Shipment {
+        carrier: carrier.to_owned(),
+        tracking_number: tracking.to_owned(),
+        tracking_url: req.tracking_url.clone().filter(|u| !u.trim().is_empty()),
+        shipped_at: Some(req.shipped_at.unwrap_or(now)),
+        lines: ship_lines,
+    };
+    next.order.shipments.push(shipment.clone());
+    next.local_shipments.push(shipment.tracking_number.clone());
+    next.order.status = if next
+        .order
+        .lines
+        .iter()
+        .all(|l| l.shipped_quantity >= l.quantity)
+    {
+        OrderStatus::Shipped
+    } else {
+        OrderStatus::PartiallyShipped
+    };
+    Ok((next, shipment))
+}
+
+/// Records a shipment and queues its tracking push, in one transaction.
+/// Returns once written (not yet flushed: see `ShipOutcome::Recorded::seq`).
+pub fn record(
+    store: &Store,
+    outbound: &Outbound,
+    req: &ShipmentRequest,
+    now: DateTime<Utc>,
+) -> Result<ShipOutcome, ShipError> {
+    let tracking = req.tracking_number.trim();
+    for _ in 0..8 {
+        let stored = store
+            .get_order(&req.order_id)?
+            .ok_or_else(|| ShipError::UnknownOrder(req.order_id.clone()))?;
+        if !tracking.is_empty()
+            && stored
+                .order
+                .shipments
+                .iter()
+                .any(|s| s.tracking_number.trim() == tracking)
+        {
+            return Ok(ShipOutcome::AlreadyRecorded {
+                status: stored.order.status,
+            });
+        }
+        let (next, shipment) = apply_shipment(&stored, req, now)?;
+        let status = next.order.status;
+        let item = tracking_item(&stored, &shipment.tracking_number, now);
+        let detail = format!(
+            "{} {}: {} ({})",
+            shipment.carrier,
+            shipment.tracking_number,
+            shipment
+                .lines
+                .iter()
+                .map(|l| format!("{} x{}", l.sku.as_deref().unwrap_or(&l.line_id), l.quantity))
+                .collect::<Vec<_>>()
+                .join(", "),
+            status
+        );
+        let mut batch = WriteBatch::new(now);
+        batch.orders.push(OrderWrite::Local {
+            order: next,
+            expected_revision: stored.revision,
+            kind: "shipment".to_owned(),
+            detail,
+            outbox: vec![item.clone()],
+        });
+        match store.apply(batch) {
+            Ok(report) => {
+                outbound.wakers.wake_items(std::slice::from_ref(&item));
+                return Ok(ShipOutcome::Recorded {
+                    status,
+                    shipment,
+                    seq: report.seq,
+                });
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ShipError::Contended(req.order_id.clone()))
+}
+
+/// Sends one `push_tracking` item: the order and its shipment are read now.
+pub async fn send_tracking<C: Connector>(
+    store: &Store,
+    connector: &C,
+    item: &OutboxItem,
+) -> Verdict {
+    let field = |k: &str| {
+        item.payload
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let (Some(order_id), Some(tracking)) = (field("order_id"), field("tracking_number")) else {
+        return Verdict::Dead(format!(
+            "payload needs order_id and tracking_number: {}",
+            item.payload
+        ));
+    };
+    let stored = match store.get_order(&order_id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Verdict::Dead(format!("order {order_id} is no longer in the store")),
+        Err(e) => {
+            return Verdict::Failed(switchyard_contract::ConnectorError::Transient(format!(
+                "store: {e}"
+            )));
+        }
+    };
+    let Some(shipment) = stored
+        .order
+        .shipments
+        .iter()
+        .find(|s| s.tracking_number == tracking)
+        .cloned()
+    else {
+        return Verdict::Dead(format!(
+            "order {order_id} has no shipment with tracking number {tracking}"
+        ));
+    };
+    let push = TrackingPush {
+        idempotency_key: format!("switchyard:{order_id}:{tracking}"),
+        order: stored.order,
+        shipment,
+    };
+    match connector.push_tracking(&push).await {
+        Ok(TrackingResult::Created { channel_ref })
+        | Ok(TrackingResult::AlreadyThere { channel_ref }) => {
+            tracing::info!(order = %order_id, tracking = %tracking, channel_ref = channel_ref.as_deref().unwrap_or("-"), "tracking pushed");
+            Verdict::Done(None)
+        }
+        Err(e) => Verdict::Failed(e),
+    }
+}

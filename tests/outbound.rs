@@ -1,0 +1,1265 @@
+//! The outbound half of the loop, driven against local test servers on
+//! 127.0.0.1: outbox workers under a channel's rate limit, faults and dead
+//! letters, the oversell guard, shipments and destination deliveries.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use switchyard::config::{DestinationConfig, DestinationKind, Secret};
+use switchyard::deliver;
+use switchyard::ingest::{Ingest, LiveRules, Source};
+use switchyard::inventory::{self, DriftOptions, StockTarget, StockTargets, StockUpdate};
+use switchyard::outbox::{self, ChannelSender, Outbound, OutboxOptions, Worker};
+use switchyard::rules::{RuleSet, parse_rules};
+use switchyard::shipments::{self, ShipError, ShipLine, ShipOutcome, ShipmentRequest};
+use switchyard::store::{OrderWrite, OutboxState, Store, StoreOptions, WriteBatch};
+use switchyard_contract::connector::{Operation, RateLimit};
+use switchyard_contract::*;
+use tokio::sync::watch;
+
+// --- a test channel: inventory and tracking over HTTP -------------------------
+
+/// A token bucket like a channel's: `burst` requests, refilled at `rate`/s.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: u32) -> Self {
+        Bucket {
+            rate,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            at: Instant::now(),
+        }
+    }
+
+    /// Ok, or the seconds until a token is there.
+    fn take(&mut self) -> Result<(), f64> {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((1.0 - self.tokens) / self.rate)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    TooMany { retry_after: &'static str },
+    Status(u16),
+    Delay(Duration),
+}
+
+#[derive(Default)]
+struct ChannelState {
+    levels: HashMap<String, u32>,
+    not_listed: HashSet<String>,
+    /// SKUs answered with a permanent 400.
+    reject: HashSet<String>,
+    bucket: Option<Bucket>,
+    /// By inventory request number (1-based).
+    faults: HashMap<usize, Fault>,
+    inventory_requests: usize,
+    /// Requests that set a level.
+    sets: usize,
+    too_many: usize,
+    keys: Vec<String>,
+    tracking: Vec<Value>,
+}
+
+#[derive(Clone, Default)]
+struct Channels(Arc<Mutex<HashMap<String, ChannelState>>>);
+
+impl Channels {
+    fn with<R>(&self, account: &str, f: impl FnOnce(&mut ChannelState) -> R) -> R {
+        let mut map = self.0.lock().unwrap();
+        f(map.entry(account.to_owned()).or_default())
+    }
+
+    fn level(&self, account: &str, sku: &str) -> Option<u32> {
+        self.with(account, |c| c.levels.get(sku).copied())
+    }
+}
+
+async fn inventory_route(
+    State(ch): State<Channels>,
+    UrlPath(account): UrlPath<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let sku = body["sku"].as_str().unwrap_or_default().to_owned();
+    let quantity = body["quantity"].as_u64().unwrap_or_default() as u32;
+    let last = body["last_confirmed"].as_u64().map(|v| v as u32);
+    let (fault, answer) = ch.with(&account, |c| {
+        c.inventory_requests += 1;
+        if let Some(b) = &mut c.bucket
+            && let Err(wait) = b.take()
+        {
+            c.too_many += 1;
+            return (
+                None,
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", format!("{wait:.3}"))],
+                    "slow down".to_owned(),
+                )
+                    .into_response(),
+            );
+        }
+        if let Some(f) = c.faults.get(&c.inventory_requests).cloned() {
+            match f {
+                Fault::TooMany { retry_after } => {
+                    c.too_many += 1;
+                    return (
+                        None,
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [("retry-after", retry_after.to_owned())],
+                            "slow down",
+                        )
+                            .into_response(),
+                    );
+                }
+                Fault::Status(s) => {
+                    return (
+                        None,
+                        (StatusCode::from_u16(s).unwrap(), "injected").into_response(),
+                    );
+                }
+                Fault::Delay(d) => return (Some(d), StatusCode::OK.into_response()),
+            }
+        }
+        if c.reject.contains(&sku) {
+            return (
+                None,
+                (StatusCode::BAD_REQUEST, format!("sku {sku} is blocked")).into_response(),
+            );
+        }
+        if c.not_listed.contains(&sku) {
+            return (
+                None,
+                (StatusCode::NOT_FOUND, "no such listing").into_response(),
+            );
+        }
+        if let (Some(last), Some(&current)) = (last, c.levels.get(&sku))
+            && last != current
+        {
+            return (
+                None,
+                (
+                    StatusCode::CONFLICT,
+                    axum::Json(json!({ "current": current })),
+                )
+                    .into_response(),
+            );
+        }
+        c.levels.insert(sku.clone(), quantity);
+        c.sets += 1;
+        c.keys
+            .push(body["key"].as_str().unwrap_or_default().to_owned());
+        (
+            None,
+            axum::Json(json!({ "quantity": quantity, "ref": format!("item-{sku}") }))
+                .into_response(),
+        )
+    });
+    if let Some(d) = fault {
+        // Longer than the client waits: a timeout. Nothing is applied.
+        tokio::time::sleep(d).await;
+        return (StatusCode::SERVICE_UNAVAILABLE, "too late").into_response();
+    }
+    answer
+}
+
+async fn tracking_route(
+    State(ch): State<Channels>,
+    UrlPath(account): UrlPath<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    ch.with(&account, |c| c.tracking.push(body));
+    axum::Json(json!({ "id": "F1" })).into_response()
+}
+
+/// A loopback HTTP server that stops when dropped.
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn serve(router: axum::Router) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Server {
+        url,
+        stop: Some(tx),
+    }
+}
+
+async fn channel_server(ch: &Channels) -> Server {
+    serve(
+        axum::Router::new()
+            .route("/{account}/inventory", post(inventory_route))
+            .route("/{account}/tracking", post(tracking_route))
+            .with_state(ch.clone()),
+    )
+    .await
+}
+
+/// The connector of the test channel.
+struct TestChannel {
+    base: String,
+    http: reqwest::Client,
+    limit: RateLimit,
+}
+
+impl TestChannel {
+    fn new(server: &Server, account: &str, limit: RateLimit, timeout: Duration) -> Self {
+        TestChannel {
+            base: format!("{}/{account}", server.url),
+            http: reqwest::Client::builder().timeout(timeout).build().unwrap(),
+            limit,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<(u16, Value), ConnectorError> {
+        let resp = self
+            .http
+            .post(format!("{}/{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(switchyard_contract::error::parse_retry_after);
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        match status {
+            200 | 404 | 409 => Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null))),
+            s => Err(ConnectorError::from_status(s, retry_after, text)),
+        }
+    }
+}
+
+impl Connector for TestChannel {
+    fn channel(&self) -> Channel {
+        Channel::Shopify
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            poll: false,
+            webhooks: false,
+            push_inventory: true,
+            push_tracking: true,
+        }
+    }
+
+    fn rate_limit(&self, _op: Operation) -> RateLimit {
+        self.limit
+    }
+
+    async fn check(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn poll_orders(
+        &self,
+        _cursor: Option<&Cursor>,
+        _since: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> Result<OrderPage, ConnectorError> {
+        Err(ConnectorError::Config("no polling here".into()))
+    }
+
+    async fn fetch_orders(&self, _ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
+        Ok(vec![])
+    }
+
+    fn verify_webhook(&self, _req: &WebhookRequest) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Auth("no webhooks here".into()))
+    }
+
+    fn parse_webhook(&self, _req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
+        Err(ConnectorError::Auth("no webhooks here".into()))
+    }
+
+    fn push_inventory(
+        &self,
+        push: &InventoryPush,
+    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send {
+        let body = json!({ "sku": push.sku, "quantity": push.quantity, "last_confirmed": push.last_confirmed, "key": push.idempotency_key });
+        async move {
+            let (status, v) = self.post("inventory", body).await?;
+            Ok(match status {
+                404 => InventoryResult::NotListed,
+                409 => InventoryResult::Conflict {
+                    current: v["current"].as_u64().unwrap_or_default() as u32,
+                },
+                _ => InventoryResult::Set {
+                    quantity: v["quantity"].as_u64().unwrap_or_default() as u32,
+                    listing_ref: v["ref"].as_str().map(str::to_owned),
+                },
+            })
+        }
+    }
+
+    fn push_tracking(
+        &self,
+        push: &TrackingPush,
+    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send {
+        let body = json!({ "order": push.order.id, "tracking": push.shipment.tracking_number, "carrier": push.shipment.carrier, "lines": push.shipment.lines, "key": push.idempotency_key });
+        async move {
+            self.post("tracking", body).await?;
+            Ok(TrackingResult::Created {
+                channel_ref: Some("F1".into()),
+            })
+        }
+    }
+}
+
+// --- helpers --------------------------------------------------------------------
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    (dir, store)
+}
+
+fn fast_options() -> OutboxOptions {
+    OutboxOptions {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        call_timeout: Duration::from_secs(5),
+        idle_rescan: Duration::from_millis(20),
+        ..OutboxOptions::default()
+    }
+}
+
+const UNLIMITED: RateLimit = RateLimit {
+    per_second: f64::INFINITY,
+    burst: 1,
+};
+
+fn targets(accounts: &[&str]) -> StockTargets {
+    StockTargets::new(
+        accounts
+            .iter()
+            .map(|a| StockTarget {
+                account: a.to_string(),
+                buffer: 0,
+            })
+            .collect(),
+    )
+}
+
+/// Runs channel workers until the returned sender is told to stop.
+struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(
+        store: &Store,
+        outbound: &Outbound,
+        channels: Vec<(&str, TestChannel)>,
+        options: OutboxOptions,
+    ) -> Workers {
+        let (stop, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (account, connector) in channels {
+            let sender = ChannelSender {
+                account: account.to_owned(),
+                buffer: outbound.stock.buffer(account).unwrap_or(0),
+                connector: Arc::new(connector),
+                store: store.clone(),
+                outbound: outbound.clone(),
+            };
+            let w = Worker::new(
+                account.to_owned(),
+                sender,
+                store.clone(),
+                outbound,
+                options.clone(),
+                rx.clone(),
+            );
+            tasks.push(tokio::spawn(w.run()));
+        }
+        Workers { stop, tasks }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("workers stop promptly")
+                .unwrap();
+        }
+    }
+}
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn set(store: &Store, outbound: &Outbound, sku: &str, available: i64) {
+    inventory::set_levels(
+        store,
+        outbound,
+        &[StockUpdate {
+            sku: sku.into(),
+            available,
+        }],
+        Utc::now(),
+    )
+    .unwrap();
+}
+
+fn pending(store: &Store) -> Vec<switchyard::store::OutboxItem> {
+    store.outbox_list(false).unwrap()
+}
+
+/// An order on `account` with the given (sku, quantity) lines.
+fn order_on(
+    account: &str,
+    n: u32,
+    lines: &[(&str, u32)],
+    updated: DateTime<Utc>,
+    total: &str,
+) -> Order {
+    let mut o = common::order(n, updated, total);
+    o.id = Order::make_id(account, &n.to_string());
+    o.account = account.into();
+    o.lines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (sku, qty))| Line {
+            line_id: format!("{n}-{i}"),
+            sku: Some(sku.to_string()),
+            title: sku.to_string(),
+            quantity: *qty,
+            unit_price: "5.00".parse().unwrap(),
+            total: "5.00".parse().unwrap(),
+            shipped_quantity: 0,
+        })
+        .collect();
+    o
+}
+
+fn ingest_order(ingest: &Ingest, o: &Order) {
+    ingest
+        .ingest(
+            &o.account.clone(),
+            vec![common::normalized(o.clone())],
+            Source::Fetch,
+            Utc::now(),
+        )
+        .unwrap();
+}
+
+// --- tests ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_stock_changes_stay_under_the_rate_limit_and_coalesce() {
+    let (_dir, store) = store();
+    let ch = Channels::default();
+    // The channel's published limit, enforced by the server as a token bucket.
+    let limit = RateLimit {
+        per_second: 100.0,
+        burst: 10,
+    };
+    ch.with("shop", |c| {
+        c.bucket = Some(Bucket::new(limit.per_second, limit.burst))
+    });
+    let server = channel_server(&ch).await;
+    let outbound = Outbound::new(targets(&["shop"]));
+    let workers = Workers::start(
+        &store,
+        &outbound,
+        vec![(
+            "shop",
+            TestChannel::new(&server, "shop", limit, Duration::from_secs(5)),
+        )],
+        OutboxOptions {
+            idle_rescan: Duration::from_millis(20),
+            ..OutboxOptions::default()
+        },
+    );
+
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    let started = Instant::now();
+    for i in 0..1000u32 {
+        let sku = format!("SKU-{:03}", i % 200);
+        let value = i64::from((i * 7919) % 97);
+        set(&store, &outbound, &sku, value);
+        last.insert(sku, value);
+        if i % 5 == 4 {
+            // Spread the changes over a while, as a merchant's edits would be.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let spread = started.elapsed();
+    store.flush().await.unwrap();
+    eventually(
+        "every SKU at its last value",
+        Duration::from_secs(60),
+        || {
+            last.iter()
+                .all(|(sku, v)| ch.level("shop", sku) == Some(*v as u32))
+        },
+    )
+    .await;
+    eventually("the outbox to drain", Duration::from_secs(10), || {
+        pending(&store).is_empty()
+    })
+    .await;
+    workers.stop().await;
+
+    let (sets, requests, too_many) =
+        ch.with("shop", |c| (c.sets, c.inventory_requests, c.too_many));
+    println!(
+        "1000 changes over 200 SKUs: {requests} requests, {sets} sets, {too_many} answered 429"
+    );
+    assert_eq!(too_many, 0, "no request above the channel's limit");
+    // Coalescing: one call per SKU for its newest level, plus at most what
+    // the limit allowed while the changes were still coming in.
+    let bound = 200 + (spread.as_secs_f64() * limit.per_second).ceil() as usize + 10;
+    assert!(
+        requests <= bound.min(999),
+        "coalescing: {requests} calls for 1000 changes made over {spread:?}"
+    );
+    for (sku, v) in &last {
+        let level = store.stock_get(sku).unwrap().unwrap();
+        assert_eq!(level.available, *v);
+        assert_eq!(level.channels["shop"].pushed, *v as u32, "{sku}");
+    }
+    // What the channel told us about its listing is remembered.
+    assert_eq!(
+        store.listing_ref("shop", "SKU-000").unwrap().as_deref(),
+        Some("item-SKU-000")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_and_a_permanent_400_is_a_dead_letter_until_retried() {
+    let (_dir, store) = store();
+    let ch = Channels::default();
+    ch.with("shop", |c| {
+        c.faults = HashMap::from([
+            (
+                1,
+                Fault::TooMany {
+                    retry_after: "0.05",
+                },
+            ),
+            (3, Fault::Status(500)),
+            (5, Fault::Delay(Duration::from_millis(800))),
+            (7, Fault::Status(503)),
+            (9, Fault::TooMany { retry_after: "0" }),
+            (12, Fault::Status(502)),
+        ]);
+        c.reject.insert("BAD-1".into());
+        c.not_listed.insert("ELSEWHERE".into());
+    });
+    let server = channel_server(&ch).await;
+    let outbound = Outbound::new(targets(&["shop"]));
+    let workers = Workers::start(
+        &store,
+        &outbound,
+        // Times out the delayed request.
+        vec![(
+            "shop",
+            TestChannel::new(&server, "shop", UNLIMITED, Duration::from_millis(300)),
+        )],
+        fast_options(),
+    );
+    let mut updates: Vec<StockUpdate> = (0..20)
+        .map(|i| StockUpdate {
+            sku: format!("OK-{i:02}"),
+            available: i,
+        })
+        .collect();
+    updates.push(StockUpdate {
+        sku: "BAD-1".into(),
+        available: 4,
+    });
+    updates.push(StockUpdate {
+        sku: "ELSEWHERE".into(),
+        available: 9,
+    });
+    let w = inventory::set_levels(&store, &outbound, &updates, Utc::now()).unwrap();
+    store.flushed(w.seq).await.unwrap();
+
+    eventually(
+        "the transient failures to be overcome",
+        Duration::from_secs(20),
+        || (0..20).all(|i| ch.level("shop", &format!("OK-{i:02}")) == Some(i as u32)),
+    )
+    .await;
+    eventually(
+        "the 400 to be a dead letter",
+        Duration::from_secs(10),
+        || store.outbox_list(true).unwrap().len() == 1,
+    )
+    .await;
+    eventually("nothing else pending", Duration::from_secs(10), || {
+        pending(&store).is_empty()
+    })
+    .await;
+    let dead = store.outbox_list(true).unwrap().remove(0);
+    assert_eq!(dead.state, OutboxState::Dead);
+    assert_eq!(dead.payload["sku"], "BAD-1");
+    let reason = dead.last_error.clone().unwrap();
+    assert!(
+        reason.contains("HTTP 400") && reason.contains("sku BAD-1 is blocked"),
+        "{reason}"
+    );
+    assert_eq!(ch.level("shop", "BAD-1"), None);
+    // The SKU the channel does not list is skipped, and remembered as such.
+    assert_eq!(ch.level("shop", "ELSEWHERE"), None);
+    assert!(matches!(
+        inventory::listing(&store, "shop", "ELSEWHERE", Utc::now()).unwrap(),
+        inventory::Listing::NotListed { .. }
+    ));
+    let too_many = ch.with("shop", |c| c.too_many);
+    assert_eq!(too_many, 2, "only the injected 429s");
+
+    // The channel is fixed; a person retries the dead letter.
+    ch.with("shop", |c| c.reject.clear());
+    store.outbox_retry(&dead.id, Utc::now()).unwrap();
+    outbound.wakers.wake("shop");
+    eventually(
+        "the retried push to arrive",
+        Duration::from_secs(10),
+        || ch.level("shop", "BAD-1") == Some(4),
+    )
+    .await;
+    eventually(
+        "the retried item to complete",
+        Duration::from_secs(10),
+        || store.outbox_list(true).unwrap().is_empty() && pending(&store).is_empty(),
+    )
+    .await;
+    workers.stop().await;
+    // A later change of the unlisted SKU queues nothing for that account.
+    set(&store, &outbound, "ELSEWHERE", 3);
+    assert!(pending(&store).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_for_the_last_unit_on_one_channel_zeroes_the_others() {
+    let (_dir, store) = store();
+    let ch = Channels::default();
+    let server = channel_server(&ch).await;
+    let outbound = Outbound::new(targets(&["shop-a", "shop-b"]));
+    let ingest = Ingest::new(store.clone(), LiveRules::default()).with_outbound(outbound.clone());
+    let connectors = || {
+        vec![
+            (
+                "shop-a",
+                TestChannel::new(&server, "shop-a", UNLIMITED, Duration::from_secs(5)),
+            ),
+            (
+                "shop-b",
+                TestChannel::new(&server, "shop-b", UNLIMITED, Duration::from_secs(5)),
+            ),
+        ]
+    };
+    let workers = Workers::start(&store, &outbound, connectors(), fast_options());
+    set(&store, &outbound, "LAST", 1);
+    set(&store, &outbound, "PLENTY", 10);
+    eventually("both channels at 1", Duration::from_secs(10), || {
+        ch.level("shop-a", "LAST") == Some(1) && ch.level("shop-b", "LAST") == Some(1)
+    })
+    .await;
+    eventually("the outbox to drain", Duration::from_secs(10), || {
+        pending(&store).is_empty()
+    })
+    .await;
+    workers.stop().await;
+
+    // Channel A sells the last unit (and lowers its own count).
+    ch.with("shop-a", |c| c.levels.insert("LAST".into(), 0));
+    let sale = order_on(
+        "shop-a",
+        1,
+        &[("LAST", 1), ("PLENTY", 2), ("UNTRACKED", 1)],
+        common::at(9, 0),
+        "15.00",
+    );
+    ingest_order(&ingest, &sale);
+
+    // In the transaction that stored the order: the unit is reserved and the
+    // push to B is queued, before any worker runs.
+    assert_eq!(store.stock_get("LAST").unwrap().unwrap().available, 0);
+    assert_eq!(store.stock_get("PLENTY").unwrap().unwrap().available, 8);
+    assert!(
+        store.stock_get("UNTRACKED").unwrap().is_none(),
+        "SKUs without a central level are left alone"
+    );
+    let queued: Vec<(String, String)> = pending(&store)
+        .iter()
+        .map(|i| {
+            (
+                i.account.clone(),
+                i.payload["sku"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        queued.contains(&("shop-b".into(), "LAST".into())),
+        "{queued:?}"
+    );
+    assert!(
+        queued.contains(&("shop-a".into(), "LAST".into())),
+        "{queued:?}"
+    );
+
+    let workers = Workers::start(&store, &outbound, connectors(), fast_options());
+    eventually("B at 0", Duration::from_secs(10), || {
+        ch.level("shop-b", "LAST") == Some(0)
+    })
+    .await;
+    eventually("the outbox to drain", Duration::from_secs(10), || {
+        pending(&store).is_empty()
+    })
+    .await;
+    let level = store.stock_get("LAST").unwrap().unwrap();
+    assert_eq!(level.channels["shop-b"].pushed, 0);
+    // A had already counted its own sale: the compare-and-set saw it and kept it.
+    assert_eq!(ch.level("shop-a", "LAST"), Some(0));
+    assert_eq!(level.channels["shop-a"].pushed, 0);
+    assert_eq!(ch.level("shop-b", "PLENTY"), Some(8));
+
+    // A cancellation gives the units back, once.
+    let mut cancelled = sale.clone();
+    cancelled.status = OrderStatus::Cancelled;
+    cancelled.updated_at = common::at(9, 30);
+    ingest_order(&ingest, &cancelled);
+    ingest_order(&ingest, &cancelled);
+    let mut again = cancelled.clone();
+    again.updated_at = common::at(9, 45);
+    again.tags.push("refunded".into());
+    ingest_order(&ingest, &again);
+    assert_eq!(store.stock_get("LAST").unwrap().unwrap().available, 1);
+    assert_eq!(store.stock_get("PLENTY").unwrap().unwrap().available, 10);
+    eventually("B back at 1", Duration::from_secs(10), || {
+        ch.level("shop-b", "LAST") == Some(1)
+    })
+    .await;
+    // The same order arriving again reserves nothing more.
+    let stale = sale.clone();
+    ingest_order(&ingest, &stale);
+    assert_eq!(store.stock_get("LAST").unwrap().unwrap().available, 1);
+    workers.stop().await;
+}
+
+#[tokio::test]
+async fn buffers_hold_back_units_and_drift_repair_reasserts_levels() {
+    let (_dir, store) = store();
+    let outbound = Outbound::new(StockTargets::new(vec![
+        StockTarget {
+            account: "shop-a".into(),
+            buffer: 2,
+        },
+        StockTarget {
+            account: "shop-b".into(),
+            buffer: 0,
+        },
+    ]));
+    set(&store, &outbound, "MUG", 3);
+    set(&store, &outbound, "TEE", 1);
+    // Nothing was pushed yet: drift repair folds into the pending pushes.
+    let mut cursor = None;
+    let opts = DriftOptions {
+        max_queued_per_tick: 3,
+        ..DriftOptions::default()
+    };
+    assert_eq!(
+        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, Utc::now()).unwrap(),
+        3
+    );
+    assert_eq!(pending(&store).len(), 4, "coalesced into the queued pushes");
+    for i in pending(&store) {
+        store.outbox_complete(&i.id).unwrap();
+    }
+    let now = Utc::now();
+    let pushed = |sku: &str, account: &str, pushed: u32, at: DateTime<Utc>| {
+        let mut b = WriteBatch::new(now);
+        b.stock.push(switchyard::store::StockChange::Pushed {
+            sku: sku.into(),
+            account: account.into(),
+            pushed,
+            at,
+        });
+        store.apply(b).unwrap();
+    };
+    // What each channel should show: A holds back 2 units.
+    assert_eq!(inventory::desired_level(3, 2), 1);
+    pushed("MUG", "shop-a", 1, now);
+    pushed("MUG", "shop-b", 3, now);
+    pushed("TEE", "shop-a", 0, now);
+    // B shows a wrong level, confirmed long ago.
+    pushed("TEE", "shop-b", 5, now - chrono::Duration::hours(1));
+    let opts = DriftOptions::default();
+    assert_eq!(
+        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, now).unwrap(),
+        1
+    );
+    let queued = pending(&store);
+    assert_eq!(
+        (
+            queued[0].account.as_str(),
+            queued[0].payload["sku"].as_str()
+        ),
+        ("shop-b", Some("TEE"))
+    );
+    store.outbox_complete(&queued[0].id).unwrap();
+    // Everything right and fresh: nothing to do; a day later everything is re-asserted.
+    pushed("TEE", "shop-b", 1, now);
+    assert_eq!(
+        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, now).unwrap(),
+        0
+    );
+    let later = now + chrono::Duration::hours(25);
+    assert_eq!(
+        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, later).unwrap(),
+        4
+    );
+}
+
+fn two_line_order(store: &Store) -> Order {
+    let o = order_on(
+        "shop",
+        7,
+        &[("MUG-RED", 2), ("TEE", 1)],
+        common::at(9, 0),
+        "15.00",
+    );
+    let mut b = WriteBatch::new(Utc::now());
+    b.orders.push(OrderWrite::FromChannel {
+        order: switchyard::ingest::merge(
+            &common::normalized(o.clone()),
+            None,
+            &RuleSet::default(),
+            Utc::now(),
+        ),
+        expected_revision: None,
+        outbox: vec![],
+    });
+    store.apply(b).unwrap();
+    o
+}
+
+fn ship_req(id: &str, tracking: &str, lines: Option<&[(&str, u32)]>) -> ShipmentRequest {
+    ShipmentRequest {
+        order_id: id.into(),
+        carrier: "ups".into(),
+        tracking_number: tracking.into(),
+        tracking_url: None,
+        shipped_at: None,
+        lines: lines.map(|ls| {
+            ls.iter()
+                .map(|(sku, q)| ShipLine {
+                    sku: sku.to_string(),
+                    quantity: *q,
+                })
+                .collect()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pushed() {
+    let (_dir, store) = store();
+    let outbound = Outbound::default();
+    let o = two_line_order(&store);
+    let id = o.id.as_str();
+    let now = Utc::now();
+
+    let partial = shipments::record(
+        &store,
+        &outbound,
+        &ship_req(id, "1Z-A", Some(&[("MUG-RED", 1)])),
+        now,
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            partial,
+            ShipOutcome::Recorded {
+                status: OrderStatus::PartiallyShipped,
+                ..
+            }
+        ),
+        "{partial:?}"
+    );
+    let after_partial = store.get_order(id).unwrap().unwrap();
+    assert_eq!(after_partial.order.status, OrderStatus::PartiallyShipped);
+    assert_eq!(after_partial.order.lines[0].shipped_quantity, 1);
+    assert_eq!(after_partial.order.lines[1].shipped_quantity, 0);
+    assert_eq!(after_partial.order.shipments.len(), 1);
+    assert_eq!(after_partial.order.shipments[0].lines[0].quantity, 1);
+    let queued = pending(&store);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        (queued[0].kind.as_str(), queued[0].account.as_str()),
+        ("push_tracking", "shop")
+    );
+    assert_eq!(
+        queued[0].payload,
+        json!({ "order_id": id, "tracking_number": "1Z-A" })
+    );
+
+    // The same tracking number again: nothing changes, nothing is queued.
+    let again = shipments::record(&store, &outbound, &ship_req(id, "1Z-A", None), now).unwrap();
+    assert_eq!(
+        again,
+        ShipOutcome::AlreadyRecorded {
+            status: OrderStatus::PartiallyShipped
+        }
+    );
+
+    // Refused, each with a clear error and no change.
+    let refused: Vec<(ShipmentRequest, &str)> = vec![
+        (ship_req("shop:404", "1Z-X", None), "no order \"shop:404\""),
+        (
+            ship_req(id, "1Z-X", Some(&[("NOPE", 1)])),
+            "has no line with sku NOPE",
+        ),
+        (
+            ship_req(id, "1Z-X", Some(&[("MUG-RED", 2)])),
+            "MUG-RED: 2 to ship but only 1 left",
+        ),
+        (
+            ship_req(id, "1Z-X", Some(&[("MUG-RED", 1), ("MUG-RED", 1)])),
+            "only 1 left",
+        ),
+        (
+            ship_req(id, "1Z-X", Some(&[("TEE", 0)])),
+            "quantity must be at least 1",
+        ),
+        (ship_req(id, " ", None), "tracking number is empty"),
+    ];
+    for (req, message) in refused {
+        let e = shipments::record(&store, &outbound, &req, now).unwrap_err();
+        assert!(e.is_bad_request(), "{e}");
+        assert!(
+            e.to_string().contains(message),
+            "{e} should say {message:?}"
+        );
+    }
+    assert!(
+        store
+            .get_order(id)
+            .unwrap()
+            .unwrap()
+            .same_content(&after_partial)
+    );
+    assert_eq!(
+        store.get_order(id).unwrap().unwrap().revision,
+        after_partial.revision
+    );
+    assert_eq!(pending(&store).len(), 1);
+
+    // The rest, as a whole-order shipment.
+    let whole = shipments::record(&store, &outbound, &ship_req(id, "1Z-B", None), now).unwrap();
+    let ShipOutcome::Recorded {
+        status, shipment, ..
+    } = whole
+    else {
+        panic!("{whole:?}")
+    };
+    assert_eq!(status, OrderStatus::Shipped);
+    let got: Vec<(Option<&str>, u32)> = shipment
+        .lines
+        .iter()
+        .map(|l| (l.sku.as_deref(), l.quantity))
+        .collect();
+    assert_eq!(got, vec![(Some("MUG-RED"), 1), (Some("TEE"), 1)]);
+    let shipped = store.get_order(id).unwrap().unwrap();
+    assert!(
+        shipped
+            .order
+            .lines
+            .iter()
+            .all(|l| l.shipped_quantity == l.quantity)
+    );
+    assert_eq!(shipped.order.shipments.len(), 2);
+    let e = shipments::record(&store, &outbound, &ship_req(id, "1Z-C", None), now).unwrap_err();
+    assert!(
+        matches!(e, ShipError::Invalid(ref m) if m.contains("already fully shipped")),
+        "{e}"
+    );
+    let history = store.history(id).unwrap();
+    assert_eq!(history.iter().filter(|h| h.kind == "shipment").count(), 2);
+
+    // The tracking pushes go to the order's channel.
+    let ch = Channels::default();
+    let server = channel_server(&ch).await;
+    let workers = Workers::start(
+        &store,
+        &outbound,
+        vec![(
+            "shop",
+            TestChannel::new(&server, "shop", UNLIMITED, Duration::from_secs(5)),
+        )],
+        fast_options(),
+    );
+    eventually("both tracking pushes", Duration::from_secs(10), || {
+        ch.with("shop", |c| c.tracking.len()) == 2 && pending(&store).is_empty()
+    })
+    .await;
+    workers.stop().await;
+    let tracking = ch.with("shop", |c| c.tracking.clone());
+    assert_eq!(tracking[0]["tracking"], "1Z-A");
+    assert_eq!(tracking[0]["lines"][0]["quantity"], 1);
+    assert_eq!(tracking[1]["tracking"], "1Z-B");
+    assert_eq!(tracking[1]["key"], format!("switchyard:{id}:1Z-B"));
+}
+
+#[test]
+fn ship_line_arguments_are_parsed_with_clear_errors() {
+    assert_eq!(
+        shipments::parse_line_arg("MUG-RED=2").unwrap(),
+        ShipLine {
+            sku: "MUG-RED".into(),
+            quantity: 2
+        }
+    );
+    assert!(
+        shipments::parse_line_arg("MUG-RED")
+            .unwrap_err()
+            .contains("expected SKU=QTY")
+    );
+    assert!(
+        shipments::parse_line_arg("MUG-RED=two")
+            .unwrap_err()
+            .contains("not a whole number")
+    );
+    assert!(
+        shipments::parse_line_arg("=2")
+            .unwrap_err()
+            .contains("SKU is empty")
+    );
+}
+
+// --- delivery to destinations --------------------------------------------------
+
+/// A request the sink received: headers and raw body.
+type Received = (HeaderMap, Vec<u8>);
+
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<Received>>>);
+
+async fn sink_route(
+    State(sink): State<Sink>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut seen = sink.0.lock().unwrap();
+    seen.push((headers, body.to_vec()));
+    // The first delivery attempt fails.
+    if seen.len() == 1 {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn rules(text: &str) -> RuleSet {
+    parse_rules(Path::new("rules.toml"), text, &["east-wh".to_string()])
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_orders_are_delivered_signed_and_held_ones_wait_for_release() {
+    let (_dir, store) = store();
+    let sink = Sink::default();
+    let server = serve(
+        axum::Router::new()
+            .route("/orders", post(sink_route))
+            .with_state(sink.clone()),
+    )
+    .await;
+    let secret = "wh-secret";
+    let dest = DestinationConfig {
+        id: "east-wh".into(),
+        kind: DestinationKind::Webhook {
+            url: format!("{}/orders", server.url),
+            secret: Secret::new(secret),
+        },
+    };
+    let outbound = Outbound::default();
+    let ingest = Ingest::new(
+        store.clone(),
+        LiveRules::new(rules(
+            r#"
+default_route = "east-wh"
+
+[[rule]]
+name = "review-large"
+when = { total = { gte = "500.00" } }
+then = { hold = "manual review" }
+"#,
+        )),
+    )
+    .with_outbound(outbound.clone());
+    let (stop, rx) = watch::channel(false);
+    let (worker, account) = outbox::destination_worker(
+        &dest,
+        &store,
+        &reqwest::Client::new(),
+        &outbound,
+        &fast_options(),
+        rx,
+    );
+    assert_eq!(account, "destination:east-wh");
+    let task = tokio::spawn(worker.run());
+
+    let small = order_on("shop", 1, &[("MUG", 1)], common::at(9, 0), "10.00");
+    let large = order_on("shop", 2, &[("MUG", 1)], common::at(9, 0), "600.00");
+    ingest_order(&ingest, &small);
+    ingest_order(&ingest, &large);
+    eventually(
+        "the delivery to succeed after a 500",
+        Duration::from_secs(10),
+        || sink.0.lock().unwrap().len() == 2 && pending(&store).is_empty(),
+    )
+    .await;
+    let seen = sink.0.lock().unwrap().clone();
+    let (h1, b1) = &seen[0];
+    let (h2, b2) = &seen[1];
+    let delivery = h1["x-switchyard-delivery"].to_str().unwrap().to_owned();
+    assert_eq!(
+        h2["x-switchyard-delivery"].to_str().unwrap(),
+        delivery,
+        "stable across retries"
+    );
+    assert_eq!(b1, b2, "the same bytes on every retry");
+    assert!(deliver::verify(
+        secret.as_bytes(),
+        b2,
+        h2["x-switchyard-signature"].to_str().unwrap()
+    ));
+    assert!(!deliver::verify(
+        b"wrong",
+        b2,
+        h2["x-switchyard-signature"].to_str().unwrap()
+    ));
+    assert_eq!(h2["content-type"], "application/json");
+    let body: Order = serde_json::from_slice(b2).unwrap();
+    assert_eq!(body.id, small.id);
+    assert_eq!(body.route.as_deref(), Some("east-wh"));
+
+    // The held order is not delivered, and a change to the small one does not deliver it twice.
+    let mut changed = small.clone();
+    changed.updated_at = common::at(10, 0);
+    changed.tags.push("gift".into());
+    ingest_order(&ingest, &changed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sink.0.lock().unwrap().len(), 2);
+    assert!(pending(&store).is_empty());
+
+    // A person releases it: the release write queues the delivery.
+    let held = store.get_order(&large.id).unwrap().unwrap();
+    assert_eq!(held.order.hold.as_deref(), Some("manual review"));
+    let mut released = held.clone();
+    released.order.hold = None;
+    let now = Utc::now();
+    let plan = deliver::plan_local(&store, &released, now).unwrap();
+    assert_eq!(plan.outbox.len(), 1);
+    let mut b = WriteBatch::new(now);
+    b.dedupe = plan.dedupe;
+    b.orders.push(OrderWrite::Local {
+        order: released,
+        expected_revision: held.revision,
+        kind: "release".into(),
+        detail: "released by hand".into(),
+        outbox: plan.outbox,
+    });
+    store.apply(b).unwrap();
+    outbound.wakers.wake(&account);
+    eventually(
+        "the released order to be delivered",
+        Duration::from_secs(10),
+        || sink.0.lock().unwrap().len() == 3 && pending(&store).is_empty(),
+    )
+    .await;
+    let (h3, b3) = sink.0.lock().unwrap()[2].clone();
+    assert_ne!(
+        h3["x-switchyard-delivery"].to_str().unwrap(),
+        delivery,
+        "unique per delivery"
+    );
+    let body: Order = serde_json::from_slice(&b3).unwrap();
+    assert_eq!(body.id, large.id);
+    assert!(deliver::verify(
+        secret.as_bytes(),
+        &b3,
+        h3["x-switchyard-signature"].to_str().unwrap()
+    ));
+
+    // The start-up sweep finds nothing left to deliver; a person may ask again.
+    assert_eq!(
+        deliver::queue_ready_orders(&store, &outbound, Utc::now()).unwrap(),
+        0
+    );
+    assert!(deliver::redeliver(&store, &outbound, &small.id, Utc::now()).unwrap());
+    eventually("the redelivery", Duration::from_secs(10), || {
+        sink.0.lock().unwrap().len() == 4
+    })
+    .await;
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,230 @@
+//! `switchyard stock ...` and `switchyard ship ...` as a user runs them,
+//! with the daemon down (the commands open the store themselves).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use switchyard::store::{OrderWrite, Store, StoreOptions, WriteBatch};
+use switchyard_contract::{Line, Order};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("switchyard.toml");
+        let text = format!(
+            "[daemon]\nstate_dir = \"{}\"\nrules = \"{REPO}/config/rules.toml\"\n",
+            dir.path().join("state").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        Setup { dir, config }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("SWITCHYARD_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the switchyard binary")
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_of(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", err(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(o)))
+}
+
+#[test]
+fn stock_set_import_and_show() {
+    let s = Setup::new();
+    let o = s.cli(&["stock", "set", "MUG-RED", "5"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("MUG-RED: available 5"), "{}", out(&o));
+    assert_eq!(
+        json_of(&s.cli(&["stock", "show", "MUG-RED", "--json"])),
+        json!({ "sku": "MUG-RED", "available": 5, "channels": [] })
+    );
+
+    // Every bad row is reported with its line; nothing is applied.
+    let bad = s.file(
+        "bad.csv",
+        "sku,available\nTEE,3\nMUG-RED,-1\nCAP,lots\n,2\nTEE,4\n",
+    );
+    let o = s.cli(&["stock", "import", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    for needle in [
+        format!("{bad}:3: available must not be negative (got -1)"),
+        format!("{bad}:4: available \"lots\" is not a whole number"),
+        format!("{bad}:5: sku is empty"),
+        format!("{bad}:6: sku TEE is already set on line 2"),
+        "nothing imported: fix the 4 bad rows".to_owned(),
+    ] {
+        assert!(e.contains(&needle), "{e} should contain {needle}");
+    }
+    assert_eq!(s.cli(&["stock", "show", "TEE"]).status.code(), Some(1));
+    assert_eq!(
+        json_of(&s.cli(&["stock", "show", "MUG-RED", "--json"]))["available"],
+        5
+    );
+
+    let good = s.file("good.csv", "sku,available\r\nTEE,3\r\nMUG-RED,0\r\n");
+    let o = s.cli(&["stock", "import", &good]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("2 stock levels set"), "{}", out(&o));
+    assert_eq!(
+        json_of(&s.cli(&["stock", "show", "TEE", "--json"]))["available"],
+        3
+    );
+    assert_eq!(
+        json_of(&s.cli(&["stock", "show", "MUG-RED", "--json"]))["available"],
+        0
+    );
+    let text = out(&s.cli(&["stock", "show", "TEE"]));
+    assert!(text.starts_with("TEE  available 3\n"), "{text}");
+
+    let o = s.cli(&["stock", "show", "NOPE"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("no stock level for sku \"NOPE\""),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
+    let s = Setup::new();
+    {
+        let store = Store::open(&s.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let mut o: Order = common::order(7, common::at(9, 0), "30.00");
+        o.lines.push(Line {
+            line_id: "72".into(),
+            sku: Some("TEE".into()),
+            title: "Tee".into(),
+            quantity: 1,
+            unit_price: "10.00".parse().unwrap(),
+            total: "10.00".parse().unwrap(),
+            shipped_quantity: 0,
+        });
+        o.lines[0].quantity = 2;
+        let mut b = WriteBatch::new(Utc::now());
+        b.orders.push(OrderWrite::FromChannel {
+            order: switchyard::ingest::merge(
+                &common::normalized(o),
+                None,
+                &switchyard::rules::RuleSet::default(),
+                Utc::now(),
+            ),
+            expected_revision: None,
+            outbox: vec![],
+        });
+        store.apply(b).unwrap();
+        store.close().unwrap();
+    }
+    let id = "shop-test:7";
+    let o = s.cli(&[
+        "ship",
+        id,
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z-A",
+        "--line",
+        "MUG-RED=1",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("order partially_shipped; tracking push queued"),
+        "{}",
+        out(&o)
+    );
+    let shown = json_of(&s.cli(&["orders", "show", id, "--json"]));
+    assert_eq!(shown["status"], "partially_shipped");
+    assert_eq!(shown["lines"][0]["shipped_quantity"], 1);
+    assert_eq!(shown["shipments"][0]["tracking_number"], "1Z-A");
+    let queued = json_of(&s.cli(&["outbox", "list", "--json"]));
+    assert_eq!(queued.as_array().unwrap().len(), 1);
+    assert_eq!(queued[0]["kind"], "push_tracking");
+    assert_eq!(queued[0]["account"], "shop-test");
+
+    let o = s.cli(&["ship", id, "--carrier", "ups", "--tracking", "1Z-A"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("already recorded"), "{}", out(&o));
+
+    for (args, message) in [
+        (vec!["--line", "NOPE=1"], "has no line with sku NOPE"),
+        (
+            vec!["--line", "MUG-RED=5"],
+            "MUG-RED: 5 to ship but only 1 left",
+        ),
+        (vec!["--line", "MUG-RED"], "expected SKU=QTY"),
+    ] {
+        let mut all = vec!["ship", id, "--carrier", "ups", "--tracking", "1Z-B"];
+        all.extend(args);
+        let o = s.cli(&all);
+        assert_eq!(o.status.code(), Some(1), "{all:?}");
+        assert!(
+            err(&o).contains(message),
+            "{} should say {message}",
+            err(&o)
+        );
+    }
+    let o = s.cli(&[
+        "ship",
+        "shop-test:404",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z-B",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("no order \"shop-test:404\""),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        json_of(&s.cli(&["outbox", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let o = s.cli(&["ship", id, "--carrier", "ups", "--tracking", "1Z-B"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("MUG-RED x1, TEE x1"), "{}", out(&o));
+    assert_eq!(
+        json_of(&s.cli(&["orders", "show", id, "--json"]))["status"],
+        "shipped"
+    );
+}
