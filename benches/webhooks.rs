@@ -24,7 +24,10 @@ const SENDERS: usize = 32;
 
 fn bodies() -> Vec<Vec<u8>> {
     let template: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json")).unwrap(),
+        &std::fs::read(
+            Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     (0..ORDERS)
@@ -87,9 +90,11 @@ fn baseline(bodies: &[Vec<u8>], flush_each: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let ingest = Ingest::new(store.clone(), LiveRules::default());
-    let mut config = switchyard_shopify::ShopifyConfig::new("shop-us", "http://127.0.0.1:9", Secret::new("x"));
+    let mut config =
+        switchyard_shopify::ShopifyConfig::new("shop-us", "http://127.0.0.1:9", Secret::new("x"));
     config.webhook_secrets = vec![Secret::new(SECRET)];
-    let connector = switchyard_shopify::ShopifyConnector::new(config, reqwest::Client::new()).unwrap();
+    let connector =
+        switchyard_shopify::ShopifyConnector::new(config, reqwest::Client::new()).unwrap();
     let started = Instant::now();
     for (i, body) in bodies.iter().enumerate() {
         let req = WebhookRequest {
@@ -107,7 +112,14 @@ fn baseline(bodies: &[Vec<u8>], flush_each: bool) -> f64 {
             panic!("not an order")
         };
         ingest
-            .ingest("shop-us", orders, Source::Webhook { dedupe_key: Some(format!("shop-us:bench-{i}")) }, chrono::Utc::now())
+            .ingest(
+                "shop-us",
+                orders,
+                Source::Webhook {
+                    dedupe_key: Some(format!("shop-us:bench-{i}")),
+                },
+                chrono::Utc::now(),
+            )
             .unwrap();
         if flush_each {
             store.flush_blocking().unwrap();
@@ -121,12 +133,18 @@ fn main() {
     let no_flush = baseline(&bodies, false);
     let flush_each = baseline(&bodies[..ORDERS / 4], true);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (rate, latencies) = runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let empty = tempfile::tempdir().unwrap();
         let sim = Simulator::start(empty.path()).await.unwrap();
-        let config = config(dir.path(), &sim.base_url(switchyard_contract::Channel::Shopify));
+        let config = config(
+            dir.path(),
+            &sim.base_url(switchyard_contract::Channel::Shopify),
+        );
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let addr_tx = std::sync::Mutex::new(Some(addr_tx));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -144,15 +162,20 @@ fn main() {
         let url = format!("http://{}/webhooks/shop-us", addr_rx.await.unwrap());
         let client = reqwest::Client::new();
         let secret = Secret::new(SECRET);
-        let work = Arc::new(std::sync::Mutex::new(bodies.into_iter().enumerate().collect::<Vec<_>>()));
+        let work = Arc::new(std::sync::Mutex::new(
+            bodies.into_iter().enumerate().collect::<Vec<_>>(),
+        ));
         let started = Instant::now();
         let mut senders = Vec::new();
         for _ in 0..SENDERS {
-            let (work, client, url, secret) = (work.clone(), client.clone(), url.clone(), secret.clone());
+            let (work, client, url, secret) =
+                (work.clone(), client.clone(), url.clone(), secret.clone());
             senders.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
-                    let Some((i, body)) = work.lock().unwrap().pop() else { break };
+                    let Some((i, body)) = work.lock().unwrap().pop() else {
+                        break;
+                    };
                     let sig = switchyard_shopify::webhook::sign(&body, &secret);
                     let t = Instant::now();
                     let resp = client
@@ -177,7 +200,10 @@ fn main() {
         let rate = ORDERS as f64 / started.elapsed().as_secs_f64();
         let _ = stop_tx.send(());
         let (_, store) = daemon.await.unwrap().unwrap();
-        assert_eq!(store.list_orders(&Default::default()).unwrap().len(), ORDERS);
+        assert_eq!(
+            store.list_orders(&Default::default()).unwrap().len(),
+            ORDERS
+        );
         drop(store);
         sim.stop().await;
         latencies.sort();

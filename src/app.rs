@@ -31,6 +31,11 @@ pub struct RunOptions {
     /// Told the HTTP address once the store is open and the listener bound
     /// (systemd readiness, tests that need the port).
     pub on_ready: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+    /// systemd notifications (READY, STATUS, WATCHDOG, STOPPING); None: none.
+    pub notify: Option<Arc<crate::notify::Notifier>>,
+    /// Each notification reloads the rules and re-checks the config (SIGHUP).
+    /// The rules file is also reloaded whenever it changes on disk.
+    pub reload: Option<Arc<tokio::sync::Notify>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +52,11 @@ pub struct RunReport {
     pub accounts: Vec<AccountReport>,
 }
 
+/// "1 account", "2 accounts".
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The daemon's main body. Returns after `shutdown` resolves (or, with
 /// `once`, after every account caught up once) and the store is flushed.
 pub async fn run(
@@ -54,6 +64,23 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<(RunReport, Store)> {
+    let notifier = options.notify.clone().unwrap_or_default();
+    let registry = crate::metrics::Registry::daemon();
+    registry.set(
+        &crate::metrics::START_TIME,
+        &[],
+        chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+    );
+    registry.set(
+        &crate::metrics::BUILD_INFO,
+        &[env!("CARGO_PKG_VERSION")],
+        1.0,
+    );
+    let heartbeats = crate::notify::Heartbeats::for_watchdog(notifier.watchdog_interval());
+    notifier.status(&format!(
+        "starting: opening the store in {}",
+        config.daemon.state_dir.display()
+    ));
     let store = Store::open(&config.daemon.state_dir, StoreOptions::default())
         .with_context(|| format!("opening the store in {}", config.daemon.state_dir.display()))?;
     let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
@@ -69,7 +96,7 @@ pub async fn run(
             anyhow::bail!("the rules file has errors:\n{}", text.join("\n"));
         }
     };
-    let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
+    let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_metrics(registry.clone());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10))
@@ -77,7 +104,9 @@ pub async fn run(
         .build()
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
-    let outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
+    let mut outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
+    outbound.registry = registry.clone();
+    outbound.heartbeats = heartbeats.clone();
     let ingest = ingest.with_outbound(outbound.clone());
     let mut channels: Vec<(String, Arc<AnyConnector>)> = Vec::new();
     let health = HealthBoard::default();
@@ -100,6 +129,7 @@ pub async fn run(
                     health.clone(),
                     stop_rx.clone(),
                     options.once,
+                    heartbeats.register(format!("poll {}", account.id)),
                 ));
                 None
             }
@@ -126,6 +156,10 @@ pub async fn run(
         health: health.clone(),
         accounts: config.accounts.iter().map(|a| a.id.clone()).collect(),
         ready: AtomicBool::new(false),
+        admin: crate::http::admin::AdminState::new(
+            config.daemon.admin_token.clone(),
+            outbound.clone(),
+        ),
     });
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(crate::http::serve(
@@ -149,6 +183,33 @@ pub async fn run(
     if let Some(f) = &options.on_ready {
         f(addr);
     }
+    let reloader = crate::reload::Reloader::new(
+        &config,
+        ingest.rules().clone(),
+        registry.clone(),
+        notifier.clone(),
+    );
+    let reload_task = tokio::spawn(reloader.run(options.reload.clone(), stop_rx.clone()));
+    let running_status = {
+        let (polling, outbox) = (workers.len(), outbound_tasks.accounts.len());
+        move || {
+            format!(
+                "running: {polling} polling, {outbox} outbox workers, listening on {addr}",
+                polling = plural(polling, "account", "accounts"),
+                outbox = outbox,
+            )
+        }
+    };
+    notifier.ready(&running_status());
+    let watchdog_task = notifier.watchdog_interval().map(|interval| {
+        tokio::spawn(crate::notify::watchdog(
+            notifier.clone(),
+            heartbeats.clone(),
+            interval,
+            running_status,
+            stop_rx.clone(),
+        ))
+    });
 
     if options.once {
         tokio::pin!(shutdown);
@@ -164,6 +225,16 @@ pub async fn run(
     let deadline = options
         .shutdown_deadline
         .unwrap_or(config.daemon.shutdown_timeout);
+    // Intake stops now: not ready, no more keep-alives, stopping.
+    http_state.ready.store(false, Ordering::Release);
+    tracing::info!(
+        deadline_ms = deadline.as_millis() as u64,
+        "stopping: finishing in-flight work"
+    );
+    notifier.stopping(&format!(
+        "stopping: finishing in-flight work (deadline {} s)",
+        deadline.as_secs_f64()
+    ));
     if options.once {
         // Let the pushes and deliveries the catch-up caused go out first.
         crate::outbox::wait_idle(
@@ -175,7 +246,9 @@ pub async fn run(
         .await;
     }
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(deadline, async {
+    // One deadline for everything in flight: workers, outbox calls, requests.
+    let until = tokio::time::Instant::now() + deadline;
+    if tokio::time::timeout_at(until, async {
         while workers.join_next().await.is_some() {}
     })
     .await
@@ -188,7 +261,7 @@ pub async fn run(
         workers.abort_all();
     }
     // Outbox workers finish the call in flight and record it.
-    if tokio::time::timeout(deadline, async {
+    if tokio::time::timeout_at(until, async {
         while outbound_tasks.tasks.join_next().await.is_some() {}
     })
     .await
@@ -201,12 +274,17 @@ pub async fn run(
         outbound_tasks.tasks.abort_all();
     }
     http_state.ready.store(false, Ordering::Release);
-    match tokio::time::timeout(deadline, http_task).await {
+    match tokio::time::timeout_at(until, http_task).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP requests still open at the shutdown deadline; dropped"),
     }
+    let _ = reload_task.await;
+    if let Some(t) = watchdog_task {
+        let _ = t.await;
+    }
+    notifier.status("stopping: flushing the store");
     store
         .flush()
         .await

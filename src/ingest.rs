@@ -84,6 +84,8 @@ pub struct Ingest {
     rules: LiveRules,
     /// Reservations, stock pushes and deliveries; None: orders only.
     outbound: Option<crate::outbox::Outbound>,
+    /// Where ingested orders are counted (`/metrics`).
+    metrics: crate::metrics::Registry,
 }
 
 impl Ingest {
@@ -92,7 +94,22 @@ impl Ingest {
             store,
             rules,
             outbound: None,
+            metrics: crate::metrics::Registry::default(),
         }
+    }
+
+    /// Counts ingested orders (and, in the HTTP layer, webhooks) in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Registry) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Registry {
+        &self.metrics
+    }
+
+    pub fn outbound(&self) -> Option<&crate::outbox::Outbound> {
+        self.outbound.as_ref()
     }
 
     /// Ingest also reserves stock, queues stock pushes and deliveries
@@ -196,6 +213,7 @@ impl Ingest {
                             WriteOutcome::Stale => out.stale += 1,
                         }
                     }
+                    self.count(account, &orders, &source, &out);
                     return Ok(out);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -205,6 +223,39 @@ impl Ingest {
         Err(IngestError::Contended {
             account: account.to_owned(),
         })
+    }
+
+    /// `switchyard_orders_ingested_total` for one written batch.
+    fn count(
+        &self,
+        account: &str,
+        orders: &[NormalizedOrder],
+        source: &Source,
+        out: &IngestReport,
+    ) {
+        let Some(first) = orders.first() else {
+            return;
+        };
+        let channel = first.order.channel.as_str();
+        let source = match source {
+            Source::Poll { .. } => "poll",
+            Source::Webhook { .. } => "webhook",
+            Source::Fetch => "fetch",
+        };
+        for (outcome, n) in [
+            ("created", out.created),
+            ("updated", out.updated),
+            ("unchanged", out.unchanged),
+            ("stale", out.stale),
+        ] {
+            if n > 0 {
+                self.metrics.add(
+                    &crate::metrics::ORDERS_INGESTED,
+                    &[channel, account, source, outcome],
+                    n as f64,
+                );
+            }
+        }
     }
 }
 

@@ -1,5 +1,8 @@
-//! Log output: tracing to stderr as text (colour only on a terminal) or as
-//! JSON lines, filtered by `RUST_LOG` (default: the level the command asks for).
+//! Log output: tracing to stderr as text (colour only on a terminal, and not
+//! with `NO_COLOR`) or as JSON lines, filtered by `RUST_LOG` (default: the
+//! level the command asks for). Spans carry `channel`, `account` and `order`
+//! where work happens (poll loops, webhooks, outbox sends); in JSON they are
+//! the `span` and `spans` fields.
 
 use std::io::IsTerminal;
 
@@ -14,12 +17,20 @@ pub fn init(json: bool, default_level: &str) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let result = if json {
-        builder.json().with_current_span(true).try_init()
-    } else {
         builder
-            .with_ansi(std::io::stderr().is_terminal())
+            .json()
+            .with_current_span(true)
+            .with_ansi(false)
             .try_init()
+    } else {
+        builder.with_ansi(colour()).try_init()
     };
     // A second init (tests, demo inside a test) keeps the first subscriber.
     let _ = result;
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org).
+/// Under systemd stderr is the journal, not a terminal: plain text.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchyard_contract::{Connector, ConnectorError};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::AccountConfig;
 use crate::ingest::{Ingest, IngestError, Source};
@@ -21,6 +22,11 @@ pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
 
 /// A guard against a channel that always says "more": no backfill is this long.
 const MAX_PAGES_PER_CATCH_UP: usize = 100_000;
+
+/// How long one poll page may take before the account's poll loop counts as
+/// stalled (the watchdog: `crate::notify`). The daemon's HTTP client gives a
+/// request 10 s to connect and 30 s in all; the rest is ingest and slack.
+pub const PAGE_BUDGET: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct PollStats {
@@ -135,23 +141,53 @@ impl HealthBoard {
 
 /// Runs one account's poll loop until `shutdown` turns true. With `once`, it
 /// returns after the first successful catch-up (the demo and `sync`).
+/// `heartbeat` shows the watchdog that the loop is alive: each page has
+/// [`PAGE_BUDGET`], and waits between polls beat as they go.
 pub async fn run_account<C: Connector>(
+    connector: Arc<C>,
+    account: AccountConfig,
+    ingest: Ingest,
+    health: HealthBoard,
+    shutdown: watch::Receiver<bool>,
+    once: bool,
+    heartbeat: crate::notify::Heartbeat,
+) {
+    let span = tracing::info_span!("poll", channel = %account.channel, account = %account.id);
+    poll_loop(
+        connector, account, ingest, health, shutdown, once, heartbeat,
+    )
+    .instrument(span)
+    .await
+}
+
+async fn poll_loop<C: Connector>(
     connector: Arc<C>,
     account: AccountConfig,
     ingest: Ingest,
     health: HealthBoard,
     mut shutdown: watch::Receiver<bool>,
     once: bool,
+    heartbeat: crate::notify::Heartbeat,
 ) {
     let mut backoff = Backoff::new(
         Duration::from_secs(1),
         account.poll_interval.max(Duration::from_secs(1)),
     );
+    let metrics = ingest.metrics().clone();
+    // On the board from the start: `/readyz` and the sync lag show it polling.
+    health.update(&account.id, |_| {});
     loop {
+        heartbeat.busy(PAGE_BUDGET);
         let result = tokio::select! {
-            r = catch_up(connector.as_ref(), &account, &ingest, None, |_| {}) => r,
+            r = catch_up(connector.as_ref(), &account, &ingest, None, |_| heartbeat.busy(PAGE_BUDGET)) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
+        heartbeat.beat();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics.inc(&crate::metrics::POLLS, &[&account.id, outcome]);
+        if let Err(PollError::Connector(ConnectorError::RateLimited { .. })) = &result {
+            metrics.inc(&crate::metrics::RATE_LIMITED, &[&account.id, "poll"]);
+        }
         let delay = match result {
             Ok(stats) => {
                 tracing::info!(account = %account.id, channel = %account.channel, pages = stats.pages, orders = stats.orders, created = stats.created, updated = stats.updated, "caught up");
@@ -178,7 +214,7 @@ pub async fn run_account<C: Connector>(
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = heartbeat.pause(delay) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }

@@ -303,7 +303,31 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("switchyard demo"), "{text}");
-    assert!(text.contains("accounts:"), "{text}");
+    // The whole loop: synced, webhook stored, routed, delivered with valid
+    // signatures, shipped, tracking and stock pushed back, nothing failed.
+    assert!(
+        text.contains("shop-us      shopify  6 orders in 2 pages"),
+        "{text}"
+    );
+    assert!(text.contains("HTTP 200  stored: 1 new"), "{text}");
+    assert!(text.contains("3. orders in the store: 7"), "{text}");
+    assert!(
+        text.contains("4. deliveries to the warehouses: 5 (5 with a valid signature)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("6. the warehouse reported 4 shipments"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 tracking numbers (Shopify fulfillmentCreate)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 stock levels (Shopify inventorySetQuantities)"),
+        "{text}"
+    );
+    assert!(text.contains("8. failures: none"), "{text}");
     assert!(Path::new(REPO).join("config/switchyard.toml").exists());
 }
 

@@ -246,6 +246,7 @@ impl Hooks {
             health: HealthBoard::default(),
             accounts: vec![ACCOUNT.into()],
             ready: AtomicBool::new(true),
+            admin: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

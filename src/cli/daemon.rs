@@ -45,13 +45,45 @@ pub fn run(config_path: &Path) -> CliResult {
     let config =
         crate::config::load(config_path).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
     crate::logging::init(config.daemon.log_format == LogFormat::Json, "info");
+    let notify = std::sync::Arc::new(crate::notify::Notifier::from_env());
     runtime()?.block_on(async move {
-        let (report, _store) = run_app(config, RunOptions::default(), termination())
-            .await
-            .map_err(Failure::from)?;
+        let options = RunOptions {
+            notify: Some(notify.clone()),
+            reload: Some(reload_signal()),
+            ..RunOptions::default()
+        };
+        let result = run_app(config, options, termination()).await;
+        if let Err(e) = &result {
+            notify.status(&format!("failed: {e:#}"));
+        }
+        let (report, _store) = result.map_err(Failure::from)?;
         tracing::info!(accounts = report.accounts.len(), "switchyard stopped");
         Ok(())
     })
+}
+
+/// Notified on every SIGHUP (the rules reload; `systemctl reload`). Must be
+/// called inside the runtime; from then on SIGHUP no longer ends the process.
+fn reload_signal() -> std::sync::Arc<tokio::sync::Notify> {
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                let n = notify.clone();
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        n.notify_one();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the rules still reload when their file changes")
+            }
+        }
+    }
+    notify
 }
 
 pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliResult {

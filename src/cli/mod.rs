@@ -23,12 +23,13 @@ mod check;
 mod daemon;
 mod orders;
 mod outbox;
+mod remote;
 mod replay;
 mod rules;
 mod ship;
 mod stock;
 
-pub use orders::{render_list, render_show, show_json};
+pub use orders::{render_list, render_orders, render_show};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -226,7 +227,11 @@ pub fn main(cli: Cli) -> ExitCode {
     } else {
         "warn"
     };
-    crate::logging::init(false, level);
+    // `run` sets up its own logging once its config is read (log_format,
+    // level info): a subscriber installed here would win over it.
+    if !matches!(cli.command, Command::Run) {
+        crate::logging::init(false, level);
+    }
     let result = dispatch(cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,6 +281,33 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult {
         .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot render JSON: {e}")))?;
     outln!("{text}");
     Ok(())
+}
+
+/// Where a state command reads and writes: the store itself, or, while the
+/// daemon holds the store, the daemon's admin API.
+pub(crate) enum Backend {
+    Local {
+        config: crate::config::Config,
+        store: crate::store::Store,
+    },
+    Remote(remote::Remote),
+}
+
+/// Loads the config and opens the store it names; when another process (the
+/// daemon) holds the store, connects to the daemon's admin API instead.
+pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Failure> {
+    let config = crate::config::load(config_path)
+        .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
+    match crate::store::Store::open(
+        &config.daemon.state_dir,
+        crate::store::StoreOptions::default(),
+    ) {
+        Ok(store) => Ok(Backend::Local { config, store }),
+        Err(crate::store::StoreError::Locked { .. }) => {
+            remote::Remote::connect(&config, config_path).map(Backend::Remote)
+        }
+        Err(e) => Err(orders::store_failure(e)),
+    }
 }
 
 /// Loads the config and opens the store it names (the daemon must not be running).

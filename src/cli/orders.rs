@@ -7,8 +7,10 @@ use clap::Args;
 use serde_json::json;
 use switchyard_contract::{Channel, Order, OrderStatus};
 
-use super::{CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
-use crate::store::{HistoryEntry, OrderFilter, OrderWrite, RouteFilter, StoredOrder, WriteBatch};
+use super::{Backend, CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
+use crate::ops::{self, OpError, OrderDetail};
+use crate::outbox::Outbound;
+use crate::store::{OrderFilter, StoredOrder};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -48,39 +50,78 @@ impl ListArgs {
             account: self.account.clone(),
             tag: self.tag.clone(),
             status: self.status,
-            route: self.route.as_deref().map(|r| {
-                if r == "none" {
-                    RouteFilter::None
-                } else {
-                    RouteFilter::Is(r.to_owned())
-                }
-            }),
+            route: self.route.as_deref().map(ops::route_filter),
             held: self.held.then_some(true),
             limit: self.limit,
         }
     }
+
+    /// The filter as the admin API's query parameters.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(c) = self.channel {
+            q.push(("channel", c.to_string()));
+        }
+        if let Some(a) = &self.account {
+            q.push(("account", a.clone()));
+        }
+        if let Some(t) = &self.tag {
+            q.push(("tag", t.clone()));
+        }
+        if let Some(s) = self.status {
+            q.push(("status", s.to_string()));
+        }
+        if let Some(r) = &self.route {
+            q.push(("route", r.clone()));
+        }
+        if self.held {
+            q.push(("held", "true".to_owned()));
+        }
+        if let Some(n) = self.limit {
+            q.push(("limit", n.to_string()));
+        }
+        q
+    }
 }
 
 pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
-    let (_config, store) = super::open_store(config_path)?;
+    let backend = super::open_backend(config_path)?;
     match cmd {
         OrdersCommand::List(args) => {
-            let orders = store.list_orders(&args.filter()).map_err(store_failure)?;
+            let orders: Vec<Order> = match &backend {
+                Backend::Local { store, .. } => {
+                    ops::list_orders(store, &args.filter()).map_err(op_failure)?
+                }
+                Backend::Remote(api) => api.get(&["orders"], &args.query())?,
+            };
             if args.json {
-                let list: Vec<&Order> = orders.iter().map(|o| &o.order).collect();
-                print_json(&list)
+                print_json(&orders)
             } else {
-                out!("{}", render_list(&orders));
+                out!("{}", render_orders(&orders));
                 Ok(())
             }
         }
         OrdersCommand::Show { id, json } => {
-            let stored = find(&store, &id)?;
-            let history = store.history(&id).map_err(store_failure)?;
+            let detail = match &backend {
+                Backend::Local { store, .. } => {
+                    ops::order_detail(store, &id).map_err(op_failure)?
+                }
+                Backend::Remote(api) => {
+                    let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
+                    OrderDetail::from_json(doc).map_err(|e| {
+                        Failure::new(
+                            EXIT_FAILED,
+                            format!(
+                                "the daemon's answer for order {id} is not an order document: {e}"
+                            ),
+                        )
+                    })?
+                }
+            };
             if json {
-                print_json(&show_json(&stored, &history))
+                print_json(&detail.to_json())
             } else {
-                out!("{}", render_show(&stored, &history));
+                out!("{}", render_show(&detail));
                 Ok(())
             }
         }
@@ -91,104 +132,61 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                     "a hold needs a reason: --reason \"...\"",
                 ));
             }
-            change(&store, &id, "hold", |o| {
-                o.manual_hold = Some(reason.clone());
-                o.order.hold = Some(reason.clone());
-                format!("held by hand: {reason}")
-            })?;
-            outln!("{id}: on hold ({reason})");
+            match &backend {
+                Backend::Local { store, .. } => {
+                    ops::hold(store, &Outbound::default(), &id, &reason, Utc::now())
+                        .map_err(op_failure)?;
+                    store.flush_blocking().map_err(store_failure)?;
+                }
+                Backend::Remote(api) => {
+                    let _: Order = api.post(
+                        &["orders", &id, "hold"],
+                        &[],
+                        Some(json!({ "reason": reason })),
+                    )?;
+                }
+            }
+            outln!("{id}: on hold ({})", reason.trim());
             Ok(())
         }
         OrdersCommand::Release { id } => {
-            let stored = find(&store, &id)?;
-            if stored.order.hold.is_none() {
-                return Err(Failure::new(
-                    EXIT_FAILED,
-                    format!("order {id} is not on hold"),
-                ));
-            }
-            change(&store, &id, "release", |o| {
-                let was = o.order.hold.take().unwrap_or_default();
-                if o.manual_hold.take().is_none() {
-                    // A rule's hold: remember it so re-running the rules keeps it released.
-                    o.released_hold = Some(was.clone());
+            match &backend {
+                Backend::Local { store, .. } => {
+                    ops::release(store, &Outbound::default(), &id, Utc::now())
+                        .map_err(op_failure)?;
+                    store.flush_blocking().map_err(store_failure)?;
                 }
-                format!("released by hand (was: {was})")
-            })?;
+                Backend::Remote(api) => {
+                    let _: Order = api.post(&["orders", &id, "release"], &[], None)?;
+                }
+            }
             outln!("{id}: released");
             Ok(())
         }
     }
 }
 
-fn find(store: &crate::store::Store, id: &str) -> Result<StoredOrder, Failure> {
-    store.get_order(id).map_err(store_failure)?.ok_or_else(|| {
-        Failure::new(
-            EXIT_FAILED,
-            format!("no order {id:?}; ids look like \"<account>:<channel order id>\" (see `switchyard orders list`)"),
-        )
-    })
-}
-
-/// Applies a local change, retrying if the order changed underneath, and waits
-/// until the change is flushed.
-fn change(
-    store: &crate::store::Store,
-    id: &str,
-    kind: &str,
-    edit: impl Fn(&mut StoredOrder) -> String,
-) -> CliResult {
-    for _ in 0..5 {
-        let current = find(store, id)?;
-        let mut next = current.clone();
-        let detail = edit(&mut next);
-        let now = Utc::now();
-        // A release can make the order deliverable: its delivery is queued
-        // in the same transaction.
-        let plan = crate::deliver::plan_local(store, &next, now).map_err(store_failure)?;
-        let batch = WriteBatch {
-            now,
-            orders: vec![OrderWrite::Local {
-                order: next,
-                expected_revision: current.revision,
-                kind: kind.to_owned(),
-                detail,
-                outbox: plan.outbox,
-            }],
-            dedupe: plan.dedupe,
-            ..WriteBatch::default()
-        };
-        match store.apply(batch) {
-            Ok(_) => {
-                store.flush_blocking().map_err(store_failure)?;
-                return Ok(());
-            }
-            Err(crate::store::StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(store_failure(e)),
-        }
-    }
-    Err(Failure::new(
-        EXIT_FAILED,
-        format!("order {id} kept changing while it was being updated; try again"),
-    ))
-}
-
 pub(super) fn store_failure(e: crate::store::StoreError) -> Failure {
     Failure::new(EXIT_FAILED, e.to_string())
 }
 
-pub fn show_json(stored: &StoredOrder, history: &[HistoryEntry]) -> serde_json::Value {
-    let mut v = serde_json::to_value(&stored.order).expect("orders always serialize");
-    v["notes"] = json!(stored.notes);
-    v["history"] = json!(history);
-    v
+pub(super) fn op_failure(e: OpError) -> Failure {
+    Failure::new(EXIT_FAILED, e.to_string())
 }
 
 fn dash(v: Option<&str>) -> &str {
     v.unwrap_or("-")
 }
 
+/// The `orders list` table of stored orders (`demo`, `replay`).
 pub fn render_list(orders: &[StoredOrder]) -> String {
+    render_orders(orders.iter().map(|s| &s.order))
+}
+
+/// The `orders list` table: one row per order, columns as wide as their
+/// widest cell.
+pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String {
+    let orders: Vec<&Order> = orders.into_iter().collect();
     if orders.is_empty() {
         return "no orders\n".to_owned();
     }
@@ -197,8 +195,7 @@ pub fn render_list(orders: &[StoredOrder]) -> String {
     ];
     let rows: Vec<[String; 8]> = orders
         .iter()
-        .map(|s| {
-            let o = &s.order;
+        .map(|o| {
             [
                 o.id.clone(),
                 o.placed_at.format("%Y-%m-%d %H:%M").to_string(),
@@ -241,9 +238,10 @@ pub fn render_list(orders: &[StoredOrder]) -> String {
     out
 }
 
-pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
+/// The `orders show` text.
+pub fn render_show(detail: &OrderDetail) -> String {
     use std::fmt::Write;
-    let o = &stored.order;
+    let o = &detail.order;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -347,9 +345,9 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
             );
         }
     }
-    if !stored.notes.is_empty() {
+    if !detail.notes.is_empty() {
         let _ = writeln!(s, "normalization notes:");
-        for n in &stored.notes {
+        for n in &detail.notes {
             let kind = serde_json::to_value(n.kind).unwrap_or_default();
             let _ = writeln!(
                 s,
@@ -361,7 +359,7 @@ pub fn render_show(stored: &StoredOrder, history: &[HistoryEntry]) -> String {
         }
     }
     let _ = writeln!(s, "history:");
-    for h in history {
+    for h in &detail.history {
         let _ = writeln!(s, "  {}  {}  {}", h.at.to_rfc3339(), h.kind, h.detail);
     }
     s

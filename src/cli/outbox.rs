@@ -3,63 +3,119 @@
 use std::path::Path;
 
 use chrono::Utc;
+use serde::Deserialize;
 
-use super::orders::store_failure;
-use super::{CliResult, OutboxCommand, print_json};
+use super::orders::{op_failure, store_failure};
+use super::{Backend, CliResult, OutboxCommand, print_json};
+use crate::ops;
+use crate::outbox::Outbound;
+use crate::store::OutboxSummary;
+
+/// What the admin API answers to a retry.
+#[derive(Deserialize)]
+struct Retried {
+    retried: usize,
+}
 
 pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
-    let (_config, store) = super::open_store(config_path)?;
+    let backend = super::open_backend(config_path)?;
     match cmd {
         OutboxCommand::List { dead, json } => {
-            let items = store.outbox_list(dead).map_err(store_failure)?;
-            if json {
-                let views: Vec<_> = items.iter().map(|i| i.summary()).collect();
-                return print_json(&views);
-            }
-            if items.is_empty() {
-                outln!(
-                    "{}",
-                    if dead {
-                        "no dead letters"
+            let items: Vec<OutboxSummary> = match &backend {
+                Backend::Local { store, .. } => {
+                    ops::outbox_list(store, dead).map_err(op_failure)?
+                }
+                Backend::Remote(api) => {
+                    let query = if dead {
+                        vec![("dead", "true".to_owned())]
                     } else {
-                        "outbox empty"
-                    }
-                );
+                        Vec::new()
+                    };
+                    api.get(&["outbox"], &query)?
+                }
+            };
+            if json {
+                return print_json(&items);
             }
-            for i in &items {
-                outln!(
-                    "{}  {}  {}  attempts {}  next {}{}",
-                    i.id,
-                    i.account,
-                    i.kind,
-                    i.attempts,
-                    i.next_attempt_at.to_rfc3339(),
-                    i.last_error
-                        .as_deref()
-                        .map(|e| format!("  last error: {e}"))
-                        .unwrap_or_default()
-                );
-            }
+            out!("{}", render_list(&items, dead));
             Ok(())
         }
         OutboxCommand::Retry { id, all_dead } => {
             let now = Utc::now();
             if all_dead {
-                let n = store.outbox_retry_all_dead(now).map_err(store_failure)?;
-                store.flush_blocking().map_err(store_failure)?;
+                let n = match &backend {
+                    Backend::Local { store, .. } => {
+                        let n = ops::outbox_retry_dead(store, &Outbound::default(), now)
+                            .map_err(op_failure)?;
+                        store.flush_blocking().map_err(store_failure)?;
+                        n
+                    }
+                    Backend::Remote(api) => {
+                        api.post::<Retried>(&["outbox", "retry-dead"], &[], None)?
+                            .retried
+                    }
+                };
                 outln!("{n} dead letters queued again");
             } else if let Some(id) = id {
-                store.outbox_retry(&id, now).map_err(store_failure)?;
-                store.flush_blocking().map_err(store_failure)?;
+                match &backend {
+                    Backend::Local { store, .. } => {
+                        ops::outbox_retry(store, &Outbound::default(), &id, now)
+                            .map_err(op_failure)?;
+                        store.flush_blocking().map_err(store_failure)?;
+                    }
+                    Backend::Remote(api) => {
+                        api.post::<Retried>(&["outbox", &id, "retry"], &[], None)?;
+                    }
+                }
                 outln!("{id}: queued again");
             }
             Ok(())
         }
         OutboxCommand::Drop { id } => {
-            store.outbox_drop(&id).map_err(store_failure)?;
-            store.flush_blocking().map_err(store_failure)?;
+            match &backend {
+                Backend::Local { store, .. } => {
+                    ops::outbox_drop(store, &id).map_err(op_failure)?;
+                    store.flush_blocking().map_err(store_failure)?;
+                }
+                Backend::Remote(api) => {
+                    api.delete::<serde_json::Value>(&["outbox", &id])?;
+                }
+            }
             outln!("{id}: dropped");
             Ok(())
         }
     }
+}
+
+/// The `outbox list` text: one line per item.
+fn render_list(items: &[OutboxSummary], dead: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    if items.is_empty() {
+        let _ = writeln!(
+            s,
+            "{}",
+            if dead {
+                "no dead letters"
+            } else {
+                "outbox empty"
+            }
+        );
+    }
+    for i in items {
+        let _ = writeln!(
+            s,
+            "{}  {}  {}  attempts {}  next {}{}",
+            i.id,
+            i.account,
+            i.kind,
+            i.attempts,
+            i.next_attempt_at.to_rfc3339(),
+            i.last_error
+                .as_deref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    s
 }

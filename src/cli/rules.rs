@@ -4,18 +4,19 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use serde::Serialize;
-use switchyard_contract::{Order, Priority};
+use serde::Deserialize;
+use serde_json::json;
+use switchyard_contract::Order;
 
-use super::orders::store_failure;
-use super::{CliResult, EXIT_FAILED, Failure, RulesCommand, print_json};
+use super::orders::{op_failure, store_failure};
+use super::{Backend, CliResult, EXIT_FAILED, Failure, RulesCommand, print_json};
 use crate::config::Config;
-use crate::ingest::apply_rules;
+use crate::ops::{self, RuleChange};
+use crate::outbox::Outbound;
 use crate::rules::{
-    RuleInput, RuleSet, collect_test_files, evaluate, explain_json, explain_text, format_case,
-    load_rules, run_test_file,
+    Evaluation, RuleSet, collect_test_files, explain_json, explain_text, format_case, load_rules,
+    run_test_file,
 };
-use crate::store::{OrderFilter, OrderWrite, StoredOrder, WriteBatch};
 
 /// Loads the rules the config names, printing warnings to stderr.
 pub(crate) fn load_configured_rules(
@@ -42,32 +43,44 @@ fn load_config(config_path: &Path) -> Result<Config, Failure> {
     crate::config::load(config_path).map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))
 }
 
+/// What the admin API answers to `rules explain` with `detail=true`: the
+/// data both renderings are made from.
+#[derive(Deserialize)]
+struct ExplainDetail {
+    order: Order,
+    evaluation: Evaluation,
+}
+
+/// What the admin API answers to `rules apply` with `detail=true`.
+#[derive(Deserialize)]
+struct ApplyDetail {
+    changes: Vec<RuleChange>,
+    rules: usize,
+}
+
 pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
     match cmd {
         RulesCommand::Explain { order, file, json } => {
-            let (order, channel_tags, manual_tags, config) = match (order, file) {
-                (Some(id), _) => {
-                    let (config, store) = super::open_store(config_path)?;
-                    let stored = store
-                        .get_order(&id)
-                        .map_err(store_failure)?
-                        .ok_or_else(|| {
-                            Failure::new(
-                                EXIT_FAILED,
-                                format!("no order {id:?} (see `switchyard orders list`)"),
-                            )
-                        })?;
-                    (
-                        stored.order,
-                        stored.channel_tags,
-                        stored.manual_tags,
-                        config,
-                    )
-                }
+            let (order, eval) = match (order, file) {
+                (Some(id), _) => match super::open_backend(config_path)? {
+                    Backend::Local { config, store } => {
+                        let rules = load_configured_rules(&config, None)?;
+                        ops::explain_stored(&store, &rules, &id, Utc::now()).map_err(op_failure)?
+                    }
+                    Backend::Remote(api) => {
+                        let d: ExplainDetail = api.post(
+                            &["rules", "explain"],
+                            &[("detail", "true".to_owned())],
+                            Some(json!({ "order_id": id })),
+                        )?;
+                        (d.order, d.evaluation)
+                    }
+                },
                 (None, Some(path)) => {
                     let order = read_order_file(&path)?;
-                    let tags = order.tags.clone();
-                    (order, tags, Vec::new(), load_config(config_path)?)
+                    let rules = load_configured_rules(&load_config(config_path)?, None)?;
+                    let eval = ops::explain_given(&rules, &order, Utc::now());
+                    (order, eval)
                 }
                 (None, None) => {
                     return Err(Failure::new(
@@ -76,16 +89,6 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
                     ));
                 }
             };
-            let rules = load_configured_rules(&config, None)?;
-            let eval = evaluate(
-                &rules,
-                &RuleInput {
-                    order: &order,
-                    channel_tags: &channel_tags,
-                    manual_tags: &manual_tags,
-                },
-                Utc::now(),
-            );
             if json {
                 print_json(&explain_json(&order, &eval))
             } else {
@@ -148,127 +151,33 @@ pub fn run_tests(rules: &RuleSet, paths: &[PathBuf]) -> CliResult {
     }
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
-struct Decisions {
-    tags: Vec<String>,
-    route: Option<String>,
-    hold: Option<String>,
-    priority: Priority,
-}
-
-impl Decisions {
-    fn of(o: &Order) -> Self {
-        Decisions {
-            tags: o.tags.clone(),
-            route: o.route.clone(),
-            hold: o.hold.clone(),
-            priority: o.priority,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct Change {
-    id: String,
-    before: Decisions,
-    after: Decisions,
-}
-
-fn describe(c: &Change) -> String {
-    let mut parts = Vec::new();
-    let added: Vec<&String> = c
-        .after
-        .tags
-        .iter()
-        .filter(|t| !c.before.tags.contains(t))
-        .collect();
-    let removed: Vec<&String> = c
-        .before
-        .tags
-        .iter()
-        .filter(|t| !c.after.tags.contains(t))
-        .collect();
-    for t in added {
-        parts.push(format!("+tag {t}"));
-    }
-    for t in removed {
-        parts.push(format!("-tag {t}"));
-    }
-    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
-    if c.before.route != c.after.route {
-        parts.push(format!(
-            "route {} -> {}",
-            show(&c.before.route),
-            show(&c.after.route)
-        ));
-    }
-    if c.before.hold != c.after.hold {
-        parts.push(format!(
-            "hold {} -> {}",
-            show(&c.before.hold),
-            show(&c.after.hold)
-        ));
-    }
-    if c.before.priority != c.after.priority {
-        parts.push(
-            format!("priority {:?} -> {:?}", c.before.priority, c.after.priority).to_lowercase(),
-        );
-    }
-    parts.join("; ")
-}
-
 fn apply(config_path: &Path, dry_run: bool, json: bool) -> CliResult {
-    let (config, store) = super::open_store(config_path)?;
-    let rules = load_configured_rules(&config, None)?;
-    let now = Utc::now();
-    let orders = store
-        .list_orders(&OrderFilter::default())
-        .map_err(store_failure)?;
-    let mut changes = Vec::new();
-    let mut writes: Vec<(StoredOrder, StoredOrder)> = Vec::new();
-    for stored in orders.into_iter().filter(|s| s.order.status.is_open()) {
-        let next = apply_rules(stored.clone(), &rules, now);
-        let (before, after) = (Decisions::of(&stored.order), Decisions::of(&next.order));
-        if before != after {
-            changes.push(Change {
-                id: stored.order.id.clone(),
-                before,
-                after,
-            });
-            writes.push((stored, next));
+    let (changes, rules) = match super::open_backend(config_path)? {
+        Backend::Local { config, store } => {
+            let rules = load_configured_rules(&config, None)?;
+            let written =
+                ops::apply_rules(&store, &Outbound::default(), &rules, dry_run, Utc::now())
+                    .map_err(op_failure)?;
+            store.flush_blocking().map_err(store_failure)?;
+            (written.value, rules.len())
         }
-    }
-    if !dry_run && !writes.is_empty() {
-        let mut batch = WriteBatch::new(now);
-        for ((stored, next), change) in writes.into_iter().zip(&changes) {
-            // A new route or a lifted hold can make the order deliverable.
-            let plan = crate::deliver::plan_local(&store, &next, now).map_err(store_failure)?;
-            batch.dedupe.extend(plan.dedupe);
-            batch.orders.push(OrderWrite::Local {
-                expected_revision: stored.revision,
-                order: next,
-                kind: "rules_apply".into(),
-                detail: describe(change),
-                outbox: plan.outbox,
-            });
+        Backend::Remote(api) => {
+            let mut query = vec![("detail", "true".to_owned())];
+            if dry_run {
+                query.push(("dry_run", "true".to_owned()));
+            }
+            let d: ApplyDetail = api.post(&["rules", "apply"], &query, None)?;
+            (d.changes, d.rules)
         }
-        store.apply(batch).map_err(|e| match e {
-            crate::store::StoreError::Conflict { id } => Failure::new(
-                EXIT_FAILED,
-                format!("order {id} changed while the rules were applied; nothing was written, run it again"),
-            ),
-            e => store_failure(e),
-        })?;
-        store.flush_blocking().map_err(store_failure)?;
-    }
+    };
     if json {
         return print_json(&changes);
     }
     for c in &changes {
-        outln!("{}: {}", c.id, describe(c));
+        outln!("{}: {}", c.id, c.describe());
     }
     let verb = if dry_run { "would change" } else { "changed" };
-    outln!("{} {verb} ({} rules)", plural(changes.len()), rules.len());
+    outln!("{} {verb} ({rules} rules)", plural(changes.len()));
     Ok(())
 }
 

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::orders::store_failure;
-use super::{CliResult, EXIT_FAILED, Failure};
+use super::orders::{op_failure, store_failure};
+use super::{Backend, CliResult, EXIT_FAILED, Failure};
+use crate::ops::{self, ShipReceipt};
 use crate::outbox::Outbound;
-use crate::shipments::{self, ShipError, ShipOutcome, ShipmentRequest};
+use crate::shipments::{self, ShipmentRequest};
 
 pub fn run(
     config_path: &Path,
@@ -25,43 +26,52 @@ pub fn run(
             lines.iter().map(|l| shipments::parse_line_arg(l)).collect();
         Some(parsed.map_err(|e| Failure::new(EXIT_FAILED, e))?)
     };
-    let (_config, store) = super::open_store(config_path)?;
     let req = ShipmentRequest {
-        order_id: id.clone(),
+        order_id: id,
         carrier,
         tracking_number: tracking,
         tracking_url: None,
         shipped_at: None,
         lines,
     };
-    let outcome =
-        shipments::record(&store, &Outbound::default(), &req, Utc::now()).map_err(|e| match e {
-            ShipError::Store(e) => store_failure(e),
-            other => Failure::new(EXIT_FAILED, other.to_string()),
-        })?;
-    match outcome {
-        ShipOutcome::Recorded {
-            status, shipment, ..
-        } => {
+    let receipt = match super::open_backend(config_path)? {
+        Backend::Local { store, .. } => {
+            let written =
+                ops::ship(&store, &Outbound::default(), &req, Utc::now()).map_err(op_failure)?;
             store.flush_blocking().map_err(store_failure)?;
+            written.value
+        }
+        Backend::Remote(api) => {
+            let body = serde_json::to_value(&req).map_err(|e| {
+                Failure::new(EXIT_FAILED, format!("cannot encode the shipment: {e}"))
+            })?;
+            api.post(&["shipments"], &[], Some(body))?
+        }
+    };
+    outln!("{}", render(&receipt));
+    Ok(())
+}
+
+fn render(r: &ShipReceipt) -> String {
+    let id = &r.order_id;
+    match &r.shipment {
+        Some(shipment) if r.recorded => {
             let what: Vec<String> = shipment
                 .lines
                 .iter()
                 .map(|l| format!("{} x{}", l.sku.as_deref().unwrap_or(&l.line_id), l.quantity))
                 .collect();
-            println!(
-                "{id}: shipment {} {} recorded ({}); order {status}; tracking push queued",
+            format!(
+                "{id}: shipment {} {} recorded ({}); order {}; tracking push queued",
                 shipment.carrier,
                 shipment.tracking_number,
-                what.join(", ")
-            );
+                what.join(", "),
+                r.status
+            )
         }
-        ShipOutcome::AlreadyRecorded { status } => {
-            println!(
-                "{id}: a shipment with tracking number {} is already recorded (order {status}); nothing changed",
-                req.tracking_number.trim()
-            );
-        }
+        _ => format!(
+            "{id}: a shipment with tracking number {} is already recorded (order {}); nothing changed",
+            r.tracking_number, r.status
+        ),
     }
-    Ok(())
 }

@@ -7,61 +7,71 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::orders::store_failure;
-use super::{CliResult, EXIT_FAILED, Failure, StockCommand, print_json};
-use crate::config::Config;
-use crate::inventory::{self, StockError, StockUpdate};
+use super::orders::{op_failure, store_failure};
+use super::{Backend, CliResult, EXIT_FAILED, Failure, StockCommand, print_json};
+use crate::inventory::{self, StockUpdate};
+use crate::ops::{self, StockReceipt};
 use crate::outbox::Outbound;
-use crate::store::Store;
+use crate::store::StockView;
 
 pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
-    let (config, store) = super::open_store(config_path)?;
     match cmd {
         StockCommand::Set { sku, qty } => {
             let updates = [StockUpdate {
                 sku,
                 available: qty,
             }];
-            set(&config, &store, &updates)
+            set(config_path, &updates)
         }
-        StockCommand::Import { file } => import(&config, &store, &file),
-        StockCommand::Show { sku, json } => show(&store, &sku, json),
+        StockCommand::Import { file } => import(config_path, &file),
+        StockCommand::Show { sku, json } => show(config_path, &sku, json),
     }
 }
 
-fn set(config: &Config, store: &Store, updates: &[StockUpdate]) -> CliResult {
-    let outbound = Outbound::new(crate::outbox::stock_targets(
-        config,
-        &reqwest::Client::new(),
-    ));
-    let written =
-        inventory::set_levels(store, &outbound, updates, Utc::now()).map_err(|e| match e {
-            StockError::Invalid(problems) => Failure::new(EXIT_FAILED, problems.join("\n")),
-            StockError::Store(e) => store_failure(e),
-        })?;
-    store.flush_blocking().map_err(store_failure)?;
-    let accounts: Vec<&str> = outbound.stock.iter().map(|t| t.account.as_str()).collect();
-    if let [one] = updates {
-        println!("{}: available {}", one.sku, one.available);
-    } else {
-        println!("{} stock levels set", written.skus);
-    }
-    if accounts.is_empty() {
-        println!(
-            "no account takes stock pushes (no connector in this build can push inventory); nothing queued"
-        );
-    } else {
-        println!(
-            "{} push{} queued for {} (sent by the daemon)",
-            written.queued,
-            if written.queued == 1 { "" } else { "es" },
-            accounts.join(", ")
-        );
-    }
+fn set(config_path: &Path, updates: &[StockUpdate]) -> CliResult {
+    let receipt: StockReceipt = match super::open_backend(config_path)? {
+        Backend::Local { config, store } => {
+            let outbound = Outbound::new(crate::outbox::stock_targets(
+                &config,
+                &reqwest::Client::new(),
+            ));
+            let written =
+                ops::set_stock(&store, &outbound, updates, Utc::now()).map_err(op_failure)?;
+            store.flush_blocking().map_err(store_failure)?;
+            written.value
+        }
+        Backend::Remote(api) => {
+            let body = serde_json::to_value(updates).map_err(|e| {
+                Failure::new(EXIT_FAILED, format!("cannot encode the stock levels: {e}"))
+            })?;
+            api.put(&["stock"], body)?
+        }
+    };
+    out!("{}", render_set(updates, &receipt));
     Ok(())
 }
 
-fn import(config: &Config, store: &Store, file: &PathBuf) -> CliResult {
+fn render_set(updates: &[StockUpdate], r: &StockReceipt) -> String {
+    let mut s = match updates {
+        [one] => format!("{}: available {}\n", one.sku, one.available),
+        _ => format!("{} stock levels set\n", r.skus),
+    };
+    if r.accounts.is_empty() {
+        s.push_str(
+            "no account takes stock pushes (no connector in this build can push inventory); nothing queued\n",
+        );
+    } else {
+        s.push_str(&format!(
+            "{} push{} queued for {} (sent by the daemon)\n",
+            r.queued,
+            if r.queued == 1 { "" } else { "es" },
+            r.accounts.join(", ")
+        ));
+    }
+    s
+}
+
+fn import(config_path: &Path, file: &PathBuf) -> CliResult {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot read {}: {e}", file.display())))?;
     let updates = inventory::parse_stock_csv(&text).map_err(|problems| {
@@ -76,34 +86,33 @@ fn import(config: &Config, store: &Store, file: &PathBuf) -> CliResult {
         ));
         Failure::new(EXIT_FAILED, lines.join("\n"))
     })?;
-    set(config, store, &updates)
+    set(config_path, &updates)
 }
 
-fn show(store: &Store, sku: &str, json: bool) -> CliResult {
-    let view = inventory::show(store, sku)
-        .map_err(store_failure)?
-        .ok_or_else(|| {
-            Failure::new(
-                EXIT_FAILED,
-                format!(
-                    "no stock level for sku {sku:?}; set one with `switchyard stock set {sku} QTY`"
-                ),
-            )
-        })?;
+fn show(config_path: &Path, sku: &str, json: bool) -> CliResult {
+    let view: StockView = match super::open_backend(config_path)? {
+        Backend::Local { store, .. } => ops::stock_show(&store, sku).map_err(op_failure)?,
+        Backend::Remote(api) => api.get(&["stock", sku], &[])?,
+    };
     if json {
         return print_json(&view);
     }
-    println!("{}  available {}", view.sku, view.available);
+    out!("{}", render_show(&view));
+    Ok(())
+}
+
+fn render_show(view: &StockView) -> String {
+    let mut s = format!("{}  available {}\n", view.sku, view.available);
     if view.channels.is_empty() {
-        println!("  not pushed to any channel yet");
+        s.push_str("  not pushed to any channel yet\n");
     }
     for c in &view.channels {
-        println!(
-            "  {}  pushed {}  at {}",
+        s.push_str(&format!(
+            "  {}  pushed {}  at {}\n",
             c.account,
             c.pushed,
             c.at.to_rfc3339()
-        );
+        ));
     }
-    Ok(())
+    s
 }

@@ -19,6 +19,8 @@ use chrono::Utc;
 use serde_json::json;
 use switchyard_contract::{Connector, ConnectorError, WebhookOutcome, WebhookRequest};
 
+pub mod admin;
+
 use crate::ingest::{Ingest, Source};
 use crate::poll::HealthBoard;
 
@@ -40,6 +42,8 @@ pub struct HttpState<C> {
     /// Account ids, for readiness.
     pub accounts: Vec<String>,
     pub ready: AtomicBool,
+    /// The admin API's token and outbound handle (`admin.rs`).
+    pub admin: admin::AdminState,
 }
 
 pub fn router<C: Connector + 'static>(state: Arc<HttpState<C>>) -> Router {
@@ -47,6 +51,11 @@ pub fn router<C: Connector + 'static>(state: Arc<HttpState<C>>) -> Router {
         .route("/webhooks/{account}", post(webhook::<C>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<C>))
+        .route("/metrics", get(metrics::<C>))
+        .nest(
+            admin::PREFIX,
+            admin::router(state.ingest.clone(), state.admin.clone()),
+        )
         .with_state(state)
 }
 
@@ -70,13 +79,28 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// 200 once the store is open and the listener bound, 503 before and while
+/// stopping; with each account's poll health (`polling` is false for an
+/// account whose channel has no connector in this build) and token state
+/// (`static`: tokens come from the config as they are).
 async fn readyz<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
     let health = state.health.snapshot();
     let accounts: serde_json::Map<String, serde_json::Value> = state
         .accounts
         .iter()
-        .map(|a| (a.clone(), json!(health.get(a))))
+        .map(|a| {
+            let h = health.get(a);
+            let detail = json!({
+                "polling": h.is_some(),
+                "last_success": h.and_then(|h| h.last_success),
+                "consecutive_errors": h.map_or(0, |h| h.consecutive_errors),
+                "last_error": h.and_then(|h| h.last_error.clone()),
+                "last_stats": h.and_then(|h| h.last_stats.clone()),
+                "token": "static",
+            });
+            (a.clone(), detail)
+        })
         .collect();
     let status = if ready {
         StatusCode::OK
@@ -90,18 +114,54 @@ async fn readyz<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Respons
         .into_response()
 }
 
+/// Handles one webhook in a span with its channel, account and (once known)
+/// order ids, and counts its outcome in `switchyard_webhooks_total`.
 async fn webhook<C: Connector + 'static>(
     State(state): State<Arc<HttpState<C>>>,
     Path(account): Path<String>,
-    RawQuery(query): RawQuery,
+    query: RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let channel = state.webhook_accounts.get(&account).map(|c| c.channel());
+    let span = tracing::info_span!(
+        "webhook",
+        channel = tracing::field::Empty,
+        account = tracing::field::Empty,
+        order = tracing::field::Empty,
+    );
+    if let Some(channel) = channel {
+        // Only configured accounts: the path is whatever a caller sent.
+        span.record("channel", tracing::field::display(channel));
+        span.record("account", tracing::field::display(&account));
+    }
+    let metrics = state.ingest.metrics().clone();
+    let label = if channel.is_some() {
+        account.clone()
+    } else {
+        "unknown".to_owned()
+    };
+    let handling = handle_webhook(state, account, query, headers, body);
+    let (outcome, response) = tracing::Instrument::instrument(handling, span).await;
+    metrics.inc(&crate::metrics::WEBHOOKS, &[&label, outcome]);
+    response
+}
+
+async fn handle_webhook<C: Connector + 'static>(
+    state: Arc<HttpState<C>>,
+    account: String,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> (&'static str, Response) {
     let Some(connector) = state.webhook_accounts.get(&account).cloned() else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no account {account:?} takes webhooks here (check [[account]] id and webhooks = true)"
+        return (
+            "unknown_account",
+            text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no account {account:?} takes webhooks here (check [[account]] id and webhooks = true)"
+                ),
             ),
         );
     };
@@ -110,11 +170,11 @@ async fn webhook<C: Connector + 'static>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > WEBHOOK_BODY_LIMIT) {
-        return too_large();
+        return ("too_large", too_large());
     }
     let body: Bytes = match axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await {
         Ok(b) => b,
-        Err(_) => return too_large(),
+        Err(_) => return ("too_large", too_large()),
     };
     let req = WebhookRequest {
         account: account.clone(),
@@ -134,15 +194,21 @@ async fn webhook<C: Connector + 'static>(
     };
     if let Err(e) = connector.verify_webhook(&req) {
         tracing::warn!(account = %account, error = %e, "webhook refused: signature");
-        return text(StatusCode::UNAUTHORIZED, "signature missing or wrong");
+        return (
+            "unauthorized",
+            text(StatusCode::UNAUTHORIZED, "signature missing or wrong"),
+        );
     }
     let outcome = match connector.parse_webhook(&req) {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(account = %account, error = %e, "webhook refused: body");
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("not a webhook this account understands: {e}"),
+            return (
+                "bad_request",
+                text(
+                    StatusCode::BAD_REQUEST,
+                    format!("not a webhook this account understands: {e}"),
+                ),
             );
         }
     };
@@ -154,11 +220,17 @@ async fn webhook<C: Connector + 'static>(
             body,
         } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            return (
+                "challenge",
+                (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+            );
         }
         WebhookOutcome::Ignored { reason, .. } => {
             tracing::debug!(account = %account, %reason, "webhook ignored");
-            return text(StatusCode::OK, format!("ignored: {reason}"));
+            return (
+                "ignored",
+                text(StatusCode::OK, format!("ignored: {reason}")),
+            );
         }
         WebhookOutcome::Orders { orders, .. } => orders,
         WebhookOutcome::Refetch {
@@ -168,16 +240,21 @@ async fn webhook<C: Connector + 'static>(
                 .await
             {
                 Ok(Ok(orders)) => orders,
-                Ok(Err(e)) => return refetch_failed(&account, &e),
+                Ok(Err(e)) => return ("error", refetch_failed(&account, &e)),
                 Err(_) => {
-                    return refetch_failed(
-                        &account,
-                        &ConnectorError::Transient("fetching the orders took too long".into()),
+                    return (
+                        "error",
+                        refetch_failed(
+                            &account,
+                            &ConnectorError::Transient("fetching the orders took too long".into()),
+                        ),
                     );
                 }
             }
         }
     };
+    let ids: Vec<&str> = orders.iter().map(|o| o.order.id.as_str()).collect();
+    tracing::Span::current().record("order", tracing::field::display(ids.join(",")));
     let ingest = state.ingest.clone();
     let acct = account.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -193,16 +270,22 @@ async fn webhook<C: Connector + 'static>(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::error!(account = %account, error = %e, "webhook not stored");
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not store the event; retry later",
+            return (
+                "error",
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not store the event; retry later",
+                ),
             );
         }
         Err(e) => {
             tracing::error!(account = %account, error = %e, "webhook ingest task failed");
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not store the event; retry later",
+            return (
+                "error",
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not store the event; retry later",
+                ),
             );
         }
     };
@@ -211,27 +294,124 @@ async fn webhook<C: Connector + 'static>(
         // the repeat only once everything written so far is durable.
         if let Err(e) = state.ingest.store().flush().await {
             tracing::error!(account = %account, error = %e, "store flush failed");
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not make the event durable; retry later",
+            return (
+                "error",
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not make the event durable; retry later",
+                ),
             );
         }
-        return text(StatusCode::OK, "duplicate: already stored");
+        return (
+            "duplicate",
+            text(StatusCode::OK, "duplicate: already stored"),
+        );
     }
     if let Err(e) = state.ingest.store().flushed(report.seq).await {
         tracing::error!(account = %account, error = %e, "webhook not flushed");
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "could not make the event durable; retry later",
+        return (
+            "error",
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not make the event durable; retry later",
+            ),
         );
     }
-    text(
-        StatusCode::OK,
-        format!(
-            "stored: {} new, {} updated, {} unchanged, {} older than stored",
-            report.created, report.updated, report.unchanged, report.stale
+    tracing::debug!(
+        created = report.created,
+        updated = report.updated,
+        unchanged = report.unchanged,
+        stale = report.stale,
+        "webhook stored"
+    );
+    (
+        "stored",
+        text(
+            StatusCode::OK,
+            format!(
+                "stored: {} new, {} updated, {} unchanged, {} older than stored",
+                report.created, report.updated, report.unchanged, report.stale
+            ),
         ),
     )
+}
+
+/// `GET /metrics`: Prometheus text (`crate::metrics`). Counters are kept as
+/// things happen; the gauges that describe state (readiness, sync lag, outbox
+/// depth, stalled workers) and the outbox's own counters are read now.
+async fn metrics<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Response {
+    use crate::metrics as m;
+    let registry = state.ingest.metrics().clone();
+    let ready = state.ready.load(Ordering::Acquire);
+    registry.set(&m::READY, &[], if ready { 1.0 } else { 0.0 });
+    let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+    let started = registry.get(&m::START_TIME, &[]).unwrap_or(now);
+    for (account, h) in state.health.snapshot() {
+        let last = h
+            .last_success
+            .map_or(started, |t| t.timestamp_millis() as f64 / 1000.0);
+        registry.set(&m::SYNC_LAG, &[&account], (now - last).max(0.0));
+        registry.set(
+            &m::POLL_ERRORS,
+            &[&account],
+            f64::from(h.consecutive_errors),
+        );
+    }
+    let store = state.ingest.store().clone();
+    let depth = tokio::task::spawn_blocking(move || {
+        let mut by_account: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (dead, items) in [
+            (false, store.outbox_list(false)),
+            (true, store.outbox_list(true)),
+        ] {
+            for item in items? {
+                let e = by_account.entry(item.account).or_default();
+                if dead {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                }
+            }
+        }
+        Ok::<_, crate::store::StoreError>(by_account)
+    })
+    .await;
+    match depth {
+        Ok(Ok(mut by_account)) => {
+            for a in &state.accounts {
+                by_account.entry(a.clone()).or_default();
+            }
+            registry.clear(&m::OUTBOX_PENDING);
+            registry.clear(&m::OUTBOX_DEAD);
+            for (account, (pending, dead)) in by_account {
+                registry.set(&m::OUTBOX_PENDING, &[&account], pending as f64);
+                registry.set(&m::OUTBOX_DEAD, &[&account], dead as f64);
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: reading the outbox failed"),
+        Err(e) => tracing::warn!(error = %e, "metrics: reading the outbox failed"),
+    }
+    if let Some(outbound) = state.ingest.outbound() {
+        let c = &outbound.metrics;
+        for (outcome, counter) in [
+            ("sent", &c.sent),
+            ("retried", &c.retried),
+            ("rate_limited", &c.rate_limited),
+            ("dead", &c.dead),
+            ("not_listed", &c.not_listed),
+        ] {
+            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+            registry.set(&m::OUTBOX_PUSHES, &[outcome], n as f64);
+        }
+        let stalled = outbound.heartbeats.stalled().len();
+        registry.set(&m::WORKERS_STALLED, &[], stalled as f64);
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, m::CONTENT_TYPE)],
+        registry.render(),
+    )
+        .into_response()
 }
 
 fn too_large() -> Response {

@@ -169,6 +169,10 @@ pub struct Outbound {
     pub stock: StockTargets,
     pub wakers: Wakers,
     pub metrics: Arc<OutboxMetrics>,
+    /// Per-account figures for `/metrics` (429s, limiter waits).
+    pub registry: crate::metrics::Registry,
+    /// Each worker registers here; the systemd watchdog reads them.
+    pub heartbeats: crate::notify::Heartbeats,
 }
 
 /// What ingest adds to its batch for one order.

@@ -14,6 +14,7 @@ use chrono::Utc;
 use switchyard_contract::connector::RateLimit;
 use switchyard_contract::{ConnectorError, RateHint};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 use super::limiter::Limiter;
 use super::policy::{Action, classify, item_delay};
@@ -79,6 +80,9 @@ pub struct Worker<S> {
     account_backoff: Backoff,
     /// Nothing is sent before this (a 429's retry-after, an empty bucket).
     paused_until: Option<tokio::time::Instant>,
+    /// Shows the watchdog this worker is alive (`crate::notify`).
+    heartbeat: crate::notify::Heartbeat,
+    registry: crate::metrics::Registry,
 }
 
 impl<S: Sender> Worker<S> {
@@ -93,6 +97,8 @@ impl<S: Sender> Worker<S> {
         Worker {
             notify: outbound.wakers.get(&account),
             metrics: outbound.metrics.clone(),
+            heartbeat: outbound.heartbeats.register(format!("outbox {account}")),
+            registry: outbound.registry.clone(),
             account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
             account,
             sender,
@@ -114,7 +120,7 @@ impl<S: Sender> Worker<S> {
             return !self.stopped();
         }
         let slept = tokio::select! {
-            _ = tokio::time::sleep(d) => true,
+            _ = self.heartbeat.pause(d) => true,
             _ = self.stop.wait_for(|s| *s) => false,
         };
         slept && !self.stopped()
@@ -122,9 +128,15 @@ impl<S: Sender> Worker<S> {
 
     /// Runs until shutdown. The call in flight when shutdown comes is
     /// finished and recorded; nothing new starts.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        let span = tracing::info_span!("outbox", account = %self.account);
+        self.run_loop().instrument(span).await
+    }
+
+    async fn run_loop(mut self) {
         tracing::debug!(account = %self.account, "outbox worker started");
         while !self.stopped() {
+            self.heartbeat.beat();
             let due = match self.store.outbox_due(
                 &self.account,
                 Utc::now(),
@@ -143,7 +155,7 @@ impl<S: Sender> Worker<S> {
                 let notify = self.notify.clone();
                 tokio::select! {
                     _ = notify.notified() => {}
-                    _ = tokio::time::sleep(self.options.idle_rescan) => {}
+                    _ = self.heartbeat.pause(self.options.idle_rescan) => {}
                     _ = self.stop.wait_for(|s| *s) => break,
                 }
                 continue;
@@ -164,42 +176,78 @@ impl<S: Sender> Worker<S> {
     /// Waits for the pause and the limiter, sends one item and records the
     /// outcome. False on shutdown.
     async fn process(&mut self, item: OutboxItem) -> bool {
-        if let Some(until) = self.paused_until.take() {
-            let now = tokio::time::Instant::now();
-            if until > now && !self.sleep(until - now).await {
-                return false;
-            }
+        let mut waited = Duration::ZERO;
+        let paced = self.pace(&item, &mut waited).await;
+        if !waited.is_zero() {
+            let secs = waited.as_secs_f64();
+            self.registry
+                .add(&crate::metrics::LIMITER_WAIT, &[&self.account], secs);
         }
-        let hint = self.sender.rate_hint();
-        if let Some(wait) = self.limiter(&item.kind).hint_wait(hint, Utc::now())
-            && !self.sleep(wait).await
-        {
+        if !paced {
             return false;
         }
-        loop {
-            match self.limiter(&item.kind).try_acquire() {
-                Ok(()) => break,
-                Err(wait) => {
-                    if !self.sleep(wait).await {
-                        return false;
-                    }
-                }
-            }
+        let span = tracing::info_span!(
+            "send",
+            kind = %item.kind,
+            item = %item.id,
+            order = tracing::field::Empty,
+            sku = tracing::field::Empty,
+        );
+        if let Some(order) = item.payload.get("order_id").and_then(|v| v.as_str()) {
+            span.record("order", tracing::field::display(order));
         }
-        let verdict =
-            match tokio::time::timeout(self.options.call_timeout, self.sender.send(&item)).await {
-                Ok(v) => v,
-                Err(_) => Verdict::Failed(ConnectorError::Transient(format!(
-                    "no answer within {} s",
-                    self.options.call_timeout.as_secs_f64()
-                ))),
-            };
+        if let Some(sku) = item.payload.get("sku").and_then(|v| v.as_str()) {
+            span.record("sku", tracing::field::display(sku));
+        }
+        self.heartbeat.busy(self.options.call_timeout);
+        let call = tokio::time::timeout(self.options.call_timeout, self.sender.send(&item));
+        let verdict = match call.instrument(span.clone()).await {
+            Ok(v) => v,
+            Err(_) => Verdict::Failed(ConnectorError::Transient(format!(
+                "no answer within {} s",
+                self.options.call_timeout.as_secs_f64()
+            ))),
+        };
+        self.heartbeat.beat();
+        let _entered = span.enter();
         if let Err(e) = self.record(&item, verdict) {
             // The item stays pending and is sent again: every push carries an
             // idempotency key, and deliveries a stable delivery id.
             tracing::warn!(account = %self.account, item = %item.id, error = %e, "recording an outbox outcome failed");
         }
         true
+    }
+
+    /// Waits for the pause, the channel's bucket and the limiter, adding
+    /// the time to `waited`. False on shutdown.
+    async fn pace(&mut self, item: &OutboxItem, waited: &mut Duration) -> bool {
+        if let Some(until) = self.paused_until.take() {
+            let now = tokio::time::Instant::now();
+            if until > now {
+                *waited += until - now;
+                if !self.sleep(until - now).await {
+                    return false;
+                }
+            }
+        }
+        let hint = self.sender.rate_hint();
+        if let Some(wait) = self.limiter(&item.kind).hint_wait(hint, Utc::now()) {
+            *waited += wait;
+            if !self.sleep(wait).await {
+                return false;
+            }
+        }
+        loop {
+            match self.limiter(&item.kind).try_acquire() {
+                Ok(()) => return true,
+                Err(wait) => {
+                    *waited += wait;
+                    if !self.sleep(wait).await {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     fn limiter(&mut self, kind: &str) -> &Limiter {
@@ -270,6 +318,8 @@ impl<S: Sender> Worker<S> {
                     OutboxMetrics::add(&self.metrics.retried);
                     if rate_limited {
                         OutboxMetrics::add(&self.metrics.rate_limited);
+                        self.registry
+                            .inc(&crate::metrics::RATE_LIMITED, &[&self.account, "outbox"]);
                     }
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store

@@ -14,7 +14,7 @@
 use std::fmt::{Display, Write as _};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchyard_contract::{Order, Priority};
 
 use super::ast::{Cmp, Cond, Conj, RuleSet};
@@ -31,7 +31,7 @@ pub struct RuleInput<'a> {
 }
 
 /// The rules' decision for one order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// Tags added by rules and still present at the end, in the order they
     /// were added, without duplicates.
@@ -49,7 +49,7 @@ pub struct Evaluation {
     pub trace: Vec<RuleTrace>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleTrace {
     pub name: String,
     pub matched: bool,

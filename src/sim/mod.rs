@@ -25,6 +25,8 @@ use switchyard_contract::testkit::{
 
 use crate::config::{AccountConfig, ChannelSettings};
 
+mod shopify;
+
 /// A request the simulator received, with the channel it was addressed to.
 #[derive(Debug, Clone)]
 pub struct SimRequest {
@@ -44,6 +46,7 @@ pub struct PreparedWebhook {
 struct SimState {
     exchanges: BTreeMap<Channel, Vec<Exchange>>,
     requests: Vec<SimRequest>,
+    shop: shopify::Shop,
     shopify_bucket: CostBucket,
     throttled: usize,
 }
@@ -145,9 +148,21 @@ impl Simulator {
         scenarios: BTreeMap<Channel, Vec<String>>,
         webhooks: BTreeMap<Channel, Vec<WebhookFixture>>,
     ) -> Result<Simulator, String> {
+        let mut shop = shopify::Shop::default();
+        for e in exchanges.get(&Channel::Shopify).into_iter().flatten() {
+            if let Ok(v) = serde_json::from_slice(&e.response) {
+                shop.learn(&v);
+            }
+        }
+        for w in webhooks.get(&Channel::Shopify).into_iter().flatten() {
+            if let Ok(v) = serde_json::from_slice(&w.body) {
+                shop.learn(&v);
+            }
+        }
         let state = Arc::new(Mutex::new(SimState {
             exchanges,
             requests: Vec::new(),
+            shop,
             shopify_bucket: CostBucket::default(),
             throttled: 0,
         }));
@@ -260,6 +275,20 @@ impl SimState {
             );
         };
         req.path = rest;
+        if channel == Channel::Shopify
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&req.body)
+            && let Some(answer) = self.shop.answer(&body)
+        {
+            let resp = self.charge_shopify(
+                vec![("content-type".into(), "application/json".into())],
+                serde_json::to_vec(&answer).unwrap_or_default(),
+            );
+            self.requests.push(SimRequest {
+                channel,
+                request: req,
+            });
+            return resp;
+        }
         let found = self.exchanges.get(&channel).and_then(|list| {
             list.iter()
                 .find(|e| e.matches(&req.method, &req.path, &req.query, &req.body))
@@ -274,6 +303,18 @@ impl SimState {
                 headers: e.headers.into_iter().collect(),
                 body: e.response,
             },
+            None if channel == Channel::Shopify && is_variant_lookup(&req.body) => {
+                // A SKU the recorded shop does not sell: Shopify answers with
+                // no variants, and the connector reports it as not listed.
+                let empty = json!({
+                    "data": { "productVariants": { "nodes": [] } },
+                    "extensions": { "cost": { "requestedQueryCost": 6, "actualQueryCost": 2 } },
+                });
+                self.charge_shopify(
+                    vec![("content-type".into(), "application/json".into())],
+                    serde_json::to_vec(&empty).unwrap_or_default(),
+                )
+            }
             None => HttpResponse::json(
                 404,
                 &json!({"error": format!("simulator: no recorded {channel} response for {} {}", req.method, req.path)}),
@@ -329,6 +370,77 @@ impl SimState {
             headers,
             body: serde_json::to_vec(&value).unwrap_or(body),
         }
+    }
+}
+
+fn is_variant_lookup(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|b| b["operationName"] == "SwitchyardVariantsBySku")
+}
+
+/// A destination (warehouse, 3PL) for the demo and tests: accepts the
+/// daemon's signed order deliveries on `/<destination id>`, checks each
+/// signature with that destination's secret, and remembers what came.
+pub struct DestinationSink {
+    server: LoopbackServer,
+    received: Arc<Mutex<Vec<Delivery>>>,
+}
+
+/// One delivery the sink received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub destination: String,
+    pub delivery_id: Option<String>,
+    pub signature_ok: bool,
+    pub order: Option<switchyard_contract::Order>,
+}
+
+impl DestinationSink {
+    /// `secrets`: destination id → its signing secret.
+    pub async fn start(secrets: BTreeMap<String, Vec<u8>>) -> Result<DestinationSink, String> {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r = received.clone();
+        let server = LoopbackServer::start(Arc::new(move |req: HttpRequest| {
+            let destination = req.path.trim_start_matches('/').to_owned();
+            let Some(secret) = secrets.get(&destination) else {
+                return HttpResponse::new(404, format!("no destination {destination:?} here"));
+            };
+            let signature_ok = req
+                .header(crate::deliver::SIGNATURE_HEADER)
+                .is_some_and(|sig| crate::deliver::verify(secret, &req.body, sig));
+            r.lock().unwrap_or_else(|p| p.into_inner()).push(Delivery {
+                destination,
+                delivery_id: req
+                    .header(crate::deliver::DELIVERY_HEADER)
+                    .map(str::to_owned),
+                signature_ok,
+                order: serde_json::from_slice(&req.body).ok(),
+            });
+            if signature_ok {
+                HttpResponse::new(200, "received")
+            } else {
+                HttpResponse::new(401, "bad signature")
+            }
+        }))
+        .await
+        .map_err(|e| format!("destination sink: cannot bind 127.0.0.1: {e}"))?;
+        Ok(DestinationSink { server, received })
+    }
+
+    /// The URL a destination should POST to.
+    pub fn url(&self, destination: &str) -> String {
+        format!("{}/{destination}", self.server.url())
+    }
+
+    pub fn received(&self) -> Vec<Delivery> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

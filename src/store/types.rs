@@ -176,14 +176,14 @@ pub struct PushedLevel {
 }
 
 /// The `stock show --json` shape: `{ "sku", "available", "channels": [ { "account", "pushed", "at" } ] }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
     pub sku: String,
     pub available: i64,
     pub channels: Vec<StockChannelView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockChannelView {
     pub account: String,
     pub pushed: u32,
@@ -260,7 +260,7 @@ pub struct OutboxItem {
 }
 
 /// The `outbox list --json` shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxSummary {
     pub id: String,
     pub account: String,

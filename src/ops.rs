@@ -1,0 +1,559 @@
+//! Operations a person asks for, whichever way they ask: the command line
+//! with the store open (daemon stopped) or the admin API of the running
+//! daemon (`src/http/admin.rs`, which the command line uses while the daemon
+//! holds the store). Each operation is implemented once, here, so the two
+//! ways cannot drift apart; rendering stays with the command line.
+//!
+//! Operations write and return what was written, with the store sequence to
+//! wait on where there is one: the caller acknowledges only after the flush
+//! (`Store::flush_blocking` in the command line, `Store::flushed` in the
+//! daemon). They wake the outbox workers of the `Outbound` they are given;
+//! the command line passes one whose wakers reach nobody, and the daemon
+//! sends what was queued once it runs.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use switchyard_contract::{NormalizationNote, Order, OrderStatus, Priority, Shipment};
+
+use crate::ingest::apply_rules as rerun_rules;
+use crate::inventory::{self, StockError, StockUpdate};
+use crate::outbox::Outbound;
+use crate::rules::{Evaluation, RuleInput, RuleSet, evaluate};
+use crate::shipments::{self, ShipError, ShipOutcome, ShipmentRequest};
+use crate::store::{
+    HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
+    StoreError, StoredOrder, WriteBatch,
+};
+
+/// Why an operation did not happen. The message names the offending thing
+/// and says what to do; the admin API turns the variant into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The order, outbox item or stock level named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request does not fit the current state (an order not on hold,
+    /// an order that kept changing); asking again later may work.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => OpError::NotFound(e.to_string()),
+            StoreError::InvalidKey { .. } => OpError::Invalid(e.to_string()),
+            StoreError::Conflict { .. } => OpError::Conflict(e.to_string()),
+            e => OpError::Store(e),
+        }
+    }
+}
+
+impl From<ShipError> for OpError {
+    fn from(e: ShipError) -> Self {
+        match e {
+            ShipError::UnknownOrder(_) => OpError::NotFound(e.to_string()),
+            ShipError::Invalid(_) => OpError::Invalid(e.to_string()),
+            ShipError::Contended(_) => OpError::Conflict(e.to_string()),
+            ShipError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StockError> for OpError {
+    fn from(e: StockError) -> Self {
+        match e {
+            StockError::Invalid(problems) => OpError::Invalid(problems.join("\n")),
+            StockError::Store(e) => e.into(),
+        }
+    }
+}
+
+// --- orders ---------------------------------------------------------------------
+
+/// The stored order with this id, or an error that says what ids look like.
+pub fn find_order(store: &Store, id: &str) -> Result<StoredOrder, OpError> {
+    store.get_order(id)?.ok_or_else(|| {
+        OpError::NotFound(format!(
+            "no order {id:?}; ids look like \"<account>:<channel order id>\" (see `switchyard orders list`)"
+        ))
+    })
+}
+
+/// The `--route` / `route=` filter: a destination id, or `none` for
+/// unrouted orders.
+pub fn route_filter(route: &str) -> RouteFilter {
+    if route == "none" {
+        RouteFilter::None
+    } else {
+        RouteFilter::Is(route.to_owned())
+    }
+}
+
+/// `orders list`: matching canonical orders, oldest first.
+pub fn list_orders(store: &Store, filter: &OrderFilter) -> Result<Vec<Order>, OpError> {
+    Ok(store
+        .list_orders(filter)?
+        .into_iter()
+        .map(|s| s.order)
+        .collect())
+}
+
+/// What `orders show` renders: the canonical order, its normalization notes
+/// and its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderDetail {
+    pub order: Order,
+    pub notes: Vec<NormalizationNote>,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl OrderDetail {
+    /// The `orders show --json` document: the canonical order with `notes`
+    /// and `history` added.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.order).unwrap_or_else(|_| json!({}));
+        v["notes"] = json!(self.notes);
+        v["history"] = json!(self.history);
+        v
+    }
+
+    /// Reads the document `to_json` wrote.
+    pub fn from_json(mut v: serde_json::Value) -> Result<OrderDetail, String> {
+        let obj = v
+            .as_object_mut()
+            .ok_or("an order document must be a JSON object")?;
+        let notes = obj.remove("notes").unwrap_or_else(|| json!([]));
+        let history = obj.remove("history").unwrap_or_else(|| json!([]));
+        Ok(OrderDetail {
+            order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
+            notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
+            history: serde_json::from_value(history).map_err(|e| format!("history: {e}"))?,
+        })
+    }
+}
+
+/// `orders show`.
+pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
+    let stored = find_order(store, id)?;
+    let history = store.history(id)?;
+    Ok(OrderDetail {
+        order: stored.order,
+        notes: stored.notes,
+        history,
+    })
+}
+
+/// A local write that is done but maybe not yet durable.
+#[derive(Debug, Clone)]
+pub struct Written<T> {
+    pub value: T,
+    /// Wait for this store sequence before acknowledging.
+    pub seq: u64,
+}
+
+/// Puts an order on hold by hand. A later rules run keeps the hold.
+pub fn hold(
+    store: &Store,
+    outbound: &Outbound,
+    id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Written<Order>, OpError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(OpError::Invalid(format!(
+            "a hold of order {id} needs a reason that says why"
+        )));
+    }
+    change(store, outbound, id, "hold", now, |o| {
+        o.manual_hold = Some(reason.to_owned());
+        o.order.hold = Some(reason.to_owned());
+        Ok(format!("held by hand: {reason}"))
+    })
+}
+
+/// Releases an order's hold, hand-set or a rule's. Releasing can make the
+/// order deliverable: its delivery is queued in the same transaction.
+pub fn release(
+    store: &Store,
+    outbound: &Outbound,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Written<Order>, OpError> {
+    change(store, outbound, id, "release", now, |o| {
+        let Some(was) = o.order.hold.take() else {
+            return Err(OpError::Conflict(format!("order {id} is not on hold")));
+        };
+        if o.manual_hold.take().is_none() {
+            // A rule's hold: remember it so re-running the rules keeps it released.
+            o.released_hold = Some(was.clone());
+        }
+        Ok(format!("released by hand (was: {was})"))
+    })
+}
+
+/// Applies a local change, re-reading and retrying if the order changed
+/// underneath; `edit` returns the history detail, or why it cannot apply.
+fn change(
+    store: &Store,
+    outbound: &Outbound,
+    id: &str,
+    kind: &str,
+    now: DateTime<Utc>,
+    edit: impl Fn(&mut StoredOrder) -> Result<String, OpError>,
+) -> Result<Written<Order>, OpError> {
+    for _ in 0..5 {
+        let current = find_order(store, id)?;
+        let mut next = current.clone();
+        let detail = edit(&mut next)?;
+        let plan = crate::deliver::plan_local(store, &next, now)?;
+        let queued = plan.outbox.clone();
+        let order = next.order.clone();
+        let batch = WriteBatch {
+            now,
+            orders: vec![OrderWrite::Local {
+                order: next,
+                expected_revision: current.revision,
+                kind: kind.to_owned(),
+                detail,
+                outbox: plan.outbox,
+            }],
+            dedupe: plan.dedupe,
+            ..WriteBatch::default()
+        };
+        match store.apply(batch) {
+            Ok(report) => {
+                outbound.wakers.wake_items(&queued);
+                return Ok(Written {
+                    value: order,
+                    seq: report.seq,
+                });
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OpError::Conflict(format!(
+        "order {id} kept changing while it was being updated; try again"
+    )))
+}
+
+// --- shipments and stock ------------------------------------------------------------
+
+/// The answer to a shipment report (`ship`, `POST /api/v1/shipments`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipReceipt {
+    pub order_id: String,
+    /// False: a shipment with this tracking number was already recorded and
+    /// nothing changed.
+    pub recorded: bool,
+    /// The order's status afterwards.
+    pub status: OrderStatus,
+    /// The tracking number as recorded (trimmed).
+    pub tracking_number: String,
+    /// The shipment recorded, when `recorded`.
+    pub shipment: Option<Shipment>,
+}
+
+/// Records a shipment and queues its tracking push.
+pub fn ship(
+    store: &Store,
+    outbound: &Outbound,
+    req: &ShipmentRequest,
+    now: DateTime<Utc>,
+) -> Result<Written<ShipReceipt>, OpError> {
+    let tracking_number = req.tracking_number.trim().to_owned();
+    let order_id = req.order_id.clone();
+    Ok(match shipments::record(store, outbound, req, now)? {
+        ShipOutcome::Recorded {
+            status,
+            shipment,
+            seq,
+        } => Written {
+            value: ShipReceipt {
+                order_id,
+                recorded: true,
+                status,
+                tracking_number,
+                shipment: Some(shipment),
+            },
+            seq,
+        },
+        ShipOutcome::AlreadyRecorded { status } => Written {
+            value: ShipReceipt {
+                order_id,
+                recorded: false,
+                status,
+                tracking_number,
+                shipment: None,
+            },
+            seq: 0,
+        },
+    })
+}
+
+/// The answer to setting stock levels (`stock set/import`, `PUT /api/v1/stock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReceipt {
+    /// Levels written.
+    pub skus: usize,
+    /// Pushes queued (pending pushes of the same SKU fold into one).
+    pub queued: usize,
+    /// The accounts that take stock pushes.
+    pub accounts: Vec<String>,
+}
+
+/// Sets central levels and queues their pushes, all or nothing.
+pub fn set_stock(
+    store: &Store,
+    outbound: &Outbound,
+    updates: &[StockUpdate],
+    now: DateTime<Utc>,
+) -> Result<Written<StockReceipt>, OpError> {
+    let written = inventory::set_levels(store, outbound, updates, now)?;
+    Ok(Written {
+        value: StockReceipt {
+            skus: written.skus,
+            queued: written.queued,
+            accounts: outbound.stock.iter().map(|t| t.account.clone()).collect(),
+        },
+        seq: written.seq,
+    })
+}
+
+/// `stock show`: the level and what each channel was last told.
+pub fn stock_show(store: &Store, sku: &str) -> Result<StockView, OpError> {
+    inventory::show(store, sku)?.ok_or_else(|| {
+        OpError::NotFound(format!(
+            "no stock level for sku {sku:?}; set one with `switchyard stock set {sku} QTY`"
+        ))
+    })
+}
+
+// --- outbox ---------------------------------------------------------------------
+
+/// Pending items, or dead letters with `dead`.
+pub fn outbox_list(store: &Store, dead: bool) -> Result<Vec<OutboxSummary>, OpError> {
+    Ok(store
+        .outbox_list(dead)?
+        .iter()
+        .map(|i| i.summary())
+        .collect())
+}
+
+/// Makes one item (pending or dead) due now and wakes its account's worker.
+/// Not flushed: flush before acknowledging.
+pub fn outbox_retry(
+    store: &Store,
+    outbound: &Outbound,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), OpError> {
+    let item = store.outbox_get(id)?.ok_or_else(|| StoreError::NotFound {
+        what: "outbox item",
+        id: id.to_owned(),
+    })?;
+    store.outbox_retry(id, now)?;
+    outbound.wakers.wake(&item.account);
+    Ok(())
+}
+
+/// Retries every dead letter; returns how many. Not flushed.
+pub fn outbox_retry_dead(
+    store: &Store,
+    outbound: &Outbound,
+    now: DateTime<Utc>,
+) -> Result<usize, OpError> {
+    let accounts: BTreeSet<String> = store
+        .outbox_list(true)?
+        .into_iter()
+        .map(|i| i.account)
+        .collect();
+    let n = store.outbox_retry_all_dead(now)?;
+    for a in &accounts {
+        outbound.wakers.wake(a);
+    }
+    Ok(n)
+}
+
+/// Removes one item, pending or dead. Not flushed.
+pub fn outbox_drop(store: &Store, id: &str) -> Result<(), OpError> {
+    Ok(store.outbox_drop(id)?)
+}
+
+// --- rules ----------------------------------------------------------------------
+
+/// The rules' evaluation of a stored order, with its tags by origin.
+pub fn explain_stored(
+    store: &Store,
+    rules: &RuleSet,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(Order, Evaluation), OpError> {
+    let stored = find_order(store, id)?;
+    let eval = evaluate(
+        rules,
+        &RuleInput {
+            order: &stored.order,
+            channel_tags: &stored.channel_tags,
+            manual_tags: &stored.manual_tags,
+        },
+        now,
+    );
+    Ok((stored.order, eval))
+}
+
+/// The rules' evaluation of an order given whole (not necessarily stored):
+/// its tags count as the channel's.
+pub fn explain_given(rules: &RuleSet, order: &Order, now: DateTime<Utc>) -> Evaluation {
+    evaluate(
+        rules,
+        &RuleInput {
+            order,
+            channel_tags: &order.tags,
+            manual_tags: &[],
+        },
+        now,
+    )
+}
+
+/// What the rules decide about an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decisions {
+    pub tags: Vec<String>,
+    pub route: Option<String>,
+    pub hold: Option<String>,
+    pub priority: Priority,
+}
+
+impl Decisions {
+    pub fn of(o: &Order) -> Self {
+        Decisions {
+            tags: o.tags.clone(),
+            route: o.route.clone(),
+            hold: o.hold.clone(),
+            priority: o.priority,
+        }
+    }
+}
+
+/// One order whose decisions a rules run changes (the `rules apply --json`
+/// element).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleChange {
+    pub id: String,
+    pub before: Decisions,
+    pub after: Decisions,
+}
+
+impl RuleChange {
+    /// `+tag a; -tag b; route x -> y; hold none -> why; priority normal -> high`.
+    pub fn describe(&self) -> String {
+        let (before, after) = (&self.before, &self.after);
+        let mut parts = Vec::new();
+        for t in after.tags.iter().filter(|t| !before.tags.contains(t)) {
+            parts.push(format!("+tag {t}"));
+        }
+        for t in before.tags.iter().filter(|t| !after.tags.contains(t)) {
+            parts.push(format!("-tag {t}"));
+        }
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+        if before.route != after.route {
+            parts.push(format!(
+                "route {} -> {}",
+                show(&before.route),
+                show(&after.route)
+            ));
+        }
+        if before.hold != after.hold {
+            parts.push(format!(
+                "hold {} -> {}",
+                show(&before.hold),
+                show(&after.hold)
+            ));
+        }
+        if before.priority != after.priority {
+            parts.push(
+                format!("priority {:?} -> {:?}", before.priority, after.priority).to_lowercase(),
+            );
+        }
+        parts.join("; ")
+    }
+}
+
+/// Re-runs `rules` over every stored open order; unless `dry_run`, writes
+/// the changed ones (all in one transaction, queueing the deliveries that a
+/// new route or a lifted hold makes due). `seq` is 0 when nothing was written.
+pub fn apply_rules(
+    store: &Store,
+    outbound: &Outbound,
+    rules: &RuleSet,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Written<Vec<RuleChange>>, OpError> {
+    let mut changes = Vec::new();
+    let mut writes: Vec<(StoredOrder, StoredOrder)> = Vec::new();
+    for stored in store
+        .list_orders(&OrderFilter::default())?
+        .into_iter()
+        .filter(|s| s.order.status.is_open())
+    {
+        let next = rerun_rules(stored.clone(), rules, now);
+        let (before, after) = (Decisions::of(&stored.order), Decisions::of(&next.order));
+        if before != after {
+            changes.push(RuleChange {
+                id: stored.order.id.clone(),
+                before,
+                after,
+            });
+            writes.push((stored, next));
+        }
+    }
+    if dry_run || writes.is_empty() {
+        return Ok(Written {
+            value: changes,
+            seq: 0,
+        });
+    }
+    let mut batch = WriteBatch::new(now);
+    for ((stored, next), change) in writes.into_iter().zip(&changes) {
+        let plan = crate::deliver::plan_local(store, &next, now)?;
+        batch.dedupe.extend(plan.dedupe);
+        batch.orders.push(OrderWrite::Local {
+            expected_revision: stored.revision,
+            order: next,
+            kind: "rules_apply".into(),
+            detail: change.describe(),
+            outbox: plan.outbox,
+        });
+    }
+    let queued: Vec<_> = batch
+        .orders
+        .iter()
+        .flat_map(|w| match w {
+            OrderWrite::Local { outbox, .. } | OrderWrite::FromChannel { outbox, .. } => {
+                outbox.clone()
+            }
+        })
+        .collect();
+    let report = store.apply(batch).map_err(|e| match e {
+        StoreError::Conflict { id } => OpError::Conflict(format!(
+            "order {id} changed while the rules were applied; nothing was written, run it again"
+        )),
+        e => e.into(),
+    })?;
+    outbound.wakers.wake_items(&queued);
+    Ok(Written {
+        value: changes,
+        seq: report.seq,
+    })
+}

@@ -1,0 +1,193 @@
+//! Live reload of the rules (SPEC §3.2): on SIGHUP, and when the rules file
+//! changes (its modification time, size or inode, looked at every
+//! [`RULES_POLL_INTERVAL`]; no file-watch crate), the file is read and
+//! validated against the running destinations, and the new rules are swapped
+//! into the [`LiveRules`] that the ingest path reads for every batch. A file
+//! that fails validation changes nothing: every error is logged (one line
+//! each, `FILE:LINE:COLUMN: message`), `switchyard_rules_reloads_total{outcome="failed"}`
+//! counts it, and the rules in force stay. The daemon never stops over it.
+//!
+//! What else changes live: on SIGHUP `switchyard.toml` is read again and
+//! checked (every error logged, `switchyard_config_checks_total` counts the
+//! result); a new `daemon.rules` path is followed at once. Everything else in
+//! it (accounts, destinations, listen address, secrets, log format, buffers)
+//! needs a restart, because workers, connectors and the listener are built
+//! from it at start: when the file differs from the running config in any of
+//! those, a warning says so. (Secrets print as `***`, so a changed secret
+//! value is not noticed: restart after rotating one.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::ingest::LiveRules;
+use crate::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
+use crate::notify::Notifier;
+
+/// How often the rules file's metadata is looked at.
+pub const RULES_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What identifies one version of the file on disk.
+type Fingerprint = Option<(SystemTime, u64, u64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((m.modified().ok()?, m.len(), ino))
+}
+
+/// Reloads the rules of one running daemon.
+pub struct Reloader {
+    rules_path: PathBuf,
+    destinations: Vec<String>,
+    live: LiveRules,
+    metrics: Registry,
+    notifier: Arc<Notifier>,
+    /// The config file and what of it needs a restart to change.
+    config_path: PathBuf,
+    restart_only: String,
+}
+
+/// The parts of a config that only a restart applies, in a comparable form.
+fn restart_only(config: &Config) -> String {
+    let mut daemon = config.daemon.clone();
+    daemon.rules = PathBuf::new();
+    format!(
+        "{daemon:?}\n{:?}\n{:?}\n{:?}",
+        config.accounts, config.destinations, config.inventory
+    )
+}
+
+impl Reloader {
+    pub fn new(
+        config: &Config,
+        live: LiveRules,
+        metrics: Registry,
+        notifier: Arc<Notifier>,
+    ) -> Reloader {
+        metrics.set(&RULES, &[], live.current().len() as f64);
+        Reloader {
+            rules_path: config.daemon.rules.clone(),
+            destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
+            live,
+            metrics,
+            notifier,
+            config_path: config.source.clone(),
+            restart_only: restart_only(config),
+        }
+    }
+
+    pub fn rules_path(&self) -> &Path {
+        &self.rules_path
+    }
+
+    /// Reads, validates and (when valid) swaps in the rules file. `why`
+    /// goes into the log. Returns whether the new rules are in force.
+    pub fn reload_rules(&self, why: &str) -> bool {
+        let path = self.rules_path.display().to_string();
+        self.notifier
+            .status(&format!("running; reloading the rules ({why})"));
+        let at = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC");
+        match crate::rules::load_rules(&self.rules_path, &self.destinations) {
+            Ok((rules, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!(rules = %path, "{w}");
+                }
+                let count = rules.len();
+                self.live.replace(rules);
+                self.metrics.inc(&RULE_RELOADS, &["ok"]);
+                self.metrics.set(&RULES, &[], count as f64);
+                tracing::info!(rules = %path, count, reason = why, "rules reloaded");
+                self.notifier
+                    .status(&format!("running; rules reloaded at {at} ({count} rules)"));
+                true
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(rules = %path, reason = why, "{e}");
+                }
+                self.metrics.inc(&RULE_RELOADS, &["failed"]);
+                let n = errors.iter().filter(|e| e.is_error()).count().max(1);
+                tracing::error!(
+                    rules = %path,
+                    errors = n,
+                    reason = why,
+                    "rules reload failed; the rules in force stay until the file is fixed"
+                );
+                self.notifier.status(&format!(
+                    "running; rules reload at {at} failed ({n} errors), previous rules in force"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Reads `switchyard.toml` again (SIGHUP): logs its errors, follows a
+    /// new rules path, and warns about changes that need a restart.
+    pub fn check_config(&mut self) {
+        match crate::config::load(&self.config_path) {
+            Err(errors) => {
+                for line in errors.to_string().lines() {
+                    tracing::error!("{line}");
+                }
+                self.metrics.inc(&CONFIG_CHECKS, &["failed"]);
+                tracing::error!(
+                    config = %self.config_path.display(),
+                    "the config file has errors; the running config stays"
+                );
+            }
+            Ok(new) => {
+                self.metrics.inc(&CONFIG_CHECKS, &["ok"]);
+                if new.daemon.rules != self.rules_path {
+                    tracing::info!(
+                        from = %self.rules_path.display(),
+                        to = %new.daemon.rules.display(),
+                        "daemon.rules changed; reading the rules from the new path"
+                    );
+                    self.rules_path = new.daemon.rules.clone();
+                }
+                if restart_only(&new) != self.restart_only {
+                    tracing::warn!(
+                        config = %self.config_path.display(),
+                        "the config file changed beyond daemon.rules; those changes apply at the next restart (systemctl restart switchyard)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Reloads on every `trigger` (SIGHUP: the config is checked too, and
+    /// the rules are read even if unchanged) and whenever the rules file
+    /// changes on disk, until `stop` turns true.
+    pub async fn run(mut self, trigger: Option<Arc<Notify>>, mut stop: watch::Receiver<bool>) {
+        let mut seen = fingerprint(&self.rules_path);
+        let hup = async |t: &Option<Arc<Notify>>| match t {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        };
+        loop {
+            tokio::select! {
+                _ = hup(&trigger) => {
+                    tracing::info!("SIGHUP: reloading");
+                    self.check_config();
+                    seen = fingerprint(&self.rules_path);
+                    self.reload_rules("SIGHUP");
+                }
+                _ = tokio::time::sleep(RULES_POLL_INTERVAL) => {
+                    let now = fingerprint(&self.rules_path);
+                    if now != seen {
+                        seen = now;
+                        self.reload_rules("the file changed");
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

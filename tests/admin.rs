@@ -1,0 +1,852 @@
+//! The admin API (`/api/v1`, SPEC §4) of a daemon started with `app::run`
+//! against the channel simulator, and the command line over it: the token
+//! (401 without it or with a wrong one, 403 when none is configured), each
+//! route's answer and its refusal of bad input, and the same stdout from the
+//! state commands whether the daemon runs (they go through the API) or not
+//! (they open the store).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard::app::{RunOptions, run};
+use switchyard::sim::{DestinationSink, Simulator};
+use switchyard::store::{Store, StoreOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const TOKEN: &str = "admin-token-for-tests-0123456789";
+
+/// A free loopback port: the CLI reads the daemon's address from the config,
+/// so the config must name the port before the daemon binds it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    sim: Simulator,
+    sink: DestinationSink,
+    port: u16,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+            .await
+            .unwrap();
+        let secrets = BTreeMap::from([
+            ("east-wh".to_owned(), b"test-secret-east".to_vec()),
+            ("west-3pl".to_owned(), b"test-secret-west".to_vec()),
+        ]);
+        let sink = DestinationSink::start(secrets).await.unwrap();
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            sim,
+            sink,
+            port: free_port(),
+        }
+    }
+
+    /// Writes a config named `name`; `token` None leaves the admin token out.
+    /// West deliveries go to a path the sink does not know: they become dead
+    /// letters, so the outbox has something to show and retry.
+    fn config(&self, name: &str, token: Option<&str>, port: u16) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let token = token
+            .map(|t| format!("admin_token = \"{t}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            r#"[daemon]
+state_dir = "{state}"
+listen = "127.0.0.1:{port}"
+rules = "{rules}"
+shutdown_timeout = "5s"
+{token}
+[[account]]
+id = "shop-us"
+channel = "shopify"
+base_url = "{shop}"
+poll_interval = "1h"
+webhooks = true
+access_token = "test-token"
+webhook_secret = "test-webhook-secret"
+
+[[destination]]
+id = "east-wh"
+kind = "webhook"
+url = "{east}"
+secret = "test-secret-east"
+
+[[destination]]
+id = "west-3pl"
+kind = "webhook"
+url = "{west}"
+secret = "test-secret-west"
+"#,
+            state = self.dir.path().join("state").display(),
+            rules = self.rules().display(),
+            shop = self.sim.base_url(switchyard_contract::Channel::Shopify),
+            east = self.sink.url("east-wh"),
+            west = self.sink.url("nowhere"),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The example rules, with west orders (none in the fixtures) and
+    /// express ones sent west, so that something ends up dead.
+    fn rules(&self) -> PathBuf {
+        let path = self.dir.path().join("rules.toml");
+        if !path.exists() {
+            let example = std::fs::read_to_string(Path::new(REPO).join("config/rules.toml"))
+                .unwrap()
+                .replace(
+                    "default_route = \"east-wh\"",
+                    "default_route = \"west-3pl\"",
+                );
+            std::fs::write(&path, example).unwrap();
+        }
+        path
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    async fn cli(&self, config: &Path, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("SWITCHYARD_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("run the switchyard binary")
+    }
+}
+
+struct Daemon {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<(switchyard::app::RunReport, Store)>>,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    async fn start(config_path: &Path) -> Daemon {
+        let config = switchyard::config::load(config_path).unwrap();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let addr_tx = std::sync::Mutex::new(Some(addr_tx));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = RunOptions {
+            on_ready: Some(Arc::new(move |addr| {
+                if let Some(tx) = addr_tx.lock().unwrap().take() {
+                    let _ = tx.send(addr);
+                }
+            })),
+            shutdown_deadline: Some(Duration::from_secs(5)),
+            ..RunOptions::default()
+        };
+        let task = tokio::spawn(run(config, options, async {
+            let _ = stop_rx.await;
+        }));
+        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx)
+            .await
+            .expect("the daemon was not ready within 20 s")
+            .expect("the daemon stopped before it was ready");
+        let daemon = Daemon {
+            base: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            task,
+            http: reqwest::Client::new(),
+        };
+        daemon.wait_for_first_sync().await;
+        daemon
+    }
+
+    async fn wait_for_first_sync(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready: Value = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if !ready["accounts"]["shop-us"]["last_success"].is_null() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shop-us never synced from the simulator: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the daemon and waits until its store is free for the CLI.
+    async fn stop(mut self, state: &Path) {
+        let _ = self.stop.take().unwrap().send(());
+        let (_report, store) = self.task.await.unwrap().unwrap();
+        store.close().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Store::open(state, StoreOptions::default()) {
+                Ok(s) => {
+                    s.close().unwrap();
+                    return;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "store still held: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// A request with the right token; answers (status, JSON body).
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, body).await
+    }
+
+    /// Posts raw bytes (bad JSON) with the right token.
+    async fn send_raw(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+        answer(
+            self.http
+                .request(method, self.url(path))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
+    /// Waits until no outbox item is pending: everything was sent or is dead.
+    async fn settle_outbox(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, pending) = self.get("/outbox").await;
+            assert_eq!(status, 200, "{pending}");
+            if pending.as_array().unwrap().is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the outbox never settled: {pending:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+fn error_of(v: &Value) -> &str {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {v}"))
+}
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The first stored order that is not on hold and has a line with a SKU.
+async fn open_order(d: &Daemon) -> (String, String) {
+    let (_, orders) = d.get("/orders?held=false&status=ready").await;
+    orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|o| {
+            let sku = o["lines"]
+                .as_array()?
+                .iter()
+                .find_map(|l| l["sku"].as_str())?;
+            Some((o["id"].as_str()?.to_owned(), sku.to_owned()))
+        })
+        .expect("the demo fixtures have a ready order with a SKU")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_required_on_every_route_and_compared_exactly() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", Some(TOKEN), s.port);
+    let d = Daemon::start(&config).await;
+    let routes = [
+        ("GET", "/orders"),
+        ("GET", "/orders/shop-us:1"),
+        ("POST", "/orders/shop-us:1/hold"),
+        ("POST", "/orders/shop-us:1/release"),
+        ("POST", "/shipments"),
+        ("PUT", "/stock"),
+        ("GET", "/stock/MUG-RED"),
+        ("GET", "/outbox"),
+        ("POST", "/outbox/retry-dead"),
+        ("POST", "/outbox/00000000000000000001/retry"),
+        ("DELETE", "/outbox/00000000000000000001"),
+        ("POST", "/rules/explain"),
+        ("POST", "/rules/apply"),
+        ("GET", "/no-such-route"),
+    ];
+    for (method, path) in routes {
+        let method: reqwest::Method = method.parse().unwrap();
+        let wrong_tokens = [
+            None,
+            Some("Bearer wrong-token"),
+            Some("Bearer admin-token-for-tests-012345678"),
+            Some("Bearer admin-token-for-tests-01234567890"),
+            Some("Basic admin-token-for-tests-0123456789"),
+            Some("Bearer "),
+            Some(TOKEN),
+        ];
+        for auth in wrong_tokens {
+            let mut req = d.http.request(method.clone(), d.url(path));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{method} {path} with {auth:?}");
+            assert_eq!(
+                r.headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok()),
+                Some("Bearer realm=\"switchyard admin\"")
+            );
+            let body: Value = r.json().await.unwrap();
+            assert!(error_of(&body).contains("admin token"), "{body}");
+            assert!(!body.to_string().contains(TOKEN));
+        }
+    }
+    // The right token, in any case of the scheme: 200 on the reads.
+    for path in ["/orders", "/outbox", "/outbox?dead=true", "/orders?limit=1"] {
+        let (status, body) = d.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.is_array(), "{path}: {body}");
+    }
+    let r = d
+        .http
+        .get(d.url("/orders"))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (id, _) = open_order(&d).await;
+    let (status, shown) = d.get(&format!("/orders/{id}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(shown["history"].is_array(), "{shown}");
+    // Authorized, but no such route: a JSON 404, and a JSON 405.
+    let (status, body) = d.get("/no-such-route").await;
+    assert_eq!(status, 404);
+    assert!(error_of(&body).contains("no admin route GET /api/v1/no-such-route"));
+    let (status, body) = d.call(reqwest::Method::DELETE, "/orders", None).await;
+    assert_eq!(status, 405, "{body}");
+    d.stop(&s.state()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_token_the_admin_api_is_off() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", None, s.port);
+    let d = Daemon::start(&config).await;
+    for auth in [None, Some("Bearer anything")] {
+        let mut req = d.http.get(d.url("/orders"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let (status, body) = answer(req).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            error_of(&body).contains("daemon.admin_token is not set"),
+            "{body}"
+        );
+    }
+    // The CLI with the same config says what to set.
+    let o = s.cli(&config, &["orders", "list"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("in use by another process"), "{}", err(&o));
+    assert!(
+        err(&o).contains("daemon.admin_token is not set"),
+        "{}",
+        err(&o)
+    );
+    d.stop(&s.state()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_routes_answer_and_refuse_bad_input() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", Some(TOKEN), s.port);
+    let d = Daemon::start(&config).await;
+
+    let (status, all) = d.get("/orders").await;
+    assert_eq!(status, 200);
+    let all = all.as_array().unwrap().clone();
+    assert!(all.len() >= 2, "{all:?}");
+    let (_, one) = d.get("/orders?limit=1").await;
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    assert_eq!(one[0], all[0], "oldest first");
+    let (status, shopify) = d.get("/orders?channel=shopify&account=shop-us").await;
+    assert_eq!(
+        (status, shopify.as_array().unwrap().len()),
+        (200, all.len())
+    );
+    let (_, unrouted) = d.get("/orders?route=none").await;
+    for o in unrouted.as_array().unwrap() {
+        assert!(o["route"].is_null(), "{o}");
+    }
+    let (_, held) = d.get("/orders?held=true").await;
+    for o in held.as_array().unwrap() {
+        assert!(!o["hold"].is_null(), "{o}");
+    }
+    for (query, says) in [
+        ("channel=myspace", "channel"),
+        ("status=lost", "status"),
+        ("limit=lots", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = d.get(&format!("/orders?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(error_of(&body).contains(says), "{query}: {body}");
+    }
+    let (status, body) = d.get("/orders/shop-us:no-such-order").await;
+    assert_eq!(status, 404);
+    assert!(
+        error_of(&body).contains("no order \"shop-us:no-such-order\""),
+        "{body}"
+    );
+
+    // Hold and release, each flushed and in the history.
+    let (id, _) = open_order(&d).await;
+    let (status, held) = d
+        .post(
+            &format!("/orders/{id}/hold"),
+            Some(json!({ "reason": "address check" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["hold"], "address check");
+    let (_, shown) = d.get(&format!("/orders/{id}")).await;
+    assert_eq!(shown["hold"], "address check");
+    assert_eq!(
+        shown["history"].as_array().unwrap().last().unwrap()["kind"],
+        "hold"
+    );
+    for (body, says) in [
+        ("", "the body is empty"),
+        ("{\"reason\": ", "hold: EOF"),
+        ("{}", "missing field `reason`"),
+        ("{\"reason\": \"x\", \"by\": \"me\"}", "unknown field `by`"),
+        ("{\"reason\": \"  \"}", "needs a reason"),
+    ] {
+        let (status, answer) = d
+            .send_raw(reqwest::Method::POST, &format!("/orders/{id}/hold"), body)
+            .await;
+        assert_eq!(status, 400, "{body:?}: {answer}");
+        assert!(error_of(&answer).contains(says), "{body:?}: {answer}");
+    }
+    let (status, body) = d
+        .post("/orders/shop-us:nope/hold", Some(json!({ "reason": "x" })))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, released) = d.post(&format!("/orders/{id}/release"), None).await;
+    assert_eq!(status, 200, "{released}");
+    assert!(released["hold"].is_null());
+    let (status, body) = d.post(&format!("/orders/{id}/release"), None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(error_of(&body), format!("order {id} is not on hold"));
+
+    // Too large a body: 413, whatever the route.
+    let big = "x".repeat(1024 * 1024 + 1);
+    let (status, body) = d
+        .send_raw(reqwest::Method::POST, &format!("/orders/{id}/hold"), &big)
+        .await;
+    assert_eq!(status, 413, "{body}");
+    d.stop(&s.state()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipments_stock_outbox_and_rules_routes() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", Some(TOKEN), s.port);
+    let d = Daemon::start(&config).await;
+    let (id, sku) = open_order(&d).await;
+
+    // Shipments: 202 once recorded; the same tracking number again changes nothing.
+    let shipment =
+        json!({ "order_id": id, "carrier": "ups", "tracking_number": "1Z999AA10123456784" });
+    let (status, receipt) = d.post("/shipments", Some(shipment.clone())).await;
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["recorded"], true);
+    assert_eq!(receipt["status"], "shipped");
+    assert_eq!(receipt["shipment"]["carrier"], "ups");
+    let (status, again) = d.post("/shipments", Some(shipment)).await;
+    assert_eq!(
+        (status, &again["recorded"]),
+        (202, &json!(false)),
+        "{again}"
+    );
+    for (body, status_wanted, says) in [
+        (
+            json!({ "order_id": "shop-us:nope", "carrier": "ups", "tracking_number": "1" }),
+            404,
+            "no order",
+        ),
+        (
+            json!({ "order_id": id, "carrier": "", "tracking_number": "2" }),
+            400,
+            "carrier is empty",
+        ),
+        (
+            json!({ "order_id": id, "carrier": "ups" }),
+            400,
+            "missing field `tracking_number`",
+        ),
+        (
+            json!({ "order_id": id, "carrier": "ups", "tracking_number": "3", "weight": 2 }),
+            400,
+            "unknown field `weight`",
+        ),
+        (
+            json!({ "order_id": id, "carrier": "ups", "tracking_number": "4", "lines": [{ "sku": "NOPE", "quantity": 1 }] }),
+            400,
+            "has no line with sku NOPE",
+        ),
+    ] {
+        let (status, answer) = d.post("/shipments", Some(body.clone())).await;
+        assert_eq!(status, status_wanted, "{body}: {answer}");
+        assert!(error_of(&answer).contains(says), "{body}: {answer}");
+    }
+
+    // Stock: 202 once written; every problem of the input at once.
+    let (status, receipt) = d
+        .call(
+            reqwest::Method::PUT,
+            "/stock",
+            Some(json!([{ "sku": sku, "available": 12 }])),
+        )
+        .await;
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["skus"], 1);
+    assert_eq!(receipt["accounts"], json!(["shop-us"]));
+    let (status, level) = d.get(&format!("/stock/{sku}")).await;
+    assert_eq!(status, 200, "{level}");
+    assert_eq!(
+        (level["sku"].as_str(), &level["available"]),
+        (Some(sku.as_str()), &json!(12))
+    );
+    let (status, body) = d
+        .call(
+            reqwest::Method::PUT,
+            "/stock",
+            Some(json!([{ "sku": "A", "available": -1 }, { "sku": "A", "available": 2 }])),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("must not be negative"), "{body}");
+    assert!(
+        error_of(&body).contains("already given in entry 1"),
+        "{body}"
+    );
+    let (status, body) = d
+        .call(
+            reqwest::Method::PUT,
+            "/stock",
+            Some(json!({ "sku": "A", "available": 1 })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = d.get("/stock/NO-SUCH-SKU").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(error_of(&body).contains("no stock level for sku \"NO-SUCH-SKU\""));
+
+    // Outbox: deliveries to the unknown west path are dead letters.
+    d.settle_outbox().await;
+    let (status, dead) = d.get("/outbox?dead=true").await;
+    assert_eq!(status, 200);
+    let dead = dead.as_array().unwrap().clone();
+    assert!(
+        !dead.is_empty(),
+        "the west deliveries should be dead letters"
+    );
+    for item in &dead {
+        assert_eq!(item["state"], "dead", "{item}");
+        assert_eq!(item["account"], "destination:west-3pl", "{item}");
+    }
+    let first = dead[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = d.post(&format!("/outbox/{first}/retry"), None).await;
+    assert_eq!((status, &body["retried"]), (200, &json!(1)), "{body}");
+    d.settle_outbox().await;
+    let (status, body) = d.post("/outbox/retry-dead", None).await;
+    assert_eq!(
+        (status, &body["retried"]),
+        (200, &json!(dead.len())),
+        "{body}"
+    );
+    d.settle_outbox().await;
+    let (status, body) = d
+        .call(reqwest::Method::DELETE, &format!("/outbox/{first}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, after) = d.get("/outbox?dead=true").await;
+    assert_eq!(after.as_array().unwrap().len(), dead.len() - 1);
+    for path in ["/outbox/00000000000000099999/retry"] {
+        let (status, body) = d.post(path, None).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(error_of(&body).contains("outbox item 00000000000000099999 not found"));
+    }
+    let (status, _) = d
+        .call(
+            reqwest::Method::DELETE,
+            "/outbox/00000000000000099999",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = d.get("/outbox?dead=maybe").await;
+    assert_eq!(status, 400, "{body}");
+
+    // Rules: explain a stored order, or one given whole; apply (dry run).
+    let (status, explained) = d
+        .post("/rules/explain", Some(json!({ "order_id": id })))
+        .await;
+    assert_eq!(status, 200, "{explained}");
+    assert_eq!(explained["order"], id.as_str());
+    assert!(explained["rules"].as_array().unwrap().len() >= 10);
+    for key in ["tags", "route", "hold", "priority"] {
+        assert!(explained["result"].get(key).is_some(), "{explained}");
+    }
+    let (_, detail) = d
+        .post(
+            "/rules/explain?detail=true",
+            Some(json!({ "order_id": id })),
+        )
+        .await;
+    assert_eq!(detail["order"]["id"], id.as_str());
+    assert!(detail["evaluation"]["trace"].is_array(), "{detail}");
+    let given: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(REPO).join("tests/rules/orders/us-standard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let (status, explained) = d.post("/rules/explain", Some(given.clone())).await;
+    assert_eq!(status, 200, "{explained}");
+    assert_eq!(explained["order"], given["id"]);
+    for (body, status_wanted, says) in [
+        (json!({ "order_id": 5 }), 400, "order_id must be a string"),
+        (json!({ "order_id": "shop-us:nope" }), 404, "no order"),
+        (json!([1, 2]), 400, "neither"),
+        (json!({ "id": "x" }), 400, "neither"),
+    ] {
+        let (status, answer) = d.post("/rules/explain", Some(body.clone())).await;
+        assert_eq!(status, status_wanted, "{body}: {answer}");
+        assert!(error_of(&answer).contains(says), "{body}: {answer}");
+    }
+    let (status, changes) = d.post("/rules/apply?dry_run=true", None).await;
+    assert_eq!(
+        (status, changes),
+        (200, json!([])),
+        "nothing changed since ingest"
+    );
+    let (status, detail) = d.post("/rules/apply?detail=true", None).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["changes"], json!([]));
+    assert!(detail["rules"].as_u64().unwrap() >= 10);
+    let (status, body) = d.post("/rules/apply?dry_run=perhaps", None).await;
+    assert_eq!(status, 400, "{body}");
+    d.stop(&s.state()).await;
+}
+
+/// The commands compared: reads only, so running and stopped see one state.
+fn reads(id: &str, sku: &str) -> Vec<Vec<String>> {
+    let v = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        v(&["orders", "list"]),
+        v(&["orders", "list", "--json"]),
+        v(&["orders", "list", "--held"]),
+        v(&["orders", "list", "--route", "none", "--json"]),
+        v(&[
+            "orders",
+            "list",
+            "--channel",
+            "shopify",
+            "--status",
+            "ready",
+            "--limit",
+            "1",
+        ]),
+        v(&["orders", "show", id]),
+        v(&["orders", "show", id, "--json"]),
+        v(&["outbox", "list"]),
+        v(&["outbox", "list", "--json"]),
+        v(&["outbox", "list", "--dead"]),
+        v(&["outbox", "list", "--dead", "--json"]),
+        v(&["stock", "show", sku]),
+        v(&["stock", "show", sku, "--json"]),
+        v(&["rules", "explain", "--order", id]),
+        v(&["rules", "explain", "--order", id, "--json"]),
+        v(&["rules", "apply", "--dry-run"]),
+        v(&["rules", "apply", "--dry-run", "--json"]),
+        // Failures read the same too.
+        v(&["orders", "show", "shop-us:no-such-order"]),
+        v(&["stock", "show", "NO-SUCH-SKU"]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", Some(TOKEN), s.port);
+    let d = Daemon::start(&config).await;
+    let (id, sku) = open_order(&d).await;
+
+    // Writes through the API, as a user types them.
+    let o = s.cli(&config, &["stock", "set", &sku, "7"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        format!("{sku}: available 7\n1 push queued for shop-us (sent by the daemon)\n")
+    );
+    let o = s
+        .cli(
+            &config,
+            &["orders", "hold", &id, "--reason", "address check"],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), format!("{id}: on hold (address check)\n"));
+    let o = s.cli(&config, &["orders", "release", &id]).await;
+    assert_eq!(out(&o), format!("{id}: released\n"), "{}", err(&o));
+    let o = s.cli(&config, &["orders", "release", &id]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err(&o), format!("order {id} is not on hold\n"));
+    let o = s
+        .cli(
+            &config,
+            &[
+                "ship",
+                &id,
+                "--carrier",
+                "ups",
+                "--tracking",
+                "1Z999AA10123456784",
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).starts_with(&format!("{id}: shipment ups 1Z999AA10123456784 recorded (")),
+        "{}",
+        out(&o)
+    );
+    let o = s
+        .cli(
+            &config,
+            &[
+                "ship",
+                &id,
+                "--carrier",
+                "ups",
+                "--tracking",
+                "1Z999AA10123456784",
+            ],
+        )
+        .await;
+    assert!(out(&o).contains("is already recorded"), "{}", out(&o));
+    d.settle_outbox().await;
+    let o = s.cli(&config, &["outbox", "retry", "--all-dead"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).ends_with(" dead letters queued again\n"),
+        "{}",
+        out(&o)
+    );
+    d.settle_outbox().await;
+
+    // A wrong token or a wrong address: the CLI says which.
+    let wrong = s.config("wrong-token.toml", Some("not-the-token"), s.port);
+    let o = s.cli(&wrong, &["orders", "list"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("refused the admin token (401"),
+        "{}",
+        err(&o)
+    );
+    assert!(!err(&o).contains("not-the-token") && !err(&o).contains(TOKEN));
+    let elsewhere = s.config("wrong-port.toml", Some(TOKEN), free_port());
+    let o = s.cli(&elsewhere, &["orders", "list"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("cannot be reached"), "{}", err(&o));
+    assert!(err(&o).contains("daemon.listen"), "{}", err(&o));
+
+    let mut running = Vec::new();
+    for args in reads(&id, &sku) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        running.push(s.cli(&config, &args).await);
+    }
+    d.stop(&s.state()).await;
+    for (args, with_daemon) in reads(&id, &sku).iter().zip(&running) {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let without = s.cli(&config, &argv).await;
+        assert_eq!(
+            (
+                with_daemon.status.code(),
+                out(with_daemon),
+                err(with_daemon)
+            ),
+            (without.status.code(), out(&without), err(&without)),
+            "`switchyard {}` differs with the daemon running (left) and stopped (right)",
+            args.join(" ")
+        );
+    }
+    // The comparison means something: the state is not empty.
+    let shown = &running[6];
+    assert!(shown.status.success(), "{}", err(shown));
+    let doc: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(doc["status"], "shipped");
+    let dead: Value = serde_json::from_slice(&running[10].stdout).unwrap();
+    assert!(!dead.as_array().unwrap().is_empty(), "{dead}");
+    let level: Value = serde_json::from_slice(&running[12].stdout).unwrap();
+    assert_eq!(level["available"], 7);
+    s.sim.stop().await;
+    s.sink.stop().await;
+}

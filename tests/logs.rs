@@ -1,0 +1,328 @@
+//! The logs of a full `switchyard run` cycle (start against the simulator,
+//! poll, take a webhook, deliver to a destination, push stock, SIGTERM) at
+//! the most verbose levels: no configured secret appears anywhere in them,
+//! there are no colour codes when stderr is not a terminal, and the spans
+//! carry channel, account and order. Once as text, once as JSON lines.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard::sim::Simulator;
+use switchyard_contract::{Channel, Secret};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Every secret of the config, each given a different way.
+const ACCESS_TOKEN: &str = "shpat-LOGTEST-7f3c9a1e5b2d4c6a"; // access_token_file (credentials dir)
+const WEBHOOK_SECRET: &str = "whsec-LOGTEST-0b8e2f4a6c1d3e5f"; // webhook_secret_env
+const ADMIN_TOKEN: &str = "admin-LOGTEST-93ad0c7e1f5b2a48"; // admin_token_file (credentials dir)
+const EAST_SECRET: &str = "dest-LOGTEST-east-5e1a9c3b7d2f"; // secret_env
+const WEST_SECRET: &str = "dest-LOGTEST-west-4c8b2e6a0d9f"; // secret (in the file)
+const SECRETS: [&str; 5] = [
+    ACCESS_TOKEN,
+    WEBHOOK_SECRET,
+    ADMIN_TOKEN,
+    EAST_SECRET,
+    WEST_SECRET,
+];
+
+fn write_config(dir: &Path, base_url: &str, destination: &str, json: bool) -> PathBuf {
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "default_route = \"east-wh\"\n\n[[rule]]\nname = \"canada\"\nwhen = { country = \"CA\" }\nthen = { route = \"west-3pl\", tag = \"canada\" }\n",
+    )
+    .unwrap();
+    let path = dir.join("switchyard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[daemon]
+state_dir = "{state}"
+listen = "127.0.0.1:0"
+rules = "{rules}"
+log_format = "{format}"
+shutdown_timeout = "5s"
+admin_token_file = "admin-token"
+
+[[account]]
+id = "shop-us"
+channel = "shopify"
+base_url = "{base_url}"
+poll_interval = "1h"
+start_date = 2026-11-01T00:00:00Z
+webhooks = true
+access_token_file = "shop-us-token"
+webhook_secret_env = "LOGTEST_WEBHOOK_SECRET"
+
+[[destination]]
+id = "east-wh"
+kind = "webhook"
+url = "{destination}/east"
+secret_env = "LOGTEST_EAST_SECRET"
+
+[[destination]]
+id = "west-3pl"
+kind = "webhook"
+url = "{destination}/west"
+secret = "{WEST_SECRET}"
+"#,
+            state = dir.join("state").display(),
+            rules = rules.display(),
+            format = if json { "json" } else { "text" },
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn credentials(dir: &Path) -> PathBuf {
+    let creds = dir.join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    for (name, value) in [
+        ("shop-us-token", ACCESS_TOKEN),
+        ("admin-token", ADMIN_TOKEN),
+    ] {
+        let path = creds.join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    creds
+}
+
+/// A destination that takes every delivery (200) and remembers its path.
+async fn destination() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push(uri.path().to_owned());
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Kills the child if the test fails before it exits.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+async fn bound_address(log: &Path, json: bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("switchyard started")) {
+            if json {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                return v["fields"]["addr"].as_str().unwrap().to_owned();
+            }
+            if let Some(rest) = line.split("addr=").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon never said where it listens");
+}
+
+/// A paid Shopify order (so it is delivered) as an orders/create webhook.
+fn order_webhook(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
+    let fixture =
+        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json");
+    let mut order: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    order["id"] = n.into();
+    order["admin_graphql_api_id"] = format!("gid://shopify/Order/{n}").into();
+    order["name"] = format!("#{n}").into();
+    order["financial_status"] = "paid".into();
+    let body = serde_json::to_vec(&order).unwrap();
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-shopify-topic".to_owned(), "orders/create".to_owned()),
+        ("x-shopify-webhook-id".to_owned(), format!("wh-{n}")),
+        (
+            "x-shopify-hmac-sha256".to_owned(),
+            switchyard_shopify::webhook::sign(&body, &Secret::new(WEBHOOK_SECRET)),
+        ),
+    ];
+    (headers, body)
+}
+
+/// Runs the daemon for a whole cycle and returns its stderr.
+async fn full_cycle(json: bool, rust_log: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    let (dest_url, deliveries) = destination().await;
+    let config = write_config(dir.path(), &sim.base_url(Channel::Shopify), &dest_url, json);
+    let creds = credentials(dir.path());
+    let log = dir.path().join("stderr.log");
+    let child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("RUST_LOG", rust_log)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env("LOGTEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("LOGTEST_EAST_SECRET", EAST_SECRET)
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    let addr = bound_address(&log, json).await;
+    let client = reqwest::Client::new();
+
+    let (headers, body) = order_webhook(8001);
+    let mut req = client
+        .post(format!("http://{addr}/webhooks/shop-us"))
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    // The admin API with its token (whatever it answers, the token stays out of the logs).
+    let _ = client
+        .get(format!("http://{addr}/api/v1/orders"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+
+    // The webhook's order reaches its destination (a signed delivery).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !deliveries.lock().unwrap().iter().any(|p| p == "/east") {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery within 20 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &daemon.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    // LOGTEST_DUMP=DIR keeps the logs for a look.
+    if let Some(dump) = std::env::var_os("LOGTEST_DUMP") {
+        let name = if json { "json.log" } else { "text.log" };
+        std::fs::write(Path::new(&dump).join(name), &stderr).unwrap();
+    }
+    assert_eq!(status.code(), Some(0), "{}", tail(&stderr));
+    assert!(
+        sim.requests().iter().any(|r| r.channel == Channel::Shopify),
+        "the account was polled"
+    );
+    sim.stop().await;
+    stderr
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn assert_no_secrets(stderr: &str) {
+    assert!(stderr.len() > 1000, "hardly any log:\n{stderr}");
+    for secret in SECRETS {
+        let found: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(secret))
+            .take(3)
+            .collect();
+        assert!(
+            found.is_empty(),
+            "a secret is in the log ({} lines of log):\n{}",
+            stderr.lines().count(),
+            found.join("\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_at_trace_hold_no_secret_and_no_colour_and_carry_spans() {
+    let stderr = full_cycle(false, "trace").await;
+    assert_no_secrets(&stderr);
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes while stderr is a file"
+    );
+    let has = |needle: &str| stderr.lines().any(|l| l.contains(needle));
+    assert!(
+        has("poll{channel=shopify account=shop-us}"),
+        "poll span:\n{}",
+        tail(&stderr)
+    );
+    assert!(
+        has("webhook{channel=shopify account=shop-us order=shop-us:8001}"),
+        "webhook span"
+    );
+    assert!(
+        stderr.lines().any(
+            |l| l.contains("outbox{account=destination:east-wh}:send{kind=deliver")
+                && l.contains("order=shop-us:8001")
+        ),
+        "outbox send span"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_at_debug_hold_no_secret_and_carry_spans() {
+    let stderr = full_cycle(true, "debug").await;
+    assert_no_secrets(&stderr);
+    let mut spans = std::collections::BTreeSet::new();
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        for span in v["spans"].as_array().into_iter().flatten() {
+            let name = span["name"].as_str().unwrap_or_default();
+            let mut fields: Vec<String> = ["channel", "account", "order"]
+                .iter()
+                .filter(|k| span.get(**k).is_some())
+                .map(|k| k.to_string())
+                .collect();
+            fields.insert(0, name.to_owned());
+            spans.insert(fields.join(" "));
+        }
+    }
+    for want in [
+        "poll channel account",
+        "webhook channel account order",
+        "outbox account",
+        "send order",
+    ] {
+        assert!(spans.contains(want), "no span {want:?} in {spans:?}");
+    }
+}

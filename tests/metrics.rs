@@ -1,0 +1,409 @@
+//! `GET /metrics` and `GET /readyz` of a daemon started with `app::run`:
+//! the text format parses line by line, counters move after a poll and after
+//! webhooks, no label carries an order id, and readiness has per-account
+//! detail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::app::{RunOptions, run};
+use switchyard::sim::Simulator;
+use switchyard_contract::{Channel, Secret};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const WEBHOOK_SECRET: &str = "metrics-test-webhook-secret";
+
+fn write_config(dir: &Path, base_url: &str) -> PathBuf {
+    let path = dir.join("switchyard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[daemon]
+state_dir = "{state}"
+listen = "127.0.0.1:0"
+rules = "{REPO}/config/rules.toml"
+shutdown_timeout = "5s"
+
+[[account]]
+id = "shop-us"
+channel = "shopify"
+base_url = "{base_url}"
+poll_interval = "1h"
+start_date = 2026-11-01T00:00:00Z
+webhooks = true
+access_token = "test-token"
+webhook_secret = "{WEBHOOK_SECRET}"
+
+[[destination]]
+id = "east-wh"
+kind = "webhook"
+url = "http://127.0.0.1:9/east"
+secret = "test-secret-east"
+
+[[destination]]
+id = "west-3pl"
+kind = "webhook"
+url = "http://127.0.0.1:9/west"
+secret = "test-secret-west"
+"#,
+            state = dir.join("state").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// One sample: name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// Parses the text exposition format strictly: every line is `# HELP`,
+/// `# TYPE` or a sample of a family whose TYPE came before it.
+fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
+    let mut types = BTreeMap::new();
+    let mut helps = BTreeMap::new();
+    let mut samples = Vec::new();
+    assert!(text.ends_with('\n'), "the last line ends with a newline");
+    for line in text.lines() {
+        assert!(!line.is_empty(), "no empty lines");
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP name text");
+            assert!(valid_name(name), "{line}");
+            assert!(!help.is_empty(), "{line}");
+            assert!(
+                helps.insert(name.to_owned(), ()).is_none(),
+                "one HELP per family: {line}"
+            );
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(valid_name(name), "{line}");
+            assert!(matches!(kind, "counter" | "gauge"), "{line}");
+            assert!(helps.contains_key(name), "HELP before TYPE: {line}");
+            assert!(
+                types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "one TYPE per family: {line}"
+            );
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (head, value) = line.rsplit_once(' ').expect("sample value");
+        let value: f64 = match value {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value of {line}")),
+        };
+        let (name, labels) = match head.split_once('{') {
+            None => (head.to_owned(), BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end with }");
+                (name.to_owned(), parse_labels(body, line))
+            }
+        };
+        assert!(valid_name(&name), "{line}");
+        let kind = types
+            .get(&name)
+            .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "{line}");
+            assert!(value >= 0.0, "{line}");
+        }
+        samples.push((name, labels, value));
+    }
+    (types, samples)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+        assert!(valid_name(key), "label name in {line}");
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            let (i, c) = chars
+                .next()
+                .unwrap_or_else(|| panic!("unterminated label in {line}"));
+            match c {
+                '\\' => match chars.next().map(|(_, c)| c) {
+                    Some('n') => value.push('\n'),
+                    Some(c @ ('\\' | '"')) => value.push(c),
+                    other => panic!("bad escape {other:?} in {line}"),
+                },
+                '"' => break i,
+                c => value.push(c),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    labels
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+async fn scrape(
+    client: &reqwest::Client,
+    addr: &str,
+) -> (BTreeMap<String, String>, Vec<Sample>, String) {
+    let resp = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = resp.text().await.unwrap();
+    let (types, samples) = parse(&text);
+    (types, samples, text)
+}
+
+fn order_webhook(n: u64, secret: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let fixture =
+        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json");
+    let mut order: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    order["id"] = n.into();
+    order["admin_graphql_api_id"] = format!("gid://shopify/Order/{n}").into();
+    order["name"] = format!("#{n}").into();
+    let body = serde_json::to_vec(&order).unwrap();
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-shopify-topic".to_owned(), "orders/create".to_owned()),
+        ("x-shopify-webhook-id".to_owned(), format!("wh-{n}")),
+        (
+            "x-shopify-hmac-sha256".to_owned(),
+            switchyard_shopify::webhook::sign(&body, &Secret::new(secret)),
+        ),
+    ];
+    (headers, body)
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    (headers, body): (Vec<(String, String)>, Vec<u8>),
+) -> u16 {
+    let mut req = client.post(url).body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    let config_path = write_config(dir.path(), &sim.base_url(Channel::Shopify));
+    let config = switchyard::config::load(&config_path).unwrap();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let addr_tx = std::sync::Mutex::new(Some(addr_tx));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        on_ready: Some(Arc::new(move |addr| {
+            if let Some(tx) = addr_tx.lock().unwrap().take() {
+                let _ = tx.send(addr);
+            }
+        })),
+        ..RunOptions::default()
+    };
+    let daemon = tokio::spawn(run(config, options, async {
+        let _ = stop_rx.await;
+    }));
+    let addr = addr_rx.await.unwrap().to_string();
+    let client = reqwest::Client::new();
+
+    // The poll of the account catches up: orders counted by source and outcome.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (types, samples, _) = loop {
+        let scraped = scrape(&client, &addr).await;
+        if value(
+            &scraped.1,
+            "switchyard_polls_total",
+            &[("account", "shop-us"), ("outcome", "ok")],
+        ) >= 1.0
+        {
+            break scraped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successful poll within 20 s:\n{}",
+            scraped.2
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for family in [
+        "switchyard_orders_ingested_total",
+        "switchyard_webhooks_total",
+        "switchyard_polls_total",
+        "switchyard_sync_lag_seconds",
+        "switchyard_rate_limited_total",
+        "switchyard_limiter_wait_seconds_total",
+        "switchyard_outbox_pending",
+        "switchyard_outbox_dead_letters",
+        "switchyard_outbox_pushes_total",
+        "switchyard_rules_reloads_total",
+        "switchyard_ready",
+    ] {
+        assert!(types.contains_key(family), "{family} is declared");
+    }
+    let polled = value(
+        &samples,
+        "switchyard_orders_ingested_total",
+        &[
+            ("channel", "shopify"),
+            ("account", "shop-us"),
+            ("source", "poll"),
+            ("outcome", "created"),
+        ],
+    );
+    assert!(polled >= 1.0, "polled orders counted: {samples:?}");
+    assert_eq!(value(&samples, "switchyard_ready", &[]), 1.0);
+    let lag = value(
+        &samples,
+        "switchyard_sync_lag_seconds",
+        &[("account", "shop-us")],
+    );
+    assert!(
+        (0.0..10.0).contains(&lag),
+        "sync lag right after a poll: {lag}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "switchyard_poll_consecutive_errors",
+            &[("account", "shop-us")]
+        ),
+        0.0
+    );
+    let (rules, _) = switchyard::rules::load_rules(
+        &Path::new(REPO).join("config/rules.toml"),
+        &["east-wh".to_owned(), "west-3pl".to_owned()],
+    )
+    .unwrap();
+    assert_eq!(value(&samples, "switchyard_rules", &[]), rules.len() as f64);
+    assert!(
+        samples
+            .iter()
+            .any(|(n, l, _)| n == "switchyard_outbox_pending"
+                && l.get("account").map(String::as_str) == Some("shop-us")),
+        "outbox depth per account"
+    );
+
+    // Webhooks: one stored, one repeat, one with a bad signature, one for
+    // an account that does not exist.
+    let url = format!("http://{addr}/webhooks/shop-us");
+    assert_eq!(
+        post(&client, &url, order_webhook(7001, WEBHOOK_SECRET)).await,
+        200
+    );
+    assert_eq!(
+        post(&client, &url, order_webhook(7001, WEBHOOK_SECRET)).await,
+        200
+    );
+    assert_eq!(
+        post(&client, &url, order_webhook(7002, "wrong-secret")).await,
+        401
+    );
+    assert_eq!(
+        post(
+            &client,
+            &format!("http://{addr}/webhooks/nope"),
+            order_webhook(7003, WEBHOOK_SECRET)
+        )
+        .await,
+        404
+    );
+    let (_, samples, text) = scrape(&client, &addr).await;
+    let webhooks = |outcome: &str| {
+        value(
+            &samples,
+            "switchyard_webhooks_total",
+            &[("account", "shop-us"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(webhooks("stored"), 1.0);
+    assert_eq!(webhooks("duplicate"), 1.0);
+    assert_eq!(webhooks("unauthorized"), 1.0);
+    assert_eq!(
+        value(
+            &samples,
+            "switchyard_webhooks_total",
+            &[("account", "unknown"), ("outcome", "unknown_account")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "switchyard_orders_ingested_total",
+            &[
+                ("account", "shop-us"),
+                ("source", "webhook"),
+                ("outcome", "created")
+            ]
+        ),
+        1.0
+    );
+    // Labels never carry order ids (nor account ids that nobody configured).
+    for (_, labels, _) in &samples {
+        for v in labels.values() {
+            let order_like = v.contains(':') && !v.starts_with("destination:");
+            assert!(
+                !order_like && !v.contains("7001") && !v.contains("nope"),
+                "label value {v:?}"
+            );
+        }
+    }
+    assert!(
+        !text.contains("shop-us:"),
+        "an order id in /metrics:\n{text}"
+    );
+
+    // Readiness with per-account detail.
+    let resp = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ready: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(ready["ready"], true);
+    let account = &ready["accounts"]["shop-us"];
+    assert_eq!(account["token"], "static", "{ready}");
+    assert_eq!(account["polling"], true, "{ready}");
+    assert_eq!(account["consecutive_errors"], 0, "{ready}");
+    assert!(account["last_success"].is_string(), "{ready}");
+
+    let _ = stop_tx.send(());
+    daemon.await.unwrap().unwrap();
+    sim.stop().await;
+}
