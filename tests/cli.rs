@@ -492,3 +492,55 @@ fn releasing_a_rule_hold_keeps_it_released_when_rules_run_again() {
     let v: serde_json::Value = json(&out);
     assert!(v["hold"].is_null(), "{v}");
 }
+
+#[test]
+fn replay_plays_recorded_traffic_through_the_rules_and_compares_rule_files() {
+    let config = format!("{REPO}/config/switchyard.toml");
+    let scenario = format!("{REPO}/fixtures/shopify/poll-non-ascii");
+    let out = run(&["--config", &config, "replay", &scenario, "--json"]);
+    let orders = json(&out);
+    let orders = orders.as_array().unwrap();
+    assert!(!orders.is_empty());
+    assert!(
+        orders
+            .iter()
+            .all(|o| o["id"].as_str().unwrap().starts_with("replay:"))
+    );
+    assert!(
+        orders.iter().any(|o| o["route"].is_string()),
+        "the example rules route them"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "default_route = \"west-3pl\"\n").unwrap();
+    let out = run(&[
+        "--config",
+        &config,
+        "replay",
+        &scenario,
+        "--rules",
+        &format!("{REPO}/config/rules.toml"),
+        "--rules",
+        other.to_str().unwrap(),
+        "--json",
+    ]);
+    let changes = json(&out);
+    let changes = changes.as_array().unwrap();
+    assert!(!changes.is_empty());
+    for c in changes {
+        assert_eq!(c["after"]["route"], "west-3pl", "{c}");
+        assert_ne!(c["before"], c["after"]);
+    }
+    let out = run(&["--config", &config, "replay", &format!("{REPO}/fixtures")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "fixtures/ is not a channel folder"
+    );
+    assert!(
+        stderr(&out).contains("no scenario folders"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -74,9 +74,9 @@ pub enum Command {
     Replay {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Try another rules file.
-        #[arg(long)]
-        rules: Option<PathBuf>,
+        /// Try another rules file; given twice, show what the second changes.
+        #[arg(long, num_args = 1, action = clap::ArgAction::Append)]
+        rules: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -261,9 +261,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Outbox(cmd) => outbox::run(&config(), cmd),
         Command::Run => daemon::run(&config()),
         Command::Sync { account, since } => daemon::sync(&config(), &account, since.as_deref()),
-        Command::Replay { paths, rules, json } => {
-            replay::run(&config(), &paths, rules.as_deref(), json)
-        }
+        Command::Replay { paths, rules, json } => replay::run(&config(), &paths, &rules, json),
         Command::Rules(cmd) => rules::run(&config(), cmd),
         Command::Ship {
             id,

@@ -31,11 +31,18 @@ fn scenarios(paths: &[PathBuf]) -> Result<Vec<(Channel, Scenario)>, Failure> {
         let dirs: Vec<PathBuf> = if path.join("scenario.toml").is_file() {
             vec![path.clone()]
         } else if path.is_dir() {
-            Scenario::load_all(path)
+            let found: Vec<PathBuf> = Scenario::load_all(path)
                 .map_err(fail)?
                 .into_iter()
                 .map(|s| s.dir)
-                .collect()
+                .collect();
+            if found.is_empty() {
+                return Err(fail(format!(
+                    "{}: no scenario folders in it; give fixtures/<channel>/<scenario> or fixtures/<channel>",
+                    path.display()
+                )));
+            }
+            found
         } else {
             return Err(fail(format!(
                 "{}: not a scenario folder (no scenario.toml) or a folder of them",
@@ -95,11 +102,21 @@ fn account_for(channel: Channel, base_url: String) -> Result<AccountConfig, Fail
 pub fn run(
     config_path: &Path,
     paths: &[PathBuf],
-    rules_path: Option<&Path>,
+    rules_paths: &[PathBuf],
     json: bool,
 ) -> CliResult {
     let config = crate::config::load(config_path).map_err(fail)?;
-    let rules = super::rules::load_configured_rules(&config, rules_path)?;
+    if rules_paths.len() > 2 {
+        return Err(fail(
+            "give --rules at most twice: the rules to replay with, and the rules to compare them with",
+        ));
+    }
+    let rules =
+        super::rules::load_configured_rules(&config, rules_paths.first().map(PathBuf::as_path))?;
+    let other = match rules_paths.get(1) {
+        Some(p) => Some(super::rules::load_configured_rules(&config, Some(p))?),
+        None => None,
+    };
     let scenarios = scenarios(paths)?;
     let dir =
         tempfile::tempdir().map_err(|e| fail(format!("cannot create a temporary store: {e}")))?;
@@ -163,10 +180,59 @@ pub fn run(
         Ok::<(), Failure>(())
     })?;
     let orders = store.list_orders(&OrderFilter::default()).map_err(fail)?;
+    if let (Some(other), Some(first), Some(second)) =
+        (&other, rules_paths.first(), rules_paths.get(1))
+    {
+        return compare(&orders, other, first, second, json);
+    }
     if json {
         let list: Vec<_> = orders.iter().map(|o| &o.order).collect();
         return print_json(&list);
     }
     out!("{}", super::render_list(&orders));
+    Ok(())
+}
+
+/// What the second rules file would decide differently about each order.
+fn compare(
+    orders: &[crate::store::StoredOrder],
+    other: &crate::rules::RuleSet,
+    first: &Path,
+    second: &Path,
+    json: bool,
+) -> CliResult {
+    let now = Utc::now();
+    let changes: Vec<crate::ops::RuleChange> = orders
+        .iter()
+        .filter_map(|stored| {
+            let next = crate::ingest::apply_rules(stored.clone(), other, now);
+            let (before, after) = (
+                crate::ops::Decisions::of(&stored.order),
+                crate::ops::Decisions::of(&next.order),
+            );
+            (before != after).then(|| crate::ops::RuleChange {
+                id: stored.order.id.clone(),
+                before,
+                after,
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&changes);
+    }
+    outln!(
+        "{} orders replayed with {}; compared with {}:",
+        orders.len(),
+        first.display(),
+        second.display()
+    );
+    for c in &changes {
+        outln!("  {}: {}", c.id, c.describe());
+    }
+    outln!(
+        "{} of {} orders would be decided differently",
+        changes.len(),
+        orders.len()
+    );
     Ok(())
 }
