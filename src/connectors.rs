@@ -78,6 +78,10 @@ impl Connector for AnyConnector {
         each!(self, c => c.rate_hint())
     }
 
+    fn listing_refs(&self, order: &NormalizedOrder) -> Vec<(String, String)> {
+        each!(self, c => c.listing_refs(order))
+    }
+
     fn rate_limit(&self, operation: Operation) -> RateLimit {
         each!(self, c => c.rate_limit(operation))
     }

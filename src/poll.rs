@@ -92,6 +92,7 @@ pub async fn catch_up<C: Connector>(
             .await?;
         stats.pages += 1;
         stats.orders += page.orders.len();
+        learn_listing_refs(connector, &account.id, &page.orders, ingest.store())?;
         let report = ingest.ingest(
             &account.id,
             page.orders,
@@ -113,6 +114,26 @@ pub async fn catch_up<C: Connector>(
             return Err(PollError::Runaway);
         }
     }
+}
+
+/// Remembers the channel's references for the SKUs its orders show (Shopify:
+/// the inventory item behind each SKU), so the first stock push of a SKU the
+/// account sold needs no catalog look-up. Only a reference that is new or
+/// changed is written.
+fn learn_listing_refs<C: Connector>(
+    connector: &C,
+    account: &str,
+    orders: &[switchyard_contract::NormalizedOrder],
+    store: &crate::store::Store,
+) -> Result<(), IngestError> {
+    for order in orders {
+        for (sku, reference) in connector.listing_refs(order) {
+            if store.listing_ref(account, &sku)?.as_deref() != Some(reference.as_str()) {
+                store.set_listing_ref(account, &sku, &reference)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What `/readyz` and the demo report about one account.

@@ -351,6 +351,12 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
     let store = Store::open(&dir.path().join("state"), StoreOptions::default()).unwrap();
     assert_eq!(store.list_orders(&Default::default()).unwrap().len(), 6);
     assert!(store.cursor("shop-us").unwrap().is_some());
+    // The inventory item behind each SKU is learned from the polled orders,
+    // so the first stock push needs no catalog look-up.
+    assert_eq!(
+        store.listing_ref("shop-us", "MUG-RED").unwrap().as_deref(),
+        Some("gid://shopify/InventoryItem/44001")
+    );
     drop(store);
     sim.stop().await;
 }

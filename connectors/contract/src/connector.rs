@@ -137,6 +137,12 @@ pub trait Connector: Send + Sync {
         None
     }
 
+    /// The channel's own references for SKUs that an order shows (Shopify:
+    /// SKU → inventory item id), so that stock pushes need no look-up. Pure.
+    fn listing_refs(&self, _order: &NormalizedOrder) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// The channel's published default limit for one operation class. The
     /// default is deliberately slow (`RateLimit::CONSERVATIVE`): connectors
     /// override it with their channel's documented numbers.

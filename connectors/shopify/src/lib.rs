@@ -154,6 +154,11 @@ impl Connector for ShopifyConnector {
         self.client.rate_hint()
     }
 
+    /// Polled orders carry each line's inventory item; webhook bodies do not.
+    fn listing_refs(&self, order: &NormalizedOrder) -> Vec<(String, String)> {
+        sku_inventory_items(order)
+    }
+
     /// Seeds from the lowest plan (Standard: 100 query-cost points a second,
     /// a bucket that holds a few requests' worth); `rate_hint` then reports
     /// the shop's real bucket. A stock push is one ~12-point mutation after
