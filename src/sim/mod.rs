@@ -10,7 +10,10 @@
 //! cost the way Shopify does (the recorded `requestedQueryCost` must be
 //! available, the `actualQueryCost` is taken, the bucket refills at its
 //! restore rate), and a call the bucket cannot pay gets Shopify's `THROTTLED`
-//! answer with the bucket's real state in `throttleStatus`.
+//! answer with the bucket's real state in `throttleStatus`. The shop's
+//! fulfillment and inventory state (`shopify.rs`) answers the operations a
+//! recorded answer cannot: tracking pushes, and stock look-ups, pushes and
+//! re-reads, with Shopify's compare-and-set.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -253,6 +256,51 @@ impl Simulator {
             .collect()
     }
 
+    /// Adds variants for SKUs the simulated Shopify shop does not sell yet,
+    /// each with its own inventory item stocked at the shop's location with
+    /// 0 available. SKUs it already sells are left as they are.
+    pub fn add_shopify_skus(&self, skus: &[&str]) {
+        self.lock().shop.add_skus(skus);
+    }
+
+    /// What the simulated Shopify shop shows as `available` for a SKU at its
+    /// location; None for a SKU it does not sell.
+    pub fn shopify_available(&self, sku: &str) -> Option<i64> {
+        self.lock().shop.available_of(sku)
+    }
+
+    /// The inventory item gid of a SKU the simulated Shopify shop sells.
+    pub fn shopify_inventory_item(&self, sku: &str) -> Option<String> {
+        self.lock().shop.inventory_item(sku)
+    }
+
+    /// A sale in the simulated shop's own storefront: `quantity` units leave
+    /// `available` (no order is created). Refused, changing nothing, for a
+    /// SKU the shop does not sell or more than it has available (Shopify's
+    /// default policy). Returns what is left.
+    pub fn shopify_sell(&self, sku: &str, quantity: i64) -> Result<i64, String> {
+        self.lock().shop.sell(sku, quantity)
+    }
+
+    /// How many Shopify GraphQL requests named `operation` (e.g.
+    /// `SwitchyardSetStock`) the simulator received, throttled ones included.
+    pub fn shopify_calls(&self, operation: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.channel == Channel::Shopify)
+            .filter(|r| {
+                r.request
+                    .body_json()
+                    .is_some_and(|b| b["operationName"] == operation)
+            })
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn requests(&self) -> Vec<SimRequest> {
         self.state
             .lock()
@@ -277,17 +325,26 @@ impl SimState {
         req.path = rest;
         if channel == Channel::Shopify
             && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&req.body)
-            && let Some(answer) = self.shop.answer(&body)
+            && let Some((requested, _)) = shopify::operation_cost(&body)
         {
-            let resp = self.charge_shopify(
-                vec![("content-type".into(), "application/json".into())],
-                serde_json::to_vec(&answer).unwrap_or_default(),
-            );
-            self.requests.push(SimRequest {
-                channel,
-                request: req,
-            });
-            return resp;
+            // Shopify refuses a call its bucket cannot pay before running
+            // it: a throttled mutation changes nothing.
+            let resp = match self.shopify_throttle(f64::from(requested)) {
+                Some(throttled) => Some(throttled),
+                None => self.shop.answer(&body).map(|answer| {
+                    self.charge_shopify(
+                        vec![("content-type".into(), "application/json".into())],
+                        serde_json::to_vec(&answer).unwrap_or_default(),
+                    )
+                }),
+            };
+            if let Some(resp) = resp {
+                self.requests.push(SimRequest {
+                    channel,
+                    request: req,
+                });
+                return resp;
+            }
         }
         let found = self.exchanges.get(&channel).and_then(|list| {
             list.iter()
@@ -303,18 +360,6 @@ impl SimState {
                 headers: e.headers.into_iter().collect(),
                 body: e.response,
             },
-            None if channel == Channel::Shopify && is_variant_lookup(&req.body) => {
-                // A SKU the recorded shop does not sell: Shopify answers with
-                // no variants, and the connector reports it as not listed.
-                let empty = json!({
-                    "data": { "productVariants": { "nodes": [] } },
-                    "extensions": { "cost": { "requestedQueryCost": 6, "actualQueryCost": 2 } },
-                });
-                self.charge_shopify(
-                    vec![("content-type".into(), "application/json".into())],
-                    serde_json::to_vec(&empty).unwrap_or_default(),
-                )
-            }
             None => HttpResponse::json(
                 404,
                 &json!({"error": format!("simulator: no recorded {channel} response for {} {}", req.method, req.path)}),
@@ -329,6 +374,34 @@ impl SimState {
 }
 
 impl SimState {
+    fn bucket_status(&self) -> serde_json::Value {
+        let bucket = &self.shopify_bucket;
+        json!({
+            "maximumAvailable": bucket.capacity,
+            "currentlyAvailable": bucket.available.floor(),
+            "restoreRate": bucket.restore_per_second,
+        })
+    }
+
+    /// Shopify's `THROTTLED` answer when the bucket (refilled now) holds
+    /// less than `requested`; None when the call may run.
+    fn shopify_throttle(&mut self, requested: f64) -> Option<HttpResponse> {
+        self.shopify_bucket.refill();
+        if self.shopify_bucket.available >= requested {
+            return None;
+        }
+        self.throttled += 1;
+        let throttled = json!({
+            "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+            "extensions": { "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": null,
+                "throttleStatus": self.bucket_status(),
+            }},
+        });
+        Some(HttpResponse::json(200, &throttled))
+    }
+
     fn charge_shopify(&mut self, headers: Vec<(String, String)>, body: Vec<u8>) -> HttpResponse {
         let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
             return HttpResponse {
@@ -340,30 +413,12 @@ impl SimState {
         let cost = &value["extensions"]["cost"];
         let requested = cost["requestedQueryCost"].as_f64().unwrap_or(1.0);
         let actual = cost["actualQueryCost"].as_f64().unwrap_or(requested);
-        let bucket = &mut self.shopify_bucket;
-        bucket.refill();
-        let status = |available: f64| {
-            json!({
-                "maximumAvailable": bucket.capacity,
-                "currentlyAvailable": available.floor(),
-                "restoreRate": bucket.restore_per_second,
-            })
-        };
-        if bucket.available < requested {
-            self.throttled += 1;
-            let throttled = json!({
-                "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
-                "extensions": { "cost": {
-                    "requestedQueryCost": requested,
-                    "actualQueryCost": null,
-                    "throttleStatus": status(bucket.available),
-                }},
-            });
-            return HttpResponse::json(200, &throttled);
+        if let Some(throttled) = self.shopify_throttle(requested) {
+            return throttled;
         }
-        bucket.available -= actual;
+        self.shopify_bucket.available -= actual;
         if value["extensions"]["cost"].is_object() {
-            value["extensions"]["cost"]["throttleStatus"] = status(bucket.available);
+            value["extensions"]["cost"]["throttleStatus"] = self.bucket_status();
         }
         HttpResponse {
             status: 200,
@@ -371,11 +426,6 @@ impl SimState {
             body: serde_json::to_vec(&value).unwrap_or(body),
         }
     }
-}
-
-fn is_variant_lookup(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .is_ok_and(|b| b["operationName"] == "SwitchyardVariantsBySku")
 }
 
 /// A destination (warehouse, 3PL) for the demo and tests: accepts the

@@ -1,0 +1,561 @@
+//! Stock pushes end to end: the daemon (`app::run`, in-process, on
+//! 127.0.0.1) against the simulator's stateful Shopify shop, driven through
+//! the admin API (`PUT /api/v1/stock`, `GET /api/v1/outbox`) and signed
+//! `orders/create` webhooks. What each channel shows is read back from the
+//! simulator, which keeps Shopify's `available` per inventory item with its
+//! compare-and-set, and charges every call against Shopify's query-cost bucket.
+//!
+//! - Rate limit: 300 changes over 40 SKUs, under a bucket cut down to the
+//!   connector's published stock-push limit: no call throttled, every SKU at
+//!   its last level less the account's buffer, far fewer calls than changes.
+//! - Oversell guard: two Shopify accounts list the same SKU with one unit
+//!   left; the sale on one makes the other show 0 at once, so its storefront
+//!   refuses the next buyer.
+//! - Compare-and-set conflicts: the channel sold units after our last push;
+//!   the conflict policy of `src/inventory.rs` decides what it shows.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard::app::{RunOptions, run};
+use switchyard::sim::{CostBucket, Simulator};
+use switchyard::store::Store;
+use switchyard_contract::connector::{Operation, RateLimit};
+use switchyard_contract::{Channel, Connector, Secret};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const TOKEN: &str = "admin-token-for-shopify-outbound-tests";
+
+/// Query cost of one stock push at most: `SwitchyardSetStock` (10 points)
+/// plus, the first time a SKU is pushed, `SwitchyardVariantsBySku` (3).
+const POINTS_PER_PUSH: f64 = 13.0;
+
+fn webhook_secret(account: &str) -> String {
+    format!("webhook-secret-of-{account}")
+}
+
+async fn simulator(skus: &[&str]) -> Simulator {
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    sim.add_shopify_skus(skus);
+    sim
+}
+
+/// One Shopify account of the daemon: its id, its shop, its stock buffer.
+struct Account<'a> {
+    id: &'a str,
+    sim: &'a Simulator,
+    buffer: Option<u32>,
+}
+
+fn write_config(dir: &Path, accounts: &[Account<'_>]) -> PathBuf {
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, "# no rules: orders stay unrouted\n").unwrap();
+    let mut text = format!(
+        r#"[daemon]
+state_dir = "{state}"
+listen = "127.0.0.1:0"
+rules = "{rules}"
+shutdown_timeout = "5s"
+admin_token = "{TOKEN}"
+"#,
+        state = dir.join("state").display(),
+        rules = rules.display(),
+    );
+    for a in accounts {
+        text.push_str(&format!(
+            r#"
+[[account]]
+id = "{id}"
+channel = "shopify"
+base_url = "{url}"
+poll_interval = "1h"
+webhooks = true
+access_token = "test-token"
+webhook_secret = "{secret}"
+"#,
+            id = a.id,
+            url = a.sim.base_url(Channel::Shopify),
+            secret = webhook_secret(a.id),
+        ));
+        if let Some(b) = a.buffer {
+            text.push_str(&format!("buffer = {b}\n"));
+        }
+    }
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `timeout`.
+/// Returns how long it took.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "waited {timeout:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Daemon {
+    base: String,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<(switchyard::app::RunReport, Store)>>,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon with these accounts and waits until each has
+    /// caught up with its shop once.
+    async fn start(accounts: &[Account<'_>]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = switchyard::config::load(&write_config(dir.path(), accounts)).unwrap();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let addr_tx = std::sync::Mutex::new(Some(addr_tx));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = RunOptions {
+            on_ready: Some(Arc::new(move |addr| {
+                if let Some(tx) = addr_tx.lock().unwrap().take() {
+                    let _ = tx.send(addr);
+                }
+            })),
+            shutdown_deadline: Some(Duration::from_secs(5)),
+            ..RunOptions::default()
+        };
+        let task = tokio::spawn(run(config, options, async {
+            let _ = stop_rx.await;
+        }));
+        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx)
+            .await
+            .expect("the daemon was not ready within 20 s")
+            .expect("the daemon stopped before it was ready");
+        let daemon = Daemon {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            stop: Some(stop_tx),
+            task,
+            dir,
+        };
+        let ids: Vec<&str> = accounts.iter().map(|a| a.id).collect();
+        wait_until(
+            "every account's first sync",
+            Duration::from_secs(20),
+            || {
+                let (http, url) = (daemon.http.clone(), format!("{}/readyz", daemon.base));
+                let ids = ids.clone();
+                async move {
+                    let ready: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                    ids.iter()
+                        .all(|id| !ready["accounts"][id]["last_success"].is_null())
+                }
+            },
+        )
+        .await;
+        daemon
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let (_report, store) = tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the daemon did not stop within 10 s")
+            .unwrap()
+            .unwrap();
+        store.close().unwrap();
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert!((200..300).contains(&status), "{path}: HTTP {status} {body}");
+        body
+    }
+
+    /// `PUT /api/v1/stock`; acknowledged once durable.
+    async fn set_stock(&self, levels: &[(&str, i64)]) {
+        let body: Vec<Value> = levels
+            .iter()
+            .map(|(sku, n)| json!({ "sku": sku, "available": n }))
+            .collect();
+        let receipt = self
+            .admin(reqwest::Method::PUT, "/stock", Some(Value::Array(body)))
+            .await;
+        assert_eq!(receipt["skus"], levels.len(), "{receipt}");
+    }
+
+    async fn stock(&self, sku: &str) -> Value {
+        self.admin(reqwest::Method::GET, &format!("/stock/{sku}"), None)
+            .await
+    }
+
+    /// What the daemon last had confirmed by `account` for `sku`.
+    async fn pushed(&self, sku: &str, account: &str) -> Option<u64> {
+        let view = self.stock(sku).await;
+        view["channels"]
+            .as_array()?
+            .iter()
+            .find(|c| c["account"] == account)?["pushed"]
+            .as_u64()
+    }
+
+    async fn outbox(&self, dead: bool) -> Vec<Value> {
+        let path = if dead { "/outbox?dead=true" } else { "/outbox" };
+        let list = self.admin(reqwest::Method::GET, path, None).await;
+        list.as_array().unwrap().clone()
+    }
+
+    async fn wait_outbox_idle(&self, timeout: Duration) -> Duration {
+        wait_until("the outbox to drain", timeout, || async {
+            self.outbox(false).await.is_empty()
+        })
+        .await
+    }
+
+    /// Posts a signed `orders/create` webhook for `account`, as Shopify
+    /// sends it after a sale in that shop.
+    async fn order_webhook(&self, account: &str, order: u64, lines: &[(&str, u32)]) {
+        let body = order_body(order, lines);
+        let secret = Secret::new(webhook_secret(account));
+        let resp = self
+            .http
+            .post(format!("{}/webhooks/{account}", self.base))
+            .header("content-type", "application/json")
+            .header("x-shopify-topic", "orders/create")
+            .header("x-shopify-shop-domain", format!("{account}.myshopify.com"))
+            .header("x-shopify-api-version", "2026-10")
+            .header("x-shopify-event-id", format!("evt-{order}"))
+            .header("x-shopify-webhook-id", format!("wh-{order}"))
+            .header(
+                "x-shopify-hmac-sha256",
+                switchyard_shopify::webhook::sign(&body, &secret),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("1 new"), "{text}");
+    }
+}
+
+/// A REST `orders/create` body (the recorded demo webhook's shape) for a
+/// new order with these lines.
+fn order_body(order: u64, lines: &[(&str, u32)]) -> Vec<u8> {
+    let recorded = Path::new(REPO).join("fixtures/shopify/demo/webhooks/01-orders-create.json");
+    let mut body: Value = serde_json::from_slice(&std::fs::read(recorded).unwrap()).unwrap();
+    body["id"] = json!(order);
+    body["admin_graphql_api_id"] = json!(format!("gid://shopify/Order/{order}"));
+    body["name"] = json!(format!("#{order}"));
+    let template = body["line_items"][0].clone();
+    body["line_items"] = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (sku, quantity))| {
+            let id = order * 100 + i as u64;
+            let mut line = template.clone();
+            line["id"] = json!(id);
+            line["admin_graphql_api_id"] = json!(format!("gid://shopify/LineItem/{id}"));
+            line["sku"] = json!(sku);
+            line["quantity"] = json!(quantity);
+            line["fulfillable_quantity"] = json!(quantity);
+            line["variant_id"] = Value::Null;
+            line
+        })
+        .collect();
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// The `(quantity, changeFromQuantity)` of every `SwitchyardSetStock` the
+/// shop received for `sku`, and `"read"` for each conflict re-read, in order.
+fn stock_calls(sim: &Simulator, sku: &str) -> Vec<String> {
+    let item = sim.shopify_inventory_item(sku).unwrap();
+    sim.requests()
+        .iter()
+        .filter_map(|r| r.request.body_json())
+        .filter_map(|b| match b["operationName"].as_str()? {
+            "SwitchyardSetStock" => {
+                let q = &b["variables"]["input"]["quantities"][0];
+                (q["inventoryItemId"] == item.as_str())
+                    .then(|| format!("set {} from {}", q["quantity"], q["changeFromQuantity"]))
+            }
+            "SwitchyardAvailable" => {
+                (b["variables"]["item"] == item.as_str()).then(|| "read".to_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
+    const SKUS: usize = 40;
+    const REQUESTS: usize = 10;
+    const PER_REQUEST: usize = 30;
+    const BUFFER: i64 = 2;
+    let skus: Vec<String> = (0..SKUS).map(|i| format!("RL-{i:02}")).collect();
+    let sku_refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let sim = simulator(&sku_refs).await;
+    let daemon = Daemon::start(&[Account {
+        id: "shop-us",
+        sim: &sim,
+        buffer: Some(BUFFER as u32),
+    }])
+    .await;
+
+    // Shopify's bucket, cut down to exactly the connector's published
+    // stock-push limit in query-cost points: a burst of `burst` pushes and
+    // `per_second` pushes a second refilled, at the most a push can cost.
+    // (A real Standard-plan bucket, 2,000 points at 100 a second, would
+    // absorb a daemon that ignored the limit for a long time.)
+    let config = switchyard::config::load(&daemon.dir.path().join("switchyard.toml")).unwrap();
+    let connector =
+        switchyard::connectors::build(&config.accounts[0], &reqwest::Client::new()).unwrap();
+    let RateLimit { per_second, burst } = connector.rate_limit(Operation::PushInventory);
+    sim.set_shopify_bucket(CostBucket::new(
+        f64::from(burst) * POINTS_PER_PUSH,
+        per_second * POINTS_PER_PUSH,
+    ));
+    let throttled_at_start = sim.throttled();
+
+    // 300 changes over 40 SKUs in 10 requests of 30, each request going on
+    // where the last stopped, so every SKU changes 7 or 8 times.
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    let started = Instant::now();
+    for r in 0..REQUESTS {
+        let levels: Vec<(&str, i64)> = (0..PER_REQUEST)
+            .map(|j| {
+                let n = r * PER_REQUEST + j;
+                let value = ((n * 7919 + 13) % 41) as i64;
+                (skus[n % SKUS].as_str(), value)
+            })
+            .collect();
+        for (sku, v) in &levels {
+            last.insert(sku.to_string(), *v);
+        }
+        daemon.set_stock(&levels).await;
+    }
+    let spread = started.elapsed();
+    let expected = |sku: &str| (last[sku] - BUFFER).max(0);
+    wait_until(
+        "every SKU at its last level less the buffer",
+        Duration::from_secs(30),
+        || async {
+            skus.iter()
+                .all(|s| sim.shopify_available(s) == Some(expected(s)))
+        },
+    )
+    .await;
+    daemon.wait_outbox_idle(Duration::from_secs(10)).await;
+    let took = started.elapsed();
+
+    let sets = sim.shopify_calls("SwitchyardSetStock");
+    let lookups = sim.shopify_calls("SwitchyardVariantsBySku");
+    let throttled = sim.throttled();
+    println!(
+        "{} changes over {SKUS} SKUs in {REQUESTS} requests (sent in {spread:?}): \
+         {sets} SwitchyardSetStock calls, {lookups} SKU look-ups, {throttled} throttled, \
+         all levels right after {took:?}; limit {per_second}/s burst {burst}",
+        REQUESTS * PER_REQUEST
+    );
+    assert_eq!(throttled, 0, "no call above the published limit");
+    assert_eq!(throttled_at_start, 0, "the first sync was not throttled");
+    assert!(daemon.outbox(true).await.is_empty(), "no dead letters");
+    // Each SKU was looked up once: the inventory item learned is kept.
+    assert_eq!(lookups, SKUS);
+    assert_eq!(sim.shopify_calls("SwitchyardPrimaryLocation"), 1);
+    // Coalescing: one call per SKU for its newest level, plus at most what
+    // the limit let through while the changes were still coming in.
+    let bound = SKUS + burst as usize + (spread.as_secs_f64() * per_second).ceil() as usize;
+    assert!(
+        sets >= SKUS && sets <= bound,
+        "{sets} calls for {} changes over {SKUS} SKUs made in {spread:?} (bound {bound})",
+        REQUESTS * PER_REQUEST
+    );
+    // The calls were paced, not bunched: no faster than the published rate
+    // after the burst.
+    let min_duration = (sets.saturating_sub(burst as usize)) as f64 / per_second;
+    assert!(
+        took.as_secs_f64() >= min_duration * 0.9,
+        "{sets} calls in {took:?}"
+    );
+    // What the daemon records as confirmed is what the shop shows.
+    for sku in ["RL-00", "RL-17", "RL-39"] {
+        assert_eq!(
+            daemon.pushed(sku, "shop-us").await,
+            Some(expected(sku) as u64),
+            "{sku}"
+        );
+    }
+    daemon.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_unit_sold_on_one_shop_is_gone_from_the_other_at_once() {
+    const SKU: &str = "LAST-ONE";
+    let (sim_a, sim_b) = (simulator(&[SKU]).await, simulator(&[SKU]).await);
+    let daemon = Daemon::start(&[
+        Account {
+            id: "shop-a",
+            sim: &sim_a,
+            buffer: None,
+        },
+        Account {
+            id: "shop-b",
+            sim: &sim_b,
+            buffer: None,
+        },
+    ])
+    .await;
+    daemon.set_stock(&[(SKU, 1)]).await;
+    wait_until("both shops at 1", Duration::from_secs(10), || async {
+        sim_a.shopify_available(SKU) == Some(1) && sim_b.shopify_available(SKU) == Some(1)
+    })
+    .await;
+    daemon.wait_outbox_idle(Duration::from_secs(10)).await;
+
+    // A buyer takes the last unit in shop A's storefront; Shopify counts it
+    // there and sends the order.
+    assert_eq!(sim_a.shopify_sell(SKU, 1), Ok(0));
+    let sent = Instant::now();
+    daemon.order_webhook("shop-a", 6_100_001, &[(SKU, 1)]).await;
+    let acknowledged = sent.elapsed();
+    let after = wait_until("shop B at 0", Duration::from_secs(5), || async {
+        sim_b.shopify_available(SKU) == Some(0)
+    })
+    .await;
+    let latency = acknowledged + after;
+    println!("shop B showed 0 {latency:?} after the order was posted to the daemon");
+    assert!(
+        latency < Duration::from_secs(2),
+        "B took {latency:?} to show 0"
+    );
+    // B's next buyer is refused: B no longer has anything to sell.
+    assert!(sim_b.shopify_sell(SKU, 1).is_err());
+
+    daemon.wait_outbox_idle(Duration::from_secs(10)).await;
+    assert!(daemon.outbox(true).await.is_empty(), "no dead letters");
+    assert_eq!(sim_a.shopify_available(SKU), Some(0));
+    assert_eq!(daemon.stock(SKU).await["available"], 0);
+    assert_eq!(daemon.pushed(SKU, "shop-a").await, Some(0));
+    assert_eq!(daemon.pushed(SKU, "shop-b").await, Some(0));
+    // B was set against the 1 it had confirmed; A had already counted its
+    // own sale, so its compare-and-set failed, the level was read (0, what
+    // we wanted) and left alone.
+    assert_eq!(
+        stock_calls(&sim_b, SKU),
+        ["set 1 from null", "set 0 from 1"]
+    );
+    assert_eq!(
+        stock_calls(&sim_a, SKU),
+        ["set 1 from null", "set 0 from 1", "read"]
+    );
+    assert_eq!(sim_a.throttled() + sim_b.throttled(), 0);
+    daemon.stop().await;
+    sim_a.stop().await;
+    sim_b.stop().await;
+}
+
+/// The conflict policy (`src/inventory.rs`, "Compare-and-set"): when the
+/// channel shows something other than what it last confirmed, what it
+/// shows is recorded; if that is more than the daemon's level, the level is
+/// pushed again against it at once (the channel must not offer units we do
+/// not have); if it is no more (most likely its own sale, whose order is on
+/// its way), it is left alone until that order arrives and reserves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_sold_since_the_last_push_is_resolved_by_the_conflict_policy() {
+    // ABOVE: the channel is left above the new level; BELOW: below it.
+    const ABOVE: &str = "CAS-ABOVE";
+    const BELOW: &str = "CAS-BELOW";
+    let sim = simulator(&[ABOVE, BELOW]).await;
+    let daemon = Daemon::start(&[Account {
+        id: "shop-us",
+        sim: &sim,
+        buffer: None,
+    }])
+    .await;
+    daemon.set_stock(&[(ABOVE, 10), (BELOW, 10)]).await;
+    wait_until("both at 10", Duration::from_secs(10), || async {
+        sim.shopify_available(ABOVE) == Some(10) && sim.shopify_available(BELOW) == Some(10)
+    })
+    .await;
+    daemon.wait_outbox_idle(Duration::from_secs(10)).await;
+
+    // Three of each sell in the shop itself; the daemon does not know yet.
+    assert_eq!(sim.shopify_sell(ABOVE, 3), Ok(7));
+    assert_eq!(sim.shopify_sell(BELOW, 3), Ok(7));
+    // The merchant counts the shelf: 5 of one, 8 of the other.
+    daemon.set_stock(&[(ABOVE, 5), (BELOW, 8)]).await;
+    wait_until(
+        "the conflicts resolved",
+        Duration::from_secs(10),
+        || async {
+            sim.shopify_available(ABOVE) == Some(5) && daemon.outbox(false).await.is_empty()
+        },
+    )
+    .await;
+
+    // 7 > 5: the push against 10 is refused as stale, 7 is read, and 5 is
+    // pushed against 7 at once. The shop shows the central level.
+    assert_eq!(
+        stock_calls(&sim, ABOVE),
+        ["set 10 from null", "set 5 from 10", "read", "set 5 from 7"]
+    );
+    assert_eq!(sim.shopify_available(ABOVE), Some(5));
+    assert_eq!(daemon.pushed(ABOVE, "shop-us").await, Some(5));
+
+    // 7 <= 8: left as the shop shows it, and 7 recorded as confirmed.
+    assert_eq!(
+        stock_calls(&sim, BELOW),
+        ["set 10 from null", "set 8 from 10", "read"]
+    );
+    assert_eq!(sim.shopify_available(BELOW), Some(7));
+    assert_eq!(daemon.pushed(BELOW, "shop-us").await, Some(7));
+
+    // The shop's order for the three arrives: they are reserved (8 - 3 = 5)
+    // and 5 is pushed against the 7 recorded, which now matches.
+    daemon
+        .order_webhook("shop-us", 6_200_001, &[(BELOW, 3)])
+        .await;
+    wait_until(
+        "the sale's order to settle",
+        Duration::from_secs(10),
+        || async {
+            sim.shopify_available(BELOW) == Some(5) && daemon.outbox(false).await.is_empty()
+        },
+    )
+    .await;
+    assert_eq!(daemon.stock(BELOW).await["available"], 5);
+    assert_eq!(daemon.pushed(BELOW, "shop-us").await, Some(5));
+    assert_eq!(
+        stock_calls(&sim, BELOW),
+        ["set 10 from null", "set 8 from 10", "read", "set 5 from 7"]
+    );
+    assert!(daemon.outbox(true).await.is_empty(), "no dead letters");
+    assert_eq!(sim.throttled(), 0);
+    daemon.stop().await;
+    sim.stop().await;
+}
