@@ -155,6 +155,7 @@ impl Ingest {
                 ..IngestReport::default()
             });
         }
+        let orders = newest_per_order(orders);
         let rules = self.rules.current();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut writes = Vec::with_capacity(orders.len());
@@ -257,6 +258,22 @@ impl Ingest {
             }
         }
     }
+}
+
+/// One version per order: offset paging over a live result set can show an
+/// order twice in one page, and two writes of one order in one transaction
+/// would conflict with each other. The newest `updated_at` wins (the later
+/// one on a tie); the first position is kept.
+fn newest_per_order(orders: Vec<NormalizedOrder>) -> Vec<NormalizedOrder> {
+    let mut out: Vec<NormalizedOrder> = Vec::with_capacity(orders.len());
+    for n in orders {
+        match out.iter_mut().find(|o| o.order.id == n.order.id) {
+            Some(seen) if seen.order.updated_at <= n.order.updated_at => *seen = n,
+            Some(_) => {}
+            None => out.push(n),
+        }
+    }
+    out
 }
 
 /// The stored form of a channel version: the channel's data, what a person set

@@ -490,3 +490,31 @@ async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_p
     assert_eq!(stored.order.lines[0].shipped_quantity, 1);
     assert!(stored.local_shipments.is_empty());
 }
+
+#[tokio::test]
+async fn an_order_twice_in_one_page_is_stored_once_as_its_newest_version() {
+    let (_dir, store) = store();
+    let ingest = Ingest::new(store.clone(), LiveRules::default());
+    let older = order(9, at(9, 0), "10.00");
+    let mut newer = older.clone();
+    newer.updated_at = at(9, 30);
+    newer.status = OrderStatus::Cancelled;
+    let report = ingest
+        .ingest(
+            ACCOUNT,
+            vec![
+                normalized(newer.clone()),
+                normalized(older.clone()),
+                normalized(order(10, at(9, 0), "1.00")),
+            ],
+            Source::Poll {
+                cursor: Cursor("c".into()),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    assert_eq!(report.created, 2);
+    let stored = store.get_order(&older.id).unwrap().unwrap();
+    assert_eq!(stored.order.status, OrderStatus::Cancelled);
+    assert_eq!(store.history(&older.id).unwrap().len(), 1);
+}
