@@ -7,29 +7,24 @@
 //!
 //! Plain `Instant` timing (no criterion); run with `cargo bench --bench webhooks`.
 
-use std::path::Path;
+#[path = "../tests/common/daemon.rs"]
+mod harness;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::app::{RunOptions, run};
+use harness::{ConfigBuilder, InProcess, ShopifyAccount, orders_create};
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::sim::Simulator;
 use switchyard::store::{Store, StoreOptions};
 use switchyard_contract::{Connector, Secret, WebhookOutcome, WebhookRequest};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const SECRET: &str = "bench-webhook-secret";
 const ORDERS: usize = 4_000;
 const SENDERS: usize = 32;
 
 fn bodies() -> Vec<Vec<u8>> {
-    let template: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let template = orders_create();
     (0..ORDERS)
         .map(|i| {
             let mut v = template.clone();
@@ -40,44 +35,6 @@ fn bodies() -> Vec<Vec<u8>> {
             serde_json::to_vec(&v).unwrap()
         })
         .collect()
-}
-
-fn config(dir: &Path, base_url: &str) -> switchyard::config::Config {
-    let path = dir.join("switchyard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-rules = "{REPO}/config/rules.toml"
-
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{base_url}"
-poll_interval = "1h"
-webhooks = true
-access_token = "bench-token"
-webhook_secret = "{SECRET}"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "http://127.0.0.1:9/east"
-secret = "bench-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "http://127.0.0.1:9/west"
-secret = "bench-west"
-"#,
-            state = dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    switchyard::config::load(&path).unwrap()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -141,25 +98,17 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let empty = tempfile::tempdir().unwrap();
         let sim = Simulator::start(empty.path()).await.unwrap();
-        let config = config(
-            dir.path(),
-            &sim.base_url(switchyard_contract::Channel::Shopify),
-        );
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let addr_tx = std::sync::Mutex::new(Some(addr_tx));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = RunOptions {
-            on_ready: Some(Arc::new(move |a| {
-                if let Some(tx) = addr_tx.lock().unwrap().take() {
-                    let _ = tx.send(a);
-                }
-            })),
-            ..RunOptions::default()
-        };
-        let daemon = tokio::spawn(run(config, options, async {
-            let _ = stop_rx.await;
-        }));
-        let url = format!("http://{}/webhooks/shop-us", addr_rx.await.unwrap());
+        let config = ConfigBuilder::new(dir.path())
+            .account(
+                ShopifyAccount::new(
+                    "shop-us",
+                    &sim.base_url(switchyard_contract::Channel::Shopify),
+                )
+                .webhook_secret(SECRET),
+            )
+            .write();
+        let daemon = InProcess::start(&config).await;
+        let url = daemon.url("/webhooks/shop-us");
         let client = reqwest::Client::new();
         let secret = Secret::new(SECRET);
         let work = Arc::new(std::sync::Mutex::new(
@@ -198,8 +147,7 @@ fn main() {
             latencies.extend(s.await.unwrap());
         }
         let rate = ORDERS as f64 / started.elapsed().as_secs_f64();
-        let _ = stop_tx.send(());
-        let (_, store) = daemon.await.unwrap().unwrap();
+        let (_, store) = daemon.stop().await;
         assert_eq!(
             store.list_orders(&Default::default()).unwrap().len(),
             ORDERS

@@ -5,18 +5,19 @@
 //! state commands whether the daemon runs (they go through the API) or not
 //! (they open the store).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::daemon::{
+    ConfigBuilder, InProcess, REPO, ShopifyAccount, command, stderr, stdout, warehouses,
+};
 use serde_json::{Value, json};
-use switchyard::app::{RunOptions, run};
 use switchyard::sim::{DestinationSink, Simulator};
 use switchyard::store::{Store, StoreOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
 /// A free loopback port: the CLI reads the daemon's address from the config,
@@ -58,46 +59,27 @@ impl Setup {
     /// West deliveries go to a path the sink does not know: they become dead
     /// letters, so the outbox has something to show and retry.
     fn config(&self, name: &str, token: Option<&str>, port: u16) -> PathBuf {
-        let path = self.dir.path().join(name);
-        let token = token
-            .map(|t| format!("admin_token = \"{t}\"\n"))
-            .unwrap_or_default();
-        let text = format!(
-            r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:{port}"
-rules = "{rules}"
-shutdown_timeout = "5s"
-{token}
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{shop}"
-poll_interval = "1h"
-webhooks = true
-access_token = "test-token"
-webhook_secret = "test-webhook-secret"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "{east}"
-secret = "test-secret-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "{west}"
-secret = "test-secret-west"
-"#,
-            state = self.dir.path().join("state").display(),
-            rules = self.rules().display(),
-            shop = self.sim.base_url(switchyard_contract::Channel::Shopify),
-            east = self.sink.url("east-wh"),
-            west = self.sink.url("nowhere"),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        let config = ConfigBuilder::new(self.dir.path())
+            .file_name(name)
+            .listen(&format!("127.0.0.1:{port}"))
+            .rules(&self.rules())
+            .shutdown_timeout("5s")
+            .account(
+                ShopifyAccount::new(
+                    "shop-us",
+                    &self.sim.base_url(switchyard_contract::Channel::Shopify),
+                )
+                .webhook_secret("test-webhook-secret"),
+            )
+            .destinations(warehouses(
+                &self.sink.url("east-wh"),
+                &self.sink.url("nowhere"),
+            ));
+        match token {
+            Some(token) => config.admin_token(token),
+            None => config,
+        }
+        .write()
     }
 
     /// The example rules, with west orders (none in the fixtures) and
@@ -121,12 +103,9 @@ secret = "test-secret-west"
     }
 
     async fn cli(&self, config: &Path, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .env_remove("SWITCHYARD_CONFIG")
-            .env_remove("RUST_LOG")
+        let mut cli = command();
+        cli.arg("--config").arg(config).args(args);
+        tokio::process::Command::from(cli)
             .output()
             .await
             .expect("run the switchyard binary")
@@ -134,71 +113,23 @@ secret = "test-secret-west"
 }
 
 struct Daemon {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<(switchyard::app::RunReport, Store)>>,
+    daemon: InProcess,
     http: reqwest::Client,
 }
 
 impl Daemon {
     async fn start(config_path: &Path) -> Daemon {
-        let config = switchyard::config::load(config_path).unwrap();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let addr_tx = std::sync::Mutex::new(Some(addr_tx));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = RunOptions {
-            on_ready: Some(Arc::new(move |addr| {
-                if let Some(tx) = addr_tx.lock().unwrap().take() {
-                    let _ = tx.send(addr);
-                }
-            })),
-            shutdown_deadline: Some(Duration::from_secs(5)),
-            ..RunOptions::default()
-        };
-        let task = tokio::spawn(run(config, options, async {
-            let _ = stop_rx.await;
-        }));
-        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx)
-            .await
-            .expect("the daemon was not ready within 20 s")
-            .expect("the daemon stopped before it was ready");
-        let daemon = Daemon {
-            base: format!("http://{addr}"),
-            stop: Some(stop_tx),
-            task,
+        let daemon = InProcess::start(config_path).await;
+        daemon.synced(&["shop-us"]).await;
+        Daemon {
+            daemon,
             http: reqwest::Client::new(),
-        };
-        daemon.wait_for_first_sync().await;
-        daemon
-    }
-
-    async fn wait_for_first_sync(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready: Value = self
-                .http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if !ready["accounts"]["shop-us"]["last_success"].is_null() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shop-us never synced from the simulator: {ready}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Stops the daemon and waits until its store is free for the CLI.
-    async fn stop(mut self, state: &Path) {
-        let _ = self.stop.take().unwrap().send(());
-        let (_report, store) = self.task.await.unwrap().unwrap();
+    async fn stop(self, state: &Path) {
+        let (_report, store) = self.daemon.stop().await;
         store.close().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -216,7 +147,7 @@ impl Daemon {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base)
+        self.daemon.url(&format!("/api/v1{path}"))
     }
 
     /// A request with the right token; answers (status, JSON body).
@@ -279,14 +210,6 @@ fn error_of(v: &Value) -> &str {
     v["error"]
         .as_str()
         .unwrap_or_else(|| panic!("no error message in {v}"))
-}
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The first stored order that is not on hold and has a line with a SKU.
@@ -403,11 +326,15 @@ async fn without_a_configured_token_the_admin_api_is_off() {
     // The CLI with the same config says what to set.
     let o = s.cli(&config, &["orders", "list"]).await;
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("in use by another process"), "{}", err(&o));
     assert!(
-        err(&o).contains("daemon.admin_token is not set"),
+        stderr(&o).contains("in use by another process"),
         "{}",
-        err(&o)
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("daemon.admin_token is not set"),
+        "{}",
+        stderr(&o)
     );
     d.stop(&s.state()).await;
 }
@@ -741,9 +668,9 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
 
     // Writes through the API, as a user types them.
     let o = s.cli(&config, &["stock", "set", &sku, "7"]).await;
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        out(&o),
+        stdout(&o),
         format!("{sku}: available 7\n1 push queued for shop-us (sent by the daemon)\n")
     );
     let o = s
@@ -752,13 +679,13 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
             &["orders", "hold", &id, "--reason", "address check"],
         )
         .await;
-    assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(out(&o), format!("{id}: on hold (address check)\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{id}: on hold (address check)\n"));
     let o = s.cli(&config, &["orders", "release", &id]).await;
-    assert_eq!(out(&o), format!("{id}: released\n"), "{}", err(&o));
+    assert_eq!(stdout(&o), format!("{id}: released\n"), "{}", stderr(&o));
     let o = s.cli(&config, &["orders", "release", &id]).await;
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(err(&o), format!("order {id} is not on hold\n"));
+    assert_eq!(stderr(&o), format!("order {id} is not on hold\n"));
     let o = s
         .cli(
             &config,
@@ -772,11 +699,11 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
             ],
         )
         .await;
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        out(&o).starts_with(&format!("{id}: shipment ups 1Z999AA10123456784 recorded (")),
+        stdout(&o).starts_with(&format!("{id}: shipment ups 1Z999AA10123456784 recorded (")),
         "{}",
-        out(&o)
+        stdout(&o)
     );
     let o = s
         .cli(
@@ -791,14 +718,14 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
             ],
         )
         .await;
-    assert!(out(&o).contains("is already recorded"), "{}", out(&o));
+    assert!(stdout(&o).contains("is already recorded"), "{}", stdout(&o));
     d.settle_outbox().await;
     let o = s.cli(&config, &["outbox", "retry", "--all-dead"]).await;
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        out(&o).ends_with(" dead letters queued again\n"),
+        stdout(&o).ends_with(" dead letters queued again\n"),
         "{}",
-        out(&o)
+        stdout(&o)
     );
     d.settle_outbox().await;
 
@@ -807,16 +734,16 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     let o = s.cli(&wrong, &["orders", "list"]).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains("refused the admin token (401"),
+        stderr(&o).contains("refused the admin token (401"),
         "{}",
-        err(&o)
+        stderr(&o)
     );
-    assert!(!err(&o).contains("not-the-token") && !err(&o).contains(TOKEN));
+    assert!(!stderr(&o).contains("not-the-token") && !stderr(&o).contains(TOKEN));
     let elsewhere = s.config("wrong-port.toml", Some(TOKEN), free_port());
     let o = s.cli(&elsewhere, &["orders", "list"]).await;
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("cannot be reached"), "{}", err(&o));
-    assert!(err(&o).contains("daemon.listen"), "{}", err(&o));
+    assert!(stderr(&o).contains("cannot be reached"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("daemon.listen"), "{}", stderr(&o));
 
     let mut running = Vec::new();
     for args in reads(&id, &sku) {
@@ -830,17 +757,17 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
         assert_eq!(
             (
                 with_daemon.status.code(),
-                out(with_daemon),
-                err(with_daemon)
+                stdout(with_daemon),
+                stderr(with_daemon)
             ),
-            (without.status.code(), out(&without), err(&without)),
+            (without.status.code(), stdout(&without), stderr(&without)),
             "`switchyard {}` differs with the daemon running (left) and stopped (right)",
             args.join(" ")
         );
     }
     // The comparison means something: the state is not empty.
     let shown = &running[6];
-    assert!(shown.status.success(), "{}", err(shown));
+    assert!(shown.status.success(), "{}", stderr(shown));
     let doc: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(doc["status"], "shipped");
     let dead: Value = serde_json::from_slice(&running[10].stdout).unwrap();

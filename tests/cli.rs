@@ -4,33 +4,21 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::Utc;
+use common::daemon::{BIN, ConfigBuilder, REPO, command, stderr, stdout};
 use common::*;
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::rules::load_rules;
 use switchyard::store::{Store, StoreOptions};
 use switchyard_contract::OrderStatus;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
+    command()
         .args(args)
-        .env_remove("SWITCHYARD_CONFIG")
-        .env_remove("RUST_LOG")
         .output()
         .expect("run the switchyard binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The JSON document a successful command printed.
@@ -53,28 +41,7 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("switchyard.toml");
-        let text = format!(
-            r#"[daemon]
-state_dir = "{state}"
-rules = "{repo}/config/rules.toml"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "http://127.0.0.1:9/east"
-secret = "test-secret-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "http://127.0.0.1:9/west"
-secret = "test-secret-west"
-"#,
-            state = dir.path().join("state").display(),
-            repo = REPO
-        );
-        std::fs::write(&config, text).unwrap();
+        let config = ConfigBuilder::new(dir.path()).without_listen().write();
         Setup { dir, config }
     }
 
@@ -294,7 +261,7 @@ fn a_channel_without_a_connector_says_so_and_exits_2() {
 
 #[test]
 fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
-    let out = Command::new(BIN)
+    let out = std::process::Command::new(BIN)
         .arg("demo")
         .current_dir(REPO)
         .env_remove("SWITCHYARD_CONFIG")

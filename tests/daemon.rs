@@ -2,93 +2,40 @@
 //! HTTP surface, `switchyard run` as a process (acknowledge, then SIGTERM
 //! exits 0 with the data flushed), and `switchyard sync` against the simulator.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use switchyard::app::{RunOptions, run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::daemon::{
+    BIN, Binary, ConfigBuilder, InProcess, REPO, ShopifyAccount, post, shopify_signed,
+};
 use switchyard::sim::Simulator;
 use switchyard::store::{Store, StoreOptions};
+use switchyard_contract::OrderStatus;
 use switchyard_contract::testkit::Scenario;
-use switchyard_contract::{OrderStatus, Secret};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const SECRET: &str = "fixture-webhook-secret";
 /// The secret before a rotation; Shopify may still sign with it for an hour.
 const OLD_SECRET: &str = "rotated-out-webhook-secret";
 
-fn write_config(dir: &Path, base_url: &str, listen: &str) -> PathBuf {
-    let path = dir.join("switchyard.toml");
-    let text = format!(
-        r#"[daemon]
-state_dir = "{state}"
-listen = "{listen}"
-rules = "{REPO}/config/rules.toml"
-
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{base_url}"
-poll_interval = "1h"
-webhooks = true
-access_token = "test-token"
-webhook_secret = "{SECRET}"
-webhook_secret_previous = "{OLD_SECRET}"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "http://127.0.0.1:9/east"
-secret = "test-secret-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "http://127.0.0.1:9/west"
-secret = "test-secret-west"
-"#,
-        state = dir.join("state").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_config(dir: &Path, base_url: &str) -> PathBuf {
+    ConfigBuilder::new(dir)
+        .account(
+            ShopifyAccount::new("shop-us", base_url)
+                .webhook_secret(SECRET)
+                .previous_webhook_secret(OLD_SECRET),
+        )
+        .write()
 }
 
 fn webhooks() -> Scenario {
     Scenario::load(&Path::new(REPO).join("fixtures/shopify/webhooks-orders")).unwrap()
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-) -> (u16, String) {
-    let mut req = client.post(url).body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 fn signed(body: &[u8], headers: Vec<(String, String)>) -> Vec<(String, String)> {
-    signed_with(SECRET, body, headers)
-}
-
-fn signed_with(
-    secret: &str,
-    body: &[u8],
-    mut headers: Vec<(String, String)>,
-) -> Vec<(String, String)> {
-    headers.retain(|(k, _)| k != "x-shopify-hmac-sha256");
-    headers.push((
-        "x-shopify-hmac-sha256".into(),
-        switchyard_shopify::webhook::sign(body, &Secret::new(secret)),
-    ));
-    headers
+    shopify_signed(body, SECRET, headers)
 }
 
 #[tokio::test]
@@ -96,27 +43,12 @@ async fn shopify_webhooks_are_verified_deduplicated_ordered_and_durable() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let sim = Simulator::start(empty.path()).await.unwrap();
-    let config_path = write_config(
+    let config = write_config(
         dir.path(),
         &sim.base_url(switchyard_contract::Channel::Shopify),
-        "127.0.0.1:0",
     );
-    let config = switchyard::config::load(&config_path).unwrap();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let addr_tx = std::sync::Mutex::new(Some(addr_tx));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        on_ready: Some(Arc::new(move |addr| {
-            if let Some(tx) = addr_tx.lock().unwrap().take() {
-                let _ = tx.send(addr);
-            }
-        })),
-        ..RunOptions::default()
-    };
-    let daemon = tokio::spawn(run(config, options, async {
-        let _ = stop_rx.await;
-    }));
-    let url = format!("http://{}/webhooks/shop-us", addr_rx.await.unwrap());
+    let daemon = InProcess::start(&config).await;
+    let url = daemon.url("/webhooks/shop-us");
     let client = reqwest::Client::new();
     let scenario = webhooks();
     let hook = |name: &str| {
@@ -179,18 +111,13 @@ async fn shopify_webhooks_are_verified_deduplicated_ordered_and_durable() {
 
     // Signed with the secret from before a rotation: still accepted.
     let w = hook("orders-cancelled-webhook-id-only");
-    let headers = signed_with(OLD_SECRET, &w.body, w.headers.clone().into_iter().collect());
+    let headers = shopify_signed(&w.body, OLD_SECRET, w.headers.clone());
     let (status, text) = post(&client, &url, &headers, w.body.clone()).await;
     assert_eq!(status, 200, "{text}");
-    let wrong = signed_with(
-        "not-a-secret-of-ours",
-        &w.body,
-        w.headers.clone().into_iter().collect(),
-    );
+    let wrong = shopify_signed(&w.body, "not-a-secret-of-ours", w.headers.clone());
     assert_eq!(post(&client, &url, &wrong, w.body).await.0, 401);
 
-    let _ = stop_tx.send(());
-    let (_report, store) = daemon.await.unwrap().unwrap();
+    let (_report, store) = daemon.stop().await;
     let cancelled = store.get_order("shop-us:5551234568").unwrap().unwrap();
     assert_eq!(cancelled.order.status, OrderStatus::Cancelled);
     let o = store.get_order("shop-us:5551234567").unwrap().unwrap();
@@ -216,28 +143,6 @@ async fn shopify_webhooks_are_verified_deduplicated_ordered_and_durable() {
     sim.stop().await;
 }
 
-/// Reads the child's stderr until the daemon logs the address it bound.
-fn bound_address(stderr: std::process::ChildStderr) -> String {
-    let mut reader = BufReader::new(stderr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        if line.contains("switchyard started")
-            && let Some(rest) = line.split("addr=").nth(1)
-        {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return addr;
-        }
-    }
-    panic!("the daemon never said where it listens");
-}
-
 #[tokio::test]
 async fn run_acknowledges_a_webhook_and_sigterm_exits_0_with_it_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,19 +151,9 @@ async fn run_acknowledges_a_webhook_and_sigterm_exits_0_with_it_stored() {
     let config = write_config(
         dir.path(),
         &sim.base_url(switchyard_contract::Channel::Shopify),
-        "127.0.0.1:0",
     );
-    let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || bound_address(stderr))
-        .await
-        .unwrap();
+    let mut daemon = Binary::spawn(&config, |c| c.env("RUST_LOG", "info"));
+    let addr = daemon.addr().await;
     let scenario = webhooks();
     let w = scenario
         .webhooks
@@ -275,30 +170,10 @@ async fn run_acknowledges_a_webhook_and_sigterm_exits_0_with_it_stored() {
     .await;
     assert_eq!(status, 200, "{text}");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exited = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap();
-    let status = exited.expect("the daemon did not stop within 20 s of SIGTERM");
+    let status = daemon
+        .terminate(Duration::from_secs(20))
+        .await
+        .expect("the daemon did not stop within 20 s of SIGTERM");
     assert_eq!(status.code(), Some(0));
     let store = Store::open(&dir.path().join("state"), StoreOptions::default()).unwrap();
     assert_eq!(store.list_orders(&Default::default()).unwrap().len(), 1);
@@ -315,7 +190,6 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
     let config = write_config(
         dir.path(),
         &sim.base_url(switchyard_contract::Channel::Shopify),
-        "127.0.0.1:0",
     );
     let run_sync = |config: PathBuf| async move {
         tokio::task::spawn_blocking(move || {

@@ -4,17 +4,19 @@
 //! there are no colour codes when stderr is not a terminal, and the spans
 //! carry channel, account and order. Once as text, once as JSON lines.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::daemon::{
+    Binary, ConfigBuilder, Destination, REPO, ShopifyAccount, orders_create_numbered, post,
+    shopify_signed,
+};
 use switchyard::sim::Simulator;
-use switchyard_contract::{Channel, Secret};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use switchyard_contract::Channel;
 
 /// Every secret of the config, each given a different way.
 const ACCESS_TOKEN: &str = "shpat-LOGTEST-7f3c9a1e5b2d4c6a"; // access_token_file (credentials dir)
@@ -37,47 +39,23 @@ fn write_config(dir: &Path, base_url: &str, destination: &str, json: bool) -> Pa
         "default_route = \"east-wh\"\n\n[[rule]]\nname = \"canada\"\nwhen = { country = \"CA\" }\nthen = { route = \"west-3pl\", tag = \"canada\" }\n",
     )
     .unwrap();
-    let path = dir.join("switchyard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-rules = "{rules}"
-log_format = "{format}"
-shutdown_timeout = "5s"
-admin_token_file = "admin-token"
-
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{base_url}"
-poll_interval = "1h"
-start_date = 2026-11-01T00:00:00Z
-webhooks = true
-access_token_file = "shop-us-token"
-webhook_secret_env = "LOGTEST_WEBHOOK_SECRET"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "{destination}/east"
-secret_env = "LOGTEST_EAST_SECRET"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "{destination}/west"
-secret = "{WEST_SECRET}"
-"#,
-            state = dir.join("state").display(),
-            rules = rules.display(),
-            format = if json { "json" } else { "text" },
-        ),
-    )
-    .unwrap();
-    path
+    ConfigBuilder::new(dir)
+        .rules(&rules)
+        .daemon("log_format", if json { "json" } else { "text" })
+        .shutdown_timeout("5s")
+        .daemon("admin_token_file", "admin-token")
+        .account(
+            ShopifyAccount::new("shop-us", base_url)
+                .start_date("2026-11-01T00:00:00Z")
+                .access_token_file("shop-us-token")
+                .webhook_secret_env("LOGTEST_WEBHOOK_SECRET"),
+        )
+        .destinations(vec![
+            Destination::webhook("east-wh", &format!("{destination}/east"))
+                .secret_env("LOGTEST_EAST_SECRET"),
+            Destination::webhook("west-3pl", &format!("{destination}/west")).secret(WEST_SECRET),
+        ])
+        .write()
 }
 
 fn credentials(dir: &Path) -> PathBuf {
@@ -113,56 +91,20 @@ async fn destination() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{addr}"), seen)
 }
 
-/// Kills the child if the test fails before it exits.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-async fn bound_address(log: &Path, json: bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains("switchyard started")) {
-            if json {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                return v["fields"]["addr"].as_str().unwrap().to_owned();
-            }
-            if let Some(rest) = line.split("addr=").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon never said where it listens");
-}
-
 /// A paid Shopify order (so it is delivered) as an orders/create webhook.
 fn order_webhook(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
-    let fixture =
-        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json");
-    let mut order: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
-    order["id"] = n.into();
-    order["admin_graphql_api_id"] = format!("gid://shopify/Order/{n}").into();
-    order["name"] = format!("#{n}").into();
+    let mut order = orders_create_numbered(n);
     order["financial_status"] = "paid".into();
     let body = serde_json::to_vec(&order).unwrap();
-    let headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("x-shopify-topic".to_owned(), "orders/create".to_owned()),
-        ("x-shopify-webhook-id".to_owned(), format!("wh-{n}")),
-        (
-            "x-shopify-hmac-sha256".to_owned(),
-            switchyard_shopify::webhook::sign(&body, &Secret::new(WEBHOOK_SECRET)),
-        ),
-    ];
+    let headers = shopify_signed(
+        &body,
+        WEBHOOK_SECRET,
+        [
+            ("content-type", "application/json"),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-webhook-id", &format!("wh-{n}")),
+        ],
+    );
     (headers, body)
 }
 
@@ -175,31 +117,20 @@ async fn full_cycle(json: bool, rust_log: &str) -> String {
     let (dest_url, deliveries) = destination().await;
     let config = write_config(dir.path(), &sim.base_url(Channel::Shopify), &dest_url, json);
     let creds = credentials(dir.path());
-    let log = dir.path().join("stderr.log");
-    let child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env("RUST_LOG", rust_log)
-        .env("CREDENTIALS_DIRECTORY", &creds)
-        .env("LOGTEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("LOGTEST_EAST_SECRET", EAST_SECRET)
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
-    let addr = bound_address(&log, json).await;
+    let mut daemon = Binary::spawn(&config, |c| {
+        c.env("RUST_LOG", rust_log)
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("LOGTEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("LOGTEST_EAST_SECRET", EAST_SECRET)
+            .env_remove("NO_COLOR")
+    });
+    let addr = daemon.addr().await;
     let client = reqwest::Client::new();
 
     let (headers, body) = order_webhook(8001);
-    let mut req = client
-        .post(format!("http://{addr}/webhooks/shop-us"))
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let url = format!("http://{addr}/webhooks/shop-us");
+    let (status, text) = post(&client, &url, &headers, body).await;
+    assert_eq!(status, 200, "{text}");
     // The admin API with its token (whatever it answers, the token stays out of the logs).
     let _ = client
         .get(format!("http://{addr}/api/v1/orders"))
@@ -214,27 +145,16 @@ async fn full_cycle(json: bool, rust_log: &str) -> String {
         assert!(
             Instant::now() < deadline,
             "no delivery within 20 s:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            daemon.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &daemon.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = daemon
+        .terminate(Duration::from_secs(20))
+        .await
+        .expect("no exit within 20 s of SIGTERM");
+    let stderr = daemon.log();
     // LOGTEST_DUMP=DIR keeps the logs for a look.
     if let Some(dump) = std::env::var_os("LOGTEST_DUMP") {
         let name = if json { "json.log" } else { "text.log" };

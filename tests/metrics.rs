@@ -3,57 +3,19 @@
 //! webhooks, no label carries an order id, and readiness has per-account
 //! detail.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use switchyard::app::{RunOptions, run};
+use common::daemon::{
+    ConfigBuilder, InProcess, REPO, ShopifyAccount, orders_create_numbered, post, shopify_signed,
+};
 use switchyard::sim::Simulator;
-use switchyard_contract::{Channel, Secret};
+use switchyard_contract::Channel;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const WEBHOOK_SECRET: &str = "metrics-test-webhook-secret";
-
-fn write_config(dir: &Path, base_url: &str) -> PathBuf {
-    let path = dir.join("switchyard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-rules = "{REPO}/config/rules.toml"
-shutdown_timeout = "5s"
-
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{base_url}"
-poll_interval = "1h"
-start_date = 2026-11-01T00:00:00Z
-webhooks = true
-access_token = "test-token"
-webhook_secret = "{WEBHOOK_SECRET}"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "http://127.0.0.1:9/east"
-secret = "test-secret-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "http://127.0.0.1:9/west"
-secret = "test-secret-west"
-"#,
-            state = dir.join("state").display(),
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// One sample: name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
@@ -183,37 +145,20 @@ async fn scrape(
     (types, samples, text)
 }
 
-fn order_webhook(n: u64, secret: &str) -> (Vec<(String, String)>, Vec<u8>) {
-    let fixture =
-        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json");
-    let mut order: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
-    order["id"] = n.into();
-    order["admin_graphql_api_id"] = format!("gid://shopify/Order/{n}").into();
-    order["name"] = format!("#{n}").into();
-    let body = serde_json::to_vec(&order).unwrap();
-    let headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("x-shopify-topic".to_owned(), "orders/create".to_owned()),
-        ("x-shopify-webhook-id".to_owned(), format!("wh-{n}")),
-        (
-            "x-shopify-hmac-sha256".to_owned(),
-            switchyard_shopify::webhook::sign(&body, &Secret::new(secret)),
-        ),
-    ];
-    (headers, body)
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    (headers, body): (Vec<(String, String)>, Vec<u8>),
-) -> u16 {
-    let mut req = client.post(url).body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    req.send().await.unwrap().status().as_u16()
+/// An `orders/create` delivery of order `n`, signed with `secret`; answers
+/// the status.
+async fn deliver(client: &reqwest::Client, url: &str, n: u64, secret: &str) -> u16 {
+    let body = serde_json::to_vec(&orders_create_numbered(n)).unwrap();
+    let headers = shopify_signed(
+        &body,
+        secret,
+        [
+            ("content-type", "application/json"),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-webhook-id", &format!("wh-{n}")),
+        ],
+    );
+    post(client, url, &headers, body).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,23 +167,16 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
     let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
         .await
         .unwrap();
-    let config_path = write_config(dir.path(), &sim.base_url(Channel::Shopify));
-    let config = switchyard::config::load(&config_path).unwrap();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let addr_tx = std::sync::Mutex::new(Some(addr_tx));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        on_ready: Some(Arc::new(move |addr| {
-            if let Some(tx) = addr_tx.lock().unwrap().take() {
-                let _ = tx.send(addr);
-            }
-        })),
-        ..RunOptions::default()
-    };
-    let daemon = tokio::spawn(run(config, options, async {
-        let _ = stop_rx.await;
-    }));
-    let addr = addr_rx.await.unwrap().to_string();
+    let config = ConfigBuilder::new(dir.path())
+        .shutdown_timeout("5s")
+        .account(
+            ShopifyAccount::new("shop-us", &sim.base_url(Channel::Shopify))
+                .start_date("2026-11-01T00:00:00Z")
+                .webhook_secret(WEBHOOK_SECRET),
+        )
+        .write();
+    let daemon = InProcess::start(&config).await;
+    let addr = daemon.addr.to_string();
     let client = reqwest::Client::new();
 
     // The poll of the account catches up: orders counted by source and outcome.
@@ -321,23 +259,15 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
     // Webhooks: one stored, one repeat, one with a bad signature, one for
     // an account that does not exist.
     let url = format!("http://{addr}/webhooks/shop-us");
+    assert_eq!(deliver(&client, &url, 7001, WEBHOOK_SECRET).await, 200);
+    assert_eq!(deliver(&client, &url, 7001, WEBHOOK_SECRET).await, 200);
+    assert_eq!(deliver(&client, &url, 7002, "wrong-secret").await, 401);
     assert_eq!(
-        post(&client, &url, order_webhook(7001, WEBHOOK_SECRET)).await,
-        200
-    );
-    assert_eq!(
-        post(&client, &url, order_webhook(7001, WEBHOOK_SECRET)).await,
-        200
-    );
-    assert_eq!(
-        post(&client, &url, order_webhook(7002, "wrong-secret")).await,
-        401
-    );
-    assert_eq!(
-        post(
+        deliver(
             &client,
             &format!("http://{addr}/webhooks/nope"),
-            order_webhook(7003, WEBHOOK_SECRET)
+            7003,
+            WEBHOOK_SECRET
         )
         .await,
         404
@@ -403,7 +333,6 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
     assert_eq!(account["consecutive_errors"], 0, "{ready}");
     assert!(account["last_success"].is_string(), "{ready}");
 
-    let _ = stop_tx.send(());
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
     sim.stop().await;
 }

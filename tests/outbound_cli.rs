@@ -4,15 +4,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::Utc;
+use common::daemon::{ConfigBuilder, command, stderr, stdout};
 use serde_json::{Value, json};
 use switchyard::store::{OrderWrite, Store, StoreOptions, WriteBatch};
 use switchyard_contract::{Line, Order};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -22,22 +20,18 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("switchyard.toml");
-        let text = format!(
-            "[daemon]\nstate_dir = \"{}\"\nrules = \"{REPO}/config/rules.toml\"\n",
-            dir.path().join("state").display()
-        );
-        std::fs::write(&config, text).unwrap();
+        let config = ConfigBuilder::new(dir.path())
+            .without_listen()
+            .destinations(vec![])
+            .write();
         Setup { dir, config }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        command()
             .arg("--config")
             .arg(&self.config)
             .args(args)
-            .env_remove("SWITCHYARD_CONFIG")
-            .env_remove("RUST_LOG")
             .output()
             .expect("run the switchyard binary")
     }
@@ -49,25 +43,21 @@ impl Setup {
     }
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn json_of(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", err(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(o)))
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
 
 #[test]
 fn stock_set_import_and_show() {
     let s = Setup::new();
     let o = s.cli(&["stock", "set", "MUG-RED", "5"]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).contains("MUG-RED: available 5"), "{}", out(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("MUG-RED: available 5"),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(
         json_of(&s.cli(&["stock", "show", "MUG-RED", "--json"])),
         json!({ "sku": "MUG-RED", "available": 5, "channels": [] })
@@ -80,7 +70,7 @@ fn stock_set_import_and_show() {
     );
     let o = s.cli(&["stock", "import", &bad]);
     assert_eq!(o.status.code(), Some(1));
-    let e = err(&o);
+    let e = stderr(&o);
     for needle in [
         format!("{bad}:3: available must not be negative (got -1)"),
         format!("{bad}:4: available \"lots\" is not a whole number"),
@@ -98,8 +88,8 @@ fn stock_set_import_and_show() {
 
     let good = s.file("good.csv", "sku,available\r\nTEE,3\r\nMUG-RED,0\r\n");
     let o = s.cli(&["stock", "import", &good]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).contains("2 stock levels set"), "{}", out(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 stock levels set"), "{}", stdout(&o));
     assert_eq!(
         json_of(&s.cli(&["stock", "show", "TEE", "--json"]))["available"],
         3
@@ -108,15 +98,15 @@ fn stock_set_import_and_show() {
         json_of(&s.cli(&["stock", "show", "MUG-RED", "--json"]))["available"],
         0
     );
-    let text = out(&s.cli(&["stock", "show", "TEE"]));
+    let text = stdout(&s.cli(&["stock", "show", "TEE"]));
     assert!(text.starts_with("TEE  available 3\n"), "{text}");
 
     let o = s.cli(&["stock", "show", "NOPE"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains("no stock level for sku \"NOPE\""),
+        stderr(&o).contains("no stock level for sku \"NOPE\""),
         "{}",
-        err(&o)
+        stderr(&o)
     );
 }
 
@@ -161,11 +151,11 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
         "--line",
         "MUG-RED=1",
     ]);
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        out(&o).contains("order partially_shipped; tracking push queued"),
+        stdout(&o).contains("order partially_shipped; tracking push queued"),
         "{}",
-        out(&o)
+        stdout(&o)
     );
     let shown = json_of(&s.cli(&["orders", "show", id, "--json"]));
     assert_eq!(shown["status"], "partially_shipped");
@@ -177,8 +167,8 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
     assert_eq!(queued[0]["account"], "shop-test");
 
     let o = s.cli(&["ship", id, "--carrier", "ups", "--tracking", "1Z-A"]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).contains("already recorded"), "{}", out(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("already recorded"), "{}", stdout(&o));
 
     for (args, message) in [
         (vec!["--line", "NOPE=1"], "has no line with sku NOPE"),
@@ -193,9 +183,9 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
         let o = s.cli(&all);
         assert_eq!(o.status.code(), Some(1), "{all:?}");
         assert!(
-            err(&o).contains(message),
+            stderr(&o).contains(message),
             "{} should say {message}",
-            err(&o)
+            stderr(&o)
         );
     }
     let o = s.cli(&[
@@ -208,9 +198,9 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err(&o).contains("no order \"shop-test:404\""),
+        stderr(&o).contains("no order \"shop-test:404\""),
         "{}",
-        err(&o)
+        stderr(&o)
     );
     assert_eq!(
         json_of(&s.cli(&["outbox", "list", "--json"]))
@@ -221,8 +211,8 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
     );
 
     let o = s.cli(&["ship", id, "--carrier", "ups", "--tracking", "1Z-B"]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).contains("MUG-RED x1, TEE x1"), "{}", out(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("MUG-RED x1, TEE x1"), "{}", stdout(&o));
     assert_eq!(
         json_of(&s.cli(&["orders", "show", id, "--json"]))["status"],
         "shipped"

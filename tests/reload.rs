@@ -3,16 +3,18 @@
 //! file on SIGHUP applies to the next order; a change of the file alone
 //! (no signal) is picked up by the mtime poll.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::daemon::{
+    Binary, ConfigBuilder, ShopifyAccount, orders_create_numbered, post, shopify_signed,
+};
 use switchyard::sim::Simulator;
 use switchyard::store::{Store, StoreOptions};
-use switchyard_contract::{Channel, Secret};
+use switchyard_contract::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const WEBHOOK_SECRET: &str = "reload-test-webhook-secret";
 
 /// Every rules file of this test has this length and, unless the test wants
@@ -44,124 +46,28 @@ fn rules(tag: &str, route: &str) -> String {
 
 const BROKEN: &str = "default_route = \"nowhere\"\n\n[[rule]]\nname = \"mark\"\nwhen = { chanel = \"shopify\" }\nthen = { tag = \"rules-broken\" }\n";
 
-fn write_config(dir: &Path, base_url: &str, rules: &Path) -> PathBuf {
-    let path = dir.join("switchyard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-rules = "{rules}"
-shutdown_timeout = "5s"
-
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{base_url}"
-poll_interval = "1h"
-webhooks = true
-access_token = "test-token"
-webhook_secret = "{WEBHOOK_SECRET}"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "http://127.0.0.1:9/east"
-secret = "test-secret-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "http://127.0.0.1:9/west"
-secret = "test-secret-west"
-"#,
-            state = dir.join("state").display(),
-            rules = rules.display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Kills the child if the test fails before it exits.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name}");
-}
-
-/// The address from the "switchyard started" line of the log file.
-async fn bound_address(log: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("switchyard started"))
-            && let Some(rest) = line.split("addr=").nth(1)
-        {
-            return rest.split_whitespace().next().unwrap().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the daemon never said where it listens:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 /// A Shopify orders/create delivery of the fixture order with id `n`.
 fn order_webhook(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
-    let fixture =
-        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json");
-    let mut order: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
-    order["id"] = n.into();
-    order["admin_graphql_api_id"] = format!("gid://shopify/Order/{n}").into();
-    order["name"] = format!("#{n}").into();
-    let body = serde_json::to_vec(&order).unwrap();
-    let headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("x-shopify-topic".to_owned(), "orders/create".to_owned()),
-        (
-            "x-shopify-shop-domain".to_owned(),
-            "switchyard-test.myshopify.com".to_owned(),
-        ),
-        ("x-shopify-api-version".to_owned(), "2026-10".to_owned()),
-        ("x-shopify-webhook-id".to_owned(), format!("wh-{n}")),
-        ("x-shopify-event-id".to_owned(), format!("evt-{n}")),
-        (
-            "x-shopify-hmac-sha256".to_owned(),
-            switchyard_shopify::webhook::sign(&body, &Secret::new(WEBHOOK_SECRET)),
-        ),
-    ];
+    let body = serde_json::to_vec(&orders_create_numbered(n)).unwrap();
+    let headers = shopify_signed(
+        &body,
+        WEBHOOK_SECRET,
+        [
+            ("content-type", "application/json"),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-shop-domain", "switchyard-test.myshopify.com"),
+            ("x-shopify-api-version", "2026-10"),
+            ("x-shopify-webhook-id", &format!("wh-{n}")),
+            ("x-shopify-event-id", &format!("evt-{n}")),
+        ],
+    );
     (headers, body)
 }
 
 async fn deliver(client: &reqwest::Client, addr: &str, n: u64) {
     let (headers, body) = order_webhook(n);
-    let mut req = client
-        .post(format!("http://{addr}/webhooks/shop-us"))
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
+    let url = format!("http://{addr}/webhooks/shop-us");
+    let (status, text) = post(client, &url, &headers, body).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("1 new"), "{text}");
 }
@@ -206,17 +112,16 @@ async fn a_broken_rules_file_keeps_the_rules_in_force_and_a_fixed_one_applies() 
     let sim = Simulator::start(empty.path()).await.unwrap();
     let rules_path = dir.path().join("rules.toml");
     write_rules(&rules_path, &rules("rules-v1", "east-wh"), false);
-    let config = write_config(dir.path(), &sim.base_url(Channel::Shopify), &rules_path);
-    let log = dir.path().join("stderr.log");
-    let child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
-    let addr = bound_address(&log).await;
+    let config = ConfigBuilder::new(dir.path())
+        .rules(&rules_path)
+        .shutdown_timeout("5s")
+        .account(
+            ShopifyAccount::new("shop-us", &sim.base_url(Channel::Shopify))
+                .webhook_secret(WEBHOOK_SECRET),
+        )
+        .write();
+    let mut daemon = Binary::spawn(&config, |c| c.env("RUST_LOG", "info"));
+    let addr = daemon.addr().await;
     let client = reqwest::Client::new();
     assert_eq!(metric(&client, &addr, "switchyard_rules").await, 1.0);
 
@@ -224,14 +129,14 @@ async fn a_broken_rules_file_keeps_the_rules_in_force_and_a_fixed_one_applies() 
 
     // A broken file and SIGHUP: counted, logged, the old rules stay.
     write_rules(&rules_path, BROKEN, false);
-    signal(&daemon.0, "HUP");
+    daemon.signal("HUP");
     wait_metric(&client, &addr, FAILED, 1.0).await;
     assert_eq!(metric(&client, &addr, OK).await, 0.0);
     deliver(&client, &addr, 1002).await;
 
     // Fixed, and SIGHUP: the next order gets the new rules.
     write_rules(&rules_path, &rules("rules-v2", "west-3pl"), false);
-    signal(&daemon.0, "HUP");
+    daemon.signal("HUP");
     wait_metric(&client, &addr, OK, 1.0).await;
     deliver(&client, &addr, 1003).await;
 
@@ -251,16 +156,11 @@ async fn a_broken_rules_file_keeps_the_rules_in_force_and_a_fixed_one_applies() 
         "each SIGHUP re-checks the config"
     );
 
-    signal(&daemon.0, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = daemon
+        .terminate(Duration::from_secs(20))
+        .await
+        .expect("no exit within 20 s of SIGTERM");
+    let stderr = daemon.log();
     assert_eq!(status.code(), Some(0), "{stderr}");
 
     // Every error of the broken file is in the log, with its location.

@@ -14,20 +14,19 @@
 //! - Compare-and-set conflicts: the channel sold units after our last push;
 //!   the conflict policy of `src/inventory.rs` decides what it shows.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::daemon::{ConfigBuilder, InProcess, REPO, ShopifyAccount, post, shopify_signed};
 use serde_json::{Value, json};
-use switchyard::app::{RunOptions, run};
 use switchyard::sim::{CostBucket, Simulator};
-use switchyard::store::Store;
 use switchyard_contract::connector::{Operation, RateLimit};
-use switchyard_contract::{Channel, Connector, Secret};
+use switchyard_contract::{Channel, Connector};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN: &str = "admin-token-for-shopify-outbound-tests";
 
 /// Query cost of one stock push at most: `SwitchyardSetStock` (10 points)
@@ -56,40 +55,22 @@ struct Account<'a> {
 fn write_config(dir: &Path, accounts: &[Account<'_>]) -> PathBuf {
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, "# no rules: orders stay unrouted\n").unwrap();
-    let mut text = format!(
-        r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-rules = "{rules}"
-shutdown_timeout = "5s"
-admin_token = "{TOKEN}"
-"#,
-        state = dir.join("state").display(),
-        rules = rules.display(),
-    );
-    for a in accounts {
-        text.push_str(&format!(
-            r#"
-[[account]]
-id = "{id}"
-channel = "shopify"
-base_url = "{url}"
-poll_interval = "1h"
-webhooks = true
-access_token = "test-token"
-webhook_secret = "{secret}"
-"#,
-            id = a.id,
-            url = a.sim.base_url(Channel::Shopify),
-            secret = webhook_secret(a.id),
-        ));
-        if let Some(b) = a.buffer {
-            text.push_str(&format!("buffer = {b}\n"));
-        }
-    }
-    let path = dir.join("switchyard.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let config = ConfigBuilder::new(dir)
+        .rules(&rules)
+        .shutdown_timeout("5s")
+        .admin_token(TOKEN)
+        .destinations(vec![]);
+    accounts
+        .iter()
+        .fold(config, |config, a| {
+            let account = ShopifyAccount::new(a.id, &a.sim.base_url(Channel::Shopify))
+                .webhook_secret(&webhook_secret(a.id));
+            config.account(match a.buffer {
+                Some(units) => account.buffer(units),
+                None => account,
+            })
+        })
+        .write()
 }
 
 /// Polls `check` every 20 ms until it holds; panics after `timeout`.
@@ -110,10 +91,8 @@ where
 }
 
 struct Daemon {
-    base: String,
+    daemon: InProcess,
     http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<(switchyard::app::RunReport, Store)>>,
     dir: tempfile::TempDir,
 }
 
@@ -122,65 +101,27 @@ impl Daemon {
     /// caught up with its shop once.
     async fn start(accounts: &[Account<'_>]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let config = switchyard::config::load(&write_config(dir.path(), accounts)).unwrap();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let addr_tx = std::sync::Mutex::new(Some(addr_tx));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = RunOptions {
-            on_ready: Some(Arc::new(move |addr| {
-                if let Some(tx) = addr_tx.lock().unwrap().take() {
-                    let _ = tx.send(addr);
-                }
-            })),
-            shutdown_deadline: Some(Duration::from_secs(5)),
-            ..RunOptions::default()
-        };
-        let task = tokio::spawn(run(config, options, async {
-            let _ = stop_rx.await;
-        }));
-        let addr = tokio::time::timeout(Duration::from_secs(20), addr_rx)
-            .await
-            .expect("the daemon was not ready within 20 s")
-            .expect("the daemon stopped before it was ready");
-        let daemon = Daemon {
-            base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-            stop: Some(stop_tx),
-            task,
-            dir,
-        };
+        let daemon = InProcess::start(&write_config(dir.path(), accounts)).await;
         let ids: Vec<&str> = accounts.iter().map(|a| a.id).collect();
-        wait_until(
-            "every account's first sync",
-            Duration::from_secs(20),
-            || {
-                let (http, url) = (daemon.http.clone(), format!("{}/readyz", daemon.base));
-                let ids = ids.clone();
-                async move {
-                    let ready: Value = http.get(url).send().await.unwrap().json().await.unwrap();
-                    ids.iter()
-                        .all(|id| !ready["accounts"][id]["last_success"].is_null())
-                }
-            },
-        )
-        .await;
-        daemon
+        daemon.synced(&ids).await;
+        Daemon {
+            daemon,
+            http: reqwest::Client::new(),
+            dir,
+        }
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let (_report, store) = tokio::time::timeout(Duration::from_secs(10), self.task)
+    async fn stop(self) {
+        let (_report, store) = tokio::time::timeout(Duration::from_secs(10), self.daemon.stop())
             .await
-            .expect("the daemon did not stop within 10 s")
-            .unwrap()
-            .unwrap();
+            .expect("the daemon did not stop within 10 s");
         store.close().unwrap();
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .http
-            .request(method, format!("{}/api/v1{path}", self.base))
+            .request(method, self.daemon.url(&format!("/api/v1{path}")))
             .bearer_auth(TOKEN);
         if let Some(b) = body {
             req = req.json(&b);
@@ -236,26 +177,20 @@ impl Daemon {
     /// sends it after a sale in that shop.
     async fn order_webhook(&self, account: &str, order: u64, lines: &[(&str, u32)]) {
         let body = order_body(order, lines);
-        let secret = Secret::new(webhook_secret(account));
-        let resp = self
-            .http
-            .post(format!("{}/webhooks/{account}", self.base))
-            .header("content-type", "application/json")
-            .header("x-shopify-topic", "orders/create")
-            .header("x-shopify-shop-domain", format!("{account}.myshopify.com"))
-            .header("x-shopify-api-version", "2026-10")
-            .header("x-shopify-event-id", format!("evt-{order}"))
-            .header("x-shopify-webhook-id", format!("wh-{order}"))
-            .header(
-                "x-shopify-hmac-sha256",
-                switchyard_shopify::webhook::sign(&body, &secret),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
+        let headers = shopify_signed(
+            &body,
+            &webhook_secret(account),
+            [
+                ("content-type", "application/json"),
+                ("x-shopify-topic", "orders/create"),
+                ("x-shopify-shop-domain", &format!("{account}.myshopify.com")),
+                ("x-shopify-api-version", "2026-10"),
+                ("x-shopify-event-id", &format!("evt-{order}")),
+                ("x-shopify-webhook-id", &format!("wh-{order}")),
+            ],
+        );
+        let url = self.daemon.url(&format!("/webhooks/{account}"));
+        let (status, text) = post(&self.http, &url, &headers, body).await;
         assert_eq!(status, 200, "{text}");
         assert!(text.contains("1 new"), "{text}");
     }

@@ -3,16 +3,21 @@
 //! socket this test owns (READY=1 once listening, STATUS= lines, WATCHDOG=1
 //! every half of `$WATCHDOG_USEC`, STOPPING=1 on SIGTERM, then exit 0).
 
+mod common;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::daemon::{
+    BIN, Binary, ConfigBuilder, REPO, ShopifyAccount, orders_create, post, shopify_signed, signal,
+    warehouses,
+};
 use switchyard::sim::Simulator;
 use switchyard_contract::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
 fn unit_text() -> String {
     std::fs::read_to_string(Path::new(REPO).join("systemd/switchyard.service")).unwrap()
@@ -99,66 +104,11 @@ fn the_unit_passes_systemd_analyze_verify() {
     assert!(ours.is_empty(), "systemd-analyze verify warns:\n{stderr}");
 }
 
-fn write_config(dir: &Path, base_url: &str) -> PathBuf {
-    let path = dir.join("switchyard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[daemon]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-rules = "{REPO}/config/rules.toml"
-shutdown_timeout = "5s"
-
-[[account]]
-id = "shop-us"
-channel = "shopify"
-base_url = "{base_url}"
-poll_interval = "1h"
-webhooks = true
-access_token = "test-token"
-webhook_secret = "test-webhook-secret"
-
-[[destination]]
-id = "east-wh"
-kind = "webhook"
-url = "http://127.0.0.1:9/east"
-secret = "test-secret-east"
-
-[[destination]]
-id = "west-3pl"
-kind = "webhook"
-url = "http://127.0.0.1:9/west"
-secret = "test-secret-west"
-"#,
-            state = dir.join("state").display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Kills the child if the test fails before it exits.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+/// The daemon's config: one account against the simulator, the example rules.
+fn config(dir: &Path, base_url: &str) -> ConfigBuilder {
+    ConfigBuilder::new(dir)
+        .shutdown_timeout("5s")
+        .account(ShopifyAccount::new("shop-us", base_url).webhook_secret(WEBHOOK_SECRET))
 }
 
 /// Every datagram the daemon sent, with when it arrived.
@@ -201,22 +151,17 @@ async fn run_notifies_ready_pings_the_watchdog_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let sim = Simulator::start(empty.path()).await.unwrap();
-    let config = write_config(dir.path(), &sim.base_url(Channel::Shopify));
+    let config = config(dir.path(), &sim.base_url(Channel::Shopify)).write();
     let socket_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&socket_path).unwrap();
-    let child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
-    let pid = daemon.0.id().to_string();
+    let mut daemon = Binary::spawn(&config, |c| {
+        c.env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .env("RUST_LOG", "warn")
+    });
+    let pid = daemon.pid();
 
-    let (got, status) = tokio::task::spawn_blocking(move || {
+    let got = tokio::task::spawn_blocking(move || {
         let mut got = Vec::new();
         let ready = receive_until(
             &sock,
@@ -244,13 +189,7 @@ async fn run_notifies_ready_pings_the_watchdog_and_stops_cleanly() {
             window_start + Duration::from_secs(2),
             |_| false,
         );
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        signal(pid, "TERM");
         let stopping = receive_until(
             &sock,
             &mut got,
@@ -258,23 +197,22 @@ async fn run_notifies_ready_pings_the_watchdog_and_stops_cleanly() {
             |g| has(g, "STOPPING=1"),
         );
         assert!(stopping, "no STOPPING=1 after SIGTERM: {got:?}");
-        let status = wait_exit(&mut daemon.0, Duration::from_secs(15));
-        (
-            got.into_iter()
-                .map(|(at, m)| {
-                    (
-                        at.saturating_duration_since(window_start),
-                        at >= window_start,
-                        m,
-                    )
-                })
-                .collect::<Vec<_>>(),
-            status,
-        )
+        got.into_iter()
+            .map(|(at, m)| {
+                (
+                    at.saturating_duration_since(window_start),
+                    at >= window_start,
+                    m,
+                )
+            })
+            .collect::<Vec<_>>()
     })
     .await
     .unwrap();
-    let status = status.expect("the daemon did not exit within 15 s of SIGTERM");
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("the daemon did not exit within 15 s of SIGTERM");
     assert_eq!(status.code(), Some(0));
 
     let messages: Vec<&str> = got.iter().map(|(_, _, m)| m.as_str()).collect();
@@ -385,55 +323,27 @@ async fn sigterm_lets_the_outbox_call_in_flight_finish_then_exits_0() {
     let empty = tempfile::tempdir().unwrap();
     let sim = Simulator::start(empty.path()).await.unwrap();
     let (dest, received, answered) = slow_destination(Duration::from_millis(1500)).await;
-    let config = write_config(dir.path(), &sim.base_url(Channel::Shopify));
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("http://127.0.0.1:9", &dest);
-    std::fs::write(&config, text).unwrap();
-    let log = dir.path().join("stderr.log");
-    let child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(rest) = text
-            .lines()
-            .find(|l| l.contains("switchyard started"))
-            .and_then(|l| l.split("addr=").nth(1))
-        {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no start:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let config = config(dir.path(), &sim.base_url(Channel::Shopify))
+        .destinations(warehouses(&format!("{dest}/east"), &format!("{dest}/west")))
+        .write();
+    let mut daemon = Binary::spawn(&config, |c| c.env("RUST_LOG", "info"));
+    let addr = daemon.addr().await;
 
     // A paid order: config/rules.toml routes it, the delivery starts.
-    let fixture =
-        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json");
-    let mut order: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    let mut order = orders_create();
     order["financial_status"] = "paid".into();
     let body = serde_json::to_vec(&order).unwrap();
-    let signature = switchyard_shopify::webhook::sign(
+    let headers = shopify_signed(
         &body,
-        &switchyard_contract::Secret::new("test-webhook-secret"),
+        WEBHOOK_SECRET,
+        [
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-webhook-id", "wh-inflight"),
+        ],
     );
-    let resp = ::reqwest::Client::new()
-        .post(format!("http://{addr}/webhooks/shop-us"))
-        .header("x-shopify-topic", "orders/create")
-        .header("x-shopify-webhook-id", "wh-inflight")
-        .header("x-shopify-hmac-sha256", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let url = format!("http://{addr}/webhooks/shop-us");
+    let (status, _) = post(&reqwest::Client::new(), &url, &headers, body).await;
+    assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(20);
     while received.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "the delivery never started");
@@ -443,22 +353,11 @@ async fn sigterm_lets_the_outbox_call_in_flight_finish_then_exits_0() {
     // SIGTERM while the destination is still answering.
     assert_eq!(answered.load(Ordering::SeqCst), 0);
     let term_at = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &daemon.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || {
-        let s = wait_exit(&mut daemon.0, Duration::from_secs(15));
-        (s, daemon)
-    })
-    .await
-    .unwrap()
-    .0
-    .expect("no exit within 15 s of SIGTERM");
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = daemon
+        .terminate(Duration::from_secs(15))
+        .await
+        .expect("no exit within 15 s of SIGTERM");
+    let stderr = daemon.log();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
         term_at.elapsed() < Duration::from_secs(5),

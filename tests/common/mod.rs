@@ -1,7 +1,10 @@
 //! Shared test support: a small JSON-pages test connector that speaks to the
-//! replay server, orders to feed it, and an account config for it.
+//! replay server, orders to feed it, and an account config for it; the
+//! daemon harness is in [`daemon`].
 
 #![allow(dead_code)]
+
+pub mod daemon;
 
 use std::future::Future;
 use std::time::Duration;
