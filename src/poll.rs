@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use switchyard_contract::{Connector, ConnectorError};
+use switchyard_contract::{Connector, ConnectorError, RateHint};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -59,6 +59,19 @@ impl PollError {
     }
 }
 
+/// How full the channel's rate-limit bucket must be before a poll page is
+/// asked for. Polls are background work: they leave the rest of the bucket
+/// to stock and tracking pushes, which buyers and other channels wait on.
+/// (Shopify also refuses an orders page outright unless its ~800-point
+/// requested cost is available.)
+pub const POLL_LOW_WATER: f64 = 0.5;
+
+/// The pause before the next poll page that the channel's last rate-limit
+/// report asks for, if any.
+pub fn poll_pause(hint: Option<RateHint>, now: DateTime<Utc>) -> Option<Duration> {
+    crate::outbox::limiter::hint_wait(hint?, POLL_LOW_WATER, now)
+}
+
 /// Where an account's first poll starts.
 pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Utc> {
     account
@@ -87,6 +100,10 @@ pub async fn catch_up<C: Connector>(
     };
     let since = since.unwrap_or_else(|| default_since(account, Utc::now()));
     loop {
+        if let Some(wait) = poll_pause(connector.rate_hint(), Utc::now()) {
+            tracing::debug!(account = %account.id, wait_ms = wait.as_millis() as u64, "waiting for the channel's rate limit to refill");
+            tokio::time::sleep(wait).await;
+        }
         let page = connector
             .poll_orders(cursor.as_ref(), since, Utc::now())
             .await?;
@@ -238,5 +255,33 @@ async fn poll_loop<C: Connector>(
             _ = heartbeat.pause(delay) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(remaining: u32, at: DateTime<Utc>) -> RateHint {
+        RateHint {
+            capacity: 2000,
+            remaining,
+            restore_per_second: 100.0,
+            observed_at: at,
+        }
+    }
+
+    #[test]
+    fn polls_wait_for_a_half_full_bucket_and_leave_the_rest_to_pushes() {
+        let now = Utc::now();
+        assert_eq!(poll_pause(None, now), None, "no report, no pause");
+        assert_eq!(poll_pause(Some(hint(1500, now)), now), None);
+        assert_eq!(poll_pause(Some(hint(1000, now)), now), None);
+        // 400 left: 600 points to go at 100 a second.
+        let wait = poll_pause(Some(hint(400, now)), now).unwrap();
+        assert!((5.9..=6.1).contains(&wait.as_secs_f64()), "{wait:?}");
+        // The bucket refilled since the report was made.
+        let earlier = now - chrono::Duration::seconds(6);
+        assert_eq!(poll_pause(Some(hint(400, earlier)), now), None);
     }
 }
