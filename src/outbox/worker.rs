@@ -251,8 +251,10 @@ impl<S: Sender> Worker<S> {
     }
 
     fn limiter(&mut self, kind: &str) -> &Limiter {
-        if !self.limiters.contains_key(kind) {
-            let limit = self.sender.rate_limit(kind);
+        // The channel's limit can change as it reports more (a shop on a
+        // bigger plan): a new limit gets a new limiter.
+        let limit = self.sender.rate_limit(kind);
+        if self.limiters.get(kind).is_none_or(|l| l.limit() != limit) {
             let o = &self.options;
             let l = Limiter::new(limit, o.rate_safety, o.burst_share, o.hint_low_water);
             self.limiters.insert(kind.to_owned(), l);

@@ -160,13 +160,15 @@ impl Connector for ShopifyConnector {
     }
 
     /// Seeds from the lowest plan (Standard: 100 query-cost points a second,
-    /// a bucket that holds a few requests' worth); `rate_hint` then reports
-    /// the shop's real bucket. A stock push is one ~12-point mutation after
-    /// look-ups that are usually skipped; a tracking push asks for ~656
-    /// points up front (Shopify refunds all but the ~25 it really costs),
-    /// so only a few fit in the bucket at once.
+    /// a bucket that holds a few requests' worth) and scales with the restore
+    /// rate the shop's `throttleStatus` reports once a response has shown it
+    /// (Advanced 200, Plus 1,000, Enterprise 2,000 points a second). A stock
+    /// push is one ~12-point mutation after look-ups that are usually
+    /// skipped; a tracking push asks for ~656 points up front (Shopify
+    /// refunds all but the ~25 it really costs), so only a few fit in the
+    /// bucket at once.
     fn rate_limit(&self, operation: Operation) -> RateLimit {
-        match operation {
+        let standard = match operation {
             Operation::PushInventory => RateLimit {
                 per_second: 5.0,
                 burst: 20,
@@ -175,7 +177,8 @@ impl Connector for ShopifyConnector {
                 per_second: 2.0,
                 burst: 2,
             },
-        }
+        };
+        scaled_to_plan(standard, self.client.rate_hint())
     }
 
     async fn check(&self) -> Result<(), ConnectorError> {
@@ -266,5 +269,61 @@ impl Connector for ShopifyConnector {
         push: &TrackingPush,
     ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send {
         push::push_tracking(&self.client, self.config.notify_customer, push)
+    }
+}
+
+/// The restore rate of Shopify's Standard plan, which the published push
+/// rates above assume.
+const STANDARD_RESTORE_PER_SECOND: f64 = 100.0;
+
+/// Scales a Standard-plan rate to the restore rate the shop reports. Never
+/// below Standard (a report of less is a throttled moment, not a plan), and
+/// never past Enterprise's 20× (a bad report must not unleash the outbox).
+pub fn scaled_to_plan(standard: RateLimit, hint: Option<RateHint>) -> RateLimit {
+    let Some(hint) = hint else { return standard };
+    if !hint.restore_per_second.is_finite() {
+        return standard;
+    }
+    let factor = (hint.restore_per_second / STANDARD_RESTORE_PER_SECOND).clamp(1.0, 20.0);
+    RateLimit {
+        per_second: standard.per_second * factor,
+        burst: ((f64::from(standard.burst) * factor).round() as u32).max(1),
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn hint(restore: f64) -> Option<RateHint> {
+        Some(RateHint {
+            capacity: 20_000,
+            remaining: 20_000,
+            restore_per_second: restore,
+            observed_at: chrono::Utc::now(),
+        })
+    }
+
+    #[test]
+    fn push_rates_follow_the_shops_plan() {
+        let standard = RateLimit {
+            per_second: 5.0,
+            burst: 20,
+        };
+        assert_eq!(scaled_to_plan(standard, None), standard);
+        assert_eq!(scaled_to_plan(standard, hint(100.0)), standard);
+        let plus = scaled_to_plan(standard, hint(1000.0));
+        assert_eq!((plus.per_second, plus.burst), (50.0, 200));
+        assert_eq!(
+            scaled_to_plan(standard, hint(20.0)),
+            standard,
+            "never below Standard"
+        );
+        assert_eq!(
+            scaled_to_plan(standard, hint(1e9)).per_second,
+            100.0,
+            "capped at 20x"
+        );
+        assert_eq!(scaled_to_plan(standard, hint(f64::NAN)), standard);
     }
 }
