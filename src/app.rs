@@ -114,6 +114,8 @@ pub async fn run(
     let mut workers = tokio::task::JoinSet::new();
     let mut reports = Vec::new();
     let mut webhook_accounts: BTreeMap<String, Arc<AnyConnector>> = BTreeMap::new();
+    let locks = poll::AccountLocks::default();
+    let mut backfill_accounts = BTreeMap::new();
     for account in &config.accounts {
         let skipped = match connectors::build(account, &http) {
             Ok(connector) => {
@@ -123,14 +125,18 @@ pub async fn run(
                     webhook_accounts.insert(account.id.clone(), connector.clone());
                 }
                 workers.spawn(poll::run_account(
-                    connector,
-                    account.clone(),
-                    ingest.clone(),
-                    health.clone(),
+                    poll::PollWorker {
+                        connector: connector.clone(),
+                        account: account.clone(),
+                        ingest: ingest.clone(),
+                        health: health.clone(),
+                        locks: locks.clone(),
+                        heartbeat: heartbeats.register(format!("poll {}", account.id)),
+                        once: options.once,
+                    },
                     stop_rx.clone(),
-                    options.once,
-                    heartbeats.register(format!("poll {}", account.id)),
                 ));
+                backfill_accounts.insert(account.id.clone(), (account.clone(), connector.clone()));
                 None
             }
             Err(e @ BuildError::NotBuiltIn(_)) => {
@@ -159,7 +165,12 @@ pub async fn run(
         admin: crate::http::admin::AdminState::new(
             config.daemon.admin_token.clone(),
             outbound.clone(),
-        ),
+        )
+        .with_backfill(Arc::new(poll::Accounts {
+            accounts: backfill_accounts,
+            ingest: ingest.clone(),
+            locks: locks.clone(),
+        })),
     });
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(crate::http::serve(

@@ -28,7 +28,7 @@ const MAX_PAGES_PER_CATCH_UP: usize = 100_000;
 /// request 10 s to connect and 30 s in all; the rest is ingest and slack.
 pub const PAGE_BUDGET: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PollStats {
     pub pages: usize,
     pub orders: usize,
@@ -153,6 +153,65 @@ fn learn_listing_refs<C: Connector>(
     Ok(())
 }
 
+/// One lock per account, held while its cursor moves: the poll loop and a
+/// backfill asked for through the admin API take turns.
+#[derive(Debug, Default, Clone)]
+pub struct AccountLocks(Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl AccountLocks {
+    pub fn get(&self, account: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+/// A backfill the running daemon does for `switchyard sync`: the same
+/// catch-up as its poll loop, reporting the running totals after each page.
+pub trait Backfill: Send + Sync {
+    fn backfill<'a>(
+        &'a self,
+        account: &'a str,
+        since: Option<DateTime<Utc>>,
+        progress: tokio::sync::mpsc::UnboundedSender<PollStats>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>;
+}
+
+/// The daemon's accounts that have a connector, for [`Backfill`].
+pub struct Accounts<C> {
+    pub accounts: BTreeMap<String, (AccountConfig, Arc<C>)>,
+    pub ingest: Ingest,
+    pub locks: AccountLocks,
+}
+
+impl<C: Connector + 'static> Backfill for Accounts<C> {
+    fn backfill<'a>(
+        &'a self,
+        account: &'a str,
+        since: Option<DateTime<Utc>>,
+        progress: tokio::sync::mpsc::UnboundedSender<PollStats>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let Some((config, connector)) = self.accounts.get(account) else {
+                return Err(format!(
+                    "no account {account:?} with a connector in this daemon"
+                ));
+            };
+            let lock = self.locks.get(account);
+            let _turn = lock.lock().await;
+            catch_up(connector.as_ref(), config, &self.ingest, since, |s| {
+                let _ = progress.send(s.clone());
+            })
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// What `/readyz` and the demo report about one account.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct AccountHealth {
@@ -177,36 +236,39 @@ impl HealthBoard {
     }
 }
 
-/// Runs one account's poll loop until `shutdown` turns true. With `once`, it
-/// returns after the first successful catch-up (the demo and `sync`).
-/// `heartbeat` shows the watchdog that the loop is alive: each page has
-/// [`PAGE_BUDGET`], and waits between polls beat as they go.
-pub async fn run_account<C: Connector>(
-    connector: Arc<C>,
-    account: AccountConfig,
-    ingest: Ingest,
-    health: HealthBoard,
-    shutdown: watch::Receiver<bool>,
-    once: bool,
-    heartbeat: crate::notify::Heartbeat,
-) {
-    let span = tracing::info_span!("poll", channel = %account.channel, account = %account.id);
-    poll_loop(
-        connector, account, ingest, health, shutdown, once, heartbeat,
-    )
-    .instrument(span)
-    .await
+/// One account's poll loop and what it works with.
+pub struct PollWorker<C> {
+    pub connector: Arc<C>,
+    pub account: AccountConfig,
+    pub ingest: Ingest,
+    pub health: HealthBoard,
+    /// Taken while the cursor moves, shared with on-demand backfills.
+    pub locks: AccountLocks,
+    /// Shows the watchdog that the loop is alive: each page has
+    /// [`PAGE_BUDGET`], and waits between polls beat as they go.
+    pub heartbeat: crate::notify::Heartbeat,
+    /// Return after the first successful catch-up (the demo and `sync`).
+    pub once: bool,
 }
 
-async fn poll_loop<C: Connector>(
-    connector: Arc<C>,
-    account: AccountConfig,
-    ingest: Ingest,
-    health: HealthBoard,
-    mut shutdown: watch::Receiver<bool>,
-    once: bool,
-    heartbeat: crate::notify::Heartbeat,
-) {
+/// Runs one account's poll loop until `shutdown` turns true. With `once`, it
+/// returns after the first successful catch-up (the demo and `sync`).
+pub async fn run_account<C: Connector>(worker: PollWorker<C>, shutdown: watch::Receiver<bool>) {
+    let span = tracing::info_span!("poll", channel = %worker.account.channel, account = %worker.account.id);
+    poll_loop(worker, shutdown).instrument(span).await
+}
+
+async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Receiver<bool>) {
+    let PollWorker {
+        connector,
+        account,
+        ingest,
+        health,
+        locks,
+        heartbeat,
+        once,
+    } = worker;
+    let lock = locks.get(&account.id);
     let mut backoff = Backoff::new(
         Duration::from_secs(1),
         account.poll_interval.max(Duration::from_secs(1)),
@@ -217,7 +279,12 @@ async fn poll_loop<C: Connector>(
     loop {
         heartbeat.busy(PAGE_BUDGET);
         let result = tokio::select! {
-            r = catch_up(connector.as_ref(), &account, &ingest, None, |_| heartbeat.busy(PAGE_BUDGET)) => r,
+            r = async {
+                // A backfill asked for by hand (`switchyard sync`) and this
+                // loop take turns, so their cursors do not cross.
+                let _turn = lock.lock().await;
+                catch_up(connector.as_ref(), &account, &ingest, None, |_| heartbeat.busy(PAGE_BUDGET)).await
+            } => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         heartbeat.beat();

@@ -234,3 +234,95 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
     drop(store);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    // The command line finds the daemon at daemon.listen: a fixed free port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = ConfigBuilder::new(dir.path())
+        .listen(&format!("127.0.0.1:{port}"))
+        .admin_token("test-admin-token")
+        .account(
+            ShopifyAccount::new(
+                "shop-us",
+                &sim.base_url(switchyard_contract::Channel::Shopify),
+            )
+            .webhook_secret(SECRET),
+        )
+        .write();
+    let run_sync = |config: PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args([
+                    "--config",
+                    config.to_str().unwrap(),
+                    "sync",
+                    "shop-us",
+                    "--since",
+                    "2026-11-01T00:00:00Z",
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let daemon = InProcess::start(&config).await;
+    daemon.synced(&["shop-us"]).await;
+    let running = run_sync(config.clone()).await;
+    assert!(
+        running.status.success(),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    let (_report, store) = daemon.stop().await;
+    drop(store);
+    let stopped = run_sync(config.clone()).await;
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let text = String::from_utf8_lossy(&running.stdout).into_owned();
+    assert_eq!(
+        text,
+        String::from_utf8_lossy(&stopped.stdout),
+        "same output running or stopped"
+    );
+    // Not a terminal: one plain line per page, then the result.
+    assert!(text.starts_with("shop-us: 1 pages, "), "{text}");
+    assert!(
+        text.contains("shop-us: done, 6 orders in 2 pages (0 new, 0 updated)"),
+        "{text}"
+    );
+
+    // An unknown account is refused the same way in both modes.
+    let daemon = InProcess::start(&config).await;
+    let out = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || {
+            Command::new(BIN)
+                .args(["--config", config.to_str().unwrap(), "sync", "nobody"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nobody"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.stop().await;
+    sim.stop().await;
+}

@@ -101,7 +101,10 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
                 })
         })
         .transpose()?;
-    let (config, store) = super::open_store(config_path)?;
+    let (config, store) = match super::open_backend(config_path)? {
+        super::Backend::Local { config, store } => (config, store),
+        super::Backend::Remote(remote) => return sync_remote(&remote, account_id, since),
+    };
     let Some(account) = config.accounts.iter().find(|a| a.id == account_id).cloned() else {
         let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();
         return Err(Failure::new(
@@ -128,28 +131,55 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
     // pushes and deliveries like any other; the daemon sends them later.
     let outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
-    let terminal = std::io::stdout().is_terminal();
-    let report = |s: &PollStats| {
-        let line = format!(
-            "{account_id}: {} pages, {} orders ({} new, {} updated, {} unchanged)",
-            s.pages, s.orders, s.created, s.updated, s.unchanged
-        );
-        if terminal {
-            let bar = "#".repeat(s.pages.min(40)) + &" ".repeat(40 - s.pages.min(40));
-            out!("\r[{bar}] {line}");
-            let _ = std::io::stdout().flush();
-        } else {
-            outln!("{line}");
-        }
-    };
-    let result =
-        runtime()?.block_on(async { catch_up(&connector, &account, &ingest, since, report).await });
-    if terminal {
-        outln!();
-    }
+    let mut progress = Progress::new(account_id);
+    let result = runtime()?.block_on(async {
+        catch_up(&connector, &account, &ingest, since, |s| progress.page(s)).await
+    });
+    progress.end();
     store
         .flush_blocking()
         .map_err(super::orders::store_failure)?;
+    finish(account_id, result.map_err(|e| e.to_string()))
+}
+
+/// `sync` while the daemon runs: the daemon does the backfill (taking turns
+/// with its own poll loop) and streams its progress, shown the same way.
+fn sync_remote(
+    remote: &super::remote::Remote,
+    account_id: &str,
+    since: Option<DateTime<chrono::Utc>>,
+) -> CliResult {
+    let query: Vec<(&str, String)> = since
+        .map(|s| ("since", s.to_rfc3339()))
+        .into_iter()
+        .collect();
+    let mut progress = Progress::new(account_id);
+    let mut outcome: Option<Result<PollStats, String>> = None;
+    remote.post_lines(&["sync", account_id], &query, |line| {
+        if let Some(p) = line
+            .get("progress")
+            .and_then(|p| serde_json::from_value::<PollStats>(p.clone()).ok())
+        {
+            progress.page(&p);
+        } else if let Some(d) = line
+            .get("done")
+            .and_then(|d| serde_json::from_value::<PollStats>(d.clone()).ok())
+        {
+            outcome = Some(Ok(d));
+        } else if let Some(e) = line.get("error").and_then(|e| e.as_str()) {
+            outcome = Some(Err(e.to_owned()));
+        }
+    })?;
+    progress.end();
+    finish(
+        account_id,
+        outcome.unwrap_or_else(|| {
+            Err("the daemon ended the backfill without saying how it went".to_owned())
+        }),
+    )
+}
+
+fn finish(account_id: &str, result: Result<PollStats, String>) -> CliResult {
     match result {
         Ok(stats) => {
             outln!(
@@ -167,5 +197,42 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
                 "{account_id}: sync stopped: {e}; what was synced so far is stored, run it again to continue"
             ),
         )),
+    }
+}
+
+/// Progress of a backfill: a bar redrawn in place on a terminal, one plain
+/// line per page otherwise.
+struct Progress<'a> {
+    account: &'a str,
+    terminal: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(account: &'a str) -> Self {
+        Progress {
+            account,
+            terminal: std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn page(&mut self, s: &PollStats) {
+        let line = format!(
+            "{}: {} pages, {} orders ({} new, {} updated, {} unchanged)",
+            self.account, s.pages, s.orders, s.created, s.updated, s.unchanged
+        );
+        if self.terminal {
+            let filled = s.pages.min(40);
+            let bar = "#".repeat(filled) + &" ".repeat(40 - filled);
+            out!("\r[{bar}] {line}");
+            let _ = std::io::stdout().flush();
+        } else {
+            outln!("{line}");
+        }
+    }
+
+    fn end(&self) {
+        if self.terminal {
+            outln!();
+        }
     }
 }

@@ -307,17 +307,3 @@ pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Fai
         Err(e) => Err(orders::store_failure(e)),
     }
 }
-
-/// Loads the config and opens the store it names (the daemon must not be running).
-pub(crate) fn open_store(
-    config_path: &std::path::Path,
-) -> Result<(crate::config::Config, crate::store::Store), Failure> {
-    let config = crate::config::load(config_path)
-        .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
-    let store = crate::store::Store::open(
-        &config.daemon.state_dir,
-        crate::store::StoreOptions::default(),
-    )
-    .map_err(orders::store_failure)?;
-    Ok((config, store))
-}

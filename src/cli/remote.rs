@@ -183,6 +183,52 @@ impl Remote {
         Err(self.refused(status, &shown, &bytes))
     }
 
+    /// A request whose answer is JSON lines that arrive over time (a
+    /// backfill's progress): `on_line` sees each as it comes. No overall
+    /// timeout: a long backfill is not a stuck daemon; a silent connection
+    /// still fails on the transport's own limits.
+    pub(crate) fn post_lines(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+        mut on_line: impl FnMut(serde_json::Value),
+    ) -> Result<(), Failure> {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path);
+        }
+        let shown = url.to_string();
+        let req = self
+            .http
+            .post(url)
+            .bearer_auth(self.token.expose())
+            .query(query)
+            .timeout(Duration::from_secs(7 * 24 * 3600));
+        self.runtime.block_on(async {
+            let mut response = req.send().await.map_err(|e| self.unreachable(&shown, &e))?;
+            let status = response.status();
+            if !status.is_success() {
+                let bytes = response.bytes().await.unwrap_or_default();
+                return Err(self.refused(status, &shown, &bytes));
+            }
+            let mut pending: Vec<u8> = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| self.unreachable(&shown, &e))?
+            {
+                pending.extend_from_slice(&chunk);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if let Ok(v) = serde_json::from_slice(&line) {
+                        on_line(v);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn unreachable(&self, url: &str, e: &reqwest::Error) -> Failure {
         let why = if e.is_timeout() {
             format!("it did not answer within {} s", REQUEST_TIMEOUT.as_secs())

@@ -36,7 +36,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -47,6 +47,7 @@ use crate::ingest::Ingest;
 use crate::inventory::StockUpdate;
 use crate::ops::{self, OpError};
 use crate::outbox::Outbound;
+use crate::poll::Backfill;
 use crate::rules::explain_json;
 use crate::shipments::ShipmentRequest;
 use crate::store::{OrderFilter, StoreError};
@@ -64,11 +65,22 @@ pub const ADMIN_BODY_LIMIT: usize = 1024 * 1024;
 pub struct AdminState {
     pub token: Option<Secret>,
     pub outbound: Outbound,
+    /// Runs `switchyard sync` inside the daemon; None: no accounts to sync.
+    pub backfill: Option<Arc<dyn Backfill>>,
 }
 
 impl AdminState {
     pub fn new(token: Option<Secret>, outbound: Outbound) -> Self {
-        AdminState { token, outbound }
+        AdminState {
+            token,
+            outbound,
+            backfill: None,
+        }
+    }
+
+    pub fn with_backfill(mut self, backfill: Arc<dyn Backfill>) -> Self {
+        self.backfill = Some(backfill);
+        self
     }
 }
 
@@ -80,6 +92,7 @@ struct Ctx {
     ingest: Ingest,
     token: Option<Secret>,
     outbound: Outbound,
+    backfill: Option<Arc<dyn Backfill>>,
 }
 
 type Shared = State<Arc<Ctx>>;
@@ -96,6 +109,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         ingest,
         token: admin.token,
         outbound: admin.outbound,
+        backfill: admin.backfill,
     });
     Router::new()
         .route("/orders", get(list_orders))
@@ -111,6 +125,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         .route("/outbox/{id}", delete(drop_item))
         .route("/rules/explain", post(explain))
         .route("/rules/apply", post(apply))
+        .route("/sync/{account}", post(sync))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
@@ -623,5 +638,93 @@ mod tests {
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearer"), None);
         assert_eq!(bearer(b""), None);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncQuery {
+    since: Option<DateTime<Utc>>,
+}
+
+/// `POST /sync/{account}?since=RFC3339`: the backfill `switchyard sync` asks
+/// for while the daemon runs. The answer streams one JSON line per page with
+/// the running totals (`{"progress": {...}}`), then `{"done": {...}}` or
+/// `{"error": "..."}`, so the command line shows the same progress either way.
+async fn sync(
+    State(ctx): Shared,
+    Path(account): Path<String>,
+    query: Result<Query<SyncQuery>, QueryRejection>,
+) -> Response {
+    let since = match query {
+        Ok(Query(q)) => q.since,
+        Err(e) => {
+            return ApiError::bad(format!(
+                "{}; since must be RFC 3339, e.g. 2026-11-01T00:00:00Z",
+                e.body_text()
+            ))
+            .into_response();
+        }
+    };
+    let Some(backfill) = ctx.backfill.clone() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no account {account:?} with a connector in this daemon"),
+        )
+        .into_response();
+    };
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (lines_tx, lines_rx) =
+        tokio::sync::mpsc::unbounded_channel::<Result<Vec<u8>, std::convert::Infallible>>();
+    tokio::spawn(async move {
+        let run = backfill.backfill(&account, since, progress_tx);
+        tokio::pin!(run);
+        let outcome = loop {
+            tokio::select! {
+                Some(stats) = progress_rx.recv() => {
+                    let _ = lines_tx.send(Ok(json_line(&serde_json::json!({ "progress": stats }))));
+                }
+                outcome = &mut run => break outcome,
+            }
+        };
+        while let Ok(stats) = progress_rx.try_recv() {
+            let _ = lines_tx.send(Ok(json_line(&serde_json::json!({ "progress": stats }))));
+        }
+        let last = match outcome {
+            Ok(stats) => serde_json::json!({ "done": stats }),
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        let _ = lines_tx.send(Ok(json_line(&last)));
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(Lines(lines_rx)))
+        .unwrap_or_else(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not start the answer",
+            )
+            .into_response()
+        })
+}
+
+fn json_line(v: &serde_json::Value) -> Vec<u8> {
+    let mut line = serde_json::to_vec(v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The streamed answer's lines, as they come.
+struct Lines(tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, std::convert::Infallible>>);
+
+impl futures_core::Stream for Lines {
+    type Item = Result<Vec<u8>, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
     }
 }
