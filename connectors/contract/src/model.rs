@@ -200,8 +200,14 @@ pub struct Totals {
 
 impl Totals {
     /// Whether the channel's figures add up as SPEC §3.3 defines `total`.
+    /// Checked: the figures come from channels, and `Decimal`'s operators
+    /// panic past 28 digits; a sum out of range does not add up.
     pub fn adds_up(&self) -> bool {
-        self.subtotal + self.shipping + self.tax - self.discount == self.total
+        self.subtotal
+            .checked_add(self.shipping)
+            .and_then(|s| s.checked_add(self.tax))
+            .and_then(|s| s.checked_sub(self.discount))
+            .is_some_and(|s| s == self.total)
     }
 }
 

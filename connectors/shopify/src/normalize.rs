@@ -454,7 +454,13 @@ fn rest_facts(o: RestOrder) -> Facts {
                 rest_shop(&s.price_set, &s.price).and_then(|p| Decimal::from_str(p.trim()).ok())
             })
             .collect();
-        prices.map(|p| p.iter().sum::<Decimal>().to_string())
+        // Checked: amounts near `Decimal::MAX` overflow a plain `sum` (a
+        // panic); the builder turns `None` here into a decode error.
+        prices.map(|p| {
+            p.iter()
+                .try_fold(Decimal::ZERO, |sum, x| sum.checked_add(*x))
+                .map_or_else(|| SUM_OUT_OF_RANGE.to_owned(), |sum| sum.to_string())
+        })
     });
     Facts {
         id: o.id,
@@ -554,6 +560,27 @@ fn canonical_scale(d: Decimal, currency: &str) -> Decimal {
         d.rescale(minor);
     }
     d
+}
+
+/// What `rest_facts` gives as the shipping figure when the shipping lines add
+/// up past `Decimal`'s range; `amount` refuses it with the field's name.
+const SUM_OUT_OF_RANGE: &str = "(shipping lines add up past the largest amount)";
+
+/// The result of a checked sum or product of amounts, or a decode error
+/// naming `field`: amounts come from the channel, and `Decimal`'s `+` and `*`
+/// panic past 28 digits.
+fn checked(
+    id: &str,
+    field: &str,
+    result: Option<Decimal>,
+    currency: &str,
+) -> Result<Decimal, ConnectorError> {
+    result.map(|d| canonical_scale(d, currency)).ok_or_else(|| {
+        decode(
+            id,
+            format!("{field} is out of range (more than 28 digits); the channel's figures cannot be right"),
+        )
+    })
 }
 
 fn amount(id: &str, field: &str, value: &str, currency: &str) -> Result<Decimal, ConnectorError> {
@@ -731,7 +758,12 @@ fn build(
             title,
             quantity,
             unit_price,
-            total: canonical_scale(unit_price * Decimal::from(quantity), &cur),
+            total: checked(
+                &id,
+                &format!("lines[{i}].total"),
+                unit_price.checked_mul(Decimal::from(quantity)),
+                &cur,
+            )?,
             shipped_quantity: 0,
         });
     }
@@ -877,7 +909,8 @@ fn build(
     };
     let mut refunded = Decimal::ZERO;
     for r in &f.refunded {
-        refunded += amount(&id, "totals.refunded", r, &cur)?;
+        let r = amount(&id, "totals.refunded", r, &cur)?;
+        refunded = checked(&id, "totals.refunded", refunded.checked_add(r), &cur)?;
     }
     if !f.refunds_left_out.is_empty() {
         notes.add(
@@ -889,7 +922,10 @@ fn build(
             ),
         );
     }
-    let subtotal: Decimal = lines.iter().map(|l| l.total).sum();
+    let subtotal = lines
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, l| sum.checked_add(l.total));
+    let subtotal = checked(&id, "totals.subtotal", subtotal, &cur)?;
     let totals = Totals {
         subtotal: canonical_scale(subtotal, &cur),
         shipping,
