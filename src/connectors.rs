@@ -120,6 +120,17 @@ impl Connector for AnyConnector {
         each!(self, c => c.push_inventory(push).await)
     }
 
+    fn inventory_batch_limit(&self) -> usize {
+        each!(self, c => c.inventory_batch_limit())
+    }
+
+    async fn push_inventory_batch(
+        &self,
+        pushes: &[InventoryPush],
+    ) -> Vec<Result<InventoryResult, ConnectorError>> {
+        each!(self, c => c.push_inventory_batch(pushes).await)
+    }
+
     async fn push_tracking(&self, push: &TrackingPush) -> Result<TrackingResult, ConnectorError> {
         each!(self, c => c.push_tracking(push).await)
     }

@@ -435,7 +435,12 @@ fn print_summary(
     let mut pushes: BTreeMap<String, usize> = BTreeMap::new();
     for m in sim.shopify_mutations() {
         let name = m["operationName"].as_str().unwrap_or("mutation").to_owned();
-        *pushes.entry(name).or_default() += 1;
+        // One stock mutation sets many SKUs' levels: count the levels.
+        let levels = m["variables"]["input"]["quantities"]
+            .as_array()
+            .filter(|_| name == "SwitchyardSetStock")
+            .map_or(1, Vec::len);
+        *pushes.entry(name).or_default() += levels;
     }
     let pushes: Vec<String> = pushes
         .iter()

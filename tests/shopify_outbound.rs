@@ -7,7 +7,12 @@
 //!
 //! - Rate limit: 300 changes over 40 SKUs, under a bucket cut down to the
 //!   connector's published stock-push limit: no call throttled, every SKU at
-//!   its last level less the account's buffer, far fewer calls than changes.
+//!   its last level less the account's buffer, far fewer calls than changes:
+//!   pushes are batched (many SKUs per `inventorySetQuantities`), so a
+//!   handful of calls, not one per SKU.
+//! - A batch with stale quantities: Shopify refuses the whole mutation and
+//!   names the stale ones; the others are set by one more call, the stale
+//!   ones go by the conflict policy, nothing is written twice.
 //! - Oversell guard: two Shopify accounts list the same SKU with one unit
 //!   left; the sale on one makes the other show 0 at once, so its storefront
 //!   refuses the next buyer.
@@ -224,22 +229,62 @@ fn order_body(order: u64, lines: &[(&str, u32)]) -> Vec<u8> {
 }
 
 /// The `(quantity, changeFromQuantity)` of every `SwitchyardSetStock` the
-/// shop received for `sku`, and `"read"` for each conflict re-read, in order.
+/// shop received for `sku` (whichever position of the call's quantities it
+/// had), and `"read"` for each conflict re-read, in order.
 fn stock_calls(sim: &Simulator, sku: &str) -> Vec<String> {
     let item = sim.shopify_inventory_item(sku).unwrap();
     sim.requests()
         .iter()
         .filter_map(|r| r.request.body_json())
         .filter_map(|b| match b["operationName"].as_str()? {
-            "SwitchyardSetStock" => {
-                let q = &b["variables"]["input"]["quantities"][0];
-                (q["inventoryItemId"] == item.as_str())
-                    .then(|| format!("set {} from {}", q["quantity"], q["changeFromQuantity"]))
-            }
+            "SwitchyardSetStock" => b["variables"]["input"]["quantities"]
+                .as_array()?
+                .iter()
+                .find(|q| q["inventoryItemId"] == item.as_str())
+                .map(|q| format!("set {} from {}", q["quantity"], q["changeFromQuantity"])),
             "SwitchyardAvailable" => {
                 (b["variables"]["item"] == item.as_str()).then(|| "read".to_owned())
             }
             _ => None,
+        })
+        .collect()
+}
+
+/// Every `SwitchyardSetStock` the shop received: its `@idempotent` key and
+/// its quantities as `"SKU set Q from F"` (SKUs among `skus`), in the order
+/// sent.
+fn set_calls(sim: &Simulator, skus: &[&str]) -> Vec<(String, Vec<String>)> {
+    let items: BTreeMap<String, &str> = skus
+        .iter()
+        .map(|s| (sim.shopify_inventory_item(s).unwrap(), *s))
+        .collect();
+    sim.requests()
+        .iter()
+        .filter_map(|r| r.request.body_json())
+        .filter(|b| b["operationName"] == "SwitchyardSetStock")
+        .map(|b| {
+            let query = b["query"].as_str().unwrap();
+            let key = query
+                .split_once("@idempotent(key: \"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(key, _)| key.to_owned())
+                .unwrap();
+            let quantities = b["variables"]["input"]["quantities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| {
+                    let sku = items
+                        .get(q["inventoryItemId"].as_str().unwrap())
+                        .copied()
+                        .unwrap_or("?");
+                    format!(
+                        "{sku} set {} from {}",
+                        q["quantity"], q["changeFromQuantity"]
+                    )
+                })
+                .collect();
+            (key, quantities)
         })
         .collect()
 }
@@ -309,9 +354,13 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     let sets = sim.shopify_calls("SwitchyardSetStock");
     let lookups = sim.shopify_calls("SwitchyardVariantsBySku");
     let throttled = sim.throttled();
+    let calls = set_calls(&sim, &sku_refs);
+    let widest = calls.iter().map(|(_, q)| q.len()).max().unwrap_or(0);
+    let quantities: usize = calls.iter().map(|(_, q)| q.len()).sum();
     println!(
         "{} changes over {SKUS} SKUs in {REQUESTS} requests (sent in {spread:?}): \
-         {sets} SwitchyardSetStock calls, {lookups} SKU look-ups, {throttled} throttled, \
+         {sets} SwitchyardSetStock calls ({quantities} quantities, up to {widest} a call), \
+         {lookups} SKU look-ups, {throttled} throttled, \
          all levels right after {took:?}; limit {per_second}/s burst {burst}",
         REQUESTS * PER_REQUEST
     );
@@ -321,11 +370,32 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     // Each SKU was looked up once: the inventory item learned is kept.
     assert_eq!(lookups, SKUS);
     assert_eq!(sim.shopify_calls("SwitchyardPrimaryLocation"), 1);
-    // Coalescing: one call per SKU for its newest level, plus at most what
-    // the limit let through while the changes were still coming in.
-    let bound = SKUS + burst as usize + (spread.as_secs_f64() * per_second).ceil() as usize;
+    // Batching: a call carries every push that is due (up to 100 SKUs), so
+    // there is at most one call per admin request, plus one per request for
+    // SKUs whose level changed again while their push was in flight (the
+    // re-check after each push). One at a time it took a call per SKU, 40
+    // at the very least.
+    assert!(widest > 1, "pushes went one SKU per call");
+    assert!(quantities >= SKUS, "every SKU pushed");
+    // New SKUs are looked up a call's budget at a time (the first request
+    // alone brings 30), the rest left to the next call.
+    let mut lookups_per_call = vec![0];
+    for b in sim.requests().iter().filter_map(|r| r.request.body_json()) {
+        match b["operationName"].as_str() {
+            Some("SwitchyardVariantsBySku") => *lookups_per_call.last_mut().unwrap() += 1,
+            Some("SwitchyardSetStock") => lookups_per_call.push(0),
+            _ => {}
+        }
+    }
+    let budget = switchyard::inventory::UNKNOWN_LISTINGS_PER_CALL;
+    assert_eq!(lookups_per_call[0], budget, "{lookups_per_call:?}");
     assert!(
-        sets >= SKUS && sets <= bound,
+        lookups_per_call.iter().all(|&n| n <= budget),
+        "{lookups_per_call:?}"
+    );
+    let bound = 2 * REQUESTS;
+    assert!(
+        (1..=bound).contains(&sets),
         "{sets} calls for {} changes over {SKUS} SKUs made in {spread:?} (bound {bound})",
         REQUESTS * PER_REQUEST
     );
@@ -335,6 +405,15 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     assert!(
         took.as_secs_f64() >= min_duration * 0.9,
         "{sets} calls in {took:?}"
+    );
+    // And done well before one push per SKU could have been: that needs a
+    // limiter slot per SKU past the worker's share of the burst.
+    let o = switchyard::outbox::OutboxOptions::default();
+    let one_at_a_time =
+        (SKUS as f64 - (f64::from(burst) * o.burst_share).floor()) / (per_second * o.rate_safety);
+    assert!(
+        took.as_secs_f64() < one_at_a_time,
+        "{took:?}: no faster than one SKU per call ({one_at_a_time:.1} s)"
     );
     // What the daemon records as confirmed is what the shop shows.
     for sku in ["RL-00", "RL-17", "RL-39"] {
@@ -489,6 +568,118 @@ async fn a_channel_that_sold_since_the_last_push_is_resolved_by_the_conflict_pol
         stock_calls(&sim, BELOW),
         ["set 10 from null", "set 8 from 10", "read", "set 5 from 7"]
     );
+    assert!(daemon.outbox(true).await.is_empty(), "no dead letters");
+    assert_eq!(sim.throttled(), 0);
+    daemon.stop().await;
+    sim.stop().await;
+}
+
+/// One `inventorySetQuantities` carries many SKUs, each with its own
+/// compare-and-set. Shopify applies it all or nothing: when some quantities
+/// are stale it refuses the whole mutation and names each stale one by
+/// position. The stale ones are read back and go by the conflict policy
+/// (above the new level: pushed again against what the shop shows; at or
+/// below it: left alone); the others are set by one more mutation of their
+/// own. No quantity is written blindly, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_stale_quantities_sets_the_others_and_resolves_the_stale_ones() {
+    const SKUS: [&str; 5] = ["BATCH-0", "BATCH-1", "BATCH-2", "BATCH-3", "BATCH-4"];
+    let sim = simulator(&SKUS).await;
+    let daemon = Daemon::start(&[Account {
+        id: "shop-us",
+        sim: &sim,
+        buffer: None,
+    }])
+    .await;
+    let all_at = |n: i64| SKUS.map(|s| (s, n));
+    daemon.set_stock(&all_at(10)).await;
+    wait_until("every SKU at 10", Duration::from_secs(10), || async {
+        SKUS.iter().all(|s| sim.shopify_available(s) == Some(10))
+    })
+    .await;
+    daemon.wait_outbox_idle(Duration::from_secs(10)).await;
+    let first = set_calls(&sim, &SKUS);
+    assert_eq!(first.len(), 1, "one call for the five SKUs: {first:?}");
+    assert_eq!(first[0].1.len(), 5);
+
+    // The shop sells 2 of BATCH-1 (8 left: above the new level) and 5 of
+    // BATCH-3 (5 left: below it) before the daemon hears of either.
+    assert_eq!(sim.shopify_sell("BATCH-1", 2), Ok(8));
+    assert_eq!(sim.shopify_sell("BATCH-3", 5), Ok(5));
+    daemon.set_stock(&all_at(6)).await;
+    wait_until("the batch resolved", Duration::from_secs(10), || async {
+        sim.shopify_available("BATCH-1") == Some(6) && daemon.outbox(false).await.is_empty()
+    })
+    .await;
+
+    let calls = set_calls(&sim, &SKUS);
+    let after: Vec<Vec<String>> = calls[1..]
+        .iter()
+        .map(|(_, q)| {
+            let mut q = q.clone();
+            q.sort();
+            q
+        })
+        .collect();
+    assert_eq!(
+        after,
+        [
+            // Refused whole: positions of BATCH-1 and BATCH-3 named stale.
+            vec![
+                "BATCH-0 set 6 from 10",
+                "BATCH-1 set 6 from 10",
+                "BATCH-2 set 6 from 10",
+                "BATCH-3 set 6 from 10",
+                "BATCH-4 set 6 from 10",
+            ],
+            // The rest, at once, in a mutation of their own.
+            vec![
+                "BATCH-0 set 6 from 10",
+                "BATCH-2 set 6 from 10",
+                "BATCH-4 set 6 from 10",
+            ],
+            // BATCH-1 showed 8 > 6: pushed again against the 8 read back.
+            vec!["BATCH-1 set 6 from 8"],
+        ]
+    );
+    // Each mutation has its own idempotency key (a retry of the same pushes
+    // would reuse it); a single push keeps its own item's key.
+    let keys: Vec<&str> = calls.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        keys[..3].iter().all(|k| k.starts_with("switchyard-batch-")),
+        "{keys:?}"
+    );
+    assert!(keys[3].starts_with("switchyard:shop-us:"), "{keys:?}");
+    let distinct: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+    assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+
+    for sku in ["BATCH-1", "BATCH-3"] {
+        assert_eq!(
+            stock_calls(&sim, sku)
+                .iter()
+                .filter(|c| *c == "read")
+                .count(),
+            1
+        );
+    }
+    for sku in ["BATCH-0", "BATCH-2", "BATCH-4"] {
+        assert!(!stock_calls(&sim, sku).contains(&"read".to_owned()));
+    }
+    // What the shop shows, and what the daemon recorded as confirmed.
+    for (sku, shows) in [
+        ("BATCH-0", 6),
+        ("BATCH-1", 6),
+        ("BATCH-2", 6),
+        ("BATCH-3", 5),
+        ("BATCH-4", 6),
+    ] {
+        assert_eq!(sim.shopify_available(sku), Some(shows), "{sku}");
+        assert_eq!(
+            daemon.pushed(sku, "shop-us").await,
+            Some(shows as u64),
+            "{sku}"
+        );
+    }
     assert!(daemon.outbox(true).await.is_empty(), "no dead letters");
     assert_eq!(sim.throttled(), 0);
     daemon.stop().await;

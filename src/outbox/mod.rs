@@ -5,6 +5,9 @@
 //!
 //! - One worker task per channel account and per destination (`worker.rs`),
 //!   so one slow or failing account never delays another.
+//! - Stock pushes to a connector that takes several in one request
+//!   (`Connector::inventory_batch_limit`, Shopify: 100) go out together:
+//!   one call, one limiter slot, each item's result recorded on its own.
 //! - Each worker paces its calls with a `governor` limiter per operation
 //!   class, seeded from the connector's published `rate_limit()` (run a
 //!   little below its rate and at half its burst, `OutboxOptions::rate_safety`
@@ -53,6 +56,8 @@ pub const PUSH_INVENTORY: &str = "push_inventory";
 pub const PUSH_TRACKING: &str = "push_tracking";
 /// Deliver a routed order to a destination.
 pub const DELIVER: &str = "deliver";
+/// Every item kind.
+pub const KINDS: [&str; 3] = [PUSH_INVENTORY, PUSH_TRACKING, DELIVER];
 
 /// The outbox account of a destination. Account ids cannot contain `:`, so
 /// these never collide with channel accounts.
@@ -373,6 +378,36 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
 
     fn rate_hint(&self) -> Option<switchyard_contract::RateHint> {
         self.connector.rate_hint()
+    }
+
+    /// Stock pushes go as many to a call as the connector takes.
+    fn batch_limit(&self, kind: &str) -> usize {
+        match kind {
+            PUSH_INVENTORY if self.connector.capabilities().push_inventory => {
+                self.connector.inventory_batch_limit().max(1)
+            }
+            _ => 1,
+        }
+    }
+
+    async fn send_batch(&self, items: &[crate::store::OutboxItem]) -> Vec<Verdict> {
+        let inventory = items.iter().all(|i| i.kind == PUSH_INVENTORY);
+        if inventory && self.connector.capabilities().push_inventory {
+            return crate::inventory::send_push_batch(
+                &self.store,
+                &self.outbound,
+                self.connector.as_ref(),
+                &self.account,
+                self.buffer,
+                items,
+            )
+            .await;
+        }
+        let mut verdicts = Vec::with_capacity(items.len());
+        for item in items {
+            verdicts.push(self.send(item).await);
+        }
+        verdicts
     }
 
     async fn send(&self, item: &crate::store::OutboxItem) -> Verdict {

@@ -1,11 +1,21 @@
 //! One account's outbox worker: takes the account's due items oldest first,
-//! paces them through the account's limiters, sends each through its
-//! `Sender`, and records the outcome in the store (complete, reschedule with
-//! backoff, or dead letter). Items are sent one at a time, so the account's
-//! limit is never exceeded by its own worker; other accounts have their own
-//! workers and never wait for this one.
+//! paces them through the account's limiters, sends them through its
+//! `Sender`, and records each item's outcome in the store (complete,
+//! reschedule with backoff, or dead letter). Calls go one at a time, so the
+//! account's limit is never exceeded by its own worker; other accounts have
+//! their own workers and never wait for this one.
+//!
+//! A call carries one item, or, for a kind whose `Sender::batch_limit` is
+//! above 1 (stock pushes to a channel that sets many SKUs in one request),
+//! the oldest due item and the next due items of the same kind, up to the
+//! limit and never two with the same coalesce key. A call takes one limiter
+//! slot whatever it carries: the limit is the channel's request rate, and a
+//! channel whose cost grows with a batch says so in its bucket reports,
+//! which the limiter follows. Each item's verdict is recorded on its own, by
+//! the same code as a single item's; a call that fails as a whole backs the
+//! account off once, not once per item.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +28,7 @@ use tracing::Instrument;
 
 use super::limiter::Limiter;
 use super::policy::{Action, classify, item_delay};
-use super::{Outbound, OutboxMetrics, OutboxOptions};
+use super::{KINDS, Outbound, OutboxMetrics, OutboxOptions};
 use crate::retry::Backoff;
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -40,6 +50,10 @@ pub enum Verdict {
     Failed(ConnectorError),
     /// Can never work (bad payload, the order is gone): dead letter now.
     Dead(String),
+    /// Not sent: the call it was taken into had no room for it (a batch's
+    /// budget). Nothing is recorded; the item stays due and goes in a later
+    /// call. A call never defers all of its items.
+    Deferred,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -49,6 +63,7 @@ impl std::fmt::Debug for Verdict {
             Verdict::Again { after, note } => write!(f, "Again({after:?}, {note})"),
             Verdict::Failed(e) => write!(f, "Failed({e})"),
             Verdict::Dead(r) => write!(f, "Dead({r})"),
+            Verdict::Deferred => f.write_str("Deferred"),
         }
     }
 }
@@ -64,6 +79,62 @@ pub trait Sender: Send + Sync + 'static {
     }
 
     fn send(&self, item: &OutboxItem) -> impl Future<Output = Verdict> + Send;
+
+    /// How many items of `kind` one call may carry; 1 (the default): one
+    /// item per call.
+    fn batch_limit(&self, _kind: &str) -> usize {
+        1
+    }
+
+    /// Sends several items of one kind in one call (at most
+    /// `batch_limit(kind)`, no two with the same coalesce key): one verdict
+    /// per item, in order. The default sends them one after another.
+    fn send_batch(&self, items: &[OutboxItem]) -> impl Future<Output = Vec<Verdict>> + Send {
+        async move {
+            let mut verdicts = Vec::with_capacity(items.len());
+            for item in items {
+                verdicts.push(self.send(item).await);
+            }
+            verdicts
+        }
+    }
+}
+
+/// Takes the next call off the front of `due`: the oldest item and, when
+/// its kind may be batched, the following items of the same kind, up to
+/// `limit(kind)`, skipping any whose coalesce key the call already holds
+/// (they address the same thing; they go in a later call). Due order is
+/// kept within the call and among the items left.
+pub(crate) fn take_call(
+    due: &mut Vec<OutboxItem>,
+    limit: impl Fn(&str) -> usize,
+) -> Vec<OutboxItem> {
+    if due.is_empty() {
+        return Vec::new();
+    }
+    let first = due.remove(0);
+    let max = limit(&first.kind).max(1);
+    let mut keys: HashSet<String> = first.coalesce_key.iter().cloned().collect();
+    let mut call = vec![first];
+    let mut i = 0;
+    while call.len() < max && i < due.len() {
+        let item = &due[i];
+        let same_key = item.coalesce_key.as_ref().is_some_and(|k| keys.contains(k));
+        if item.kind == call[0].kind && !same_key {
+            keys.extend(item.coalesce_key.iter().cloned());
+            call.push(due.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    call
+}
+
+/// What one call's failures did to the account, so that a batch that fails
+/// as a whole backs the account off once, not once per item.
+#[derive(Default)]
+struct CallRecord {
+    account_delay: Option<Duration>,
 }
 
 pub struct Worker<S> {
@@ -135,13 +206,15 @@ impl<S: Sender> Worker<S> {
 
     async fn run_loop(mut self) {
         tracing::debug!(account = %self.account, "outbox worker started");
+        // Read enough due items to fill the widest call.
+        let read = KINDS
+            .iter()
+            .map(|k| self.sender.batch_limit(k))
+            .fold(self.options.batch, usize::max)
+            .max(1);
         while !self.stopped() {
             self.heartbeat.beat();
-            let due = match self.store.outbox_due(
-                &self.account,
-                Utc::now(),
-                self.options.batch.max(1),
-            ) {
+            let mut due = match self.store.outbox_due(&self.account, Utc::now(), read) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");
@@ -160,8 +233,9 @@ impl<S: Sender> Worker<S> {
                 }
                 continue;
             }
-            for item in due {
-                if !self.process(item).await {
+            while !due.is_empty() {
+                let call = take_call(&mut due, |kind| self.sender.batch_limit(kind));
+                if !self.process(call).await {
                     break;
                 }
                 // After a pause, read the due list again: items may have moved.
@@ -173,11 +247,15 @@ impl<S: Sender> Worker<S> {
         tracing::debug!(account = %self.account, "outbox worker stopped");
     }
 
-    /// Waits for the pause and the limiter, sends one item and records the
-    /// outcome. False on shutdown.
-    async fn process(&mut self, item: OutboxItem) -> bool {
+    /// Waits for the pause and the limiter, sends one call (one item, or a
+    /// batch of one kind) and records each item's outcome. False on shutdown.
+    async fn process(&mut self, items: Vec<OutboxItem>) -> bool {
+        let Some(first) = items.first() else {
+            return true;
+        };
+        let kind = first.kind.clone();
         let mut waited = Duration::ZERO;
-        let paced = self.pace(&item, &mut waited).await;
+        let paced = self.pace(&kind, &mut waited).await;
         if !waited.is_zero() {
             let secs = waited.as_secs_f64();
             self.registry
@@ -188,39 +266,58 @@ impl<S: Sender> Worker<S> {
         }
         let span = tracing::info_span!(
             "send",
-            kind = %item.kind,
-            item = %item.id,
+            kind = %kind,
+            item = %first.id,
+            items = tracing::field::Empty,
             order = tracing::field::Empty,
             sku = tracing::field::Empty,
         );
-        if let Some(order) = item.payload.get("order_id").and_then(|v| v.as_str()) {
-            span.record("order", tracing::field::display(order));
-        }
-        if let Some(sku) = item.payload.get("sku").and_then(|v| v.as_str()) {
-            span.record("sku", tracing::field::display(sku));
+        if let [item] = items.as_slice() {
+            if let Some(order) = item.payload.get("order_id").and_then(|v| v.as_str()) {
+                span.record("order", tracing::field::display(order));
+            }
+            if let Some(sku) = item.payload.get("sku").and_then(|v| v.as_str()) {
+                span.record("sku", tracing::field::display(sku));
+            }
+        } else {
+            span.record("items", items.len());
         }
         self.heartbeat.busy(self.options.call_timeout);
-        let call = tokio::time::timeout(self.options.call_timeout, self.sender.send(&item));
-        let verdict = match call.instrument(span.clone()).await {
-            Ok(v) => v,
-            Err(_) => Verdict::Failed(ConnectorError::Transient(format!(
-                "no answer within {} s",
-                self.options.call_timeout.as_secs_f64()
-            ))),
+        let sender = &self.sender;
+        let send = async {
+            match items.as_slice() {
+                [item] => vec![sender.send(item).await],
+                batch => sender.send_batch(batch).await,
+            }
         };
+        let call = tokio::time::timeout(self.options.call_timeout, send);
+        let mut verdicts = match call.instrument(span.clone()).await {
+            Ok(v) => v.into_iter(),
+            Err(_) => Vec::new().into_iter(),
+        };
+        let timeout = self.options.call_timeout;
         self.heartbeat.beat();
         let _entered = span.enter();
-        if let Err(e) = self.record(&item, verdict) {
-            // The item stays pending and is sent again: every push carries an
-            // idempotency key, and deliveries a stable delivery id.
-            tracing::warn!(account = %self.account, item = %item.id, error = %e, "recording an outbox outcome failed");
+        let mut record = CallRecord::default();
+        for item in &items {
+            let verdict = verdicts.next().unwrap_or_else(|| {
+                Verdict::Failed(ConnectorError::Transient(format!(
+                    "no answer within {} s",
+                    timeout.as_secs_f64()
+                )))
+            });
+            if let Err(e) = self.record(item, verdict, &mut record) {
+                // The item stays pending and is sent again: every push carries an
+                // idempotency key, and deliveries a stable delivery id.
+                tracing::warn!(account = %self.account, item = %item.id, error = %e, "recording an outbox outcome failed");
+            }
         }
         true
     }
 
     /// Waits for the pause, the channel's bucket and the limiter, adding
     /// the time to `waited`. False on shutdown.
-    async fn pace(&mut self, item: &OutboxItem, waited: &mut Duration) -> bool {
+    async fn pace(&mut self, kind: &str, waited: &mut Duration) -> bool {
         if let Some(until) = self.paused_until.take() {
             let now = tokio::time::Instant::now();
             if until > now {
@@ -231,14 +328,14 @@ impl<S: Sender> Worker<S> {
             }
         }
         let hint = self.sender.rate_hint();
-        if let Some(wait) = self.limiter(&item.kind).hint_wait(hint, Utc::now()) {
+        if let Some(wait) = self.limiter(kind).hint_wait(hint, Utc::now()) {
             *waited += wait;
             if !self.sleep(wait).await {
                 return false;
             }
         }
         loop {
-            match self.limiter(&item.kind).try_acquire() {
+            match self.limiter(kind).try_acquire() {
                 Ok(()) => return true,
                 Err(wait) => {
                     *waited += wait;
@@ -262,7 +359,12 @@ impl<S: Sender> Worker<S> {
         &self.limiters[kind]
     }
 
-    fn record(&mut self, item: &OutboxItem, verdict: Verdict) -> Result<(), StoreError> {
+    fn record(
+        &mut self,
+        item: &OutboxItem,
+        verdict: Verdict,
+        call: &mut CallRecord,
+    ) -> Result<(), StoreError> {
         let now = Utc::now();
         match verdict {
             Verdict::Done(follow_up) => {
@@ -294,6 +396,9 @@ impl<S: Sender> Worker<S> {
                 tracing::debug!(account = %self.account, item = %item.id, %note, "sending again");
             }
             Verdict::Dead(reason) => self.kill(item, &reason)?,
+            Verdict::Deferred => {
+                tracing::debug!(account = %self.account, item = %item.id, "no room in this call; sent in a later one");
+            }
             Verdict::Failed(error) => match classify(&error) {
                 Action::Dead(reason) => self.kill(item, &reason)?,
                 Action::Retry { .. }
@@ -314,7 +419,9 @@ impl<S: Sender> Worker<S> {
                     );
                     // The account as a whole slows down while its calls fail,
                     // so a channel that is down is not hit once per item.
-                    let account = self.account_backoff.next_delay(retry_after);
+                    let account = *call
+                        .account_delay
+                        .get_or_insert_with(|| self.account_backoff.next_delay(retry_after));
                     let delay = own.max(account);
                     self.paused_until = Some(tokio::time::Instant::now() + account);
                     OutboxMetrics::add(&self.metrics.retried);
@@ -338,5 +445,61 @@ impl<S: Sender> Worker<S> {
         OutboxMetrics::add(&self.metrics.dead);
         tracing::warn!(account = %self.account, item = %item.id, kind = %item.kind, reason, "outbound item is a dead letter");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OutboxState;
+
+    fn item(id: &str, kind: &str, key: Option<&str>) -> OutboxItem {
+        OutboxItem {
+            id: id.to_owned(),
+            account: "shop".to_owned(),
+            kind: kind.to_owned(),
+            coalesce_key: key.map(str::to_owned),
+            payload: serde_json::json!({}),
+            state: OutboxState::Pending,
+            attempts: 0,
+            next_attempt_at: Utc::now(),
+            last_error: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn ids(items: &[OutboxItem]) -> Vec<&str> {
+        items.iter().map(|i| i.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_call_batches_one_kind_up_to_its_limit_without_repeating_a_key() {
+        let mut due = vec![
+            item("1", "stock", Some("stock:A")),
+            item("2", "track", None),
+            item("3", "stock", Some("stock:B")),
+            item("4", "stock", Some("stock:A")),
+            item("5", "stock", Some("stock:C")),
+            item("6", "stock", None),
+            item("7", "stock", Some("stock:D")),
+        ];
+        let limit = |kind: &str| if kind == "stock" { 4 } else { 1 };
+        let call = take_call(&mut due, limit);
+        assert_eq!(ids(&call), ["1", "3", "5", "6"]);
+        assert_eq!(ids(&due), ["2", "4", "7"]);
+        assert_eq!(ids(&take_call(&mut due, limit)), ["2"]);
+        assert_eq!(ids(&take_call(&mut due, limit)), ["4", "7"]);
+        assert!(due.is_empty());
+        assert!(take_call(&mut due, limit).is_empty());
+    }
+
+    #[test]
+    fn without_a_batch_limit_every_call_is_one_item_in_due_order() {
+        let mut due = vec![
+            item("1", "stock", Some("stock:A")),
+            item("2", "stock", Some("stock:B")),
+        ];
+        assert_eq!(ids(&take_call(&mut due, |_| 1)), ["1"]);
+        assert_eq!(ids(&take_call(&mut due, |_| 0)), ["2"]);
     }
 }

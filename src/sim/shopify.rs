@@ -15,9 +15,15 @@
 //!   `inventorySetQuantities` behaves as Shopify documents it: the input is
 //!   validated (name, reason, reference URI, known item, known location, one
 //!   entry per item and location, `changeFromQuantity` given for each, even
-//!   as `null`); then compare-and-set: a `changeFromQuantity` that is not
-//!   `null` must equal the current quantity, else the whole mutation fails
-//!   with `CHANGE_FROM_QUANTITY_STALE` and nothing changes. A request
+//!   as `null`), each problem a user error whose `field` names the
+//!   quantity's position (`["input", "quantities", "3", "inventoryItemId"]`);
+//!   then compare-and-set: every `changeFromQuantity` that is not `null` must
+//!   equal that item's current quantity, else the whole mutation fails with
+//!   one `CHANGE_FROM_QUANTITY_STALE` per stale quantity (`field` ending in
+//!   `"changeFromQuantity"`) and no quantity changes; otherwise every
+//!   quantity is set. More than 250 quantities is refused before it runs,
+//!   as Shopify refuses any input array over 250 (a top-level
+//!   `MAX_INPUT_SIZE_EXCEEDED` error). A request
 //!   repeated with the `@idempotent` key of an earlier successful one gets
 //!   the same answer and is not applied again; the same key with other
 //!   input is refused with `IDEMPOTENCY_KEY_PARAMETER_MISMATCH`.
@@ -42,6 +48,9 @@ const ITEM_GID: &str = "gid://shopify/InventoryItem/";
 
 /// The shop's one location (the recorded primary location).
 pub const LOCATION_GID: &str = "gid://shopify/Location/905684977";
+
+/// Shopify refuses any input array longer than this (shopify.dev/api/usage/limits).
+const MAX_INPUT_ARRAY: usize = 250;
 
 /// Numbers of variants and inventory items added by tests start here, far
 /// from the recorded ones.
@@ -592,6 +601,19 @@ impl Shop {
             ));
         }
         let quantities = input["quantities"].as_array().cloned().unwrap_or_default();
+        if quantities.len() > MAX_INPUT_ARRAY {
+            return json!({
+                "errors": [{
+                    "message": format!(
+                        "The input array size of {} is greater than the maximum allowed of {MAX_INPUT_ARRAY}.",
+                        quantities.len()
+                    ),
+                    "path": ["inventorySetQuantities", "input", "quantities"],
+                    "extensions": { "code": "MAX_INPUT_SIZE_EXCEEDED" },
+                }],
+                "extensions": cost_of("SwitchyardSetStock"),
+            });
+        }
         if quantities.is_empty() {
             errors.push(set_error(
                 &["input", "quantities"],
@@ -985,6 +1007,135 @@ mod tests {
         assert_eq!(codes(&other), ["IDEMPOTENCY_KEY_PARAMETER_MISMATCH"]);
         assert_eq!(shop.available_of("A"), Some(7));
     }
+
+    /// A `SwitchyardSetStock` with many quantities: (item, quantity, changeFromQuantity).
+    fn set_many(key: &str, quantities: &[(&str, i64, Option<i64>)]) -> Value {
+        let mut request = set_stock(key, "-", 0, None);
+        request["variables"]["input"]["quantities"] = quantities
+            .iter()
+            .map(|(item, quantity, from)| {
+                json!({ "inventoryItemId": item, "locationId": LOCATION_GID,
+                        "quantity": quantity, "changeFromQuantity": from })
+            })
+            .collect();
+        request
+    }
+
+    fn fields(answer: &Value) -> Vec<Value> {
+        answer["data"]["inventorySetQuantities"]["userErrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn many_quantities_are_set_all_or_nothing_with_errors_by_position() {
+        let mut shop = Shop::default();
+        shop.add_skus(&["A", "B", "C", "D"]);
+        let item = |shop: &mut Shop, sku: &str| lookup(shop, sku)[0].1.clone();
+        let (a, b, c, d) = (
+            item(&mut shop, "A"),
+            item(&mut shop, "B"),
+            item(&mut shop, "C"),
+            item(&mut shop, "D"),
+        );
+        let r = shop
+            .answer(&set_many(
+                "m1",
+                &[
+                    (&a, 5, None),
+                    (&b, 6, None),
+                    (&c, 7, Some(0)),
+                    (&d, 8, None),
+                ],
+            ))
+            .unwrap();
+        assert_eq!(codes(&r), Vec::<String>::new());
+        assert_eq!(r["extensions"]["cost"]["requestedQueryCost"], 12);
+        let now = |shop: &Shop| ["A", "B", "C", "D"].map(|s| shop.available_of(s).unwrap());
+        assert_eq!(now(&shop), [5, 6, 7, 8]);
+
+        // Two of four stale: refused whole, each stale one named by position.
+        shop.sell("B", 1).unwrap();
+        shop.sell("D", 2).unwrap();
+        let stale = set_many(
+            "m2",
+            &[
+                (&a, 1, Some(5)),
+                (&b, 1, Some(6)),
+                (&c, 1, Some(7)),
+                (&d, 1, Some(8)),
+            ],
+        );
+        let r = shop.answer(&stale).unwrap();
+        assert_eq!(codes(&r), [STALE_CODE, STALE_CODE]);
+        assert_eq!(
+            fields(&r),
+            [
+                json!(["input", "quantities", "1", "changeFromQuantity"]),
+                json!(["input", "quantities", "3", "changeFromQuantity"]),
+            ]
+        );
+        assert!(r["data"]["inventorySetQuantities"]["inventoryAdjustmentGroup"].is_null());
+        assert_eq!(now(&shop), [5, 5, 7, 6], "nothing changed");
+        // A failed call is not remembered under its key: the same key and
+        // input run again (and fail again while stale).
+        assert_eq!(
+            codes(&shop.answer(&stale).unwrap()),
+            [STALE_CODE, STALE_CODE]
+        );
+
+        // The rest alone goes through, once for its key.
+        let rest = set_many("m3", &[(&a, 1, Some(5)), (&c, 1, Some(7))]);
+        let first = shop.answer(&rest).unwrap();
+        assert_eq!(codes(&first), Vec::<String>::new());
+        shop.sell("C", 1).unwrap();
+        assert_eq!(
+            shop.answer(&rest).unwrap(),
+            first,
+            "replayed, not applied again"
+        );
+        assert_eq!(now(&shop), [1, 5, 0, 6]);
+
+        // Input problems are named by position too, and refuse the whole call.
+        let bad = set_many(
+            "m4",
+            &[
+                (&a, 2, None),
+                ("gid://shopify/InventoryItem/1", 2, None),
+                (&a, 3, None),
+            ],
+        );
+        let r = shop.answer(&bad).unwrap();
+        assert_eq!(
+            codes(&r),
+            [
+                "INVALID_INVENTORY_ITEM",
+                "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR"
+            ]
+        );
+        assert_eq!(
+            fields(&r),
+            [
+                json!(["input", "quantities", "1", "inventoryItemId"]),
+                json!(["input", "quantities", "2", "inventoryItemId"]),
+            ]
+        );
+        assert_eq!(now(&shop), [1, 5, 0, 6]);
+
+        // Over Shopify's input cap: refused before it runs.
+        let many: Vec<(&str, i64, Option<i64>)> = (0..251).map(|_| (a.as_str(), 1, None)).collect();
+        let r = shop.answer(&set_many("m5", &many)).unwrap();
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"],
+            "MAX_INPUT_SIZE_EXCEEDED"
+        );
+        assert_eq!(now(&shop), [1, 5, 0, 6]);
+    }
+
+    const STALE_CODE: &str = "CHANGE_FROM_QUANTITY_STALE";
 
     #[test]
     fn bad_stock_input_is_refused_whole() {

@@ -179,6 +179,33 @@ pub trait Connector: Send + Sync {
         push: &InventoryPush,
     ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send;
 
+    /// How many pushes one [`Connector::push_inventory_batch`] call may
+    /// carry. 1 (the default): the daemon sends stock pushes one at a time.
+    fn inventory_batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Several pushes (at most `inventory_batch_limit()`, never two for the
+    /// same SKU) in as few calls as the channel allows: one result per push,
+    /// in the order given. Each result means for its push exactly what
+    /// `push_inventory` would have answered (`Conflict`: nothing written for
+    /// it; `Err`: the push may be sent again, under its idempotency key). A
+    /// fault of the whole call is that error for every push it leaves
+    /// unanswered. The default sends them one after another through
+    /// `push_inventory`, so connectors without a batched write need nothing.
+    fn push_inventory_batch(
+        &self,
+        pushes: &[InventoryPush],
+    ) -> impl Future<Output = Vec<Result<InventoryResult, ConnectorError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(pushes.len());
+            for push in pushes {
+                results.push(self.push_inventory(push).await);
+            }
+            results
+        }
+    }
+
     fn push_tracking(
         &self,
         push: &TrackingPush,

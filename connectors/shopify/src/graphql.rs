@@ -170,6 +170,68 @@ pub const SET_STOCK_MUTATION_TEMPLATE: &str = r#"mutation SwitchyardSetStock($in
 }
 "#;
 
+/// Stock quantities per `inventorySetQuantities` call (a batch of pushes).
+///
+/// Shopify caps every input array at 250 items (shopify.dev/api/usage/limits),
+/// and a call that fails for one quantity fails whole (see `push.rs`), so a
+/// smaller batch wastes less when one SKU's compare-and-set is stale. The
+/// query cost does not grow with it: Shopify's published rules price a
+/// mutation at 10 points plus its selection (here 12 requested, 10 actual)
+/// whatever its input holds; input-dependent ("dynamic complexity") costs
+/// are documented for `productSet`, `productCreate` and `productUpdate`
+/// only. `tests/graphql_schema.rs` validates a batch of this many against
+/// the schema and checks its cost.
+pub const STOCK_QUANTITIES_PER_CALL: usize = 100;
+
+/// One quantity of a stock mutation: (inventory item GID, quantity to set,
+/// `changeFromQuantity`).
+pub type StockQuantity<'a> = (&'a str, u32, Option<u32>);
+
+/// The variables of the stock mutation: set `available` at `location` for
+/// each quantity, with compare-and-set. `reference` becomes the
+/// `referenceDocumentUri` (`gid://switchyard/StockPush/<reference>`,
+/// percent-encoded), which Shopify shows in the inventory history.
+pub fn set_stock_variables(
+    location: &str,
+    reference: &str,
+    quantities: &[StockQuantity<'_>],
+) -> serde_json::Value {
+    let quantities: Vec<serde_json::Value> = quantities
+        .iter()
+        .map(|(item, quantity, change_from)| {
+            serde_json::json!({
+                "inventoryItemId": item,
+                "locationId": location,
+                "quantity": quantity,
+                // Explicit null opts out of the compare-and-set; it must be sent.
+                "changeFromQuantity": change_from,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "input": {
+            "name": "available",
+            "reason": "correction",
+            "referenceDocumentUri": format!("gid://switchyard/StockPush/{}", uri_component(reference)),
+            "quantities": quantities,
+        }
+    })
+}
+
+/// Percent-encodes what is not an RFC 3986 unreserved character, so any key
+/// makes a valid `referenceDocumentUri`.
+pub fn uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// What a tracking push must know first: the fulfillment orders that can
 /// still be fulfilled (and what remains on them), and the tracking numbers
 /// already on the order, so that a retry after a timeout finds its own
@@ -266,6 +328,12 @@ pub fn all_documents() -> Vec<(&'static str, String)> {
             "SwitchyardSetStock",
             set_stock_mutation("sample-key \"quoted\" \\ 1"),
         ),
+        // A batch of pushes: the same document with many quantities in
+        // `$input`, under a key derived from the pushes' keys.
+        (
+            "SwitchyardSetStock",
+            set_stock_mutation("switchyard-batch-100-0123456789abcdef0123456789abcdef"),
+        ),
         (
             "SwitchyardFulfillmentState",
             FULFILLMENT_STATE_QUERY.to_owned(),
@@ -296,6 +364,32 @@ mod tests {
         assert_eq!(escape_string("x\ny"), "x\\ny");
         assert_eq!(search_value("MUG-RED"), "'MUG-RED'");
         assert_eq!(search_value("Bob's \\ mug"), r"'Bob\'s \\ mug'");
+    }
+
+    #[test]
+    fn reference_uris_are_valid_for_any_key() {
+        assert_eq!(uri_component("push-42_a.b~"), "push-42_a.b~");
+        assert_eq!(uri_component("a b/ü"), "a%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn stock_variables_carry_every_quantity_with_an_explicit_change_from() {
+        let v = set_stock_variables(
+            "gid://shopify/Location/1",
+            "k 1",
+            &[
+                ("gid://shopify/InventoryItem/1", 7, Some(5)),
+                ("gid://shopify/InventoryItem/2", 0, None),
+            ],
+        );
+        let input = &v["input"];
+        assert_eq!(
+            input["referenceDocumentUri"],
+            "gid://switchyard/StockPush/k%201"
+        );
+        assert_eq!(input["quantities"].as_array().unwrap().len(), 2);
+        assert_eq!(input["quantities"][0]["changeFromQuantity"], 5);
+        assert!(input["quantities"][1].as_object().unwrap()["changeFromQuantity"].is_null());
     }
 
     #[test]

@@ -164,7 +164,9 @@ impl Connector for ShopifyConnector {
     /// rate the shop's `throttleStatus` reports once a response has shown it
     /// (Advanced 200, Plus 1,000, Enterprise 2,000 points a second). A stock
     /// push is one ~12-point mutation after look-ups that are usually
-    /// skipped; a tracking push asks for ~656 points up front (Shopify
+    /// skipped, and so is a batch of up to 100 of them (one limiter slot per
+    /// call: the mutation's cost does not grow with its quantities); a
+    /// tracking push asks for ~656 points up front (Shopify
     /// refunds all but the ~25 it really costs), so only a few fit in the
     /// bucket at once.
     fn rate_limit(&self, operation: Operation) -> RateLimit {
@@ -262,6 +264,19 @@ impl Connector for ShopifyConnector {
         push: &InventoryPush,
     ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send {
         push::push_inventory(&self.client, &self.location, push)
+    }
+
+    /// `inventorySetQuantities` takes many quantities in one call at the
+    /// cost of one (see [`graphql::STOCK_QUANTITIES_PER_CALL`]).
+    fn inventory_batch_limit(&self) -> usize {
+        graphql::STOCK_QUANTITIES_PER_CALL
+    }
+
+    fn push_inventory_batch(
+        &self,
+        pushes: &[InventoryPush],
+    ) -> impl Future<Output = Vec<Result<InventoryResult, ConnectorError>>> + Send {
+        push::push_inventory_batch(&self.client, &self.location, pushes)
     }
 
     fn push_tracking(

@@ -112,6 +112,89 @@ fn every_document_stays_under_the_query_cost_cap() {
     eprintln!("estimated requested costs: {}", report.join(", "));
 }
 
+/// A GraphQL literal of a JSON value (an input written into a document).
+fn literal(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("\"{}\"", graphql::escape_string(s)),
+        Value::Array(a) => format!("[{}]", a.iter().map(literal).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{k}: {}", literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A batch of stock pushes is `SwitchyardSetStock` (in `all_documents()`)
+/// with many quantities in its `$input`. Validation checks a variable only
+/// by its type, so the input the connector builds for a full batch is
+/// written into the document as a literal and validated field by field
+/// against `InventorySetQuantitiesInput`; its cost is the mutation's,
+/// whatever the number of quantities.
+#[test]
+fn a_full_batch_of_stock_quantities_validates_and_costs_one_mutation() {
+    let n = graphql::STOCK_QUANTITIES_PER_CALL;
+    assert!(
+        (2..=250).contains(&n),
+        "Shopify caps input arrays at 250; got {n}"
+    );
+    let items: Vec<String> = (0..n)
+        .map(|i| format!("gid://shopify/InventoryItem/{}", 44_001 + i))
+        .collect();
+    let quantities: Vec<graphql::StockQuantity<'_>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            (
+                item.as_str(),
+                i as u32,
+                (i % 2 == 0).then_some(i as u32 + 1),
+            )
+        })
+        .collect();
+    let key = "switchyard-batch-100-0123456789abcdef0123456789abcdef";
+    let variables =
+        graphql::set_stock_variables("gid://shopify/Location/905684977", key, &quantities);
+    assert_eq!(
+        variables["input"]["quantities"].as_array().unwrap().len(),
+        n
+    );
+    let as_sent = graphql::set_stock_mutation(key);
+    assert!(graphql::is_known_document(&as_sent));
+    let inline = as_sent
+        .replace("($input: InventorySetQuantitiesInput!)", "")
+        .replace(
+            "(input: $input)",
+            &format!("(input: {})", literal(&variables["input"])),
+        );
+    let doc = validate("SwitchyardSetStock", &inline).unwrap_or_else(|e| panic!("{e}"));
+    let op = &doc.operations.named["SwitchyardSetStock"];
+    let batch_cost = selection_cost(&doc, &op.selection_set, &json!({}), true);
+    let sent = validate("SwitchyardSetStock", &as_sent).unwrap();
+    let one_cost = selection_cost(
+        &sent,
+        &sent.operations.named["SwitchyardSetStock"].selection_set,
+        &json!({}),
+        true,
+    );
+    assert_eq!(
+        batch_cost, one_cost,
+        "the quantities do not add to the cost"
+    );
+    assert!(batch_cost <= MAX_QUERY_COST);
+
+    // The literal really is checked: a field 2026-04 removed is refused.
+    let removed = inline.replace("changeFromQuantity", "compareQuantity");
+    let err = validate("Removed", &removed).unwrap_err();
+    assert!(err.contains("compareQuantity"), "{err}");
+}
+
 #[test]
 fn the_cost_estimate_follows_shopifys_worked_example() {
     // shopify.dev: products(first: 10) { title variants(first: 5) { price } } costs

@@ -11,6 +11,7 @@
 //!              { "call": "fetch_orders", "ids": ["5551234567"] },
 //!              { "call": "check" },
 //!              { "call": "push_inventory", "push": { …InventoryPush… } },
+//!              { "call": "push_inventory_batch", "pushes": [ { …InventoryPush… }, … ] },
 //!              { "call": "push_tracking", "order_id": "…", "idempotency_key": "…", "shipment": { …Shipment… } },
 //!              { "call": "webhooks" } ] }
 //! ```
@@ -79,6 +80,10 @@ pub enum Call {
     Check,
     PushInventory {
         push: InventoryPush,
+    },
+    /// Several pushes in one `push_inventory_batch`; one result per push.
+    PushInventoryBatch {
+        pushes: Vec<InventoryPush>,
     },
     PushTracking {
         order_id: String,
@@ -252,6 +257,19 @@ pub async fn run(s: &Scenario) -> Run {
                     json!({ "call": "push_inventory", "sku": push.sku, "error": error_json(&e) })
                 }
             },
+            Call::PushInventoryBatch { pushes } => {
+                let results = c.push_inventory_batch(pushes).await;
+                assert_eq!(results.len(), pushes.len(), "one result per push");
+                let results: Vec<Value> = pushes
+                    .iter()
+                    .zip(results)
+                    .map(|(push, r)| match r {
+                        Ok(r) => json!({ "sku": push.sku, "result": r }),
+                        Err(e) => json!({ "sku": push.sku, "error": error_json(&e) }),
+                    })
+                    .collect();
+                json!({ "call": "push_inventory_batch", "results": results })
+            }
             Call::PushTracking {
                 order_id,
                 idempotency_key,
