@@ -331,7 +331,12 @@ fn keep_local_shipments(next: &mut StoredOrder, existing: &StoredOrder) {
     for shipment in &pending {
         for sl in &shipment.lines {
             if let Some(line) = order.lines.iter_mut().find(|l| l.line_id == sl.line_id) {
-                line.shipped_quantity = (line.shipped_quantity + sl.quantity).min(line.quantity);
+                // Saturating: the channel's figure may be anything up to
+                // u32::MAX, and `+` overflowed (a panic in the ingest task).
+                line.shipped_quantity = line
+                    .shipped_quantity
+                    .saturating_add(sl.quantity)
+                    .min(line.quantity);
             }
         }
         next.local_shipments.push(shipment.tracking_number.clone());

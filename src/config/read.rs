@@ -416,7 +416,12 @@ pub(crate) fn u32_value(ctx: &mut Ctx, f: &Field) -> Option<u32> {
     }
 }
 
-/// `"30s"`, `"2m"`, `"1h"`, `"1d"`: a whole number and a unit.
+/// The longest duration a config may give. Without a bound, a value such
+/// as "18446744073709551615s" loaded fine and then panicked the daemon where
+/// it is added to the clock (`Instant + d`: at the first poll, at shutdown).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `"30s"`, `"2m"`, `"1h"`, `"1d"`: a whole number and a unit, at most a year.
 pub(crate) fn duration(ctx: &mut Ctx, f: &Field) -> Option<Duration> {
     let text = match f.raw {
         Raw::Toml(DeValue::String(s)) => s.as_ref(),
@@ -427,6 +432,16 @@ pub(crate) fn duration(ctx: &mut Ctx, f: &Field) -> Option<Duration> {
         }
     };
     match parse_duration(text) {
+        Some(d) if d > MAX_DURATION => {
+            f.bad_value(
+                ctx,
+                format!(
+                    "{text:?} is too long; at most {}d",
+                    MAX_DURATION.as_secs() / 86_400
+                ),
+            );
+            None
+        }
         Some(d) => Some(d),
         None => {
             f.bad_value(

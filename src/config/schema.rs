@@ -410,9 +410,12 @@ fn shopify_location(ctx: &mut Ctx, f: &Field) -> Option<String> {
 /// Shopify releases API versions quarterly (`2026-01`, `-04`, `-07`, `-10`).
 fn shopify_api_version(ctx: &mut Ctx, f: &Field) -> Option<String> {
     let text = f.str(ctx)?;
-    let quarterly = text.len() == 7
-        && text[..4].bytes().all(|b| b.is_ascii_digit())
-        && matches!(&text[4..], "-01" | "-04" | "-07" | "-10");
+    // Bytes, not `&text[..4]`: a 7-byte value with a multi-byte character
+    // across byte 4 ("202é-1") panicked the loader instead of being refused.
+    let bytes = text.as_bytes();
+    let quarterly = bytes.len() == 7
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && matches!(&bytes[4..], b"-01" | b"-04" | b"-07" | b"-10");
     if quarterly || text == "unstable" {
         return Some(text.to_string());
     }

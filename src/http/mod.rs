@@ -56,7 +56,116 @@ pub fn router<C: Connector + 'static>(state: Arc<HttpState<C>>) -> Router {
             admin::PREFIX,
             admin::router(state.ingest.clone(), state.admin.clone()),
         )
+        // axum's own 404 and 405 have empty bodies; every answer says what
+        // went wrong (found by `tests/properties.rs`).
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn(drain_unread_body))
         .with_state(state)
+}
+
+/// How much of a body that was answered without being read is still read
+/// (and thrown away), and for how long, so that the connection stays usable.
+const DRAIN_LIMIT: usize = WEBHOOK_BODY_LIMIT;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An answer given before the request body was read to its end (a refusal,
+/// a route that takes no body) made hyper close the connection without
+/// saying so: the client lost the answer or, reusing the connection, its
+/// next request ("IncompleteMessage", found by `tests/properties.rs`). The
+/// rest of the body is read and dropped before answering (bounded in size
+/// and time); past those bounds the answer says `Connection: close`.
+async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use http_body::Body as _;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let rest = Arc::new(std::sync::Mutex::new(None));
+    let req = req.map(|inner| {
+        Body::new(Unread {
+            inner: Some(inner),
+            rest: rest.clone(),
+        })
+    });
+    let mut response = next.run(req).await;
+    let unread = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(body) = unread {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(body, DRAIN_LIMIT));
+        if !matches!(drained.await, Ok(Ok(_))) {
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+    }
+    response
+}
+
+/// A request body that, dropped before its end, hands the rest back to
+/// [`drain_unread_body`].
+struct Unread {
+    inner: Option<Body>,
+    rest: Arc<std::sync::Mutex<Option<Body>>>,
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        if let Some(body) = self.inner.take().filter(|b| !b.is_end_stream()) {
+            *self.rest.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+        }
+    }
+}
+
+impl http_body::Body for Unread {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let frame = std::pin::Pin::new(inner).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(None)) {
+            // Read to its end: nothing to hand back.
+            self.inner = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+/// What this server answers, for the 404 and 405 texts.
+const ROUTES: &str = "POST /webhooks/{account}, GET /healthz, GET /readyz, GET /metrics \
+                      and the admin API under /api/v1 (SPEC §4)";
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no route {method} {}; the routes are {ROUTES}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not a method of {}; the routes are {ROUTES}",
+            uri.path()
+        ),
+    )
 }
 
 /// Serves until `shutdown` resolves, then lets open requests finish.

@@ -231,10 +231,14 @@ fn fill_line(i: usize, line: &mut Json) -> Result<(), String> {
         let qty = m["quantity"]
             .as_u64()
             .ok_or_else(|| format!("patch.lines[{i}].quantity: expected a whole number"))?;
-        m.insert(
-            "total".into(),
-            Json::from((price * Decimal::from(qty)).to_string()),
-        );
+        // Checked: `Decimal`'s `*` panics past 28 digits, and a test file
+        // is input like any other.
+        let total = price.checked_mul(Decimal::from(qty)).ok_or_else(|| {
+            format!(
+                "patch.lines[{i}]: unit_price {price} × quantity {qty} is out of range; give `total` or smaller figures"
+            )
+        })?;
+        m.insert("total".into(), Json::from(total.to_string()));
     }
     Ok(())
 }
