@@ -291,15 +291,36 @@ pub(crate) enum Backend {
     Remote(remote::Remote),
 }
 
+/// How often a command without an admin token tries the store again before
+/// it says another process holds it (a tenth of a second apart).
+const LOCK_GRACE_TRIES: usize = 20;
+
 /// Loads the config and opens the store it names; when another process (the
 /// daemon) holds the store, connects to the daemon's admin API instead.
 pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Failure> {
     let config = crate::config::load(config_path)
         .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
-    match crate::store::Store::open(
-        &config.daemon.state_dir,
-        crate::store::StoreOptions::default(),
-    ) {
+    let open = || {
+        crate::store::Store::open(
+            &config.daemon.state_dir,
+            crate::store::StoreOptions::default(),
+        )
+    };
+    let mut result = open();
+    // With no daemon to ask (no admin token, or nothing listening), a lock
+    // that goes away within moments was a process just finishing (another
+    // command, a daemon shutting down, a store engine thread letting go).
+    let locked = matches!(result, Err(crate::store::StoreError::Locked { .. }));
+    if locked && (config.daemon.admin_token.is_none() || !remote::listening(config.daemon.listen)) {
+        for _ in 0..LOCK_GRACE_TRIES {
+            if !matches!(result, Err(crate::store::StoreError::Locked { .. })) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            result = open();
+        }
+    }
+    match result {
         Ok(store) => Ok(Backend::Local { config, store }),
         Err(crate::store::StoreError::Locked { .. }) => {
             remote::Remote::connect(&config, config_path).map(Backend::Remote)

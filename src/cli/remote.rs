@@ -45,6 +45,11 @@ fn connect_addr(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// Whether anything accepts connections at the daemon's address.
+pub(crate) fn listening(listen: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&connect_addr(listen), Duration::from_millis(300)).is_ok()
+}
+
 /// An error and its causes, one after the other (reqwest's own text says
 /// only "error sending request"; the reason is further down).
 fn with_causes(e: &dyn std::error::Error) -> String {
