@@ -90,6 +90,13 @@ desc!(
     "Poll catch-ups by account and outcome (ok, error)."
 );
 desc!(
+    ORDERS_REJECTED,
+    "switchyard_orders_rejected_total",
+    Counter,
+    ["account"],
+    "Orders a poll had to leave out because the channel's data could not be read (each is logged at error level with its id)."
+);
+desc!(
     SYNC_LAG,
     "switchyard_sync_lag_seconds",
     Gauge,
@@ -187,6 +194,7 @@ pub const DAEMON: &[&Desc] = &[
     &ORDERS_INGESTED,
     &WEBHOOKS,
     &POLLS,
+    &ORDERS_REJECTED,
     &SYNC_LAG,
     &POLL_ERRORS,
     &RATE_LIMITED,

@@ -31,6 +31,9 @@ pub const PAGE_BUDGET: Duration = Duration::from_secs(120);
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PollStats {
     pub pages: usize,
+    /// Orders the channel sent that could not be read (left out, logged).
+    #[serde(default)]
+    pub rejected: usize,
     pub orders: usize,
     pub created: usize,
     pub updated: usize,
@@ -80,7 +83,10 @@ pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Ut
 }
 
 /// Polls until the channel reports no more pages. With `since`, the stored
-/// cursor is ignored (a backfill from that time); the cursor still advances.
+/// cursor is ignored for reading (a backfill from that time); the cursor
+/// advances with it only when the account has none yet. An account that has
+/// one keeps it: a `since` later than its position would otherwise carry it
+/// past every order changed in between, which neither would ever read.
 /// `on_page` sees the running totals after every page (progress output).
 pub async fn catch_up<C: Connector>(
     connector: &C,
@@ -90,14 +96,17 @@ pub async fn catch_up<C: Connector>(
     mut on_page: impl FnMut(&PollStats),
 ) -> Result<PollStats, PollError> {
     let mut stats = PollStats::default();
-    let mut cursor = if since.is_some() {
-        None
-    } else {
-        ingest
-            .store()
-            .cursor(&account.id)
-            .map_err(IngestError::from)?
-    };
+    let stored = ingest
+        .store()
+        .cursor(&account.id)
+        .map_err(IngestError::from)?;
+    // A backfill over an account that already has a position leaves that
+    // position as it is (written again with each page): cursors are opaque
+    // here, so whether `since` is before or after it cannot be told, and
+    // after it would skip orders for good. The poll loop then re-reads from
+    // its own position; the idempotent upsert absorbs the repeats.
+    let keep = since.and(stored.clone());
+    let mut cursor = if since.is_some() { None } else { stored };
     let since = since.unwrap_or_else(|| default_since(account, Utc::now()));
     loop {
         if let Some(wait) = poll_pause(connector.rate_hint(), Utc::now()) {
@@ -109,12 +118,25 @@ pub async fn catch_up<C: Connector>(
             .await?;
         stats.pages += 1;
         stats.orders += page.orders.len();
+        stats.rejected += page.rejected.len();
+        for r in &page.rejected {
+            tracing::error!(
+                account = %account.id,
+                order = r.channel_order_id.as_deref().unwrap_or("(no id)"),
+                error = %r.error,
+                "order left out: the channel's data could not be read, so it is NOT in the store; \
+                 check it on the channel (it is read again when it next changes)"
+            );
+            ingest
+                .metrics()
+                .inc(&crate::metrics::ORDERS_REJECTED, &[&account.id]);
+        }
         learn_listing_refs(connector, &account.id, &page.orders, ingest.store())?;
         let report = ingest.ingest(
             &account.id,
             page.orders,
             Source::Poll {
-                cursor: page.next.clone(),
+                cursor: keep.clone().unwrap_or_else(|| page.next.clone()),
             },
             Utc::now(),
         )?;

@@ -326,3 +326,56 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
     daemon.stop().await;
     sim.stop().await;
 }
+
+/// `sync` of an account whose channel has no connector in this build says
+/// `not available yet` and exits 2 (README), whether or not the daemon runs.
+#[tokio::test]
+async fn sync_of_a_channel_without_a_connector_exits_2_while_the_daemon_runs_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = ConfigBuilder::new(dir.path())
+        .listen(&format!("127.0.0.1:{port}"))
+        .admin_token("test-admin-token")
+        .account(
+            ShopifyAccount::new(
+                "shop-us",
+                &sim.base_url(switchyard_contract::Channel::Shopify),
+            )
+            .webhook_secret(SECRET),
+        )
+        .write();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[account]]\nid = \"etsy-main\"\nchannel = \"etsy\"\nbase_url = \"http://127.0.0.1:9\"\nshop_id = \"123\"\napi_key = \"test-key\"\nshared_secret = \"test-shared\"\nrefresh_token = \"test-refresh\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let run_sync = |config: PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["--config", config.to_str().unwrap(), "sync", "etsy-main"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let stopped = run_sync(config.clone()).await;
+    let daemon = InProcess::start(&config).await;
+    daemon.synced(&["shop-us"]).await;
+    let running = run_sync(config.clone()).await;
+    daemon.stop().await;
+    sim.stop().await;
+    for (mode, out) in [("stopped", &stopped), ("running", &running)] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {err}");
+        assert!(err.starts_with("not available yet: "), "{mode}: {err}");
+    }
+    assert_eq!(stopped.stderr, running.stderr, "same message either way");
+}

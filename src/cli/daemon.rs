@@ -101,32 +101,44 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
                 })
         })
         .transpose()?;
-    let (config, store) = match super::open_backend(config_path)? {
-        super::Backend::Local { config, store } => (config, store),
-        super::Backend::Remote(remote) => return sync_remote(&remote, account_id, since),
-    };
-    let Some(account) = config.accounts.iter().find(|a| a.id == account_id).cloned() else {
-        let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();
-        return Err(Failure::new(
-            EXIT_FAILED,
-            format!(
-                "no account {account_id:?} in {}; accounts: {}",
-                config_path.display(),
-                known.join(", ")
-            ),
-        ));
-    };
-    let rules = super::rules::load_configured_rules(&config, None)?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| Failure::new(EXIT_FAILED, format!("building the HTTP client: {e}")))?;
-    let connector = crate::connectors::build(&account, &http).map_err(|e| match e {
-        crate::connectors::BuildError::NotBuiltIn(_) => {
-            Failure::unavailable(&format!("`sync {account_id}`: {e}"))
+    // The account and its connector are checked the same way whether the
+    // daemon runs or not, so an unknown account or a channel this build has
+    // no connector for (exit 2, `not available yet`) reads the same in both.
+    let checked = |config: &crate::config::Config| {
+        let Some(account) = config.accounts.iter().find(|a| a.id == account_id).cloned() else {
+            let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();
+            return Err(Failure::new(
+                EXIT_FAILED,
+                format!(
+                    "no account {account_id:?} in {}; accounts: {}",
+                    config_path.display(),
+                    known.join(", ")
+                ),
+            ));
+        };
+        let connector = crate::connectors::build(&account, &http).map_err(|e| match e {
+            crate::connectors::BuildError::NotBuiltIn(_) => {
+                Failure::unavailable(&format!("`sync {account_id}`: {e}"))
+            }
+            e => Failure::new(EXIT_FAILED, e.to_string()),
+        })?;
+        Ok((account, connector))
+    };
+    let (config, store) = match super::open_backend(config_path)? {
+        super::Backend::Local { config, store } => (config, store),
+        super::Backend::Remote(remote) => {
+            let config = crate::config::load(config_path)
+                .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
+            checked(&config)?;
+            return sync_remote(&remote, account_id, since);
         }
-        e => Failure::new(EXIT_FAILED, e.to_string()),
-    })?;
+    };
+    let (account, connector) = checked(&config)?;
+    let rules = super::rules::load_configured_rules(&config, None)?;
     // Orders synced while the daemon is down reserve stock and queue their
     // pushes and deliveries like any other; the daemon sends them later.
     let outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
@@ -189,6 +201,17 @@ fn finish(account_id: &str, result: Result<PollStats, String>) -> CliResult {
                 stats.created,
                 stats.updated
             );
+            if stats.rejected > 0 {
+                // Not stored: the person running the backfill must hear it.
+                return Err(Failure::new(
+                    EXIT_FAILED,
+                    format!(
+                        "{account_id}: {} orders could not be read and are NOT in the store; \
+                         their ids and reasons are in the log (switchyard_orders_rejected_total counts them)",
+                        stats.rejected
+                    ),
+                ));
+            }
             Ok(())
         }
         Err(e) => Err(Failure::new(

@@ -165,6 +165,7 @@ impl Connector for PageConnector {
                 orders: orders.into_iter().map(normalized).collect(),
                 next: Cursor(v["next"].as_str().unwrap_or_default().to_owned()),
                 more: v["more"].as_bool().unwrap_or(false),
+                rejected: vec![],
             })
         }
     }

@@ -25,6 +25,18 @@ pub struct OrderPage {
     pub next: Cursor,
     /// More pages are ready now; `false` means caught up until the next interval.
     pub more: bool,
+    /// Orders on this page the connector could not read. They are left out
+    /// (one bad order must not stop every later one) and the daemon reports
+    /// each loudly; the cursor still moves past them.
+    pub rejected: Vec<RejectedOrder>,
+}
+
+/// An order a connector had to leave out of a page, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedOrder {
+    /// The channel's id, when even that could be read.
+    pub channel_order_id: Option<String>,
+    pub error: String,
 }
 
 /// What a connector can do, so that config asking for more is refused at start.

@@ -14,7 +14,7 @@ pub mod webhook;
 
 pub use connector::{
     Capabilities, Connector, Cursor, InventoryPush, InventoryResult, OrderPage, RateHint,
-    TrackingPush, TrackingResult,
+    RejectedOrder, TrackingPush, TrackingResult,
 };
 pub use error::ConnectorError;
 pub use model::{

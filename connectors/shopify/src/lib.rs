@@ -37,8 +37,8 @@ use serde_json::json;
 use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::{
     Capabilities, Channel, Connector, ConnectorError, Cursor, InventoryPush, InventoryResult,
-    NormalizedOrder, OrderPage, RateHint, TrackingPush, TrackingResult, WebhookOutcome,
-    WebhookRequest,
+    NormalizedOrder, OrderPage, RateHint, RejectedOrder, TrackingPush, TrackingResult,
+    WebhookOutcome, WebhookRequest,
 };
 
 pub use config::{DEFAULT_API_VERSION, ShopifyConfig};
@@ -218,9 +218,28 @@ impl Connector for ShopifyConnector {
             )
             .await?;
         let mut orders = Vec::with_capacity(data.orders.nodes.len());
+        let mut rejected = Vec::new();
         let mut newest: Option<DateTime<Utc>> = None;
         for node in &data.orders.nodes {
-            let mut order = normalize_graphql_order(&self.config.account, node)?;
+            let mut order = match normalize_graphql_order(&self.config.account, node) {
+                Ok(order) => order,
+                Err(e) => {
+                    // Left out and reported, not fatal: failing the page would
+                    // stop every later order of the account from syncing.
+                    let updated = node["updatedAt"]
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.to_utc());
+                    newest = newest.max(updated);
+                    rejected.push(RejectedOrder {
+                        channel_order_id: node["id"]
+                            .as_str()
+                            .map(|id| normalize::numeric_id(id).to_owned()),
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             if truncated(node)
                 && let Some(whole) = self.fetch_one(&order.order.channel_order_id).await?
             {
@@ -235,6 +254,7 @@ impl Connector for ShopifyConnector {
             orders,
             more: next.after.is_some(),
             next: next.encode(),
+            rejected,
         })
     }
 
