@@ -13,7 +13,10 @@
 //! the item: every retry of a delivery sends the same bytes under the same
 //! `X-Switchyard-Delivery` id, so a destination that deduplicates by id never
 //! drops a different body, and the signature of a retry is the same. Later
-//! changes of the order are not re-sent by this path.
+//! changes of the order are not re-sent by this path. But whether to send
+//! at all is decided at send time: a queued delivery of an order that was
+//! cancelled or shipped meanwhile becomes a dead letter (not sent), and one
+//! that was put on hold waits for the release.
 //!
 //! The POST carries `X-Switchyard-Signature` (base64 HMAC-SHA256 of the raw
 //! body with the destination's secret) and `X-Switchyard-Delivery`; 2xx
@@ -270,10 +273,18 @@ pub struct DestinationSender {
     secret: Secret,
     http: reqwest::Client,
     limit: RateLimit,
+    /// Read at send time: a queued delivery of an order that was cancelled,
+    /// shipped or held since is not sent.
+    store: Store,
 }
 
 impl DestinationSender {
-    pub fn new(d: &DestinationConfig, http: reqwest::Client, limit: RateLimit) -> Self {
+    pub fn new(
+        d: &DestinationConfig,
+        http: reqwest::Client,
+        limit: RateLimit,
+        store: Store,
+    ) -> Self {
         let DestinationKind::Webhook { url, secret } = &d.kind;
         DestinationSender {
             id: d.id.clone(),
@@ -281,9 +292,14 @@ impl DestinationSender {
             secret: secret.clone(),
             http,
             limit,
+            store,
         }
     }
 }
+
+/// How long a delivery of an order put on hold after it was queued waits
+/// before it looks at the order again (the worker backs off further).
+const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Sender for DestinationSender {
     fn rate_limit(&self, _kind: &str) -> RateLimit {
@@ -301,6 +317,38 @@ impl Sender for DestinationSender {
             Ok(p) => p,
             Err(e) => return Verdict::Dead(format!("unreadable delivery payload: {e}")),
         };
+        // The item was queued when the order became deliverable, but it may
+        // wait (a destination that is down, backoff, a restart) while the
+        // order changes. A warehouse must not ship an order that was
+        // cancelled (or already shipped) meanwhile, nor one a person put on
+        // hold: check the order as it is now. The body stays the one frozen
+        // at routing time.
+        match self.store.get_order(&p.order_id) {
+            Ok(Some(stored)) => {
+                let o = &stored.order;
+                // Nothing for a warehouse to do. A dead letter rather than
+                // dropped: visible, and a person can still retry it (the
+                // delivery marker keeps ingest from queueing another).
+                if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
+                    return Verdict::Dead(format!(
+                        "order {} is {} since its delivery was queued; not delivered",
+                        p.order_id, o.status
+                    ));
+                }
+                if let Some(hold) = &o.hold {
+                    return Verdict::Again {
+                        after: HELD_RECHECK,
+                        note: format!(
+                            "order {} was put on hold before its delivery went out ({hold}); sent once released",
+                            p.order_id
+                        ),
+                    };
+                }
+            }
+            // Orders are never removed; if one is missing, deliver as queued.
+            Ok(None) => {}
+            Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
+        }
         let signature = sign(self.secret.expose().as_bytes(), p.body.as_bytes());
         let sent = self
             .http

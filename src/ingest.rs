@@ -291,6 +291,7 @@ pub fn merge(
         manual_tags: existing.map(|e| e.manual_tags.clone()).unwrap_or_default(),
         manual_hold: existing.and_then(|e| e.manual_hold.clone()),
         released_hold: existing.and_then(|e| e.released_hold.clone()),
+        rule_hold: None,
         local_shipments: Vec::new(),
         notes: incoming.notes.clone(),
         raw: incoming.raw.clone(),
@@ -368,6 +369,7 @@ pub fn apply_rules(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>)
     );
     stored.order.tags = eval.tags;
     stored.order.route = eval.route;
+    stored.rule_hold = eval.hold.clone();
     let rule_hold = eval
         .hold
         .filter(|h| stored.released_hold.as_ref() != Some(h));

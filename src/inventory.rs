@@ -19,9 +19,9 @@
 //! - **Reservations** ([`plan_reservation`], called by ingest): an order's
 //!   line quantities are taken off central stock in the same transaction
 //!   that stores the order, and pushes to every account listing the SKU are
-//!   queued with it; a cancellation gives them back, an edit adjusts them.
-//!   Only SKUs that have a central level are touched, and only orders first
-//!   seen by a daemon with reservations take part (marker
+//!   queued with it; a cancellation gives back the units not shipped, an
+//!   edit adjusts them. Only SKUs that have a central level are touched,
+//!   and only orders first seen by a daemon with reservations take part (marker
 //!   `outbound/reserve/<order id>` in the store's dedupe keys). What is
 //!   reserved is a function of the stored order (its status and lines), and
 //!   each stored revision change applies the difference once, so nothing is
@@ -488,15 +488,25 @@ fn reserve_marker(order_id: &str) -> String {
     format!("outbound/reserve/{order_id}")
 }
 
-/// Units an order holds per SKU: its line quantities unless it is cancelled.
+/// Units an order holds per SKU: its line quantities; once cancelled, only
+/// what was shipped before the cancellation.
 fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
-    if order.order.status == OrderStatus::Cancelled {
-        return out;
-    }
+    let cancelled = order.order.status == OrderStatus::Cancelled;
     for l in &order.order.lines {
+        // A cancellation gives back the units still on the shelf; units that
+        // already shipped (a partly shipped order cancelled) left the
+        // warehouse, and giving them back would oversell them.
+        let units = if cancelled {
+            l.shipped_quantity.min(l.quantity)
+        } else {
+            l.quantity
+        };
+        if units == 0 {
+            continue;
+        }
         if let Some(sku) = l.sku.as_deref().filter(|s| sku_problem(s).is_none()) {
-            *out.entry(sku.to_owned()).or_insert(0) += i64::from(l.quantity);
+            *out.entry(sku.to_owned()).or_insert(0) += i64::from(units);
         }
     }
     out

@@ -193,8 +193,13 @@ pub fn release(
         let Some(was) = o.order.hold.take() else {
             return Err(OpError::Conflict(format!("order {id} is not on hold")));
         };
-        if o.manual_hold.take().is_none() {
-            // A rule's hold: remember it so re-running the rules keeps it released.
+        o.manual_hold = None;
+        // A rule's hold, in force or under the hand-set one, is released too:
+        // remembered, so re-running the rules keeps it released.
+        if let Some(rule) = o.rule_hold.clone() {
+            o.released_hold = Some(rule);
+        } else if o.released_hold.is_none() {
+            // Stored before rule holds were kept apart: what was in force.
             o.released_hold = Some(was.clone());
         }
         Ok(format!("released by hand (was: {was})"))

@@ -513,3 +513,32 @@ fn replay_plays_recorded_traffic_through_the_rules_and_compares_rule_files() {
         stderr(&out)
     );
 }
+
+#[test]
+fn releasing_lifts_a_rule_hold_that_a_hand_set_hold_covered() {
+    let setup = Setup::new();
+    setup.seed(vec![order(7, at(9, 0), "800.00")]);
+    let shown = json(&setup.cli(&["orders", "show", "shop-test:7", "--json"]));
+    let rule_hold = shown["hold"].as_str().unwrap().to_owned();
+    let out = setup.cli(&[
+        "orders",
+        "hold",
+        "shop-test:7",
+        "--reason",
+        "call the buyer",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = setup.cli(&["orders", "release", "shop-test:7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = setup.cli(&["rules", "apply"]);
+    assert!(
+        stdout(&out).contains("0 orders changed"),
+        "{}",
+        stdout(&out)
+    );
+    let shown = json(&setup.cli(&["orders", "show", "shop-test:7", "--json"]));
+    assert!(
+        shown["hold"].is_null(),
+        "released, and the rules' hold ({rule_hold}) stays lifted: {shown}"
+    );
+}

@@ -1263,3 +1263,143 @@ then = { hold = "manual review" }
         .unwrap()
         .unwrap();
 }
+
+/// A sink that accepts every delivery at once.
+async fn accepting_sink(
+    State(sink): State<Sink>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    sink.0.lock().unwrap().push((headers, body.to_vec()));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
+    let (_dir, store) = store();
+    let sink = Sink::default();
+    let server = serve(
+        axum::Router::new()
+            .route("/orders", post(accepting_sink))
+            .with_state(sink.clone()),
+    )
+    .await;
+    let dest = DestinationConfig {
+        id: "east-wh".into(),
+        kind: DestinationKind::Webhook {
+            url: format!("{}/orders", server.url),
+            secret: Secret::new("wh-secret"),
+        },
+    };
+    let outbound = Outbound::default();
+    let ingest = Ingest::new(
+        store.clone(),
+        LiveRules::new(rules("default_route = \"east-wh\"\n")),
+    )
+    .with_outbound(outbound.clone());
+
+    // Both deliveries are queued while the destination's worker is not
+    // running (a warehouse that is down, a daemon restarting) ...
+    let cancelled = order_on("shop", 1, &[("MUG", 1)], common::at(9, 0), "10.00");
+    let held = order_on("shop", 2, &[("MUG", 1)], common::at(9, 0), "10.00");
+    ingest_order(&ingest, &cancelled);
+    ingest_order(&ingest, &held);
+    assert_eq!(pending(&store).len(), 2);
+    // ... and then the customer cancels one, and a person holds the other.
+    let mut c = cancelled.clone();
+    c.status = OrderStatus::Cancelled;
+    c.updated_at = common::at(9, 5);
+    ingest_order(&ingest, &c);
+    switchyard::ops::hold(&store, &outbound, &held.id, "fraud check", Utc::now()).unwrap();
+
+    let (stop, rx) = watch::channel(false);
+    let (worker, account) = outbox::destination_worker(
+        &dest,
+        &store,
+        &reqwest::Client::new(),
+        &outbound,
+        &fast_options(),
+        rx,
+    );
+    let task = tokio::spawn(worker.run());
+    eventually(
+        "the cancelled order's delivery to become a dead letter",
+        Duration::from_secs(10),
+        || store.outbox_list(true).unwrap().len() == 1,
+    )
+    .await;
+    let dead = store.outbox_list(true).unwrap();
+    assert_eq!(dead[0].payload["order_id"], cancelled.id.as_str());
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("cancelled"),
+        "{:?}",
+        dead[0].last_error
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        sink.0.lock().unwrap().is_empty(),
+        "neither a cancelled nor a held order goes to the warehouse"
+    );
+    let waiting = pending(&store);
+    assert_eq!(waiting.len(), 1, "the held order's delivery waits");
+    assert_eq!(waiting[0].payload["order_id"], held.id.as_str());
+
+    // Released: the waiting delivery goes out (made due here rather than
+    // waiting for its next look).
+    switchyard::ops::release(&store, &outbound, &held.id, Utc::now()).unwrap();
+    store.outbox_retry(&waiting[0].id, Utc::now()).unwrap();
+    outbound.wakers.wake(&account);
+    eventually(
+        "the released order's delivery",
+        Duration::from_secs(10),
+        || sink.0.lock().unwrap().len() == 1 && pending(&store).is_empty(),
+    )
+    .await;
+    assert_eq!(store.outbox_list(true).unwrap().len(), 1);
+    let body: Order = serde_json::from_slice(&sink.0.lock().unwrap()[0].1).unwrap();
+    assert_eq!(body.id, held.id);
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn cancelling_a_partly_shipped_order_gives_back_only_the_units_not_shipped() {
+    let (_dir, store) = store();
+    let outbound = Outbound::new(targets(&["shop"]));
+    let ingest = Ingest::new(store.clone(), LiveRules::default()).with_outbound(outbound.clone());
+    set(&store, &outbound, "MUG", 10);
+    let available = || store.stock_get("MUG").unwrap().unwrap().available;
+
+    let sale = order_on("shop", 1, &[("MUG", 3)], common::at(9, 0), "15.00");
+    ingest_order(&ingest, &sale);
+    assert_eq!(available(), 7);
+    // One unit leaves the warehouse ...
+    let mut part = sale.clone();
+    part.status = OrderStatus::PartiallyShipped;
+    part.lines[0].shipped_quantity = 1;
+    part.updated_at = common::at(10, 0);
+    ingest_order(&ingest, &part);
+    assert_eq!(available(), 7);
+    // ... then the rest of the order is cancelled: two units come back, the
+    // shipped one is gone for good.
+    let mut cancelled = part.clone();
+    cancelled.status = OrderStatus::Cancelled;
+    cancelled.updated_at = common::at(11, 0);
+    ingest_order(&ingest, &cancelled);
+    assert_eq!(available(), 9, "the shipped unit must not come back");
+    // Revived: the two units are taken again.
+    let mut revived = part.clone();
+    revived.updated_at = common::at(12, 0);
+    ingest_order(&ingest, &revived);
+    assert_eq!(available(), 7);
+
+    // First seen cancelled after a unit shipped: nothing reserved, nothing given back.
+    let mut late = order_on("shop", 2, &[("MUG", 2)], common::at(9, 0), "10.00");
+    late.status = OrderStatus::Cancelled;
+    late.lines[0].shipped_quantity = 1;
+    ingest_order(&ingest, &late);
+    assert_eq!(available(), 6, "its shipped unit is taken off the shelf");
+}

@@ -71,6 +71,7 @@ fn stored(order: Order) -> StoredOrder {
         manual_hold: None,
         notes: vec![],
         released_hold: None,
+        rule_hold: None,
         local_shipments: vec![],
         revision: 0,
     }

@@ -315,7 +315,12 @@ pub fn destination_worker(
     stop: watch::Receiver<bool>,
 ) -> (Worker<crate::deliver::DestinationSender>, String) {
     let account = destination_account(&d.id);
-    let sender = crate::deliver::DestinationSender::new(d, http.clone(), options.destination_limit);
+    let sender = crate::deliver::DestinationSender::new(
+        d,
+        http.clone(),
+        options.destination_limit,
+        store.clone(),
+    );
     (
         Worker::new(
             account.clone(),

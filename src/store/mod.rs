@@ -193,13 +193,18 @@ impl Store {
 
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let seq = self.inner.progress.written.load(Ordering::SeqCst);
+        // A fresh number, not `written`: a writer numbers its write just
+        // after committing it, so a write this caller has already seen (a
+        // duplicate webhook's first delivery) may not be counted in
+        // `written` yet, and waiting for `written` could return at once.
+        let seq = self.next_seq();
         self.flushed(seq).await
     }
 
     /// `flush` for code outside an async runtime (the CLI). Blocks the thread.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        let seq = self.inner.progress.written.load(Ordering::SeqCst);
+        // A fresh number, as in `flush`.
+        let seq = self.next_seq();
         if seq <= self.inner.progress.flushed.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -401,5 +406,40 @@ impl Store {
             .map_err(|e| engine_err("raw insert", e))?;
         self.next_seq();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that another thread has committed but not yet numbered (its
+    /// `next_seq` comes just after the commit) is visible to readers: the
+    /// duplicate-webhook path sees the first delivery's dedupe key and then
+    /// calls `flush` to make that delivery durable before answering 200.
+    /// `flush` must cover it, so it must really flush.
+    #[tokio::test]
+    async fn flush_covers_a_committed_write_not_yet_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.flush().await.unwrap();
+        let p = &store.inner.progress;
+        let before = p.written.load(Ordering::SeqCst);
+        assert_eq!(p.flushed.load(Ordering::SeqCst), before);
+        // Committed, visible, and not numbered yet.
+        store
+            .trees()
+            .dedupe
+            .insert(b"shop:e1", encode(DEDUPE, b"shop:e1", &Utc::now()).unwrap())
+            .unwrap();
+        store.flush().await.unwrap();
+        assert!(
+            p.flushed.load(Ordering::SeqCst) > before,
+            "flush returned without flushing"
+        );
+        let before = p.flushed.load(Ordering::SeqCst);
+        store.trees().dedupe.insert(b"shop:e2", b"x").unwrap();
+        store.flush_blocking().unwrap();
+        assert!(p.flushed.load(Ordering::SeqCst) > before);
     }
 }

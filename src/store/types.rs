@@ -26,6 +26,10 @@ pub struct StoredOrder {
     /// come back when the rules run again (a new hold reason does).
     #[serde(default)]
     pub released_hold: Option<String>,
+    /// The hold the rules decided last time they ran (whether or not it is
+    /// in force), so a release can lift it even under a hand-set hold.
+    #[serde(default)]
+    pub rule_hold: Option<String>,
     /// Tracking numbers of shipments recorded here (`ship`, the admin API)
     /// that the channel has not shown back yet: a channel version that
     /// predates our tracking push must not erase them.
@@ -44,6 +48,7 @@ impl StoredOrder {
             && self.manual_tags == other.manual_tags
             && self.manual_hold == other.manual_hold
             && self.released_hold == other.released_hold
+            && self.rule_hold == other.rule_hold
             && self.local_shipments == other.local_shipments
             && self.notes == other.notes
             && self.raw == other.raw
