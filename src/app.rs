@@ -22,6 +22,9 @@ use crate::ingest::{Ingest, LiveRules};
 use crate::poll::{self, AccountHealth, HealthBoard};
 use crate::store::{Store, StoreOptions};
 
+/// How often expired webhook dedupe keys are removed.
+const DEDUPE_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 #[derive(Clone, Default)]
 pub struct RunOptions {
     /// Return once every account has caught up once (the demo).
@@ -190,6 +193,35 @@ pub async fn run(
         &crate::outbox::OutboxOptions::default(),
         stop_rx.clone(),
     );
+    // Webhook dedupe keys outlive every channel's retries by days; past
+    // their expiry they are only weight.
+    let dedupe_purge = {
+        let store = store.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(DEDUPE_PURGE_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let purge = store.clone();
+                match tokio::task::spawn_blocking(move || {
+                    purge.purge_expired_dedupe(chrono::Utc::now())
+                })
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(removed = n, "expired webhook dedupe keys removed")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "removing expired webhook dedupe keys failed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the dedupe purge task failed"),
+                }
+            }
+        })
+    };
     tracing::info!(%addr, accounts = config.accounts.len(), running = workers.len(), "switchyard started");
     if let Some(f) = &options.on_ready {
         f(addr);
@@ -292,6 +324,10 @@ pub async fn run(
         Err(_) => tracing::warn!("HTTP requests still open at the shutdown deadline; dropped"),
     }
     let _ = reload_task.await;
+    // Stopped by `stop_tx` between purges; a purge in progress is cut short,
+    // which leaves the keys for the next start.
+    dedupe_purge.abort();
+    let _ = dedupe_purge.await;
     if let Some(t) = watchdog_task {
         let _ = t.await;
     }
