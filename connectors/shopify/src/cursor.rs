@@ -13,6 +13,13 @@
 //! second as the last one seen, or stamped by a Shopify host whose clock is a
 //! little behind, is read again rather than missed; the store's idempotent
 //! upsert absorbs the repeats. The first sweep (no cursor) starts at `since`.
+//!
+//! Shopify will not page past 25,000 objects of one listing, so a sweep that
+//! has read [`SWEEP_LIMIT`] orders ends early and the next one starts *at*
+//! the watermark (not before it: the orders read are sorted by `updatedAt`,
+//! so nothing older is left, and without the overlap a burst of edits within
+//! a few minutes cannot keep the backfill on the same spot). `read` counts
+//! the orders of the current sweep and is left out of the JSON while zero.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +27,14 @@ use switchyard_contract::{ConnectorError, Cursor};
 
 /// How far each sweep reaches back before the watermark.
 pub const OVERLAP: Duration = Duration::minutes(5);
+
+/// Orders one sweep reads at most, safely below Shopify's 25,000-object
+/// pagination limit.
+pub const SWEEP_LIMIT: u32 = 20_000;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +44,9 @@ pub struct PollCursor {
     pub watermark: DateTime<Utc>,
     pub window_start: DateTime<Utc>,
     pub after: Option<String>,
+    /// Orders read so far in this sweep.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read: u32,
 }
 
 impl PollCursor {
@@ -39,6 +57,7 @@ impl PollCursor {
             watermark: since,
             window_start: since,
             after: None,
+            read: 0,
         }
     }
 
@@ -71,27 +90,39 @@ impl PollCursor {
         )
     }
 
-    /// The cursor after a page: same sweep while Shopify has more pages, else
-    /// the start of the next sweep. `newest` is the newest `updatedAt` on the page.
+    /// The cursor after a page of `count` orders: same sweep while Shopify
+    /// has more pages (and the sweep is under [`SWEEP_LIMIT`]), else the start
+    /// of the next sweep. `newest` is the newest `updatedAt` on the page.
     pub fn advance(
         &self,
         newest: Option<DateTime<Utc>>,
         has_next_page: bool,
         end_cursor: Option<String>,
+        count: u32,
     ) -> Self {
         let watermark = newest.map_or(self.watermark, |n| n.max(self.watermark));
+        let read = self.read.saturating_add(count);
         match (has_next_page, end_cursor) {
+            (true, Some(_)) if read >= SWEEP_LIMIT => PollCursor {
+                v: 1,
+                watermark,
+                window_start: watermark,
+                after: None,
+                read: 0,
+            },
             (true, Some(after)) => PollCursor {
                 v: 1,
                 watermark,
                 window_start: self.window_start,
                 after: Some(after),
+                read,
             },
             _ => PollCursor {
                 v: 1,
                 watermark,
                 window_start: watermark - OVERLAP,
                 after: None,
+                read: 0,
             },
         }
     }
@@ -110,23 +141,47 @@ mod tests {
     fn a_sweep_keeps_its_window_then_the_next_one_overlaps_the_watermark() {
         let c = PollCursor::first(t(0, 0, 0));
         assert_eq!(c.search_query(), "updated_at:>='2026-11-27T00:00:00Z'");
-        let c1 = c.advance(Some(t(5, 1, 0)), true, Some("page-2".into()));
+        let c1 = c.advance(Some(t(5, 1, 0)), true, Some("page-2".into()), 5);
         assert_eq!(c1.window_start, t(0, 0, 0));
         assert_eq!(c1.after.as_deref(), Some("page-2"));
         assert_eq!(c1.watermark, t(5, 1, 0));
-        let c2 = c1.advance(Some(t(5, 3, 0)), false, None);
+        let c2 = c1.advance(Some(t(5, 3, 0)), false, None, 2);
         assert_eq!(c2.watermark, t(5, 3, 0));
         assert_eq!(c2.window_start, t(4, 58, 0));
         assert_eq!(c2.after, None);
         // An empty page, or one with older orders, never moves the watermark back.
-        let c3 = c2.advance(Some(t(1, 0, 0)), false, None);
+        let c3 = c2.advance(Some(t(1, 0, 0)), false, None, 1);
         assert_eq!(c3.watermark, t(5, 3, 0));
-        assert_eq!(c2.advance(None, false, None), c2);
+        assert_eq!(c2.advance(None, false, None, 0), c2);
+    }
+
+    #[test]
+    fn a_long_sweep_restarts_at_the_watermark_before_shopifys_pagination_limit() {
+        let mut c = PollCursor::first(t(0, 0, 0));
+        let per_page = 250;
+        let mut pages = 0;
+        while c.after.is_some() || pages == 0 {
+            pages += 1;
+            let newest = t(1, 0, 0) + Duration::seconds(i64::from(pages));
+            c = c.advance(Some(newest), true, Some(format!("p{pages}")), per_page);
+            assert!(c.read < SWEEP_LIMIT, "a sweep never reads past the limit");
+            if pages > 100 {
+                break;
+            }
+        }
+        assert_eq!(pages, SWEEP_LIMIT / per_page);
+        // The next sweep starts at the newest change read, with no overlap, so
+        // a burst of edits cannot hold the backfill in place.
+        assert_eq!(c.window_start, c.watermark);
+        assert_eq!(c.after, None);
+        assert_eq!(c.read, 0);
+        let json = c.encode().0;
+        assert!(!json.contains("read"), "{json}");
     }
 
     #[test]
     fn round_trips_and_refuses_what_it_cannot_read() {
-        let c = PollCursor::first(t(0, 0, 0)).advance(Some(t(1, 0, 0)), true, Some("x".into()));
+        let c = PollCursor::first(t(0, 0, 0)).advance(Some(t(1, 0, 0)), true, Some("x".into()), 0);
         assert_eq!(PollCursor::decode(&c.encode()).unwrap(), c);
         assert_eq!(
             c.encode().0,

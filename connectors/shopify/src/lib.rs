@@ -249,10 +249,12 @@ impl Connector for ShopifyConnector {
             orders.push(order);
         }
         let page = &data.orders.page_info;
-        let next = position.advance(newest, page.has_next_page, page.end_cursor.clone());
+        let count = u32::try_from(data.orders.nodes.len()).unwrap_or(u32::MAX);
+        let next = position.advance(newest, page.has_next_page, page.end_cursor.clone(), count);
         Ok(OrderPage {
             orders,
-            more: next.after.is_some(),
+            // A sweep cut short at the pagination limit goes straight on.
+            more: page.has_next_page,
             next: next.encode(),
             rejected,
         })
