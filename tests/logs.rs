@@ -72,14 +72,14 @@ fn credentials(dir: &Path) -> PathBuf {
     creds
 }
 
-/// A destination that takes every delivery (200) and remembers its path.
-async fn destination() -> (String, Arc<Mutex<Vec<String>>>) {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+/// A destination that takes every delivery (200) and remembers its path and body.
+async fn destination() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let s = seen.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
         let s = s.clone();
         async move {
-            s.lock().unwrap().push(uri.path().to_owned());
+            s.lock().unwrap().push((uri.path().to_owned(), body));
             "ok"
         }
     });
@@ -139,9 +139,15 @@ async fn full_cycle(json: bool, rust_log: &str) -> String {
         .await
         .unwrap();
 
-    // The webhook's order reaches its destination (a signed delivery).
+    // The webhook's order reaches its destination (a signed delivery); the
+    // polled orders are delivered too, so wait for this one by its id.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !deliveries.lock().unwrap().iter().any(|p| p == "/east") {
+    while !deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(path, body)| path == "/east" && body.contains("\"shop-us:8001\""))
+    {
         assert!(
             Instant::now() < deadline,
             "no delivery within 20 s:\n{}",
