@@ -235,19 +235,15 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
-        .await
-        .unwrap();
-    // The command line finds the daemon at daemon.listen: a fixed free port.
+/// A config the command line can use to reach the running daemon: a fixed
+/// free port (the CLI finds the daemon at daemon.listen) and an admin token.
+fn config_for_the_command_line(dir: &Path, sim: &Simulator) -> PathBuf {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let config = ConfigBuilder::new(dir.path())
+    ConfigBuilder::new(dir)
         .listen(&format!("127.0.0.1:{port}"))
         .admin_token("test-admin-token")
         .account(
@@ -257,7 +253,16 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
             )
             .webhook_secret(SECRET),
         )
-        .write();
+        .write()
+}
+
+#[tokio::test]
+async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    let config = config_for_the_command_line(dir.path(), &sim);
     let run_sync = |config: PathBuf| async move {
         tokio::task::spawn_blocking(move || {
             Command::new(BIN)
@@ -335,22 +340,7 @@ async fn sync_of_a_channel_without_a_connector_exits_2_while_the_daemon_runs_too
     let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
         .await
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = ConfigBuilder::new(dir.path())
-        .listen(&format!("127.0.0.1:{port}"))
-        .admin_token("test-admin-token")
-        .account(
-            ShopifyAccount::new(
-                "shop-us",
-                &sim.base_url(switchyard_contract::Channel::Shopify),
-            )
-            .webhook_secret(SECRET),
-        )
-        .write();
+    let config = config_for_the_command_line(dir.path(), &sim);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(
         "\n[[account]]\nid = \"etsy-main\"\nchannel = \"etsy\"\nbase_url = \"http://127.0.0.1:9\"\nshop_id = \"123\"\napi_key = \"test-key\"\nshared_secret = \"test-shared\"\nrefresh_token = \"test-refresh\"\n",
