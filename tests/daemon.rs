@@ -191,24 +191,7 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
         dir.path(),
         &sim.base_url(switchyard_contract::Channel::Shopify),
     );
-    let run_sync = |config: PathBuf| async move {
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args([
-                    "--config",
-                    config.to_str().unwrap(),
-                    "sync",
-                    "shop-us",
-                    "--since",
-                    "2026-11-01T00:00:00Z",
-                ])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
-    let out = run_sync(config.clone()).await;
+    let out = run_sync(&config).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -219,7 +202,7 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
         text.contains("shop-us: done, 6 orders in 2 pages (6 new, 0 updated)"),
         "{text}"
     );
-    let out = run_sync(config.clone()).await;
+    let out = run_sync(&config).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("(0 new, 0 updated)"), "{text}");
     let store = Store::open(&dir.path().join("state"), StoreOptions::default()).unwrap();
@@ -233,6 +216,24 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
     );
     drop(store);
     sim.stop().await;
+}
+
+/// The binary with `--config CONFIG ARGS...`, off the async threads.
+async fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--config".to_owned(), config.to_str().unwrap().to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(all).output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `switchyard sync shop-us --since 2026-11-01T00:00:00Z` as a user types it.
+async fn run_sync(config: &Path) -> std::process::Output {
+    run_cli(
+        config,
+        &["sync", "shop-us", "--since", "2026-11-01T00:00:00Z"],
+    )
+    .await
 }
 
 /// A config the command line can use to reach the running daemon: a fixed
@@ -263,26 +264,9 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
         .await
         .unwrap();
     let config = config_for_the_command_line(dir.path(), &sim);
-    let run_sync = |config: PathBuf| async move {
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args([
-                    "--config",
-                    config.to_str().unwrap(),
-                    "sync",
-                    "shop-us",
-                    "--since",
-                    "2026-11-01T00:00:00Z",
-                ])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
     let daemon = InProcess::start(&config).await;
     daemon.synced(&["shop-us"]).await;
-    let running = run_sync(config.clone()).await;
+    let running = run_sync(&config).await;
     assert!(
         running.status.success(),
         "{}",
@@ -290,7 +274,7 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
     );
     let (_report, store) = daemon.stop().await;
     drop(store);
-    let stopped = run_sync(config.clone()).await;
+    let stopped = run_sync(&config).await;
     assert!(
         stopped.status.success(),
         "{}",
@@ -311,17 +295,7 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
 
     // An unknown account is refused the same way in both modes.
     let daemon = InProcess::start(&config).await;
-    let out = tokio::task::spawn_blocking({
-        let config = config.clone();
-        move || {
-            Command::new(BIN)
-                .args(["--config", config.to_str().unwrap(), "sync", "nobody"])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = run_cli(&config, &["sync", "nobody"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("nobody"),
@@ -346,20 +320,10 @@ async fn sync_of_a_channel_without_a_connector_exits_2_while_the_daemon_runs_too
         "\n[[account]]\nid = \"etsy-main\"\nchannel = \"etsy\"\nbase_url = \"http://127.0.0.1:9\"\nshop_id = \"123\"\napi_key = \"test-key\"\nshared_secret = \"test-shared\"\nrefresh_token = \"test-refresh\"\n",
     );
     std::fs::write(&config, text).unwrap();
-    let run_sync = |config: PathBuf| async move {
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(["--config", config.to_str().unwrap(), "sync", "etsy-main"])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
-    let stopped = run_sync(config.clone()).await;
+    let stopped = run_cli(&config, &["sync", "etsy-main"]).await;
     let daemon = InProcess::start(&config).await;
     daemon.synced(&["shop-us"]).await;
-    let running = run_sync(config.clone()).await;
+    let running = run_cli(&config, &["sync", "etsy-main"]).await;
     daemon.stop().await;
     sim.stop().await;
     for (mode, out) in [("stopped", &stopped), ("running", &running)] {
