@@ -19,9 +19,10 @@ use axum::routing::post;
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use switchyard::config::{DestinationConfig, DestinationKind, Secret};
-use switchyard::deliver;
-use switchyard::inventory::{self, StockTarget, StockTargets};
-use switchyard::outbox::{self, ChannelSender, Outbound, OutboxOptions, Worker};
+use switchyard::effects::deliveries;
+use switchyard::effects::stock::{self, StockTarget, StockTargets};
+use switchyard::effects::{self, ChannelSender, Outbound};
+use switchyard::outbox::{OutboxOptions, Worker};
 use switchyard::store::{NewOutboxItem, StockChange, Store, StoreOptions, WriteBatch};
 use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::*;
@@ -162,7 +163,7 @@ fn baseline() -> f64 {
     let (_dir, store) = open();
     let now = Utc::now();
     let items: Vec<NewOutboxItem> = (0..ITEMS)
-        .map(|n| deliver::delivery_item(&order(n), "east-wh", now))
+        .map(|n| deliveries::delivery_item(&order(n), "east-wh", now))
         .collect();
     let t = Instant::now();
     for item in items {
@@ -217,7 +218,7 @@ async fn deliveries() -> (f64, usize) {
     let now = Utc::now();
     let bytes = serde_json::to_string(&order(0)).unwrap().len();
     let items: Vec<NewOutboxItem> = (0..ITEMS)
-        .map(|n| deliver::delivery_item(&order(n), "east-wh", now))
+        .map(|n| deliveries::delivery_item(&order(n), "east-wh", now))
         .collect();
     for chunk in items.chunks(500) {
         store.outbox_add(chunk.to_vec(), now).unwrap();
@@ -232,7 +233,7 @@ async fn deliveries() -> (f64, usize) {
     let outbound = Outbound::default();
     let http = reqwest::Client::new();
     let rate = drain(&store, |stop| {
-        let (w, _) = outbox::destination_worker(&dest, &store, &http, &outbound, &options(), stop);
+        let (w, _) = effects::destination_worker(&dest, &store, &http, &outbound, &options(), stop);
         tokio::spawn(w.run())
     })
     .await;
@@ -258,7 +259,7 @@ async fn pushes() -> f64 {
     }
     store.apply(batch).unwrap();
     let items: Vec<NewOutboxItem> = (0..ITEMS)
-        .map(|n| inventory::push_item("shop-us", &format!("SKU-{n:05}"), now))
+        .map(|n| stock::push_item("shop-us", &format!("SKU-{n:05}"), now))
         .collect();
     for chunk in items.chunks(500) {
         store.outbox_add(chunk.to_vec(), now).unwrap();
@@ -275,7 +276,7 @@ async fn pushes() -> f64 {
             "shop-us".into(),
             sender,
             store.clone(),
-            &outbound,
+            &outbound.outbox,
             options(),
             stop,
         );

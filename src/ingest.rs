@@ -83,9 +83,9 @@ pub struct Ingest {
     store: Store,
     rules: LiveRules,
     /// Reservations, stock pushes and deliveries; None: orders only.
-    outbound: Option<crate::outbox::Outbound>,
+    outbound: Option<crate::effects::Outbound>,
     /// Where ingested orders are counted (`/metrics`).
-    metrics: crate::metrics::Registry,
+    metrics: crate::daemon::metrics::Registry,
 }
 
 impl Ingest {
@@ -94,27 +94,27 @@ impl Ingest {
             store,
             rules,
             outbound: None,
-            metrics: crate::metrics::Registry::default(),
+            metrics: crate::daemon::metrics::Registry::default(),
         }
     }
 
     /// Counts ingested orders (and, in the HTTP layer, webhooks) in `metrics`.
-    pub fn with_metrics(mut self, metrics: crate::metrics::Registry) -> Self {
+    pub fn with_metrics(mut self, metrics: crate::daemon::metrics::Registry) -> Self {
         self.metrics = metrics;
         self
     }
 
-    pub fn metrics(&self) -> &crate::metrics::Registry {
+    pub fn metrics(&self) -> &crate::daemon::metrics::Registry {
         &self.metrics
     }
 
-    pub fn outbound(&self) -> Option<&crate::outbox::Outbound> {
+    pub fn outbound(&self) -> Option<&crate::effects::Outbound> {
         self.outbound.as_ref()
     }
 
     /// Ingest also reserves stock, queues stock pushes and deliveries
     /// (in the same transaction as the orders) and wakes their workers.
-    pub fn with_outbound(mut self, outbound: crate::outbox::Outbound) -> Self {
+    pub fn with_outbound(mut self, outbound: crate::effects::Outbound) -> Self {
         self.outbound = Some(outbound);
         self
     }
@@ -160,7 +160,7 @@ impl Ingest {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut writes = Vec::with_capacity(orders.len());
             // Reservations, stock pushes and deliveries, decided before the transaction.
-            let mut outbound = crate::outbox::IngestPlan::default();
+            let mut outbound = crate::effects::IngestPlan::default();
             for n in &orders {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
@@ -200,7 +200,7 @@ impl Ingest {
             match self.store.apply(batch) {
                 Ok(report) => {
                     if let Some(o) = &self.outbound {
-                        o.wakers.wake_items(&outbound.outbox);
+                        o.outbox.wakers.wake_items(&outbound.outbox);
                     }
                     let mut out = IngestReport {
                         seq: report.seq,
@@ -251,7 +251,7 @@ impl Ingest {
         ] {
             if n > 0 {
                 self.metrics.add(
-                    &crate::metrics::ORDERS_INGESTED,
+                    &crate::daemon::metrics::ORDERS_INGESTED,
                     &[channel, account, source, outcome],
                     n as f64,
                 );

@@ -1,26 +1,23 @@
 //! switchyard: the order hub daemon. This crate is the only code that knows all
 //! four channels; each channel's wire format lives in its own connector crate
 //! under `connectors/`, behind the `switchyard_contract::Connector` trait.
+//!
+//! The modules follow the data: `channels` (connectors, polls, webhooks) →
+//! `ingest` → `rules` → `store` → `effects` (stock, tracking, deliveries) →
+//! `outbox` → a channel or a destination. `ops` is what a person asks for,
+//! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing` and
+//! `rules` depend on nothing else in the crate.
 
-pub mod app;
-#[macro_use]
+pub mod channels;
 pub mod cli;
 pub mod config;
-pub mod connectors;
-pub mod deliver;
-pub mod demo;
+pub mod daemon;
+pub mod effects;
 pub mod http;
 pub mod ingest;
-pub mod inventory;
-pub mod logging;
-pub mod metrics;
-pub mod notify;
 pub mod ops;
 pub mod outbox;
-pub mod poll;
-pub mod reload;
-pub mod retry;
+pub mod pacing;
 pub mod rules;
-pub mod shipments;
 pub mod sim;
 pub mod store;

@@ -19,10 +19,10 @@ use serde_json::json;
 use switchyard_contract::{NormalizationNote, Order, OrderStatus, Priority, Shipment};
 
 use crate::ingest::apply_rules as rerun_rules;
-use crate::inventory::{self, StockError, StockUpdate};
-use crate::outbox::Outbound;
+use crate::effects::stock::{self, StockError, StockUpdate};
+use crate::effects::Outbound;
 use crate::rules::{Evaluation, RuleInput, RuleSet, evaluate};
-use crate::shipments::{self, ShipError, ShipOutcome, ShipmentRequest};
+use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
 use crate::store::{
     HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
     StoreError, StoredOrder, WriteBatch,
@@ -220,7 +220,7 @@ fn change(
         let current = find_order(store, id)?;
         let mut next = current.clone();
         let detail = edit(&mut next)?;
-        let plan = crate::deliver::plan_local(store, &next, now)?;
+        let plan = crate::effects::deliveries::plan_local(store, &next, now)?;
         let queued = plan.outbox.clone();
         let order = next.order.clone();
         let batch = WriteBatch {
@@ -237,7 +237,7 @@ fn change(
         };
         match store.apply(batch) {
             Ok(report) => {
-                outbound.wakers.wake_items(&queued);
+                outbound.outbox.wakers.wake_items(&queued);
                 return Ok(Written {
                     value: order,
                     seq: report.seq,
@@ -278,7 +278,7 @@ pub fn ship(
 ) -> Result<Written<ShipReceipt>, OpError> {
     let tracking_number = req.tracking_number.trim().to_owned();
     let order_id = req.order_id.clone();
-    Ok(match shipments::record(store, outbound, req, now)? {
+    Ok(match tracking::record(store, outbound, req, now)? {
         ShipOutcome::Recorded {
             status,
             shipment,
@@ -324,7 +324,7 @@ pub fn set_stock(
     updates: &[StockUpdate],
     now: DateTime<Utc>,
 ) -> Result<Written<StockReceipt>, OpError> {
-    let written = inventory::set_levels(store, outbound, updates, now)?;
+    let written = stock::set_levels(store, outbound, updates, now)?;
     Ok(Written {
         value: StockReceipt {
             skus: written.skus,
@@ -337,7 +337,7 @@ pub fn set_stock(
 
 /// `stock show`: the level and what each channel was last told.
 pub fn stock_show(store: &Store, sku: &str) -> Result<StockView, OpError> {
-    inventory::show(store, sku)?.ok_or_else(|| {
+    stock::show(store, sku)?.ok_or_else(|| {
         OpError::NotFound(format!(
             "no stock level for sku {sku:?}; set one with `switchyard stock set {sku} QTY`"
         ))
@@ -368,7 +368,7 @@ pub fn outbox_retry(
         id: id.to_owned(),
     })?;
     store.outbox_retry(id, now)?;
-    outbound.wakers.wake(&item.account);
+    outbound.outbox.wakers.wake(&item.account);
     Ok(())
 }
 
@@ -385,7 +385,7 @@ pub fn outbox_retry_dead(
         .collect();
     let n = store.outbox_retry_all_dead(now)?;
     for a in &accounts {
-        outbound.wakers.wake(a);
+        outbound.outbox.wakers.wake(a);
     }
     Ok(n)
 }
@@ -531,7 +531,7 @@ pub fn apply_rules(
     }
     let mut batch = WriteBatch::new(now);
     for ((stored, next), change) in writes.into_iter().zip(&changes) {
-        let plan = crate::deliver::plan_local(store, &next, now)?;
+        let plan = crate::effects::deliveries::plan_local(store, &next, now)?;
         batch.dedupe.extend(plan.dedupe);
         batch.orders.push(OrderWrite::Local {
             expected_revision: stored.revision,
@@ -556,7 +556,7 @@ pub fn apply_rules(
         )),
         e => e.into(),
     })?;
-    outbound.wakers.wake_items(&queued);
+    outbound.outbox.wakers.wake_items(&queued);
     Ok(Written {
         value: changes,
         seq: report.seq,

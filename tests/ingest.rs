@@ -13,7 +13,7 @@ use chrono::Utc;
 use common::*;
 use switchyard::http::{HttpState, WEBHOOK_BODY_LIMIT};
 use switchyard::ingest::{Ingest, LiveRules, Source};
-use switchyard::poll::{HealthBoard, catch_up};
+use switchyard::channels::poll::{HealthBoard, catch_up};
 use switchyard::rules::{RuleSet, parse_rules};
 use switchyard::store::{OrderWrite, Store, StoreOptions, WriteBatch};
 use switchyard_contract::testkit::{Exchange, ReplayServer};
@@ -420,8 +420,8 @@ async fn health_and_readiness_answer() {
 
 #[tokio::test]
 async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_push() {
-    use switchyard::outbox::Outbound;
-    use switchyard::shipments::{ShipmentRequest, record};
+    use switchyard::effects::Outbound;
+    use switchyard::effects::tracking::{ShipmentRequest, record};
     let (_dir, store) = store();
     let ingest = Ingest::new(store.clone(), LiveRules::default());
     let v1 = order(8, at(9, 0), "10.00");

@@ -17,12 +17,13 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use switchyard::config::{DestinationConfig, DestinationKind, Secret};
-use switchyard::deliver;
+use switchyard::effects::deliveries;
 use switchyard::ingest::{Ingest, LiveRules, Source};
-use switchyard::inventory::{self, DriftOptions, StockTarget, StockTargets, StockUpdate};
-use switchyard::outbox::{self, ChannelSender, Outbound, OutboxOptions, Worker};
+use switchyard::effects::stock::{self, DriftOptions, StockTarget, StockTargets, StockUpdate};
+use switchyard::effects::{self, ChannelSender, Outbound};
+use switchyard::outbox::{OutboxOptions, Worker};
 use switchyard::rules::{RuleSet, parse_rules};
-use switchyard::shipments::{self, ShipError, ShipLine, ShipOutcome, ShipmentRequest};
+use switchyard::effects::tracking::{self, ShipError, ShipLine, ShipOutcome, ShipmentRequest};
 use switchyard::store::{OrderWrite, OutboxState, Store, StoreOptions, WriteBatch};
 use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::*;
@@ -420,7 +421,7 @@ impl Workers {
                 account.to_owned(),
                 sender,
                 store.clone(),
-                outbound,
+                &outbound.outbox,
                 options.clone(),
                 rx.clone(),
             );
@@ -449,7 +450,7 @@ async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
 }
 
 fn set(store: &Store, outbound: &Outbound, sku: &str, available: i64) {
-    inventory::set_levels(
+    stock::set_levels(
         store,
         outbound,
         &[StockUpdate {
@@ -633,7 +634,7 @@ async fn transient_faults_are_retried_and_a_permanent_400_is_a_dead_letter_until
         sku: "ELSEWHERE".into(),
         available: 9,
     });
-    let w = inventory::set_levels(&store, &outbound, &updates, Utc::now()).unwrap();
+    let w = stock::set_levels(&store, &outbound, &updates, Utc::now()).unwrap();
     store.flushed(w.seq).await.unwrap();
 
     eventually(
@@ -664,8 +665,8 @@ async fn transient_faults_are_retried_and_a_permanent_400_is_a_dead_letter_until
     // The SKU the channel does not list is skipped, and remembered as such.
     assert_eq!(ch.level("shop", "ELSEWHERE"), None);
     assert!(matches!(
-        inventory::listing(&store, "shop", "ELSEWHERE", Utc::now()).unwrap(),
-        inventory::Listing::NotListed { .. }
+        stock::listing(&store, "shop", "ELSEWHERE", Utc::now()).unwrap(),
+        stock::Listing::NotListed { .. }
     ));
     let too_many = ch.with("shop", |c| c.too_many);
     assert_eq!(too_many, 2, "only the injected 429s");
@@ -673,7 +674,7 @@ async fn transient_faults_are_retried_and_a_permanent_400_is_a_dead_letter_until
     // The channel is fixed; a person retries the dead letter.
     ch.with("shop", |c| c.reject.clear());
     store.outbox_retry(&dead.id, Utc::now()).unwrap();
-    outbound.wakers.wake("shop");
+    outbound.outbox.wakers.wake("shop");
     eventually(
         "the retried push to arrive",
         Duration::from_secs(10),
@@ -822,7 +823,7 @@ async fn buffers_hold_back_units_and_drift_repair_reasserts_levels() {
         ..DriftOptions::default()
     };
     assert_eq!(
-        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, Utc::now()).unwrap(),
+        stock::drift_tick(&store, &outbound, &opts, &mut cursor, Utc::now()).unwrap(),
         3
     );
     assert_eq!(pending(&store).len(), 4, "coalesced into the queued pushes");
@@ -841,7 +842,7 @@ async fn buffers_hold_back_units_and_drift_repair_reasserts_levels() {
         store.apply(b).unwrap();
     };
     // What each channel should show: A holds back 2 units.
-    assert_eq!(inventory::desired_level(3, 2), 1);
+    assert_eq!(stock::desired_level(3, 2), 1);
     pushed("MUG", "shop-a", 1, now);
     pushed("MUG", "shop-b", 3, now);
     pushed("TEE", "shop-a", 0, now);
@@ -849,7 +850,7 @@ async fn buffers_hold_back_units_and_drift_repair_reasserts_levels() {
     pushed("TEE", "shop-b", 5, now - chrono::Duration::hours(1));
     let opts = DriftOptions::default();
     assert_eq!(
-        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, now).unwrap(),
+        stock::drift_tick(&store, &outbound, &opts, &mut cursor, now).unwrap(),
         1
     );
     let queued = pending(&store);
@@ -864,12 +865,12 @@ async fn buffers_hold_back_units_and_drift_repair_reasserts_levels() {
     // Everything right and fresh: nothing to do; a day later everything is re-asserted.
     pushed("TEE", "shop-b", 1, now);
     assert_eq!(
-        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, now).unwrap(),
+        stock::drift_tick(&store, &outbound, &opts, &mut cursor, now).unwrap(),
         0
     );
     let later = now + chrono::Duration::hours(25);
     assert_eq!(
-        inventory::drift_tick(&store, &outbound, &opts, &mut cursor, later).unwrap(),
+        stock::drift_tick(&store, &outbound, &opts, &mut cursor, later).unwrap(),
         4
     );
 }
@@ -923,7 +924,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
     let id = o.id.as_str();
     let now = Utc::now();
 
-    let partial = shipments::record(
+    let partial = tracking::record(
         &store,
         &outbound,
         &ship_req(id, "1Z-A", Some(&[("MUG-RED", 1)])),
@@ -958,7 +959,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
     );
 
     // The same tracking number again: nothing changes, nothing is queued.
-    let again = shipments::record(&store, &outbound, &ship_req(id, "1Z-A", None), now).unwrap();
+    let again = tracking::record(&store, &outbound, &ship_req(id, "1Z-A", None), now).unwrap();
     assert_eq!(
         again,
         ShipOutcome::AlreadyRecorded {
@@ -988,7 +989,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
         (ship_req(id, " ", None), "tracking number is empty"),
     ];
     for (req, message) in refused {
-        let e = shipments::record(&store, &outbound, &req, now).unwrap_err();
+        let e = tracking::record(&store, &outbound, &req, now).unwrap_err();
         assert!(e.is_bad_request(), "{e}");
         assert!(
             e.to_string().contains(message),
@@ -1009,7 +1010,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
     assert_eq!(pending(&store).len(), 1);
 
     // The rest, as a whole-order shipment.
-    let whole = shipments::record(&store, &outbound, &ship_req(id, "1Z-B", None), now).unwrap();
+    let whole = tracking::record(&store, &outbound, &ship_req(id, "1Z-B", None), now).unwrap();
     let ShipOutcome::Recorded {
         status, shipment, ..
     } = whole
@@ -1032,7 +1033,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
             .all(|l| l.shipped_quantity == l.quantity)
     );
     assert_eq!(shipped.order.shipments.len(), 2);
-    let e = shipments::record(&store, &outbound, &ship_req(id, "1Z-C", None), now).unwrap_err();
+    let e = tracking::record(&store, &outbound, &ship_req(id, "1Z-C", None), now).unwrap_err();
     assert!(
         matches!(e, ShipError::Invalid(ref m) if m.contains("already fully shipped")),
         "{e}"
@@ -1067,24 +1068,24 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
 #[test]
 fn ship_line_arguments_are_parsed_with_clear_errors() {
     assert_eq!(
-        shipments::parse_line_arg("MUG-RED=2").unwrap(),
+        tracking::parse_line_arg("MUG-RED=2").unwrap(),
         ShipLine {
             sku: "MUG-RED".into(),
             quantity: 2
         }
     );
     assert!(
-        shipments::parse_line_arg("MUG-RED")
+        tracking::parse_line_arg("MUG-RED")
             .unwrap_err()
             .contains("expected SKU=QTY")
     );
     assert!(
-        shipments::parse_line_arg("MUG-RED=two")
+        tracking::parse_line_arg("MUG-RED=two")
             .unwrap_err()
             .contains("not a whole number")
     );
     assert!(
-        shipments::parse_line_arg("=2")
+        tracking::parse_line_arg("=2")
             .unwrap_err()
             .contains("SKU is empty")
     );
@@ -1153,7 +1154,7 @@ then = { hold = "manual review" }
     )
     .with_outbound(outbound.clone());
     let (stop, rx) = watch::channel(false);
-    let (worker, account) = outbox::destination_worker(
+    let (worker, account) = effects::destination_worker(
         &dest,
         &store,
         &reqwest::Client::new(),
@@ -1184,12 +1185,12 @@ then = { hold = "manual review" }
         "stable across retries"
     );
     assert_eq!(b1, b2, "the same bytes on every retry");
-    assert!(deliver::verify(
+    assert!(deliveries::verify(
         secret.as_bytes(),
         b2,
         h2["x-switchyard-signature"].to_str().unwrap()
     ));
-    assert!(!deliver::verify(
+    assert!(!deliveries::verify(
         b"wrong",
         b2,
         h2["x-switchyard-signature"].to_str().unwrap()
@@ -1214,7 +1215,7 @@ then = { hold = "manual review" }
     let mut released = held.clone();
     released.order.hold = None;
     let now = Utc::now();
-    let plan = deliver::plan_local(&store, &released, now).unwrap();
+    let plan = deliveries::plan_local(&store, &released, now).unwrap();
     assert_eq!(plan.outbox.len(), 1);
     let mut b = WriteBatch::new(now);
     b.dedupe = plan.dedupe;
@@ -1226,7 +1227,7 @@ then = { hold = "manual review" }
         outbox: plan.outbox,
     });
     store.apply(b).unwrap();
-    outbound.wakers.wake(&account);
+    outbound.outbox.wakers.wake(&account);
     eventually(
         "the released order to be delivered",
         Duration::from_secs(10),
@@ -1241,7 +1242,7 @@ then = { hold = "manual review" }
     );
     let body: Order = serde_json::from_slice(&b3).unwrap();
     assert_eq!(body.id, large.id);
-    assert!(deliver::verify(
+    assert!(deliveries::verify(
         secret.as_bytes(),
         &b3,
         h3["x-switchyard-signature"].to_str().unwrap()
@@ -1249,10 +1250,10 @@ then = { hold = "manual review" }
 
     // The start-up sweep finds nothing left to deliver; a person may ask again.
     assert_eq!(
-        deliver::queue_ready_orders(&store, &outbound, Utc::now()).unwrap(),
+        deliveries::queue_ready_orders(&store, &outbound, Utc::now()).unwrap(),
         0
     );
-    assert!(deliver::redeliver(&store, &outbound, &small.id, Utc::now()).unwrap());
+    assert!(deliveries::redeliver(&store, &outbound, &small.id, Utc::now()).unwrap());
     eventually("the redelivery", Duration::from_secs(10), || {
         sink.0.lock().unwrap().len() == 4
     })
@@ -1313,7 +1314,7 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     switchyard::ops::hold(&store, &outbound, &held.id, "fraud check", Utc::now()).unwrap();
 
     let (stop, rx) = watch::channel(false);
-    let (worker, account) = outbox::destination_worker(
+    let (worker, account) = effects::destination_worker(
         &dest,
         &store,
         &reqwest::Client::new(),
@@ -1348,7 +1349,7 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     // waiting for its next look).
     switchyard::ops::release(&store, &outbound, &held.id, Utc::now()).unwrap();
     store.outbox_retry(&waiting[0].id, Utc::now()).unwrap();
-    outbound.wakers.wake(&account);
+    outbound.outbox.wakers.wake(&account);
     eventually(
         "the released order's delivery",
         Duration::from_secs(10),

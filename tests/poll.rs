@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use switchyard::ingest::{Ingest, LiveRules};
-use switchyard::poll::catch_up;
+use switchyard::channels::poll::catch_up;
 use switchyard::store::{Store, StoreOptions};
 use switchyard_contract::Cursor;
 use switchyard_contract::testkit::{Exchange, ReplayServer};

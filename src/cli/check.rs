@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::{CliResult, EXIT_FAILED, Failure};
+use super::print::outln;
 
 pub fn run(config_path: &Path) -> CliResult {
     let config = crate::config::load(config_path)

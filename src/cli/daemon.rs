@@ -6,10 +6,11 @@ use std::path::Path;
 use chrono::DateTime;
 
 use super::{CliResult, EXIT_FAILED, Failure};
-use crate::app::{RunOptions, run as run_app};
+use crate::daemon::{RunOptions, run as run_app};
 use crate::config::LogFormat;
 use crate::ingest::{Ingest, LiveRules};
-use crate::poll::{PollStats, catch_up};
+use crate::channels::poll::{PollStats, catch_up};
+use super::print::{out, outln};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
@@ -44,8 +45,8 @@ async fn termination() {
 pub fn run(config_path: &Path) -> CliResult {
     let config =
         crate::config::load(config_path).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
-    crate::logging::init(config.daemon.log_format == LogFormat::Json, "info");
-    let notify = std::sync::Arc::new(crate::notify::Notifier::from_env());
+    crate::daemon::logging::init(config.daemon.log_format == LogFormat::Json, "info");
+    let notify = std::sync::Arc::new(crate::daemon::systemd::Notifier::from_env());
     runtime()?.block_on(async move {
         let options = RunOptions {
             notify: Some(notify.clone()),
@@ -120,8 +121,8 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
                 ),
             ));
         };
-        let connector = crate::connectors::build(&account, &http).map_err(|e| match e {
-            crate::connectors::BuildError::NotBuiltIn(_) => {
+        let connector = crate::channels::registry::build(&account, &http).map_err(|e| match e {
+            crate::channels::registry::BuildError::NotBuiltIn(_) => {
                 Failure::unavailable(&format!("`sync {account_id}`: {e}"))
             }
             e => Failure::new(EXIT_FAILED, e.to_string()),
@@ -141,7 +142,7 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
     let rules = super::rules::load_configured_rules(&config, None)?;
     // Orders synced while the daemon is down reserve stock and queue their
     // pushes and deliveries like any other; the daemon sends them later.
-    let outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
+    let outbound = crate::effects::Outbound::new(crate::effects::stock_targets(&config, &http));
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
     let mut progress = Progress::new(account_id);
     let result = runtime()?.block_on(async {

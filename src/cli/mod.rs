@@ -3,24 +3,10 @@
 //! exit status and say what to fix. Commands whose parts are not built yet say
 //! `not available yet: <what is missing>` and exit 2, never fake output.
 
-/// `println!` that does not panic when stdout is closed early (`| head`).
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// `print!` that does not panic when stdout is closed early.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
-}
-
+mod print;
 mod check;
 mod daemon;
+mod demo;
 mod orders;
 mod outbox;
 mod remote;
@@ -35,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use print::outln;
 
 /// Exit status for a failed check or a failed command.
 pub const EXIT_FAILED: u8 = 1;
@@ -230,7 +217,7 @@ pub fn main(cli: Cli) -> ExitCode {
     // `run` sets up its own logging once its config is read (log_format,
     // level info): a subscriber installed here would win over it.
     if !matches!(cli.command, Command::Run) {
-        crate::logging::init(false, level);
+        crate::daemon::logging::init(false, level);
     }
     let result = dispatch(cli);
     match result {
@@ -255,7 +242,7 @@ fn dispatch(cli: Cli) -> CliResult {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
     };
     match cli.command {
-        Command::Demo(args) => crate::demo::run_demo(explicit.as_deref(), args),
+        Command::Demo(args) => demo::run_demo(explicit.as_deref(), args),
         Command::Check => check::run(&config()),
         Command::Orders(cmd) => orders::run(&config(), cmd),
         Command::Outbox(cmd) => outbox::run(&config(), cmd),

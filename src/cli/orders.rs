@@ -9,8 +9,9 @@ use switchyard_contract::{Channel, Order, OrderStatus};
 
 use super::{Backend, CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
 use crate::ops::{self, OpError, OrderDetail};
-use crate::outbox::Outbound;
+use crate::effects::Outbound;
 use crate::store::{OrderFilter, StoredOrder};
+use super::print::{out, outln};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use super::orders::{op_failure, store_failure};
 use super::{Backend, CliResult, OutboxCommand, print_json};
 use crate::ops;
-use crate::outbox::Outbound;
+use crate::effects::Outbound;
 use crate::store::OutboxSummary;
+use super::print::{out, outln};
 
 /// What the admin API answers to a retry.
 #[derive(Deserialize)]

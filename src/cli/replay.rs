@@ -12,9 +12,10 @@ use switchyard_contract::{Channel, Connector, ConnectorError, WebhookOutcome, We
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
 use crate::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings};
 use crate::ingest::{Ingest, LiveRules, Source};
-use crate::poll::{PollError, catch_up};
+use crate::channels::poll::{PollError, catch_up};
 use crate::sim::Simulator;
 use crate::store::{OrderFilter, Store, StoreOptions};
+use super::print::{out, outln};
 
 /// The account every replayed order is filed under.
 const REPLAY_ACCOUNT: &str = "replay";
@@ -133,7 +134,7 @@ pub fn run(
                 .await
                 .map_err(fail)?;
             let account = account_for(channel, sim.base_url(channel))?;
-            let connector = crate::connectors::build(&account, &http).map_err(fail)?;
+            let connector = crate::channels::registry::build(&account, &http).map_err(fail)?;
             let epoch = DateTime::<Utc>::UNIX_EPOCH;
             match catch_up(&connector, &account, &ingest, Some(epoch), |_| {}).await {
                 Ok(_) => {}

@@ -12,11 +12,12 @@ use super::orders::{op_failure, store_failure};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, RulesCommand, print_json};
 use crate::config::Config;
 use crate::ops::{self, RuleChange};
-use crate::outbox::Outbound;
+use crate::effects::Outbound;
 use crate::rules::{
     Evaluation, RuleSet, collect_test_files, explain_json, explain_text, format_case, load_rules,
     run_test_file,
 };
+use super::print::{out, outln};
 
 /// Loads the rules the config names, printing warnings to stderr.
 pub(crate) fn load_configured_rules(

@@ -9,8 +9,9 @@ use chrono::Utc;
 use super::orders::{op_failure, store_failure};
 use super::{Backend, CliResult, EXIT_FAILED, Failure};
 use crate::ops::{self, ShipReceipt};
-use crate::outbox::Outbound;
-use crate::shipments::{self, ShipmentRequest};
+use crate::effects::Outbound;
+use crate::effects::tracking::{self, ShipmentRequest};
+use super::print::outln;
 
 pub fn run(
     config_path: &Path,
@@ -23,7 +24,7 @@ pub fn run(
         None
     } else {
         let parsed: Result<Vec<_>, _> =
-            lines.iter().map(|l| shipments::parse_line_arg(l)).collect();
+            lines.iter().map(|l| tracking::parse_line_arg(l)).collect();
         Some(parsed.map_err(|e| Failure::new(EXIT_FAILED, e))?)
     };
     let req = ShipmentRequest {

@@ -9,10 +9,11 @@ use chrono::Utc;
 
 use super::orders::{op_failure, store_failure};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, StockCommand, print_json};
-use crate::inventory::{self, StockUpdate};
+use crate::effects::stock::{self, StockUpdate};
 use crate::ops::{self, StockReceipt};
-use crate::outbox::Outbound;
+use crate::effects::Outbound;
 use crate::store::StockView;
+use super::print::out;
 
 pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
     match cmd {
@@ -31,7 +32,7 @@ pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
 fn set(config_path: &Path, updates: &[StockUpdate]) -> CliResult {
     let receipt: StockReceipt = match super::open_backend(config_path)? {
         Backend::Local { config, store } => {
-            let outbound = Outbound::new(crate::outbox::stock_targets(
+            let outbound = Outbound::new(crate::effects::stock_targets(
                 &config,
                 &reqwest::Client::new(),
             ));
@@ -74,7 +75,7 @@ fn render_set(updates: &[StockUpdate], r: &StockReceipt) -> String {
 fn import(config_path: &Path, file: &PathBuf) -> CliResult {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot read {}: {e}", file.display())))?;
-    let updates = inventory::parse_stock_csv(&text).map_err(|problems| {
+    let updates = stock::parse_stock_csv(&text).map_err(|problems| {
         let mut lines: Vec<String> = problems
             .iter()
             .map(|p| format!("{}:{}: {}", file.display(), p.line, p.message))

@@ -44,12 +44,12 @@ use switchyard_contract::{Channel, Order, OrderStatus};
 
 use crate::config::Secret;
 use crate::ingest::Ingest;
-use crate::inventory::StockUpdate;
+use crate::effects::stock::StockUpdate;
 use crate::ops::{self, OpError};
-use crate::outbox::Outbound;
-use crate::poll::Backfill;
+use crate::effects::Outbound;
+use crate::channels::poll::Backfill;
 use crate::rules::explain_json;
-use crate::shipments::ShipmentRequest;
+use crate::effects::tracking::ShipmentRequest;
 use crate::store::{OrderFilter, StoreError};
 
 /// Where `router` is nested; handlers see paths without it.

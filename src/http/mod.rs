@@ -1,8 +1,8 @@
-//! The HTTP surface (SPEC §4): channel webhooks, health and readiness. The
-//! only daemon module that names the HTTP server crate. Webhook bodies are
-//! taken as raw bytes so the connector checks the signature over exactly what
-//! the channel signed, before anything is parsed; a webhook is answered 200
-//! only once the event is in the store and flushed.
+//! The HTTP surface: channel webhooks, health, readiness, metrics and the
+//! admin API. The only daemon module that names the HTTP server crate.
+//! Webhook bodies are taken as raw bytes and handed, with the headers, to
+//! `crate::channels::webhook`, which checks the signature over exactly what
+//! the channel signed before anything is parsed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,20 +17,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::json;
-use switchyard_contract::{Connector, ConnectorError, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{Connector, WebhookRequest};
 
 pub mod admin;
 
-use crate::ingest::{Ingest, Source};
-use crate::poll::HealthBoard;
+use crate::ingest::Ingest;
+use crate::channels::poll::HealthBoard;
 
 /// The largest webhook body accepted. Shopify's largest order payloads are a
 /// few hundred KB; anything near this is not a channel talking to us.
 pub const WEBHOOK_BODY_LIMIT: usize = 5 * 1024 * 1024;
-
-/// How long a webhook that names orders may spend fetching them before we
-/// answer 503 and let the channel retry (Shopify gives up after 5 s).
-const REFETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the HTTP handlers share. Generic over the connector so tests can
 /// drive the real routes with a test connector.
@@ -252,7 +248,7 @@ async fn webhook<C: Connector + 'static>(
     };
     let handling = handle_webhook(state, account, query, headers, body);
     let (outcome, response) = tracing::Instrument::instrument(handling, span).await;
-    metrics.inc(&crate::metrics::WEBHOOKS, &[&label, outcome]);
+    metrics.inc(&crate::daemon::metrics::WEBHOOKS, &[&label, outcome]);
     response
 }
 
@@ -301,155 +297,24 @@ async fn handle_webhook<C: Connector + 'static>(
         body: body.to_vec(),
         received_at: Utc::now(),
     };
-    if let Err(e) = connector.verify_webhook(&req) {
-        tracing::warn!(account = %account, error = %e, "webhook refused: signature");
-        return (
-            "unauthorized",
-            text(StatusCode::UNAUTHORIZED, "signature missing or wrong"),
-        );
-    }
-    let outcome = match connector.parse_webhook(&req) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(account = %account, error = %e, "webhook refused: body");
-            return (
-                "bad_request",
-                text(
-                    StatusCode::BAD_REQUEST,
-                    format!("not a webhook this account understands: {e}"),
-                ),
-            );
-        }
-    };
-    let key = outcome.dedupe_key().map(|k| format!("{account}:{k}"));
-    let orders = match outcome {
-        WebhookOutcome::Respond {
-            status,
-            content_type,
-            body,
-        } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return (
-                "challenge",
-                (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
-            );
-        }
-        WebhookOutcome::Ignored { reason, .. } => {
-            tracing::debug!(account = %account, %reason, "webhook ignored");
-            return (
-                "ignored",
-                text(StatusCode::OK, format!("ignored: {reason}")),
-            );
-        }
-        WebhookOutcome::Orders { orders, .. } => orders,
-        WebhookOutcome::Refetch {
-            channel_order_ids, ..
-        } => {
-            match tokio::time::timeout(REFETCH_TIMEOUT, connector.fetch_orders(&channel_order_ids))
-                .await
-            {
-                Ok(Ok(orders)) => orders,
-                Ok(Err(e)) => return ("error", refetch_failed(&account, &e)),
-                Err(_) => {
-                    return (
-                        "error",
-                        refetch_failed(
-                            &account,
-                            &ConnectorError::Transient("fetching the orders took too long".into()),
-                        ),
-                    );
-                }
-            }
-        }
-    };
-    let ids: Vec<&str> = orders.iter().map(|o| o.order.id.as_str()).collect();
-    tracing::Span::current().record("order", tracing::field::display(ids.join(",")));
-    let ingest = state.ingest.clone();
-    let acct = account.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        ingest.ingest(
-            &acct,
-            orders,
-            Source::Webhook { dedupe_key: key },
-            Utc::now(),
-        )
-    })
-    .await;
-    let report = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::error!(account = %account, error = %e, "webhook not stored");
-            return (
-                "error",
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "could not store the event; retry later",
-                ),
-            );
-        }
-        Err(e) => {
-            tracing::error!(account = %account, error = %e, "webhook ingest task failed");
-            return (
-                "error",
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "could not store the event; retry later",
-                ),
-            );
-        }
-    };
-    if report.duplicate {
-        // The first delivery may still be waiting for its flush: acknowledge
-        // the repeat only once everything written so far is durable.
-        if let Err(e) = state.ingest.store().flush().await {
-            tracing::error!(account = %account, error = %e, "store flush failed");
-            return (
-                "error",
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "could not make the event durable; retry later",
-                ),
-            );
-        }
-        return (
-            "duplicate",
-            text(StatusCode::OK, "duplicate: already stored"),
-        );
-    }
-    if let Err(e) = state.ingest.store().flushed(report.seq).await {
-        tracing::error!(account = %account, error = %e, "webhook not flushed");
-        return (
-            "error",
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not make the event durable; retry later",
-            ),
-        );
-    }
-    tracing::debug!(
-        created = report.created,
-        updated = report.updated,
-        unchanged = report.unchanged,
-        stale = report.stale,
-        "webhook stored"
-    );
+    let reply = crate::channels::webhook::handle(connector.as_ref(), &state.ingest, req).await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     (
-        "stored",
-        text(
-            StatusCode::OK,
-            format!(
-                "stored: {} new, {} updated, {} unchanged, {} older than stored",
-                report.created, report.updated, report.unchanged, report.stale
-            ),
-        ),
+        reply.outcome,
+        (
+            status,
+            [(header::CONTENT_TYPE, reply.content_type)],
+            reply.body,
+        )
+            .into_response(),
     )
 }
 
-/// `GET /metrics`: Prometheus text (`crate::metrics`). Counters are kept as
+/// `GET /metrics`: Prometheus text (`crate::daemon::metrics`). Counters are kept as
 /// things happen; the gauges that describe state (readiness, sync lag, outbox
 /// depth, stalled workers) and the outbox's own counters are read now.
 async fn metrics<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Response {
-    use crate::metrics as m;
+    use crate::daemon::metrics as m;
     let registry = state.ingest.metrics().clone();
     let ready = state.ready.load(Ordering::Acquire);
     registry.set(&m::READY, &[], if ready { 1.0 } else { 0.0 });
@@ -501,7 +366,7 @@ async fn metrics<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Respon
         Err(e) => tracing::warn!(error = %e, "metrics: reading the outbox failed"),
     }
     if let Some(outbound) = state.ingest.outbound() {
-        let c = &outbound.metrics;
+        let c = &outbound.outbox.metrics;
         for (outcome, counter) in [
             ("sent", &c.sent),
             ("retried", &c.retried),
@@ -512,7 +377,7 @@ async fn metrics<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Respon
             let n = counter.load(std::sync::atomic::Ordering::Relaxed);
             registry.set(&m::OUTBOX_PUSHES, &[outcome], n as f64);
         }
-        let stalled = outbound.heartbeats.stalled().len();
+        let stalled = outbound.outbox.heartbeats.stalled().len();
         registry.set(&m::WORKERS_STALLED, &[], stalled as f64);
     }
     (
@@ -527,13 +392,5 @@ fn too_large() -> Response {
     text(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("body larger than {WEBHOOK_BODY_LIMIT} bytes"),
-    )
-}
-
-fn refetch_failed(account: &str, e: &ConnectorError) -> Response {
-    tracing::warn!(account = %account, error = %e, "webhook: fetching the named orders failed");
-    text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "could not fetch the orders this event names; retry later",
     )
 }

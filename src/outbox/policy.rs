@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use switchyard_contract::ConnectorError;
 
-use crate::retry::Backoff;
 
 /// What to do with an item whose call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,21 +42,6 @@ pub fn classify(error: &ConnectorError) -> Action {
     }
 }
 
-/// The delay before retry number `attempts + 1` of one item: exponential
-/// from `initial` with jitter, capped at `max`; a longer retry-after wins.
-pub fn item_delay(
-    initial: Duration,
-    max: Duration,
-    attempts: u32,
-    retry_after: Option<Duration>,
-) -> Duration {
-    let mut b = Backoff::new(initial, max);
-    // Steps past ~30 are all at the cap.
-    for _ in 0..attempts.min(32) {
-        b.next_delay(None);
-    }
-    b.next_delay(retry_after)
-}
 
 #[cfg(test)]
 mod tests {
@@ -92,17 +76,5 @@ mod tests {
             classify(&ConnectorError::Config("x".into())),
             Action::Dead(_)
         ));
-    }
-
-    #[test]
-    fn item_delays_grow_with_attempts_up_to_the_cap() {
-        let (i, m) = (Duration::from_millis(100), Duration::from_secs(5));
-        assert!(item_delay(i, m, 0, None) <= Duration::from_millis(130));
-        assert!(item_delay(i, m, 3, None) >= Duration::from_millis(500));
-        assert!(item_delay(i, m, 1000, None) <= Duration::from_millis(6500));
-        assert_eq!(
-            item_delay(i, m, 0, Some(Duration::from_secs(9))),
-            Duration::from_secs(9)
-        );
     }
 }

@@ -26,10 +26,9 @@ use switchyard_contract::{ConnectorError, RateHint};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use super::limiter::Limiter;
-use super::policy::{Action, classify, item_delay};
-use super::{KINDS, Outbound, OutboxMetrics, OutboxOptions};
-use crate::retry::Backoff;
+use super::policy::{Action, classify};
+use super::{KINDS, Outbox, OutboxMetrics, OutboxOptions};
+use crate::pacing::{Backoff, Limiter, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
 /// How many times in a row an item may ask to be sent again at once.
@@ -151,9 +150,9 @@ pub struct Worker<S> {
     account_backoff: Backoff,
     /// Nothing is sent before this (a 429's retry-after, an empty bucket).
     paused_until: Option<tokio::time::Instant>,
-    /// Shows the watchdog this worker is alive (`crate::notify`).
-    heartbeat: crate::notify::Heartbeat,
-    registry: crate::metrics::Registry,
+    /// Shows the watchdog this worker is alive (`crate::daemon::systemd`).
+    heartbeat: crate::daemon::systemd::Heartbeat,
+    registry: crate::daemon::metrics::Registry,
 }
 
 impl<S: Sender> Worker<S> {
@@ -161,15 +160,15 @@ impl<S: Sender> Worker<S> {
         account: String,
         sender: S,
         store: Store,
-        outbound: &Outbound,
+        outbox: &Outbox,
         options: OutboxOptions,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Worker {
-            notify: outbound.wakers.get(&account),
-            metrics: outbound.metrics.clone(),
-            heartbeat: outbound.heartbeats.register(format!("outbox {account}")),
-            registry: outbound.registry.clone(),
+            notify: outbox.wakers.get(&account),
+            metrics: outbox.metrics.clone(),
+            heartbeat: outbox.heartbeats.register(format!("outbox {account}")),
+            registry: outbox.registry.clone(),
             account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
             account,
             sender,
@@ -259,7 +258,7 @@ impl<S: Sender> Worker<S> {
         if !waited.is_zero() {
             let secs = waited.as_secs_f64();
             self.registry
-                .add(&crate::metrics::LIMITER_WAIT, &[&self.account], secs);
+                .add(&crate::daemon::metrics::LIMITER_WAIT, &[&self.account], secs);
         }
         if !paced {
             return false;
@@ -428,7 +427,7 @@ impl<S: Sender> Worker<S> {
                     if rate_limited {
                         OutboxMetrics::add(&self.metrics.rate_limited);
                         self.registry
-                            .inc(&crate::metrics::RATE_LIMITED, &[&self.account, "outbox"]);
+                            .inc(&crate::daemon::metrics::RATE_LIMITED, &[&self.account, "outbox"]);
                     }
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store

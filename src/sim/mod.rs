@@ -456,12 +456,12 @@ impl DestinationSink {
                 return HttpResponse::new(404, format!("no destination {destination:?} here"));
             };
             let signature_ok = req
-                .header(crate::deliver::SIGNATURE_HEADER)
-                .is_some_and(|sig| crate::deliver::verify(secret, &req.body, sig));
+                .header(crate::effects::deliveries::SIGNATURE_HEADER)
+                .is_some_and(|sig| crate::effects::deliveries::verify(secret, &req.body, sig));
             r.lock().unwrap_or_else(|p| p.into_inner()).push(Delivery {
                 destination,
                 delivery_id: req
-                    .header(crate::deliver::DELIVERY_HEADER)
+                    .header(crate::effects::deliveries::DELIVERY_HEADER)
                     .map(str::to_owned),
                 signature_ok,
                 order: serde_json::from_slice(&req.body).ok(),

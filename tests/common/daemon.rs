@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard::app::{RunOptions, RunReport, run};
+use switchyard::daemon::{RunOptions, RunReport, run};
 use switchyard::store::Store;
 use switchyard_contract::Secret;
 

@@ -16,11 +16,12 @@ use serde_json::{Value, json};
 use switchyard_contract::{Channel, OrderStatus};
 use tokio::sync::oneshot;
 
-use crate::app::{RunOptions, RunReport, run};
-use crate::cli::{CliResult, DemoArgs, EXIT_FAILED, Failure};
+use crate::daemon::{RunOptions, RunReport, run};
+use super::{CliResult, DemoArgs, EXIT_FAILED, Failure};
 use crate::config::DestinationKind;
 use crate::sim::{Delivery, DestinationSink, Simulator};
 use crate::store::{OrderFilter, OutboxItem, StoredOrder};
+use super::print::{out, outln};
 
 /// The source tree, for running the demo from anywhere in a checkout.
 const SOURCE_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -172,7 +173,7 @@ pub fn run_demo(explicit_config: Option<&Path>, args: DemoArgs) -> CliResult {
         let mut running = Vec::new();
         for account in &mut config.accounts {
             account.base_url = sim.base_url(account.channel);
-            if crate::connectors::build(account, &probe).is_ok() {
+            if crate::channels::registry::build(account, &probe).is_ok() {
                 running.push(account.clone());
             }
         }
@@ -396,7 +397,7 @@ fn print_summary(
         }
     );
     if !orders.is_empty() {
-        out!("{}", indent(&crate::cli::render_list(orders)));
+        out!("{}", indent(&super::render_list(orders)));
     }
 
     outln!();

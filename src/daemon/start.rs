@@ -16,10 +16,10 @@ use switchyard_contract::Channel;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::connectors::{self, AnyConnector, BuildError};
+use crate::channels::registry::{self, AnyConnector, BuildError};
 use crate::http::HttpState;
 use crate::ingest::{Ingest, LiveRules};
-use crate::poll::{self, AccountHealth, HealthBoard};
+use crate::channels::poll::{self, AccountHealth, HealthBoard};
 use crate::store::{Store, StoreOptions};
 
 /// How often expired webhook dedupe keys are removed.
@@ -35,7 +35,7 @@ pub struct RunOptions {
     /// (systemd readiness, tests that need the port).
     pub on_ready: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
     /// systemd notifications (READY, STATUS, WATCHDOG, STOPPING); None: none.
-    pub notify: Option<Arc<crate::notify::Notifier>>,
+    pub notify: Option<Arc<crate::daemon::systemd::Notifier>>,
     /// Each notification reloads the rules and re-checks the config (SIGHUP).
     /// The rules file is also reloaded whenever it changes on disk.
     pub reload: Option<Arc<tokio::sync::Notify>>,
@@ -68,18 +68,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<(RunReport, Store)> {
     let notifier = options.notify.clone().unwrap_or_default();
-    let registry = crate::metrics::Registry::daemon();
+    let registry = crate::daemon::metrics::Registry::daemon();
     registry.set(
-        &crate::metrics::START_TIME,
+        &crate::daemon::metrics::START_TIME,
         &[],
         chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
     );
     registry.set(
-        &crate::metrics::BUILD_INFO,
+        &crate::daemon::metrics::BUILD_INFO,
         &[env!("CARGO_PKG_VERSION")],
         1.0,
     );
-    let heartbeats = crate::notify::Heartbeats::for_watchdog(notifier.watchdog_interval());
+    let heartbeats = crate::daemon::systemd::Heartbeats::for_watchdog(notifier.watchdog_interval());
     notifier.status(&format!(
         "starting: opening the store in {}",
         config.daemon.state_dir.display()
@@ -107,9 +107,9 @@ pub async fn run(
         .build()
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
-    let mut outbound = crate::outbox::Outbound::new(crate::outbox::stock_targets(&config, &http));
-    outbound.registry = registry.clone();
-    outbound.heartbeats = heartbeats.clone();
+    let mut outbound = crate::effects::Outbound::new(crate::effects::stock_targets(&config, &http));
+    outbound.outbox.registry = registry.clone();
+    outbound.outbox.heartbeats = heartbeats.clone();
     let ingest = ingest.with_outbound(outbound.clone());
     let mut channels: Vec<(String, Arc<AnyConnector>)> = Vec::new();
     let health = HealthBoard::default();
@@ -120,7 +120,7 @@ pub async fn run(
     let locks = poll::AccountLocks::default();
     let mut backfill_accounts = BTreeMap::new();
     for account in &config.accounts {
-        let skipped = match connectors::build(account, &http) {
+        let skipped = match registry::build(account, &http) {
             Ok(connector) => {
                 let connector = Arc::new(connector);
                 channels.push((account.id.clone(), connector.clone()));
@@ -184,7 +184,7 @@ pub async fn run(
         },
     ));
     http_state.ready.store(true, Ordering::Release);
-    let mut outbound_tasks = crate::outbox::spawn_all(
+    let mut outbound_tasks = crate::effects::spawn_all(
         &config,
         &store,
         &channels,
@@ -226,7 +226,7 @@ pub async fn run(
     if let Some(f) = &options.on_ready {
         f(addr);
     }
-    let reloader = crate::reload::Reloader::new(
+    let reloader = crate::daemon::reload::Reloader::new(
         &config,
         ingest.rules().clone(),
         registry.clone(),
@@ -245,7 +245,7 @@ pub async fn run(
     };
     notifier.ready(&running_status());
     let watchdog_task = notifier.watchdog_interval().map(|interval| {
-        tokio::spawn(crate::notify::watchdog(
+        tokio::spawn(crate::daemon::systemd::watchdog(
             notifier.clone(),
             heartbeats.clone(),
             interval,

@@ -24,8 +24,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::ingest::LiveRules;
-use crate::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
-use crate::notify::Notifier;
+use crate::daemon::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
+use crate::daemon::systemd::Notifier;
 
 /// How often the rules file's metadata is looked at.
 pub const RULES_POLL_INTERVAL: Duration = Duration::from_secs(2);

@@ -49,7 +49,8 @@ use switchyard_contract::{Connector, InventoryPush, InventoryResult, OrderStatus
 use tokio::sync::watch;
 
 use crate::config::{AccountConfig, Config};
-use crate::outbox::{FollowUp, IngestPlan, Outbound, OutboxMetrics, PUSH_INVENTORY, Verdict};
+use crate::effects::{IngestPlan, Outbound};
+use crate::outbox::{FollowUp, OutboxMetrics, PUSH_INVENTORY, Verdict};
 use crate::store::{
     NewOutboxItem, OutboxItem, StockChange, StockView, Store, StoreError, StoredOrder, WriteBatch,
 };
@@ -302,7 +303,7 @@ pub fn set_levels(
     let queued = batch.outbox.len();
     let items = batch.outbox.clone();
     let report = store.apply(batch)?;
-    outbound.wakers.wake_items(&items);
+    outbound.outbox.wakers.wake_items(&items);
     Ok(StockWrite {
         skus: updates.len(),
         queued,
@@ -714,7 +715,7 @@ impl PushTarget<'_> {
         };
         let listing_ref = match listing(store, account, &sku, now)? {
             Listing::NotListed { .. } => {
-                OutboxMetrics::add(&self.outbound.metrics.not_listed);
+                OutboxMetrics::add(&self.outbound.outbox.metrics.not_listed);
                 return Ok(Prepared::Finished(Verdict::Done(None)));
             }
             Listing::Listed(r) => r,
@@ -780,7 +781,7 @@ impl PushTarget<'_> {
             }
             InventoryResult::NotListed => {
                 mark_not_listed(store, account, &sku, recorded_at)?;
-                OutboxMetrics::add(&outbound.metrics.not_listed);
+                OutboxMetrics::add(&outbound.outbox.metrics.not_listed);
                 tracing::info!(account, sku = %sku, "channel does not list this sku; its pushes are skipped");
                 Verdict::Done(None)
             }
@@ -827,7 +828,7 @@ fn recheck(
         {
             let item = push_item(&account, &sku, now);
             store.outbox_add(vec![item], now)?;
-            outbound.wakers.wake(&account);
+            outbound.outbox.wakers.wake(&account);
         }
         Ok(())
     })
@@ -925,7 +926,7 @@ pub fn drift_tick(
     let count = items.len();
     if count > 0 {
         store.outbox_add(items.clone(), now)?;
-        outbound.wakers.wake_items(&items);
+        outbound.outbox.wakers.wake_items(&items);
     }
     Ok(count)
 }

@@ -22,7 +22,8 @@ use switchyard_contract::{
     Connector, OrderStatus, Shipment, ShipmentLine, TrackingPush, TrackingResult,
 };
 
-use crate::outbox::{Outbound, PUSH_TRACKING, Verdict};
+use super::Outbound;
+use crate::outbox::{PUSH_TRACKING, Verdict};
 use crate::store::{
     NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
 };
@@ -309,7 +310,7 @@ pub fn record(
         });
         match store.apply(batch) {
             Ok(report) => {
-                outbound.wakers.wake_items(std::slice::from_ref(&item));
+                outbound.outbox.wakers.wake_items(std::slice::from_ref(&item));
                 return Ok(ShipOutcome::Recorded {
                     status,
                     shipment,

@@ -40,8 +40,9 @@ use switchyard_contract::error::parse_retry_after;
 use switchyard_contract::{ConnectorError, Order, OrderStatus, Secret};
 
 use crate::config::{DestinationConfig, DestinationKind};
-use crate::inventory::forever;
-use crate::outbox::{DELIVER, Outbound, Sender, Verdict, destination_account};
+use crate::effects::stock::forever;
+use super::Outbound;
+use crate::outbox::{DELIVER, Sender, Verdict, destination_account};
 use crate::store::{
     NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
 };
@@ -256,7 +257,7 @@ fn queue_one(
         });
         match store.apply(batch) {
             Ok(_) => {
-                outbound.wakers.wake_items(std::slice::from_ref(&item));
+                outbound.outbox.wakers.wake_items(std::slice::from_ref(&item));
                 return Ok(true);
             }
             Err(StoreError::Conflict { .. }) => continue,

@@ -1,22 +1,77 @@
-//! Pacing of one account's calls of one operation class: a `governor` GCRA
-//! limiter seeded from the channel's published rate (run at `safety` × the
-//! rate and `burst_share` × the burst: the unused part of the channel's
-//! bucket absorbs network and scheduling jitter, which can make requests
-//! arrive closer together than they were sent, and leaves room for the
-//! account's polls, which spend the same bucket), plus the channel's own
-//! bucket reports (`RateHint`): when the channel says its bucket is nearly
-//! empty, the limiter waits until it has refilled to the low-water mark.
-//! Only the timing decisions live here; the worker does the sleeping, on
-//! tokio's clock, so that shutdown can interrupt it.
+//! Pacing: when the next call to a channel may go. Two halves, both pure
+//! timing decisions (the callers do the sleeping, on tokio's clock, so that
+//! shutdown can interrupt them); this module depends on nothing else in the
+//! crate.
+//!
+//! - Retry delays: exponential with jitter and a cap ([`Backoff`],
+//!   [`item_delay`]). The only module that names the `backoff` crate
+//!   (flagged unmaintained), so it can be swapped in one place.
+//! - Rate limits ([`Limiter`]): one account's calls of one operation class,
+//!   a `governor` GCRA limiter seeded from the channel's published rate (run
+//!   at `safety` × the rate and `burst_share` × the burst: the unused part
+//!   of the channel's bucket absorbs network and scheduling jitter, which can
+//!   make requests arrive closer together than they were sent, and leaves
+//!   room for the account's polls, which spend the same bucket), plus the
+//!   channel's own bucket reports (`RateHint`): when the channel says its
+//!   bucket is nearly empty, the limiter waits until it has refilled to the
+//!   low-water mark ([`hint_wait`]).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use backoff::backoff::Backoff as _;
 use chrono::{DateTime, Utc};
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use switchyard_contract::RateHint;
 use switchyard_contract::connector::RateLimit;
+
+/// A sequence of growing, jittered delays; `reset` after a success.
+pub struct Backoff(backoff::ExponentialBackoff);
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff(backoff::ExponentialBackoff {
+            initial_interval: initial,
+            current_interval: initial,
+            max_interval: max,
+            multiplier: 2.0,
+            randomization_factor: 0.3,
+            // Never give up: the caller decides when to stop.
+            max_elapsed_time: None,
+            ..backoff::ExponentialBackoff::default()
+        })
+    }
+
+    /// The next delay; a channel's retry-after wins when it asks for longer.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let computed = self.0.next_backoff().unwrap_or(self.0.max_interval);
+        match retry_after {
+            Some(ra) if ra > computed => ra,
+            _ => computed,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+}
+
+/// The delay before retry number `attempts + 1` of one item: exponential
+/// from `initial` with jitter, capped at `max`; a longer retry-after wins.
+pub fn item_delay(
+    initial: Duration,
+    max: Duration,
+    attempts: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let mut b = Backoff::new(initial, max);
+    // Steps past ~30 are all at the cap.
+    for _ in 0..attempts.min(32) {
+        b.next_delay(None);
+    }
+    b.next_delay(retry_after)
+}
 
 /// The longest wait a channel's bucket report can impose on its own.
 const MAX_HINT_WAIT: Duration = Duration::from_secs(60);
@@ -115,6 +170,37 @@ pub fn hint_wait(hint: RateHint, low_water: f64, now: DateTime<Utc>) -> Option<D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delays_grow_up_to_the_cap_and_honour_retry_after() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let first = b.next_delay(None);
+        assert!(
+            first >= Duration::from_millis(70) && first <= Duration::from_millis(130),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            assert!(b.next_delay(None) <= Duration::from_millis(2600));
+        }
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        b.reset();
+        assert!(b.next_delay(None) <= Duration::from_millis(130));
+    }
+
+    #[test]
+    fn item_delays_grow_with_attempts_up_to_the_cap() {
+        let (i, m) = (Duration::from_millis(100), Duration::from_secs(5));
+        assert!(item_delay(i, m, 0, None) <= Duration::from_millis(130));
+        assert!(item_delay(i, m, 3, None) >= Duration::from_millis(500));
+        assert!(item_delay(i, m, 1000, None) <= Duration::from_millis(6500));
+        assert_eq!(
+            item_delay(i, m, 0, Some(Duration::from_secs(9))),
+            Duration::from_secs(9)
+        );
+    }
 
     #[test]
     fn the_burst_goes_at_once_then_the_rate_paces() {

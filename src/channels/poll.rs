@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::config::AccountConfig;
 use crate::ingest::{Ingest, IngestError, Source};
-use crate::retry::Backoff;
+use crate::pacing::Backoff;
 
 /// How far back the first poll of an account reaches without `start_date`.
 pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
@@ -24,7 +24,7 @@ pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
 const MAX_PAGES_PER_CATCH_UP: usize = 100_000;
 
 /// How long one poll page may take before the account's poll loop counts as
-/// stalled (the watchdog: `crate::notify`). The daemon's HTTP client gives a
+/// stalled (the watchdog: `crate::daemon::systemd`). The daemon's HTTP client gives a
 /// request 10 s to connect and 30 s in all; the rest is ingest and slack.
 pub const PAGE_BUDGET: Duration = Duration::from_secs(120);
 
@@ -72,7 +72,7 @@ pub const POLL_LOW_WATER: f64 = 0.5;
 /// The pause before the next poll page that the channel's last rate-limit
 /// report asks for, if any.
 pub fn poll_pause(hint: Option<RateHint>, now: DateTime<Utc>) -> Option<Duration> {
-    crate::outbox::limiter::hint_wait(hint?, POLL_LOW_WATER, now)
+    crate::pacing::hint_wait(hint?, POLL_LOW_WATER, now)
 }
 
 /// Where an account's first poll starts.
@@ -129,7 +129,7 @@ pub async fn catch_up<C: Connector>(
             );
             ingest
                 .metrics()
-                .inc(&crate::metrics::ORDERS_REJECTED, &[&account.id]);
+                .inc(&crate::daemon::metrics::ORDERS_REJECTED, &[&account.id]);
         }
         learn_listing_refs(connector, &account.id, &page.orders, ingest.store())?;
         let report = ingest.ingest(
@@ -268,7 +268,7 @@ pub struct PollWorker<C> {
     pub locks: AccountLocks,
     /// Shows the watchdog that the loop is alive: each page has
     /// [`PAGE_BUDGET`], and waits between polls beat as they go.
-    pub heartbeat: crate::notify::Heartbeat,
+    pub heartbeat: crate::daemon::systemd::Heartbeat,
     /// Return after the first successful catch-up (the demo and `sync`).
     pub once: bool,
 }
@@ -311,9 +311,9 @@ async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Rec
         };
         heartbeat.beat();
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics.inc(&crate::metrics::POLLS, &[&account.id, outcome]);
+        metrics.inc(&crate::daemon::metrics::POLLS, &[&account.id, outcome]);
         if let Err(PollError::Connector(ConnectorError::RateLimited { .. })) = &result {
-            metrics.inc(&crate::metrics::RATE_LIMITED, &[&account.id, "poll"]);
+            metrics.inc(&crate::daemon::metrics::RATE_LIMITED, &[&account.id, "poll"]);
         }
         let delay = match result {
             Ok(stats) => {

@@ -1,0 +1,87 @@
+//! What a stored change sends out: stock levels to every channel that lists
+//! a SKU (`stock/`), tracking numbers to the order's channel
+//! (`tracking.rs`), routed orders to their destination (`deliveries.rs`).
+//! Each effect is planned from plain reads before the store transaction and
+//! written as outbox items in the same transaction as the change, so a
+//! change and what it causes are durable together; the senders here turn
+//! those items into calls when the outbox worker takes them (`workers.rs`).
+
+pub mod deliveries;
+pub mod stock;
+pub mod tracking;
+mod workers;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::outbox::Outbox;
+use crate::store::{NewOutboxItem, StockChange, Store, StoreError, StoredOrder};
+use stock::StockTargets;
+
+pub use workers::{ChannelSender, OutboundTasks, destination_worker, spawn_all};
+
+/// What the rest of the daemon needs to queue outbound work: which accounts
+/// take stock pushes (with their buffers) and this process's side of the
+/// outbox (wakers, counters). Cheap to clone. The ingest path, the CLI and
+/// the admin API all take one.
+#[derive(Clone, Default, Debug)]
+pub struct Outbound {
+    pub stock: StockTargets,
+    pub outbox: Outbox,
+}
+
+/// What ingest adds to its batch for one order.
+#[derive(Debug, Default)]
+pub struct IngestPlan {
+    /// Written only if the order is (as predicted) created or updated.
+    pub outbox: Vec<NewOutboxItem>,
+    pub stock: Vec<StockChange>,
+    pub dedupe: Vec<(String, DateTime<Utc>)>,
+}
+
+impl Outbound {
+    pub fn new(stock: StockTargets) -> Self {
+        Outbound {
+            stock,
+            ..Outbound::default()
+        }
+    }
+
+    /// The outbound side effects of writing `new` over `existing` from a
+    /// channel: stock reservations (and the pushes they cause) and the
+    /// delivery to the order's route. Computed before the transaction from
+    /// plain reads. Returns nothing when the store will not write the order
+    /// (an older version, or the same content): every effect is tied to a
+    /// write of the order, whose revision check makes a concurrent change
+    /// recompute the batch.
+    pub fn plan_ingest(
+        &self,
+        store: &Store,
+        existing: Option<&StoredOrder>,
+        new: &StoredOrder,
+        now: DateTime<Utc>,
+    ) -> Result<IngestPlan, StoreError> {
+        if let Some(e) = existing
+            && (e.order.updated_at > new.order.updated_at || e.same_content(new))
+        {
+            return Ok(IngestPlan::default());
+        }
+        let mut plan = stock::plan_reservation(store, &self.stock, existing, new, now)?;
+        if let Some((item, marker)) = deliveries::plan(store, new, now)? {
+            plan.outbox.push(item);
+            plan.dedupe.push(marker);
+        }
+        Ok(plan)
+    }
+}
+
+/// The accounts whose connectors in this build can push inventory, with
+/// their buffers: what `Outbound::new` takes in the daemon, `sync` and the CLI.
+pub fn stock_targets(config: &Config, http: &reqwest::Client) -> StockTargets {
+    StockTargets::from_config(config, |a| {
+        crate::channels::registry::build(a, http).is_ok_and(|c| {
+            use switchyard_contract::Connector as _;
+            c.capabilities().push_inventory
+        })
+    })
+}

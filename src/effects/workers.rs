@@ -1,0 +1,204 @@
+//! The outbox workers of the daemon's effects: one per channel account,
+//! sending stock and tracking pushes through its connector
+//! ([`ChannelSender`]), one per destination (`deliveries.rs`), and the
+//! drift repair task.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use switchyard_contract::Connector;
+use switchyard_contract::connector::RateLimit;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::stock::DriftOptions;
+use super::{Outbound, deliveries};
+use crate::config::{Config, DestinationConfig};
+use crate::outbox::{
+    OutboxOptions, PUSH_INVENTORY, PUSH_TRACKING, Sender, Verdict, Worker, destination_account,
+};
+use crate::store::Store;
+
+/// The running outbound tasks of the daemon.
+pub struct OutboundTasks {
+    pub tasks: JoinSet<()>,
+    /// Outbox accounts that have a worker.
+    pub accounts: Vec<String>,
+}
+
+/// Starts one worker per channel account (`channels`: account id and
+/// connector), one per destination, and the drift repair task. They all stop
+/// when `stop` turns true, each after finishing the call in flight.
+pub fn spawn_all<C: Connector + 'static>(
+    config: &Config,
+    store: &Store,
+    channels: &[(String, Arc<C>)],
+    http: &reqwest::Client,
+    outbound: &Outbound,
+    options: &OutboxOptions,
+    stop: watch::Receiver<bool>,
+) -> OutboundTasks {
+    let mut tasks = JoinSet::new();
+    let mut accounts = Vec::new();
+    for (account, connector) in channels {
+        let buffer = config
+            .account(account)
+            .map(|a| a.stock_buffer(&config.inventory))
+            .unwrap_or(config.inventory.buffer);
+        let sender = ChannelSender {
+            account: account.clone(),
+            buffer,
+            connector: connector.clone(),
+            store: store.clone(),
+            outbound: outbound.clone(),
+        };
+        let w = Worker::new(
+            account.clone(),
+            sender,
+            store.clone(),
+            &outbound.outbox,
+            options.clone(),
+            stop.clone(),
+        );
+        accounts.push(account.clone());
+        tasks.spawn(w.run());
+    }
+    for d in &config.destinations {
+        let (w, account) = destination_worker(d, store, http, outbound, options, stop.clone());
+        accounts.push(account);
+        tasks.spawn(w.run());
+    }
+    let (s, o, drift) = (store.clone(), outbound.clone(), DriftOptions::default());
+    tasks.spawn(async move {
+        // Orders released or re-routed while the daemon was down (a scan of
+        // the store: off the async threads).
+        let (s2, o2) = (s.clone(), o.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            deliveries::queue_ready_orders(&s2, &o2, Utc::now())
+        })
+        .await
+        .unwrap_or(Ok(0));
+        match found {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                orders = n,
+                "queued deliveries of routed orders found at start"
+            ),
+            Err(e) => tracing::warn!(error = %e, "looking for undelivered orders failed"),
+        }
+        super::stock::run_drift_repair(s, o, drift, stop).await;
+    });
+    OutboundTasks { tasks, accounts }
+}
+
+/// A worker for one destination.
+pub fn destination_worker(
+    d: &DestinationConfig,
+    store: &Store,
+    http: &reqwest::Client,
+    outbound: &Outbound,
+    options: &OutboxOptions,
+    stop: watch::Receiver<bool>,
+) -> (Worker<deliveries::DestinationSender>, String) {
+    let account = destination_account(&d.id);
+    let sender = deliveries::DestinationSender::new(
+        d,
+        http.clone(),
+        options.destination_limit,
+        store.clone(),
+    );
+    (
+        Worker::new(
+            account.clone(),
+            sender,
+            store.clone(),
+            &outbound.outbox,
+            options.clone(),
+            stop,
+        ),
+        account,
+    )
+}
+
+/// Sends a channel account's items through its connector.
+pub struct ChannelSender<C> {
+    pub account: String,
+    /// Units held back from this account.
+    pub buffer: u32,
+    pub connector: Arc<C>,
+    pub store: Store,
+    pub outbound: Outbound,
+}
+
+impl<C: Connector + 'static> Sender for ChannelSender<C> {
+    fn rate_limit(&self, kind: &str) -> RateLimit {
+        use switchyard_contract::connector::Operation;
+        match kind {
+            PUSH_TRACKING => self.connector.rate_limit(Operation::PushTracking),
+            _ => self.connector.rate_limit(Operation::PushInventory),
+        }
+    }
+
+    fn rate_hint(&self) -> Option<switchyard_contract::RateHint> {
+        self.connector.rate_hint()
+    }
+
+    /// Stock pushes go as many to a call as the connector takes.
+    fn batch_limit(&self, kind: &str) -> usize {
+        match kind {
+            PUSH_INVENTORY if self.connector.capabilities().push_inventory => {
+                self.connector.inventory_batch_limit().max(1)
+            }
+            _ => 1,
+        }
+    }
+
+    async fn send_batch(&self, items: &[crate::store::OutboxItem]) -> Vec<Verdict> {
+        let inventory = items.iter().all(|i| i.kind == PUSH_INVENTORY);
+        if inventory && self.connector.capabilities().push_inventory {
+            return super::stock::send_push_batch(
+                &self.store,
+                &self.outbound,
+                self.connector.as_ref(),
+                &self.account,
+                self.buffer,
+                items,
+            )
+            .await;
+        }
+        let mut verdicts = Vec::with_capacity(items.len());
+        for item in items {
+            verdicts.push(self.send(item).await);
+        }
+        verdicts
+    }
+
+    async fn send(&self, item: &crate::store::OutboxItem) -> Verdict {
+        let caps = self.connector.capabilities();
+        match item.kind.as_str() {
+            PUSH_INVENTORY if caps.push_inventory => {
+                super::stock::send_push(
+                    &self.store,
+                    &self.outbound,
+                    self.connector.as_ref(),
+                    &self.account,
+                    self.buffer,
+                    item,
+                )
+                .await
+            }
+            PUSH_TRACKING if caps.push_tracking => {
+                super::tracking::send_tracking(&self.store, self.connector.as_ref(), item).await
+            }
+            PUSH_INVENTORY | PUSH_TRACKING => Verdict::Dead(format!(
+                "the {} connector of account {} cannot {}",
+                self.connector.channel(),
+                self.account,
+                item.kind.replace('_', " ")
+            )),
+            other => Verdict::Dead(format!(
+                "unknown outbox item kind {other:?} for a channel account"
+            )),
+        }
+    }
+}
