@@ -40,7 +40,7 @@ use switchyard_contract::error::parse_retry_after;
 use switchyard_contract::{ConnectorError, Order, OrderStatus, Secret};
 
 use crate::config::{DestinationConfig, DestinationKind};
-use crate::effects::stock::forever;
+use super::forever;
 use super::Outbound;
 use crate::outbox::{DELIVER, Sender, Verdict, destination_account};
 use crate::store::{

@@ -30,6 +30,14 @@ pub struct Outbound {
     pub outbox: Outbox,
 }
 
+/// Markers in the store's dedupe keys live this long (for good).
+pub(crate) fn forever() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+
 /// What ingest adds to its batch for one order.
 #[derive(Debug, Default)]
 pub struct IngestPlan {

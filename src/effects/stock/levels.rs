@@ -1,0 +1,152 @@
+//! Setting central levels by hand (`stock set`, `PUT /api/v1/stock`, a CSV
+//! import): validate every entry, then write the levels and their pushes in
+//! one transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{MARK, push_items};
+use crate::effects::Outbound;
+use crate::store::{StockChange, StockView, Store, StoreError, WriteBatch};
+
+/// One level, as `PUT /api/v1/stock` takes them: `[{ "sku", "available" }]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockUpdate {
+    pub sku: String,
+    pub available: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StockError {
+    /// Every problem of the input; nothing was written.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `set_levels` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockWrite {
+    pub skus: usize,
+    /// Push items queued (after folding into pending ones, fewer calls).
+    pub queued: usize,
+    /// Await `store.flushed(seq)` (or `flush_blocking`) before acknowledging.
+    pub seq: u64,
+}
+
+/// Why a SKU cannot be used, if it cannot.
+pub fn sku_problem(sku: &str) -> Option<String> {
+    if sku.is_empty() {
+        Some("sku is empty".to_owned())
+    } else if sku.chars().any(char::is_control) {
+        Some(format!("sku {sku:?} contains a control character"))
+    } else if sku.trim() != sku {
+        Some(format!("sku {sku:?} has leading or trailing spaces"))
+    } else if sku.len() > 255 {
+        let head: String = sku.chars().take(40).collect();
+        Some(format!("sku {head:?}... is longer than 255 bytes"))
+    } else if sku.starts_with(MARK) {
+        Some(format!("sku {sku:?} must not start with {MARK:?}"))
+    } else {
+        None
+    }
+}
+
+/// Checks levels: every SKU usable and given once, every quantity ≥ 0.
+pub fn validate(updates: &[StockUpdate]) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, u) in updates.iter().enumerate() {
+        if let Some(p) = sku_problem(&u.sku) {
+            problems.push(format!("entry {}: {p}", i + 1));
+        }
+        if u.available < 0 {
+            problems.push(format!(
+                "entry {}: available for {} must not be negative (got {})",
+                i + 1,
+                u.sku,
+                u.available
+            ));
+        }
+        if let Some(first) = seen.insert(&u.sku, i + 1) {
+            problems.push(format!(
+                "entry {}: sku {} is already given in entry {first}",
+                i + 1,
+                u.sku
+            ));
+        }
+    }
+    if updates.is_empty() {
+        problems.push("no stock levels given".to_owned());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Sets central levels and queues a push of each to every account that may
+/// list it, in one transaction; all or nothing. Wakes the workers of this
+/// process. Returns before the flush: await `store.flushed(write.seq)`.
+pub fn set_levels(
+    store: &Store,
+    outbound: &Outbound,
+    updates: &[StockUpdate],
+    now: DateTime<Utc>,
+) -> Result<StockWrite, StockError> {
+    validate(updates).map_err(StockError::Invalid)?;
+    let mut batch = WriteBatch::new(now);
+    for u in updates {
+        batch.stock.push(StockChange::Set {
+            sku: u.sku.clone(),
+            available: u.available,
+        });
+        batch
+            .outbox
+            .extend(push_items(store, &outbound.stock, &u.sku, now)?);
+    }
+    let queued = batch.outbox.len();
+    let items = batch.outbox.clone();
+    let report = store.apply(batch)?;
+    outbound.outbox.wakers.wake_items(&items);
+    Ok(StockWrite {
+        skus: updates.len(),
+        queued,
+        seq: report.seq,
+    })
+}
+
+/// `stock show`: the level and what each channel was last told.
+pub fn show(store: &Store, sku: &str) -> Result<Option<StockView>, StoreError> {
+    Ok(store.stock_get(sku)?.map(|l| l.view()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let e = validate(&[
+            StockUpdate {
+                sku: "A".into(),
+                available: -1,
+            },
+            StockUpdate {
+                sku: " B".into(),
+                available: 1,
+            },
+            StockUpdate {
+                sku: "A".into(),
+                available: 2,
+            },
+        ])
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+}
