@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchyard_contract::{NormalizationNote, Order, OrderStatus, Priority, Shipment};
 
-use crate::ingest::apply_rules as rerun_rules;
-use crate::effects::stock::{self, StockError, StockUpdate};
 use crate::effects::Outbound;
-use crate::rules::{Evaluation, RuleInput, RuleSet, evaluate};
+use crate::effects::stock::{self, StockError, StockUpdate};
 use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
+use crate::ingest::apply_rules as rerun_rules;
+use crate::rules::{Evaluation, RuleInput, RuleSet, evaluate};
 use crate::store::{
     HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
     StoreError, StoredOrder, WriteBatch,

@@ -11,9 +11,9 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::Utc;
 use common::*;
+use switchyard::channels::poll::{HealthBoard, catch_up};
 use switchyard::http::{HttpState, WEBHOOK_BODY_LIMIT};
 use switchyard::ingest::{Ingest, LiveRules, Source};
-use switchyard::channels::poll::{HealthBoard, catch_up};
 use switchyard::rules::{RuleSet, parse_rules};
 use switchyard::store::{OrderWrite, Store, StoreOptions, WriteBatch};
 use switchyard_contract::testkit::{Exchange, ReplayServer};

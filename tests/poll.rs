@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use switchyard::ingest::{Ingest, LiveRules};
 use switchyard::channels::poll::catch_up;
+use switchyard::ingest::{Ingest, LiveRules};
 use switchyard::store::{Store, StoreOptions};
 use switchyard_contract::Cursor;
 use switchyard_contract::testkit::{Exchange, ReplayServer};

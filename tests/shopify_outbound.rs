@@ -312,7 +312,8 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     // absorb a daemon that ignored the limit for a long time.)
     let config = switchyard::config::load(&daemon.dir.path().join("switchyard.toml")).unwrap();
     let connector =
-        switchyard::channels::registry::build(&config.accounts[0], &reqwest::Client::new()).unwrap();
+        switchyard::channels::registry::build(&config.accounts[0], &reqwest::Client::new())
+            .unwrap();
     let RateLimit { per_second, burst } = connector.rate_limit(Operation::PushInventory);
     sim.set_shopify_bucket(CostBucket::new(
         f64::from(burst) * POINTS_PER_PUSH,

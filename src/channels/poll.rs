@@ -313,7 +313,10 @@ async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Rec
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics.inc(&crate::daemon::metrics::POLLS, &[&account.id, outcome]);
         if let Err(PollError::Connector(ConnectorError::RateLimited { .. })) = &result {
-            metrics.inc(&crate::daemon::metrics::RATE_LIMITED, &[&account.id, "poll"]);
+            metrics.inc(
+                &crate::daemon::metrics::RATE_LIMITED,
+                &[&account.id, "poll"],
+            );
         }
         let delay = match result {
             Ok(stats) => {

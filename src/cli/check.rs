@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::{CliResult, EXIT_FAILED, Failure};
 use super::print::outln;
+use super::{CliResult, EXIT_FAILED, Failure};
 
 pub fn run(config_path: &Path) -> CliResult {
     let config = crate::config::load(config_path)

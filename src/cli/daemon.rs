@@ -5,12 +5,12 @@ use std::path::Path;
 
 use chrono::DateTime;
 
-use super::{CliResult, EXIT_FAILED, Failure};
-use crate::daemon::{RunOptions, run as run_app};
-use crate::config::LogFormat;
-use crate::ingest::{Ingest, LiveRules};
-use crate::channels::poll::{PollStats, catch_up};
 use super::print::{out, outln};
+use super::{CliResult, EXIT_FAILED, Failure};
+use crate::channels::poll::{PollStats, catch_up};
+use crate::config::LogFormat;
+use crate::daemon::{RunOptions, run as run_app};
+use crate::ingest::{Ingest, LiveRules};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()

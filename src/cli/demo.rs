@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 use switchyard_contract::{Channel, OrderStatus};
 use tokio::sync::oneshot;
 
-use crate::daemon::{RunOptions, RunReport, run};
+use super::print::{out, outln};
 use super::{CliResult, DemoArgs, EXIT_FAILED, Failure};
 use crate::config::DestinationKind;
+use crate::daemon::{RunOptions, RunReport, run};
 use crate::sim::{Delivery, DestinationSink, Simulator};
 use crate::store::{OrderFilter, OutboxItem, StoredOrder};
-use super::print::{out, outln};
 
 /// The source tree, for running the demo from anywhere in a checkout.
 const SOURCE_DIR: &str = env!("CARGO_MANIFEST_DIR");

@@ -3,12 +3,12 @@
 //! exit status and say what to fix. Commands whose parts are not built yet say
 //! `not available yet: <what is missing>` and exit 2, never fake output.
 
-mod print;
 mod check;
 mod daemon;
 mod demo;
 mod orders;
 mod outbox;
+mod print;
 mod remote;
 mod replay;
 mod rules;

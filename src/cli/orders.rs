@@ -7,11 +7,11 @@ use clap::Args;
 use serde_json::json;
 use switchyard_contract::{Channel, Order, OrderStatus};
 
-use super::{Backend, CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
-use crate::ops::{self, OpError, OrderDetail};
-use crate::effects::Outbound;
-use crate::store::{OrderFilter, StoredOrder};
 use super::print::{out, outln};
+use super::{Backend, CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
+use crate::effects::Outbound;
+use crate::ops::{self, OpError, OrderDetail};
+use crate::store::{OrderFilter, StoredOrder};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {

@@ -6,11 +6,11 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::orders::{op_failure, store_failure};
-use super::{Backend, CliResult, OutboxCommand, print_json};
-use crate::ops;
-use crate::effects::Outbound;
-use crate::store::OutboxSummary;
 use super::print::{out, outln};
+use super::{Backend, CliResult, OutboxCommand, print_json};
+use crate::effects::Outbound;
+use crate::ops;
+use crate::store::OutboxSummary;
 
 /// What the admin API answers to a retry.
 #[derive(Deserialize)]

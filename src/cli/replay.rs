@@ -9,13 +9,13 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::testkit::Scenario;
 use switchyard_contract::{Channel, Connector, ConnectorError, WebhookOutcome, WebhookRequest};
 
+use super::print::{out, outln};
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
+use crate::channels::poll::{PollError, catch_up};
 use crate::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings};
 use crate::ingest::{Ingest, LiveRules, Source};
-use crate::channels::poll::{PollError, catch_up};
 use crate::sim::Simulator;
 use crate::store::{OrderFilter, Store, StoreOptions};
-use super::print::{out, outln};
 
 /// The account every replayed order is filed under.
 const REPLAY_ACCOUNT: &str = "replay";

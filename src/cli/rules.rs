@@ -9,15 +9,15 @@ use serde_json::json;
 use switchyard_contract::Order;
 
 use super::orders::{op_failure, store_failure};
+use super::print::{out, outln};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, RulesCommand, print_json};
 use crate::config::Config;
-use crate::ops::{self, RuleChange};
 use crate::effects::Outbound;
+use crate::ops::{self, RuleChange};
 use crate::rules::{
     Evaluation, RuleSet, collect_test_files, explain_json, explain_text, format_case, load_rules,
     run_test_file,
 };
-use super::print::{out, outln};
 
 /// Loads the rules the config names, printing warnings to stderr.
 pub(crate) fn load_configured_rules(

@@ -7,11 +7,11 @@ use std::path::Path;
 use chrono::Utc;
 
 use super::orders::{op_failure, store_failure};
+use super::print::outln;
 use super::{Backend, CliResult, EXIT_FAILED, Failure};
-use crate::ops::{self, ShipReceipt};
 use crate::effects::Outbound;
 use crate::effects::tracking::{self, ShipmentRequest};
-use super::print::outln;
+use crate::ops::{self, ShipReceipt};
 
 pub fn run(
     config_path: &Path,
@@ -23,8 +23,7 @@ pub fn run(
     let lines = if lines.is_empty() {
         None
     } else {
-        let parsed: Result<Vec<_>, _> =
-            lines.iter().map(|l| tracking::parse_line_arg(l)).collect();
+        let parsed: Result<Vec<_>, _> = lines.iter().map(|l| tracking::parse_line_arg(l)).collect();
         Some(parsed.map_err(|e| Failure::new(EXIT_FAILED, e))?)
     };
     let req = ShipmentRequest {

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::orders::{op_failure, store_failure};
+use super::print::out;
 use super::{Backend, CliResult, EXIT_FAILED, Failure, StockCommand, print_json};
+use crate::effects::Outbound;
 use crate::effects::stock::{self, StockUpdate};
 use crate::ops::{self, StockReceipt};
-use crate::effects::Outbound;
 use crate::store::StockView;
-use super::print::out;
 
 pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
     match cmd {

@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
-use crate::ingest::LiveRules;
 use crate::daemon::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
 use crate::daemon::systemd::Notifier;
+use crate::ingest::LiveRules;
 
 /// How often the rules file's metadata is looked at.
 pub const RULES_POLL_INTERVAL: Duration = Duration::from_secs(2);

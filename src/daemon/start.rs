@@ -15,11 +15,11 @@ use serde::Serialize;
 use switchyard_contract::Channel;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::channels::poll::{self, AccountHealth, HealthBoard};
 use crate::channels::registry::{self, AnyConnector, BuildError};
+use crate::config::Config;
 use crate::http::HttpState;
 use crate::ingest::{Ingest, LiveRules};
-use crate::channels::poll::{self, AccountHealth, HealthBoard};
 use crate::store::{Store, StoreOptions};
 
 /// How often expired webhook dedupe keys are removed.

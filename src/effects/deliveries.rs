@@ -39,9 +39,9 @@ use switchyard_contract::connector::RateLimit;
 use switchyard_contract::error::parse_retry_after;
 use switchyard_contract::{ConnectorError, Order, OrderStatus, Secret};
 
-use crate::config::{DestinationConfig, DestinationKind};
-use super::forever;
 use super::Outbound;
+use super::forever;
+use crate::config::{DestinationConfig, DestinationKind};
 use crate::outbox::{DELIVER, Sender, Verdict, destination_account};
 use crate::store::{
     NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
@@ -257,7 +257,10 @@ fn queue_one(
         });
         match store.apply(batch) {
             Ok(_) => {
-                outbound.outbox.wakers.wake_items(std::slice::from_ref(&item));
+                outbound
+                    .outbox
+                    .wakers
+                    .wake_items(std::slice::from_ref(&item));
                 return Ok(true);
             }
             Err(StoreError::Conflict { .. }) => continue,

@@ -37,7 +37,6 @@ pub(crate) fn forever() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-
 /// What ingest adds to its batch for one order.
 #[derive(Debug, Default)]
 pub struct IngestPlan {

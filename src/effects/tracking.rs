@@ -310,7 +310,10 @@ pub fn record(
         });
         match store.apply(batch) {
             Ok(report) => {
-                outbound.outbox.wakers.wake_items(std::slice::from_ref(&item));
+                outbound
+                    .outbox
+                    .wakers
+                    .wake_items(std::slice::from_ref(&item));
                 return Ok(ShipOutcome::Recorded {
                     status,
                     shipment,

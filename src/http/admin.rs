@@ -42,14 +42,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use switchyard_contract::{Channel, Order, OrderStatus};
 
-use crate::config::Secret;
-use crate::ingest::Ingest;
-use crate::effects::stock::StockUpdate;
-use crate::ops::{self, OpError};
-use crate::effects::Outbound;
 use crate::channels::poll::Backfill;
-use crate::rules::explain_json;
+use crate::config::Secret;
+use crate::effects::Outbound;
+use crate::effects::stock::StockUpdate;
 use crate::effects::tracking::ShipmentRequest;
+use crate::ingest::Ingest;
+use crate::ops::{self, OpError};
+use crate::rules::explain_json;
 use crate::store::{OrderFilter, StoreError};
 
 /// Where `router` is nested; handlers see paths without it.

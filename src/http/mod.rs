@@ -21,8 +21,8 @@ use switchyard_contract::{Connector, WebhookRequest};
 
 pub mod admin;
 
-use crate::ingest::Ingest;
 use crate::channels::poll::HealthBoard;
+use crate::ingest::Ingest;
 
 /// The largest webhook body accepted. Shopify's largest order payloads are a
 /// few hundred KB; anything near this is not a channel talking to us.

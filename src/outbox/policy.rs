@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use switchyard_contract::ConnectorError;
 
-
 /// What to do with an item whose call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -41,7 +40,6 @@ pub fn classify(error: &ConnectorError) -> Action {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

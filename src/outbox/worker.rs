@@ -257,8 +257,11 @@ impl<S: Sender> Worker<S> {
         let paced = self.pace(&kind, &mut waited).await;
         if !waited.is_zero() {
             let secs = waited.as_secs_f64();
-            self.registry
-                .add(&crate::daemon::metrics::LIMITER_WAIT, &[&self.account], secs);
+            self.registry.add(
+                &crate::daemon::metrics::LIMITER_WAIT,
+                &[&self.account],
+                secs,
+            );
         }
         if !paced {
             return false;
@@ -426,8 +429,10 @@ impl<S: Sender> Worker<S> {
                     OutboxMetrics::add(&self.metrics.retried);
                     if rate_limited {
                         OutboxMetrics::add(&self.metrics.rate_limited);
-                        self.registry
-                            .inc(&crate::daemon::metrics::RATE_LIMITED, &[&self.account, "outbox"]);
+                        self.registry.inc(
+                            &crate::daemon::metrics::RATE_LIMITED,
+                            &[&self.account, "outbox"],
+                        );
                     }
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store

@@ -7,6 +7,12 @@ use switchyard_contract::{Channel, OrderStatus, Priority};
 
 use super::glob::Glob;
 
+/// Where the parts of a rule are in the file, for diagnostics found after
+/// parsing (byte offsets).
+pub(crate) struct RuleSpans {
+    pub(crate) header: std::ops::Range<usize>,
+}
+
 /// A loaded rules file: rules in file order and the optional default route.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {

@@ -21,10 +21,9 @@
 
 use rust_decimal::Decimal;
 
-use super::ast::{Cmp, Cond, Conj, Op, RuleSet};
+use super::ast::{Cmp, Cond, Conj, Op, RuleSet, RuleSpans};
 use super::diag::Sink;
 use super::glob::{Glob, eq_ci};
-use super::parse::RuleSpans;
 
 pub(crate) fn check(set: &RuleSet, spans: &[RuleSpans], sink: &mut Sink<'_>) {
     for (i, rule) in set.rules.iter().enumerate() {

@@ -13,7 +13,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::ast::{
-    ACTION_KEYS, Actions, CONDITION_KEYS, Cmp, Cond, Conj, OP_KEYS, Op, Rule, RuleSet,
+    ACTION_KEYS, Actions, CONDITION_KEYS, Cmp, Cond, Conj, OP_KEYS, Op, Rule, RuleSet, RuleSpans,
 };
 use super::diag::{Diagnostic, Sink, unknown_word};
 use super::glob::Glob;
@@ -21,11 +21,6 @@ use super::lint;
 
 type Span = Range<usize>;
 type Value<'a> = Spanned<DeValue<'a>>;
-
-/// Where the parts of a rule are, for diagnostics found after parsing.
-pub(crate) struct RuleSpans {
-    pub(crate) header: Span,
-}
 
 /// Parses and validates a rules file. `path` is only used in diagnostics;
 /// `destinations` are the destination ids of the daemon config, which every

@@ -7,27 +7,15 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::TransactionalTree;
 
 use super::codec::{check_key_part, decode, encode, history_key};
 use super::outbox::{PreparedOutbox, stage_outbox};
+use super::tx::{TxResult, abort, tx_err};
 use super::{
     ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, ORDERS, OrderWrite, PushedLevel, STOCK,
-    StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome, engine_err,
+    StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome,
 };
-
-pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
-pub(crate) fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
-}
-
-pub(crate) fn tx_err(context: &str, e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => engine_err(context, e),
-    }
-}
 
 struct PreparedOrder {
     id: String,

@@ -9,6 +9,7 @@ mod codec;
 mod error;
 mod flusher;
 mod outbox;
+mod tx;
 mod types;
 
 use std::fmt;

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
-use super::apply::{TxResult, abort, tx_err};
 use super::codec::{check_key_part, decode, encode, outbox_id, pair_key};
+use super::tx::{TxResult, abort, tx_err};
 use super::{
     COALESCE, NewOutboxItem, OUTBOX, OutboxItem, OutboxState, Store, StoreError, engine_err,
 };

@@ -39,7 +39,6 @@
 //!   queues pushes for (account, SKU) pairs never pushed, pushed a level that
 //!   is not what the channel should show, or not re-asserted for a long time.
 
-
 mod csv;
 mod drift;
 mod levels;
