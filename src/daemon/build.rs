@@ -1,0 +1,106 @@
+//! Builds what the daemon runs on from the config, before anything starts:
+//! the metrics registry, the store, the rules, the ingest path, the HTTP
+//! client, the outbound handle and one connector per account whose channel
+//! is built in. Nothing listens and no task runs yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::metrics::{BUILD_INFO, Registry, START_TIME};
+use super::start::AccountReport;
+use super::systemd::{Heartbeats, Notifier};
+use crate::channels::registry::{self, AnyConnector, BuildError};
+use crate::config::{AccountConfig, Config};
+use crate::effects::{Outbound, stock_targets};
+use crate::ingest::{Ingest, LiveRules};
+use crate::store::{Store, StoreOptions};
+
+/// Everything the daemon runs on.
+pub(super) struct Built {
+    pub registry: Registry,
+    pub heartbeats: Heartbeats,
+    pub store: Store,
+    pub ingest: Ingest,
+    pub http: reqwest::Client,
+    pub outbound: Outbound,
+    /// The accounts whose channel has a connector in this build.
+    pub connected: Vec<(AccountConfig, Arc<AnyConnector>)>,
+    /// Every configured account, with why it does not run if it does not.
+    pub reports: Vec<AccountReport>,
+}
+
+pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Built> {
+    let registry = Registry::daemon();
+    registry.set(
+        &START_TIME,
+        &[],
+        chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+    );
+    registry.set(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);
+    let heartbeats = Heartbeats::for_watchdog(notifier.watchdog_interval());
+    notifier.status(&format!(
+        "starting: opening the store in {}",
+        config.daemon.state_dir.display()
+    ));
+    let store = Store::open(&config.daemon.state_dir, StoreOptions::default())
+        .with_context(|| format!("opening the store in {}", config.daemon.state_dir.display()))?;
+    let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
+    let rules = match crate::rules::load_rules(&config.daemon.rules, &destinations) {
+        Ok((rules, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            rules
+        }
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!("the rules file has errors:\n{}", text.join("\n"));
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+    // Stock pushes go to every account whose connector can push inventory.
+    let mut outbound = Outbound::new(stock_targets(config, &http));
+    outbound.outbox.registry = registry.clone();
+    outbound.outbox.heartbeats = heartbeats.clone();
+    let ingest = Ingest::new(store.clone(), LiveRules::new(rules))
+        .with_metrics(registry.clone())
+        .with_outbound(outbound.clone());
+    let mut connected = Vec::new();
+    let mut reports = Vec::new();
+    for account in &config.accounts {
+        let skipped = match registry::build(account, &http) {
+            Ok(connector) => {
+                connected.push((account.clone(), Arc::new(connector)));
+                None
+            }
+            Err(e @ BuildError::NotBuiltIn(_)) => {
+                tracing::warn!(account = %account.id, "{e}; account skipped");
+                Some(e.to_string())
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        };
+        reports.push(AccountReport {
+            id: account.id.clone(),
+            channel: account.channel,
+            skipped,
+            health: None,
+        });
+    }
+    Ok(Built {
+        registry,
+        heartbeats,
+        store,
+        ingest,
+        http,
+        outbound,
+        connected,
+        reports,
+    })
+}
