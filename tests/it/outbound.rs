@@ -2,7 +2,7 @@
 //! 127.0.0.1: outbox workers under a channel's rate limit, faults and dead
 //! letters, the oversell guard, shipments and destination deliveries.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;

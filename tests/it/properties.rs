@@ -9,7 +9,7 @@
 //!
 //! The inputs found to break the code are kept as plain tests at the end.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! The `switchyard` binary as a user runs it: exit statuses, what goes to
 //! stdout and stderr, and the JSON shapes SPEC §2 names.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

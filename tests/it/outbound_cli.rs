@@ -1,7 +1,7 @@
 //! `switchyard stock ...` and `switchyard ship ...` as a user runs them,
 //! with the daemon down (the commands open the store themselves).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Output;

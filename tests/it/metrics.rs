@@ -3,7 +3,7 @@
 //! webhooks, no label carries an order id, and readiness has per-account
 //! detail.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! state commands whether the daemon runs (they go through the API) or not
 //! (they open the store).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! file on SIGHUP applies to the next order; a change of the file alone
 //! (no signal) is picked up by the mtime poll.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};

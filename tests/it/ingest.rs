@@ -2,7 +2,7 @@
 //! through `poll::catch_up` from a replayed channel, and webhook deliveries
 //! through the real HTTP routes. Asserts what ends up in the store.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

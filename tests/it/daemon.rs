@@ -2,7 +2,7 @@
 //! HTTP surface, `switchyard run` as a process (acknowledge, then SIGTERM
 //! exits 0 with the data flushed), and `switchyard sync` against the simulator.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

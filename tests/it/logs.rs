@@ -4,7 +4,7 @@
 //! there are no colour codes when stderr is not a terminal, and the spans
 //! carry channel, account and order. Once as text, once as JSON lines.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@
 //! - Compare-and-set conflicts: the channel sold units after our last push;
 //!   the conflict policy of `src/inventory.rs` decides what it shows.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::future::Future;

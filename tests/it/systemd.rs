@@ -3,7 +3,7 @@
 //! socket this test owns (READY=1 once listening, STATUS= lines, WATCHDOG=1
 //! every half of `$WATCHDOG_USEC`, STOPPING=1 on SIGTERM, then exit 0).
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

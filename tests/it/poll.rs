@@ -2,7 +2,7 @@
 //! `--since` must never carry the account's stored position past orders it
 //! did not read.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,23 @@
+//! Every integration test of the daemon, in one binary: each former test
+//! file is a module here, so the crate is linked once instead of once per
+//! file. Shared support (a test connector, orders, the daemon harness) is in
+//! `common/`.
+
+mod common;
+
+mod admin;
+mod cli;
+mod config;
+mod daemon;
+mod ingest;
+mod logs;
+mod metrics;
+mod outbound;
+mod outbound_cli;
+mod poll;
+mod properties;
+mod reload;
+mod rules;
+mod shopify_outbound;
+mod store;
+mod systemd;
