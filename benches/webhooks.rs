@@ -7,7 +7,7 @@
 //!
 //! Plain `Instant` timing (no criterion); run with `cargo bench --bench webhooks`.
 
-#[path = "../tests/common/daemon.rs"]
+#[path = "../tests/it/common/daemon.rs"]
 mod harness;
 
 use std::sync::Arc;

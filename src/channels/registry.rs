@@ -11,7 +11,8 @@ use switchyard_contract::{
 };
 use switchyard_shopify::{ShopifyConfig, ShopifyConnector};
 
-use crate::config::{AccountConfig, ChannelSettings};
+use crate::config::{AccountConfig, ChannelSettings, Config};
+use crate::effects::stock::StockTargets;
 
 /// One connector of any built-in channel.
 pub enum AnyConnector {
@@ -63,6 +64,14 @@ pub fn build(account: &AccountConfig, http: &reqwest::Client) -> Result<AnyConne
             Err(BuildError::NotBuiltIn(account.channel))
         }
     }
+}
+
+/// The accounts whose connectors in this build can push inventory, with
+/// their buffers: what `Outbound::new` takes in the daemon, `sync` and the CLI.
+pub fn stock_targets(config: &Config, http: &reqwest::Client) -> StockTargets {
+    StockTargets::from_config(config, |a| {
+        build(a, http).is_ok_and(|c| c.capabilities().push_inventory)
+    })
 }
 
 impl Connector for AnyConnector {

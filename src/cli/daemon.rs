@@ -142,7 +142,8 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
     let rules = super::rules::load_configured_rules(&config, None)?;
     // Orders synced while the daemon is down reserve stock and queue their
     // pushes and deliveries like any other; the daemon sends them later.
-    let outbound = crate::effects::Outbound::new(crate::effects::stock_targets(&config, &http));
+    let outbound =
+        crate::effects::Outbound::new(crate::channels::registry::stock_targets(&config, &http));
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
     let mut progress = Progress::new(account_id);
     let result = runtime()?.block_on(async {

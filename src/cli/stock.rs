@@ -32,7 +32,7 @@ pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
 fn set(config_path: &Path, updates: &[StockUpdate]) -> CliResult {
     let receipt: StockReceipt = match super::open_backend(config_path)? {
         Backend::Local { config, store } => {
-            let outbound = Outbound::new(crate::effects::stock_targets(
+            let outbound = Outbound::new(crate::channels::registry::stock_targets(
                 &config,
                 &reqwest::Client::new(),
             ));

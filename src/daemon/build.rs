@@ -7,15 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::Serialize;
+use switchyard_contract::Channel;
 
 use super::metrics::{BUILD_INFO, Registry, START_TIME};
-use super::start::AccountReport;
 use super::systemd::{Heartbeats, Notifier};
+use crate::channels::poll::AccountHealth;
 use crate::channels::registry::{self, AnyConnector, BuildError};
 use crate::config::{AccountConfig, Config};
-use crate::effects::{Outbound, stock_targets};
+use crate::effects::Outbound;
 use crate::ingest::{Ingest, LiveRules};
 use crate::store::{Store, StoreOptions};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountReport {
+    pub id: String,
+    pub channel: Channel,
+    /// Why the account did not run, when it did not.
+    pub skipped: Option<String>,
+    pub health: Option<AccountHealth>,
+}
 
 /// Everything the daemon runs on.
 pub(super) struct Built {
@@ -66,7 +77,7 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         .build()
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
-    let mut outbound = Outbound::new(stock_targets(config, &http));
+    let mut outbound = Outbound::new(registry::stock_targets(config, &http));
     outbound.outbox.registry = registry.clone();
     outbound.outbox.heartbeats = heartbeats.clone();
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules))

@@ -13,4 +13,5 @@ mod shutdown;
 mod start;
 pub mod systemd;
 
-pub use start::{AccountReport, RunOptions, RunReport, run};
+pub use build::AccountReport;
+pub use start::{RunOptions, RunReport, run};

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use switchyard_contract::Channel;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::build::AccountReport;
 use super::build::{Built, build};
 use super::systemd::Notifier;
-use crate::channels::poll::{self, AccountHealth, HealthBoard};
+use crate::channels::poll::{self, HealthBoard};
 use crate::channels::registry::AnyConnector;
 use crate::config::Config;
 use crate::effects::OutboundTasks;
@@ -43,15 +43,6 @@ pub struct RunOptions {
     /// Each notification reloads the rules and re-checks the config (SIGHUP).
     /// The rules file is also reloaded whenever it changes on disk.
     pub reload: Option<Arc<tokio::sync::Notify>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AccountReport {
-    pub id: String,
-    pub channel: Channel,
-    /// Why the account did not run, when it did not.
-    pub skipped: Option<String>,
-    pub health: Option<AccountHealth>,
 }
 
 #[derive(Debug, Clone, Serialize)]

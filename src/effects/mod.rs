@@ -13,7 +13,6 @@ mod workers;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
 use crate::outbox::Outbox;
 use crate::store::{NewOutboxItem, StockChange, Store, StoreError, StoredOrder};
 use stock::StockTargets;
@@ -80,15 +79,4 @@ impl Outbound {
         }
         Ok(plan)
     }
-}
-
-/// The accounts whose connectors in this build can push inventory, with
-/// their buffers: what `Outbound::new` takes in the daemon, `sync` and the CLI.
-pub fn stock_targets(config: &Config, http: &reqwest::Client) -> StockTargets {
-    StockTargets::from_config(config, |a| {
-        crate::channels::registry::build(a, http).is_ok_and(|c| {
-            use switchyard_contract::Connector as _;
-            c.capabilities().push_inventory
-        })
-    })
 }

@@ -53,7 +53,7 @@ pub fn router<C: Connector + 'static>(state: Arc<HttpState<C>>) -> Router {
             admin::router(state.ingest.clone(), state.admin.clone()),
         )
         // axum's own 404 and 405 have empty bodies; every answer says what
-        // went wrong (found by `tests/properties.rs`).
+        // went wrong (found by `tests/it/properties.rs`).
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn(drain_unread_body))
@@ -68,7 +68,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// An answer given before the request body was read to its end (a refusal,
 /// a route that takes no body) made hyper close the connection without
 /// saying so: the client lost the answer or, reusing the connection, its
-/// next request ("IncompleteMessage", found by `tests/properties.rs`). The
+/// next request ("IncompleteMessage", found by `tests/it/properties.rs`). The
 /// rest of the body is read and dropped before answering (bounded in size
 /// and time); past those bounds the answer says `Connection: close`.
 async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {

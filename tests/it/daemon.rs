@@ -1,4 +1,4 @@
-//! The daemon with a real Shopify connector: webhooks through `app::run`'s
+//! The daemon with a real Shopify connector: webhooks through `daemon::run`'s
 //! HTTP surface, `switchyard run` as a process (acknowledge, then SIGTERM
 //! exits 0 with the data flushed), and `switchyard sync` against the simulator.
 

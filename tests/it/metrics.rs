@@ -1,4 +1,4 @@
-//! `GET /metrics` and `GET /readyz` of a daemon started with `app::run`:
+//! `GET /metrics` and `GET /readyz` of a daemon started with `daemon::run`:
 //! the text format parses line by line, counters move after a poll and after
 //! webhooks, no label carries an order id, and readiness has per-account
 //! detail.

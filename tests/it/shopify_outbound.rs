@@ -1,4 +1,4 @@
-//! Stock pushes end to end: the daemon (`app::run`, in-process, on
+//! Stock pushes end to end: the daemon (`daemon::run`, in-process, on
 //! 127.0.0.1) against the simulator's stateful Shopify shop, driven through
 //! the admin API (`PUT /api/v1/stock`, `GET /api/v1/outbox`) and signed
 //! `orders/create` webhooks. What each channel shows is read back from the
@@ -17,7 +17,7 @@
 //!   left; the sale on one makes the other show 0 at once, so its storefront
 //!   refuses the next buyer.
 //! - Compare-and-set conflicts: the channel sold units after our last push;
-//!   the conflict policy of `src/inventory.rs` decides what it shows.
+//!   the conflict policy of `src/effects/stock/push.rs` decides what it shows.
 
 use crate::common;
 
@@ -494,7 +494,7 @@ async fn the_last_unit_sold_on_one_shop_is_gone_from_the_other_at_once() {
     sim_b.stop().await;
 }
 
-/// The conflict policy (`src/inventory.rs`, "Compare-and-set"): when the
+/// The conflict policy (`src/effects/stock/push.rs`, "Compare-and-set"): when the
 /// channel shows something other than what it last confirmed, what it
 /// shows is recorded; if that is more than the daemon's level, the level is
 /// pushed again against it at once (the channel must not offer units we do

@@ -904,7 +904,8 @@ fn concurrent_writers_share_flushes_without_deadlock() {
 // --- kill -9 ------------------------------------------------------------------
 
 const KILL_CHILD_ENV: &str = "SWITCHYARD_STORE_KILL_CHILD";
-const KILL_TEST: &str = "acknowledged_writes_survive_kill_9";
+// The name libtest gives the test in the `it` binary (module path without the crate).
+const KILL_TEST: &str = "store::acknowledged_writes_survive_kill_9";
 const KILL_BATCHES: u32 = 5;
 const KILL_PER_BATCH: u32 = 20;
 

@@ -1,5 +1,5 @@
 //! The daemon as the integration tests drive it: a `switchyard.toml` from a
-//! builder, the daemon run in-process (`app::run`) or as the `switchyard`
+//! builder, the daemon run in-process (`daemon::run`) or as the `switchyard`
 //! binary, the binary's command line, and signed Shopify webhook deliveries.
 //!
 //! Declared by `tests/common/mod.rs` and included by path from
@@ -240,7 +240,7 @@ pub fn warehouses(east_url: &str, west_url: &str) -> Vec<Destination> {
     ]
 }
 
-/// The daemon running inside the test (`app::run` on the test's runtime),
+/// The daemon running inside the test (`daemon::run` on the test's runtime),
 /// which hands back its run report and store when stopped.
 pub struct InProcess {
     pub addr: SocketAddr,
@@ -313,7 +313,7 @@ impl InProcess {
         }
     }
 
-    /// Asks the daemon to stop and answers what `app::run` returned.
+    /// Asks the daemon to stop and answers what `daemon::run` returned.
     pub async fn stop(self) -> (RunReport, Store) {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap()
