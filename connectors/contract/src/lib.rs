@@ -10,6 +10,7 @@ pub mod error;
 pub mod model;
 pub mod pacing;
 pub mod secret;
+pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tokens;
@@ -27,5 +28,6 @@ pub use model::{
 };
 pub use pacing::{Operation, Pacer, RateHint, RateLimit, RateWindow, Unpaced};
 pub use secret::Secret;
+pub use settings::{AccountSettings, BuildContext, ChannelDescriptor, Need, SettingsReader};
 pub use tokens::{TokenGrant, TokenKeeper, TokenSet, TokenState, TokenStore};
 pub use webhook::{WebhookOutcome, WebhookRequest};
