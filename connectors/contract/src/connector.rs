@@ -1,15 +1,27 @@
 //! The `Connector` trait every channel crate implements, and the plain data
 //! that crosses it. Connectors never sleep, retry, spawn or touch the store:
-//! they make one call's worth of requests and classify what went wrong.
+//! they make one call's worth of requests (each one after the daemon's
+//! [`Pacer`](crate::pacing::Pacer) lets it go) and classify what went wrong.
+//!
+//! The trait is object-safe: the daemon keeps one `Arc<dyn Connector>` per
+//! account, built once and shared by the poll loop, webhooks and the outbox,
+//! so that two users of one account never hold two copies of its rotating
+//! tokens.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConnectorError;
 use crate::model::{Channel, NormalizedOrder, Order, Shipment};
+use crate::pacing::{Operation, RateLimit};
 use crate::webhook::{WebhookOutcome, WebhookRequest};
+
+/// A boxed future, so that [`Connector`] can be used as `dyn Connector`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An account's poll position, opaque to the daemon: each connector encodes
 /// what it needs (a timestamp watermark, a page token ...). Stored as is.
@@ -31,6 +43,16 @@ pub struct OrderPage {
     pub rejected: Vec<RejectedOrder>,
 }
 
+/// What a fetch of named orders found.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedOrders {
+    pub orders: Vec<NormalizedOrder>,
+    /// Orders the channel sent that could not be read: left out, named.
+    pub rejected: Vec<RejectedOrder>,
+    /// Ids the channel has no order for (deleted, or out of the app's reach).
+    pub missing: Vec<String>,
+}
+
 /// An order a connector had to leave out of a page, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedOrder {
@@ -46,6 +68,39 @@ pub struct Capabilities {
     pub webhooks: bool,
     pub push_inventory: bool,
     pub push_tracking: bool,
+}
+
+/// How a channel wants the daemon to treat it, beyond its rate limits: the
+/// numbers that used to be tuned for one channel inside the daemon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelHints {
+    /// How full the channel's shared rate-limit bucket (as its
+    /// [`RateHint`](crate::pacing::RateHint)s report it) must be before a
+    /// poll page is asked for: polls are background work and leave the rest
+    /// to pushes, which buyers and other channels wait on. 0 disables it.
+    pub poll_low_water: f64,
+    /// How long one request-bound piece of channel work (a poll page, a
+    /// fetch, a push) may take once the pacer has let it go, before the
+    /// daemon gives up on it and retries later. Waits on the pacer are not
+    /// counted: a channel that allows one call a minute is not stalled.
+    pub call_timeout: Duration,
+    /// How often recently placed orders are read again in full although the
+    /// channel did not report them changed (Etsy's modification time misses
+    /// refunds and ship-date changes); `None` when the cursor sees everything.
+    pub resweep_every: Option<Duration>,
+    /// How far back such a re-read reaches.
+    pub resweep_window: Duration,
+}
+
+impl Default for ChannelHints {
+    fn default() -> Self {
+        ChannelHints {
+            poll_low_water: 0.0,
+            call_timeout: Duration::from_secs(120),
+            resweep_every: None,
+            resweep_window: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 /// Set the channel's sellable quantity of one SKU.
@@ -77,6 +132,27 @@ pub enum InventoryResult {
     /// edit on the channel): nothing was written. `current` is what the
     /// channel shows now; the daemon decides what to push after reconciling.
     Conflict { current: u32 },
+    /// The channel took the change for processing later (Amazon's listings
+    /// feeds): the daemon asks [`Connector::check_inventory_receipt`] about
+    /// `receipt` from `check_after` on. Several pushes of one call may share
+    /// a receipt.
+    Pending {
+        receipt: String,
+        check_after: DateTime<Utc>,
+    },
+}
+
+/// What the channel says about a [`InventoryResult::Pending`] receipt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiptStatus {
+    /// Not processed yet: ask again from `check_after` on.
+    Pending { check_after: DateTime<Utc> },
+    /// Processed: one result per SKU the receipt covered (`Pending` is not
+    /// a valid answer here). A SKU the channel's report does not mention
+    /// counts as set.
+    Done {
+        results: Vec<(String, Result<InventoryResult, ConnectorError>)>,
+    },
 }
 
 /// Tell the channel about one shipment of an order.
@@ -96,130 +172,114 @@ pub enum TrackingResult {
     AlreadyThere { channel_ref: Option<String> },
 }
 
-/// What the channel last said about its rate limit, so the daemon's limiter
-/// can follow it (Shopify's `throttleStatus`, Amazon's
-/// `x-amzn-RateLimit-Limit`, Etsy's `x-remaining-*` headers ...).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RateHint {
-    /// Bucket size, in the channel's unit (query-cost points, requests).
-    pub capacity: u32,
-    /// What is left in the bucket now.
-    pub remaining: u32,
-    /// Units restored per second.
-    pub restore_per_second: f64,
-    pub observed_at: DateTime<Utc>,
-}
-
-/// Which of a channel's published limits an outbound call counts against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    PushInventory,
-    PushTracking,
-}
-
-/// A channel's published request rate for one operation class: a token
-/// bucket of `burst` requests refilled at `per_second`. The daemon's limiter
-/// is seeded from it and then follows the channel's `RateHint`s.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RateLimit {
-    /// Sustained requests per second (may be below 1, e.g. 1/60 for once a minute).
-    pub per_second: f64,
-    /// Requests that may go back to back after a quiet spell; at least 1.
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// What a connector that publishes nothing gets: one request a second.
-    pub const CONSERVATIVE: RateLimit = RateLimit {
-        per_second: 1.0,
-        burst: 1,
-    };
-}
-
-/// One channel account. Built from its config and a shared HTTP client with
-/// no I/O at build time.
+/// One channel account. Built once per account from its settings, the
+/// daemon's shared HTTP client, a [`TokenStore`](crate::tokens::TokenStore)
+/// and a [`Pacer`](crate::pacing::Pacer), with no I/O at build time.
+///
+/// Every request a connector makes first awaits its pacer
+/// (`pacer.acquire(operation, cost)`) and reports what the channel said
+/// about its limits afterwards (`pacer.observe`): that is the only waiting
+/// a connector does.
 pub trait Connector: Send + Sync {
     fn channel(&self) -> Channel;
 
+    /// Constant for the channel.
     fn capabilities(&self) -> Capabilities;
 
-    /// The channel's latest rate-limit report, if it gives one.
-    fn rate_hint(&self) -> Option<RateHint> {
-        None
-    }
-
-    /// The channel's own references for SKUs that an order shows (Shopify:
-    /// SKU → inventory item id), so that stock pushes need no look-up. Pure.
-    fn listing_refs(&self, _order: &NormalizedOrder) -> Vec<(String, String)> {
-        Vec::new()
+    fn hints(&self) -> ChannelHints {
+        ChannelHints::default()
     }
 
     /// The channel's published default limit for one operation class. The
     /// default is deliberately slow (`RateLimit::CONSERVATIVE`): connectors
-    /// override it with their channel's documented numbers.
+    /// override it with their channel's documented numbers. The daemon
+    /// seeds its pacer from these and then follows what the channel reports.
     fn rate_limit(&self, _operation: Operation) -> RateLimit {
         RateLimit::CONSERVATIVE
     }
 
+    /// The channel's own references for SKUs that an order shows (Shopify:
+    /// SKU → inventory item id; Etsy: SKU → listing), so that stock pushes
+    /// need no look-up. Pure.
+    fn listing_refs(&self, _order: &NormalizedOrder) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// A cheap read-only call that proves the credentials and base URL work.
-    fn check(&self) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>>;
 
     /// One page of orders changed since `cursor` (or since `since` on the first
-    /// run, when there is no cursor). `now` bounds windows; connectors read no clock.
-    fn poll_orders(
-        &self,
-        cursor: Option<&Cursor>,
+    /// run, when there is no cursor). `now` bounds windows; connectors read no
+    /// clock for their cursors.
+    fn poll_orders<'a>(
+        &'a self,
+        cursor: Option<&'a Cursor>,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<OrderPage, ConnectorError>> + Send;
+    ) -> BoxFuture<'a, Result<OrderPage, ConnectorError>>;
 
-    /// Fetches orders by channel id (after a webhook that only names them).
-    fn fetch_orders(
-        &self,
-        channel_order_ids: &[String],
-    ) -> impl Future<Output = Result<Vec<NormalizedOrder>, ConnectorError>> + Send;
+    /// Fetches orders by channel id (after a notification that only names
+    /// them, or for a re-read). An order that cannot be read is left out and
+    /// named in `rejected`; it never fails the others.
+    fn fetch_orders<'a>(
+        &'a self,
+        channel_order_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<FetchedOrders, ConnectorError>>;
 
-    /// Checks the signature over the raw bytes, in constant time, before any parsing.
-    fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError>;
+    /// Verifies a webhook over its raw bytes (in constant time, before any
+    /// parsing) or answers the channel's endpoint challenge, then says what
+    /// it means. A bad or missing signature is `Err(Auth)`; a body that is
+    /// not the channel's format is `Err(Decode)`. May call the channel (eBay's
+    /// public signing keys, fetched by key id and cached).
+    fn handle_webhook<'a>(
+        &'a self,
+        req: &'a WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookOutcome, ConnectorError>>;
 
-    /// Parses a webhook that `verify_webhook` accepted.
-    fn parse_webhook(&self, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError>;
+    /// Stock pushes that must travel in one call because the channel writes
+    /// them as one object (Etsy replaces a listing's whole inventory, so two
+    /// SKUs of one listing go in one read-modify-write). The daemon puts all
+    /// due pushes that share a key into one [`push_inventory_batch`] call.
+    /// `None`: no such constraint.
+    ///
+    /// [`push_inventory_batch`]: Connector::push_inventory_batch
+    fn inventory_batch_key(&self, _push: &InventoryPush) -> Option<String> {
+        None
+    }
 
-    fn push_inventory(
-        &self,
-        push: &InventoryPush,
-    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send;
-
-    /// How many pushes one [`Connector::push_inventory_batch`] call may
-    /// carry. 1 (the default): the daemon sends stock pushes one at a time.
+    /// How many pushes without a batch key one
+    /// [`Connector::push_inventory_batch`] call may carry. 1 (the default):
+    /// one at a time.
     fn inventory_batch_limit(&self) -> usize {
         1
     }
 
-    /// Several pushes (at most `inventory_batch_limit()`, never two for the
-    /// same SKU) in as few calls as the channel allows: one result per push,
-    /// in the order given. Each result means for its push exactly what
-    /// `push_inventory` would have answered (`Conflict`: nothing written for
-    /// it; `Err`: the push may be sent again, under its idempotency key). A
-    /// fault of the whole call is that error for every push it leaves
-    /// unanswered. The default sends them one after another through
-    /// `push_inventory`, so connectors without a batched write need nothing.
-    fn push_inventory_batch(
-        &self,
-        pushes: &[InventoryPush],
-    ) -> impl Future<Output = Vec<Result<InventoryResult, ConnectorError>>> + Send {
-        async move {
-            let mut results = Vec::with_capacity(pushes.len());
-            for push in pushes {
-                results.push(self.push_inventory(push).await);
-            }
-            results
-        }
+    /// Several pushes (never two for the same SKU) in as few calls as the
+    /// channel allows: one result per push, in the order given. Each result
+    /// means for its push exactly what it says (`Conflict`: nothing written
+    /// for it; `Err`: the push may be sent again, under its idempotency
+    /// key). A fault of the whole call is that error for every push it
+    /// leaves unanswered.
+    fn push_inventory_batch<'a>(
+        &'a self,
+        pushes: &'a [InventoryPush],
+    ) -> BoxFuture<'a, Vec<Result<InventoryResult, ConnectorError>>>;
+
+    /// What became of pushes answered [`InventoryResult::Pending`].
+    fn check_inventory_receipt<'a>(
+        &'a self,
+        receipt: &'a str,
+    ) -> BoxFuture<'a, Result<ReceiptStatus, ConnectorError>> {
+        let channel = self.channel();
+        Box::pin(async move {
+            Err(ConnectorError::Config(format!(
+                "{channel} gives no pending stock results, so receipt {receipt:?} cannot be checked"
+            )))
+        })
     }
 
-    fn push_tracking(
-        &self,
-        push: &TrackingPush,
-    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send;
+    fn push_tracking<'a>(
+        &'a self,
+        push: &'a TrackingPush,
+    ) -> BoxFuture<'a, Result<TrackingResult, ConnectorError>>;
 }

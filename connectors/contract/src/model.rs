@@ -127,6 +127,46 @@ pub enum PaymentStatus {
     Voided,
 }
 
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 5] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Paid,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+        PaymentStatus::Voided,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Paid => "paid",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Voided => "voided",
+        }
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for PaymentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PaymentStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown payment {s:?}: expected one of pending, paid, partially_refunded, refunded, voided"
+                )
+            })
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize,
 )]
@@ -256,7 +296,100 @@ pub struct Line {
     /// `unit_price` × `quantity`, before order-level discounts.
     #[serde(with = "rust_decimal::serde::str")]
     pub total: Decimal,
+    /// The discount allocated to this line: its own and its share of
+    /// order-level discounts, as the channel reports them; zero when none.
+    #[serde(with = "rust_decimal::serde::str", default)]
+    pub discount: Decimal,
+    /// The tax on this line; `None` when the channel reports tax per order only.
+    #[serde(with = "rust_decimal::serde::str_option", default)]
+    pub tax: Option<Decimal>,
+    /// Units refunded or removed since the order was placed (never shipped).
+    #[serde(default)]
+    pub refunded_quantity: u32,
     pub shipped_quantity: u32,
+    /// Variation and personalization values as the buyer chose them, in the
+    /// channel's order: what a warehouse needs to pick or make the item.
+    #[serde(default)]
+    pub options: Vec<LineOption>,
+}
+
+impl Line {
+    /// Units still to ship: ordered, less refunded, less shipped.
+    pub fn open_quantity(&self) -> u32 {
+        self.quantity
+            .saturating_sub(self.refunded_quantity)
+            .saturating_sub(self.shipped_quantity)
+    }
+}
+
+/// One variation or personalization value of a line (`Size: L`,
+/// `Engraving: For Ada`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineOption {
+    pub name: String,
+    pub value: String,
+}
+
+impl LineOption {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        LineOption {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The buyer marked the order as a gift.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gift {
+    /// The gift message to print, if the buyer wrote one.
+    pub message: Option<String>,
+    /// Whether gift wrapping was bought.
+    pub wrap: bool,
+}
+
+/// Who ships the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fulfillment {
+    /// The seller ships: the order is delivered to a destination, reserves
+    /// stock and gets its tracking pushed.
+    #[default]
+    Merchant,
+    /// The marketplace ships from its own stock (Amazon FBA and the like):
+    /// stored, tagged and counted, never delivered, never reserving central
+    /// stock, never getting tracking pushed.
+    Channel,
+}
+
+impl Fulfillment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fulfillment::Merchant => "merchant",
+            Fulfillment::Channel => "channel",
+        }
+    }
+}
+
+impl fmt::Display for Fulfillment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Fulfillment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "merchant" => Ok(Fulfillment::Merchant),
+            "channel" => Ok(Fulfillment::Channel),
+            _ => Err(format!(
+                "unknown fulfillment {s:?}: expected merchant or channel"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +432,16 @@ pub struct Order {
     pub shipping_address: Option<Address>,
     pub shipping_method: Option<String>,
     pub lines: Vec<Line>,
+    /// The buyer's note to the seller.
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub gift: Option<Gift>,
+    #[serde(default)]
+    pub fulfillment: Fulfillment,
+    /// The channel's test order (Shopify `test: true`, a sandbox account).
+    #[serde(default)]
+    pub test: bool,
     pub shipments: Vec<Shipment>,
     /// The union of channel, rule and hand-set tags; the store keeps them apart.
     pub tags: Vec<String>,
@@ -316,6 +459,20 @@ impl Order {
     /// The sum of line quantities (what the `item_count` rule condition sees).
     pub fn item_count(&self) -> u64 {
         self.lines.iter().map(|l| u64::from(l.quantity)).sum()
+    }
+
+    /// Units still to ship across all lines.
+    pub fn open_units(&self) -> u64 {
+        self.lines
+            .iter()
+            .map(|l| u64::from(l.open_quantity()))
+            .sum()
+    }
+
+    /// Whether the marketplace ships this order itself: never delivered,
+    /// never reserving stock, never getting tracking pushed.
+    pub fn channel_fulfilled(&self) -> bool {
+        self.fulfillment == Fulfillment::Channel
     }
 }
 

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::connector::RejectedOrder;
 use crate::model::NormalizedOrder;
 
 #[derive(Debug, Clone)]
@@ -36,9 +37,14 @@ pub enum WebhookOutcome {
     Orders {
         dedupe_key: Option<String>,
         orders: Vec<NormalizedOrder>,
+        /// Orders in the payload that could not be read: left out, named,
+        /// never failing the others or the delivery.
+        rejected: Vec<RejectedOrder>,
     },
-    /// The payload only names orders; the daemon fetches them.
-    Refetch {
+    /// The payload only names orders: the daemon stores a fetch job in the
+    /// same transaction as the dedupe key, answers at once, and fetches them
+    /// through the pacer.
+    Fetch {
         dedupe_key: Option<String>,
         channel_order_ids: Vec<String>,
     },
@@ -59,7 +65,7 @@ impl WebhookOutcome {
     pub fn dedupe_key(&self) -> Option<&str> {
         match self {
             WebhookOutcome::Orders { dedupe_key, .. }
-            | WebhookOutcome::Refetch { dedupe_key, .. }
+            | WebhookOutcome::Fetch { dedupe_key, .. }
             | WebhookOutcome::Ignored { dedupe_key, .. } => dedupe_key.as_deref(),
             WebhookOutcome::Respond { .. } => None,
         }

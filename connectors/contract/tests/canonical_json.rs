@@ -1,5 +1,5 @@
-//! The canonical order JSON is a contract (SPEC §3.3): these tests pin it
-//! field for field, in order, against the SPEC's own example.
+//! The canonical order JSON is a contract (docs/canonical-order.md): these
+//! tests pin it field for field, in order, against the documented example.
 
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -56,8 +56,16 @@ fn spec_example() -> Order {
             quantity: 2,
             unit_price: dec("20.00"),
             total: dec("40.00"),
+            discount: dec("4.00"),
+            tax: Some(dec("3.24")),
+            refunded_quantity: 0,
             shipped_quantity: 0,
+            options: vec![LineOption::new("Personalization", "For Ada")],
         }],
+        note: Some("Please leave at the back door".into()),
+        gift: None,
+        fulfillment: Fulfillment::Merchant,
+        test: false,
         shipments: vec![Shipment {
             carrier: "ups".into(),
             tracking_number: "1Z999".into(),
@@ -130,4 +138,37 @@ fn a_totals_mismatch_is_noted_not_corrected() {
     assert_eq!(n.notes.len(), 1);
     assert_eq!(n.notes[0].kind, NoteKind::Mismatch);
     assert_eq!(n.order.totals.total, dec("45.00"));
+}
+
+#[test]
+fn orders_written_before_lines_had_discounts_and_options_still_load() {
+    // The shape stored and delivered before lines gained discount, tax,
+    // refunded_quantity and options, and orders note, gift, fulfillment, test.
+    let mut v: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
+    for key in ["note", "gift", "fulfillment", "test"] {
+        v.as_object_mut().unwrap().remove(key);
+    }
+    let line = v["lines"][0].as_object_mut().unwrap();
+    for key in ["discount", "tax", "refunded_quantity", "options"] {
+        line.remove(key);
+    }
+    let old: Order = serde_json::from_value(v).unwrap();
+    assert_eq!(old.fulfillment, Fulfillment::Merchant);
+    assert!(!old.test && old.note.is_none() && old.gift.is_none());
+    assert_eq!(old.lines[0].discount, Decimal::ZERO);
+    assert_eq!(old.lines[0].tax, None);
+    assert!(old.lines[0].options.is_empty());
+}
+
+#[test]
+fn units_still_owed_leave_out_refunded_and_shipped_units() {
+    let mut o = spec_example();
+    o.lines[0].quantity = 3;
+    o.lines[0].refunded_quantity = 2;
+    assert_eq!(o.lines[0].open_quantity(), 1);
+    o.lines[0].shipped_quantity = 1;
+    assert_eq!(o.open_units(), 0);
+    // A channel that reports more refunded and shipped than ordered owes nothing.
+    o.lines[0].shipped_quantity = 5;
+    assert_eq!(o.lines[0].open_quantity(), 0);
 }

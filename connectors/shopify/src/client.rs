@@ -23,13 +23,13 @@
 //! No message ever contains the access token: it is only ever written into
 //! the request header, and response excerpts are scrubbed of it regardless.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use switchyard_contract::error::parse_retry_after;
-use switchyard_contract::{ConnectorError, RateHint, Secret};
+use switchyard_contract::{ConnectorError, Operation, Pacer, RateHint, RateWindow, Secret};
 
 use crate::wire::{GqlCost, GqlEnvelope};
 
@@ -40,15 +40,17 @@ pub(crate) struct GraphqlClient {
     http: reqwest::Client,
     url: String,
     token: Secret,
+    pacer: Arc<dyn Pacer>,
     rate: Mutex<Option<RateHint>>,
 }
 
 impl GraphqlClient {
-    pub fn new(http: reqwest::Client, url: String, token: Secret) -> Self {
+    pub fn new(http: reqwest::Client, url: String, token: Secret, pacer: Arc<dyn Pacer>) -> Self {
         GraphqlClient {
             http,
             url,
             token,
+            pacer,
             rate: Mutex::new(None),
         }
     }
@@ -57,13 +59,17 @@ impl GraphqlClient {
         *self.rate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Posts one document and decodes `data` as `T`.
+    /// Posts one document, once the pacer lets `class` go, and decodes
+    /// `data` as `T`. Shopify's cost bucket is one for the whole app and
+    /// shop: every answer's report goes to the pacer under `class`.
     pub async fn execute<T: DeserializeOwned>(
         &self,
+        class: Operation,
         operation: &str,
         query: &str,
         variables: serde_json::Value,
     ) -> Result<T, ConnectorError> {
+        self.pacer.acquire(class, 1).await;
         let body = serde_json::json!({
             "operationName": operation,
             "query": query,
@@ -107,6 +113,7 @@ impl GraphqlClient {
         let cost = envelope.extensions.as_ref().and_then(|x| x.cost);
         if let Some(hint) = cost.and_then(|c| rate_hint(&c, observed_at)) {
             *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(hint);
+            self.pacer.observe(class, hint);
         }
         classify_errors(operation, &envelope, cost.as_ref(), |s| self.scrub(s))?;
         let data = envelope.data.ok_or_else(|| {
@@ -145,6 +152,7 @@ fn rate_hint(cost: &GqlCost, observed_at: Option<DateTime<Utc>>) -> Option<RateH
         remaining: t.currently_available.max(0.0) as u32,
         restore_per_second: t.restore_rate,
         observed_at: observed_at.unwrap_or_else(Utc::now),
+        window: RateWindow::Burst,
     })
 }
 

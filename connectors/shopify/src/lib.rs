@@ -29,16 +29,16 @@ mod push;
 pub mod webhook;
 mod wire;
 
-use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::{
-    Capabilities, Channel, Connector, ConnectorError, Cursor, InventoryPush, InventoryResult,
-    NormalizedOrder, OrderPage, RateHint, RejectedOrder, TrackingPush, TrackingResult,
-    WebhookOutcome, WebhookRequest,
+    BoxFuture, Capabilities, Channel, ChannelHints, Connector, ConnectorError, Cursor,
+    FetchedOrders, InventoryPush, InventoryResult, NormalizedOrder, Operation, OrderPage, Pacer,
+    RateHint, RateLimit, RejectedOrder, TrackingPush, TrackingResult, WebhookOutcome,
+    WebhookRequest,
 };
 
 pub use config::{DEFAULT_API_VERSION, ShopifyConfig};
@@ -49,6 +49,11 @@ pub use push::inventory_item_gid;
 use client::GraphqlClient;
 use graphql::OrderLimits;
 use wire::{OrderData, OrdersPageData, ShopData};
+
+/// How full Shopify's cost bucket must be before a poll page is asked for.
+/// Shopify refuses an orders page outright unless its ~800-point requested
+/// cost is available, and a half-full bucket leaves the rest to pushes.
+pub const POLL_LOW_WATER: f64 = 0.5;
 
 /// One Shopify shop. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct ShopifyConnector {
@@ -68,15 +73,24 @@ impl std::fmt::Debug for ShopifyConnector {
 
 impl ShopifyConnector {
     /// Validates the config; no I/O. `http` is the daemon's shared client
-    /// (its timeouts apply).
-    pub fn new(config: ShopifyConfig, http: reqwest::Client) -> Result<Self, ConnectorError> {
+    /// (its timeouts apply); every request waits on `pacer` first.
+    pub fn new(
+        config: ShopifyConfig,
+        http: reqwest::Client,
+        pacer: Arc<dyn Pacer>,
+    ) -> Result<Self, ConnectorError> {
         config.validate()?;
         let location = match &config.location_id {
             Some(l) => Some(config::location_gid(l).map_err(ConnectorError::Config)?),
             None => None,
         };
         Ok(ShopifyConnector {
-            client: GraphqlClient::new(http, config.graphql_url(), config.access_token.clone()),
+            client: GraphqlClient::new(
+                http,
+                config.graphql_url(),
+                config.access_token.clone(),
+                pacer,
+            ),
             location: Mutex::new(location),
             config,
         })
@@ -84,6 +98,23 @@ impl ShopifyConnector {
 
     pub fn config(&self) -> &ShopifyConfig {
         &self.config
+    }
+
+    /// The signature check alone (see [`webhook::verify`]).
+    pub fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError> {
+        webhook::verify(req, &self.config.webhook_secrets)
+    }
+
+    /// A verified delivery's meaning, strictly: an unreadable order is an
+    /// error here (see [`webhook::parse`]; the daemon goes through
+    /// [`Connector::handle_webhook`], which leaves such an order out instead).
+    pub fn parse_webhook(&self, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
+        webhook::parse(&self.config.account, req)
+    }
+
+    /// Shopify's latest cost-bucket report, if any answer carried one.
+    pub fn rate_hint(&self) -> Option<RateHint> {
+        self.client.rate_hint()
     }
 
     fn limits(l: OrderLimits) -> serde_json::Value {
@@ -94,9 +125,13 @@ impl ShopifyConnector {
         })
     }
 
-    /// One order by id, with the larger single-order limits; `None` when the
-    /// shop has no such order (deleted, or older than the app may read).
-    async fn fetch_one(&self, id: &str) -> Result<Option<NormalizedOrder>, ConnectorError> {
+    /// One order by id, with the larger single-order limits; `Ok(None)` when
+    /// the shop has no such order (deleted, or older than the app may read),
+    /// `Ok(Some(Err))` when it has one that cannot be read.
+    async fn fetch_one(
+        &self,
+        id: &str,
+    ) -> Result<Option<Result<NormalizedOrder, ConnectorError>>, ConnectorError> {
         let gid = if id.starts_with("gid://") {
             id.to_owned()
         } else {
@@ -107,99 +142,21 @@ impl ShopifyConnector {
         let data: OrderData = self
             .client
             .execute(
+                Operation::Fetch,
                 "SwitchyardOrder",
                 &graphql::with_order_fields(graphql::ORDER_QUERY),
                 variables,
             )
             .await?;
-        data.order
-            .map(|node| normalize_graphql_order(&self.config.account, &node))
-            .transpose()
-    }
-}
-
-/// Whether a page node was cut short by the page's nested limits, so that
-/// the order must be read again on its own.
-fn truncated(node: &serde_json::Value) -> bool {
-    let more = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_bool()).unwrap_or(false);
-    let fulfillments = node.get("fulfillments").and_then(|f| f.as_array());
-    let read = fulfillments.map_or(0, |f| f.len() as u64);
-    let count = node
-        .pointer("/fulfillmentsCount/count")
-        .and_then(|c| c.as_u64())
-        .unwrap_or(0);
-    more(node.pointer("/lineItems/pageInfo/hasNextPage"))
-        || count > read
-        || fulfillments
-            .into_iter()
-            .flatten()
-            .any(|f| more(f.pointer("/fulfillmentLineItems/pageInfo/hasNextPage")))
-}
-
-impl Connector for ShopifyConnector {
-    fn channel(&self) -> Channel {
-        Channel::Shopify
+        Ok(data
+            .order
+            .map(|node| normalize_graphql_order(&self.config.account, &node)))
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            poll: true,
-            webhooks: true,
-            push_inventory: true,
-            push_tracking: true,
-        }
-    }
-
-    fn rate_hint(&self) -> Option<RateHint> {
-        self.client.rate_hint()
-    }
-
-    /// Polled orders carry each line's inventory item; webhook bodies do not.
-    fn listing_refs(&self, order: &NormalizedOrder) -> Vec<(String, String)> {
-        sku_inventory_items(order)
-    }
-
-    /// Seeds from the lowest plan (Standard: 100 query-cost points a second,
-    /// a bucket that holds a few requests' worth) and scales with the restore
-    /// rate the shop's `throttleStatus` reports once a response has shown it
-    /// (Advanced 200, Plus 1,000, Enterprise 2,000 points a second). A stock
-    /// push is one ~12-point mutation after look-ups that are usually
-    /// skipped, and so is a batch of up to 100 of them (one limiter slot per
-    /// call: the mutation's cost does not grow with its quantities); a
-    /// tracking push asks for ~656 points up front (Shopify
-    /// refunds all but the ~25 it really costs), so only a few fit in the
-    /// bucket at once.
-    fn rate_limit(&self, operation: Operation) -> RateLimit {
-        let standard = match operation {
-            Operation::PushInventory => RateLimit {
-                per_second: 5.0,
-                burst: 20,
-            },
-            Operation::PushTracking => RateLimit {
-                per_second: 2.0,
-                burst: 2,
-            },
-        };
-        scaled_to_plan(standard, self.client.rate_hint())
-    }
-
-    async fn check(&self) -> Result<(), ConnectorError> {
-        let data: ShopData = self
-            .client
-            .execute("SwitchyardCheck", graphql::CHECK_QUERY, json!({}))
-            .await?;
-        data.shop
-            .map(|_| ())
-            .ok_or_else(|| ConnectorError::Decode("SwitchyardCheck: no shop in the answer".into()))
-    }
-
-    /// `now` is not needed: Shopify's filter is open-ended (`updated_at >=`),
-    /// and the overlap window absorbs clock skew.
-    async fn poll_orders(
+    async fn poll_page(
         &self,
         cursor: Option<&Cursor>,
         since: DateTime<Utc>,
-        _now: DateTime<Utc>,
     ) -> Result<OrderPage, ConnectorError> {
         let position = match cursor {
             Some(c) => PollCursor::decode(c)?,
@@ -212,6 +169,7 @@ impl Connector for ShopifyConnector {
         let data: OrdersPageData = self
             .client
             .execute(
+                Operation::Poll,
                 "SwitchyardOrders",
                 &graphql::with_order_fields(graphql::ORDERS_PAGE_QUERY),
                 variables,
@@ -240,10 +198,19 @@ impl Connector for ShopifyConnector {
                     continue;
                 }
             };
-            if truncated(node)
-                && let Some(whole) = self.fetch_one(&order.order.channel_order_id).await?
-            {
-                order = whole;
+            if truncated(node) {
+                match self.fetch_one(&order.order.channel_order_id).await? {
+                    Some(Ok(whole)) => order = whole,
+                    Some(Err(e)) => {
+                        rejected.push(RejectedOrder {
+                            channel_order_id: Some(order.order.channel_order_id.clone()),
+                            error: e.to_string(),
+                        });
+                        newest = newest.max(Some(order.order.updated_at));
+                        continue;
+                    }
+                    None => {}
+                }
             }
             newest = newest.max(Some(order.order.updated_at));
             orders.push(order);
@@ -260,32 +227,138 @@ impl Connector for ShopifyConnector {
         })
     }
 
-    async fn fetch_orders(
-        &self,
-        channel_order_ids: &[String],
-    ) -> Result<Vec<NormalizedOrder>, ConnectorError> {
-        let mut out = Vec::with_capacity(channel_order_ids.len());
+    async fn fetch(&self, channel_order_ids: &[String]) -> Result<FetchedOrders, ConnectorError> {
+        let mut out = FetchedOrders::default();
         for id in channel_order_ids {
-            if let Some(order) = self.fetch_one(id).await? {
-                out.push(order);
+            match self.fetch_one(id).await? {
+                Some(Ok(order)) => out.orders.push(order),
+                Some(Err(e)) => out.rejected.push(RejectedOrder {
+                    channel_order_id: Some(normalize::numeric_id(id).to_owned()),
+                    error: e.to_string(),
+                }),
+                None => out.missing.push(id.clone()),
             }
         }
         Ok(out)
     }
 
-    fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError> {
-        webhook::verify(req, &self.config.webhook_secrets)
+    async fn check_shop(&self) -> Result<(), ConnectorError> {
+        let data: ShopData = self
+            .client
+            .execute(
+                Operation::Lookup,
+                "SwitchyardCheck",
+                graphql::CHECK_QUERY,
+                json!({}),
+            )
+            .await?;
+        data.shop
+            .map(|_| ())
+            .ok_or_else(|| ConnectorError::Decode("SwitchyardCheck: no shop in the answer".into()))
+    }
+}
+
+/// Whether a page node was cut short by the page's nested limits, so that
+/// the order must be read again on its own.
+fn truncated(node: &serde_json::Value) -> bool {
+    let more = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_bool()).unwrap_or(false);
+    let fulfillments = node.get("fulfillments").and_then(|f| f.as_array());
+    let read = fulfillments.map_or(0, |f| f.len() as u64);
+    let count = node
+        .pointer("/fulfillmentsCount/count")
+        .and_then(|c| c.as_u64())
+        .unwrap_or(0);
+    more(node.pointer("/lineItems/pageInfo/hasNextPage"))
+        || count > read
+        || fulfillments
+            .into_iter()
+            .flatten()
+            .any(|f| more(f.pointer("/fulfillmentLineItems/pageInfo/hasNextPage")))
+}
+
+impl Connector for ShopifyConnector {
+    fn channel(&self) -> Channel {
+        Channel::Shopify
     }
 
-    fn parse_webhook(&self, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
-        webhook::parse(&self.config.account, req)
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
     }
 
-    fn push_inventory(
-        &self,
-        push: &InventoryPush,
-    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send {
-        push::push_inventory(&self.client, &self.location, push)
+    /// A page asks for ~800 query-cost points up front; see [`POLL_LOW_WATER`].
+    fn hints(&self) -> ChannelHints {
+        ChannelHints {
+            poll_low_water: POLL_LOW_WATER,
+            call_timeout: Duration::from_secs(120),
+            ..ChannelHints::default()
+        }
+    }
+
+    /// Polled orders carry each line's inventory item; webhook bodies do not.
+    fn listing_refs(&self, order: &NormalizedOrder) -> Vec<(String, String)> {
+        sku_inventory_items(order)
+    }
+
+    /// Seeds from the lowest plan (Standard: 100 query-cost points a second,
+    /// a bucket that holds a few requests' worth) and scales with the restore
+    /// rate the shop's `throttleStatus` reports once a response has shown it
+    /// (Advanced 200, Plus 1,000, Enterprise 2,000 points a second). A stock
+    /// push is one ~12-point mutation after look-ups that are usually
+    /// skipped, and so is a batch of up to 100 of them (one slot per call:
+    /// the mutation's cost does not grow with its quantities); a tracking
+    /// push asks for ~656 points up front (Shopify refunds all but the ~25 it
+    /// really costs), so only a few fit in the bucket at once. Polls and
+    /// fetches are paced by the bucket itself ([`POLL_LOW_WATER`]).
+    fn rate_limit(&self, operation: Operation) -> RateLimit {
+        let standard = match operation {
+            Operation::PushInventory => RateLimit {
+                per_second: 5.0,
+                burst: 20,
+            },
+            Operation::PushTracking => RateLimit {
+                per_second: 2.0,
+                burst: 2,
+            },
+            Operation::Poll | Operation::Fetch | Operation::Lookup => RateLimit {
+                per_second: 2.0,
+                burst: 10,
+            },
+            Operation::Auth => RateLimit::CONSERVATIVE,
+        };
+        scaled_to_plan(standard, self.client.rate_hint())
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(self.check_shop())
+    }
+
+    /// `now` is not needed: Shopify's filter is open-ended (`updated_at >=`),
+    /// and the overlap window absorbs clock skew.
+    fn poll_orders<'a>(
+        &'a self,
+        cursor: Option<&'a Cursor>,
+        since: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<OrderPage, ConnectorError>> {
+        Box::pin(self.poll_page(cursor, since))
+    }
+
+    fn fetch_orders<'a>(
+        &'a self,
+        channel_order_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<FetchedOrders, ConnectorError>> {
+        Box::pin(self.fetch(channel_order_ids))
+    }
+
+    fn handle_webhook<'a>(
+        &'a self,
+        req: &'a WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookOutcome, ConnectorError>> {
+        Box::pin(std::future::ready(webhook::handle(
+            &self.config.account,
+            req,
+            &self.config.webhook_secrets,
+        )))
     }
 
     /// `inventorySetQuantities` takes many quantities in one call at the
@@ -294,20 +367,38 @@ impl Connector for ShopifyConnector {
         graphql::STOCK_QUANTITIES_PER_CALL
     }
 
-    fn push_inventory_batch(
-        &self,
-        pushes: &[InventoryPush],
-    ) -> impl Future<Output = Vec<Result<InventoryResult, ConnectorError>>> + Send {
-        push::push_inventory_batch(&self.client, &self.location, pushes)
+    fn push_inventory_batch<'a>(
+        &'a self,
+        pushes: &'a [InventoryPush],
+    ) -> BoxFuture<'a, Vec<Result<InventoryResult, ConnectorError>>> {
+        Box::pin(async move {
+            match pushes {
+                // One SKU: the single push (its own look-ups, no batching cost).
+                [one] => vec![push::push_inventory(&self.client, &self.location, one).await],
+                _ => push::push_inventory_batch(&self.client, &self.location, pushes).await,
+            }
+        })
     }
 
-    fn push_tracking(
-        &self,
-        push: &TrackingPush,
-    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send {
-        push::push_tracking(&self.client, self.config.notify_customer, push)
+    fn push_tracking<'a>(
+        &'a self,
+        push: &'a TrackingPush,
+    ) -> BoxFuture<'a, Result<TrackingResult, ConnectorError>> {
+        Box::pin(push::push_tracking(
+            &self.client,
+            self.config.notify_customer,
+            push,
+        ))
     }
 }
+
+/// What a Shopify account can do, whatever its settings.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    poll: true,
+    webhooks: true,
+    push_inventory: true,
+    push_tracking: true,
+};
 
 /// The restore rate of Shopify's Standard plan, which the published push
 /// rates above assume.
@@ -338,6 +429,7 @@ mod plan_tests {
             remaining: 20_000,
             restore_per_second: restore,
             observed_at: chrono::Utc::now(),
+            window: switchyard_contract::RateWindow::Burst,
         })
     }
 

@@ -764,7 +764,11 @@ fn build(
                 unit_price.checked_mul(Decimal::from(quantity)),
                 &cur,
             )?,
+            discount: canonical_scale(Decimal::ZERO, &cur),
+            tax: None,
+            refunded_quantity: 0,
             shipped_quantity: 0,
+            options: Vec::new(),
         });
     }
     if f.lines_incomplete {
@@ -1055,6 +1059,10 @@ fn build(
             shipping_address,
             shipping_method,
             lines,
+            note: None,
+            gift: None,
+            fulfillment: switchyard_contract::Fulfillment::Merchant,
+            test: false,
             shipments,
             tags,
             route: None,

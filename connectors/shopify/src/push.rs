@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use switchyard_contract::{
-    ConnectorError, InventoryPush, InventoryResult, TrackingPush, TrackingResult,
+    ConnectorError, InventoryPush, InventoryResult, Operation, TrackingPush, TrackingResult,
 };
 
 use crate::carrier;
@@ -81,6 +81,7 @@ async fn location(
     }
     let data: PrimaryLocationData = client
         .execute(
+            Operation::Lookup,
             "SwitchyardPrimaryLocation",
             graphql::PRIMARY_LOCATION_QUERY,
             json!({}),
@@ -106,6 +107,7 @@ async fn inventory_item_for_sku(
 ) -> Result<Option<String>, ConnectorError> {
     let data: VariantsBySkuData = client
         .execute(
+            Operation::Lookup,
             "SwitchyardVariantsBySku",
             graphql::VARIANTS_BY_SKU_QUERY,
             json!({ "query": format!("sku:{}", graphql::search_value(sku)) }),
@@ -461,6 +463,7 @@ async fn set_quantities(
         .collect();
     let data: SetQuantitiesData = client
         .execute(
+            Operation::PushInventory,
             "SwitchyardSetStock",
             &graphql::set_stock_mutation(&key),
             graphql::set_stock_variables(location, &key, &quantities),
@@ -481,6 +484,7 @@ async fn available(
 ) -> Result<u32, ConnectorError> {
     let data: AvailableData = client
         .execute(
+            Operation::Lookup,
             "SwitchyardAvailable",
             graphql::AVAILABLE_QUERY,
             json!({ "item": item, "location": location }),
@@ -515,6 +519,7 @@ pub(crate) async fn push_tracking(
     );
     let data: FulfillmentStateData = client
         .execute(
+            Operation::Lookup,
             "SwitchyardFulfillmentState",
             graphql::FULFILLMENT_STATE_QUERY,
             json!({ "id": order_gid }),
@@ -666,7 +671,12 @@ pub(crate) async fn push_tracking(
         }
     });
     let data: FulfillmentCreateData = client
-        .execute("SwitchyardFulfill", graphql::FULFILL_MUTATION, variables)
+        .execute(
+            Operation::PushTracking,
+            "SwitchyardFulfill",
+            graphql::FULFILL_MUTATION,
+            variables,
+        )
         .await?;
     let payload = data
         .fulfillment_create

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use switchyard_contract::{ConnectorError, Secret, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{ConnectorError, RejectedOrder, Secret, WebhookOutcome, WebhookRequest};
 
 use crate::normalize::normalize_rest_order;
 
@@ -70,15 +70,19 @@ pub fn sign(body: &[u8], secret: &Secret) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// What a verified delivery means. Other topics are acknowledged and ignored:
-/// the reconciliation poll covers anything they would have told us.
-pub fn parse(account: &str, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
-    let dedupe_key = req
-        .header(EVENT_ID_HEADER)
+/// `X-Shopify-Event-Id` (one event delivered again), else `X-Shopify-Webhook-Id`.
+fn dedupe_key(req: &WebhookRequest) -> Option<String> {
+    req.header(EVENT_ID_HEADER)
         .or_else(|| req.header(WEBHOOK_ID_HEADER))
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(str::to_owned);
+        .map(str::to_owned)
+}
+
+/// What a verified delivery means. Other topics are acknowledged and ignored:
+/// the reconciliation poll covers anything they would have told us.
+pub fn parse(account: &str, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
+    let dedupe_key = dedupe_key(req);
     let topic = req
         .header(TOPIC_HEADER)
         .map(str::trim)
@@ -100,5 +104,47 @@ pub fn parse(account: &str, req: &WebhookRequest) -> Result<WebhookOutcome, Conn
     Ok(WebhookOutcome::Orders {
         dedupe_key,
         orders: vec![order],
+        rejected: vec![],
     })
+}
+
+/// What the daemon is told of a delivery: [`verify`], then [`parse`], except
+/// that an order Shopify sent which cannot be read (an amount out of range,
+/// a date that is no date) is left out and named, and the delivery still
+/// acknowledged. Refusing it would only make Shopify send the same body
+/// again for hours; the poll reads the order again when it next changes. A
+/// body that is no order at all (no `id` and `line_items`) stays a decode
+/// error, answered 400.
+pub fn handle(
+    account: &str,
+    req: &WebhookRequest,
+    secrets: &[Secret],
+) -> Result<WebhookOutcome, ConnectorError> {
+    verify(req, secrets)?;
+    match parse(account, req) {
+        Err(ConnectorError::Decode(detail)) => {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let id = match body.get("id") {
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                    Some(crate::normalize::numeric_id(s.trim()).to_owned())
+                }
+                _ => None,
+            };
+            match id {
+                Some(id) if body.get("line_items").is_some_and(|l| l.is_array()) => {
+                    Ok(WebhookOutcome::Orders {
+                        dedupe_key: dedupe_key(req),
+                        orders: vec![],
+                        rejected: vec![RejectedOrder {
+                            channel_order_id: Some(id),
+                            error: detail,
+                        }],
+                    })
+                }
+                _ => Err(ConnectorError::Decode(detail)),
+            }
+        }
+        other => other,
+    }
 }

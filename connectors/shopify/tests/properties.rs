@@ -20,7 +20,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use switchyard_contract::{
-    Connector, ConnectorError, NormalizedOrder, Order, Secret, WebhookOutcome, WebhookRequest,
+    ConnectorError, NormalizedOrder, Order, Secret, WebhookOutcome, WebhookRequest,
 };
 use switchyard_shopify::webhook::{ORDER_TOPICS, sign};
 use switchyard_shopify::{ShopifyConfig, ShopifyConnector, normalize_graphql_order};
@@ -41,7 +41,12 @@ fn connector() -> &'static ShopifyConnector {
 fn new_connector() -> ShopifyConnector {
     let mut config = ShopifyConfig::new(ACCOUNT, "http://127.0.0.1:9", Secret::new("t"));
     config.webhook_secrets = vec![Secret::new(SECRET)];
-    ShopifyConnector::new(config, reqwest::Client::new()).unwrap()
+    ShopifyConnector::new(
+        config,
+        reqwest::Client::new(),
+        switchyard_contract::Unpaced::shared(),
+    )
+    .unwrap()
 }
 
 /// The recorded `orders/*` webhook bodies, read once.

@@ -38,14 +38,15 @@ async fn a_server_that_echoes_the_token_does_not_put_it_in_errors() {
         )
         .await
         .unwrap_err(),
-        c.push_inventory(&InventoryPush {
+        c.push_inventory_batch(&[InventoryPush {
             sku: "MUG-RED".into(),
             quantity: 1,
             last_confirmed: None,
             listing_ref: None,
             idempotency_key: "k".into(),
-        })
+        }])
         .await
+        .remove(0)
         .unwrap_err(),
     ];
     for e in errors {
@@ -61,7 +62,12 @@ async fn a_server_that_echoes_the_token_does_not_put_it_in_errors() {
 async fn an_unreachable_shop_is_transient_and_names_no_secret() {
     let mut config = ShopifyConfig::new(ACCOUNT, "http://127.0.0.1:9", Secret::new(TOKEN));
     config.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET)];
-    let c = ShopifyConnector::new(config, reqwest::Client::new()).unwrap();
+    let c = ShopifyConnector::new(
+        config,
+        reqwest::Client::new(),
+        switchyard_contract::Unpaced::shared(),
+    )
+    .unwrap();
     let e = c.check().await.unwrap_err();
     assert_eq!(e.class(), "transient");
     assert!(!e.to_string().contains(TOKEN));
@@ -72,7 +78,12 @@ fn a_bad_location_id_is_refused_at_construction() {
     let mut config =
         ShopifyConfig::new(ACCOUNT, "https://example.myshopify.com", Secret::new(TOKEN));
     config.location_id = Some("gid://shopify/Product/1".into());
-    let e = ShopifyConnector::new(config, reqwest::Client::new()).unwrap_err();
+    let e = ShopifyConnector::new(
+        config,
+        reqwest::Client::new(),
+        switchyard_contract::Unpaced::shared(),
+    )
+    .unwrap_err();
     assert_eq!(e.class(), "config");
     assert!(e.to_string().contains("location_id"), "{e}");
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::Utc;
-use switchyard_contract::{Connector, Secret, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{Connector, ConnectorError, Secret, WebhookOutcome, WebhookRequest};
 use switchyard_shopify::webhook::sign;
 use switchyard_shopify::{ShopifyConfig, ShopifyConnector};
 
@@ -14,7 +14,12 @@ use common::*;
 fn connector_with(secrets: &[&str]) -> ShopifyConnector {
     let mut config = ShopifyConfig::new(ACCOUNT, "http://127.0.0.1:9", Secret::new(TOKEN));
     config.webhook_secrets = secrets.iter().map(|s| Secret::new(*s)).collect();
-    ShopifyConnector::new(config, reqwest::Client::new()).unwrap()
+    ShopifyConnector::new(
+        config,
+        reqwest::Client::new(),
+        switchyard_contract::Unpaced::shared(),
+    )
+    .unwrap()
 }
 
 fn order_body() -> Vec<u8> {
@@ -138,7 +143,10 @@ fn order_topics_parse_and_others_are_ignored() {
                 &body,
             ))
             .unwrap();
-        let WebhookOutcome::Orders { dedupe_key, orders } = out else {
+        let WebhookOutcome::Orders {
+            dedupe_key, orders, ..
+        } = out
+        else {
             panic!("{topic}: {out:?}")
         };
         assert_eq!(dedupe_key.as_deref(), Some("e1"));
@@ -203,4 +211,56 @@ fn a_body_that_is_not_an_order_is_a_decode_error() {
     }
     let err = c.parse_webhook(&request(&[], &order_body())).unwrap_err();
     assert_eq!(err.class(), "decode");
+}
+
+#[tokio::test]
+async fn an_unreadable_order_is_left_out_and_named_and_the_delivery_kept() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let mut doc: serde_json::Value = serde_json::from_slice(&order_body()).unwrap();
+    // A line total past the decimal range: Shopify sent it, nobody can read it.
+    doc["line_items"][0]["price_set"]["shop_money"]["amount"] =
+        serde_json::json!("79228162514264337593543950335");
+    doc["line_items"][0]["quantity"] = serde_json::json!(2);
+    let body = serde_json::to_vec(&doc).unwrap();
+    let sig = sign(&body, &Secret::new(WEBHOOK_SECRET));
+    let headers = [
+        ("x-shopify-hmac-sha256", sig.as_str()),
+        ("x-shopify-topic", "orders/create"),
+        ("x-shopify-event-id", "evt-9"),
+    ];
+    let out = c.handle_webhook(&request(&headers, &body)).await.unwrap();
+    let WebhookOutcome::Orders {
+        dedupe_key,
+        orders,
+        rejected,
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    assert!(orders.is_empty());
+    assert_eq!(dedupe_key.as_deref(), Some("evt-9"));
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].channel_order_id.as_deref(), Some("5551234567"));
+    assert!(rejected[0].error.contains("lines[0]"), "{rejected:?}");
+
+    // A body that is no order at all is still refused (400), and a bad
+    // signature still 401, before anything is read.
+    let junk = br#"{"title": "a product"}"#;
+    let sig = sign(junk, &Secret::new(WEBHOOK_SECRET));
+    let err = c
+        .handle_webhook(&request(
+            &[
+                ("x-shopify-hmac-sha256", sig.as_str()),
+                ("x-shopify-topic", "orders/create"),
+            ],
+            junk,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectorError::Decode(_)), "{err}");
+    let err = c
+        .handle_webhook(&request(&[("x-shopify-topic", "orders/create")], &body))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), "auth");
 }

@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_contract::testkit::{HttpRequest, ReplayServer, Scenario};
 use switchyard_contract::{
-    Channel, Connector, ConnectorError, Currency, Cursor, InventoryPush, NormalizedOrder, Order,
-    OrderStatus, PaymentStatus, Priority, Secret, Shipment, Totals, TrackingPush, WebhookOutcome,
-    WebhookRequest,
+    Channel, Connector, ConnectorError, Currency, Cursor, Fulfillment, InventoryPush,
+    NormalizedOrder, Order, OrderStatus, PaymentStatus, Priority, Secret, Shipment, Totals,
+    TrackingPush, Unpaced, WebhookOutcome, WebhookRequest,
 };
 use switchyard_shopify::{ShopifyConfig, ShopifyConnector};
 
@@ -104,7 +104,8 @@ pub fn connector(base_url: &str, overrides: &ConfigOverrides) -> ShopifyConnecto
     let mut config = ShopifyConfig::new(ACCOUNT, base_url, Secret::new(TOKEN));
     config.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET)];
     config.location_id = overrides.location_id.clone();
-    ShopifyConnector::new(config, reqwest::Client::new()).expect("fixture config is valid")
+    ShopifyConnector::new(config, reqwest::Client::new(), Unpaced::shared())
+        .expect("fixture config is valid")
 }
 
 pub fn error_json(e: &ConnectorError) -> Value {
@@ -164,6 +165,10 @@ pub fn order_stub(channel_order_id: &str) -> Order {
         shipping_address: None,
         shipping_method: None,
         lines: vec![],
+        note: None,
+        gift: None,
+        fulfillment: Fulfillment::Merchant,
+        test: false,
         shipments: vec![],
         tags: vec![],
         route: None,
@@ -241,9 +246,16 @@ pub async fn run(s: &Scenario) -> Run {
             }
             Call::FetchOrders { ids } => match c.fetch_orders(ids).await {
                 Ok(found) => {
-                    let ids: Vec<_> = found.iter().map(|o| o.order.id.clone()).collect();
-                    orders.extend(found);
-                    json!({ "call": "fetch_orders", "orders": ids })
+                    let ids: Vec<_> = found.orders.iter().map(|o| o.order.id.clone()).collect();
+                    orders.extend(found.orders);
+                    let mut v = json!({ "call": "fetch_orders", "orders": ids });
+                    if !found.missing.is_empty() {
+                        v["missing"] = json!(found.missing);
+                    }
+                    if !found.rejected.is_empty() {
+                        v["rejected"] = json!(found.rejected);
+                    }
+                    v
                 }
                 Err(e) => json!({ "call": "fetch_orders", "error": error_json(&e) }),
             },
@@ -251,12 +263,16 @@ pub async fn run(s: &Scenario) -> Run {
                 Ok(()) => json!({ "call": "check", "ok": true }),
                 Err(e) => json!({ "call": "check", "error": error_json(&e) }),
             },
-            Call::PushInventory { push } => match c.push_inventory(push).await {
-                Ok(r) => json!({ "call": "push_inventory", "sku": push.sku, "result": r }),
-                Err(e) => {
-                    json!({ "call": "push_inventory", "sku": push.sku, "error": error_json(&e) })
+            Call::PushInventory { push } => {
+                let mut results = c.push_inventory_batch(std::slice::from_ref(push)).await;
+                assert_eq!(results.len(), 1, "one result per push");
+                match results.remove(0) {
+                    Ok(r) => json!({ "call": "push_inventory", "sku": push.sku, "result": r }),
+                    Err(e) => {
+                        json!({ "call": "push_inventory", "sku": push.sku, "error": error_json(&e) })
+                    }
                 }
-            },
+            }
             Call::PushInventoryBatch { pushes } => {
                 let results = c.push_inventory_batch(pushes).await;
                 assert_eq!(results.len(), pushes.len(), "one result per push");
@@ -290,20 +306,26 @@ pub async fn run(s: &Scenario) -> Run {
                 for w in &s.webhooks {
                     let req = webhook_request(w);
                     let mut d = json!({ "name": w.name });
-                    match c.verify_webhook(&req) {
-                        Err(e) => d["verify"] = error_json(&e),
-                        Ok(()) => {
+                    // The golden shape keeps the signature check apart from
+                    // what the body meant: a refused signature is `verify`.
+                    match c.handle_webhook(&req).await {
+                        Err(e @ ConnectorError::Auth(_)) => d["verify"] = error_json(&e),
+                        result => {
                             d["verify"] = json!("ok");
-                            d["outcome"] = match c.parse_webhook(&req) {
+                            d["outcome"] = match result {
                                 Ok(WebhookOutcome::Orders {
                                     dedupe_key,
                                     orders: found,
+                                    rejected,
                                 }) => {
-                                    let v = json!({
+                                    let mut v = json!({
                                         "kind": "orders",
                                         "dedupe_key": dedupe_key,
                                         "orders": found.iter().map(|o| json!({"id": o.order.id, "updated_at": o.order.updated_at})).collect::<Vec<_>>(),
                                     });
+                                    if !rejected.is_empty() {
+                                        v["rejected"] = json!(rejected);
+                                    }
                                     webhook_orders.extend(found.iter().cloned());
                                     orders.extend(found);
                                     v
