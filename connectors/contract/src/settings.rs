@@ -44,7 +44,9 @@ pub trait SettingsReader {
     /// Whether the account takes webhooks (`webhooks = true`).
     fn webhooks(&self) -> bool;
 
-    /// A non-empty string.
+    /// A non-empty string. A whole number written without quotes is taken
+    /// as its digits (ids that other systems hand out as numbers:
+    /// `shop_id = 12345678`).
     fn string(&mut self, key: &str, need: Need) -> Option<String>;
 
     /// A list of non-empty strings (a single string counts as a list of one).

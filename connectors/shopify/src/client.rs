@@ -61,7 +61,8 @@ impl GraphqlClient {
 
     /// Posts one document, once the pacer lets `class` go, and decodes
     /// `data` as `T`. Shopify's cost bucket is one for the whole app and
-    /// shop: every answer's report goes to the pacer under `class`.
+    /// shop: every answer's report goes to the pacer for every operation,
+    /// since each of them spends that one bucket.
     pub async fn execute<T: DeserializeOwned>(
         &self,
         class: Operation,
@@ -113,7 +114,10 @@ impl GraphqlClient {
         let cost = envelope.extensions.as_ref().and_then(|x| x.cost);
         if let Some(hint) = cost.and_then(|c| rate_hint(&c, observed_at)) {
             *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(hint);
-            self.pacer.observe(class, hint);
+            // One bucket for every operation: each one's budget is told.
+            for operation in Operation::ALL {
+                self.pacer.observe(operation, hint);
+            }
         }
         classify_errors(operation, &envelope, cost.as_ref(), |s| self.scrub(s))?;
         let data = envelope.data.ok_or_else(|| {

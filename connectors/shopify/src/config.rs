@@ -1,8 +1,10 @@
-//! What one Shopify account needs: where the shop is, its credentials and
-//! the knobs SPEC §3.4 gives it. The daemon builds this from its own strict
-//! config (which rejects unknown keys); here it is plain data, checked once by
-//! [`ShopifyConfig::validate`] so that a bad location id fails at start, not on
-//! the first stock push.
+//! What one Shopify connector is built from: where the shop is, its
+//! credentials and its knobs, as plain data. The account's keys are read
+//! from the daemon's config by `settings.rs`; both it and
+//! [`ShopifyConfig::validate`] (for a config made in code) judge values by
+//! the checks here ([`api_version_problem`], [`location_gid`]), so a value
+//! is right or wrong by one rule wherever it comes from, and a bad location
+//! id fails at start, not on the first stock push.
 
 use switchyard_contract::{ConnectorError, Secret};
 
@@ -69,16 +71,13 @@ impl ShopifyConfig {
         if self.access_token.expose().trim().is_empty() {
             problems.push("access_token is empty".to_owned());
         }
-        if !is_api_version(&self.api_version) {
-            problems.push(format!(
-                "api_version {:?} is not of the form YYYY-MM (e.g. {DEFAULT_API_VERSION})",
-                self.api_version
-            ));
+        if let Some(problem) = api_version_problem(&self.api_version) {
+            problems.push(format!("api_version {problem}"));
         }
         if let Some(loc) = &self.location_id
-            && let Err(e) = location_gid(loc)
+            && let Err(problem) = location_gid(loc)
         {
-            problems.push(e);
+            problems.push(format!("location_id {problem}"));
         }
         if self.webhook_secrets.iter().any(|s| s.expose().is_empty()) {
             problems.push("a webhook secret is empty".to_owned());
@@ -104,29 +103,41 @@ impl ShopifyConfig {
     }
 }
 
-fn is_api_version(v: &str) -> bool {
+/// Why `v` is not an API version this crate can ask for, if it is not.
+/// Shopify releases quarterly (`2026-01`, `-04`, `-07`, `-10`); `unstable`
+/// is its preview version, allowed for experiments.
+pub fn api_version_problem(v: &str) -> Option<String> {
+    // Bytes, not `&v[..4]`: a 7-byte value with a multi-byte character
+    // across byte 4 ("202é-1") would panic a string slice.
     let b = v.as_bytes();
-    // "unstable" is Shopify's preview version; allow it for experiments.
-    v == "unstable"
-        || (b.len() == 7
-            && b[4] == b'-'
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && b[5..].iter().all(u8::is_ascii_digit))
+    let quarterly = b.len() == 7
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && matches!(&b[4..], b"-01" | b"-04" | b"-07" | b"-10");
+    if quarterly || v == "unstable" {
+        return None;
+    }
+    Some(format!(
+        "{v:?} is not a Shopify API version; use a quarterly release like \
+         \"{DEFAULT_API_VERSION}\" (months 01, 04, 07, 10) or \"unstable\""
+    ))
 }
 
 /// `"123"` or `"gid://shopify/Location/123"` → the GID; anything else is an
-/// error that names the value.
+/// error that names the value (and not the key, which the caller names).
 pub fn location_gid(value: &str) -> Result<String, String> {
     let v = value.trim();
-    let numeric = v.strip_prefix("gid://shopify/Location/").unwrap_or(v);
-    if !numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(format!("gid://shopify/Location/{numeric}"))
+    let numeric = v.strip_prefix(LOCATION_GID).unwrap_or(v);
+    let number = !numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit());
+    if number && numeric.bytes().any(|b| b != b'0') {
+        Ok(format!("{LOCATION_GID}{numeric}"))
     } else {
         Err(format!(
-            "location_id {value:?} is neither a number nor a gid://shopify/Location/<number>"
+            "{value:?} is not a location id: give its number or a gid like \"{LOCATION_GID}123\""
         ))
     }
 }
+
+const LOCATION_GID: &str = "gid://shopify/Location/";
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +172,17 @@ mod tests {
         assert!(location_gid("gid://shopify/Product/123").is_err());
         assert!(location_gid("main-warehouse").is_err());
         assert!(location_gid("").is_err());
+        assert!(location_gid("0").is_err());
+    }
+
+    #[test]
+    fn api_versions_are_quarterly_releases() {
+        for good in ["2026-10", "2025-01", "unstable"] {
+            assert_eq!(api_version_problem(good), None, "{good}");
+        }
+        for bad in ["2026-02", "latest", "2026-1", "202\u{e9}-1", ""] {
+            assert!(api_version_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

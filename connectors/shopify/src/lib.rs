@@ -5,7 +5,8 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`config`] | [`ShopifyConfig`]: plain data the daemon fills from its config |
+//! | [`settings`] | the account's keys in the daemon's config, read through `SettingsReader`; [`DESCRIPTOR`], the daemon's registry entry; the replay settings |
+//! | [`config`] | [`ShopifyConfig`]: what the connector is built from, and the value checks the settings share |
 //! | [`graphql`] | every document sent, as constants (validated against the schema in tests) |
 //! | `client` | HTTP + GraphQL envelope, error classification, rate-limit hint |
 //! | `wire` | Shopify's JSON shapes (GraphQL and REST), lenient, crate-private |
@@ -26,6 +27,7 @@ pub mod cursor;
 pub mod graphql;
 pub mod normalize;
 mod push;
+pub mod settings;
 pub mod webhook;
 mod wire;
 
@@ -45,6 +47,7 @@ pub use config::{DEFAULT_API_VERSION, ShopifyConfig};
 pub use cursor::{OVERLAP, PollCursor};
 pub use normalize::{normalize_graphql_order, normalize_rest_order, sku_inventory_items};
 pub use push::inventory_item_gid;
+pub use settings::{DESCRIPTOR, ShopifySettings, read_settings, replay_settings};
 
 use client::GraphqlClient;
 use graphql::OrderLimits;
@@ -308,7 +311,8 @@ impl Connector for ShopifyConnector {
     /// the mutation's cost does not grow with its quantities); a tracking
     /// push asks for ~656 points up front (Shopify refunds all but the ~25 it
     /// really costs), so only a few fit in the bucket at once. Polls and
-    /// fetches are paced by the bucket itself ([`POLL_LOW_WATER`]).
+    /// fetches are paced by the bucket itself ([`POLL_LOW_WATER`]); the
+    /// look-ups a push or a page needs are cheap and go faster.
     fn rate_limit(&self, operation: Operation) -> RateLimit {
         let standard = match operation {
             Operation::PushInventory => RateLimit {
@@ -319,9 +323,16 @@ impl Connector for ShopifyConnector {
                 per_second: 2.0,
                 burst: 2,
             },
-            Operation::Poll | Operation::Fetch | Operation::Lookup => RateLimit {
+            Operation::Poll | Operation::Fetch => RateLimit {
                 per_second: 2.0,
                 burst: 10,
+            },
+            // A look-up (variants by SKU, a location, fulfilment orders) asks
+            // for ~6 to ~20 points: ten a second is well inside Standard's
+            // 100, and a first push of a new catalog is not held to a poll's pace.
+            Operation::Lookup => RateLimit {
+                per_second: 10.0,
+                burst: 40,
             },
             Operation::Auth => RateLimit::CONSERVATIVE,
         };
