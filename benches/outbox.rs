@@ -23,9 +23,10 @@ use switchyard::effects::deliveries;
 use switchyard::effects::stock::{self, StockTarget, StockTargets};
 use switchyard::effects::{self, ChannelSender, Outbound};
 use switchyard::outbox::{OutboxOptions, Worker};
+use switchyard::pacing::{AccountPacer, PacerOptions};
 use switchyard::store::{NewOutboxItem, StockChange, Store, StoreOptions, WriteBatch};
-use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::*;
+use switchyard_contract::{Operation, RateLimit};
 use tokio::sync::watch;
 
 const ITEMS: usize = 5_000;
@@ -89,6 +90,10 @@ fn order(n: usize) -> Order {
                 unit_price: money("20.00"),
                 total: money("40.00"),
                 shipped_quantity: 0,
+                discount: rust_decimal::Decimal::ZERO,
+                tax: None,
+                refunded_quantity: 0,
+                options: vec![],
             })
             .collect(),
         shipments: vec![],
@@ -96,6 +101,10 @@ fn order(n: usize) -> Order {
         route: Some("east-wh".into()),
         hold: None,
         priority: Priority::Normal,
+        note: None,
+        gift: None,
+        fulfillment: switchyard_contract::Fulfillment::default(),
+        test: false,
     }
 }
 
@@ -118,37 +127,50 @@ impl Connector for Instantly {
             burst: 1,
         }
     }
-    async fn check(&self) -> Result<(), ConnectorError> {
-        Ok(())
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async { Ok(()) })
     }
-    async fn poll_orders(
-        &self,
-        _c: Option<&Cursor>,
+    fn poll_orders<'a>(
+        &'a self,
+        _c: Option<&'a Cursor>,
         _s: DateTime<Utc>,
         _n: DateTime<Utc>,
-    ) -> Result<OrderPage, ConnectorError> {
-        Err(ConnectorError::Config("none".into()))
+    ) -> BoxFuture<'a, Result<OrderPage, ConnectorError>> {
+        Box::pin(async { Err(ConnectorError::Config("none".into())) })
     }
-    async fn fetch_orders(&self, _ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
-        Ok(vec![])
+    fn fetch_orders<'a>(
+        &'a self,
+        _ids: &'a [String],
+    ) -> BoxFuture<'a, Result<FetchedOrders, ConnectorError>> {
+        Box::pin(async { Ok(FetchedOrders::default()) })
     }
-    fn verify_webhook(&self, _r: &WebhookRequest) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Auth("none".into()))
+    fn handle_webhook<'a>(
+        &'a self,
+        _r: &'a WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookOutcome, ConnectorError>> {
+        Box::pin(async { Err(ConnectorError::Auth("none".into())) })
     }
-    fn parse_webhook(&self, _r: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
-        Err(ConnectorError::Auth("none".into()))
+    fn push_inventory_batch<'a>(
+        &'a self,
+        pushes: &'a [InventoryPush],
+    ) -> BoxFuture<'a, Vec<Result<InventoryResult, ConnectorError>>> {
+        Box::pin(std::future::ready(
+            pushes
+                .iter()
+                .map(|p| {
+                    Ok(InventoryResult::Set {
+                        quantity: p.quantity,
+                        listing_ref: None,
+                    })
+                })
+                .collect(),
+        ))
     }
-    async fn push_inventory(
-        &self,
-        push: &InventoryPush,
-    ) -> Result<InventoryResult, ConnectorError> {
-        Ok(InventoryResult::Set {
-            quantity: push.quantity,
-            listing_ref: None,
-        })
-    }
-    async fn push_tracking(&self, _p: &TrackingPush) -> Result<TrackingResult, ConnectorError> {
-        Err(ConnectorError::Config("none".into()))
+    fn push_tracking<'a>(
+        &'a self,
+        _p: &'a TrackingPush,
+    ) -> BoxFuture<'a, Result<TrackingResult, ConnectorError>> {
+        Box::pin(async { Err(ConnectorError::Config("none".into())) })
     }
 }
 
@@ -265,10 +287,14 @@ async fn pushes() -> f64 {
         store.outbox_add(chunk.to_vec(), now).unwrap();
     }
     drain(&store, |stop| {
+        let connector: Arc<dyn Connector> = Arc::new(Instantly);
+        let pacer = AccountPacer::new("shop-us", PacerOptions::default());
+        pacer.follow(&connector);
         let sender = ChannelSender {
             account: "shop-us".into(),
             buffer: 0,
-            connector: Arc::new(Instantly),
+            connector,
+            pacer,
             store: store.clone(),
             outbound: outbound.clone(),
         };

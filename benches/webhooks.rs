@@ -17,7 +17,7 @@ use harness::{ConfigBuilder, InProcess, ShopifyAccount, orders_create};
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::sim::Simulator;
 use switchyard::store::{Store, StoreOptions};
-use switchyard_contract::{Connector, Secret, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{Secret, WebhookOutcome, WebhookRequest};
 
 const SECRET: &str = "bench-webhook-secret";
 const ORDERS: usize = 4_000;
@@ -50,8 +50,12 @@ fn baseline(bodies: &[Vec<u8>], flush_each: bool) -> f64 {
     let mut config =
         switchyard_shopify::ShopifyConfig::new("shop-us", "http://127.0.0.1:9", Secret::new("x"));
     config.webhook_secrets = vec![Secret::new(SECRET)];
-    let connector =
-        switchyard_shopify::ShopifyConnector::new(config, reqwest::Client::new()).unwrap();
+    let connector = switchyard_shopify::ShopifyConnector::new(
+        config,
+        reqwest::Client::new(),
+        switchyard_contract::Unpaced::shared(),
+    )
+    .unwrap();
     let started = Instant::now();
     for (i, body) in bodies.iter().enumerate() {
         let req = WebhookRequest {

@@ -1,30 +1,44 @@
-//! Pacing: when the next call to a channel may go. Two halves, both pure
-//! timing decisions (the callers do the sleeping, on tokio's clock, so that
-//! shutdown can interrupt them); this module depends on nothing else in the
-//! crate.
+//! Pacing: when the next call to a channel or destination may go, and how
+//! long to wait before a retry. This module depends on nothing else in the
+//! crate; its clock is tokio's, so that tests can pause time.
 //!
 //! - Retry delays: exponential with jitter and a cap ([`Backoff`],
 //!   [`item_delay`]). The only module that names the `backoff` crate
 //!   (flagged unmaintained), so it can be swapped in one place.
-//! - Rate limits ([`Limiter`]): one account's calls of one operation class,
-//!   a `governor` GCRA limiter seeded from the channel's published rate (run
-//!   at `safety` × the rate and `burst_share` × the burst: the unused part
-//!   of the channel's bucket absorbs network and scheduling jitter, which can
-//!   make requests arrive closer together than they were sent, and leaves
-//!   room for the account's polls, which spend the same bucket), plus the
-//!   channel's own bucket reports (`RateHint`): when the channel says its
-//!   bucket is nearly empty, the limiter waits until it has refilled to the
-//!   low-water mark ([`hint_wait`]).
+//! - The account pacer ([`AccountPacer`], the contract's `Pacer`): one per
+//!   account, shared by everything that calls the channel for it (poll
+//!   loop, fetch jobs, outbox worker, `sync` backfills, start-up checks).
+//!   Per [`Operation`] it keeps a token bucket seeded from the connector's
+//!   published `rate_limit(operation)` (run at `rate_safety` × the rate and
+//!   `burst_share` × the burst: the unused part of the channel's own bucket
+//!   absorbs network jitter, which can make requests arrive closer together
+//!   than they were sent, and leaves room for the account's other
+//!   operations), re-seeded when the published limit changes (a Shopify
+//!   shop on a bigger plan). On top, it follows what the channel reports
+//!   ([`RateHint`]): in the burst window an operation waits while the
+//!   channel's bucket is below its low-water mark (polls keep the channel's
+//!   `poll_low_water`, leaving the rest to pushes); in the daily window
+//!   pushes stop while less than `daily_reserve` of the day's allowance is
+//!   left, so that orders keep coming in, and everything stops at zero. A
+//!   429 holds the operation for its retry-after ([`AccountPacer::hold`]).
+//! - Call scopes ([`bounded`]): a call's time budget that does not count
+//!   the pacer's waits. A channel that allows one call a minute is slow,
+//!   not stalled: every wait in the pacer moves the scope's deadline and
+//!   tells its keep-alive (the systemd watchdog heartbeat of the worker
+//!   that made the call) how long the call may now take.
 
-use std::num::NonZeroU32;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use backoff::backoff::Backoff as _;
 use chrono::{DateTime, Utc};
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use switchyard_contract::RateHint;
-use switchyard_contract::connector::RateLimit;
+use switchyard_contract::{
+    BoxFuture, Connector, Operation, Pacer, RateHint, RateLimit, RateWindow,
+};
+use tokio::time::Instant;
 
 /// A sequence of growing, jittered delays; `reset` after a success.
 pub struct Backoff(backoff::ExponentialBackoff);
@@ -73,29 +87,89 @@ pub fn item_delay(
     b.next_delay(retry_after)
 }
 
-/// The longest wait a channel's bucket report can impose on its own.
-const MAX_HINT_WAIT: Duration = Duration::from_secs(60);
+// --- the account pacer -------------------------------------------------------
 
-pub struct Limiter {
-    /// None: unlimited (a rate of zero or infinity means "no limit").
-    gcra: Option<DefaultDirectRateLimiter>,
-    limit: RateLimit,
-    low_water: f64,
+/// The longest wait one burst-window report can impose on its own (a bad
+/// report must not stop an account for long).
+const MAX_BURST_WAIT: Duration = Duration::from_secs(60);
+/// The longest wait one daily-window report can impose.
+const MAX_DAILY_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// The longest hold a 429 can impose.
+const MAX_HOLD: Duration = Duration::from_secs(3600);
+
+/// How an account pacer runs against what the channel publishes and reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacerOptions {
+    /// The fraction of a published rate to use, in (0, 1].
+    pub rate_safety: f64,
+    /// The fraction of a published burst to use (at least one call), in (0, 1].
+    pub burst_share: f64,
+    /// Operations other than polls wait while the channel reports its
+    /// bucket below this fraction (and below one unit).
+    pub low_water: f64,
+    /// Polls wait while the channel reports its bucket below this fraction
+    /// (the connector's `ChannelHints::poll_low_water`).
+    pub poll_low_water: f64,
+    /// Pushes wait while less than this fraction of the channel's daily
+    /// allowance is left; orders coming in may spend the rest.
+    pub daily_reserve: f64,
 }
 
-impl std::fmt::Debug for Limiter {
+impl Default for PacerOptions {
+    fn default() -> Self {
+        PacerOptions {
+            rate_safety: 0.9,
+            burst_share: 0.5,
+            low_water: 0.1,
+            poll_low_water: 0.0,
+            daily_reserve: 0.1,
+        }
+    }
+}
+
+type Limits = Arc<dyn Fn(Operation) -> RateLimit + Send + Sync>;
+
+/// One account's budget keeper. Cheap to share behind an `Arc`.
+pub struct AccountPacer {
+    account: String,
+    options: RwLock<PacerOptions>,
+    limits: RwLock<Limits>,
+    state: Mutex<BTreeMap<Operation, OpState>>,
+    /// Microseconds spent waiting, all operations together (`/metrics`).
+    waited_us: AtomicU64,
+    /// When the latest wait that has not ended yet ends, and for what
+    /// (`/readyz`, `sync`'s progress).
+    waiting: Mutex<Option<(Operation, DateTime<Utc>)>>,
+}
+
+impl std::fmt::Debug for AccountPacer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiter")
-            .field("limit", &self.limit)
+        f.debug_struct("AccountPacer")
+            .field("account", &self.account)
             .finish_non_exhaustive()
     }
 }
 
-impl Limiter {
-    /// `safety` in (0, 1]: the fraction of the published rate to use;
-    /// `burst_share` in (0, 1]: the fraction of the published burst (at least 1);
-    /// `low_water`: the fraction of the channel's reported bucket to keep.
-    pub fn new(limit: RateLimit, safety: f64, burst_share: f64, low_water: f64) -> Limiter {
+#[derive(Default)]
+struct OpState {
+    /// The published limit the bucket was seeded from.
+    limit: Option<RateLimit>,
+    /// `None`: unlimited (a rate of zero or infinity means "no limit").
+    bucket: Option<Bucket>,
+    burst: Option<SeenHint>,
+    daily: Option<SeenHint>,
+    held_until: Option<Instant>,
+}
+
+struct Bucket {
+    per_second: f64,
+    capacity: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(limit: RateLimit, options: &PacerOptions) -> Option<Bucket> {
         let fraction = |f: f64| {
             if f.is_finite() && f > 0.0 {
                 f.min(1.0)
@@ -103,68 +177,353 @@ impl Limiter {
                 1.0
             }
         };
-        let (safety, burst_share) = (fraction(safety), fraction(burst_share));
-        let rate = limit.per_second * safety;
-        let gcra = if rate.is_finite() && rate > 0.0 {
-            let period = Duration::from_secs_f64(1.0 / rate);
-            Quota::with_period(period).map(|q| {
-                let burst = (f64::from(limit.burst) * burst_share).floor() as u32;
-                let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-                RateLimiter::direct(q.allow_burst(burst))
-            })
-        } else {
-            None
-        };
-        Limiter {
-            gcra,
-            limit,
-            low_water,
+        let per_second = limit.per_second * fraction(options.rate_safety);
+        if !(per_second.is_finite() && per_second > 0.0) {
+            return None;
         }
+        let capacity = (f64::from(limit.burst) * fraction(options.burst_share))
+            .floor()
+            .max(1.0);
+        Some(Bucket {
+            per_second,
+            capacity,
+            tokens: capacity,
+            at: Instant::now(),
+        })
     }
 
-    pub fn limit(&self) -> RateLimit {
-        self.limit
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.at = now;
     }
 
-    /// Takes a slot for one call now, or says how long until one is free.
-    pub fn try_acquire(&self) -> Result<(), Duration> {
-        match &self.gcra {
-            None => Ok(()),
-            Some(g) => g.check().map_err(|not_until| {
-                // At least a millisecond, so a caller never spins.
-                not_until
-                    .wait_time_from(g.clock().now())
-                    .max(Duration::from_millis(1))
-            }),
+    /// How long until `cost` may be taken (a cost above the capacity waits
+    /// for a full bucket and leaves it in debt).
+    fn wait(&self, cost: f64) -> Duration {
+        let need = cost.min(self.capacity);
+        if self.tokens >= need {
+            return Duration::ZERO;
         }
-    }
-
-    /// How long to hold off because the channel reported its bucket nearly
-    /// empty (refilled since `observed_at` at the reported restore rate).
-    pub fn hint_wait(&self, hint: Option<RateHint>, now: DateTime<Utc>) -> Option<Duration> {
-        hint_wait(hint?, self.low_water, now)
+        Duration::from_secs_f64((need - self.tokens) / self.per_second)
+            .max(Duration::from_millis(1))
     }
 }
 
-/// The wait a bucket report imposes: none while the bucket holds at least
-/// `low_water` × capacity (and at least one unit), else the time to refill to it.
-pub fn hint_wait(hint: RateHint, low_water: f64, now: DateTime<Utc>) -> Option<Duration> {
-    if hint.capacity == 0 || !(hint.restore_per_second.is_finite() && hint.restore_per_second > 0.0)
-    {
-        return None;
+/// A report with when this process saw it: its age is measured on tokio's
+/// clock from then on, so paused-time tests see it refill.
+#[derive(Clone, Copy)]
+struct SeenHint {
+    hint: RateHint,
+    seen_at: Instant,
+    /// How old the report already was when it arrived.
+    age_at_seen: f64,
+}
+
+impl SeenHint {
+    /// The wait until the reported bucket holds `mark` (a fraction of its
+    /// capacity, at least `floor` units), refilled at the reported rate.
+    fn wait(&self, mark: f64, floor: f64, cap: Duration, now: Instant) -> Duration {
+        let h = &self.hint;
+        if h.capacity == 0 || !(h.restore_per_second.is_finite() && h.restore_per_second > 0.0) {
+            return Duration::ZERO;
+        }
+        let elapsed = self.age_at_seen + now.saturating_duration_since(self.seen_at).as_secs_f64();
+        let capacity = f64::from(h.capacity);
+        let remaining = (f64::from(h.remaining) + elapsed * h.restore_per_second).min(capacity);
+        let mark = (capacity * mark).max(floor).min(capacity);
+        if remaining >= mark {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((mark - remaining) / h.restore_per_second).min(cap)
     }
-    let elapsed = (now - hint.observed_at)
-        .to_std()
-        .unwrap_or_default()
-        .as_secs_f64();
-    let capacity = f64::from(hint.capacity);
-    let remaining = (f64::from(hint.remaining) + elapsed * hint.restore_per_second).min(capacity);
-    let mark = (capacity * low_water).max(1.0).min(capacity);
-    if remaining >= mark {
-        return None;
+}
+
+impl AccountPacer {
+    /// A pacer that uses [`RateLimit::CONSERVATIVE`] until it is told whose
+    /// published limits to follow ([`AccountPacer::follow`]).
+    pub fn new(account: impl Into<String>, options: PacerOptions) -> Arc<AccountPacer> {
+        AccountPacer::fixed(account, RateLimit::CONSERVATIVE, options)
     }
-    let wait = Duration::from_secs_f64((mark - remaining) / hint.restore_per_second);
-    Some(wait.min(MAX_HINT_WAIT))
+
+    /// A pacer with one published limit for every operation (a destination).
+    pub fn fixed(
+        account: impl Into<String>,
+        limit: RateLimit,
+        options: PacerOptions,
+    ) -> Arc<AccountPacer> {
+        Arc::new(AccountPacer {
+            account: account.into(),
+            options: RwLock::new(options),
+            limits: RwLock::new(Arc::new(move |_| limit)),
+            state: Mutex::new(BTreeMap::new()),
+            waited_us: AtomicU64::new(0),
+            waiting: Mutex::new(None),
+        })
+    }
+
+    /// Seeds from `connector`'s published limits from now on, asking again
+    /// before each call (they can change with what the channel reports),
+    /// and keeps its polls' low-water mark. Holds the connector weakly: the
+    /// connector holds this pacer.
+    pub fn follow(&self, connector: &Arc<dyn Connector>) {
+        self.options
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .poll_low_water = connector.hints().poll_low_water;
+        let weak: Weak<dyn Connector> = Arc::downgrade(connector);
+        let limits: Limits = Arc::new(move |op| {
+            weak.upgrade()
+                .map_or(RateLimit::CONSERVATIVE, |c| c.rate_limit(op))
+        });
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    pub fn options(&self) -> PacerOptions {
+        *self.options.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a call of `operation` costing `cost` would wait now.
+    pub fn delay(&self, operation: Operation, cost: u32) -> Duration {
+        let limit = self.limit(operation);
+        let mut state = self.lock();
+        let op = self.op_state(&mut state, operation, limit);
+        self.wait_of(op, operation, f64::from(cost), Instant::now())
+    }
+
+    /// Waits until a call of `operation` costing `cost` could go, without
+    /// spending anything (a worker waits here, where it can notice
+    /// shutdown, before it calls the connector, which then acquires).
+    pub async fn ready(&self, operation: Operation, cost: u32) {
+        loop {
+            let wait = self.delay(operation, cost);
+            if wait.is_zero() {
+                return;
+            }
+            self.pause(operation, wait).await;
+        }
+    }
+
+    /// The channel said to wait (a 429's retry-after): nothing of
+    /// `operation` goes before then.
+    pub fn hold(&self, operation: Operation, wait: Duration) {
+        let until = Instant::now() + wait.min(MAX_HOLD);
+        let mut state = self.lock();
+        let op = state.entry(operation).or_default();
+        op.held_until = Some(op.held_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Seconds spent waiting so far, every operation together.
+    pub fn waited(&self) -> Duration {
+        Duration::from_micros(self.waited_us.load(Ordering::Relaxed))
+    }
+
+    /// The wait in progress, if one is: for what and until when.
+    pub fn waiting(&self) -> Option<(Operation, DateTime<Utc>)> {
+        let waiting = *self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.filter(|(_, until)| *until > Utc::now())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Operation, OpState>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn limit(&self, operation: Operation) -> RateLimit {
+        // Read outside the state lock: it calls into the connector.
+        let limits = self
+            .limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        limits(operation)
+    }
+
+    /// The operation's state, its bucket re-seeded if the limit changed.
+    fn op_state<'s>(
+        &self,
+        state: &'s mut BTreeMap<Operation, OpState>,
+        operation: Operation,
+        limit: RateLimit,
+    ) -> &'s mut OpState {
+        let op = state.entry(operation).or_default();
+        if op.limit != Some(limit) {
+            let mut bucket = Bucket::new(limit, &self.options());
+            // A new limit does not hand out a fresh burst on top of what
+            // was just spent.
+            if let (Some(new), Some(old)) = (bucket.as_mut(), op.bucket.as_ref()) {
+                new.tokens = old.tokens.min(new.capacity);
+                new.at = old.at;
+            }
+            op.bucket = bucket;
+            op.limit = Some(limit);
+        }
+        op
+    }
+
+    fn wait_of(&self, op: &mut OpState, operation: Operation, cost: f64, now: Instant) -> Duration {
+        let options = self.options();
+        let mut wait = Duration::ZERO;
+        if let Some(until) = op.held_until {
+            if until > now {
+                wait = until - now;
+            } else {
+                op.held_until = None;
+            }
+        }
+        if let Some(bucket) = op.bucket.as_mut() {
+            bucket.refill(now);
+            wait = wait.max(bucket.wait(cost));
+        }
+        if let Some(seen) = &op.burst {
+            let mark = if operation == Operation::Poll {
+                options.poll_low_water.max(options.low_water)
+            } else {
+                options.low_water
+            };
+            wait = wait.max(seen.wait(mark, 1.0, MAX_BURST_WAIT, now));
+        }
+        if let Some(seen) = &op.daily {
+            let mark = if operation.is_ingest() {
+                0.0
+            } else {
+                options.daily_reserve
+            };
+            wait = wait.max(seen.wait(mark, 1.0, MAX_DAILY_WAIT, now));
+        }
+        wait
+    }
+
+    /// Sleeps `wait` on behalf of a call: the call's scope (if any) gets
+    /// the time back, and the wait shows in [`AccountPacer::waiting`].
+    async fn pause(&self, operation: Operation, wait: Duration) {
+        let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some((operation, until));
+        if wait >= Duration::from_secs(5) {
+            tracing::info!(account = %self.account, operation = %operation, until = %until.to_rfc3339(), "waiting for the channel's rate limit");
+        } else {
+            tracing::debug!(account = %self.account, operation = %operation, wait_ms = wait.as_millis() as u64, "waiting for the channel's rate limit");
+        }
+        let _ = CALL.try_with(|scope| scope.extend(wait));
+        tokio::time::sleep(wait).await;
+        self.waited_us
+            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    async fn take(&self, operation: Operation, cost: u32) {
+        loop {
+            let limit = self.limit(operation);
+            let wait = {
+                let mut state = self.lock();
+                let op = self.op_state(&mut state, operation, limit);
+                let now = Instant::now();
+                let wait = self.wait_of(op, operation, f64::from(cost), now);
+                if wait.is_zero() {
+                    if let Some(bucket) = op.bucket.as_mut() {
+                        bucket.tokens -= f64::from(cost);
+                    }
+                    return;
+                }
+                wait
+            };
+            self.pause(operation, wait).await;
+        }
+    }
+}
+
+impl Pacer for AccountPacer {
+    fn acquire(&self, operation: Operation, cost: u32) -> BoxFuture<'_, ()> {
+        Box::pin(self.take(operation, cost))
+    }
+
+    fn observe(&self, operation: Operation, hint: RateHint) {
+        let age = (Utc::now() - hint.observed_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        let seen = SeenHint {
+            hint,
+            seen_at: Instant::now(),
+            age_at_seen: age,
+        };
+        let mut state = self.lock();
+        let op = state.entry(operation).or_default();
+        match hint.window {
+            RateWindow::Burst => op.burst = Some(seen),
+            RateWindow::Daily => op.daily = Some(seen),
+        }
+    }
+}
+
+// --- call scopes ---------------------------------------------------------------
+
+/// Told how long the call in progress may now take (a worker's watchdog
+/// heartbeat: "busy for this long").
+pub type Keepalive = Arc<dyn Fn(Duration) + Send + Sync>;
+
+struct CallScope {
+    deadline: Mutex<Instant>,
+    keepalive: Option<Keepalive>,
+}
+
+impl CallScope {
+    fn extend(&self, by: Duration) {
+        let mut deadline = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        *deadline += by;
+        if let Some(k) = &self.keepalive {
+            k(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+tokio::task_local! {
+    static CALL: Arc<CallScope>;
+}
+
+/// A call that used up its time budget (pacer waits not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no answer within {} s", .0.as_secs_f64())]
+pub struct TimedOut(pub Duration);
+
+/// Runs `call` with `budget` of time, not counting the time it waits in an
+/// account pacer: each such wait moves the deadline on and tells
+/// `keepalive` how long the call may now take. `keepalive` is told the
+/// budget first.
+pub async fn bounded<F: Future>(
+    budget: Duration,
+    keepalive: Option<Keepalive>,
+    call: F,
+) -> Result<F::Output, TimedOut> {
+    if let Some(k) = &keepalive {
+        k(budget);
+    }
+    let scope = Arc::new(CallScope {
+        deadline: Mutex::new(Instant::now() + budget),
+        keepalive,
+    });
+    let watch = scope.clone();
+    CALL.scope(scope, async move {
+        tokio::pin!(call);
+        loop {
+            let deadline = watch.deadline();
+            tokio::select! {
+                out = &mut call => return Ok(out),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if Instant::now() >= watch.deadline() {
+                        return Err(TimedOut(budget));
+                    }
+                }
+            }
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -202,80 +561,177 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_burst_goes_at_once_then_the_rate_paces() {
-        let l = Limiter::new(
-            RateLimit {
-                per_second: 10.0,
-                burst: 3,
-            },
-            1.0,
-            1.0,
-            0.1,
-        );
+    fn exact() -> PacerOptions {
+        PacerOptions {
+            rate_safety: 1.0,
+            burst_share: 1.0,
+            ..PacerOptions::default()
+        }
+    }
+
+    fn limit(per_second: f64, burst: u32) -> RateLimit {
+        RateLimit { per_second, burst }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_burst_goes_at_once_then_the_rate_paces() {
+        let p = AccountPacer::fixed("shop", limit(10.0, 3), exact());
+        let start = Instant::now();
         for _ in 0..3 {
-            assert!(l.try_acquire().is_ok());
+            p.acquire(Operation::PushInventory, 1).await;
         }
-        let wait = l.try_acquire().unwrap_err();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        p.acquire(Operation::PushInventory, 1).await;
+        let first = start.elapsed();
         assert!(
-            wait > Duration::from_millis(50) && wait <= Duration::from_millis(100),
-            "{wait:?}"
+            first >= Duration::from_millis(99) && first <= Duration::from_millis(101),
+            "{first:?}"
         );
+        // Other operations have budgets of their own.
+        p.acquire(Operation::Poll, 1).await;
+        assert_eq!(start.elapsed(), first);
+        assert!(p.waited() >= Duration::from_millis(99));
     }
 
-    #[test]
-    fn half_the_burst_is_left_to_the_channel() {
-        let limit = RateLimit {
-            per_second: 10.0,
-            burst: 10,
-        };
-        let l = Limiter::new(limit, 0.9, 0.5, 0.1);
+    #[tokio::test(start_paused = true)]
+    async fn half_the_burst_is_left_to_the_channel_by_default() {
+        let p = AccountPacer::fixed("shop", limit(10.0, 10), PacerOptions::default());
         for _ in 0..5 {
-            assert!(l.try_acquire().is_ok());
+            assert_eq!(p.delay(Operation::PushInventory, 1), Duration::ZERO);
+            p.acquire(Operation::PushInventory, 1).await;
         }
-        assert!(l.try_acquire().is_err());
-        let one = Limiter::new(RateLimit { burst: 1, ..limit }, 0.9, 0.5, 0.1);
-        assert!(one.try_acquire().is_ok());
+        assert!(p.delay(Operation::PushInventory, 1) > Duration::ZERO);
     }
 
-    #[test]
-    fn zero_or_infinite_rates_mean_no_limit() {
+    #[tokio::test(start_paused = true)]
+    async fn zero_or_infinite_rates_mean_no_limit() {
         for r in [0.0, f64::INFINITY] {
-            let l = Limiter::new(
-                RateLimit {
-                    per_second: r,
-                    burst: 1,
-                },
-                0.9,
-                0.5,
-                0.1,
-            );
+            let p = AccountPacer::fixed("shop", limit(r, 1), exact());
+            let start = Instant::now();
             for _ in 0..1000 {
-                assert!(l.try_acquire().is_ok());
+                p.acquire(Operation::PushTracking, 1).await;
             }
+            assert_eq!(start.elapsed(), Duration::ZERO);
         }
     }
 
-    #[test]
-    fn a_nearly_empty_bucket_report_waits_for_the_refill() {
-        let now = Utc::now();
-        let hint = RateHint {
+    fn hint(remaining: u32, window: RateWindow) -> RateHint {
+        RateHint {
             capacity: 2000,
-            remaining: 50,
+            remaining,
             restore_per_second: 100.0,
-            observed_at: now,
-        };
-        // Low water 10% = 200 points: 150 missing at 100/s.
-        assert_eq!(hint_wait(hint, 0.1, now), Some(Duration::from_millis(1500)));
-        // Two seconds later the bucket has refilled.
-        assert_eq!(
-            hint_wait(hint, 0.1, now + chrono::Duration::seconds(2)),
-            None
+            observed_at: Utc::now(),
+            window,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nearly_empty_bucket_report_waits_for_the_refill() {
+        let unlimited = limit(f64::INFINITY, 1);
+        let p = AccountPacer::fixed(
+            "shop",
+            unlimited,
+            PacerOptions {
+                poll_low_water: 0.5,
+                ..exact()
+            },
         );
-        let full = RateHint {
-            remaining: 1500,
-            ..hint
+        for op in [Operation::Poll, Operation::PushInventory] {
+            p.observe(op, hint(50, RateWindow::Burst));
+        }
+        // Pushes keep 10% (200 points): 150 missing at 100 a second.
+        let push = p.delay(Operation::PushInventory, 1);
+        assert!((1.49..=1.51).contains(&push.as_secs_f64()), "{push:?}");
+        // Polls keep half the bucket for pushes: 950 missing.
+        let poll = p.delay(Operation::Poll, 1);
+        assert!((9.49..=9.51).contains(&poll.as_secs_f64()), "{poll:?}");
+        let start = Instant::now();
+        p.acquire(Operation::PushInventory, 1).await;
+        assert!(start.elapsed() >= Duration::from_millis(1490));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(p.delay(Operation::Poll, 1), Duration::ZERO);
+        // A report of a full bucket lifts the wait at once.
+        p.observe(Operation::PushInventory, hint(1500, RateWindow::Burst));
+        assert_eq!(p.delay(Operation::PushInventory, 1), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_low_daily_allowance_holds_pushes_before_orders() {
+        let p = AccountPacer::fixed("shop", limit(f64::INFINITY, 1), exact());
+        let daily = RateHint {
+            capacity: 10_000,
+            remaining: 500,
+            restore_per_second: 10_000.0 / 86_400.0,
+            observed_at: Utc::now(),
+            window: RateWindow::Daily,
         };
-        assert_eq!(hint_wait(full, 0.1, now), None);
+        for op in Operation::ALL {
+            p.observe(op, daily);
+        }
+        // 5% left: pushes wait for 10% again, fetches and polls go on.
+        assert!(p.delay(Operation::PushInventory, 1) > Duration::from_secs(3600));
+        assert_eq!(p.delay(Operation::Fetch, 1), Duration::ZERO);
+        assert_eq!(p.delay(Operation::Poll, 1), Duration::ZERO);
+        p.observe(
+            Operation::Poll,
+            RateHint {
+                remaining: 0,
+                ..daily
+            },
+        );
+        assert!(p.delay(Operation::Poll, 1) > Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_published_limit_reseeds_without_a_fresh_burst() {
+        let rate = Arc::new(std::sync::atomic::AtomicU32::new(1));
+        let r = rate.clone();
+        let p = AccountPacer::new("shop", exact());
+        *p.limits.write().unwrap() =
+            Arc::new(move |_| limit(f64::from(r.load(Ordering::SeqCst)), 2));
+        p.acquire(Operation::Fetch, 1).await;
+        p.acquire(Operation::Fetch, 1).await;
+        assert_eq!(p.delay(Operation::Fetch, 1), Duration::from_secs(1));
+        rate.store(10, Ordering::SeqCst);
+        assert_eq!(p.delay(Operation::Fetch, 1), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_stops_the_operation_until_it_ends() {
+        let p = AccountPacer::fixed("shop", limit(f64::INFINITY, 1), exact());
+        p.hold(Operation::Poll, Duration::from_secs(30));
+        assert_eq!(p.delay(Operation::Poll, 1), Duration::from_secs(30));
+        assert_eq!(p.delay(Operation::PushTracking, 1), Duration::ZERO);
+        let start = Instant::now();
+        p.ready(Operation::Poll, 1).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_in_the_pacer_do_not_count_against_a_calls_budget() {
+        let p = AccountPacer::fixed("amazon", limit(1.0 / 60.0, 1), exact());
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = told.clone();
+        let keepalive: Keepalive = Arc::new(move |d| t.lock().unwrap().push(d));
+        let call = async {
+            p.acquire(Operation::Poll, 1).await;
+            p.acquire(Operation::Poll, 1).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        };
+        // A minute's wait for the second search, then 5 s of work: inside
+        // a 10 s budget, because the wait is the pacer's.
+        assert_eq!(
+            bounded(Duration::from_secs(10), Some(keepalive), call).await,
+            Ok(())
+        );
+        let told = told.lock().unwrap().clone();
+        assert_eq!(told[0], Duration::from_secs(10));
+        assert!(told[1] >= Duration::from_secs(69), "{told:?}");
+        // Work alone past the budget times out.
+        let slow = tokio::time::sleep(Duration::from_secs(11));
+        assert_eq!(
+            bounded(Duration::from_secs(10), None, slow).await,
+            Err(TimedOut(Duration::from_secs(10)))
+        );
     }
 }

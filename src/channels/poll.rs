@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use switchyard_contract::{Connector, ConnectorError, RateHint};
+use switchyard_contract::{ConnectorError, Operation};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::accounts::{Connected, Connectors};
 use crate::config::AccountConfig;
 use crate::ingest::{Ingest, IngestError, Source};
-use crate::pacing::Backoff;
+use crate::pacing::{Backoff, Keepalive, TimedOut, bounded};
 
 /// How far back the first poll of an account reaches without `start_date`.
 pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
@@ -23,10 +24,13 @@ pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
 /// A guard against a channel that always says "more": no backfill is this long.
 const MAX_PAGES_PER_CATCH_UP: usize = 100_000;
 
-/// How long one poll page may take before the account's poll loop counts as
-/// stalled (the watchdog: `crate::daemon::systemd`). The daemon's HTTP client gives a
-/// request 10 s to connect and 30 s in all; the rest is ingest and slack.
-pub const PAGE_BUDGET: Duration = Duration::from_secs(120);
+/// A page the channel refused this many times in a row for its rate limit
+/// ends the catch-up (each refusal is waited out first, longer every time).
+const MAX_RATE_LIMITED_IN_A_ROW: u32 = 30;
+
+/// A wait for the channel's budget at least this long is shown in the
+/// progress of a backfill (`PollStats::waiting_until`).
+const SHOWN_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PollStats {
@@ -39,6 +43,9 @@ pub struct PollStats {
     pub updated: usize,
     pub unchanged: usize,
     pub stale: usize,
+    /// Set while the catch-up waits for the channel's rate limit: until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,19 +69,6 @@ impl PollError {
     }
 }
 
-/// How full the channel's rate-limit bucket must be before a poll page is
-/// asked for. Polls are background work: they leave the rest of the bucket
-/// to stock and tracking pushes, which buyers and other channels wait on.
-/// (Shopify also refuses an orders page outright unless its ~800-point
-/// requested cost is available.)
-pub const POLL_LOW_WATER: f64 = 0.5;
-
-/// The pause before the next poll page that the channel's last rate-limit
-/// report asks for, if any.
-pub fn poll_pause(hint: Option<RateHint>, now: DateTime<Utc>) -> Option<Duration> {
-    crate::pacing::hint_wait(hint?, POLL_LOW_WATER, now)
-}
-
 /// Where an account's first poll starts.
 pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Utc> {
     account
@@ -87,14 +81,27 @@ pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Ut
 /// advances with it only when the account has none yet. An account that has
 /// one keeps it: a `since` later than its position would otherwise carry it
 /// past every order changed in between, which neither would ever read.
-/// `on_page` sees the running totals after every page (progress output).
-pub async fn catch_up<C: Connector>(
-    connector: &C,
-    account: &AccountConfig,
+/// `on_page` sees the running totals after every page, and while the
+/// catch-up waits for the channel's rate limit (`waiting_until`).
+///
+/// Each page waits for the account's poll budget in its pacer and then has
+/// the channel's `call_timeout` (the wait not counted; `keepalive` is told
+/// how long the page may take). A page the channel refuses for its rate
+/// limit is asked for again once that is waited out: a backfill goes on by
+/// itself.
+pub async fn catch_up(
+    connected: &Connected,
     ingest: &Ingest,
     since: Option<DateTime<Utc>>,
+    keepalive: Option<Keepalive>,
     mut on_page: impl FnMut(&PollStats),
 ) -> Result<PollStats, PollError> {
+    let Connected {
+        account,
+        connector,
+        pacer,
+        hints,
+    } = connected;
     let mut stats = PollStats::default();
     let stored = ingest
         .store()
@@ -108,30 +115,59 @@ pub async fn catch_up<C: Connector>(
     let keep = since.and(stored.clone());
     let mut cursor = if since.is_some() { None } else { stored };
     let since = since.unwrap_or_else(|| default_since(account, Utc::now()));
+    let mut throttled = Backoff::new(Duration::from_secs(1), Duration::from_secs(5 * 60));
+    let mut throttled_in_a_row = 0;
     loop {
-        if let Some(wait) = poll_pause(connector.rate_hint(), Utc::now()) {
-            tracing::debug!(account = %account.id, wait_ms = wait.as_millis() as u64, "waiting for the channel's rate limit to refill");
-            tokio::time::sleep(wait).await;
+        let wait = pacer.delay(Operation::Poll, 1);
+        if wait >= SHOWN_WAIT {
+            stats.waiting_until =
+                Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+            on_page(&stats);
         }
-        let page = connector
-            .poll_orders(cursor.as_ref(), since, Utc::now())
-            .await?;
+        let page = bounded(hints.call_timeout, keepalive.clone(), async {
+            pacer.ready(Operation::Poll, 1).await;
+            connector
+                .poll_orders(cursor.as_ref(), since, Utc::now())
+                .await
+        })
+        .await;
+        stats.waiting_until = None;
+        let page = match page {
+            Ok(Ok(page)) => page,
+            Ok(Err(ConnectorError::RateLimited {
+                retry_after,
+                detail,
+            })) if throttled_in_a_row < MAX_RATE_LIMITED_IN_A_ROW => {
+                throttled_in_a_row += 1;
+                ingest.metrics().inc(
+                    &crate::daemon::metrics::RATE_LIMITED,
+                    &[&account.id, "poll"],
+                );
+                let wait = throttled.next_delay(retry_after);
+                tracing::info!(account = %account.id, wait_ms = wait.as_millis() as u64, %detail, "the channel asked to slow down; the page is asked for again after the wait");
+                pacer.hold(Operation::Poll, wait);
+                continue;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(TimedOut(budget)) => {
+                return Err(PollError::Connector(ConnectorError::Transient(format!(
+                    "the page took longer than {} s",
+                    budget.as_secs()
+                ))));
+            }
+        };
+        throttled_in_a_row = 0;
+        throttled.reset();
         stats.pages += 1;
         stats.orders += page.orders.len();
         stats.rejected += page.rejected.len();
-        for r in &page.rejected {
-            tracing::error!(
-                account = %account.id,
-                order = r.channel_order_id.as_deref().unwrap_or("(no id)"),
-                error = %r.error,
-                "order left out: the channel's data could not be read, so it is NOT in the store; \
-                 check it on the channel (it is read again when it next changes)"
-            );
-            ingest
-                .metrics()
-                .inc(&crate::daemon::metrics::ORDERS_REJECTED, &[&account.id]);
-        }
-        learn_listing_refs(connector, &account.id, &page.orders, ingest.store())?;
+        super::report_rejected(ingest, &account.id, "poll", &page.rejected);
+        learn_listing_refs(
+            connector.as_ref(),
+            &account.id,
+            &page.orders,
+            ingest.store(),
+        )?;
         let report = ingest.ingest(
             &account.id,
             page.orders,
@@ -159,8 +195,8 @@ pub async fn catch_up<C: Connector>(
 /// the inventory item behind each SKU), so the first stock push of a SKU the
 /// account sold needs no catalog look-up. Only a reference that is new or
 /// changed is written.
-fn learn_listing_refs<C: Connector>(
-    connector: &C,
+fn learn_listing_refs(
+    connector: &dyn switchyard_contract::Connector,
     account: &str,
     orders: &[switchyard_contract::NormalizedOrder],
     store: &crate::store::Store,
@@ -203,13 +239,13 @@ pub trait Backfill: Send + Sync {
 }
 
 /// The daemon's accounts that have a connector, for [`Backfill`].
-pub struct Accounts<C> {
-    pub accounts: BTreeMap<String, (AccountConfig, Arc<C>)>,
+pub struct Accounts {
+    pub connectors: Connectors,
     pub ingest: Ingest,
     pub locks: AccountLocks,
 }
 
-impl<C: Connector + 'static> Backfill for Accounts<C> {
+impl Backfill for Accounts {
     fn backfill<'a>(
         &'a self,
         account: &'a str,
@@ -218,14 +254,14 @@ impl<C: Connector + 'static> Backfill for Accounts<C> {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>
     {
         Box::pin(async move {
-            let Some((config, connector)) = self.accounts.get(account) else {
+            let Some(connected) = self.connectors.get(account) else {
                 return Err(format!(
                     "no account {account:?} with a connector in this daemon"
                 ));
             };
             let lock = self.locks.get(account);
             let _turn = lock.lock().await;
-            catch_up(connector.as_ref(), config, &self.ingest, since, |s| {
+            catch_up(connected, &self.ingest, since, None, |s| {
                 let _ = progress.send(s.clone());
             })
             .await
@@ -259,65 +295,62 @@ impl HealthBoard {
 }
 
 /// One account's poll loop and what it works with.
-pub struct PollWorker<C> {
-    pub connector: Arc<C>,
-    pub account: AccountConfig,
+pub struct PollWorker {
+    pub connected: Arc<Connected>,
     pub ingest: Ingest,
     pub health: HealthBoard,
     /// Taken while the cursor moves, shared with on-demand backfills.
     pub locks: AccountLocks,
-    /// Shows the watchdog that the loop is alive: each page has
-    /// [`PAGE_BUDGET`], and waits between polls beat as they go.
-    pub heartbeat: crate::daemon::systemd::Heartbeat,
+    /// Shows the watchdog that the loop is alive: each page has the
+    /// channel's `call_timeout` (waits for its rate limit not counted), and
+    /// waits between polls beat as they go.
+    pub heartbeat: Arc<crate::daemon::systemd::Heartbeat>,
     /// Return after the first successful catch-up (the demo and `sync`).
     pub once: bool,
 }
 
 /// Runs one account's poll loop until `shutdown` turns true. With `once`, it
 /// returns after the first successful catch-up (the demo and `sync`).
-pub async fn run_account<C: Connector>(worker: PollWorker<C>, shutdown: watch::Receiver<bool>) {
-    let span = tracing::info_span!("poll", channel = %worker.account.channel, account = %worker.account.id);
+pub async fn run_account(worker: PollWorker, shutdown: watch::Receiver<bool>) {
+    let account = &worker.connected.account;
+    let span = tracing::info_span!("poll", channel = %account.channel, account = %account.id);
     poll_loop(worker, shutdown).instrument(span).await
 }
 
-async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Receiver<bool>) {
+async fn poll_loop(worker: PollWorker, mut shutdown: watch::Receiver<bool>) {
     let PollWorker {
-        connector,
-        account,
+        connected,
         ingest,
         health,
         locks,
         heartbeat,
         once,
     } = worker;
+    let account = &connected.account;
     let lock = locks.get(&account.id);
     let mut backoff = Backoff::new(
         Duration::from_secs(1),
         account.poll_interval.max(Duration::from_secs(1)),
     );
     let metrics = ingest.metrics().clone();
+    let beat = heartbeat.clone();
+    let keepalive: Keepalive = Arc::new(move |d| beat.busy(d));
     // On the board from the start: `/readyz` and the sync lag show it polling.
     health.update(&account.id, |_| {});
     loop {
-        heartbeat.busy(PAGE_BUDGET);
+        heartbeat.busy(connected.hints.call_timeout);
         let result = tokio::select! {
             r = async {
                 // A backfill asked for by hand (`switchyard sync`) and this
                 // loop take turns, so their cursors do not cross.
                 let _turn = lock.lock().await;
-                catch_up(connector.as_ref(), &account, &ingest, None, |_| heartbeat.busy(PAGE_BUDGET)).await
+                catch_up(&connected, &ingest, None, Some(keepalive.clone()), |_| {}).await
             } => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         heartbeat.beat();
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics.inc(&crate::daemon::metrics::POLLS, &[&account.id, outcome]);
-        if let Err(PollError::Connector(ConnectorError::RateLimited { .. })) = &result {
-            metrics.inc(
-                &crate::daemon::metrics::RATE_LIMITED,
-                &[&account.id, "poll"],
-            );
-        }
         let delay = match result {
             Ok(stats) => {
                 tracing::info!(account = %account.id, channel = %account.channel, pages = stats.pages, orders = stats.orders, created = stats.created, updated = stats.updated, "caught up");
@@ -347,33 +380,5 @@ async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Rec
             _ = heartbeat.pause(delay) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hint(remaining: u32, at: DateTime<Utc>) -> RateHint {
-        RateHint {
-            capacity: 2000,
-            remaining,
-            restore_per_second: 100.0,
-            observed_at: at,
-        }
-    }
-
-    #[test]
-    fn polls_wait_for_a_half_full_bucket_and_leave_the_rest_to_pushes() {
-        let now = Utc::now();
-        assert_eq!(poll_pause(None, now), None, "no report, no pause");
-        assert_eq!(poll_pause(Some(hint(1500, now)), now), None);
-        assert_eq!(poll_pause(Some(hint(1000, now)), now), None);
-        // 400 left: 600 points to go at 100 a second.
-        let wait = poll_pause(Some(hint(400, now)), now).unwrap();
-        assert!((5.9..=6.1).contains(&wait.as_secs_f64()), "{wait:?}");
-        // The bucket refilled since the report was made.
-        let earlier = now - chrono::Duration::seconds(6);
-        assert_eq!(poll_pause(Some(hint(400, earlier)), now), None);
     }
 }

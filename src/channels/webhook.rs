@@ -1,21 +1,24 @@
-//! The framework-free half of a channel's webhook: given the request as the
-//! connector sees it (headers, raw body bytes, received-at), check the
-//! signature over exactly what the channel signed, parse, fetch the orders
-//! an event only names, ingest, and wait for the flush. The answer is a
-//! plain status, content type and body; `crate::http` turns it into HTTP.
-//! A delivery is answered 200 only once its orders are in the store and
-//! flushed.
-
-use std::time::Duration;
+//! The framework-free half of a channel's webhook: the connector checks
+//! the signature over exactly what the channel signed (or answers its
+//! endpoint challenge) and says what the delivery means; this module acts
+//! on it and says what to answer. The answer is a plain status, content
+//! type and body; `crate::http` turns it into HTTP.
+//!
+//! - Orders in the payload are ingested; a delivery is answered 200 only
+//!   once they are in the store and flushed. Orders the connector could not
+//!   read are left out, logged and counted, and never fail the delivery.
+//! - Orders the payload only names become a fetch job (an outbox item of
+//!   kind `fetch_orders`), written in the same transaction as the dedupe
+//!   key and answered 200 once flushed; the account's outbox worker fetches
+//!   them through the pacer, retrying as long as the channel needs, so a
+//!   slow channel never makes a delivery fail and come again.
 
 use chrono::Utc;
-use switchyard_contract::{Connector, ConnectorError, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{ConnectorError, WebhookOutcome, WebhookRequest};
 
+use super::accounts::Connected;
 use crate::ingest::{Ingest, Source};
-
-/// How long a webhook that names orders may spend fetching them before we
-/// answer 503 and let the channel retry (Shopify gives up after 5 s).
-const REFETCH_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::pacing::bounded;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -41,22 +44,37 @@ impl Reply {
     }
 }
 
-/// Handles one verified-or-refused delivery for `account`'s connector.
-pub async fn handle<C: Connector>(connector: &C, ingest: &Ingest, req: WebhookRequest) -> Reply {
+/// Handles one delivery for `connected`'s account.
+pub async fn handle(connected: &Connected, ingest: &Ingest, req: WebhookRequest) -> Reply {
     let account = req.account.clone();
-    if let Err(e) = connector.verify_webhook(&req) {
-        tracing::warn!(account = %account, error = %e, "webhook refused: signature");
-        return Reply::text("unauthorized", 401, "signature missing or wrong");
-    }
-    let outcome = match connector.parse_webhook(&req) {
+    let understood = bounded(
+        connected.hints.call_timeout,
+        None,
+        connected.connector.handle_webhook(&req),
+    )
+    .await
+    .unwrap_or_else(|e| Err(ConnectorError::Transient(e.to_string())));
+    let outcome = match understood {
         Ok(o) => o,
-        Err(e) => {
+        Err(ConnectorError::Auth(e)) => {
+            tracing::warn!(account = %account, error = %e, "webhook refused: signature");
+            return Reply::text("unauthorized", 401, "signature missing or wrong");
+        }
+        Err(e @ ConnectorError::Decode(_)) => {
             tracing::warn!(account = %account, error = %e, "webhook refused: body");
             return Reply::text(
                 "bad_request",
                 400,
                 format!("not a webhook this account understands: {e}"),
             );
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(account = %account, error = %e, "webhook not checked: the channel did not answer");
+            return Reply::text("error", 503, "could not check the event now; retry later");
+        }
+        Err(e) => {
+            tracing::error!(account = %account, error = %e, "webhook refused");
+            return Reply::text("bad_request", 400, format!("refused: {e}"));
         }
     };
     let key = outcome.dedupe_key().map(|k| format!("{account}:{k}"));
@@ -77,23 +95,15 @@ pub async fn handle<C: Connector>(connector: &C, ingest: &Ingest, req: WebhookRe
             tracing::debug!(account = %account, %reason, "webhook ignored");
             return Reply::text("ignored", 200, format!("ignored: {reason}"));
         }
-        WebhookOutcome::Orders { orders, .. } => orders,
-        WebhookOutcome::Refetch {
-            channel_order_ids, ..
+        WebhookOutcome::Orders {
+            orders, rejected, ..
         } => {
-            match tokio::time::timeout(REFETCH_TIMEOUT, connector.fetch_orders(&channel_order_ids))
-                .await
-            {
-                Ok(Ok(orders)) => orders,
-                Ok(Err(e)) => return refetch_failed(&account, &e),
-                Err(_) => {
-                    return refetch_failed(
-                        &account,
-                        &ConnectorError::Transient("fetching the orders took too long".into()),
-                    );
-                }
-            }
+            super::report_rejected(ingest, &account, "webhook", &rejected);
+            orders
         }
+        WebhookOutcome::Fetch {
+            channel_order_ids, ..
+        } => return queue_fetch(ingest, &account, channel_order_ids, key).await,
     };
     let ids: Vec<&str> = orders.iter().map(|o| o.order.id.as_str()).collect();
     tracing::Span::current().record("order", tracing::field::display(ids.join(",")));
@@ -157,11 +167,53 @@ pub async fn handle<C: Connector>(connector: &C, ingest: &Ingest, req: WebhookRe
     )
 }
 
-fn refetch_failed(account: &str, e: &ConnectorError) -> Reply {
-    tracing::warn!(account = %account, error = %e, "webhook: fetching the named orders failed");
+/// Stores the fetch of the orders an event names (with its dedupe key, in
+/// one transaction) and answers once that is flushed.
+async fn queue_fetch(
+    ingest: &Ingest,
+    account: &str,
+    ids: Vec<String>,
+    key: Option<String>,
+) -> Reply {
+    tracing::Span::current().record("order", tracing::field::display(ids.join(",")));
+    let queuing = ingest.clone();
+    let acct = account.to_owned();
+    let count = ids.len();
+    let result = tokio::task::spawn_blocking(move || {
+        super::fetch::queue(&queuing, &acct, ids, key, Utc::now())
+    })
+    .await;
+    let report = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(account = %account, error = %e, "webhook fetch not stored");
+            return Reply::text("error", 503, "could not store the event; retry later");
+        }
+        Err(e) => {
+            tracing::error!(account = %account, error = %e, "webhook fetch task failed");
+            return Reply::text("error", 503, "could not store the event; retry later");
+        }
+    };
+    let durable = if report.duplicate {
+        ingest.store().flush().await
+    } else {
+        ingest.store().flushed(report.seq).await
+    };
+    if let Err(e) = durable {
+        tracing::error!(account = %account, error = %e, "webhook fetch not flushed");
+        return Reply::text(
+            "error",
+            503,
+            "could not make the event durable; retry later",
+        );
+    }
+    if report.duplicate {
+        return Reply::text("duplicate", 200, "duplicate: already stored");
+    }
+    tracing::debug!(orders = count, "webhook: orders queued to fetch");
     Reply::text(
-        "error",
-        503,
-        "could not fetch the orders this event names; retry later",
+        "queued",
+        200,
+        format!("queued: {count} orders to fetch from the channel"),
     )
 }

@@ -7,7 +7,9 @@ use chrono::DateTime;
 
 use super::print::{out, outln};
 use super::{CliResult, EXIT_FAILED, Failure};
+use crate::channels::accounts::Connected;
 use crate::channels::poll::{PollStats, catch_up};
+use crate::channels::tokens::TokenBoard;
 use crate::config::LogFormat;
 use crate::daemon::{RunOptions, run as run_app};
 use crate::ingest::{Ingest, LiveRules};
@@ -121,13 +123,11 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
                 ),
             ));
         };
-        let connector = crate::channels::registry::build(&account, &http).map_err(|e| match e {
-            crate::channels::registry::BuildError::NotBuiltIn(_) => {
-                Failure::unavailable(&format!("`sync {account_id}`: {e}"))
-            }
-            e => Failure::new(EXIT_FAILED, e.to_string()),
-        })?;
-        Ok((account, connector))
+        if account.settings.is_none() {
+            let why = crate::channels::registry::not_built_in(account.channel);
+            return Err(Failure::unavailable(&format!("`sync {account_id}`: {why}")));
+        }
+        Ok(account)
     };
     let (config, store) = match super::open_backend(config_path)? {
         super::Backend::Local { config, store } => (config, store),
@@ -138,17 +138,17 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
             return sync_remote(&remote, account_id, since);
         }
     };
-    let (account, connector) = checked(&config)?;
+    let account = checked(&config)?;
+    let connected = Connected::build(&account, &http, &store, &TokenBoard::default())
+        .map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
     let rules = super::rules::load_configured_rules(&config, None)?;
     // Orders synced while the daemon is down reserve stock and queue their
     // pushes and deliveries like any other; the daemon sends them later.
-    let outbound =
-        crate::effects::Outbound::new(crate::channels::registry::stock_targets(&config, &http));
+    let outbound = crate::effects::Outbound::new(crate::channels::accounts::stock_targets(&config));
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
     let mut progress = Progress::new(account_id);
-    let result = runtime()?.block_on(async {
-        catch_up(&connector, &account, &ingest, since, |s| progress.page(s)).await
-    });
+    let result = runtime()?
+        .block_on(async { catch_up(&connected, &ingest, since, None, |s| progress.page(s)).await });
     progress.end();
     store
         .flush_blocking()
@@ -241,10 +241,17 @@ impl<'a> Progress<'a> {
     }
 
     fn page(&mut self, s: &PollStats) {
-        let line = format!(
+        let mut line = format!(
             "{}: {} pages, {} orders ({} new, {} updated, {} unchanged)",
             self.account, s.pages, s.orders, s.created, s.updated, s.unchanged
         );
+        if let Some(until) = s.waiting_until {
+            // Waiting out the channel's rate limit: it goes on by itself.
+            line.push_str(&format!(
+                "; waiting for the channel's rate limit until {}",
+                until.format("%H:%M:%S UTC")
+            ));
+        }
         if self.terminal {
             let filled = s.pages.min(40);
             let bar = "#".repeat(filled) + &" ".repeat(40 - filled);

@@ -3,16 +3,19 @@
 //! tags, routes and holds they produce (and to try other rules).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use switchyard_contract::testkit::Scenario;
-use switchyard_contract::{Channel, Connector, ConnectorError, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{Channel, ConnectorError, WebhookOutcome, WebhookRequest};
 
 use super::print::{out, outln};
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
+use crate::channels::accounts::Connected;
 use crate::channels::poll::{PollError, catch_up};
-use crate::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings};
+use crate::channels::tokens::TokenBoard;
+use crate::config::AccountConfig;
 use crate::ingest::{Ingest, LiveRules, Source};
 use crate::sim::Simulator;
 use crate::store::{OrderFilter, Store, StoreOptions};
@@ -72,21 +75,14 @@ fn scenarios(paths: &[PathBuf]) -> Result<Vec<(Channel, Scenario)>, Failure> {
     Ok(out)
 }
 
+/// The account a channel's fixtures replay under: its crate's replay
+/// settings (test credentials that fit the recorded traffic).
 fn account_for(channel: Channel, base_url: String) -> Result<AccountConfig, Failure> {
-    let settings = match channel {
-        Channel::Shopify => ChannelSettings::Shopify(ShopifySettings {
-            access_token: Secret::new("replay"),
-            webhook_secret: None,
-            webhook_secret_previous: None,
-            notify_customer: true,
-            location_id: None,
-            api_version: switchyard_shopify::DEFAULT_API_VERSION.to_owned(),
-        }),
-        other => {
-            return Err(Failure::unavailable(&format!(
-                "replaying {other} traffic: no {other} connector in this build yet"
-            )));
-        }
+    let Some(descriptor) = crate::channels::registry::descriptor(channel) else {
+        let why = crate::channels::registry::not_built_in(channel);
+        return Err(Failure::unavailable(&format!(
+            "replaying {channel} traffic: {why}"
+        )));
     };
     Ok(AccountConfig {
         id: REPLAY_ACCOUNT.into(),
@@ -96,7 +92,8 @@ fn account_for(channel: Channel, base_url: String) -> Result<AccountConfig, Fail
         start_date: None,
         buffer: None,
         webhooks: false,
-        settings,
+        settings: Some(Arc::from((descriptor.replay_settings)(REPLAY_ACCOUNT))),
+        refresh_token_id: None,
     })
 }
 
@@ -134,9 +131,10 @@ pub fn run(
                 .await
                 .map_err(fail)?;
             let account = account_for(channel, sim.base_url(channel))?;
-            let connector = crate::channels::registry::build(&account, &http).map_err(fail)?;
+            let connected =
+                Connected::build(&account, &http, &store, &TokenBoard::default()).map_err(fail)?;
             let epoch = DateTime::<Utc>::UNIX_EPOCH;
-            match catch_up(&connector, &account, &ingest, Some(epoch), |_| {}).await {
+            match catch_up(&connected, &ingest, Some(epoch), None, |_| {}).await {
                 Ok(_) => {}
                 // The scenario records no answer to a poll from the start of
                 // time (it records pushes, or a poll from another date).
@@ -145,8 +143,8 @@ pub fn run(
                 })) => {}
                 Err(e) => eprintln!("{}: poll: {e}", scenario.dir.display()),
             }
-            // Recorded webhooks were signed with secrets we do not have: they
-            // are trusted files here, so only parsing runs.
+            // Recorded webhooks go through the connector as the channel sent
+            // them (the replay settings hold the secret they are signed with).
             for w in &scenario.webhooks {
                 let req = WebhookRequest {
                     account: REPLAY_ACCOUNT.into(),
@@ -160,21 +158,56 @@ pub fn run(
                     body: w.body.clone(),
                     received_at: Utc::now(),
                 };
-                match connector.parse_webhook(&req) {
-                    Ok(WebhookOutcome::Orders { orders, dedupe_key }) => {
-                        let key = dedupe_key.map(|k| format!("{REPLAY_ACCOUNT}:{k}"));
-                        ingest
-                            .ingest(
-                                REPLAY_ACCOUNT,
-                                orders,
-                                Source::Webhook { dedupe_key: key },
-                                Utc::now(),
-                            )
-                            .map_err(fail)?;
+                let shown = format!("{}: webhook {}", scenario.dir.display(), w.name);
+                let (orders, key) = match connected.connector.handle_webhook(&req).await {
+                    Ok(WebhookOutcome::Orders {
+                        orders,
+                        dedupe_key,
+                        rejected,
+                    }) => {
+                        for r in rejected {
+                            eprintln!(
+                                "{shown}: order {} left out: {}",
+                                r.channel_order_id.as_deref().unwrap_or("(no id)"),
+                                r.error
+                            );
+                        }
+                        (orders, dedupe_key)
                     }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("{}: webhook {}: {e}", scenario.dir.display(), w.name),
-                }
+                    Ok(WebhookOutcome::Fetch {
+                        channel_order_ids,
+                        dedupe_key,
+                    }) => match connected.connector.fetch_orders(&channel_order_ids).await {
+                        Ok(fetched) => {
+                            for r in fetched.rejected {
+                                eprintln!(
+                                    "{shown}: order {} left out: {}",
+                                    r.channel_order_id.as_deref().unwrap_or("(no id)"),
+                                    r.error
+                                );
+                            }
+                            (fetched.orders, dedupe_key)
+                        }
+                        Err(e) => {
+                            eprintln!("{shown}: fetching the orders it names: {e}");
+                            continue;
+                        }
+                    },
+                    Ok(_) => continue,
+                    Err(e) => {
+                        eprintln!("{shown}: {e}");
+                        continue;
+                    }
+                };
+                let key = key.map(|k| format!("{REPLAY_ACCOUNT}:{k}"));
+                ingest
+                    .ingest(
+                        REPLAY_ACCOUNT,
+                        orders,
+                        Source::Webhook { dedupe_key: key },
+                        Utc::now(),
+                    )
+                    .map_err(fail)?;
             }
             sim.stop().await;
         }

@@ -32,10 +32,7 @@ pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
 fn set(config_path: &Path, updates: &[StockUpdate]) -> CliResult {
     let receipt: StockReceipt = match super::open_backend(config_path)? {
         Backend::Local { config, store } => {
-            let outbound = Outbound::new(crate::channels::registry::stock_targets(
-                &config,
-                &reqwest::Client::new(),
-            ));
+            let outbound = Outbound::new(crate::channels::accounts::stock_targets(&config));
             let written =
                 ops::set_stock(&store, &outbound, updates, Utc::now()).map_err(op_failure)?;
             store.flush_blocking().map_err(store_failure)?;

@@ -37,6 +37,7 @@
 //! `daemon.shutdown_timeout` (default `"20s"`) is an extension to SPEC §3.1:
 //! how long `run` waits for in-flight work after SIGTERM.
 
+mod channel_keys;
 mod env;
 mod error;
 mod read;
@@ -45,9 +46,11 @@ mod secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use switchyard_contract::AccountSettings;
 use switchyard_contract::model::Channel;
 
 pub use env::Env;
@@ -152,7 +155,13 @@ pub struct AccountConfig {
     /// Receive webhooks (the channel's webhook secret is then required).
     /// Default false. Polling runs either way.
     pub webhooks: bool,
-    pub settings: ChannelSettings,
+    /// The channel's own keys, read and checked by its crate. `None`: no
+    /// connector for this channel is built into this switchyard, so its
+    /// keys were not read and the account is skipped.
+    pub settings: Option<Arc<dyn AccountSettings>>,
+    /// A fingerprint of the configured refresh token, for channels that
+    /// rotate one: tokens saved before it last changed are not used.
+    pub refresh_token_id: Option<String>,
 }
 
 impl AccountConfig {
@@ -160,92 +169,25 @@ impl AccountConfig {
     pub fn stock_buffer(&self, inventory: &InventoryConfig) -> u32 {
         self.buffer.unwrap_or(inventory.buffer)
     }
-}
 
-/// The channel-specific keys of an account.
-#[derive(Debug, Clone)]
-pub enum ChannelSettings {
-    Shopify(ShopifySettings),
-    Etsy(EtsySettings),
-    Ebay(EbaySettings),
-    Amazon(AmazonSettings),
-}
-
-impl ChannelSettings {
-    pub fn channel(&self) -> Channel {
-        match self {
-            ChannelSettings::Shopify(_) => Channel::Shopify,
-            ChannelSettings::Etsy(_) => Channel::Etsy,
-            ChannelSettings::Ebay(_) => Channel::Ebay,
-            ChannelSettings::Amazon(_) => Channel::Amazon,
-        }
+    /// Whether `other` is the same account with the same values, channel
+    /// keys and secrets included.
+    pub fn same_as(&self, other: &AccountConfig) -> bool {
+        let settings = match (&self.settings, &other.settings) {
+            (Some(a), Some(b)) => a.same_as(b.as_ref()),
+            (None, None) => true,
+            _ => false,
+        };
+        settings
+            && self.id == other.id
+            && self.channel == other.channel
+            && self.base_url == other.base_url
+            && self.poll_interval == other.poll_interval
+            && self.start_date == other.start_date
+            && self.buffer == other.buffer
+            && self.webhooks == other.webhooks
+            && self.refresh_token_id == other.refresh_token_id
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct ShopifySettings {
-    /// Admin API token (`X-Shopify-Access-Token`). Required.
-    pub access_token: Secret,
-    /// HMAC key of webhooks. Required when `webhooks = true`.
-    pub webhook_secret: Option<Secret>,
-    /// The key before a rotation: Shopify may sign with it for up to an hour
-    /// after the app's secret changed, so both are accepted while it is set.
-    pub webhook_secret_previous: Option<Secret>,
-    /// Whether Shopify e-mails the buyer when tracking is pushed. Default true.
-    pub notify_customer: bool,
-    /// Where stock is set, always as `gid://shopify/Location/N` (the file may
-    /// say `N`). `None`: the shop's primary location.
-    pub location_id: Option<String>,
-    /// `YYYY-MM` (a quarterly release) or `unstable`. Default `2026-10`.
-    pub api_version: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct EtsySettings {
-    /// Digits. Required.
-    pub shop_id: String,
-    /// The app keystring. Required.
-    pub api_key: String,
-    /// Required: every call sends `x-api-key: keystring:shared_secret`.
-    pub shared_secret: Secret,
-    /// Optional: access tokens last an hour, so the connector may start by
-    /// refreshing instead.
-    pub access_token: Option<Secret>,
-    /// Required. Etsy rotates it on every refresh: this is the first one only.
-    pub refresh_token: Secret,
-    /// Default `https://api.etsy.com/v3/public/oauth/token`.
-    pub token_url: String,
-    /// Required when `webhooks = true`.
-    pub webhook_secret: Option<Secret>,
-}
-
-#[derive(Debug, Clone)]
-pub struct EbaySettings {
-    /// `EBAY_US`, `EBAY_GB` ... Default `EBAY_US`.
-    pub marketplace_id: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub refresh_token: Secret,
-    /// Default `https://api.ebay.com/identity/v1/oauth2/token`.
-    pub token_url: String,
-    /// Answers the Notification API's endpoint challenge. Required when `webhooks = true`.
-    pub verification_token: Option<Secret>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AmazonSettings {
-    pub seller_id: String,
-    /// At least one, like `ATVPDKIKX0DER`.
-    pub marketplace_ids: Vec<String>,
-    /// Login with Amazon app credentials.
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub refresh_token: Secret,
-    /// Default `https://api.amazon.com/auth/o2/token`.
-    pub token_url: String,
-    /// The shared header value the EventBridge API destination sends.
-    /// Required when `webhooks = true`.
-    pub webhook_secret: Option<Secret>,
 }
 
 /// One `[[destination]]`: where routed orders are delivered.

@@ -133,14 +133,9 @@ fn a_type(value: &DeValue) -> &'static str {
     }
 }
 
-/// Whether a secret must be given.
-#[derive(Clone, Copy)]
-pub(crate) enum Need {
-    Required,
-    /// Required because of another setting, named here for the message.
-    RequiredBecause(&'static str),
-    Optional,
-}
+/// Whether a key must be given: the contract's, so that channel crates
+/// and the daemon's own sections say it the same way.
+pub(crate) use switchyard_contract::Need;
 
 /// Reads one table. Create it, call the accessors for every key the section
 /// knows (all of them, even after an error, so every problem is found), then
@@ -214,6 +209,17 @@ impl<'c, 'a, 't> Section<'c, 'a, 't> {
 
     fn missing(&mut self, key: &str) {
         let message = format!("missing required key {key:?} in {}", self.name);
+        let at = self.at.clone();
+        self.ctx.error(&at, message);
+    }
+
+    /// Records that `key`, required because of another setting (`why`),
+    /// is missing.
+    pub fn missing_because(&mut self, key: &str, why: &str) {
+        let message = format!(
+            "missing required key {key:?} in {} (required because {why})",
+            self.name
+        );
         let at = self.at.clone();
         self.ctx.error(&at, message);
     }
@@ -344,6 +350,19 @@ impl<'c, 'a, 't> Section<'c, 'a, 't> {
         }
     }
 
+    /// Records that `key`'s value is wrong for a reason its reader knows
+    /// (`problem`), at the value, or at the section when the key is absent.
+    pub fn invalid(&mut self, key: &str, problem: &str) {
+        match self.fields.iter().find(|f| f.key == key).cloned() {
+            Some(field) => field.bad_value(self.ctx, problem),
+            None => {
+                let message = format!("{key:?} in {}: {problem}", self.name);
+                let at = self.at.clone();
+                self.ctx.error(&at, message);
+            }
+        }
+    }
+
     /// Reports every key nobody asked for.
     pub fn finish(self) {
         let asked: Vec<&str> = self.asked.iter().map(String::as_str).collect();
@@ -374,6 +393,21 @@ pub(crate) fn non_empty(ctx: &mut Ctx, f: &Field) -> Option<String> {
         return None;
     }
     Some(text.to_string())
+}
+
+/// As [`non_empty`], and a whole number written without quotes is taken as
+/// its digits (ids other systems hand out as numbers).
+pub(crate) fn text_or_number(ctx: &mut Ctx, f: &Field) -> Option<String> {
+    if let Raw::Toml(DeValue::Integer(i)) = f.raw {
+        return match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => Some(n.to_string()),
+            Err(_) => {
+                f.bad_value(ctx, "is not a whole number this config can hold");
+                None
+            }
+        };
+    }
+    non_empty(ctx, f)
 }
 
 pub(crate) fn boolean(ctx: &mut Ctx, f: &Field) -> Option<bool> {
@@ -586,32 +620,6 @@ pub(crate) fn one_of<'v>(
             allowed.join(", ")
         ),
     );
-    None
-}
-
-/// A positive number, written as a TOML integer or as a string of digits
-/// (ids that other systems hand out as text).
-pub(crate) fn numeric_id(ctx: &mut Ctx, f: &Field) -> Option<String> {
-    let text = match f.raw {
-        Raw::Toml(DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) if n > 0 => return Some(n.to_string()),
-            _ => {
-                f.bad_value(ctx, "must be a positive number");
-                return None;
-            }
-        },
-        Raw::Toml(DeValue::String(s)) => s.as_ref(),
-        Raw::Env(s) => s,
-        Raw::Toml(_) => {
-            f.wrong_type(ctx, "a number or a string of digits");
-            return None;
-        }
-    };
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    if digits && text.bytes().any(|b| b != b'0') {
-        return Some(text.to_string());
-    }
-    f.bad_value(ctx, format!("{text:?} is not a positive number"));
     None
 }
 

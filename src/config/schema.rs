@@ -8,18 +8,20 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_contract::model::Channel;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::channel_keys::ChannelKeys;
 use super::env::{self, Env, Override};
 use super::error::{ConfigErrors, did_you_mean};
-use super::read::{self, Ctx, Field, Need, Origin, Raw, Section};
+use super::read::{self, Ctx, Need, Origin, Section};
 use super::{
-    AccountConfig, AmazonSettings, ChannelSettings, Config, DaemonConfig, DestinationConfig,
-    DestinationKind, EbaySettings, EtsySettings, InventoryConfig, LogFormat, ShopifySettings,
+    AccountConfig, Config, DaemonConfig, DestinationConfig, DestinationKind, InventoryConfig,
+    LogFormat,
 };
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
@@ -28,12 +30,6 @@ const DEFAULT_LISTEN: SocketAddr =
 const DEFAULT_RULES: &str = "/etc/switchyard/rules.toml";
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(120);
-const DEFAULT_SHOPIFY_API_VERSION: &str = "2026-10";
-const DEFAULT_ETSY_TOKEN_URL: &str = "https://api.etsy.com/v3/public/oauth/token";
-const DEFAULT_EBAY_MARKETPLACE: &str = "EBAY_US";
-const DEFAULT_EBAY_TOKEN_URL: &str = "https://api.ebay.com/identity/v1/oauth2/token";
-const DEFAULT_AMAZON_TOKEN_URL: &str = "https://api.amazon.com/auth/o2/token";
-const SHOPIFY_LOCATION_GID: &str = "gid://shopify/Location/";
 
 const SECTIONS: [&str; 4] = ["daemon", "account", "destination", "inventory"];
 const DESTINATION_KINDS: [&str; 1] = ["webhook"];
@@ -265,104 +261,50 @@ fn read_account(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<Accou
     let start_date = s.opt("start_date", read::datetime);
     let buffer = s.opt("buffer", read::u32_value);
     let webhooks = s.opt("webhooks", read::boolean).unwrap_or(false);
-    let hooks = if webhooks {
-        Need::RequiredBecause("webhooks = true")
-    } else {
-        Need::Optional
+    let Some(channel) = channel else {
+        // Without a channel it is unknown which keys belong.
+        s.abandon();
+        return None;
     };
-    let settings = match channel {
-        Some(Channel::Shopify) => read_shopify(&mut s, hooks).map(ChannelSettings::Shopify),
-        Some(Channel::Etsy) => read_etsy(&mut s, hooks).map(ChannelSettings::Etsy),
-        Some(Channel::Ebay) => read_ebay(&mut s, hooks).map(ChannelSettings::Ebay),
-        Some(Channel::Amazon) => read_amazon(&mut s, hooks).map(ChannelSettings::Amazon),
+    let (settings, refresh_token_id) = match crate::channels::registry::descriptor(channel) {
+        Some(descriptor) => {
+            if webhooks && !descriptor.capabilities.webhooks {
+                s.invalid(
+                    "webhooks",
+                    &format!(
+                        "{channel} sends no webhooks to switchyard; remove it or set it to false"
+                    ),
+                );
+            }
+            let mut keys = ChannelKeys {
+                section: &mut s,
+                account: id.clone().unwrap_or_default(),
+                webhooks,
+                refresh_token_id: None,
+            };
+            let settings = (descriptor.read_settings)(&mut keys);
+            let refresh_token_id = keys.refresh_token_id.take();
+            s.finish();
+            (Some(Arc::from(settings?)), refresh_token_id)
+        }
         None => {
-            // Without a channel it is unknown which keys belong.
+            // No connector for this channel is built in: its keys are its
+            // crate's to judge, so they are left unread and the account is
+            // skipped when the daemon starts.
             s.abandon();
-            return None;
+            (None, None)
         }
     };
-    s.finish();
     Some(AccountConfig {
         id: id?,
-        channel: channel?,
+        channel,
         base_url: base_url?,
         poll_interval: poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
         start_date,
         buffer,
         webhooks,
-        settings: settings?,
-    })
-}
-
-fn read_shopify(s: &mut Section, hooks: Need) -> Option<ShopifySettings> {
-    let access_token = s.secret("access_token", Need::Required);
-    let webhook_secret = s.secret("webhook_secret", hooks);
-    let webhook_secret_previous = s.secret("webhook_secret_previous", Need::Optional);
-    let location_id = s.opt("location_id", shopify_location);
-    let api_version = s.opt("api_version", shopify_api_version);
-    let notify_customer = s.opt("notify_customer", read::boolean).unwrap_or(true);
-    Some(ShopifySettings {
-        access_token: access_token?,
-        webhook_secret,
-        webhook_secret_previous,
-        notify_customer,
-        location_id,
-        api_version: api_version.unwrap_or_else(|| DEFAULT_SHOPIFY_API_VERSION.to_string()),
-    })
-}
-
-fn read_etsy(s: &mut Section, hooks: Need) -> Option<EtsySettings> {
-    let shop_id = s.req("shop_id", read::numeric_id);
-    let api_key = s.req("api_key", read::non_empty);
-    let shared_secret = s.secret("shared_secret", Need::Required);
-    let access_token = s.secret("access_token", Need::Optional);
-    let refresh_token = s.secret("refresh_token", Need::Required);
-    let token_url = s.opt("token_url", read::url);
-    let webhook_secret = s.secret("webhook_secret", hooks);
-    Some(EtsySettings {
-        shop_id: shop_id?,
-        api_key: api_key?,
-        shared_secret: shared_secret?,
-        access_token,
-        refresh_token: refresh_token?,
-        token_url: token_url.unwrap_or_else(|| DEFAULT_ETSY_TOKEN_URL.to_string()),
-        webhook_secret,
-    })
-}
-
-fn read_ebay(s: &mut Section, hooks: Need) -> Option<EbaySettings> {
-    let marketplace_id = s.opt("marketplace_id", ebay_marketplace);
-    let client_id = s.req("client_id", read::non_empty);
-    let client_secret = s.secret("client_secret", Need::Required);
-    let refresh_token = s.secret("refresh_token", Need::Required);
-    let token_url = s.opt("token_url", read::url);
-    let verification_token = s.secret("verification_token", hooks);
-    Some(EbaySettings {
-        marketplace_id: marketplace_id.unwrap_or_else(|| DEFAULT_EBAY_MARKETPLACE.to_string()),
-        client_id: client_id?,
-        client_secret: client_secret?,
-        refresh_token: refresh_token?,
-        token_url: token_url.unwrap_or_else(|| DEFAULT_EBAY_TOKEN_URL.to_string()),
-        verification_token,
-    })
-}
-
-fn read_amazon(s: &mut Section, hooks: Need) -> Option<AmazonSettings> {
-    let seller_id = s.req("seller_id", read::non_empty);
-    let marketplace_ids = s.req("marketplace_ids", amazon_marketplaces);
-    let client_id = s.req("client_id", read::non_empty);
-    let client_secret = s.secret("client_secret", Need::Required);
-    let refresh_token = s.secret("refresh_token", Need::Required);
-    let token_url = s.opt("token_url", read::url);
-    let webhook_secret = s.secret("webhook_secret", hooks);
-    Some(AmazonSettings {
-        seller_id: seller_id?,
-        marketplace_ids: marketplace_ids?,
-        client_id: client_id?,
-        client_secret: client_secret?,
-        refresh_token: refresh_token?,
-        token_url: token_url.unwrap_or_else(|| DEFAULT_AMAZON_TOKEN_URL.to_string()),
-        webhook_secret,
+        settings,
+        refresh_token_id,
     })
 }
 
@@ -388,77 +330,4 @@ fn read_destination(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<D
         }
     };
     Some(DestinationConfig { id: id?, kind })
-}
-
-/// A number or `gid://shopify/Location/N`, kept as the gid the GraphQL API takes.
-fn shopify_location(ctx: &mut Ctx, f: &Field) -> Option<String> {
-    if let Raw::Toml(DeValue::String(text)) = f.raw
-        && let Some(number) = text.strip_prefix(SHOPIFY_LOCATION_GID)
-    {
-        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
-            return Some(text.to_string());
-        }
-        f.bad_value(
-            ctx,
-            format!("{text:?} is not a location gid like \"{SHOPIFY_LOCATION_GID}123\""),
-        );
-        return None;
-    }
-    read::numeric_id(ctx, f).map(|n| format!("{SHOPIFY_LOCATION_GID}{n}"))
-}
-
-/// Shopify releases API versions quarterly (`2026-01`, `-04`, `-07`, `-10`).
-fn shopify_api_version(ctx: &mut Ctx, f: &Field) -> Option<String> {
-    let text = f.str(ctx)?;
-    // Bytes, not `&text[..4]`: a 7-byte value with a multi-byte character
-    // across byte 4 ("202é-1") panicked the loader instead of being refused.
-    let bytes = text.as_bytes();
-    let quarterly = bytes.len() == 7
-        && bytes[..4].iter().all(u8::is_ascii_digit)
-        && matches!(&bytes[4..], b"-01" | b"-04" | b"-07" | b"-10");
-    if quarterly || text == "unstable" {
-        return Some(text.to_string());
-    }
-    f.bad_value(
-        ctx,
-        format!(
-            "{text:?} is not a Shopify API version; use a quarterly release like \
-             \"{DEFAULT_SHOPIFY_API_VERSION}\" (months 01, 04, 07, 10) or \"unstable\""
-        ),
-    );
-    None
-}
-
-fn ebay_marketplace(ctx: &mut Ctx, f: &Field) -> Option<String> {
-    let text = f.str(ctx)?;
-    let ok = text.strip_prefix("EBAY_").is_some_and(|rest| {
-        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
-    });
-    if ok {
-        return Some(text.to_string());
-    }
-    f.bad_value(
-        ctx,
-        format!("{text:?} is not an eBay marketplace id like \"{DEFAULT_EBAY_MARKETPLACE}\""),
-    );
-    None
-}
-
-fn amazon_marketplaces(ctx: &mut Ctx, f: &Field) -> Option<Vec<String>> {
-    let ids = read::string_list(ctx, f)?;
-    let bad: Vec<&String> = ids
-        .iter()
-        .filter(|id| {
-            !id.bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        })
-        .collect();
-    if let Some(id) = bad.first() {
-        f.bad_value(
-            ctx,
-            format!("{id:?} is not an Amazon marketplace id like \"ATVPDKIKX0DER\""),
-        );
-        return None;
-    }
-    Some(ids)
 }

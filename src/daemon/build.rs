@@ -3,7 +3,6 @@
 //! client, the outbound handle and one connector per account whose channel
 //! is built in. Nothing listens and no task runs yet.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,9 +11,9 @@ use switchyard_contract::Channel;
 
 use super::metrics::{BUILD_INFO, Registry, START_TIME};
 use super::systemd::{Heartbeats, Notifier};
+use crate::channels::accounts::{self, Connectors};
 use crate::channels::poll::AccountHealth;
-use crate::channels::registry::{self, AnyConnector, BuildError};
-use crate::config::{AccountConfig, Config};
+use crate::config::Config;
 use crate::effects::Outbound;
 use crate::ingest::{Ingest, LiveRules};
 use crate::store::{Store, StoreOptions};
@@ -37,7 +36,7 @@ pub(super) struct Built {
     pub http: reqwest::Client,
     pub outbound: Outbound,
     /// The accounts whose channel has a connector in this build.
-    pub connected: Vec<(AccountConfig, Arc<AnyConnector>)>,
+    pub connectors: Connectors,
     /// Every configured account, with why it does not run if it does not.
     pub reports: Vec<AccountReport>,
 }
@@ -77,33 +76,28 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         .build()
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
-    let mut outbound = Outbound::new(registry::stock_targets(config, &http));
+    let mut outbound = Outbound::new(accounts::stock_targets(config));
     outbound.outbox.registry = registry.clone();
     outbound.outbox.heartbeats = heartbeats.clone();
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules))
         .with_metrics(registry.clone())
         .with_outbound(outbound.clone());
-    let mut connected = Vec::new();
-    let mut reports = Vec::new();
-    for account in &config.accounts {
-        let skipped = match registry::build(account, &http) {
-            Ok(connector) => {
-                connected.push((account.clone(), Arc::new(connector)));
-                None
-            }
-            Err(e @ BuildError::NotBuiltIn(_)) => {
-                tracing::warn!(account = %account.id, "{e}; account skipped");
-                Some(e.to_string())
-            }
-            Err(e) => anyhow::bail!("{e}"),
-        };
-        reports.push(AccountReport {
+    let connectors =
+        Connectors::build(config, &http, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reports = config
+        .accounts
+        .iter()
+        .map(|account| AccountReport {
             id: account.id.clone(),
             channel: account.channel,
-            skipped,
+            skipped: connectors
+                .skipped()
+                .iter()
+                .find(|(a, _)| a.id == account.id)
+                .map(|(_, why)| why.clone()),
             health: None,
-        });
-    }
+        })
+        .collect();
     Ok(Built {
         registry,
         heartbeats,
@@ -111,7 +105,7 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         ingest,
         http,
         outbound,
-        connected,
+        connectors,
         reports,
     })
 }

@@ -80,7 +80,7 @@ desc!(
     "switchyard_webhooks_total",
     Counter,
     ["account", "outcome"],
-    "Webhook deliveries by account and outcome (stored, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account)."
+    "Webhook deliveries by account and outcome (stored, queued, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account)."
 );
 desc!(
     POLLS,
@@ -94,7 +94,7 @@ desc!(
     "switchyard_orders_rejected_total",
     Counter,
     ["account"],
-    "Orders a poll had to leave out because the channel's data could not be read (each is logged at error level with its id)."
+    "Orders a poll page, a fetch or a webhook had to leave out because the channel's data could not be read (each is logged at error level with its id)."
 );
 desc!(
     SYNC_LAG,
@@ -116,6 +116,13 @@ desc!(
     Counter,
     ["account", "source"],
     "429 (rate limited) answers from a channel, by account and source (poll, outbox)."
+);
+desc!(
+    PACER_WAIT,
+    "switchyard_pacer_wait_seconds_total",
+    Counter,
+    ["account"],
+    "Seconds calls of an account waited in its pacer (published limits, the channel's bucket reports, 429 holds), every operation together."
 );
 desc!(
     LIMITER_WAIT,
@@ -182,6 +189,20 @@ desc!(
     "Unix time the daemon started."
 );
 desc!(
+    TOKEN_STATE,
+    "switchyard_token_state",
+    Gauge,
+    ["account", "state"],
+    "1 for the account's token state (static, valid, refresh_failed), 0 for the others; /readyz says why a refresh failed and how to re-authorize."
+);
+desc!(
+    TOKEN_VALID_UNTIL,
+    "switchyard_token_valid_until_seconds",
+    Gauge,
+    ["account"],
+    "Unix time the account's refreshed access token expires."
+);
+desc!(
     BUILD_INFO,
     "switchyard_build_info",
     Gauge,
@@ -199,6 +220,7 @@ pub const DAEMON: &[&Desc] = &[
     &POLL_ERRORS,
     &RATE_LIMITED,
     &LIMITER_WAIT,
+    &PACER_WAIT,
     &OUTBOX_PENDING,
     &OUTBOX_DEAD,
     &OUTBOX_PUSHES,
@@ -206,6 +228,8 @@ pub const DAEMON: &[&Desc] = &[
     &RULES,
     &CONFIG_CHECKS,
     &WORKERS_STALLED,
+    &TOKEN_STATE,
+    &TOKEN_VALID_UNTIL,
     &READY,
     &START_TIME,
     &BUILD_INFO,
@@ -389,7 +413,7 @@ mod tests {
             text,
             "# HELP switchyard_rules Rules in force.\n\
              # TYPE switchyard_rules gauge\n\
-             # HELP switchyard_webhooks_total Webhook deliveries by account and outcome (stored, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account).\n\
+             # HELP switchyard_webhooks_total Webhook deliveries by account and outcome (stored, queued, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account).\n\
              # TYPE switchyard_webhooks_total counter\n\
              switchyard_webhooks_total{account=\"shop-us\",outcome=\"stored\"} 2\n\
              # HELP switchyard_limiter_wait_seconds_total Seconds outbox workers waited on rate limiters, channel bucket reports and 429 pauses.\n\

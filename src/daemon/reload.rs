@@ -51,17 +51,30 @@ pub struct Reloader {
     notifier: Arc<Notifier>,
     /// The config file and what of it needs a restart to change.
     config_path: PathBuf,
-    restart_only: String,
+    running: Config,
 }
 
-/// The parts of a config that only a restart applies, in a comparable form.
+/// The parts of a config other than accounts that only a restart applies,
+/// in a comparable form.
 fn restart_only(config: &Config) -> String {
     let mut daemon = config.daemon.clone();
     daemon.rules = PathBuf::new();
     format!(
-        "{daemon:?}\n{:?}\n{:?}\n{:?}",
-        config.accounts, config.destinations, config.inventory
+        "{daemon:?}\n{:?}\n{:?}",
+        config.destinations, config.inventory
     )
+}
+
+/// Whether `new` changes anything that only a restart applies. Accounts
+/// are compared by value, their channel keys and secrets included.
+fn needs_restart(old: &Config, new: &Config) -> bool {
+    restart_only(old) != restart_only(new)
+        || old.accounts.len() != new.accounts.len()
+        || old
+            .accounts
+            .iter()
+            .zip(&new.accounts)
+            .any(|(a, b)| !a.same_as(b))
 }
 
 impl Reloader {
@@ -79,7 +92,7 @@ impl Reloader {
             metrics,
             notifier,
             config_path: config.source.clone(),
-            restart_only: restart_only(config),
+            running: config.clone(),
         }
     }
 
@@ -152,7 +165,7 @@ impl Reloader {
                     );
                     self.rules_path = new.daemon.rules.clone();
                 }
-                if restart_only(&new) != self.restart_only {
+                if needs_restart(&self.running, &new) {
                     tracing::warn!(
                         config = %self.config_path.display(),
                         "the config file changed beyond daemon.rules; those changes apply at the next restart (systemctl restart switchyard)"

@@ -19,8 +19,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::build::AccountReport;
 use super::build::{Built, build};
 use super::systemd::Notifier;
+use crate::channels::fetch::AccountSender;
 use crate::channels::poll::{self, HealthBoard};
-use crate::channels::registry::AnyConnector;
 use crate::config::Config;
 use crate::effects::OutboundTasks;
 use crate::http::HttpState;
@@ -93,7 +93,7 @@ pub(super) struct Running {
     /// The poll loops.
     pub polls: JoinSet<()>,
     pub outbound: OutboundTasks,
-    pub http_state: Arc<HttpState<AnyConnector>>,
+    pub http_state: Arc<HttpState>,
     pub http: JoinHandle<std::io::Result<()>>,
     pub reload: JoinHandle<()>,
     pub dedupe_purge: JoinHandle<()>,
@@ -113,7 +113,7 @@ async fn start(
         ingest,
         http,
         outbound,
-        connected,
+        connectors,
         reports,
     } = built;
     let health = HealthBoard::default();
@@ -121,24 +121,22 @@ async fn start(
     let locks = poll::AccountLocks::default();
     let mut polls = JoinSet::new();
     let mut webhook_accounts = BTreeMap::new();
-    let mut backfill_accounts = BTreeMap::new();
-    for (account, connector) in &connected {
+    for connected in connectors.iter() {
+        let account = &connected.account;
         if account.webhooks {
-            webhook_accounts.insert(account.id.clone(), connector.clone());
+            webhook_accounts.insert(account.id.clone(), connected.clone());
         }
         polls.spawn(poll::run_account(
             poll::PollWorker {
-                connector: connector.clone(),
-                account: account.clone(),
+                connected: connected.clone(),
                 ingest: ingest.clone(),
                 health: health.clone(),
                 locks: locks.clone(),
-                heartbeat: heartbeats.register(format!("poll {}", account.id)),
+                heartbeat: Arc::new(heartbeats.register(format!("poll {}", account.id))),
                 once: options.once,
             },
             stop_rx.clone(),
         ));
-        backfill_accounts.insert(account.id.clone(), (account.clone(), connector.clone()));
     }
     let listener = tokio::net::TcpListener::bind(config.daemon.listen)
         .await
@@ -148,6 +146,11 @@ async fn start(
         ingest: ingest.clone(),
         webhook_accounts,
         health: health.clone(),
+        tokens: connectors.tokens().clone(),
+        pacers: connectors
+            .iter()
+            .map(|c| (c.account.id.clone(), c.pacer.clone()))
+            .collect(),
         accounts: config.accounts.iter().map(|a| a.id.clone()).collect(),
         ready: AtomicBool::new(false),
         admin: crate::http::admin::AdminState::new(
@@ -155,7 +158,7 @@ async fn start(
             outbound.clone(),
         )
         .with_backfill(Arc::new(poll::Accounts {
-            accounts: backfill_accounts,
+            connectors: connectors.clone(),
             ingest: ingest.clone(),
             locks,
         })),
@@ -169,14 +172,30 @@ async fn start(
         },
     ));
     http_state.ready.store(true, Ordering::Release);
-    let channels: Vec<(String, Arc<AnyConnector>)> = connected
-        .into_iter()
-        .map(|(account, connector)| (account.id, connector))
+    let channels: Vec<(String, AccountSender)> = connectors
+        .iter()
+        .map(|connected| {
+            let account = &connected.account;
+            let effects = crate::effects::ChannelSender {
+                account: account.id.clone(),
+                buffer: account.stock_buffer(&config.inventory),
+                connector: connected.connector.clone(),
+                pacer: connected.pacer.clone(),
+                store: store.clone(),
+                outbound: outbound.clone(),
+            };
+            let sender = AccountSender {
+                connected: connected.clone(),
+                ingest: ingest.clone(),
+                effects,
+            };
+            (account.id.clone(), sender)
+        })
         .collect();
     let outbound_tasks = crate::effects::spawn_all(
         config,
         &store,
-        &channels,
+        channels,
         &http,
         &outbound,
         &crate::outbox::OutboxOptions::default(),

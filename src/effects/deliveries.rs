@@ -28,6 +28,7 @@
 //! also sweeps for deliverable orders without a delivery once at start
 //! ([`queue_ready_orders`]), which catches releases made while it was down.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
@@ -35,14 +36,15 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchyard_contract::connector::RateLimit;
+use switchyard_contract::RateLimit;
 use switchyard_contract::error::parse_retry_after;
-use switchyard_contract::{ConnectorError, Order, OrderStatus, Secret};
+use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Pacer, Secret};
 
 use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
 use crate::outbox::{DELIVER, Sender, Verdict, destination_account};
+use crate::pacing::{AccountPacer, PacerOptions};
 use crate::store::{
     NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
 };
@@ -276,7 +278,8 @@ pub struct DestinationSender {
     url: String,
     secret: Secret,
     http: reqwest::Client,
-    limit: RateLimit,
+    /// The destination's one budget (it publishes no limits of its own).
+    pacer: Arc<AccountPacer>,
     /// Read at send time: a queued delivery of an order that was cancelled,
     /// shipped or held since is not sent.
     store: Store,
@@ -295,19 +298,30 @@ impl DestinationSender {
             url: url.clone(),
             secret: secret.clone(),
             http,
-            limit,
+            pacer: AccountPacer::fixed(destination_account(&d.id), limit, PacerOptions::default()),
             store,
         }
     }
 }
+
+/// Deliveries spend the destination's one budget under this operation
+/// class (the class is a channel's notion; a destination has one limit).
+const PACED_AS: Operation = Operation::PushTracking;
+
+/// How long one delivery may take before it counts as failed.
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a delivery of an order put on hold after it was queued waits
 /// before it looks at the order again (the worker backs off further).
 const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Sender for DestinationSender {
-    fn rate_limit(&self, _kind: &str) -> RateLimit {
-        self.limit
+    fn pacing(&self, _kind: &str) -> (&AccountPacer, Operation) {
+        (&self.pacer, PACED_AS)
+    }
+
+    fn call_timeout(&self) -> std::time::Duration {
+        DELIVERY_TIMEOUT
     }
 
     async fn send(&self, item: &OutboxItem) -> Verdict {
@@ -353,6 +367,7 @@ impl Sender for DestinationSender {
             Ok(None) => {}
             Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
         }
+        self.pacer.acquire(PACED_AS, 1).await;
         let signature = sign(self.secret.expose().as_bytes(), p.body.as_bytes());
         let sent = self
             .http

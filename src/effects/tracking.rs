@@ -328,11 +328,7 @@ pub fn record(
 }
 
 /// Sends one `push_tracking` item: the order and its shipment are read now.
-pub async fn send_tracking<C: Connector>(
-    store: &Store,
-    connector: &C,
-    item: &OutboxItem,
-) -> Verdict {
+pub async fn send_tracking(store: &Store, connector: &dyn Connector, item: &OutboxItem) -> Verdict {
     let field = |k: &str| {
         item.payload
             .get(k)

@@ -4,10 +4,10 @@
 //! drift repair task.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
-use switchyard_contract::Connector;
-use switchyard_contract::connector::RateLimit;
+use switchyard_contract::{Connector, Operation};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -15,8 +15,10 @@ use super::stock::DriftOptions;
 use super::{Outbound, deliveries};
 use crate::config::{Config, DestinationConfig};
 use crate::outbox::{
-    OutboxOptions, PUSH_INVENTORY, PUSH_TRACKING, Sender, Verdict, Worker, destination_account,
+    CHECK_RECEIPT, OutboxOptions, PUSH_INVENTORY, PUSH_TRACKING, Sender, Verdict, Worker,
+    destination_account,
 };
+use crate::pacing::AccountPacer;
 use crate::store::Store;
 
 /// The running outbound tasks of the daemon.
@@ -26,13 +28,14 @@ pub struct OutboundTasks {
     pub accounts: Vec<String>,
 }
 
-/// Starts one worker per channel account (`channels`: account id and
-/// connector), one per destination, and the drift repair task. They all stop
-/// when `stop` turns true, each after finishing the call in flight.
-pub fn spawn_all<C: Connector + 'static>(
+/// Starts one worker per channel account (`channels`: account id and the
+/// sender of its items), one per destination, and the drift repair task.
+/// They all stop when `stop` turns true, each after finishing the call in
+/// flight.
+pub fn spawn_all<S: Sender>(
     config: &Config,
     store: &Store,
-    channels: &[(String, Arc<C>)],
+    channels: Vec<(String, S)>,
     http: &reqwest::Client,
     outbound: &Outbound,
     options: &OutboxOptions,
@@ -40,18 +43,7 @@ pub fn spawn_all<C: Connector + 'static>(
 ) -> OutboundTasks {
     let mut tasks = JoinSet::new();
     let mut accounts = Vec::new();
-    for (account, connector) in channels {
-        let buffer = config
-            .account(account)
-            .map(|a| a.stock_buffer(&config.inventory))
-            .unwrap_or(config.inventory.buffer);
-        let sender = ChannelSender {
-            account: account.clone(),
-            buffer,
-            connector: connector.clone(),
-            store: store.clone(),
-            outbound: outbound.clone(),
-        };
+    for (account, sender) in channels {
         let w = Worker::new(
             account.clone(),
             sender,
@@ -60,7 +52,7 @@ pub fn spawn_all<C: Connector + 'static>(
             options.clone(),
             stop.clone(),
         );
-        accounts.push(account.clone());
+        accounts.push(account);
         tasks.spawn(w.run());
     }
     for d in &config.destinations {
@@ -120,27 +112,38 @@ pub fn destination_worker(
     )
 }
 
-/// Sends a channel account's items through its connector.
-pub struct ChannelSender<C> {
+/// Sends a channel account's stock and tracking items through its
+/// connector.
+pub struct ChannelSender {
     pub account: String,
     /// Units held back from this account.
     pub buffer: u32,
-    pub connector: Arc<C>,
+    pub connector: Arc<dyn Connector>,
+    /// The account's pacer, the one its connector acquires from.
+    pub pacer: Arc<AccountPacer>,
     pub store: Store,
     pub outbound: Outbound,
 }
 
-impl<C: Connector + 'static> Sender for ChannelSender<C> {
-    fn rate_limit(&self, kind: &str) -> RateLimit {
-        use switchyard_contract::connector::Operation;
+impl ChannelSender {
+    /// The operation class an item kind spends.
+    pub fn operation(kind: &str) -> Operation {
         match kind {
-            PUSH_TRACKING => self.connector.rate_limit(Operation::PushTracking),
-            _ => self.connector.rate_limit(Operation::PushInventory),
+            PUSH_TRACKING => Operation::PushTracking,
+            CHECK_RECEIPT => Operation::Lookup,
+            crate::outbox::FETCH_ORDERS => Operation::Fetch,
+            _ => Operation::PushInventory,
         }
     }
+}
 
-    fn rate_hint(&self) -> Option<switchyard_contract::RateHint> {
-        self.connector.rate_hint()
+impl Sender for ChannelSender {
+    fn pacing(&self, kind: &str) -> (&AccountPacer, Operation) {
+        (&self.pacer, ChannelSender::operation(kind))
+    }
+
+    fn call_timeout(&self) -> Duration {
+        self.connector.hints().call_timeout
     }
 
     /// Stock pushes go as many to a call as the connector takes.
@@ -187,10 +190,21 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
                 )
                 .await
             }
+            CHECK_RECEIPT if caps.push_inventory => {
+                super::stock::send_receipt_check(
+                    &self.store,
+                    &self.outbound,
+                    self.connector.as_ref(),
+                    &self.account,
+                    self.buffer,
+                    item,
+                )
+                .await
+            }
             PUSH_TRACKING if caps.push_tracking => {
                 super::tracking::send_tracking(&self.store, self.connector.as_ref(), item).await
             }
-            PUSH_INVENTORY | PUSH_TRACKING => Verdict::Dead(format!(
+            PUSH_INVENTORY | PUSH_TRACKING | CHECK_RECEIPT => Verdict::Dead(format!(
                 "the {} connector of account {} cannot {}",
                 self.connector.channel(),
                 self.account,

@@ -17,24 +17,30 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::json;
-use switchyard_contract::{Connector, WebhookRequest};
+use switchyard_contract::{TokenState, WebhookRequest};
 
 pub mod admin;
 
+use crate::channels::accounts::Connected;
 use crate::channels::poll::HealthBoard;
+use crate::channels::tokens::TokenBoard;
 use crate::ingest::Ingest;
+use crate::pacing::AccountPacer;
 
 /// The largest webhook body accepted. Shopify's largest order payloads are a
 /// few hundred KB; anything near this is not a channel talking to us.
 pub const WEBHOOK_BODY_LIMIT: usize = 5 * 1024 * 1024;
 
-/// What the HTTP handlers share. Generic over the connector so tests can
-/// drive the real routes with a test connector.
-pub struct HttpState<C> {
+/// What the HTTP handlers share.
+pub struct HttpState {
     pub ingest: Ingest,
     /// Connectors of accounts that take webhooks, by account id.
-    pub webhook_accounts: BTreeMap<String, Arc<C>>,
+    pub webhook_accounts: BTreeMap<String, Arc<Connected>>,
     pub health: HealthBoard,
+    /// Every account's token state.
+    pub tokens: TokenBoard,
+    /// Every connected account's pacer, by account id.
+    pub pacers: BTreeMap<String, Arc<AccountPacer>>,
     /// Account ids, for readiness.
     pub accounts: Vec<String>,
     pub ready: AtomicBool,
@@ -42,12 +48,13 @@ pub struct HttpState<C> {
     pub admin: admin::AdminState,
 }
 
-pub fn router<C: Connector + 'static>(state: Arc<HttpState<C>>) -> Router {
+pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
-        .route("/webhooks/{account}", post(webhook::<C>))
+        // GET for endpoint challenges (eBay's: the answer is the channel's).
+        .route("/webhooks/{account}", post(webhook).get(webhook))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz::<C>))
-        .route("/metrics", get(metrics::<C>))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .nest(
             admin::PREFIX,
             admin::router(state.ingest.clone(), state.admin.clone()),
@@ -165,9 +172,9 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Respo
 }
 
 /// Serves until `shutdown` resolves, then lets open requests finish.
-pub async fn serve<C: Connector + 'static>(
+pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: Arc<HttpState<C>>,
+    state: Arc<HttpState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))
@@ -186,24 +193,36 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// 200 once the store is open and the listener bound, 503 before and while
 /// stopping; with each account's poll health (`polling` is false for an
-/// account whose channel has no connector in this build) and token state
-/// (`static`: tokens come from the config as they are).
-async fn readyz<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Response {
+/// account whose channel has no connector in this build), token state
+/// (`static`: tokens are used as configured; `valid` with `until`;
+/// `refresh_failed` with `at` and `reason`, which says how to re-authorize)
+/// and the rate-limit wait in progress, if any.
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
     let health = state.health.snapshot();
+    let tokens = state.tokens.snapshot();
     let accounts: serde_json::Map<String, serde_json::Value> = state
         .accounts
         .iter()
         .map(|a| {
             let h = health.get(a);
-            let detail = json!({
+            let mut detail = json!({
                 "polling": h.is_some(),
                 "last_success": h.and_then(|h| h.last_success),
                 "consecutive_errors": h.map_or(0, |h| h.consecutive_errors),
                 "last_error": h.and_then(|h| h.last_error.clone()),
                 "last_stats": h.and_then(|h| h.last_stats.clone()),
                 "token": "static",
+                "waiting": state.pacers.get(a).and_then(|p| p.waiting()).map(|(op, until)| {
+                    json!({ "operation": op, "until": until })
+                }),
             });
+            if let Some(token) = tokens.get(a)
+                && let (Ok(serde_json::Value::Object(fields)), Some(d)) =
+                    (serde_json::to_value(token), detail.as_object_mut())
+            {
+                d.extend(fields);
+            }
             (a.clone(), detail)
         })
         .collect();
@@ -221,14 +240,18 @@ async fn readyz<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Respons
 
 /// Handles one webhook in a span with its channel, account and (once known)
 /// order ids, and counts its outcome in `switchyard_webhooks_total`.
-async fn webhook<C: Connector + 'static>(
-    State(state): State<Arc<HttpState<C>>>,
+async fn webhook(
+    State(state): State<Arc<HttpState>>,
+    method: axum::http::Method,
     Path(account): Path<String>,
     query: RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let channel = state.webhook_accounts.get(&account).map(|c| c.channel());
+    let channel = state
+        .webhook_accounts
+        .get(&account)
+        .map(|c| c.account.channel);
     let span = tracing::info_span!(
         "webhook",
         channel = tracing::field::Empty,
@@ -246,14 +269,15 @@ async fn webhook<C: Connector + 'static>(
     } else {
         "unknown".to_owned()
     };
-    let handling = handle_webhook(state, account, query, headers, body);
+    let handling = handle_webhook(state, method, account, query, headers, body);
     let (outcome, response) = tracing::Instrument::instrument(handling, span).await;
     metrics.inc(&crate::daemon::metrics::WEBHOOKS, &[&label, outcome]);
     response
 }
 
-async fn handle_webhook<C: Connector + 'static>(
-    state: Arc<HttpState<C>>,
+async fn handle_webhook(
+    state: Arc<HttpState>,
+    method: axum::http::Method,
     account: String,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -283,7 +307,7 @@ async fn handle_webhook<C: Connector + 'static>(
     };
     let req = WebhookRequest {
         account: account.clone(),
-        method: "POST".into(),
+        method: method.as_str().to_owned(),
         headers: headers
             .iter()
             .map(|(k, v)| {
@@ -297,7 +321,16 @@ async fn handle_webhook<C: Connector + 'static>(
         body: body.to_vec(),
         received_at: Utc::now(),
     };
-    let reply = crate::channels::webhook::handle(connector.as_ref(), &state.ingest, req).await;
+    let reply = crate::channels::webhook::handle(&connector, &state.ingest, req).await;
+    if method == axum::http::Method::GET && reply.outcome != "challenge" {
+        // A GET is only ever a channel's endpoint challenge; this one was
+        // not, so it is a wrong method like on any other route.
+        let uri = format!("/webhooks/{account}");
+        return (
+            "bad_request",
+            wrong_method(method, uri.parse().unwrap_or_default()).await,
+        );
+    }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     (
         reply.outcome,
@@ -313,7 +346,7 @@ async fn handle_webhook<C: Connector + 'static>(
 /// `GET /metrics`: Prometheus text (`crate::daemon::metrics`). Counters are kept as
 /// things happen; the gauges that describe state (readiness, sync lag, outbox
 /// depth, stalled workers) and the outbox's own counters are read now.
-async fn metrics<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Response {
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     use crate::daemon::metrics as m;
     let registry = state.ingest.metrics().clone();
     let ready = state.ready.load(Ordering::Acquire);
@@ -330,6 +363,24 @@ async fn metrics<C: Connector>(State(state): State<Arc<HttpState<C>>>) -> Respon
             &[&account],
             f64::from(h.consecutive_errors),
         );
+    }
+    for (account, token) in state.tokens.snapshot() {
+        let current = match &token {
+            TokenState::Static => "static",
+            TokenState::Valid { .. } => "valid",
+            TokenState::RefreshFailed { .. } => "refresh_failed",
+        };
+        for kind in ["static", "valid", "refresh_failed"] {
+            let on = if kind == current { 1.0 } else { 0.0 };
+            registry.set(&m::TOKEN_STATE, &[&account, kind], on);
+        }
+        if let TokenState::Valid { until: Some(until) } = token {
+            let at = until.timestamp_millis() as f64 / 1000.0;
+            registry.set(&m::TOKEN_VALID_UNTIL, &[&account], at);
+        }
+    }
+    for (account, pacer) in &state.pacers {
+        registry.set(&m::PACER_WAIT, &[account], pacer.waited().as_secs_f64());
     }
     let store = state.ingest.store().clone();
     let depth = tokio::task::spawn_blocking(move || {

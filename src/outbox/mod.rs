@@ -8,12 +8,12 @@
 //! - One worker task per outbox account (`worker.rs`), so one slow or
 //!   failing account never delays another.
 //! - A `Sender` may take several items of one kind in one call
-//!   (`Sender::batch_limit`): one call, one limiter slot, each item's result
-//!   recorded on its own.
-//! - Each worker paces its calls with a limiter per operation class
-//!   (`crate::pacing`), seeded from the sender's published rate (run a
-//!   little below it and at half its burst, `OutboxOptions::rate_safety` and
-//!   `burst_share`) and slowed further by the far side's own bucket reports.
+//!   (`Sender::batch_limit`): one call, each item's result recorded on its
+//!   own.
+//! - Each call waits first for the account's pacer (`crate::pacing`, the
+//!   one the account's connector acquires from), seeded from the far
+//!   side's published rates and following its own bucket reports, and then
+//!   has the far side's call timeout (the pacer's waits not counted).
 //! - Failures are classified once (`policy.rs`): rate-limited, transient and
 //!   undecodable answers are retried with exponential, jittered, capped
 //!   backoff that honours a retry-after; rejected, config and auth failures
@@ -29,6 +29,8 @@
 //! | `push_inventory` | channel account | `{ "sku" }`: the level is computed when sent | `stock:<sku>` |
 //! | `push_tracking` | the order's account | `{ "order_id", "tracking_number" }` | none |
 //! | `deliver` | `destination:<id>` | `{ "order_id", "destination", "delivery_id", "body" }` | none |
+//! | `fetch_orders` | channel account | `{ "ids" }`: orders a webhook only named | none |
+//! | `check_inventory_receipt` | channel account | `{ "receipt", "skus": [{ "sku", "quantity" }] }`: pushes the channel took for later, due at its `check_after` | none |
 
 pub mod policy;
 mod worker;
@@ -39,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use switchyard_contract::connector::RateLimit;
+use switchyard_contract::RateLimit;
 use tokio::sync::Notify;
 
 use crate::store::{NewOutboxItem, Store};
@@ -52,8 +54,18 @@ pub const PUSH_INVENTORY: &str = "push_inventory";
 pub const PUSH_TRACKING: &str = "push_tracking";
 /// Deliver a routed order to a destination.
 pub const DELIVER: &str = "deliver";
+/// Fetch orders a webhook only named, and ingest them.
+pub const FETCH_ORDERS: &str = "fetch_orders";
+/// Ask a channel what became of stock pushes it took for processing later.
+pub const CHECK_RECEIPT: &str = "check_inventory_receipt";
 /// Every item kind.
-pub const KINDS: [&str; 3] = [PUSH_INVENTORY, PUSH_TRACKING, DELIVER];
+pub const KINDS: [&str; 5] = [
+    PUSH_INVENTORY,
+    PUSH_TRACKING,
+    DELIVER,
+    FETCH_ORDERS,
+    CHECK_RECEIPT,
+];
 
 /// The outbox account of a destination. Account ids cannot contain `:`, so
 /// these never collide with channel accounts.
@@ -70,22 +82,14 @@ pub struct OutboxOptions {
     pub max_backoff: Duration,
     /// A retryable failure this many times in a row becomes a dead letter.
     pub max_attempts: u32,
-    /// A call that has not answered after this long counts as a transient failure.
-    pub call_timeout: Duration,
+    /// A call that has not answered after this long (not counting waits
+    /// for its pacer) counts as a transient failure. `None`: the far side's
+    /// own figure (a channel's `ChannelHints::call_timeout`).
+    pub call_timeout: Option<Duration>,
     /// How often an idle worker looks for items whose retry time came.
     pub idle_rescan: Duration,
     /// Items read from the store per pass.
     pub batch: usize,
-    /// The limiter runs at this fraction of a published rate, so that network
-    /// jitter cannot push arrivals over the channel's own bucket.
-    pub rate_safety: f64,
-    /// The limiter bursts at most this fraction of a published burst (at
-    /// least one request): the rest of the channel's bucket absorbs jitter
-    /// and the account's polls, which spend the same bucket.
-    pub burst_share: f64,
-    /// When the channel reports less than this fraction of its bucket left,
-    /// the worker waits until the bucket has refilled to it.
-    pub hint_low_water: f64,
     /// Pace of deliveries to one destination (destinations publish no limit).
     pub destination_limit: RateLimit,
 }
@@ -96,12 +100,9 @@ impl Default for OutboxOptions {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(15 * 60),
             max_attempts: 100,
-            call_timeout: Duration::from_secs(60),
+            call_timeout: None,
             idle_rescan: Duration::from_secs(1),
             batch: 32,
-            rate_safety: 0.9,
-            burst_share: 0.5,
-            hint_low_water: 0.1,
             destination_limit: RateLimit {
                 per_second: 20.0,
                 burst: 20,
@@ -165,7 +166,7 @@ impl OutboxMetrics {
 pub struct Outbox {
     pub wakers: Wakers,
     pub metrics: Arc<OutboxMetrics>,
-    /// Per-account figures for `/metrics` (429s, limiter waits).
+    /// Per-account figures for `/metrics` (429s, pacer waits).
     pub registry: crate::daemon::metrics::Registry,
     /// Each worker registers here; the systemd watchdog reads them.
     pub heartbeats: crate::daemon::systemd::Heartbeats,

@@ -1,6 +1,7 @@
 //! One account's outbox worker: takes the account's due items oldest first,
-//! paces them through the account's limiters, sends them through its
-//! `Sender`, and records each item's outcome in the store (complete,
+//! waits for the account's pacer (noticing shutdown, keeping the watchdog
+//! fed), sends them through its `Sender` (whose call acquires from the same
+//! pacer), and records each item's outcome in the store (complete,
 //! reschedule with backoff, or dead letter). Calls go one at a time, so the
 //! account's limit is never exceeded by its own worker; other accounts have
 //! their own workers and never wait for this one.
@@ -8,27 +9,26 @@
 //! A call carries one item, or, for a kind whose `Sender::batch_limit` is
 //! above 1 (stock pushes to a channel that sets many SKUs in one request),
 //! the oldest due item and the next due items of the same kind, up to the
-//! limit and never two with the same coalesce key. A call takes one limiter
-//! slot whatever it carries: the limit is the channel's request rate, and a
-//! channel whose cost grows with a batch says so in its bucket reports,
-//! which the limiter follows. Each item's verdict is recorded on its own, by
+//! limit and never two with the same coalesce key. A call takes what its
+//! connector acquires, whatever it carries: the limit is the channel's
+//! request rate, and a channel whose cost grows with a batch says so in its
+//! bucket reports, which the pacer follows. Each item's verdict is recorded on its own, by
 //! the same code as a single item's; a call that fails as a whole backs the
 //! account off once, not once per item.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use switchyard_contract::connector::RateLimit;
-use switchyard_contract::{ConnectorError, RateHint};
+use switchyard_contract::{ConnectorError, Operation};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::policy::{Action, classify};
 use super::{KINDS, Outbox, OutboxMetrics, OutboxOptions};
-use crate::pacing::{Backoff, Limiter, item_delay};
+use crate::pacing::{AccountPacer, Backoff, Keepalive, bounded, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
 /// How many times in a row an item may ask to be sent again at once.
@@ -69,13 +69,14 @@ impl std::fmt::Debug for Verdict {
 
 /// Sends the items of one outbox account.
 pub trait Sender: Send + Sync + 'static {
-    /// The published limit of the operation class of `kind`.
-    fn rate_limit(&self, kind: &str) -> RateLimit;
+    /// The account's pacer and the operation class a call of `kind`
+    /// spends: the worker waits there before the call, and the call
+    /// acquires from it.
+    fn pacing(&self, kind: &str) -> (&AccountPacer, Operation);
 
-    /// The far side's latest report of its bucket, if it gives one.
-    fn rate_hint(&self) -> Option<RateHint> {
-        None
-    }
+    /// How long one call may take once the pacer let it go (the far side's
+    /// own figure; `OutboxOptions::call_timeout` overrides it).
+    fn call_timeout(&self) -> Duration;
 
     fn send(&self, item: &OutboxItem) -> impl Future<Output = Verdict> + Send;
 
@@ -144,14 +145,12 @@ pub struct Worker<S> {
     metrics: Arc<OutboxMetrics>,
     options: OutboxOptions,
     stop: watch::Receiver<bool>,
-    /// One limiter per item kind (operation class).
-    limiters: HashMap<String, Limiter>,
     /// Grows while calls of this account keep failing; reset by a success.
     account_backoff: Backoff,
     /// Nothing is sent before this (a 429's retry-after, an empty bucket).
     paused_until: Option<tokio::time::Instant>,
     /// Shows the watchdog this worker is alive (`crate::daemon::systemd`).
-    heartbeat: crate::daemon::systemd::Heartbeat,
+    heartbeat: Arc<crate::daemon::systemd::Heartbeat>,
     registry: crate::daemon::metrics::Registry,
 }
 
@@ -167,7 +166,7 @@ impl<S: Sender> Worker<S> {
         Worker {
             notify: outbox.wakers.get(&account),
             metrics: outbox.metrics.clone(),
-            heartbeat: outbox.heartbeats.register(format!("outbox {account}")),
+            heartbeat: Arc::new(outbox.heartbeats.register(format!("outbox {account}"))),
             registry: outbox.registry.clone(),
             account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
             account,
@@ -175,7 +174,6 @@ impl<S: Sender> Worker<S> {
             store,
             options,
             stop,
-            limiters: HashMap::new(),
             paused_until: None,
         }
     }
@@ -284,7 +282,12 @@ impl<S: Sender> Worker<S> {
         } else {
             span.record("items", items.len());
         }
-        self.heartbeat.busy(self.options.call_timeout);
+        let timeout = self
+            .options
+            .call_timeout
+            .unwrap_or_else(|| self.sender.call_timeout());
+        let beat = self.heartbeat.clone();
+        let keepalive: Keepalive = Arc::new(move |d| beat.busy(d));
         let sender = &self.sender;
         let send = async {
             match items.as_slice() {
@@ -292,12 +295,11 @@ impl<S: Sender> Worker<S> {
                 batch => sender.send_batch(batch).await,
             }
         };
-        let call = tokio::time::timeout(self.options.call_timeout, send);
+        let call = bounded(timeout, Some(keepalive), send);
         let mut verdicts = match call.instrument(span.clone()).await {
             Ok(v) => v.into_iter(),
             Err(_) => Vec::new().into_iter(),
         };
-        let timeout = self.options.call_timeout;
         self.heartbeat.beat();
         let _entered = span.enter();
         let mut record = CallRecord::default();
@@ -317,8 +319,8 @@ impl<S: Sender> Worker<S> {
         true
     }
 
-    /// Waits for the pause, the channel's bucket and the limiter, adding
-    /// the time to `waited`. False on shutdown.
+    /// Waits for the pause and the account's pacer, adding the time to
+    /// `waited`. False on shutdown.
     async fn pace(&mut self, kind: &str, waited: &mut Duration) -> bool {
         if let Some(until) = self.paused_until.take() {
             let now = tokio::time::Instant::now();
@@ -329,36 +331,19 @@ impl<S: Sender> Worker<S> {
                 }
             }
         }
-        let hint = self.sender.rate_hint();
-        if let Some(wait) = self.limiter(kind).hint_wait(hint, Utc::now()) {
+        loop {
+            let wait = {
+                let (pacer, operation) = self.sender.pacing(kind);
+                pacer.delay(operation, 1)
+            };
+            if wait.is_zero() {
+                return true;
+            }
             *waited += wait;
             if !self.sleep(wait).await {
                 return false;
             }
         }
-        loop {
-            match self.limiter(kind).try_acquire() {
-                Ok(()) => return true,
-                Err(wait) => {
-                    *waited += wait;
-                    if !self.sleep(wait).await {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-
-    fn limiter(&mut self, kind: &str) -> &Limiter {
-        // The channel's limit can change as it reports more (a shop on a
-        // bigger plan): a new limit gets a new limiter.
-        let limit = self.sender.rate_limit(kind);
-        if self.limiters.get(kind).is_none_or(|l| l.limit() != limit) {
-            let o = &self.options;
-            let l = Limiter::new(limit, o.rate_safety, o.burst_share, o.hint_low_water);
-            self.limiters.insert(kind.to_owned(), l);
-        }
-        &self.limiters[kind]
     }
 
     fn record(
@@ -428,6 +413,8 @@ impl<S: Sender> Worker<S> {
                     self.paused_until = Some(tokio::time::Instant::now() + account);
                     OutboxMetrics::add(&self.metrics.retried);
                     if rate_limited {
+                        let (pacer, operation) = self.sender.pacing(&item.kind);
+                        pacer.hold(operation, account);
                         OutboxMetrics::add(&self.metrics.rate_limited);
                         self.registry.inc(
                             &crate::daemon::metrics::RATE_LIMITED,

@@ -26,7 +26,7 @@ use switchyard_contract::testkit::{
     Exchange, HttpRequest, HttpResponse, LoopbackServer, Scenario, WebhookFixture,
 };
 
-use crate::config::{AccountConfig, ChannelSettings};
+use crate::config::AccountConfig;
 
 mod shopify;
 
@@ -208,9 +208,11 @@ impl Simulator {
             .into_iter()
             .map(|w| {
                 let mut headers: Vec<(String, String)> = w.headers.into_iter().collect();
-                if let ChannelSettings::Shopify(s) = &account.settings
-                    && let Some(secret) = &s.webhook_secret
-                {
+                let shopify = account.settings.as_ref().and_then(|s| {
+                    s.as_any()
+                        .downcast_ref::<switchyard_shopify::ShopifySettings>()
+                });
+                if let Some(secret) = shopify.and_then(|s| s.webhook_secret.as_ref()) {
                     headers.retain(|(k, _)| !k.eq_ignore_ascii_case("x-shopify-hmac-sha256"));
                     headers.push((
                         "x-shopify-hmac-sha256".into(),

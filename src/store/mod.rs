@@ -1,7 +1,7 @@
 //! The state store: the only module that names sled. It owns orders with
-//! their history, poll cursors, webhook dedupe keys, the outbox, central stock
-//! and learned listing refs, and makes writes durable through one group-commit
-//! flusher. Nothing outside this module depends on the engine, so another one
+//! their history, poll cursors, webhook dedupe keys, the outbox, central stock,
+//! learned listing refs and the accounts' OAuth tokens, and makes writes
+//! durable through one group-commit flusher. Nothing outside this module depends on the engine, so another one
 //! could replace it behind the same API (and the same test suite).
 
 mod apply;
@@ -27,8 +27,8 @@ use flusher::{Flusher, Progress, Waiter};
 pub use error::StoreError;
 pub use types::{
     ApplyReport, HistoryEntry, NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxState,
-    OutboxSummary, PushedLevel, RouteFilter, StockChange, StockChannelView, StockLevel, StockView,
-    StoredOrder, WriteBatch, WriteOutcome,
+    OutboxSummary, PushedLevel, RouteFilter, SavedTokens, StockChange, StockChannelView,
+    StockLevel, StockView, StoredOrder, WriteBatch, WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.
@@ -42,6 +42,8 @@ pub(crate) const COALESCE: &str = "outbox_coalesce";
 pub(crate) const STOCK: &str = "stock";
 /// (account NUL sku) → the channel's listing reference.
 pub(crate) const LISTING_REFS: &str = "listing_refs";
+/// account → the OAuth tokens last saved for it.
+pub(crate) const TOKENS: &str = "tokens";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -80,6 +82,7 @@ pub(crate) struct Trees {
     pub(crate) coalesce: sled::Tree,
     pub(crate) stock: sled::Tree,
     pub(crate) listing_refs: sled::Tree,
+    pub(crate) tokens: sled::Tree,
 }
 
 struct Inner {
@@ -144,6 +147,7 @@ impl Store {
             coalesce: tree(COALESCE)?,
             stock: tree(STOCK)?,
             listing_refs: tree(LISTING_REFS)?,
+            tokens: tree(TOKENS)?,
         };
         let progress = Arc::new(Progress::default());
         let flusher = Flusher::start(db.clone(), dir, progress.clone())?;
@@ -377,6 +381,37 @@ impl Store {
         Ok(())
     }
 
+    // --- tokens ---------------------------------------------------------------
+
+    /// The tokens last saved for an account.
+    pub fn tokens(&self, account: &str) -> Result<Option<SavedTokens>, StoreError> {
+        check_key_part("account", account)?;
+        match self
+            .inner
+            .trees
+            .tokens
+            .get(account.as_bytes())
+            .map_err(|e| engine_err(format!("read of tokens of {account}"), e))?
+        {
+            Some(v) => decode(TOKENS, account.as_bytes(), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves an account's tokens over the previous ones. Await
+    /// `flushed(seq)` before using them: a rotated refresh token that is
+    /// not on disk is lost with the process.
+    pub fn save_tokens(&self, account: &str, tokens: &SavedTokens) -> Result<u64, StoreError> {
+        check_key_part("account", account)?;
+        let enc = encode(TOKENS, account.as_bytes(), tokens)?;
+        self.inner
+            .trees
+            .tokens
+            .insert(account.as_bytes(), enc)
+            .map_err(|e| engine_err(format!("write of tokens of {account}"), e))?;
+        Ok(self.next_seq())
+    }
+
     /// Writes raw bytes under a key, bypassing the value format, so tests can
     /// plant values of unknown versions.
     #[doc(hidden)]
@@ -396,6 +431,7 @@ impl Store {
             COALESCE => &t.coalesce,
             STOCK => &t.stock,
             LISTING_REFS => &t.listing_refs,
+            TOKENS => &t.tokens,
             other => {
                 return Err(StoreError::NotFound {
                     what: "tree",

@@ -324,3 +324,25 @@ impl OrderFilter {
             && self.held.is_none_or(|h| o.hold.is_some() == h)
     }
 }
+
+/// One account's OAuth tokens as saved. `Debug` shows no token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedTokens {
+    /// A fingerprint of the refresh token configured when these were saved:
+    /// tokens saved under another one are older than the configured one.
+    pub configured: Option<String>,
+    pub access_token: Option<String>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token: Option<String>,
+    pub saved_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SavedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedTokens")
+            .field("configured", &self.configured)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("saved_at", &self.saved_at)
+            .finish_non_exhaustive()
+    }
+}

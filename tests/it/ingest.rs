@@ -63,10 +63,9 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
         true,
     )
     .await;
-    let connector = PageConnector::new(&server.url());
-    let acct = account(&server.url());
+    let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
     let mut progress = Vec::new();
-    let stats = catch_up(&connector, &acct, &ingest, Some(since), |s| {
+    let stats = catch_up(&connector, &ingest, Some(since), None, |s| {
         progress.push(s.orders)
     })
     .await
@@ -85,8 +84,8 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
         true,
     )
     .await;
-    let connector = PageConnector::new(&server.url());
-    let stats = catch_up(&connector, &acct, &ingest, None, |_| {})
+    let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
+    let stats = catch_up(&connector, &ingest, None, None, |_| {})
         .await
         .unwrap();
     server.finish().await;
@@ -113,16 +112,10 @@ async fn a_failed_page_leaves_the_cursor_where_it_was() {
         true,
     )
     .await;
-    let connector = PageConnector::new(&server.url());
-    let err = catch_up(
-        &connector,
-        &account(&server.url()),
-        &ingest,
-        Some(since),
-        |_| {},
-    )
-    .await
-    .unwrap_err();
+    let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
+    let err = catch_up(&connector, &ingest, Some(since), None, |_| {})
+        .await
+        .unwrap_err();
     server.finish().await;
     assert!(err.to_string().contains("503"), "{err}");
     // The first page and its cursor are in; the failed page moved nothing.
@@ -241,9 +234,14 @@ impl Hooks {
             ingest: Ingest::new(store.clone(), LiveRules::default()),
             webhook_accounts: BTreeMap::from([(
                 ACCOUNT.to_string(),
-                Arc::new(PageConnector::new("http://unused")),
+                Arc::new(connected(
+                    PageConnector::new("http://unused"),
+                    account("http://unused"),
+                )),
             )]),
             health: HealthBoard::default(),
+            tokens: Default::default(),
+            pacers: Default::default(),
             accounts: vec![ACCOUNT.into()],
             ready: AtomicBool::new(true),
             admin: Default::default(),

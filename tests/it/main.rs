@@ -21,3 +21,4 @@ mod rules;
 mod shopify_outbound;
 mod store;
 mod systemd;
+mod tokens;

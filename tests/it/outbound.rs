@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,10 +22,11 @@ use switchyard::effects::tracking::{self, ShipError, ShipLine, ShipOutcome, Ship
 use switchyard::effects::{self, ChannelSender, Outbound};
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::outbox::{OutboxOptions, Worker};
+use switchyard::pacing::{AccountPacer, PacerOptions};
 use switchyard::rules::{RuleSet, parse_rules};
 use switchyard::store::{OrderWrite, OutboxState, Store, StoreOptions, WriteBatch};
-use switchyard_contract::connector::{Operation, RateLimit};
 use switchyard_contract::*;
+use switchyard_contract::{Operation, RateLimit};
 use tokio::sync::watch;
 
 // --- a test channel: inventory and tracking over HTTP -------------------------
@@ -241,11 +241,13 @@ async fn channel_server(ch: &Channels) -> Server {
     .await
 }
 
-/// The connector of the test channel.
+/// The connector of the test channel; it awaits its pacer before each call,
+/// as every connector does.
 struct TestChannel {
     base: String,
     http: reqwest::Client,
     limit: RateLimit,
+    pacer: Arc<AccountPacer>,
 }
 
 impl TestChannel {
@@ -254,10 +256,17 @@ impl TestChannel {
             base: format!("{}/{account}", server.url),
             http: reqwest::Client::builder().timeout(timeout).build().unwrap(),
             limit,
+            pacer: AccountPacer::fixed(account, limit, PacerOptions::default()),
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<(u16, Value), ConnectorError> {
+    async fn post(
+        &self,
+        operation: Operation,
+        path: &str,
+        body: Value,
+    ) -> Result<(u16, Value), ConnectorError> {
+        self.pacer.acquire(operation, 1).await;
         let resp = self
             .http
             .post(format!("{}/{path}", self.base))
@@ -282,6 +291,25 @@ impl TestChannel {
     }
 }
 
+impl TestChannel {
+    async fn push(&self, push: &InventoryPush) -> Result<InventoryResult, ConnectorError> {
+        let body = json!({ "sku": push.sku, "quantity": push.quantity, "last_confirmed": push.last_confirmed, "key": push.idempotency_key });
+        let (status, v) = self
+            .post(Operation::PushInventory, "inventory", body)
+            .await?;
+        Ok(match status {
+            404 => InventoryResult::NotListed,
+            409 => InventoryResult::Conflict {
+                current: v["current"].as_u64().unwrap_or_default() as u32,
+            },
+            _ => InventoryResult::Set {
+                quantity: v["quantity"].as_u64().unwrap_or_default() as u32,
+                listing_ref: v["ref"].as_str().map(str::to_owned),
+            },
+        })
+    }
+}
+
 impl Connector for TestChannel {
     fn channel(&self) -> Channel {
         Channel::Shopify
@@ -300,62 +328,58 @@ impl Connector for TestChannel {
         self.limit
     }
 
-    async fn check(&self) -> Result<(), ConnectorError> {
-        Ok(())
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async { Ok(()) })
     }
 
-    async fn poll_orders(
-        &self,
-        _cursor: Option<&Cursor>,
+    fn poll_orders<'a>(
+        &'a self,
+        _cursor: Option<&'a Cursor>,
         _since: DateTime<Utc>,
         _now: DateTime<Utc>,
-    ) -> Result<OrderPage, ConnectorError> {
-        Err(ConnectorError::Config("no polling here".into()))
+    ) -> BoxFuture<'a, Result<OrderPage, ConnectorError>> {
+        Box::pin(async { Err(ConnectorError::Config("no polling here".into())) })
     }
 
-    async fn fetch_orders(&self, _ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
-        Ok(vec![])
+    fn fetch_orders<'a>(
+        &'a self,
+        _ids: &'a [String],
+    ) -> BoxFuture<'a, Result<FetchedOrders, ConnectorError>> {
+        Box::pin(async { Ok(FetchedOrders::default()) })
     }
 
-    fn verify_webhook(&self, _req: &WebhookRequest) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Auth("no webhooks here".into()))
+    fn handle_webhook<'a>(
+        &'a self,
+        _req: &'a WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookOutcome, ConnectorError>> {
+        Box::pin(async { Err(ConnectorError::Auth("no webhooks here".into())) })
     }
 
-    fn parse_webhook(&self, _req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
-        Err(ConnectorError::Auth("no webhooks here".into()))
+    /// One call per push: the test channel sets one SKU a request.
+    fn push_inventory_batch<'a>(
+        &'a self,
+        pushes: &'a [InventoryPush],
+    ) -> BoxFuture<'a, Vec<Result<InventoryResult, ConnectorError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(pushes.len());
+            for p in pushes {
+                results.push(self.push(p).await);
+            }
+            results
+        })
     }
 
-    fn push_inventory(
-        &self,
-        push: &InventoryPush,
-    ) -> impl Future<Output = Result<InventoryResult, ConnectorError>> + Send {
-        let body = json!({ "sku": push.sku, "quantity": push.quantity, "last_confirmed": push.last_confirmed, "key": push.idempotency_key });
-        async move {
-            let (status, v) = self.post("inventory", body).await?;
-            Ok(match status {
-                404 => InventoryResult::NotListed,
-                409 => InventoryResult::Conflict {
-                    current: v["current"].as_u64().unwrap_or_default() as u32,
-                },
-                _ => InventoryResult::Set {
-                    quantity: v["quantity"].as_u64().unwrap_or_default() as u32,
-                    listing_ref: v["ref"].as_str().map(str::to_owned),
-                },
-            })
-        }
-    }
-
-    fn push_tracking(
-        &self,
-        push: &TrackingPush,
-    ) -> impl Future<Output = Result<TrackingResult, ConnectorError>> + Send {
+    fn push_tracking<'a>(
+        &'a self,
+        push: &'a TrackingPush,
+    ) -> BoxFuture<'a, Result<TrackingResult, ConnectorError>> {
         let body = json!({ "order": push.order.id, "tracking": push.shipment.tracking_number, "carrier": push.shipment.carrier, "lines": push.shipment.lines, "key": push.idempotency_key });
-        async move {
-            self.post("tracking", body).await?;
+        Box::pin(async move {
+            self.post(Operation::PushTracking, "tracking", body).await?;
             Ok(TrackingResult::Created {
                 channel_ref: Some("F1".into()),
             })
-        }
+        })
     }
 }
 
@@ -371,7 +395,7 @@ fn fast_options() -> OutboxOptions {
     OutboxOptions {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
-        call_timeout: Duration::from_secs(5),
+        call_timeout: Some(Duration::from_secs(5)),
         idle_rescan: Duration::from_millis(20),
         ..OutboxOptions::default()
     }
@@ -410,10 +434,12 @@ impl Workers {
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for (account, connector) in channels {
+            let pacer = connector.pacer.clone();
             let sender = ChannelSender {
                 account: account.to_owned(),
                 buffer: outbound.stock.buffer(account).unwrap_or(0),
                 connector: Arc::new(connector),
+                pacer,
                 store: store.clone(),
                 outbound: outbound.clone(),
             };
@@ -488,6 +514,10 @@ fn order_on(
             unit_price: "5.00".parse().unwrap(),
             total: "5.00".parse().unwrap(),
             shipped_quantity: 0,
+            discount: rust_decimal::Decimal::ZERO,
+            tax: None,
+            refunded_quantity: 0,
+            options: vec![],
         })
         .collect();
     o

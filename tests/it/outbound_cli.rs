@@ -124,6 +124,10 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
             unit_price: "10.00".parse().unwrap(),
             total: "10.00".parse().unwrap(),
             shipped_quantity: 0,
+            discount: rust_decimal::Decimal::ZERO,
+            tax: None,
+            refunded_quantity: 0,
+            options: vec![],
         });
         o.lines[0].quantity = 2;
         let mut b = WriteBatch::new(Utc::now());

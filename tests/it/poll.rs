@@ -44,9 +44,8 @@ async fn a_backfill_from_a_later_time_does_not_move_the_stored_cursor_past_unrea
         true,
     )
     .await;
-    let connector = PageConnector::new(&server.url());
-    let acct = account(&server.url());
-    catch_up(&connector, &acct, &ingest, Some(acct_since), |_| {})
+    let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
+    catch_up(&connector, &ingest, Some(acct_since), None, |_| {})
         .await
         .unwrap();
     server.finish().await;
@@ -63,8 +62,8 @@ async fn a_backfill_from_a_later_time_does_not_move_the_stored_cursor_past_unrea
         true,
     )
     .await;
-    let connector = PageConnector::new(&server.url());
-    let stats = catch_up(&connector, &acct, &ingest, Some(noon), |_| {})
+    let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
+    let stats = catch_up(&connector, &ingest, Some(noon), None, |_| {})
         .await
         .unwrap();
     server.finish().await;
@@ -81,8 +80,8 @@ async fn a_backfill_from_a_later_time_does_not_move_the_stored_cursor_past_unrea
         true,
     )
     .await;
-    let connector = PageConnector::new(&server.url());
-    catch_up(&connector, &acct, &ingest, None, |_| {})
+    let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
+    catch_up(&connector, &ingest, None, None, |_| {})
         .await
         .unwrap();
     server.finish().await;

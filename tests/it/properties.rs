@@ -370,6 +370,10 @@ fn line() -> impl Strategy<Value = Line> {
                 unit_price,
                 total,
                 shipped_quantity,
+                discount: rust_decimal::Decimal::ZERO,
+                tax: None,
+                refunded_quantity: 0,
+                options: vec![],
             },
         )
 }
@@ -496,6 +500,10 @@ fn order() -> impl Strategy<Value = Order> {
                 route: None,
                 hold: None,
                 priority: Priority::Normal,
+                note: None,
+                gift: None,
+                fulfillment: switchyard_contract::Fulfillment::default(),
+                test: false,
             },
         )
 }

@@ -130,6 +130,10 @@ fn line(sku: Option<&str>, quantity: u32) -> switchyard_contract::Line {
         unit_price: "1.00".parse().unwrap(),
         total: "1.00".parse().unwrap(),
         shipped_quantity: 0,
+        discount: rust_decimal::Decimal::ZERO,
+        tax: None,
+        refunded_quantity: 0,
+        options: vec![],
     }
 }
 

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use common::daemon::{ConfigBuilder, InProcess, REPO, ShopifyAccount, post, shopify_signed};
 use serde_json::{Value, json};
 use switchyard::sim::{CostBucket, Simulator};
-use switchyard_contract::connector::{Operation, RateLimit};
-use switchyard_contract::{Channel, Connector};
+use switchyard_contract::Channel;
+use switchyard_contract::{Operation, RateLimit};
 
 const TOKEN: &str = "admin-token-for-shopify-outbound-tests";
 
@@ -311,9 +311,18 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     // (A real Standard-plan bucket, 2,000 points at 100 a second, would
     // absorb a daemon that ignored the limit for a long time.)
     let config = switchyard::config::load(&daemon.dir.path().join("switchyard.toml")).unwrap();
-    let connector =
-        switchyard::channels::registry::build(&config.accounts[0], &reqwest::Client::new())
-            .unwrap();
+    let connector = config.accounts[0]
+        .settings
+        .as_ref()
+        .unwrap()
+        .build(switchyard_contract::BuildContext {
+            account: config.accounts[0].id.clone(),
+            base_url: config.accounts[0].base_url.clone(),
+            http: reqwest::Client::new(),
+            tokens: switchyard_contract::tokens::MemoryTokenStore::shared(),
+            pacer: switchyard_contract::Unpaced::shared(),
+        })
+        .unwrap();
     let RateLimit { per_second, burst } = connector.rate_limit(Operation::PushInventory);
     sim.set_shopify_bucket(CostBucket::new(
         f64::from(burst) * POINTS_PER_PUSH,
@@ -409,7 +418,7 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     );
     // And done well before one push per SKU could have been: that needs a
     // limiter slot per SKU past the worker's share of the burst.
-    let o = switchyard::outbox::OutboxOptions::default();
+    let o = switchyard::pacing::PacerOptions::default();
     let one_at_a_time =
         (SKUS as f64 - (f64::from(burst) * o.burst_share).floor()) / (per_second * o.rate_safety);
     assert!(

@@ -55,7 +55,7 @@ use crate::store::{NewOutboxItem, Store, StoreError};
 pub use csv::{CsvProblem, parse_stock_csv};
 pub use drift::{DriftOptions, drift_tick, run_drift_repair};
 pub use levels::{StockError, StockUpdate, StockWrite, set_levels, show, sku_problem, validate};
-pub use push::{UNKNOWN_LISTINGS_PER_CALL, send_push, send_push_batch};
+pub use push::{UNKNOWN_LISTINGS_PER_CALL, send_push, send_push_batch, send_receipt_check};
 pub use reserve::plan_reservation;
 
 /// How long a channel's "not listed" answer is believed before asking again.

@@ -2,39 +2,44 @@
 //! one push or a batch per call, and the channel's answer (set, not listed,
 //! a compare-and-set conflict) is recorded.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
-use switchyard_contract::{Connector, InventoryPush, InventoryResult};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use switchyard_contract::{
+    Connector, ConnectorError, InventoryPush, InventoryResult, ReceiptStatus,
+};
 
 use super::{Listing, MARK, desired_level, listing, mark_not_listed, push_item};
 use crate::effects::Outbound;
-use crate::outbox::{FollowUp, OutboxMetrics, Verdict};
-use crate::store::{OutboxItem, StockChange, Store, StoreError, WriteBatch};
+use crate::outbox::{CHECK_RECEIPT, FollowUp, OutboxMetrics, Verdict};
+use crate::store::{NewOutboxItem, OutboxItem, StockChange, Store, StoreError, WriteBatch};
 
 /// Sends one `push_inventory` item: the level is read now, so a push that
 /// waited sends the newest level.
-pub async fn send_push<C: Connector>(
+pub async fn send_push(
     store: &Store,
     outbound: &Outbound,
-    connector: &C,
+    connector: &dyn Connector,
     account: &str,
     buffer: u32,
     item: &OutboxItem,
 ) -> Verdict {
-    let target = PushTarget {
+    let mut verdicts = send_push_batch(
         store,
         outbound,
+        connector,
         account,
         buffer,
-    };
-    let pending = match target.prepare(item) {
-        Ok(Prepared::Push(p)) => p,
-        Ok(Prepared::Finished(v)) => return v,
-        Err(e) => return store_failure(e),
-    };
-    let result = connector.push_inventory(&pending.push).await;
-    target.record(pending, result).unwrap_or_else(store_failure)
+        std::slice::from_ref(item),
+    )
+    .await;
+    verdicts.pop().unwrap_or_else(|| {
+        Verdict::Failed(switchyard_contract::ConnectorError::Transient(
+            "no verdict for this push".into(),
+        ))
+    })
 }
 
 /// Pushes of one batch whose listing the daemon has not learned yet (the
@@ -49,10 +54,10 @@ pub const UNKNOWN_LISTINGS_PER_CALL: usize = 20;
 /// [`send_push`] builds it, at send time, and each result is recorded
 /// through the same code; one verdict per item, in order. Pushes without a
 /// known listing past [`UNKNOWN_LISTINGS_PER_CALL`] are deferred.
-pub async fn send_push_batch<C: Connector>(
+pub async fn send_push_batch(
     store: &Store,
     outbound: &Outbound,
-    connector: &C,
+    connector: &dyn Connector,
     account: &str,
     buffer: u32,
     items: &[OutboxItem],
@@ -88,13 +93,25 @@ pub async fn send_push_batch<C: Connector>(
     if !pending.is_empty() {
         let pushes: Vec<InventoryPush> = pending.iter().map(|(_, p)| p.push.clone()).collect();
         let mut results = connector.push_inventory_batch(&pushes).await.into_iter();
+        let mut receipts = Receipts::default();
         for (i, p) in pending {
             let result = results.next().unwrap_or_else(|| {
                 Err(switchyard_contract::ConnectorError::Transient(
                     "the connector gave no result for this push".into(),
                 ))
             });
+            if let Ok(InventoryResult::Pending {
+                receipt,
+                check_after,
+            }) = result
+            {
+                receipts.add(i, receipt, check_after, p);
+                continue;
+            }
             verdicts[i] = Some(target.record(p, result).unwrap_or_else(store_failure));
+        }
+        for (i, verdict) in receipts.queue(store, outbound, account) {
+            verdicts[i] = Some(verdict);
         }
     }
     verdicts
@@ -107,6 +124,165 @@ pub async fn send_push_batch<C: Connector>(
             })
         })
         .collect()
+}
+
+/// Pushes the channel took for processing later, by receipt: one check job
+/// per receipt (several pushes of one call may share one).
+#[derive(Default)]
+struct Receipts(BTreeMap<String, ReceiptPushes>);
+
+/// When to check a receipt, and the pushes behind it by their index in the call.
+type ReceiptPushes = (DateTime<Utc>, Vec<(usize, PendingPush)>);
+
+impl Receipts {
+    fn add(&mut self, index: usize, receipt: String, check_after: DateTime<Utc>, p: PendingPush) {
+        let entry = self
+            .0
+            .entry(receipt)
+            .or_insert_with(|| (check_after, Vec::new()));
+        entry.0 = entry.0.max(check_after);
+        entry.1.push((index, p));
+    }
+
+    /// Queues the check jobs; each push's verdict (done once its check is
+    /// queued), by its index in the call.
+    fn queue(self, store: &Store, outbound: &Outbound, account: &str) -> Vec<(usize, Verdict)> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        let now = Utc::now();
+        let mut items = Vec::new();
+        let mut indexes = Vec::new();
+        for (receipt, (check_after, pushes)) in self.0 {
+            let skus: Vec<_> = pushes
+                .iter()
+                .map(|(_, p)| json!({ "sku": p.sku, "quantity": p.desired }))
+                .collect();
+            tracing::info!(account, receipt = %receipt, skus = skus.len(), check_after = %check_after.to_rfc3339(), "the channel took the stock pushes for processing later; checked then");
+            items.push(NewOutboxItem {
+                account: account.to_owned(),
+                kind: CHECK_RECEIPT.to_owned(),
+                coalesce_key: None,
+                payload: json!({ "receipt": receipt, "skus": skus }),
+                not_before: check_after.max(now),
+            });
+            indexes.extend(pushes.into_iter().map(|(i, _)| i));
+        }
+        match store.outbox_add(items, now) {
+            Ok(_) => {
+                outbound.outbox.wakers.wake(account);
+                indexes
+                    .into_iter()
+                    .map(|i| (i, Verdict::Done(None)))
+                    .collect()
+            }
+            Err(e) => indexes
+                .into_iter()
+                .map(|i| (i, store_failure(e.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// Sends a `check_inventory_receipt` item: asks the channel what became of
+/// the pushes behind the receipt and records each SKU's outcome as a push's
+/// would be recorded; a SKU whose push did not take is queued again (its
+/// level is computed anew when it is sent).
+pub async fn send_receipt_check(
+    store: &Store,
+    outbound: &Outbound,
+    connector: &dyn Connector,
+    account: &str,
+    buffer: u32,
+    item: &OutboxItem,
+) -> Verdict {
+    let Some(receipt) = item.payload.get("receipt").and_then(|v| v.as_str()) else {
+        return Verdict::Dead(format!("payload has no receipt: {}", item.payload));
+    };
+    let skus: Vec<(String, u32)> = item
+        .payload
+        .get("skus")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let sku = s.get("sku")?.as_str()?.to_owned();
+            let quantity = u32::try_from(s.get("quantity")?.as_u64()?).ok()?;
+            Some((sku, quantity))
+        })
+        .collect();
+    let status = match connector.check_inventory_receipt(receipt).await {
+        Ok(s) => s,
+        Err(e) => return Verdict::Failed(e),
+    };
+    let mut results = match status {
+        ReceiptStatus::Pending { check_after } => {
+            let after = (check_after - Utc::now()).to_std().unwrap_or_default();
+            return Verdict::Again {
+                after,
+                note: format!("receipt {receipt} not processed yet"),
+            };
+        }
+        ReceiptStatus::Done { results } => results,
+    };
+    let target = PushTarget {
+        store,
+        outbound,
+        account,
+        buffer,
+    };
+    let now = Utc::now();
+    let mut again = Vec::new();
+    for (sku, desired) in skus {
+        // A SKU the channel's report does not mention counts as set.
+        let result = match results.iter().position(|(s, _)| *s == sku) {
+            Some(at) => results.swap_remove(at).1,
+            None => Ok(InventoryResult::Set {
+                quantity: desired,
+                listing_ref: None,
+            }),
+        };
+        let result = match result {
+            Ok(InventoryResult::Pending { .. }) => Err(ConnectorError::Decode(format!(
+                "receipt {receipt}: the channel answered \"pending\" for {sku} in a processed receipt"
+            ))),
+            other => other,
+        };
+        if let Err(e) = &result
+            && !e.is_retryable()
+        {
+            tracing::warn!(account, receipt, sku = %sku, error = %e, "the channel refused this stock push; it is pushed again with the current level");
+        }
+        let pending = PendingPush {
+            sku: sku.clone(),
+            desired,
+            push: InventoryPush {
+                sku: sku.clone(),
+                quantity: desired,
+                last_confirmed: None,
+                listing_ref: None,
+                idempotency_key: String::new(),
+            },
+        };
+        match target.record(pending, result) {
+            Ok(Verdict::Done(follow_up)) => {
+                if let Some(f) = follow_up
+                    && let Err(e) = f()
+                {
+                    return store_failure(e);
+                }
+            }
+            Ok(_) => again.push(push_item(account, &sku, now)),
+            Err(e) => return store_failure(e),
+        }
+    }
+    if !again.is_empty() {
+        if let Err(e) = store.outbox_add(again, now) {
+            return store_failure(e);
+        }
+        outbound.outbox.wakers.wake(account);
+    }
+    Verdict::Done(None)
 }
 
 fn store_failure(e: StoreError) -> Verdict {
@@ -228,6 +404,9 @@ impl PushTarget<'_> {
                 tracing::info!(account, sku = %sku, "channel does not list this sku; its pushes are skipped");
                 Verdict::Done(None)
             }
+            InventoryResult::Pending { receipt, .. } => Verdict::Failed(ConnectorError::Decode(
+                format!("receipt {receipt}: a pending result where none can be checked"),
+            )),
             InventoryResult::Conflict { current } => {
                 record(current)?;
                 if current <= desired {

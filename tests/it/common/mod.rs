@@ -6,14 +6,15 @@
 
 pub mod daemon;
 
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
-use switchyard::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings};
+use switchyard::config::{AccountConfig, Secret};
 use switchyard_contract::*;
+use switchyard_shopify::ShopifySettings;
 
 pub const ACCOUNT: &str = "shop-test";
 pub const GOOD_SIGNATURE: &str = "good-signature";
@@ -59,12 +60,20 @@ pub fn order(n: u32, updated_at: DateTime<Utc>, total: &str) -> Order {
             unit_price: total,
             total,
             shipped_quantity: 0,
+            discount: rust_decimal::Decimal::ZERO,
+            tax: None,
+            refunded_quantity: 0,
+            options: vec![],
         }],
         shipments: vec![],
         tags: vec!["from-channel".into()],
         route: None,
         hold: None,
         priority: Priority::Normal,
+        note: None,
+        gift: None,
+        fulfillment: switchyard_contract::Fulfillment::default(),
+        test: false,
     }
 }
 
@@ -86,14 +95,15 @@ pub fn account(base_url: &str) -> AccountConfig {
         start_date: None,
         buffer: None,
         webhooks: true,
-        settings: ChannelSettings::Shopify(ShopifySettings {
+        settings: Some(Arc::new(ShopifySettings {
             access_token: Secret::new("test-token"),
             webhook_secret: Some(Secret::new("test-secret")),
             webhook_secret_previous: None,
             notify_customer: true,
             location_id: None,
             api_version: "2026-10".into(),
-        }),
+        })),
+        refresh_token_id: None,
     }
 }
 
@@ -115,76 +125,45 @@ impl PageConnector {
     }
 }
 
-impl Connector for PageConnector {
-    fn channel(&self) -> Channel {
-        Channel::Shopify
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            poll: true,
-            webhooks: true,
-            push_inventory: false,
-            push_tracking: false,
-        }
-    }
-
-    async fn check(&self) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-
-    fn poll_orders(
+impl PageConnector {
+    async fn page(
         &self,
         cursor: Option<&Cursor>,
         since: DateTime<Utc>,
-        _now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<OrderPage, ConnectorError>> + Send {
+    ) -> Result<OrderPage, ConnectorError> {
         let from = cursor
             .map(|c| c.0.clone())
             .unwrap_or_else(|| since.to_rfc3339());
-        let url = format!("{}/orders", self.base_url);
-        let http = self.http.clone();
-        async move {
-            let resp = http
-                .get(url)
-                .query(&[("cursor", from)])
-                .send()
-                .await
-                .map_err(|e| ConnectorError::from_reqwest(&e))?;
-            let status = resp.status().as_u16();
-            if status != 200 {
-                return Err(ConnectorError::from_status(status, None, "page"));
-            }
-            let v: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| ConnectorError::from_reqwest(&e))?;
-            let orders: Vec<Order> = serde_json::from_value(v["orders"].clone())
-                .map_err(|e| ConnectorError::Decode(e.to_string()))?;
-            Ok(OrderPage {
-                orders: orders.into_iter().map(normalized).collect(),
-                next: Cursor(v["next"].as_str().unwrap_or_default().to_owned()),
-                more: v["more"].as_bool().unwrap_or(false),
-                rejected: vec![],
-            })
+        let resp = self
+            .http
+            .get(format!("{}/orders", self.base_url))
+            .query(&[("cursor", from)])
+            .send()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(ConnectorError::from_status(status, None, "page"));
         }
-    }
-
-    async fn fetch_orders(&self, _ids: &[String]) -> Result<Vec<NormalizedOrder>, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            status: None,
-            detail: "not in the test channel".into(),
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| ConnectorError::from_reqwest(&e))?;
+        let orders: Vec<Order> = serde_json::from_value(v["orders"].clone())
+            .map_err(|e| ConnectorError::Decode(e.to_string()))?;
+        Ok(OrderPage {
+            orders: orders.into_iter().map(normalized).collect(),
+            next: Cursor(v["next"].as_str().unwrap_or_default().to_owned()),
+            more: v["more"].as_bool().unwrap_or(false),
+            rejected: vec![],
         })
     }
 
-    fn verify_webhook(&self, req: &WebhookRequest) -> Result<(), ConnectorError> {
+    fn webhook(req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
         match req.header("x-test-signature") {
-            Some(GOOD_SIGNATURE) => Ok(()),
-            _ => Err(ConnectorError::Auth("bad signature".into())),
+            Some(GOOD_SIGNATURE) => {}
+            _ => return Err(ConnectorError::Auth("bad signature".into())),
         }
-    }
-
-    fn parse_webhook(&self, req: &WebhookRequest) -> Result<WebhookOutcome, ConnectorError> {
         let v: serde_json::Value =
             serde_json::from_slice(&req.body).map_err(|e| ConnectorError::Decode(e.to_string()))?;
         let dedupe_key = v["event"].as_str().map(str::to_owned);
@@ -199,21 +178,96 @@ impl Connector for PageConnector {
         Ok(WebhookOutcome::Orders {
             dedupe_key,
             orders: vec![normalized(order)],
+            rejected: vec![],
+        })
+    }
+}
+
+impl Connector for PageConnector {
+    fn channel(&self) -> Channel {
+        Channel::Shopify
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            poll: true,
+            webhooks: true,
+            push_inventory: false,
+            push_tracking: false,
+        }
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn poll_orders<'a>(
+        &'a self,
+        cursor: Option<&'a Cursor>,
+        since: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<OrderPage, ConnectorError>> {
+        Box::pin(self.page(cursor, since))
+    }
+
+    fn fetch_orders<'a>(
+        &'a self,
+        _ids: &'a [String],
+    ) -> BoxFuture<'a, Result<FetchedOrders, ConnectorError>> {
+        Box::pin(async {
+            Err(ConnectorError::Rejected {
+                status: None,
+                detail: "not in the test channel".into(),
+            })
         })
     }
 
-    async fn push_inventory(
-        &self,
-        _push: &InventoryPush,
-    ) -> Result<InventoryResult, ConnectorError> {
-        Ok(InventoryResult::NotListed)
+    fn handle_webhook<'a>(
+        &'a self,
+        req: &'a WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookOutcome, ConnectorError>> {
+        Box::pin(std::future::ready(PageConnector::webhook(req)))
     }
 
-    async fn push_tracking(&self, _push: &TrackingPush) -> Result<TrackingResult, ConnectorError> {
-        Err(ConnectorError::Rejected {
-            status: None,
-            detail: "not in the test channel".into(),
+    fn push_inventory_batch<'a>(
+        &'a self,
+        pushes: &'a [InventoryPush],
+    ) -> BoxFuture<'a, Vec<Result<InventoryResult, ConnectorError>>> {
+        Box::pin(std::future::ready(
+            pushes
+                .iter()
+                .map(|_| Ok(InventoryResult::NotListed))
+                .collect(),
+        ))
+    }
+
+    fn push_tracking<'a>(
+        &'a self,
+        _push: &'a TrackingPush,
+    ) -> BoxFuture<'a, Result<TrackingResult, ConnectorError>> {
+        Box::pin(async {
+            Err(ConnectorError::Rejected {
+                status: None,
+                detail: "not in the test channel".into(),
+            })
         })
+    }
+}
+
+/// `connector` as a built account of its own, with a pacer that follows
+/// its published limits (the daemon's `Connected`).
+pub fn connected(
+    connector: impl Connector + 'static,
+    account: AccountConfig,
+) -> switchyard::channels::accounts::Connected {
+    let connector: Arc<dyn Connector> = Arc::new(connector);
+    let pacer = switchyard::pacing::AccountPacer::new(&account.id, Default::default());
+    pacer.follow(&connector);
+    switchyard::channels::accounts::Connected {
+        hints: connector.hints(),
+        account,
+        connector,
+        pacer,
     }
 }
 

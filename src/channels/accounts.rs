@@ -1,0 +1,163 @@
+//! The connectors of the configured accounts, each built once (from its
+//! channel crate's settings, the shared HTTP client, its token store and its
+//! pacer) and shared as `Arc<dyn Connector>` by everything that calls the
+//! channel for the account: the poll loop, webhooks, fetch jobs, the outbox
+//! worker and `sync` backfills. Two instances of one account would hold two
+//! copies of its rotating tokens and invalidate each other's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use switchyard_contract::{BuildContext, Channel, ChannelHints, Connector};
+
+use super::registry;
+use super::tokens::{StoredTokens, TokenBoard};
+use crate::config::{AccountConfig, Config};
+use crate::effects::stock::StockTargets;
+use crate::pacing::{AccountPacer, PacerOptions};
+use crate::store::Store;
+
+/// Why an account has no connector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("{}", registry::not_built_in(*.0))]
+    NotBuiltIn(Channel),
+    #[error("account {account}: {detail}")]
+    Config { account: String, detail: String },
+}
+
+/// One account with its connector, and what the connector was built with.
+pub struct Connected {
+    pub account: AccountConfig,
+    pub connector: Arc<dyn Connector>,
+    pub pacer: Arc<AccountPacer>,
+    pub hints: ChannelHints,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected")
+            .field("account", &self.account.id)
+            .field("channel", &self.account.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connected {
+    /// Builds `account`'s connector. No I/O happens here.
+    pub fn build(
+        account: &AccountConfig,
+        http: &reqwest::Client,
+        store: &Store,
+        tokens: &TokenBoard,
+    ) -> Result<Connected, BuildError> {
+        let Some(settings) = &account.settings else {
+            return Err(BuildError::NotBuiltIn(account.channel));
+        };
+        let pacer = AccountPacer::new(&account.id, PacerOptions::default());
+        let ctx = BuildContext {
+            account: account.id.clone(),
+            base_url: account.base_url.clone(),
+            http: http.clone(),
+            tokens: Arc::new(StoredTokens::new(
+                &account.id,
+                account.refresh_token_id.clone(),
+                store.clone(),
+                tokens.clone(),
+            )),
+            pacer: pacer.clone(),
+        };
+        let connector = settings.build(ctx).map_err(|e| BuildError::Config {
+            account: account.id.clone(),
+            detail: e.to_string(),
+        })?;
+        let hints = connector.hints();
+        // The pacer was made before the connector it paces: now it follows
+        // the connector's published limits and its polls' low-water mark.
+        pacer.follow(&connector);
+        Ok(Connected {
+            account: account.clone(),
+            connector,
+            pacer,
+            hints,
+        })
+    }
+}
+
+/// Every configured account whose channel is built in, with its connector;
+/// and why the others are skipped. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Connectors {
+    accounts: BTreeMap<String, Arc<Connected>>,
+    skipped: Vec<(AccountConfig, String)>,
+    tokens: TokenBoard,
+}
+
+impl Connectors {
+    /// Builds one connector per account. An account of a channel that is
+    /// not built in is skipped (and logged); any other failure is an error.
+    pub fn build(
+        config: &Config,
+        http: &reqwest::Client,
+        store: &Store,
+    ) -> Result<Connectors, BuildError> {
+        let tokens = TokenBoard::default();
+        let mut accounts = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for account in &config.accounts {
+            match Connected::build(account, http, store, &tokens) {
+                Ok(c) => {
+                    accounts.insert(account.id.clone(), Arc::new(c));
+                }
+                Err(e @ BuildError::NotBuiltIn(_)) => {
+                    tracing::warn!(account = %account.id, "{e}; account skipped");
+                    skipped.push((account.clone(), e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Connectors {
+            accounts,
+            skipped,
+            tokens,
+        })
+    }
+
+    pub fn get(&self, account: &str) -> Option<&Arc<Connected>> {
+        self.accounts.get(account)
+    }
+
+    /// The accounts with a connector, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Connected>> {
+        self.accounts.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// The accounts skipped, with why.
+    pub fn skipped(&self) -> &[(AccountConfig, String)] {
+        &self.skipped
+    }
+
+    /// Every account's token state.
+    pub fn tokens(&self) -> &TokenBoard {
+        &self.tokens
+    }
+}
+
+/// Every configured account whose channel is built in and can push
+/// inventory, with its buffer (the channel's capabilities are constant, so
+/// nothing is built): what `Outbound::new` takes in the daemon, `sync` and
+/// the CLI.
+pub fn stock_targets(config: &Config) -> StockTargets {
+    StockTargets::from_config(config, |a| {
+        a.settings.is_some()
+            && registry::descriptor(a.channel).is_some_and(|d| d.capabilities.push_inventory)
+    })
+}
