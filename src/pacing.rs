@@ -26,6 +26,12 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use switchyard_contract::RateHint;
 use switchyard_contract::connector::RateLimit;
 
+/// Whole milliseconds of `d` for logs and clocks, saturating (a `u64` of
+/// milliseconds outlasts any process).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A sequence of growing, jittered delays; `reset` after a success.
 pub struct Backoff(backoff::ExponentialBackoff);
 
@@ -108,6 +114,11 @@ impl Limiter {
         let gcra = if rate.is_finite() && rate > 0.0 {
             let period = Duration::from_secs_f64(1.0 / rate);
             Quota::with_period(period).map(|q| {
+                // `burst_share` is in (0, 1], so this is at most `limit.burst`.
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "a fraction of a u32, and float-to-int `as` saturates"
+                )]
                 let burst = (f64::from(limit.burst) * burst_share).floor() as u32;
                 let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
                 RateLimiter::direct(q.allow_burst(burst))

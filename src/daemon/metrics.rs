@@ -30,7 +30,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// Counter (only goes up) or gauge (set to a value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,8 +246,8 @@ impl Registry {
         r
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.0.lock()
     }
 
     /// Makes the family show in scrapes, samples or not.

@@ -52,9 +52,18 @@ pub const DELIVERY_HEADER: &str = "X-Switchyard-Delivery";
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// HMAC-SHA256 keyed with `secret`.
+#[expect(
+    clippy::expect_used,
+    reason = "HMAC takes keys of any length: new_from_slice cannot fail"
+)]
+fn mac(secret: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length")
+}
+
 /// base64 of HMAC-SHA256 of `body` keyed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac = mac(secret);
     mac.update(body);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -64,7 +73,7 @@ pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
     let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
         return false;
     };
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac = mac(secret);
     mac.update(body);
     mac.verify_slice(&sig).is_ok()
 }
@@ -111,6 +120,10 @@ pub fn new_delivery_id(order_id: &str, now: DateTime<Utc>) -> String {
 }
 
 /// The `deliver` item for an order to `destination`, with the body frozen now.
+#[expect(
+    clippy::expect_used,
+    reason = "an order and a delivery payload are plain data: serializing them cannot fail"
+)]
 pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> NewOutboxItem {
     let body = serde_json::to_string(order).expect("orders always serialize");
     let payload = DeliverPayload {

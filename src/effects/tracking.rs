@@ -217,7 +217,8 @@ pub fn apply_shipment(
                     }
                     let n = u64::from(left(i)).min(rest);
                     if n > 0 {
-                        take.push((i, n as u32));
+                        // At most `left(i)`, a u32.
+                        take.push((i, u32::try_from(n).unwrap_or(u32::MAX)));
                         rest -= n;
                     }
                 }

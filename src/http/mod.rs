@@ -76,7 +76,7 @@ async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
-    let rest = Arc::new(std::sync::Mutex::new(None));
+    let rest = Arc::new(parking_lot::Mutex::new(None));
     let req = req.map(|inner| {
         Body::new(Unread {
             inner: Some(inner),
@@ -84,7 +84,7 @@ async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::
         })
     });
     let mut response = next.run(req).await;
-    let unread = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let unread = rest.lock().take();
     if let Some(body) = unread {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(body, DRAIN_LIMIT));
         if !matches!(drained.await, Ok(Ok(_))) {
@@ -101,14 +101,14 @@ async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::
 /// [`drain_unread_body`].
 struct Unread {
     inner: Option<Body>,
-    rest: Arc<std::sync::Mutex<Option<Body>>>,
+    rest: Arc<parking_lot::Mutex<Option<Body>>>,
 }
 
 impl Drop for Unread {
     fn drop(&mut self) {
         use http_body::Body as _;
         if let Some(body) = self.inner.take().filter(|b| !b.is_end_stream()) {
-            *self.rest.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+            *self.rest.lock() = Some(body);
         }
     }
 }

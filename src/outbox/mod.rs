@@ -34,11 +34,12 @@ pub mod policy;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use parking_lot::Mutex;
 use switchyard_contract::connector::RateLimit;
 use tokio::sync::Notify;
 
@@ -117,7 +118,7 @@ pub struct Wakers(Arc<Mutex<HashMap<String, Arc<Notify>>>>);
 
 impl Wakers {
     pub fn get(&self, account: &str) -> Arc<Notify> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock();
         map.entry(account.to_owned()).or_default().clone()
     }
 

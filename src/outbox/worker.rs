@@ -437,7 +437,7 @@ impl<S: Sender> Worker<S> {
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store
                         .outbox_reschedule(&item.id, at, &error.to_string())?;
-                    tracing::info!(account = %self.account, item = %item.id, kind = %item.kind, class = error.class(), retry_in_ms = delay.as_millis() as u64, error = %error, "outbound call failed; will retry");
+                    tracing::info!(account = %self.account, item = %item.id, kind = %item.kind, class = error.class(), retry_in_ms = crate::pacing::millis(delay), error = %error, "outbound call failed; will retry");
                 }
             },
         }

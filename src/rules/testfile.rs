@@ -251,7 +251,9 @@ fn merge(target: &mut Json, patch: Json) {
             if !target.is_object() {
                 *target = Json::Object(Map::new());
             }
-            let t = target.as_object_mut().expect("made an object above");
+            let Some(t) = target.as_object_mut() else {
+                return;
+            };
             for (k, v) in p {
                 merge(t.entry(k).or_insert(Json::Null), v);
             }
