@@ -472,7 +472,7 @@ fn print_summary(
                 "   dead letter {} {} {}: {}",
                 i.id,
                 i.account,
-                i.kind,
+                i.job.kind(),
                 i.last_error.as_deref().unwrap_or("?")
             );
         }
@@ -481,7 +481,7 @@ fn print_summary(
                 "   still queued {} {} {} (attempts {}{})",
                 i.id,
                 i.account,
-                i.kind,
+                i.job.kind(),
                 i.attempts,
                 i.last_error
                     .as_deref()

@@ -14,10 +14,8 @@ use tokio::task::JoinSet;
 use super::stock::DriftOptions;
 use super::{Outbound, deliveries};
 use crate::config::{Config, DestinationConfig};
-use crate::outbox::{
-    OutboxOptions, PUSH_INVENTORY, PUSH_TRACKING, Sender, Verdict, Worker, destination_account,
-};
-use crate::store::Store;
+use crate::outbox::{Job, JobKind, OutboxOptions, Sender, Verdict, Worker, destination_account};
+use crate::store::{OutboxItem, Store};
 
 /// The running outbound tasks of the daemon.
 pub struct OutboundTasks {
@@ -131,11 +129,13 @@ pub struct ChannelSender<C> {
 }
 
 impl<C: Connector + 'static> Sender for ChannelSender<C> {
-    fn rate_limit(&self, kind: &str) -> RateLimit {
+    fn rate_limit(&self, kind: JobKind) -> RateLimit {
         use switchyard_contract::connector::Operation;
         match kind {
-            PUSH_TRACKING => self.connector.rate_limit(Operation::PushTracking),
-            _ => self.connector.rate_limit(Operation::PushInventory),
+            JobKind::PushTracking => self.connector.rate_limit(Operation::PushTracking),
+            JobKind::PushStock | JobKind::Deliver => {
+                self.connector.rate_limit(Operation::PushInventory)
+            }
         }
     }
 
@@ -144,18 +144,18 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
     }
 
     /// Stock pushes go as many to a call as the connector takes.
-    fn batch_limit(&self, kind: &str) -> usize {
+    fn batch_limit(&self, kind: JobKind) -> usize {
         match kind {
-            PUSH_INVENTORY if self.connector.capabilities().push_inventory => {
+            JobKind::PushStock if self.connector.capabilities().push_inventory => {
                 self.connector.inventory_batch_limit().max(1)
             }
             _ => 1,
         }
     }
 
-    async fn send_batch(&self, items: &[crate::store::OutboxItem]) -> Vec<Verdict> {
-        let inventory = items.iter().all(|i| i.kind == PUSH_INVENTORY);
-        if inventory && self.connector.capabilities().push_inventory {
+    async fn send_batch(&self, items: &[OutboxItem]) -> Vec<Verdict> {
+        let stock = items.iter().all(|i| i.job.kind() == JobKind::PushStock);
+        if stock && self.connector.capabilities().push_inventory {
             return super::stock::send_push_batch(
                 &self.store,
                 &self.outbound,
@@ -173,10 +173,10 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
         verdicts
     }
 
-    async fn send(&self, item: &crate::store::OutboxItem) -> Verdict {
+    async fn send(&self, item: &OutboxItem) -> Verdict {
         let caps = self.connector.capabilities();
-        match item.kind.as_str() {
-            PUSH_INVENTORY if caps.push_inventory => {
+        match &item.job {
+            Job::PushStock { .. } if caps.push_inventory => {
                 super::stock::send_push(
                     &self.store,
                     &self.outbound,
@@ -187,17 +187,27 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
                 )
                 .await
             }
-            PUSH_TRACKING if caps.push_tracking => {
-                super::tracking::send_tracking(&self.store, self.connector.as_ref(), item).await
+            Job::PushTracking {
+                order_id,
+                tracking_number,
+            } if caps.push_tracking => {
+                super::tracking::send_tracking(
+                    &self.store,
+                    self.connector.as_ref(),
+                    order_id,
+                    tracking_number,
+                )
+                .await
             }
-            PUSH_INVENTORY | PUSH_TRACKING => Verdict::Dead(format!(
+            Job::PushStock { .. } | Job::PushTracking { .. } => Verdict::Dead(format!(
                 "the {} connector of account {} cannot {}",
                 self.connector.channel(),
                 self.account,
-                item.kind.replace('_', " ")
+                item.job.kind().describe()
             )),
-            other => Verdict::Dead(format!(
-                "unknown outbox item kind {other:?} for a channel account"
+            Job::Deliver(_) => Verdict::Dead(format!(
+                "a delivery was queued for channel account {}; deliveries go to destinations",
+                self.account
             )),
         }
     }

@@ -22,11 +22,11 @@
 //!   process ([`Wakers`]), and rescan the due list every
 //!   `OutboxOptions::idle_rescan` for items whose retry time came.
 //!
-//! Item kinds and payloads:
+//! Jobs ([`Job`], stored as the item's `kind` and `payload`):
 //!
 //! | kind | account | payload | coalesce key |
 //! | --- | --- | --- | --- |
-//! | `push_inventory` | channel account | `{ "sku" }`: the level is computed when sent | `stock:<sku>` |
+//! | `push_stock` (stored as `push_inventory` before) | channel account | `{ "sku" }`: the level is computed when sent | `stock:<sku>` |
 //! | `push_tracking` | the order's account | `{ "order_id", "tracking_number" }` | none |
 //! | `deliver` | `destination:<id>` | `{ "order_id", "destination", "delivery_id", "body" }` | none |
 
@@ -45,16 +45,8 @@ use tokio::sync::Notify;
 
 use crate::store::{NewOutboxItem, Store};
 
+pub use crate::store::{Delivery, Job, JobKind};
 pub use worker::{FollowUp, Sender, Verdict, Worker};
-
-/// Set a channel's stock of one SKU.
-pub const PUSH_INVENTORY: &str = "push_inventory";
-/// Tell a channel about a shipment.
-pub const PUSH_TRACKING: &str = "push_tracking";
-/// Deliver a routed order to a destination.
-pub const DELIVER: &str = "deliver";
-/// Every item kind.
-pub const KINDS: [&str; 3] = [PUSH_INVENTORY, PUSH_TRACKING, DELIVER];
 
 /// The outbox account of a destination. Account ids cannot contain `:`, so
 /// these never collide with channel accounts.

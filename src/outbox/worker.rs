@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::policy::{Action, classify};
-use super::{KINDS, Outbox, OutboxMetrics, OutboxOptions};
+use super::{JobKind, Outbox, OutboxMetrics, OutboxOptions};
 use crate::pacing::{Backoff, Limiter, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -70,7 +70,7 @@ impl std::fmt::Debug for Verdict {
 /// Sends the items of one outbox account.
 pub trait Sender: Send + Sync + 'static {
     /// The published limit of the operation class of `kind`.
-    fn rate_limit(&self, kind: &str) -> RateLimit;
+    fn rate_limit(&self, kind: JobKind) -> RateLimit;
 
     /// The far side's latest report of its bucket, if it gives one.
     fn rate_hint(&self) -> Option<RateHint> {
@@ -81,7 +81,7 @@ pub trait Sender: Send + Sync + 'static {
 
     /// How many items of `kind` one call may carry; 1 (the default): one
     /// item per call.
-    fn batch_limit(&self, _kind: &str) -> usize {
+    fn batch_limit(&self, _kind: JobKind) -> usize {
         1
     }
 
@@ -106,20 +106,21 @@ pub trait Sender: Send + Sync + 'static {
 /// kept within the call and among the items left.
 pub(crate) fn take_call(
     due: &mut Vec<OutboxItem>,
-    limit: impl Fn(&str) -> usize,
+    limit: impl Fn(JobKind) -> usize,
 ) -> Vec<OutboxItem> {
     if due.is_empty() {
         return Vec::new();
     }
     let first = due.remove(0);
-    let max = limit(&first.kind).max(1);
+    let kind = first.job.kind();
+    let max = limit(kind).max(1);
     let mut keys: HashSet<String> = first.coalesce_key.iter().cloned().collect();
     let mut call = vec![first];
     let mut i = 0;
     while call.len() < max && i < due.len() {
         let item = &due[i];
         let same_key = item.coalesce_key.as_ref().is_some_and(|k| keys.contains(k));
-        if item.kind == call[0].kind && !same_key {
+        if item.job.kind() == kind && !same_key {
             keys.extend(item.coalesce_key.iter().cloned());
             call.push(due.remove(i));
         } else {
@@ -145,7 +146,7 @@ pub struct Worker<S> {
     options: OutboxOptions,
     stop: watch::Receiver<bool>,
     /// One limiter per item kind (operation class).
-    limiters: HashMap<String, Limiter>,
+    limiters: HashMap<JobKind, Limiter>,
     /// Grows while calls of this account keep failing; reset by a success.
     account_backoff: Backoff,
     /// Nothing is sent before this (a 429's retry-after, an empty bucket).
@@ -206,9 +207,9 @@ impl<S: Sender> Worker<S> {
     async fn run_loop(mut self) {
         tracing::debug!(account = %self.account, "outbox worker started");
         // Read enough due items to fill the widest call.
-        let read = KINDS
+        let read = JobKind::ALL
             .iter()
-            .map(|k| self.sender.batch_limit(k))
+            .map(|k| self.sender.batch_limit(*k))
             .fold(self.options.batch, usize::max)
             .max(1);
         while !self.stopped() {
@@ -252,9 +253,9 @@ impl<S: Sender> Worker<S> {
         let Some(first) = items.first() else {
             return true;
         };
-        let kind = first.kind.clone();
+        let kind = first.job.kind();
         let mut waited = Duration::ZERO;
-        let paced = self.pace(&kind, &mut waited).await;
+        let paced = self.pace(kind, &mut waited).await;
         if !waited.is_zero() {
             let secs = waited.as_secs_f64();
             self.registry.add(
@@ -275,10 +276,10 @@ impl<S: Sender> Worker<S> {
             sku = tracing::field::Empty,
         );
         if let [item] = items.as_slice() {
-            if let Some(order) = item.payload.get("order_id").and_then(|v| v.as_str()) {
+            if let Some(order) = item.job.order_id() {
                 span.record("order", tracing::field::display(order));
             }
-            if let Some(sku) = item.payload.get("sku").and_then(|v| v.as_str()) {
+            if let Some(sku) = item.job.sku() {
                 span.record("sku", tracing::field::display(sku));
             }
         } else {
@@ -319,7 +320,7 @@ impl<S: Sender> Worker<S> {
 
     /// Waits for the pause, the channel's bucket and the limiter, adding
     /// the time to `waited`. False on shutdown.
-    async fn pace(&mut self, kind: &str, waited: &mut Duration) -> bool {
+    async fn pace(&mut self, kind: JobKind, waited: &mut Duration) -> bool {
         if let Some(until) = self.paused_until.take() {
             let now = tokio::time::Instant::now();
             if until > now {
@@ -349,16 +350,16 @@ impl<S: Sender> Worker<S> {
         }
     }
 
-    fn limiter(&mut self, kind: &str) -> &Limiter {
+    fn limiter(&mut self, kind: JobKind) -> &Limiter {
         // The channel's limit can change as it reports more (a shop on a
         // bigger plan): a new limit gets a new limiter.
         let limit = self.sender.rate_limit(kind);
-        if self.limiters.get(kind).is_none_or(|l| l.limit() != limit) {
+        if self.limiters.get(&kind).is_none_or(|l| l.limit() != limit) {
             let o = &self.options;
             let l = Limiter::new(limit, o.rate_safety, o.burst_share, o.hint_low_water);
-            self.limiters.insert(kind.to_owned(), l);
+            self.limiters.insert(kind, l);
         }
-        &self.limiters[kind]
+        &self.limiters[&kind]
     }
 
     fn record(
@@ -373,7 +374,7 @@ impl<S: Sender> Worker<S> {
                 self.account_backoff.reset();
                 self.store.outbox_complete(&item.id)?;
                 OutboxMetrics::add(&self.metrics.sent);
-                tracing::debug!(account = %self.account, item = %item.id, kind = %item.kind, "sent");
+                tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
                 if let Some(f) = follow_up {
                     f()?;
                 }
@@ -437,7 +438,7 @@ impl<S: Sender> Worker<S> {
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store
                         .outbox_reschedule(&item.id, at, &error.to_string())?;
-                    tracing::info!(account = %self.account, item = %item.id, kind = %item.kind, class = error.class(), retry_in_ms = crate::pacing::millis(delay), error = %error, "outbound call failed; will retry");
+                    tracing::info!(account = %self.account, item = %item.id, kind = %item.job.kind(), class = error.class(), retry_in_ms = crate::pacing::millis(delay), error = %error, "outbound call failed; will retry");
                 }
             },
         }
@@ -447,7 +448,7 @@ impl<S: Sender> Worker<S> {
     fn kill(&self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
         self.store.outbox_kill(&item.id, reason)?;
         OutboxMetrics::add(&self.metrics.dead);
-        tracing::warn!(account = %self.account, item = %item.id, kind = %item.kind, reason, "outbound item is a dead letter");
+        tracing::warn!(account = %self.account, item = %item.id, kind = %item.job.kind(), reason, "outbound item is a dead letter");
         Ok(())
     }
 }
@@ -455,15 +456,21 @@ impl<S: Sender> Worker<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OutboxState;
+    use crate::store::{Job, OutboxState};
 
     fn item(id: &str, kind: &str, key: Option<&str>) -> OutboxItem {
+        let job = match kind {
+            "stock" => Job::PushStock { sku: id.to_owned() },
+            _ => Job::PushTracking {
+                order_id: id.to_owned(),
+                tracking_number: "1Z".to_owned(),
+            },
+        };
         OutboxItem {
             id: id.to_owned(),
             account: "shop".to_owned(),
-            kind: kind.to_owned(),
+            job,
             coalesce_key: key.map(str::to_owned),
-            payload: serde_json::json!({}),
             state: OutboxState::Pending,
             attempts: 0,
             next_attempt_at: Utc::now(),
@@ -487,7 +494,7 @@ mod tests {
             item("6", "stock", None),
             item("7", "stock", Some("stock:D")),
         ];
-        let limit = |kind: &str| if kind == "stock" { 4 } else { 1 };
+        let limit = |kind: JobKind| if kind == JobKind::PushStock { 4 } else { 1 };
         let call = take_call(&mut due, limit);
         assert_eq!(ids(&call), ["1", "3", "5", "6"]);
         assert_eq!(ids(&due), ["2", "4", "7"]);

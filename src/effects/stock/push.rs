@@ -1,4 +1,4 @@
-//! Sending `push_inventory` items: the level is read when the item is sent,
+//! Sending `push_stock` jobs: the level is read when the item is sent,
 //! one push or a batch per call, and the channel's answer (set, not listed,
 //! a compare-and-set conflict) is recorded.
 
@@ -9,10 +9,10 @@ use switchyard_contract::{Connector, InventoryPush, InventoryResult};
 
 use super::{Listing, MARK, desired_level, listing, mark_not_listed, push_item};
 use crate::effects::Outbound;
-use crate::outbox::{FollowUp, OutboxMetrics, Verdict};
+use crate::outbox::{FollowUp, Job, OutboxMetrics, Verdict};
 use crate::store::{OutboxItem, StockChange, Store, StoreError, WriteBatch};
 
-/// Sends one `push_inventory` item: the level is read now, so a push that
+/// Sends one `push_stock` job: the level is read now, so a push that
 /// waited sends the newest level.
 pub async fn send_push<C: Connector>(
     store: &Store,
@@ -44,7 +44,7 @@ pub async fn send_push<C: Connector>(
 /// timeout and the channel's bucket, not one call of a hundred look-ups.
 pub const UNKNOWN_LISTINGS_PER_CALL: usize = 20;
 
-/// Sends several `push_inventory` items of one account in one call of the
+/// Sends several `push_stock` jobs of one account in one call of the
 /// connector (`push_inventory_batch`): each item's push is built exactly as
 /// [`send_push`] builds it, at send time, and each result is recorded
 /// through the same code; one verdict per item, in order. Pushes without a
@@ -140,17 +140,13 @@ impl PushTarget<'_> {
     /// Reads the item's level and listing now and builds the push.
     fn prepare(&self, item: &OutboxItem) -> Result<Prepared, StoreError> {
         let (store, account) = (self.store, self.account);
-        let Some(sku) = item
-            .payload
-            .get("sku")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-        else {
+        let Job::PushStock { sku } = &item.job else {
             return Ok(Prepared::Finished(Verdict::Dead(format!(
-                "payload has no sku: {}",
-                item.payload
+                "a {} job was taken for a stock push",
+                item.job.kind()
             ))));
         };
+        let sku = sku.clone();
         let now = Utc::now();
         let Some(level) = store.stock_get(&sku)? else {
             // No central level: nothing to assert.
