@@ -1,4 +1,4 @@
-//! The command line (SPEC §2): argument definitions and dispatch. Commands
+//! The command line: argument definitions and dispatch. Commands
 //! print one JSON document with `--json`; errors go to stderr with a non-zero
 //! exit status and say what to fix. Commands whose parts are not built yet say
 //! `not available yet: <what is missing>` and exit 2, never fake output.

@@ -1,6 +1,6 @@
 //! Config errors: where each one is (file, line, column, or the environment
 //! variable it came from), how they print (`FILE:LINE:COLUMN: message`, one per
-//! line, SPEC §3.2), and the "did you mean" suggestion for misspelt keys.
+//! line), and the "did you mean" suggestion for misspelt keys.
 
 use std::fmt;
 use std::ops::Range;

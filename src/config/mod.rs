@@ -34,8 +34,9 @@
 //!
 //! Relative `daemon.state_dir` and `daemon.rules` are relative to the config
 //! file's folder, so the daemon's working directory does not matter.
-//! `daemon.shutdown_timeout` (default `"20s"`) is an extension to SPEC §3.1:
-//! how long `run` waits for in-flight work after SIGTERM.
+//! `daemon.shutdown_timeout` (default `"20s"`) is how long `run` waits for
+//! in-flight work after SIGTERM. Every key is documented for users in
+//! `docs/configuration.md`.
 
 mod env;
 mod error;
@@ -145,7 +146,7 @@ pub struct AccountConfig {
     pub base_url: String,
     /// Default 2 minutes; never zero.
     pub poll_interval: Duration,
-    /// Where the first sync starts; `None` means 30 days back (SPEC §2).
+    /// Where the first sync starts; `None` means 30 days back.
     pub start_date: Option<DateTime<Utc>>,
     /// Units held back from this account; `None` means `inventory.buffer`.
     pub buffer: Option<u32>,

@@ -5,7 +5,7 @@
 //! Every metric is declared once as a [`Desc`] (name, help, type, label
 //! names); [`DAEMON`] lists the daemon's own, so a scrape shows every family
 //! (with `# HELP` and `# TYPE`) even before its first sample. Label values
-//! never carry order ids (DESIGN: metric labels stay low-cardinality); the
+//! never carry order ids (labels stay low-cardinality); the
 //! label values used are channels, account ids, outcomes, sources and kinds.
 //!
 //! | metric | type | labels | what |

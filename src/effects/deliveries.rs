@@ -1,4 +1,5 @@
-//! Delivery of routed orders to destinations (SPEC §3.4), through the outbox.
+//! Delivery of routed orders to destinations, through the outbox (what a
+//! destination receives: `docs/http-api.md`).
 //!
 //! An order is deliverable when it has a route, no hold, and is `ready` or
 //! `partially_shipped` (`pending` orders are not to be shipped yet;

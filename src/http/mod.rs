@@ -145,7 +145,7 @@ impl http_body::Body for Unread {
 
 /// What this server answers, for the 404 and 405 texts.
 const ROUTES: &str = "POST /webhooks/{account}, GET /healthz, GET /readyz, GET /metrics \
-                      and the admin API under /api/v1 (SPEC §4)";
+                      and the admin API under /api/v1 (docs/http-api.md)";
 
 async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     text(

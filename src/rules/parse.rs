@@ -1,4 +1,4 @@
-//! Parsing and validating `rules.toml` (SPEC §3.2) from the `toml` crate's
+//! Parsing and validating `rules.toml` from the `toml` crate's
 //! spanned document, so that every finding carries a line and column and
 //! every finding is reported in one pass: a bad value is recorded and the
 //! walk goes on with the next one.

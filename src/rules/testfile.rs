@@ -1,6 +1,6 @@
 //! Rule test files (`switchyard rules test PATH...`): TOML files that pair an
 //! input order with what the rules must make of it. The format is documented
-//! in `tests/rules/README.md`; in short:
+//! for users in `docs/rules.md`; in short:
 //!
 //! ```toml
 //! order = "orders/us-standard.json"    # default base order for every case

@@ -60,7 +60,7 @@ fn warnings(text: &str) -> Vec<String> {
     }
 }
 
-/// The order of SPEC §3.3: Shopify, shop-us, ready, USD 44.60, Springfield IL
+/// The order of docs/canonical-order.md: Shopify, shop-us, ready, USD 44.60, Springfield IL
 /// US 62701, ada@example.com, "Standard", two MUG-RED.
 fn order() -> Order {
     let text = std::fs::read_to_string(root().join("tests/rules/orders/us-standard.json")).unwrap();

@@ -1,5 +1,5 @@
-//! The canonical order JSON is a contract (SPEC §3.3): these tests pin it
-//! field for field, in order, against the SPEC's own example.
+//! The canonical order JSON is a contract (`docs/canonical-order.md`): these
+//! tests pin it field for field, in order, against the documented example.
 
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;

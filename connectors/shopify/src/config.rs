@@ -1,5 +1,5 @@
 //! What one Shopify account needs: where the shop is, its credentials and
-//! the knobs SPEC §3.4 gives it. The daemon builds this from its own strict
+//! the knobs its account keys give it (`docs/channels/shopify.md`). The daemon builds this from its own strict
 //! config (which rejects unknown keys); here it is plain data, checked once by
 //! [`ShopifyConfig::validate`] so that a bad location id fails at start, not on
 //! the first stock push.
@@ -21,7 +21,7 @@ pub struct ShopifyConfig {
     pub access_token: Secret,
     /// Webhook signing secrets. Several are accepted at once because Shopify
     /// keeps signing with the old client secret for up to an hour after a
-    /// rotation (CHANNELS.md §2.3).
+    /// rotation.
     pub webhook_secrets: Vec<Secret>,
     /// Where stock is set: `"123"` or `"gid://shopify/Location/123"`. `None`
     /// means the shop's primary location, looked up on the first push.
