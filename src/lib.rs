@@ -6,7 +6,8 @@
 //! `ingest` → `rules` → `store` → `effects` (stock, tracking, deliveries) →
 //! `outbox` → a channel or a destination. `ops` is what a person asks for,
 //! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing` and
-//! `rules` depend on nothing else in the crate.
+//! `toml_syntax` depend on nothing else in the crate, `rules` only on
+//! `toml_syntax`.
 
 pub mod channels;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod pacing;
 pub mod rules;
 pub mod sim;
 pub mod store;
+pub mod toml_syntax;

@@ -55,8 +55,47 @@ pub use env::Env;
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 
-/// Where `switchyard` looks for its config when not told.
+/// Where `switchyard` looks for its config when not told and none is in the
+/// current folder.
 pub const DEFAULT_PATH: &str = "/etc/switchyard/switchyard.toml";
+
+/// The files looked for in the current folder, in order, when no config is
+/// named: a checkout of the repository (or a folder set up like one) works
+/// without `--config`.
+pub const LOOKED_FOR: [&str; 2] = ["switchyard.toml", "config/switchyard.toml"];
+
+/// How a command came to its config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChoice {
+    /// `--config PATH` or `$SWITCHYARD_CONFIG`.
+    Given(PathBuf),
+    /// One of [`LOOKED_FOR`], found in the current folder.
+    Found(PathBuf),
+    /// [`DEFAULT_PATH`] (whether or not it exists).
+    Default(PathBuf),
+}
+
+impl ConfigChoice {
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigChoice::Given(p) | ConfigChoice::Found(p) | ConfigChoice::Default(p) => p,
+        }
+    }
+}
+
+/// The config to use: the one given, else the first of [`LOOKED_FOR`] that
+/// exists under `cwd` (as a relative path, as the user would type it), else
+/// [`DEFAULT_PATH`].
+pub fn choose(given: Option<PathBuf>, cwd: &Path) -> ConfigChoice {
+    if let Some(path) = given {
+        return ConfigChoice::Given(path);
+    }
+    LOOKED_FOR
+        .iter()
+        .find(|name| cwd.join(name).is_file())
+        .map(|name| ConfigChoice::Found(PathBuf::from(name)))
+        .unwrap_or_else(|| ConfigChoice::Default(PathBuf::from(DEFAULT_PATH)))
+}
 
 /// Loads `path` with the process environment on top.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -66,7 +105,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Loads `path` with `env` standing in for the process environment (overrides,
 /// `NAME_env` secrets, `$CREDENTIALS_DIRECTORY`).
 pub fn load_with(path: &Path, env: &Env) -> Result<Config, ConfigErrors> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| file_error(path, format!("cannot read: {}", secret::io_reason(&e))))?;
     let text =
         String::from_utf8(bytes).map_err(|_| file_error(path, "is not UTF-8 text".to_string()))?;
     load_str(path, &text, env)

@@ -47,19 +47,14 @@ pub(crate) fn load(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigE
 
     let (doc, syntax_errors) = DeTable::parse_recoverable(text);
     // After a syntax error the recovered tree may be missing pieces; checking
-    // it would add "missing key" noise, so syntax errors come alone.
-    let config = if syntax_errors.is_empty() {
-        build(&mut ctx, &doc, &overrides)
-    } else {
-        for error in syntax_errors {
-            let span = error.span().unwrap_or(0..0);
-            let mut message = error.message().to_string();
-            if message == "duplicate key" {
-                message = format!("duplicate key {}", ctx.lines.snippet(&span));
-            }
-            ctx.error(&Origin::File(span), format!("invalid TOML: {message}"));
+    // it would add "missing key" noise, and the parser's later errors are
+    // mostly echoes of the first: one syntax error comes alone.
+    let config = match crate::toml_syntax::first_error(text, &syntax_errors) {
+        Some(e) => {
+            ctx.error(&Origin::File(e.offset..e.offset), e.message);
+            None
         }
-        None
+        None => build(&mut ctx, &doc, &overrides),
     };
 
     let mut errors = ctx.errors;

@@ -51,8 +51,8 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret::new(text))
 }
 
-/// The OS reason without the "(os error N)" tail.
-fn io_reason(error: &std::io::Error) -> String {
+/// The OS reason without the "(os error N)" tail, in lower case.
+pub(crate) fn io_reason(error: &std::io::Error) -> String {
     let text = error.to_string();
     match text.find(" (os error") {
         Some(end) => text[..end].to_lowercase(),
