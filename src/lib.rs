@@ -5,9 +5,9 @@
 //! The modules follow the data: `channels` (connectors, polls, webhooks) →
 //! `ingest` → `rules` → `store` → `effects` (stock, tracking, deliveries) →
 //! `outbox` → a channel or a destination. `ops` is what a person asks for,
-//! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing` and
-//! `toml_syntax` depend on nothing else in the crate, `rules` only on
-//! `toml_syntax`.
+//! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing`,
+//! `io_text` and `toml_syntax` depend on nothing else in the crate, `rules`
+//! only on those two.
 
 pub mod channels;
 pub mod cli;
@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod effects;
 pub mod http;
 pub mod ingest;
+pub mod io_text;
 pub mod ops;
 pub mod outbox;
 pub mod pacing;

@@ -56,7 +56,11 @@ fn message(parser: &str, at: Option<&str>) -> String {
 
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// An opening bracket of a value.
@@ -157,7 +161,10 @@ mod tests {
         let text = "a = 1\n\n[[rule]]\nthen = { hold = \"x\", tag = \"y\"\n\n# }\n[[rule]]\nname = \"b\"\nthen = { tag = \"z\" }\n";
         let (line, message) = report(text).unwrap();
         assert_eq!(line, 4, "{message}");
-        assert!(message.contains("inline table is not closed: add `}`"), "{message}");
+        assert!(
+            message.contains("inline table is not closed: add `}`"),
+            "{message}"
+        );
         assert!(message.contains("to line 7"), "{message}");
     }
 

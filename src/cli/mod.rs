@@ -49,7 +49,11 @@ pub enum Command {
     /// Run the daemon: ingest, rules, deliver, push back; serve HTTP.
     Run,
     /// Validate the config and the rules file; exit 1 with every error.
-    Check,
+    Check {
+        /// Print the result as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole loop on this machine against the built-in channel simulator.
     Demo(DemoArgs),
     /// One-shot backfill of one account.
@@ -241,7 +245,7 @@ fn dispatch(cli: Cli) -> CliResult {
     };
     match cli.command {
         Command::Demo(args) => demo::run_demo(explicit.as_deref(), args),
-        Command::Check => check::run(&config()?),
+        Command::Check { json } => check::run(&config()?, json),
         Command::Orders(cmd) => orders::run(&config()?, cmd),
         Command::Outbox(cmd) => outbox::run(&config()?, cmd),
         Command::Run => daemon::run(&config()?),

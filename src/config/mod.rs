@@ -106,10 +106,32 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// `NAME_env` secrets, `$CREDENTIALS_DIRECTORY`).
 pub fn load_with(path: &Path, env: &Env) -> Result<Config, ConfigErrors> {
     let bytes = std::fs::read(path)
-        .map_err(|e| file_error(path, format!("cannot read: {}", secret::io_reason(&e))))?;
+        .map_err(|e| file_error(path, format!("cannot read: {}", crate::io_text::reason(&e))))?;
     let text =
         String::from_utf8(bytes).map_err(|_| file_error(path, "is not UTF-8 text".to_string()))?;
     load_str(path, &text, env)
+}
+
+/// The rules file a config names and its destination ids, read leniently
+/// from a config that does not load, so that `check` can report the rules'
+/// problems beside the config's. `None` when the file is not even TOML.
+pub fn rules_of_broken(path: &Path, env: &Env) -> Option<(PathBuf, Vec<String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: toml::Table = text.parse().ok()?;
+    let rules = env
+        .var("SWITCHYARD__DAEMON__RULES")
+        .map(str::to_owned)
+        .or_else(|| doc.get("daemon")?.get("rules")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| schema::DEFAULT_RULES.to_owned());
+    let base = path.parent().unwrap_or(Path::new(""));
+    let destinations = doc
+        .get("destination")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("id")?.as_str().map(str::to_owned))
+        .collect();
+    Some((base.join(rules), destinations))
 }
 
 /// Loads config text as if read from `path` (which locates errors and anchors
@@ -138,6 +160,9 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     pub destinations: Vec<DestinationConfig>,
     pub inventory: InventoryConfig,
+    /// What loads but deserves a word (secrets written in the file), in file
+    /// order; each message starts with `warning: `.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {

@@ -25,7 +25,7 @@ use super::{
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7300);
-const DEFAULT_RULES: &str = "/etc/switchyard/rules.toml";
+pub(crate) const DEFAULT_RULES: &str = "/etc/switchyard/rules.toml";
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(120);
 const DEFAULT_SHOPIFY_API_VERSION: &str = "2026-10";
@@ -59,7 +59,8 @@ pub(crate) fn load(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigE
 
     let mut errors = ctx.errors;
     if errors.is_empty() {
-        if let Some(config) = config {
+        if let Some(mut config) = config {
+            config.warnings = ctx.warnings;
             return Ok(config);
         }
         // Every path that yields no config records why; this is a backstop.
@@ -156,6 +157,7 @@ fn build(ctx: &mut Ctx, doc: &Spanned<DeTable>, overrides: &[Override]) -> Optio
         accounts: accounts.into_iter().collect::<Option<_>>()?,
         destinations: destinations.into_iter().collect::<Option<_>>()?,
         inventory,
+        warnings: Vec::new(),
     })
 }
 

@@ -53,7 +53,10 @@ pub fn load_rules(
             line: 0,
             column: 0,
             severity: Severity::Error,
-            message: format!("cannot read rules file: {e}"),
+            message: format!(
+                "cannot read the rules file: {}; daemon.rules in the config names it",
+                crate::io_text::reason(&e)
+            ),
         }]
     })?;
     parse_rules(path, &text, destinations)

@@ -20,6 +20,7 @@ mod daemon;
 mod ingest;
 mod logs;
 mod metrics;
+mod operator;
 mod outbound;
 mod outbound_cli;
 mod poll;
