@@ -11,6 +11,9 @@
 //!
 //! Plain `Instant` timing (no criterion); run with `cargo bench --bench outbox`.
 
+// A benchmark that cannot set up panics: that is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

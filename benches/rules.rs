@@ -3,6 +3,14 @@
 //! `serde_json::to_value` of it measured in the same run as the yardstick.
 //! Plain `Instant` timing (no criterion); run with `cargo bench --bench rules`.
 
+// A benchmark that cannot set up panics: that is its failure report.
+// Random picks and percentile indexes cast freely.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;

@@ -7,6 +7,14 @@
 //!
 //! Plain `Instant` timing (no criterion); run with `cargo bench --bench webhooks`.
 
+// A benchmark that cannot set up panics: that is its failure report.
+// Random picks and percentile indexes cast freely.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 #[path = "../tests/it/common/daemon.rs"]
 mod harness;
 

@@ -5,9 +5,10 @@
 //! Rule decisions are computed before the transaction (sled may re-run it);
 //! if the stored order changed meanwhile, the whole batch is recomputed.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use parking_lot::RwLock;
 use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 
 use crate::rules::{RuleInput, RuleSet, decide};
@@ -70,11 +71,11 @@ impl LiveRules {
     }
 
     pub fn current(&self) -> Arc<RuleSet> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.read().clone()
     }
 
     pub fn replace(&self, rules: RuleSet) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        *self.0.write() = Arc::new(rules);
     }
 }
 

@@ -5,8 +5,9 @@
 //! The modules follow the data: `channels` (connectors, polls, webhooks) →
 //! `ingest` → `rules` → `store` → `effects` (stock, tracking, deliveries) →
 //! `outbox` → a channel or a destination. `ops` is what a person asks for,
-//! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing` and
-//! `rules` depend on nothing else in the crate.
+//! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing`,
+//! `io_text` and `toml_syntax` depend on nothing else in the crate, `rules`
+//! only on those two.
 
 pub mod channels;
 pub mod cli;
@@ -15,9 +16,11 @@ pub mod daemon;
 pub mod effects;
 pub mod http;
 pub mod ingest;
+pub mod io_text;
 pub mod ops;
 pub mod outbox;
 pub mod pacing;
 pub mod rules;
 pub mod sim;
 pub mod store;
+pub mod toml_syntax;

@@ -30,15 +30,22 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use backoff::backoff::Backoff as _;
 use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use switchyard_contract::{
     BoxFuture, Connector, Operation, Pacer, RateHint, RateLimit, RateWindow,
 };
 use tokio::time::Instant;
+
+/// Whole milliseconds of `d` for logs and clocks, saturating (a `u64` of
+/// milliseconds outlasts any process).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// A sequence of growing, jittered delays; `reset` after a success.
 pub struct Backoff(backoff::ExponentialBackoff);
@@ -267,16 +274,13 @@ impl AccountPacer {
     /// and keeps its polls' low-water mark. Holds the connector weakly: the
     /// connector holds this pacer.
     pub fn follow(&self, connector: &Arc<dyn Connector>) {
-        self.options
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .poll_low_water = connector.hints().poll_low_water;
+        self.options.write().poll_low_water = connector.hints().poll_low_water;
         let weak: Weak<dyn Connector> = Arc::downgrade(connector);
         let limits: Limits = Arc::new(move |op| {
             weak.upgrade()
                 .map_or(RateLimit::CONSERVATIVE, |c| c.rate_limit(op))
         });
-        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+        *self.limits.write() = limits;
     }
 
     pub fn account(&self) -> &str {
@@ -284,7 +288,7 @@ impl AccountPacer {
     }
 
     pub fn options(&self) -> PacerOptions {
-        *self.options.read().unwrap_or_else(|p| p.into_inner())
+        *self.options.read()
     }
 
     /// How long a call of `operation` costing `cost` would wait now.
@@ -324,21 +328,17 @@ impl AccountPacer {
 
     /// The wait in progress, if one is: for what and until when.
     pub fn waiting(&self) -> Option<(Operation, DateTime<Utc>)> {
-        let waiting = *self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = *self.waiting.lock();
         waiting.filter(|(_, until)| *until > Utc::now())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Operation, OpState>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Operation, OpState>> {
+        self.state.lock()
     }
 
     fn limit(&self, operation: Operation) -> RateLimit {
         // Read outside the state lock: it calls into the connector.
-        let limits = self
-            .limits
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let limits = self.limits.read().clone();
         limits(operation)
     }
 
@@ -401,16 +401,16 @@ impl AccountPacer {
     /// the time back, and the wait shows in [`AccountPacer::waiting`].
     async fn pause(&self, operation: Operation, wait: Duration) {
         let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some((operation, until));
+        *self.waiting.lock() = Some((operation, until));
         if wait >= Duration::from_secs(5) {
             tracing::info!(account = %self.account, operation = %operation, until = %until.to_rfc3339(), "waiting for the channel's rate limit");
         } else {
-            tracing::debug!(account = %self.account, operation = %operation, wait_ms = wait.as_millis() as u64, "waiting for the channel's rate limit");
+            tracing::debug!(account = %self.account, operation = %operation, wait_ms = millis(wait), "waiting for the channel's rate limit");
         }
         let _ = CALL.try_with(|scope| scope.extend(wait));
         tokio::time::sleep(wait).await;
-        self.waited_us
-            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.waited_us.fetch_add(micros, Ordering::Relaxed);
     }
 
     async fn take(&self, operation: Operation, cost: u32) {
@@ -471,7 +471,7 @@ struct CallScope {
 
 impl CallScope {
     fn extend(&self, by: Duration) {
-        let mut deadline = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        let mut deadline = self.deadline.lock();
         *deadline += by;
         if let Some(k) = &self.keepalive {
             k(deadline.saturating_duration_since(Instant::now()));
@@ -479,7 +479,7 @@ impl CallScope {
     }
 
     fn deadline(&self) -> Instant {
-        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+        *self.deadline.lock()
     }
 }
 
@@ -687,8 +687,7 @@ mod tests {
         let rate = Arc::new(std::sync::atomic::AtomicU32::new(1));
         let r = rate.clone();
         let p = AccountPacer::new("shop", exact());
-        *p.limits.write().unwrap() =
-            Arc::new(move |_| limit(f64::from(r.load(Ordering::SeqCst)), 2));
+        *p.limits.write() = Arc::new(move |_| limit(f64::from(r.load(Ordering::SeqCst)), 2));
         p.acquire(Operation::Fetch, 1).await;
         p.acquire(Operation::Fetch, 1).await;
         assert_eq!(p.delay(Operation::Fetch, 1), Duration::from_secs(1));
@@ -712,7 +711,7 @@ mod tests {
         let p = AccountPacer::fixed("amazon", limit(1.0 / 60.0, 1), exact());
         let told = Arc::new(Mutex::new(Vec::new()));
         let t = told.clone();
-        let keepalive: Keepalive = Arc::new(move |d| t.lock().unwrap().push(d));
+        let keepalive: Keepalive = Arc::new(move |d| t.lock().push(d));
         let call = async {
             p.acquire(Operation::Poll, 1).await;
             p.acquire(Operation::Poll, 1).await;
@@ -724,7 +723,7 @@ mod tests {
             bounded(Duration::from_secs(10), Some(keepalive), call).await,
             Ok(())
         );
-        let told = told.lock().unwrap().clone();
+        let told = told.lock().clone();
         assert_eq!(told[0], Duration::from_secs(10));
         assert!(told[1] >= Duration::from_secs(69), "{told:?}");
         // Work alone past the budget times out.

@@ -84,6 +84,28 @@ impl Connected {
     }
 }
 
+/// Whether `account`'s connector can be built (its channel is built in and
+/// its settings make a connector), without a store: what `check` reports.
+pub fn check_build(account: &AccountConfig, http: &reqwest::Client) -> Result<(), BuildError> {
+    let Some(settings) = &account.settings else {
+        return Err(BuildError::NotBuiltIn(account.channel));
+    };
+    let ctx = BuildContext {
+        account: account.id.clone(),
+        base_url: account.base_url.clone(),
+        http: http.clone(),
+        tokens: switchyard_contract::tokens::MemoryTokenStore::shared(),
+        pacer: switchyard_contract::Unpaced::shared(),
+    };
+    settings
+        .build(ctx)
+        .map(drop)
+        .map_err(|e| BuildError::Config {
+            account: account.id.clone(),
+            detail: e.to_string(),
+        })
+}
+
 /// Every configured account whose channel is built in, with its connector;
 /// and why the others are skipped. Cheap to clone.
 #[derive(Debug, Clone, Default)]

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use switchyard_contract::Operation;
 
 use super::accounts::Connected;
 use crate::effects::ChannelSender;
 use crate::ingest::{DEDUPE_TTL_DAYS, Ingest, IngestError, IngestReport, Source};
-use crate::outbox::{FETCH_ORDERS, Sender, Verdict};
+use crate::outbox::{Job, JobKind, Sender, Verdict};
 use crate::pacing::AccountPacer;
 use crate::store::{NewOutboxItem, OutboxItem, WriteBatch};
 
@@ -45,9 +44,8 @@ pub fn queue(
     let mut batch = WriteBatch::new(now);
     batch.outbox.push(NewOutboxItem {
         account: account.to_owned(),
-        kind: FETCH_ORDERS.to_owned(),
+        job: Job::FetchOrders { ids },
         coalesce_key: None,
-        payload: json!({ "ids": ids }),
         not_before: now,
     });
     if let Some(key) = dedupe_key {
@@ -66,20 +64,12 @@ pub fn queue(
 }
 
 /// Runs one fetch job.
-async fn run(connected: &Connected, ingest: &Ingest, item: &OutboxItem) -> Verdict {
-    let ids: Vec<String> = item
-        .payload
-        .get("ids")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
+async fn run(connected: &Connected, ingest: &Ingest, ids: &[String]) -> Verdict {
     if ids.is_empty() {
-        return Verdict::Dead(format!("payload names no order ids: {}", item.payload));
+        return Verdict::Dead("a fetch of no orders".into());
     }
     let account = &connected.account.id;
-    let fetched = match connected.connector.fetch_orders(&ids).await {
+    let fetched = match connected.connector.fetch_orders(ids).await {
         Ok(f) => f,
         Err(e) => return Verdict::Failed(e),
     };
@@ -117,7 +107,7 @@ pub struct AccountSender {
 }
 
 impl Sender for AccountSender {
-    fn pacing(&self, kind: &str) -> (&AccountPacer, Operation) {
+    fn pacing(&self, kind: JobKind) -> (&AccountPacer, Operation) {
         self.effects.pacing(kind)
     }
 
@@ -125,12 +115,12 @@ impl Sender for AccountSender {
         self.connected.hints.call_timeout
     }
 
-    fn batch_limit(&self, kind: &str) -> usize {
+    fn batch_limit(&self, kind: JobKind) -> usize {
         self.effects.batch_limit(kind)
     }
 
     async fn send_batch(&self, items: &[OutboxItem]) -> Vec<Verdict> {
-        if items.iter().any(|i| i.kind == FETCH_ORDERS) {
+        if items.iter().any(|i| i.job.kind() == JobKind::FetchOrders) {
             let mut verdicts = Vec::with_capacity(items.len());
             for item in items {
                 verdicts.push(self.send(item).await);
@@ -141,8 +131,8 @@ impl Sender for AccountSender {
     }
 
     async fn send(&self, item: &OutboxItem) -> Verdict {
-        if item.kind == FETCH_ORDERS {
-            return run(&self.connected, &self.ingest, item).await;
+        if let Job::FetchOrders { ids } = &item.job {
+            return run(&self.connected, &self.ingest, ids).await;
         }
         self.effects.send(item).await
     }

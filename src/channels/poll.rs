@@ -4,10 +4,11 @@
 //! channel's retry-after when it gives one) and never touch other accounts.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use serde::Serialize;
 use switchyard_contract::{ConnectorError, Operation};
 use tokio::sync::watch;
@@ -144,7 +145,7 @@ pub async fn catch_up(
                     &[&account.id, "poll"],
                 );
                 let wait = throttled.next_delay(retry_after);
-                tracing::info!(account = %account.id, wait_ms = wait.as_millis() as u64, %detail, "the channel asked to slow down; the page is asked for again after the wait");
+                tracing::info!(account = %account.id, wait_ms = crate::pacing::millis(wait), %detail, "the channel asked to slow down; the page is asked for again after the wait");
                 pacer.hold(Operation::Poll, wait);
                 continue;
             }
@@ -218,12 +219,7 @@ pub struct AccountLocks(Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>
 
 impl AccountLocks {
     pub fn get(&self, account: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(account.to_owned())
-            .or_default()
-            .clone()
+        self.0.lock().entry(account.to_owned()).or_default().clone()
     }
 }
 
@@ -285,11 +281,11 @@ pub struct HealthBoard(Arc<Mutex<BTreeMap<String, AccountHealth>>>);
 
 impl HealthBoard {
     pub fn snapshot(&self) -> BTreeMap<String, AccountHealth> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.lock().clone()
     }
 
     fn update(&self, account: &str, f: impl FnOnce(&mut AccountHealth)) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock();
         f(map.entry(account.to_owned()).or_default());
     }
 }
@@ -368,7 +364,7 @@ async fn poll_loop(worker: PollWorker, mut shutdown: watch::Receiver<bool>) {
             }
             Err(e) => {
                 let delay = backoff.next_delay(e.retry_after());
-                tracing::warn!(account = %account.id, channel = %account.channel, error = %e, retry_in_ms = delay.as_millis() as u64, "poll failed");
+                tracing::warn!(account = %account.id, channel = %account.channel, error = %e, retry_in_ms = crate::pacing::millis(delay), "poll failed");
                 health.update(&account.id, |h| {
                     h.consecutive_errors += 1;
                     h.last_error = Some(e.to_string());

@@ -8,7 +8,9 @@
 //! token in the config is not overridden by tokens saved under the old one.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use chrono::Utc;
 use switchyard_contract::{BoxFuture, ConnectorError, Secret, TokenSet, TokenState, TokenStore};
@@ -32,8 +34,8 @@ impl TokenBoard {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TokenState>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, TokenState>> {
+        self.0.lock()
     }
 }
 

@@ -1,32 +1,218 @@
-//! `switchyard check`: the config and the rules file, every error at once.
+//! `switchyard check`: the config and the rules file, every error and warning
+//! of both at once. The rules file is checked even when the config has
+//! errors, as far as the config can still be read to find it; warnings name
+//! accounts that `run` would skip and secrets written in the file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::print::outln;
-use super::{CliResult, EXIT_FAILED, Failure};
+use serde::Serialize;
 
-pub fn run(config_path: &Path) -> CliResult {
-    let config = crate::config::load(config_path)
-        .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
-    let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
-    let rules_path = &config.daemon.rules;
-    match crate::rules::load_rules(rules_path, &destinations) {
-        Ok((rules, warnings)) => {
-            for w in &warnings {
-                eprintln!("{w}");
+use super::print::{outln, plural};
+use super::{CliResult, EXIT_FAILED, Failure, print_json};
+use crate::config::{Config, Env};
+use crate::rules::Diagnostic;
+
+/// The `check --json` document.
+#[derive(Debug, Serialize)]
+struct Report {
+    ok: bool,
+    config: ConfigReport,
+    /// Null when the config could not be read far enough to find the rules.
+    rules: Option<RulesReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigReport {
+    file: PathBuf,
+    ok: bool,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    accounts: usize,
+    /// Accounts `run` would skip, and why.
+    skipped: Vec<Skipped>,
+    destinations: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Skipped {
+    id: String,
+    channel: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RulesReport {
+    file: PathBuf,
+    ok: bool,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    rules: usize,
+}
+
+pub fn run(config_path: &Path, json: bool) -> CliResult {
+    let env = Env::from_process();
+    let loaded = crate::config::load_with(config_path, &env);
+    let (config, rules_target) = match &loaded {
+        Ok(config) => {
+            let ids = config.destinations.iter().map(|d| d.id.clone()).collect();
+            (
+                config_report(config_path, config),
+                Some((config.daemon.rules.clone(), ids)),
+            )
+        }
+        Err(errors) => (
+            ConfigReport {
+                file: config_path.to_path_buf(),
+                ok: false,
+                errors: errors.errors.iter().map(ToString::to_string).collect(),
+                warnings: Vec::new(),
+                accounts: 0,
+                skipped: Vec::new(),
+                destinations: 0,
+            },
+            crate::config::rules_of_broken(config_path, &env),
+        ),
+    };
+    let rules = rules_target.map(|(path, destinations)| rules_report(path, &destinations));
+    let report = Report {
+        ok: config.ok && rules.as_ref().is_some_and(|r| r.ok),
+        config,
+        rules,
+    };
+    if json {
+        print_json(&report)?;
+    } else {
+        print_text(&report);
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        // Every problem is printed already.
+        Err(Failure::new(EXIT_FAILED, ""))
+    }
+}
+
+fn config_report(path: &Path, config: &Config) -> ConfigReport {
+    use crate::channels::accounts::{BuildError, check_build as build};
+    let http = reqwest::Client::new();
+    let mut skipped = Vec::new();
+    let mut errors = Vec::new();
+    for a in &config.accounts {
+        match build(a, &http) {
+            Ok(_) => {}
+            Err(e @ BuildError::NotBuiltIn(_)) => skipped.push(Skipped {
+                id: a.id.clone(),
+                channel: a.channel.to_string(),
+                reason: e.to_string(),
+            }),
+            // `run` refuses to start over these.
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    let mut warnings = config.warnings.clone();
+    warnings.sort_by_key(|w| (w.line, w.column));
+    ConfigReport {
+        file: path.to_path_buf(),
+        ok: errors.is_empty(),
+        errors,
+        warnings: warnings.iter().map(ToString::to_string).collect(),
+        accounts: config.accounts.len(),
+        skipped,
+        destinations: config.destinations.len(),
+    }
+}
+
+fn rules_report(path: PathBuf, destinations: &[String]) -> RulesReport {
+    let render = |d: &[Diagnostic]| d.iter().map(ToString::to_string).collect();
+    match crate::rules::load_rules(&path, destinations) {
+        Ok((rules, warnings)) => RulesReport {
+            ok: true,
+            errors: Vec::new(),
+            warnings: render(&warnings),
+            rules: rules.len(),
+            file: path,
+        },
+        Err(diags) => {
+            let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
+                diags.into_iter().partition(Diagnostic::is_error);
+            RulesReport {
+                ok: false,
+                errors: render(&errors),
+                warnings: render(&warnings),
+                rules: 0,
+                file: path,
             }
-            outln!(
-                "{}: ok ({} accounts, {} destinations)",
-                config_path.display(),
-                config.accounts.len(),
-                config.destinations.len()
-            );
-            outln!("{}: ok ({} rules)", rules_path.display(), rules.len());
-            Ok(())
         }
-        Err(errors) => {
-            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            Err(Failure::new(EXIT_FAILED, text.join("\n")))
+    }
+}
+
+/// Problems on stderr, one per line, then one summary line per file on stdout.
+fn print_text(report: &Report) {
+    let c = &report.config;
+    for line in c.errors.iter().chain(&c.warnings) {
+        eprintln!("{line}");
+    }
+    for s in &c.skipped {
+        eprintln!(
+            "{}: warning: account {:?} ({}) will be skipped by `switchyard run`: {}",
+            c.file.display(),
+            s.id,
+            s.channel,
+            s.reason
+        );
+    }
+    if let Some(r) = &report.rules {
+        for line in r.errors.iter().chain(&r.warnings) {
+            eprintln!("{line}");
         }
+    }
+    let warned = c.warnings.len() + c.skipped.len();
+    if c.ok {
+        let runs = c.accounts - c.skipped.len();
+        let accounts = if c.skipped.is_empty() {
+            plural(c.accounts, "account", "accounts")
+        } else {
+            format!(
+                "{}: {runs} will run, {} skipped",
+                plural(c.accounts, "account", "accounts"),
+                c.skipped.len()
+            )
+        };
+        outln!(
+            "{}: ok{} ({accounts}; {})",
+            c.file.display(),
+            warnings_suffix(warned),
+            plural(c.destinations, "destination", "destinations")
+        );
+    } else {
+        outln!(
+            "{}: {}",
+            c.file.display(),
+            plural(c.errors.len(), "error", "errors")
+        );
+    }
+    match &report.rules {
+        Some(r) if r.ok => outln!(
+            "{}: ok{} ({})",
+            r.file.display(),
+            warnings_suffix(r.warnings.len()),
+            plural(r.rules, "rule", "rules")
+        ),
+        Some(r) => outln!(
+            "{}: {}",
+            r.file.display(),
+            plural(r.errors.len(), "error", "errors")
+        ),
+        None => {
+            outln!("rules file not checked: the config is not readable enough to say where it is")
+        }
+    }
+}
+
+fn warnings_suffix(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {}", plural(n, "warning", "warnings"))
     }
 }

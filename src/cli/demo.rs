@@ -180,12 +180,12 @@ pub fn run_demo(explicit_config: Option<&Path>, args: DemoArgs) -> CliResult {
         let token = config.daemon.admin_token.as_ref().map(|t| t.expose().to_owned());
 
         let (addr_tx, addr_rx) = oneshot::channel();
-        let addr_tx = std::sync::Mutex::new(Some(addr_tx));
+        let addr_tx = parking_lot::Mutex::new(Some(addr_tx));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let options = RunOptions {
             shutdown_deadline: Some(Duration::from_secs(5)),
             on_ready: Some(Arc::new(move |addr| {
-                if let Some(tx) = addr_tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                if let Some(tx) = addr_tx.lock().take() {
                     let _ = tx.send(addr);
                 }
             })),
@@ -472,7 +472,7 @@ fn print_summary(
                 "   dead letter {} {} {}: {}",
                 i.id,
                 i.account,
-                i.kind,
+                i.job.kind(),
                 i.last_error.as_deref().unwrap_or("?")
             );
         }
@@ -481,7 +481,7 @@ fn print_summary(
                 "   still queued {} {} {} (attempts {}{})",
                 i.id,
                 i.account,
-                i.kind,
+                i.job.kind(),
                 i.attempts,
                 i.last_error
                     .as_deref()

@@ -1,4 +1,4 @@
-//! The command line (SPEC §2): argument definitions and dispatch. Commands
+//! The command line: argument definitions and dispatch. Commands
 //! print one JSON document with `--json`; errors go to stderr with a non-zero
 //! exit status and say what to fix. Commands whose parts are not built yet say
 //! `not available yet: <what is missing>` and exit 2, never fake output.
@@ -35,7 +35,9 @@ pub const EXIT_UNAVAILABLE: u8 = 2;
     about = "Order hub: every channel's orders in one place, routed by rules, with stock and tracking pushed back"
 )]
 pub struct Cli {
-    /// The daemon config file [default: /etc/switchyard/switchyard.toml; `demo`: config/switchyard.toml].
+    /// The config file. Without it: $SWITCHYARD_CONFIG, else ./switchyard.toml or
+    /// ./config/switchyard.toml if one is in the current folder (the command says
+    /// which it used), else /etc/switchyard/switchyard.toml.
     #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -47,7 +49,11 @@ pub enum Command {
     /// Run the daemon: ingest, rules, deliver, push back; serve HTTP.
     Run,
     /// Validate the config and the rules file; exit 1 with every error.
-    Check,
+    Check {
+        /// Print the result as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole loop on this machine against the built-in channel simulator.
     Demo(DemoArgs),
     /// One-shot backfill of one account.
@@ -231,32 +237,56 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// Where the daemon's config lives unless `--config` or `$SWITCHYARD_CONFIG` say otherwise.
-pub const DEFAULT_CONFIG: &str = "/etc/switchyard/switchyard.toml";
-
 fn dispatch(cli: Cli) -> CliResult {
     let explicit = cli.config;
     let config = || {
-        explicit
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+        let cwd = std::env::current_dir().unwrap_or_default();
+        config_path(crate::config::choose(explicit.clone(), &cwd))
     };
     match cli.command {
         Command::Demo(args) => demo::run_demo(explicit.as_deref(), args),
-        Command::Check => check::run(&config()),
-        Command::Orders(cmd) => orders::run(&config(), cmd),
-        Command::Outbox(cmd) => outbox::run(&config(), cmd),
-        Command::Run => daemon::run(&config()),
-        Command::Sync { account, since } => daemon::sync(&config(), &account, since.as_deref()),
-        Command::Replay { paths, rules, json } => replay::run(&config(), &paths, &rules, json),
-        Command::Rules(cmd) => rules::run(&config(), cmd),
+        Command::Check { json } => check::run(&config()?, json),
+        Command::Orders(cmd) => orders::run(&config()?, cmd),
+        Command::Outbox(cmd) => outbox::run(&config()?, cmd),
+        Command::Run => daemon::run(&config()?),
+        Command::Sync { account, since } => daemon::sync(&config()?, &account, since.as_deref()),
+        Command::Replay { paths, rules, json } => replay::run(&config()?, &paths, &rules, json),
+        Command::Rules(cmd) => rules::run(&config()?, cmd),
         Command::Ship {
             id,
             carrier,
             tracking,
             lines,
-        } => ship::run(&config(), id, carrier, tracking, lines),
-        Command::Stock(cmd) => stock::run(&config(), cmd),
+        } => ship::run(&config()?, id, carrier, tracking, lines),
+        Command::Stock(cmd) => stock::run(&config()?, cmd),
+    }
+}
+
+/// The config file a command reads. A file found by looking is named on
+/// stderr, so that nobody is surprised by which one was read; a missing
+/// default says how to name one.
+fn config_path(choice: crate::config::ConfigChoice) -> Result<PathBuf, Failure> {
+    use crate::config::{ConfigChoice, LOOKED_FOR};
+    match choice {
+        ConfigChoice::Given(path) => Ok(path),
+        ConfigChoice::Found(path) => {
+            eprintln!(
+                "using config {} (found in the current folder; --config PATH for another)",
+                path.display()
+            );
+            Ok(path)
+        }
+        ConfigChoice::Default(path) if path.exists() => Ok(path),
+        ConfigChoice::Default(path) => Err(Failure::new(
+            EXIT_FAILED,
+            format!(
+                "no config file: {} does not exist, and there is no {} in the current folder; \
+                 give one with --config PATH or SWITCHYARD_CONFIG=PATH \
+                 (config/switchyard.toml of the repository is an example)",
+                path.display(),
+                LOOKED_FOR.join(" or ")
+            ),
+        )),
     }
 }
 

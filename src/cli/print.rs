@@ -1,5 +1,6 @@
 //! Printing to stdout without panicking when the reader went away (`| head`):
-//! the command line's `out!` and `outln!`, imported by path where used.
+//! the command line's `out!` and `outln!`, imported by path where used, and
+//! `plural` for counts in messages.
 
 /// `println!` that does not panic when stdout is closed early (`| head`).
 macro_rules! outln {
@@ -18,3 +19,8 @@ macro_rules! out {
 }
 
 pub(crate) use {out, outln};
+
+/// "1 order", "2 orders".
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

@@ -1,6 +1,6 @@
 //! The command line's way into a running daemon. The store is one sled
 //! database that one process owns; while the daemon owns it, the state
-//! commands send their request to the daemon's admin API (`/api/v1`, SPEC §4)
+//! commands send their request to the daemon's admin API (`/api/v1`, `docs/http-api.md`)
 //! at `daemon.listen`, with `daemon.admin_token` as the bearer token, and
 //! render the answer with the same functions as when they read the store
 //! themselves, so the user sees the same output either way.

@@ -9,7 +9,7 @@ use serde_json::json;
 use switchyard_contract::Order;
 
 use super::orders::{op_failure, store_failure};
-use super::print::{out, outln};
+use super::print::{out, outln, plural};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, RulesCommand, print_json};
 use crate::config::Config;
 use crate::effects::Outbound;
@@ -178,14 +178,10 @@ fn apply(config_path: &Path, dry_run: bool, json: bool) -> CliResult {
         outln!("{}: {}", c.id, c.describe());
     }
     let verb = if dry_run { "would change" } else { "changed" };
-    outln!("{} {verb} ({rules} rules)", plural(changes.len()));
+    outln!(
+        "{} {verb} ({})",
+        plural(changes.len(), "order", "orders"),
+        plural(rules, "rule", "rules")
+    );
     Ok(())
-}
-
-fn plural(n: usize) -> String {
-    if n == 1 {
-        "1 order".into()
-    } else {
-        format!("{n} orders")
-    }
 }

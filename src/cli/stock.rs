@@ -1,4 +1,4 @@
-//! `switchyard stock ...`: central stock levels (SPEC §2). `set` and
+//! `switchyard stock ...`: central stock levels. `set` and
 //! `import` write the levels and queue a push to every account that takes
 //! stock pushes, in one transaction, and return once it is flushed; the
 //! daemon's workers send the pushes when it runs.

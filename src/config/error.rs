@@ -1,9 +1,8 @@
 //! Config errors: where each one is (file, line, column, or the environment
 //! variable it came from), how they print (`FILE:LINE:COLUMN: message`, one per
-//! line, SPEC §3.2), and the "did you mean" suggestion for misspelt keys.
+//! line), and the "did you mean" suggestion for misspelt keys.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::PathBuf;
 
 /// One problem in the config, with its place.
@@ -96,10 +95,6 @@ impl<'s> LineIndex<'s> {
         let start = self.line_starts[line - 1];
         let column = self.text[start..offset].chars().count() + 1;
         (line, column)
-    }
-
-    pub(crate) fn snippet(&self, span: &Range<usize>) -> &'s str {
-        self.text.get(span.clone()).unwrap_or("")
     }
 }
 

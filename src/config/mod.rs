@@ -34,8 +34,9 @@
 //!
 //! Relative `daemon.state_dir` and `daemon.rules` are relative to the config
 //! file's folder, so the daemon's working directory does not matter.
-//! `daemon.shutdown_timeout` (default `"20s"`) is an extension to SPEC §3.1:
-//! how long `run` waits for in-flight work after SIGTERM.
+//! `daemon.shutdown_timeout` (default `"20s"`) is how long `run` waits for
+//! in-flight work after SIGTERM. Every key is documented for users in
+//! `docs/configuration.md`.
 
 mod channel_keys;
 mod env;
@@ -57,8 +58,47 @@ pub use env::Env;
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 
-/// Where `switchyard` looks for its config when not told.
+/// Where `switchyard` looks for its config when not told and none is in the
+/// current folder.
 pub const DEFAULT_PATH: &str = "/etc/switchyard/switchyard.toml";
+
+/// The files looked for in the current folder, in order, when no config is
+/// named: a checkout of the repository (or a folder set up like one) works
+/// without `--config`.
+pub const LOOKED_FOR: [&str; 2] = ["switchyard.toml", "config/switchyard.toml"];
+
+/// How a command came to its config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChoice {
+    /// `--config PATH` or `$SWITCHYARD_CONFIG`.
+    Given(PathBuf),
+    /// One of [`LOOKED_FOR`], found in the current folder.
+    Found(PathBuf),
+    /// [`DEFAULT_PATH`] (whether or not it exists).
+    Default(PathBuf),
+}
+
+impl ConfigChoice {
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigChoice::Given(p) | ConfigChoice::Found(p) | ConfigChoice::Default(p) => p,
+        }
+    }
+}
+
+/// The config to use: the one given, else the first of [`LOOKED_FOR`] that
+/// exists under `cwd` (as a relative path, as the user would type it), else
+/// [`DEFAULT_PATH`].
+pub fn choose(given: Option<PathBuf>, cwd: &Path) -> ConfigChoice {
+    if let Some(path) = given {
+        return ConfigChoice::Given(path);
+    }
+    LOOKED_FOR
+        .iter()
+        .find(|name| cwd.join(name).is_file())
+        .map(|name| ConfigChoice::Found(PathBuf::from(name)))
+        .unwrap_or_else(|| ConfigChoice::Default(PathBuf::from(DEFAULT_PATH)))
+}
 
 /// Loads `path` with the process environment on top.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -68,10 +108,33 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Loads `path` with `env` standing in for the process environment (overrides,
 /// `NAME_env` secrets, `$CREDENTIALS_DIRECTORY`).
 pub fn load_with(path: &Path, env: &Env) -> Result<Config, ConfigErrors> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| file_error(path, format!("cannot read: {}", crate::io_text::reason(&e))))?;
     let text =
         String::from_utf8(bytes).map_err(|_| file_error(path, "is not UTF-8 text".to_string()))?;
     load_str(path, &text, env)
+}
+
+/// The rules file a config names and its destination ids, read leniently
+/// from a config that does not load, so that `check` can report the rules'
+/// problems beside the config's. `None` when the file is not even TOML.
+pub fn rules_of_broken(path: &Path, env: &Env) -> Option<(PathBuf, Vec<String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: toml::Table = text.parse().ok()?;
+    let rules = env
+        .var("SWITCHYARD__DAEMON__RULES")
+        .map(str::to_owned)
+        .or_else(|| doc.get("daemon")?.get("rules")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| schema::DEFAULT_RULES.to_owned());
+    let base = path.parent().unwrap_or(Path::new(""));
+    let destinations = doc
+        .get("destination")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("id")?.as_str().map(str::to_owned))
+        .collect();
+    Some((base.join(rules), destinations))
 }
 
 /// Loads config text as if read from `path` (which locates errors and anchors
@@ -100,6 +163,9 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     pub destinations: Vec<DestinationConfig>,
     pub inventory: InventoryConfig,
+    /// What loads but deserves a word (secrets written in the file), in file
+    /// order; each message starts with `warning: `.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -148,7 +214,7 @@ pub struct AccountConfig {
     pub base_url: String,
     /// Default 2 minutes; never zero.
     pub poll_interval: Duration,
-    /// Where the first sync starts; `None` means 30 days back (SPEC §2).
+    /// Where the first sync starts; `None` means 30 days back.
     pub start_date: Option<DateTime<Utc>>,
     /// Units held back from this account; `None` means `inventory.buffer`.
     pub buffer: Option<u32>,

@@ -30,6 +30,9 @@ pub(crate) struct Ctx<'a> {
     pub lines: LineIndex<'a>,
     pub env: &'a Env,
     pub errors: Vec<ConfigError>,
+    /// What loads but deserves a word (a secret written in the file); each
+    /// message starts with `warning: `.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl<'a> Ctx<'a> {
@@ -39,10 +42,21 @@ impl<'a> Ctx<'a> {
             lines: LineIndex::new(text),
             env,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     pub fn error(&mut self, at: &Origin, message: impl Into<String>) {
+        let error = self.located(at, message.into());
+        self.errors.push(error);
+    }
+
+    pub fn warning(&mut self, at: &Origin, message: impl Into<String>) {
+        let warning = self.located(at, format!("warning: {}", message.into()));
+        self.warnings.push(warning);
+    }
+
+    fn located(&self, at: &Origin, message: String) -> ConfigError {
         let (line, column, env_var) = match at {
             Origin::File(span) => {
                 let (line, column) = self.lines.line_column(span.start);
@@ -50,13 +64,13 @@ impl<'a> Ctx<'a> {
             }
             Origin::Env(var) => (0, 0, Some(var.clone())),
         };
-        self.errors.push(ConfigError {
+        ConfigError {
             file: self.file.to_path_buf(),
             line,
             column,
             env_var,
-            message: message.into(),
-        });
+            message,
+        }
     }
 
     /// "line 7" or "SWITCHYARD__X", to point from one error at another place.
@@ -301,6 +315,14 @@ impl<'c, 'a, 't> Section<'c, 'a, 't> {
             if text.is_empty() {
                 field.bad_value(ctx, "must not be empty");
                 return None;
+            }
+            if matches!(field.key_at, Origin::File(_)) {
+                let message = format!(
+                    "secret {key:?} in {} is written in the file; in production give \
+                     {key}_env or {key}_file instead (docs/configuration.md, \"Secrets\")",
+                    self.name
+                );
+                ctx.warning(&field.key_at, message);
             }
             return Some(Secret::new(text));
         }

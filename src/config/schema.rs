@@ -27,7 +27,7 @@ use super::{
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7300);
-const DEFAULT_RULES: &str = "/etc/switchyard/rules.toml";
+pub(crate) const DEFAULT_RULES: &str = "/etc/switchyard/rules.toml";
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(120);
 
@@ -43,24 +43,20 @@ pub(crate) fn load(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigE
 
     let (doc, syntax_errors) = DeTable::parse_recoverable(text);
     // After a syntax error the recovered tree may be missing pieces; checking
-    // it would add "missing key" noise, so syntax errors come alone.
-    let config = if syntax_errors.is_empty() {
-        build(&mut ctx, &doc, &overrides)
-    } else {
-        for error in syntax_errors {
-            let span = error.span().unwrap_or(0..0);
-            let mut message = error.message().to_string();
-            if message == "duplicate key" {
-                message = format!("duplicate key {}", ctx.lines.snippet(&span));
-            }
-            ctx.error(&Origin::File(span), format!("invalid TOML: {message}"));
+    // it would add "missing key" noise, and the parser's later errors are
+    // mostly echoes of the first: one syntax error comes alone.
+    let config = match crate::toml_syntax::first_error(text, &syntax_errors) {
+        Some(e) => {
+            ctx.error(&Origin::File(e.offset..e.offset), e.message);
+            None
         }
-        None
+        None => build(&mut ctx, &doc, &overrides),
     };
 
     let mut errors = ctx.errors;
     if errors.is_empty() {
-        if let Some(config) = config {
+        if let Some(mut config) = config {
+            config.warnings = ctx.warnings;
             return Ok(config);
         }
         // Every path that yields no config records why; this is a backstop.
@@ -157,6 +153,7 @@ fn build(ctx: &mut Ctx, doc: &Spanned<DeTable>, overrides: &[Override]) -> Optio
         accounts: accounts.into_iter().collect::<Option<_>>()?,
         destinations: destinations.into_iter().collect::<Option<_>>()?,
         inventory,
+        warnings: Vec::new(),
     })
 }
 

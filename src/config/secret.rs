@@ -13,13 +13,20 @@ pub use switchyard_contract::Secret;
 /// its content.
 pub(crate) fn read_secret_file(path: &Path) -> Result<Secret, String> {
     let shown = path.display();
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot open secret file {shown}: {}", io_reason(&e)))?;
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        format!(
+            "cannot open secret file {shown}: {}",
+            crate::io_text::reason(&e)
+        )
+    })?;
     // Permissions of the opened file, not of the path, so a swap between the
     // check and the read cannot slip a different file in.
-    let metadata = file
-        .metadata()
-        .map_err(|e| format!("cannot read secret file {shown}: {}", io_reason(&e)))?;
+    let metadata = file.metadata().map_err(|e| {
+        format!(
+            "cannot read secret file {shown}: {}",
+            crate::io_text::reason(&e)
+        )
+    })?;
     if !metadata.is_file() {
         return Err(format!("secret file {shown} is not a regular file"));
     }
@@ -34,8 +41,12 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Secret, String> {
         }
     }
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read secret file {shown}: {}", io_reason(&e)))?;
+    file.read_to_end(&mut bytes).map_err(|e| {
+        format!(
+            "cannot read secret file {shown}: {}",
+            crate::io_text::reason(&e)
+        )
+    })?;
     let mut text =
         String::from_utf8(bytes).map_err(|_| format!("secret file {shown} is not UTF-8 text"))?;
     // Editors and `echo` add a final newline that is not part of the secret.
@@ -49,15 +60,6 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Secret, String> {
         return Err(format!("secret file {shown} is empty"));
     }
     Ok(Secret::new(text))
-}
-
-/// The OS reason without the "(os error N)" tail.
-fn io_reason(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error") {
-        Some(end) => text[..end].to_lowercase(),
-        None => text.to_lowercase(),
-    }
 }
 
 #[cfg(test)]

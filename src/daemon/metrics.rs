@@ -5,7 +5,7 @@
 //! Every metric is declared once as a [`Desc`] (name, help, type, label
 //! names); [`DAEMON`] lists the daemon's own, so a scrape shows every family
 //! (with `# HELP` and `# TYPE`) even before its first sample. Label values
-//! never carry order ids (DESIGN: metric labels stay low-cardinality); the
+//! never carry order ids (labels stay low-cardinality); the
 //! label values used are channels, account ids, outcomes, sources and kinds.
 //!
 //! | metric | type | labels | what |
@@ -30,7 +30,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// Counter (only goes up) or gauge (set to a value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,8 +270,8 @@ impl Registry {
         r
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.0.lock()
     }
 
     /// Makes the family show in scrapes, samples or not.

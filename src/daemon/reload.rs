@@ -1,4 +1,4 @@
-//! Live reload of the rules (SPEC §3.2): on SIGHUP, and when the rules file
+//! Live reload of the rules: on SIGHUP, and when the rules file
 //! changes (its modification time, size or inode, looked at every
 //! [`RULES_POLL_INTERVAL`]; no file-watch crate), the file is read and
 //! validated against the running destinations, and the new rules are swapped

@@ -22,7 +22,7 @@ impl Running {
         // Intake stops now: not ready, no more keep-alives, stopping.
         self.http_state.ready.store(false, Ordering::Release);
         tracing::info!(
-            deadline_ms = deadline.as_millis() as u64,
+            deadline_ms = crate::pacing::millis(deadline),
             "stopping: finishing in-flight work"
         );
         self.notifier.stopping(&format!(
@@ -48,7 +48,7 @@ impl Running {
         .is_err()
         {
             tracing::warn!(
-                deadline_ms = deadline.as_millis() as u64,
+                deadline_ms = crate::pacing::millis(deadline),
                 "workers did not stop in time; aborting them"
             );
             self.polls.abort_all();
@@ -61,7 +61,7 @@ impl Running {
         .is_err()
         {
             tracing::warn!(
-                deadline_ms = deadline.as_millis() as u64,
+                deadline_ms = crate::pacing::millis(deadline),
                 "outbox workers did not stop in time; aborting them"
             );
             self.outbound.tasks.abort_all();

@@ -151,6 +151,11 @@ async fn start(
             .iter()
             .map(|c| (c.account.id.clone(), c.pacer.clone()))
             .collect(),
+        skipped: connectors
+            .skipped()
+            .iter()
+            .map(|(a, why)| (a.id.clone(), why.clone()))
+            .collect(),
         accounts: config.accounts.iter().map(|a| a.id.clone()).collect(),
         ready: AtomicBool::new(false),
         admin: crate::http::admin::AdminState::new(

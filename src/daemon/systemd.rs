@@ -36,10 +36,11 @@
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -225,7 +226,7 @@ impl Heartbeats {
     }
 
     fn now_ms(&self) -> u64 {
-        self.0.epoch.elapsed().as_millis() as u64
+        crate::pacing::millis(self.0.epoch.elapsed())
     }
 
     /// A heartbeat for a new worker, alive as of now.
@@ -235,7 +236,7 @@ impl Heartbeats {
             deadline_ms: AtomicU64::new(0),
             state: AtomicU8::new(RUNNING),
         });
-        let mut beats = self.0.beats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut beats = self.0.beats.lock();
         beats.retain(|b| b.state.load(Ordering::Acquire) != RETIRED);
         beats.push(beat.clone());
         drop(beats);
@@ -250,7 +251,7 @@ impl Heartbeats {
     /// The names of the workers whose next beat is overdue, or that died.
     pub fn stalled(&self) -> Vec<String> {
         let now = self.now_ms();
-        let beats = self.0.beats.lock().unwrap_or_else(|p| p.into_inner());
+        let beats = self.0.beats.lock();
         beats
             .iter()
             .filter(|b| match b.state.load(Ordering::Acquire) {
@@ -264,7 +265,7 @@ impl Heartbeats {
 
     /// How many workers are registered and not retired.
     pub fn len(&self) -> usize {
-        let beats = self.0.beats.lock().unwrap_or_else(|p| p.into_inner());
+        let beats = self.0.beats.lock();
         beats
             .iter()
             .filter(|b| b.state.load(Ordering::Acquire) != RETIRED)
@@ -286,7 +287,10 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     fn due_in(&self, within: Duration) {
-        let at = self.board.now_ms() + within.as_millis() as u64;
+        let at = self
+            .board
+            .now_ms()
+            .saturating_add(crate::pacing::millis(within));
         self.beat.deadline_ms.store(at, Ordering::Release);
     }
 

@@ -1,4 +1,5 @@
-//! Delivery of routed orders to destinations (SPEC §3.4), through the outbox.
+//! Delivery of routed orders to destinations, through the outbox (what a
+//! destination receives: `docs/http-api.md`).
 //!
 //! An order is deliverable when it has a route, no hold, and is `ready` or
 //! `partially_shipped` (`pending` orders are not to be shipped yet;
@@ -34,7 +35,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use switchyard_contract::RateLimit;
 use switchyard_contract::error::parse_retry_after;
@@ -43,7 +43,7 @@ use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Pacer, 
 use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
-use crate::outbox::{DELIVER, Sender, Verdict, destination_account};
+use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
 use crate::pacing::{AccountPacer, PacerOptions};
 use crate::store::{
     NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
@@ -54,9 +54,18 @@ pub const DELIVERY_HEADER: &str = "X-Switchyard-Delivery";
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// HMAC-SHA256 keyed with `secret`.
+#[expect(
+    clippy::expect_used,
+    reason = "HMAC takes keys of any length: new_from_slice cannot fail"
+)]
+fn mac(secret: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length")
+}
+
 /// base64 of HMAC-SHA256 of `body` keyed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac = mac(secret);
     mac.update(body);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -66,20 +75,9 @@ pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
     let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
         return false;
     };
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac = mac(secret);
     mac.update(body);
     mac.verify_slice(&sig).is_ok()
-}
-
-/// The payload of a `deliver` item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliverPayload {
-    pub order_id: String,
-    pub destination: String,
-    /// Sent as `X-Switchyard-Delivery`; the same on every retry.
-    pub delivery_id: String,
-    /// The exact bytes to POST: the canonical order JSON at routing time.
-    pub body: String,
 }
 
 /// The destination an order is to be delivered to, if it is deliverable now.
@@ -113,19 +111,21 @@ pub fn new_delivery_id(order_id: &str, now: DateTime<Utc>) -> String {
 }
 
 /// The `deliver` item for an order to `destination`, with the body frozen now.
+#[expect(
+    clippy::expect_used,
+    reason = "an order is plain data: serializing it cannot fail"
+)]
 pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> NewOutboxItem {
     let body = serde_json::to_string(order).expect("orders always serialize");
-    let payload = DeliverPayload {
-        order_id: order.id.clone(),
-        destination: destination.to_owned(),
-        delivery_id: new_delivery_id(&order.id, now),
-        body,
-    };
     NewOutboxItem {
         account: destination_account(destination),
-        kind: DELIVER.to_owned(),
+        job: Job::Deliver(Delivery {
+            order_id: order.id.clone(),
+            destination: destination.to_owned(),
+            delivery_id: new_delivery_id(&order.id, now),
+            body,
+        }),
         coalesce_key: None,
-        payload: serde_json::to_value(payload).expect("payloads always serialize"),
         not_before: now,
     }
 }
@@ -237,10 +237,13 @@ fn queue_one(
             return Ok(false);
         }
         let item = delivery_item(&stored.order, dest, now);
-        let delivery_id = item.payload["delivery_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let delivery_id = match &item.job {
+            Job::Deliver(d) => d.delivery_id.clone(),
+            Job::PushStock { .. }
+            | Job::PushTracking { .. }
+            | Job::FetchOrders { .. }
+            | Job::CheckStockReceipt { .. } => String::new(),
+        };
         let mut batch = WriteBatch::new(now);
         batch.dedupe.push((key, forever()));
         batch.orders.push(OrderWrite::Local {
@@ -316,7 +319,7 @@ const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Sender for DestinationSender {
-    fn pacing(&self, _kind: &str) -> (&AccountPacer, Operation) {
+    fn pacing(&self, _kind: JobKind) -> (&AccountPacer, Operation) {
         (&self.pacer, PACED_AS)
     }
 
@@ -325,15 +328,12 @@ impl Sender for DestinationSender {
     }
 
     async fn send(&self, item: &OutboxItem) -> Verdict {
-        if item.kind != DELIVER {
+        let Job::Deliver(p) = &item.job else {
             return Verdict::Dead(format!(
-                "unknown outbox item kind {:?} for destination {}",
-                item.kind, self.id
+                "a {} job was queued for destination {}; destinations take deliveries only",
+                item.job.kind(),
+                self.id
             ));
-        }
-        let p: DeliverPayload = match serde_json::from_value(item.payload.clone()) {
-            Ok(p) => p,
-            Err(e) => return Verdict::Dead(format!("unreadable delivery payload: {e}")),
         };
         // The item was queued when the order became deliverable, but it may
         // wait (a destination that is down, backoff, a restart) while the
@@ -375,7 +375,7 @@ impl Sender for DestinationSender {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
             .header(DELIVERY_HEADER, &p.delivery_id)
-            .body(p.body)
+            .body(p.body.clone())
             .send()
             .await;
         let resp = match sent {

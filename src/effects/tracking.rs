@@ -17,16 +17,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use switchyard_contract::{
     Connector, OrderStatus, Shipment, ShipmentLine, TrackingPush, TrackingResult,
 };
 
 use super::Outbound;
-use crate::outbox::{PUSH_TRACKING, Verdict};
-use crate::store::{
-    NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
-};
+use crate::outbox::{Job, Verdict};
+use crate::store::{NewOutboxItem, OrderWrite, Store, StoreError, StoredOrder, WriteBatch};
 
 /// A shipment as `POST /api/v1/shipments` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,9 +113,11 @@ pub fn tracking_item(
 ) -> NewOutboxItem {
     NewOutboxItem {
         account: order.order.account.clone(),
-        kind: PUSH_TRACKING.to_owned(),
+        job: Job::PushTracking {
+            order_id: order.order.id.clone(),
+            tracking_number: tracking_number.to_owned(),
+        },
         coalesce_key: None,
-        payload: json!({ "order_id": order.order.id, "tracking_number": tracking_number }),
         not_before: now,
     }
 }
@@ -217,7 +216,8 @@ pub fn apply_shipment(
                     }
                     let n = u64::from(left(i)).min(rest);
                     if n > 0 {
-                        take.push((i, n as u32));
+                        // At most `left(i)`, a u32.
+                        take.push((i, u32::try_from(n).unwrap_or(u32::MAX)));
                         rest -= n;
                     }
                 }
@@ -327,21 +327,14 @@ pub fn record(
     Err(ShipError::Contended(req.order_id.clone()))
 }
 
-/// Sends one `push_tracking` item: the order and its shipment are read now.
-pub async fn send_tracking(store: &Store, connector: &dyn Connector, item: &OutboxItem) -> Verdict {
-    let field = |k: &str| {
-        item.payload
-            .get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let (Some(order_id), Some(tracking)) = (field("order_id"), field("tracking_number")) else {
-        return Verdict::Dead(format!(
-            "payload needs order_id and tracking_number: {}",
-            item.payload
-        ));
-    };
-    let stored = match store.get_order(&order_id) {
+/// Sends one `push_tracking` job: the order and its shipment are read now.
+pub async fn send_tracking(
+    store: &Store,
+    connector: &dyn Connector,
+    order_id: &str,
+    tracking: &str,
+) -> Verdict {
+    let stored = match store.get_order(order_id) {
         Ok(Some(s)) => s,
         Ok(None) => return Verdict::Dead(format!("order {order_id} is no longer in the store")),
         Err(e) => {

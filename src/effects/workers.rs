@@ -4,9 +4,10 @@
 //! drift repair task.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
+use std::time::Duration;
+
 use switchyard_contract::{Connector, Operation};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -14,12 +15,9 @@ use tokio::task::JoinSet;
 use super::stock::DriftOptions;
 use super::{Outbound, deliveries};
 use crate::config::{Config, DestinationConfig};
-use crate::outbox::{
-    CHECK_RECEIPT, OutboxOptions, PUSH_INVENTORY, PUSH_TRACKING, Sender, Verdict, Worker,
-    destination_account,
-};
+use crate::outbox::{Job, JobKind, OutboxOptions, Sender, Verdict, Worker, destination_account};
 use crate::pacing::AccountPacer;
-use crate::store::Store;
+use crate::store::{OutboxItem, Store};
 
 /// The running outbound tasks of the daemon.
 pub struct OutboundTasks {
@@ -126,19 +124,19 @@ pub struct ChannelSender {
 }
 
 impl ChannelSender {
-    /// The operation class an item kind spends.
-    pub fn operation(kind: &str) -> Operation {
+    /// The operation class a job spends.
+    pub fn operation(kind: JobKind) -> Operation {
         match kind {
-            PUSH_TRACKING => Operation::PushTracking,
-            CHECK_RECEIPT => Operation::Lookup,
-            crate::outbox::FETCH_ORDERS => Operation::Fetch,
-            _ => Operation::PushInventory,
+            JobKind::PushTracking => Operation::PushTracking,
+            JobKind::CheckStockReceipt => Operation::Lookup,
+            JobKind::FetchOrders => Operation::Fetch,
+            JobKind::PushStock | JobKind::Deliver => Operation::PushInventory,
         }
     }
 }
 
 impl Sender for ChannelSender {
-    fn pacing(&self, kind: &str) -> (&AccountPacer, Operation) {
+    fn pacing(&self, kind: JobKind) -> (&AccountPacer, Operation) {
         (&self.pacer, ChannelSender::operation(kind))
     }
 
@@ -147,18 +145,18 @@ impl Sender for ChannelSender {
     }
 
     /// Stock pushes go as many to a call as the connector takes.
-    fn batch_limit(&self, kind: &str) -> usize {
+    fn batch_limit(&self, kind: JobKind) -> usize {
         match kind {
-            PUSH_INVENTORY if self.connector.capabilities().push_inventory => {
+            JobKind::PushStock if self.connector.capabilities().push_inventory => {
                 self.connector.inventory_batch_limit().max(1)
             }
             _ => 1,
         }
     }
 
-    async fn send_batch(&self, items: &[crate::store::OutboxItem]) -> Vec<Verdict> {
-        let inventory = items.iter().all(|i| i.kind == PUSH_INVENTORY);
-        if inventory && self.connector.capabilities().push_inventory {
+    async fn send_batch(&self, items: &[OutboxItem]) -> Vec<Verdict> {
+        let stock = items.iter().all(|i| i.job.kind() == JobKind::PushStock);
+        if stock && self.connector.capabilities().push_inventory {
             return super::stock::send_push_batch(
                 &self.store,
                 &self.outbound,
@@ -176,10 +174,10 @@ impl Sender for ChannelSender {
         verdicts
     }
 
-    async fn send(&self, item: &crate::store::OutboxItem) -> Verdict {
+    async fn send(&self, item: &OutboxItem) -> Verdict {
         let caps = self.connector.capabilities();
-        match item.kind.as_str() {
-            PUSH_INVENTORY if caps.push_inventory => {
+        match &item.job {
+            Job::PushStock { .. } if caps.push_inventory => {
                 super::stock::send_push(
                     &self.store,
                     &self.outbound,
@@ -190,28 +188,45 @@ impl Sender for ChannelSender {
                 )
                 .await
             }
-            CHECK_RECEIPT if caps.push_inventory => {
+            Job::PushTracking {
+                order_id,
+                tracking_number,
+            } if caps.push_tracking => {
+                super::tracking::send_tracking(
+                    &self.store,
+                    self.connector.as_ref(),
+                    order_id,
+                    tracking_number,
+                )
+                .await
+            }
+            Job::CheckStockReceipt { receipt, skus } if caps.push_inventory => {
                 super::stock::send_receipt_check(
                     &self.store,
                     &self.outbound,
                     self.connector.as_ref(),
                     &self.account,
                     self.buffer,
-                    item,
+                    receipt,
+                    skus,
                 )
                 .await
             }
-            PUSH_TRACKING if caps.push_tracking => {
-                super::tracking::send_tracking(&self.store, self.connector.as_ref(), item).await
+            Job::PushStock { .. } | Job::PushTracking { .. } | Job::CheckStockReceipt { .. } => {
+                Verdict::Dead(format!(
+                    "the {} connector of account {} cannot {}",
+                    self.connector.channel(),
+                    self.account,
+                    item.job.kind().describe()
+                ))
             }
-            PUSH_INVENTORY | PUSH_TRACKING | CHECK_RECEIPT => Verdict::Dead(format!(
-                "the {} connector of account {} cannot {}",
-                self.connector.channel(),
-                self.account,
-                item.kind.replace('_', " ")
+            Job::Deliver(_) => Verdict::Dead(format!(
+                "a delivery was queued for channel account {}; deliveries go to destinations",
+                self.account
             )),
-            other => Verdict::Dead(format!(
-                "unknown outbox item kind {other:?} for a channel account"
+            Job::FetchOrders { .. } => Verdict::Dead(format!(
+                "a fetch of orders for account {} reached the stock and tracking sender",
+                self.account
             )),
         }
     }

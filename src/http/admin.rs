@@ -1,4 +1,4 @@
-//! The admin API under `/api/v1` (SPEC §4): what the command line uses while
+//! The admin API under `/api/v1` (`docs/http-api.md`): what the command line uses while
 //! the daemon holds the store, and what destinations use to report
 //! shipments. Every operation is one of `crate::ops`, so the API and the
 //! command line with the store open cannot disagree; this module only reads
@@ -206,7 +206,7 @@ async fn no_route(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no admin route {} {PREFIX}{}; the routes are listed in SPEC §4",
+            "no admin route {} {PREFIX}{}; the routes are listed in docs/http-api.md",
             req.method(),
             req.uri().path()
         ),
@@ -217,7 +217,7 @@ async fn wrong_method(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
-            "{} is not a method of {PREFIX}{}; the routes are listed in SPEC §4",
+            "{} is not a method of {PREFIX}{}; the routes are listed in docs/http-api.md",
             req.method(),
             req.uri().path()
         ),

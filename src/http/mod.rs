@@ -41,6 +41,8 @@ pub struct HttpState {
     pub tokens: TokenBoard,
     /// Every connected account's pacer, by account id.
     pub pacers: BTreeMap<String, Arc<AccountPacer>>,
+    /// Why an account does not run, by account id.
+    pub skipped: BTreeMap<String, String>,
     /// Account ids, for readiness.
     pub accounts: Vec<String>,
     pub ready: AtomicBool,
@@ -83,7 +85,7 @@ async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
-    let rest = Arc::new(std::sync::Mutex::new(None));
+    let rest = Arc::new(parking_lot::Mutex::new(None));
     let req = req.map(|inner| {
         Body::new(Unread {
             inner: Some(inner),
@@ -91,7 +93,7 @@ async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::
         })
     });
     let mut response = next.run(req).await;
-    let unread = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let unread = rest.lock().take();
     if let Some(body) = unread {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(body, DRAIN_LIMIT));
         if !matches!(drained.await, Ok(Ok(_))) {
@@ -108,14 +110,14 @@ async fn drain_unread_body(req: axum::extract::Request, next: axum::middleware::
 /// [`drain_unread_body`].
 struct Unread {
     inner: Option<Body>,
-    rest: Arc<std::sync::Mutex<Option<Body>>>,
+    rest: Arc<parking_lot::Mutex<Option<Body>>>,
 }
 
 impl Drop for Unread {
     fn drop(&mut self) {
         use http_body::Body as _;
         if let Some(body) = self.inner.take().filter(|b| !b.is_end_stream()) {
-            *self.rest.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+            *self.rest.lock() = Some(body);
         }
     }
 }
@@ -152,7 +154,7 @@ impl http_body::Body for Unread {
 
 /// What this server answers, for the 404 and 405 texts.
 const ROUTES: &str = "POST /webhooks/{account}, GET /healthz, GET /readyz, GET /metrics \
-                      and the admin API under /api/v1 (SPEC §4)";
+                      and the admin API under /api/v1 (docs/http-api.md)";
 
 async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     text(
@@ -208,6 +210,7 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
             let h = health.get(a);
             let mut detail = json!({
                 "polling": h.is_some(),
+                "reason": state.skipped.get(a),
                 "last_success": h.and_then(|h| h.last_success),
                 "consecutive_errors": h.map_or(0, |h| h.consecutive_errors),
                 "last_error": h.and_then(|h| h.last_error.clone()),

@@ -22,50 +22,33 @@
 //!   process ([`Wakers`]), and rescan the due list every
 //!   `OutboxOptions::idle_rescan` for items whose retry time came.
 //!
-//! Item kinds and payloads:
+//! Jobs ([`Job`], stored as the item's `kind` and `payload`):
 //!
 //! | kind | account | payload | coalesce key |
 //! | --- | --- | --- | --- |
-//! | `push_inventory` | channel account | `{ "sku" }`: the level is computed when sent | `stock:<sku>` |
+//! | `push_stock` (stored as `push_inventory` before) | channel account | `{ "sku" }`: the level is computed when sent | `stock:<sku>` |
 //! | `push_tracking` | the order's account | `{ "order_id", "tracking_number" }` | none |
 //! | `deliver` | `destination:<id>` | `{ "order_id", "destination", "delivery_id", "body" }` | none |
 //! | `fetch_orders` | channel account | `{ "ids" }`: orders a webhook only named | none |
-//! | `check_inventory_receipt` | channel account | `{ "receipt", "skus": [{ "sku", "quantity" }] }`: pushes the channel took for later, due at its `check_after` | none |
+//! | `check_stock_receipt` | channel account | `{ "receipt", "skus": [{ "sku", "quantity" }] }`: stock pushes the channel took for later, due at its `check_after` | none |
 
 pub mod policy;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use parking_lot::Mutex;
 use switchyard_contract::RateLimit;
 use tokio::sync::Notify;
 
 use crate::store::{NewOutboxItem, Store};
 
+pub use crate::store::{Delivery, Job, JobKind, ReceiptSku};
 pub use worker::{FollowUp, Sender, Verdict, Worker};
-
-/// Set a channel's stock of one SKU.
-pub const PUSH_INVENTORY: &str = "push_inventory";
-/// Tell a channel about a shipment.
-pub const PUSH_TRACKING: &str = "push_tracking";
-/// Deliver a routed order to a destination.
-pub const DELIVER: &str = "deliver";
-/// Fetch orders a webhook only named, and ingest them.
-pub const FETCH_ORDERS: &str = "fetch_orders";
-/// Ask a channel what became of stock pushes it took for processing later.
-pub const CHECK_RECEIPT: &str = "check_inventory_receipt";
-/// Every item kind.
-pub const KINDS: [&str; 5] = [
-    PUSH_INVENTORY,
-    PUSH_TRACKING,
-    DELIVER,
-    FETCH_ORDERS,
-    CHECK_RECEIPT,
-];
 
 /// The outbox account of a destination. Account ids cannot contain `:`, so
 /// these never collide with channel accounts.
@@ -118,7 +101,7 @@ pub struct Wakers(Arc<Mutex<HashMap<String, Arc<Notify>>>>);
 
 impl Wakers {
     pub fn get(&self, account: &str) -> Arc<Notify> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock();
         map.entry(account.to_owned()).or_default().clone()
     }
 

@@ -18,7 +18,7 @@ pub enum Action {
 }
 
 /// Rate-limited, transient and undecodable answers are retried (a channel
-/// that returns garbage is treated like one that times out: SPEC §5).
+/// that returns garbage is treated like one that times out).
 /// Rejected, config and auth failures are permanent. Auth is permanent for
 /// now: token refresh arrives with the connectors that need it, and a
 /// connector is expected to refresh before it reports `Auth`.

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::policy::{Action, classify};
-use super::{KINDS, Outbox, OutboxMetrics, OutboxOptions};
+use super::{JobKind, Outbox, OutboxMetrics, OutboxOptions};
 use crate::pacing::{AccountPacer, Backoff, Keepalive, bounded, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -72,7 +72,7 @@ pub trait Sender: Send + Sync + 'static {
     /// The account's pacer and the operation class a call of `kind`
     /// spends: the worker waits there before the call, and the call
     /// acquires from it.
-    fn pacing(&self, kind: &str) -> (&AccountPacer, Operation);
+    fn pacing(&self, kind: JobKind) -> (&AccountPacer, Operation);
 
     /// How long one call may take once the pacer let it go (the far side's
     /// own figure; `OutboxOptions::call_timeout` overrides it).
@@ -82,7 +82,7 @@ pub trait Sender: Send + Sync + 'static {
 
     /// How many items of `kind` one call may carry; 1 (the default): one
     /// item per call.
-    fn batch_limit(&self, _kind: &str) -> usize {
+    fn batch_limit(&self, _kind: JobKind) -> usize {
         1
     }
 
@@ -107,20 +107,21 @@ pub trait Sender: Send + Sync + 'static {
 /// kept within the call and among the items left.
 pub(crate) fn take_call(
     due: &mut Vec<OutboxItem>,
-    limit: impl Fn(&str) -> usize,
+    limit: impl Fn(JobKind) -> usize,
 ) -> Vec<OutboxItem> {
     if due.is_empty() {
         return Vec::new();
     }
     let first = due.remove(0);
-    let max = limit(&first.kind).max(1);
+    let kind = first.job.kind();
+    let max = limit(kind).max(1);
     let mut keys: HashSet<String> = first.coalesce_key.iter().cloned().collect();
     let mut call = vec![first];
     let mut i = 0;
     while call.len() < max && i < due.len() {
         let item = &due[i];
         let same_key = item.coalesce_key.as_ref().is_some_and(|k| keys.contains(k));
-        if item.kind == call[0].kind && !same_key {
+        if item.job.kind() == kind && !same_key {
             keys.extend(item.coalesce_key.iter().cloned());
             call.push(due.remove(i));
         } else {
@@ -204,9 +205,9 @@ impl<S: Sender> Worker<S> {
     async fn run_loop(mut self) {
         tracing::debug!(account = %self.account, "outbox worker started");
         // Read enough due items to fill the widest call.
-        let read = KINDS
+        let read = JobKind::ALL
             .iter()
-            .map(|k| self.sender.batch_limit(k))
+            .map(|k| self.sender.batch_limit(*k))
             .fold(self.options.batch, usize::max)
             .max(1);
         while !self.stopped() {
@@ -250,9 +251,9 @@ impl<S: Sender> Worker<S> {
         let Some(first) = items.first() else {
             return true;
         };
-        let kind = first.kind.clone();
+        let kind = first.job.kind();
         let mut waited = Duration::ZERO;
-        let paced = self.pace(&kind, &mut waited).await;
+        let paced = self.pace(kind, &mut waited).await;
         if !waited.is_zero() {
             let secs = waited.as_secs_f64();
             self.registry.add(
@@ -273,10 +274,10 @@ impl<S: Sender> Worker<S> {
             sku = tracing::field::Empty,
         );
         if let [item] = items.as_slice() {
-            if let Some(order) = item.payload.get("order_id").and_then(|v| v.as_str()) {
+            if let Some(order) = item.job.order_id() {
                 span.record("order", tracing::field::display(order));
             }
-            if let Some(sku) = item.payload.get("sku").and_then(|v| v.as_str()) {
+            if let Some(sku) = item.job.sku() {
                 span.record("sku", tracing::field::display(sku));
             }
         } else {
@@ -321,7 +322,7 @@ impl<S: Sender> Worker<S> {
 
     /// Waits for the pause and the account's pacer, adding the time to
     /// `waited`. False on shutdown.
-    async fn pace(&mut self, kind: &str, waited: &mut Duration) -> bool {
+    async fn pace(&mut self, kind: JobKind, waited: &mut Duration) -> bool {
         if let Some(until) = self.paused_until.take() {
             let now = tokio::time::Instant::now();
             if until > now {
@@ -358,7 +359,7 @@ impl<S: Sender> Worker<S> {
                 self.account_backoff.reset();
                 self.store.outbox_complete(&item.id)?;
                 OutboxMetrics::add(&self.metrics.sent);
-                tracing::debug!(account = %self.account, item = %item.id, kind = %item.kind, "sent");
+                tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
                 if let Some(f) = follow_up {
                     f()?;
                 }
@@ -413,7 +414,7 @@ impl<S: Sender> Worker<S> {
                     self.paused_until = Some(tokio::time::Instant::now() + account);
                     OutboxMetrics::add(&self.metrics.retried);
                     if rate_limited {
-                        let (pacer, operation) = self.sender.pacing(&item.kind);
+                        let (pacer, operation) = self.sender.pacing(item.job.kind());
                         pacer.hold(operation, account);
                         OutboxMetrics::add(&self.metrics.rate_limited);
                         self.registry.inc(
@@ -424,7 +425,7 @@ impl<S: Sender> Worker<S> {
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store
                         .outbox_reschedule(&item.id, at, &error.to_string())?;
-                    tracing::info!(account = %self.account, item = %item.id, kind = %item.kind, class = error.class(), retry_in_ms = delay.as_millis() as u64, error = %error, "outbound call failed; will retry");
+                    tracing::info!(account = %self.account, item = %item.id, kind = %item.job.kind(), class = error.class(), retry_in_ms = crate::pacing::millis(delay), error = %error, "outbound call failed; will retry");
                 }
             },
         }
@@ -434,7 +435,7 @@ impl<S: Sender> Worker<S> {
     fn kill(&self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
         self.store.outbox_kill(&item.id, reason)?;
         OutboxMetrics::add(&self.metrics.dead);
-        tracing::warn!(account = %self.account, item = %item.id, kind = %item.kind, reason, "outbound item is a dead letter");
+        tracing::warn!(account = %self.account, item = %item.id, kind = %item.job.kind(), reason, "outbound item is a dead letter");
         Ok(())
     }
 }
@@ -442,15 +443,21 @@ impl<S: Sender> Worker<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OutboxState;
+    use crate::store::{Job, OutboxState};
 
     fn item(id: &str, kind: &str, key: Option<&str>) -> OutboxItem {
+        let job = match kind {
+            "stock" => Job::PushStock { sku: id.to_owned() },
+            _ => Job::PushTracking {
+                order_id: id.to_owned(),
+                tracking_number: "1Z".to_owned(),
+            },
+        };
         OutboxItem {
             id: id.to_owned(),
             account: "shop".to_owned(),
-            kind: kind.to_owned(),
+            job,
             coalesce_key: key.map(str::to_owned),
-            payload: serde_json::json!({}),
             state: OutboxState::Pending,
             attempts: 0,
             next_attempt_at: Utc::now(),
@@ -474,7 +481,7 @@ mod tests {
             item("6", "stock", None),
             item("7", "stock", Some("stock:D")),
         ];
-        let limit = |kind: &str| if kind == "stock" { 4 } else { 1 };
+        let limit = |kind: JobKind| if kind == JobKind::PushStock { 4 } else { 1 };
         let call = take_call(&mut due, limit);
         assert_eq!(ids(&call), ["1", "3", "5", "6"]);
         assert_eq!(ids(&due), ["2", "4", "7"]);

@@ -1,4 +1,4 @@
-//! Evaluation: a pure function of (rules, order, tags, now), per SPEC §3.2.
+//! Evaluation: a pure function of (rules, order, tags, now).
 //!
 //! Tags are kept by origin: the channel's, the hand-set ones, and the ones
 //! rules add. Rules run in file order and see the tags as earlier rules left

@@ -1,5 +1,5 @@
-//! `switchyard rules explain`: the evaluation of one order, as the JSON shape
-//! SPEC §2 names and as text for people.
+//! `switchyard rules explain`: the evaluation of one order, as JSON for
+//! scripts and as text for people (both shown in `docs/rules.md`).
 
 use std::fmt::Write as _;
 

@@ -1,13 +1,13 @@
 //! The rules file: parse, validate with locations, evaluate, explain.
 //!
-//! The language is SPEC §3.2. Loading compiles a `rules.toml` into a
+//! The language is documented for users in `docs/rules.md`. Loading compiles a `rules.toml` into a
 //! [`RuleSet`] (every error at once, each `FILE:LINE:COLUMN: message`);
 //! [`evaluate`] is a pure function of the rules, one order with its tags by
 //! origin, and the time; [`explain_json`] / [`explain_text`] render an
 //! evaluation for `switchyard rules explain`; [`run_test_file`] runs the
 //! rule test files of `switchyard rules test`.
 //!
-//! Decisions the SPEC leaves open (also in `tests/rules/README.md`):
+//! Decisions worth knowing when reading the code (all in `docs/rules.md`):
 //! - `channel`, `status` and `priority` values must be known names (any
 //!   case); `currency` must be three letters and `country` two (ISO codes,
 //!   any case); all of them, and `region` and `tag`, compare ignoring case.
@@ -53,7 +53,10 @@ pub fn load_rules(
             line: 0,
             column: 0,
             severity: Severity::Error,
-            message: format!("cannot read rules file: {e}"),
+            message: format!(
+                "cannot read the rules file: {}; daemon.rules in the config names it",
+                crate::io_text::reason(&e)
+            ),
         }]
     })?;
     parse_rules(path, &text, destinations)

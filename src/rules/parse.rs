@@ -1,4 +1,4 @@
-//! Parsing and validating `rules.toml` (SPEC §3.2) from the `toml` crate's
+//! Parsing and validating `rules.toml` from the `toml` crate's
 //! spanned document, so that every finding carries a line and column and
 //! every finding is reported in one pass: a bad value is recorded and the
 //! walk goes on with the next one.
@@ -40,14 +40,11 @@ pub fn parse_rules(
         destinations,
     };
     let (doc, errors) = DeTable::parse_recoverable(text);
-    if !errors.is_empty() {
+    if let Some(e) = crate::toml_syntax::first_error(text, &errors) {
         // After a syntax error the recovered document is a guess; checking
-        // it would add findings about text the user never wrote.
-        for e in errors {
-            let span = e.span().unwrap_or(0..0);
-            let message = syntax_message(e.message(), text.get(span.clone()));
-            p.sink.error(span, message);
-        }
+        // it (or the parser's later errors) would add findings about text
+        // the user never wrote.
+        p.sink.error(e.offset..e.offset, e.message);
         return Err(p.sink.into_sorted());
     }
     let (set, spans) = p.document(doc.get_ref());
@@ -56,18 +53,6 @@ pub fn parse_rules(
     }
     lint::check(&set, &spans, &mut p.sink);
     Ok((set, p.sink.into_sorted()))
-}
-
-fn syntax_message(message: &str, at: Option<&str>) -> String {
-    match at {
-        Some(key) if message == "duplicate key" && !key.is_empty() => {
-            format!(
-                "invalid TOML: duplicate key {:?}",
-                key.trim_matches(['"', '\''])
-            )
-        }
-        _ => format!("invalid TOML: {message}"),
-    }
 }
 
 struct Parser<'s> {

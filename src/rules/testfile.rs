@@ -1,6 +1,6 @@
 //! Rule test files (`switchyard rules test PATH...`): TOML files that pair an
 //! input order with what the rules must make of it. The format is documented
-//! in `tests/rules/README.md`; in short:
+//! for users in `docs/rules.md`; in short:
 //!
 //! ```toml
 //! order = "orders/us-standard.json"    # default base order for every case
@@ -251,7 +251,9 @@ fn merge(target: &mut Json, patch: Json) {
             if !target.is_object() {
                 *target = Json::Object(Map::new());
             }
-            let t = target.as_object_mut().expect("made an object above");
+            let Some(t) = target.as_object_mut() else {
+                return;
+            };
             for (k, v) in p {
                 merge(t.entry(k).or_insert(Json::Null), v);
             }

@@ -17,9 +17,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use serde_json::json;
 use switchyard_contract::Channel;
 use switchyard_contract::testkit::{
@@ -170,11 +171,9 @@ impl Simulator {
             throttled: 0,
         }));
         let s = state.clone();
-        let server = LoopbackServer::start(Arc::new(move |req| {
-            s.lock().unwrap_or_else(|p| p.into_inner()).answer(req)
-        }))
-        .await
-        .map_err(|e| format!("simulator: cannot bind 127.0.0.1: {e}"))?;
+        let server = LoopbackServer::start(Arc::new(move |req| s.lock().answer(req)))
+            .await
+            .map_err(|e| format!("simulator: cannot bind 127.0.0.1: {e}"))?;
         Ok(Simulator {
             server,
             state,
@@ -230,18 +229,12 @@ impl Simulator {
 
     /// Replaces Shopify's cost bucket (tests use a small one to force throttling).
     pub fn set_shopify_bucket(&self, bucket: CostBucket) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .shopify_bucket = bucket;
+        self.state.lock().shopify_bucket = bucket;
     }
 
     /// How many calls were answered as throttled (429 or `THROTTLED`).
     pub fn throttled(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .throttled
+        self.state.lock().throttled
     }
 
     /// The GraphQL mutations Shopify was asked to run, in order.
@@ -299,16 +292,12 @@ impl Simulator {
             .count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, SimState> {
+        self.state.lock()
     }
 
     pub fn requests(&self) -> Vec<SimRequest> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .requests
-            .clone()
+        self.state.lock().requests.clone()
     }
 
     pub async fn stop(self) {
@@ -460,7 +449,7 @@ impl DestinationSink {
             let signature_ok = req
                 .header(crate::effects::deliveries::SIGNATURE_HEADER)
                 .is_some_and(|sig| crate::effects::deliveries::verify(secret, &req.body, sig));
-            r.lock().unwrap_or_else(|p| p.into_inner()).push(Delivery {
+            r.lock().push(Delivery {
                 destination,
                 delivery_id: req
                     .header(crate::effects::deliveries::DELIVERY_HEADER)
@@ -485,10 +474,7 @@ impl DestinationSink {
     }
 
     pub fn received(&self) -> Vec<Delivery> {
-        self.received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.received.lock().clone()
     }
 
     pub async fn stop(self) {

@@ -8,6 +8,7 @@ mod apply;
 mod codec;
 mod error;
 mod flusher;
+mod job;
 mod outbox;
 mod tx;
 mod types;
@@ -25,6 +26,7 @@ use codec::{check_key_part, decode, encode, history_prefix, pair_key};
 use flusher::{Flusher, Progress, Waiter};
 
 pub use error::StoreError;
+pub use job::{Delivery, Job, JobKind, ReceiptSku};
 pub use types::{
     ApplyReport, HistoryEntry, NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxState,
     OutboxSummary, PushedLevel, RouteFilter, SavedTokens, StockChange, StockChannelView,

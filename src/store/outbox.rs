@@ -22,7 +22,7 @@ pub(crate) struct PreparedOutbox {
 
 /// Adds an item, or folds it into the pending item with the same coalesce
 /// key: that item keeps its id (its place in the queue) and attempts, and
-/// takes the new kind and payload and the earlier of the two due times.
+/// takes the new job and the earlier of the two due times.
 pub(crate) fn stage_outbox(
     outbox: &TransactionalTree,
     coalesce: &TransactionalTree,
@@ -34,8 +34,7 @@ pub(crate) fn stage_outbox(
             if let Some(ev) = outbox.get(id.as_bytes())? {
                 let mut existing: OutboxItem = decode(OUTBOX, id.as_bytes(), &ev).map_err(abort)?;
                 if existing.state == OutboxState::Pending {
-                    existing.kind = p.item.kind.clone();
-                    existing.payload = p.item.payload.clone();
+                    existing.job = p.item.job.clone();
                     existing.next_attempt_at = existing.next_attempt_at.min(p.item.next_attempt_at);
                     let enc = encode(OUTBOX, id.as_bytes(), &existing).map_err(abort)?;
                     outbox.insert(id.as_bytes(), enc)?;
@@ -70,7 +69,7 @@ fn unindex(coalesce: &TransactionalTree, item: &OutboxItem) -> TxResult<()> {
 
 /// What an operation does to one item.
 enum Change {
-    Put(OutboxItem),
+    Put(Box<OutboxItem>),
     Remove,
     Keep,
 }
@@ -86,9 +85,8 @@ impl Store {
         let item = OutboxItem {
             id,
             account: new.account,
-            kind: new.kind,
+            job: new.job,
             coalesce_key: new.coalesce_key,
-            payload: new.payload,
             state: OutboxState::Pending,
             attempts: 0,
             next_attempt_at: new.not_before,
@@ -206,7 +204,7 @@ impl Store {
             item.attempts = item.attempts.saturating_add(1);
             item.next_attempt_at = next_attempt_at;
             item.last_error = Some(error.to_owned());
-            Change::Put(item)
+            Change::Put(Box::new(item))
         })
         .map(drop)
     }
@@ -218,7 +216,7 @@ impl Store {
             item.attempts = item.attempts.saturating_add(1);
             item.state = OutboxState::Dead;
             item.last_error = Some(error.to_owned());
-            Change::Put(item)
+            Change::Put(Box::new(item))
         })
         .map(drop)
     }
@@ -227,7 +225,7 @@ impl Store {
     /// attempts reset (a fresh retry budget); its last error stays visible.
     pub fn outbox_retry(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.outbox_change(&[id.to_owned()], true, |item| {
-            Change::Put(retried(item, now))
+            Change::Put(Box::new(retried(item, now)))
         })
         .map(drop)
     }
@@ -244,7 +242,7 @@ impl Store {
         }
         // Items completed or retried since the scan are left alone.
         self.outbox_change(&ids, false, |item| match item.state {
-            OutboxState::Dead => Change::Put(retried(item, now)),
+            OutboxState::Dead => Change::Put(Box::new(retried(item, now))),
             OutboxState::Pending => Change::Keep,
         })
     }

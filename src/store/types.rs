@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_contract::{Channel, Cursor, NormalizationNote, Order, OrderStatus};
 
+use super::job::{Job, JobKind};
+
 /// What the store keeps per order: the canonical order plus what must stay apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredOrder {
@@ -214,14 +216,13 @@ impl StockLevel {
 }
 
 /// An outbound call to queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewOutboxItem {
     pub account: String,
-    pub kind: String,
+    pub job: Job,
     /// Items of one account with the same key coalesce while pending: only
-    /// the newest payload goes out (e.g. `stock:<sku>`).
+    /// the newest job goes out (e.g. `stock:<sku>`).
     pub coalesce_key: Option<String>,
-    pub payload: serde_json::Value,
     pub not_before: DateTime<Utc>,
 }
 
@@ -249,14 +250,15 @@ impl fmt::Display for OutboxState {
 }
 
 /// A queued outbound call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxItem {
     /// Zero-padded decimal: lexical order is FIFO order.
     pub id: String,
     pub account: String,
-    pub kind: String,
+    /// Stored as the item's `kind` and `payload` fields.
+    #[serde(flatten)]
+    pub job: Job,
     pub coalesce_key: Option<String>,
-    pub payload: serde_json::Value,
     pub state: OutboxState,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
@@ -269,7 +271,7 @@ pub struct OutboxItem {
 pub struct OutboxSummary {
     pub id: String,
     pub account: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub state: OutboxState,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
@@ -281,7 +283,7 @@ impl OutboxItem {
         OutboxSummary {
             id: self.id.clone(),
             account: self.account.clone(),
-            kind: self.kind.clone(),
+            kind: self.job.kind(),
             state: self.state,
             attempts: self.attempts,
             next_attempt_at: self.next_attempt_at,

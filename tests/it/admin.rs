@@ -1,4 +1,4 @@
-//! The admin API (`/api/v1`, SPEC §4) of a daemon started with `daemon::run`
+//! The admin API (`/api/v1`, `docs/http-api.md`) of a daemon started with `daemon::run`
 //! against the channel simulator, and the command line over it: the token
 //! (401 without it or with a wrong one, 403 when none is configured), each
 //! route's answer and its refusal of bad input, and the same stdout from the

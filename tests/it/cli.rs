@@ -1,5 +1,5 @@
 //! The `switchyard` binary as a user runs it: exit statuses, what goes to
-//! stdout and stderr, and the JSON shapes SPEC §2 names.
+//! stdout and stderr, and the JSON shapes the docs name.
 
 use crate::common;
 

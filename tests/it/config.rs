@@ -331,6 +331,21 @@ fn toml_syntax_error_is_located() {
 }
 
 #[test]
+fn an_unclosed_table_is_one_error_where_it_opens() {
+    let text = VALID.replace("[daemon]\n", "[daemon]\nextra = { a = 1\n");
+    let (fixture, errors) = errors(&text);
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    let error = &errors.errors[0];
+    assert!(
+        error
+            .message
+            .starts_with("invalid TOML: this inline table is not closed: add `}`"),
+        "{error}"
+    );
+    assert_at(error, &fixture.path, &text, "{ a = 1");
+}
+
+#[test]
 fn duplicate_toml_keys_are_syntax_errors_naming_the_key() {
     let text = VALID.replace(
         "poll_interval = \"30s\"",
@@ -338,7 +353,10 @@ fn duplicate_toml_keys_are_syntax_errors_naming_the_key() {
     );
     let (fixture, errors) = errors(&text);
     let error = find(&errors, "duplicate key");
-    assert_eq!(error.message, "invalid TOML: duplicate key poll_interval");
+    assert_eq!(
+        error.message,
+        "invalid TOML: duplicate key \"poll_interval\""
+    );
     assert_at(error, &fixture.path, &text, "poll_interval = \"1m\"");
 }
 

@@ -242,6 +242,7 @@ impl Hooks {
             health: HealthBoard::default(),
             tokens: Default::default(),
             pacers: Default::default(),
+            skipped: Default::default(),
             accounts: vec![ACCOUNT.into()],
             ready: AtomicBool::new(true),
             admin: Default::default(),

@@ -3,6 +3,14 @@
 //! file. Shared support (a test connector, orders, the daemon harness) is in
 //! `common/`.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 mod admin;
@@ -12,6 +20,7 @@ mod daemon;
 mod ingest;
 mod logs;
 mod metrics;
+mod operator;
 mod outbound;
 mod outbound_cli;
 mod poll;

@@ -21,7 +21,7 @@ use switchyard::effects::stock::{self, DriftOptions, StockTarget, StockTargets, 
 use switchyard::effects::tracking::{self, ShipError, ShipLine, ShipOutcome, ShipmentRequest};
 use switchyard::effects::{self, ChannelSender, Outbound};
 use switchyard::ingest::{Ingest, LiveRules, Source};
-use switchyard::outbox::{OutboxOptions, Worker};
+use switchyard::outbox::{Job, JobKind, OutboxOptions, Worker};
 use switchyard::pacing::{AccountPacer, PacerOptions};
 use switchyard::rules::{RuleSet, parse_rules};
 use switchyard::store::{OrderWrite, OutboxState, Store, StoreOptions, WriteBatch};
@@ -685,7 +685,7 @@ async fn transient_faults_are_retried_and_a_permanent_400_is_a_dead_letter_until
     .await;
     let dead = store.outbox_list(true).unwrap().remove(0);
     assert_eq!(dead.state, OutboxState::Dead);
-    assert_eq!(dead.payload["sku"], "BAD-1");
+    assert_eq!(dead.job.sku(), Some("BAD-1"));
     let reason = dead.last_error.clone().unwrap();
     assert!(
         reason.contains("HTTP 400") && reason.contains("sku BAD-1 is blocked"),
@@ -776,12 +776,7 @@ async fn an_order_for_the_last_unit_on_one_channel_zeroes_the_others() {
     );
     let queued: Vec<(String, String)> = pending(&store)
         .iter()
-        .map(|i| {
-            (
-                i.account.clone(),
-                i.payload["sku"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|i| (i.account.clone(), i.job.sku().unwrap().to_owned()))
         .collect();
     assert!(
         queued.contains(&("shop-b".into(), "LAST".into())),
@@ -885,10 +880,7 @@ async fn buffers_hold_back_units_and_drift_repair_reasserts_levels() {
     );
     let queued = pending(&store);
     assert_eq!(
-        (
-            queued[0].account.as_str(),
-            queued[0].payload["sku"].as_str()
-        ),
+        (queued[0].account.as_str(), queued[0].job.sku()),
         ("shop-b", Some("TEE"))
     );
     store.outbox_complete(&queued[0].id).unwrap();
@@ -980,12 +972,15 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
     let queued = pending(&store);
     assert_eq!(queued.len(), 1);
     assert_eq!(
-        (queued[0].kind.as_str(), queued[0].account.as_str()),
-        ("push_tracking", "shop")
+        (queued[0].job.kind(), queued[0].account.as_str()),
+        (JobKind::PushTracking, "shop")
     );
     assert_eq!(
-        queued[0].payload,
-        json!({ "order_id": id, "tracking_number": "1Z-A" })
+        queued[0].job,
+        Job::PushTracking {
+            order_id: id.to_owned(),
+            tracking_number: "1Z-A".into()
+        }
     );
 
     // The same tracking number again: nothing changes, nothing is queued.
@@ -1360,7 +1355,7 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     )
     .await;
     let dead = store.outbox_list(true).unwrap();
-    assert_eq!(dead[0].payload["order_id"], cancelled.id.as_str());
+    assert_eq!(dead[0].job.order_id(), Some(cancelled.id.as_str()));
     assert!(
         dead[0].last_error.as_deref().unwrap().contains("cancelled"),
         "{:?}",
@@ -1373,7 +1368,7 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     );
     let waiting = pending(&store);
     assert_eq!(waiting.len(), 1, "the held order's delivery waits");
-    assert_eq!(waiting[0].payload["order_id"], held.id.as_str());
+    assert_eq!(waiting[0].job.order_id(), Some(held.id.as_str()));
 
     // Released: the waiting delivery goes out (made due here rather than
     // waiting for its next look).

@@ -60,7 +60,7 @@ fn warnings(text: &str) -> Vec<String> {
     }
 }
 
-/// The order of SPEC §3.3: Shopify, shop-us, ready, USD 44.60, Springfield IL
+/// The order of docs/canonical-order.md: Shopify, shop-us, ready, USD 44.60, Springfield IL
 /// US 62701, ada@example.com, "Standard", two MUG-RED.
 fn order() -> Order {
     let text = std::fs::read_to_string(root().join("tests/rules/orders/us-standard.json")).unwrap();
@@ -856,6 +856,35 @@ fn toml_syntax_errors_have_a_location() {
     );
 }
 
+/// One missing `}` gave 55 cascading "invalid TOML" lines with the real
+/// cause last; now it is one error, at the brace that is never closed.
+#[test]
+fn a_missing_brace_is_one_error_at_the_unclosed_table() {
+    let rules = std::fs::read_to_string(root().join("config/rules.toml")).unwrap();
+    let broken = rules.replacen(
+        "then = { hold = \"awaiting payment\", tag = \"unpaid\" }",
+        "then = { hold = \"awaiting payment\", tag = \"unpaid\" ",
+        1,
+    );
+    assert_ne!(
+        broken, rules,
+        "the example rules changed: pick another line"
+    );
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("then = { hold = \"awaiting payment\""))
+        .unwrap()
+        + 1;
+    let found = errors(&broken);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "rules.toml:{line}:8: invalid TOML: this inline table is not closed: add `}}`"
+        )),
+        "{found:?}"
+    );
+}
+
 #[test]
 fn unknown_keys_suggest_the_nearest_valid_one() {
     assert_eq!(
@@ -1165,9 +1194,10 @@ fn load_rules_reads_the_file_or_says_why_not() {
     let diags = load_rules(&missing, &destinations()).unwrap_err();
     assert_eq!(diags.len(), 1);
     assert!(
-        diags[0]
-            .to_string()
-            .starts_with(&format!("{}: cannot read rules file: ", missing.display())),
+        diags[0].to_string().starts_with(&format!(
+            "{}: cannot read the rules file: no such file",
+            missing.display()
+        )),
         "{}",
         diags[0]
     );

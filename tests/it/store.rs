@@ -95,15 +95,23 @@ fn batch(now: DateTime<Utc>, orders: Vec<OrderWrite>) -> WriteBatch {
 fn outbox_item(
     account: &str,
     key: Option<&str>,
-    payload: serde_json::Value,
+    tag: &str,
     not_before: DateTime<Utc>,
 ) -> NewOutboxItem {
     NewOutboxItem {
         account: account.to_owned(),
-        kind: "stock".to_owned(),
+        job: job(tag),
         coalesce_key: key.map(str::to_owned),
-        payload,
         not_before,
+    }
+}
+
+/// A job whose tracking number carries `tag`, so that tests can tell items
+/// apart (the store does not look inside jobs).
+fn job(tag: &str) -> Job {
+    Job::PushTracking {
+        order_id: "shop-us:1".to_owned(),
+        tracking_number: tag.to_owned(),
     }
 }
 
@@ -174,7 +182,7 @@ fn older_version_is_ignored_and_noted() {
             vec![OrderWrite::FromChannel {
                 order: older,
                 expected_revision: Some(1),
-                outbox: vec![outbox_item("shop-us", None, json!(1), t(2))],
+                outbox: vec![outbox_item("shop-us", None, "1", t(2))],
             }],
         ))
         .unwrap();
@@ -282,7 +290,7 @@ fn wrong_revision_conflicts_and_writes_nothing() {
         let mut b = batch(t(3), vec![from_channel(&fresh, None), w]);
         b.cursor = Some(("shop-us".to_owned(), Cursor("c2".to_owned())));
         b.dedupe = vec![("shop-us:evt".to_owned(), t(1000))];
-        b.outbox = vec![outbox_item("shop-us", None, json!(1), t(3))];
+        b.outbox = vec![outbox_item("shop-us", None, "1", t(3))];
         match store.apply(b) {
             Err(StoreError::Conflict { id: got }) => assert_eq!(got, id),
             other => panic!("expected a conflict on {id}, got {other:?}"),
@@ -314,12 +322,7 @@ fn failed_batch_leaves_everything_as_it_was() {
     let mut b = batch(t(0), vec![from_channel(&s, None)]);
     b.cursor = Some(("shop-us".to_owned(), Cursor("c1".to_owned())));
     b.dedupe = vec![("shop-us:e1".to_owned(), t(1000))];
-    b.outbox = vec![outbox_item(
-        "shop-us",
-        Some("stock:SKU-1"),
-        json!({"qty": 1}),
-        t(0),
-    )];
+    b.outbox = vec![outbox_item("shop-us", Some("stock:SKU-1"), "qty 1", t(0))];
     b.stock = vec![StockChange::Set {
         sku: "SKU-1".into(),
         available: 5,
@@ -342,19 +345,14 @@ fn failed_batch_leaves_everything_as_it_was() {
             OrderWrite::FromChannel {
                 order: update,
                 expected_revision: Some(1),
-                outbox: vec![outbox_item("shop-us", None, json!("tracking"), t(10))],
+                outbox: vec![outbox_item("shop-us", None, "tracking", t(10))],
             },
             from_channel(&stored(order("shop-us", 2, 0, 0)), None),
         ],
     );
     b.cursor = Some(("shop-us".to_owned(), Cursor("c2".to_owned())));
     b.dedupe = vec![("shop-us:e2".to_owned(), t(1000))];
-    b.outbox = vec![outbox_item(
-        "shop-us",
-        Some("stock:SKU-1"),
-        json!({"qty": 2}),
-        t(10),
-    )];
+    b.outbox = vec![outbox_item("shop-us", Some("stock:SKU-1"), "qty 2", t(10))];
     b.stock = vec![
         StockChange::Set {
             sku: "SKU-1".into(),
@@ -392,9 +390,9 @@ fn outbox_fifo_coalescing_and_dead_letters() {
     };
     store
         .apply(b(vec![
-            outbox_item("shop-us", Some("stock:A"), json!({"qty": 1}), t(0)),
-            outbox_item("shop-us", None, json!("tracking-1"), t(0)),
-            outbox_item("etsy-1", Some("stock:A"), json!({"qty": 1}), t(0)),
+            outbox_item("shop-us", Some("stock:A"), "qty 1", t(0)),
+            outbox_item("shop-us", None, "tracking-1", t(0)),
+            outbox_item("etsy-1", Some("stock:A"), "qty 1", t(0)),
         ]))
         .unwrap();
     // Same key, same account: folds into the first item, newest payload wins.
@@ -402,18 +400,13 @@ fn outbox_fifo_coalescing_and_dead_letters() {
         .apply(b(vec![outbox_item(
             "shop-us",
             Some("stock:A"),
-            json!({"qty": 3}),
+            "qty 3",
             t(5),
         )]))
         .unwrap();
     store
         .outbox_add(
-            vec![outbox_item(
-                "shop-us",
-                Some("stock:A"),
-                json!({"qty": 4}),
-                t(6),
-            )],
+            vec![outbox_item("shop-us", Some("stock:A"), "qty 4", t(6))],
             t(6),
         )
         .unwrap();
@@ -425,9 +418,9 @@ fn outbox_fifo_coalescing_and_dead_letters() {
     sorted.sort();
     assert_eq!(ids, sorted, "listed in id order");
     assert_eq!(pending[0].account, "shop-us");
-    assert_eq!(pending[0].payload, json!({"qty": 4}));
+    assert_eq!(pending[0].job, job("qty 4"));
     assert_eq!(pending[0].next_attempt_at, t(0), "earliest due time kept");
-    assert_eq!(pending[1].payload, json!("tracking-1"));
+    assert_eq!(pending[1].job, job("tracking-1"));
     assert_eq!(pending[2].account, "etsy-1");
     assert_eq!(store.outbox_counts().unwrap(), (3, 0));
 
@@ -466,7 +459,7 @@ fn outbox_fifo_coalescing_and_dead_letters() {
     assert_eq!(
         serde_json::to_value(dead[0].summary()).unwrap(),
         json!({
-            "id": pending[0].id, "account": "shop-us", "kind": "stock", "state": "dead",
+            "id": pending[0].id, "account": "shop-us", "kind": "push_tracking", "state": "dead",
             "attempts": 2, "next_attempt_at": t(60), "last_error": "400 unknown sku"
         })
     );
@@ -479,12 +472,7 @@ fn outbox_fifo_coalescing_and_dead_letters() {
     );
     store
         .outbox_add(
-            vec![outbox_item(
-                "shop-us",
-                Some("stock:A"),
-                json!({"qty": 7}),
-                t(70),
-            )],
+            vec![outbox_item("shop-us", Some("stock:A"), "qty 7", t(70))],
             t(70),
         )
         .unwrap();
@@ -544,7 +532,7 @@ fn order_outbox_items_follow_the_outcome() {
     let w = |expected| OrderWrite::FromChannel {
         order: s.clone(),
         expected_revision: expected,
-        outbox: vec![outbox_item("dest", None, json!("deliver"), t(0))],
+        outbox: vec![outbox_item("dest", None, "deliver", t(0))],
     };
     store.apply(batch(t(0), vec![w(None)])).unwrap();
     assert_eq!(store.outbox_counts().unwrap(), (1, 0));
@@ -565,7 +553,7 @@ fn order_outbox_items_follow_the_outcome() {
                 order: local,
                 kind: "shipment".to_owned(),
                 detail: "ups 1Z".to_owned(),
-                outbox: vec![outbox_item("shop-us", None, json!("tracking"), t(2))],
+                outbox: vec![outbox_item("shop-us", None, "tracking", t(2))],
             }],
         ))
         .unwrap();
@@ -876,7 +864,12 @@ fn concurrent_writers_share_flushes_without_deadlock() {
                 for i in 0..PER_TASK {
                     let s = stored(order("shop-us", task * 1000 + i, i64::from(i), 0));
                     let mut b = batch(t(0), vec![from_channel(&s, None)]);
-                    b.outbox = vec![outbox_item("shop-us", Some("stock:A"), json!(i), t(0))];
+                    b.outbox = vec![outbox_item(
+                        "shop-us",
+                        Some("stock:A"),
+                        &i.to_string(),
+                        t(0),
+                    )];
                     let r = store.apply(b).expect("apply");
                     store.flushed(r.seq).await.expect("flushed");
                 }

@@ -379,7 +379,7 @@ async fn sigterm_lets_the_outbox_call_in_flight_finish_then_exits_0() {
         .outbox_list(false)
         .unwrap()
         .into_iter()
-        .filter(|i| i.kind == "deliver")
+        .filter(|i| i.job.kind() == switchyard::outbox::JobKind::Deliver)
         .collect();
     assert!(pending.is_empty(), "{pending:?}");
     assert!(store.get_order("shop-us:5551234567").unwrap().is_some());

@@ -1,4 +1,4 @@
-//! The canonical order: the one JSON shape (SPEC §3.3) that every channel is
+//! The canonical order: the one JSON shape (`docs/canonical-order.md`) that every channel is
 //! normalized into and that the store, the rules, the CLI and destinations use.
 //! Money is `Decimal` with an ISO 4217 code; timestamps are UTC.
 
@@ -56,7 +56,7 @@ impl FromStr for Channel {
     }
 }
 
-/// Where the order stands, across channels (SPEC §3.3).
+/// Where the order stands, across channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -239,7 +239,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Whether the channel's figures add up as SPEC §3.3 defines `total`.
+    /// Whether the channel's figures add up as the canonical `total` is defined.
     /// Checked: the figures come from channels, and `Decimal`'s operators
     /// panic past 28 digits; a sum out of range does not add up.
     pub fn adds_up(&self) -> bool {
@@ -410,7 +410,7 @@ pub struct Shipment {
     pub lines: Vec<ShipmentLine>,
 }
 
-/// The canonical order, field for field as SPEC §3.3.
+/// The canonical order, field for field as `docs/canonical-order.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
@@ -523,8 +523,8 @@ pub struct NormalizedOrder {
 }
 
 impl NormalizedOrder {
-    /// Adds a `mismatch` note when the channel's totals do not add up (SPEC §3.3:
-    /// the channel's figures win, and the order says so).
+    /// Adds a `mismatch` note when the channel's totals do not add up (the
+    /// channel's figures win, and the order says so).
     pub fn note_totals_mismatch(&mut self) {
         let t = &self.order.totals;
         if !t.adds_up() {

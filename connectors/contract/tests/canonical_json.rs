@@ -1,4 +1,4 @@
-//! The canonical order JSON is a contract (docs/canonical-order.md): these
+//! The canonical order JSON is a contract (`docs/canonical-order.md`): these
 //! tests pin it field for field, in order, against the documented example.
 
 use chrono::{TimeZone, Utc};

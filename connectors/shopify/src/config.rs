@@ -1,5 +1,6 @@
 //! What one Shopify connector is built from: where the shop is, its
-//! credentials and its knobs, as plain data. The account's keys are read
+//! credentials and its knobs, as plain data. The account's keys
+//! (`docs/channels/shopify.md`) are read
 //! from the daemon's config by `settings.rs`; both it and
 //! [`ShopifyConfig::validate`] (for a config made in code) judge values by
 //! the checks here ([`api_version_problem`], [`location_gid`]), so a value
@@ -23,7 +24,7 @@ pub struct ShopifyConfig {
     pub access_token: Secret,
     /// Webhook signing secrets. Several are accepted at once because Shopify
     /// keeps signing with the old client secret for up to an hour after a
-    /// rotation (CHANNELS.md §2.3).
+    /// rotation.
     pub webhook_secrets: Vec<Secret>,
     /// Where stock is set: `"123"` or `"gid://shopify/Location/123"`. `None`
     /// means the shop's primary location, looked up on the first push.

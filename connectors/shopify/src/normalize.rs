@@ -1,4 +1,4 @@
-//! Shopify order → canonical order (SPEC §3.3). Pure: no I/O, no clock.
+//! Shopify order → canonical order (`docs/canonical-order.md`). Pure: no I/O, no clock.
 //!
 //! Shopify hands us the same order in two shapes: a GraphQL `Order` node when
 //! we poll, and the REST order resource in `orders/*` webhooks. Each shape has
@@ -54,7 +54,7 @@
 //! next poll brings the exact figure). Amounts get the currency's minor units
 //! (`"10.0"` → `"10.00"`, `JPY` none), because GraphQL and REST print the
 //! same amount differently. Shops whose prices include tax do not add up as
-//! SPEC §3.3 sums them; the channel's figures are kept and noted.
+//! the canonical total sums them; the channel's figures are kept and noted.
 //!
 //! # The rest
 //!

@@ -21,7 +21,7 @@ fn schema() -> &'static Valid<Schema> {
     static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let sdl = std::fs::read_to_string(SCHEMA_PATH).expect("read the vendored schema");
-        // The printed SDL omits the built-in @oneOf directive it uses (CHANNELS.md §2.9).
+        // The printed SDL omits the built-in @oneOf directive it uses.
         let sdl = format!("directive @oneOf on INPUT_OBJECT\n{sdl}");
         Schema::parse_and_validate(sdl, SCHEMA_PATH).expect("the vendored schema is valid")
     })

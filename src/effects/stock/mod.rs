@@ -3,8 +3,8 @@
 //! `inventory.buffer`), reservations that keep a fast seller on one channel
 //! from being oversold on another, coalesced pushes, and drift repair.
 //!
-//! - **Setting levels** ([`set_levels`], `levels.rs`; CSV files: `csv.rs`), used by `stock set`, `stock import`
-//!   and `PUT /api/v1/stock`) writes the levels and queues a `push_inventory`
+//! - **Setting levels** ([`set_levels`] in `levels.rs`, used by `stock
+//!   set`, `stock import` (`csv.rs`) and `PUT /api/v1/stock`) writes the levels and queues a `push_stock`
 //!   item for every account that takes stock pushes and may list the SKU, in
 //!   one transaction. The caller waits for the flush before acknowledging.
 //! - **Pushes are coalesced**: the item carries only the SKU (coalesce key
@@ -46,10 +46,9 @@ mod push;
 mod reserve;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
 
 use crate::config::{AccountConfig, Config};
-use crate::outbox::PUSH_INVENTORY;
+use crate::outbox::Job;
 use crate::store::{NewOutboxItem, Store, StoreError};
 
 pub use csv::{CsvProblem, parse_stock_csv};
@@ -188,9 +187,10 @@ pub fn push_items(
 pub fn push_item(account: &str, sku: &str, now: DateTime<Utc>) -> NewOutboxItem {
     NewOutboxItem {
         account: account.to_owned(),
-        kind: PUSH_INVENTORY.to_owned(),
+        job: Job::PushStock {
+            sku: sku.to_owned(),
+        },
         coalesce_key: Some(format!("stock:{sku}")),
-        payload: json!({ "sku": sku }),
         not_before: now,
     }
 }

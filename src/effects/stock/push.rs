@@ -1,4 +1,4 @@
-//! Sending `push_inventory` items: the level is read when the item is sent,
+//! Sending `push_stock` jobs: the level is read when the item is sent,
 //! one push or a batch per call, and the channel's answer (set, not listed,
 //! a compare-and-set conflict) is recorded.
 
@@ -6,17 +6,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use switchyard_contract::{
     Connector, ConnectorError, InventoryPush, InventoryResult, ReceiptStatus,
 };
 
 use super::{Listing, MARK, desired_level, listing, mark_not_listed, push_item};
 use crate::effects::Outbound;
-use crate::outbox::{CHECK_RECEIPT, FollowUp, OutboxMetrics, Verdict};
+use crate::outbox::{FollowUp, Job, OutboxMetrics, ReceiptSku, Verdict};
 use crate::store::{NewOutboxItem, OutboxItem, StockChange, Store, StoreError, WriteBatch};
 
-/// Sends one `push_inventory` item: the level is read now, so a push that
+/// Sends one `push_stock` job: the level is read now, so a push that
 /// waited sends the newest level.
 pub async fn send_push(
     store: &Store,
@@ -49,7 +48,7 @@ pub async fn send_push(
 /// timeout and the channel's bucket, not one call of a hundred look-ups.
 pub const UNKNOWN_LISTINGS_PER_CALL: usize = 20;
 
-/// Sends several `push_inventory` items of one account in one call of the
+/// Sends several `push_stock` jobs of one account in one call of the
 /// connector (`push_inventory_batch`): each item's push is built exactly as
 /// [`send_push`] builds it, at send time, and each result is recorded
 /// through the same code; one verdict per item, in order. Pushes without a
@@ -154,16 +153,18 @@ impl Receipts {
         let mut items = Vec::new();
         let mut indexes = Vec::new();
         for (receipt, (check_after, pushes)) in self.0 {
-            let skus: Vec<_> = pushes
+            let skus: Vec<ReceiptSku> = pushes
                 .iter()
-                .map(|(_, p)| json!({ "sku": p.sku, "quantity": p.desired }))
+                .map(|(_, p)| ReceiptSku {
+                    sku: p.sku.clone(),
+                    quantity: p.desired,
+                })
                 .collect();
             tracing::info!(account, receipt = %receipt, skus = skus.len(), check_after = %check_after.to_rfc3339(), "the channel took the stock pushes for processing later; checked then");
             items.push(NewOutboxItem {
                 account: account.to_owned(),
-                kind: CHECK_RECEIPT.to_owned(),
+                job: Job::CheckStockReceipt { receipt, skus },
                 coalesce_key: None,
-                payload: json!({ "receipt": receipt, "skus": skus }),
                 not_before: check_after.max(now),
             });
             indexes.extend(pushes.into_iter().map(|(i, _)| i));
@@ -194,23 +195,9 @@ pub async fn send_receipt_check(
     connector: &dyn Connector,
     account: &str,
     buffer: u32,
-    item: &OutboxItem,
+    receipt: &str,
+    skus: &[ReceiptSku],
 ) -> Verdict {
-    let Some(receipt) = item.payload.get("receipt").and_then(|v| v.as_str()) else {
-        return Verdict::Dead(format!("payload has no receipt: {}", item.payload));
-    };
-    let skus: Vec<(String, u32)> = item
-        .payload
-        .get("skus")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|s| {
-            let sku = s.get("sku")?.as_str()?.to_owned();
-            let quantity = u32::try_from(s.get("quantity")?.as_u64()?).ok()?;
-            Some((sku, quantity))
-        })
-        .collect();
     let status = match connector.check_inventory_receipt(receipt).await {
         Ok(s) => s,
         Err(e) => return Verdict::Failed(e),
@@ -233,7 +220,8 @@ pub async fn send_receipt_check(
     };
     let now = Utc::now();
     let mut again = Vec::new();
-    for (sku, desired) in skus {
+    for ReceiptSku { sku, quantity } in skus {
+        let (sku, desired) = (sku.clone(), *quantity);
         // A SKU the channel's report does not mention counts as set.
         let result = match results.iter().position(|(s, _)| *s == sku) {
             Some(at) => results.swap_remove(at).1,
@@ -316,17 +304,13 @@ impl PushTarget<'_> {
     /// Reads the item's level and listing now and builds the push.
     fn prepare(&self, item: &OutboxItem) -> Result<Prepared, StoreError> {
         let (store, account) = (self.store, self.account);
-        let Some(sku) = item
-            .payload
-            .get("sku")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-        else {
+        let Job::PushStock { sku } = &item.job else {
             return Ok(Prepared::Finished(Verdict::Dead(format!(
-                "payload has no sku: {}",
-                item.payload
+                "a {} job was taken for a stock push",
+                item.job.kind()
             ))));
         };
+        let sku = sku.clone();
         let now = Utc::now();
         let Some(level) = store.stock_get(&sku)? else {
             // No central level: nothing to assert.
