@@ -176,7 +176,7 @@ impl Config {
 }
 
 /// `[daemon]`; every key has a default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
     /// Holds the store. Default `/var/lib/switchyard`.
     pub state_dir: PathBuf,
@@ -201,7 +201,7 @@ pub enum LogFormat {
 }
 
 /// One `[[account]]`: one store on one channel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountConfig {
     /// Unique; `[A-Za-z0-9_-]{1,64}`. Canonical order ids are `<id>:<channel order id>`.
     pub id: String,
@@ -229,7 +229,7 @@ impl AccountConfig {
 }
 
 /// The channel-specific keys of an account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelSettings {
     Shopify(ShopifySettings),
     Etsy(EtsySettings),
@@ -248,7 +248,7 @@ impl ChannelSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShopifySettings {
     /// Admin API token (`X-Shopify-Access-Token`). Required.
     pub access_token: Secret,
@@ -266,7 +266,7 @@ pub struct ShopifySettings {
     pub api_version: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtsySettings {
     /// Digits. Required.
     pub shop_id: String,
@@ -285,7 +285,7 @@ pub struct EtsySettings {
     pub webhook_secret: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EbaySettings {
     /// `EBAY_US`, `EBAY_GB` ... Default `EBAY_US`.
     pub marketplace_id: String,
@@ -298,7 +298,7 @@ pub struct EbaySettings {
     pub verification_token: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmazonSettings {
     pub seller_id: String,
     /// At least one, like `ATVPDKIKX0DER`.
@@ -315,21 +315,21 @@ pub struct AmazonSettings {
 }
 
 /// One `[[destination]]`: where routed orders are delivered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationConfig {
     /// Unique; `[A-Za-z0-9_-]{1,64}`; what rules route to.
     pub id: String,
     pub kind: DestinationKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DestinationKind {
     /// POST of the canonical order JSON, signed with HMAC-SHA256 of `secret`.
     Webhook { url: String, secret: Secret },
 }
 
 /// `[inventory]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InventoryConfig {
     /// Units held back from every channel unless an account sets its own. Default 0.
     pub buffer: u32,
