@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use toml::de::{DeTable, DeValue};
 
 use super::env::{Env, Override};
-use super::error::{ConfigError, LineIndex, did_you_mean};
+use super::error::ConfigError;
 use super::secret::{Secret, read_secret_file};
+use crate::diag::{LineIndex, did_you_mean};
 
 /// Where something is: a byte range of the file, or an environment variable.
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ impl<'a> Ctx<'a> {
     fn located(&self, at: &Origin, message: String) -> ConfigError {
         let (line, column, env_var) = match at {
             Origin::File(span) => {
-                let (line, column) = self.lines.line_column(span.start);
+                let (line, column) = self.lines.position(span.start);
                 (line, column, None)
             }
             Origin::Env(var) => (0, 0, Some(var.clone())),
@@ -76,7 +77,7 @@ impl<'a> Ctx<'a> {
     /// "line 7" or "SWITCHYARD__X", to point from one error at another place.
     pub fn describe(&self, at: &Origin) -> String {
         match at {
-            Origin::File(span) => format!("line {}", self.lines.line_column(span.start).0),
+            Origin::File(span) => format!("line {}", self.lines.position(span.start).0),
             Origin::Env(var) => var.clone(),
         }
     }

@@ -15,12 +15,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::env::{self, Env, Override};
-use super::error::{ConfigErrors, did_you_mean};
+use super::error::ConfigErrors;
 use super::read::{self, Ctx, Field, Need, Origin, Raw, Section};
 use super::{
     AccountConfig, AmazonSettings, ChannelSettings, Config, DaemonConfig, DestinationConfig,
     DestinationKind, EbaySettings, EtsySettings, InventoryConfig, LogFormat, ShopifySettings,
 };
+use crate::diag::did_you_mean;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 const DEFAULT_LISTEN: SocketAddr =
