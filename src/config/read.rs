@@ -502,23 +502,48 @@ fn parse_duration(text: &str) -> Option<Duration> {
     number.checked_mul(seconds).map(Duration::from_secs)
 }
 
-/// An `http://` or `https://` URL with a host, kept without a trailing `/`
-/// so that callers can append paths.
+/// An `http://` or `https://` URL with a host (checked by the `url` crate),
+/// kept as written but without a trailing `/` so that callers can append
+/// paths.
 pub(crate) fn url(ctx: &mut Ctx, f: &Field) -> Option<String> {
     let text = f.str(ctx)?;
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"));
-    let problem = match rest {
-        None => "must start with http:// or https://",
-        Some(rest) if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() => "has no host",
-        Some(_) if text.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            "must not contain spaces"
+    let problem = if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // The parser would quietly drop or encode them.
+        "must not contain spaces".to_owned()
+    } else {
+        match url::Url::parse(text) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                "must start with http:// or https://".to_owned()
+            }
+            // `https:///x` parses with host `x`: a typo, not a host.
+            Ok(u)
+                if u.host_str().is_none_or(str::is_empty)
+                    || text
+                        .split_once("://")
+                        .is_none_or(|(_, r)| r.starts_with('/')) =>
+            {
+                "has no host".to_owned()
+            }
+            Ok(_) => return Some(text.trim_end_matches('/').to_string()),
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                "must start with http:// or https://".to_owned()
+            }
+            Err(url::ParseError::EmptyHost) => "has no host".to_owned(),
+            Err(e) => format!("has {}", with_article(&e.to_string())),
         }
-        Some(_) => return Some(text.trim_end_matches('/').to_string()),
     };
     f.bad_value(ctx, format!("{text:?} is not a URL: it {problem}"));
     None
+}
+
+/// "invalid port number" → "an invalid port number".
+fn with_article(what: &str) -> String {
+    let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {what}")
 }
 
 pub(crate) fn socket_addr(ctx: &mut Ctx, f: &Field) -> Option<SocketAddr> {
