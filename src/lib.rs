@@ -6,13 +6,14 @@
 //! `ingest` → `rules` → `store` → `effects` (stock, tracking, deliveries) →
 //! `outbox` → a channel or a destination. `ops` is what a person asks for,
 //! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing`,
-//! `io_text` and `toml_syntax` depend on nothing else in the crate, `rules`
-//! only on those two.
+//! `diag`, `io_text` and `toml_syntax` depend on nothing else in the crate,
+//! `rules` only on the last three.
 
 pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+mod diag;
 pub mod effects;
 pub mod http;
 pub mod ingest;

@@ -18,6 +18,7 @@ use super::accounts::{Connected, Connectors};
 use crate::config::AccountConfig;
 use crate::ingest::{Ingest, IngestError, Source};
 use crate::pacing::{Backoff, Keepalive, TimedOut, bounded};
+use crate::store::ListingState;
 
 /// How far back the first poll of an account reaches without `start_date`.
 pub const DEFAULT_BACKFILL_DAYS: i64 = 30;
@@ -204,8 +205,9 @@ fn learn_listing_refs(
 ) -> Result<(), IngestError> {
     for order in orders {
         for (sku, reference) in connector.listing_refs(order) {
-            if store.listing_ref(account, &sku)?.as_deref() != Some(reference.as_str()) {
-                store.set_listing_ref(account, &sku, &reference)?;
+            let state = ListingState::Ref(reference);
+            if store.listing(account, &sku)?.as_ref() != Some(&state) {
+                store.set_listing(account, &sku, &state)?;
             }
         }
     }

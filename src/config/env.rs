@@ -16,7 +16,7 @@ use std::path::Path;
 
 use config::Source;
 
-use super::error::did_you_mean;
+use crate::diag::did_you_mean;
 
 const PREFIX: &str = "SWITCHYARD";
 const SEPARATOR: &str = "__";

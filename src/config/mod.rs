@@ -179,7 +179,7 @@ impl Config {
 }
 
 /// `[daemon]`; every key has a default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
     /// Holds the store. Default `/var/lib/switchyard`.
     pub state_dir: PathBuf,
@@ -203,7 +203,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// One `[[account]]`: one store on one channel.
+/// One `[[account]]`: one store on one channel. Equal when every value is,
+/// channel keys and secrets included (a reload compares them).
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
     /// Unique; `[A-Za-z0-9_-]{1,64}`. Canonical order ids are `<id>:<channel order id>`.
@@ -235,10 +236,10 @@ impl AccountConfig {
     pub fn stock_buffer(&self, inventory: &InventoryConfig) -> u32 {
         self.buffer.unwrap_or(inventory.buffer)
     }
+}
 
-    /// Whether `other` is the same account with the same values, channel
-    /// keys and secrets included.
-    pub fn same_as(&self, other: &AccountConfig) -> bool {
+impl PartialEq for AccountConfig {
+    fn eq(&self, other: &AccountConfig) -> bool {
         let settings = match (&self.settings, &other.settings) {
             (Some(a), Some(b)) => a.same_as(b.as_ref()),
             (None, None) => true,
@@ -256,22 +257,24 @@ impl AccountConfig {
     }
 }
 
+impl Eq for AccountConfig {}
+
 /// One `[[destination]]`: where routed orders are delivered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationConfig {
     /// Unique; `[A-Za-z0-9_-]{1,64}`; what rules route to.
     pub id: String,
     pub kind: DestinationKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DestinationKind {
     /// POST of the canonical order JSON, signed with HMAC-SHA256 of `secret`.
     Webhook { url: String, secret: Secret },
 }
 
 /// `[inventory]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InventoryConfig {
     /// Units held back from every channel unless an account sets its own. Default 0.
     pub buffer: u32,

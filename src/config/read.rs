@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use toml::de::{DeTable, DeValue};
 
 use super::env::{Env, Override};
-use super::error::{ConfigError, LineIndex, did_you_mean};
+use super::error::ConfigError;
 use super::secret::{Secret, read_secret_file};
+use crate::diag::{LineIndex, did_you_mean};
 
 /// Where something is: a byte range of the file, or an environment variable.
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ impl<'a> Ctx<'a> {
     fn located(&self, at: &Origin, message: String) -> ConfigError {
         let (line, column, env_var) = match at {
             Origin::File(span) => {
-                let (line, column) = self.lines.line_column(span.start);
+                let (line, column) = self.lines.position(span.start);
                 (line, column, None)
             }
             Origin::Env(var) => (0, 0, Some(var.clone())),
@@ -76,7 +77,7 @@ impl<'a> Ctx<'a> {
     /// "line 7" or "SWITCHYARD__X", to point from one error at another place.
     pub fn describe(&self, at: &Origin) -> String {
         match at {
-            Origin::File(span) => format!("line {}", self.lines.line_column(span.start).0),
+            Origin::File(span) => format!("line {}", self.lines.position(span.start).0),
             Origin::Env(var) => var.clone(),
         }
     }
@@ -535,23 +536,48 @@ fn parse_duration(text: &str) -> Option<Duration> {
     number.checked_mul(seconds).map(Duration::from_secs)
 }
 
-/// An `http://` or `https://` URL with a host, kept without a trailing `/`
-/// so that callers can append paths.
+/// An `http://` or `https://` URL with a host (checked by the `url` crate),
+/// kept as written but without a trailing `/` so that callers can append
+/// paths.
 pub(crate) fn url(ctx: &mut Ctx, f: &Field) -> Option<String> {
     let text = f.str(ctx)?;
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"));
-    let problem = match rest {
-        None => "must start with http:// or https://",
-        Some(rest) if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() => "has no host",
-        Some(_) if text.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            "must not contain spaces"
+    let problem = if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // The parser would quietly drop or encode them.
+        "must not contain spaces".to_owned()
+    } else {
+        match url::Url::parse(text) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                "must start with http:// or https://".to_owned()
+            }
+            // `https:///x` parses with host `x`: a typo, not a host.
+            Ok(u)
+                if u.host_str().is_none_or(str::is_empty)
+                    || text
+                        .split_once("://")
+                        .is_none_or(|(_, r)| r.starts_with('/')) =>
+            {
+                "has no host".to_owned()
+            }
+            Ok(_) => return Some(text.trim_end_matches('/').to_string()),
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                "must start with http:// or https://".to_owned()
+            }
+            Err(url::ParseError::EmptyHost) => "has no host".to_owned(),
+            Err(e) => format!("has {}", with_article(&e.to_string())),
         }
-        Some(_) => return Some(text.trim_end_matches('/').to_string()),
     };
     f.bad_value(ctx, format!("{text:?} is not a URL: it {problem}"));
     None
+}
+
+/// "invalid port number" → "an invalid port number".
+fn with_article(what: &str) -> String {
+    let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {what}")
 }
 
 pub(crate) fn socket_addr(ctx: &mut Ctx, f: &Field) -> Option<SocketAddr> {

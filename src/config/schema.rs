@@ -17,12 +17,13 @@ use toml::de::{DeTable, DeValue};
 
 use super::channel_keys::ChannelKeys;
 use super::env::{self, Env, Override};
-use super::error::{ConfigErrors, did_you_mean};
+use super::error::ConfigErrors;
 use super::read::{self, Ctx, Need, Origin, Section};
 use super::{
     AccountConfig, Config, DaemonConfig, DestinationConfig, DestinationKind, InventoryConfig,
     LogFormat,
 };
+use crate::diag::did_you_mean;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 const DEFAULT_LISTEN: SocketAddr =

@@ -13,8 +13,7 @@
 //! it (accounts, destinations, listen address, secrets, log format, buffers)
 //! needs a restart, because workers, connectors and the listener are built
 //! from it at start: when the file differs from the running config in any of
-//! those, a warning says so. (Secrets print as `***`, so a changed secret
-//! value is not noticed: restart after rotating one.)
+//! those (values compared, a rotated secret included), a warning says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::Config;
+use crate::config::{AccountConfig, Config, DaemonConfig, DestinationConfig, InventoryConfig};
 use crate::daemon::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
 use crate::daemon::systemd::Notifier;
 use crate::ingest::LiveRules;
@@ -42,6 +41,17 @@ fn fingerprint(path: &Path) -> Fingerprint {
     Some((m.modified().ok()?, m.len(), ino))
 }
 
+/// What a re-read of the config file came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigCheck {
+    /// It has errors; the running config stays.
+    Failed,
+    /// Nothing changed that needs a restart (a new rules path is followed).
+    Applied,
+    /// Something changed that only a restart applies; a warning said so.
+    NeedsRestart,
+}
+
 /// Reloads the rules of one running daemon.
 pub struct Reloader {
     rules_path: PathBuf,
@@ -51,30 +61,30 @@ pub struct Reloader {
     notifier: Arc<Notifier>,
     /// The config file and what of it needs a restart to change.
     config_path: PathBuf,
-    running: Config,
+    restart_only: RestartOnly,
 }
 
-/// The parts of a config other than accounts that only a restart applies,
-/// in a comparable form.
-fn restart_only(config: &Config) -> String {
-    let mut daemon = config.daemon.clone();
-    daemon.rules = PathBuf::new();
-    format!(
-        "{daemon:?}\n{:?}\n{:?}",
-        config.destinations, config.inventory
-    )
+/// The parts of a config that only a restart applies.
+#[derive(Debug, PartialEq, Eq)]
+struct RestartOnly {
+    /// Without `rules`, which a reload follows.
+    daemon: DaemonConfig,
+    accounts: Vec<AccountConfig>,
+    destinations: Vec<DestinationConfig>,
+    inventory: InventoryConfig,
 }
 
-/// Whether `new` changes anything that only a restart applies. Accounts
-/// are compared by value, their channel keys and secrets included.
-fn needs_restart(old: &Config, new: &Config) -> bool {
-    restart_only(old) != restart_only(new)
-        || old.accounts.len() != new.accounts.len()
-        || old
-            .accounts
-            .iter()
-            .zip(&new.accounts)
-            .any(|(a, b)| !a.same_as(b))
+impl RestartOnly {
+    fn of(config: &Config) -> RestartOnly {
+        let mut daemon = config.daemon.clone();
+        daemon.rules = PathBuf::new();
+        RestartOnly {
+            daemon,
+            accounts: config.accounts.clone(),
+            destinations: config.destinations.clone(),
+            inventory: config.inventory.clone(),
+        }
+    }
 }
 
 impl Reloader {
@@ -92,7 +102,7 @@ impl Reloader {
             metrics,
             notifier,
             config_path: config.source.clone(),
-            running: config.clone(),
+            restart_only: RestartOnly::of(config),
         }
     }
 
@@ -143,7 +153,7 @@ impl Reloader {
 
     /// Reads `switchyard.toml` again (SIGHUP): logs its errors, follows a
     /// new rules path, and warns about changes that need a restart.
-    pub fn check_config(&mut self) {
+    pub fn check_config(&mut self) -> ConfigCheck {
         match crate::config::load(&self.config_path) {
             Err(errors) => {
                 for line in errors.to_string().lines() {
@@ -154,6 +164,7 @@ impl Reloader {
                     config = %self.config_path.display(),
                     "the config file has errors; the running config stays"
                 );
+                ConfigCheck::Failed
             }
             Ok(new) => {
                 self.metrics.inc(&CONFIG_CHECKS, &["ok"]);
@@ -165,12 +176,14 @@ impl Reloader {
                     );
                     self.rules_path = new.daemon.rules.clone();
                 }
-                if needs_restart(&self.running, &new) {
-                    tracing::warn!(
-                        config = %self.config_path.display(),
-                        "the config file changed beyond daemon.rules; those changes apply at the next restart (systemctl restart switchyard)"
-                    );
+                if RestartOnly::of(&new) == self.restart_only {
+                    return ConfigCheck::Applied;
                 }
+                tracing::warn!(
+                    config = %self.config_path.display(),
+                    "the config file changed beyond daemon.rules; those changes apply at the next restart (systemctl restart switchyard)"
+                );
+                ConfigCheck::NeedsRestart
             }
         }
     }
@@ -202,5 +215,61 @@ impl Reloader {
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_text(access_token: &str, destination_secret: &str, rules: &str) -> String {
+        format!(
+            r#"[daemon]
+listen = "127.0.0.1:7300"
+rules = "{rules}"
+
+[[account]]
+id = "shop-us"
+channel = "shopify"
+base_url = "https://example.myshopify.com"
+access_token = "{access_token}"
+
+[[destination]]
+id = "east-wh"
+kind = "webhook"
+url = "https://wms.example.com/orders"
+secret = "{destination_secret}"
+"#
+        )
+    }
+
+    #[test]
+    fn a_rotated_secret_is_a_change_that_needs_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, config_text("token-1", "dest-1", "rules.toml")).unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let mut reloader = Reloader::new(
+            &config,
+            LiveRules::default(),
+            Registry::default(),
+            Arc::new(Notifier::disabled()),
+        );
+        assert_eq!(reloader.check_config(), ConfigCheck::Applied);
+        // Only the rules path: followed, no restart.
+        std::fs::write(&path, config_text("token-1", "dest-1", "other.toml")).unwrap();
+        assert_eq!(reloader.check_config(), ConfigCheck::Applied);
+        assert!(reloader.rules_path().ends_with("other.toml"));
+        // Secrets print as `***` either way: the values tell them apart.
+        for (token, secret) in [("token-2", "dest-1"), ("token-1", "dest-2")] {
+            std::fs::write(&path, config_text(token, secret, "other.toml")).unwrap();
+            assert_eq!(
+                reloader.check_config(),
+                ConfigCheck::NeedsRestart,
+                "{token} {secret}"
+            );
+        }
+        std::fs::write(&path, "[daemon]\nlisten = 5\n").unwrap();
+        assert_eq!(reloader.check_config(), ConfigCheck::Failed);
     }
 }

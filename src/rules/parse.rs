@@ -15,9 +15,10 @@ use toml::de::{DeString, DeTable, DeValue};
 use super::ast::{
     ACTION_KEYS, Actions, CONDITION_KEYS, Cmp, Cond, Conj, OP_KEYS, Op, Rule, RuleSet, RuleSpans,
 };
-use super::diag::{Diagnostic, Sink, unknown_word};
+use super::diag::{Diagnostic, Sink};
 use super::glob::Glob;
 use super::lint;
+use crate::diag::unknown_word;
 
 type Span = Range<usize>;
 type Value<'a> = Spanned<DeValue<'a>>;

@@ -36,9 +36,9 @@ use serde_json::{Map, Value as Json};
 use switchyard_contract::{Order, Priority};
 
 use super::ast::RuleSet;
-use super::diag::{LineIndex, unknown_word};
 use super::eval::{RuleInput, evaluate};
 use super::explain::priority_str;
+use crate::diag::{LineIndex, unknown_word};
 
 /// The outcome of one `[[case]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

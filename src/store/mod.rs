@@ -9,6 +9,7 @@ mod codec;
 mod error;
 mod flusher;
 mod job;
+mod listing;
 mod outbox;
 mod tx;
 mod types;
@@ -22,11 +23,12 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::Cursor;
 use tokio::sync::oneshot;
 
-use codec::{check_key_part, decode, encode, history_prefix, pair_key};
+use codec::{check_key_part, decode, encode, history_prefix};
 use flusher::{Flusher, Progress, Waiter};
 
 pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, ReceiptSku};
+pub use listing::ListingState;
 pub use types::{
     ApplyReport, HistoryEntry, NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxState,
     OutboxSummary, PushedLevel, RouteFilter, SavedTokens, StockChange, StockChannelView,
@@ -353,36 +355,6 @@ impl Store {
             .collect()
     }
 
-    /// The channel's own reference for a SKU in an account, once learned.
-    pub fn listing_ref(&self, account: &str, sku: &str) -> Result<Option<String>, StoreError> {
-        check_key_part("account", account)?;
-        let key = pair_key(account, sku);
-        match self
-            .inner
-            .trees
-            .listing_refs
-            .get(&key)
-            .map_err(|e| engine_err(format!("read of listing ref {account}/{sku}"), e))?
-        {
-            Some(v) => decode(LISTING_REFS, &key, &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Remembers a listing ref. Not flushed: losing it only costs a lookup.
-    pub fn set_listing_ref(&self, account: &str, sku: &str, value: &str) -> Result<(), StoreError> {
-        check_key_part("account", account)?;
-        let key = pair_key(account, sku);
-        let enc = encode(LISTING_REFS, &key, &value)?;
-        self.inner
-            .trees
-            .listing_refs
-            .insert(key, enc)
-            .map_err(|e| engine_err(format!("write of listing ref {account}/{sku}"), e))?;
-        self.next_seq();
-        Ok(())
-    }
-
     // --- tokens ---------------------------------------------------------------
 
     /// The tokens last saved for an account.
@@ -450,6 +422,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::codec::encode;
     use super::*;
 
     /// A write that another thread has committed but not yet numbered (its

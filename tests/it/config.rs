@@ -260,6 +260,34 @@ fn bad_url_is_located_at_the_value() {
 }
 
 #[test]
+fn urls_need_a_scheme_a_host_and_a_valid_port() {
+    for (url, problem) in [
+        (
+            "ftp://wms.example.com/orders",
+            "it must start with http:// or https://",
+        ),
+        ("https://", "it has no host"),
+        ("https:///orders", "it has no host"),
+        (
+            "https://wms.example.com:99999/orders",
+            "it has an invalid port number",
+        ),
+        (
+            "https://wms.example .com/orders",
+            "it must not contain spaces",
+        ),
+    ] {
+        let text = VALID.replace("\"https://wms.example.com/orders\"", &format!("{url:?}"));
+        let (_fixture, errors) = errors(&text);
+        let error = find(&errors, "is not a URL");
+        assert_eq!(
+            error.message,
+            format!(r#""url" in [[destination]] "east-wh": {url:?} is not a URL: {problem}"#)
+        );
+    }
+}
+
+#[test]
 fn duplicate_account_id_points_at_the_second_and_names_the_first() {
     let second = "\n[[account]]\nid = \"shop-us\"\nchannel = \"shopify\"\nbase_url = \"https://b.example\"\naccess_token = \"t\"\n";
     let text = format!("{VALID}{second}");

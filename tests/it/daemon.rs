@@ -211,8 +211,10 @@ async fn sync_backfills_an_account_and_a_second_sync_changes_nothing() {
     // The inventory item behind each SKU is learned from the polled orders,
     // so the first stock push needs no catalog look-up.
     assert_eq!(
-        store.listing_ref("shop-us", "MUG-RED").unwrap().as_deref(),
-        Some("gid://shopify/InventoryItem/44001")
+        store.listing("shop-us", "MUG-RED").unwrap(),
+        Some(switchyard::store::ListingState::Ref(
+            "gid://shopify/InventoryItem/44001".into()
+        ))
     );
     drop(store);
     sim.stop().await;

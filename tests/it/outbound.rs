@@ -612,8 +612,8 @@ async fn a_thousand_stock_changes_stay_under_the_rate_limit_and_coalesce() {
     }
     // What the channel told us about its listing is remembered.
     assert_eq!(
-        store.listing_ref("shop", "SKU-000").unwrap().as_deref(),
-        Some("item-SKU-000")
+        store.listing("shop", "SKU-000").unwrap(),
+        Some(switchyard::store::ListingState::Ref("item-SKU-000".into()))
     );
 }
 

@@ -786,15 +786,11 @@ fn stock_and_listing_refs() {
     assert_eq!(store.stock_get("C").unwrap(), None);
     assert_eq!(store.stock_list().unwrap().len(), 2);
 
-    assert_eq!(store.listing_ref("shop-us", "A").unwrap(), None);
-    store
-        .set_listing_ref("shop-us", "A", "gid://shopify/InventoryItem/1")
-        .unwrap();
-    assert_eq!(
-        store.listing_ref("shop-us", "A").unwrap().as_deref(),
-        Some("gid://shopify/InventoryItem/1")
-    );
-    assert_eq!(store.listing_ref("etsy-1", "A").unwrap(), None);
+    assert_eq!(store.listing("shop-us", "A").unwrap(), None);
+    let known = ListingState::Ref("gid://shopify/InventoryItem/1".into());
+    store.set_listing("shop-us", "A", &known).unwrap();
+    assert_eq!(store.listing("shop-us", "A").unwrap(), Some(known));
+    assert_eq!(store.listing("etsy-1", "A").unwrap(), None);
 }
 
 #[test]
@@ -952,7 +948,7 @@ fn kill_child(dir: &Path) {
         let mut n = 0u64;
         while start.elapsed() < Duration::from_secs(60) {
             store
-                .set_listing_ref("shop-us", &format!("SKU-{n}"), "ref")
+                .set_listing("shop-us", &format!("SKU-{n}"), &ListingState::Listed)
                 .expect("insert");
             n += 1;
             tokio::time::sleep(Duration::from_millis(1)).await;

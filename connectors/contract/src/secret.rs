@@ -1,10 +1,13 @@
 //! A secret value (token, signing key) that never prints: `Debug` and
 //! `Display` show `***`, and it has no `Serialize`, so it cannot leak into
 //! logs, errors or JSON by accident. Connectors hold their credentials in it.
+//! Comparisons take the same time however much of a guess is right.
 
 use std::fmt;
 
-#[derive(Clone, PartialEq, Eq)]
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -17,19 +20,23 @@ impl Secret {
         &self.0
     }
 
-    /// Whether `presented` is this secret, in time that depends only on the
-    /// length of `presented`, so that timing tells a guesser nothing about
-    /// how much of a guess was right.
+    /// Whether `presented` is this secret, in constant time (`subtle`):
+    /// timing tells a guesser whether the length was right, never how much
+    /// of the value was.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let expected = self.0.as_bytes();
-        let mut diff = u8::from(expected.len() != presented.len());
-        for (i, &p) in presented.iter().enumerate() {
-            diff |= p ^ expected.get(i).copied().unwrap_or(!p);
-        }
-        // Keeps the optimizer from turning the fold into an early exit.
-        std::hint::black_box(diff) == 0
+        self.0.as_bytes().ct_eq(presented).into()
     }
 }
+
+/// Equal values, compared as [`Secret::matches`] does (a config re-read
+/// tells a rotated secret from the one in force this way).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.matches(other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,5 +68,7 @@ mod tests {
         for wrong in [&b""[..], b"hunter", b"hunter22", b"Hunter2", b"hunter3"] {
             assert!(!s.matches(wrong), "{:?}", String::from_utf8_lossy(wrong));
         }
+        assert_eq!(s, Secret::new("hunter2"));
+        assert_ne!(s, Secret::new("hunter3"));
     }
 }

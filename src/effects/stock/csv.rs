@@ -18,80 +18,86 @@ impl std::fmt::Display for CsvProblem {
     }
 }
 
-/// Parses a stock CSV (`sku,available` header, one SKU a row, RFC 4180
-/// quoting). Every bad row is reported with its line number; any problem
-/// means nothing is to be applied.
+/// Parses a stock CSV (`sku,available` header, one SKU a record, RFC 4180
+/// quoting through the `csv` crate: a quoted field may hold commas, quotes
+/// and line breaks). Every bad record is reported with the line it starts
+/// on; any problem means nothing is to be applied.
 pub fn parse_stock_csv(text: &str) -> Result<Vec<StockUpdate>, Vec<CsvProblem>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut problems = Vec::new();
     let mut out: Vec<StockUpdate> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut header_seen = false;
-    for (i, raw) in text.split('\n').enumerate() {
-        let n = i + 1;
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields = match split_csv_line(line) {
-            Ok(f) => f,
-            Err(m) => {
-                problems.push(CsvProblem {
-                    line: n,
-                    message: m,
-                });
-                if !header_seen {
-                    header_seen = true;
-                }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut record = csv::StringRecord::new();
+    loop {
+        let start = reader.position().clone();
+        let read = reader.read_record(&mut record);
+        let n = line_of(&record, &start);
+        let problem = |message: String| CsvProblem { line: n, message };
+        match read {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                problems.push(problem(read_error(&e)));
+                header_seen = true;
                 continue;
             }
-        };
+        }
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        // A quote opened and never closed swallows the rest of the file into
+        // one field: only a last record can have an odd number of quotes.
+        let end = usize::try_from(reader.position().byte()).unwrap_or(usize::MAX);
+        let begin = usize::try_from(start.byte()).unwrap_or(usize::MAX);
+        if end >= text.len()
+            && text
+                .get(begin..)
+                .is_some_and(|raw| raw.matches('"').count() % 2 == 1)
+        {
+            problems.push(problem("a quoted field is not closed".to_owned()));
+            header_seen = true;
+            continue;
+        }
         if !header_seen {
             header_seen = true;
-            let names: Vec<String> = fields
-                .iter()
-                .map(|f| f.trim().to_ascii_lowercase())
-                .collect();
+            let names: Vec<String> = record.iter().map(str::to_ascii_lowercase).collect();
             if names != ["sku", "available"] {
-                problems.push(CsvProblem {
-                    line: n,
-                    message: format!("the header must be `sku,available`, found `{line}`"),
-                });
+                let found: Vec<&str> = record.iter().collect();
+                problems.push(problem(format!(
+                    "the header must be `sku,available`, found `{}`",
+                    found.join(",")
+                )));
             }
             continue;
         }
-        if fields.len() != 2 {
-            problems.push(CsvProblem {
-                line: n,
-                message: format!("expected 2 fields (sku,available), found {}", fields.len()),
-            });
+        if record.len() != 2 {
+            problems.push(problem(format!(
+                "expected 2 fields (sku,available), found {}",
+                record.len()
+            )));
             continue;
         }
-        let sku = fields[0].trim();
-        let qty = fields[1].trim();
+        let (sku, qty) = (&record[0], &record[1]);
         let mut bad = false;
         if let Some(p) = sku_problem(sku) {
-            problems.push(CsvProblem {
-                line: n,
-                message: p,
-            });
+            problems.push(problem(p));
             bad = true;
         }
         let available = match qty.parse::<i64>() {
             Ok(v) if v >= 0 => v,
             Ok(v) => {
-                problems.push(CsvProblem {
-                    line: n,
-                    message: format!("available must not be negative (got {v})"),
-                });
+                problems.push(problem(format!("available must not be negative (got {v})")));
                 bad = true;
                 0
             }
             Err(_) => {
-                problems.push(CsvProblem {
-                    line: n,
-                    message: format!("available {qty:?} is not a whole number"),
-                });
+                problems.push(problem(format!("available {qty:?} is not a whole number")));
                 bad = true;
                 0
             }
@@ -100,10 +106,7 @@ pub fn parse_stock_csv(text: &str) -> Result<Vec<StockUpdate>, Vec<CsvProblem>> 
             continue;
         }
         if let Some(first) = seen.insert(sku.to_owned(), n) {
-            problems.push(CsvProblem {
-                line: n,
-                message: format!("sku {sku} is already set on line {first}"),
-            });
+            problems.push(problem(format!("sku {sku} is already set on line {first}")));
             continue;
         }
         out.push(StockUpdate {
@@ -129,46 +132,18 @@ pub fn parse_stock_csv(text: &str) -> Result<Vec<StockUpdate>, Vec<CsvProblem>> 
     }
 }
 
-/// Splits one CSV line into fields; `"..."` quotes, `""` inside quotes is a quote.
-fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-            continue;
-        }
-        match c {
-            ',' => {
-                fields.push(std::mem::take(&mut cur));
-                at_start = true;
-                continue;
-            }
-            '"' if at_start && cur.trim().is_empty() => {
-                cur.clear();
-                quoted = true;
-            }
-            _ => cur.push(c),
-        }
-        at_start = false;
+/// The line a record starts on: where the reader stood before it, past any
+/// blank lines the reader skipped.
+fn line_of(record: &csv::StringRecord, before: &csv::Position) -> usize {
+    let line = record.position().map_or(before.line(), csv::Position::line);
+    usize::try_from(line).unwrap_or(usize::MAX)
+}
+
+fn read_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "the record is not UTF-8 text".to_owned(),
+        _ => format!("unreadable record: {e}"),
     }
-    if quoted {
-        return Err("a quoted field is not closed".to_owned());
-    }
-    fields.push(cur);
-    Ok(fields)
 }
 
 #[cfg(test)]
@@ -200,8 +175,44 @@ mod tests {
         assert!(bad[1].message.contains("empty"));
         assert!(bad[2].message.contains("not a whole number"));
         assert!(bad[3].message.contains("already set on line 2"));
+        assert!(bad[4].message.contains("expected 2 fields"), "{bad:?}");
+        assert!(bad[5].message.contains("not closed"), "{bad:?}");
         let header = parse_stock_csv("sku;available\nA;1\n").unwrap_err();
         assert_eq!(header[0].line, 1);
         assert!(parse_stock_csv("").is_err());
+    }
+
+    #[test]
+    fn a_quoted_field_may_hold_a_line_break() {
+        // One record across lines 2 and 3; the records after it keep their
+        // own line numbers.
+        let text = "sku,available\n\"NOTE \"\"A\"\"\",\"1\n2\"\n\"TEE,\nBLUE\",4\nMUG,5\nCUP,-1\n";
+        let problems = parse_stock_csv(text).unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "available \"1\\n2\" is not a whole number"),
+                (4, "sku \"TEE,\\nBLUE\" contains a control character"),
+                (7, "available must not be negative (got -1)"),
+            ]
+        );
+        let ok = parse_stock_csv("sku,available\n\"MUG \"\"RED\"\"\",\"\n3\n\"\nTEE,1\n").unwrap();
+        assert_eq!(
+            ok,
+            [
+                StockUpdate {
+                    sku: "MUG \"RED\"".into(),
+                    available: 3
+                },
+                StockUpdate {
+                    sku: "TEE".into(),
+                    available: 1
+                },
+            ]
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{MARK, push_items};
+use super::push_items;
 use crate::effects::Outbound;
 use crate::store::{StockChange, StockView, Store, StoreError, WriteBatch};
 
@@ -38,6 +38,10 @@ pub struct StockWrite {
     pub seq: u64,
 }
 
+/// SKUs starting with this are refused: the prefix is kept for the daemon's
+/// own markers.
+const RESERVED: &str = "!";
+
 /// Why a SKU cannot be used, if it cannot.
 pub fn sku_problem(sku: &str) -> Option<String> {
     if sku.is_empty() {
@@ -49,8 +53,8 @@ pub fn sku_problem(sku: &str) -> Option<String> {
     } else if sku.len() > 255 {
         let head: String = sku.chars().take(40).collect();
         Some(format!("sku {head:?}... is longer than 255 bytes"))
-    } else if sku.starts_with(MARK) {
-        Some(format!("sku {sku:?} must not start with {MARK:?}"))
+    } else if sku.starts_with(RESERVED) {
+        Some(format!("sku {sku:?} must not start with {RESERVED:?}"))
     } else {
         None
     }

@@ -45,11 +45,11 @@ mod levels;
 mod push;
 mod reserve;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::config::{AccountConfig, Config};
 use crate::outbox::Job;
-use crate::store::{NewOutboxItem, Store, StoreError};
+use crate::store::{ListingState, NewOutboxItem, Store, StoreError};
 
 pub use csv::{CsvProblem, parse_stock_csv};
 pub use drift::{DriftOptions, drift_tick, run_drift_repair};
@@ -59,12 +59,6 @@ pub use reserve::plan_reservation;
 
 /// How long a channel's "not listed" answer is believed before asking again.
 pub const NOT_LISTED_TTL: chrono::Duration = chrono::Duration::hours(24);
-
-/// Listing refs starting with this are the daemon's own markers, never a
-/// channel's reference.
-pub(super) const MARK: &str = "!";
-pub(super) const LISTED: &str = "!listed";
-const NOT_LISTED: &str = "!not-listed ";
 
 /// One account that takes stock pushes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,34 +128,16 @@ pub fn listing(
     sku: &str,
     now: DateTime<Utc>,
 ) -> Result<Listing, StoreError> {
-    let Some(v) = store.listing_ref(account, sku)? else {
-        return Ok(Listing::Unknown);
-    };
-    if v == LISTED {
-        return Ok(Listing::Listed(None));
-    }
-    if let Some(at) = v.strip_prefix(NOT_LISTED) {
-        return Ok(match DateTime::parse_from_rfc3339(at) {
-            Ok(since) if now - since.with_timezone(&Utc) < NOT_LISTED_TTL => Listing::NotListed {
-                since: since.with_timezone(&Utc),
-            },
-            _ => Listing::Unknown,
-        });
-    }
-    if v.starts_with(MARK) {
-        return Ok(Listing::Unknown);
-    }
-    Ok(Listing::Listed(Some(v)))
-}
-
-pub(super) fn mark_not_listed(
-    store: &Store,
-    account: &str,
-    sku: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    store.set_listing_ref(account, sku, &format!("{NOT_LISTED}{at}"))
+    Ok(match store.listing(account, sku)? {
+        None => Listing::Unknown,
+        Some(ListingState::Listed) => Listing::Listed(None),
+        Some(ListingState::Ref(r)) => Listing::Listed(Some(r)),
+        Some(ListingState::NotListed { since }) if now - since < NOT_LISTED_TTL => {
+            Listing::NotListed { since }
+        }
+        // Asked long enough ago: ask again.
+        Some(ListingState::NotListed { .. }) => Listing::Unknown,
+    })
 }
 
 /// The pushes that a change of `sku` causes: one per target that may list it.

@@ -10,10 +10,12 @@ use switchyard_contract::{
     Connector, ConnectorError, InventoryPush, InventoryResult, ReceiptStatus,
 };
 
-use super::{Listing, MARK, desired_level, listing, mark_not_listed, push_item};
+use super::{Listing, desired_level, listing, push_item};
 use crate::effects::Outbound;
 use crate::outbox::{FollowUp, Job, OutboxMetrics, ReceiptSku, Verdict};
-use crate::store::{NewOutboxItem, OutboxItem, StockChange, Store, StoreError, WriteBatch};
+use crate::store::{
+    ListingState, NewOutboxItem, OutboxItem, StockChange, Store, StoreError, WriteBatch,
+};
 
 /// Sends one `push_stock` job: the level is read now, so a push that
 /// waited sends the newest level.
@@ -373,17 +375,18 @@ impl PushTarget<'_> {
                 listing_ref: learned,
             } => {
                 record(quantity)?;
-                if let Some(r) = learned.filter(|r| !r.is_empty() && !r.starts_with(MARK))
+                if let Some(r) = learned.filter(|r| !r.is_empty())
                     && listing_ref.as_deref() != Some(r.as_str())
                 {
-                    store.set_listing_ref(account, &sku, &r)?;
+                    store.set_listing(account, &sku, &ListingState::Ref(r))?;
                 }
                 Verdict::Done(Some(recheck(
                     store, outbound, account, buffer, sku, desired,
                 )))
             }
             InventoryResult::NotListed => {
-                mark_not_listed(store, account, &sku, recorded_at)?;
+                let state = ListingState::NotListed { since: recorded_at };
+                store.set_listing(account, &sku, &state)?;
                 OutboxMetrics::add(&outbound.outbox.metrics.not_listed);
                 tracing::info!(account, sku = %sku, "channel does not list this sku; its pushes are skipped");
                 Verdict::Done(None)

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use switchyard_contract::OrderStatus;
 
-use super::{LISTED, Listing, StockTargets, listing, push_items, sku_problem};
+use super::{Listing, StockTargets, listing, push_items, sku_problem};
 use crate::effects::{IngestPlan, forever};
-use crate::store::{StockChange, Store, StoreError, StoredOrder};
+use crate::store::{ListingState, StockChange, Store, StoreError, StoredOrder};
 
 fn reserve_marker(order_id: &str) -> String {
     format!("outbound/reserve/{order_id}")
@@ -66,7 +66,7 @@ pub fn plan_reservation(
                 listing(store, &new.order.account, sku, now)?,
                 Listing::NotListed { .. }
             ) {
-                store.set_listing_ref(&new.order.account, sku, LISTED)?;
+                store.set_listing(&new.order.account, sku, &ListingState::Listed)?;
             }
         }
     }
