@@ -56,6 +56,23 @@ pub enum PollError {
 }
 
 impl PollError {
+    /// Why a backfill of `account` stopped and what to do about it, for the
+    /// person who ran `switchyard sync`.
+    pub fn stopped_backfill(&self, account: &str) -> String {
+        match self {
+            PollError::Connector(e @ ConnectorError::Auth(_)) => format!(
+                "{e}; the channel refused the credentials of account {account}: fix them \
+                 (the account's access token or client secret in the config), then run \
+                 the sync again; what was synced before is stored"
+            ),
+            PollError::Connector(e @ ConnectorError::Config(_)) => format!(
+                "{e}; fix account {account} in the config, then run the sync again; what \
+                 was synced before is stored"
+            ),
+            e => format!("{e}; what was synced so far is stored, run it again to continue"),
+        }
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             PollError::Connector(ConnectorError::RateLimited { retry_after, .. }) => *retry_after,
@@ -227,7 +244,7 @@ impl<C: Connector + 'static> Backfill for Accounts<C> {
                 let _ = progress.send(s.clone());
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.stopped_backfill(account))
         })
     }
 }

@@ -56,12 +56,20 @@ pub enum Command {
     },
     /// Run the whole loop on this machine against the built-in channel simulator.
     Demo(DemoArgs),
-    /// One-shot backfill of one account.
+    /// One-shot backfill of one account, by itself or through the running daemon.
+    ///
+    /// Without --since it goes on from where the account's polls stand (on the
+    /// first run, from the account's start_date, by default 30 days back).
     Sync {
+        /// The [[account]] id in the config.
         account: String,
-        /// Start here instead of the stored cursor (RFC 3339).
-        #[arg(long)]
+        /// Start here instead: a date (2026-11-01, midnight UTC) or an RFC 3339
+        /// time (2026-11-01T08:00:00Z).
+        #[arg(long, value_name = "DATE|TIME")]
         since: Option<String>,
+        /// One JSON line per page ({"progress": ...}), then {"done": ...} or {"error": ...}.
+        #[arg(long)]
+        json: bool,
     },
     /// Feed recorded fixture files through the connectors and rules into a throw-away store.
     Replay {
@@ -249,7 +257,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Orders(cmd) => orders::run(&config()?, cmd),
         Command::Outbox(cmd) => outbox::run(&config()?, cmd),
         Command::Run => daemon::run(&config()?),
-        Command::Sync { account, since } => daemon::sync(&config()?, &account, since.as_deref()),
+        Command::Sync {
+            account,
+            since,
+            json,
+        } => daemon::sync(&config()?, &account, since.as_deref(), json),
         Command::Replay { paths, rules, json } => replay::run(&config()?, &paths, &rules, json),
         Command::Rules(cmd) => rules::run(&config()?, cmd),
         Command::Ship {

@@ -36,7 +36,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -644,10 +644,11 @@ mod tests {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SyncQuery {
-    since: Option<DateTime<Utc>>,
+    /// RFC 3339, or a date (midnight UTC).
+    since: Option<String>,
 }
 
-/// `POST /sync/{account}?since=RFC3339`: the backfill `switchyard sync` asks
+/// `POST /sync/{account}?since=RFC3339|DATE`: the backfill `switchyard sync` asks
 /// for while the daemon runs. The answer streams one JSON line per page with
 /// the running totals (`{"progress": {...}}`), then `{"done": {...}}` or
 /// `{"error": "..."}`, so the command line shows the same progress either way.
@@ -656,15 +657,10 @@ async fn sync(
     Path(account): Path<String>,
     query: Result<Query<SyncQuery>, QueryRejection>,
 ) -> Response {
-    let since = match query {
-        Ok(Query(q)) => q.since,
-        Err(e) => {
-            return ApiError::bad(format!(
-                "{}; since must be RFC 3339, e.g. 2026-11-01T00:00:00Z",
-                e.body_text()
-            ))
-            .into_response();
-        }
+    let since = match query.map(|Query(q)| q.since.as_deref().map(ops::parse_since).transpose()) {
+        Ok(Ok(since)) => since,
+        Ok(Err(e)) => return ApiError::bad(format!("since: {e}")).into_response(),
+        Err(e) => return ApiError::bad(e.body_text()).into_response(),
     };
     let Some(backfill) = ctx.backfill.clone() else {
         return ApiError::new(

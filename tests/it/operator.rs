@@ -175,3 +175,98 @@ fn check_warns_about_skipped_accounts_and_inline_secrets_and_counts_in_words() {
     assert!(summary.contains("(1 account; 1 destination)"), "{summary}");
     assert!(summary.contains("rules.toml: ok (1 rule)"), "{summary}");
 }
+
+/// A channel that refuses every call with 401, on a free port of 127.0.0.1;
+/// it stops when the test process ends.
+fn refusing_channel() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let body = r#"{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn sync_takes_a_date_and_a_refused_token_says_to_fix_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new(dir.path())
+        .account(
+            crate::common::daemon::ShopifyAccount::new("shop-us", &refusing_channel())
+                .webhook_secret("hook"),
+        )
+        .write();
+    let config = config.to_str().unwrap();
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "sync",
+            "shop-us",
+            "--since",
+            "2026-11-01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("shop-us: sync stopped: authentication: HTTP 401"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the channel refused the credentials of account shop-us: fix them"),
+        "{err}"
+    );
+    assert!(!err.contains("run it again to continue"), "{err}");
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "sync",
+            "shop-us",
+            "--since",
+            "2026-11-01",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert!(
+        last["error"].as_str().unwrap().contains("fix them"),
+        "{last}"
+    );
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "sync",
+            "shop-us",
+            "--since",
+            "1st of November",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--since: \"1st of November\" is neither a date (2026-11-01, midnight UTC) nor an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
+}
