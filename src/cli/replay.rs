@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::testkit::Scenario;
 use switchyard_contract::{Channel, Connector, ConnectorError, WebhookOutcome, WebhookRequest};
 
-use super::print::{out, outln};
+use super::print::{out, outln, plural};
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
 use crate::channels::poll::{PollError, catch_up};
 use crate::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings};
@@ -128,6 +128,8 @@ pub fn run(
         .build()
         .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
     let http = reqwest::Client::new();
+    let count = scenarios.len();
+    let mut failures: Vec<String> = Vec::new();
     runtime.block_on(async {
         for (channel, scenario) in scenarios {
             let sim = Simulator::from_scenarios(channel, vec![scenario.clone()])
@@ -143,7 +145,9 @@ pub fn run(
                 Err(PollError::Connector(ConnectorError::Rejected {
                     status: Some(404), ..
                 })) => {}
-                Err(e) => eprintln!("{}: poll: {e}", scenario.dir.display()),
+                // A throttle, a refused token, garbage: the recorded traffic
+                // did not replay, which a CI job must notice.
+                Err(e) => failures.push(format!("{}: poll: {e}", scenario.dir.display())),
             }
             // Recorded webhooks were signed with secrets we do not have: they
             // are trusted files here, so only parsing runs.
@@ -173,7 +177,11 @@ pub fn run(
                             .map_err(fail)?;
                     }
                     Ok(_) => {}
-                    Err(e) => eprintln!("{}: webhook {}: {e}", scenario.dir.display(), w.name),
+                    Err(e) => failures.push(format!(
+                        "{}: webhook {}: {e}",
+                        scenario.dir.display(),
+                        w.name
+                    )),
                 }
             }
             sim.stop().await;
@@ -184,14 +192,24 @@ pub fn run(
     if let (Some(other), Some(first), Some(second)) =
         (&other, rules_paths.first(), rules_paths.get(1))
     {
-        return compare(&orders, other, first, second, json);
-    }
-    if json {
+        compare(&orders, other, first, second, json)?;
+    } else if json {
         let list: Vec<_> = orders.iter().map(|o| &o.order).collect();
-        return print_json(&list);
+        print_json(&list)?;
+    } else {
+        out!("{}", super::render_list(&orders));
     }
-    out!("{}", super::render_list(&orders));
-    Ok(())
+    if failures.is_empty() {
+        return Ok(());
+    }
+    // After the orders, so that what did replay is still shown; the exit
+    // status tells a CI job that something did not.
+    Err(fail(format!(
+        "{}\n{} of {} had errors; the orders above are what the rest produced",
+        failures.join("\n"),
+        plural(failures.len(), "replay step", "replay steps"),
+        plural(count, "scenario", "scenarios"),
+    )))
 }
 
 /// What the second rules file would decide differently about each order.

@@ -270,3 +270,46 @@ fn sync_takes_a_date_and_a_refused_token_says_to_fix_the_credentials() {
         stderr(&out)
     );
 }
+
+/// A CI job running `replay` over recorded traffic must notice when some of
+/// it does not replay: the throttled poll and the body that is not an order.
+#[test]
+fn replay_exits_1_when_a_scenario_fails_and_still_prints_the_rest() {
+    let config = format!("{REPO}/config/switchyard.toml");
+    let out = command()
+        .args([
+            "--config",
+            &config,
+            "replay",
+            &format!("{REPO}/fixtures/shopify"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("poll-throttled: poll: channel: rate limited"),
+        "{err}"
+    );
+    assert!(
+        err.contains("webhook-bad-signature: webhook not-an-order"),
+        "{err}"
+    );
+    assert!(err.contains("2 replay steps of "), "{err}");
+    assert!(
+        stdout(&out).contains("replay:5551234567"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = command()
+        .args([
+            "--config",
+            &config,
+            "replay",
+            &format!("{REPO}/fixtures/shopify/demo"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
