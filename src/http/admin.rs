@@ -67,6 +67,8 @@ pub struct AdminState {
     pub outbound: Outbound,
     /// Runs `switchyard sync` inside the daemon; None: no accounts to sync.
     pub backfill: Option<Arc<dyn Backfill>>,
+    /// The configured destination ids, which the `route` filter must name.
+    pub destinations: Option<Vec<String>>,
 }
 
 impl AdminState {
@@ -75,7 +77,14 @@ impl AdminState {
             token,
             outbound,
             backfill: None,
+            destinations: None,
         }
+    }
+
+    /// The `route` filter is checked against these (without: not checked).
+    pub fn with_destinations(mut self, destinations: Vec<String>) -> Self {
+        self.destinations = Some(destinations);
+        self
     }
 
     pub fn with_backfill(mut self, backfill: Arc<dyn Backfill>) -> Self {
@@ -93,6 +102,7 @@ struct Ctx {
     token: Option<Secret>,
     outbound: Outbound,
     backfill: Option<Arc<dyn Backfill>>,
+    destinations: Option<Vec<String>>,
 }
 
 type Shared = State<Arc<Ctx>>;
@@ -110,6 +120,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         token: admin.token,
         outbound: admin.outbound,
         backfill: admin.backfill,
+        destinations: admin.destinations,
     });
     Router::new()
         .route("/orders", get(list_orders))
@@ -362,7 +373,19 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(self) -> Result<OrderFilter, ApiError> {
+    fn filter(self, destinations: Option<&[String]>) -> Result<OrderFilter, ApiError> {
+        if let (Some(route), Some(known)) = (&self.route, destinations)
+            && route != "none"
+            && !known.contains(route)
+        {
+            return Err(ApiError::bad(format!(
+                "route: no destination {route:?} in the config; expected one of {}, or none",
+                known.join(", ")
+            )));
+        }
+        if self.limit == Some(0) {
+            return Err(ApiError::bad("limit: must be 1 or more"));
+        }
         let channel = self
             .channel
             .map(|c| c.parse::<Channel>())
@@ -389,7 +412,7 @@ async fn list_orders(
     State(ctx): Shared,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
-    let filter = query?.0.filter()?;
+    let filter = query?.0.filter(ctx.destinations.as_deref())?;
     let c = ctx.clone();
     ok(blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?)
 }

@@ -582,6 +582,7 @@ fn unset_fields_are_null_and_normal() {
             removed_tags: vec![],
             tags: vec![],
             route: None,
+            route_is_default: false,
             hold: None,
             priority: Priority::Normal,
             trace: vec![],
