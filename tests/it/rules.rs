@@ -782,7 +782,7 @@ fn explain_json_has_the_spec_shape() {
                 { "name": "after", "matched": false, "failed": "skipped: stopped by stopper" },
                 { "name": "after-too", "matched": false, "failed": "skipped: stopped by stopper" },
             ],
-            "result": { "tags": ["a", "b"], "route": "east-wh", "hold": "stopped here", "priority": "normal" }
+            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "priority": "normal" }
         })
     );
     let none = eval(&one(r#"country = "CA""#), &order());
@@ -791,7 +791,7 @@ fn explain_json_has_the_spec_shape() {
         json!({
             "order": "shop-us:5551234567",
             "rules": [ { "name": "r", "matched": false, "failed": "country: US not in [CA]" } ],
-            "result": { "tags": [], "route": null, "hold": null, "priority": "normal" }
+            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "priority": "normal" }
         })
     );
 }
@@ -828,7 +828,7 @@ result
   tags:     gift, us
     added by rules: us
     removed from the channel's: old
-  route:    east-wh
+  route:    east-wh (default_route: no rule set a route)
   hold:     (none)
   priority: normal
 "
