@@ -562,3 +562,37 @@ pub fn apply_rules(
         seq: report.seq,
     })
 }
+
+// --- input ------------------------------------------------------------------------
+
+/// A point in time as a person gives it: RFC 3339 (`2026-11-01T08:00:00Z`,
+/// `2026-11-01T08:00:00+02:00`), or a date (`2026-11-01`), which means
+/// midnight UTC at its start.
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err(format!(
+        "{text:?} is neither a date (2026-11-01, midnight UTC) nor an RFC 3339 time \
+         (2026-11-01T08:00:00Z)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_date_at_midnight_utc_or_an_rfc3339_time() {
+        let day = parse_since("2026-11-01").unwrap();
+        assert_eq!(day.to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        let time = parse_since("2026-11-01T08:00:00+02:00").unwrap();
+        assert_eq!(time.to_rfc3339(), "2026-11-01T06:00:00+00:00");
+        assert!(parse_since("2026-13-01").is_err());
+        assert!(parse_since("yesterday").is_err());
+    }
+}

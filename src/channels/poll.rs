@@ -63,6 +63,23 @@ pub enum PollError {
 }
 
 impl PollError {
+    /// Why a backfill of `account` stopped and what to do about it, for the
+    /// person who ran `switchyard sync`.
+    pub fn stopped_backfill(&self, account: &str) -> String {
+        match self {
+            PollError::Connector(e @ ConnectorError::Auth(_)) => format!(
+                "{e}; the channel refused the credentials of account {account}: fix them \
+                 (the account's access token or client secret in the config), then run \
+                 the sync again; what was synced before is stored"
+            ),
+            PollError::Connector(e @ ConnectorError::Config(_)) => format!(
+                "{e}; fix account {account} in the config, then run the sync again; what \
+                 was synced before is stored"
+            ),
+            e => format!("{e}; what was synced so far is stored, run it again to continue"),
+        }
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             PollError::Connector(ConnectorError::RateLimited { retry_after, .. }) => *retry_after,
@@ -76,6 +93,39 @@ pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Ut
     account
         .start_date
         .unwrap_or(now - chrono::Duration::days(DEFAULT_BACKFILL_DAYS))
+}
+
+/// How a catch-up runs.
+#[derive(Clone)]
+pub struct CatchUp {
+    /// Read from this time instead of the stored cursor (a backfill).
+    pub since: Option<DateTime<Utc>>,
+    /// Told how long each page may take (the poll loop's watchdog heartbeat).
+    pub keepalive: Option<Keepalive>,
+    /// A page the channel refuses for its rate limit is waited out and asked
+    /// for again, up to [`MAX_RATE_LIMITED_IN_A_ROW`] times in a row; false:
+    /// the refusal ends the catch-up (a replay of recorded traffic, which
+    /// answers the same every time).
+    pub wait_out_throttles: bool,
+}
+
+impl CatchUp {
+    /// From the stored cursor, waiting out throttles.
+    pub fn from_cursor() -> CatchUp {
+        CatchUp {
+            since: None,
+            keepalive: None,
+            wait_out_throttles: true,
+        }
+    }
+
+    /// From `since` when given, else from the stored cursor.
+    pub fn since(since: Option<DateTime<Utc>>) -> CatchUp {
+        CatchUp {
+            since,
+            ..CatchUp::from_cursor()
+        }
+    }
 }
 
 /// Polls until the channel reports no more pages. With `since`, the stored
@@ -94,10 +144,14 @@ pub fn default_since(account: &AccountConfig, now: DateTime<Utc>) -> DateTime<Ut
 pub async fn catch_up(
     connected: &Connected,
     ingest: &Ingest,
-    since: Option<DateTime<Utc>>,
-    keepalive: Option<Keepalive>,
+    how: CatchUp,
     mut on_page: impl FnMut(&PollStats),
 ) -> Result<PollStats, PollError> {
+    let CatchUp {
+        since,
+        keepalive,
+        wait_out_throttles,
+    } = how;
     let Connected {
         account,
         connector,
@@ -139,7 +193,7 @@ pub async fn catch_up(
             Ok(Err(ConnectorError::RateLimited {
                 retry_after,
                 detail,
-            })) if throttled_in_a_row < MAX_RATE_LIMITED_IN_A_ROW => {
+            })) if wait_out_throttles && throttled_in_a_row < MAX_RATE_LIMITED_IN_A_ROW => {
                 throttled_in_a_row += 1;
                 ingest.metrics().inc(
                     &crate::daemon::metrics::RATE_LIMITED,
@@ -259,11 +313,11 @@ impl Backfill for Accounts {
             };
             let lock = self.locks.get(account);
             let _turn = lock.lock().await;
-            catch_up(connected, &self.ingest, since, None, |s| {
+            catch_up(connected, &self.ingest, CatchUp::since(since), |s| {
                 let _ = progress.send(s.clone());
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.stopped_backfill(account))
         })
     }
 }
@@ -342,7 +396,11 @@ async fn poll_loop(worker: PollWorker, mut shutdown: watch::Receiver<bool>) {
                 // A backfill asked for by hand (`switchyard sync`) and this
                 // loop take turns, so their cursors do not cross.
                 let _turn = lock.lock().await;
-                catch_up(&connected, &ingest, None, Some(keepalive.clone()), |_| {}).await
+                let how = CatchUp {
+                    keepalive: Some(keepalive.clone()),
+                    ..CatchUp::from_cursor()
+                };
+                catch_up(&connected, &ingest, how, |_| {}).await
             } => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };

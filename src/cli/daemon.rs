@@ -5,10 +5,10 @@ use std::path::Path;
 
 use chrono::DateTime;
 
-use super::print::{out, outln};
+use super::print::{out, outln, plural};
 use super::{CliResult, EXIT_FAILED, Failure};
 use crate::channels::accounts::Connected;
-use crate::channels::poll::{PollStats, catch_up};
+use crate::channels::poll::{CatchUp, PollStats, catch_up};
 use crate::channels::tokens::TokenBoard;
 use crate::config::LogFormat;
 use crate::daemon::{RunOptions, run as run_app};
@@ -89,19 +89,11 @@ fn reload_signal() -> std::sync::Arc<tokio::sync::Notify> {
     notify
 }
 
-pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliResult {
+pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>, json: bool) -> CliResult {
     let since = since
         .map(|s| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|d| d.to_utc())
-                .map_err(|e| {
-                    Failure::new(
-                        EXIT_FAILED,
-                        format!(
-                            "--since {s:?}: not an RFC 3339 time ({e}); e.g. 2026-11-01T00:00:00Z"
-                        ),
-                    )
-                })
+            crate::ops::parse_since(s)
+                .map_err(|e| Failure::new(EXIT_FAILED, format!("--since: {e}")))
         })
         .transpose()?;
     let http = reqwest::Client::builder()
@@ -135,7 +127,7 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
             let config = crate::config::load(config_path)
                 .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
             checked(&config)?;
-            return sync_remote(&remote, account_id, since);
+            return sync_remote(&remote, account_id, since, json);
         }
     };
     let account = checked(&config)?;
@@ -146,14 +138,22 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>) -> CliRes
     // pushes and deliveries like any other; the daemon sends them later.
     let outbound = crate::effects::Outbound::new(crate::channels::accounts::stock_targets(&config));
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
-    let mut progress = Progress::new(account_id);
-    let result = runtime()?
-        .block_on(async { catch_up(&connected, &ingest, since, None, |s| progress.page(s)).await });
+    let mut progress = Progress::new(account_id, json);
+    let result = runtime()?.block_on(async {
+        catch_up(&connected, &ingest, CatchUp::since(since), |s| {
+            progress.page(s)
+        })
+        .await
+    });
     progress.end();
     store
         .flush_blocking()
         .map_err(super::orders::store_failure)?;
-    finish(account_id, result.map_err(|e| e.to_string()))
+    finish(
+        account_id,
+        result.map_err(|e| e.stopped_backfill(account_id)),
+        json,
+    )
 }
 
 /// `sync` while the daemon runs: the daemon does the backfill (taking turns
@@ -162,12 +162,13 @@ fn sync_remote(
     remote: &super::remote::Remote,
     account_id: &str,
     since: Option<DateTime<chrono::Utc>>,
+    json: bool,
 ) -> CliResult {
     let query: Vec<(&str, String)> = since
         .map(|s| ("since", s.to_rfc3339()))
         .into_iter()
         .collect();
-    let mut progress = Progress::new(account_id);
+    let mut progress = Progress::new(account_id, json);
     let mut outcome: Option<Result<PollStats, String>> = None;
     remote.post_lines(&["sync", account_id], &query, |line| {
         if let Some(p) = line
@@ -190,27 +191,38 @@ fn sync_remote(
         outcome.unwrap_or_else(|| {
             Err("the daemon ended the backfill without saying how it went".to_owned())
         }),
+        json,
     )
 }
 
-fn finish(account_id: &str, result: Result<PollStats, String>) -> CliResult {
+fn finish(account_id: &str, result: Result<PollStats, String>, json: bool) -> CliResult {
+    if json {
+        let line = match &result {
+            Ok(stats) => serde_json::json!({ "done": stats }),
+            Err(e) => serde_json::json!({ "error": format!("{account_id}: sync stopped: {e}") }),
+        };
+        outln!("{line}");
+    }
     match result {
         Ok(stats) => {
-            outln!(
-                "{account_id}: done, {} orders in {} pages ({} new, {} updated)",
-                stats.orders,
-                stats.pages,
-                stats.created,
-                stats.updated
-            );
+            if !json {
+                outln!(
+                    "{account_id}: done, {} in {} ({} new, {} updated)",
+                    plural(stats.orders, "order", "orders"),
+                    plural(stats.pages, "page", "pages"),
+                    stats.created,
+                    stats.updated
+                );
+            }
             if stats.rejected > 0 {
                 // Not stored: the person running the backfill must hear it.
                 return Err(Failure::new(
                     EXIT_FAILED,
                     format!(
-                        "{account_id}: {} orders could not be read and are NOT in the store; \
+                        "{account_id}: {} could not be read and {} NOT in the store; \
                          their ids and reasons are in the log (switchyard_orders_rejected_total counts them)",
-                        stats.rejected
+                        plural(stats.rejected, "order", "orders"),
+                        if stats.rejected == 1 { "is" } else { "are" }
                     ),
                 ));
             }
@@ -218,32 +230,41 @@ fn finish(account_id: &str, result: Result<PollStats, String>) -> CliResult {
         }
         Err(e) => Err(Failure::new(
             EXIT_FAILED,
-            format!(
-                "{account_id}: sync stopped: {e}; what was synced so far is stored, run it again to continue"
-            ),
+            format!("{account_id}: sync stopped: {e}"),
         )),
     }
 }
 
 /// Progress of a backfill: a bar redrawn in place on a terminal, one plain
-/// line per page otherwise.
+/// line per page otherwise, one JSON line per page with `--json`.
 struct Progress<'a> {
     account: &'a str,
     terminal: bool,
+    json: bool,
 }
 
 impl<'a> Progress<'a> {
-    fn new(account: &'a str) -> Self {
+    fn new(account: &'a str, json: bool) -> Self {
         Progress {
             account,
-            terminal: std::io::stdout().is_terminal(),
+            terminal: !json && std::io::stdout().is_terminal(),
+            json,
         }
     }
 
     fn page(&mut self, s: &PollStats) {
+        if self.json {
+            outln!("{}", serde_json::json!({ "progress": s }));
+            return;
+        }
         let mut line = format!(
-            "{}: {} pages, {} orders ({} new, {} updated, {} unchanged)",
-            self.account, s.pages, s.orders, s.created, s.updated, s.unchanged
+            "{}: {}, {} ({} new, {} updated, {} unchanged)",
+            self.account,
+            plural(s.pages, "page", "pages"),
+            plural(s.orders, "order", "orders"),
+            s.created,
+            s.updated,
+            s.unchanged
         );
         if let Some(until) = s.waiting_until {
             // Waiting out the channel's rate limit: it goes on by itself.

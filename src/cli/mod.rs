@@ -28,17 +28,35 @@ pub const EXIT_FAILED: u8 = 1;
 /// Exit status for a command this build cannot run yet (and for usage errors).
 pub const EXIT_UNAVAILABLE: u8 = 2;
 
+/// `switchyard --version`: the version, the commit and the build date.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SWITCHYARD_COMMIT"),
+    ", built ",
+    env!("SWITCHYARD_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchyard",
-    version,
-    about = "Order hub: every channel's orders in one place, routed by rules, with stock and tracking pushed back"
+    version = VERSION,
+    about = "Order hub: every channel's orders in one place, routed by rules, with stock and tracking pushed back",
+    long_about = "Order hub: every channel's orders in one place, routed by rules, with stock and \
+tracking pushed back.\n\nswitchyard pulls the orders of Shopify, Etsy, eBay and Amazon accounts into one \
+canonical model, tags, routes and holds them by the rules in rules.toml, delivers them to the \
+warehouses that ship them, and pushes stock levels and tracking numbers back to every channel. \
+`switchyard run` is the daemon; the other commands work on its store, by themselves or through \
+the running daemon's admin API, with the same output either way.\n\nDocumentation: docs/ in the \
+repository (configuration, rules, canonical order, HTTP API, operations, channels).",
+    after_help = "Start with `switchyard demo`, then `switchyard --help COMMAND` or `switchyard COMMAND --help`."
 )]
 pub struct Cli {
     /// The config file. Without it: $SWITCHYARD_CONFIG, else ./switchyard.toml or
     /// ./config/switchyard.toml if one is in the current folder (the command says
     /// which it used), else /etc/switchyard/switchyard.toml.
-    #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -46,119 +64,227 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: ingest, rules, deliver, push back; serve HTTP.
+    /// Run the daemon: poll and take webhooks, run the rules, deliver, push back, serve HTTP.
+    ///
+    /// Logs to stderr at info (RUST_LOG to change it). Stops on SIGTERM or SIGINT;
+    /// SIGHUP reloads the rules and re-checks the config. Under systemd it says
+    /// READY once the store is open and the listener bound.
     Run,
     /// Validate the config and the rules file; exit 1 with every error.
+    ///
+    /// Prints every problem of both files as FILE:LINE:COLUMN: message, and warns
+    /// about accounts `run` would skip and secrets written in the file. Secrets
+    /// given as NAME_env or NAME_file are read and checked as `run` would.
     Check {
-        /// Print the result as one JSON document.
+        /// Print the result as one JSON document: { ok, config: {...}, rules: {...} }.
         #[arg(long)]
         json: bool,
     },
     /// Run the whole loop on this machine against the built-in channel simulator.
+    ///
+    /// No credentials and no network: the simulator serves the recorded
+    /// fixtures, a built-in warehouse receives the deliveries. Prints what happened,
+    /// step by step.
     Demo(DemoArgs),
-    /// One-shot backfill of one account.
+    /// One-shot backfill of one account, by itself or through the running daemon.
+    ///
+    /// Without --since it goes on from where the account's polls stand (on the
+    /// first run, from the account's start_date, by default 30 days back).
     Sync {
+        /// The [[account]] id in the config.
         account: String,
-        /// Start here instead of the stored cursor (RFC 3339).
-        #[arg(long)]
+        /// Start here instead: a date (2026-11-01, midnight UTC) or an RFC 3339
+        /// time (2026-11-01T08:00:00Z).
+        #[arg(long, value_name = "DATE|TIME")]
         since: Option<String>,
+        /// One JSON line per page ({"progress": ...}), then {"done": ...} or {"error": ...}.
+        #[arg(long)]
+        json: bool,
     },
-    /// Feed recorded fixture files through the connectors and rules into a throw-away store.
+    /// Feed recorded fixtures through the connectors and the rules into a throw-away store.
+    ///
+    /// Prints the orders, tags, routes and holds they produce; with --rules given
+    /// twice, what the second rules file would decide differently. Exits 1 when a
+    /// scenario does not replay (after printing what did).
     Replay {
-        #[arg(required = true)]
+        /// Scenario folders (fixtures/<channel>/<scenario>) or channel folders of them.
+        #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Try another rules file; given twice, show what the second changes.
-        #[arg(long, num_args = 1, action = clap::ArgAction::Append)]
+        /// Replay with this rules file instead of the config's; given twice, compare the two.
+        #[arg(long, num_args = 1, action = clap::ArgAction::Append, value_name = "FILE")]
         rules: Vec<PathBuf>,
+        /// Print the orders (or the changes) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Explain, apply and test the rules.
     #[command(subcommand)]
     Rules(RulesCommand),
-    /// Canonical orders.
+    /// List, show, hold and release canonical orders.
     #[command(subcommand)]
     Orders(OrdersCommand),
-    /// Record a shipment and queue the tracking push.
+    /// Record a shipment and queue its tracking push to the order's channel.
+    ///
+    /// Without --line the shipment covers everything not yet shipped. The same
+    /// tracking number again changes nothing.
     Ship {
+        /// The order id, "<account>:<channel order id>".
         id: String,
+        /// The carrier's code: ups, usps, fedex, dhl, canada_post, royal_mail, dpd, ...
+        /// (any other name is sent as given).
         #[arg(long)]
         carrier: String,
-        #[arg(long)]
+        /// The tracking number.
+        #[arg(long, value_name = "NUMBER")]
         tracking: String,
         /// Ship part of the order: SKU=QTY, repeatable.
-        #[arg(long = "line")]
+        #[arg(long = "line", value_name = "SKU=QTY")]
         lines: Vec<String>,
+        /// Print the receipt as JSON: { order_id, recorded, status, tracking_number, shipment, warnings }.
+        #[arg(long)]
+        json: bool,
     },
-    /// Central stock levels.
+    /// Central stock: set, import and show levels.
     #[command(subcommand)]
     Stock(StockCommand),
-    /// The outbound queue and dead letters.
+    /// The outbound queue and its dead letters.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `switchyard completions bash > /etc/bash_completion.d/switchyard`;
+    /// zsh: into a folder of $fpath as _switchyard; fish: into
+    /// ~/.config/fish/completions/switchyard.fish.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `switchyard man > /usr/local/share/man/man1/switchyard.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The fixtures the simulator serves (default: ./fixtures, else the source tree's).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub fixtures: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Which rules matched an order, which condition failed for the others, and the result.
+    ///
+    /// Give a stored order with --order ID, or an order in a file with --file
+    /// (canonical order JSON, or what `orders show --json` prints).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["order", "file"])))]
     Explain {
-        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        /// A stored order's id, "<account>:<channel order id>".
+        #[arg(long, value_name = "ID")]
         order: Option<String>,
-        #[arg(long)]
+        /// An order in a JSON file; it need not be stored nor belong to a configured account.
+        #[arg(long, value_name = "ORDER.json")]
         file: Option<PathBuf>,
+        /// Print { order, rules: [{ name, matched, failed }], result: {...} }.
         #[arg(long)]
         json: bool,
     },
-    /// Re-run the current rules over stored open orders and show what changes.
+    /// Re-run the current rules over the stored open orders and write what changes.
+    ///
+    /// Open orders are pending, ready and partially_shipped. An order that a changed
+    /// rule now routes and does not hold is delivered.
     Apply {
+        /// Only show what would change.
         #[arg(long)]
         dry_run: bool,
+        /// Print the changes as JSON: [{ id, before, after }].
         #[arg(long)]
         json: bool,
     },
-    /// Run rule test case files; exit 1 if any fails.
+    /// Run rule test files against the config's rules; exit 1 if a case fails.
+    ///
+    /// Each case prints PASS or FAIL with the reasons, then "N passed, N failed".
+    /// The file format is in docs/rules.md.
     Test {
-        #[arg(required = true)]
+        /// Test files, or folders of them (their *.toml files, not recursive).
+        #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// Print only failing cases and the count.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Print { passed, failed, cases: [{ file, name, passed, failures }] }.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
-    /// Canonical orders, oldest first.
+    /// Canonical orders matching every filter given, oldest first.
     List(orders::ListArgs),
-    /// One order with its full history.
+    /// One order with its lines, shipments, notes and full history.
     Show {
+        /// The order id, "<account>:<channel order id>".
         id: String,
+        /// Print the canonical order with notes and history as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Put an order on hold by hand.
+    /// Put an order on hold by hand: it is not delivered until released.
+    ///
+    /// An order already delivered cannot be recalled: the command says where and
+    /// when it went, and the destination is sent a hold notice.
     Hold {
+        /// The order id, "<account>:<channel order id>".
         id: String,
+        /// Why, for whoever releases it.
         #[arg(long)]
         reason: String,
+        /// Print the order as JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Release a hand-set hold.
-    Release { id: String },
+    /// Release an order's hold, set by hand or by a rule; its delivery is queued at once.
+    ///
+    /// Releasing a rule's hold overrides the rule: the same hold does not come back
+    /// when the rules run again (a hold for another reason does).
+    Release {
+        /// The order id, "<account>:<channel order id>".
+        id: String,
+        /// Print the order as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum StockCommand {
-    /// Set the central available quantity of a SKU.
-    Set { sku: String, qty: i64 },
-    /// Import levels from a CSV file with the header `sku,available`.
-    Import { file: PathBuf },
-    /// One SKU's level and what each channel was told.
-    Show {
+    /// Set the quantity on hand of a SKU; every channel that lists it is told.
+    ///
+    /// Channels are told max(0, on hand − reserved − buffer).
+    Set {
+        /// The SKU, exactly as the channels list it.
         sku: String,
+        /// Units on hand (0 or more).
+        #[arg(allow_negative_numbers = true, value_name = "QTY")]
+        qty: i64,
+        /// Print the receipt as JSON: { skus, queued, accounts }.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import levels from a CSV file with the header `sku,available`; all or nothing.
+    Import {
+        /// The CSV file.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// Print the receipt as JSON: { skus, queued, accounts }.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One SKU: on hand, reserved (by which orders), available, and what each channel was told.
+    Show {
+        /// The SKU.
+        sku: String,
+        /// Print { sku, on_hand, reserved, available, reservations, channels } as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -166,22 +292,35 @@ pub enum StockCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// Pending items, or dead letters with --dead.
+    /// What is waiting to be sent (or, with --dead, what failed for good), and what for.
     List {
+        /// Dead letters instead of pending items.
         #[arg(long)]
         dead: bool,
+        /// Print [{ id, account, kind, state, attempts, next_attempt_at, last_error, ... }].
         #[arg(long)]
         json: bool,
     },
-    /// Send a dead letter (or all of them) again.
+    /// Send an item (a dead letter, or a pending one) again now; or every dead letter.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all_dead"])))]
     Retry {
-        #[arg(conflicts_with = "all_dead", required_unless_present = "all_dead")]
+        /// The item's id, from `outbox list`.
         id: Option<String>,
+        /// Every dead letter.
         #[arg(long)]
         all_dead: bool,
+        /// Print { retried } as JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Remove an item from the queue or the dead letters.
-    Drop { id: String },
+    /// Give up on an item, pending or dead.
+    Drop {
+        /// The item's id, from `outbox list`.
+        id: String,
+        /// Print { id, dropped } as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A command's failure: the message for stderr and the exit status.
@@ -249,7 +388,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Orders(cmd) => orders::run(&config()?, cmd),
         Command::Outbox(cmd) => outbox::run(&config()?, cmd),
         Command::Run => daemon::run(&config()?),
-        Command::Sync { account, since } => daemon::sync(&config()?, &account, since.as_deref()),
+        Command::Sync {
+            account,
+            since,
+            json,
+        } => daemon::sync(&config()?, &account, since.as_deref(), json),
         Command::Replay { paths, rules, json } => replay::run(&config()?, &paths, &rules, json),
         Command::Rules(cmd) => rules::run(&config()?, cmd),
         Command::Ship {
@@ -257,9 +400,29 @@ fn dispatch(cli: Cli) -> CliResult {
             carrier,
             tracking,
             lines,
-        } => ship::run(&config()?, id, carrier, tracking, lines),
+            json,
+        } => ship::run(&config()?, id, carrier, tracking, lines, json),
         Command::Stock(cmd) => stock::run(&config()?, cmd),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "switchyard", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => man(),
     }
+}
+
+/// The man page, from the same definitions as `--help`.
+fn man() -> CliResult {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot render the man page: {e}")))?;
+    use std::io::Write as _;
+    std::io::stdout()
+        .write_all(&page)
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot write the man page: {e}")))
 }
 
 /// The config file a command reads. A file found by looking is named on
@@ -306,6 +469,18 @@ pub(crate) enum Backend {
         store: crate::store::Store,
     },
     Remote(remote::Remote),
+}
+
+impl Backend {
+    /// The config's destination ids.
+    pub(crate) fn destinations(&self) -> Vec<String> {
+        match self {
+            Backend::Local { config, .. } => {
+                config.destinations.iter().map(|d| d.id.clone()).collect()
+            }
+            Backend::Remote(api) => api.destinations.clone(),
+        }
+    }
 }
 
 /// How often a command without an admin token tries the store again before

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use chrono::Utc;
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 use serde_json::json;
 use switchyard_contract::{Channel, Order, OrderStatus};
 
@@ -15,33 +16,42 @@ use crate::store::{OrderFilter, StoredOrder};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(long, value_parser = parse_channel)]
+    /// Only this channel's orders.
+    #[arg(long, value_parser = channel_values())]
     pub channel: Option<Channel>,
+    /// Only this account's orders (an [[account]] id).
     #[arg(long)]
     pub account: Option<String>,
+    /// Only orders with this tag (any case, as rules compare tags).
     #[arg(long)]
     pub tag: Option<String>,
-    #[arg(long, value_parser = parse_status)]
+    /// Only orders in this status.
+    #[arg(long, value_parser = status_values())]
     pub status: Option<OrderStatus>,
-    /// A destination id, or `none` for unrouted orders.
-    #[arg(long)]
+    /// Only orders routed to this destination, or `none` for unrouted orders.
+    #[arg(long, value_name = "DESTINATION|none")]
     pub route: Option<String>,
     /// Only orders on hold.
     #[arg(long)]
     pub held: bool,
-    /// At most N orders (oldest first).
-    #[arg(long)]
-    pub limit: Option<usize>,
+    /// At most N orders (1 or more).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Print the orders as a JSON array of canonical orders.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_channel(s: &str) -> Result<Channel, String> {
-    s.parse()
+/// `--channel` values, listed in `--help` and refused with the list.
+fn channel_values() -> impl clap::builder::TypedValueParser<Value = Channel> {
+    clap::builder::PossibleValuesParser::new(Channel::ALL.map(Channel::as_str))
+        .try_map(|s| s.parse::<Channel>())
 }
 
-fn parse_status(s: &str) -> Result<OrderStatus, String> {
-    s.parse()
+/// `--status` values, listed in `--help` and refused with the list.
+fn status_values() -> impl clap::builder::TypedValueParser<Value = OrderStatus> {
+    clap::builder::PossibleValuesParser::new(OrderStatus::ALL.map(OrderStatus::as_str))
+        .try_map(|s| s.parse::<OrderStatus>())
 }
 
 impl ListArgs {
@@ -53,7 +63,7 @@ impl ListArgs {
             status: self.status,
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held.then_some(true),
-            limit: self.limit,
+            limit: self.limit.and_then(|n| usize::try_from(n).ok()),
         }
     }
 
@@ -89,6 +99,9 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
     let backend = super::open_backend(config_path)?;
     match cmd {
         OrdersCommand::List(args) => {
+            if let Some(route) = &args.route {
+                check_route(route, &backend.destinations())?;
+            }
             let orders: Vec<Order> = match &backend {
                 Backend::Local { store, .. } => {
                     ops::list_orders(store, &args.filter()).map_err(op_failure)?
@@ -126,45 +139,66 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                 Ok(())
             }
         }
-        OrdersCommand::Hold { id, reason } => {
+        OrdersCommand::Hold { id, reason, json } => {
             if reason.trim().is_empty() {
                 return Err(Failure::new(
                     EXIT_FAILED,
                     "a hold needs a reason: --reason \"...\"",
                 ));
             }
-            match &backend {
+            let order: Order = match &backend {
                 Backend::Local { store, .. } => {
-                    ops::hold(store, &Outbound::default(), &id, &reason, Utc::now())
+                    let written = ops::hold(store, &Outbound::default(), &id, &reason, Utc::now())
                         .map_err(op_failure)?;
                     store.flush_blocking().map_err(store_failure)?;
+                    written.value
                 }
-                Backend::Remote(api) => {
-                    let _: Order = api.post(
-                        &["orders", &id, "hold"],
-                        &[],
-                        Some(json!({ "reason": reason })),
-                    )?;
-                }
+                Backend::Remote(api) => api.post(
+                    &["orders", &id, "hold"],
+                    &[],
+                    Some(json!({ "reason": reason })),
+                )?,
+            };
+            if json {
+                return print_json(&order);
             }
             outln!("{id}: on hold ({})", reason.trim());
             Ok(())
         }
-        OrdersCommand::Release { id } => {
-            match &backend {
+        OrdersCommand::Release { id, json } => {
+            let order: Order = match &backend {
                 Backend::Local { store, .. } => {
-                    ops::release(store, &Outbound::default(), &id, Utc::now())
+                    let written = ops::release(store, &Outbound::default(), &id, Utc::now())
                         .map_err(op_failure)?;
                     store.flush_blocking().map_err(store_failure)?;
+                    written.value
                 }
-                Backend::Remote(api) => {
-                    let _: Order = api.post(&["orders", &id, "release"], &[], None)?;
-                }
+                Backend::Remote(api) => api.post(&["orders", &id, "release"], &[], None)?,
+            };
+            if json {
+                return print_json(&order);
             }
             outln!("{id}: released");
             Ok(())
         }
     }
+}
+
+/// `--route` must name a destination of the config (or `none`), refused
+/// like a bad `--status`: a typo must not read as "no orders".
+fn check_route(route: &str, destinations: &[String]) -> CliResult {
+    if route == "none" || destinations.iter().any(|d| d == route) {
+        return Ok(());
+    }
+    let mut valid: Vec<&str> = destinations.iter().map(String::as_str).collect();
+    valid.push("none");
+    Err(Failure::new(
+        super::EXIT_UNAVAILABLE,
+        format!(
+            "error: invalid value '{route}' for '--route <DESTINATION|none>': no such destination in the config\n  [possible values: {}]",
+            valid.join(", ")
+        ),
+    ))
 }
 
 pub(super) fn store_failure(e: crate::store::StoreError) -> Failure {

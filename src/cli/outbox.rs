@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::orders::{op_failure, store_failure};
-use super::print::{out, outln};
+use super::print::{out, outln, plural};
 use super::{Backend, CliResult, OutboxCommand, print_json};
 use crate::effects::Outbound;
 use crate::ops;
@@ -41,7 +41,7 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
             out!("{}", render_list(&items, dead));
             Ok(())
         }
-        OutboxCommand::Retry { id, all_dead } => {
+        OutboxCommand::Retry { id, all_dead, json } => {
             let now = Utc::now();
             if all_dead {
                 let n = match &backend {
@@ -56,7 +56,10 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
                             .retried
                     }
                 };
-                outln!("{n} dead letters queued again");
+                if json {
+                    return print_json(&serde_json::json!({ "retried": n }));
+                }
+                outln!("{} queued again", plural(n, "dead letter", "dead letters"));
             } else if let Some(id) = id {
                 match &backend {
                     Backend::Local { store, .. } => {
@@ -68,11 +71,14 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
                         api.post::<Retried>(&["outbox", &id, "retry"], &[], None)?;
                     }
                 }
+                if json {
+                    return print_json(&serde_json::json!({ "id": id, "retried": 1 }));
+                }
                 outln!("{id}: queued again");
             }
             Ok(())
         }
-        OutboxCommand::Drop { id } => {
+        OutboxCommand::Drop { id, json } => {
             match &backend {
                 Backend::Local { store, .. } => {
                     ops::outbox_drop(store, &id).map_err(op_failure)?;
@@ -81,6 +87,9 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
                 Backend::Remote(api) => {
                     api.delete::<serde_json::Value>(&["outbox", &id])?;
                 }
+            }
+            if json {
+                return print_json(&serde_json::json!({ "id": id, "dropped": true }));
             }
             outln!("{id}: dropped");
             Ok(())

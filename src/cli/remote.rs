@@ -32,6 +32,8 @@ pub(crate) struct Remote {
     token: Secret,
     config_path: PathBuf,
     state_dir: PathBuf,
+    /// The config's destination ids, for checking filters before asking.
+    pub(crate) destinations: Vec<String>,
 }
 
 /// Where to connect to reach a server listening on `listen`: a wildcard
@@ -111,6 +113,7 @@ impl Remote {
             token,
             config_path: config_path.to_owned(),
             state_dir: config.daemon.state_dir.clone(),
+            destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
         })
     }
 

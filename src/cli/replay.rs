@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::testkit::Scenario;
 use switchyard_contract::{Channel, ConnectorError, WebhookOutcome, WebhookRequest};
 
-use super::print::{out, outln};
+use super::print::{out, outln, plural};
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
 use crate::channels::accounts::Connected;
-use crate::channels::poll::{PollError, catch_up};
+use crate::channels::poll::{CatchUp, PollError, catch_up};
 use crate::channels::tokens::TokenBoard;
 use crate::config::AccountConfig;
 use crate::ingest::{Ingest, LiveRules, Source};
@@ -125,6 +125,8 @@ pub fn run(
         .build()
         .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
     let http = reqwest::Client::new();
+    let count = scenarios.len();
+    let mut failures: Vec<String> = Vec::new();
     runtime.block_on(async {
         for (channel, scenario) in scenarios {
             let sim = Simulator::from_scenarios(channel, vec![scenario.clone()])
@@ -134,14 +136,22 @@ pub fn run(
             let connected =
                 Connected::build(&account, &http, &store, &TokenBoard::default()).map_err(fail)?;
             let epoch = DateTime::<Utc>::UNIX_EPOCH;
-            match catch_up(&connected, &ingest, Some(epoch), None, |_| {}).await {
+            // Recorded answers are the same every time: a throttle is not
+            // waited out but reported.
+            let how = CatchUp {
+                wait_out_throttles: false,
+                ..CatchUp::since(Some(epoch))
+            };
+            match catch_up(&connected, &ingest, how, |_| {}).await {
                 Ok(_) => {}
                 // The scenario records no answer to a poll from the start of
                 // time (it records pushes, or a poll from another date).
                 Err(PollError::Connector(ConnectorError::Rejected {
                     status: Some(404), ..
                 })) => {}
-                Err(e) => eprintln!("{}: poll: {e}", scenario.dir.display()),
+                // A throttle, a refused token, garbage: the recorded traffic
+                // did not replay, which a CI job must notice.
+                Err(e) => failures.push(format!("{}: poll: {e}", scenario.dir.display())),
             }
             // Recorded webhooks go through the connector as the channel sent
             // them (the replay settings hold the secret they are signed with).
@@ -165,13 +175,7 @@ pub fn run(
                         dedupe_key,
                         rejected,
                     }) => {
-                        for r in rejected {
-                            eprintln!(
-                                "{shown}: order {} left out: {}",
-                                r.channel_order_id.as_deref().unwrap_or("(no id)"),
-                                r.error
-                            );
-                        }
+                        failures.extend(left_out(&shown, &rejected));
                         (orders, dedupe_key)
                     }
                     Ok(WebhookOutcome::Fetch {
@@ -179,23 +183,25 @@ pub fn run(
                         dedupe_key,
                     }) => match connected.connector.fetch_orders(&channel_order_ids).await {
                         Ok(fetched) => {
-                            for r in fetched.rejected {
-                                eprintln!(
-                                    "{shown}: order {} left out: {}",
-                                    r.channel_order_id.as_deref().unwrap_or("(no id)"),
-                                    r.error
-                                );
-                            }
+                            failures.extend(left_out(&shown, &fetched.rejected));
                             (fetched.orders, dedupe_key)
                         }
                         Err(e) => {
-                            eprintln!("{shown}: fetching the orders it names: {e}");
+                            failures.push(format!("{shown}: fetching the orders it names: {e}"));
                             continue;
                         }
                     },
                     Ok(_) => continue,
+                    // A delivery recorded with a bad signature (to show that
+                    // it is refused) replays as refused.
+                    Err(e @ ConnectorError::Auth(_)) => {
+                        eprintln!(
+                            "{shown}: refused, as the channel's signature check requires: {e}"
+                        );
+                        continue;
+                    }
                     Err(e) => {
-                        eprintln!("{shown}: {e}");
+                        failures.push(format!("{shown}: {e}"));
                         continue;
                     }
                 };
@@ -217,14 +223,38 @@ pub fn run(
     if let (Some(other), Some(first), Some(second)) =
         (&other, rules_paths.first(), rules_paths.get(1))
     {
-        return compare(&orders, other, first, second, json);
-    }
-    if json {
+        compare(&orders, other, first, second, json)?;
+    } else if json {
         let list: Vec<_> = orders.iter().map(|o| &o.order).collect();
-        return print_json(&list);
+        print_json(&list)?;
+    } else {
+        out!("{}", super::render_list(&orders));
     }
-    out!("{}", super::render_list(&orders));
-    Ok(())
+    if failures.is_empty() {
+        return Ok(());
+    }
+    // After the orders, so that what did replay is still shown; the exit
+    // status tells a CI job that something did not.
+    Err(fail(format!(
+        "{}\n{} of {} had errors; the orders above are what the rest produced",
+        failures.join("\n"),
+        plural(failures.len(), "replay step", "replay steps"),
+        plural(count, "scenario", "scenarios"),
+    )))
+}
+
+/// A replay failure line per order the connector could not read.
+fn left_out(shown: &str, rejected: &[switchyard_contract::RejectedOrder]) -> Vec<String> {
+    rejected
+        .iter()
+        .map(|r| {
+            format!(
+                "{shown}: order {} left out: {}",
+                r.channel_order_id.as_deref().unwrap_or("(no id)"),
+                r.error
+            )
+        })
+        .collect()
 }
 
 /// What the second rules file would decide differently about each order.

@@ -97,10 +97,10 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
                 Ok(())
             }
         }
-        RulesCommand::Test { paths } => {
+        RulesCommand::Test { paths, quiet, json } => {
             let config = load_config(config_path)?;
             let rules = load_configured_rules(&config, None)?;
-            run_tests(&rules, &paths)
+            run_tests(&rules, &paths, quiet, json)
         }
         RulesCommand::Apply { dry_run, json } => apply(config_path, dry_run, json),
     }
@@ -122,29 +122,57 @@ fn read_order_file(path: &Path) -> Result<Order, Failure> {
     })
 }
 
-/// Runs every case of every file, one line each; exit 1 if any failed.
-pub fn run_tests(rules: &RuleSet, paths: &[PathBuf]) -> CliResult {
+/// One case's outcome in `rules test --json`.
+#[derive(serde::Serialize)]
+struct CaseJson {
+    file: PathBuf,
+    name: String,
+    passed: bool,
+    failures: Vec<String>,
+}
+
+/// Runs every case of every file, one line each (failures only with
+/// `quiet`), then the count; exit 1 if any failed.
+fn run_tests(rules: &RuleSet, paths: &[PathBuf], quiet: bool, json: bool) -> CliResult {
     let files = collect_test_files(paths).map_err(|e| Failure::new(EXIT_FAILED, e))?;
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut cases = Vec::new();
     for file in &files {
         match run_test_file(rules, file) {
-            Ok(cases) => {
-                for case in &cases {
-                    outln!("{}", format_case(file, case));
-                    if case.passed {
-                        passed += 1;
-                    } else {
-                        failed += 1;
+            Ok(results) => {
+                for case in results {
+                    let shown = !json && (!quiet || !case.passed);
+                    if shown {
+                        outln!("{}", format_case(file, &case));
                     }
+                    cases.push(CaseJson {
+                        file: file.clone(),
+                        name: case.name,
+                        passed: case.passed,
+                        failures: case.failures,
+                    });
                 }
             }
             Err(e) => {
-                outln!("FAIL {e}");
-                failed += 1;
+                // The file as a whole did not load: one failure for it.
+                if !json {
+                    outln!("FAIL {e}");
+                }
+                cases.push(CaseJson {
+                    file: file.clone(),
+                    name: String::new(),
+                    passed: false,
+                    failures: vec![e],
+                });
             }
         }
     }
-    outln!("{passed} passed, {failed} failed");
+    let passed = cases.iter().filter(|c| c.passed).count();
+    let failed = cases.len() - passed;
+    if json {
+        print_json(&json!({ "passed": passed, "failed": failed, "cases": cases }))?;
+    } else {
+        outln!("{passed} passed, {failed} failed");
+    }
     if failed > 0 {
         Err(Failure::new(EXIT_FAILED, ""))
     } else {

@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::orders::{op_failure, store_failure};
 use super::print::outln;
-use super::{Backend, CliResult, EXIT_FAILED, Failure};
+use super::{Backend, CliResult, EXIT_FAILED, Failure, print_json};
 use crate::effects::Outbound;
 use crate::effects::tracking::{self, ShipmentRequest};
 use crate::ops::{self, ShipReceipt};
@@ -19,6 +19,7 @@ pub fn run(
     carrier: String,
     tracking: String,
     lines: Vec<String>,
+    json: bool,
 ) -> CliResult {
     let lines = if lines.is_empty() {
         None
@@ -48,6 +49,9 @@ pub fn run(
             api.post(&["shipments"], &[], Some(body))?
         }
     };
+    if json {
+        return print_json(&receipt);
+    }
     outln!("{}", render(&receipt));
     Ok(())
 }

@@ -17,19 +17,19 @@ use crate::store::StockView;
 
 pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
     match cmd {
-        StockCommand::Set { sku, qty } => {
+        StockCommand::Set { sku, qty, json } => {
             let updates = [StockUpdate {
                 sku,
                 available: qty,
             }];
-            set(config_path, &updates)
+            set(config_path, &updates, json)
         }
-        StockCommand::Import { file } => import(config_path, &file),
+        StockCommand::Import { file, json } => import(config_path, &file, json),
         StockCommand::Show { sku, json } => show(config_path, &sku, json),
     }
 }
 
-fn set(config_path: &Path, updates: &[StockUpdate]) -> CliResult {
+fn set(config_path: &Path, updates: &[StockUpdate], json: bool) -> CliResult {
     let receipt: StockReceipt = match super::open_backend(config_path)? {
         Backend::Local { config, store } => {
             let outbound = Outbound::new(crate::channels::accounts::stock_targets(&config));
@@ -45,6 +45,9 @@ fn set(config_path: &Path, updates: &[StockUpdate]) -> CliResult {
             api.put(&["stock"], body)?
         }
     };
+    if json {
+        return print_json(&receipt);
+    }
     out!("{}", render_set(updates, &receipt));
     Ok(())
 }
@@ -69,7 +72,7 @@ fn render_set(updates: &[StockUpdate], r: &StockReceipt) -> String {
     s
 }
 
-fn import(config_path: &Path, file: &PathBuf) -> CliResult {
+fn import(config_path: &Path, file: &PathBuf, json: bool) -> CliResult {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot read {}: {e}", file.display())))?;
     let updates = stock::parse_stock_csv(&text).map_err(|problems| {
@@ -84,7 +87,7 @@ fn import(config_path: &Path, file: &PathBuf) -> CliResult {
         ));
         Failure::new(EXIT_FAILED, lines.join("\n"))
     })?;
-    set(config_path, &updates)
+    set(config_path, &updates, json)
 }
 
 fn show(config_path: &Path, sku: &str, json: bool) -> CliResult {

@@ -2,7 +2,9 @@
 //! with `NO_COLOR`) or as JSON lines, filtered by `RUST_LOG` (default: the
 //! level the command asks for). Spans carry `channel`, `account` and `order`
 //! where work happens (poll loops, webhooks, outbox sends); in JSON they are
-//! the `span` and `spans` fields.
+//! the `span` and `spans` fields. The storage engine's own logs stay at
+//! `warn` unless `RUST_LOG` names it (`RUST_LOG=debug,sled=debug`): at debug
+//! it prints dozens of lines of page-cache internals for one command.
 
 use std::io::IsTerminal;
 
@@ -10,8 +12,16 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init(json: bool, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&asked).unwrap_or_else(|_| EnvFilter::new(default_level));
+    if asked.trim().is_empty() {
+        filter = EnvFilter::new(default_level);
+    }
+    if !asked.contains("sled")
+        && let Ok(quiet) = "sled=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

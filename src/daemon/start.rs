@@ -166,7 +166,8 @@ async fn start(
             connectors: connectors.clone(),
             ingest: ingest.clone(),
             locks,
-        })),
+        }))
+        .with_destinations(config.destinations.iter().map(|d| d.id.clone()).collect()),
     });
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(crate::http::serve(

@@ -36,7 +36,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -67,6 +67,8 @@ pub struct AdminState {
     pub outbound: Outbound,
     /// Runs `switchyard sync` inside the daemon; None: no accounts to sync.
     pub backfill: Option<Arc<dyn Backfill>>,
+    /// The configured destination ids, which the `route` filter must name.
+    pub destinations: Option<Vec<String>>,
 }
 
 impl AdminState {
@@ -75,7 +77,14 @@ impl AdminState {
             token,
             outbound,
             backfill: None,
+            destinations: None,
         }
+    }
+
+    /// The `route` filter is checked against these (without: not checked).
+    pub fn with_destinations(mut self, destinations: Vec<String>) -> Self {
+        self.destinations = Some(destinations);
+        self
     }
 
     pub fn with_backfill(mut self, backfill: Arc<dyn Backfill>) -> Self {
@@ -93,6 +102,7 @@ struct Ctx {
     token: Option<Secret>,
     outbound: Outbound,
     backfill: Option<Arc<dyn Backfill>>,
+    destinations: Option<Vec<String>>,
 }
 
 type Shared = State<Arc<Ctx>>;
@@ -110,6 +120,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         token: admin.token,
         outbound: admin.outbound,
         backfill: admin.backfill,
+        destinations: admin.destinations,
     });
     Router::new()
         .route("/orders", get(list_orders))
@@ -362,7 +373,19 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(self) -> Result<OrderFilter, ApiError> {
+    fn filter(self, destinations: Option<&[String]>) -> Result<OrderFilter, ApiError> {
+        if let (Some(route), Some(known)) = (&self.route, destinations)
+            && route != "none"
+            && !known.contains(route)
+        {
+            return Err(ApiError::bad(format!(
+                "route: no destination {route:?} in the config; expected one of {}, or none",
+                known.join(", ")
+            )));
+        }
+        if self.limit == Some(0) {
+            return Err(ApiError::bad("limit: must be 1 or more"));
+        }
         let channel = self
             .channel
             .map(|c| c.parse::<Channel>())
@@ -389,7 +412,7 @@ async fn list_orders(
     State(ctx): Shared,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
-    let filter = query?.0.filter()?;
+    let filter = query?.0.filter(ctx.destinations.as_deref())?;
     let c = ctx.clone();
     ok(blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?)
 }
@@ -644,10 +667,11 @@ mod tests {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SyncQuery {
-    since: Option<DateTime<Utc>>,
+    /// RFC 3339, or a date (midnight UTC).
+    since: Option<String>,
 }
 
-/// `POST /sync/{account}?since=RFC3339`: the backfill `switchyard sync` asks
+/// `POST /sync/{account}?since=RFC3339|DATE`: the backfill `switchyard sync` asks
 /// for while the daemon runs. The answer streams one JSON line per page with
 /// the running totals (`{"progress": {...}}`), then `{"done": {...}}` or
 /// `{"error": "..."}`, so the command line shows the same progress either way.
@@ -656,15 +680,10 @@ async fn sync(
     Path(account): Path<String>,
     query: Result<Query<SyncQuery>, QueryRejection>,
 ) -> Response {
-    let since = match query {
-        Ok(Query(q)) => q.since,
-        Err(e) => {
-            return ApiError::bad(format!(
-                "{}; since must be RFC 3339, e.g. 2026-11-01T00:00:00Z",
-                e.body_text()
-            ))
-            .into_response();
-        }
+    let since = match query.map(|Query(q)| q.since.as_deref().map(ops::parse_since).transpose()) {
+        Ok(Ok(since)) => since,
+        Ok(Err(e)) => return ApiError::bad(format!("since: {e}")).into_response(),
+        Err(e) => return ApiError::bad(e.body_text()).into_response(),
     };
     let Some(backfill) = ctx.backfill.clone() else {
         return ApiError::new(

@@ -42,6 +42,9 @@ pub struct Evaluation {
     /// then the hand-set ones, then the rules', without duplicates.
     pub tags: Vec<String>,
     pub route: Option<String>,
+    /// The route is `default_route`: no rule set one.
+    #[serde(default)]
+    pub route_is_default: bool,
     pub hold: Option<String>,
     pub priority: Priority,
     /// One entry per rule, in file order ([`evaluate`] only; empty from
@@ -202,6 +205,7 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
         rule_tags: tags.added.iter().map(|t| (*t).to_owned()).collect(),
         removed_tags: removed,
         tags: all,
+        route_is_default: route.is_none() && rules.default_route.is_some(),
         route: route.or(rules.default_route.as_deref()).map(str::to_owned),
         hold: hold.map(str::to_owned),
         priority: priority.unwrap_or_default(),

@@ -31,10 +31,20 @@ pub fn explain_json(order: &Order, eval: &Evaluation) -> Value {
         "result": {
             "tags": eval.tags,
             "route": eval.route,
+            "route_from": route_from(eval),
             "hold": eval.hold,
             "priority": priority_str(eval.priority),
         }
     })
+}
+
+/// Where the route came from: `"rule"`, `"default_route"`, or null (none).
+fn route_from(eval: &Evaluation) -> Option<&'static str> {
+    match (&eval.route, eval.route_is_default) {
+        (None, _) => None,
+        (Some(_), true) => Some("default_route"),
+        (Some(_), false) => Some("rule"),
+    }
 }
 
 /// One line per rule (`✓ name`, `✗ name: why`, `- name: skipped: ...`), then
@@ -76,7 +86,13 @@ pub fn explain_text(order: &Order, eval: &Evaluation) -> String {
             eval.removed_tags.join(", ")
         );
     }
-    let _ = writeln!(out, "  route:    {}", none(&eval.route));
+    let route = match route_from(eval) {
+        Some("default_route") => {
+            format!("{} (default_route: no rule set a route)", none(&eval.route))
+        }
+        _ => none(&eval.route),
+    };
+    let _ = writeln!(out, "  route:    {route}");
     let _ = writeln!(out, "  hold:     {}", none(&eval.hold));
     let _ = writeln!(out, "  priority: {}", priority_str(eval.priority));
     out

@@ -293,7 +293,7 @@ impl OutboxItem {
 }
 
 /// Which orders `Store::list_orders` returns. Every set field must match;
-/// tag matching is exact and case-sensitive.
+/// tags match ignoring case, as the rules compare them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
     pub channel: Option<Channel>,
@@ -317,7 +317,10 @@ impl OrderFilter {
     pub fn matches(&self, o: &Order) -> bool {
         self.channel.is_none_or(|c| o.channel == c)
             && self.account.as_ref().is_none_or(|a| &o.account == a)
-            && self.tag.as_ref().is_none_or(|t| o.tags.contains(t))
+            && self
+                .tag
+                .as_ref()
+                .is_none_or(|t| o.tags.iter().any(|x| x.to_lowercase() == t.to_lowercase()))
             && self.status.is_none_or(|s| o.status == s)
             && self.route.as_ref().is_none_or(|r| match r {
                 RouteFilter::None => o.route.is_none(),

@@ -173,7 +173,7 @@ fn a_bad_filter_or_unknown_order_is_a_clear_error() {
     let out = setup.cli(&["orders", "list", "--status", "lost"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("unknown status \"lost\""),
+        stderr(&out).contains("invalid value 'lost' for '--status <STATUS>'"),
         "{}",
         stderr(&out)
     );

@@ -289,7 +289,7 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
         "same output running or stopped"
     );
     // Not a terminal: one plain line per page, then the result.
-    assert!(text.starts_with("shop-us: 1 pages, "), "{text}");
+    assert!(text.starts_with("shop-us: 1 page, "), "{text}");
     assert!(
         text.contains("shop-us: done, 6 orders in 2 pages (0 new, 0 updated)"),
         "{text}"

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::Utc;
 use common::*;
-use switchyard::channels::poll::{HealthBoard, catch_up};
+use switchyard::channels::poll::{CatchUp, HealthBoard, catch_up};
 use switchyard::http::{HttpState, WEBHOOK_BODY_LIMIT};
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::rules::{RuleSet, parse_rules};
@@ -65,7 +65,7 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
     .await;
     let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
     let mut progress = Vec::new();
-    let stats = catch_up(&connector, &ingest, Some(since), None, |s| {
+    let stats = catch_up(&connector, &ingest, CatchUp::since(Some(since)), |s| {
         progress.push(s.orders)
     })
     .await
@@ -85,7 +85,7 @@ async fn a_backfill_stores_every_page_and_the_cursor_moves_with_them() {
     )
     .await;
     let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
-    let stats = catch_up(&connector, &ingest, None, None, |_| {})
+    let stats = catch_up(&connector, &ingest, CatchUp::since(None), |_| {})
         .await
         .unwrap();
     server.finish().await;
@@ -113,7 +113,7 @@ async fn a_failed_page_leaves_the_cursor_where_it_was() {
     )
     .await;
     let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
-    let err = catch_up(&connector, &ingest, Some(since), None, |_| {})
+    let err = catch_up(&connector, &ingest, CatchUp::since(Some(since)), |_| {})
         .await
         .unwrap_err();
     server.finish().await;

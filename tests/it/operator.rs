@@ -175,3 +175,394 @@ fn check_warns_about_skipped_accounts_and_inline_secrets_and_counts_in_words() {
     assert!(summary.contains("(1 account; 1 destination)"), "{summary}");
     assert!(summary.contains("rules.toml: ok (1 rule)"), "{summary}");
 }
+
+/// A channel that refuses every call with 401, on a free port of 127.0.0.1;
+/// it stops when the test process ends.
+fn refusing_channel() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let body = r#"{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn sync_takes_a_date_and_a_refused_token_says_to_fix_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new(dir.path())
+        .account(
+            crate::common::daemon::ShopifyAccount::new("shop-us", &refusing_channel())
+                .webhook_secret("hook"),
+        )
+        .write();
+    let config = config.to_str().unwrap();
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "sync",
+            "shop-us",
+            "--since",
+            "2026-11-01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("shop-us: sync stopped: authentication: HTTP 401"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the channel refused the credentials of account shop-us: fix them"),
+        "{err}"
+    );
+    assert!(!err.contains("run it again to continue"), "{err}");
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "sync",
+            "shop-us",
+            "--since",
+            "2026-11-01",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert!(
+        last["error"].as_str().unwrap().contains("fix them"),
+        "{last}"
+    );
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "sync",
+            "shop-us",
+            "--since",
+            "1st of November",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--since: \"1st of November\" is neither a date (2026-11-01, midnight UTC) nor an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A CI job running `replay` over recorded traffic must notice when some of
+/// it does not replay: the throttled poll and the body that is not an order.
+#[test]
+fn replay_exits_1_when_a_scenario_fails_and_still_prints_the_rest() {
+    let config = format!("{REPO}/config/switchyard.toml");
+    let out = command()
+        .args([
+            "--config",
+            &config,
+            "replay",
+            &format!("{REPO}/fixtures/shopify"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("poll-throttled: poll: channel: rate limited"),
+        "{err}"
+    );
+    assert!(
+        err.contains("webhook-bad-signature: webhook not-an-order"),
+        "{err}"
+    );
+    assert!(err.contains("2 replay steps of "), "{err}");
+    assert!(
+        stdout(&out).contains("replay:5551234567"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = command()
+        .args([
+            "--config",
+            &config,
+            "replay",
+            &format!("{REPO}/fixtures/shopify/demo"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A config with its store in a temporary folder and a few orders stored
+/// through the real ingest path with the example rules.
+struct Shop {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Shop {
+    fn new(orders: Vec<switchyard_contract::Order>) -> Shop {
+        use switchyard::ingest::{Ingest, LiveRules, Source};
+        use switchyard::store::{Store, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigBuilder::new(dir.path()).without_listen().write();
+        let store = Store::open(&dir.path().join("state"), StoreOptions::default()).unwrap();
+        let dests = ["east-wh".to_string(), "west-3pl".to_string()];
+        let (rules, _) =
+            switchyard::rules::load_rules(&Path::new(REPO).join("config/rules.toml"), &dests)
+                .unwrap();
+        Ingest::new(store.clone(), LiveRules::new(rules))
+            .ingest(
+                crate::common::ACCOUNT,
+                orders.into_iter().map(crate::common::normalized).collect(),
+                Source::Fetch,
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        store.flush_blocking().unwrap();
+        Shop { dir, config }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--config", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_in(self.dir.path(), &all)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+    }
+}
+
+fn tagged(n: u32, tags: &[&str]) -> switchyard_contract::Order {
+    let mut o = crate::common::order(n, crate::common::at(9, n), "20.00");
+    o.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+    o
+}
+
+#[test]
+fn filters_are_checked_alike_and_tags_ignore_case() {
+    let shop = Shop::new(vec![tagged(1, &["west-coast"]), tagged(2, &[])]);
+    let out = shop.cli(&["orders", "list", "--route", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("invalid value 'nowhere' for '--route <DESTINATION|none>'")
+            && stderr(&out).contains("[possible values: east-wh, west-3pl, none]"),
+        "{}",
+        stderr(&out)
+    );
+    let out = shop.cli(&["orders", "list", "--status", "shiped"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid value 'shiped' for '--status <STATUS>'")
+            && stderr(&out).contains("shipped"),
+        "{}",
+        stderr(&out)
+    );
+    let out = shop.cli(&["orders", "list", "--limit", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'--limit <N>'"), "{}", stderr(&out));
+
+    let found = shop.json(&["orders", "list", "--tag", "WEST-COAST", "--json"]);
+    let ids: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["shop-test:1"]);
+    let unrouted = shop.json(&["orders", "list", "--route", "none", "--json"]);
+    assert_eq!(
+        unrouted.as_array().unwrap().len(),
+        0,
+        "the example rules route every order"
+    );
+}
+
+#[test]
+fn stock_set_takes_a_negative_number_to_refuse_it_in_words() {
+    let shop = Shop::new(vec![]);
+    let out = shop.cli(&["stock", "set", "MUG-RED", "-5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "the level of MUG-RED must not be negative (got -5); 0 means none to sell"
+    );
+    let receipt = shop.json(&["stock", "set", "MUG-RED", "5", "--json"]);
+    assert_eq!(receipt["skus"], 1);
+}
+
+#[test]
+fn every_command_that_reports_a_result_speaks_json() {
+    let shop = Shop::new(vec![tagged(1, &[])]);
+    let held = shop.json(&[
+        "orders",
+        "hold",
+        "shop-test:1",
+        "--reason",
+        "address check",
+        "--json",
+    ]);
+    assert_eq!(held["hold"], "address check");
+    let released = shop.json(&["orders", "release", "shop-test:1", "--json"]);
+    assert!(released["hold"].is_null(), "{released}");
+    let shipped = shop.json(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z1",
+        "--json",
+    ]);
+    assert_eq!(shipped["recorded"], true);
+    assert_eq!(shipped["status"], "shipped");
+    let csv = shop.dir.path().join("levels.csv");
+    std::fs::write(&csv, "sku,available\nMUG-RED,4\nMUG-BLUE,2\n").unwrap();
+    let imported = shop.json(&["stock", "import", csv.to_str().unwrap(), "--json"]);
+    assert_eq!(imported["skus"], 2);
+    let retried = shop.json(&["outbox", "retry", "--all-dead", "--json"]);
+    assert_eq!(retried["retried"], 0);
+    let items = shop.json(&["outbox", "list", "--json"]);
+    let first = items[0]["id"].as_str().unwrap().to_owned();
+    let dropped = shop.json(&["outbox", "drop", &first, "--json"]);
+    assert_eq!(dropped, serde_json::json!({ "id": first, "dropped": true }));
+}
+
+#[test]
+fn rules_test_quiet_prints_failures_only_and_json_prints_every_case() {
+    let shop = Shop::new(vec![]);
+    let cases = format!("{REPO}/tests/rules");
+    let out = shop.cli(&["rules", "test", "--quiet", &cases]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.ends_with(" passed, 0 failed\n"), "{text}");
+
+    let failing = shop.dir.path().join("failing.toml");
+    std::fs::write(
+        &failing,
+        format!(
+            "order = \"{REPO}/tests/rules/orders/us-standard.json\"\n[[case]]\nname = \"wrong\"\n[case.expect]\nroute = \"west-3pl\"\n[[case]]\nname = \"right\"\n[case.expect]\nroute = \"east-wh\"\n"
+        ),
+    )
+    .unwrap();
+    let out = shop.cli(&["rules", "test", "-q", failing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("FAIL ") && text.contains(": wrong: "),
+        "{text}"
+    );
+    assert!(!text.contains("PASS"), "{text}");
+    assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
+
+    let out = shop.cli(&["rules", "test", "--json", failing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["passed"].clone(), report["failed"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(report["cases"][0]["name"], "wrong");
+    assert_eq!(report["cases"][0]["passed"], false);
+}
+
+#[test]
+fn rules_explain_says_when_the_route_is_the_default_route() {
+    let shop = Shop::new(vec![tagged(1, &[])]);
+    let out = shop.cli(&["rules", "explain", "--order", "shop-test:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("route:    east-wh (default_route: no rule set a route)"),
+        "{}",
+        stdout(&out)
+    );
+    let explained = shop.json(&["rules", "explain", "--order", "shop-test:1", "--json"]);
+    assert_eq!(explained["result"]["route_from"], "default_route");
+}
+
+#[test]
+fn help_describes_every_option_and_the_required_choices() {
+    let help = |args: &[&str]| {
+        let out = command().args(args).output().unwrap();
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    let list = help(&["orders", "list", "--help"]);
+    assert!(
+        list.contains("[possible values: pending, ready, partially_shipped, shipped, cancelled]"),
+        "{list}"
+    );
+    // Every option has a description: no line that is a bare flag.
+    for line in list.lines().filter(|l| l.trim_start().starts_with("--")) {
+        assert!(line.trim().contains("  "), "undocumented option: {line}");
+    }
+    assert!(help(&["rules", "explain"]).contains("<--order <ID>|--file <ORDER.json>>"));
+    assert!(help(&["outbox", "retry"]).contains("<ID|--all-dead>"));
+    let version = help(&["--version"]);
+    assert!(
+        version.starts_with("switchyard ")
+            && version.contains("(commit ")
+            && version.contains(", built 20"),
+        "{version}"
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    let out = command().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = stdout(&out);
+    assert!(
+        script.contains("switchyard") && script.contains("--all-dead"),
+        "bash completion"
+    );
+    let out = command().args(["man"]).output().unwrap();
+    assert!(out.status.success());
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH switchyard"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    assert!(page.contains("orders"), "subcommands are listed");
+}
+
+#[test]
+fn debug_logging_of_a_command_leaves_the_storage_engine_quiet() {
+    let shop = Shop::new(vec![]);
+    let out = command()
+        .env("RUST_LOG", "debug")
+        .args(["--config", shop.config.to_str().unwrap(), "orders", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains("snapshot") && !err.contains("lsn") && !err.contains("segment"),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@ use crate::common;
 use std::collections::BTreeMap;
 
 use common::*;
-use switchyard::channels::poll::catch_up;
+use switchyard::channels::poll::{CatchUp, catch_up};
 use switchyard::ingest::{Ingest, LiveRules};
 use switchyard::store::{Store, StoreOptions};
 use switchyard_contract::Cursor;
@@ -45,9 +45,14 @@ async fn a_backfill_from_a_later_time_does_not_move_the_stored_cursor_past_unrea
     )
     .await;
     let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
-    catch_up(&connector, &ingest, Some(acct_since), None, |_| {})
-        .await
-        .unwrap();
+    catch_up(
+        &connector,
+        &ingest,
+        CatchUp::since(Some(acct_since)),
+        |_| {},
+    )
+    .await
+    .unwrap();
     server.finish().await;
     assert_eq!(store.cursor(ACCOUNT).unwrap(), Some(Cursor("c-old".into())));
 
@@ -63,7 +68,7 @@ async fn a_backfill_from_a_later_time_does_not_move_the_stored_cursor_past_unrea
     )
     .await;
     let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
-    let stats = catch_up(&connector, &ingest, Some(noon), None, |_| {})
+    let stats = catch_up(&connector, &ingest, CatchUp::since(Some(noon)), |_| {})
         .await
         .unwrap();
     server.finish().await;
@@ -81,7 +86,7 @@ async fn a_backfill_from_a_later_time_does_not_move_the_stored_cursor_past_unrea
     )
     .await;
     let connector = connected(PageConnector::new(&server.url()), account(&server.url()));
-    catch_up(&connector, &ingest, None, None, |_| {})
+    catch_up(&connector, &ingest, CatchUp::since(None), |_| {})
         .await
         .unwrap();
     server.finish().await;

@@ -586,6 +586,7 @@ fn unset_fields_are_null_and_normal() {
             removed_tags: vec![],
             tags: vec![],
             route: None,
+            route_is_default: false,
             hold: None,
             priority: Priority::Normal,
             trace: vec![],
@@ -785,7 +786,7 @@ fn explain_json_has_the_spec_shape() {
                 { "name": "after", "matched": false, "failed": "skipped: stopped by stopper" },
                 { "name": "after-too", "matched": false, "failed": "skipped: stopped by stopper" },
             ],
-            "result": { "tags": ["a", "b"], "route": "east-wh", "hold": "stopped here", "priority": "normal" }
+            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "priority": "normal" }
         })
     );
     let none = eval(&one(r#"country = "CA""#), &order());
@@ -794,7 +795,7 @@ fn explain_json_has_the_spec_shape() {
         json!({
             "order": "shop-us:5551234567",
             "rules": [ { "name": "r", "matched": false, "failed": "country: US not in [CA]" } ],
-            "result": { "tags": [], "route": null, "hold": null, "priority": "normal" }
+            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "priority": "normal" }
         })
     );
 }
@@ -831,7 +832,7 @@ result
   tags:     gift, us
     added by rules: us
     removed from the channel's: old
-  route:    east-wh
+  route:    east-wh (default_route: no rule set a route)
   hold:     (none)
   priority: normal
 "

@@ -640,12 +640,13 @@ fn list_orders_filters_and_orders_oldest_first() {
         }),
         ["shop-us:0", "shop-us:3", "shop-us:1"]
     );
+    // Tags match ignoring case, as the rules compare them.
     assert_eq!(
         ids(OrderFilter {
             tag: Some("vip".into()),
             ..Default::default()
         }),
-        ["shop-us:1"]
+        ["etsy-1:2", "shop-us:1"]
     );
     assert_eq!(
         ids(OrderFilter {

@@ -61,25 +61,29 @@ pub fn sku_problem(sku: &str) -> Option<String> {
 }
 
 /// Checks levels: every SKU usable and given once, every quantity ≥ 0.
+/// Problems name the entry only when there are several.
 pub fn validate(updates: &[StockUpdate]) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    let several = updates.len() > 1;
     for (i, u) in updates.iter().enumerate() {
+        let entry = if several {
+            format!("entry {}: ", i + 1)
+        } else {
+            String::new()
+        };
         if let Some(p) = sku_problem(&u.sku) {
-            problems.push(format!("entry {}: {p}", i + 1));
+            problems.push(format!("{entry}{p}"));
         }
         if u.available < 0 {
             problems.push(format!(
-                "entry {}: available for {} must not be negative (got {})",
-                i + 1,
-                u.sku,
-                u.available
+                "{entry}the level of {} must not be negative (got {}); 0 means none to sell",
+                u.sku, u.available
             ));
         }
         if let Some(first) = seen.insert(&u.sku, i + 1) {
             problems.push(format!(
-                "entry {}: sku {} is already given in entry {first}",
-                i + 1,
+                "{entry}sku {} is already given in entry {first}",
                 u.sku
             ));
         }
