@@ -50,7 +50,9 @@ impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => OpError::NotFound(e.to_string()),
-            StoreError::InvalidKey { .. } => OpError::Invalid(e.to_string()),
+            StoreError::InvalidKey { .. } | StoreError::InvalidCursor { .. } => {
+                OpError::Invalid(e.to_string())
+            }
             StoreError::Conflict { .. } => OpError::Conflict(e.to_string()),
             e => OpError::Store(e),
         }
@@ -98,13 +100,22 @@ pub fn route_filter(route: &str) -> RouteFilter {
     }
 }
 
-/// `orders list`: matching canonical orders, oldest first.
-pub fn list_orders(store: &Store, filter: &OrderFilter) -> Result<Vec<Order>, OpError> {
-    Ok(store
-        .list_orders(filter)?
-        .into_iter()
-        .map(|s| s.order)
-        .collect())
+/// One page of `orders list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrdersPage {
+    pub orders: Vec<Order>,
+    /// The cursor of the next page (`--after`, `after=`), when more may match.
+    pub next: Option<String>,
+}
+
+/// `orders list`: one page of matching canonical orders, newest first
+/// unless `filter.oldest`.
+pub fn list_orders(store: &Store, filter: &OrderFilter) -> Result<OrdersPage, OpError> {
+    let page = store.page_orders(filter)?;
+    Ok(OrdersPage {
+        orders: page.orders.into_iter().map(|s| s.order).collect(),
+        next: page.next,
+    })
 }
 
 /// What `orders show` renders: the canonical order, its normalization notes
@@ -495,7 +506,7 @@ impl RuleChange {
     }
 }
 
-/// Re-runs `rules` over every stored open order; unless `dry_run`, writes
+/// Re-runs `rules` over every stored open order (oldest first per status); unless `dry_run`, writes
 /// the changed ones (all in one transaction, queueing the deliveries that a
 /// new route or a lifted hold makes due). `seq` is 0 when nothing was written.
 pub fn apply_rules(
@@ -507,11 +518,16 @@ pub fn apply_rules(
 ) -> Result<Written<Vec<RuleChange>>, OpError> {
     let mut changes = Vec::new();
     let mut writes: Vec<(StoredOrder, StoredOrder)> = Vec::new();
-    for stored in store
-        .list_orders(&OrderFilter::default())?
-        .into_iter()
-        .filter(|s| s.order.status.is_open())
-    {
+    // Open orders only, each status read through its index: what is
+    // shipped or cancelled is never read.
+    let mut open = Vec::new();
+    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_open()) {
+        open.extend(store.list_orders(&OrderFilter {
+            status: Some(status),
+            ..OrderFilter::default()
+        })?);
+    }
+    for stored in open {
         let next = rerun_rules(stored.clone(), rules, now);
         let (before, after) = (Decisions::of(&stored.order), Decisions::of(&next.order));
         if before != after {

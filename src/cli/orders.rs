@@ -34,9 +34,15 @@ pub struct ListArgs {
     /// Only orders on hold.
     #[arg(long)]
     pub held: bool,
-    /// At most N orders (1 or more).
+    /// At most N orders per page (1 or more; default 100, at most 1000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// Oldest first (the default is newest first).
+    #[arg(long)]
+    pub oldest: bool,
+    /// The next page: the cursor the previous page ended with.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
     /// Print the orders as a JSON array of canonical orders.
     #[arg(long)]
     pub json: bool,
@@ -64,6 +70,8 @@ impl ListArgs {
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held.then_some(true),
             limit: self.limit.and_then(|n| usize::try_from(n).ok()),
+            after: self.after.clone(),
+            oldest: self.oldest,
         }
     }
 
@@ -91,7 +99,41 @@ impl ListArgs {
         if let Some(n) = self.limit {
             q.push(("limit", n.to_string()));
         }
+        if self.oldest {
+            q.push(("oldest", "true".to_owned()));
+        }
+        if let Some(a) = &self.after {
+            q.push(("after", a.clone()));
+        }
         q
+    }
+
+    /// The command that shows the page after `cursor`: this one, with
+    /// `--after` moved on.
+    pub fn next_command(&self, cursor: &str) -> String {
+        let mut words = vec!["switchyard orders list".to_owned()];
+        for (key, value) in self.query() {
+            match key {
+                "after" => {}
+                "held" | "oldest" => words.push(format!("--{key}")),
+                _ => words.push(format!("--{key} {}", shell_word(&value))),
+            }
+        }
+        if self.json {
+            words.push("--json".to_owned());
+        }
+        words.push(format!("--after {cursor}"));
+        words.join(" ")
+    }
+}
+
+/// `value` as one shell word.
+fn shell_word(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@+=,".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
     }
 }
 
@@ -102,16 +144,28 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             if let Some(route) = &args.route {
                 check_route(route, &backend.destinations())?;
             }
-            let orders: Vec<Order> = match &backend {
+            let page = match &backend {
                 Backend::Local { store, .. } => {
                     ops::list_orders(store, &args.filter()).map_err(op_failure)?
                 }
-                Backend::Remote(api) => api.get(&["orders"], &args.query())?,
+                Backend::Remote(api) => {
+                    let (orders, next): (Vec<Order>, _) =
+                        api.get_page(&["orders"], &args.query(), "x-next-after")?;
+                    ops::OrdersPage { orders, next }
+                }
             };
             if args.json {
-                print_json(&orders)
+                print_json(&page.orders)?;
+                // stdout stays one JSON document; the hint goes beside it.
+                if let Some(next) = &page.next {
+                    eprintln!("more orders may match: {}", args.next_command(next));
+                }
+                Ok(())
             } else {
-                out!("{}", render_orders(&orders));
+                out!("{}", render_orders(&page.orders));
+                if let Some(next) = &page.next {
+                    outln!("more orders may match: {}", args.next_command(next));
+                }
                 Ok(())
             }
         }

@@ -44,7 +44,7 @@ use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
 use crate::store::{
-    NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
+    NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
 };
 
 pub const SIGNATURE_HEADER: &str = "X-Switchyard-Signature";
@@ -179,26 +179,31 @@ pub fn plan_local(
 
 /// Queues deliveries of every deliverable order that has none (orders
 /// released while the daemon was down). Each is a local write with a history
-/// entry. Returns how many were queued.
+/// entry. Reads the store's index of routed open orders a page at a time,
+/// so it costs what is open, not what is stored. Returns how many were queued.
 pub fn queue_ready_orders(
     store: &Store,
     outbound: &Outbound,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let mut queued = 0;
-    for status in [OrderStatus::Ready, OrderStatus::PartiallyShipped] {
-        let filter = OrderFilter {
-            status: Some(status),
-            held: Some(false),
-            ..OrderFilter::default()
-        };
-        for stored in store.list_orders(&filter)? {
-            if queue_one(store, outbound, &stored.order.id, false, now)? {
+    let mut after = None;
+    loop {
+        let page = store.routed_open_orders(after.as_deref(), 500)?;
+        for stored in &page.orders {
+            let id = &stored.order.id;
+            if deliverable(&stored.order).is_some()
+                && !store.dedupe_seen(&marker(id), now)?
+                && queue_one(store, outbound, id, false, now)?
+            {
                 queued += 1;
             }
         }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(queued),
+        }
     }
-    Ok(queued)
 }
 
 /// Delivers an order again on a person's request (even if it was delivered

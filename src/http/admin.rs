@@ -369,8 +369,16 @@ struct ListQuery {
     /// A destination id, or `none` for unrouted orders.
     route: Option<String>,
     held: Option<bool>,
+    /// Orders per page (default 100, at most 1000).
     limit: Option<usize>,
+    /// The cursor of the previous page's `X-Next-After`.
+    after: Option<String>,
+    /// Oldest first instead of newest first.
+    oldest: Option<bool>,
 }
+
+/// The header that carries the next page's cursor.
+const NEXT_AFTER: &str = "x-next-after";
 
 impl ListQuery {
     fn filter(self, destinations: Option<&[String]>) -> Result<OrderFilter, ApiError> {
@@ -404,6 +412,8 @@ impl ListQuery {
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held,
             limit: self.limit,
+            after: self.after,
+            oldest: self.oldest.unwrap_or(false),
         })
     }
 }
@@ -414,7 +424,14 @@ async fn list_orders(
 ) -> ApiResult {
     let filter = query?.0.filter(ctx.destinations.as_deref())?;
     let c = ctx.clone();
-    ok(blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?)
+    let page = blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?;
+    let mut response = axum::Json(page.orders).into_response();
+    if let Some(next) = page.next
+        && let Ok(v) = axum::http::HeaderValue::from_str(&next)
+    {
+        response.headers_mut().insert(NEXT_AFTER, v);
+    }
+    Ok(response)
 }
 
 async fn show_order(State(ctx): Shared, id: Result<Path<String>, PathRejection>) -> ApiResult {

@@ -133,8 +133,8 @@ impl std::fmt::Debug for Wakers {
     }
 }
 
-/// Counters for `/metrics` (the dead-letter count itself comes from
-/// `Store::outbox_counts`).
+/// Counters for `/metrics` (the pending and dead-letter counts themselves
+/// come from `Store::outbox_depths`).
 #[derive(Debug, Default)]
 pub struct OutboxMetrics {
     pub sent: AtomicU64,
@@ -176,12 +176,13 @@ pub async fn wait_idle(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let limit = Utc::now() + chrono::Duration::from_std(horizon).unwrap_or_default();
-        let busy = match store.outbox_list(false) {
-            Ok(items) => items
-                .iter()
-                .any(|i| accounts.contains(&i.account) && i.next_attempt_at <= limit),
-            Err(_) => false,
-        };
+        let busy = accounts.iter().any(|a| {
+            store
+                .outbox_next_due(a)
+                .ok()
+                .flatten()
+                .is_some_and(|at| at <= limit)
+        });
         if !busy {
             return true;
         }

@@ -214,7 +214,18 @@ impl<S: Sender> Worker<S> {
             .max(1);
         while !self.stopped() {
             self.heartbeat.beat();
-            let mut due = match self.store.outbox_due(&self.account, Utc::now(), read) {
+            // A store read: on a blocking thread, never the async runtime's.
+            let (store, account) = (self.store.clone(), self.account.clone());
+            let due =
+                tokio::task::spawn_blocking(move || store.outbox_due(&account, Utc::now(), read))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(crate::store::StoreError::Engine {
+                            context: "the outbox read task".to_owned(),
+                            detail: e.to_string(),
+                        })
+                    });
+            let mut due = match due {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");

@@ -22,7 +22,11 @@ pub struct StoredOrder {
     /// callers keep as the effective hold.
     pub manual_hold: Option<String>,
     pub notes: Vec<NormalizationNote>,
-    /// The raw channel payload, for audit.
+    /// The raw channel payload, for audit. The store keeps it in a tree of
+    /// its own: orders read back from the store carry `Null` here (see
+    /// `Store::raw_payload`), and a local write leaves the stored payload as
+    /// it is.
+    #[serde(default, skip_serializing)]
     pub raw: serde_json::Value,
     /// A rule's hold that a person released: the same rule hold does not
     /// come back when the rules run again (a new hold reason does).
@@ -42,7 +46,9 @@ pub struct StoredOrder {
 }
 
 impl StoredOrder {
-    /// Equal apart from the revision: what "nothing changed" means.
+    /// Equal apart from the revision and the raw payload, which the store
+    /// compares itself (orders read back carry none): what "nothing
+    /// changed" means to everything the order causes.
     pub fn same_content(&self, other: &StoredOrder) -> bool {
         self.order == other.order
             && self.channel_tags == other.channel_tags
@@ -53,7 +59,6 @@ impl StoredOrder {
             && self.rule_hold == other.rule_hold
             && self.local_shipments == other.local_shipments
             && self.notes == other.notes
-            && self.raw == other.raw
     }
 }
 
@@ -292,8 +297,9 @@ impl OutboxItem {
     }
 }
 
-/// Which orders `Store::list_orders` returns. Every set field must match;
-/// tags match ignoring case, as the rules compare them.
+/// Which orders `Store::page_orders` and `Store::list_orders` return.
+/// Every set field must match; tags match ignoring case, as the rules
+/// compare them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
     pub channel: Option<Channel>,
@@ -303,7 +309,29 @@ pub struct OrderFilter {
     pub route: Option<RouteFilter>,
     /// Whether the effective hold (`order.hold`) is set.
     pub held: Option<bool>,
+    /// Orders per page (`page_orders`: default [`DEFAULT_PAGE`], at most
+    /// [`MAX_PAGE`]); `list_orders`: at most this many, None for all.
     pub limit: Option<usize>,
+    /// Go on after this cursor (a `ListPage::next` of an earlier page).
+    pub after: Option<String>,
+    /// Oldest first instead of newest first.
+    pub oldest: bool,
+}
+
+/// Orders per page when the caller does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest page: what one read may cost stays bounded.
+pub const MAX_PAGE: usize = 1_000;
+
+/// One page of `orders list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub orders: Vec<StoredOrder>,
+    /// Pass as `OrderFilter::after` for the next page; None when nothing
+    /// further matches. A page can hold fewer orders than asked and still
+    /// have a next one, when its walk looked at its share of index entries
+    /// (filters that are each common but rarely hold together).
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -351,7 +351,42 @@ async fn orders_routes_answer_and_refuse_bad_input() {
     assert!(all.len() >= 2, "{all:?}");
     let (_, one) = d.get("/orders?limit=1").await;
     assert_eq!(one.as_array().unwrap().len(), 1);
-    assert_eq!(one[0], all[0], "oldest first");
+    assert_eq!(one[0], all[0], "newest first");
+    // Page by page, following X-Next-After: every order once, newest
+    // first; with oldest=true the other way round.
+    let ids = |v: &[Value]| v.iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
+    for (oldest, want) in [
+        ("false", ids(&all)),
+        ("true", {
+            let mut r = ids(&all);
+            r.reverse();
+            r
+        }),
+    ] {
+        let mut seen = Vec::new();
+        let mut path = format!("/orders?limit=1&oldest={oldest}");
+        loop {
+            let resp = d
+                .http
+                .get(d.url(&path))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let next = resp
+                .headers()
+                .get("x-next-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let page: Value = resp.json().await.unwrap();
+            seen.extend(ids(page.as_array().unwrap()));
+            match next {
+                Some(c) => path = format!("/orders?limit=1&oldest={oldest}&after={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "oldest={oldest}");
+    }
     let (status, shopify) = d.get("/orders?channel=shopify&account=shop-us").await;
     assert_eq!(
         (status, shopify.as_array().unwrap().len()),
@@ -369,6 +404,7 @@ async fn orders_routes_answer_and_refuse_bad_input() {
         ("channel=myspace", "channel"),
         ("status=lost", "status"),
         ("limit=lots", "limit"),
+        ("after=not%20a%20cursor", "cursor"),
         ("colour=red", "colour"),
     ] {
         let (status, body) = d.get(&format!("/orders?{query}")).await;

@@ -129,7 +129,11 @@ fn orders_list_and_show_print_what_is_stored() {
         .iter()
         .map(|o| o["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["shop-test:1", "shop-test:2"], "oldest first");
+    // Placed at the same minute: newest first is (placed, id) descending.
+    assert_eq!(ids, ["shop-test:2", "shop-test:1"], "newest first");
+    let out = setup.cli(&["orders", "list", "--oldest", "--json"]);
+    let list: serde_json::Value = json(&out);
+    assert_eq!(list[0]["id"], "shop-test:1", "--oldest: oldest first");
     assert_eq!(list[0]["totals"]["total"], "700.00");
     // The example rules hold orders of 500 or more for review.
     assert!(list[0]["hold"].is_string(), "{}", list[0]);
@@ -147,9 +151,41 @@ fn orders_list_and_show_print_what_is_stored() {
         "{text}"
     );
 
+    // One order a page: the command says how to get the next one, and the
+    // next one is the other order; after it, nothing more is promised.
     let out = setup.cli(&["orders", "list", "--limit", "1", "--json"]);
     let list: serde_json::Value = json(&out);
     assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], "shop-test:2");
+    let hint = stderr(&out);
+    let cursor = hint
+        .split("--after ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no next-page hint: {hint}"));
+    assert!(
+        hint.contains("switchyard orders list --limit 1 --json --after"),
+        "{hint}"
+    );
+    let out = setup.cli(&[
+        "orders", "list", "--limit", "1", "--json", "--after", cursor,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = json(&out);
+    assert_eq!(list[0]["id"], "shop-test:1");
+    let out = setup.cli(&["orders", "list", "--limit", "1", "--after", cursor]);
+    let text = stdout(&out);
+    assert!(text.contains("shop-test:1"), "{text}");
+    let out = setup.cli(&["orders", "list", "--limit", "2"]);
+    let text = stdout(&out);
+    assert!(!text.contains("--after"), "two orders fit one page: {text}");
+    let out = setup.cli(&["orders", "list", "--after", "garbage!"]);
+    assert!(!out.status.success(), "a bad cursor fails");
+    assert!(
+        stderr(&out).contains("not a page cursor"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = setup.cli(&["orders", "show", "shop-test:2", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
