@@ -45,10 +45,11 @@ pub(crate) fn prefix(kind: u8, value: &str) -> Vec<u8> {
     let v = value.as_bytes();
     // Longer values are cut: they still sort and match consistently, since
     // the same cut is applied when writing and when reading.
-    let v = &v[..v.len().min(u16::MAX as usize)];
+    let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+    let v = &v[..usize::from(len)];
     let mut k = Vec::with_capacity(3 + v.len() + TIME_LEN + 24);
     k.push(kind);
-    k.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(v);
     k
 }
@@ -200,7 +201,9 @@ pub(crate) fn walk(
     let mut at: Option<Vec<u8>> = from.map(<[u8]>::to_vec);
     let mut inclusive = false;
     let mut last_seen: Option<Vec<u8>>;
-    let (first, rest) = plan.all_of.split_first().expect("a plan has an index");
+    let Some((first, rest)) = plan.all_of.split_first() else {
+        return Ok(out);
+    };
     if rest.is_empty() {
         // One index: a straight range read.
         let iter = range(index, first, at.as_deref(), false, oldest);

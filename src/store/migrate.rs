@@ -103,7 +103,7 @@ fn convert_orders(trees: &Trees, stop_after: Option<usize>) -> Result<u64, Store
         .map(|v| v.to_vec());
     let (mut count, mut last_report) = (0u64, Instant::now());
     loop {
-        if stop_after.is_some_and(|n| count as usize >= n) {
+        if stop_after.is_some_and(|n| count >= n as u64) {
             return Err(StoreError::Injected);
         }
         let size = if stop_after.is_some() { 1 } else { BATCH };

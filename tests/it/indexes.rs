@@ -639,8 +639,8 @@ fn assert_fixture_intact(store: &Store) {
     assert_eq!(store.outbox_list(true).unwrap().len(), 2);
     let far = Utc::now() + Duration::days(1);
     let due = store.outbox_due("shop-us", far, 10).unwrap();
-    let kinds: BTreeSet<&str> = due.iter().map(|i| i.kind.as_str()).collect();
-    assert_eq!(kinds, BTreeSet::from(["push_inventory", "push_tracking"]));
+    let kinds: BTreeSet<&str> = due.iter().map(|i| i.job.kind().as_str()).collect();
+    assert_eq!(kinds, BTreeSet::from(["push_stock", "push_tracking"]));
     assert!(due.iter().all(|i| i.state == OutboxState::Pending));
     // Webhook dedupe keys and stock survive.
     assert!(store.dedupe_seen("shop-us:fx-4b", Utc::now()).unwrap());
