@@ -78,8 +78,9 @@ pub(crate) fn index_keys(o: &Order) -> BTreeSet<Vec<u8>> {
     if o.hold.is_some() {
         prefixes.push(prefix(HELD, ""));
     }
+    // Tags match ignoring case (as the rules compare them): indexed folded.
     for t in &o.tags {
-        prefixes.push(prefix(TAG, t));
+        prefixes.push(prefix(TAG, &t.to_lowercase()));
     }
     if o.route.is_some()
         && o.hold.is_none()
@@ -145,7 +146,7 @@ impl Plan {
             None => {}
         }
         if let Some(t) = &f.tag {
-            all_of.push(prefix(TAG, t));
+            all_of.push(prefix(TAG, &t.to_lowercase()));
         }
         let mut none_of = None;
         match f.held {

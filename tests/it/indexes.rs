@@ -45,7 +45,8 @@ const ACCOUNTS: [(&str, Channel); 3] = [
     ("etsy-b", Channel::Etsy),
     ("ebay-c", Channel::Ebay),
 ];
-const CHANNEL_TAGS: [&str; 4] = ["vip", "gift", "b2b", "promo"];
+/// Channels spell tags as they like; filters ignore case.
+const CHANNEL_TAGS: [&str; 5] = ["vip", "gift", "b2b", "promo", "Gift"];
 const COUNTRIES: [&str; 3] = ["US", "CA", "DE"];
 const DESTINATIONS: [&str; 3] = ["east", "toronto", "west"];
 
@@ -109,7 +110,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0u8..10, 0usize..3, 0usize..5, 0usize..3, proptest::collection::vec(0usize..4, 0..3), 0u8..6)
+        4 => (0u8..10, 0usize..3, 0usize..5, 0usize..3, proptest::collection::vec(0usize..5, 0..3), 0u8..6)
             .prop_map(|(n, account, status, country, tags, placed)| Step::Ingest {
                 n, account, status, country, tags, placed
             }),
@@ -220,9 +221,11 @@ impl World {
     fn filters(&self) -> Vec<OrderFilter> {
         let mut tags: BTreeSet<String> = CHANNEL_TAGS.iter().map(|t| t.to_string()).collect();
         tags.extend(
-            ["canada", "unpaid", "domestic", "wrapped", "nobody"]
-                .iter()
-                .map(|t| t.to_string()),
+            [
+                "canada", "unpaid", "domestic", "wrapped", "nobody", "VIP", "Gift",
+            ]
+            .iter()
+            .map(|t| t.to_string()),
         );
         let mut out = vec![OrderFilter::default()];
         for s in OrderStatus::ALL {
