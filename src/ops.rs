@@ -22,7 +22,7 @@ use crate::effects::Outbound;
 use crate::effects::stock::{self, StockError, StockUpdate};
 use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
 use crate::ingest::apply_rules as rerun_rules;
-use crate::rules::{Evaluation, RuleInput, RuleSet, evaluate};
+use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
     HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
     StoreError, StoredOrder, WriteBatch,
@@ -125,6 +125,49 @@ pub struct OrderDetail {
     pub order: Order,
     pub notes: Vec<NormalizationNote>,
     pub history: Vec<HistoryEntry>,
+    pub holds: Holds,
+}
+
+/// Where an order's hold comes from (`orders show --json`: `holds`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holds {
+    /// Set by a person; wins over the rules'.
+    pub manual: Option<String>,
+    /// What the rules decided when they last ran, in force or not.
+    pub rule: Option<String>,
+    /// A rule hold a person released: it stays released while the rules
+    /// give this reason.
+    pub released: Option<String>,
+}
+
+impl Holds {
+    pub fn of(stored: &StoredOrder) -> Holds {
+        Holds {
+            manual: stored.manual_hold.clone(),
+            rule: stored.rule_hold.clone(),
+            released: stored.released_hold.clone(),
+        }
+    }
+
+    /// The hold in force and where it comes from, in words: `"address check
+    /// (set by hand)"`, `"awaiting payment (by the rules)"`, or, for a rule
+    /// hold a person released, `"none (the rules' hold \"...\" was released by
+    /// hand)"`.
+    pub fn describe(&self) -> String {
+        let person = PersonHold {
+            manual: self.manual.clone(),
+            released: self.released.clone(),
+        };
+        match person.effective(self.rule.as_deref()) {
+            (Some(h), Some("manual")) => format!("{h} (set by hand)"),
+            (None, Some("released")) => format!(
+                "none (the rules' hold {:?} was released by hand)",
+                self.rule.as_deref().unwrap_or_default()
+            ),
+            (Some(h), _) => format!("{h} (by the rules)"),
+            _ => "none".to_owned(),
+        }
+    }
 }
 
 impl OrderDetail {
@@ -134,6 +177,7 @@ impl OrderDetail {
         let mut v = serde_json::to_value(&self.order).unwrap_or_else(|_| json!({}));
         v["notes"] = json!(self.notes);
         v["history"] = json!(self.history);
+        v["holds"] = json!(self.holds);
         v
     }
 
@@ -144,10 +188,12 @@ impl OrderDetail {
             .ok_or("an order document must be a JSON object")?;
         let notes = obj.remove("notes").unwrap_or_else(|| json!([]));
         let history = obj.remove("history").unwrap_or_else(|| json!([]));
+        let holds = obj.remove("holds").unwrap_or_else(|| json!({}));
         Ok(OrderDetail {
             order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
             notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
             history: serde_json::from_value(history).map_err(|e| format!("history: {e}"))?,
+            holds: serde_json::from_value(holds).map_err(|e| format!("holds: {e}"))?,
         })
     }
 }
@@ -156,10 +202,12 @@ impl OrderDetail {
 pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
     let stored = find_order(store, id)?;
     let history = store.history(id)?;
+    let holds = Holds::of(&stored);
     Ok(OrderDetail {
         order: stored.order,
         notes: stored.notes,
         history,
+        holds,
     })
 }
 
@@ -278,6 +326,10 @@ pub struct ShipReceipt {
     pub tracking_number: String,
     /// The shipment recorded, when `recorded`.
     pub shipment: Option<Shipment>,
+    /// What the person who shipped should know (an unpaid order that was
+    /// held); the shipment is recorded all the same: the parcel has left.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Records a shipment and queues its tracking push.
@@ -289,6 +341,10 @@ pub fn ship(
 ) -> Result<Written<ShipReceipt>, OpError> {
     let tracking_number = req.tracking_number.trim().to_owned();
     let order_id = req.order_id.clone();
+    let warnings = match store.get_order(&order_id)? {
+        Some(stored) => ship_warnings(&stored),
+        None => Vec::new(),
+    };
     Ok(match tracking::record(store, outbound, req, now)? {
         ShipOutcome::Recorded {
             status,
@@ -301,6 +357,7 @@ pub fn ship(
                 status,
                 tracking_number,
                 shipment: Some(shipment),
+                warnings,
             },
             seq,
         },
@@ -311,10 +368,31 @@ pub fn ship(
                 status,
                 tracking_number,
                 shipment: None,
+                warnings: Vec::new(),
             },
             seq: 0,
         },
     })
+}
+
+/// An order shipped while its payment is still pending, after someone
+/// released (or overrode) a hold: most often the hold was "awaiting
+/// payment" and was released by mistake.
+fn ship_warnings(stored: &StoredOrder) -> Vec<String> {
+    let unpaid = stored.order.payment == switchyard_contract::PaymentStatus::Pending;
+    let held = stored
+        .released_hold
+        .as_ref()
+        .or(stored.manual_hold.as_ref())
+        .or(stored.rule_hold.as_ref());
+    match held {
+        Some(reason) if unpaid => vec![format!(
+            "order {} is not paid yet (payment pending) and was held ({reason}); \
+             the shipment is recorded, but check that the payment arrives",
+            stored.order.id
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// The answer to setting stock levels (`stock set/import`, `PUT /api/v1/stock`).
@@ -408,13 +486,22 @@ pub fn outbox_drop(store: &Store, id: &str) -> Result<(), OpError> {
 
 // --- rules ----------------------------------------------------------------------
 
-/// The rules' evaluation of a stored order, with its tags by origin.
+/// What a person did about a stored order's hold.
+pub fn person_hold(stored: &StoredOrder) -> PersonHold {
+    PersonHold {
+        manual: stored.manual_hold.clone(),
+        released: stored.released_hold.clone(),
+    }
+}
+
+/// The rules' evaluation of a stored order, with its tags by origin, and
+/// what a person did about its hold.
 pub fn explain_stored(
     store: &Store,
     rules: &RuleSet,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<(Order, Evaluation), OpError> {
+) -> Result<(Order, Evaluation, PersonHold), OpError> {
     let stored = find_order(store, id)?;
     let eval = evaluate(
         rules,
@@ -425,7 +512,8 @@ pub fn explain_stored(
         },
         now,
     );
-    Ok((stored.order, eval))
+    let person = person_hold(&stored);
+    Ok((stored.order, eval, person))
 }
 
 /// The rules' evaluation of an order given whole (not necessarily stored):

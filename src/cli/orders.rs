@@ -220,6 +220,18 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             Ok(())
         }
         OrdersCommand::Release { id, json } => {
+            // What held it, to say what the release did.
+            let before = match &backend {
+                Backend::Local { store, .. } => {
+                    ops::order_detail(store, &id).map_err(op_failure)?.holds
+                }
+                Backend::Remote(api) => {
+                    let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
+                    OrderDetail::from_json(doc)
+                        .map(|d| d.holds)
+                        .unwrap_or_default()
+                }
+            };
             let order: Order = match &backend {
                 Backend::Local { store, .. } => {
                     let written = ops::release(store, &Outbound::default(), &id, Utc::now())
@@ -232,9 +244,29 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             if json {
                 return print_json(&order);
             }
-            outln!("{id}: released");
+            outln!("{id}: released; {}", released_what(&before));
             Ok(())
         }
+    }
+}
+
+/// What a release lifted, given the holds before it.
+fn released_what(before: &ops::Holds) -> String {
+    let rule = before
+        .rule
+        .as_ref()
+        .filter(|r| before.released.as_ref() != Some(*r));
+    match (&before.manual, rule) {
+        (Some(m), Some(r)) => format!(
+            "lifted the hold set by hand ({m}) and the rules' hold ({r}); the rules' hold \
+             stays released while they give this reason"
+        ),
+        (Some(m), None) => format!("lifted the hold set by hand ({m})"),
+        (None, Some(r)) => format!(
+            "overrode the rules' hold ({r}): it stays released while the rules give this \
+             reason (`rules explain` shows it)"
+        ),
+        (None, None) => "lifted its hold".to_owned(),
     }
 }
 
@@ -389,11 +421,15 @@ pub fn render_show(detail: &OrderDetail) -> String {
         let _ = writeln!(s, "ship to {}", parts.join(", "));
     }
     let _ = writeln!(s, "shipping method {}", dash(o.shipping_method.as_deref()));
+    let hold = if detail.holds == ops::Holds::default() {
+        dash(o.hold.as_deref()).to_owned()
+    } else {
+        detail.holds.describe()
+    };
     let _ = writeln!(
         s,
-        "route {}  hold {}  tags {}",
+        "route {}  hold {hold}  tags {}",
         dash(o.route.as_deref()),
-        dash(o.hold.as_deref()),
         if o.tags.is_empty() {
             "-".to_owned()
         } else {

@@ -49,7 +49,7 @@ use crate::effects::stock::StockUpdate;
 use crate::effects::tracking::ShipmentRequest;
 use crate::ingest::Ingest;
 use crate::ops::{self, OpError};
-use crate::rules::explain_json;
+use crate::rules::{PersonHold, explain_json};
 use crate::store::{OrderFilter, StoreError};
 
 /// Where `router` is nested; handlers see paths without it.
@@ -615,7 +615,8 @@ async fn explain(
     )
     .await?;
     let rules = ctx.ingest.rules().current();
-    let (order, evaluation) = match value.as_object().map(|o| (o.len(), o.get("order_id"))) {
+    let (order, evaluation, person) = match value.as_object().map(|o| (o.len(), o.get("order_id")))
+    {
         Some((1, Some(id))) => {
             let Some(id) = id.as_str().map(str::to_owned) else {
                 return Err(ApiError::bad("rules explain: order_id must be a string"));
@@ -630,13 +631,13 @@ async fn explain(
                 ))
             })?;
             let evaluation = ops::explain_given(&rules, &order, Utc::now());
-            (order, evaluation)
+            (order, evaluation, PersonHold::default())
         }
     };
     if detail {
-        ok(json!({ "order": order, "evaluation": evaluation }))
+        ok(json!({ "order": order, "evaluation": evaluation, "person": person }))
     } else {
-        ok(explain_json(&order, &evaluation))
+        ok(explain_json(&order, &evaluation, &person))
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Evaluation {
     #[serde(default)]
     pub route_is_default: bool,
     pub hold: Option<String>,
+    /// The rule whose `hold` decided `hold`.
+    #[serde(default)]
+    pub hold_rule: Option<String>,
     pub priority: Priority,
     /// One entry per rule, in file order ([`evaluate`] only; empty from
     /// [`decide`]).
@@ -143,6 +146,7 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
     };
     let mut route: Option<&str> = None;
     let mut hold: Option<&str> = None;
+    let mut hold_rule: Option<&str> = None;
     let mut priority: Option<Priority> = None;
     let mut trace = Vec::with_capacity(if explain { rules.rules.len() } else { 0 });
     let mut stopped_by: Option<&str> = None;
@@ -177,7 +181,10 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
             tags.remove(t);
         }
         route = route.or(then.route.as_deref());
-        hold = hold.or(then.hold.as_deref());
+        if hold.is_none() && then.hold.is_some() {
+            hold = then.hold.as_deref();
+            hold_rule = Some(rule.name.as_str());
+        }
         priority = priority.or(then.priority);
         if explain {
             trace.push(RuleTrace {
@@ -208,6 +215,7 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
         route_is_default: route.is_none() && rules.default_route.is_some(),
         route: route.or(rules.default_route.as_deref()).map(str::to_owned),
         hold: hold.map(str::to_owned),
+        hold_rule: hold_rule.map(str::to_owned),
         priority: priority.unwrap_or_default(),
         trace,
     }

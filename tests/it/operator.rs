@@ -566,3 +566,97 @@ fn debug_logging_of_a_command_leaves_the_storage_engine_quiet() {
         "{err}"
     );
 }
+
+fn unpaid(n: u32) -> switchyard_contract::Order {
+    let mut o = crate::common::order(n, crate::common::at(9, n), "30.00");
+    o.status = switchyard_contract::OrderStatus::Pending;
+    o.payment = switchyard_contract::PaymentStatus::Pending;
+    o
+}
+
+/// One hold model: a person may override a rule's hold, and `rules explain`,
+/// `orders show` and `release` all say so; shipping such an order warns.
+#[test]
+fn a_released_rule_hold_is_an_override_every_view_shows() {
+    let shop = Shop::new(vec![unpaid(1), tagged(2, &[])]);
+    let explained = stdout(&shop.cli(&["rules", "explain", "--order", "shop-test:1"]));
+    assert!(
+        explained.contains("hold:     awaiting payment (rule awaiting-payment)"),
+        "{explained}"
+    );
+
+    let out = shop.cli(&["orders", "release", "shop-test:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "shop-test:1: released; overrode the rules' hold (awaiting payment): it stays released \
+         while the rules give this reason (`rules explain` shows it)\n"
+    );
+    let explained = stdout(&shop.cli(&["rules", "explain", "--order", "shop-test:1"]));
+    assert!(
+        explained.contains(
+            "hold:     (none): the rules hold it for awaiting payment (rule awaiting-payment), \
+             but a person released that hold, and it stays released"
+        ),
+        "{explained}"
+    );
+    let doc = shop.json(&["rules", "explain", "--order", "shop-test:1", "--json"]);
+    assert!(doc["result"]["hold"].is_null(), "{doc}");
+    assert_eq!(doc["result"]["hold_from"], "released");
+    assert_eq!(doc["result"]["rules_hold"], "awaiting payment");
+    let shown = stdout(&shop.cli(&["orders", "show", "shop-test:1"]));
+    assert!(
+        shown.contains("hold none (the rules' hold \"awaiting payment\" was released by hand)"),
+        "{shown}"
+    );
+    let doc = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(doc["holds"]["released"], "awaiting payment");
+
+    // Shipping the unpaid order warns, and still records the shipment.
+    let out = shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z9",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: order shop-test:1 is not paid yet (payment pending) and was held (awaiting payment)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // A paid order that was never held ships without a word.
+    let out = shop.cli(&[
+        "ship",
+        "shop-test:2",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z8",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+
+    // A hold set by hand wins, and says so.
+    let shop = Shop::new(vec![unpaid(3)]);
+    shop.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
+    let explained = stdout(&shop.cli(&["rules", "explain", "--order", "shop-test:3"]));
+    assert!(
+        explained.contains(
+            "hold:     address check (set by hand; the rules would hold it too: awaiting payment (rule awaiting-payment))"
+        ),
+        "{explained}"
+    );
+    let out = shop.cli(&["orders", "release", "shop-test:3"]);
+    assert!(
+        stdout(&out).contains(
+            "lifted the hold set by hand (address check) and the rules' hold (awaiting payment)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}

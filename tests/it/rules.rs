@@ -584,6 +584,7 @@ fn unset_fields_are_null_and_normal() {
             route: None,
             route_is_default: false,
             hold: None,
+            hold_rule: None,
             priority: Priority::Normal,
             trace: vec![],
         }
@@ -773,7 +774,7 @@ fn the_orders_own_tags_route_and_hold_are_ignored() {
 fn explain_json_has_the_spec_shape() {
     let e = eval(&rules(STOPS), &order());
     assert_eq!(
-        explain_json(&order(), &e),
+        explain_json(&order(), &e, &Default::default()),
         json!({
             "order": "shop-us:5551234567",
             "rules": [
@@ -782,16 +783,16 @@ fn explain_json_has_the_spec_shape() {
                 { "name": "after", "matched": false, "failed": "skipped: stopped by stopper" },
                 { "name": "after-too", "matched": false, "failed": "skipped: stopped by stopper" },
             ],
-            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "priority": "normal" }
+            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "hold_from": "rule", "rules_hold": "stopped here", "priority": "normal" }
         })
     );
     let none = eval(&one(r#"country = "CA""#), &order());
     assert_eq!(
-        explain_json(&order(), &none),
+        explain_json(&order(), &none, &Default::default()),
         json!({
             "order": "shop-us:5551234567",
             "rules": [ { "name": "r", "matched": false, "failed": "country: US not in [CA]" } ],
-            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "priority": "normal" }
+            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "hold_from": null, "rules_hold": null, "priority": "normal" }
         })
     );
 }
@@ -819,7 +820,7 @@ then = { tag = "fr" }
     );
     let e = eval_tags(&set, &order(), &["old", "gift"], &[]);
     assert_eq!(
-        explain_text(&order(), &e),
+        explain_text(&order(), &e, &Default::default()),
         "order shop-us:5551234567
   ✗ ca-only: country: US not in [CA]
   ✓ stop-us
