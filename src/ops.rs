@@ -176,7 +176,19 @@ impl OrderDetail {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.order).unwrap_or_else(|_| json!({}));
         v["notes"] = json!(self.notes);
-        v["history"] = json!(self.history);
+        // To the second: the store keeps nanoseconds, nobody reads them.
+        let history: Vec<serde_json::Value> = self
+            .history
+            .iter()
+            .map(|h| {
+                json!({
+                    "at": h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "kind": h.kind,
+                    "detail": h.detail,
+                })
+            })
+            .collect();
+        v["history"] = json!(history);
         v["holds"] = json!(self.holds);
         v
     }

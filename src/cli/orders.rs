@@ -8,7 +8,7 @@ use clap::builder::TypedValueParser as _;
 use serde_json::json;
 use switchyard_contract::{Channel, Order, OrderStatus};
 
-use super::print::{out, outln};
+use super::print::{out, outln, table, time};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
 use crate::effects::Outbound;
 use crate::ops::{self, OpError, OrderDetail};
@@ -312,7 +312,14 @@ pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String 
         return "no orders\n".to_owned();
     }
     let header = [
-        "ID", "PLACED", "STATUS", "PAYMENT", "TOTAL", "ROUTE", "HOLD", "TAGS",
+        "ID",
+        "PLACED (UTC)",
+        "STATUS",
+        "PAYMENT",
+        "TOTAL",
+        "ROUTE",
+        "HOLD",
+        "TAGS",
     ];
     let rows: Vec<[String; 8]> = orders
         .iter()
@@ -336,27 +343,7 @@ pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String 
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut push_row = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    };
-    push_row(header.to_vec());
-    for r in &rows {
-        push_row(r.iter().map(String::as_str).collect());
-    }
-    out
+    table(header, &rows)
 }
 
 /// The `orders show` text.
@@ -384,8 +371,8 @@ pub fn render_show(detail: &OrderDetail) -> String {
     let _ = writeln!(
         s,
         "placed {}  updated {}",
-        o.placed_at.to_rfc3339(),
-        o.updated_at.to_rfc3339()
+        time(o.placed_at),
+        time(o.updated_at)
     );
     let t = &o.totals;
     let _ = writeln!(
@@ -463,9 +450,7 @@ pub fn render_show(detail: &OrderDetail) -> String {
                 "  {} {}  {}  {}",
                 sh.carrier,
                 sh.tracking_number,
-                sh.shipped_at
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_else(|| "-".into()),
+                sh.shipped_at.map(time).unwrap_or_else(|| "-".into()),
                 lines.join(", ")
             );
         }
@@ -485,7 +470,7 @@ pub fn render_show(detail: &OrderDetail) -> String {
     }
     let _ = writeln!(s, "history:");
     for h in &detail.history {
-        let _ = writeln!(s, "  {}  {}  {}", h.at.to_rfc3339(), h.kind, h.detail);
+        let _ = writeln!(s, "  {}  {}  {}", time(h.at), h.kind, h.detail);
     }
     s
 }

@@ -271,7 +271,10 @@ pub struct OutboxItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// The `outbox list --json` shape.
+/// The `outbox list --json` shape: the item, what it is for (`order_id`,
+/// `sku`, `destination`, `tracking_number` as they apply), and, for a
+/// pending item, when it is tried next (null for a dead letter, which waits
+/// for a person).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxSummary {
     pub id: String,
@@ -279,20 +282,68 @@ pub struct OutboxSummary {
     pub kind: JobKind,
     pub state: OutboxState,
     pub attempts: u32,
-    pub next_attempt_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub sku: Option<String>,
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub tracking_number: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxSummary {
+    /// What the item is for, in words: `deliver order shop-us:1 to east-wh`.
+    pub fn purpose(&self) -> String {
+        let order = self.order_id.as_deref().unwrap_or("?");
+        match (
+            self.kind,
+            &self.destination,
+            &self.tracking_number,
+            &self.sku,
+        ) {
+            (JobKind::Deliver, Some(d), _, _) => format!("deliver order {order} to {d}"),
+            (JobKind::PushTracking, _, Some(t), _) => {
+                format!("push tracking {t} of order {order} to {}", self.account)
+            }
+            (JobKind::PushStock, _, _, Some(sku)) => {
+                format!("push the stock of {sku} to {}", self.account)
+            }
+            (kind, ..) => match (&self.order_id, &self.sku) {
+                (Some(o), _) => format!("{} (order {o})", kind.describe()),
+                (None, Some(sku)) => format!("{} ({sku})", kind.describe()),
+                (None, None) => kind.describe().to_owned(),
+            },
+        }
+    }
 }
 
 impl OutboxItem {
     pub fn summary(&self) -> OutboxSummary {
+        let (destination, tracking_number) = match &self.job {
+            Job::Deliver(d) => (Some(d.destination.clone()), None),
+            Job::PushTracking {
+                tracking_number, ..
+            } => (None, Some(tracking_number.clone())),
+            _ => (None, None),
+        };
         OutboxSummary {
             id: self.id.clone(),
             account: self.account.clone(),
             kind: self.job.kind(),
             state: self.state,
             attempts: self.attempts,
-            next_attempt_at: self.next_attempt_at,
+            next_attempt_at: (self.state == OutboxState::Pending).then_some(self.next_attempt_at),
             last_error: self.last_error.clone(),
+            order_id: self.job.order_id().map(str::to_owned),
+            sku: self.job.sku().map(str::to_owned),
+            destination,
+            tracking_number,
+            created_at: Some(self.created_at),
         }
     }
 }

@@ -718,7 +718,12 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("{id}: on hold (address check)\n"));
     let o = s.cli(&config, &["orders", "release", &id]).await;
-    assert_eq!(stdout(&o), format!("{id}: released\n"), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{id}: released; lifted the hold set by hand (address check)\n"),
+        "{}",
+        stderr(&o)
+    );
     let o = s.cli(&config, &["orders", "release", &id]).await;
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), format!("order {id} is not on hold\n"));

@@ -660,3 +660,61 @@ fn a_released_rule_hold_is_an_override_every_view_shows() {
         stdout(&out)
     );
 }
+
+#[test]
+fn outbox_list_has_a_header_and_says_what_each_item_is_for() {
+    let shop = Shop::new(vec![tagged(1, &[])]);
+    let out = shop.cli(&["outbox", "list"]);
+    assert_eq!(stdout(&out), "outbox empty: nothing waiting to be sent\n");
+    shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1ZTRACK",
+    ]);
+    let out = shop.cli(&["outbox", "list"]);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("FOR") && header.contains("NEXT ATTEMPT"),
+        "{text}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("push tracking 1ZTRACK of order shop-test:1 to shop-test"),
+        "{text}"
+    );
+    assert!(row.contains(" UTC"), "times carry their zone: {text}");
+    let items = shop.json(&["outbox", "list", "--json"]);
+    assert_eq!(items[0]["order_id"], "shop-test:1");
+    assert_eq!(items[0]["tracking_number"], "1ZTRACK");
+    assert!(items[0]["next_attempt_at"].is_string());
+    assert_eq!(
+        stdout(&shop.cli(&["outbox", "list", "--dead"])),
+        "no dead letters\n"
+    );
+
+    // History and times: to the second, with the zone.
+    let shown = stdout(&shop.cli(&["orders", "show", "shop-test:1"]));
+    let history: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| *l != "history:")
+        .skip(1)
+        .collect();
+    assert!(!history.is_empty(), "{shown}");
+    for line in history {
+        let at = &line.trim_start()[..23];
+        assert!(
+            at.ends_with(" UTC") && at.len() == "2026-11-27 05:01:02 UTC".len(),
+            "{line}"
+        );
+    }
+    let doc = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    for h in doc["history"].as_array().unwrap() {
+        let at = h["at"].as_str().unwrap();
+        assert!(at.len() == 20 && at.ends_with('Z'), "no fractions: {at}");
+    }
+}

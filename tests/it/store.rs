@@ -512,7 +512,10 @@ fn outbox_fifo_coalescing_and_dead_letters() {
         serde_json::to_value(dead[0].summary()).unwrap(),
         json!({
             "id": pending[0].id, "account": "shop-us", "kind": "push_tracking", "state": "dead",
-            "attempts": 2, "next_attempt_at": t(60), "last_error": "400 unknown sku"
+            // A dead letter waits for a person, not for a time.
+            "attempts": 2, "next_attempt_at": null, "last_error": "400 unknown sku",
+            "order_id": "shop-us:1", "sku": null, "destination": null, "tracking_number": "qty 4",
+            "created_at": t(0)
         })
     );
     assert!(
