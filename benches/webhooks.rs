@@ -15,6 +15,8 @@
     clippy::cast_possible_truncation
 )]
 
+#[path = "../tests/it/common/eventually.rs"]
+mod eventually;
 #[path = "../tests/it/common/daemon.rs"]
 mod harness;
 

@@ -5,11 +5,11 @@
 //! state commands whether the daemon runs (they go through the API) or not
 //! (they open the store).
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{
     ConfigBuilder, InProcess, REPO, ShopifyAccount, command, stderr, stdout, warehouses,
@@ -131,19 +131,13 @@ impl Daemon {
     async fn stop(self, state: &Path) {
         let (_report, store) = self.daemon.stop().await;
         store.close().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Store::open(state, StoreOptions::default()) {
-                Ok(s) => {
-                    s.close().unwrap();
-                    return;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "store still held: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        let store = eventually(
+            "the store to be free",
+            Duration::from_secs(10),
+            async || Store::open(state, StoreOptions::default()),
+        )
+        .await;
+        store.close().unwrap();
     }
 
     fn url(&self, path: &str) -> String {
@@ -181,19 +175,20 @@ impl Daemon {
 
     /// Waits until no outbox item is pending: everything was sent or is dead.
     async fn settle_outbox(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, pending) = self.get("/outbox").await;
-            assert_eq!(status, 200, "{pending}");
-            if pending.as_array().unwrap().is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the outbox never settled: {pending:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            "the outbox to settle",
+            Duration::from_secs(30),
+            async || {
+                let (status, pending) = self.get("/outbox").await;
+                assert_eq!(status, 200, "{pending}");
+                if pending.as_array().unwrap().is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{pending:#}"))
+                }
+            },
+        )
+        .await;
     }
 }
 

@@ -3,11 +3,11 @@
 //! webhooks, no label carries an order id, and readiness has per-account
 //! detail.
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{
     ConfigBuilder, InProcess, REPO, ShopifyAccount, orders_create_numbered, post, shopify_signed,
@@ -180,24 +180,21 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
     let client = reqwest::Client::new();
 
     // The poll of the account catches up: orders counted by source and outcome.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (types, samples, _) = loop {
-        let scraped = scrape(&client, &addr).await;
-        if value(
-            &scraped.1,
-            "switchyard_polls_total",
-            &[("account", "shop-us"), ("outcome", "ok")],
-        ) >= 1.0
-        {
-            break scraped;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no successful poll within 20 s:\n{}",
-            scraped.2
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (types, samples, _) =
+        eventually("a successful poll", Duration::from_secs(20), async || {
+            let scraped = scrape(&client, &addr).await;
+            let polls = value(
+                &scraped.1,
+                "switchyard_polls_total",
+                &[("account", "shop-us"), ("outcome", "ok")],
+            );
+            if polls >= 1.0 {
+                Ok(scraped)
+            } else {
+                Err(scraped.2)
+            }
+        })
+        .await;
     for family in [
         "switchyard_orders_ingested_total",
         "switchyard_webhooks_total",

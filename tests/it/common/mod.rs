@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod eventually;
+
+pub use eventually::eventually;
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use switchyard::config::{AccountConfig, ChannelSettings, Secret, ShopifySettings
 use switchyard_contract::*;
 
 pub const ACCOUNT: &str = "shop-test";
+
 pub const GOOD_SIGNATURE: &str = "good-signature";
 
 pub fn at(h: u32, m: u32) -> DateTime<Utc> {
