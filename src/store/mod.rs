@@ -34,8 +34,8 @@ pub use job::{Delivery, Job, JobKind};
 pub use listing::ListingState;
 pub use types::{
     ApplyReport, DEFAULT_PAGE, HistoryEntry, ListPage, MAX_PAGE, NewOutboxItem, OrderFilter,
-    OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, RouteFilter, StockChange,
-    StockChannelView, StockLevel, StockView, StoredOrder, WriteBatch, WriteOutcome,
+    OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, Reservation, RouteFilter,
+    StockChange, StockChannelView, StockLevel, StockView, StoredOrder, WriteBatch, WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.

@@ -187,12 +187,28 @@ pub struct PushedLevel {
     pub at: DateTime<Utc>,
 }
 
-/// The `stock show --json` shape: `{ "sku", "available", "channels": [ { "account", "pushed", "at" } ] }`.
+/// The `stock show --json` shape: `{ "sku", "on_hand", "reserved",
+/// "available", "reservations": [ { "order_id", "units" } ], "channels": [ {
+/// "account", "pushed", "at" } ] }`. `available` = `on_hand` − `reserved`:
+/// what channels may sell (less each account's buffer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
     pub sku: String,
+    #[serde(default)]
+    pub on_hand: i64,
+    #[serde(default)]
+    pub reserved: i64,
     pub available: i64,
+    #[serde(default)]
+    pub reservations: Vec<Reservation>,
     pub channels: Vec<StockChannelView>,
+}
+
+/// One open order's units of a SKU that are reserved and not shipped yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub order_id: String,
+    pub units: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,9 +219,14 @@ pub struct StockChannelView {
 }
 
 impl StockLevel {
-    pub fn view(&self) -> StockView {
+    /// The view of this level with the SKU's open reservations.
+    pub fn view(&self, reservations: Vec<Reservation>) -> StockView {
+        let reserved = reservations.iter().map(|r| r.units).sum();
         StockView {
             sku: self.sku.clone(),
+            on_hand: self.available + reserved,
+            reserved,
+            reservations,
             available: self.available,
             channels: self
                 .channels

@@ -718,3 +718,68 @@ fn outbox_list_has_a_header_and_says_what_each_item_is_for() {
         assert!(at.len() == 20 && at.ends_with('Z'), "no fractions: {at}");
     }
 }
+
+/// Stock as a warehouse counts it: what is on hand, what open orders have
+/// promised (and which), and what is left to sell.
+#[test]
+fn stock_show_lists_on_hand_reserved_by_which_orders_and_available() {
+    use switchyard::ingest::{Ingest, LiveRules, Source};
+    use switchyard::store::{Store, StoreOptions};
+    let shop = Shop::new(vec![]);
+    let out = shop.cli(&["stock", "set", "MUG-RED", "10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An order for 2 arrives (through the ingest path, with reservations).
+    {
+        let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let mut o = tagged(1, &[]);
+        o.lines[0].sku = Some("MUG-RED".into());
+        o.lines[0].quantity = 2;
+        Ingest::new(store.clone(), LiveRules::default())
+            .with_outbound(switchyard::effects::Outbound::default())
+            .ingest(
+                crate::common::ACCOUNT,
+                vec![crate::common::normalized(o)],
+                Source::Fetch,
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let text = stdout(&shop.cli(&["stock", "show", "MUG-RED"]));
+    assert!(
+        text.starts_with(
+            "MUG-RED  on hand 10  reserved 2  available 8\n  reserved by shop-test:1 (2)\n"
+        ),
+        "{text}"
+    );
+    // A new count of what is on hand keeps the promise to the open order.
+    shop.cli(&["stock", "set", "MUG-RED", "10"]);
+    let view = shop.json(&["stock", "show", "MUG-RED", "--json"]);
+    assert_eq!(
+        (
+            view["on_hand"].clone(),
+            view["reserved"].clone(),
+            view["available"].clone()
+        ),
+        (10.into(), 2.into(), 8.into())
+    );
+    assert_eq!(view["reservations"][0]["order_id"], "shop-test:1");
+    // Shipped: the units left the shelf, nothing is reserved any more.
+    shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z7",
+    ]);
+    let view = shop.json(&["stock", "show", "MUG-RED", "--json"]);
+    assert_eq!(
+        (
+            view["on_hand"].clone(),
+            view["reserved"].clone(),
+            view["available"].clone()
+        ),
+        (8.into(), 0.into(), 8.into())
+    );
+}
