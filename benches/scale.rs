@@ -431,7 +431,7 @@ fn fill(state: &Path, rules: &Path, total: u64) -> Filled {
     let flush = |batch: &mut BTreeMap<&'static str, Vec<NormalizedOrder>>, now| {
         for (account, orders) in std::mem::take(batch) {
             ingest
-                .ingest(account, orders, Source::Fetch, now)
+                .receive(account, orders, Source::Fetch, now)
                 .unwrap_or_else(|e| panic!("filling {account}: {e}"));
         }
     };

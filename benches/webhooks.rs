@@ -79,7 +79,7 @@ fn baseline(bodies: &[Vec<u8>], flush_each: bool) -> f64 {
             panic!("not an order")
         };
         ingest
-            .ingest(
+            .receive(
                 "shop-us",
                 orders,
                 Source::Webhook {

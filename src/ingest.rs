@@ -128,9 +128,11 @@ impl Ingest {
         &self.rules
     }
 
-    /// Ingests one batch. Returns once written (not yet flushed: await
+    /// Takes one batch from a channel: merges each order with what is
+    /// stored, runs the rules, plans the effects, writes it all in one
+    /// transaction. Returns once written (not yet flushed: await
     /// `store.flushed(report.seq)` before acknowledging to anyone).
-    pub fn ingest(
+    pub fn receive(
         &self,
         account: &str,
         orders: Vec<NormalizedOrder>,
@@ -302,7 +304,7 @@ pub fn merge(
     if let Some(e) = existing {
         keep_local_shipments(&mut stored, e);
     }
-    apply_rules(stored, rules, now)
+    redecide(stored, rules, now)
 }
 
 /// Shipments recorded here that the channel does not show yet (their
@@ -358,7 +360,7 @@ fn keep_local_shipments(next: &mut StoredOrder, existing: &StoredOrder) {
 
 /// Re-decides tags, route, hold and priority of a stored order from its
 /// channel data, its hand-set tags and hold, and `rules`. Pure.
-pub fn apply_rules(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
+pub fn redecide(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
     let eval = decide(
         rules,
         &RuleInput {

@@ -21,7 +21,7 @@ use switchyard_contract::{NormalizationNote, Order, OrderStatus, Priority, Shipm
 use crate::effects::Outbound;
 use crate::effects::stock::{self, StockError, StockUpdate};
 use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
-use crate::ingest::apply_rules as rerun_rules;
+use crate::ingest::redecide;
 use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
     HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
@@ -628,7 +628,7 @@ pub fn apply_rules(
         })?);
     }
     for stored in open {
-        let next = rerun_rules(stored.clone(), rules, now);
+        let next = redecide(stored.clone(), rules, now);
         let (before, after) = (Decisions::of(&stored.order), Decisions::of(&next.order));
         if before != after {
             changes.push(RuleChange {

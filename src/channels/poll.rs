@@ -151,7 +151,7 @@ pub async fn catch_up<C: Connector>(
                 .inc(&crate::daemon::metrics::ORDERS_REJECTED, &[&account.id]);
         }
         learn_listing_refs(connector, &account.id, &page.orders, ingest.store())?;
-        let report = ingest.ingest(
+        let report = ingest.receive(
             &account.id,
             page.orders,
             Source::Poll {
@@ -206,6 +206,21 @@ impl AccountLocks {
     }
 }
 
+/// Why a backfill asked of the running daemon did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("no account {0:?} with a connector in this daemon")]
+    NoConnector(String),
+    /// The catch-up stopped; what it synced before is stored.
+    #[error("{}", .error.stopped_backfill(.account))]
+    Stopped { account: String, error: PollError },
+}
+
+/// What [`Backfill::backfill`] returns.
+pub type BackfillRun<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<PollStats, BackfillError>> + Send + 'a>,
+>;
+
 /// A backfill the running daemon does for `switchyard sync`: the same
 /// catch-up as its poll loop, reporting the running totals after each page.
 pub trait Backfill: Send + Sync {
@@ -214,7 +229,7 @@ pub trait Backfill: Send + Sync {
         account: &'a str,
         since: Option<DateTime<Utc>>,
         progress: tokio::sync::mpsc::UnboundedSender<PollStats>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>;
+    ) -> BackfillRun<'a>;
 }
 
 /// The daemon's accounts that have a connector, for [`Backfill`].
@@ -230,13 +245,10 @@ impl<C: Connector + 'static> Backfill for Accounts<C> {
         account: &'a str,
         since: Option<DateTime<Utc>>,
         progress: tokio::sync::mpsc::UnboundedSender<PollStats>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>
-    {
+    ) -> BackfillRun<'a> {
         Box::pin(async move {
             let Some((config, connector)) = self.accounts.get(account) else {
-                return Err(format!(
-                    "no account {account:?} with a connector in this daemon"
-                ));
+                return Err(BackfillError::NoConnector(account.to_owned()));
             };
             let lock = self.locks.get(account);
             let _turn = lock.lock().await;
@@ -244,7 +256,10 @@ impl<C: Connector + 'static> Backfill for Accounts<C> {
                 let _ = progress.send(s.clone());
             })
             .await
-            .map_err(|e| e.stopped_backfill(account))
+            .map_err(|error| BackfillError::Stopped {
+                account: account.to_owned(),
+                error,
+            })
         })
     }
 }

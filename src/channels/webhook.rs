@@ -100,7 +100,7 @@ pub async fn handle<C: Connector>(connector: &C, ingest: &Ingest, req: WebhookRe
     let ingesting = ingest.clone();
     let acct = account.clone();
     let result = tokio::task::spawn_blocking(move || {
-        ingesting.ingest(
+        ingesting.receive(
             &acct,
             orders,
             Source::Webhook { dedupe_key: key },

@@ -168,7 +168,7 @@ pub fn run(
                     Ok(WebhookOutcome::Orders { orders, dedupe_key }) => {
                         let key = dedupe_key.map(|k| format!("{REPLAY_ACCOUNT}:{k}"));
                         ingest
-                            .ingest(
+                            .receive(
                                 REPLAY_ACCOUNT,
                                 orders,
                                 Source::Webhook { dedupe_key: key },
@@ -224,7 +224,7 @@ fn compare(
     let changes: Vec<crate::ops::RuleChange> = orders
         .iter()
         .filter_map(|stored| {
-            let next = crate::ingest::apply_rules(stored.clone(), other, now);
+            let next = crate::ingest::redecide(stored.clone(), other, now);
             let (before, after) = (
                 crate::ops::Decisions::of(&stored.order),
                 crate::ops::Decisions::of(&next.order),

@@ -729,7 +729,7 @@ async fn sync(
         }
         let last = match outcome {
             Ok(stats) => serde_json::json!({ "done": stats }),
-            Err(e) => serde_json::json!({ "error": e }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
         };
         let _ = lines_tx.send(Ok(json_line(&last)));
     });

@@ -63,7 +63,7 @@ impl Setup {
         let (rules, _) = load_rules(&Path::new(REPO).join("config/rules.toml"), &dests).unwrap();
         let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
         ingest
-            .ingest(
+            .receive(
                 ACCOUNT,
                 orders.into_iter().map(normalized).collect(),
                 Source::Fetch,
@@ -417,7 +417,7 @@ fn rules_apply_dry_run_lists_changes_and_writes_nothing() {
     // Stored without rules: applying the example rules routes and holds them.
     let store = Store::open(&setup.state(), StoreOptions::default()).unwrap();
     Ingest::new(store.clone(), LiveRules::default())
-        .ingest(
+        .receive(
             ACCOUNT,
             vec![normalized(order(5, at(9, 0), "900.00"))],
             Source::Fetch,

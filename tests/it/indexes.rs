@@ -181,7 +181,7 @@ impl World {
                 o.tags.dedup();
                 self.ids.insert(o.id.clone());
                 self.ingest
-                    .ingest(name, vec![normalized(o)], Source::Fetch, now)
+                    .receive(name, vec![normalized(o)], Source::Fetch, now)
                     .expect("ingest");
             }
             Step::Hold(n) => {
@@ -429,7 +429,7 @@ fn pages_show_each_matching_order_once_while_orders_are_written() {
         .map(|n| normalized(make(n, OrderStatus::Ready, at(1, 0))))
         .collect();
     ingest
-        .ingest(crate::common::ACCOUNT, all, Source::Fetch, at(1, 0))
+        .receive(crate::common::ACCOUNT, all, Source::Fetch, at(1, 0))
         .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -454,7 +454,7 @@ fn pages_show_each_matching_order_once_while_orders_are_written() {
                 // ... and add new ready orders all over the time range.
                 batch.push(normalized(make(1000 + round, OrderStatus::Ready, updated)));
                 ingest
-                    .ingest(crate::common::ACCOUNT, batch, Source::Fetch, updated)
+                    .receive(crate::common::ACCOUNT, batch, Source::Fetch, updated)
                     .unwrap();
             }
             round
@@ -516,7 +516,7 @@ fn a_page_is_bounded_and_a_bad_cursor_is_refused() {
         .map(|n| normalized(order(n, at(1, 0), "10.00")))
         .collect();
     ingest
-        .ingest(crate::common::ACCOUNT, all, Source::Fetch, at(1, 0))
+        .receive(crate::common::ACCOUNT, all, Source::Fetch, at(1, 0))
         .unwrap();
     let default = store.page_orders(&OrderFilter::default()).unwrap();
     assert_eq!(default.orders.len(), 100, "100 unless asked");
@@ -666,7 +666,7 @@ fn a_store_of_the_first_release_opens_with_indexes_and_nothing_lost() {
     let mut o = order(77, at(12, 0), "10.00");
     o.placed_at = Utc::now();
     ingest
-        .ingest(
+        .receive(
             crate::common::ACCOUNT,
             vec![normalized(o)],
             Source::Fetch,

@@ -333,7 +333,7 @@ impl Shop {
             switchyard::rules::load_rules(&Path::new(REPO).join("config/rules.toml"), &dests)
                 .unwrap();
         Ingest::new(store.clone(), LiveRules::new(rules))
-            .ingest(
+            .receive(
                 crate::common::ACCOUNT,
                 orders.into_iter().map(crate::common::normalized).collect(),
                 Source::Fetch,

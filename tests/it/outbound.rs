@@ -487,7 +487,7 @@ fn order_on(
 
 fn ingest_order(ingest: &Ingest, o: &Order) {
     ingest
-        .ingest(
+        .receive(
             &o.account.clone(),
             vec![common::normalized(o.clone())],
             Source::Fetch,
