@@ -736,7 +736,7 @@ fn stock_show_lists_on_hand_reserved_by_which_orders_and_available() {
         o.lines[0].quantity = 2;
         Ingest::new(store.clone(), LiveRules::default())
             .with_outbound(switchyard::effects::Outbound::default())
-            .ingest(
+            .receive(
                 crate::common::ACCOUNT,
                 vec![crate::common::normalized(o)],
                 Source::Fetch,
