@@ -297,8 +297,10 @@ fn a_channel_without_a_connector_says_so_and_exits_2() {
 
 #[test]
 fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("demo");
     let out = std::process::Command::new(BIN)
-        .arg("demo")
+        .args(["demo", "--state", state_dir.to_str().unwrap()])
         .current_dir(REPO)
         .env_remove("SWITCHYARD_CONFIG")
         .output()
@@ -306,20 +308,45 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("switchyard demo"), "{text}");
-    // The whole loop: synced, webhook stored, routed, delivered with valid
-    // signatures, shipped, tracking and stock pushed back, nothing failed.
+    // The whole loop, told in order: synced, webhook stored, each order's
+    // decision with its reason, delivered with valid signatures (and why the
+    // others were not), shipped, tracking and stock pushed back, nothing failed.
+    let steps: Vec<usize> = (1..=8)
+        .map(|n| {
+            text.find(&format!("\n{n}. "))
+                .unwrap_or_else(|| panic!("step {n}: {text}"))
+        })
+        .collect();
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "steps in order: {text}"
+    );
     assert!(
         text.contains("shop-us      shopify  6 orders in 2 pages"),
         "{text}"
     );
-    assert!(text.contains("HTTP 200  stored: 1 new"), "{text}");
-    assert!(text.contains("3. orders in the store: 7"), "{text}");
     assert!(
-        text.contains("4. deliveries to the warehouses: 5 (5 with a valid signature)"),
+        text.contains("orders-create -> HTTP 200 stored: 1 new"),
+        "{text}"
+    );
+    assert!(text.contains("decide each of the 7 orders"), "{text}");
+    assert!(
+        text.contains("shop-us:5551234569   pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"),
         "{text}"
     );
     assert!(
-        text.contains("6. the warehouse reported 4 shipments"),
+        text.contains("4. Deliveries to the warehouses: 5 (5 with a valid signature)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not delivered: shop-us:5551234569 (on hold: awaiting payment)")
+            && text.contains("not delivered: shop-us:5551234568 (already shipped on the channel)"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("recorded; the tracking push to its channel is queued")
+            .count(),
+        4,
         "{text}"
     );
     assert!(
@@ -332,7 +359,56 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         text.contains("7 stock levels (Shopify inventorySetQuantities)"),
         "{text}"
     );
-    assert!(text.contains("8. failures: none"), "{text}");
+    assert!(text.contains("8. Failures: none"), "{text}");
+    assert!(text.contains(" UTC)"), "times carry their zone: {text}");
+
+    // The store is kept, and the commands it suggests work on it.
+    let config = state_dir.join("switchyard.toml");
+    assert!(
+        text.contains(&format!(
+            "--config {} rules explain --order shop-us:5551234569",
+            config.display()
+        )),
+        "{text}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "orders",
+            "list",
+            "--json",
+        ])
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let orders: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(orders.as_array().unwrap().len(), 7);
+
+    // A second run replaces the demo's own folder; any other folder is refused.
+    let again = std::process::Command::new(BIN)
+        .args(["demo", "--state", state_dir.to_str().unwrap()])
+        .current_dir(REPO)
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let other = state.path().join("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
+    let refused = std::process::Command::new(BIN)
+        .args(["demo", "--state", other.to_str().unwrap()])
+        .current_dir(REPO)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("was not made by `switchyard demo`"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(other.join("notes.txt").exists());
     assert!(Path::new(REPO).join("config/switchyard.toml").exists());
 }
 

@@ -583,6 +583,7 @@ fn unset_fields_are_null_and_normal() {
             tags: vec![],
             route: None,
             route_is_default: false,
+            route_rule: None,
             hold: None,
             hold_rule: None,
             priority: Priority::Normal,
