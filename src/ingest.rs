@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use parking_lot::RwLock;
 use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 
+use crate::daemon::metrics::{Ingested, Metrics};
 use crate::rules::{RuleInput, RuleSet, decide};
 use crate::store::{OrderWrite, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome};
 
@@ -86,7 +87,7 @@ pub struct Ingest {
     /// Reservations, stock pushes and deliveries; None: orders only.
     outbound: Option<crate::effects::Outbound>,
     /// Where ingested orders are counted (`/metrics`).
-    metrics: crate::daemon::metrics::Registry,
+    metrics: Metrics,
 }
 
 impl Ingest {
@@ -95,17 +96,17 @@ impl Ingest {
             store,
             rules,
             outbound: None,
-            metrics: crate::daemon::metrics::Registry::default(),
+            metrics: Metrics::default(),
         }
     }
 
     /// Counts ingested orders (and, in the HTTP layer, webhooks) in `metrics`.
-    pub fn with_metrics(mut self, metrics: crate::daemon::metrics::Registry) -> Self {
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
         self
     }
 
-    pub fn metrics(&self) -> &crate::daemon::metrics::Registry {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -253,11 +254,16 @@ impl Ingest {
             ("stale", out.stale),
         ] {
             if n > 0 {
-                self.metrics.add(
-                    &crate::daemon::metrics::ORDERS_INGESTED,
-                    &[channel, account, source, outcome],
-                    n as f64,
-                );
+                let labels = Ingested {
+                    channel: channel.to_owned(),
+                    account: account.to_owned(),
+                    source,
+                    outcome,
+                };
+                self.metrics
+                    .orders_ingested
+                    .get_or_create(&labels)
+                    .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
             }
         }
     }

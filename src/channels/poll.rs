@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::AccountConfig;
+use crate::daemon::metrics;
 use crate::ingest::{Ingest, IngestError, Source};
 use crate::pacing::Backoff;
 use crate::store::ListingState;
@@ -132,6 +133,7 @@ pub async fn catch_up<C: Connector>(
             tracing::debug!(account = %account.id, wait_ms = crate::pacing::millis(wait), "waiting for the channel's rate limit to refill");
             tokio::time::sleep(wait).await;
         }
+        let started = tokio::time::Instant::now();
         let page = connector
             .poll_orders(cursor.as_ref(), since, Utc::now())
             .await?;
@@ -148,7 +150,9 @@ pub async fn catch_up<C: Connector>(
             );
             ingest
                 .metrics()
-                .inc(&crate::daemon::metrics::ORDERS_REJECTED, &[&account.id]);
+                .orders_rejected
+                .get_or_create(&metrics::account(&account.id))
+                .inc();
         }
         learn_listing_refs(connector, &account.id, &page.orders, ingest.store())?;
         let report = ingest.receive(
@@ -159,6 +163,11 @@ pub async fn catch_up<C: Connector>(
             },
             Utc::now(),
         )?;
+        ingest
+            .metrics()
+            .poll_page
+            .get_or_create(&metrics::account(&account.id))
+            .observe(metrics::seconds(started.elapsed()));
         stats.created += report.created;
         stats.updated += report.updated;
         stats.unchanged += report.unchanged;
@@ -325,9 +334,10 @@ async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Rec
         Duration::from_secs(1),
         account.poll_interval.max(Duration::from_secs(1)),
     );
-    let metrics = ingest.metrics().clone();
+    let counters = ingest.metrics().clone();
     // On the board from the start: `/readyz` and the sync lag show it polling.
     health.update(&account.id, |_| {});
+    counters.account_started(&account.id);
     loop {
         heartbeat.busy(PAGE_BUDGET);
         let result = tokio::select! {
@@ -341,12 +351,17 @@ async fn poll_loop<C: Connector>(worker: PollWorker<C>, mut shutdown: watch::Rec
         };
         heartbeat.beat();
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics.inc(&crate::daemon::metrics::POLLS, &[&account.id, outcome]);
+        let polled = metrics::AccountOutcome {
+            account: account.id.clone(),
+            outcome,
+        };
+        counters.polls.get_or_create(&polled).inc();
         if let Err(PollError::Connector(ConnectorError::RateLimited { .. })) = &result {
-            metrics.inc(
-                &crate::daemon::metrics::RATE_LIMITED,
-                &[&account.id, "poll"],
-            );
+            let limited = metrics::AccountSource {
+                account: account.id.clone(),
+                source: "poll",
+            };
+            counters.rate_limited.get_or_create(&limited).inc();
         }
         let delay = match result {
             Ok(stats) => {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use switchyard_contract::Channel;
 
-use super::metrics::{BUILD_INFO, Registry, START_TIME};
+use super::metrics::Metrics;
 use super::systemd::{Heartbeats, Notifier};
 use crate::channels::poll::AccountHealth;
 use crate::channels::registry::{self, AnyConnector, BuildError};
@@ -30,7 +30,7 @@ pub struct AccountReport {
 
 /// Everything the daemon runs on.
 pub(super) struct Built {
-    pub registry: Registry,
+    pub metrics: Metrics,
     pub heartbeats: Heartbeats,
     pub store: Store,
     pub ingest: Ingest,
@@ -43,13 +43,10 @@ pub(super) struct Built {
 }
 
 pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Built> {
-    let registry = Registry::daemon();
-    registry.set(
-        &START_TIME,
-        &[],
-        chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
-    );
-    registry.set(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);
+    let metrics = Metrics::new();
+    metrics
+        .start_time
+        .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     let heartbeats = Heartbeats::for_watchdog(notifier.watchdog_interval());
     notifier.status(&format!(
         "starting: opening the store in {}",
@@ -78,10 +75,10 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
     let mut outbound = Outbound::new(registry::stock_targets(config, &http));
-    outbound.outbox.registry = registry.clone();
+    outbound.outbox.metrics = metrics.clone();
     outbound.outbox.heartbeats = heartbeats.clone();
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules))
-        .with_metrics(registry.clone())
+        .with_metrics(metrics.clone())
         .with_outbound(outbound.clone());
     let mut connected = Vec::new();
     let mut reports = Vec::new();
@@ -105,7 +102,7 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         });
     }
     Ok(Built {
-        registry,
+        metrics,
         heartbeats,
         store,
         ingest,

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{AccountConfig, Config, DaemonConfig, DestinationConfig, InventoryConfig};
-use crate::daemon::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
+use crate::daemon::metrics::{Metrics, outcome};
 use crate::daemon::systemd::Notifier;
 use crate::ingest::LiveRules;
 
@@ -41,6 +41,10 @@ fn fingerprint(path: &Path) -> Fingerprint {
     Some((m.modified().ok()?, m.len(), ino))
 }
 
+fn rule_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// What a re-read of the config file came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigCheck {
@@ -57,7 +61,7 @@ pub struct Reloader {
     rules_path: PathBuf,
     destinations: Vec<String>,
     live: LiveRules,
-    metrics: Registry,
+    metrics: Metrics,
     notifier: Arc<Notifier>,
     /// The config file and what of it needs a restart to change.
     config_path: PathBuf,
@@ -157,10 +161,10 @@ impl Reloader {
     pub fn new(
         config: &Config,
         live: LiveRules,
-        metrics: Registry,
+        metrics: Metrics,
         notifier: Arc<Notifier>,
     ) -> Reloader {
-        metrics.set(&RULES, &[], live.current().len() as f64);
+        metrics.rules.set(rule_count(live.current().len()));
         Reloader {
             rules_path: config.daemon.rules.clone(),
             destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
@@ -190,8 +194,11 @@ impl Reloader {
                 }
                 let count = rules.len();
                 self.live.replace(rules);
-                self.metrics.inc(&RULE_RELOADS, &["ok"]);
-                self.metrics.set(&RULES, &[], count as f64);
+                self.metrics
+                    .rule_reloads
+                    .get_or_create(&outcome("ok"))
+                    .inc();
+                self.metrics.rules.set(rule_count(count));
                 tracing::info!(rules = %path, count, reason = why, "rules reloaded");
                 self.notifier
                     .status(&format!("running; rules reloaded at {at} ({count} rules)"));
@@ -201,7 +208,10 @@ impl Reloader {
                 for e in &errors {
                     tracing::error!(rules = %path, reason = why, "{e}");
                 }
-                self.metrics.inc(&RULE_RELOADS, &["failed"]);
+                self.metrics
+                    .rule_reloads
+                    .get_or_create(&outcome("failed"))
+                    .inc();
                 let n = errors.iter().filter(|e| e.is_error()).count().max(1);
                 tracing::error!(
                     rules = %path,
@@ -225,7 +235,10 @@ impl Reloader {
                 for line in errors.to_string().lines() {
                     tracing::error!("{line}");
                 }
-                self.metrics.inc(&CONFIG_CHECKS, &["failed"]);
+                self.metrics
+                    .config_checks
+                    .get_or_create(&outcome("failed"))
+                    .inc();
                 tracing::error!(
                     config = %self.config_path.display(),
                     "the config file has errors; the running config stays"
@@ -233,7 +246,10 @@ impl Reloader {
                 ConfigCheck::Failed
             }
             Ok(new) => {
-                self.metrics.inc(&CONFIG_CHECKS, &["ok"]);
+                self.metrics
+                    .config_checks
+                    .get_or_create(&outcome("ok"))
+                    .inc();
                 if new.daemon.rules != self.rules_path {
                     tracing::info!(
                         from = %self.rules_path.display(),
@@ -322,7 +338,7 @@ secret = "{destination_secret}"
         let mut reloader = Reloader::new(
             &config,
             LiveRules::default(),
-            Registry::default(),
+            Metrics::default(),
             Arc::new(Notifier::disabled()),
         );
         assert_eq!(reloader.check_config(), ConfigCheck::Applied);

@@ -42,6 +42,7 @@ use switchyard_contract::{ConnectorError, Order, OrderStatus, Secret};
 use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
+use crate::daemon::metrics::{self, DestinationLabel, Metrics};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
 use crate::store::{
     NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
@@ -285,6 +286,8 @@ pub struct DestinationSender {
     /// Read at send time: a queued delivery of an order that was cancelled,
     /// shipped or held since is not sent.
     store: Store,
+    /// Where the time from an order's creation to its delivery goes.
+    metrics: Metrics,
 }
 
 impl DestinationSender {
@@ -293,6 +296,7 @@ impl DestinationSender {
         http: reqwest::Client,
         limit: RateLimit,
         store: Store,
+        metrics: Metrics,
     ) -> Self {
         let DestinationKind::Webhook { url, secret } = &d.kind;
         DestinationSender {
@@ -302,6 +306,7 @@ impl DestinationSender {
             http,
             limit,
             store,
+            metrics,
         }
     }
 }
@@ -329,7 +334,7 @@ impl Sender for DestinationSender {
         // cancelled (or already shipped) meanwhile, nor one a person put on
         // hold: check the order as it is now. The body stays the one frozen
         // at routing time.
-        match self.store.get_order(&p.order_id) {
+        let placed_at = match self.store.get_order(&p.order_id) {
             Ok(Some(stored)) => {
                 let o = &stored.order;
                 // Nothing for a warehouse to do. A dead letter rather than
@@ -350,11 +355,12 @@ impl Sender for DestinationSender {
                         ),
                     };
                 }
+                Some(o.placed_at)
             }
             // Orders are never removed; if one is missing, deliver as queued.
-            Ok(None) => {}
+            Ok(None) => None,
             Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
-        }
+        };
         let signature = sign(self.secret.expose().as_bytes(), p.body.as_bytes());
         let sent = self
             .http
@@ -372,6 +378,16 @@ impl Sender for DestinationSender {
         let status = resp.status();
         if status.is_success() {
             tracing::info!(destination = %self.id, order = %p.order_id, delivery = %p.delivery_id, "order delivered");
+            if let Some(placed) = placed_at {
+                let waited = (Utc::now() - placed).to_std().unwrap_or_default();
+                let label = DestinationLabel {
+                    destination: self.id.clone(),
+                };
+                self.metrics
+                    .order_to_delivery
+                    .get_or_create(&label)
+                    .observe(metrics::seconds(waited));
+            }
             return Verdict::Done(None);
         }
         let retry_after = resp

@@ -27,7 +27,8 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::policy::{Action, classify};
-use super::{JobKind, Outbox, OutboxMetrics, OutboxOptions};
+use super::{JobKind, Outbox, OutboxOptions};
+use crate::daemon::metrics::{self, Metrics};
 use crate::pacing::{Backoff, Limiter, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -142,7 +143,7 @@ pub struct Worker<S> {
     sender: S,
     store: Store,
     notify: Arc<Notify>,
-    metrics: Arc<OutboxMetrics>,
+    metrics: Metrics,
     options: OutboxOptions,
     stop: watch::Receiver<bool>,
     /// One limiter per item kind (operation class).
@@ -153,7 +154,6 @@ pub struct Worker<S> {
     paused_until: Option<tokio::time::Instant>,
     /// Shows the watchdog this worker is alive (`crate::daemon::systemd`).
     heartbeat: crate::daemon::systemd::Heartbeat,
-    registry: crate::daemon::metrics::Registry,
 }
 
 impl<S: Sender> Worker<S> {
@@ -169,7 +169,6 @@ impl<S: Sender> Worker<S> {
             notify: outbox.wakers.get(&account),
             metrics: outbox.metrics.clone(),
             heartbeat: outbox.heartbeats.register(format!("outbox {account}")),
-            registry: outbox.registry.clone(),
             account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
             account,
             sender,
@@ -268,12 +267,10 @@ impl<S: Sender> Worker<S> {
         let mut waited = Duration::ZERO;
         let paced = self.pace(kind, &mut waited).await;
         if !waited.is_zero() {
-            let secs = waited.as_secs_f64();
-            self.registry.add(
-                &crate::daemon::metrics::LIMITER_WAIT,
-                &[&self.account],
-                secs,
-            );
+            self.metrics
+                .limiter_wait
+                .get_or_create(&metrics::account(&self.account))
+                .inc_by(metrics::seconds(waited));
         }
         if !paced {
             return false;
@@ -305,10 +302,19 @@ impl<S: Sender> Worker<S> {
             }
         };
         let call = tokio::time::timeout(self.options.call_timeout, send);
+        let started = tokio::time::Instant::now();
         let mut verdicts = match call.instrument(span.clone()).await {
             Ok(v) => v.into_iter(),
             Err(_) => Vec::new().into_iter(),
         };
+        let pushed = metrics::AccountKind {
+            account: self.account.clone(),
+            kind: kind.as_str(),
+        };
+        self.metrics
+            .push
+            .get_or_create(&pushed)
+            .observe(metrics::seconds(started.elapsed()));
         let timeout = self.options.call_timeout;
         self.heartbeat.beat();
         let _entered = span.enter();
@@ -384,7 +390,7 @@ impl<S: Sender> Worker<S> {
             Verdict::Done(follow_up) => {
                 self.account_backoff.reset();
                 self.store.outbox_complete(&item.id)?;
-                OutboxMetrics::add(&self.metrics.sent);
+                self.count("sent");
                 tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
                 if let Some(f) = follow_up {
                     f()?;
@@ -438,13 +444,14 @@ impl<S: Sender> Worker<S> {
                         .get_or_insert_with(|| self.account_backoff.next_delay(retry_after));
                     let delay = own.max(account);
                     self.paused_until = Some(tokio::time::Instant::now() + account);
-                    OutboxMetrics::add(&self.metrics.retried);
+                    self.count("retried");
                     if rate_limited {
-                        OutboxMetrics::add(&self.metrics.rate_limited);
-                        self.registry.inc(
-                            &crate::daemon::metrics::RATE_LIMITED,
-                            &[&self.account, "outbox"],
-                        );
+                        self.count("rate_limited");
+                        let limited = metrics::AccountSource {
+                            account: self.account.clone(),
+                            source: "outbox",
+                        };
+                        self.metrics.rate_limited.get_or_create(&limited).inc();
                     }
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store
@@ -456,9 +463,14 @@ impl<S: Sender> Worker<S> {
         Ok(())
     }
 
+    /// One outbound call's outcome, for `switchyard_outbox_pushes_total`.
+    fn count(&self, outcome: &'static str) {
+        metrics::count_push(&self.metrics, outcome);
+    }
+
     fn kill(&self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
         self.store.outbox_kill(&item.id, reason)?;
-        OutboxMetrics::add(&self.metrics.dead);
+        self.count("dead");
         tracing::warn!(account = %self.account, item = %item.id, kind = %item.job.kind(), reason, "outbound item is a dead letter");
         Ok(())
     }

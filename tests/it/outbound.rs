@@ -1232,6 +1232,15 @@ then = { hold = "manual review" }
         async || sink.0.lock().unwrap().len() == 3 && pending(&store).is_empty(),
     )
     .await;
+    // Each delivery's time from the sale and each call's time are measured
+    // (the 500 that was retried counts as a call too).
+    let text = outbound.outbox.metrics.render();
+    for sample in [
+        r#"switchyard_order_to_delivery_seconds_count{destination="east-wh"} 2"#,
+        r#"switchyard_push_seconds_count{account="destination:east-wh",kind="deliver"} 3"#,
+    ] {
+        assert!(text.contains(sample), "{sample} in:\n{text}");
+    }
     let (h3, b3) = sink.0.lock().unwrap()[2].clone();
     assert_ne!(
         h3["x-switchyard-delivery"].to_str().unwrap(),
