@@ -364,18 +364,20 @@ fn keep_local_shipments(next: &mut StoredOrder, existing: &StoredOrder) {
     }
 }
 
+/// What the rules look at in a stored order: its canonical data, the tags
+/// its channel gave it and those a person set.
+pub fn rule_input(stored: &StoredOrder) -> RuleInput<'_> {
+    RuleInput {
+        order: &stored.order,
+        channel_tags: &stored.channel_tags,
+        manual_tags: &stored.manual_tags,
+    }
+}
+
 /// Re-decides tags, route, hold and priority of a stored order from its
 /// channel data, its hand-set tags and hold, and `rules`. Pure.
 pub fn redecide(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
-    let eval = decide(
-        rules,
-        &RuleInput {
-            order: &stored.order,
-            channel_tags: &stored.channel_tags,
-            manual_tags: &stored.manual_tags,
-        },
-        now,
-    );
+    let eval = decide(rules, &rule_input(&stored), now);
     stored.order.tags = eval.tags;
     stored.order.route = eval.route;
     stored.rule_hold = eval.hold.clone();

@@ -21,7 +21,7 @@ use switchyard_contract::{NormalizationNote, Order, OrderStatus, Priority, Shipm
 use crate::effects::Outbound;
 use crate::effects::stock::{self, StockError, StockUpdate};
 use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
-use crate::ingest::redecide;
+use crate::ingest::{redecide, rule_input};
 use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
     HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
@@ -515,15 +515,7 @@ pub fn explain_stored(
     now: DateTime<Utc>,
 ) -> Result<(Order, Evaluation, PersonHold), OpError> {
     let stored = find_order(store, id)?;
-    let eval = evaluate(
-        rules,
-        &RuleInput {
-            order: &stored.order,
-            channel_tags: &stored.channel_tags,
-            manual_tags: &stored.manual_tags,
-        },
-        now,
-    );
+    let eval = evaluate(rules, &rule_input(&stored), now);
     let person = person_hold(&stored);
     Ok((stored.order, eval, person))
 }

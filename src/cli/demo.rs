@@ -665,15 +665,7 @@ fn print_story(t: &Told) {
 
 /// What the rules made of one order, and why, in a line.
 fn decision(o: &StoredOrder, arrived: OrderStatus, rules: &crate::rules::RuleSet) -> String {
-    let eval = crate::rules::evaluate(
-        rules,
-        &crate::rules::RuleInput {
-            order: &o.order,
-            channel_tags: &o.channel_tags,
-            manual_tags: &o.manual_tags,
-        },
-        Utc::now(),
-    );
+    let eval = crate::rules::evaluate(rules, &crate::ingest::rule_input(o), Utc::now());
     let route = match (&eval.route, &eval.route_rule) {
         (Some(r), Some(rule)) => format!("route {r} (rule {rule})"),
         (Some(r), None) => format!("route {r} (default_route)"),

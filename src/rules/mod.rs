@@ -34,7 +34,7 @@ mod testfile;
 
 use std::path::Path;
 
-pub use ast::{Actions, Rule, RuleSet};
+pub use ast::{Actions, CONDITION_KEYS, Rule, RuleSet};
 pub use diag::{Diagnostic, RuleErrors, Severity};
 pub use eval::{Evaluation, RuleInput, RuleTrace, decide, evaluate};
 pub use explain::{PersonHold, explain_json, explain_text};
