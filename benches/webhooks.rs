@@ -15,6 +15,8 @@
     clippy::cast_possible_truncation
 )]
 
+#[path = "../tests/it/common/eventually.rs"]
+mod eventually;
 #[path = "../tests/it/common/daemon.rs"]
 mod harness;
 
@@ -81,7 +83,7 @@ fn baseline(bodies: &[Vec<u8>], flush_each: bool) -> f64 {
             panic!("not an order")
         };
         ingest
-            .ingest(
+            .receive(
                 "shop-us",
                 orders,
                 Source::Webhook {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use parking_lot::RwLock;
 use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 
+use crate::daemon::metrics::{Ingested, Metrics};
 use crate::rules::{RuleInput, RuleSet, decide};
 use crate::store::{OrderWrite, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome};
 
@@ -86,7 +87,7 @@ pub struct Ingest {
     /// Reservations, stock pushes and deliveries; None: orders only.
     outbound: Option<crate::effects::Outbound>,
     /// Where ingested orders are counted (`/metrics`).
-    metrics: crate::daemon::metrics::Registry,
+    metrics: Metrics,
 }
 
 impl Ingest {
@@ -95,17 +96,17 @@ impl Ingest {
             store,
             rules,
             outbound: None,
-            metrics: crate::daemon::metrics::Registry::default(),
+            metrics: Metrics::default(),
         }
     }
 
     /// Counts ingested orders (and, in the HTTP layer, webhooks) in `metrics`.
-    pub fn with_metrics(mut self, metrics: crate::daemon::metrics::Registry) -> Self {
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
         self
     }
 
-    pub fn metrics(&self) -> &crate::daemon::metrics::Registry {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -128,9 +129,11 @@ impl Ingest {
         &self.rules
     }
 
-    /// Ingests one batch. Returns once written (not yet flushed: await
+    /// Takes one batch from a channel: merges each order with what is
+    /// stored, runs the rules, plans the effects, writes it all in one
+    /// transaction. Returns once written (not yet flushed: await
     /// `store.flushed(report.seq)` before acknowledging to anyone).
-    pub fn ingest(
+    pub fn receive(
         &self,
         account: &str,
         orders: Vec<NormalizedOrder>,
@@ -251,11 +254,16 @@ impl Ingest {
             ("stale", out.stale),
         ] {
             if n > 0 {
-                self.metrics.add(
-                    &crate::daemon::metrics::ORDERS_INGESTED,
-                    &[channel, account, source, outcome],
-                    n as f64,
-                );
+                let labels = Ingested {
+                    channel: channel.to_owned(),
+                    account: account.to_owned(),
+                    source,
+                    outcome,
+                };
+                self.metrics
+                    .orders_ingested
+                    .get_or_create(&labels)
+                    .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
             }
         }
     }
@@ -302,7 +310,7 @@ pub fn merge(
     if let Some(e) = existing {
         keep_local_shipments(&mut stored, e);
     }
-    apply_rules(stored, rules, now)
+    redecide(stored, rules, now)
 }
 
 /// Shipments recorded here that the channel does not show yet (their
@@ -356,18 +364,20 @@ fn keep_local_shipments(next: &mut StoredOrder, existing: &StoredOrder) {
     }
 }
 
+/// What the rules look at in a stored order: its canonical data, the tags
+/// its channel gave it and those a person set.
+pub fn rule_input(stored: &StoredOrder) -> RuleInput<'_> {
+    RuleInput {
+        order: &stored.order,
+        channel_tags: &stored.channel_tags,
+        manual_tags: &stored.manual_tags,
+    }
+}
+
 /// Re-decides tags, route, hold and priority of a stored order from its
 /// channel data, its hand-set tags and hold, and `rules`. Pure.
-pub fn apply_rules(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
-    let eval = decide(
-        rules,
-        &RuleInput {
-            order: &stored.order,
-            channel_tags: &stored.channel_tags,
-            manual_tags: &stored.manual_tags,
-        },
-        now,
-    );
+pub fn redecide(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
+    let eval = decide(rules, &rule_input(&stored), now);
     stored.order.tags = eval.tags;
     stored.order.route = eval.route;
     stored.rule_hold = eval.hold.clone();

@@ -6,8 +6,8 @@
 //! `ingest` → `rules` → `store` → `effects` (stock, tracking, deliveries) →
 //! `outbox` → a channel or a destination. `ops` is what a person asks for,
 //! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing`,
-//! `diag`, `io_text` and `toml_syntax` depend on nothing else in the crate,
-//! `rules` only on the last three.
+//! `diag` and `io_text` depend on nothing else in the crate, `rules` only on
+//! those two.
 
 pub mod channels;
 pub mod cli;
@@ -21,7 +21,7 @@ pub mod io_text;
 pub mod ops;
 pub mod outbox;
 pub mod pacing;
+pub mod registry;
 pub mod rules;
 pub mod sim;
 pub mod store;
-pub mod toml_syntax;

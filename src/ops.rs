@@ -21,8 +21,8 @@ use switchyard_contract::{NormalizationNote, Order, OrderStatus, Priority, Shipm
 use crate::effects::Outbound;
 use crate::effects::stock::{self, StockError, StockUpdate};
 use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
-use crate::ingest::apply_rules as rerun_rules;
-use crate::rules::{Evaluation, RuleInput, RuleSet, evaluate};
+use crate::ingest::{redecide, rule_input};
+use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
     HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
     StoreError, StoredOrder, WriteBatch,
@@ -50,7 +50,9 @@ impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => OpError::NotFound(e.to_string()),
-            StoreError::InvalidKey { .. } => OpError::Invalid(e.to_string()),
+            StoreError::InvalidKey { .. } | StoreError::InvalidCursor { .. } => {
+                OpError::Invalid(e.to_string())
+            }
             StoreError::Conflict { .. } => OpError::Conflict(e.to_string()),
             e => OpError::Store(e),
         }
@@ -98,13 +100,22 @@ pub fn route_filter(route: &str) -> RouteFilter {
     }
 }
 
-/// `orders list`: matching canonical orders, oldest first.
-pub fn list_orders(store: &Store, filter: &OrderFilter) -> Result<Vec<Order>, OpError> {
-    Ok(store
-        .list_orders(filter)?
-        .into_iter()
-        .map(|s| s.order)
-        .collect())
+/// One page of `orders list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrdersPage {
+    pub orders: Vec<Order>,
+    /// The cursor of the next page (`--after`, `after=`), when more may match.
+    pub next: Option<String>,
+}
+
+/// `orders list`: one page of matching canonical orders, newest first
+/// unless `filter.oldest`.
+pub fn list_orders(store: &Store, filter: &OrderFilter) -> Result<OrdersPage, OpError> {
+    let page = store.page_orders(filter)?;
+    Ok(OrdersPage {
+        orders: page.orders.into_iter().map(|s| s.order).collect(),
+        next: page.next,
+    })
 }
 
 /// What `orders show` renders: the canonical order, its normalization notes
@@ -114,6 +125,49 @@ pub struct OrderDetail {
     pub order: Order,
     pub notes: Vec<NormalizationNote>,
     pub history: Vec<HistoryEntry>,
+    pub holds: Holds,
+}
+
+/// Where an order's hold comes from (`orders show --json`: `holds`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holds {
+    /// Set by a person; wins over the rules'.
+    pub manual: Option<String>,
+    /// What the rules decided when they last ran, in force or not.
+    pub rule: Option<String>,
+    /// A rule hold a person released: it stays released while the rules
+    /// give this reason.
+    pub released: Option<String>,
+}
+
+impl Holds {
+    pub fn of(stored: &StoredOrder) -> Holds {
+        Holds {
+            manual: stored.manual_hold.clone(),
+            rule: stored.rule_hold.clone(),
+            released: stored.released_hold.clone(),
+        }
+    }
+
+    /// The hold in force and where it comes from, in words: `"address check
+    /// (set by hand)"`, `"awaiting payment (by the rules)"`, or, for a rule
+    /// hold a person released, `"none (the rules' hold \"...\" was released by
+    /// hand)"`.
+    pub fn describe(&self) -> String {
+        let person = PersonHold {
+            manual: self.manual.clone(),
+            released: self.released.clone(),
+        };
+        match person.effective(self.rule.as_deref()) {
+            (Some(h), Some("manual")) => format!("{h} (set by hand)"),
+            (None, Some("released")) => format!(
+                "none (the rules' hold {:?} was released by hand)",
+                self.rule.as_deref().unwrap_or_default()
+            ),
+            (Some(h), _) => format!("{h} (by the rules)"),
+            _ => "none".to_owned(),
+        }
+    }
 }
 
 impl OrderDetail {
@@ -122,7 +176,20 @@ impl OrderDetail {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.order).unwrap_or_else(|_| json!({}));
         v["notes"] = json!(self.notes);
-        v["history"] = json!(self.history);
+        // To the second: the store keeps nanoseconds, nobody reads them.
+        let history: Vec<serde_json::Value> = self
+            .history
+            .iter()
+            .map(|h| {
+                json!({
+                    "at": h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "kind": h.kind,
+                    "detail": h.detail,
+                })
+            })
+            .collect();
+        v["history"] = json!(history);
+        v["holds"] = json!(self.holds);
         v
     }
 
@@ -133,10 +200,12 @@ impl OrderDetail {
             .ok_or("an order document must be a JSON object")?;
         let notes = obj.remove("notes").unwrap_or_else(|| json!([]));
         let history = obj.remove("history").unwrap_or_else(|| json!([]));
+        let holds = obj.remove("holds").unwrap_or_else(|| json!({}));
         Ok(OrderDetail {
             order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
             notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
             history: serde_json::from_value(history).map_err(|e| format!("history: {e}"))?,
+            holds: serde_json::from_value(holds).map_err(|e| format!("holds: {e}"))?,
         })
     }
 }
@@ -145,10 +214,12 @@ impl OrderDetail {
 pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
     let stored = find_order(store, id)?;
     let history = store.history(id)?;
+    let holds = Holds::of(&stored);
     Ok(OrderDetail {
         order: stored.order,
         notes: stored.notes,
         history,
+        holds,
     })
 }
 
@@ -267,6 +338,10 @@ pub struct ShipReceipt {
     pub tracking_number: String,
     /// The shipment recorded, when `recorded`.
     pub shipment: Option<Shipment>,
+    /// What the person who shipped should know (an unpaid order that was
+    /// held); the shipment is recorded all the same: the parcel has left.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Records a shipment and queues its tracking push.
@@ -278,6 +353,10 @@ pub fn ship(
 ) -> Result<Written<ShipReceipt>, OpError> {
     let tracking_number = req.tracking_number.trim().to_owned();
     let order_id = req.order_id.clone();
+    let warnings = match store.get_order(&order_id)? {
+        Some(stored) => ship_warnings(&stored),
+        None => Vec::new(),
+    };
     Ok(match tracking::record(store, outbound, req, now)? {
         ShipOutcome::Recorded {
             status,
@@ -290,6 +369,7 @@ pub fn ship(
                 status,
                 tracking_number,
                 shipment: Some(shipment),
+                warnings,
             },
             seq,
         },
@@ -300,10 +380,31 @@ pub fn ship(
                 status,
                 tracking_number,
                 shipment: None,
+                warnings: Vec::new(),
             },
             seq: 0,
         },
     })
+}
+
+/// An order shipped while its payment is still pending, after someone
+/// released (or overrode) a hold: most often the hold was "awaiting
+/// payment" and was released by mistake.
+fn ship_warnings(stored: &StoredOrder) -> Vec<String> {
+    let unpaid = stored.order.payment == switchyard_contract::PaymentStatus::Pending;
+    let held = stored
+        .released_hold
+        .as_ref()
+        .or(stored.manual_hold.as_ref())
+        .or(stored.rule_hold.as_ref());
+    match held {
+        Some(reason) if unpaid => vec![format!(
+            "order {} is not paid yet (payment pending) and was held ({reason}); \
+             the shipment is recorded, but check that the payment arrives",
+            stored.order.id
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// The answer to setting stock levels (`stock set/import`, `PUT /api/v1/stock`).
@@ -336,8 +437,8 @@ pub fn set_stock(
 }
 
 /// `stock show`: the level and what each channel was last told.
-pub fn stock_show(store: &Store, sku: &str) -> Result<StockView, OpError> {
-    stock::show(store, sku)?.ok_or_else(|| {
+pub fn stock_show(store: &Store, sku: &str, now: DateTime<Utc>) -> Result<StockView, OpError> {
+    stock::show(store, sku, now)?.ok_or_else(|| {
         OpError::NotFound(format!(
             "no stock level for sku {sku:?}; set one with `switchyard stock set {sku} QTY`"
         ))
@@ -397,24 +498,26 @@ pub fn outbox_drop(store: &Store, id: &str) -> Result<(), OpError> {
 
 // --- rules ----------------------------------------------------------------------
 
-/// The rules' evaluation of a stored order, with its tags by origin.
+/// What a person did about a stored order's hold.
+pub fn person_hold(stored: &StoredOrder) -> PersonHold {
+    PersonHold {
+        manual: stored.manual_hold.clone(),
+        released: stored.released_hold.clone(),
+    }
+}
+
+/// The rules' evaluation of a stored order, with its tags by origin, and
+/// what a person did about its hold.
 pub fn explain_stored(
     store: &Store,
     rules: &RuleSet,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<(Order, Evaluation), OpError> {
+) -> Result<(Order, Evaluation, PersonHold), OpError> {
     let stored = find_order(store, id)?;
-    let eval = evaluate(
-        rules,
-        &RuleInput {
-            order: &stored.order,
-            channel_tags: &stored.channel_tags,
-            manual_tags: &stored.manual_tags,
-        },
-        now,
-    );
-    Ok((stored.order, eval))
+    let eval = evaluate(rules, &rule_input(&stored), now);
+    let person = person_hold(&stored);
+    Ok((stored.order, eval, person))
 }
 
 /// The rules' evaluation of an order given whole (not necessarily stored):
@@ -495,7 +598,7 @@ impl RuleChange {
     }
 }
 
-/// Re-runs `rules` over every stored open order; unless `dry_run`, writes
+/// Re-runs `rules` over every stored open order (oldest first per status); unless `dry_run`, writes
 /// the changed ones (all in one transaction, queueing the deliveries that a
 /// new route or a lifted hold makes due). `seq` is 0 when nothing was written.
 pub fn apply_rules(
@@ -507,12 +610,17 @@ pub fn apply_rules(
 ) -> Result<Written<Vec<RuleChange>>, OpError> {
     let mut changes = Vec::new();
     let mut writes: Vec<(StoredOrder, StoredOrder)> = Vec::new();
-    for stored in store
-        .list_orders(&OrderFilter::default())?
-        .into_iter()
-        .filter(|s| s.order.status.is_open())
-    {
-        let next = rerun_rules(stored.clone(), rules, now);
+    // Open orders only, each status read through its index: what is
+    // shipped or cancelled is never read.
+    let mut open = Vec::new();
+    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_open()) {
+        open.extend(store.list_orders(&OrderFilter {
+            status: Some(status),
+            ..OrderFilter::default()
+        })?);
+    }
+    for stored in open {
+        let next = redecide(stored.clone(), rules, now);
         let (before, after) = (Decisions::of(&stored.order), Decisions::of(&next.order));
         if before != after {
             changes.push(RuleChange {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use switchyard_contract::{BuildContext, Channel, ChannelHints, Connector};
 
-use super::registry;
 use super::tokens::{StoredTokens, TokenBoard};
 use crate::config::{AccountConfig, Config};
 use crate::effects::stock::StockTargets;
 use crate::pacing::{AccountPacer, PacerOptions};
+use crate::registry;
 use crate::store::Store;
 
 /// Why an account has no connector.

@@ -81,7 +81,7 @@ async fn run(connected: &Connected, ingest: &Ingest, ids: &[String]) -> Verdict 
     let acct = account.clone();
     let orders = fetched.orders;
     let stored = tokio::task::spawn_blocking(move || {
-        ingesting.ingest(&acct, orders, Source::Fetch, Utc::now())
+        ingesting.receive(&acct, orders, Source::Fetch, Utc::now())
     })
     .await;
     match stored {

@@ -1,6 +1,6 @@
-//! Where orders come in from the channels: the registry of the channels
-//! built into this daemon (`registry.rs`), each account's connector built
-//! once and shared (`accounts.rs`) with its token store (`tokens.rs`), the
+//! Where orders come in from the channels: each account's connector, built
+//! once from its channel's entry in `crate::registry` and shared
+//! (`accounts.rs`), with its token store (`tokens.rs`), the
 //! per-account poll loop (`poll.rs`), the framework-free half of webhook
 //! handling (`webhook.rs`; `crate::http` only turns requests and answers
 //! into HTTP) and the fetch jobs webhooks leave (`fetch.rs`).
@@ -8,7 +8,6 @@
 pub mod accounts;
 pub mod fetch;
 pub mod poll;
-pub mod registry;
 pub mod tokens;
 pub mod webhook;
 
@@ -31,6 +30,8 @@ pub fn report_rejected(ingest: &Ingest, account: &str, source: &str, rejected: &
         );
         ingest
             .metrics()
-            .inc(&crate::daemon::metrics::ORDERS_REJECTED, &[account]);
+            .orders_rejected
+            .get_or_create(&crate::daemon::metrics::account(account))
+            .inc();
     }
 }

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::accounts::{Connected, Connectors};
 use crate::config::AccountConfig;
+use crate::daemon::metrics;
 use crate::ingest::{Ingest, IngestError, Source};
 use crate::pacing::{Backoff, Keepalive, TimedOut, bounded};
 use crate::store::ListingState;
@@ -180,6 +181,7 @@ pub async fn catch_up(
                 Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
             on_page(&stats);
         }
+        let started = tokio::time::Instant::now();
         let page = bounded(hints.call_timeout, keepalive.clone(), async {
             pacer.ready(Operation::Poll, 1).await;
             connector
@@ -195,10 +197,11 @@ pub async fn catch_up(
                 detail,
             })) if wait_out_throttles && throttled_in_a_row < MAX_RATE_LIMITED_IN_A_ROW => {
                 throttled_in_a_row += 1;
-                ingest.metrics().inc(
-                    &crate::daemon::metrics::RATE_LIMITED,
-                    &[&account.id, "poll"],
-                );
+                let limited = metrics::AccountSource {
+                    account: account.id.clone(),
+                    source: "poll",
+                };
+                ingest.metrics().rate_limited.get_or_create(&limited).inc();
                 let wait = throttled.next_delay(retry_after);
                 tracing::info!(account = %account.id, wait_ms = crate::pacing::millis(wait), %detail, "the channel asked to slow down; the page is asked for again after the wait");
                 pacer.hold(Operation::Poll, wait);
@@ -224,7 +227,7 @@ pub async fn catch_up(
             &page.orders,
             ingest.store(),
         )?;
-        let report = ingest.ingest(
+        let report = ingest.receive(
             &account.id,
             page.orders,
             Source::Poll {
@@ -232,6 +235,11 @@ pub async fn catch_up(
             },
             Utc::now(),
         )?;
+        ingest
+            .metrics()
+            .poll_page
+            .get_or_create(&metrics::account(&account.id))
+            .observe(metrics::seconds(started.elapsed()));
         stats.created += report.created;
         stats.updated += report.updated;
         stats.unchanged += report.unchanged;
@@ -279,6 +287,21 @@ impl AccountLocks {
     }
 }
 
+/// Why a backfill asked of the running daemon did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("no account {0:?} with a connector in this daemon")]
+    NoConnector(String),
+    /// The catch-up stopped; what it synced before is stored.
+    #[error("{}", .error.stopped_backfill(.account))]
+    Stopped { account: String, error: PollError },
+}
+
+/// What [`Backfill::backfill`] returns.
+pub type BackfillRun<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<PollStats, BackfillError>> + Send + 'a>,
+>;
+
 /// A backfill the running daemon does for `switchyard sync`: the same
 /// catch-up as its poll loop, reporting the running totals after each page.
 pub trait Backfill: Send + Sync {
@@ -287,7 +310,7 @@ pub trait Backfill: Send + Sync {
         account: &'a str,
         since: Option<DateTime<Utc>>,
         progress: tokio::sync::mpsc::UnboundedSender<PollStats>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>;
+    ) -> BackfillRun<'a>;
 }
 
 /// The daemon's accounts that have a connector, for [`Backfill`].
@@ -303,13 +326,10 @@ impl Backfill for Accounts {
         account: &'a str,
         since: Option<DateTime<Utc>>,
         progress: tokio::sync::mpsc::UnboundedSender<PollStats>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PollStats, String>> + Send + 'a>>
-    {
+    ) -> BackfillRun<'a> {
         Box::pin(async move {
             let Some(connected) = self.connectors.get(account) else {
-                return Err(format!(
-                    "no account {account:?} with a connector in this daemon"
-                ));
+                return Err(BackfillError::NoConnector(account.to_owned()));
             };
             let lock = self.locks.get(account);
             let _turn = lock.lock().await;
@@ -317,7 +337,10 @@ impl Backfill for Accounts {
                 let _ = progress.send(s.clone());
             })
             .await
-            .map_err(|e| e.stopped_backfill(account))
+            .map_err(|error| BackfillError::Stopped {
+                account: account.to_owned(),
+                error,
+            })
         })
     }
 }
@@ -384,11 +407,12 @@ async fn poll_loop(worker: PollWorker, mut shutdown: watch::Receiver<bool>) {
         Duration::from_secs(1),
         account.poll_interval.max(Duration::from_secs(1)),
     );
-    let metrics = ingest.metrics().clone();
+    let counters = ingest.metrics().clone();
     let beat = heartbeat.clone();
     let keepalive: Keepalive = Arc::new(move |d| beat.busy(d));
     // On the board from the start: `/readyz` and the sync lag show it polling.
     health.update(&account.id, |_| {});
+    counters.account_started(&account.id);
     loop {
         heartbeat.busy(connected.hints.call_timeout);
         let result = tokio::select! {
@@ -406,7 +430,11 @@ async fn poll_loop(worker: PollWorker, mut shutdown: watch::Receiver<bool>) {
         };
         heartbeat.beat();
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics.inc(&crate::daemon::metrics::POLLS, &[&account.id, outcome]);
+        let polled = metrics::AccountOutcome {
+            account: account.id.clone(),
+            outcome,
+        };
+        counters.polls.get_or_create(&polled).inc();
         let delay = match result {
             Ok(stats) => {
                 tracing::info!(account = %account.id, channel = %account.channel, pages = stats.pages, orders = stats.orders, created = stats.created, updated = stats.updated, "caught up");

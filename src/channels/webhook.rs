@@ -110,7 +110,7 @@ pub async fn handle(connected: &Connected, ingest: &Ingest, req: WebhookRequest)
     let ingesting = ingest.clone();
     let acct = account.clone();
     let result = tokio::task::spawn_blocking(move || {
-        ingesting.ingest(
+        ingesting.receive(
             &acct,
             orders,
             Source::Webhook { dedupe_key: key },

@@ -116,7 +116,7 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>, json: boo
             ));
         };
         if account.settings.is_none() {
-            let why = crate::channels::registry::not_built_in(account.channel);
+            let why = crate::registry::not_built_in(account.channel);
             return Err(Failure::unavailable(&format!("`sync {account_id}`: {why}")));
         }
         Ok(account)

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use switchyard_contract::{Channel, OrderStatus};
+use switchyard_contract::OrderStatus;
 use tokio::sync::oneshot;
 
-use super::print::{out, outln};
+use super::print::{out, outln, plural};
 use super::{CliResult, DemoArgs, EXIT_FAILED, Failure};
 use crate::config::DestinationKind;
 use crate::daemon::{RunOptions, RunReport, run};
@@ -48,13 +49,19 @@ fn fail(e: impl std::fmt::Display) -> Failure {
     Failure::new(EXIT_FAILED, e.to_string())
 }
 
-/// What the demo did besides syncing, for the summary.
+/// What the demo did, step by step, for the story it tells.
 #[derive(Default)]
 struct Story {
+    started: Option<DateTime<Utc>>,
     synced: bool,
+    synced_at: Option<DateTime<Utc>>,
     webhooks: Vec<(String, String, u16, String)>,
+    webhooks_at: Option<DateTime<Utc>>,
     stock_set: Vec<String>,
-    shipments: Vec<(String, u16, String)>,
+    stock_at: Option<DateTime<Utc>>,
+    /// (order, tracking number, HTTP status, answer).
+    shipments: Vec<(String, String, u16, String)>,
+    shipments_at: Option<DateTime<Utc>>,
     settled: bool,
 }
 
@@ -140,12 +147,17 @@ pub fn run_demo(explicit_config: Option<&Path>, args: DemoArgs) -> CliResult {
     let config_path = locate(explicit_config, "config/switchyard.toml");
     let fixtures = locate(args.fixtures.as_deref(), "fixtures");
     let mut config = crate::config::load(&config_path).map_err(fail)?;
-    let state = tempfile::Builder::new()
-        .prefix("switchyard-demo-")
-        .tempdir()
-        .map_err(|e| fail(format!("cannot create a temporary state directory: {e}")))?;
-    config.daemon.state_dir = state.path().to_path_buf();
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("switchyard-demo"));
+    prepare_state(&state)?;
+    let config_file = write_config(&config_path, &config, &state)?;
+    config.daemon.state_dir = state.join("store");
     config.daemon.listen = ([127, 0, 0, 1], 0).into();
+    let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
+    let (rules, _) = crate::rules::load_rules(&config.daemon.rules, &destinations)
+        .map_err(|e| fail(crate::rules::RuleErrors(e)))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -164,11 +176,12 @@ pub fn run_demo(explicit_config: Option<&Path>, args: DemoArgs) -> CliResult {
             let DestinationKind::Webhook { url, .. } = &mut d.kind;
             *url = sink.url(&d.id);
         }
-        outln!("switchyard demo: every channel with a connector, from the simulator through the rules to a built-in warehouse and back");
-        outln!("  config    {}", config_path.display());
+        outln!("switchyard demo: every channel with a connector, from a simulator of the channels through the rules to built-in warehouses and back; no credentials, no network");
+        outln!("  config    {} (its channels and warehouses pointed at the simulator)", config_path.display());
         outln!("  rules     {}", config.daemon.rules.display());
-        outln!("  fixtures  {}", fixtures.display());
-        outln!("  state     {} (temporary)", state.path().display());
+        outln!("  fixtures  {} (recorded channel traffic the simulator serves)", fixtures.display());
+        outln!("  store     {} (kept after the demo: try the commands at the end)", state.join("store").display());
+        outln!("  times     UTC");
         let probe = reqwest::Client::new();
         let mut running = Vec::new();
         for account in &mut config.accounts {
@@ -215,12 +228,140 @@ pub fn run_demo(explicit_config: Option<&Path>, args: DemoArgs) -> CliResult {
         let orders = store.list_orders(&OrderFilter::default()).map_err(fail)?;
         let dead = store.outbox_list(true).map_err(fail)?;
         let pending = store.outbox_list(false).map_err(fail)?;
-        print_summary(&report, &story, &orders, &sim, &sink.received(), &dead, &pending);
+        print_story(&Told {
+            report: &report,
+            story: &story,
+            orders: &orders,
+            rules: &rules,
+            sim: &sim,
+            deliveries: &sink.received(),
+            dead: &dead,
+            pending: &pending,
+        });
+        print_next(&state, &config_file, &orders);
         drop(store);
         sink.stop().await;
         sim.stop().await;
         Ok(())
     })
+}
+
+/// The file that marks a folder as the demo's, so that a run replaces only
+/// what an earlier demo left.
+const MARK: &str = ".switchyard-demo";
+
+/// Makes `dir` an empty demo folder: a new one, or one an earlier demo left
+/// (its store is replaced); any other folder with files in it is refused.
+fn prepare_state(dir: &Path) -> Result<(), Failure> {
+    let used = dir
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if used && !dir.join(MARK).exists() {
+        return Err(fail(format!(
+            "{} is not empty and was not made by `switchyard demo`; give another folder with --state DIR",
+            dir.display()
+        )));
+    }
+    if dir.join("store").exists() {
+        std::fs::remove_dir_all(dir.join("store")).map_err(|e| {
+            fail(format!(
+                "cannot remove the earlier demo's store in {}: {}",
+                dir.display(),
+                crate::io_text::reason(&e)
+            ))
+        })?;
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join(MARK), "made by switchyard demo\n"))
+        .map_err(|e| {
+            fail(format!(
+                "cannot make the demo folder {}: {}",
+                dir.display(),
+                crate::io_text::reason(&e)
+            ))
+        })
+}
+
+/// A copy of the demo's config whose store is the demo's and whose rules
+/// path is absolute, so the commands at the end read what the demo left.
+fn write_config(
+    source: &Path,
+    config: &crate::config::Config,
+    dir: &Path,
+) -> Result<PathBuf, Failure> {
+    let text = std::fs::read_to_string(source).map_err(|e| {
+        fail(format!(
+            "cannot read {}: {}",
+            source.display(),
+            crate::io_text::reason(&e)
+        ))
+    })?;
+    let rules =
+        std::fs::canonicalize(&config.daemon.rules).unwrap_or_else(|_| config.daemon.rules.clone());
+    let mut out = String::new();
+    let mut in_daemon = false;
+    let mut written = false;
+    let settings = format!(
+        "state_dir = \"store\"                     # written by switchyard demo\nrules = {:?}\n",
+        rules.display().to_string()
+    );
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_daemon = trimmed.starts_with("[daemon]");
+        }
+        if in_daemon && (trimmed.starts_with("state_dir") || trimmed.starts_with("rules")) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if in_daemon && !written && trimmed.starts_with("[daemon]") {
+            out.push_str(&settings);
+            written = true;
+        }
+    }
+    if !written {
+        out = format!("[daemon]\n{settings}\n{out}");
+    }
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, out).map_err(|e| {
+        fail(format!(
+            "cannot write {}: {}",
+            path.display(),
+            crate::io_text::reason(&e)
+        ))
+    })?;
+    Ok(path)
+}
+
+/// Three commands to try on what the demo left.
+fn print_next(dir: &Path, config: &Path, orders: &[StoredOrder]) {
+    let held = orders
+        .iter()
+        .find(|o| o.order.hold.is_some())
+        .or(orders.first())
+        .map_or("shop-us:1", |o| o.order.id.as_str());
+    let sku = orders
+        .iter()
+        .flat_map(|o| &o.order.lines)
+        .find_map(|l| l.sku.as_deref())
+        .unwrap_or("MUG-RED");
+    // As this binary was called (`target/debug/switchyard` under cargo run),
+    // so the commands work as printed.
+    let program = std::env::args()
+        .next()
+        .filter(|p| p.contains('/'))
+        .unwrap_or_else(|| "switchyard".to_owned());
+    let c = config.display();
+    outln!();
+    outln!("The store is kept in {}. Try next:", dir.display());
+    outln!("  # why {held} is held, rule by rule");
+    outln!("  {program} --config {c} rules explain --order {held}");
+    outln!("  # a person overrides the rule's hold; rules explain then says so");
+    outln!("  {program} --config {c} orders release {held}");
+    outln!("  # on hand, reserved (by which orders) and available");
+    outln!("  {program} --config {c} stock show {sku}");
 }
 
 /// Plays the channels, the merchant and the warehouse against the daemon.
@@ -230,9 +371,14 @@ async fn act(
     sink: &DestinationSink,
     running: &[crate::config::AccountConfig],
 ) -> Story {
-    let mut story = Story::default();
+    let mut story = Story {
+        started: Some(Utc::now()),
+        ..Story::default()
+    };
     let ids: Vec<String> = running.iter().map(|a| a.id.clone()).collect();
     story.synced = daemon.wait_for_first_sync(&ids).await;
+    story.synced_at = Some(Utc::now());
+    story.webhooks_at = Some(Utc::now());
 
     // The channels push their recorded webhooks.
     for account in running {
@@ -273,6 +419,7 @@ async fn act(
         .iter()
         .map(|s| json!({ "sku": s, "available": DEMO_STOCK }))
         .collect();
+    story.stock_at = Some(Utc::now());
     let (status, _) = daemon
         .send_json(reqwest::Method::PUT, "/api/v1/stock", &Value::Array(levels))
         .await;
@@ -290,42 +437,57 @@ async fn act(
         .filter(|o| o.status == OrderStatus::Ready)
         .map(|o| o.id)
         .collect();
+    story.shipments_at = Some(Utc::now());
     for (n, id) in delivered.iter().enumerate() {
+        let tracking = format!("1ZDEMO{:04}", n + 1);
         let body = json!({
             "order_id": id,
             "carrier": "ups",
-            "tracking_number": format!("1ZDEMO{:04}", n + 1),
+            "tracking_number": tracking,
         });
         let (status, answer) = daemon
             .send_json(reqwest::Method::POST, "/api/v1/shipments", &body)
             .await;
-        story.shipments.push((id.clone(), status, answer));
+        story.shipments.push((id.clone(), tracking, status, answer));
     }
     story.settled = daemon.wait_for_outbox().await;
     story
 }
 
-fn print_summary(
-    report: &RunReport,
-    story: &Story,
-    orders: &[StoredOrder],
-    sim: &Simulator,
-    deliveries: &[Delivery],
-    dead: &[OutboxItem],
-    pending: &[OutboxItem],
-) {
+/// What happened, in the order it happened, with the reasons.
+struct Told<'a> {
+    report: &'a RunReport,
+    story: &'a Story,
+    orders: &'a [StoredOrder],
+    rules: &'a crate::rules::RuleSet,
+    sim: &'a Simulator,
+    deliveries: &'a [Delivery],
+    dead: &'a [OutboxItem],
+    pending: &'a [OutboxItem],
+}
+
+fn at(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn print_story(t: &Told) {
+    let story = t.story;
     outln!();
-    outln!("1. channels synced");
-    for a in &report.accounts {
+    outln!(
+        "1. The daemon starts and polls every account ({})",
+        at(story.started)
+    );
+    for a in &t.report.accounts {
         match (&a.skipped, &a.health) {
             (Some(why), _) => outln!("   {:<12} {:<8} skipped: {why}", a.id, a.channel),
             (None, Some(h)) => match (&h.last_stats, &h.last_error) {
                 (Some(s), _) => outln!(
-                    "   {:<12} {:<8} {} orders in {} pages",
+                    "   {:<12} {:<8} {} in {}",
                     a.id,
                     a.channel,
-                    s.orders,
-                    s.pages
+                    plural(s.orders, "order", "orders"),
+                    plural(s.pages, "page", "pages")
                 ),
                 (None, Some(e)) => outln!("   {:<12} {:<8} FAILED: {e}", a.id, a.channel),
                 (None, None) => outln!("   {:<12} {:<8} did not finish", a.id, a.channel),
@@ -339,102 +501,107 @@ fn print_summary(
             STEP_DEADLINE.as_secs()
         );
     }
+
     outln!();
-    outln!("2. webhooks the channels pushed");
+    outln!("2. The channels push webhooks ({})", at(story.webhooks_at));
     if story.webhooks.is_empty() {
         outln!("   none recorded");
     }
     for (account, name, status, answer) in &story.webhooks {
-        outln!("   {account:<12} {name:<16} HTTP {status}  {answer}");
+        outln!("   {account}: {name} -> HTTP {status} {answer}");
     }
 
     outln!();
-    outln!("3. orders in the store: {}", orders.len());
-    let mut per_channel: BTreeMap<Channel, usize> = BTreeMap::new();
-    let mut routes: BTreeMap<String, usize> = BTreeMap::new();
-    for o in orders {
-        *per_channel.entry(o.order.channel).or_default() += 1;
-        *routes
-            .entry(o.order.route.clone().unwrap_or_else(|| "(unrouted)".into()))
-            .or_default() += 1;
+    outln!(
+        "3. The rules ({}) decide each of the {}:",
+        plural(t.rules.len(), "rule", "rules"),
+        plural(t.orders.len(), "order", "orders")
+    );
+    for o in t.orders {
+        // As it arrived: a delivered order as the warehouse got it, before
+        // the shipments of step 6.
+        let arrived = t
+            .deliveries
+            .iter()
+            .find_map(|d| d.order.as_ref().filter(|x| x.id == o.order.id))
+            .map_or(o.order.status, |x| x.status);
+        outln!("   {:<20} {}", o.order.id, decision(o, arrived, t.rules));
     }
-    let per_channel: Vec<String> = per_channel
+
+    outln!();
+    let by_order: BTreeMap<&str, &str> = t
+        .deliveries
         .iter()
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
-    let routes: Vec<String> = routes.iter().map(|(r, n)| format!("{r} {n}")).collect();
-    let held: Vec<String> = orders
-        .iter()
-        .filter_map(|o| {
-            o.order
-                .hold
+        .filter_map(|d| {
+            d.order
                 .as_ref()
-                .map(|h| format!("{} ({h})", o.order.id))
+                .map(|o| (o.id.as_str(), d.destination.as_str()))
         })
         .collect();
+    let verified = t.deliveries.iter().filter(|d| d.signature_ok).count();
     outln!(
-        "   per channel: {}",
-        if per_channel.is_empty() {
-            "-".into()
-        } else {
-            per_channel.join(", ")
-        }
+        "4. Deliveries to the warehouses: {} ({verified} with a valid signature)",
+        t.deliveries.len()
     );
-    outln!(
-        "   routes:      {}",
-        if routes.is_empty() {
-            "-".into()
-        } else {
-            routes.join(", ")
-        }
-    );
-    outln!(
-        "   on hold:     {}",
-        if held.is_empty() {
-            "none".into()
-        } else {
-            held.join(", ")
-        }
-    );
-    if !orders.is_empty() {
-        out!("{}", indent(&super::render_list(orders)));
+    let mut per_dest: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (order, dest) in &by_order {
+        per_dest.entry(dest).or_default().push(order);
+    }
+    for (dest, ids) in &per_dest {
+        outln!("   {dest}: {}", ids.join(", "));
+    }
+    for o in t
+        .orders
+        .iter()
+        .filter(|o| !by_order.contains_key(o.order.id.as_str()))
+    {
+        outln!(
+            "   not delivered: {} ({})",
+            o.order.id,
+            why_not_delivered(o)
+        );
     }
 
     outln!();
-    let verified = deliveries.iter().filter(|d| d.signature_ok).count();
-    let mut by_dest: BTreeMap<&str, usize> = BTreeMap::new();
-    for d in deliveries {
-        *by_dest.entry(d.destination.as_str()).or_default() += 1;
-    }
-    let by_dest: Vec<String> = by_dest.iter().map(|(d, n)| format!("{d} {n}")).collect();
     outln!(
-        "4. deliveries to the warehouses: {} ({verified} with a valid signature){}",
-        deliveries.len(),
-        if by_dest.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", by_dest.join(", "))
-        }
+        "5. The merchant counts stock: {} SKUs, {DEMO_STOCK} on hand each ({}); open orders keep \
+         what they reserved, the rest is pushed to the channels",
+        story.stock_set.len(),
+        at(story.stock_at)
     );
 
     outln!();
     outln!(
-        "5. the merchant set stock for {} SKUs to {DEMO_STOCK} each",
-        story.stock_set.len()
+        "6. The warehouses ship what they received ready, and report tracking ({}):",
+        at(story.shipments_at)
     );
-    outln!(
-        "6. the warehouse reported {} shipments",
-        story.shipments.len()
-    );
-    for (id, status, answer) in &story.shipments {
-        if *status != 202 {
+    if story.shipments.is_empty() {
+        outln!("   nothing");
+    }
+    for (id, tracking, status, answer) in &story.shipments {
+        if *status == 202 {
+            outln!("   {id}: ups {tracking} recorded; the tracking push to its channel is queued");
+        } else {
             outln!("   {id}: HTTP {status} {answer}");
         }
+    }
+    for o in t.orders.iter().filter(|o| {
+        by_order.contains_key(o.order.id.as_str())
+            && !story.shipments.iter().any(|(id, ..)| *id == o.order.id)
+    }) {
+        outln!(
+            "   {} not shipped by the warehouse: it was {} when delivered (the warehouse ships ready orders in this demo)",
+            o.order.id,
+            t.deliveries
+                .iter()
+                .find_map(|d| d.order.as_ref().filter(|x| x.id == o.order.id))
+                .map_or("?".to_owned(), |x| x.status.to_string())
+        );
     }
 
     outln!();
     let mut pushes: BTreeMap<String, usize> = BTreeMap::new();
-    for m in sim.shopify_mutations() {
+    for m in t.sim.shopify_mutations() {
         let name = m["operationName"].as_str().unwrap_or("mutation").to_owned();
         // One stock mutation sets many SKUs' levels: count the levels.
         let levels = m["variables"]["input"]["quantities"]
@@ -448,47 +615,84 @@ fn print_summary(
         .map(|(n, c)| format!("{c} {}", push_label(n)))
         .collect();
     outln!(
-        "7. pushes made to the channels: {}",
+        "7. Pushed back to the channels: {}",
         if pushes.is_empty() {
-            "none".into()
+            "nothing".into()
         } else {
             pushes.join(", ")
         }
     );
-    if sim.throttled() > 0 {
+    if t.sim.throttled() > 0 {
         outln!(
-            "   ({} calls were throttled by the simulated channel and retried)",
-            sim.throttled()
+            "   ({} throttled by the simulated channel, waited out and retried)",
+            plural(t.sim.throttled(), "call was", "calls were")
         );
     }
 
     outln!();
-    if dead.is_empty() && (story.settled || pending.is_empty()) {
-        outln!("8. failures: none");
+    if t.dead.is_empty() && (story.settled || t.pending.is_empty()) {
+        outln!("8. Failures: none");
     } else {
-        outln!("8. failures and unfinished work:");
-        for i in dead {
+        outln!("8. Failures and unfinished work:");
+        for i in t.dead {
             outln!(
-                "   dead letter {} {} {}: {}",
+                "   dead letter {} ({}): {}",
                 i.id,
-                i.account,
-                i.job.kind(),
+                i.summary().purpose(),
                 i.last_error.as_deref().unwrap_or("?")
             );
         }
-        for i in pending {
+        for i in t.pending {
             outln!(
-                "   still queued {} {} {} (attempts {}{})",
+                "   still queued {} ({}), {}{}",
                 i.id,
-                i.account,
-                i.job.kind(),
-                i.attempts,
+                i.summary().purpose(),
+                plural(i.attempts as usize, "attempt", "attempts"),
                 i.last_error
                     .as_deref()
                     .map(|e| format!(", last error: {e}"))
                     .unwrap_or_default()
             );
         }
+    }
+
+    outln!();
+    outln!("Where the orders stand now (times UTC):");
+    if !t.orders.is_empty() {
+        out!("{}", indent(&super::render_list(t.orders)));
+    }
+}
+
+/// What the rules made of one order, and why, in a line.
+fn decision(o: &StoredOrder, arrived: OrderStatus, rules: &crate::rules::RuleSet) -> String {
+    let eval = crate::rules::evaluate(rules, &crate::ingest::rule_input(o), Utc::now());
+    let route = match (&eval.route, &eval.route_rule) {
+        (Some(r), Some(rule)) => format!("route {r} (rule {rule})"),
+        (Some(r), None) => format!("route {r} (default_route)"),
+        (None, _) => "no route".to_owned(),
+    };
+    let hold = match (&o.order.hold, &eval.hold_rule) {
+        (Some(h), Some(rule)) => format!(", held: {h} (rule {rule})"),
+        (Some(h), None) => format!(", held: {h}"),
+        (None, _) => String::new(),
+    };
+    let tags = if eval.rule_tags.is_empty() {
+        String::new()
+    } else {
+        format!(", tagged {}", eval.rule_tags.join(", "))
+    };
+    format!("{arrived} -> {route}{hold}{tags}")
+}
+
+/// Why the daemon did not deliver an order.
+fn why_not_delivered(o: &StoredOrder) -> String {
+    match (&o.order.hold, o.order.status, &o.order.route) {
+        (Some(h), ..) => format!("on hold: {h}"),
+        (None, OrderStatus::Shipped, _) => "already shipped on the channel".to_owned(),
+        (None, OrderStatus::Cancelled, _) => "cancelled".to_owned(),
+        (None, OrderStatus::Pending, _) => "not paid yet".to_owned(),
+        (None, _, None) => "no route".to_owned(),
+        (None, ..) => "delivered after the warehouse looked".to_owned(),
     }
 }
 

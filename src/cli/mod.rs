@@ -168,6 +168,11 @@ pub struct DemoArgs {
     /// The fixtures the simulator serves (default: ./fixtures, else the source tree's).
     #[arg(long, value_name = "DIR")]
     pub fixtures: Option<PathBuf>,
+    /// Where the demo keeps its store and config, to look at afterwards
+    /// [default: switchyard-demo in the system's temporary folder]. An earlier
+    /// demo's store there is replaced.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

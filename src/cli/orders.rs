@@ -8,7 +8,7 @@ use clap::builder::TypedValueParser as _;
 use serde_json::json;
 use switchyard_contract::{Channel, Order, OrderStatus};
 
-use super::print::{out, outln};
+use super::print::{out, outln, table, time};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, OrdersCommand, print_json};
 use crate::effects::Outbound;
 use crate::ops::{self, OpError, OrderDetail};
@@ -34,9 +34,15 @@ pub struct ListArgs {
     /// Only orders on hold.
     #[arg(long)]
     pub held: bool,
-    /// At most N orders (1 or more).
+    /// At most N orders per page (1 or more; default 100, at most 1000).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// Oldest first (the default is newest first).
+    #[arg(long)]
+    pub oldest: bool,
+    /// The next page: the cursor the previous page ended with.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
     /// Print the orders as a JSON array of canonical orders.
     #[arg(long)]
     pub json: bool,
@@ -64,6 +70,8 @@ impl ListArgs {
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held.then_some(true),
             limit: self.limit.and_then(|n| usize::try_from(n).ok()),
+            after: self.after.clone(),
+            oldest: self.oldest,
         }
     }
 
@@ -91,7 +99,41 @@ impl ListArgs {
         if let Some(n) = self.limit {
             q.push(("limit", n.to_string()));
         }
+        if self.oldest {
+            q.push(("oldest", "true".to_owned()));
+        }
+        if let Some(a) = &self.after {
+            q.push(("after", a.clone()));
+        }
         q
+    }
+
+    /// The command that shows the page after `cursor`: this one, with
+    /// `--after` moved on.
+    pub fn next_command(&self, cursor: &str) -> String {
+        let mut words = vec!["switchyard orders list".to_owned()];
+        for (key, value) in self.query() {
+            match key {
+                "after" => {}
+                "held" | "oldest" => words.push(format!("--{key}")),
+                _ => words.push(format!("--{key} {}", shell_word(&value))),
+            }
+        }
+        if self.json {
+            words.push("--json".to_owned());
+        }
+        words.push(format!("--after {cursor}"));
+        words.join(" ")
+    }
+}
+
+/// `value` as one shell word.
+fn shell_word(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@+=,".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
     }
 }
 
@@ -102,16 +144,28 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             if let Some(route) = &args.route {
                 check_route(route, &backend.destinations())?;
             }
-            let orders: Vec<Order> = match &backend {
+            let page = match &backend {
                 Backend::Local { store, .. } => {
                     ops::list_orders(store, &args.filter()).map_err(op_failure)?
                 }
-                Backend::Remote(api) => api.get(&["orders"], &args.query())?,
+                Backend::Remote(api) => {
+                    let (orders, next): (Vec<Order>, _) =
+                        api.get_page(&["orders"], &args.query(), "x-next-after")?;
+                    ops::OrdersPage { orders, next }
+                }
             };
             if args.json {
-                print_json(&orders)
+                print_json(&page.orders)?;
+                // stdout stays one JSON document; the hint goes beside it.
+                if let Some(next) = &page.next {
+                    eprintln!("more orders may match: {}", args.next_command(next));
+                }
+                Ok(())
             } else {
-                out!("{}", render_orders(&orders));
+                out!("{}", render_orders(&page.orders));
+                if let Some(next) = &page.next {
+                    outln!("more orders may match: {}", args.next_command(next));
+                }
                 Ok(())
             }
         }
@@ -166,6 +220,18 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             Ok(())
         }
         OrdersCommand::Release { id, json } => {
+            // What held it, to say what the release did.
+            let before = match &backend {
+                Backend::Local { store, .. } => {
+                    ops::order_detail(store, &id).map_err(op_failure)?.holds
+                }
+                Backend::Remote(api) => {
+                    let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
+                    OrderDetail::from_json(doc)
+                        .map(|d| d.holds)
+                        .unwrap_or_default()
+                }
+            };
             let order: Order = match &backend {
                 Backend::Local { store, .. } => {
                     let written = ops::release(store, &Outbound::default(), &id, Utc::now())
@@ -178,9 +244,29 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             if json {
                 return print_json(&order);
             }
-            outln!("{id}: released");
+            outln!("{id}: released; {}", released_what(&before));
             Ok(())
         }
+    }
+}
+
+/// What a release lifted, given the holds before it.
+fn released_what(before: &ops::Holds) -> String {
+    let rule = before
+        .rule
+        .as_ref()
+        .filter(|r| before.released.as_ref() != Some(*r));
+    match (&before.manual, rule) {
+        (Some(m), Some(r)) => format!(
+            "lifted the hold set by hand ({m}) and the rules' hold ({r}); the rules' hold \
+             stays released while they give this reason"
+        ),
+        (Some(m), None) => format!("lifted the hold set by hand ({m})"),
+        (None, Some(r)) => format!(
+            "overrode the rules' hold ({r}): it stays released while the rules give this \
+             reason (`rules explain` shows it)"
+        ),
+        (None, None) => "lifted its hold".to_owned(),
     }
 }
 
@@ -226,7 +312,14 @@ pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String 
         return "no orders\n".to_owned();
     }
     let header = [
-        "ID", "PLACED", "STATUS", "PAYMENT", "TOTAL", "ROUTE", "HOLD", "TAGS",
+        "ID",
+        "PLACED (UTC)",
+        "STATUS",
+        "PAYMENT",
+        "TOTAL",
+        "ROUTE",
+        "HOLD",
+        "TAGS",
     ];
     let rows: Vec<[String; 8]> = orders
         .iter()
@@ -250,27 +343,7 @@ pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String 
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut push_row = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    };
-    push_row(header.to_vec());
-    for r in &rows {
-        push_row(r.iter().map(String::as_str).collect());
-    }
-    out
+    table(header, &rows)
 }
 
 /// The `orders show` text.
@@ -298,8 +371,8 @@ pub fn render_show(detail: &OrderDetail) -> String {
     let _ = writeln!(
         s,
         "placed {}  updated {}",
-        o.placed_at.to_rfc3339(),
-        o.updated_at.to_rfc3339()
+        time(o.placed_at),
+        time(o.updated_at)
     );
     let t = &o.totals;
     let _ = writeln!(
@@ -335,11 +408,15 @@ pub fn render_show(detail: &OrderDetail) -> String {
         let _ = writeln!(s, "ship to {}", parts.join(", "));
     }
     let _ = writeln!(s, "shipping method {}", dash(o.shipping_method.as_deref()));
+    let hold = if detail.holds == ops::Holds::default() {
+        dash(o.hold.as_deref()).to_owned()
+    } else {
+        detail.holds.describe()
+    };
     let _ = writeln!(
         s,
-        "route {}  hold {}  tags {}",
+        "route {}  hold {hold}  tags {}",
         dash(o.route.as_deref()),
-        dash(o.hold.as_deref()),
         if o.tags.is_empty() {
             "-".to_owned()
         } else {
@@ -373,9 +450,7 @@ pub fn render_show(detail: &OrderDetail) -> String {
                 "  {} {}  {}  {}",
                 sh.carrier,
                 sh.tracking_number,
-                sh.shipped_at
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_else(|| "-".into()),
+                sh.shipped_at.map(time).unwrap_or_else(|| "-".into()),
                 lines.join(", ")
             );
         }
@@ -395,7 +470,7 @@ pub fn render_show(detail: &OrderDetail) -> String {
     }
     let _ = writeln!(s, "history:");
     for h in &detail.history {
-        let _ = writeln!(s, "  {}  {}  {}", h.at.to_rfc3339(), h.kind, h.detail);
+        let _ = writeln!(s, "  {}  {}  {}", time(h.at), h.kind, h.detail);
     }
     s
 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::orders::{op_failure, store_failure};
-use super::print::{out, outln, plural};
+use super::print::{out, outln, plural, table, time};
 use super::{Backend, CliResult, OutboxCommand, print_json};
 use crate::effects::Outbound;
 use crate::ops;
@@ -97,35 +97,50 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
     }
 }
 
-/// The `outbox list` text: one line per item.
+/// The `outbox list` text: a header, then one line per item saying what it
+/// is for; pending items with their next attempt, dead letters with why.
 fn render_list(items: &[OutboxSummary], dead: bool) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
     if items.is_empty() {
-        let _ = writeln!(
-            s,
-            "{}",
-            if dead {
-                "no dead letters"
-            } else {
-                "outbox empty"
-            }
-        );
+        return if dead {
+            "no dead letters\n".to_owned()
+        } else {
+            "outbox empty: nothing waiting to be sent\n".to_owned()
+        };
     }
-    for i in items {
-        let _ = writeln!(
-            s,
-            "{}  {}  {}  attempts {}  next {}{}",
-            i.id,
-            i.account,
-            i.kind,
-            i.attempts,
-            i.next_attempt_at.to_rfc3339(),
-            i.last_error
-                .as_deref()
-                .map(|e| format!("  last error: {e}"))
-                .unwrap_or_default()
-        );
+    let last_error = |i: &OutboxSummary| i.last_error.clone().unwrap_or_else(|| "-".into());
+    if dead {
+        let rows: Vec<[String; 4]> = items
+            .iter()
+            .map(|i| {
+                [
+                    i.id.clone(),
+                    i.purpose(),
+                    i.attempts.to_string(),
+                    last_error(i),
+                ]
+            })
+            .collect();
+        let mut s = table(["ID", "FOR", "ATTEMPTS", "WHY IT FAILED"], &rows);
+        s.push_str(&format!(
+            "{}: fix the cause, then `switchyard outbox retry ID` (or --all-dead), or `outbox drop ID`\n",
+            plural(items.len(), "dead letter", "dead letters")
+        ));
+        return s;
     }
-    s
+    let rows: Vec<[String; 5]> = items
+        .iter()
+        .map(|i| {
+            [
+                i.id.clone(),
+                i.purpose(),
+                i.attempts.to_string(),
+                i.next_attempt_at.map(time).unwrap_or_else(|| "-".into()),
+                last_error(i),
+            ]
+        })
+        .collect();
+    table(
+        ["ID", "FOR", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"],
+        &rows,
+    )
 }

@@ -1,6 +1,7 @@
 //! Printing to stdout without panicking when the reader went away (`| head`):
 //! the command line's `out!` and `outln!`, imported by path where used, and
-//! `plural` for counts in messages.
+//! `plural` for counts in messages, `table` for listings, `time` for
+//! timestamps people read.
 
 /// `println!` that does not panic when stdout is closed early (`| head`).
 macro_rules! outln {
@@ -23,4 +24,36 @@ pub(crate) use {out, outln};
 /// "1 order", "2 orders".
 pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Rows under a header, each column as wide as its widest cell, two spaces
+/// apart; trailing spaces trimmed.
+pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: [&str; N]| {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    };
+    push_row(header);
+    for r in rows {
+        push_row(std::array::from_fn(|i| r[i].as_str()));
+    }
+    out
+}
+
+/// A time as people read it in listings: UTC, to the second, with its zone
+/// (`2026-11-27 05:01:02 UTC`).
+pub(crate) fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }

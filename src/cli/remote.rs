@@ -125,6 +125,16 @@ impl Remote {
         self.call(Method::GET, path, query, None)
     }
 
+    /// A GET whose answer may name a next page in `header`.
+    pub(crate) fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+        header: &str,
+    ) -> Result<(T, Option<String>), Failure> {
+        self.call_with(Method::GET, path, query, None, Some(header))
+    }
+
     pub(crate) fn post<T: DeserializeOwned>(
         &self,
         path: &[&str],
@@ -155,6 +165,19 @@ impl Remote {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
     ) -> Result<T, Failure> {
+        self.call_with(method, path, query, body, None)
+            .map(|(v, _)| v)
+    }
+
+    /// `call`, also answering the value of the response header `header`.
+    fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+        header: Option<&str>,
+    ) -> Result<(T, Option<String>), Failure> {
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().extend(path);
@@ -173,12 +196,16 @@ impl Remote {
         let answer = self.runtime.block_on(async {
             let response = req.send().await?;
             let status = response.status();
+            let named = header
+                .and_then(|h| response.headers().get(h))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, bytes))
+            Ok::<_, reqwest::Error>((status, named, bytes))
         });
-        let (status, bytes) = answer.map_err(|e| self.unreachable(&shown, &e))?;
+        let (status, named, bytes) = answer.map_err(|e| self.unreachable(&shown, &e))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
+            return serde_json::from_slice(&bytes).map(|v| (v, named)).map_err(|e| {
                 Failure::new(
                     EXIT_FAILED,
                     format!(

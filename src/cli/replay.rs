@@ -78,8 +78,8 @@ fn scenarios(paths: &[PathBuf]) -> Result<Vec<(Channel, Scenario)>, Failure> {
 /// The account a channel's fixtures replay under: its crate's replay
 /// settings (test credentials that fit the recorded traffic).
 fn account_for(channel: Channel, base_url: String) -> Result<AccountConfig, Failure> {
-    let Some(descriptor) = crate::channels::registry::descriptor(channel) else {
-        let why = crate::channels::registry::not_built_in(channel);
+    let Some(descriptor) = crate::registry::descriptor(channel) else {
+        let why = crate::registry::not_built_in(channel);
         return Err(Failure::unavailable(&format!(
             "replaying {channel} traffic: {why}"
         )));
@@ -207,7 +207,7 @@ pub fn run(
                 };
                 let key = key.map(|k| format!("{REPLAY_ACCOUNT}:{k}"));
                 ingest
-                    .ingest(
+                    .receive(
                         REPLAY_ACCOUNT,
                         orders,
                         Source::Webhook { dedupe_key: key },
@@ -269,7 +269,7 @@ fn compare(
     let changes: Vec<crate::ops::RuleChange> = orders
         .iter()
         .filter_map(|stored| {
-            let next = crate::ingest::apply_rules(stored.clone(), other, now);
+            let next = crate::ingest::redecide(stored.clone(), other, now);
             let (before, after) = (
                 crate::ops::Decisions::of(&stored.order),
                 crate::ops::Decisions::of(&next.order),

@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::effects::Outbound;
 use crate::ops::{self, RuleChange};
 use crate::rules::{
-    Evaluation, RuleSet, collect_test_files, explain_json, explain_text, format_case, load_rules,
-    run_test_file,
+    Evaluation, PersonHold, RuleSet, collect_test_files, explain_json, explain_text, format_case,
+    load_rules, run_test_file,
 };
 
 /// Loads the rules the config names, printing warnings to stderr.
@@ -50,6 +50,8 @@ fn load_config(config_path: &Path) -> Result<Config, Failure> {
 struct ExplainDetail {
     order: Order,
     evaluation: Evaluation,
+    #[serde(default)]
+    person: PersonHold,
 }
 
 /// What the admin API answers to `rules apply` with `detail=true`.
@@ -62,7 +64,7 @@ struct ApplyDetail {
 pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
     match cmd {
         RulesCommand::Explain { order, file, json } => {
-            let (order, eval) = match (order, file) {
+            let (order, eval, person) = match (order, file) {
                 (Some(id), _) => match super::open_backend(config_path)? {
                     Backend::Local { config, store } => {
                         let rules = load_configured_rules(&config, None)?;
@@ -74,14 +76,14 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
                             &[("detail", "true".to_owned())],
                             Some(json!({ "order_id": id })),
                         )?;
-                        (d.order, d.evaluation)
+                        (d.order, d.evaluation, d.person)
                     }
                 },
                 (None, Some(path)) => {
                     let order = read_order_file(&path)?;
                     let rules = load_configured_rules(&load_config(config_path)?, None)?;
                     let eval = ops::explain_given(&rules, &order, Utc::now());
-                    (order, eval)
+                    (order, eval, PersonHold::default())
                 }
                 (None, None) => {
                     return Err(Failure::new(
@@ -91,9 +93,9 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
                 }
             };
             if json {
-                print_json(&explain_json(&order, &eval))
+                print_json(&explain_json(&order, &eval, &person))
             } else {
-                out!("{}", explain_text(&order, &eval));
+                out!("{}", explain_text(&order, &eval, &person));
                 Ok(())
             }
         }

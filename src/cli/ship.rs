@@ -49,6 +49,9 @@ pub fn run(
             api.post(&["shipments"], &[], Some(body))?
         }
     };
+    for w in &receipt.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         return print_json(&receipt);
     }

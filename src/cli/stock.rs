@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::orders::{op_failure, store_failure};
-use super::print::out;
+use super::print::{out, time};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, StockCommand, print_json};
 use crate::effects::Outbound;
 use crate::effects::stock::{self, StockUpdate};
@@ -54,7 +54,7 @@ fn set(config_path: &Path, updates: &[StockUpdate], json: bool) -> CliResult {
 
 fn render_set(updates: &[StockUpdate], r: &StockReceipt) -> String {
     let mut s = match updates {
-        [one] => format!("{}: available {}\n", one.sku, one.available),
+        [one] => format!("{}: on hand {}\n", one.sku, one.available),
         _ => format!("{} stock levels set\n", r.skus),
     };
     if r.accounts.is_empty() {
@@ -92,7 +92,9 @@ fn import(config_path: &Path, file: &PathBuf, json: bool) -> CliResult {
 
 fn show(config_path: &Path, sku: &str, json: bool) -> CliResult {
     let view: StockView = match super::open_backend(config_path)? {
-        Backend::Local { store, .. } => ops::stock_show(&store, sku).map_err(op_failure)?,
+        Backend::Local { store, .. } => {
+            ops::stock_show(&store, sku, Utc::now()).map_err(op_failure)?
+        }
         Backend::Remote(api) => api.get(&["stock", sku], &[])?,
     };
     if json {
@@ -103,16 +105,27 @@ fn show(config_path: &Path, sku: &str, json: bool) -> CliResult {
 }
 
 fn render_show(view: &StockView) -> String {
-    let mut s = format!("{}  available {}\n", view.sku, view.available);
+    let mut s = format!(
+        "{}  on hand {}  reserved {}  available {}\n",
+        view.sku, view.on_hand, view.reserved, view.available
+    );
+    if !view.reservations.is_empty() {
+        let orders: Vec<String> = view
+            .reservations
+            .iter()
+            .map(|r| format!("{} ({})", r.order_id, r.units))
+            .collect();
+        s.push_str(&format!("  reserved by {}\n", orders.join(", ")));
+    }
     if view.channels.is_empty() {
         s.push_str("  not pushed to any channel yet\n");
     }
     for c in &view.channels {
         s.push_str(&format!(
-            "  {}  pushed {}  at {}\n",
+            "  {}  told {}  at {}\n",
             c.account,
             c.pushed,
-            c.at.to_rfc3339()
+            time(c.at)
         ));
     }
     s

@@ -238,14 +238,20 @@ impl AccountConfig {
     }
 }
 
-impl PartialEq for AccountConfig {
-    fn eq(&self, other: &AccountConfig) -> bool {
-        let settings = match (&self.settings, &other.settings) {
+impl AccountConfig {
+    /// Whether the channel keys are the same, secrets included.
+    pub fn same_settings(&self, other: &AccountConfig) -> bool {
+        match (&self.settings, &other.settings) {
             (Some(a), Some(b)) => a.same_as(b.as_ref()),
             (None, None) => true,
             _ => false,
-        };
-        settings
+        }
+    }
+}
+
+impl PartialEq for AccountConfig {
+    fn eq(&self, other: &AccountConfig) -> bool {
+        self.same_settings(other)
             && self.id == other.id
             && self.channel == other.channel
             && self.base_url == other.base_url

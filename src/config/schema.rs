@@ -46,7 +46,7 @@ pub(crate) fn load(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigE
     // After a syntax error the recovered tree may be missing pieces; checking
     // it would add "missing key" noise, and the parser's later errors are
     // mostly echoes of the first: one syntax error comes alone.
-    let config = match crate::toml_syntax::first_error(text, &syntax_errors) {
+    let config = match crate::diag::toml_syntax::first_error(text, &syntax_errors) {
         Some(e) => {
             ctx.error(&Origin::File(e.offset..e.offset), e.message);
             None
@@ -264,7 +264,7 @@ fn read_account(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<Accou
         s.abandon();
         return None;
     };
-    let (settings, refresh_token_id) = match crate::channels::registry::descriptor(channel) {
+    let (settings, refresh_token_id) = match crate::registry::descriptor(channel) {
         Some(descriptor) => {
             if webhooks && !descriptor.capabilities.webhooks {
                 s.invalid(

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 use switchyard_contract::Channel;
 
-use super::metrics::{BUILD_INFO, Registry, START_TIME};
+use super::metrics::Metrics;
 use super::systemd::{Heartbeats, Notifier};
 use crate::channels::accounts::{self, Connectors};
 use crate::channels::poll::AccountHealth;
@@ -29,7 +29,7 @@ pub struct AccountReport {
 
 /// Everything the daemon runs on.
 pub(super) struct Built {
-    pub registry: Registry,
+    pub metrics: Metrics,
     pub heartbeats: Heartbeats,
     pub store: Store,
     pub ingest: Ingest,
@@ -42,13 +42,10 @@ pub(super) struct Built {
 }
 
 pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Built> {
-    let registry = Registry::daemon();
-    registry.set(
-        &START_TIME,
-        &[],
-        chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
-    );
-    registry.set(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);
+    let metrics = Metrics::new();
+    metrics
+        .start_time
+        .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     let heartbeats = Heartbeats::for_watchdog(notifier.watchdog_interval());
     notifier.status(&format!(
         "starting: opening the store in {}",
@@ -77,10 +74,10 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
     let mut outbound = Outbound::new(accounts::stock_targets(config));
-    outbound.outbox.registry = registry.clone();
+    outbound.outbox.metrics = metrics.clone();
     outbound.outbox.heartbeats = heartbeats.clone();
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules))
-        .with_metrics(registry.clone())
+        .with_metrics(metrics.clone())
         .with_outbound(outbound.clone());
     let connectors =
         Connectors::build(config, &http, &store).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -99,7 +96,7 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         })
         .collect();
     Ok(Built {
-        registry,
+        metrics,
         heartbeats,
         store,
         ingest,

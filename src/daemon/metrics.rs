@@ -1,399 +1,438 @@
-//! A small metrics registry rendered in the Prometheus text exposition
-//! format (version 0.0.4), for `GET /metrics`. No metrics crate: counters and
-//! gauges with labels are all the daemon needs.
+//! The daemon's metrics, for `GET /metrics`, on `prometheus-client`: typed
+//! families (the label set of each is a struct, so a sample can only have
+//! the labels its family declares), atomics behind each series (no global
+//! lock, no allocation once a series exists), histograms, and the
+//! OpenMetrics text format. Every family is registered when [`Metrics`] is
+//! made; a family shows in a scrape once it has a series, and the series
+//! with a fixed set of labels (outcomes, an account's counters) are made at
+//! 0 up front, so that rates over them have no gap. Counts are kept where things happen; the gauges that describe
+//! state (readiness, sync lag, outbox depth, stalled workers) are set when
+//! that state is read, and can be set wherever it changes instead.
 //!
-//! Every metric is declared once as a [`Desc`] (name, help, type, label
-//! names); [`DAEMON`] lists the daemon's own, so a scrape shows every family
-//! (with `# HELP` and `# TYPE`) even before its first sample. Label values
-//! never carry order ids (labels stay low-cardinality); the
-//! label values used are channels, account ids, outcomes, sources and kinds.
+//! Label values never carry order ids (labels stay low-cardinality): they
+//! are channels, account ids (`destination:<id>` for deliveries), outcomes,
+//! sources and job kinds. A leaf: depends on nothing else in the crate.
 //!
 //! | metric | type | labels | what |
 //! | --- | --- | --- | --- |
-//! | `switchyard_orders_ingested_total` | counter | `channel`, `account`, `source`, `outcome` | orders through the ingest path; `source` is `poll`, `webhook` or `fetch`; `outcome` is `created`, `updated`, `unchanged` or `stale` |
-//! | `switchyard_webhooks_total` | counter | `account`, `outcome` | webhook deliveries: `stored`, `duplicate`, `ignored`, `unauthorized`, `bad_request`, `too_large`, `error`, `challenge` (an endpoint handshake answered), `unknown_account` (with `account="unknown"`) |
-//! | `switchyard_polls_total` | counter | `account`, `outcome` | poll catch-ups: `ok` or `error` |
-//! | `switchyard_sync_lag_seconds` | gauge | `account` | seconds since the account's last successful poll (since the daemon started, before the first) |
+//! | `switchyard_orders_ingested_total` | counter | `channel`, `account`, `source`, `outcome` | orders through the ingest path |
+//! | `switchyard_webhooks_total` | counter | `account`, `outcome` | webhook deliveries |
+//! | `switchyard_polls_total` | counter | `account`, `outcome` | poll catch-ups |
+//! | `switchyard_orders_rejected_total` | counter | `account` | orders a poll page, a fetch or a webhook left out (unreadable) |
+//! | `switchyard_sync_lag_seconds` | gauge | `account` | since the last successful poll |
 //! | `switchyard_poll_consecutive_errors` | gauge | `account` | failed polls since the last success |
-//! | `switchyard_rate_limited_total` | counter | `account`, `source` | 429 answers from a channel: `source` is `poll` or `outbox` |
-//! | `switchyard_limiter_wait_seconds_total` | counter | `account` | time outbox workers waited on their rate limiters, the channel's bucket reports and 429 pauses |
-//! | `switchyard_outbox_pending` | gauge | `account` | outbox items waiting to be sent (`destination:<id>` for deliveries) |
-//! | `switchyard_outbox_dead_letters` | gauge | `account` | dead letters waiting for a person |
-//! | `switchyard_outbox_pushes_total` | counter | `outcome` | outbound calls: `sent`, `retried`, `rate_limited`, `dead`, `not_listed` |
-//! | `switchyard_rules_reloads_total` | counter | `outcome` | rules reloads (SIGHUP or the file changing): `ok` or `failed` |
+//! | `switchyard_rate_limited_total` | counter | `account`, `source` | 429s from channels |
+//! | `switchyard_limiter_wait_seconds_total` | counter | `account` | outbox time spent waiting on rate limits |
+//! | `switchyard_pacer_wait_seconds_total` | counter | `account` | time the account's calls waited in its pacer, every operation |
+//! | `switchyard_token_state` | gauge | `account`, `state` | 1 for the account's token state (static, valid, refresh_failed) |
+//! | `switchyard_token_valid_until_seconds` | gauge | `account` | when a refreshed access token expires |
+//! | `switchyard_outbox_pending`, `switchyard_outbox_dead_letters` | gauge | `account` | outbox depth and dead letters |
+//! | `switchyard_outbox_pushes_total` | counter | `outcome` | outbound calls |
+//! | `switchyard_rules_reloads_total` | counter | `outcome` | rules reloads |
 //! | `switchyard_rules` | gauge | | rules in force |
-//! | `switchyard_config_checks_total` | counter | `outcome` | re-reads of `switchyard.toml` on SIGHUP: `ok` or `failed` |
-//! | `switchyard_workers_stalled` | gauge | | workers whose heartbeat is overdue (the systemd watchdog is not fed while this is above 0) |
-//! | `switchyard_ready` | gauge | | 1 once the store is open and the listener bound, 0 while stopping |
-//! | `switchyard_start_time_seconds` | gauge | | Unix time the daemon started |
-//! | `switchyard_build_info` | gauge | `version` | always 1 |
+//! | `switchyard_config_checks_total` | counter | `outcome` | config re-reads on SIGHUP |
+//! | `switchyard_workers_stalled` | gauge | | workers past their heartbeat deadline |
+//! | `switchyard_ready`, `switchyard_start_time_seconds` | gauge | | |
+//! | `switchyard_build_info` | info | `version` | |
+//! | `switchyard_webhook_ack_seconds` | histogram | `account` | from a webhook's arrival to its answer (stored and flushed) |
+//! | `switchyard_poll_page_seconds` | histogram | `account` | one poll page: the channel's answer and its ingest |
+//! | `switchyard_push_seconds` | histogram | `account`, `kind` | one outbound call to a channel or destination |
+//! | `switchyard_order_to_delivery_seconds` | histogram | `destination` | from an order being placed on its channel to its delivery |
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Metric, Registry, Unit};
 
-/// Counter (only goes up) or gauge (set to a value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
+/// What `GET /metrics` answers with.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    pub account: String,
 }
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountOutcome {
+    pub account: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountSource {
+    pub account: String,
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountState {
+    pub account: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountKind {
+    pub account: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Ingested {
+    pub channel: String,
+    pub account: String,
+    pub source: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// A float counter (seconds).
+pub type Seconds = Counter<f64, AtomicU64>;
+/// A float gauge.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+/// A family of histograms made by a plain function.
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 5 ms to about 82 s: webhook answers, poll pages, outbound calls.
+fn call_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// 1 s to about 6 days: from a sale to the warehouse.
+fn delivery_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 3.0, 13))
+}
+
+/// Registers `metric` under `name` (after the `switchyard_` prefix; a unit
+/// adds its suffix) and answers it: the registry keeps a handle to the same
+/// series.
+fn add<M: Metric + Clone>(
+    r: &mut Registry,
+    name: &str,
+    unit: Option<Unit>,
+    help: &str,
+    metric: M,
+) -> M {
+    match unit {
+        Some(unit) => r.register_with_unit(name, help, unit, metric.clone()),
+        None => r.register(name, help, metric.clone()),
     }
+    metric
 }
 
-/// One metric family: its name, help text, type and label names.
+/// Every family of the daemon. Use it through [`Metrics`].
 #[derive(Debug)]
-pub struct Desc {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: Kind,
-    pub labels: &'static [&'static str],
+pub struct Families {
+    registry: Registry,
+    pub orders_ingested: Family<Ingested, Counter>,
+    pub webhooks: Family<AccountOutcome, Counter>,
+    pub polls: Family<AccountOutcome, Counter>,
+    pub orders_rejected: Family<AccountLabel, Counter>,
+    pub sync_lag: Family<AccountLabel, FloatGauge>,
+    pub poll_errors: Family<AccountLabel, Gauge>,
+    pub rate_limited: Family<AccountSource, Counter>,
+    pub limiter_wait: Family<AccountLabel, Seconds>,
+    pub pacer_wait: Family<AccountLabel, FloatGauge>,
+    pub token_state: Family<AccountState, Gauge>,
+    pub token_valid_until: Family<AccountLabel, FloatGauge>,
+    pub outbox_pending: Family<AccountLabel, Gauge>,
+    pub outbox_dead: Family<AccountLabel, Gauge>,
+    pub outbox_pushes: Family<OutcomeLabel, Counter>,
+    pub rule_reloads: Family<OutcomeLabel, Counter>,
+    pub rules: Gauge,
+    pub config_checks: Family<OutcomeLabel, Counter>,
+    pub workers_stalled: Gauge,
+    pub ready: Gauge,
+    pub start_time: FloatGauge,
+    pub webhook_ack: Histograms<AccountLabel>,
+    pub poll_page: Histograms<AccountLabel>,
+    pub push: Histograms<AccountKind>,
+    pub order_to_delivery: Histograms<DestinationLabel>,
 }
 
-macro_rules! desc {
-    ($id:ident, $name:literal, $kind:ident, [$($label:literal),*], $help:literal) => {
-        pub const $id: Desc = Desc {
-            name: $name,
-            help: $help,
-            kind: Kind::$kind,
-            labels: &[$($label),*],
-        };
-    };
-}
+/// The metrics of one daemon. Cheap to clone (shared); every family is safe
+/// to update from any thread.
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Families>);
 
-desc!(
-    ORDERS_INGESTED,
-    "switchyard_orders_ingested_total",
-    Counter,
-    ["channel", "account", "source", "outcome"],
-    "Orders through the ingest path, by channel, account, source (poll, webhook, fetch) and outcome (created, updated, unchanged, stale)."
-);
-desc!(
-    WEBHOOKS,
-    "switchyard_webhooks_total",
-    Counter,
-    ["account", "outcome"],
-    "Webhook deliveries by account and outcome (stored, queued, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account)."
-);
-desc!(
-    POLLS,
-    "switchyard_polls_total",
-    Counter,
-    ["account", "outcome"],
-    "Poll catch-ups by account and outcome (ok, error)."
-);
-desc!(
-    ORDERS_REJECTED,
-    "switchyard_orders_rejected_total",
-    Counter,
-    ["account"],
-    "Orders a poll page, a fetch or a webhook had to leave out because the channel's data could not be read (each is logged at error level with its id)."
-);
-desc!(
-    SYNC_LAG,
-    "switchyard_sync_lag_seconds",
-    Gauge,
-    ["account"],
-    "Seconds since the account's last successful poll (since the daemon started, before the first)."
-);
-desc!(
-    POLL_ERRORS,
-    "switchyard_poll_consecutive_errors",
-    Gauge,
-    ["account"],
-    "Failed polls of the account since its last successful one."
-);
-desc!(
-    RATE_LIMITED,
-    "switchyard_rate_limited_total",
-    Counter,
-    ["account", "source"],
-    "429 (rate limited) answers from a channel, by account and source (poll, outbox)."
-);
-desc!(
-    PACER_WAIT,
-    "switchyard_pacer_wait_seconds_total",
-    Counter,
-    ["account"],
-    "Seconds calls of an account waited in its pacer (published limits, the channel's bucket reports, 429 holds), every operation together."
-);
-desc!(
-    LIMITER_WAIT,
-    "switchyard_limiter_wait_seconds_total",
-    Counter,
-    ["account"],
-    "Seconds outbox workers waited on rate limiters, channel bucket reports and 429 pauses."
-);
-desc!(
-    OUTBOX_PENDING,
-    "switchyard_outbox_pending",
-    Gauge,
-    ["account"],
-    "Outbox items waiting to be sent, by outbox account (destination:<id> for deliveries)."
-);
-desc!(
-    OUTBOX_DEAD,
-    "switchyard_outbox_dead_letters",
-    Gauge,
-    ["account"],
-    "Dead letters waiting for a person, by outbox account."
-);
-desc!(
-    OUTBOX_PUSHES,
-    "switchyard_outbox_pushes_total",
-    Counter,
-    ["outcome"],
-    "Outbound calls (stock and tracking pushes, deliveries) by outcome (sent, retried, rate_limited, dead, not_listed)."
-);
-desc!(
-    RULE_RELOADS,
-    "switchyard_rules_reloads_total",
-    Counter,
-    ["outcome"],
-    "Rules reloads (SIGHUP or the rules file changing) by outcome (ok, failed)."
-);
-desc!(RULES, "switchyard_rules", Gauge, [], "Rules in force.");
-desc!(
-    CONFIG_CHECKS,
-    "switchyard_config_checks_total",
-    Counter,
-    ["outcome"],
-    "Re-reads of switchyard.toml on SIGHUP by outcome (ok, failed)."
-);
-desc!(
-    WORKERS_STALLED,
-    "switchyard_workers_stalled",
-    Gauge,
-    [],
-    "Workers whose heartbeat is overdue; the systemd watchdog is not fed while this is above 0."
-);
-desc!(
-    READY,
-    "switchyard_ready",
-    Gauge,
-    [],
-    "1 once the store is open and the listener bound, 0 while starting or stopping."
-);
-desc!(
-    START_TIME,
-    "switchyard_start_time_seconds",
-    Gauge,
-    [],
-    "Unix time the daemon started."
-);
-desc!(
-    TOKEN_STATE,
-    "switchyard_token_state",
-    Gauge,
-    ["account", "state"],
-    "1 for the account's token state (static, valid, refresh_failed), 0 for the others; /readyz says why a refresh failed and how to re-authorize."
-);
-desc!(
-    TOKEN_VALID_UNTIL,
-    "switchyard_token_valid_until_seconds",
-    Gauge,
-    ["account"],
-    "Unix time the account's refreshed access token expires."
-);
-desc!(
-    BUILD_INFO,
-    "switchyard_build_info",
-    Gauge,
-    ["version"],
-    "Always 1; the version is in the label."
-);
+impl Deref for Metrics {
+    type Target = Families;
 
-/// Every metric of the daemon, in the order a scrape shows them.
-pub const DAEMON: &[&Desc] = &[
-    &ORDERS_INGESTED,
-    &WEBHOOKS,
-    &POLLS,
-    &ORDERS_REJECTED,
-    &SYNC_LAG,
-    &POLL_ERRORS,
-    &RATE_LIMITED,
-    &LIMITER_WAIT,
-    &PACER_WAIT,
-    &OUTBOX_PENDING,
-    &OUTBOX_DEAD,
-    &OUTBOX_PUSHES,
-    &RULE_RELOADS,
-    &RULES,
-    &CONFIG_CHECKS,
-    &WORKERS_STALLED,
-    &TOKEN_STATE,
-    &TOKEN_VALID_UNTIL,
-    &READY,
-    &START_TIME,
-    &BUILD_INFO,
-];
-
-struct Family {
-    desc: &'static Desc,
-    samples: BTreeMap<Vec<String>, f64>,
-}
-
-#[derive(Default)]
-struct Inner {
-    /// Families in declaration order.
-    order: Vec<&'static str>,
-    families: BTreeMap<&'static str, Family>,
-}
-
-/// The metrics of one daemon. Cheap to clone (shared); every method is safe
-/// to call from any thread.
-#[derive(Clone, Default)]
-pub struct Registry(Arc<Mutex<Inner>>);
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Registry")
+    fn deref(&self) -> &Families {
+        &self.0
     }
 }
 
-impl Registry {
-    /// A registry with every daemon metric declared.
-    pub fn daemon() -> Registry {
-        let r = Registry::default();
-        for d in DAEMON {
-            r.declare(d);
-        }
-        r
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
+}
 
-    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
-        self.0.lock()
-    }
-
-    /// Makes the family show in scrapes, samples or not.
-    pub fn declare(&self, desc: &'static Desc) {
-        let mut inner = self.lock();
-        Self::family(&mut inner, desc);
-    }
-
-    fn family<'a>(inner: &'a mut Inner, desc: &'static Desc) -> &'a mut Family {
-        if !inner.families.contains_key(desc.name) {
-            inner.order.push(desc.name);
-        }
-        inner.families.entry(desc.name).or_insert_with(|| Family {
-            desc,
-            samples: BTreeMap::new(),
-        })
-    }
-
-    fn key(desc: &Desc, values: &[&str]) -> Vec<String> {
-        debug_assert_eq!(
-            desc.labels.len(),
-            values.len(),
-            "label values of {}",
-            desc.name
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("switchyard");
+        r.register(
+            "build",
+            "The daemon's version",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
         );
-        values.iter().map(|v| (*v).to_owned()).collect()
-    }
-
-    /// Adds `by` (negative or non-finite amounts are ignored) to a counter.
-    pub fn add(&self, desc: &'static Desc, values: &[&str], by: f64) {
-        debug_assert_eq!(desc.kind, Kind::Counter, "{} is not a counter", desc.name);
-        if !(by.is_finite() && by >= 0.0) {
-            return;
+        let families = Families {
+            orders_ingested: add(
+                &mut r,
+                "orders_ingested",
+                None,
+                "Orders through the ingest path, by channel, account, source (poll, webhook, fetch) and outcome (created, updated, unchanged, stale)",
+                Family::default(),
+            ),
+            webhooks: add(
+                &mut r,
+                "webhooks",
+                None,
+                "Webhook deliveries by account and outcome (stored, queued, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account)",
+                Family::default(),
+            ),
+            polls: add(
+                &mut r,
+                "polls",
+                None,
+                "Poll catch-ups by account and outcome (ok, error)",
+                Family::default(),
+            ),
+            orders_rejected: add(
+                &mut r,
+                "orders_rejected",
+                None,
+                "Orders a poll page, a fetch or a webhook left out because the channel's data could not be read, by account",
+                Family::default(),
+            ),
+            sync_lag: add(
+                &mut r,
+                "sync_lag",
+                Some(Unit::Seconds),
+                "Seconds since the account's last successful poll (since the daemon started, before the first)",
+                Family::default(),
+            ),
+            poll_errors: add(
+                &mut r,
+                "poll_consecutive_errors",
+                None,
+                "Failed polls of the account since its last success",
+                Family::default(),
+            ),
+            rate_limited: add(
+                &mut r,
+                "rate_limited",
+                None,
+                "429 answers from a channel, by account and source (poll, outbox)",
+                Family::default(),
+            ),
+            limiter_wait: add(
+                &mut r,
+                "limiter_wait",
+                Some(Unit::Seconds),
+                "Time outbox workers waited on rate limiters, bucket reports and 429 pauses",
+                Family::default(),
+            ),
+            pacer_wait: add(
+                &mut r,
+                "pacer_wait",
+                Some(Unit::Seconds),
+                "Time the account's calls waited in its pacer (published limits, the channel's bucket reports, 429 holds), every operation together",
+                Family::default(),
+            ),
+            token_state: add(
+                &mut r,
+                "token_state",
+                None,
+                "1 for the account's token state (static, valid, refresh_failed), 0 for the others; /readyz says why a refresh failed and how to re-authorize",
+                Family::default(),
+            ),
+            token_valid_until: add(
+                &mut r,
+                "token_valid_until",
+                Some(Unit::Seconds),
+                "Unix time the account's refreshed access token expires",
+                Family::default(),
+            ),
+            outbox_pending: add(
+                &mut r,
+                "outbox_pending",
+                None,
+                "Outbox items waiting to be sent, by account (destination:<id> for deliveries)",
+                Family::default(),
+            ),
+            outbox_dead: add(
+                &mut r,
+                "outbox_dead_letters",
+                None,
+                "Dead letters waiting for a person, by account",
+                Family::default(),
+            ),
+            outbox_pushes: add(
+                &mut r,
+                "outbox_pushes",
+                None,
+                "Outbound calls by outcome (sent, retried, rate_limited, dead, not_listed)",
+                Family::default(),
+            ),
+            rule_reloads: add(
+                &mut r,
+                "rules_reloads",
+                None,
+                "Rules reloads (SIGHUP or the file changing) by outcome (ok, failed)",
+                Family::default(),
+            ),
+            rules: add(&mut r, "rules", None, "Rules in force", Gauge::default()),
+            config_checks: add(
+                &mut r,
+                "config_checks",
+                None,
+                "Re-reads of switchyard.toml on SIGHUP by outcome (ok, failed)",
+                Family::default(),
+            ),
+            workers_stalled: add(
+                &mut r,
+                "workers_stalled",
+                None,
+                "Workers whose heartbeat is overdue; the systemd watchdog is not fed while this is above 0",
+                Gauge::default(),
+            ),
+            ready: add(
+                &mut r,
+                "ready",
+                None,
+                "1 once the store is open and the listener bound, 0 while stopping",
+                Gauge::default(),
+            ),
+            start_time: add(
+                &mut r,
+                "start_time",
+                Some(Unit::Seconds),
+                "Unix time the daemon started",
+                FloatGauge::default(),
+            ),
+            webhook_ack: add(
+                &mut r,
+                "webhook_ack",
+                Some(Unit::Seconds),
+                "From a webhook's arrival to its answer (the event stored and flushed), by account",
+                Family::new_with_constructor(call_buckets),
+            ),
+            poll_page: add(
+                &mut r,
+                "poll_page",
+                Some(Unit::Seconds),
+                "One poll page: the channel's answer and its ingest, by account",
+                Family::new_with_constructor(call_buckets),
+            ),
+            push: add(
+                &mut r,
+                "push",
+                Some(Unit::Seconds),
+                "One outbound call to a channel or destination, by account and job kind",
+                Family::new_with_constructor(call_buckets),
+            ),
+            order_to_delivery: add(
+                &mut r,
+                "order_to_delivery",
+                Some(Unit::Seconds),
+                "From an order being placed on its channel to its delivery to the warehouse, by destination",
+                Family::new_with_constructor(delivery_buckets),
+            ),
+            registry: r,
+        };
+        // Series with a fixed set of label values show from the start (at
+        // 0), so a rate over them has no gap; per-account ones appear with
+        // the account (`Metrics::account_started`).
+        for o in ["sent", "retried", "rate_limited", "dead", "not_listed"] {
+            drop(families.outbox_pushes.get_or_create(&outcome(o)));
         }
-        let key = Self::key(desc, values);
-        let mut inner = self.lock();
-        *Self::family(&mut inner, desc)
-            .samples
-            .entry(key)
-            .or_insert(0.0) += by;
+        for o in ["ok", "failed"] {
+            drop(families.rule_reloads.get_or_create(&outcome(o)));
+            drop(families.config_checks.get_or_create(&outcome(o)));
+        }
+        Metrics(Arc::new(families))
     }
 
-    /// Adds one to a counter.
-    pub fn inc(&self, desc: &'static Desc, values: &[&str]) {
-        self.add(desc, values, 1.0);
-    }
-
-    /// Sets a gauge (or, for values read from elsewhere, a counter's total).
-    pub fn set(&self, desc: &'static Desc, values: &[&str], value: f64) {
-        let key = Self::key(desc, values);
-        let mut inner = self.lock();
-        Self::family(&mut inner, desc).samples.insert(key, value);
-    }
-
-    /// Forgets every sample of a family (before setting a fresh snapshot).
-    pub fn clear(&self, desc: &'static Desc) {
-        let mut inner = self.lock();
-        Self::family(&mut inner, desc).samples.clear();
-    }
-
-    /// The current value of one sample.
-    pub fn get(&self, desc: &'static Desc, values: &[&str]) -> Option<f64> {
-        let key = Self::key(desc, values);
-        let inner = self.lock();
-        inner.families.get(desc.name)?.samples.get(&key).copied()
-    }
-
-    /// Every family in the text exposition format.
-    pub fn render(&self) -> String {
-        let inner = self.lock();
-        let mut out = String::new();
-        for name in &inner.order {
-            let Some(family) = inner.families.get(name) else {
-                continue;
+    /// Makes an account's series show (at 0) before anything happened to it.
+    pub fn account_started(&self, id: &str) {
+        for outcome in ["ok", "error"] {
+            let polled = AccountOutcome {
+                account: id.to_owned(),
+                outcome,
             };
-            let d = family.desc;
-            let _ = writeln!(out, "# HELP {} {}", d.name, escape_help(d.help));
-            let _ = writeln!(out, "# TYPE {} {}", d.name, d.kind.as_str());
-            for (values, value) in &family.samples {
-                out.push_str(d.name);
-                if !values.is_empty() {
-                    out.push('{');
-                    for (i, (label, v)) in d.labels.iter().zip(values).enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        let _ = write!(out, "{label}=\"{}\"", escape_label(v));
-                    }
-                    out.push('}');
-                }
-                let _ = writeln!(out, " {}", format_value(*value));
-            }
+            drop(self.polls.get_or_create(&polled));
+        }
+        for source in ["poll", "outbox"] {
+            let limited = AccountSource {
+                account: id.to_owned(),
+                source,
+            };
+            drop(self.rate_limited.get_or_create(&limited));
+        }
+        drop(self.orders_rejected.get_or_create(&account(id)));
+        drop(self.limiter_wait.get_or_create(&account(id)));
+    }
+
+    /// The OpenMetrics text of every family that has a series (a family
+    /// without any shows nothing, not even its `# TYPE`).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics: encoding failed");
         }
         out
     }
 }
 
-/// The content type of [`Registry::render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn escape_label(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        // Rust prints whole floats without a fraction ("6") and others with
-        // the shortest exact form ("0.25"): both are valid sample values.
-        format!("{v}")
+/// `account` as a label.
+pub fn account(account: &str) -> AccountLabel {
+    AccountLabel {
+        account: account.to_owned(),
     }
+}
+
+/// `outcome` as a label.
+pub fn outcome(outcome: &'static str) -> OutcomeLabel {
+    OutcomeLabel { outcome }
+}
+
+/// One outbound call's outcome (`sent`, `retried`, `rate_limited`, `dead`,
+/// `not_listed`).
+pub fn count_push(metrics: &Metrics, outcome: &'static str) {
+    metrics
+        .outbox_pushes
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+}
+
+/// A duration as a histogram observation.
+pub fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
 }
 
 #[cfg(test)]
@@ -401,43 +440,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_the_text_format() {
-        let r = Registry::default();
-        r.declare(&RULES);
-        r.inc(&WEBHOOKS, &["shop-us", "stored"]);
-        r.inc(&WEBHOOKS, &["shop-us", "stored"]);
-        r.add(&LIMITER_WAIT, &["a\"b\\c\nd"], 0.25);
-        r.add(&LIMITER_WAIT, &["a\"b\\c\nd"], -3.0);
-        r.set(&SYNC_LAG, &["shop-us"], 12.5);
-        assert_eq!(r.get(&WEBHOOKS, &["shop-us", "stored"]), Some(2.0));
-        let text = r.render();
-        assert_eq!(
-            text,
-            "# HELP switchyard_rules Rules in force.\n\
-             # TYPE switchyard_rules gauge\n\
-             # HELP switchyard_webhooks_total Webhook deliveries by account and outcome (stored, queued, duplicate, ignored, unauthorized, bad_request, too_large, error, challenge, unknown_account).\n\
-             # TYPE switchyard_webhooks_total counter\n\
-             switchyard_webhooks_total{account=\"shop-us\",outcome=\"stored\"} 2\n\
-             # HELP switchyard_limiter_wait_seconds_total Seconds outbox workers waited on rate limiters, channel bucket reports and 429 pauses.\n\
-             # TYPE switchyard_limiter_wait_seconds_total counter\n\
-             switchyard_limiter_wait_seconds_total{account=\"a\\\"b\\\\c\\nd\"} 0.25\n\
-             # HELP switchyard_sync_lag_seconds Seconds since the account's last successful poll (since the daemon started, before the first).\n\
-             # TYPE switchyard_sync_lag_seconds gauge\n\
-             switchyard_sync_lag_seconds{account=\"shop-us\"} 12.5\n"
-        );
-        r.clear(&SYNC_LAG);
-        assert_eq!(r.get(&SYNC_LAG, &["shop-us"]), None);
-        assert_eq!(format_value(f64::NAN), "NaN");
-        assert_eq!(format_value(f64::INFINITY), "+Inf");
-    }
-
-    #[test]
-    fn the_daemon_registry_declares_every_family() {
-        let text = Registry::daemon().render();
-        for d in DAEMON {
-            assert!(text.contains(&format!("# TYPE {} ", d.name)), "{}", d.name);
-            assert!(d.name.starts_with("switchyard_"));
-            assert_eq!(d.kind == Kind::Counter, d.name.ends_with("_total"));
+    fn series_with_fixed_labels_show_at_zero_and_samples_carry_their_labels() {
+        let m = Metrics::new();
+        m.account_started("shop-us");
+        let start = m.render();
+        for line in [
+            "# TYPE switchyard_outbox_pushes counter",
+            r#"switchyard_outbox_pushes_total{outcome="not_listed"} 0"#,
+            r#"switchyard_rules_reloads_total{outcome="failed"} 0"#,
+            r#"switchyard_polls_total{account="shop-us",outcome="error"} 0"#,
+            r#"switchyard_rate_limited_total{account="shop-us",source="outbox"} 0"#,
+            "# TYPE switchyard_limiter_wait_seconds counter",
+            "# UNIT switchyard_start_time_seconds seconds",
+            "# TYPE switchyard_build info",
+        ] {
+            assert!(start.contains(line), "{line} in:\n{start}");
+        }
+        assert!(start.ends_with("# EOF\n"), "{start}");
+        assert!(!start.contains("webhook_ack"), "no series, no family");
+        m.polls
+            .get_or_create(&AccountOutcome {
+                account: "shop-us".into(),
+                outcome: "ok",
+            })
+            .inc();
+        m.limiter_wait
+            .get_or_create(&account("shop-us"))
+            .inc_by(0.25);
+        m.webhook_ack
+            .get_or_create(&account("shop-us"))
+            .observe(seconds(Duration::from_millis(30)));
+        let text = m.render();
+        for sample in [
+            r#"switchyard_polls_total{account="shop-us",outcome="ok"} 1"#,
+            r#"switchyard_limiter_wait_seconds_total{account="shop-us"} 0.25"#,
+            r#"switchyard_webhook_ack_seconds_count{account="shop-us"} 1"#,
+            r#"switchyard_webhook_ack_seconds_bucket{le="0.04",account="shop-us"} 1"#,
+            r#"switchyard_build_info{version=""#,
+        ] {
+            assert!(text.contains(sample), "{sample} in:\n{text}");
         }
     }
 }

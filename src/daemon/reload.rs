@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{AccountConfig, Config, DaemonConfig, DestinationConfig, InventoryConfig};
-use crate::daemon::metrics::{CONFIG_CHECKS, RULE_RELOADS, RULES, Registry};
+use crate::daemon::metrics::{Metrics, outcome};
 use crate::daemon::systemd::Notifier;
 use crate::ingest::LiveRules;
 
@@ -41,6 +41,10 @@ fn fingerprint(path: &Path) -> Fingerprint {
     Some((m.modified().ok()?, m.len(), ino))
 }
 
+fn rule_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// What a re-read of the config file came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigCheck {
@@ -57,7 +61,7 @@ pub struct Reloader {
     rules_path: PathBuf,
     destinations: Vec<String>,
     live: LiveRules,
-    metrics: Registry,
+    metrics: Metrics,
     notifier: Arc<Notifier>,
     /// The config file and what of it needs a restart to change.
     config_path: PathBuf,
@@ -75,6 +79,72 @@ struct RestartOnly {
 }
 
 impl RestartOnly {
+    /// The keys that differ between `self` (running) and `new`, as a person
+    /// finds them in the file: `daemon.listen`, `[[account]] "shop-us".poll_interval`.
+    fn changed_keys(&self, new: &RestartOnly) -> Vec<String> {
+        let mut keys = Vec::new();
+        let (a, b) = (&self.daemon, &new.daemon);
+        for (key, differs) in [
+            ("state_dir", a.state_dir != b.state_dir),
+            ("listen", a.listen != b.listen),
+            ("log_format", a.log_format != b.log_format),
+            ("admin_token", a.admin_token != b.admin_token),
+            ("shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout),
+        ] {
+            if differs {
+                keys.push(format!("daemon.{key}"));
+            }
+        }
+        if self.inventory != new.inventory {
+            keys.push("inventory.buffer".to_owned());
+        }
+        for old in &self.accounts {
+            match new.accounts.iter().find(|n| n.id == old.id) {
+                None => keys.push(format!("[[account]] {:?} (removed)", old.id)),
+                Some(n) => {
+                    for (key, differs) in [
+                        ("channel", old.channel != n.channel),
+                        ("base_url", old.base_url != n.base_url),
+                        ("poll_interval", old.poll_interval != n.poll_interval),
+                        ("start_date", old.start_date != n.start_date),
+                        ("buffer", old.buffer != n.buffer),
+                        ("webhooks", old.webhooks != n.webhooks),
+                    ] {
+                        if differs {
+                            keys.push(format!("[[account]] {:?}.{key}", old.id));
+                        }
+                    }
+                    if old.channel == n.channel && !old.same_settings(n) {
+                        keys.push(format!(
+                            "[[account]] {:?} (its {} keys or secrets)",
+                            old.id, old.channel
+                        ));
+                    }
+                }
+            }
+        }
+        for n in &new.accounts {
+            if !self.accounts.iter().any(|o| o.id == n.id) {
+                keys.push(format!("[[account]] {:?} (added)", n.id));
+            }
+        }
+        for old in &self.destinations {
+            match new.destinations.iter().find(|n| n.id == old.id) {
+                None => keys.push(format!("[[destination]] {:?} (removed)", old.id)),
+                Some(n) if n != old => {
+                    keys.push(format!("[[destination]] {:?} (its url or secret)", old.id));
+                }
+                Some(_) => {}
+            }
+        }
+        for n in &new.destinations {
+            if !self.destinations.iter().any(|o| o.id == n.id) {
+                keys.push(format!("[[destination]] {:?} (added)", n.id));
+            }
+        }
+        keys
+    }
+
     fn of(config: &Config) -> RestartOnly {
         let mut daemon = config.daemon.clone();
         daemon.rules = PathBuf::new();
@@ -91,10 +161,10 @@ impl Reloader {
     pub fn new(
         config: &Config,
         live: LiveRules,
-        metrics: Registry,
+        metrics: Metrics,
         notifier: Arc<Notifier>,
     ) -> Reloader {
-        metrics.set(&RULES, &[], live.current().len() as f64);
+        metrics.rules.set(rule_count(live.current().len()));
         Reloader {
             rules_path: config.daemon.rules.clone(),
             destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
@@ -124,8 +194,11 @@ impl Reloader {
                 }
                 let count = rules.len();
                 self.live.replace(rules);
-                self.metrics.inc(&RULE_RELOADS, &["ok"]);
-                self.metrics.set(&RULES, &[], count as f64);
+                self.metrics
+                    .rule_reloads
+                    .get_or_create(&outcome("ok"))
+                    .inc();
+                self.metrics.rules.set(rule_count(count));
                 tracing::info!(rules = %path, count, reason = why, "rules reloaded");
                 self.notifier
                     .status(&format!("running; rules reloaded at {at} ({count} rules)"));
@@ -135,7 +208,10 @@ impl Reloader {
                 for e in &errors {
                     tracing::error!(rules = %path, reason = why, "{e}");
                 }
-                self.metrics.inc(&RULE_RELOADS, &["failed"]);
+                self.metrics
+                    .rule_reloads
+                    .get_or_create(&outcome("failed"))
+                    .inc();
                 let n = errors.iter().filter(|e| e.is_error()).count().max(1);
                 tracing::error!(
                     rules = %path,
@@ -159,7 +235,10 @@ impl Reloader {
                 for line in errors.to_string().lines() {
                     tracing::error!("{line}");
                 }
-                self.metrics.inc(&CONFIG_CHECKS, &["failed"]);
+                self.metrics
+                    .config_checks
+                    .get_or_create(&outcome("failed"))
+                    .inc();
                 tracing::error!(
                     config = %self.config_path.display(),
                     "the config file has errors; the running config stays"
@@ -167,7 +246,10 @@ impl Reloader {
                 ConfigCheck::Failed
             }
             Ok(new) => {
-                self.metrics.inc(&CONFIG_CHECKS, &["ok"]);
+                self.metrics
+                    .config_checks
+                    .get_or_create(&outcome("ok"))
+                    .inc();
                 if new.daemon.rules != self.rules_path {
                     tracing::info!(
                         from = %self.rules_path.display(),
@@ -176,12 +258,16 @@ impl Reloader {
                     );
                     self.rules_path = new.daemon.rules.clone();
                 }
-                if RestartOnly::of(&new) == self.restart_only {
+                let next = RestartOnly::of(&new);
+                if next == self.restart_only {
                     return ConfigCheck::Applied;
                 }
+                let changed = self.restart_only.changed_keys(&next);
                 tracing::warn!(
                     config = %self.config_path.display(),
-                    "the config file changed beyond daemon.rules; those changes apply at the next restart (systemctl restart switchyard)"
+                    changed = %changed.join(", "),
+                    "the config file changed beyond daemon.rules ({}); those changes apply at the next restart (systemctl restart switchyard)",
+                    changed.join(", ")
                 );
                 ConfigCheck::NeedsRestart
             }
@@ -252,7 +338,7 @@ secret = "{destination_secret}"
         let mut reloader = Reloader::new(
             &config,
             LiveRules::default(),
-            Registry::default(),
+            Metrics::default(),
             Arc::new(Notifier::disabled()),
         );
         assert_eq!(reloader.check_config(), ConfigCheck::Applied);
@@ -269,6 +355,26 @@ secret = "{destination_secret}"
                 "{token} {secret}"
             );
         }
+        // The warning names what changed.
+        let running = RestartOnly::of(&crate::config::load(&path).unwrap());
+        let text = config_text("token-2", "dest-1", "other.toml")
+            .replace(
+                "base_url = \"https://example.myshopify.com\"",
+                "base_url = \"https://other.myshopify.com\"\npoll_interval = \"9m\"",
+            )
+            .replace("listen = \"127.0.0.1:7300\"", "listen = \"127.0.0.1:7400\"");
+        std::fs::write(&path, text).unwrap();
+        let next = RestartOnly::of(&crate::config::load(&path).unwrap());
+        assert_eq!(
+            running.changed_keys(&next),
+            [
+                "daemon.listen",
+                "[[account]] \"shop-us\".base_url",
+                "[[account]] \"shop-us\".poll_interval",
+                "[[account]] \"shop-us\" (its shopify keys or secrets)",
+                "[[destination]] \"east-wh\" (its url or secret)",
+            ]
+        );
         std::fs::write(&path, "[daemon]\nlisten = 5\n").unwrap();
         assert_eq!(reloader.check_config(), ConfigCheck::Failed);
     }

@@ -107,7 +107,7 @@ async fn start(
     notifier: Arc<Notifier>,
 ) -> anyhow::Result<Running> {
     let Built {
-        registry,
+        metrics,
         heartbeats,
         store,
         ingest,
@@ -215,7 +215,7 @@ async fn start(
     let reloader = super::reload::Reloader::new(
         config,
         ingest.rules().clone(),
-        registry.clone(),
+        metrics.clone(),
         notifier.clone(),
     );
     let reload = tokio::spawn(reloader.run(options.reload.clone(), stop_rx.clone()));

@@ -43,10 +43,11 @@ use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Pacer, 
 use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
+use crate::daemon::metrics::{self, DestinationLabel, Metrics};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
 use crate::pacing::{AccountPacer, PacerOptions};
 use crate::store::{
-    NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
+    NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
 };
 
 pub const SIGNATURE_HEADER: &str = "X-Switchyard-Signature";
@@ -181,26 +182,31 @@ pub fn plan_local(
 
 /// Queues deliveries of every deliverable order that has none (orders
 /// released while the daemon was down). Each is a local write with a history
-/// entry. Returns how many were queued.
+/// entry. Reads the store's index of routed open orders a page at a time,
+/// so it costs what is open, not what is stored. Returns how many were queued.
 pub fn queue_ready_orders(
     store: &Store,
     outbound: &Outbound,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let mut queued = 0;
-    for status in [OrderStatus::Ready, OrderStatus::PartiallyShipped] {
-        let filter = OrderFilter {
-            status: Some(status),
-            held: Some(false),
-            ..OrderFilter::default()
-        };
-        for stored in store.list_orders(&filter)? {
-            if queue_one(store, outbound, &stored.order.id, false, now)? {
+    let mut after = None;
+    loop {
+        let page = store.routed_open_orders(after.as_deref(), 500)?;
+        for stored in &page.orders {
+            let id = &stored.order.id;
+            if deliverable(&stored.order).is_some()
+                && !store.dedupe_seen(&marker(id), now)?
+                && queue_one(store, outbound, id, false, now)?
+            {
                 queued += 1;
             }
         }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(queued),
+        }
     }
-    Ok(queued)
 }
 
 /// Delivers an order again on a person's request (even if it was delivered
@@ -286,6 +292,8 @@ pub struct DestinationSender {
     /// Read at send time: a queued delivery of an order that was cancelled,
     /// shipped or held since is not sent.
     store: Store,
+    /// Where the time from an order's creation to its delivery goes.
+    metrics: Metrics,
 }
 
 impl DestinationSender {
@@ -294,6 +302,7 @@ impl DestinationSender {
         http: reqwest::Client,
         limit: RateLimit,
         store: Store,
+        metrics: Metrics,
     ) -> Self {
         let DestinationKind::Webhook { url, secret } = &d.kind;
         DestinationSender {
@@ -303,6 +312,7 @@ impl DestinationSender {
             http,
             pacer: AccountPacer::fixed(destination_account(&d.id), limit, PacerOptions::default()),
             store,
+            metrics,
         }
     }
 }
@@ -341,7 +351,7 @@ impl Sender for DestinationSender {
         // cancelled (or already shipped) meanwhile, nor one a person put on
         // hold: check the order as it is now. The body stays the one frozen
         // at routing time.
-        match self.store.get_order(&p.order_id) {
+        let placed_at = match self.store.get_order(&p.order_id) {
             Ok(Some(stored)) => {
                 let o = &stored.order;
                 // Nothing for a warehouse to do. A dead letter rather than
@@ -362,11 +372,12 @@ impl Sender for DestinationSender {
                         ),
                     };
                 }
+                Some(o.placed_at)
             }
             // Orders are never removed; if one is missing, deliver as queued.
-            Ok(None) => {}
+            Ok(None) => None,
             Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
-        }
+        };
         self.pacer.acquire(PACED_AS, 1).await;
         let signature = sign(self.secret.expose().as_bytes(), p.body.as_bytes());
         let sent = self
@@ -385,6 +396,16 @@ impl Sender for DestinationSender {
         let status = resp.status();
         if status.is_success() {
             tracing::info!(destination = %self.id, order = %p.order_id, delivery = %p.delivery_id, "order delivered");
+            if let Some(placed) = placed_at {
+                let waited = (Utc::now() - placed).to_std().unwrap_or_default();
+                let label = DestinationLabel {
+                    destination: self.id.clone(),
+                };
+                self.metrics
+                    .order_to_delivery
+                    .get_or_create(&label)
+                    .observe(metrics::seconds(waited));
+            }
             return Verdict::Done(None);
         }
         let retry_after = resp

@@ -96,6 +96,7 @@ pub fn destination_worker(
         http.clone(),
         options.destination_limit,
         store.clone(),
+        outbound.outbox.metrics.clone(),
     );
     (
         Worker::new(

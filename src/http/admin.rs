@@ -49,7 +49,7 @@ use crate::effects::stock::StockUpdate;
 use crate::effects::tracking::ShipmentRequest;
 use crate::ingest::Ingest;
 use crate::ops::{self, OpError};
-use crate::rules::explain_json;
+use crate::rules::{PersonHold, explain_json};
 use crate::store::{OrderFilter, StoreError};
 
 /// Where `router` is nested; handlers see paths without it.
@@ -369,8 +369,16 @@ struct ListQuery {
     /// A destination id, or `none` for unrouted orders.
     route: Option<String>,
     held: Option<bool>,
+    /// Orders per page (default 100, at most 1000).
     limit: Option<usize>,
+    /// The cursor of the previous page's `X-Next-After`.
+    after: Option<String>,
+    /// Oldest first instead of newest first.
+    oldest: Option<bool>,
 }
+
+/// The header that carries the next page's cursor.
+const NEXT_AFTER: &str = "x-next-after";
 
 impl ListQuery {
     fn filter(self, destinations: Option<&[String]>) -> Result<OrderFilter, ApiError> {
@@ -404,6 +412,8 @@ impl ListQuery {
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held,
             limit: self.limit,
+            after: self.after,
+            oldest: self.oldest.unwrap_or(false),
         })
     }
 }
@@ -414,7 +424,14 @@ async fn list_orders(
 ) -> ApiResult {
     let filter = query?.0.filter(ctx.destinations.as_deref())?;
     let c = ctx.clone();
-    ok(blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?)
+    let page = blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?;
+    let mut response = axum::Json(page.orders).into_response();
+    if let Some(next) = page.next
+        && let Ok(v) = axum::http::HeaderValue::from_str(&next)
+    {
+        response.headers_mut().insert(NEXT_AFTER, v);
+    }
+    Ok(response)
 }
 
 async fn show_order(State(ctx): Shared, id: Result<Path<String>, PathRejection>) -> ApiResult {
@@ -511,7 +528,7 @@ async fn set_stock(State(ctx): Shared, body: Body) -> ApiResult {
 async fn show_stock(State(ctx): Shared, sku: Result<Path<String>, PathRejection>) -> ApiResult {
     let Path(sku) = sku?;
     let c = ctx.clone();
-    ok(blocking(move || Ok(ops::stock_show(c.store(), &sku)?)).await?)
+    ok(blocking(move || Ok(ops::stock_show(c.store(), &sku, Utc::now())?)).await?)
 }
 
 // --- outbox -----------------------------------------------------------------------
@@ -598,7 +615,8 @@ async fn explain(
     )
     .await?;
     let rules = ctx.ingest.rules().current();
-    let (order, evaluation) = match value.as_object().map(|o| (o.len(), o.get("order_id"))) {
+    let (order, evaluation, person) = match value.as_object().map(|o| (o.len(), o.get("order_id")))
+    {
         Some((1, Some(id))) => {
             let Some(id) = id.as_str().map(str::to_owned) else {
                 return Err(ApiError::bad("rules explain: order_id must be a string"));
@@ -613,13 +631,13 @@ async fn explain(
                 ))
             })?;
             let evaluation = ops::explain_given(&rules, &order, Utc::now());
-            (order, evaluation)
+            (order, evaluation, PersonHold::default())
         }
     };
     if detail {
-        ok(json!({ "order": order, "evaluation": evaluation }))
+        ok(json!({ "order": order, "evaluation": evaluation, "person": person }))
     } else {
-        ok(explain_json(&order, &evaluation))
+        ok(explain_json(&order, &evaluation, &person))
     }
 }
 
@@ -711,7 +729,7 @@ async fn sync(
         }
         let last = match outcome {
             Ok(stats) => serde_json::json!({ "done": stats }),
-            Err(e) => serde_json::json!({ "error": e }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
         };
         let _ = lines_tx.send(Ok(json_line(&last)));
     });

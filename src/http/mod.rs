@@ -24,6 +24,7 @@ pub mod admin;
 use crate::channels::accounts::Connected;
 use crate::channels::poll::HealthBoard;
 use crate::channels::tokens::TokenBoard;
+use crate::daemon::metrics as m;
 use crate::ingest::Ingest;
 use crate::pacing::AccountPacer;
 
@@ -272,9 +273,18 @@ async fn webhook(
     } else {
         "unknown".to_owned()
     };
+    let arrived = tokio::time::Instant::now();
     let handling = handle_webhook(state, method, account, query, headers, body);
     let (outcome, response) = tracing::Instrument::instrument(handling, span).await;
-    metrics.inc(&crate::daemon::metrics::WEBHOOKS, &[&label, outcome]);
+    metrics
+        .webhook_ack
+        .get_or_create(&m::account(&label))
+        .observe(m::seconds(arrived.elapsed()));
+    let counted = m::AccountOutcome {
+        account: label,
+        outcome,
+    };
+    metrics.webhooks.get_or_create(&counted).inc();
     response
 }
 
@@ -346,26 +356,29 @@ async fn handle_webhook(
     )
 }
 
-/// `GET /metrics`: Prometheus text (`crate::daemon::metrics`). Counters are kept as
-/// things happen; the gauges that describe state (readiness, sync lag, outbox
-/// depth, stalled workers) and the outbox's own counters are read now.
+/// `GET /metrics`: OpenMetrics text (`crate::daemon::metrics`). Counts and
+/// histograms are kept as things happen; the gauges that describe state
+/// (readiness, sync lag, outbox depth, stalled workers, token state, pacer
+/// waits) are set now.
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    use crate::daemon::metrics as m;
-    let registry = state.ingest.metrics().clone();
+    let metrics = state.ingest.metrics().clone();
     let ready = state.ready.load(Ordering::Acquire);
-    registry.set(&m::READY, &[], if ready { 1.0 } else { 0.0 });
+    metrics.ready.set(i64::from(ready));
     let now = Utc::now().timestamp_millis() as f64 / 1000.0;
-    let started = registry.get(&m::START_TIME, &[]).unwrap_or(now);
+    let started = metrics.start_time.get();
     for (account, h) in state.health.snapshot() {
         let last = h
             .last_success
             .map_or(started, |t| t.timestamp_millis() as f64 / 1000.0);
-        registry.set(&m::SYNC_LAG, &[&account], (now - last).max(0.0));
-        registry.set(
-            &m::POLL_ERRORS,
-            &[&account],
-            f64::from(h.consecutive_errors),
-        );
+        let label = m::account(&account);
+        metrics
+            .sync_lag
+            .get_or_create(&label)
+            .set((now - last).max(0.0));
+        metrics
+            .poll_errors
+            .get_or_create(&label)
+            .set(i64::from(h.consecutive_errors));
     }
     for (account, token) in state.tokens.snapshot() {
         let current = match &token {
@@ -374,70 +387,62 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
             TokenState::RefreshFailed { .. } => "refresh_failed",
         };
         for kind in ["static", "valid", "refresh_failed"] {
-            let on = if kind == current { 1.0 } else { 0.0 };
-            registry.set(&m::TOKEN_STATE, &[&account, kind], on);
+            let label = m::AccountState {
+                account: account.clone(),
+                state: kind,
+            };
+            metrics
+                .token_state
+                .get_or_create(&label)
+                .set(i64::from(kind == current));
         }
         if let TokenState::Valid { until: Some(until) } = token {
             let at = until.timestamp_millis() as f64 / 1000.0;
-            registry.set(&m::TOKEN_VALID_UNTIL, &[&account], at);
+            metrics
+                .token_valid_until
+                .get_or_create(&m::account(&account))
+                .set(at);
         }
     }
     for (account, pacer) in &state.pacers {
-        registry.set(&m::PACER_WAIT, &[account], pacer.waited().as_secs_f64());
+        metrics
+            .pacer_wait
+            .get_or_create(&m::account(account))
+            .set(pacer.waited().as_secs_f64());
     }
     let store = state.ingest.store().clone();
-    let depth = tokio::task::spawn_blocking(move || {
-        let mut by_account: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for (dead, items) in [
-            (false, store.outbox_list(false)),
-            (true, store.outbox_list(true)),
-        ] {
-            for item in items? {
-                let e = by_account.entry(item.account).or_default();
-                if dead {
-                    e.1 += 1;
-                } else {
-                    e.0 += 1;
-                }
-            }
-        }
-        Ok::<_, crate::store::StoreError>(by_account)
-    })
-    .await;
+    // The counts the store keeps as items change: a read of a few keys.
+    let depth = tokio::task::spawn_blocking(move || store.outbox_depths()).await;
     match depth {
         Ok(Ok(mut by_account)) => {
             for a in &state.accounts {
                 by_account.entry(a.clone()).or_default();
             }
-            registry.clear(&m::OUTBOX_PENDING);
-            registry.clear(&m::OUTBOX_DEAD);
+            metrics.outbox_pending.clear();
+            metrics.outbox_dead.clear();
             for (account, (pending, dead)) in by_account {
-                registry.set(&m::OUTBOX_PENDING, &[&account], pending as f64);
-                registry.set(&m::OUTBOX_DEAD, &[&account], dead as f64);
+                let label = m::account(&account);
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                metrics
+                    .outbox_pending
+                    .get_or_create(&label)
+                    .set(count(pending));
+                metrics.outbox_dead.get_or_create(&label).set(count(dead));
             }
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics: reading the outbox failed"),
         Err(e) => tracing::warn!(error = %e, "metrics: reading the outbox failed"),
     }
     if let Some(outbound) = state.ingest.outbound() {
-        let c = &outbound.outbox.metrics;
-        for (outcome, counter) in [
-            ("sent", &c.sent),
-            ("retried", &c.retried),
-            ("rate_limited", &c.rate_limited),
-            ("dead", &c.dead),
-            ("not_listed", &c.not_listed),
-        ] {
-            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
-            registry.set(&m::OUTBOX_PUSHES, &[outcome], n as f64);
-        }
         let stalled = outbound.outbox.heartbeats.stalled().len();
-        registry.set(&m::WORKERS_STALLED, &[], stalled as f64);
+        metrics
+            .workers_stalled
+            .set(i64::try_from(stalled).unwrap_or(i64::MAX));
     }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, m::CONTENT_TYPE)],
-        registry.render(),
+        metrics.render(),
     )
         .into_response()
 }

@@ -37,7 +37,6 @@ mod worker;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -124,33 +123,14 @@ impl std::fmt::Debug for Wakers {
     }
 }
 
-/// Counters for `/metrics` (the dead-letter count itself comes from
-/// `Store::outbox_counts`).
-#[derive(Debug, Default)]
-pub struct OutboxMetrics {
-    pub sent: AtomicU64,
-    pub retried: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub dead: AtomicU64,
-    /// Pushes skipped because the channel does not list the SKU.
-    pub not_listed: AtomicU64,
-}
-
-impl OutboxMetrics {
-    pub(crate) fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// This process's side of the queue, shared by whoever queues items and by
 /// the workers: the wakers, the counters, the per-account figures for
 /// `/metrics` and the heartbeats the systemd watchdog reads. Cheap to clone.
 #[derive(Clone, Default, Debug)]
 pub struct Outbox {
     pub wakers: Wakers,
-    pub metrics: Arc<OutboxMetrics>,
-    /// Per-account figures for `/metrics` (429s, pacer waits).
-    pub registry: crate::daemon::metrics::Registry,
+    /// Where workers count calls, waits and 429s (`/metrics`).
+    pub metrics: crate::daemon::metrics::Metrics,
     /// Each worker registers here; the systemd watchdog reads them.
     pub heartbeats: crate::daemon::systemd::Heartbeats,
 }
@@ -167,12 +147,13 @@ pub async fn wait_idle(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let limit = Utc::now() + chrono::Duration::from_std(horizon).unwrap_or_default();
-        let busy = match store.outbox_list(false) {
-            Ok(items) => items
-                .iter()
-                .any(|i| accounts.contains(&i.account) && i.next_attempt_at <= limit),
-            Err(_) => false,
-        };
+        let busy = accounts.iter().any(|a| {
+            store
+                .outbox_next_due(a)
+                .ok()
+                .flatten()
+                .is_some_and(|at| at <= limit)
+        });
         if !busy {
             return true;
         }

@@ -9,10 +9,10 @@
 //! A call carries one item, or, for a kind whose `Sender::batch_limit` is
 //! above 1 (stock pushes to a channel that sets many SKUs in one request),
 //! the oldest due item and the next due items of the same kind, up to the
-//! limit and never two with the same coalesce key. A call takes what its
-//! connector acquires, whatever it carries: the limit is the channel's
-//! request rate, and a channel whose cost grows with a batch says so in its
-//! bucket reports, which the pacer follows. Each item's verdict is recorded on its own, by
+//! limit and never two with the same coalesce key. A call takes one limiter
+//! slot whatever it carries: the limit is the channel's request rate, and a
+//! channel whose cost grows with a batch says so in its bucket reports,
+//! which the limiter follows. Each item's verdict is recorded on its own, by
 //! the same code as a single item's; a call that fails as a whole backs the
 //! account off once, not once per item.
 
@@ -27,7 +27,8 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::policy::{Action, classify};
-use super::{JobKind, Outbox, OutboxMetrics, OutboxOptions};
+use super::{JobKind, Outbox, OutboxOptions};
+use crate::daemon::metrics::{self, Metrics};
 use crate::pacing::{AccountPacer, Backoff, Keepalive, bounded, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -143,7 +144,7 @@ pub struct Worker<S> {
     sender: S,
     store: Store,
     notify: Arc<Notify>,
-    metrics: Arc<OutboxMetrics>,
+    metrics: Metrics,
     options: OutboxOptions,
     stop: watch::Receiver<bool>,
     /// Grows while calls of this account keep failing; reset by a success.
@@ -152,7 +153,6 @@ pub struct Worker<S> {
     paused_until: Option<tokio::time::Instant>,
     /// Shows the watchdog this worker is alive (`crate::daemon::systemd`).
     heartbeat: Arc<crate::daemon::systemd::Heartbeat>,
-    registry: crate::daemon::metrics::Registry,
 }
 
 impl<S: Sender> Worker<S> {
@@ -168,7 +168,6 @@ impl<S: Sender> Worker<S> {
             notify: outbox.wakers.get(&account),
             metrics: outbox.metrics.clone(),
             heartbeat: Arc::new(outbox.heartbeats.register(format!("outbox {account}"))),
-            registry: outbox.registry.clone(),
             account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
             account,
             sender,
@@ -212,7 +211,18 @@ impl<S: Sender> Worker<S> {
             .max(1);
         while !self.stopped() {
             self.heartbeat.beat();
-            let mut due = match self.store.outbox_due(&self.account, Utc::now(), read) {
+            // A store read: on a blocking thread, never the async runtime's.
+            let (store, account) = (self.store.clone(), self.account.clone());
+            let due =
+                tokio::task::spawn_blocking(move || store.outbox_due(&account, Utc::now(), read))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(crate::store::StoreError::Engine {
+                            context: "the outbox read task".to_owned(),
+                            detail: e.to_string(),
+                        })
+                    });
+            let mut due = match due {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");
@@ -245,7 +255,7 @@ impl<S: Sender> Worker<S> {
         tracing::debug!(account = %self.account, "outbox worker stopped");
     }
 
-    /// Waits for the pause and the limiter, sends one call (one item, or a
+    /// Waits for the pause and the pacer, sends one call (one item, or a
     /// batch of one kind) and records each item's outcome. False on shutdown.
     async fn process(&mut self, items: Vec<OutboxItem>) -> bool {
         let Some(first) = items.first() else {
@@ -255,12 +265,10 @@ impl<S: Sender> Worker<S> {
         let mut waited = Duration::ZERO;
         let paced = self.pace(kind, &mut waited).await;
         if !waited.is_zero() {
-            let secs = waited.as_secs_f64();
-            self.registry.add(
-                &crate::daemon::metrics::LIMITER_WAIT,
-                &[&self.account],
-                secs,
-            );
+            self.metrics
+                .limiter_wait
+                .get_or_create(&metrics::account(&self.account))
+                .inc_by(metrics::seconds(waited));
         }
         if !paced {
             return false;
@@ -297,10 +305,19 @@ impl<S: Sender> Worker<S> {
             }
         };
         let call = bounded(timeout, Some(keepalive), send);
+        let started = tokio::time::Instant::now();
         let mut verdicts = match call.instrument(span.clone()).await {
             Ok(v) => v.into_iter(),
             Err(_) => Vec::new().into_iter(),
         };
+        let pushed = metrics::AccountKind {
+            account: self.account.clone(),
+            kind: kind.as_str(),
+        };
+        self.metrics
+            .push
+            .get_or_create(&pushed)
+            .observe(metrics::seconds(started.elapsed()));
         self.heartbeat.beat();
         let _entered = span.enter();
         let mut record = CallRecord::default();
@@ -358,7 +375,7 @@ impl<S: Sender> Worker<S> {
             Verdict::Done(follow_up) => {
                 self.account_backoff.reset();
                 self.store.outbox_complete(&item.id)?;
-                OutboxMetrics::add(&self.metrics.sent);
+                self.count("sent");
                 tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
                 if let Some(f) = follow_up {
                     f()?;
@@ -412,15 +429,16 @@ impl<S: Sender> Worker<S> {
                         .get_or_insert_with(|| self.account_backoff.next_delay(retry_after));
                     let delay = own.max(account);
                     self.paused_until = Some(tokio::time::Instant::now() + account);
-                    OutboxMetrics::add(&self.metrics.retried);
+                    self.count("retried");
                     if rate_limited {
                         let (pacer, operation) = self.sender.pacing(item.job.kind());
                         pacer.hold(operation, account);
-                        OutboxMetrics::add(&self.metrics.rate_limited);
-                        self.registry.inc(
-                            &crate::daemon::metrics::RATE_LIMITED,
-                            &[&self.account, "outbox"],
-                        );
+                        self.count("rate_limited");
+                        let limited = metrics::AccountSource {
+                            account: self.account.clone(),
+                            source: "outbox",
+                        };
+                        self.metrics.rate_limited.get_or_create(&limited).inc();
                     }
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store
@@ -432,9 +450,14 @@ impl<S: Sender> Worker<S> {
         Ok(())
     }
 
+    /// One outbound call's outcome, for `switchyard_outbox_pushes_total`.
+    fn count(&self, outcome: &'static str) {
+        metrics::count_push(&self.metrics, outcome);
+    }
+
     fn kill(&self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
         self.store.outbox_kill(&item.id, reason)?;
-        OutboxMetrics::add(&self.metrics.dead);
+        self.count("dead");
         tracing::warn!(account = %self.account, item = %item.id, kind = %item.job.kind(), reason, "outbound item is a dead letter");
         Ok(())
     }

@@ -142,7 +142,7 @@ impl Cond {
 }
 
 /// Every condition key, for validation and "did you mean".
-pub(crate) const CONDITION_KEYS: [&str; 17] = [
+pub const CONDITION_KEYS: [&str; 17] = [
     "channel",
     "account",
     "status",

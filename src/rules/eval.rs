@@ -45,7 +45,13 @@ pub struct Evaluation {
     /// The route is `default_route`: no rule set one.
     #[serde(default)]
     pub route_is_default: bool,
+    /// The rule whose `route` decided `route`.
+    #[serde(default)]
+    pub route_rule: Option<String>,
     pub hold: Option<String>,
+    /// The rule whose `hold` decided `hold`.
+    #[serde(default)]
+    pub hold_rule: Option<String>,
     pub priority: Priority,
     /// One entry per rule, in file order ([`evaluate`] only; empty from
     /// [`decide`]).
@@ -143,6 +149,8 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
     };
     let mut route: Option<&str> = None;
     let mut hold: Option<&str> = None;
+    let mut hold_rule: Option<&str> = None;
+    let mut route_rule: Option<&str> = None;
     let mut priority: Option<Priority> = None;
     let mut trace = Vec::with_capacity(if explain { rules.rules.len() } else { 0 });
     let mut stopped_by: Option<&str> = None;
@@ -176,8 +184,14 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
         for t in &then.untag {
             tags.remove(t);
         }
-        route = route.or(then.route.as_deref());
-        hold = hold.or(then.hold.as_deref());
+        if route.is_none() && then.route.is_some() {
+            route = then.route.as_deref();
+            route_rule = Some(rule.name.as_str());
+        }
+        if hold.is_none() && then.hold.is_some() {
+            hold = then.hold.as_deref();
+            hold_rule = Some(rule.name.as_str());
+        }
         priority = priority.or(then.priority);
         if explain {
             trace.push(RuleTrace {
@@ -206,8 +220,10 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
         removed_tags: removed,
         tags: all,
         route_is_default: route.is_none() && rules.default_route.is_some(),
+        route_rule: route_rule.map(str::to_owned),
         route: route.or(rules.default_route.as_deref()).map(str::to_owned),
         hold: hold.map(str::to_owned),
+        hold_rule: hold_rule.map(str::to_owned),
         priority: priority.unwrap_or_default(),
         trace,
     }

@@ -3,10 +3,40 @@
 
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchyard_contract::{Order, Priority};
 
 use super::eval::Evaluation;
+
+/// What a person did about a stored order's hold, beside what the rules
+/// decide: a hold set by hand (which wins over the rules'), and a rule hold
+/// released by hand (which stays released while the rules give the same
+/// reason). Both empty for an order given in a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonHold {
+    pub manual: Option<String>,
+    pub released: Option<String>,
+}
+
+impl PersonHold {
+    /// The hold in force given the rules' `hold`, and where it comes from:
+    /// `"manual"`, `"rule"`, `"released"` (the rules hold it, a person
+    /// released it: not held), or none.
+    pub fn effective<'a>(
+        &'a self,
+        rules: Option<&'a str>,
+    ) -> (Option<&'a str>, Option<&'static str>) {
+        match (self.manual.as_deref(), rules) {
+            (Some(manual), _) => (Some(manual), Some("manual")),
+            (None, Some(rule)) if self.released.as_deref() == Some(rule) => {
+                (None, Some("released"))
+            }
+            (None, Some(rule)) => (Some(rule), Some("rule")),
+            (None, None) => (None, None),
+        }
+    }
+}
 
 pub(crate) fn priority_str(p: Priority) -> &'static str {
     match p {
@@ -17,9 +47,11 @@ pub(crate) fn priority_str(p: Priority) -> &'static str {
 }
 
 /// `{ "order", "rules": [ { "name", "matched", "failed" } ],
-///    "result": { "tags", "route", "hold", "priority" } }`, where `order` is
-/// the canonical order id.
-pub fn explain_json(order: &Order, eval: &Evaluation) -> Value {
+///    "result": { "tags", "route", "route_from", "hold", "hold_from", "priority" } }`,
+/// where `order` is the canonical order id and `hold` the hold in force,
+/// given what a person did (`person`; default for an order in a file).
+pub fn explain_json(order: &Order, eval: &Evaluation, person: &PersonHold) -> Value {
+    let (hold, hold_from) = person.effective(eval.hold.as_deref());
     let rules: Vec<Value> = eval
         .trace
         .iter()
@@ -32,7 +64,9 @@ pub fn explain_json(order: &Order, eval: &Evaluation) -> Value {
             "tags": eval.tags,
             "route": eval.route,
             "route_from": route_from(eval),
-            "hold": eval.hold,
+            "hold": hold,
+            "hold_from": hold_from,
+            "rules_hold": eval.hold,
             "priority": priority_str(eval.priority),
         }
     })
@@ -49,7 +83,7 @@ fn route_from(eval: &Evaluation) -> Option<&'static str> {
 
 /// One line per rule (`✓ name`, `✗ name: why`, `- name: skipped: ...`), then
 /// the result. Ends with a newline.
-pub fn explain_text(order: &Order, eval: &Evaluation) -> String {
+pub fn explain_text(order: &Order, eval: &Evaluation, person: &PersonHold) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "order {}", order.id);
     if eval.trace.is_empty() {
@@ -93,7 +127,24 @@ pub fn explain_text(order: &Order, eval: &Evaluation) -> String {
         _ => none(&eval.route),
     };
     let _ = writeln!(out, "  route:    {route}");
-    let _ = writeln!(out, "  hold:     {}", none(&eval.hold));
+    let by_rule = |reason: &str| match &eval.hold_rule {
+        Some(rule) => format!("{reason} (rule {rule})"),
+        None => reason.to_owned(),
+    };
+    let hold = match (person.effective(eval.hold.as_deref()), eval.hold.as_deref()) {
+        ((Some(manual), Some("manual")), Some(rules)) => format!(
+            "{manual} (set by hand; the rules would hold it too: {})",
+            by_rule(rules)
+        ),
+        ((Some(manual), Some("manual")), None) => format!("{manual} (set by hand)"),
+        ((None, Some("released")), Some(rules)) => format!(
+            "(none): the rules hold it for {}, but a person released that hold, and it stays released",
+            by_rule(rules)
+        ),
+        ((Some(rules), _), _) => by_rule(rules),
+        _ => "(none)".to_owned(),
+    };
+    let _ = writeln!(out, "  hold:     {hold}");
     let _ = writeln!(out, "  priority: {}", priority_str(eval.priority));
     out
 }

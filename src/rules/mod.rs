@@ -34,10 +34,10 @@ mod testfile;
 
 use std::path::Path;
 
-pub use ast::{Actions, Rule, RuleSet};
+pub use ast::{Actions, CONDITION_KEYS, Rule, RuleSet};
 pub use diag::{Diagnostic, RuleErrors, Severity};
 pub use eval::{Evaluation, RuleInput, RuleTrace, decide, evaluate};
-pub use explain::{explain_json, explain_text};
+pub use explain::{PersonHold, explain_json, explain_text};
 pub use parse::parse_rules;
 pub use testfile::{CaseResult, collect_test_files, format_case, run_test_file};
 

@@ -41,7 +41,7 @@ pub fn parse_rules(
         destinations,
     };
     let (doc, errors) = DeTable::parse_recoverable(text);
-    if let Some(e) = crate::toml_syntax::first_error(text, &errors) {
+    if let Some(e) = crate::diag::toml_syntax::first_error(text, &errors) {
         // After a syntax error the recovered document is a guess; checking
         // it (or the parser's later errors) would add findings about text
         // the user never wrote.

@@ -1,35 +1,39 @@
 //! `Store::apply`: a batch of order writes, a cursor, dedupe keys, outbox
 //! items and stock changes, committed in one transaction or not at all.
-//! sled may re-run the closure, so everything that does not depend on what is
-//! stored (encodings, ids) is computed before it, and the closure only reads,
-//! decides and stages writes.
+//! sled may re-run the closure, and runs one transaction at a time, so
+//! everything that can be decided from a read before it (the stored order,
+//! what changed, encodings, index entries, ids) is decided before it; the
+//! closure only checks that each order's revision is still the one read and
+//! stages the writes.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use sled::Transactional;
-use sled::transaction::TransactionalTree;
 
-use super::codec::{check_key_part, decode, encode, history_key};
+use super::codec::{
+    check_key_part, decode, decode_order, encode, encode_order, history_key, stored_revision,
+    time_key,
+};
+use super::index::index_keys;
 use super::outbox::{PreparedOutbox, stage_outbox};
-use super::tx::{TxResult, abort, tx_err};
+use super::tx::{Tx, TxResult, abort};
 use super::{
-    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, ORDERS, OrderWrite, PushedLevel, STOCK,
-    StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome,
+    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, PushedLevel, RAW, STOCK,
+    StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome, engine_err,
 };
 
+/// One order write, decided.
 struct PreparedOrder {
     id: String,
-    /// Carries the revision it gets if written.
-    new: StoredOrder,
-    enc: Vec<u8>,
-    history_key: Vec<u8>,
-    mode: Mode,
+    /// The revision read while preparing (None: no such order); the
+    /// transaction refuses the batch if the stored one is another.
+    seen: Option<u64>,
+    outcome: WriteOutcome,
+    order: Option<Vec<u8>>,
+    raw: Option<Vec<u8>>,
+    history: Option<(Vec<u8>, Vec<u8>)>,
+    unindex: Vec<Vec<u8>>,
+    index: Vec<Vec<u8>>,
     outbox: Vec<PreparedOutbox>,
-}
-
-enum Mode {
-    Channel { expected: Option<u64> },
-    Local { expected: u64, entry: Vec<u8> },
 }
 
 impl Store {
@@ -63,7 +67,9 @@ impl Store {
             .map(|(k, expires_at)| {
                 check_key_part("dedupe key", &k)?;
                 let enc = encode(DEDUPE, k.as_bytes(), &expires_at)?;
-                Ok((k.into_bytes(), enc))
+                let mut expiry = time_key(expires_at).to_vec();
+                expiry.extend_from_slice(k.as_bytes());
+                Ok((k.into_bytes(), enc, expiry))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let outbox = outbox
@@ -77,70 +83,124 @@ impl Store {
             check_key_part("sku", sku)?;
         }
 
-        let t = self.trees();
-        let outcomes = (
-            &t.orders,
-            &t.history,
-            &t.cursors,
-            &t.dedupe,
-            &t.outbox,
-            &t.coalesce,
-            &t.stock,
-        )
-            .transaction(
-                |(orders_t, history_t, cursors_t, dedupe_t, outbox_t, coalesce_t, stock_t)| {
-                    let mut outcomes = Vec::with_capacity(prepared.len());
-                    for p in &prepared {
-                        let outcome = stage_order(orders_t, history_t, p, now)?;
-                        if matches!(outcome, WriteOutcome::Created | WriteOutcome::Updated) {
-                            for o in &p.outbox {
-                                stage_outbox(outbox_t, coalesce_t, o)?;
-                            }
-                        }
-                        outcomes.push((p.id.clone(), outcome));
+        let outcomes = self.trees().transact("write batch", |tx| {
+            let mut outcomes = Vec::with_capacity(prepared.len());
+            for p in &prepared {
+                stage_order(tx, p)?;
+                if matches!(p.outcome, WriteOutcome::Created | WriteOutcome::Updated) {
+                    for o in &p.outbox {
+                        stage_outbox(tx, o)?;
                     }
-                    if let Some((k, v)) = &cursor {
-                        cursors_t.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for (k, v) in &dedupe {
-                        dedupe_t.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for o in &outbox {
-                        stage_outbox(outbox_t, coalesce_t, o)?;
-                    }
-                    for c in &stock {
-                        stage_stock(stock_t, c)?;
-                    }
-                    if fail_before_commit {
-                        return Err(abort(StoreError::Injected));
-                    }
-                    Ok(outcomes)
-                },
-            )
-            .map_err(|e| tx_err("write batch", e))?;
+                }
+                outcomes.push((p.id.clone(), p.outcome));
+            }
+            if let Some((k, v)) = &cursor {
+                tx.cursors().insert(k.as_slice(), v.as_slice())?;
+            }
+            for (k, v, expiry) in &dedupe {
+                tx.dedupe().insert(k.as_slice(), v.as_slice())?;
+                tx.dedupe_expiry().insert(expiry.as_slice(), &[])?;
+            }
+            for o in &outbox {
+                stage_outbox(tx, o)?;
+            }
+            for c in &stock {
+                stage_stock(tx, c)?;
+            }
+            if fail_before_commit {
+                return Err(abort(StoreError::Injected));
+            }
+            Ok(outcomes)
+        })?;
         // Numbered even when nothing changed: an unchanged repeat must still
         // wait for the flush of the earlier write it matched.
         let seq = self.next_seq();
         Ok(ApplyReport { outcomes, seq })
     }
 
+    /// Reads the stored order and decides what the write does.
     fn prepare_order(
         &self,
         w: OrderWrite,
         now: DateTime<Utc>,
     ) -> Result<PreparedOrder, StoreError> {
-        let (mut new, outbox, mode) = match w {
+        let id = w.order_id().to_owned();
+        check_key_part("order id", &id)?;
+        let key = id.as_bytes();
+        let stored = match self
+            .trees()
+            .orders
+            .get(key)
+            .map_err(|e| engine_err(format!("read of order {id}"), e))?
+        {
+            Some(v) => Some(decode_order(key, &v)?),
+            None => None,
+        };
+        let seen = stored.as_ref().map(|s| s.revision);
+        let hkey = history_key(&id, self.generate_id()?);
+        let entry = |kind: &str, detail: String| -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+            let e = HistoryEntry {
+                at: now,
+                kind: kind.to_owned(),
+                detail,
+            };
+            Ok((hkey.clone(), encode(HISTORY, &hkey, &e)?))
+        };
+        let conflict = || StoreError::Conflict { id: id.clone() };
+        let mut p = PreparedOrder {
+            id: id.clone(),
+            seen,
+            outcome: WriteOutcome::Unchanged,
+            order: None,
+            raw: None,
+            history: None,
+            unindex: Vec::new(),
+            index: Vec::new(),
+            outbox: Vec::new(),
+        };
+        let (mut new, outbox) = match w {
             OrderWrite::FromChannel {
                 order,
                 expected_revision,
                 outbox,
-            } => (
-                order,
-                outbox,
-                Mode::Channel {
-                    expected: expected_revision,
-                },
-            ),
+            } => {
+                if expected_revision != seen {
+                    return Err(conflict());
+                }
+                let raw = encode(RAW, key, &order.raw)?;
+                match &stored {
+                    None => {
+                        p.outcome = WriteOutcome::Created;
+                        p.history =
+                            Some(entry("created", format!("status {}", order.order.status))?);
+                        p.raw = Some(raw);
+                    }
+                    Some(s) if s.order.updated_at > order.order.updated_at => {
+                        p.outcome = WriteOutcome::Stale;
+                        p.history = Some(entry(
+                            "stale_ignored",
+                            format!(
+                                "ignored channel version updated at {}; stored version is newer (updated at {})",
+                                rfc3339(order.order.updated_at),
+                                rfc3339(s.order.updated_at)
+                            ),
+                        )?);
+                        return Ok(p);
+                    }
+                    Some(s) => {
+                        let raw_changed = self.stored_raw(&id, s)?.as_deref() != Some(&raw[..]);
+                        if s.same_content(&order) && !raw_changed {
+                            return Ok(p);
+                        }
+                        p.outcome = WriteOutcome::Updated;
+                        p.history = Some(entry("updated", changed_fields(s, &order, raw_changed))?);
+                        if raw_changed {
+                            p.raw = Some(raw);
+                        }
+                    }
+                }
+                (order, outbox)
+            }
             OrderWrite::Local {
                 order,
                 expected_revision,
@@ -148,115 +208,83 @@ impl Store {
                 detail,
                 outbox,
             } => {
-                let entry = HistoryEntry {
-                    at: now,
-                    kind,
-                    detail,
-                };
-                let enc = encode(HISTORY, order.order.id.as_bytes(), &entry)?;
-                (
-                    order,
-                    outbox,
-                    Mode::Local {
-                        expected: expected_revision,
-                        entry: enc,
-                    },
-                )
+                match seen {
+                    None if expected_revision == 0 => {
+                        p.outcome = WriteOutcome::Created;
+                        if !order.raw.is_null() {
+                            p.raw = Some(encode(RAW, key, &order.raw)?);
+                        }
+                    }
+                    None => {
+                        return Err(StoreError::NotFound {
+                            what: "order",
+                            id: id.clone(),
+                        });
+                    }
+                    Some(r) if r != expected_revision => return Err(conflict()),
+                    Some(_) => p.outcome = WriteOutcome::Updated,
+                }
+                p.history = Some(entry(&kind, detail)?);
+                (order, outbox)
             }
         };
-        let id = new.order.id.clone();
-        check_key_part("order id", &id)?;
-        // The transaction refuses the write unless the stored revision is the
-        // expected one, so the new revision is known now.
-        new.revision = match &mode {
-            Mode::Channel { expected } => expected.unwrap_or(0) + 1,
-            Mode::Local { expected, .. } => expected + 1,
-        };
-        let enc = encode(ORDERS, id.as_bytes(), &new)?;
-        let history_key = history_key(&id, self.generate_id()?);
-        let outbox = outbox
+        new.revision = seen.unwrap_or(0) + 1;
+        p.order = Some(encode_order(key, &new)?);
+        let old_keys = stored
+            .as_ref()
+            .map(|s| index_keys(&s.order))
+            .unwrap_or_default();
+        let new_keys = index_keys(&new.order);
+        p.unindex = old_keys.difference(&new_keys).cloned().collect();
+        p.index = new_keys.difference(&old_keys).cloned().collect();
+        p.outbox = outbox
             .into_iter()
             .map(|i| self.prepare_outbox(i, now))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(PreparedOrder {
-            id,
-            new,
-            enc,
-            history_key,
-            mode,
-            outbox,
-        })
+        Ok(p)
+    }
+
+    /// The stored raw payload's bytes (an order of the first layout still
+    /// carries it inline).
+    fn stored_raw(&self, id: &str, stored: &StoredOrder) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .trees()
+            .raw
+            .get(id.as_bytes())
+            .map_err(|e| engine_err(format!("read of raw payload of {id}"), e))?
+        {
+            Some(v) => Ok(Some(v.to_vec())),
+            None if stored.raw.is_null() => Ok(None),
+            None => encode(RAW, id.as_bytes(), &stored.raw).map(Some),
+        }
     }
 }
 
-fn stage_order(
-    orders: &TransactionalTree,
-    history: &TransactionalTree,
-    p: &PreparedOrder,
-    now: DateTime<Utc>,
-) -> TxResult<WriteOutcome> {
+fn stage_order(tx: &Tx<'_>, p: &PreparedOrder) -> TxResult<()> {
     let key = p.id.as_bytes();
-    let stored: Option<StoredOrder> = match orders.get(key)? {
-        Some(v) => Some(decode(ORDERS, key, &v).map_err(abort)?),
+    let now = match tx.orders().get(key)? {
+        Some(v) => Some(stored_revision(key, &v).map_err(abort)?),
         None => None,
     };
-    let conflict = || abort(StoreError::Conflict { id: p.id.clone() });
-    let put_history = |kind: &str, detail: String| -> TxResult<()> {
-        let entry = HistoryEntry {
-            at: now,
-            kind: kind.to_owned(),
-            detail,
-        };
-        let enc = encode(HISTORY, &p.history_key, &entry).map_err(abort)?;
-        history.insert(p.history_key.as_slice(), enc)?;
-        Ok(())
-    };
-    match &p.mode {
-        Mode::Channel { expected } => {
-            if *expected != stored.as_ref().map(|s| s.revision) {
-                return Err(conflict());
-            }
-            let Some(stored) = stored else {
-                orders.insert(key, p.enc.as_slice())?;
-                put_history("created", format!("status {}", p.new.order.status))?;
-                return Ok(WriteOutcome::Created);
-            };
-            let (old_at, new_at) = (stored.order.updated_at, p.new.order.updated_at);
-            if old_at > new_at {
-                put_history(
-                    "stale_ignored",
-                    format!(
-                        "ignored channel version updated at {}; stored version is newer (updated at {})",
-                        rfc3339(new_at),
-                        rfc3339(old_at)
-                    ),
-                )?;
-                return Ok(WriteOutcome::Stale);
-            }
-            if stored.same_content(&p.new) {
-                return Ok(WriteOutcome::Unchanged);
-            }
-            orders.insert(key, p.enc.as_slice())?;
-            put_history("updated", changed_fields(&stored, &p.new))?;
-            Ok(WriteOutcome::Updated)
-        }
-        Mode::Local { expected, entry } => {
-            let outcome = match &stored {
-                None if *expected == 0 => WriteOutcome::Created,
-                None => {
-                    return Err(abort(StoreError::NotFound {
-                        what: "order",
-                        id: p.id.clone(),
-                    }));
-                }
-                Some(s) if s.revision != *expected => return Err(conflict()),
-                Some(_) => WriteOutcome::Updated,
-            };
-            orders.insert(key, p.enc.as_slice())?;
-            history.insert(p.history_key.as_slice(), entry.as_slice())?;
-            Ok(outcome)
-        }
+    if now != p.seen {
+        return Err(abort(StoreError::Conflict { id: p.id.clone() }));
     }
+    if let Some(v) = &p.order {
+        tx.orders().insert(key, v.as_slice())?;
+    }
+    if let Some(v) = &p.raw {
+        tx.raw().insert(key, v.as_slice())?;
+    }
+    if let Some((k, v)) = &p.history {
+        tx.history().insert(k.as_slice(), v.as_slice())?;
+    }
+    for k in &p.unindex {
+        tx.order_index().remove(k.as_slice())?;
+    }
+    for k in &p.index {
+        tx.order_index().insert(k.as_slice(), &[])?;
+    }
+    Ok(())
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -265,7 +293,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// "status: ready -> shipped; payment; lines": the top-level fields that
 /// differ, with short scalar values shown.
-fn changed_fields(old: &StoredOrder, new: &StoredOrder) -> String {
+fn changed_fields(old: &StoredOrder, new: &StoredOrder, raw_changed: bool) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let (Ok(Value::Object(a)), Ok(Value::Object(b))) = (
         serde_json::to_value(&old.order),
@@ -293,7 +321,7 @@ fn changed_fields(old: &StoredOrder, new: &StoredOrder) -> String {
     other("manual_tags", old.manual_tags != new.manual_tags);
     other("manual_hold", old.manual_hold != new.manual_hold);
     other("notes", old.notes != new.notes);
-    other("raw", old.raw != new.raw);
+    other("raw", raw_changed);
     parts.join("; ")
 }
 
@@ -307,7 +335,8 @@ fn short(v: &Value) -> Option<String> {
     }
 }
 
-fn stage_stock(stock: &TransactionalTree, change: &StockChange) -> TxResult<()> {
+fn stage_stock(tx: &Tx<'_>, change: &StockChange) -> TxResult<()> {
+    let stock = tx.stock();
     let sku = match change {
         StockChange::Set { sku, .. }
         | StockChange::Adjust { sku, .. }

@@ -1,11 +1,16 @@
 //! The stored value format and the key layouts. Every value is one format
 //! version byte followed by JSON; a layout change bumps the version here and
 //! teaches `decode` to read the old one, so no manual migration is needed.
+//! Orders are the exception that proves the rule: version 2 puts the
+//! revision in a fixed header (a writer checks it without decoding the
+//! order) and leaves the raw channel payload to its own tree; version 1
+//! (the payload inline) is still read, and `migrate.rs` rewrites it.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::StoreError;
+use super::{StoreError, StoredOrder};
 
 /// The version written today. Older versions, once there are any, are upgraded
 /// on read in `decode`.
@@ -54,6 +59,59 @@ pub(crate) fn decode<T: DeserializeOwned>(
             detail: "empty value".to_owned(),
         }),
     }
+}
+
+/// Orders: version byte, revision (u64, big-endian), JSON without `raw`.
+pub(crate) const ORDER_FORMAT: u8 = 2;
+const ORDER_HEADER: usize = 9;
+
+pub(crate) fn encode_order(key: &[u8], order: &StoredOrder) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(2048);
+    out.push(ORDER_FORMAT);
+    out.extend_from_slice(&order.revision.to_be_bytes());
+    serde_json::to_writer(&mut out, order).map_err(|e| StoreError::Encode {
+        tree: super::ORDERS,
+        key: display_key(super::ORDERS, key),
+        detail: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// An order of either version; a version 1 order still carries its raw
+/// payload (which `migrate.rs` moves out).
+pub(crate) fn decode_order(key: &[u8], bytes: &[u8]) -> Result<StoredOrder, StoreError> {
+    match bytes.first() {
+        Some(&ORDER_FORMAT) if bytes.len() > ORDER_HEADER => {
+            let mut o: StoredOrder =
+                serde_json::from_slice(&bytes[ORDER_HEADER..]).map_err(|e| {
+                    StoreError::Corrupt {
+                        tree: super::ORDERS,
+                        key: display_key(super::ORDERS, key),
+                        detail: e.to_string(),
+                    }
+                })?;
+            o.revision = stored_revision(key, bytes)?;
+            Ok(o)
+        }
+        _ => decode(super::ORDERS, key, bytes),
+    }
+}
+
+/// The revision of a stored order, from the header when there is one.
+pub(crate) fn stored_revision(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    match bytes.first() {
+        Some(&ORDER_FORMAT) if bytes.len() > ORDER_HEADER => {
+            let mut rev = [0u8; 8];
+            rev.copy_from_slice(&bytes[1..ORDER_HEADER]);
+            Ok(u64::from_be_bytes(rev))
+        }
+        _ => decode_order(key, bytes).map(|o| o.revision),
+    }
+}
+
+/// A time as 8 bytes that sort like the time (microseconds, sign flipped).
+pub(crate) fn time_key(t: DateTime<Utc>) -> [u8; 8] {
+    ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// Refuses a key part that would break the composite key layout.

@@ -57,6 +57,11 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    #[error(
+        "{cursor:?} is not a page cursor this store handed out; use the cursor the previous page ended with, or start again without one"
+    )]
+    InvalidCursor { cursor: String },
+
     /// Data is written but may not be durable; do not acknowledge it.
     #[error("store flush failed: {detail}; recent writes may not be durable")]
     Flush { detail: String },

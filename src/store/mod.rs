@@ -1,15 +1,17 @@
 //! The state store: the only module that names sled. It owns orders with
-//! their history, poll cursors, webhook dedupe keys, the outbox, central stock,
-//! learned listing refs and the accounts' OAuth tokens, and makes writes
-//! durable through one group-commit flusher. Nothing outside this module depends on the engine, so another one
+//! their history, poll cursors, webhook dedupe keys, the outbox, central
+//! stock, learned listing refs and the accounts' OAuth tokens, and makes
+//! writes durable through one group-commit flusher. Nothing outside this module depends on the engine, so another one
 //! could replace it behind the same API (and the same test suite).
 
 mod apply;
 mod codec;
 mod error;
 mod flusher;
+mod index;
 mod job;
 mod listing;
+mod migrate;
 mod outbox;
 mod tx;
 mod types;
@@ -23,29 +25,45 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::Cursor;
 use tokio::sync::oneshot;
 
-use codec::{check_key_part, decode, encode, history_prefix};
+use codec::{check_key_part, decode, decode_order, encode, history_prefix, time_key};
 use flusher::{Flusher, Progress, Waiter};
+use index::{Plan, decode_cursor, encode_cursor};
 
 pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, ReceiptSku};
 pub use listing::ListingState;
 pub use types::{
-    ApplyReport, HistoryEntry, NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxState,
-    OutboxSummary, PushedLevel, RouteFilter, SavedTokens, StockChange, StockChannelView,
-    StockLevel, StockView, StoredOrder, WriteBatch, WriteOutcome,
+    ApplyReport, DEFAULT_PAGE, HistoryEntry, ListPage, MAX_PAGE, NewOutboxItem, OrderFilter,
+    OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, Reservation, RouteFilter,
+    SavedTokens, StockChange, StockChannelView, StockLevel, StockView, StoredOrder, WriteBatch,
+    WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.
 pub(crate) const ORDERS: &str = "orders";
+/// Order id → the raw channel payload, kept for audit and never read to list
+/// or show orders.
+pub(crate) const RAW: &str = "raw";
 pub(crate) const HISTORY: &str = "history";
+/// The order indexes (`index.rs`).
+pub(crate) const ORDER_INDEX: &str = "order_index";
 pub(crate) const CURSORS: &str = "cursors";
 pub(crate) const DEDUPE: &str = "dedupe";
+/// (expiry time, dedupe key): what the purge reads, so it never walks the
+/// keys that have not expired (delivery markers are kept for good).
+pub(crate) const DEDUPE_EXPIRY: &str = "dedupe_expiry";
 pub(crate) const OUTBOX: &str = "outbox";
 /// (account NUL coalesce key) → id of the pending item with that key.
 pub(crate) const COALESCE: &str = "outbox_coalesce";
+/// (account NUL next attempt NUL... id) of every pending item: what workers read.
+pub(crate) const OUTBOX_DUE: &str = "outbox_due";
+/// Counters kept as things change (outbox depth per account and state).
+pub(crate) const COUNTS: &str = "counts";
 pub(crate) const STOCK: &str = "stock";
 /// (account NUL sku) → the channel's listing reference.
 pub(crate) const LISTING_REFS: &str = "listing_refs";
+/// The store's own bookkeeping: layout version, migration progress.
+pub(crate) const META: &str = "meta";
 /// account → the OAuth tokens last saved for it.
 pub(crate) const TOKENS: &str = "tokens";
 
@@ -56,10 +74,19 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
 }
 
+/// Index entries one page may look at before it stops and hands out a
+/// cursor: bounds a page over filters that are each common but rarely hold
+/// together (a few milliseconds of reading).
+const PAGE_BUDGET: usize = 20_000;
+
+/// The page cache when the config does not say (`daemon.cache_mb`): sized
+/// so that the daemon stays well inside a 1 GB VPS.
+pub const DEFAULT_CACHE_MB: u64 = 64;
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_bytes: 64 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
         }
     }
 }
@@ -79,14 +106,69 @@ const _: () = {
 
 pub(crate) struct Trees {
     pub(crate) orders: sled::Tree,
+    pub(crate) raw: sled::Tree,
     pub(crate) history: sled::Tree,
+    pub(crate) order_index: sled::Tree,
     pub(crate) cursors: sled::Tree,
     pub(crate) dedupe: sled::Tree,
+    pub(crate) dedupe_expiry: sled::Tree,
     pub(crate) outbox: sled::Tree,
     pub(crate) coalesce: sled::Tree,
+    pub(crate) outbox_due: sled::Tree,
+    pub(crate) counts: sled::Tree,
     pub(crate) stock: sled::Tree,
     pub(crate) listing_refs: sled::Tree,
+    pub(crate) meta: sled::Tree,
     pub(crate) tokens: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: &sled::Db, dir: &Path) -> Result<Trees, StoreError> {
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|e| StoreError::Open {
+                dir: dir.to_owned(),
+                detail: format!("cannot open tree {name}: {e}"),
+            })
+        };
+        Ok(Trees {
+            orders: tree(ORDERS)?,
+            raw: tree(RAW)?,
+            history: tree(HISTORY)?,
+            order_index: tree(ORDER_INDEX)?,
+            cursors: tree(CURSORS)?,
+            dedupe: tree(DEDUPE)?,
+            dedupe_expiry: tree(DEDUPE_EXPIRY)?,
+            outbox: tree(OUTBOX)?,
+            coalesce: tree(COALESCE)?,
+            outbox_due: tree(OUTBOX_DUE)?,
+            counts: tree(COUNTS)?,
+            stock: tree(STOCK)?,
+            listing_refs: tree(LISTING_REFS)?,
+            meta: tree(META)?,
+            tokens: tree(TOKENS)?,
+        })
+    }
+
+    fn by_name(&self, name: &str) -> Option<&sled::Tree> {
+        Some(match name {
+            ORDERS => &self.orders,
+            RAW => &self.raw,
+            HISTORY => &self.history,
+            ORDER_INDEX => &self.order_index,
+            CURSORS => &self.cursors,
+            DEDUPE => &self.dedupe,
+            DEDUPE_EXPIRY => &self.dedupe_expiry,
+            OUTBOX => &self.outbox,
+            COALESCE => &self.coalesce,
+            OUTBOX_DUE => &self.outbox_due,
+            COUNTS => &self.counts,
+            STOCK => &self.stock,
+            LISTING_REFS => &self.listing_refs,
+            META => &self.meta,
+            TOKENS => &self.tokens,
+            _ => return None,
+        })
+    }
 }
 
 struct Inner {
@@ -131,28 +213,34 @@ fn open_err(dir: &Path, e: sled::Error) -> StoreError {
 impl Store {
     /// Opens (or creates) the store in `dir`. Only one process may have it open.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_inner(dir, opts, None)
+    }
+
+    /// Opens a store of an earlier layout, converts `orders` of its orders
+    /// and stops as a crash would (`StoreError::Injected`), so a test can
+    /// show that the next open goes on from there.
+    #[doc(hidden)]
+    pub fn open_interrupted_for_tests(
+        dir: &Path,
+        opts: StoreOptions,
+        orders: usize,
+    ) -> Result<Store, StoreError> {
+        Store::open_inner(dir, opts, Some(orders))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        opts: StoreOptions,
+        stop_after: Option<usize>,
+    ) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(opts.cache_bytes)
             .open()
             .map_err(|e| open_err(dir, e))?;
-        let tree = |name: &str| {
-            db.open_tree(name).map_err(|e| StoreError::Open {
-                dir: dir.to_owned(),
-                detail: format!("cannot open tree {name}: {e}"),
-            })
-        };
-        let trees = Trees {
-            orders: tree(ORDERS)?,
-            history: tree(HISTORY)?,
-            cursors: tree(CURSORS)?,
-            dedupe: tree(DEDUPE)?,
-            outbox: tree(OUTBOX)?,
-            coalesce: tree(COALESCE)?,
-            stock: tree(STOCK)?,
-            listing_refs: tree(LISTING_REFS)?,
-            tokens: tree(TOKENS)?,
-        };
+        let trees = Trees::open(&db, dir)?;
+        // A store written by an earlier layout gets its indexes here, once.
+        migrate::run(&db, &trees, dir, stop_after)?;
         let progress = Arc::new(Progress::default());
         let flusher = Flusher::start(db.clone(), dir, progress.clone())?;
         Ok(Store {
@@ -230,32 +318,117 @@ impl Store {
 
     // --- orders -------------------------------------------------------------
 
+    /// The stored order, without its raw payload (`raw` is `Null`).
     pub fn get_order(&self, id: &str) -> Result<Option<StoredOrder>, StoreError> {
         let t = &self.inner.trees.orders;
         match t
             .get(id.as_bytes())
             .map_err(|e| engine_err(format!("read of order {id}"), e))?
         {
-            Some(v) => decode(ORDERS, id.as_bytes(), &v).map(Some),
+            Some(v) => {
+                let mut o = decode_order(id.as_bytes(), &v)?;
+                o.raw = serde_json::Value::Null;
+                Ok(Some(o))
+            }
             None => Ok(None),
         }
     }
 
-    /// Matching orders, oldest first by (placed_at, id), at most `filter.limit`.
+    /// The raw channel payload of an order's newest channel version.
+    pub fn raw_payload(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        match self
+            .inner
+            .trees
+            .raw
+            .get(id.as_bytes())
+            .map_err(|e| engine_err(format!("read of raw payload of {id}"), e))?
+        {
+            Some(v) => decode(RAW, id.as_bytes(), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One page of matching orders, newest first by (placed_at, id) unless
+    /// `filter.oldest`, starting after `filter.after`. Costs what the page
+    /// holds, whatever the store holds.
+    pub fn page_orders(&self, filter: &OrderFilter) -> Result<ListPage, StoreError> {
+        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        self.page(&Plan::of(filter), filter, limit, PAGE_BUDGET)
+    }
+
+    /// Every matching order (at most `filter.limit`), oldest first: for
+    /// small stores, tests and tools. The daemon reads pages.
     pub fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<StoredOrder>, StoreError> {
+        let mut f = filter.clone();
+        f.oldest = true;
+        let want = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        for kv in self.inner.trees.orders.iter() {
-            let (k, v) = kv.map_err(|e| engine_err("scan of orders", e))?;
-            let o: StoredOrder = decode(ORDERS, &k, &v)?;
-            if filter.matches(&o.order) {
-                out.push(o);
+        while out.len() < want {
+            let chunk = (want - out.len()).min(MAX_PAGE);
+            let page = self.page(&Plan::of(&f), &f, chunk, usize::MAX)?;
+            out.extend(page.orders);
+            match page.next {
+                Some(next) => f.after = Some(next),
+                None => break,
             }
         }
-        out.sort_by(|a, b| (a.order.placed_at, &a.order.id).cmp(&(b.order.placed_at, &b.order.id)));
-        if let Some(limit) = filter.limit {
-            out.truncate(limit);
-        }
         Ok(out)
+    }
+
+    /// A page of orders a destination may have work for (routed, not held,
+    /// ready or partially shipped), oldest first: the start-up catch-up of
+    /// deliveries reads this, never every order.
+    pub fn routed_open_orders(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        let f = OrderFilter {
+            after: after.map(str::to_owned),
+            oldest: true,
+            ..OrderFilter::default()
+        };
+        self.page(
+            &Plan::only(index::ROUTED_OPEN),
+            &f,
+            limit.max(1),
+            usize::MAX,
+        )
+    }
+
+    fn page(
+        &self,
+        plan: &Plan,
+        filter: &OrderFilter,
+        limit: usize,
+        budget: usize,
+    ) -> Result<ListPage, StoreError> {
+        let from = filter.after.as_deref().map(decode_cursor).transpose()?;
+        let walk = index::walk(
+            &self.inner.trees.order_index,
+            plan,
+            from.as_deref(),
+            filter.oldest,
+            limit,
+            budget,
+        )?;
+        let mut orders = Vec::with_capacity(walk.positions.len());
+        for pos in &walk.positions {
+            let Some(id) = index::key_id(pos, 0) else {
+                continue;
+            };
+            // Read after the index: an order changed since no longer
+            // matching is left out rather than shown wrongly.
+            if let Some(o) = self.get_order(id)?
+                && filter.matches(&o.order)
+            {
+                orders.push(o);
+            }
+        }
+        Ok(ListPage {
+            orders,
+            next: walk.resume.as_deref().map(encode_cursor),
+        })
     }
 
     /// The order's history, oldest first.
@@ -304,55 +477,41 @@ impl Store {
         }
     }
 
-    /// Removes expired dedupe keys; returns how many.
+    /// Removes expired dedupe keys; returns how many. Reads only the expiry
+    /// index up to `now`: keys kept for good are never walked.
     pub fn purge_expired_dedupe(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let t = &self.inner.trees.dedupe;
+        let t = &self.inner.trees;
+        let mut end = time_key(now).to_vec();
+        end.push(u8::MAX);
         let mut removed = 0;
-        for kv in t.iter() {
-            let (k, v) = kv.map_err(|e| engine_err("scan of dedupe keys", e))?;
-            let expires: DateTime<Utc> = decode(DEDUPE, &k, &v)?;
-            if expires <= now {
-                // Only if unchanged: a concurrent batch may have renewed it.
-                let swapped = t
-                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)
-                    .map_err(|e| engine_err("purge of dedupe keys", e))?;
-                if swapped.is_ok() {
+        for kv in t.dedupe_expiry.range(..end) {
+            let (ik, _) = kv.map_err(|e| engine_err("scan of dedupe expiries", e))?;
+            let key = &ik[8..];
+            if let Some(v) = t
+                .dedupe
+                .get(key)
+                .map_err(|e| engine_err("read of dedupe key", e))?
+            {
+                let expires: DateTime<Utc> = decode(DEDUPE, key, &v)?;
+                // Only if unchanged: a concurrent batch may have renewed it
+                // (its new expiry has an entry of its own).
+                if expires <= now
+                    && t.dedupe
+                        .compare_and_swap(key, Some(&v), None::<&[u8]>)
+                        .map_err(|e| engine_err("purge of dedupe keys", e))?
+                        .is_ok()
+                {
                     removed += 1;
                 }
             }
+            t.dedupe_expiry
+                .remove(&ik)
+                .map_err(|e| engine_err("purge of dedupe expiries", e))?;
         }
         if removed > 0 {
             self.next_seq();
         }
         Ok(removed)
-    }
-
-    // --- stock and listing refs ---------------------------------------------
-
-    pub fn stock_get(&self, sku: &str) -> Result<Option<StockLevel>, StoreError> {
-        match self
-            .inner
-            .trees
-            .stock
-            .get(sku.as_bytes())
-            .map_err(|e| engine_err(format!("read of stock of {sku}"), e))?
-        {
-            Some(v) => decode(STOCK, sku.as_bytes(), &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Every SKU's level, by SKU.
-    pub fn stock_list(&self) -> Result<Vec<StockLevel>, StoreError> {
-        self.inner
-            .trees
-            .stock
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.map_err(|e| engine_err("scan of stock", e))?;
-                decode(STOCK, &k, &v)
-            })
-            .collect()
     }
 
     // --- tokens ---------------------------------------------------------------
@@ -386,6 +545,57 @@ impl Store {
         Ok(self.next_seq())
     }
 
+    // --- stock and listing refs ---------------------------------------------
+
+    pub fn stock_get(&self, sku: &str) -> Result<Option<StockLevel>, StoreError> {
+        match self
+            .inner
+            .trees
+            .stock
+            .get(sku.as_bytes())
+            .map_err(|e| engine_err(format!("read of stock of {sku}"), e))?
+        {
+            Some(v) => decode(STOCK, sku.as_bytes(), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` levels after `after` (by SKU), so that a pass over the
+    /// catalog can go on where the last one stopped.
+    pub fn stock_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StockLevel>, StoreError> {
+        let t = &self.inner.trees.stock;
+        let iter = match after {
+            Some(sku) => t.range::<&[u8], _>((
+                std::ops::Bound::Excluded(sku.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => t.iter(),
+        };
+        iter.take(limit)
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| engine_err("scan of stock", e))?;
+                decode(STOCK, &k, &v)
+            })
+            .collect()
+    }
+
+    /// Every SKU's level, by SKU.
+    pub fn stock_list(&self) -> Result<Vec<StockLevel>, StoreError> {
+        self.inner
+            .trees
+            .stock
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| engine_err("scan of stock", e))?;
+                decode(STOCK, &k, &v)
+            })
+            .collect()
+    }
+
     /// Writes raw bytes under a key, bypassing the value format, so tests can
     /// plant values of unknown versions.
     #[doc(hidden)]
@@ -395,23 +605,11 @@ impl Store {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StoreError> {
-        let t = &self.inner.trees;
-        let tree = match tree {
-            ORDERS => &t.orders,
-            HISTORY => &t.history,
-            CURSORS => &t.cursors,
-            DEDUPE => &t.dedupe,
-            OUTBOX => &t.outbox,
-            COALESCE => &t.coalesce,
-            STOCK => &t.stock,
-            LISTING_REFS => &t.listing_refs,
-            TOKENS => &t.tokens,
-            other => {
-                return Err(StoreError::NotFound {
-                    what: "tree",
-                    id: other.to_owned(),
-                });
-            }
+        let Some(tree) = self.inner.trees.by_name(tree) else {
+            return Err(StoreError::NotFound {
+                what: "tree",
+                id: tree.to_owned(),
+            });
         };
         tree.insert(key, value)
             .map_err(|e| engine_err("raw insert", e))?;

@@ -1,13 +1,17 @@
-//! The outbox in the store: durable outbound items in FIFO order, coalescing
-//! by key while pending, and the dead-letter state. The workers that send
-//! items live elsewhere; this is only their queue.
+//! The outbox in the store: durable outbound items, coalescing by key while
+//! pending, and the dead-letter state. Beside the items it keeps a due
+//! index, (account, next attempt, id) of every pending item, which is all a
+//! worker reads, and per-account counts of pending and dead items, which is
+//! all `/metrics` reads; both are written in the same transaction as the
+//! item. The workers that send items live elsewhere; this is only their
+//! queue.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sled::Transactional;
-use sled::transaction::TransactionalTree;
 
-use super::codec::{check_key_part, decode, encode, outbox_id, pair_key};
-use super::tx::{TxResult, abort, tx_err};
+use super::codec::{SEP, check_key_part, decode, encode, outbox_id, pair_key, time_key};
+use super::tx::{Tx, TxResult, abort, read_count};
 use super::{
     COALESCE, NewOutboxItem, OUTBOX, OutboxItem, OutboxState, Store, StoreError, engine_err,
 };
@@ -20,32 +24,78 @@ pub(crate) struct PreparedOutbox {
     index: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// `account NUL next-attempt id`: a pending item's place in the due index.
+pub(crate) fn due_key(item: &OutboxItem) -> Vec<u8> {
+    let mut k = Vec::with_capacity(item.account.len() + 9 + item.id.len());
+    k.extend_from_slice(item.account.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(&time_key(item.next_attempt_at));
+    k.extend_from_slice(item.id.as_bytes());
+    k
+}
+
+const COUNT_PREFIX: &[u8] = b"outbox\0";
+
+/// The counter of an account's items in one state.
+pub(crate) fn count_key(state: OutboxState, account: &str) -> Vec<u8> {
+    let mut k = COUNT_PREFIX.to_vec();
+    k.extend_from_slice(state.as_str().as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(account.as_bytes());
+    k
+}
+
+/// Writes `new` over `old` (either may be absent) and keeps the due index
+/// and the counts in step. The coalesce index is the caller's.
+pub(crate) fn put_item(
+    tx: &Tx<'_>,
+    old: Option<&OutboxItem>,
+    new: Option<(&OutboxItem, &[u8])>,
+) -> TxResult<()> {
+    if let Some(o) = old {
+        if o.state == OutboxState::Pending {
+            tx.outbox_due().remove(due_key(o))?;
+        }
+        tx.add_count(&count_key(o.state, &o.account), -1)?;
+    }
+    match new {
+        Some((n, enc)) => {
+            if n.state == OutboxState::Pending {
+                tx.outbox_due().insert(due_key(n), &[])?;
+            }
+            tx.add_count(&count_key(n.state, &n.account), 1)?;
+            tx.outbox().insert(n.id.as_bytes(), enc)?;
+        }
+        None => {
+            if let Some(o) = old {
+                tx.outbox().remove(o.id.as_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds an item, or folds it into the pending item with the same coalesce
 /// key: that item keeps its id (its place in the queue) and attempts, and
 /// takes the new job and the earlier of the two due times.
-pub(crate) fn stage_outbox(
-    outbox: &TransactionalTree,
-    coalesce: &TransactionalTree,
-    p: &PreparedOutbox,
-) -> TxResult<()> {
+pub(crate) fn stage_outbox(tx: &Tx<'_>, p: &PreparedOutbox) -> TxResult<()> {
     if let Some((ikey, ival)) = &p.index {
-        if let Some(v) = coalesce.get(ikey.as_slice())? {
+        if let Some(v) = tx.coalesce().get(ikey.as_slice())? {
             let id: String = decode(COALESCE, ikey, &v).map_err(abort)?;
-            if let Some(ev) = outbox.get(id.as_bytes())? {
-                let mut existing: OutboxItem = decode(OUTBOX, id.as_bytes(), &ev).map_err(abort)?;
+            if let Some(ev) = tx.outbox().get(id.as_bytes())? {
+                let existing: OutboxItem = decode(OUTBOX, id.as_bytes(), &ev).map_err(abort)?;
                 if existing.state == OutboxState::Pending {
-                    existing.job = p.item.job.clone();
-                    existing.next_attempt_at = existing.next_attempt_at.min(p.item.next_attempt_at);
-                    let enc = encode(OUTBOX, id.as_bytes(), &existing).map_err(abort)?;
-                    outbox.insert(id.as_bytes(), enc)?;
-                    return Ok(());
+                    let mut folded = existing.clone();
+                    folded.job = p.item.job.clone();
+                    folded.next_attempt_at = existing.next_attempt_at.min(p.item.next_attempt_at);
+                    let enc = encode(OUTBOX, id.as_bytes(), &folded).map_err(abort)?;
+                    return put_item(tx, Some(&existing), Some((&folded, &enc)));
                 }
             }
         }
-        coalesce.insert(ikey.as_slice(), ival.as_slice())?;
+        tx.coalesce().insert(ikey.as_slice(), ival.as_slice())?;
     }
-    outbox.insert(p.item.id.as_bytes(), p.enc.as_slice())?;
-    Ok(())
+    put_item(tx, None, Some((&p.item, &p.enc)))
 }
 
 fn index_key(item: &OutboxItem) -> Option<Vec<u8>> {
@@ -55,13 +105,13 @@ fn index_key(item: &OutboxItem) -> Option<Vec<u8>> {
 }
 
 /// Removes the coalesce entry if it still points at this item.
-fn unindex(coalesce: &TransactionalTree, item: &OutboxItem) -> TxResult<()> {
+fn unindex(tx: &Tx<'_>, item: &OutboxItem) -> TxResult<()> {
     if let Some(ikey) = index_key(item)
-        && let Some(v) = coalesce.get(ikey.as_slice())?
+        && let Some(v) = tx.coalesce().get(ikey.as_slice())?
     {
         let id: String = decode(COALESCE, &ikey, &v).map_err(abort)?;
         if id == item.id {
-            coalesce.remove(ikey.as_slice())?;
+            tx.coalesce().remove(ikey.as_slice())?;
         }
     }
     Ok(())
@@ -134,7 +184,8 @@ impl Store {
         }
     }
 
-    /// Pending items (or dead ones), oldest first.
+    /// Pending items (or dead ones), oldest first. Walks the queue, which
+    /// holds only what has not gone out yet.
     pub fn outbox_list(&self, dead: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let want = if dead {
             OutboxState::Dead
@@ -151,22 +202,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` pending items of `account` due at `now`, oldest first.
+    /// Up to `limit` pending items of `account` due at `now`, in due order
+    /// (then oldest first). Reads the due index: costs what it returns.
     pub fn outbox_due(
         &self,
         account: &str,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut start = account.as_bytes().to_vec();
+        start.push(SEP);
+        let mut end = start.clone();
+        end.extend_from_slice(&time_key(now));
+        end.push(u8::MAX);
         let mut out = Vec::new();
-        for item in self.outbox_scan() {
+        for kv in self.trees().outbox_due.range(start.clone()..end) {
             if out.len() >= limit {
                 break;
             }
-            let item = item?;
-            if item.state == OutboxState::Pending
-                && item.account == account
-                && item.next_attempt_at <= now
+            let (k, _) = kv.map_err(|e| engine_err("read of the outbox due index", e))?;
+            let id = String::from_utf8_lossy(&k[start.len() + 8..]).into_owned();
+            // Read apart from the index: an item completed meanwhile is gone.
+            if let Some(item) = self.outbox_get(&id)?
+                && item.state == OutboxState::Pending
             {
                 out.push(item);
             }
@@ -174,16 +232,49 @@ impl Store {
         Ok(out)
     }
 
-    /// (pending, dead).
-    pub fn outbox_counts(&self) -> Result<(usize, usize), StoreError> {
-        let (mut pending, mut dead) = (0, 0);
-        for item in self.outbox_scan() {
-            match item?.state {
-                OutboxState::Pending => pending += 1,
-                OutboxState::Dead => dead += 1,
+    /// When `account`'s earliest pending item is due, if it has one.
+    pub fn outbox_next_due(&self, account: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut start = account.as_bytes().to_vec();
+        start.push(SEP);
+        match self.trees().outbox_due.scan_prefix(&start).next() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, _) = kv.map_err(|e| engine_err("read of the outbox due index", e))?;
+                let id = String::from_utf8_lossy(&k[start.len() + 8..]).into_owned();
+                Ok(self.outbox_get(&id)?.map(|i| i.next_attempt_at))
             }
         }
+    }
+
+    /// (pending, dead), from the counts kept as items change.
+    pub fn outbox_counts(&self) -> Result<(usize, usize), StoreError> {
+        let (mut pending, mut dead) = (0, 0);
+        for (p, d) in self.outbox_depths()?.values() {
+            pending += p;
+            dead += d;
+        }
         Ok((pending, dead))
+    }
+
+    /// Per outbox account: (pending, dead). Reads only the counts.
+    pub fn outbox_depths(&self) -> Result<BTreeMap<String, (usize, usize)>, StoreError> {
+        let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for kv in self.trees().counts.scan_prefix(COUNT_PREFIX) {
+            let (k, v) = kv.map_err(|e| engine_err("read of the outbox counts", e))?;
+            let rest = &k[COUNT_PREFIX.len()..];
+            let Some(sep) = rest.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            let account = String::from_utf8_lossy(&rest[sep + 1..]).into_owned();
+            let n = usize::try_from(read_count(Some(&v))).unwrap_or(0);
+            let e = out.entry(account).or_default();
+            match &rest[..sep] {
+                b"pending" => e.0 += n,
+                b"dead" => e.1 += n,
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// The item was delivered: it leaves the queue.
@@ -264,50 +355,47 @@ impl Store {
         for id in ids {
             check_key_part("outbox item id", id)?;
         }
-        let t = self.trees();
-        let changed = (&t.outbox, &t.coalesce)
-            .transaction(|(outbox, coalesce)| {
-                let mut changed = 0;
-                for id in ids {
-                    let key = id.as_bytes();
-                    let Some(v) = outbox.get(key)? else {
-                        if must_exist {
-                            return Err(abort(StoreError::NotFound {
-                                what: "outbox item",
-                                id: id.clone(),
-                            }));
-                        }
-                        continue;
-                    };
-                    let old: OutboxItem = decode(OUTBOX, key, &v).map_err(abort)?;
-                    match op(&old) {
-                        Change::Keep => continue,
-                        Change::Remove => {
-                            outbox.remove(key)?;
-                            unindex(coalesce, &old)?;
-                        }
-                        Change::Put(new) => {
-                            if new.state == OutboxState::Dead {
-                                unindex(coalesce, &old)?;
-                            } else if old.state == OutboxState::Dead
-                                && let Some(ikey) = index_key(&new)
-                                && coalesce.get(ikey.as_slice())?.is_none()
-                            {
-                                // Back in the queue: newer items with its key fold into it.
-                                // If a newer pending item already owns the key, both stay
-                                // (FIFO still sends the newest payload last).
-                                let enc = encode(COALESCE, &ikey, &new.id).map_err(abort)?;
-                                coalesce.insert(ikey.as_slice(), enc)?;
-                            }
-                            let enc = encode(OUTBOX, key, &new).map_err(abort)?;
-                            outbox.insert(key, enc)?;
-                        }
+        let changed = self.trees().transact("outbox update", |tx| {
+            let mut changed = 0;
+            for id in ids {
+                let key = id.as_bytes();
+                let Some(v) = tx.outbox().get(key)? else {
+                    if must_exist {
+                        return Err(abort(StoreError::NotFound {
+                            what: "outbox item",
+                            id: id.clone(),
+                        }));
                     }
-                    changed += 1;
+                    continue;
+                };
+                let old: OutboxItem = decode(OUTBOX, key, &v).map_err(abort)?;
+                match op(&old) {
+                    Change::Keep => continue,
+                    Change::Remove => {
+                        put_item(tx, Some(&old), None)?;
+                        unindex(tx, &old)?;
+                    }
+                    Change::Put(new) => {
+                        if new.state == OutboxState::Dead {
+                            unindex(tx, &old)?;
+                        } else if old.state == OutboxState::Dead
+                            && let Some(ikey) = index_key(&new)
+                            && tx.coalesce().get(ikey.as_slice())?.is_none()
+                        {
+                            // Back in the queue: newer items with its key fold into it.
+                            // If a newer pending item already owns the key, both stay
+                            // (FIFO still sends the newest payload last).
+                            let enc = encode(COALESCE, &ikey, &new.id).map_err(abort)?;
+                            tx.coalesce().insert(ikey.as_slice(), enc)?;
+                        }
+                        let enc = encode(OUTBOX, key, &new).map_err(abort)?;
+                        put_item(tx, Some(&old), Some((&new, &enc)))?;
+                    }
                 }
-                Ok(changed)
-            })
-            .map_err(|e| tx_err("outbox update", e))?;
+                changed += 1;
+            }
+            Ok(changed)
+        })?;
         if changed > 0 {
             self.next_seq();
         }

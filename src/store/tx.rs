@@ -1,11 +1,14 @@
-//! What every sled transaction of the store shares: its result type and the
+//! What every sled transaction of the store shares: one transaction over
+//! every tree (sled serializes transactions anyway, so naming fewer trees
+//! buys nothing), its result type, the counters kept inside it, and the
 //! mapping of sled's transaction errors onto `StoreError`. A leaf of the
-//! store, so that `apply.rs` and `outbox.rs` both use it without using each
-//! other.
+//! store, so that `apply.rs`, `outbox.rs` and `migrate.rs` use it without
+//! using each other.
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{StoreError, engine_err};
+use super::{StoreError, Trees, engine_err};
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
@@ -17,5 +20,103 @@ pub(crate) fn tx_err(context: &str, e: TransactionError<StoreError>) -> StoreErr
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => engine_err(context, e),
+    }
+}
+
+/// The trees as one transaction sees them.
+pub(crate) struct Tx<'a>(&'a [TransactionalTree]);
+
+impl Tx<'_> {
+    pub(crate) fn orders(&self) -> &TransactionalTree {
+        &self.0[0]
+    }
+    pub(crate) fn raw(&self) -> &TransactionalTree {
+        &self.0[1]
+    }
+    pub(crate) fn history(&self) -> &TransactionalTree {
+        &self.0[2]
+    }
+    pub(crate) fn order_index(&self) -> &TransactionalTree {
+        &self.0[3]
+    }
+    pub(crate) fn cursors(&self) -> &TransactionalTree {
+        &self.0[4]
+    }
+    pub(crate) fn dedupe(&self) -> &TransactionalTree {
+        &self.0[5]
+    }
+    pub(crate) fn dedupe_expiry(&self) -> &TransactionalTree {
+        &self.0[6]
+    }
+    pub(crate) fn outbox(&self) -> &TransactionalTree {
+        &self.0[7]
+    }
+    pub(crate) fn coalesce(&self) -> &TransactionalTree {
+        &self.0[8]
+    }
+    pub(crate) fn outbox_due(&self) -> &TransactionalTree {
+        &self.0[9]
+    }
+    pub(crate) fn counts(&self) -> &TransactionalTree {
+        &self.0[10]
+    }
+    pub(crate) fn stock(&self) -> &TransactionalTree {
+        &self.0[11]
+    }
+    pub(crate) fn meta(&self) -> &TransactionalTree {
+        &self.0[12]
+    }
+
+    /// Adds `delta` to a counter (missing counts as 0; a counter that
+    /// reaches 0 is removed).
+    pub(crate) fn add_count(&self, key: &[u8], delta: i64) -> TxResult<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let now = read_count(self.counts().get(key)?.as_deref());
+        let next = now.saturating_add(delta).max(0);
+        if next == 0 {
+            self.counts().remove(key)?;
+        } else {
+            self.counts().insert(key, &next.to_be_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored counter's value (absent or malformed: 0).
+pub(crate) fn read_count(v: Option<&[u8]>) -> i64 {
+    v.and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+impl Trees {
+    /// Runs `f` as one transaction over every tree (but `listing_refs`,
+    /// which is written outside transactions). sled may run `f` again, so it
+    /// only reads, decides and stages writes.
+    pub(crate) fn transact<A>(
+        &self,
+        context: &str,
+        f: impl Fn(&Tx<'_>) -> TxResult<A>,
+    ) -> Result<A, StoreError> {
+        let trees = [
+            &self.orders,
+            &self.raw,
+            &self.history,
+            &self.order_index,
+            &self.cursors,
+            &self.dedupe,
+            &self.dedupe_expiry,
+            &self.outbox,
+            &self.coalesce,
+            &self.outbox_due,
+            &self.counts,
+            &self.stock,
+            &self.meta,
+        ];
+        trees[..]
+            .transaction(|view| f(&Tx(view)))
+            .map_err(|e| tx_err(context, e))
     }
 }

@@ -22,7 +22,11 @@ pub struct StoredOrder {
     /// callers keep as the effective hold.
     pub manual_hold: Option<String>,
     pub notes: Vec<NormalizationNote>,
-    /// The raw channel payload, for audit.
+    /// The raw channel payload, for audit. The store keeps it in a tree of
+    /// its own: orders read back from the store carry `Null` here (see
+    /// `Store::raw_payload`), and a local write leaves the stored payload as
+    /// it is.
+    #[serde(default, skip_serializing)]
     pub raw: serde_json::Value,
     /// A rule's hold that a person released: the same rule hold does not
     /// come back when the rules run again (a new hold reason does).
@@ -42,7 +46,9 @@ pub struct StoredOrder {
 }
 
 impl StoredOrder {
-    /// Equal apart from the revision: what "nothing changed" means.
+    /// Equal apart from the revision and the raw payload, which the store
+    /// compares itself (orders read back carry none): what "nothing
+    /// changed" means to everything the order causes.
     pub fn same_content(&self, other: &StoredOrder) -> bool {
         self.order == other.order
             && self.channel_tags == other.channel_tags
@@ -53,7 +59,6 @@ impl StoredOrder {
             && self.rule_hold == other.rule_hold
             && self.local_shipments == other.local_shipments
             && self.notes == other.notes
-            && self.raw == other.raw
     }
 }
 
@@ -182,12 +187,28 @@ pub struct PushedLevel {
     pub at: DateTime<Utc>,
 }
 
-/// The `stock show --json` shape: `{ "sku", "available", "channels": [ { "account", "pushed", "at" } ] }`.
+/// The `stock show --json` shape: `{ "sku", "on_hand", "reserved",
+/// "available", "reservations": [ { "order_id", "units" } ], "channels": [ {
+/// "account", "pushed", "at" } ] }`. `available` = `on_hand` − `reserved`:
+/// what channels may sell (less each account's buffer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
     pub sku: String,
+    #[serde(default)]
+    pub on_hand: i64,
+    #[serde(default)]
+    pub reserved: i64,
     pub available: i64,
+    #[serde(default)]
+    pub reservations: Vec<Reservation>,
     pub channels: Vec<StockChannelView>,
+}
+
+/// One open order's units of a SKU that are reserved and not shipped yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub order_id: String,
+    pub units: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,9 +219,14 @@ pub struct StockChannelView {
 }
 
 impl StockLevel {
-    pub fn view(&self) -> StockView {
+    /// The view of this level with the SKU's open reservations.
+    pub fn view(&self, reservations: Vec<Reservation>) -> StockView {
+        let reserved = reservations.iter().map(|r| r.units).sum();
         StockView {
             sku: self.sku.clone(),
+            on_hand: self.available + reserved,
+            reserved,
+            reservations,
             available: self.available,
             channels: self
                 .channels
@@ -266,7 +292,10 @@ pub struct OutboxItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// The `outbox list --json` shape.
+/// The `outbox list --json` shape: the item, what it is for (`order_id`,
+/// `sku`, `destination`, `tracking_number` as they apply), and, for a
+/// pending item, when it is tried next (null for a dead letter, which waits
+/// for a person).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxSummary {
     pub id: String,
@@ -274,26 +303,75 @@ pub struct OutboxSummary {
     pub kind: JobKind,
     pub state: OutboxState,
     pub attempts: u32,
-    pub next_attempt_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub sku: Option<String>,
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub tracking_number: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxSummary {
+    /// What the item is for, in words: `deliver order shop-us:1 to east-wh`.
+    pub fn purpose(&self) -> String {
+        let order = self.order_id.as_deref().unwrap_or("?");
+        match (
+            self.kind,
+            &self.destination,
+            &self.tracking_number,
+            &self.sku,
+        ) {
+            (JobKind::Deliver, Some(d), _, _) => format!("deliver order {order} to {d}"),
+            (JobKind::PushTracking, _, Some(t), _) => {
+                format!("push tracking {t} of order {order} to {}", self.account)
+            }
+            (JobKind::PushStock, _, _, Some(sku)) => {
+                format!("push the stock of {sku} to {}", self.account)
+            }
+            (kind, ..) => match (&self.order_id, &self.sku) {
+                (Some(o), _) => format!("{} (order {o})", kind.describe()),
+                (None, Some(sku)) => format!("{} ({sku})", kind.describe()),
+                (None, None) => kind.describe().to_owned(),
+            },
+        }
+    }
 }
 
 impl OutboxItem {
     pub fn summary(&self) -> OutboxSummary {
+        let (destination, tracking_number) = match &self.job {
+            Job::Deliver(d) => (Some(d.destination.clone()), None),
+            Job::PushTracking {
+                tracking_number, ..
+            } => (None, Some(tracking_number.clone())),
+            _ => (None, None),
+        };
         OutboxSummary {
             id: self.id.clone(),
             account: self.account.clone(),
             kind: self.job.kind(),
             state: self.state,
             attempts: self.attempts,
-            next_attempt_at: self.next_attempt_at,
+            next_attempt_at: (self.state == OutboxState::Pending).then_some(self.next_attempt_at),
             last_error: self.last_error.clone(),
+            order_id: self.job.order_id().map(str::to_owned),
+            sku: self.job.sku().map(str::to_owned),
+            destination,
+            tracking_number,
+            created_at: Some(self.created_at),
         }
     }
 }
 
-/// Which orders `Store::list_orders` returns. Every set field must match;
-/// tags match ignoring case, as the rules compare them.
+/// Which orders `Store::page_orders` and `Store::list_orders` return.
+/// Every set field must match; tags match ignoring case, as the rules
+/// compare them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
     pub channel: Option<Channel>,
@@ -303,7 +381,29 @@ pub struct OrderFilter {
     pub route: Option<RouteFilter>,
     /// Whether the effective hold (`order.hold`) is set.
     pub held: Option<bool>,
+    /// Orders per page (`page_orders`: default [`DEFAULT_PAGE`], at most
+    /// [`MAX_PAGE`]); `list_orders`: at most this many, None for all.
     pub limit: Option<usize>,
+    /// Go on after this cursor (a `ListPage::next` of an earlier page).
+    pub after: Option<String>,
+    /// Oldest first instead of newest first.
+    pub oldest: bool,
+}
+
+/// Orders per page when the caller does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest page: what one read may cost stays bounded.
+pub const MAX_PAGE: usize = 1_000;
+
+/// One page of `orders list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub orders: Vec<StoredOrder>,
+    /// Pass as `OrderFilter::after` for the next page; None when nothing
+    /// further matches. A page can hold fewer orders than asked and still
+    /// have a next one, when its walk looked at its share of index entries
+    /// (filters that are each common but rarely hold together).
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,11 +5,11 @@
 //! state commands whether the daemon runs (they go through the API) or not
 //! (they open the store).
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{
     ConfigBuilder, InProcess, REPO, ShopifyAccount, command, stderr, stdout, warehouses,
@@ -131,19 +131,13 @@ impl Daemon {
     async fn stop(self, state: &Path) {
         let (_report, store) = self.daemon.stop().await;
         store.close().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Store::open(state, StoreOptions::default()) {
-                Ok(s) => {
-                    s.close().unwrap();
-                    return;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "store still held: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        let store = eventually(
+            "the store to be free",
+            Duration::from_secs(10),
+            async || Store::open(state, StoreOptions::default()),
+        )
+        .await;
+        store.close().unwrap();
     }
 
     fn url(&self, path: &str) -> String {
@@ -181,19 +175,20 @@ impl Daemon {
 
     /// Waits until no outbox item is pending: everything was sent or is dead.
     async fn settle_outbox(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, pending) = self.get("/outbox").await;
-            assert_eq!(status, 200, "{pending}");
-            if pending.as_array().unwrap().is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the outbox never settled: {pending:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            "the outbox to settle",
+            Duration::from_secs(30),
+            async || {
+                let (status, pending) = self.get("/outbox").await;
+                assert_eq!(status, 200, "{pending}");
+                if pending.as_array().unwrap().is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{pending:#}"))
+                }
+            },
+        )
+        .await;
     }
 }
 
@@ -351,7 +346,42 @@ async fn orders_routes_answer_and_refuse_bad_input() {
     assert!(all.len() >= 2, "{all:?}");
     let (_, one) = d.get("/orders?limit=1").await;
     assert_eq!(one.as_array().unwrap().len(), 1);
-    assert_eq!(one[0], all[0], "oldest first");
+    assert_eq!(one[0], all[0], "newest first");
+    // Page by page, following X-Next-After: every order once, newest
+    // first; with oldest=true the other way round.
+    let ids = |v: &[Value]| v.iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
+    for (oldest, want) in [
+        ("false", ids(&all)),
+        ("true", {
+            let mut r = ids(&all);
+            r.reverse();
+            r
+        }),
+    ] {
+        let mut seen = Vec::new();
+        let mut path = format!("/orders?limit=1&oldest={oldest}");
+        loop {
+            let resp = d
+                .http
+                .get(d.url(&path))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let next = resp
+                .headers()
+                .get("x-next-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let page: Value = resp.json().await.unwrap();
+            seen.extend(ids(page.as_array().unwrap()));
+            match next {
+                Some(c) => path = format!("/orders?limit=1&oldest={oldest}&after={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "oldest={oldest}");
+    }
     let (status, shopify) = d.get("/orders?channel=shopify&account=shop-us").await;
     assert_eq!(
         (status, shopify.as_array().unwrap().len()),
@@ -369,6 +399,7 @@ async fn orders_routes_answer_and_refuse_bad_input() {
         ("channel=myspace", "channel"),
         ("status=lost", "status"),
         ("limit=lots", "limit"),
+        ("after=not%20a%20cursor", "cursor"),
         ("colour=red", "colour"),
     ] {
         let (status, body) = d.get(&format!("/orders?{query}")).await;
@@ -671,7 +702,7 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        format!("{sku}: available 7\n1 push queued for shop-us (sent by the daemon)\n")
+        format!("{sku}: on hand 7\n1 push queued for shop-us (sent by the daemon)\n")
     );
     let o = s
         .cli(
@@ -682,7 +713,12 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("{id}: on hold (address check)\n"));
     let o = s.cli(&config, &["orders", "release", &id]).await;
-    assert_eq!(stdout(&o), format!("{id}: released\n"), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{id}: released; lifted the hold set by hand (address check)\n"),
+        "{}",
+        stderr(&o)
+    );
     let o = s.cli(&config, &["orders", "release", &id]).await;
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), format!("order {id} is not on hold\n"));
@@ -773,7 +809,11 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     let dead: Value = serde_json::from_slice(&running[10].stdout).unwrap();
     assert!(!dead.as_array().unwrap().is_empty(), "{dead}");
     let level: Value = serde_json::from_slice(&running[12].stdout).unwrap();
-    assert_eq!(level["available"], 7);
+    // 7 on hand, of which the open order had 2 promised; it has shipped since.
+    assert_eq!(
+        (level["on_hand"].clone(), level["available"].clone()),
+        (5.into(), 5.into())
+    );
     s.sim.stop().await;
     s.sink.stop().await;
 }

@@ -63,7 +63,7 @@ impl Setup {
         let (rules, _) = load_rules(&Path::new(REPO).join("config/rules.toml"), &dests).unwrap();
         let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
         ingest
-            .ingest(
+            .receive(
                 ACCOUNT,
                 orders.into_iter().map(normalized).collect(),
                 Source::Fetch,
@@ -129,7 +129,11 @@ fn orders_list_and_show_print_what_is_stored() {
         .iter()
         .map(|o| o["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["shop-test:1", "shop-test:2"], "oldest first");
+    // Placed at the same minute: newest first is (placed, id) descending.
+    assert_eq!(ids, ["shop-test:2", "shop-test:1"], "newest first");
+    let out = setup.cli(&["orders", "list", "--oldest", "--json"]);
+    let list: serde_json::Value = json(&out);
+    assert_eq!(list[0]["id"], "shop-test:1", "--oldest: oldest first");
     assert_eq!(list[0]["totals"]["total"], "700.00");
     // The example rules hold orders of 500 or more for review.
     assert!(list[0]["hold"].is_string(), "{}", list[0]);
@@ -147,9 +151,41 @@ fn orders_list_and_show_print_what_is_stored() {
         "{text}"
     );
 
+    // One order a page: the command says how to get the next one, and the
+    // next one is the other order; after it, nothing more is promised.
     let out = setup.cli(&["orders", "list", "--limit", "1", "--json"]);
     let list: serde_json::Value = json(&out);
     assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], "shop-test:2");
+    let hint = stderr(&out);
+    let cursor = hint
+        .split("--after ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no next-page hint: {hint}"));
+    assert!(
+        hint.contains("switchyard orders list --limit 1 --json --after"),
+        "{hint}"
+    );
+    let out = setup.cli(&[
+        "orders", "list", "--limit", "1", "--json", "--after", cursor,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = json(&out);
+    assert_eq!(list[0]["id"], "shop-test:1");
+    let out = setup.cli(&["orders", "list", "--limit", "1", "--after", cursor]);
+    let text = stdout(&out);
+    assert!(text.contains("shop-test:1"), "{text}");
+    let out = setup.cli(&["orders", "list", "--limit", "2"]);
+    let text = stdout(&out);
+    assert!(!text.contains("--after"), "two orders fit one page: {text}");
+    let out = setup.cli(&["orders", "list", "--after", "garbage!"]);
+    assert!(!out.status.success(), "a bad cursor fails");
+    assert!(
+        stderr(&out).contains("not a page cursor"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = setup.cli(&["orders", "show", "shop-test:2", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -261,8 +297,10 @@ fn a_channel_without_a_connector_says_so_and_exits_2() {
 
 #[test]
 fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("demo");
     let out = std::process::Command::new(BIN)
-        .arg("demo")
+        .args(["demo", "--state", state_dir.to_str().unwrap()])
         .current_dir(REPO)
         .env_remove("SWITCHYARD_CONFIG")
         .output()
@@ -270,20 +308,45 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("switchyard demo"), "{text}");
-    // The whole loop: synced, webhook stored, routed, delivered with valid
-    // signatures, shipped, tracking and stock pushed back, nothing failed.
+    // The whole loop, told in order: synced, webhook stored, each order's
+    // decision with its reason, delivered with valid signatures (and why the
+    // others were not), shipped, tracking and stock pushed back, nothing failed.
+    let steps: Vec<usize> = (1..=8)
+        .map(|n| {
+            text.find(&format!("\n{n}. "))
+                .unwrap_or_else(|| panic!("step {n}: {text}"))
+        })
+        .collect();
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "steps in order: {text}"
+    );
     assert!(
         text.contains("shop-us      shopify  6 orders in 2 pages"),
         "{text}"
     );
-    assert!(text.contains("HTTP 200  stored: 1 new"), "{text}");
-    assert!(text.contains("3. orders in the store: 7"), "{text}");
     assert!(
-        text.contains("4. deliveries to the warehouses: 5 (5 with a valid signature)"),
+        text.contains("orders-create -> HTTP 200 stored: 1 new"),
+        "{text}"
+    );
+    assert!(text.contains("decide each of the 7 orders"), "{text}");
+    assert!(
+        text.contains("shop-us:5551234569   pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"),
         "{text}"
     );
     assert!(
-        text.contains("6. the warehouse reported 4 shipments"),
+        text.contains("4. Deliveries to the warehouses: 5 (5 with a valid signature)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not delivered: shop-us:5551234569 (on hold: awaiting payment)")
+            && text.contains("not delivered: shop-us:5551234568 (already shipped on the channel)"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("recorded; the tracking push to its channel is queued")
+            .count(),
+        4,
         "{text}"
     );
     assert!(
@@ -296,7 +359,56 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         text.contains("7 stock levels (Shopify inventorySetQuantities)"),
         "{text}"
     );
-    assert!(text.contains("8. failures: none"), "{text}");
+    assert!(text.contains("8. Failures: none"), "{text}");
+    assert!(text.contains(" UTC)"), "times carry their zone: {text}");
+
+    // The store is kept, and the commands it suggests work on it.
+    let config = state_dir.join("switchyard.toml");
+    assert!(
+        text.contains(&format!(
+            "--config {} rules explain --order shop-us:5551234569",
+            config.display()
+        )),
+        "{text}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "orders",
+            "list",
+            "--json",
+        ])
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let orders: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(orders.as_array().unwrap().len(), 7);
+
+    // A second run replaces the demo's own folder; any other folder is refused.
+    let again = std::process::Command::new(BIN)
+        .args(["demo", "--state", state_dir.to_str().unwrap()])
+        .current_dir(REPO)
+        .env_remove("SWITCHYARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let other = state.path().join("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
+    let refused = std::process::Command::new(BIN)
+        .args(["demo", "--state", other.to_str().unwrap()])
+        .current_dir(REPO)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("was not made by `switchyard demo`"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(other.join("notes.txt").exists());
     assert!(Path::new(REPO).join("config/switchyard.toml").exists());
 }
 
@@ -381,7 +493,7 @@ fn rules_apply_dry_run_lists_changes_and_writes_nothing() {
     // Stored without rules: applying the example rules routes and holds them.
     let store = Store::open(&setup.state(), StoreOptions::default()).unwrap();
     Ingest::new(store.clone(), LiveRules::default())
-        .ingest(
+        .receive(
             ACCOUNT,
             vec![normalized(order(5, at(9, 0), "900.00"))],
             Source::Fetch,

@@ -140,7 +140,7 @@ fn example_config_loads_clean_without_any_environment() {
         // are skipped, their keys left to their crates.
         assert_eq!(
             account.settings.is_some(),
-            switchyard::channels::registry::descriptor(account.channel).is_some(),
+            switchyard::registry::descriptor(account.channel).is_some(),
             "{}",
             account.id
         );
@@ -524,7 +524,7 @@ fn webhook_secret_is_required_when_webhooks_are_on() {
 fn accounts_of_channels_not_built_in_load_without_their_keys() {
     let Some(missing) = Channel::ALL
         .into_iter()
-        .find(|c| switchyard::channels::registry::descriptor(*c).is_none())
+        .find(|c| switchyard::registry::descriptor(*c).is_none())
     else {
         return; // every channel is built in
     };

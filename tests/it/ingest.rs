@@ -139,7 +139,7 @@ then = { tag = ["big"], route = "east-wh" }
     );
     let v1 = order(7, at(9, 0), "150.00");
     let r = ingest
-        .ingest(
+        .receive(
             ACCOUNT,
             vec![normalized(v1.clone())],
             Source::Fetch,
@@ -178,7 +178,7 @@ then = { tag = ["big"], route = "east-wh" }
     v2.status = OrderStatus::Shipped;
     v2.tags = vec![];
     let r = ingest
-        .ingest(ACCOUNT, vec![normalized(v2)], Source::Fetch, Utc::now())
+        .receive(ACCOUNT, vec![normalized(v2)], Source::Fetch, Utc::now())
         .unwrap();
     assert_eq!(r.updated, 1);
     let after = store.get_order(&v1.id).unwrap().unwrap();
@@ -204,7 +204,7 @@ async fn orders_of_another_account_are_refused() {
     let (_dir, store) = store();
     let ingest = Ingest::new(store.clone(), LiveRules::default());
     let err = ingest
-        .ingest(
+        .receive(
             "other",
             vec![normalized(order(1, at(9, 0), "1.00"))],
             Source::Fetch,
@@ -425,7 +425,7 @@ async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_p
     let ingest = Ingest::new(store.clone(), LiveRules::default());
     let v1 = order(8, at(9, 0), "10.00");
     ingest
-        .ingest(
+        .receive(
             ACCOUNT,
             vec![normalized(v1.clone())],
             Source::Fetch,
@@ -447,7 +447,7 @@ async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_p
     v2.updated_at = at(10, 0);
     v2.shipping_method = Some("Express".into());
     ingest
-        .ingest(
+        .receive(
             ACCOUNT,
             vec![normalized(v2.clone())],
             Source::Fetch,
@@ -481,7 +481,7 @@ async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_p
         }],
     }];
     ingest
-        .ingest(ACCOUNT, vec![normalized(v3)], Source::Fetch, Utc::now())
+        .receive(ACCOUNT, vec![normalized(v3)], Source::Fetch, Utc::now())
         .unwrap();
     let stored = store.get_order(&v1.id).unwrap().unwrap();
     assert_eq!(stored.order.shipments.len(), 1);
@@ -499,7 +499,7 @@ async fn an_order_twice_in_one_page_is_stored_once_as_its_newest_version() {
     newer.updated_at = at(9, 30);
     newer.status = OrderStatus::Cancelled;
     let report = ingest
-        .ingest(
+        .receive(
             ACCOUNT,
             vec![
                 normalized(newer.clone()),

@@ -4,12 +4,12 @@
 //! there are no colour codes when stderr is not a terminal, and the spans
 //! carry channel, account and order. Once as text, once as JSON lines.
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{
     Binary, ConfigBuilder, Destination, REPO, ShopifyAccount, orders_create_numbered, post,
@@ -141,20 +141,19 @@ async fn full_cycle(json: bool, rust_log: &str) -> String {
 
     // The webhook's order reaches its destination (a signed delivery); the
     // polled orders are delivered too, so wait for this one by its id.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !deliveries
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(path, body)| path == "/east" && body.contains("\"shop-us:8001\""))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no delivery within 20 s:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the webhook's delivery",
+        Duration::from_secs(20),
+        async || {
+            let delivered = deliveries
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(path, body)| path == "/east" && body.contains("\"shop-us:8001\""));
+            if delivered { Ok(()) } else { Err(daemon.log()) }
+        },
+    )
+    .await;
 
     let status = daemon
         .terminate(Duration::from_secs(20))

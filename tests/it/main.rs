@@ -17,6 +17,7 @@ mod admin;
 mod cli;
 mod config;
 mod daemon;
+mod indexes;
 mod ingest;
 mod logs;
 mod metrics;

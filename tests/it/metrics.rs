@@ -3,11 +3,11 @@
 //! webhooks, no label carries an order id, and readiness has per-account
 //! detail.
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{
     ConfigBuilder, InProcess, REPO, ShopifyAccount, orders_create_numbered, post, shopify_signed,
@@ -20,14 +20,17 @@ const WEBHOOK_SECRET: &str = "metrics-test-webhook-secret";
 /// One sample: name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
 
-/// Parses the text exposition format strictly: every line is `# HELP`,
-/// `# TYPE` or a sample of a family whose TYPE came before it.
+/// Parses the OpenMetrics text format strictly: every line is `# HELP`,
+/// `# TYPE`, `# UNIT` or a sample of a family whose TYPE came before it, and
+/// the last line is `# EOF`. Answers the families' types and the samples.
 fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     let mut types = BTreeMap::new();
     let mut helps = BTreeMap::new();
     let mut samples = Vec::new();
-    assert!(text.ends_with('\n'), "the last line ends with a newline");
-    for line in text.lines() {
+    let body = text
+        .strip_suffix("# EOF\n")
+        .expect("the last line is # EOF");
+    for line in body.lines() {
         assert!(!line.is_empty(), "no empty lines");
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').expect("HELP name text");
@@ -42,12 +45,21 @@ fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
             assert!(valid_name(name), "{line}");
-            assert!(matches!(kind, "counter" | "gauge"), "{line}");
+            assert!(
+                matches!(kind, "counter" | "gauge" | "histogram" | "info"),
+                "{line}"
+            );
             assert!(helps.contains_key(name), "HELP before TYPE: {line}");
             assert!(
                 types.insert(name.to_owned(), kind.to_owned()).is_none(),
                 "one TYPE per family: {line}"
             );
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# UNIT ") {
+            let (name, unit) = rest.split_once(' ').expect("UNIT name unit");
+            assert!(types.contains_key(name), "TYPE before UNIT: {line}");
+            assert!(name.ends_with(&format!("_{unit}")), "{line}");
             continue;
         }
         assert!(!line.starts_with('#'), "unknown comment: {line}");
@@ -66,16 +78,32 @@ fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
             }
         };
         assert!(valid_name(&name), "{line}");
-        let kind = types
-            .get(&name)
-            .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
-        if kind == "counter" {
-            assert!(name.ends_with("_total"), "{line}");
+        let family =
+            family_of(&name, &types).unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
+        if matches!(types[&family].as_str(), "counter" | "histogram") {
             assert!(value >= 0.0, "{line}");
         }
         samples.push((name, labels, value));
     }
     (types, samples)
+}
+
+/// The family a sample belongs to: its own name (gauges), or its name less
+/// the suffix its family's type gives samples.
+fn family_of(sample: &str, types: &BTreeMap<String, String>) -> Option<String> {
+    let suffixes: &[(&str, &str)] = &[
+        ("gauge", ""),
+        ("counter", "_total"),
+        ("counter", "_created"),
+        ("histogram", "_bucket"),
+        ("histogram", "_sum"),
+        ("histogram", "_count"),
+        ("info", "_info"),
+    ];
+    suffixes.iter().find_map(|(kind, suffix)| {
+        let family = sample.strip_suffix(suffix)?;
+        (types.get(family).map(String::as_str) == Some(*kind)).then(|| family.to_owned())
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -139,7 +167,10 @@ async fn scrape(
         .unwrap();
     assert_eq!(resp.status(), 200);
     let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(
+        ct.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ct}"
+    );
     let text = resp.text().await.unwrap();
     let (types, samples) = parse(&text);
     (types, samples, text)
@@ -180,39 +211,50 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
     let client = reqwest::Client::new();
 
     // The poll of the account catches up: orders counted by source and outcome.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (types, samples, _) = loop {
-        let scraped = scrape(&client, &addr).await;
-        if value(
-            &scraped.1,
-            "switchyard_polls_total",
-            &[("account", "shop-us"), ("outcome", "ok")],
-        ) >= 1.0
-        {
-            break scraped;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no successful poll within 20 s:\n{}",
-            scraped.2
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    for family in [
-        "switchyard_orders_ingested_total",
-        "switchyard_webhooks_total",
-        "switchyard_polls_total",
-        "switchyard_sync_lag_seconds",
-        "switchyard_rate_limited_total",
-        "switchyard_limiter_wait_seconds_total",
-        "switchyard_outbox_pending",
-        "switchyard_outbox_dead_letters",
-        "switchyard_outbox_pushes_total",
-        "switchyard_rules_reloads_total",
-        "switchyard_ready",
+    let (types, samples, _) =
+        eventually("a successful poll", Duration::from_secs(20), async || {
+            let scraped = scrape(&client, &addr).await;
+            let polls = value(
+                &scraped.1,
+                "switchyard_polls_total",
+                &[("account", "shop-us"), ("outcome", "ok")],
+            );
+            if polls >= 1.0 {
+                Ok(scraped)
+            } else {
+                Err(scraped.2)
+            }
+        })
+        .await;
+    for (family, kind) in [
+        ("switchyard_orders_ingested", "counter"),
+        ("switchyard_polls", "counter"),
+        ("switchyard_sync_lag_seconds", "gauge"),
+        ("switchyard_rate_limited", "counter"),
+        ("switchyard_limiter_wait_seconds", "counter"),
+        ("switchyard_outbox_pending", "gauge"),
+        ("switchyard_outbox_dead_letters", "gauge"),
+        ("switchyard_outbox_pushes", "counter"),
+        ("switchyard_rules_reloads", "counter"),
+        ("switchyard_ready", "gauge"),
+        ("switchyard_build", "info"),
+        ("switchyard_poll_page_seconds", "histogram"),
     ] {
-        assert!(types.contains_key(family), "{family} is declared");
+        assert_eq!(
+            types.get(family).map(String::as_str),
+            Some(kind),
+            "{family} is declared"
+        );
     }
+    // Every page of that poll was timed.
+    assert!(
+        value(
+            &samples,
+            "switchyard_poll_page_seconds_count",
+            &[("account", "shop-us")]
+        ) >= 1.0,
+        "{samples:?}"
+    );
     let polled = value(
         &samples,
         "switchyard_orders_ingested_total",
@@ -283,6 +325,18 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
     assert_eq!(webhooks("stored"), 1.0);
     assert_eq!(webhooks("duplicate"), 1.0);
     assert_eq!(webhooks("unauthorized"), 1.0);
+    // Each delivery's answer was timed, whatever it was.
+    let (types, _) = parse(&text);
+    assert_eq!(types["switchyard_webhooks"], "counter");
+    assert_eq!(types["switchyard_webhook_ack_seconds"], "histogram");
+    assert_eq!(
+        value(
+            &samples,
+            "switchyard_webhook_ack_seconds_count",
+            &[("account", "shop-us")]
+        ),
+        3.0
+    );
     assert_eq!(
         value(
             &samples,

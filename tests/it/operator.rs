@@ -333,7 +333,7 @@ impl Shop {
             switchyard::rules::load_rules(&Path::new(REPO).join("config/rules.toml"), &dests)
                 .unwrap();
         Ingest::new(store.clone(), LiveRules::new(rules))
-            .ingest(
+            .receive(
                 crate::common::ACCOUNT,
                 orders.into_iter().map(crate::common::normalized).collect(),
                 Source::Fetch,
@@ -564,5 +564,222 @@ fn debug_logging_of_a_command_leaves_the_storage_engine_quiet() {
     assert!(
         !err.contains("snapshot") && !err.contains("lsn") && !err.contains("segment"),
         "{err}"
+    );
+}
+
+fn unpaid(n: u32) -> switchyard_contract::Order {
+    let mut o = crate::common::order(n, crate::common::at(9, n), "30.00");
+    o.status = switchyard_contract::OrderStatus::Pending;
+    o.payment = switchyard_contract::PaymentStatus::Pending;
+    o
+}
+
+/// One hold model: a person may override a rule's hold, and `rules explain`,
+/// `orders show` and `release` all say so; shipping such an order warns.
+#[test]
+fn a_released_rule_hold_is_an_override_every_view_shows() {
+    let shop = Shop::new(vec![unpaid(1), tagged(2, &[])]);
+    let explained = stdout(&shop.cli(&["rules", "explain", "--order", "shop-test:1"]));
+    assert!(
+        explained.contains("hold:     awaiting payment (rule awaiting-payment)"),
+        "{explained}"
+    );
+
+    let out = shop.cli(&["orders", "release", "shop-test:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "shop-test:1: released; overrode the rules' hold (awaiting payment): it stays released \
+         while the rules give this reason (`rules explain` shows it)\n"
+    );
+    let explained = stdout(&shop.cli(&["rules", "explain", "--order", "shop-test:1"]));
+    assert!(
+        explained.contains(
+            "hold:     (none): the rules hold it for awaiting payment (rule awaiting-payment), \
+             but a person released that hold, and it stays released"
+        ),
+        "{explained}"
+    );
+    let doc = shop.json(&["rules", "explain", "--order", "shop-test:1", "--json"]);
+    assert!(doc["result"]["hold"].is_null(), "{doc}");
+    assert_eq!(doc["result"]["hold_from"], "released");
+    assert_eq!(doc["result"]["rules_hold"], "awaiting payment");
+    let shown = stdout(&shop.cli(&["orders", "show", "shop-test:1"]));
+    assert!(
+        shown.contains("hold none (the rules' hold \"awaiting payment\" was released by hand)"),
+        "{shown}"
+    );
+    let doc = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(doc["holds"]["released"], "awaiting payment");
+
+    // Shipping the unpaid order warns, and still records the shipment.
+    let out = shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z9",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: order shop-test:1 is not paid yet (payment pending) and was held (awaiting payment)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // A paid order that was never held ships without a word.
+    let out = shop.cli(&[
+        "ship",
+        "shop-test:2",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z8",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+
+    // A hold set by hand wins, and says so.
+    let shop = Shop::new(vec![unpaid(3)]);
+    shop.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
+    let explained = stdout(&shop.cli(&["rules", "explain", "--order", "shop-test:3"]));
+    assert!(
+        explained.contains(
+            "hold:     address check (set by hand; the rules would hold it too: awaiting payment (rule awaiting-payment))"
+        ),
+        "{explained}"
+    );
+    let out = shop.cli(&["orders", "release", "shop-test:3"]);
+    assert!(
+        stdout(&out).contains(
+            "lifted the hold set by hand (address check) and the rules' hold (awaiting payment)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn outbox_list_has_a_header_and_says_what_each_item_is_for() {
+    let shop = Shop::new(vec![tagged(1, &[])]);
+    let out = shop.cli(&["outbox", "list"]);
+    assert_eq!(stdout(&out), "outbox empty: nothing waiting to be sent\n");
+    shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1ZTRACK",
+    ]);
+    let out = shop.cli(&["outbox", "list"]);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("FOR") && header.contains("NEXT ATTEMPT"),
+        "{text}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("push tracking 1ZTRACK of order shop-test:1 to shop-test"),
+        "{text}"
+    );
+    assert!(row.contains(" UTC"), "times carry their zone: {text}");
+    let items = shop.json(&["outbox", "list", "--json"]);
+    assert_eq!(items[0]["order_id"], "shop-test:1");
+    assert_eq!(items[0]["tracking_number"], "1ZTRACK");
+    assert!(items[0]["next_attempt_at"].is_string());
+    assert_eq!(
+        stdout(&shop.cli(&["outbox", "list", "--dead"])),
+        "no dead letters\n"
+    );
+
+    // History and times: to the second, with the zone.
+    let shown = stdout(&shop.cli(&["orders", "show", "shop-test:1"]));
+    let history: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| *l != "history:")
+        .skip(1)
+        .collect();
+    assert!(!history.is_empty(), "{shown}");
+    for line in history {
+        let at = &line.trim_start()[..23];
+        assert!(
+            at.ends_with(" UTC") && at.len() == "2026-11-27 05:01:02 UTC".len(),
+            "{line}"
+        );
+    }
+    let doc = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    for h in doc["history"].as_array().unwrap() {
+        let at = h["at"].as_str().unwrap();
+        assert!(at.len() == 20 && at.ends_with('Z'), "no fractions: {at}");
+    }
+}
+
+/// Stock as a warehouse counts it: what is on hand, what open orders have
+/// promised (and which), and what is left to sell.
+#[test]
+fn stock_show_lists_on_hand_reserved_by_which_orders_and_available() {
+    use switchyard::ingest::{Ingest, LiveRules, Source};
+    use switchyard::store::{Store, StoreOptions};
+    let shop = Shop::new(vec![]);
+    let out = shop.cli(&["stock", "set", "MUG-RED", "10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An order for 2 arrives (through the ingest path, with reservations).
+    {
+        let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let mut o = tagged(1, &[]);
+        o.lines[0].sku = Some("MUG-RED".into());
+        o.lines[0].quantity = 2;
+        Ingest::new(store.clone(), LiveRules::default())
+            .with_outbound(switchyard::effects::Outbound::default())
+            .receive(
+                crate::common::ACCOUNT,
+                vec![crate::common::normalized(o)],
+                Source::Fetch,
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let text = stdout(&shop.cli(&["stock", "show", "MUG-RED"]));
+    assert!(
+        text.starts_with(
+            "MUG-RED  on hand 10  reserved 2  available 8\n  reserved by shop-test:1 (2)\n"
+        ),
+        "{text}"
+    );
+    // A new count of what is on hand keeps the promise to the open order.
+    shop.cli(&["stock", "set", "MUG-RED", "10"]);
+    let view = shop.json(&["stock", "show", "MUG-RED", "--json"]);
+    assert_eq!(
+        (
+            view["on_hand"].clone(),
+            view["reserved"].clone(),
+            view["available"].clone()
+        ),
+        (10.into(), 2.into(), 8.into())
+    );
+    assert_eq!(view["reservations"][0]["order_id"], "shop-test:1");
+    // Shipped: the units left the shelf, nothing is reserved any more.
+    shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z7",
+    ]);
+    let view = shop.json(&["stock", "show", "MUG-RED", "--json"]);
+    assert_eq!(
+        (
+            view["on_hand"].clone(),
+            view["reserved"].clone(),
+            view["available"].clone()
+        ),
+        (8.into(), 0.into(), 8.into())
     );
 }

@@ -53,14 +53,11 @@ fn stock_set_import_and_show() {
     let s = Setup::new();
     let o = s.cli(&["stock", "set", "MUG-RED", "5"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("MUG-RED: available 5"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("MUG-RED: on hand 5"), "{}", stdout(&o));
     assert_eq!(
         json_of(&s.cli(&["stock", "show", "MUG-RED", "--json"])),
-        json!({ "sku": "MUG-RED", "available": 5, "channels": [] })
+        json!({ "sku": "MUG-RED", "on_hand": 5, "reserved": 0, "available": 5,
+                "reservations": [], "channels": [] })
     );
 
     // Every bad row is reported with its line; nothing is applied.
@@ -99,7 +96,10 @@ fn stock_set_import_and_show() {
         0
     );
     let text = stdout(&s.cli(&["stock", "show", "TEE"]));
-    assert!(text.starts_with("TEE  available 3\n"), "{text}");
+    assert!(
+        text.starts_with("TEE  on hand 3  reserved 0  available 3\n"),
+        "{text}"
+    );
 
     let o = s.cli(&["stock", "show", "NOPE"]);
     assert_eq!(o.status.code(), Some(1));

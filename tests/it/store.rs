@@ -162,6 +162,58 @@ fn same_order_twice_is_unchanged() {
     assert_eq!(h[0].at, t(1));
 }
 
+/// The raw payload is kept apart: orders read back carry none, a new
+/// channel payload alone is a change (with a history entry saying so), and
+/// a local write leaves the payload as it was.
+#[test]
+fn raw_payload_is_kept_apart_and_follows_channel_versions() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let first = stored(order("shop-us", 1, 0, 10));
+    store
+        .apply(batch(t(1), vec![from_channel(&first, None)]))
+        .unwrap();
+    let read = store.get_order("shop-us:1").unwrap().unwrap();
+    assert!(read.raw.is_null());
+    assert_eq!(
+        store.raw_payload("shop-us:1").unwrap(),
+        Some(first.raw.clone())
+    );
+
+    let mut again = first.clone();
+    again.raw = json!({ "id": "1", "note": "a field the channel added" });
+    let r = store
+        .apply(batch(t(2), vec![from_channel(&again, Some(1))]))
+        .unwrap();
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Updated);
+    assert_eq!(
+        store.raw_payload("shop-us:1").unwrap(),
+        Some(again.raw.clone())
+    );
+    let h = store.history("shop-us:1").unwrap();
+    assert_eq!(h.last().unwrap().detail, "raw");
+    let r = store
+        .apply(batch(t(3), vec![from_channel(&again, Some(2))]))
+        .unwrap();
+    assert_eq!(r.outcomes[0].1, WriteOutcome::Unchanged);
+
+    let mut local = store.get_order("shop-us:1").unwrap().unwrap();
+    local.manual_tags = vec!["checked".into()];
+    store
+        .apply(batch(
+            t(4),
+            vec![OrderWrite::Local {
+                expected_revision: local.revision,
+                order: local,
+                kind: "tag".into(),
+                detail: "checked".into(),
+                outbox: vec![],
+            }],
+        ))
+        .unwrap();
+    assert_eq!(store.raw_payload("shop-us:1").unwrap(), Some(again.raw));
+}
+
 #[test]
 fn older_version_is_ignored_and_noted() {
     let dir = tempdir();
@@ -460,7 +512,10 @@ fn outbox_fifo_coalescing_and_dead_letters() {
         serde_json::to_value(dead[0].summary()).unwrap(),
         json!({
             "id": pending[0].id, "account": "shop-us", "kind": "push_tracking", "state": "dead",
-            "attempts": 2, "next_attempt_at": t(60), "last_error": "400 unknown sku"
+            // A dead letter waits for a person, not for a time.
+            "attempts": 2, "next_attempt_at": null, "last_error": "400 unknown sku",
+            "order_id": "shop-us:1", "sku": null, "destination": null, "tracking_number": "qty 4",
+            "created_at": t(0)
         })
     );
     assert!(
@@ -780,8 +835,9 @@ fn stock_and_listing_refs() {
         }
     );
     assert_eq!(
-        serde_json::to_value(a.view()).unwrap(),
-        json!({ "sku": "A", "available": 7, "channels": [{ "account": "shop-us", "pushed": 7, "at": t(1) }] })
+        serde_json::to_value(a.view(vec![])).unwrap(),
+        json!({ "sku": "A", "on_hand": 7, "reserved": 0, "available": 7, "reservations": [],
+                "channels": [{ "account": "shop-us", "pushed": 7, "at": t(1) }] })
     );
     assert_eq!(store.stock_get("B").unwrap().unwrap().available, -1);
     assert_eq!(store.stock_get("C").unwrap(), None);
@@ -1026,7 +1082,9 @@ fn acknowledged_writes_survive_kill_9() {
             .expect("order number");
         let mut want = kill_order(n);
         want.revision = 1;
+        let raw = std::mem::take(&mut want.raw);
         assert_eq!(got, want);
+        assert_eq!(store.raw_payload(id).unwrap(), Some(raw));
         assert_eq!(kinds(&store.history(id).unwrap()), ["created"]);
     }
     assert_eq!(

@@ -3,7 +3,7 @@
 //! socket this test owns (READY=1 once listening, STATUS= lines, WATCHDOG=1
 //! every half of `$WATCHDOG_USEC`, STOPPING=1 on SIGTERM, then exit 0).
 
-use crate::common;
+use crate::common::{self, eventually};
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,13 @@ fn the_unit_has_what_the_daemon_relies_on() {
 #[test]
 fn the_unit_passes_systemd_analyze_verify() {
     let Some(tool) = systemd_analyze() else {
+        // CI must run the check (.ci/run installs the tool and sets CI); a
+        // developer machine without systemd skips it, saying so.
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "systemd-analyze is not installed, and CI is set: the unit was not verified \
+             (apt-get install systemd)"
+        );
         eprintln!(
             "SKIPPED: systemd-analyze is not installed (apt-get install systemd; .ci/run does)"
         );
@@ -242,9 +249,11 @@ async fn run_notifies_ready_pings_the_watchdog_and_stops_cleanly() {
         .filter(|(_, inside, m)| *inside && m == "WATCHDOG=1")
         .map(|(at, _, _)| *at)
         .collect();
-    // Every 200 ms: about ten in two seconds.
+    // Every 200 ms, so about ten in two seconds; the cadence itself is
+    // tested on tokio's paused clock (`daemon::systemd`), not here on a
+    // loaded machine's wall clock: here, that they keep coming.
     assert!(
-        (7..=13).contains(&pings.len()),
+        pings.len() >= 2,
         "{} keep-alives in 2 s (expected about 10): {pings:?}",
         pings.len()
     );
@@ -344,25 +353,29 @@ async fn sigterm_lets_the_outbox_call_in_flight_finish_then_exits_0() {
     let url = format!("http://{addr}/webhooks/shop-us");
     let (status, _) = post(&reqwest::Client::new(), &url, &headers, body).await;
     assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while received.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the delivery never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the delivery to start",
+        Duration::from_secs(20),
+        async || received.load(Ordering::SeqCst) > 0,
+    )
+    .await;
 
     // SIGTERM while the destination is still answering.
     assert_eq!(answered.load(Ordering::SeqCst), 0);
-    let term_at = Instant::now();
     let status = daemon
         .terminate(Duration::from_secs(15))
         .await
         .expect("no exit within 15 s of SIGTERM");
     let stderr = daemon.log();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(
-        term_at.elapsed() < Duration::from_secs(5),
-        "the 5 s shutdown deadline was not kept"
-    );
+    // Everything finished inside the 5 s shutdown deadline: nothing had to
+    // be aborted or dropped (the daemon logs it when something is).
+    for overrun in [
+        "did not stop in time",
+        "still open at the shutdown deadline",
+    ] {
+        assert!(!stderr.contains(overrun), "{stderr}");
+    }
     assert_eq!(
         answered.load(Ordering::SeqCst),
         1,

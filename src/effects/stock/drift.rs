@@ -1,8 +1,9 @@
 //! Drift repair: a periodic, budgeted pass that queues pushes for (account,
 //! SKU) pairs never pushed, pushed a level the channel should not show, or
-//! not re-asserted for a long time.
+//! not re-asserted for a long time. A pass reads a slice of the stock levels
+//! (going on where the last one stopped) and the outbox counts; it never
+//! reads orders.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,22 +53,29 @@ pub fn drift_tick(
     cursor: &mut Option<String>,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let levels = store.stock_list()?;
-    if levels.is_empty() || outbound.stock.iter().next().is_none() {
+    if outbound.stock.iter().next().is_none() {
         return Ok(0);
     }
-    let mut backlog: HashMap<String, usize> = HashMap::new();
-    for i in store.outbox_list(false)? {
-        *backlog.entry(i.account).or_default() += 1;
+    let n = options.skus_per_tick.max(1);
+    let mut levels = store.stock_page(cursor.as_deref(), n)?;
+    if levels.len() < n && cursor.is_some() {
+        // Wrap around to the start of the catalog.
+        let more = store.stock_page(None, n - levels.len())?;
+        levels.extend(
+            more.into_iter()
+                .filter(|l| cursor.as_deref().is_some_and(|c| l.sku.as_str() <= c)),
+        );
     }
-    let start = match cursor.as_deref() {
-        Some(c) => levels.iter().position(|l| l.sku.as_str() > c).unwrap_or(0),
-        None => 0,
-    };
+    if levels.is_empty() {
+        return Ok(0);
+    }
+    let mut backlog: std::collections::HashMap<String, usize> = store
+        .outbox_depths()?
+        .into_iter()
+        .map(|(account, (pending, _))| (account, pending))
+        .collect();
     let mut items = Vec::new();
-    let n = levels.len().min(options.skus_per_tick.max(1));
-    for k in 0..n {
-        let level = &levels[(start + k) % levels.len()];
+    for level in &levels {
         *cursor = Some(level.sku.clone());
         for t in outbound.stock.iter() {
             if items.len() >= options.max_queued_per_tick {

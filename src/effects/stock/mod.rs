@@ -55,7 +55,7 @@ pub use csv::{CsvProblem, parse_stock_csv};
 pub use drift::{DriftOptions, drift_tick, run_drift_repair};
 pub use levels::{StockError, StockUpdate, StockWrite, set_levels, show, sku_problem, validate};
 pub use push::{UNKNOWN_LISTINGS_PER_CALL, send_push, send_push_batch, send_receipt_check};
-pub use reserve::plan_reservation;
+pub use reserve::{open_reservations, plan_reservation};
 
 /// How long a channel's "not listed" answer is believed before asking again.
 pub const NOT_LISTED_TTL: chrono::Duration = chrono::Duration::hours(24);

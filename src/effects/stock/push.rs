@@ -11,8 +11,9 @@ use switchyard_contract::{
 };
 
 use super::{Listing, desired_level, listing, push_item};
+use crate::daemon::metrics;
 use crate::effects::Outbound;
-use crate::outbox::{FollowUp, Job, OutboxMetrics, ReceiptSku, Verdict};
+use crate::outbox::{FollowUp, Job, ReceiptSku, Verdict};
 use crate::store::{
     ListingState, NewOutboxItem, OutboxItem, StockChange, Store, StoreError, WriteBatch,
 };
@@ -320,7 +321,7 @@ impl PushTarget<'_> {
         };
         let listing_ref = match listing(store, account, &sku, now)? {
             Listing::NotListed { .. } => {
-                OutboxMetrics::add(&self.outbound.outbox.metrics.not_listed);
+                metrics::count_push(&self.outbound.outbox.metrics, "not_listed");
                 return Ok(Prepared::Finished(Verdict::Done(None)));
             }
             Listing::Listed(r) => r,
@@ -387,7 +388,7 @@ impl PushTarget<'_> {
             InventoryResult::NotListed => {
                 let state = ListingState::NotListed { since: recorded_at };
                 store.set_listing(account, &sku, &state)?;
-                OutboxMetrics::add(&outbound.outbox.metrics.not_listed);
+                metrics::count_push(&outbound.outbox.metrics, "not_listed");
                 tracing::info!(account, sku = %sku, "channel does not list this sku; its pushes are skipped");
                 Verdict::Done(None)
             }

@@ -1,14 +1,17 @@
 //! Reservations: what an order holds of central stock, taken in the same
-//! transaction that stores the order and given back when it is cancelled.
+//! transaction that stores the order and given back when it is cancelled;
+//! and the open reservations of a SKU (units of open orders not shipped
+//! yet), which `stock set` counts against what is on hand and `stock show`
+//! lists with their orders.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use switchyard_contract::OrderStatus;
 
 use super::{Listing, StockTargets, listing, push_items, sku_problem};
 use crate::effects::{IngestPlan, forever};
-use crate::store::{ListingState, StockChange, Store, StoreError, StoredOrder};
+use crate::store::{ListingState, Reservation, StockChange, Store, StoreError, StoredOrder};
 
 fn reserve_marker(order_id: &str) -> String {
     format!("outbound/reserve/{order_id}")
@@ -36,6 +39,46 @@ fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
         }
     }
     out
+}
+
+/// The open reservations of `skus` (all SKUs when `None`): for every open
+/// order that takes part in reservations, its units not shipped yet. Reads
+/// the open orders through the status index: what it costs grows with the
+/// open orders, not with the store.
+pub fn open_reservations(
+    store: &Store,
+    skus: Option<&BTreeSet<String>>,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, Vec<Reservation>>, StoreError> {
+    let mut out: BTreeMap<String, Vec<Reservation>> = BTreeMap::new();
+    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_open()) {
+        let filter = crate::store::OrderFilter {
+            status: Some(status),
+            ..Default::default()
+        };
+        for stored in store.list_orders(&filter)? {
+            let mut units: BTreeMap<&str, i64> = BTreeMap::new();
+            for l in &stored.order.lines {
+                let open = i64::from(l.quantity.saturating_sub(l.shipped_quantity));
+                if let Some(sku) = l.sku.as_deref()
+                    && open > 0
+                    && skus.is_none_or(|wanted| wanted.contains(sku))
+                {
+                    *units.entry(sku).or_insert(0) += open;
+                }
+            }
+            if units.is_empty() || !store.dedupe_seen(&reserve_marker(&stored.order.id), now)? {
+                continue;
+            }
+            for (sku, units) in units {
+                out.entry(sku.to_owned()).or_default().push(Reservation {
+                    order_id: stored.order.id.clone(),
+                    units,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The stock side of storing `new` over `existing` from a channel (the

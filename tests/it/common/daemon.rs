@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::eventually::eventually;
 
 use switchyard::daemon::{RunOptions, RunReport, run};
 use switchyard::store::Store;
@@ -289,8 +291,8 @@ impl InProcess {
     /// channel once, as `/readyz` tells.
     pub async fn synced(&self, accounts: &[&str]) {
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let what = format!("{accounts:?} to sync");
+        eventually(&what, Duration::from_secs(20), async || {
             let ready: serde_json::Value = http
                 .get(self.url("/readyz"))
                 .send()
@@ -299,18 +301,12 @@ impl InProcess {
                 .json()
                 .await
                 .unwrap();
-            if accounts
+            let synced = accounts
                 .iter()
-                .all(|id| !ready["accounts"][id]["last_success"].is_null())
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{accounts:?} never synced within 20 s: {ready}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .all(|id| !ready["accounts"][id]["last_success"].is_null());
+            if synced { Ok(()) } else { Err(ready) }
+        })
+        .await
     }
 
     /// Asks the daemon to stop and answers what `daemon::run` returned.
@@ -362,23 +358,20 @@ impl Binary {
     /// The address from the log's "switchyard started" line (text or JSON),
     /// waiting 30 s at the most.
     pub async fn addr(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = "the daemon to say where it listens";
+        eventually(what, Duration::from_secs(30), async || {
             let text = self.log();
             // Only whole lines: the child may be half-way through one.
             let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
             if let Some(addr) = whole.lines().find_map(started_addr) {
-                return addr;
+                return Ok(addr);
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("the daemon exited ({status}) before it listened:\n{text}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon never said where it listens:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(text)
+        })
+        .await
     }
 
     /// SIGTERM, then [`Binary::wait_exit`].
@@ -390,16 +383,16 @@ impl Binary {
     /// The exit status once the child has exited, or None if it is still
     /// running after `within`.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
+        // Not exiting in time is an answer here (None), not a failure.
+        let exited = async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
+        tokio::time::timeout(within, exited).await.ok()
     }
 }
 

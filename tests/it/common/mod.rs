@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod eventually;
+
+pub use eventually::eventually;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use switchyard_contract::*;
 use switchyard_shopify::ShopifySettings;
 
 pub const ACCOUNT: &str = "shop-test";
+
 pub const GOOD_SIGNATURE: &str = "good-signature";
 
 pub fn at(h: u32, m: u32) -> DateTime<Utc> {

@@ -4,9 +4,11 @@
 //! cause last. Config and rules loading both show only the first error, and
 //! when that error sits inside a `{` or `[` that an earlier line opened and
 //! never closed, the error is placed at that opening, where the fix goes.
-//! Depends on nothing else in the crate.
+//! Part of `crate::diag`: lines come from its line index.
 
 use std::ops::Range;
+
+use super::LineIndex;
 
 /// One syntax error to report: where (a byte offset into the text) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +57,7 @@ fn message(parser: &str, at: Option<&str>) -> String {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    LineIndex::new(text).position(offset).0
 }
 
 /// An opening bracket of a value.

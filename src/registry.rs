@@ -5,8 +5,9 @@
 //! with, and (through those settings) how to build its connector. Adding a
 //! channel is its crate, one line here and its fixtures folder.
 //!
-//! A leaf: the config reader looks channels up here, and the rest of
-//! `channels` builds on it.
+//! A leaf (it names the channel crates and nothing else of this crate):
+//! the config reader looks channels up here to read their keys, and
+//! `channels` builds each account's connector from what it finds.
 
 use switchyard_contract::{Channel, ChannelDescriptor};
 

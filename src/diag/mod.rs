@@ -1,8 +1,10 @@
 //! Located errors and did-you-mean, shared by the config (`config/`) and the
 //! rules file (`rules/`): byte offsets (what the `toml` crate's spans hold)
-//! to 1-based lines and character columns (what editors show), and the
-//! nearest valid word to a typo (`strsim`). Depends on nothing else in the
-//! crate.
+//! to 1-based lines and character columns (what editors show), the nearest
+//! valid word to a typo (`strsim`), and the one TOML syntax error worth
+//! showing (`toml_syntax.rs`). Depends on nothing else in the crate.
+
+pub(crate) mod toml_syntax;
 
 /// Byte offsets → (line, column), built once per file.
 pub(crate) struct LineIndex<'s> {

@@ -1,0 +1,1113 @@
+//! State at scale: a store filled with realistic orders through the real
+//! ingest path, then the real daemon (the `switchyard` binary) run on it and
+//! measured from the outside, at each size asked for (default 10,000 and
+//! 100,000; `SCALE_SIZES=10000,100000,1000000`).
+//!
+//! Filling: Shopify `orders/*` REST bodies generated from a seed (about
+//! 6.7 KB each: three to five lines, customer, addresses, fulfilments),
+//! normalized by the Shopify connector, relabelled for five accounts on
+//! four channels, and written by `Ingest::ingest` in batches with the rules
+//! (`config/rules.toml` with unrouted Alaska and Hawaii orders instead of a
+//! default route), history and the outbox. A fifth of the orders arrive
+//! twice (paid, then shipped); the deliveries queued meanwhile are
+//! completed, as a warehouse would have taken them.
+//!
+//! Measured at each size: the store on disk per order and the raw payload's
+//! share of it; the daemon's start to `READY=1` (over `$NOTIFY_SOCKET`); its
+//! resident memory at start, after 5 s idle, during reads of every filter
+//! and during a burst of webhooks while two accounts poll; the first and
+//! next page of `GET /api/v1/orders` for every filter; `orders show` with
+//! history; a `/metrics` scrape; an outbox pass over 10 due items; webhook
+//! intake. Baselines from the same run, so ratios can be compared between
+//! runs on a noisy machine: the daemon on an empty store (start, memory,
+//! `GET /healthz`), and the storage ceiling for intake (a bare server that
+//! verifies the HMAC, parses the order, inserts it and answers after the
+//! store's group-commit flush with `fdatasync`).
+//!
+//! Plain `Instant` timing; run with `nice cargo bench --bench scale`.
+//! `SCALE_DIR` keeps the stores (default: a temporary folder); the figures
+//! are also written as JSON lines to `$SCALE_DIR/results.jsonl` when set.
+
+#![recursion_limit = "256"]
+// A benchmark that cannot set up panics: that is its failure report.
+// Random picks and sizes cast freely.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+use switchyard::effects::Outbound;
+use switchyard::effects::stock::StockTargets;
+use switchyard::ingest::{Ingest, LiveRules, Source};
+use switchyard::store::{Job, NewOutboxItem, Store, StoreOptions};
+use switchyard_contract::{Channel, NormalizedOrder, Order, Secret};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const SECRET: &str = "bench-webhook-secret";
+const ADMIN: &str = "bench-admin-token";
+/// Orders per `Ingest::ingest` call while filling.
+const FILL_BATCH: usize = 500;
+/// Webhook deliveries per intake measurement, and concurrent senders.
+const BURST: usize = 4_000;
+const SENDERS: usize = 32;
+/// Repetitions of each timed read; the median is reported.
+const REPS: usize = 7;
+
+// --- generated orders -----------------------------------------------------------
+
+/// xorshift64*: reproducible without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    /// True with probability `per_mille`/1000.
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// (account, channel, share in per mille).
+const ACCOUNTS: [(&str, Channel, u64); 5] = [
+    ("shop-us", Channel::Shopify, 400),
+    ("shop-ca", Channel::Shopify, 150),
+    ("etsy-main", Channel::Etsy, 200),
+    ("ebay-us", Channel::Ebay, 150),
+    ("amazon-na", Channel::Amazon, 100),
+];
+
+const COMMON_TAGS: [&str; 10] = [
+    "vip",
+    "wholesale",
+    "gift",
+    "repeat",
+    "promo-bf",
+    "promo-cm",
+    "newsletter",
+    "influencer",
+    "b2b",
+    "staff",
+];
+
+const FIRST: [&str; 12] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "John",
+    "Radia", "Leslie",
+];
+const LAST: [&str; 12] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen",
+    "Backus", "Perlman", "Lamport",
+];
+/// (country code, country, region code, region, weight in per mille).
+const PLACES: [(&str, &str, &str, &str, u64); 12] = [
+    ("US", "United States", "IL", "Illinois", 180),
+    ("US", "United States", "NY", "New York", 160),
+    ("US", "United States", "TX", "Texas", 120),
+    ("US", "United States", "CA", "California", 140),
+    ("US", "United States", "WA", "Washington", 60),
+    ("US", "United States", "FL", "Florida", 60),
+    ("US", "United States", "AK", "Alaska", 10),
+    ("US", "United States", "HI", "Hawaii", 10),
+    ("CA", "Canada", "ON", "Ontario", 110),
+    ("GB", "United Kingdom", "ENG", "England", 60),
+    ("DE", "Germany", "BE", "Berlin", 50),
+    ("AU", "Australia", "NSW", "New South Wales", 40),
+];
+
+/// What an order's final version says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fate {
+    Shipped,
+    PartiallyShipped,
+    Ready,
+    Pending,
+    Cancelled,
+}
+
+/// The newest order placed in a filled store; older ones go back from here.
+fn epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+}
+
+fn money_set(amount: &str, currency: &str) -> Value {
+    json!({ "shop_money": { "amount": amount, "currency_code": currency },
+            "presentment_money": { "amount": amount, "currency_code": currency } })
+}
+
+fn cents(c: u64) -> String {
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+/// The account and the REST body of order `n` of a store of `total`
+/// orders, as it reads once `fate` has happened (`as_paid`: the earlier
+/// version, paid and not yet shipped).
+struct Generated {
+    account: &'static str,
+    channel: Channel,
+    fate: Fate,
+    /// Arrives twice: paid first, then in its final state.
+    twice: bool,
+    n: u64,
+    total: u64,
+}
+
+impl Generated {
+    fn new(n: u64, total: u64) -> Generated {
+        let mut rng = Rng::new(n);
+        let mut roll = rng.below(1000);
+        let (account, channel) = ACCOUNTS
+            .iter()
+            .find(|(_, _, share)| {
+                if roll < *share {
+                    true
+                } else {
+                    roll -= share;
+                    false
+                }
+            })
+            .map(|(a, c, _)| (*a, *c))
+            .unwrap_or(("shop-us", Channel::Shopify));
+        // Open orders are the newest ones: a store is mostly history.
+        let age = total.saturating_sub(n);
+        let recent = age < (total / 20).max(50);
+        let roll = rng.below(1000);
+        let fate = if roll < 50 {
+            Fate::Cancelled
+        } else if recent && roll < 450 {
+            Fate::Ready
+        } else if recent && roll < 600 {
+            Fate::Pending
+        } else if recent && roll < 650 {
+            Fate::PartiallyShipped
+        } else {
+            Fate::Shipped
+        };
+        let twice = fate == Fate::Shipped && rng.chance(200);
+        Generated {
+            account,
+            channel,
+            fate,
+            twice,
+            n,
+            total,
+        }
+    }
+
+    fn channel_order_id(&self) -> u64 {
+        7_000_000_000 + self.n
+    }
+
+    fn placed_at(&self) -> DateTime<Utc> {
+        // Three years of orders, oldest first, a few seconds apart at most.
+        let span = 3 * 365 * 24 * 3600;
+        let step = span / self.total.max(1);
+        let back = self.total.saturating_sub(self.n) * step;
+        epoch() - chrono::Duration::seconds(back as i64)
+    }
+
+    fn body(&self, as_paid: bool) -> Value {
+        let mut rng = Rng::new(self.n ^ 0xA5A5_5A5A);
+        let id = self.channel_order_id();
+        let placed = self.placed_at();
+        let updated = if as_paid {
+            placed + chrono::Duration::minutes(2)
+        } else {
+            placed + chrono::Duration::hours(30)
+        };
+        let currency = match self.account {
+            "shop-ca" => "CAD",
+            _ => "USD",
+        };
+        let mut roll = rng.below(1000);
+        let place = PLACES
+            .iter()
+            .find(|p| {
+                if roll < p.4 {
+                    true
+                } else {
+                    roll -= p.4;
+                    false
+                }
+            })
+            .unwrap_or(&PLACES[0]);
+        let (first, last) = (rng.pick(&FIRST), rng.pick(&LAST));
+        let email = format!(
+            "{}.{}{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            rng.below(10_000)
+        );
+        let mut tags: Vec<String> = Vec::new();
+        for _ in 0..rng.below(3) {
+            tags.push((*rng.pick(&COMMON_TAGS)).to_owned());
+        }
+        if rng.chance(300) {
+            tags.push(format!("batch-{}", rng.below(500)));
+        }
+        let lines = 3 + rng.below(3);
+        let mut subtotal = 0;
+        let mut line_items = Vec::new();
+        for l in 0..lines {
+            let sku_n = rng.below(400);
+            let sku = format!(
+                "{}-{sku_n:03}",
+                ["MUG", "TEE", "CAP", "BAG", "PIN", "CARD"][(sku_n % 6) as usize]
+            );
+            let qty = 1 + rng.below(3);
+            // Now and then a large basket, which the rules hold for review.
+            let price = if rng.chance(3) {
+                40_000
+            } else {
+                500 + rng.below(4_500)
+            };
+            subtotal += price * qty;
+            line_items.push(json!({
+                "id": id * 10 + l, "admin_graphql_api_id": format!("gid://shopify/LineItem/{}", id * 10 + l),
+                "fulfillable_quantity": qty, "fulfillment_service": "manual", "gift_card": false,
+                "grams": 100 + rng.below(900), "name": format!("Product {sku} - Variant {}", l + 1),
+                "price": cents(price), "price_set": money_set(&cents(price), currency),
+                "product_exists": true, "product_id": 9_000 + sku_n, "properties": [],
+                "quantity": qty, "requires_shipping": true, "sku": sku, "taxable": true,
+                "title": format!("Product {sku}"), "total_discount": "0.00",
+                "variant_id": 42_000 + sku_n, "variant_inventory_management": "shopify",
+                "variant_title": format!("Variant {}", l + 1), "vendor": "Switchyard Bench Goods",
+                "tax_lines": [{ "price": cents(price * qty * 8 / 100), "rate": 0.08, "title": "State tax" }],
+                "discount_allocations": []
+            }));
+        }
+        let shipping = 500;
+        let tax = subtotal * 8 / 100;
+        let total = subtotal + shipping + tax;
+        let status = if as_paid { Fate::Ready } else { self.fate };
+        let (financial, fulfillment, cancelled_at) = match status {
+            Fate::Shipped => ("paid", Some("fulfilled"), None),
+            Fate::PartiallyShipped => ("paid", Some("partial"), None),
+            Fate::Ready => ("paid", None, None),
+            Fate::Pending => ("pending", None, None),
+            Fate::Cancelled => ("refunded", None, Some(updated.to_rfc3339())),
+        };
+        let fulfillments: Vec<Value> = match status {
+            Fate::Shipped | Fate::PartiallyShipped => {
+                let take = if status == Fate::Shipped {
+                    line_items.len()
+                } else {
+                    1
+                };
+                vec![json!({
+                    "id": id * 3, "status": "success", "created_at": updated.to_rfc3339(),
+                    "tracking_company": "UPS", "tracking_number": format!("1Z{id:016}"),
+                    "tracking_numbers": [format!("1Z{id:016}")],
+                    "tracking_url": format!("https://www.ups.com/track?tracknum=1Z{id:016}"),
+                    "tracking_urls": [format!("https://www.ups.com/track?tracknum=1Z{id:016}")],
+                    "line_items": line_items[..take].iter().map(|l| json!({ "id": l["id"], "quantity": l["quantity"] })).collect::<Vec<_>>()
+                })]
+            }
+            _ => vec![],
+        };
+        let address = json!({
+            "first_name": first, "last_name": last, "name": format!("{first} {last}"),
+            "address1": format!("{} Main St", 1 + rng.below(999)), "address2": "", "company": null,
+            "city": "Springfield", "zip": format!("{:05}", rng.below(99_999)),
+            "province": place.3, "province_code": place.2, "country": place.1,
+            "country_code": place.0, "phone": null, "latitude": null, "longitude": null
+        });
+        json!({
+            "id": id, "admin_graphql_api_id": format!("gid://shopify/Order/{id}"),
+            "app_id": 580_111, "browser_ip": "192.0.2.1", "buyer_accepts_marketing": false,
+            "cancel_reason": cancelled_at.as_ref().map(|_| "customer"), "cancelled_at": cancelled_at,
+            "checkout_id": id + 11, "checkout_token": format!("{id:x}checkout"),
+            "confirmation_number": format!("C{id:X}"), "contact_email": email,
+            "created_at": placed.to_rfc3339(), "currency": currency, "email": email,
+            "financial_status": financial, "fulfillment_status": fulfillment,
+            "landing_site": "/collections/all", "name": format!("#{}", 1000 + self.n),
+            "note": null, "note_attributes": [], "order_number": 1000 + self.n, "phone": null,
+            "presentment_currency": currency, "processed_at": placed.to_rfc3339(),
+            "source_name": "web", "subtotal_price": cents(subtotal),
+            "subtotal_price_set": money_set(&cents(subtotal), currency),
+            "tags": tags.join(", "), "taxes_included": false, "test": false,
+            "total_discounts": "0.00", "total_discounts_set": money_set("0.00", currency),
+            "total_line_items_price": cents(subtotal),
+            "total_line_items_price_set": money_set(&cents(subtotal), currency),
+            "total_price": cents(total), "total_price_set": money_set(&cents(total), currency),
+            "total_shipping_price_set": money_set(&cents(shipping), currency),
+            "total_tax": cents(tax), "total_tax_set": money_set(&cents(tax), currency),
+            "total_weight": 1200, "updated_at": updated.to_rfc3339(),
+            "billing_address": address.clone(), "shipping_address": address,
+            "customer": { "id": 7_000_000 + rng.below(1_000_000), "email": email,
+                          "created_at": placed.to_rfc3339(), "updated_at": placed.to_rfc3339(),
+                          "first_name": first, "last_name": last, "state": "enabled", "note": null,
+                          "verified_email": true, "phone": null, "tags": "", "currency": currency },
+            "line_items": line_items,
+            "shipping_lines": [{ "id": id + 7, "code": "Standard", "price": cents(shipping),
+                                 "price_set": money_set(&cents(shipping), currency), "source": "shopify",
+                                 "title": "Standard", "discounted_price": cents(shipping),
+                                 "tax_lines": [], "discount_allocations": [] }],
+            "fulfillments": fulfillments, "refunds": []
+        })
+    }
+
+    /// The canonical order of `body`, in this order's account and channel.
+    fn normalize(&self, body: &Value) -> NormalizedOrder {
+        let mut n = switchyard_shopify::normalize_rest_order(self.account, body)
+            .expect("generated bodies are Shopify orders");
+        n.order.channel = self.channel;
+        n.order.id = Order::make_id(self.account, &n.order.channel_order_id);
+        n
+    }
+}
+
+/// The rules the store is filled with: the example rules, with Alaska and
+/// Hawaii left unrouted instead of a default route.
+fn bench_rules(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(Path::new(REPO).join("config/rules.toml")).unwrap();
+    let mut text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("default_route"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(
+        "\n[[rule]]\nname = \"rest-of-us\"\nwhen = { country = \"US\", not = { region = [\"AK\", \"HI\"] } }\nthen = { route = \"east-wh\" }\n",
+    );
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_rules(path: &Path) -> switchyard::rules::RuleSet {
+    let dests = ["east-wh".to_owned(), "west-3pl".to_owned()];
+    switchyard::rules::load_rules(path, &dests)
+        .map(|(r, _)| r)
+        .unwrap_or_else(|e| panic!("bench rules: {e:?}"))
+}
+
+// --- filling --------------------------------------------------------------------
+
+#[derive(Default, Debug)]
+struct Filled {
+    orders: u64,
+    raw_bytes: u64,
+    seconds: f64,
+    /// An order with more than one history entry, for `orders show`.
+    shown: String,
+}
+
+fn fill(state: &Path, rules: &Path, total: u64) -> Filled {
+    let store = Store::open(state, StoreOptions::default()).unwrap();
+    let outbound = Outbound::new(StockTargets::new(vec![]));
+    let ingest =
+        Ingest::new(store.clone(), LiveRules::new(load_rules(rules))).with_outbound(outbound);
+    let started = Instant::now();
+    let mut filled = Filled::default();
+    let mut later: Vec<Generated> = Vec::new();
+    let mut batch: BTreeMap<&'static str, Vec<NormalizedOrder>> = BTreeMap::new();
+    let flush = |batch: &mut BTreeMap<&'static str, Vec<NormalizedOrder>>, now| {
+        for (account, orders) in std::mem::take(batch) {
+            ingest
+                .receive(account, orders, Source::Fetch, now)
+                .unwrap_or_else(|e| panic!("filling {account}: {e}"));
+        }
+    };
+    let mut pending = 0;
+    for n in 0..total {
+        let g = Generated::new(n, total);
+        let body = g.body(g.twice);
+        let normalized = g.normalize(&body);
+        if !g.twice {
+            filled.raw_bytes += serde_json::to_vec(&body).unwrap().len() as u64;
+        }
+        batch.entry(g.account).or_default().push(normalized);
+        pending += 1;
+        if g.twice {
+            later.push(g);
+        }
+        if pending >= FILL_BATCH {
+            flush(&mut batch, Utc::now());
+            pending = 0;
+            // The shipped versions of orders that came in paid, a while later.
+            if later.len() >= FILL_BATCH {
+                for g in later.drain(..) {
+                    let body = g.body(false);
+                    filled.raw_bytes += serde_json::to_vec(&body).unwrap().len() as u64;
+                    if filled.shown.is_empty() {
+                        filled.shown = Order::make_id(g.account, &g.channel_order_id().to_string());
+                    }
+                    batch.entry(g.account).or_default().push(g.normalize(&body));
+                }
+                flush(&mut batch, Utc::now());
+            }
+            if n % 100_000 < FILL_BATCH as u64 && n > 0 {
+                eprintln!(
+                    "  filled {n} orders in {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    for g in later.drain(..) {
+        let body = g.body(false);
+        filled.raw_bytes += serde_json::to_vec(&body).unwrap().len() as u64;
+        if filled.shown.is_empty() {
+            filled.shown = Order::make_id(g.account, &g.channel_order_id().to_string());
+        }
+        batch.entry(g.account).or_default().push(g.normalize(&body));
+    }
+    flush(&mut batch, Utc::now());
+    // A warehouse took every delivery queued meanwhile.
+    let delivered = store.outbox_list(false).unwrap();
+    for item in &delivered {
+        store.outbox_complete(&item.id).unwrap();
+    }
+    store.flush_blocking().unwrap();
+    filled.orders = total;
+    filled.seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "  filled {total} orders in {:.0} s ({} deliveries completed)",
+        filled.seconds,
+        delivered.len()
+    );
+    drop(ingest);
+    store.close().unwrap();
+    filled
+}
+
+/// (apparent bytes, bytes allocated on disk) of everything under `dir`.
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut sum = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            let (a, b) = disk_usage(&entry.path());
+            sum.0 += a;
+            sum.1 += b;
+        } else {
+            sum.0 += meta.len();
+            sum.1 += meta.blocks() * 512;
+        }
+    }
+    sum
+}
+
+// --- the daemon -----------------------------------------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(
+    dir: &Path,
+    state: &Path,
+    rules: &Path,
+    port: u16,
+    shop_url: &str,
+    sink: &str,
+) -> PathBuf {
+    let mut text = format!(
+        "[daemon]\nstate_dir = {state:?}\nlisten = \"127.0.0.1:{port}\"\nrules = {rules:?}\nadmin_token = \"{ADMIN}\"\n"
+    );
+    for account in ["shop-us", "shop-ca"] {
+        text.push_str(&format!(
+            "\n[[account]]\nid = \"{account}\"\nchannel = \"shopify\"\nbase_url = \"{shop_url}\"\npoll_interval = \"2s\"\nwebhooks = true\naccess_token = \"bench-token\"\nwebhook_secret = \"{SECRET}\"\n"
+        ));
+    }
+    for (id, secret) in [("east-wh", "bench-east"), ("west-3pl", "bench-west")] {
+        text.push_str(&format!(
+            "\n[[destination]]\nid = \"{id}\"\nkind = \"webhook\"\nurl = \"{sink}/{id}\"\nsecret = \"{secret}\"\n"
+        ));
+    }
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Daemon {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    /// Spawn to `READY=1`.
+    ready_after: Duration,
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    fn start(config: &Path, dir: &Path) -> Daemon {
+        let sock_path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(600)))
+            .unwrap();
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let started = Instant::now();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("RUST_LOG", "warn,switchyard=info")
+            .env_remove("SWITCHYARD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no READY=1 from the daemon: {e}"));
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                break;
+            }
+        }
+        let ready_after = started.elapsed();
+        let text = std::fs::read_to_string(config).unwrap();
+        let port = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+            .and_then(|p| p.trim_end_matches('"').parse::<u16>().ok())
+            .unwrap();
+        Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            ready_after,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// (resident now, peak since the last `reset_peak`), in MB.
+    fn memory(&self) -> (f64, f64) {
+        (
+            proc_status_kb(self.pid(), "VmRSS:") as f64 / 1024.0,
+            proc_status_kb(self.pid(), "VmHWM:") as f64 / 1024.0,
+        )
+    }
+
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    /// One GET: (status, `X-Next-After`, body bytes, time).
+    async fn get(&self, path: &str) -> (u16, Option<String>, usize, Duration) {
+        let t = Instant::now();
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let next = resp
+            .headers()
+            .get("x-next-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.bytes().await.unwrap();
+        (status, next, body.len(), t.elapsed())
+    }
+
+    /// The median time of `REPS` GETs of `path`, and the last answer.
+    async fn timed(&self, path: &str) -> (Duration, u16, Option<String>, usize) {
+        let mut times = Vec::new();
+        let mut last = (0, None, 0);
+        for _ in 0..REPS {
+            let (status, next, len, t) = self.get(path).await;
+            times.push(t);
+            last = (status, next, len);
+        }
+        times.sort();
+        (times[REPS / 2], last.0, last.1, last.2)
+    }
+
+    /// SIGTERM, then wait for the exit.
+    fn stop(mut self) -> Duration {
+        let t = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the daemon exited with {status}");
+        t.elapsed()
+    }
+}
+
+/// Signed `orders/create` deliveries of new orders (`first..first+count`).
+fn webhook_bodies(first: u64, count: usize, total: u64) -> Vec<(String, Vec<u8>)> {
+    (0..count as u64)
+        .map(|i| {
+            let mut g = Generated::new(first + i, total);
+            g.account = if i % 2 == 0 { "shop-us" } else { "shop-ca" };
+            g.fate = Fate::Ready;
+            (
+                g.account.to_owned(),
+                serde_json::to_vec(&g.body(false)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Posts every body with `SENDERS` senders at once; answers deliveries per second.
+async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(SENDERS)
+        .build()
+        .unwrap();
+    let secret = Secret::new(SECRET);
+    let count = bodies.len();
+    let work = Arc::new(Mutex::new(
+        bodies.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (work, client, base, secret) = (
+            work.clone(),
+            client.clone(),
+            base.to_owned(),
+            secret.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some((i, (account, body))) = work.lock().unwrap().pop() else {
+                    break;
+                };
+                let sig = switchyard_shopify::webhook::sign(&body, &secret);
+                let resp = client
+                    .post(format!("{base}/webhooks/{account}"))
+                    .header("x-shopify-topic", "orders/create")
+                    .header("x-shopify-event-id", format!("bench-{i}-{}", body.len()))
+                    .header("x-shopify-hmac-sha256", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    resp.status(),
+                    200,
+                    "{}",
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The storage ceiling: verify the HMAC, parse the order, insert it, answer
+/// after the group-commit flush. Nothing else.
+async fn ceiling(dir: &Path, bodies: Vec<(String, Vec<u8>)>) -> f64 {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, StatusCode};
+    let store = Store::open(&dir.join("ceiling"), StoreOptions::default()).unwrap();
+    async fn handle(
+        State(store): State<Store>,
+        UrlPath(account): UrlPath<String>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let Some(sig) = headers
+            .get("x-shopify-hmac-sha256")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        else {
+            return StatusCode::UNAUTHORIZED;
+        };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(&body);
+        if mac.verify_slice(&sig).is_err() {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let Ok(order) = switchyard_shopify::normalize_rest_order(&account, &value) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let bytes = serde_json::to_vec(&order).unwrap();
+        store
+            .raw_insert_for_tests("orders", order.order.id.as_bytes(), &bytes)
+            .unwrap();
+        store.flush().await.unwrap();
+        StatusCode::OK
+    }
+    let app = axum::Router::new()
+        .route("/webhooks/{account}", axum::routing::post(handle))
+        .with_state(store.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let rate = burst(&base, bodies).await;
+    server.abort();
+    rate
+}
+
+// --- one size -------------------------------------------------------------------
+
+/// (name, query) of every filter, each first page and next page.
+const FILTERS: [(&str, &str); 12] = [
+    ("all", ""),
+    ("status=ready", "status=ready"),
+    ("status=shipped", "status=shipped"),
+    ("account=shop-ca", "account=shop-ca"),
+    ("channel=etsy", "channel=etsy"),
+    ("route=west-3pl", "route=west-3pl"),
+    ("route=none", "route=none"),
+    ("held=true", "held=true"),
+    ("tag=vip", "tag=vip"),
+    ("tag=batch-7", "tag=batch-7"),
+    ("status=ready&channel=ebay", "status=ready&channel=ebay"),
+    ("tag=nobody-has-this", "tag=nobody-has-this"),
+];
+
+const PAGE: usize = 50;
+
+#[derive(Default)]
+struct Report {
+    lines: Vec<(String, String)>,
+    json: serde_json::Map<String, Value>,
+}
+
+impl Report {
+    fn add(&mut self, key: &str, shown: String, value: Value) {
+        println!("  {key:<42} {shown}");
+        self.lines.push((key.to_owned(), shown));
+        self.json.insert(key.to_owned(), value);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Baseline {
+    ready_ms: f64,
+    rss_mb: f64,
+    healthz_ms: f64,
+}
+
+async fn empty_baseline(dir: &Path, rules: &Path, shop: &str, sink: &str) -> Baseline {
+    let state = dir.join("state");
+    let config = write_config(dir, &state, rules, free_port(), shop, sink);
+    let daemon = Daemon::start(&config, dir);
+    let rss = daemon.memory().0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (healthz, ..) = daemon.timed("/healthz").await;
+    let b = Baseline {
+        ready_ms: ms(daemon.ready_after),
+        rss_mb: rss,
+        healthz_ms: ms(healthz),
+    };
+    daemon.stop();
+    b
+}
+
+async fn measure(
+    size: u64,
+    dir: &Path,
+    rules: &Path,
+    shop: &str,
+    sink: &str,
+    base: &Baseline,
+) -> Report {
+    let mut r = Report::default();
+    let state = dir.join("state");
+    println!("\n== {size} orders");
+    let filled = fill(&state, rules, size);
+    r.add(
+        "fill: orders/s through Ingest::ingest",
+        format!("{:.0}", filled.orders as f64 / filled.seconds),
+        json!(filled.orders as f64 / filled.seconds),
+    );
+    let (apparent, allocated) = disk_usage(&state);
+    let per_order = allocated as f64 / size as f64;
+    let raw_per_order = filled.raw_bytes as f64 / size as f64;
+    r.add(
+        "disk: bytes per order (allocated)",
+        format!(
+            "{per_order:.0} B ({:.2}x the raw payload of {raw_per_order:.0} B; apparent {:.0} B)",
+            per_order / raw_per_order,
+            apparent as f64 / size as f64
+        ),
+        json!({ "per_order": per_order, "raw_per_order": raw_per_order, "apparent_per_order": apparent as f64 / size as f64, "ratio_to_raw": per_order / raw_per_order }),
+    );
+
+    let config = write_config(dir, &state, rules, free_port(), shop, sink);
+    let daemon = Daemon::start(&config, dir);
+    let (rss_start, _) = daemon.memory();
+    r.add(
+        "start to READY=1",
+        format!(
+            "{:.0} ms ({:.1}x empty store)",
+            ms(daemon.ready_after),
+            ms(daemon.ready_after) / base.ready_ms
+        ),
+        json!(ms(daemon.ready_after)),
+    );
+    r.add(
+        "memory: at READY",
+        format!(
+            "{rss_start:.0} MB ({:.1}x empty store)",
+            rss_start / base.rss_mb
+        ),
+        json!(rss_start),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (idle, idle_peak) = daemon.memory();
+    r.add(
+        "memory: idle 5 s (now, peak since start)",
+        format!("{idle:.0} MB, peak {idle_peak:.0} MB"),
+        json!({ "rss": idle, "peak": idle_peak }),
+    );
+
+    daemon.reset_peak();
+    let (healthz, ..) = daemon.timed("/healthz").await;
+    r.add(
+        "GET /healthz (same run)",
+        format!(
+            "{:.2} ms (empty store {:.2} ms)",
+            ms(healthz),
+            base.healthz_ms
+        ),
+        json!(ms(healthz)),
+    );
+    for (name, query) in FILTERS {
+        let sep = if query.is_empty() { "" } else { "&" };
+        let first = format!("/api/v1/orders?limit={PAGE}{sep}{query}");
+        let (t1, status, next, len) = daemon.timed(&first).await;
+        assert_eq!(status, 200, "GET {first}");
+        let next_page = match &next {
+            Some(cursor) => {
+                let path = format!("{first}&after={cursor}");
+                let (t2, status, _, _) = daemon.timed(&path).await;
+                assert_eq!(status, 200, "GET {path}");
+                Some(t2)
+            }
+            None => None,
+        };
+        r.add(
+            &format!("orders list {name}"),
+            format!(
+                "first {:.1} ms, next {} ({} KB)",
+                ms(t1),
+                next_page.map_or("-".to_owned(), |t| format!("{:.1} ms", ms(t))),
+                len / 1024
+            ),
+            json!({ "first_ms": ms(t1), "next_ms": next_page.map(ms), "bytes": len }),
+        );
+    }
+    let (reads_rss, reads_peak) = daemon.memory();
+    r.add(
+        "memory: during reads (now, peak)",
+        format!("{reads_rss:.0} MB, peak {reads_peak:.0} MB"),
+        json!({ "rss": reads_rss, "peak": reads_peak }),
+    );
+    let show = format!("/api/v1/orders/{}", filled.shown);
+    let (t, status, _, len) = daemon.timed(&show).await;
+    assert_eq!(status, 200, "GET {show}");
+    r.add(
+        "orders show (with history)",
+        format!("{:.2} ms ({len} B)", ms(t)),
+        json!(ms(t)),
+    );
+    let (t, status, _, _) = daemon.timed("/metrics").await;
+    assert_eq!(status, 200);
+    r.add("GET /metrics", format!("{:.2} ms", ms(t)), json!(ms(t)));
+
+    daemon.reset_peak();
+    let bodies = webhook_bodies(size + 10_000_000, BURST, size);
+    let rate = burst(&daemon.base, bodies).await;
+    let (burst_rss, burst_peak) = daemon.memory();
+    r.add(
+        "webhook intake: daemon",
+        format!("{rate:.0} deliveries/s"),
+        json!(rate),
+    );
+    r.add(
+        "memory: webhook burst and polls (now, peak)",
+        format!("{burst_rss:.0} MB, peak {burst_peak:.0} MB"),
+        json!({ "rss": burst_rss, "peak": burst_peak }),
+    );
+    let stop = daemon.stop();
+    r.add(
+        "stop (SIGTERM to exit)",
+        format!("{:.0} ms", ms(stop)),
+        json!(ms(stop)),
+    );
+
+    // An outbox pass: 10 due items among everything the store holds.
+    let store = Store::open(&state, StoreOptions::default()).unwrap();
+    let now = Utc::now();
+    let items: Vec<NewOutboxItem> = (0..10)
+        .map(|i| NewOutboxItem {
+            account: "destination:bench-sink".into(),
+            job: Job::PushStock {
+                sku: format!("BENCH-{i}"),
+            },
+            coalesce_key: None,
+            not_before: now,
+        })
+        .collect();
+    store.outbox_add(items, now).unwrap();
+    let t = Instant::now();
+    let due = store
+        .outbox_due("destination:bench-sink", Utc::now(), 32)
+        .unwrap();
+    for item in &due {
+        store.outbox_complete(&item.id).unwrap();
+    }
+    let pass = t.elapsed();
+    assert_eq!(due.len(), 10);
+    r.add(
+        "outbox pass: read 10 due items, complete them",
+        format!("{:.2} ms", ms(pass)),
+        json!(ms(pass)),
+    );
+    store.close().unwrap();
+    r
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::var("SCALE_SIZES")
+        .unwrap_or_else(|_| "10000,100000".to_owned())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("SCALE_SIZES: numbers separated by commas")
+        })
+        .collect();
+    let keep = std::env::var_os("SCALE_DIR").map(PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let root = keep.clone().unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&root).unwrap();
+    let rules = bench_rules(&root);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let commit = Command::new("git")
+        .args(["-C", REPO, "rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!("state at scale, commit {commit}, sizes {sizes:?}");
+    rt.block_on(async {
+        let empty = tempfile::tempdir().unwrap();
+        let sim = switchyard::sim::Simulator::start(empty.path())
+            .await
+            .unwrap();
+        let shop = sim.base_url(Channel::Shopify);
+        let secrets = BTreeMap::from([
+            ("east-wh".to_owned(), b"bench-east".to_vec()),
+            ("west-3pl".to_owned(), b"bench-west".to_vec()),
+        ]);
+        let sink = switchyard::sim::DestinationSink::start(secrets)
+            .await
+            .unwrap();
+        let sink_url = sink.url("x");
+        let sink_base = sink_url.trim_end_matches("/x").to_owned();
+
+        let base_dir = root.join("empty");
+        let _ = std::fs::remove_dir_all(&base_dir);
+        std::fs::create_dir_all(&base_dir).unwrap();
+        let base = empty_baseline(&base_dir, &rules, &shop, &sink_base).await;
+        println!(
+            "baseline, empty store: READY after {:.0} ms, {:.0} MB resident, GET /healthz {:.2} ms",
+            base.ready_ms, base.rss_mb, base.healthz_ms
+        );
+        let ceiling_dir = root.join("ceiling");
+        let _ = std::fs::remove_dir_all(&ceiling_dir);
+        std::fs::create_dir_all(&ceiling_dir).unwrap();
+        let ceiling_rate = ceiling(&ceiling_dir, webhook_bodies(50_000_000, BURST, 1_000)).await;
+        println!("baseline, storage ceiling: {ceiling_rate:.0} deliveries/s");
+
+        let mut results = Vec::new();
+        for size in &sizes {
+            let dir = root.join(format!("n{size}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut r = measure(*size, &dir, &rules, &shop, &sink_base, &base).await;
+            let rate = r.json["webhook intake: daemon"].as_f64().unwrap_or(0.0);
+            r.add(
+                "webhook intake: share of the ceiling",
+                format!("{:.2}", rate / ceiling_rate),
+                json!(rate / ceiling_rate),
+            );
+            results.push((*size, r));
+            if keep.is_none() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        if let Some(root) = &keep {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(root.join("results.jsonl"))
+                .unwrap();
+            for (size, r) in &results {
+                let line = json!({
+                    "commit": commit, "size": size, "at": Utc::now().to_rfc3339(),
+                    "baseline": { "ready_ms": base.ready_ms, "rss_mb": base.rss_mb,
+                                  "healthz_ms": base.healthz_ms, "ceiling": ceiling_rate },
+                    "figures": r.json,
+                });
+                writeln!(f, "{line}").unwrap();
+            }
+        }
+        sink.stop().await;
+        sim.stop().await;
+    });
+}

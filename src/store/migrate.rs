@@ -1,0 +1,213 @@
+//! Upgrades a store written by an earlier layout when it is opened, once.
+//! Layout 1 (the first release) kept each order's raw payload inline and had
+//! no indexes; layout 2 moves the payload to its own tree and builds the
+//! order indexes, the outbox due index and counts, and the dedupe expiry
+//! index. Orders and dedupe keys are converted in batches, each one
+//! transaction together with the position it reached, so a migration that
+//! is interrupted (a crash, a kill) goes on from there the next time the
+//! store opens, and nothing is converted twice or lost. Progress goes to the
+//! log.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::codec::{decode, decode_order, encode, encode_order, time_key};
+use super::index::index_keys;
+use super::outbox::{count_key, due_key};
+use super::{DEDUPE, OUTBOX, OutboxItem, OutboxState, RAW, StoreError, Trees, engine_err};
+
+/// The layout this code writes.
+pub(crate) const LAYOUT: u8 = 2;
+const LAYOUT_KEY: &[u8] = b"layout";
+/// The last order id converted, while the orders are being converted.
+const ORDERS_DONE: &[u8] = b"migrate.orders";
+/// The last dedupe key indexed, while the dedupe keys are being indexed.
+const DEDUPE_DONE: &[u8] = b"migrate.dedupe";
+/// Records converted per transaction.
+const BATCH: usize = 500;
+/// How often progress is logged.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// Brings the store at `dir` to [`LAYOUT`]; a store already there costs one
+/// read. `stop_after` (tests) converts that many orders, one per batch, and
+/// then fails as a crash would.
+pub(crate) fn run(
+    db: &sled::Db,
+    trees: &Trees,
+    dir: &Path,
+    stop_after: Option<usize>,
+) -> Result<(), StoreError> {
+    let layout = trees
+        .meta
+        .get(LAYOUT_KEY)
+        .map_err(|e| engine_err("read of the store layout", e))?;
+    match layout.as_deref() {
+        Some([v]) if *v == LAYOUT => return Ok(()),
+        Some([v]) if *v > LAYOUT => {
+            return Err(StoreError::Open {
+                dir: dir.to_owned(),
+                detail: format!(
+                    "the store has layout {v}, written by a newer switchyard (this one reads up to {LAYOUT}); upgrade switchyard or restore a backup"
+                ),
+            });
+        }
+        _ => {}
+    }
+    let fresh = trees.orders.is_empty() && trees.outbox.is_empty() && trees.dedupe.is_empty();
+    let started = Instant::now();
+    if !fresh {
+        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (order indexes, payloads apart); this runs once and goes on where it stopped if interrupted");
+    }
+    let orders = convert_orders(trees, stop_after)?;
+    let keys = index_dedupe(trees)?;
+    let items = index_outbox(trees)?;
+    db.flush()
+        .map_err(|e| engine_err("flush after the store upgrade", e))?;
+    if !fresh {
+        tracing::info!(
+            orders,
+            dedupe_keys = keys,
+            outbox_items = items,
+            seconds = started.elapsed().as_secs_f64(),
+            "store: upgraded to layout {LAYOUT}"
+        );
+    }
+    Ok(())
+}
+
+/// Reads the next batch (at most `size`) of a tree after `done` (exclusive).
+fn next_batch(
+    tree: &sled::Tree,
+    done: Option<&[u8]>,
+    what: &str,
+    size: usize,
+) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+    let iter = match done {
+        Some(k) => {
+            tree.range::<&[u8], _>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+        }
+        None => tree.iter(),
+    };
+    iter.take(size)
+        .map(|kv| kv.map_err(|e| engine_err(format!("scan of {what} for the store upgrade"), e)))
+        .collect()
+}
+
+/// Orders: payload to its own tree, the revision in the header, index entries.
+fn convert_orders(trees: &Trees, stop_after: Option<usize>) -> Result<u64, StoreError> {
+    let mut done = trees
+        .meta
+        .get(ORDERS_DONE)
+        .map_err(|e| engine_err("read of the upgrade position", e))?
+        .map(|v| v.to_vec());
+    let (mut count, mut last_report) = (0u64, Instant::now());
+    loop {
+        if stop_after.is_some_and(|n| count >= n as u64) {
+            return Err(StoreError::Injected);
+        }
+        let size = if stop_after.is_some() { 1 } else { BATCH };
+        let batch = next_batch(&trees.orders, done.as_deref(), "orders", size)?;
+        let Some((last, _)) = batch.last() else {
+            break;
+        };
+        let last = last.to_vec();
+        let mut staged = Vec::with_capacity(batch.len());
+        for (k, v) in &batch {
+            let mut o = decode_order(k, v)?;
+            let raw = std::mem::take(&mut o.raw);
+            let raw = if raw.is_null() {
+                None
+            } else {
+                Some(encode(RAW, k, &raw)?)
+            };
+            staged.push((k.to_vec(), encode_order(k, &o)?, raw, index_keys(&o.order)));
+        }
+        trees.transact("store upgrade of orders", |tx| {
+            for (k, order, raw, index) in &staged {
+                tx.orders().insert(k.as_slice(), order.as_slice())?;
+                if let Some(raw) = raw {
+                    tx.raw().insert(k.as_slice(), raw.as_slice())?;
+                }
+                for i in index {
+                    tx.order_index().insert(i.as_slice(), &[])?;
+                }
+            }
+            tx.meta().insert(ORDERS_DONE, last.as_slice())?;
+            Ok(())
+        })?;
+        count += batch.len() as u64;
+        done = Some(last);
+        if last_report.elapsed() >= REPORT_EVERY {
+            tracing::info!(orders = count, "store upgrade: orders converted so far");
+            last_report = Instant::now();
+        }
+    }
+    Ok(count)
+}
+
+/// Dedupe keys: an entry per key in the expiry index.
+fn index_dedupe(trees: &Trees) -> Result<u64, StoreError> {
+    let mut done = trees
+        .meta
+        .get(DEDUPE_DONE)
+        .map_err(|e| engine_err("read of the upgrade position", e))?
+        .map(|v| v.to_vec());
+    let mut count = 0u64;
+    loop {
+        let batch = next_batch(&trees.dedupe, done.as_deref(), "dedupe keys", BATCH)?;
+        let Some((last, _)) = batch.last() else {
+            break;
+        };
+        let last = last.to_vec();
+        let mut staged = Vec::with_capacity(batch.len());
+        for (k, v) in &batch {
+            let expires: chrono::DateTime<chrono::Utc> = decode(DEDUPE, k, v)?;
+            let mut e = time_key(expires).to_vec();
+            e.extend_from_slice(k);
+            staged.push(e);
+        }
+        trees.transact("store upgrade of dedupe keys", |tx| {
+            for e in &staged {
+                tx.dedupe_expiry().insert(e.as_slice(), &[])?;
+            }
+            tx.meta().insert(DEDUPE_DONE, last.as_slice())?;
+            Ok(())
+        })?;
+        count += batch.len() as u64;
+        done = Some(last);
+    }
+    Ok(count)
+}
+
+/// The outbox (what has not gone out yet: small): due index and counts,
+/// and the new layout recorded, in one transaction.
+fn index_outbox(trees: &Trees) -> Result<u64, StoreError> {
+    let mut due = Vec::new();
+    let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    for kv in trees.outbox.iter() {
+        let (k, v) = kv.map_err(|e| engine_err("scan of outbox for the store upgrade", e))?;
+        let item: OutboxItem = decode(OUTBOX, &k, &v)?;
+        if item.state == OutboxState::Pending {
+            due.push(due_key(&item));
+        }
+        *counts
+            .entry(count_key(item.state, &item.account))
+            .or_default() += 1;
+    }
+    let items = counts.values().sum::<i64>() as u64;
+    trees.transact("store upgrade of the outbox", |tx| {
+        for k in &due {
+            tx.outbox_due().insert(k.as_slice(), &[])?;
+        }
+        for (k, n) in &counts {
+            // Set, not added: the counts start here.
+            tx.counts().insert(k.as_slice(), &n.to_be_bytes())?;
+        }
+        tx.meta().remove(ORDERS_DONE)?;
+        tx.meta().remove(DEDUPE_DONE)?;
+        tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+        Ok(())
+    })?;
+    Ok(items)
+}
