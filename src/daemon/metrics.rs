@@ -24,7 +24,7 @@
 //! | `switchyard_rate_limited_total` | counter | `account`, `source` | 429s from channels |
 //! | `switchyard_limiter_wait_seconds_total` | counter | `account` | outbox time spent waiting on rate limits |
 //! | `switchyard_outbox_pending`, `switchyard_outbox_dead_letters` | gauge | `account` | outbox depth and dead letters |
-//! | `switchyard_outbox_pushes_total` | counter | `outcome` | outbound calls |
+//! | `switchyard_outbox_pushes_total` | counter | `outcome` | outbound calls (`skipped`: a delivery whose order shipped or was cancelled first) |
 //! | `switchyard_rules_reloads_total` | counter | `outcome` | rules reloads |
 //! | `switchyard_rules` | gauge | | rules in force |
 //! | `switchyard_config_checks_total` | counter | `outcome` | config re-reads on SIGHUP |
@@ -263,7 +263,7 @@ impl Metrics {
                 &mut r,
                 "outbox_pushes",
                 None,
-                "Outbound calls by outcome (sent, retried, rate_limited, dead, not_listed)",
+                "Outbound calls by outcome (sent, retried, rate_limited, dead, not_listed, skipped: a delivery whose order shipped or was cancelled before it went out)",
                 Family::default(),
             ),
             rule_reloads: add(
@@ -335,7 +335,14 @@ impl Metrics {
         // Series with a fixed set of label values show from the start (at
         // 0), so a rate over them has no gap; per-account ones appear with
         // the account (`Metrics::account_started`).
-        for o in ["sent", "retried", "rate_limited", "dead", "not_listed"] {
+        for o in [
+            "sent",
+            "retried",
+            "rate_limited",
+            "dead",
+            "not_listed",
+            "skipped",
+        ] {
             drop(families.outbox_pushes.get_or_create(&outcome(o)));
         }
         for o in ["ok", "failed"] {
@@ -389,7 +396,7 @@ pub fn outcome(outcome: &'static str) -> OutcomeLabel {
 }
 
 /// One outbound call's outcome (`sent`, `retried`, `rate_limited`, `dead`,
-/// `not_listed`).
+/// `not_listed`, `skipped`).
 pub fn count_push(metrics: &Metrics, outcome: &'static str) {
     metrics
         .outbox_pushes

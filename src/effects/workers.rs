@@ -134,7 +134,7 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
         use switchyard_contract::connector::Operation;
         match kind {
             JobKind::PushTracking => self.connector.rate_limit(Operation::PushTracking),
-            JobKind::PushStock | JobKind::Deliver => {
+            JobKind::PushStock | JobKind::Deliver | JobKind::Notice => {
                 self.connector.rate_limit(Operation::PushInventory)
             }
         }
@@ -206,8 +206,8 @@ impl<C: Connector + 'static> Sender for ChannelSender<C> {
                 self.account,
                 item.job.kind().describe()
             )),
-            Job::Deliver(_) => Verdict::Dead(format!(
-                "a delivery was queued for channel account {}; deliveries go to destinations",
+            Job::Deliver(_) | Job::Notice(_) => Verdict::Dead(format!(
+                "a delivery or notice was queued for channel account {}; they go to destinations",
                 self.account
             )),
         }

@@ -23,6 +23,23 @@ pub enum Job {
     },
     /// POST a routed order to a destination.
     Deliver(Delivery),
+    /// Tell a destination that an order it already has was put on hold or
+    /// cancelled.
+    Notice(Notice),
+}
+
+/// A notice about a delivered order (`docs/operations.md`, "Holding an
+/// order that was already delivered").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// `hold` or `cancel`.
+    pub notice: String,
+    pub order_id: String,
+    pub destination: String,
+    /// The delivery the notice is about.
+    pub delivery_id: String,
+    pub reason: String,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A delivery of an order to a destination.
@@ -45,16 +62,23 @@ pub enum JobKind {
     PushStock,
     PushTracking,
     Deliver,
+    Notice,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::PushStock, JobKind::PushTracking, JobKind::Deliver];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::PushStock,
+        JobKind::PushTracking,
+        JobKind::Deliver,
+        JobKind::Notice,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::PushStock => "push_stock",
             JobKind::PushTracking => "push_tracking",
             JobKind::Deliver => "deliver",
+            JobKind::Notice => "notice",
         }
     }
 
@@ -64,6 +88,7 @@ impl JobKind {
             JobKind::PushStock => "push stock",
             JobKind::PushTracking => "push tracking",
             JobKind::Deliver => "deliver orders",
+            JobKind::Notice => "notify destinations",
         }
     }
 }
@@ -80,6 +105,7 @@ impl Job {
             Job::PushStock { .. } => JobKind::PushStock,
             Job::PushTracking { .. } => JobKind::PushTracking,
             Job::Deliver(_) => JobKind::Deliver,
+            Job::Notice(_) => JobKind::Notice,
         }
     }
 
@@ -89,6 +115,7 @@ impl Job {
             Job::PushStock { .. } => None,
             Job::PushTracking { order_id, .. } => Some(order_id),
             Job::Deliver(d) => Some(&d.order_id),
+            Job::Notice(n) => Some(&n.order_id),
         }
     }
 
@@ -96,7 +123,7 @@ impl Job {
     pub fn sku(&self) -> Option<&str> {
         match self {
             Job::PushStock { sku } => Some(sku),
-            Job::PushTracking { .. } | Job::Deliver(_) => None,
+            Job::PushTracking { .. } | Job::Deliver(_) | Job::Notice(_) => None,
         }
     }
 }
