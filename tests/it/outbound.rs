@@ -1113,27 +1113,10 @@ fn rules(text: &str) -> RuleSet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_orders_are_delivered_signed_and_held_ones_wait_for_release() {
-    let (_dir, store) = store();
-    let sink = Sink::default();
-    let server = serve(
-        axum::Router::new()
-            .route("/orders", post(sink_route))
-            .with_state(sink.clone()),
-    )
-    .await;
     let secret = "wh-secret";
-    let dest = DestinationConfig {
-        id: "east-wh".into(),
-        kind: DestinationKind::Webhook {
-            url: format!("{}/orders", server.url),
-            secret: Secret::new(secret),
-        },
-    };
-    let outbound = Outbound::default();
-    let ingest = Ingest::new(
-        store.clone(),
-        LiveRules::new(rules(
-            r#"
+    let w = Warehouse::start(
+        post(sink_route),
+        r#"
 default_route = "east-wh"
 
 [[rule]]
@@ -1141,9 +1124,9 @@ name = "review-large"
 when = { total = { gte = "500.00" } }
 then = { hold = "manual review" }
 "#,
-        )),
     )
-    .with_outbound(outbound.clone());
+    .await;
+    let (store, sink, dest, outbound, ingest) = w.parts();
     let (stop, rx) = watch::channel(false);
     let (worker, account) = effects::destination_worker(
         &dest,
@@ -1282,29 +1265,64 @@ async fn accepting_sink(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A warehouse (`east-wh`, secret `wh-secret`) answering with `route`, a
+/// store, and an ingest path with the given rules.
+struct Warehouse {
+    _dir: tempfile::TempDir,
+    _server: Server,
+    store: Store,
+    sink: Sink,
+    dest: DestinationConfig,
+    outbound: Outbound,
+    ingest: Ingest,
+}
+
+impl Warehouse {
+    fn parts(&self) -> (Store, Sink, DestinationConfig, Outbound, Ingest) {
+        (
+            self.store.clone(),
+            self.sink.clone(),
+            self.dest.clone(),
+            self.outbound.clone(),
+            self.ingest.clone(),
+        )
+    }
+
+    async fn start(route: axum::routing::MethodRouter<Sink>, rules_text: &str) -> Warehouse {
+        let (dir, store) = store();
+        let sink = Sink::default();
+        let server = serve(
+            axum::Router::new()
+                .route("/orders", route)
+                .with_state(sink.clone()),
+        )
+        .await;
+        let dest = DestinationConfig {
+            id: "east-wh".into(),
+            kind: DestinationKind::Webhook {
+                url: format!("{}/orders", server.url),
+                secret: Secret::new("wh-secret"),
+            },
+        };
+        let outbound = Outbound::default();
+        let ingest = Ingest::new(store.clone(), LiveRules::new(rules(rules_text)))
+            .with_outbound(outbound.clone());
+        Warehouse {
+            _dir: dir,
+            _server: server,
+            store,
+            sink,
+            dest,
+            outbound,
+            ingest,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
-    let (_dir, store) = store();
-    let sink = Sink::default();
-    let server = serve(
-        axum::Router::new()
-            .route("/orders", post(accepting_sink))
-            .with_state(sink.clone()),
-    )
-    .await;
-    let dest = DestinationConfig {
-        id: "east-wh".into(),
-        kind: DestinationKind::Webhook {
-            url: format!("{}/orders", server.url),
-            secret: Secret::new("wh-secret"),
-        },
-    };
-    let outbound = Outbound::default();
-    let ingest = Ingest::new(
-        store.clone(),
-        LiveRules::new(rules("default_route = \"east-wh\"\n")),
-    )
-    .with_outbound(outbound.clone());
+    let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
+    let (store, sink, dest, outbound, ingest) = w.parts();
 
     // Both deliveries are queued while the destination's worker is not
     // running (a warehouse that is down, a daemon restarting) ...
@@ -1415,27 +1433,8 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
 /// it: the destination gets a signed notice, and the history says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivered_order_held_or_cancelled_sends_the_destination_a_notice() {
-    let (_dir, store) = store();
-    let sink = Sink::default();
-    let server = serve(
-        axum::Router::new()
-            .route("/orders", post(accepting_sink))
-            .with_state(sink.clone()),
-    )
-    .await;
-    let dest = DestinationConfig {
-        id: "east-wh".into(),
-        kind: DestinationKind::Webhook {
-            url: format!("{}/orders", server.url),
-            secret: Secret::new("wh-secret"),
-        },
-    };
-    let outbound = Outbound::default();
-    let ingest = Ingest::new(
-        store.clone(),
-        LiveRules::new(rules("default_route = \"east-wh\"\n")),
-    )
-    .with_outbound(outbound.clone());
+    let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
+    let (store, sink, dest, outbound, ingest) = w.parts();
     let (stop, rx) = watch::channel(false);
     let (worker, _account) = effects::destination_worker(
         &dest,
