@@ -302,6 +302,7 @@ pub fn merge(
         released_hold: existing.and_then(|e| e.released_hold.clone()),
         rule_hold: None,
         local_shipments: Vec::new(),
+        delivered: existing.and_then(|e| e.delivered.clone()),
         notes: incoming.notes.clone(),
         raw: incoming.raw.clone(),
         revision: existing.map(|e| e.revision).unwrap_or(0),

@@ -24,8 +24,8 @@ use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
 use crate::ingest::{redecide, rule_input};
 use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
-    HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView, Store,
-    StoreError, StoredOrder, WriteBatch,
+    DeliveredTo, HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView,
+    Store, StoreError, StoredOrder, WriteBatch,
 };
 
 /// Why an operation did not happen. The message names the offending thing
@@ -126,6 +126,8 @@ pub struct OrderDetail {
     pub notes: Vec<NormalizationNote>,
     pub history: Vec<HistoryEntry>,
     pub holds: Holds,
+    /// Where and when the order was last delivered.
+    pub delivered: Option<DeliveredTo>,
 }
 
 /// Where an order's hold comes from (`orders show --json`: `holds`).
@@ -190,6 +192,7 @@ impl OrderDetail {
             .collect();
         v["history"] = json!(history);
         v["holds"] = json!(self.holds);
+        v["delivered"] = json!(self.delivered);
         v
     }
 
@@ -201,11 +204,13 @@ impl OrderDetail {
         let notes = obj.remove("notes").unwrap_or_else(|| json!([]));
         let history = obj.remove("history").unwrap_or_else(|| json!([]));
         let holds = obj.remove("holds").unwrap_or_else(|| json!({}));
+        let delivered = obj.remove("delivered").unwrap_or(serde_json::Value::Null);
         Ok(OrderDetail {
             order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
             notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
             history: serde_json::from_value(history).map_err(|e| format!("history: {e}"))?,
             holds: serde_json::from_value(holds).map_err(|e| format!("holds: {e}"))?,
+            delivered: serde_json::from_value(delivered).map_err(|e| format!("delivered: {e}"))?,
         })
     }
 }
@@ -220,6 +225,7 @@ pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
         notes: stored.notes,
         history,
         holds,
+        delivered: stored.delivered,
     })
 }
 
@@ -290,8 +296,22 @@ fn change(
     for _ in 0..5 {
         let current = find_order(store, id)?;
         let mut next = current.clone();
-        let detail = edit(&mut next)?;
-        let plan = crate::effects::deliveries::plan_local(store, &next, now)?;
+        let mut detail = edit(&mut next)?;
+        let mut plan = crate::effects::deliveries::plan_local(store, &next, now)?;
+        // A hold cannot recall a delivery that went out: the destination is
+        // told instead, in the same write.
+        if kind == "hold"
+            && current.manual_hold.is_none()
+            && let (Some(delivered), Some(reason)) = (&next.delivered, &next.manual_hold)
+        {
+            plan.outbox.push(crate::effects::deliveries::notice_item(
+                id, delivered, "hold", reason, now,
+            ));
+            detail.push_str(&format!(
+                "; already delivered to {} (delivery {}): hold notice queued",
+                delivered.destination, delivered.delivery_id
+            ));
+        }
         let queued = plan.outbox.clone();
         let order = next.order.clone();
         let batch = WriteBatch {

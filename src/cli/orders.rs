@@ -217,6 +217,27 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                 return print_json(&order);
             }
             outln!("{id}: on hold ({})", reason.trim());
+            // Deliveries still queued wait for the release; one that went
+            // out cannot be recalled, so say where it went and what was done.
+            let delivered = match &backend {
+                Backend::Local { store, .. } => {
+                    ops::order_detail(store, &id).map_err(op_failure)?.delivered
+                }
+                Backend::Remote(api) => {
+                    let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
+                    OrderDetail::from_json(doc).ok().and_then(|d| d.delivered)
+                }
+            };
+            if let Some(d) = delivered {
+                outln!(
+                    "{id}: it was already delivered to {} at {} (delivery {}); a hold notice is queued \
+                     for {}: whether the parcel can still be stopped is up to the warehouse",
+                    d.destination,
+                    time(d.at),
+                    d.delivery_id,
+                    d.destination
+                );
+            }
             Ok(())
         }
         OrdersCommand::Release { id, json } => {
@@ -408,6 +429,15 @@ pub fn render_show(detail: &OrderDetail) -> String {
         let _ = writeln!(s, "ship to {}", parts.join(", "));
     }
     let _ = writeln!(s, "shipping method {}", dash(o.shipping_method.as_deref()));
+    if let Some(d) = &detail.delivered {
+        let _ = writeln!(
+            s,
+            "delivered to {} at {} (delivery {})",
+            d.destination,
+            time(d.at),
+            d.delivery_id
+        );
+    }
     let hold = if detail.holds == ops::Holds::default() {
         dash(o.hold.as_deref()).to_owned()
     } else {

@@ -27,7 +27,7 @@
 //! | `switchyard_token_state` | gauge | `account`, `state` | 1 for the account's token state (static, valid, refresh_failed) |
 //! | `switchyard_token_valid_until_seconds` | gauge | `account` | when a refreshed access token expires |
 //! | `switchyard_outbox_pending`, `switchyard_outbox_dead_letters` | gauge | `account` | outbox depth and dead letters |
-//! | `switchyard_outbox_pushes_total` | counter | `outcome` | outbound calls |
+//! | `switchyard_outbox_pushes_total` | counter | `outcome` | outbound calls (`skipped`: a delivery whose order shipped or was cancelled first) |
 //! | `switchyard_rules_reloads_total` | counter | `outcome` | rules reloads |
 //! | `switchyard_rules` | gauge | | rules in force |
 //! | `switchyard_config_checks_total` | counter | `outcome` | config re-reads on SIGHUP |
@@ -296,7 +296,7 @@ impl Metrics {
                 &mut r,
                 "outbox_pushes",
                 None,
-                "Outbound calls by outcome (sent, retried, rate_limited, dead, not_listed)",
+                "Outbound calls by outcome (sent, retried, rate_limited, dead, not_listed, skipped: a delivery whose order shipped or was cancelled before it went out)",
                 Family::default(),
             ),
             rule_reloads: add(
@@ -368,7 +368,14 @@ impl Metrics {
         // Series with a fixed set of label values show from the start (at
         // 0), so a rate over them has no gap; per-account ones appear with
         // the account (`Metrics::account_started`).
-        for o in ["sent", "retried", "rate_limited", "dead", "not_listed"] {
+        for o in [
+            "sent",
+            "retried",
+            "rate_limited",
+            "dead",
+            "not_listed",
+            "skipped",
+        ] {
             drop(families.outbox_pushes.get_or_create(&outcome(o)));
         }
         for o in ["ok", "failed"] {
@@ -422,7 +429,7 @@ pub fn outcome(outcome: &'static str) -> OutcomeLabel {
 }
 
 /// One outbound call's outcome (`sent`, `retried`, `rate_limited`, `dead`,
-/// `not_listed`).
+/// `not_listed`, `skipped`).
 pub fn count_push(metrics: &Metrics, outcome: &'static str) {
     metrics
         .outbox_pushes

@@ -16,7 +16,8 @@
 //! drops a different body, and the signature of a retry is the same. Later
 //! changes of the order are not re-sent by this path. But whether to send
 //! at all is decided at send time: a queued delivery of an order that was
-//! cancelled or shipped meanwhile becomes a dead letter (not sent), and one
+//! cancelled or shipped meanwhile is skipped (not sent, noted in the order's
+//! history, not a dead letter), and one
 //! that was put on hold waits for the release.
 //!
 //! The POST carries `X-Switchyard-Signature` (base64 HMAC-SHA256 of the raw
@@ -36,9 +37,10 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use switchyard_contract::RateLimit;
 use switchyard_contract::error::parse_retry_after;
-use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Pacer, Secret};
+use switchyard_contract::{
+    ConnectorError, Operation, Order, OrderStatus, Pacer, RateLimit, Secret,
+};
 
 use super::Outbound;
 use super::forever;
@@ -247,6 +249,7 @@ fn queue_one(
             Job::Deliver(d) => d.delivery_id.clone(),
             Job::PushStock { .. }
             | Job::PushTracking { .. }
+            | Job::Notice(_)
             | Job::FetchOrders { .. }
             | Job::CheckStockReceipt { .. } => String::new(),
         };
@@ -317,8 +320,9 @@ impl DestinationSender {
     }
 }
 
-/// Deliveries spend the destination's one budget under this operation
-/// class (the class is a channel's notion; a destination has one limit).
+/// Deliveries and notices spend the destination's one budget under this
+/// operation class (the class is a channel's notion; a destination has one
+/// limit).
 const PACED_AS: Operation = Operation::PushTracking;
 
 /// How long one delivery may take before it counts as failed.
@@ -338,13 +342,82 @@ impl Sender for DestinationSender {
     }
 
     async fn send(&self, item: &OutboxItem) -> Verdict {
-        let Job::Deliver(p) = &item.job else {
-            return Verdict::Dead(format!(
-                "a {} job was queued for destination {}; destinations take deliveries only",
-                item.job.kind(),
+        match &item.job {
+            Job::Deliver(p) => self.deliver(p).await,
+            Job::Notice(n) => self.notify(n).await,
+            other => Verdict::Dead(format!(
+                "a {} job was queued for destination {}; destinations take deliveries and notices",
+                other.kind(),
                 self.id
-            ));
+            )),
+        }
+    }
+}
+
+/// What a destination is told when an order it has was put on hold or
+/// cancelled: the body of a notice.
+pub const NOTICE_HEADER: &str = "X-Switchyard-Notice";
+
+/// Appends a history entry to an order (re-reading on a concurrent change),
+/// after `edit` has changed what else must change with it.
+fn note(
+    store: &Store,
+    order_id: &str,
+    kind: &str,
+    detail: &str,
+    edit: impl Fn(&mut StoredOrder),
+) -> Result<(), StoreError> {
+    for _ in 0..8 {
+        let Some(stored) = store.get_order(order_id)? else {
+            return Ok(());
         };
+        let mut next = stored.clone();
+        edit(&mut next);
+        let mut batch = WriteBatch::new(Utc::now());
+        batch.orders.push(OrderWrite::Local {
+            expected_revision: stored.revision,
+            order: next,
+            kind: kind.to_owned(),
+            detail: detail.to_owned(),
+            outbox: Vec::new(),
+        });
+        match store.apply(batch) {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict {
+        id: order_id.to_owned(),
+    })
+}
+
+/// The `notice` item telling `delivered.destination` that order `order_id`
+/// was put on hold (`"hold"`) or cancelled (`"cancel"`).
+pub fn notice_item(
+    order_id: &str,
+    delivered: &crate::store::DeliveredTo,
+    notice: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> NewOutboxItem {
+    NewOutboxItem {
+        account: destination_account(&delivered.destination),
+        job: Job::Notice(crate::outbox::Notice {
+            notice: notice.to_owned(),
+            order_id: order_id.to_owned(),
+            destination: delivered.destination.clone(),
+            delivery_id: delivered.delivery_id.clone(),
+            reason: reason.to_owned(),
+            at: now,
+        }),
+        coalesce_key: None,
+        not_before: now,
+    }
+}
+
+impl DestinationSender {
+    async fn deliver(&self, p: &Delivery) -> Verdict {
         // The item was queued when the order became deliverable, but it may
         // wait (a destination that is down, backoff, a restart) while the
         // order changes. A warehouse must not ship an order that was
@@ -354,14 +427,20 @@ impl Sender for DestinationSender {
         let placed_at = match self.store.get_order(&p.order_id) {
             Ok(Some(stored)) => {
                 let o = &stored.order;
-                // Nothing for a warehouse to do. A dead letter rather than
-                // dropped: visible, and a person can still retry it (the
-                // delivery marker keeps ingest from queueing another).
+                // Nothing left for a warehouse to do: not a failure, and not
+                // a dead letter for a person to look at. The order's history
+                // says so (the delivery marker keeps ingest from queueing
+                // another; `orders release` or a re-route can).
                 if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
-                    return Verdict::Dead(format!(
-                        "order {} is {} since its delivery was queued; not delivered",
-                        p.order_id, o.status
-                    ));
+                    let why = format!(
+                        "delivery {} to {} not sent: the order is {} since it was queued",
+                        p.delivery_id, self.id, o.status
+                    );
+                    if let Err(e) = note(&self.store, &p.order_id, "delivery_skipped", &why, |_| {})
+                    {
+                        return Verdict::Failed(ConnectorError::Transient(format!("store: {e}")));
+                    }
+                    return Verdict::Skipped(why);
                 }
                 if let Some(hold) = &o.hold {
                     return Verdict::Again {
@@ -378,23 +457,8 @@ impl Sender for DestinationSender {
             Ok(None) => None,
             Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
         };
-        self.pacer.acquire(PACED_AS, 1).await;
-        let signature = sign(self.secret.expose().as_bytes(), p.body.as_bytes());
-        let sent = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .header(DELIVERY_HEADER, &p.delivery_id)
-            .body(p.body.clone())
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => return Verdict::Failed(ConnectorError::from_reqwest(&e)),
-        };
-        let status = resp.status();
-        if status.is_success() {
+        let verdict = self.post(p.body.clone(), &p.delivery_id, None).await;
+        if matches!(verdict, Verdict::Done(_)) {
             tracing::info!(destination = %self.id, order = %p.order_id, delivery = %p.delivery_id, "order delivered");
             if let Some(placed) = placed_at {
                 let waited = (Utc::now() - placed).to_std().unwrap_or_default();
@@ -406,6 +470,64 @@ impl Sender for DestinationSender {
                     .get_or_create(&label)
                     .observe(metrics::seconds(waited));
             }
+            let delivered = crate::store::DeliveredTo {
+                destination: self.id.clone(),
+                delivery_id: p.delivery_id.clone(),
+                at: Utc::now(),
+            };
+            let detail = format!("delivered to {} (delivery {})", self.id, p.delivery_id);
+            // Delivered is delivered: a failure to note it is logged, not
+            // retried (a retry would deliver again).
+            if let Err(e) = note(&self.store, &p.order_id, "delivered", &detail, |o| {
+                o.delivered = Some(delivered.clone());
+            }) {
+                tracing::warn!(order = %p.order_id, error = %e, "the delivery went out but could not be noted in the order's history");
+            }
+        }
+        verdict
+    }
+
+    async fn notify(&self, n: &crate::outbox::Notice) -> Verdict {
+        let body = serde_json::json!({
+            "notice": n.notice,
+            "order_id": n.order_id,
+            "reason": n.reason,
+            "delivery_id": n.delivery_id,
+            "at": n.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })
+        .to_string();
+        let verdict = self.post(body, &n.delivery_id, Some(&n.notice)).await;
+        if matches!(verdict, Verdict::Done(_)) {
+            let detail = format!(
+                "{} notice sent to {} about delivery {} ({})",
+                n.notice, self.id, n.delivery_id, n.reason
+            );
+            if let Err(e) = note(&self.store, &n.order_id, "notice", &detail, |_| {}) {
+                tracing::warn!(order = %n.order_id, error = %e, "the notice went out but could not be noted in the order's history");
+            }
+        }
+        verdict
+    }
+
+    /// POSTs a signed body; 2xx is done, anything else a classified failure.
+    async fn post(&self, body: String, delivery_id: &str, notice: Option<&str>) -> Verdict {
+        self.pacer.acquire(PACED_AS, 1).await;
+        let signature = sign(self.secret.expose().as_bytes(), body.as_bytes());
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_HEADER, delivery_id);
+        if let Some(notice) = notice {
+            request = request.header(NOTICE_HEADER, notice);
+        }
+        let resp = match request.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Verdict::Failed(ConnectorError::from_reqwest(&e)),
+        };
+        let status = resp.status();
+        if status.is_success() {
             return Verdict::Done(None);
         }
         let retry_after = resp

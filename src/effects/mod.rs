@@ -73,6 +73,20 @@ impl Outbound {
             return Ok(IngestPlan::default());
         }
         let mut plan = stock::plan_reservation(store, &self.stock, existing, new, now)?;
+        // Cancelled on the channel after a destination took the order: the
+        // destination is told, as for a hold.
+        if let (Some(e), Some(delivered)) = (existing, &new.delivered)
+            && new.order.status == switchyard_contract::OrderStatus::Cancelled
+            && e.order.status != switchyard_contract::OrderStatus::Cancelled
+        {
+            plan.outbox.push(deliveries::notice_item(
+                &new.order.id,
+                delivered,
+                "cancel",
+                "cancelled on the channel",
+                now,
+            ));
+        }
         if let Some((item, marker)) = deliveries::plan(store, new, now)? {
             plan.outbox.push(item);
             plan.dedupe.push(marker);

@@ -131,7 +131,7 @@ impl ChannelSender {
             JobKind::PushTracking => Operation::PushTracking,
             JobKind::CheckStockReceipt => Operation::Lookup,
             JobKind::FetchOrders => Operation::Fetch,
-            JobKind::PushStock | JobKind::Deliver => Operation::PushInventory,
+            JobKind::PushStock | JobKind::Deliver | JobKind::Notice => Operation::PushInventory,
         }
     }
 }
@@ -221,8 +221,8 @@ impl Sender for ChannelSender {
                     item.job.kind().describe()
                 ))
             }
-            Job::Deliver(_) => Verdict::Dead(format!(
-                "a delivery was queued for channel account {}; deliveries go to destinations",
+            Job::Deliver(_) | Job::Notice(_) => Verdict::Dead(format!(
+                "a delivery or notice was queued for channel account {}; they go to destinations",
                 self.account
             )),
             Job::FetchOrders { .. } => Verdict::Dead(format!(

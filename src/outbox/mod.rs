@@ -46,7 +46,7 @@ use tokio::sync::Notify;
 
 use crate::store::{NewOutboxItem, Store};
 
-pub use crate::store::{Delivery, Job, JobKind, ReceiptSku};
+pub use crate::store::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use worker::{FollowUp, Sender, Verdict, Worker};
 
 /// The outbox account of a destination. Account ids cannot contain `:`, so

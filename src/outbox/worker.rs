@@ -50,6 +50,9 @@ pub enum Verdict {
     Failed(ConnectorError),
     /// Can never work (bad payload, the order is gone): dead letter now.
     Dead(String),
+    /// Nothing to send any more (the order shipped or was cancelled before
+    /// its delivery went out): the item leaves the queue, not a failure.
+    Skipped(String),
     /// Not sent: the call it was taken into had no room for it (a batch's
     /// budget). Nothing is recorded; the item stays due and goes in a later
     /// call. A call never defers all of its items.
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Verdict {
             Verdict::Again { after, note } => write!(f, "Again({after:?}, {note})"),
             Verdict::Failed(e) => write!(f, "Failed({e})"),
             Verdict::Dead(r) => write!(f, "Dead({r})"),
+            Verdict::Skipped(r) => write!(f, "Skipped({r})"),
             Verdict::Deferred => f.write_str("Deferred"),
         }
     }
@@ -401,6 +405,12 @@ impl<S: Sender> Worker<S> {
                 tracing::debug!(account = %self.account, item = %item.id, %note, "sending again");
             }
             Verdict::Dead(reason) => self.kill(item, &reason)?,
+            Verdict::Skipped(reason) => {
+                self.account_backoff.reset();
+                self.store.outbox_complete(&item.id)?;
+                self.count("skipped");
+                tracing::info!(account = %self.account, item = %item.id, %reason, "not sent: nothing left to do");
+            }
             Verdict::Deferred => {
                 tracing::debug!(account = %self.account, item = %item.id, "no room in this call; sent in a later one");
             }

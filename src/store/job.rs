@@ -23,6 +23,9 @@ pub enum Job {
     },
     /// POST a routed order to a destination.
     Deliver(Delivery),
+    /// Tell a destination that an order it already has was put on hold or
+    /// cancelled.
+    Notice(Notice),
     /// Fetch orders a webhook only named, and ingest them.
     FetchOrders { ids: Vec<String> },
     /// Ask a channel what became of stock pushes it took for processing
@@ -38,6 +41,20 @@ pub enum Job {
 pub struct ReceiptSku {
     pub sku: String,
     pub quantity: u32,
+}
+
+/// A notice about a delivered order (`docs/operations.md`, "Holding an
+/// order that was already delivered").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// `hold` or `cancel`.
+    pub notice: String,
+    pub order_id: String,
+    pub destination: String,
+    /// The delivery the notice is about.
+    pub delivery_id: String,
+    pub reason: String,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A delivery of an order to a destination.
@@ -60,15 +77,17 @@ pub enum JobKind {
     PushStock,
     PushTracking,
     Deliver,
+    Notice,
     FetchOrders,
     CheckStockReceipt,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::PushStock,
         JobKind::PushTracking,
         JobKind::Deliver,
+        JobKind::Notice,
         JobKind::FetchOrders,
         JobKind::CheckStockReceipt,
     ];
@@ -78,6 +97,7 @@ impl JobKind {
             JobKind::PushStock => "push_stock",
             JobKind::PushTracking => "push_tracking",
             JobKind::Deliver => "deliver",
+            JobKind::Notice => "notice",
             JobKind::FetchOrders => "fetch_orders",
             JobKind::CheckStockReceipt => "check_stock_receipt",
         }
@@ -89,6 +109,7 @@ impl JobKind {
             JobKind::PushStock => "push stock",
             JobKind::PushTracking => "push tracking",
             JobKind::Deliver => "deliver orders",
+            JobKind::Notice => "notify destinations",
             JobKind::FetchOrders => "fetch orders",
             JobKind::CheckStockReceipt => "check stock receipts",
         }
@@ -107,6 +128,7 @@ impl Job {
             Job::PushStock { .. } => JobKind::PushStock,
             Job::PushTracking { .. } => JobKind::PushTracking,
             Job::Deliver(_) => JobKind::Deliver,
+            Job::Notice(_) => JobKind::Notice,
             Job::FetchOrders { .. } => JobKind::FetchOrders,
             Job::CheckStockReceipt { .. } => JobKind::CheckStockReceipt,
         }
@@ -118,6 +140,7 @@ impl Job {
             Job::PushStock { .. } | Job::FetchOrders { .. } | Job::CheckStockReceipt { .. } => None,
             Job::PushTracking { order_id, .. } => Some(order_id),
             Job::Deliver(d) => Some(&d.order_id),
+            Job::Notice(n) => Some(&n.order_id),
         }
     }
 
@@ -127,6 +150,7 @@ impl Job {
             Job::PushStock { sku } => Some(sku),
             Job::PushTracking { .. }
             | Job::Deliver(_)
+            | Job::Notice(_)
             | Job::FetchOrders { .. }
             | Job::CheckStockReceipt { .. } => None,
         }

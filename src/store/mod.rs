@@ -30,13 +30,13 @@ use flusher::{Flusher, Progress, Waiter};
 use index::{Plan, decode_cursor, encode_cursor};
 
 pub use error::StoreError;
-pub use job::{Delivery, Job, JobKind, ReceiptSku};
+pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
 pub use types::{
-    ApplyReport, DEFAULT_PAGE, HistoryEntry, ListPage, MAX_PAGE, NewOutboxItem, OrderFilter,
-    OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, Reservation, RouteFilter,
-    SavedTokens, StockChange, StockChannelView, StockLevel, StockView, StoredOrder, WriteBatch,
-    WriteOutcome,
+    ApplyReport, DEFAULT_PAGE, DeliveredTo, HistoryEntry, ListPage, MAX_PAGE, NewOutboxItem,
+    OrderFilter, OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, Reservation,
+    RouteFilter, SavedTokens, StockChange, StockChannelView, StockLevel, StockView, StoredOrder,
+    WriteBatch, WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.

@@ -36,6 +36,10 @@ pub struct StoredOrder {
     /// in force), so a release can lift it even under a hand-set hold.
     #[serde(default)]
     pub rule_hold: Option<String>,
+    /// Where and when the order was delivered last (a destination answered
+    /// 2xx): what a later hold or cancellation tells that destination.
+    #[serde(default)]
+    pub delivered: Option<DeliveredTo>,
     /// Tracking numbers of shipments recorded here (`ship`, the admin API)
     /// that the channel has not shown back yet: a channel version that
     /// predates our tracking push must not erase them.
@@ -58,8 +62,17 @@ impl StoredOrder {
             && self.released_hold == other.released_hold
             && self.rule_hold == other.rule_hold
             && self.local_shipments == other.local_shipments
+            && self.delivered == other.delivered
             && self.notes == other.notes
     }
+}
+
+/// A delivery a destination took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredTo {
+    pub destination: String,
+    pub delivery_id: String,
+    pub at: DateTime<Utc>,
 }
 
 /// One line of an order's history.
@@ -328,6 +341,9 @@ impl OutboxSummary {
             &self.sku,
         ) {
             (JobKind::Deliver, Some(d), _, _) => format!("deliver order {order} to {d}"),
+            (JobKind::Notice, Some(d), _, _) => {
+                format!("tell {d} that order {order} it has was held or cancelled")
+            }
             (JobKind::PushTracking, _, Some(t), _) => {
                 format!("push tracking {t} of order {order} to {}", self.account)
             }
@@ -347,6 +363,7 @@ impl OutboxItem {
     pub fn summary(&self) -> OutboxSummary {
         let (destination, tracking_number) = match &self.job {
             Job::Deliver(d) => (Some(d.destination.clone()), None),
+            Job::Notice(n) => (Some(n.destination.clone()), None),
             Job::PushTracking {
                 tracking_number, ..
             } => (None, Some(tracking_number.clone())),

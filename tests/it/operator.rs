@@ -783,3 +783,51 @@ fn stock_show_lists_on_hand_reserved_by_which_orders_and_available() {
         (8.into(), 0.into(), 8.into())
     );
 }
+
+/// Holding an order a warehouse already has says where and when it went and
+/// that the warehouse is told.
+#[test]
+fn holding_a_delivered_order_says_where_it_went() {
+    use switchyard::store::{DeliveredTo, OrderWrite, Store, StoreOptions, WriteBatch};
+    let shop = Shop::new(vec![tagged(1, &[])]);
+    {
+        let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let stored = store.get_order("shop-test:1").unwrap().unwrap();
+        let mut next = stored.clone();
+        next.delivered = Some(DeliveredTo {
+            destination: "east-wh".into(),
+            delivery_id: "dlv_0123456789abcdef01234567".into(),
+            at: "2026-11-27T10:00:00Z".parse().unwrap(),
+        });
+        let mut batch = WriteBatch::new(chrono::Utc::now());
+        batch.orders.push(OrderWrite::Local {
+            order: next,
+            expected_revision: stored.revision,
+            kind: "delivered".into(),
+            detail: "delivered to east-wh".into(),
+            outbox: vec![],
+        });
+        store.apply(batch).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let out = shop.cli(&["orders", "hold", "shop-test:1", "--reason", "address check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "shop-test:1: on hold (address check)\nshop-test:1: it was already delivered to east-wh \
+         at 2026-11-27 10:00:00 UTC (delivery dlv_0123456789abcdef01234567); a hold notice is \
+         queued for east-wh: whether the parcel can still be stopped is up to the warehouse\n"
+    );
+    let items = shop.json(&["outbox", "list", "--json"]);
+    let notice = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "notice")
+        .expect("a queued notice");
+    assert_eq!(notice["account"], "destination:east-wh");
+    assert!(
+        stdout(&shop.cli(&["orders", "show", "shop-test:1"]))
+            .contains("delivered to east-wh at 2026-11-27 10:00:00 UTC"),
+    );
+}

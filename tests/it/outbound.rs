@@ -1143,27 +1143,10 @@ fn rules(text: &str) -> RuleSet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_orders_are_delivered_signed_and_held_ones_wait_for_release() {
-    let (_dir, store) = store();
-    let sink = Sink::default();
-    let server = serve(
-        axum::Router::new()
-            .route("/orders", post(sink_route))
-            .with_state(sink.clone()),
-    )
-    .await;
     let secret = "wh-secret";
-    let dest = DestinationConfig {
-        id: "east-wh".into(),
-        kind: DestinationKind::Webhook {
-            url: format!("{}/orders", server.url),
-            secret: Secret::new(secret),
-        },
-    };
-    let outbound = Outbound::default();
-    let ingest = Ingest::new(
-        store.clone(),
-        LiveRules::new(rules(
-            r#"
+    let w = Warehouse::start(
+        post(sink_route),
+        r#"
 default_route = "east-wh"
 
 [[rule]]
@@ -1171,9 +1154,9 @@ name = "review-large"
 when = { total = { gte = "500.00" } }
 then = { hold = "manual review" }
 "#,
-        )),
     )
-    .with_outbound(outbound.clone());
+    .await;
+    let (store, sink, dest, outbound, ingest) = w.parts();
     let (stop, rx) = watch::channel(false);
     let (worker, account) = effects::destination_worker(
         &dest,
@@ -1312,29 +1295,64 @@ async fn accepting_sink(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A warehouse (`east-wh`, secret `wh-secret`) answering with `route`, a
+/// store, and an ingest path with the given rules.
+struct Warehouse {
+    _dir: tempfile::TempDir,
+    _server: Server,
+    store: Store,
+    sink: Sink,
+    dest: DestinationConfig,
+    outbound: Outbound,
+    ingest: Ingest,
+}
+
+impl Warehouse {
+    fn parts(&self) -> (Store, Sink, DestinationConfig, Outbound, Ingest) {
+        (
+            self.store.clone(),
+            self.sink.clone(),
+            self.dest.clone(),
+            self.outbound.clone(),
+            self.ingest.clone(),
+        )
+    }
+
+    async fn start(route: axum::routing::MethodRouter<Sink>, rules_text: &str) -> Warehouse {
+        let (dir, store) = store();
+        let sink = Sink::default();
+        let server = serve(
+            axum::Router::new()
+                .route("/orders", route)
+                .with_state(sink.clone()),
+        )
+        .await;
+        let dest = DestinationConfig {
+            id: "east-wh".into(),
+            kind: DestinationKind::Webhook {
+                url: format!("{}/orders", server.url),
+                secret: Secret::new("wh-secret"),
+            },
+        };
+        let outbound = Outbound::default();
+        let ingest = Ingest::new(store.clone(), LiveRules::new(rules(rules_text)))
+            .with_outbound(outbound.clone());
+        Warehouse {
+            _dir: dir,
+            _server: server,
+            store,
+            sink,
+            dest,
+            outbound,
+            ingest,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
-    let (_dir, store) = store();
-    let sink = Sink::default();
-    let server = serve(
-        axum::Router::new()
-            .route("/orders", post(accepting_sink))
-            .with_state(sink.clone()),
-    )
-    .await;
-    let dest = DestinationConfig {
-        id: "east-wh".into(),
-        kind: DestinationKind::Webhook {
-            url: format!("{}/orders", server.url),
-            secret: Secret::new("wh-secret"),
-        },
-    };
-    let outbound = Outbound::default();
-    let ingest = Ingest::new(
-        store.clone(),
-        LiveRules::new(rules("default_route = \"east-wh\"\n")),
-    )
-    .with_outbound(outbound.clone());
+    let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
+    let (store, sink, dest, outbound, ingest) = w.parts();
 
     // Both deliveries are queued while the destination's worker is not
     // running (a warehouse that is down, a daemon restarting) ...
@@ -1360,19 +1378,45 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
         rx,
     );
     let task = tokio::spawn(worker.run());
-    eventually(
-        "the cancelled order's delivery to become a dead letter",
+    // Nothing left to deliver: skipped, recorded in the order's history, and
+    // not a dead letter (nobody has anything to fix).
+    let history = eventually(
+        "the cancelled order's delivery to be skipped",
         Duration::from_secs(10),
-        async || store.outbox_list(true).unwrap().len() == 1,
+        async || {
+            let history = store.history(&cancelled.id).unwrap();
+            history
+                .iter()
+                .any(|h| h.kind == "delivery_skipped")
+                .then_some(history)
+        },
     )
     .await;
-    let dead = store.outbox_list(true).unwrap();
-    assert_eq!(dead[0].job.order_id(), Some(cancelled.id.as_str()));
+    let skipped = history
+        .iter()
+        .find(|h| h.kind == "delivery_skipped")
+        .unwrap();
     assert!(
-        dead[0].last_error.as_deref().unwrap().contains("cancelled"),
-        "{:?}",
-        dead[0].last_error
+        skipped
+            .detail
+            .contains("not sent: the order is cancelled since it was queued"),
+        "{}",
+        skipped.detail
     );
+    assert!(
+        store.outbox_list(true).unwrap().is_empty(),
+        "no dead letter"
+    );
+    let pushes = |o: &'static str| {
+        outbound
+            .outbox
+            .metrics
+            .outbox_pushes
+            .get_or_create(&switchyard::daemon::metrics::outcome(o))
+            .get()
+    };
+    assert_eq!(pushes("skipped"), 1);
+    assert_eq!(pushes("dead"), 0, "the dead-letter count stays as it was");
     // The held order's delivery was looked at and put off, not sent.
     let waiting = eventually(
         "the held order's delivery to be put off",
@@ -1405,9 +1449,110 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
         async || sink.0.lock().unwrap().len() == 1 && pending(&store).is_empty(),
     )
     .await;
-    assert_eq!(store.outbox_list(true).unwrap().len(), 1);
+    assert!(store.outbox_list(true).unwrap().is_empty());
     let body: Order = serde_json::from_slice(&sink.0.lock().unwrap()[0].1).unwrap();
     assert_eq!(body.id, held.id);
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Holding or cancelling an order a destination already took cannot recall
+/// it: the destination gets a signed notice, and the history says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_order_held_or_cancelled_sends_the_destination_a_notice() {
+    let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
+    let (store, sink, dest, outbound, ingest) = w.parts();
+    let (stop, rx) = watch::channel(false);
+    let (worker, _account) = effects::destination_worker(
+        &dest,
+        &store,
+        &reqwest::Client::new(),
+        &outbound,
+        &fast_options(),
+        rx,
+    );
+    let task = tokio::spawn(worker.run());
+    let first = order_on("shop", 1, &[("MUG", 1)], common::at(9, 0), "10.00");
+    let second = order_on("shop", 2, &[("MUG", 1)], common::at(9, 0), "10.00");
+    ingest_order(&ingest, &first);
+    ingest_order(&ingest, &second);
+    outbound.outbox.wakers.wake("destination:east-wh");
+    let delivered = eventually(
+        "both deliveries, noted on the orders",
+        Duration::from_secs(10),
+        async || {
+            let a = store.get_order(&first.id).unwrap()?.delivered?;
+            let b = store.get_order(&second.id).unwrap()?.delivered?;
+            Some((a, b))
+        },
+    )
+    .await;
+    assert_eq!(delivered.0.destination, "east-wh");
+
+    // A person holds the first: a hold notice goes to the warehouse.
+    switchyard::ops::hold(&store, &outbound, &first.id, "address check", Utc::now()).unwrap();
+    // The channel cancels the second: a cancel notice.
+    let mut cancelled = second.clone();
+    cancelled.status = OrderStatus::Cancelled;
+    cancelled.updated_at = common::at(10, 0);
+    ingest_order(&ingest, &cancelled);
+    let seen = eventually(
+        "two notices after the two deliveries",
+        Duration::from_secs(10),
+        async || {
+            let seen = sink.0.lock().unwrap().clone();
+            (seen.len() == 4).then_some(seen)
+        },
+    )
+    .await;
+    let notices: Vec<(String, serde_json::Value)> = seen[2..]
+        .iter()
+        .map(|(headers, body)| {
+            let kind = headers["x-switchyard-notice"].to_str().unwrap().to_owned();
+            let signature = headers["x-switchyard-signature"].to_str().unwrap();
+            assert!(
+                switchyard::effects::deliveries::verify(b"wh-secret", body, signature),
+                "notices are signed like deliveries"
+            );
+            (kind, serde_json::from_slice(body).unwrap())
+        })
+        .collect();
+    let hold = notices
+        .iter()
+        .find(|(k, _)| k == "hold")
+        .expect("a hold notice");
+    assert_eq!(hold.1["order_id"], first.id.as_str());
+    assert_eq!(hold.1["reason"], "address check");
+    assert_eq!(hold.1["delivery_id"], delivered.0.delivery_id.as_str());
+    let cancel = notices
+        .iter()
+        .find(|(k, _)| k == "cancel")
+        .expect("a cancel notice");
+    assert_eq!(cancel.1["order_id"], second.id.as_str());
+    assert_eq!(cancel.1["reason"], "cancelled on the channel");
+    let history = eventually(
+        "the notices in the orders' history",
+        Duration::from_secs(10),
+        async || {
+            let h = store.history(&first.id).unwrap();
+            h.iter().any(|e| e.kind == "notice").then_some(h)
+        },
+    )
+    .await;
+    let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"delivered") && kinds.contains(&"hold"),
+        "{kinds:?}"
+    );
+    let held = history.iter().find(|h| h.kind == "hold").unwrap();
+    assert!(
+        held.detail.contains("already delivered to east-wh"),
+        "{}",
+        held.detail
+    );
     let _ = stop.send(true);
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

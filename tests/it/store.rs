@@ -73,6 +73,7 @@ fn stored(order: Order) -> StoredOrder {
         released_hold: None,
         rule_hold: None,
         local_shipments: vec![],
+        delivered: None,
         revision: 0,
     }
 }
