@@ -119,6 +119,10 @@ impl Sender for AccountSender {
         self.effects.batch_limit(kind)
     }
 
+    fn batch_key(&self, item: &OutboxItem) -> Option<String> {
+        self.effects.batch_key(item)
+    }
+
     async fn send_batch(&self, items: &[OutboxItem]) -> Vec<Verdict> {
         if items.iter().any(|i| i.job.kind() == JobKind::FetchOrders) {
             let mut verdicts = Vec::with_capacity(items.len());

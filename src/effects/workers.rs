@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use std::time::Duration;
 
-use switchyard_contract::{Connector, Operation};
+use switchyard_contract::{Connector, InventoryPush, Operation};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -17,7 +17,7 @@ use super::{Outbound, deliveries};
 use crate::config::{Config, DestinationConfig};
 use crate::outbox::{Job, JobKind, OutboxOptions, Sender, Verdict, Worker, destination_account};
 use crate::pacing::AccountPacer;
-use crate::store::{OutboxItem, Store};
+use crate::store::{ListingState, OutboxItem, Store};
 
 /// The running outbound tasks of the daemon.
 pub struct OutboundTasks {
@@ -143,6 +143,26 @@ impl Sender for ChannelSender {
 
     fn call_timeout(&self) -> Duration {
         self.connector.hints().call_timeout
+    }
+
+    /// A stock push's batch key is the connector's for the push as it
+    /// would be sent (its SKU and the listing learned for it).
+    fn batch_key(&self, item: &OutboxItem) -> Option<String> {
+        let Job::PushStock { sku } = &item.job else {
+            return None;
+        };
+        let listing_ref = match self.store.listing(&self.account, sku) {
+            Ok(Some(ListingState::Ref(r))) => Some(r),
+            _ => None,
+        };
+        let push = InventoryPush {
+            sku: sku.clone(),
+            quantity: 0,
+            last_confirmed: None,
+            listing_ref,
+            idempotency_key: String::new(),
+        };
+        self.connector.inventory_batch_key(&push)
     }
 
     /// Stock pushes go as many to a call as the connector takes.

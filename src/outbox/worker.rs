@@ -85,10 +85,18 @@ pub trait Sender: Send + Sync + 'static {
 
     fn send(&self, item: &OutboxItem) -> impl Future<Output = Verdict> + Send;
 
-    /// How many items of `kind` one call may carry; 1 (the default): one
-    /// item per call.
+    /// How many items of `kind` without a batch key one call may carry; 1
+    /// (the default): one item per call.
     fn batch_limit(&self, _kind: JobKind) -> usize {
         1
+    }
+
+    /// Items that must travel in one call because the far side writes them
+    /// as one object share a key (Etsy: the listing whose inventory is
+    /// replaced whole). A call carries every due item of its first item's
+    /// key, however many; items without a key go `batch_limit` at a time.
+    fn batch_key(&self, _item: &OutboxItem) -> Option<String> {
+        None
     }
 
     /// Sends several items of one kind in one call (at most
@@ -105,28 +113,36 @@ pub trait Sender: Send + Sync + 'static {
     }
 }
 
-/// Takes the next call off the front of `due`: the oldest item and, when
-/// its kind may be batched, the following items of the same kind, up to
-/// `limit(kind)`, skipping any whose coalesce key the call already holds
-/// (they address the same thing; they go in a later call). Due order is
+/// Takes the next call off the front of `due`: the oldest item and the
+/// following items of the same kind that go with it. With a batch key
+/// (`key`), every due item of that kind and key, however many: the far side
+/// writes them as one object. Without one, the items without a key, up to
+/// `limit(kind)`. Either way never two with the same coalesce key (they
+/// address the same thing; the later goes in a later call). Due order is
 /// kept within the call and among the items left.
 pub(crate) fn take_call(
     due: &mut Vec<OutboxItem>,
     limit: impl Fn(JobKind) -> usize,
+    key: impl Fn(&OutboxItem) -> Option<String>,
 ) -> Vec<OutboxItem> {
     if due.is_empty() {
         return Vec::new();
     }
     let first = due.remove(0);
     let kind = first.job.kind();
-    let max = limit(kind).max(1);
+    let batch = key(&first);
+    let max = if batch.is_some() {
+        usize::MAX
+    } else {
+        limit(kind).max(1)
+    };
     let mut keys: HashSet<String> = first.coalesce_key.iter().cloned().collect();
     let mut call = vec![first];
     let mut i = 0;
     while call.len() < max && i < due.len() {
         let item = &due[i];
         let same_key = item.coalesce_key.as_ref().is_some_and(|k| keys.contains(k));
-        if item.job.kind() == kind && !same_key {
+        if item.job.kind() == kind && !same_key && key(item) == batch {
             keys.extend(item.coalesce_key.iter().cloned());
             call.push(due.remove(i));
         } else {
@@ -246,7 +262,11 @@ impl<S: Sender> Worker<S> {
                 continue;
             }
             while !due.is_empty() {
-                let call = take_call(&mut due, |kind| self.sender.batch_limit(kind));
+                let call = take_call(
+                    &mut due,
+                    |kind| self.sender.batch_limit(kind),
+                    |item| self.sender.batch_key(item),
+                );
                 if !self.process(call).await {
                     break;
                 }
@@ -503,6 +523,10 @@ mod tests {
         items.iter().map(|i| i.id.as_str()).collect()
     }
 
+    fn no_key(_: &OutboxItem) -> Option<String> {
+        None
+    }
+
     #[test]
     fn a_call_batches_one_kind_up_to_its_limit_without_repeating_a_key() {
         let mut due = vec![
@@ -515,13 +539,13 @@ mod tests {
             item("7", "stock", Some("stock:D")),
         ];
         let limit = |kind: JobKind| if kind == JobKind::PushStock { 4 } else { 1 };
-        let call = take_call(&mut due, limit);
+        let call = take_call(&mut due, limit, no_key);
         assert_eq!(ids(&call), ["1", "3", "5", "6"]);
         assert_eq!(ids(&due), ["2", "4", "7"]);
-        assert_eq!(ids(&take_call(&mut due, limit)), ["2"]);
-        assert_eq!(ids(&take_call(&mut due, limit)), ["4", "7"]);
+        assert_eq!(ids(&take_call(&mut due, limit, no_key)), ["2"]);
+        assert_eq!(ids(&take_call(&mut due, limit, no_key)), ["4", "7"]);
         assert!(due.is_empty());
-        assert!(take_call(&mut due, limit).is_empty());
+        assert!(take_call(&mut due, limit, no_key).is_empty());
     }
 
     #[test]
@@ -530,7 +554,34 @@ mod tests {
             item("1", "stock", Some("stock:A")),
             item("2", "stock", Some("stock:B")),
         ];
-        assert_eq!(ids(&take_call(&mut due, |_| 1)), ["1"]);
-        assert_eq!(ids(&take_call(&mut due, |_| 0)), ["2"]);
+        assert_eq!(ids(&take_call(&mut due, |_| 1, no_key)), ["1"]);
+        assert_eq!(ids(&take_call(&mut due, |_| 0, no_key)), ["2"]);
+    }
+
+    /// Etsy replaces a listing's whole inventory: the SKUs of one listing
+    /// go in one call however many there are, and never with another
+    /// listing's or with SKUs whose listing is not known.
+    #[test]
+    fn a_batch_key_puts_all_of_its_items_in_one_call_past_the_limit() {
+        let mut due = vec![
+            item("A1", "stock", Some("stock:A1")),
+            item("B1", "stock", Some("stock:B1")),
+            item("A2", "stock", Some("stock:A2")),
+            item("X", "stock", Some("stock:X")),
+            item("A3", "stock", Some("stock:A3")),
+            item("Y", "stock", Some("stock:Y")),
+        ];
+        let listing = |i: &OutboxItem| match i.id.chars().next() {
+            Some(c @ ('A' | 'B')) => Some(c.to_string()),
+            _ => None,
+        };
+        let limit = |_| 2;
+        assert_eq!(
+            ids(&take_call(&mut due, limit, listing)),
+            ["A1", "A2", "A3"]
+        );
+        assert_eq!(ids(&take_call(&mut due, limit, listing)), ["B1"]);
+        assert_eq!(ids(&take_call(&mut due, limit, listing)), ["X", "Y"]);
+        assert!(due.is_empty());
     }
 }

@@ -16,6 +16,7 @@ mod common;
 mod admin;
 mod cli;
 mod config;
+mod contract;
 mod daemon;
 mod indexes;
 mod ingest;
