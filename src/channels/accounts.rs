@@ -8,12 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use switchyard_contract::{BuildContext, Channel, ChannelHints, Connector};
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use switchyard_contract::{BoxFuture, BuildContext, Channel, ChannelHints, Connector, Operation};
 
 use super::tokens::{StoredTokens, TokenBoard};
 use crate::config::{AccountConfig, Config};
 use crate::effects::stock::StockTargets;
-use crate::pacing::{AccountPacer, PacerOptions};
+use crate::pacing::{AccountPacer, PacerOptions, bounded};
 use crate::registry;
 use crate::store::Store;
 
@@ -43,7 +46,49 @@ impl std::fmt::Debug for Connected {
     }
 }
 
+/// What the connector's `check` (a cheap read-only call that proves the
+/// credentials and the base URL) came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub account: String,
+    pub ok: bool,
+    pub at: DateTime<Utc>,
+    /// What went wrong and what to do, when not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 impl Connected {
+    /// Runs the connector's `check` through the account's pacer, with the
+    /// channel's call timeout, and logs what it came to.
+    pub async fn check(&self) -> CheckResult {
+        let account = &self.account.id;
+        let answer = bounded(self.hints.call_timeout, None, async {
+            self.pacer.ready(Operation::Lookup, 1).await;
+            self.connector.check().await
+        })
+        .await;
+        let error = match answer {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        match &error {
+            None => {
+                tracing::info!(account = %account, channel = %self.account.channel, "the channel answered the check: credentials and base URL work")
+            }
+            Some(e) => {
+                tracing::error!(account = %account, channel = %self.account.channel, error = %e, "the channel refused or did not answer the check; the account's calls will fail until this is fixed")
+            }
+        }
+        CheckResult {
+            account: account.clone(),
+            ok: error.is_none(),
+            at: Utc::now(),
+            error,
+        }
+    }
+
     /// Builds `account`'s connector. No I/O happens here.
     pub fn build(
         account: &AccountConfig,
@@ -113,6 +158,31 @@ pub struct Connectors {
     accounts: BTreeMap<String, Arc<Connected>>,
     skipped: Vec<(AccountConfig, String)>,
     tokens: TokenBoard,
+    /// The latest check of each account (at start, and on demand).
+    checks: Arc<Mutex<BTreeMap<String, CheckResult>>>,
+}
+
+/// Runs every account's connector check (`switchyard check --online`
+/// while the daemon runs asks the daemon, whose connectors hold the
+/// accounts' tokens).
+pub trait Checks: Send + Sync {
+    fn check_all(&self) -> BoxFuture<'_, Vec<CheckResult>>;
+}
+
+impl Checks for Connectors {
+    fn check_all(&self) -> BoxFuture<'_, Vec<CheckResult>> {
+        Box::pin(async move {
+            let mut results = Vec::new();
+            for connected in self.accounts.values() {
+                let result = connected.check().await;
+                self.checks
+                    .lock()
+                    .insert(result.account.clone(), result.clone());
+                results.push(result);
+            }
+            results
+        })
+    }
 }
 
 impl Connectors {
@@ -142,6 +212,7 @@ impl Connectors {
             accounts,
             skipped,
             tokens,
+            checks: Arc::default(),
         })
     }
 
@@ -170,6 +241,11 @@ impl Connectors {
     /// Every account's token state.
     pub fn tokens(&self) -> &TokenBoard {
         &self.tokens
+    }
+
+    /// The latest check of an account, if one ran.
+    pub fn last_check(&self, account: &str) -> Option<CheckResult> {
+        self.checks.lock().get(account).cloned()
     }
 }
 

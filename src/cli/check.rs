@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::print::{outln, plural};
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
+use crate::channels::accounts::{CheckResult, Checks, Connectors};
 use crate::config::{Config, Env};
 use crate::rules::Diagnostic;
 
@@ -19,6 +20,9 @@ struct Report {
     config: ConfigReport,
     /// Null when the config could not be read far enough to find the rules.
     rules: Option<RulesReport>,
+    /// With `--online`: each account's check against its channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online: Option<Vec<CheckResult>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,7 +53,7 @@ struct RulesReport {
     rules: usize,
 }
 
-pub fn run(config_path: &Path, json: bool) -> CliResult {
+pub fn run(config_path: &Path, json: bool, online: bool) -> CliResult {
     let env = Env::from_process();
     let loaded = crate::config::load_with(config_path, &env);
     let (config, rules_target) = match &loaded {
@@ -74,10 +78,17 @@ pub fn run(config_path: &Path, json: bool) -> CliResult {
         ),
     };
     let rules = rules_target.map(|(path, destinations)| rules_report(path, &destinations));
+    let online = match (&loaded, online) {
+        (Ok(_), true) if config.ok => Some(online_checks(config_path)?),
+        _ => None,
+    };
     let report = Report {
-        ok: config.ok && rules.as_ref().is_some_and(|r| r.ok),
+        ok: config.ok
+            && rules.as_ref().is_some_and(|r| r.ok)
+            && online.iter().flatten().all(|c| c.ok),
         config,
         rules,
+        online,
     };
     if json {
         print_json(&report)?;
@@ -89,6 +100,35 @@ pub fn run(config_path: &Path, json: bool) -> CliResult {
     } else {
         // Every problem is printed already.
         Err(Failure::new(EXIT_FAILED, ""))
+    }
+}
+
+/// Every account's connector check: by the running daemon when there is
+/// one (its connectors hold the accounts' tokens; a second instance here
+/// could spend a refresh token the daemon still holds), else here, with the
+/// store's tokens.
+fn online_checks(config_path: &Path) -> Result<Vec<CheckResult>, Failure> {
+    match super::open_backend(config_path)? {
+        super::Backend::Remote(remote) => remote.post(&["check"], &[], None),
+        super::Backend::Local { config, store } => {
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|e| Failure::new(EXIT_FAILED, format!("building the HTTP client: {e}")))?;
+            let connectors = Connectors::build(&config, &http, &store)
+                .map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    Failure::new(EXIT_FAILED, format!("cannot start the async runtime: {e}"))
+                })?;
+            let results = runtime.block_on(connectors.check_all());
+            store
+                .flush_blocking()
+                .map_err(super::orders::store_failure)?;
+            Ok(results)
+        }
     }
 }
 
@@ -190,6 +230,12 @@ fn print_text(report: &Report) {
             c.file.display(),
             plural(c.errors.len(), "error", "errors")
         );
+    }
+    for c in report.online.iter().flatten() {
+        match &c.error {
+            None => outln!("{}: online check ok", c.account),
+            Some(e) => outln!("{}: online check failed: {e}", c.account),
+        }
     }
     match &report.rules {
         Some(r) if r.ok => outln!(

@@ -76,9 +76,15 @@ pub enum Command {
     /// about accounts `run` would skip and secrets written in the file. Secrets
     /// given as NAME_env or NAME_file are read and checked as `run` would.
     Check {
-        /// Print the result as one JSON document: { ok, config: {...}, rules: {...} }.
+        /// Print the result as one JSON document: { ok, config: {...}, rules: {...} }
+        /// (with --online, also online: [{ account, ok, at, error }]).
         #[arg(long)]
         json: bool,
+        /// Also make each account's cheap read-only call to its channel, to
+        /// prove its credentials and base URL (through the running daemon
+        /// when there is one, whose connectors hold the accounts' tokens).
+        #[arg(long)]
+        online: bool,
     },
     /// Run the whole loop on this machine against the built-in channel simulator.
     ///
@@ -389,7 +395,7 @@ fn dispatch(cli: Cli) -> CliResult {
     };
     match cli.command {
         Command::Demo(args) => demo::run_demo(explicit.as_deref(), args),
-        Command::Check { json } => check::run(&config()?, json),
+        Command::Check { json, online } => check::run(&config()?, json, online),
         Command::Orders(cmd) => orders::run(&config()?, cmd),
         Command::Outbox(cmd) => outbox::run(&config()?, cmd),
         Command::Run => daemon::run(&config()?),

@@ -140,7 +140,18 @@ pub fn rules_of_broken(path: &Path, env: &Env) -> Option<(PathBuf, Vec<String>)>
 /// Loads config text as if read from `path` (which locates errors and anchors
 /// relative paths; it is not read).
 pub fn load_str(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
-    schema::load(path, text, env)
+    schema::load(path, text, env, crate::registry::CHANNELS)
+}
+
+/// [`load_str`] with `channels` standing in for the built-in channels (tests
+/// of what the config demands of a channel crate).
+pub fn load_str_with_channels(
+    path: &Path,
+    text: &str,
+    env: &Env,
+    channels: &[switchyard_contract::ChannelDescriptor],
+) -> Result<Config, ConfigErrors> {
+    schema::load(path, text, env, channels)
 }
 
 fn file_error(path: &Path, message: String) -> ConfigErrors {

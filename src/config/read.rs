@@ -34,16 +34,24 @@ pub(crate) struct Ctx<'a> {
     /// What loads but deserves a word (a secret written in the file); each
     /// message starts with `warning: `.
     pub warnings: Vec<ConfigError>,
+    /// The channels whose accounts' keys can be read.
+    pub channels: &'a [switchyard_contract::ChannelDescriptor],
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(file: &'a Path, text: &'a str, env: &'a Env) -> Self {
+    pub fn new(
+        file: &'a Path,
+        text: &'a str,
+        env: &'a Env,
+        channels: &'a [switchyard_contract::ChannelDescriptor],
+    ) -> Self {
         Ctx {
             file,
             lines: LineIndex::new(text),
             env,
             errors: Vec::new(),
             warnings: Vec::new(),
+            channels,
         }
     }
 

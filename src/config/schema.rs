@@ -35,8 +35,13 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(120);
 const SECTIONS: [&str; 4] = ["daemon", "account", "destination", "inventory"];
 const DESTINATION_KINDS: [&str; 1] = ["webhook"];
 
-pub(crate) fn load(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
-    let mut ctx = Ctx::new(path, text, env);
+pub(crate) fn load(
+    path: &Path,
+    text: &str,
+    env: &Env,
+    channels: &[switchyard_contract::ChannelDescriptor],
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(path, text, env, channels);
     let (overrides, problems) = env::overrides(env);
     for problem in problems {
         ctx.error(&Origin::Env(problem.var), problem.message);
@@ -264,7 +269,13 @@ fn read_account(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<Accou
         s.abandon();
         return None;
     };
-    let (settings, refresh_token_id) = match crate::registry::descriptor(channel) {
+    let descriptor = s
+        .ctx()
+        .channels
+        .iter()
+        .find(|d| d.channel == channel)
+        .copied();
+    let (settings, refresh_token_id) = match descriptor {
         Some(descriptor) => {
             if webhooks && !descriptor.capabilities.webhooks {
                 s.invalid(

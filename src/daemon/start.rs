@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::build::AccountReport;
 use super::build::{Built, build};
 use super::systemd::Notifier;
+use crate::channels::accounts::Checks;
 use crate::channels::fetch::AccountSender;
 use crate::channels::poll::{self, HealthBoard};
 use crate::config::Config;
@@ -126,6 +127,9 @@ async fn start(
         if account.webhooks {
             webhook_accounts.insert(account.id.clone(), connected.clone());
         }
+        if !connected.connector.capabilities().poll {
+            continue;
+        }
         polls.spawn(poll::run_account(
             poll::PollWorker {
                 connected: connected.clone(),
@@ -151,6 +155,7 @@ async fn start(
             .iter()
             .map(|c| (c.account.id.clone(), c.pacer.clone()))
             .collect(),
+        connectors: connectors.clone(),
         skipped: connectors
             .skipped()
             .iter()
@@ -167,6 +172,7 @@ async fn start(
             ingest: ingest.clone(),
             locks,
         }))
+        .with_checks(Arc::new(connectors.clone()))
         .with_destinations(config.destinations.iter().map(|d| d.id.clone()).collect()),
     });
     let mut http_stop = stop_rx.clone();
@@ -230,6 +236,12 @@ async fn start(
         }
     };
     notifier.ready(&running_status());
+    // Each account's credentials and base URL, proven once at start (logged,
+    // and in /readyz); readiness does not wait for the channels.
+    let checking = connectors.clone();
+    tokio::spawn(async move {
+        checking.check_all().await;
+    });
     let watchdog = notifier.watchdog_interval().map(|interval| {
         tokio::spawn(super::systemd::watchdog(
             notifier.clone(),

@@ -42,6 +42,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use switchyard_contract::{Channel, Order, OrderStatus};
 
+use crate::channels::accounts::Checks;
 use crate::channels::poll::Backfill;
 use crate::config::Secret;
 use crate::effects::Outbound;
@@ -67,6 +68,8 @@ pub struct AdminState {
     pub outbound: Outbound,
     /// Runs `switchyard sync` inside the daemon; None: no accounts to sync.
     pub backfill: Option<Arc<dyn Backfill>>,
+    /// Runs `switchyard check --online` inside the daemon.
+    pub checks: Option<Arc<dyn Checks>>,
     /// The configured destination ids, which the `route` filter must name.
     pub destinations: Option<Vec<String>>,
 }
@@ -77,8 +80,14 @@ impl AdminState {
             token,
             outbound,
             backfill: None,
+            checks: None,
             destinations: None,
         }
+    }
+
+    pub fn with_checks(mut self, checks: Arc<dyn Checks>) -> Self {
+        self.checks = Some(checks);
+        self
     }
 
     /// The `route` filter is checked against these (without: not checked).
@@ -102,6 +111,7 @@ struct Ctx {
     token: Option<Secret>,
     outbound: Outbound,
     backfill: Option<Arc<dyn Backfill>>,
+    checks: Option<Arc<dyn Checks>>,
     destinations: Option<Vec<String>>,
 }
 
@@ -120,6 +130,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         token: admin.token,
         outbound: admin.outbound,
         backfill: admin.backfill,
+        checks: admin.checks,
         destinations: admin.destinations,
     });
     Router::new()
@@ -137,6 +148,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         .route("/rules/explain", post(explain))
         .route("/rules/apply", post(apply))
         .route("/sync/{account}", post(sync))
+        .route("/check", post(check))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
@@ -744,6 +756,17 @@ async fn sync(
             )
             .into_response()
         })
+}
+
+/// `POST /check`: every account's connector check, run by the daemon's own
+/// connectors (`switchyard check --online` while the daemon runs): the
+/// results, one per account with a connector.
+async fn check(State(ctx): Shared) -> Response {
+    let results = match &ctx.checks {
+        Some(checks) => checks.check_all().await,
+        None => Vec::new(),
+    };
+    (StatusCode::OK, axum::Json(results)).into_response()
 }
 
 fn json_line(v: &serde_json::Value) -> Vec<u8> {

@@ -21,7 +21,7 @@ use switchyard_contract::{TokenState, WebhookRequest};
 
 pub mod admin;
 
-use crate::channels::accounts::Connected;
+use crate::channels::accounts::{Connected, Connectors};
 use crate::channels::poll::HealthBoard;
 use crate::channels::tokens::TokenBoard;
 use crate::daemon::metrics as m;
@@ -44,6 +44,8 @@ pub struct HttpState {
     pub pacers: BTreeMap<String, Arc<AccountPacer>>,
     /// Why an account does not run, by account id.
     pub skipped: BTreeMap<String, String>,
+    /// The accounts' connectors, for their latest check.
+    pub connectors: Connectors,
     /// Account ids, for readiness.
     pub accounts: Vec<String>,
     pub ready: AtomicBool,
@@ -217,6 +219,7 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
                 "last_error": h.and_then(|h| h.last_error.clone()),
                 "last_stats": h.and_then(|h| h.last_stats.clone()),
                 "token": "static",
+                "check": state.connectors.last_check(a),
                 "waiting": state.pacers.get(a).and_then(|p| p.waiting()).map(|(op, until)| {
                     json!({ "operation": op, "until": until })
                 }),

@@ -46,6 +46,9 @@ const FO_LINE_GID: &str = "gid://shopify/FulfillmentOrderLineItem/";
 const VARIANT_GID: &str = "gid://shopify/ProductVariant/";
 const ITEM_GID: &str = "gid://shopify/InventoryItem/";
 
+/// The simulated shop's name, as the check query reads it.
+const SHOP_NAME: &str = "switchyard simulator";
+
 /// The shop's one location (the recorded primary location).
 pub const LOCATION_GID: &str = "gid://shopify/Location/905684977";
 
@@ -88,6 +91,7 @@ fn cost_by_name(operation: &str) -> Option<(u32, u32)> {
     Some(match operation {
         "SwitchyardVariantsBySku" => (6, 3),
         "SwitchyardPrimaryLocation" => (1, 1),
+        "SwitchyardCheck" => (1, 1),
         "SwitchyardSetStock" => (12, 10),
         "SwitchyardAvailable" => (3, 3),
         "SwitchyardFulfillmentState" => (644, 12),
@@ -249,6 +253,10 @@ impl Shop {
                 "extensions": cost_of("SwitchyardPrimaryLocation"),
             })),
             "SwitchyardSetStock" => Some(self.set_quantities(request)),
+            "SwitchyardCheck" => Some(json!({
+                "data": { "shop": { "name": SHOP_NAME } },
+                "extensions": cost_of("SwitchyardCheck"),
+            })),
             "SwitchyardAvailable" => Some(self.available_answer(&request["variables"])),
             _ => None,
         }

@@ -815,3 +815,122 @@ fn config_secrets_are_the_connectors_secret_type() {
     let secret: switchyard_contract::Secret = switchyard::config::Secret::new("x");
     assert_eq!(format!("{secret:?} {secret}"), "*** ***");
 }
+
+/// A channel crate as the registry sees it, for what the config demands of
+/// one: it takes no webhooks, and reads one key of its own.
+mod no_webhooks {
+    use std::any::Any;
+    use std::sync::Arc;
+
+    use switchyard_contract::{
+        AccountSettings, BuildContext, Capabilities, Channel, ChannelDescriptor, Connector,
+        ConnectorError, Need, SettingsReader,
+    };
+
+    #[derive(Debug)]
+    pub struct Keys {
+        pub seller: String,
+    }
+
+    impl AccountSettings for Keys {
+        fn build(&self, _ctx: BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+            Err(ConnectorError::Config("not built in config tests".into()))
+        }
+        fn same_as(&self, other: &dyn AccountSettings) -> bool {
+            other
+                .as_any()
+                .downcast_ref::<Keys>()
+                .is_some_and(|o| o.seller == self.seller)
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn read(r: &mut dyn SettingsReader) -> Option<Box<dyn AccountSettings>> {
+        let seller = r.string("seller_id", Need::Required)?;
+        if !seller.starts_with('A') {
+            r.invalid(
+                "seller_id",
+                &format!("{seller:?} is not a seller id like \"A1B2\""),
+            );
+            return None;
+        }
+        Some(Box::new(Keys { seller }))
+    }
+
+    fn replay(_account: &str) -> Box<dyn AccountSettings> {
+        Box::new(Keys {
+            seller: "A0".into(),
+        })
+    }
+
+    pub const DESCRIPTOR: ChannelDescriptor = ChannelDescriptor {
+        channel: Channel::Amazon,
+        capabilities: Capabilities {
+            poll: true,
+            webhooks: false,
+            push_inventory: true,
+            push_tracking: true,
+        },
+        read_settings: read,
+        replay_settings: replay,
+    };
+}
+
+fn load_with_channel(text: &str) -> Result<Config, ConfigErrors> {
+    let fixture = Fixture::new(text);
+    switchyard::config::load_str_with_channels(
+        &fixture.path,
+        text,
+        &Env::new(),
+        &[no_webhooks::DESCRIPTOR],
+    )
+}
+
+/// Capabilities are constant per channel: a config that asks a channel for
+/// what it cannot do is refused at start, at the key that asks. A channel
+/// crate's own problems are located like the daemon's, and a number is
+/// read as its digits where a crate asks for text.
+#[test]
+fn a_channel_crate_reads_its_keys_located_and_its_capabilities_are_enforced() {
+    let account = "[[account]]\nid = \"amz\"\nchannel = \"amazon\"\nbase_url = \"https://sellingpartnerapi-na.amazon.com\"\n";
+    let config = load_with_channel(&format!("{account}seller_id = \"A1B2\"\n")).unwrap();
+    let keys = config.accounts[0]
+        .settings
+        .as_ref()
+        .and_then(|s| s.as_any().downcast_ref::<no_webhooks::Keys>())
+        .unwrap();
+    assert_eq!(keys.seller, "A1B2");
+
+    let text = format!("{account}webhooks = true\nseller_id = \"B9\"\nsellerid = 1\n");
+    let errors = load_with_channel(&text).unwrap_err();
+    let messages: Vec<String> = errors
+        .errors
+        .iter()
+        .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            r#"5:12: "webhooks" in [[account]] "amz": amazon sends no webhooks to switchyard; remove it or set it to false"#,
+            r#"6:13: "seller_id" in [[account]] "amz": "B9" is not a seller id like "A1B2""#,
+            r#"7:1: unknown key "sellerid" in [[account]] "amz" (did you mean "seller_id"?)"#,
+        ],
+        "{errors}"
+    );
+    // Text keys take a bare number as its digits; a missing one is located
+    // at the account.
+    let errors = load_with_channel(&format!("{account}seller_id = 17\n")).unwrap_err();
+    assert!(
+        errors.to_string().contains(r#""17" is not a seller id"#),
+        "{errors}"
+    );
+    let errors = load_with_channel(account).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains(r#"missing required key "seller_id" in [[account]] "amz""#),
+        "{errors}"
+    );
+}

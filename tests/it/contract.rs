@@ -273,6 +273,7 @@ async fn serve(
         tokens: Default::default(),
         pacers: Default::default(),
         skipped: Default::default(),
+        connectors: Default::default(),
         accounts: vec![ACCOUNT.into()],
         ready: std::sync::atomic::AtomicBool::new(true),
         admin: Default::default(),

@@ -335,3 +335,77 @@ async fn sync_of_a_channel_without_a_connector_exits_2_while_the_daemon_runs_too
     }
     assert_eq!(stopped.stderr, running.stderr, "same message either way");
 }
+
+/// Each account's channel is asked once at start whether its credentials
+/// and base URL work (in `/readyz`), and `switchyard check --online` asks
+/// again: here when nothing runs, through the daemon when it does (whose
+/// connectors hold the accounts' tokens), the same answer either way.
+#[tokio::test]
+async fn the_channel_check_runs_at_start_and_on_demand_while_running_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+        .await
+        .unwrap();
+    let config = config_for_the_command_line(dir.path(), &sim);
+
+    let stopped = run_cli(&config, &["check", "--online", "--json"]).await;
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&stopped.stdout).unwrap();
+    assert_eq!(report["online"][0]["account"], "shop-us");
+    assert_eq!(report["online"][0]["ok"], true, "{report}");
+
+    let daemon = InProcess::start(&config).await;
+    let http = reqwest::Client::new();
+    let check = common::eventually::eventually(
+        "the check at start in /readyz",
+        Duration::from_secs(20),
+        async || {
+            let ready: serde_json::Value = http
+                .get(daemon.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let check = ready["accounts"]["shop-us"]["check"].clone();
+            if check.is_null() {
+                Err(ready)
+            } else {
+                Ok(check)
+            }
+        },
+    )
+    .await;
+    assert_eq!(check["ok"], true, "{check}");
+    let running = run_cli(&config, &["check", "--online"]).await;
+    assert!(
+        running.status.success(),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&running.stdout).contains("shop-us: online check ok"),
+        "{}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+    daemon.stop().await;
+
+    // A shop that does not answer: the check says so and exits 1.
+    let broken = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::new(broken.path())
+        .account(ShopifyAccount::new("shop-us", "http://127.0.0.1:9").webhook_secret(SECRET))
+        .write();
+    let out = run_cli(&config, &["check", "--online"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("shop-us: online check failed: transient"),
+        "{text}"
+    );
+    sim.stop().await;
+}

@@ -243,6 +243,7 @@ impl Hooks {
             tokens: Default::default(),
             pacers: Default::default(),
             skipped: Default::default(),
+            connectors: Default::default(),
             accounts: vec![ACCOUNT.into()],
             ready: AtomicBool::new(true),
             admin: Default::default(),
