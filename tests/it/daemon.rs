@@ -409,3 +409,48 @@ async fn the_channel_check_runs_at_start_and_on_demand_while_running_or_not() {
     );
     sim.stop().await;
 }
+
+/// `switchyard sync` against a shop whose cost bucket runs dry between two
+/// pages: Shopify throttles the second page, the backfill says it waits and
+/// until when, and goes on by itself to the end (it used to stop and ask to
+/// be run again).
+#[tokio::test]
+async fn a_backfill_waits_out_the_shops_rate_limit_and_goes_on_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        Scenario::load(&Path::new(REPO).join("fixtures/shopify/poll-multi-page")).unwrap();
+    let sim = Simulator::from_scenarios(switchyard_contract::Channel::Shopify, vec![scenario])
+        .await
+        .unwrap();
+    // Room for one page (808 points asked, 62 spent), then 20 points a
+    // second: the second page is throttled for about two seconds.
+    sim.set_shopify_bucket(switchyard::sim::CostBucket::new(840.0, 20.0));
+    let config = ConfigBuilder::new(dir.path())
+        .account(
+            ShopifyAccount::new(
+                "shop-us",
+                &sim.base_url(switchyard_contract::Channel::Shopify),
+            )
+            .webhook_secret(SECRET),
+        )
+        .write();
+    let out = run_cli(
+        &config,
+        &["sync", "shop-us", "--since", "2026-11-26T00:00:00Z"],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sim.throttled() >= 1, "the shop never throttled");
+    assert!(
+        stdout.contains("waiting for the channel's rate limit until "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("shop-us: done"), "{stdout}");
+    assert!(stdout.contains("2 pages"), "{stdout}");
+    sim.stop().await;
+}
