@@ -340,7 +340,7 @@ async fn orders_a_webhook_only_names_are_fetched_by_a_job_that_survives_a_restar
         // The process ends here: the job is only in the store.
     }
 
-    let store = open(dir.path());
+    let store = crate::common::reopen(dir.path());
     let metrics = Metrics::new();
     let ingest = Ingest::new(store.clone(), LiveRules::default()).with_metrics(metrics.clone());
     let o1 = order(1, at(9, 0), "10.00");

@@ -282,3 +282,21 @@ pub fn page(orders: &[Order], next: &str, more: bool) -> Vec<u8> {
 pub fn webhook_body(event: &str, topic: &str, order: &Order) -> Vec<u8> {
     serde_json::to_vec(&json!({ "event": event, "topic": topic, "order": order })).unwrap()
 }
+
+/// Opens the store in `dir` again after its last handle in this process was
+/// dropped: the engine lets go of the directory's lock a moment later (its
+/// flusher thread ends first), so a `Locked` answer is tried again for a
+/// few seconds.
+pub fn reopen(dir: &std::path::Path) -> switchyard::store::Store {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match switchyard::store::Store::open(dir, switchyard::store::StoreOptions::default()) {
+            Err(switchyard::store::StoreError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
