@@ -385,3 +385,59 @@ impl Connector for EbayConnector {
         Box::pin(push::push_tracking(&self.client, push))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_contract::Unpaced;
+    use switchyard_contract::tokens::MemoryTokenStore;
+
+    fn build(base_url: &str, settings: EbaySettings) -> Result<EbayConnector, ConnectorError> {
+        EbayConnector::new(
+            settings,
+            BuildContext {
+                account: "ebay-us".into(),
+                base_url: base_url.into(),
+                http: reqwest::Client::new(),
+                tokens: MemoryTokenStore::shared(),
+                pacer: Unpaced::shared(),
+            },
+        )
+    }
+
+    #[test]
+    fn sandbox_accounts_make_test_orders() {
+        let settings = replay_ebay_settings("ebay-us");
+        assert!(
+            build("https://api.sandbox.ebay.com", settings.clone())
+                .unwrap()
+                .sandbox
+        );
+        assert!(
+            !build("https://api.ebay.com", settings.clone())
+                .unwrap()
+                .sandbox
+        );
+        let err = build("api.ebay.com", settings).unwrap_err();
+        assert_eq!(err.class(), "config");
+    }
+
+    #[test]
+    fn rates_are_seeded_from_the_daily_budgets() {
+        let mut settings = replay_ebay_settings("ebay-us");
+        settings.daily_calls_fulfillment = 86_400;
+        settings.daily_calls_inventory = 172_800;
+        let c = build("https://api.ebay.com", settings).unwrap();
+        for op in [
+            Operation::Poll,
+            Operation::Fetch,
+            Operation::Lookup,
+            Operation::PushTracking,
+        ] {
+            assert_eq!(c.rate_limit(op).per_second, 1.0, "{op}");
+        }
+        assert_eq!(c.rate_limit(Operation::PushInventory).per_second, 2.0);
+        assert_eq!(c.rate_limit(Operation::Auth), RateLimit::CONSERVATIVE);
+        assert_eq!(c.inventory_batch_limit(), 25);
+    }
+}
