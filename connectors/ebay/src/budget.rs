@@ -36,6 +36,7 @@ use switchyard_contract::{RateHint, RateWindow};
 use crate::endpoints::Api;
 
 const DAY_SECONDS: f64 = 86_400.0;
+const DAY_MILLIS: u64 = 86_400_000;
 
 /// The `n`th Sunday of a month.
 fn nth_sunday(year: i32, month: u32, n: u32) -> Option<NaiveDate> {
@@ -128,28 +129,32 @@ impl DailyBudget {
     pub fn tightest(&self, now: DateTime<Utc>) -> RateHint {
         let day = pacific_day(now);
         let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let hint = |api: Api| {
+            let n = if used.0 == day {
+                used.1[api.index()]
+            } else {
+                0
+            };
+            let limit = self.limit(api);
+            RateHint {
+                capacity: limit,
+                remaining: limit.saturating_sub(n),
+                restore_per_second: f64::from(limit) / DAY_SECONDS,
+                observed_at: now,
+                window: RateWindow::Daily,
+            }
+        };
+        let share = |h: &RateHint| f64::from(h.remaining) / f64::from(h.capacity.max(1));
         Api::ALL
             .iter()
-            .map(|&api| {
-                let n = if used.0 == day {
-                    used.1[api.index()]
+            .map(|&api| hint(api))
+            .fold(hint(Api::Fulfillment), |tightest, h| {
+                if share(&h) < share(&tightest) {
+                    h
                 } else {
-                    0
-                };
-                let limit = self.limit(api);
-                RateHint {
-                    capacity: limit,
-                    remaining: limit.saturating_sub(n),
-                    restore_per_second: f64::from(limit) / DAY_SECONDS,
-                    observed_at: now,
-                    window: RateWindow::Daily,
+                    tightest
                 }
             })
-            .min_by(|a, b| {
-                let share = |h: &RateHint| f64::from(h.remaining) / f64::from(h.capacity.max(1));
-                share(a).total_cmp(&share(b))
-            })
-            .expect("three APIs")
     }
 
     /// When the day's budget of `api` is spent: how long until it renews.
@@ -179,13 +184,16 @@ impl Revisions {
         (self.per_day / 4).max(1)
     }
 
-    /// Revisions allowed by `now` into the Pacific day.
+    /// Revisions allowed by `now` into the Pacific day: the burst, and the
+    /// rest in proportion to the day gone by (whole milliseconds).
     fn allowed(&self, now: DateTime<Utc>) -> u32 {
         let day_start = next_pacific_midnight(now) - chrono::Duration::days(1);
-        let elapsed = (now - day_start).num_milliseconds().max(0) as f64 / 1000.0;
-        let fraction = (elapsed / DAY_SECONDS).min(1.0);
-        let accrued = (f64::from(self.per_day - self.burst()) * fraction).floor() as u32;
-        (self.burst() + accrued).min(self.per_day)
+        let elapsed = u64::try_from((now - day_start).num_milliseconds())
+            .unwrap_or(0)
+            .min(DAY_MILLIS);
+        let spread = u64::from(self.per_day - self.burst());
+        let accrued = u32::try_from(spread * elapsed / DAY_MILLIS).unwrap_or(u32::MAX);
+        self.burst().saturating_add(accrued).min(self.per_day)
     }
 
     /// `Ok` when `listing` may be revised now, else how long until it may.
@@ -206,9 +214,11 @@ impl Revisions {
         }
         // The moment the accrued allowance reaches `made + 1`.
         let day_start = midnight - chrono::Duration::days(1);
-        let fraction = f64::from(made + 1 - self.burst()) / f64::from(self.per_day - self.burst());
-        let at = day_start
-            + chrono::Duration::milliseconds((fraction * DAY_SECONDS * 1000.0).ceil() as i64);
+        let needed = u64::from(made + 1 - self.burst());
+        let spread = u64::from(self.per_day - self.burst()).max(1);
+        let offset = (needed * DAY_MILLIS).div_ceil(spread);
+        let at =
+            day_start + chrono::Duration::milliseconds(i64::try_from(offset).unwrap_or(i64::MAX));
         Err(until(at, now).max(Duration::from_secs(1)))
     }
 

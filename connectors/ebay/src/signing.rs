@@ -31,50 +31,50 @@ impl std::fmt::Debug for TestSigner {
 
 impl TestSigner {
     /// A new P-256 key pair under key id `kid`.
-    pub fn generate(kid: &str) -> TestSigner {
-        TestSigner {
+    pub fn generate(kid: &str) -> Result<TestSigner, String> {
+        Ok(TestSigner {
             pair: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
-                .expect("aws-lc-rs makes P-256 keys"),
+                .map_err(|_| "aws-lc-rs could not make a P-256 key pair".to_owned())?,
             kid: kid.to_owned(),
-        }
+        })
     }
 
     /// The public key as eBay's `getPublicKey` answers it: PEM without line
     /// breaks, `ECDSA`, `SHA1`.
-    pub fn public_key_answer(&self) -> serde_json::Value {
+    pub fn public_key_answer(&self) -> Result<serde_json::Value, String> {
         let der = self
             .pair
             .public_key()
             .as_der()
-            .expect("a P-256 public key encodes");
-        serde_json::json!({
+            .map_err(|_| "the public key does not encode".to_owned())?;
+        Ok(serde_json::json!({
             "key": format!(
                 "-----BEGIN PUBLIC KEY-----{}-----END PUBLIC KEY-----",
                 STANDARD.encode(der.as_ref())
             ),
             "algorithm": "ECDSA",
             "digest": "SHA1",
-        })
+        }))
     }
 
     /// The `X-EBAY-SIGNATURE` header for `body`.
-    pub fn signature_header(&self, body: &[u8]) -> String {
+    pub fn signature_header(&self, body: &[u8]) -> Result<String, String> {
         let sha1 = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, body);
         let mut widened = [0u8; 32];
         widened[12..].copy_from_slice(sha1.as_ref());
         let as_sha256 = digest::Digest::import_less_safe(&widened, &digest::SHA256)
-            .expect("32 bytes are a SHA-256 digest");
+            .map_err(|_| "32 bytes are not taken as a SHA-256 digest".to_owned())?;
         let signature = self
             .pair
             .sign_digest(&as_sha256)
-            .expect("aws-lc-rs signs a digest");
+            .map_err(|_| "aws-lc-rs could not sign the digest".to_owned())?;
         let header = serde_json::json!({
             "alg": "ecdsa",
             "kid": self.kid,
             "signature": STANDARD.encode(signature.as_ref()),
             "digest": "SHA1",
         });
-        STANDARD.encode(header.to_string())
+        Ok(STANDARD.encode(header.to_string()))
     }
 }
 
@@ -85,17 +85,22 @@ mod tests {
 
     #[test]
     fn what_the_signer_signs_verifies_as_sha1_and_nothing_else_does() {
-        let signer = TestSigner::generate("kid-1");
-        let key = SigningKey::from_answer(&signer.public_key_answer()).unwrap();
+        let signer = TestSigner::generate("kid-1").unwrap();
+        let key = SigningKey::from_answer(&signer.public_key_answer().unwrap()).unwrap();
         let body = br#"{"metadata":{"topic":"ORDER_CONFIRMATION"}}"#;
-        let sig = Signature::parse(&signer.signature_header(body)).unwrap();
+        let sig = Signature::parse(&signer.signature_header(body).unwrap()).unwrap();
         sig.verify(&key, body).unwrap();
         assert!(
             sig.verify(&key, br#"{"metadata":{"topic":"ORDER_CONFIRMATIOM"}}"#)
                 .is_err()
         );
-        let other =
-            SigningKey::from_answer(&TestSigner::generate("kid-1").public_key_answer()).unwrap();
+        let other = SigningKey::from_answer(
+            &TestSigner::generate("kid-1")
+                .unwrap()
+                .public_key_answer()
+                .unwrap(),
+        )
+        .unwrap();
         assert!(sig.verify(&other, body).is_err());
         let as_sha256 = SigningKey {
             digest: crate::webhook::Digest::Sha256,

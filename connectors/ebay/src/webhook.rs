@@ -393,7 +393,7 @@ pub(crate) async fn handle(
         return Ok(WebhookOutcome::Respond {
             status: 200,
             content_type: "application/json".into(),
-            body: serde_json::to_vec(&body).expect("JSON values always serialize"),
+            body: body.to_string().into_bytes(),
         });
     }
     let header = req.header(SIGNATURE_HEADER).ok_or_else(|| {

@@ -109,8 +109,8 @@ async fn the_challenge_get_is_answered_with_the_configured_endpoint_url() {
 /// key under the same key id, is refused as auth. The key is read once.
 #[tokio::test]
 async fn signatures_made_with_a_key_generated_here_verify_and_forgeries_do_not() {
-    let signer = TestSigner::generate("3f1c0d9e-8a7b-4c6d-9e5f-1a2b3c4d5e6f");
-    let forger = TestSigner::generate(&signer.kid);
+    let signer = TestSigner::generate("3f1c0d9e-8a7b-4c6d-9e5f-1a2b3c4d5e6f").unwrap();
+    let forger = TestSigner::generate(&signer.kid).unwrap();
     let server = ReplayServer::from_exchanges(
         vec![
             exchange(
@@ -121,7 +121,7 @@ async fn signatures_made_with_a_key_generated_here_verify_and_forgeries_do_not()
             exchange(
                 "GET",
                 &format!("/commerce/notification/v1/public_key/{}", signer.kid),
-                signer.public_key_answer(),
+                signer.public_key_answer().unwrap(),
             ),
         ],
         true,
@@ -129,7 +129,7 @@ async fn signatures_made_with_a_key_generated_here_verify_and_forgeries_do_not()
     .await;
     let built = connector(&server.url(), &ConfigOverrides::default());
     let body = br#"{"metadata":{"topic":"ORDER_CONFIRMATION","schemaVersion":"1.0","deprecated":false},"notification":{"notificationId":"n-made-here","eventDate":"2026-11-27T11:58:00.000Z","publishDate":"2026-11-27T11:58:00.000Z","publishAttemptCount":1,"data":{"orderId":"12-09999-00001"}}}"#;
-    let header = signer.signature_header(body);
+    let header = signer.signature_header(body).unwrap();
 
     let ok = built
         .connector
@@ -175,7 +175,7 @@ async fn signatures_made_with_a_key_generated_here_verify_and_forgeries_do_not()
     let mut tampered = body.to_vec();
     let at = tampered.len() - 10;
     tampered[at] ^= 1;
-    let forged = forger.signature_header(body);
+    let forged = forger.signature_header(body).unwrap();
     for (what, req) in [
         (
             "tampered body",
