@@ -4,7 +4,7 @@
 //!
 //! | key | | meaning |
 //! | --- | --- | --- |
-//! | `marketplace_id` | required | `EBAY_US`, `EBAY_DE` …: the marketplace whose offers get stock (getOffers filter) |
+//! | `marketplace_id` | optional | `EBAY_US` (the default), `EBAY_DE` …: the marketplace whose offers get stock (getOffers filter) |
 //! | `client_id` | required | the app's client id (App ID) |
 //! | `client_secret`* | required | the app's client secret (Cert ID) |
 //! | `refresh_token`* | required | the seller's OAuth refresh token (authorization-code grant, about 18 months) |
@@ -38,6 +38,9 @@ pub const DEFAULT_DAILY_CALLS_NOTIFICATION: u32 = 10_000;
 pub const EBAY_REVISIONS_PER_LISTING: u32 = 250;
 /// What switchyard spends of [`EBAY_REVISIONS_PER_LISTING`] by default.
 pub const DEFAULT_LISTING_REVISIONS_PER_DAY: u32 = 200;
+
+/// The marketplace of an account that names none.
+pub const DEFAULT_MARKETPLACE: &str = "EBAY_US";
 
 /// The path of eBay's token endpoint under the API host.
 pub const TOKEN_PATH: &str = "/identity/v1/oauth2/token";
@@ -195,7 +198,9 @@ pub fn read_settings(r: &mut dyn SettingsReader) -> Option<Box<dyn AccountSettin
     } else {
         Need::Optional
     };
-    let marketplace_id = r.string("marketplace_id", Need::Required);
+    let marketplace_id = r
+        .string("marketplace_id", Need::Optional)
+        .or_else(|| Some(DEFAULT_MARKETPLACE.to_owned()));
     let client_id = r.string("client_id", Need::Required);
     let client_secret = r.secret("client_secret", Need::Required);
     let refresh_token = r.secret("refresh_token", Need::Required);
@@ -406,7 +411,6 @@ mod tests {
     }
 
     const GOOD: &[(&str, &str)] = &[
-        ("marketplace_id", "EBAY_US"),
         ("client_id", "app-id"),
         ("client_secret", "cert-id-secret"),
         ("refresh_token", "v^1.1#refresh-secret"),
