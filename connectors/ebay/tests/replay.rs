@@ -116,7 +116,7 @@ fn daily_hints(run: &Run) -> Value {
 async fn every_scenario_replays_and_matches_its_golden_files() {
     let scenarios = Scenario::load_all(&fixtures_dir()).unwrap();
     assert!(
-        scenarios.len() >= 20,
+        scenarios.len() >= 21,
         "found only {} ebay scenarios",
         scenarios.len()
     );
