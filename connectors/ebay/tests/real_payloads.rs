@@ -5,6 +5,9 @@
 //! getPublicKey answer while its tampered copy does not. Without the folder
 //! the test says it skipped and passes.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use base64::Engine as _;

@@ -7,6 +7,9 @@
 //! the daily budget hints given to the pacer). Regenerate with
 //! `SWITCHYARD_BLESS=1`, then read the diff.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,9 @@
 //! operation's schema. The token endpoint is not in these files (eBay's
 //! Identity API has none); its requests are checked by the replay test.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,9 @@
 //! key pair generated here (a valid notification is accepted, a tampered
 //! body or another key is an auth error, which the daemon answers 401).
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
