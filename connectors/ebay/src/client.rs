@@ -239,14 +239,16 @@ impl Client {
             .map_err(|e| ConnectorError::from_reqwest(&e))?
             .to_vec();
         let errors: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+        let failed = !(200..300).contains(&status);
         let rate_limited = status == 429
-            || errors.errors.iter().any(|e| {
-                e.error_id == Some(RATE_LIMIT_ERROR_ID)
-                    || [&e.message, &e.long_message]
-                        .into_iter()
-                        .flatten()
-                        .any(|m| m.to_ascii_lowercase().contains("request limit"))
-            });
+            || failed
+                && errors.errors.iter().any(|e| {
+                    e.error_id == Some(RATE_LIMIT_ERROR_ID)
+                        || [&e.message, &e.long_message]
+                            .into_iter()
+                            .flatten()
+                            .any(|m| m.to_ascii_lowercase().contains("request limit"))
+                });
         let detail = || {
             let described: Vec<String> = errors.errors.iter().map(|e| e.describe()).collect();
             let text = if described.is_empty() {
