@@ -166,9 +166,10 @@ impl PollCursor {
             );
         }
         // The sweep is done. A backfill window cut at `MAX_SPAN` goes on at
-        // once; a window that reached the `now` of its start waits for the
-        // next interval (going on would poll in a loop).
-        let cut_short = page.end - page.start >= MAX_SPAN && page.end < now;
+        // once; a window that reached the `now` of its start (or came within
+        // the overlap of it) waits for the next interval: going on would
+        // poll in a loop.
+        let cut_short = page.end - page.start >= MAX_SPAN && now - page.end > OVERLAP;
         (
             PollCursor {
                 v: 1,
