@@ -610,8 +610,8 @@ fn print_story(t: &Told) {
             .map_or(1, Vec::len);
         *pushes.entry(name).or_default() += levels;
     }
-    for r in sim.requests() {
-        if r.channel != Channel::Ebay || r.request.method != "POST" {
+    for r in t.sim.requests() {
+        if r.channel != switchyard_contract::Channel::Ebay || r.request.method != "POST" {
             continue;
         }
         let path = &r.request.path;
