@@ -12,7 +12,8 @@
 use switchyard_contract::{Channel, ChannelDescriptor};
 
 /// Every built-in channel.
-pub static CHANNELS: &[ChannelDescriptor] = &[switchyard_shopify::DESCRIPTOR];
+pub static CHANNELS: &[ChannelDescriptor] =
+    &[switchyard_shopify::DESCRIPTOR, switchyard_ebay::DESCRIPTOR];
 
 /// The built-in channel `channel`, if this build has it.
 pub fn descriptor(channel: Channel) -> Option<&'static ChannelDescriptor> {

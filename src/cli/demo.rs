@@ -610,6 +610,25 @@ fn print_story(t: &Told) {
             .map_or(1, Vec::len);
         *pushes.entry(name).or_default() += levels;
     }
+    for r in t.sim.requests() {
+        if r.channel != switchyard_contract::Channel::Ebay || r.request.method != "POST" {
+            continue;
+        }
+        let path = &r.request.path;
+        if path.ends_with("/shipping_fulfillment") {
+            *pushes
+                .entry("createShippingFulfillment".into())
+                .or_default() += 1;
+        } else if path.ends_with("/bulk_update_price_quantity") {
+            // One call sets up to 25 SKUs' levels: count the levels.
+            let levels = r
+                .request
+                .body_json()
+                .and_then(|b| b["requests"].as_array().map(Vec::len))
+                .unwrap_or(1);
+            *pushes.entry("bulkUpdatePriceQuantity".into()).or_default() += levels;
+        }
+    }
     let pushes: Vec<String> = pushes
         .iter()
         .map(|(n, c)| format!("{c} {}", push_label(n)))
@@ -700,6 +719,8 @@ fn push_label(operation: &str) -> &str {
     match operation {
         "SwitchyardSetStock" => "stock levels (Shopify inventorySetQuantities)",
         "SwitchyardFulfill" => "tracking numbers (Shopify fulfillmentCreate)",
+        "bulkUpdatePriceQuantity" => "stock levels (eBay bulkUpdatePriceQuantity)",
+        "createShippingFulfillment" => "tracking numbers (eBay createShippingFulfillment)",
         other => other,
     }
 }

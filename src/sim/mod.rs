@@ -14,6 +14,10 @@
 //! fulfillment and inventory state (`shopify.rs`) answers the operations a
 //! recorded answer cannot: tracking pushes, and stock look-ups, pushes and
 //! re-reads, with Shopify's compare-and-set.
+//!
+//! eBay: tokens, orders, offers and notification signing keys come from the
+//! recordings; the seller's state (`ebay.rs`) answers what follows earlier
+//! calls: fulfilments created and read back, and bulk stock updates.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +33,7 @@ use switchyard_contract::testkit::{
 
 use crate::config::AccountConfig;
 
+mod ebay;
 mod shopify;
 
 /// A request the simulator received, with the channel it was addressed to.
@@ -51,6 +56,7 @@ struct SimState {
     exchanges: BTreeMap<Channel, Vec<Exchange>>,
     requests: Vec<SimRequest>,
     shop: shopify::Shop,
+    seller: ebay::Seller,
     shopify_bucket: CostBucket,
     throttled: usize,
 }
@@ -167,6 +173,7 @@ impl Simulator {
             exchanges,
             requests: Vec::new(),
             shop,
+            seller: ebay::Seller::default(),
             shopify_bucket: CostBucket::default(),
             throttled: 0,
         }));
@@ -292,6 +299,17 @@ impl Simulator {
             .count()
     }
 
+    /// The quantity the simulated eBay seller was last given for a SKU.
+    pub fn ebay_level(&self, sku: &str) -> Option<i64> {
+        self.lock().seller.level(sku)
+    }
+
+    /// The fulfilments created on the simulated eBay seller, as
+    /// `(order id, fulfilment)`.
+    pub fn ebay_fulfillments(&self) -> Vec<(String, serde_json::Value)> {
+        self.lock().seller.created()
+    }
+
     fn lock(&self) -> parking_lot::MutexGuard<'_, SimState> {
         self.state.lock()
     }
@@ -336,6 +354,15 @@ impl SimState {
                 });
                 return resp;
             }
+        }
+        if channel == Channel::Ebay
+            && let Some(resp) = self.seller.answer(&req)
+        {
+            self.requests.push(SimRequest {
+                channel,
+                request: req,
+            });
+            return resp;
         }
         let found = self.exchanges.get(&channel).and_then(|list| {
             list.iter()

@@ -326,31 +326,55 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
+        text.contains("ebay-us      ebay     3 orders in 1 page"),
+        "{text}"
+    );
+    assert!(
         text.contains("orders-create -> HTTP 200 stored: 1 new"),
         "{text}"
     );
-    assert!(text.contains("decide each of the 7 orders"), "{text}");
+    // eBay's signed ORDER_CONFIRMATION only names its order: it is fetched.
+    assert!(
+        text.contains("order-confirmation -> HTTP 200 queued: 1 orders to fetch"),
+        "{text}"
+    );
+    assert!(text.contains("decide each of the 11 orders"), "{text}");
+    assert!(
+        text.contains("ebay-us:12-04300-00004 ready -> route east-wh (rule international)"),
+        "{text}"
+    );
     assert!(
         text.contains("shop-us:5551234569   pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"),
         "{text}"
     );
     assert!(
-        text.contains("4. Deliveries to the warehouses: 5 (5 with a valid signature)"),
+        text.contains("4. Deliveries to the warehouses: 8 (8 with a valid signature)"),
         "{text}"
     );
     assert!(
         text.contains("not delivered: shop-us:5551234569 (on hold: awaiting payment)")
-            && text.contains("not delivered: shop-us:5551234568 (already shipped on the channel)"),
+            && text.contains("not delivered: shop-us:5551234568 (already shipped on the channel)")
+            && text.contains("not delivered: ebay-us:12-04300-00003 (cancelled)"),
         "{text}"
     );
     assert_eq!(
         text.matches("recorded; the tracking push to its channel is queued")
             .count(),
-        4,
+        7,
         "{text}"
     );
     assert!(
         text.contains("4 tracking numbers (Shopify fulfillmentCreate)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 tracking numbers (eBay createShippingFulfillment)"),
+        "{text}"
+    );
+    assert!(
+        // Of the eBay orders' SKUs two have published offers; one is only a
+        // draft and one is not on eBay, so those are not listed there.
+        text.contains("2 stock levels (eBay bulkUpdatePriceQuantity)"),
         "{text}"
     );
     assert!(
@@ -384,7 +408,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let orders: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(orders.as_array().unwrap().len(), 7);
+    assert_eq!(orders.as_array().unwrap().len(), 11);
 
     // A second run replaces the demo's own folder; any other folder is refused.
     let again = std::process::Command::new(BIN)

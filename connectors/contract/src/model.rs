@@ -197,6 +197,28 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Digits after the point that amounts in this currency carry (ISO 4217):
+    /// none for the yen and its like, three for the dinars, else two.
+    pub fn minor_units(&self) -> u32 {
+        match self.0.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
+
+    /// One rendering per amount, whatever scale the channel printed it with
+    /// (`"7.6"`, `"7.60"`, `"7.600"`): at least the currency's minor units,
+    /// never fewer digits than the value has, so nothing is rounded away.
+    pub fn scaled(&self, amount: Decimal) -> Decimal {
+        let mut d = amount.normalize();
+        if d.scale() < self.minor_units() {
+            d.rescale(self.minor_units());
+        }
+        d
+    }
 }
 
 impl TryFrom<String> for Currency {
@@ -538,5 +560,29 @@ impl NormalizedOrder {
                 detail,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scaled(code: &str, amount: &str) -> String {
+        Currency::new(code)
+            .unwrap()
+            .scaled(amount.parse().unwrap())
+            .to_string()
+    }
+
+    #[test]
+    fn amounts_get_the_currency_minor_units_and_lose_no_digits() {
+        assert_eq!(scaled("USD", "7.6"), "7.60");
+        assert_eq!(scaled("EUR", "12.0"), "12.00");
+        assert_eq!(scaled("USD", "10"), "10.00");
+        assert_eq!(scaled("USD", "19.990"), "19.99");
+        assert_eq!(scaled("USD", "0.125"), "0.125");
+        assert_eq!(scaled("JPY", "1000.0"), "1000");
+        assert_eq!(scaled("KWD", "1.5"), "1.500");
+        assert_eq!(scaled("USD", "-1.5"), "-1.50");
     }
 }

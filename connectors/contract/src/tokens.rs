@@ -217,9 +217,10 @@ impl TokenKeeper {
         let grant = match refresh(refresh_token).await {
             Ok(grant) => grant,
             Err(error) => {
-                if matches!(error, ConnectorError::Auth(_)) {
+                if let ConnectorError::Auth(detail) = &error {
+                    // The detail alone: the class is said once, by Display.
                     let error = ConnectorError::Auth(format!(
-                        "{error}; the refresh token was refused: re-authorize the app and set \
+                        "{detail}; the refresh token was refused: re-authorize the app and set \
                          the new refresh_token in the account's config (a refresh token the \
                          channel rotated can be lost if the daemon died between the channel's \
                          answer and saving it)"
@@ -414,6 +415,11 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(err.to_string().contains("re-authorize"), "{err}");
+            assert_eq!(
+                err.to_string().matches("authentication:").count(),
+                1,
+                "the class is said once: {err}"
+            );
         }
         assert_eq!(
             calls.load(Ordering::SeqCst),
