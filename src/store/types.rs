@@ -328,6 +328,9 @@ pub struct OutboxSummary {
     pub tracking_number: Option<String>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    /// For a notice: `hold` or `cancel`.
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 impl OutboxSummary {
@@ -341,9 +344,10 @@ impl OutboxSummary {
             &self.sku,
         ) {
             (JobKind::Deliver, Some(d), _, _) => format!("deliver order {order} to {d}"),
-            (JobKind::Notice, Some(d), _, _) => {
-                format!("tell {d} that order {order} it has was held or cancelled")
-            }
+            (JobKind::Notice, Some(d), _, _) => format!(
+                "send {d} a {} notice for order {order}",
+                self.notice.as_deref().unwrap_or("hold or cancel")
+            ),
             (JobKind::PushTracking, _, Some(t), _) => {
                 format!("push tracking {t} of order {order} to {}", self.account)
             }
@@ -382,6 +386,10 @@ impl OutboxItem {
             destination,
             tracking_number,
             created_at: Some(self.created_at),
+            notice: match &self.job {
+                Job::Notice(n) => Some(n.notice.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -830,6 +830,11 @@ fn holding_a_delivered_order_says_where_it_went() {
         .find(|i| i["kind"] == "notice")
         .expect("a queued notice");
     assert_eq!(notice["account"], "destination:east-wh");
+    assert_eq!(notice["notice"], "hold");
+    assert!(
+        stdout(&shop.cli(&["outbox", "list"]))
+            .contains("send east-wh a hold notice for order shop-test:1"),
+    );
     assert!(
         stdout(&shop.cli(&["orders", "show", "shop-test:1"]))
             .contains("delivered to east-wh at 2026-11-27 10:00:00 UTC"),

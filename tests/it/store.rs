@@ -516,7 +516,7 @@ fn outbox_fifo_coalescing_and_dead_letters() {
             // A dead letter waits for a person, not for a time.
             "attempts": 2, "next_attempt_at": null, "last_error": "400 unknown sku",
             "order_id": "shop-us:1", "sku": null, "destination": null, "tracking_number": "qty 4",
-            "created_at": t(0)
+            "created_at": t(0), "notice": null
         })
     );
     assert!(
