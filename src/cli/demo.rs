@@ -600,38 +600,11 @@ fn print_story(t: &Told) {
     }
 
     outln!();
-    let mut pushes: BTreeMap<String, usize> = BTreeMap::new();
-    for m in t.sim.shopify_mutations() {
-        let name = m["operationName"].as_str().unwrap_or("mutation").to_owned();
-        // One stock mutation sets many SKUs' levels: count the levels.
-        let levels = m["variables"]["input"]["quantities"]
-            .as_array()
-            .filter(|_| name == "SwitchyardSetStock")
-            .map_or(1, Vec::len);
-        *pushes.entry(name).or_default() += levels;
-    }
-    for r in t.sim.requests() {
-        if r.channel != switchyard_contract::Channel::Ebay || r.request.method != "POST" {
-            continue;
-        }
-        let path = &r.request.path;
-        if path.ends_with("/shipping_fulfillment") {
-            *pushes
-                .entry("createShippingFulfillment".into())
-                .or_default() += 1;
-        } else if path.ends_with("/bulk_update_price_quantity") {
-            // One call sets up to 25 SKUs' levels: count the levels.
-            let levels = r
-                .request
-                .body_json()
-                .and_then(|b| b["requests"].as_array().map(Vec::len))
-                .unwrap_or(1);
-            *pushes.entry("bulkUpdatePriceQuantity".into()).or_default() += levels;
-        }
-    }
-    let pushes: Vec<String> = pushes
+    let pushes: Vec<String> = t
+        .sim
+        .writes()
         .iter()
-        .map(|(n, c)| format!("{c} {}", push_label(n)))
+        .map(|(label, n)| format!("{n} {label}"))
         .collect();
     outln!(
         "7. Pushed back to the channels: {}",
@@ -712,16 +685,6 @@ fn why_not_delivered(o: &StoredOrder) -> String {
         (None, OrderStatus::Pending, _) => "not paid yet".to_owned(),
         (None, _, None) => "no route".to_owned(),
         (None, ..) => "delivered after the warehouse looked".to_owned(),
-    }
-}
-
-fn push_label(operation: &str) -> &str {
-    match operation {
-        "SwitchyardSetStock" => "stock levels (Shopify inventorySetQuantities)",
-        "SwitchyardFulfill" => "tracking numbers (Shopify fulfillmentCreate)",
-        "bulkUpdatePriceQuantity" => "stock levels (eBay bulkUpdatePriceQuantity)",
-        "createShippingFulfillment" => "tracking numbers (eBay createShippingFulfillment)",
-        other => other,
     }
 }
 

@@ -140,7 +140,7 @@ pub fn rules_of_broken(path: &Path, env: &Env) -> Option<(PathBuf, Vec<String>)>
 /// Loads config text as if read from `path` (which locates errors and anchors
 /// relative paths; it is not read).
 pub fn load_str(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
-    schema::load(path, text, env, crate::registry::CHANNELS)
+    schema::load(path, text, env, &crate::registry::descriptors())
 }
 
 /// [`load_str`] with `channels` standing in for the built-in channels (tests

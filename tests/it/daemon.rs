@@ -424,7 +424,10 @@ async fn a_backfill_waits_out_the_shops_rate_limit_and_goes_on_by_itself() {
         .unwrap();
     // Room for one page (808 points asked, 62 spent), then 20 points a
     // second: the second page is throttled for about two seconds.
-    sim.set_shopify_bucket(switchyard::sim::CostBucket::new(840.0, 20.0));
+    common::sims::ShopifySimExt::set_shopify_bucket(
+        &sim,
+        switchyard_shopify::sim::CostBucket::new(840.0, 20.0),
+    );
     let config = ConfigBuilder::new(dir.path())
         .account(
             ShopifyAccount::new(

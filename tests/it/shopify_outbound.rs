@@ -26,10 +26,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::daemon::{ConfigBuilder, InProcess, REPO, ShopifyAccount, post, shopify_signed};
+use common::sims::ShopifySimExt;
 use serde_json::{Value, json};
-use switchyard::sim::{CostBucket, Simulator};
+use switchyard::sim::Simulator;
 use switchyard_contract::Channel;
 use switchyard_contract::{Operation, RateLimit};
+use switchyard_shopify::sim::CostBucket;
 
 const TOKEN: &str = "admin-token-for-shopify-outbound-tests";
 

@@ -17,6 +17,7 @@
 //! | `push` | stock (`bulkUpdatePriceQuantity`) and tracking (`createShippingFulfillment`) |
 //! | [`carrier`] | switchyard carrier codes ↔ eBay's |
 //! | [`signing`] | a stand-in for eBay's notification signer (tests, fixtures, simulator) |
+//! | `sim` | (feature `sim`) the simulated seller: fulfilments created and read back, bulk stock updates |
 //!
 //! The connector never sleeps, retries or stores anything: each call makes
 //! its few requests and classifies what went wrong. What it keeps in memory:
@@ -33,6 +34,8 @@ pub mod endpoints;
 pub mod normalize;
 mod push;
 pub mod signing;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod webhook;
 mod wire;
 

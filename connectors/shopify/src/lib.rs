@@ -15,6 +15,7 @@
 //! | [`webhook`] | HMAC check and `orders/*` bodies |
 //! | `push` | stock (`inventorySetQuantities`) and tracking (`fulfillmentCreate`) |
 //! | [`carrier`] | switchyard carrier codes ↔ Shopify company names |
+//! | `sim` | (feature `sim`) the simulated shop: query cost charged and throttled as Shopify does, fulfilments and inventory kept, webhooks signed for the demo's accounts |
 //!
 //! The connector never sleeps, retries or stores anything: each call makes
 //! its few requests and classifies what went wrong. The only state it keeps
@@ -28,6 +29,8 @@ pub mod graphql;
 pub mod normalize;
 mod push;
 pub mod settings;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod webhook;
 mod wire;
 

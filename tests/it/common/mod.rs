@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod eventually;
+pub mod sims;
 
 pub use eventually::eventually;
 

@@ -878,7 +878,7 @@ mod tests {
     fn set_stock(key: &str, item: &str, quantity: i64, from: Option<i64>) -> Value {
         json!({
             "operationName": "SwitchyardSetStock",
-            "query": switchyard_shopify::graphql::set_stock_mutation(key),
+            "query": crate::graphql::set_stock_mutation(key),
             "variables": { "input": {
                 "name": "available",
                 "reason": "correction",
@@ -906,8 +906,8 @@ mod tests {
         let r = shop
             .answer(&json!({
                 "operationName": "SwitchyardVariantsBySku",
-                "query": switchyard_shopify::graphql::VARIANTS_BY_SKU_QUERY,
-                "variables": { "query": format!("sku:{}", switchyard_shopify::graphql::search_value(sku)) },
+                "query": crate::graphql::VARIANTS_BY_SKU_QUERY,
+                "variables": { "query": format!("sku:{}", crate::graphql::search_value(sku)) },
             }))
             .unwrap();
         r["data"]["productVariants"]["nodes"]
@@ -1178,18 +1178,18 @@ mod tests {
 
     #[test]
     fn idempotency_keys_and_search_values_are_unescaped() {
-        let doc = switchyard_shopify::graphql::set_stock_mutation("a \"b\" \\ c\n");
+        let doc = crate::graphql::set_stock_mutation("a \"b\" \\ c\n");
         assert_eq!(idempotency_key(&doc).as_deref(), Some("a \"b\" \\ c\n"));
         assert_eq!(
             sku_searched(&format!(
                 "sku:{}",
-                switchyard_shopify::graphql::search_value("Bob's \\ mug")
+                crate::graphql::search_value("Bob's \\ mug")
             )),
             Some("Bob's \\ mug".into())
         );
         assert_eq!(sku_searched("sku:PLAIN"), Some("PLAIN".into()));
         assert_eq!(
-            first_argument(switchyard_shopify::graphql::VARIANTS_BY_SKU_QUERY),
+            first_argument(crate::graphql::VARIANTS_BY_SKU_QUERY),
             Some(2)
         );
     }

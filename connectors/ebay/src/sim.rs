@@ -1,4 +1,5 @@
-//! The simulated eBay seller's state: the calls whose answer depends on what
+//! The simulated eBay seller (feature `sim`), for `switchyard demo`,
+//! `replay` and the daemon's tests: the calls whose answer depends on what
 //! was sent before, which recorded answers cannot follow. Everything else
 //! (tokens, orders, offers, signing keys) is answered from the recordings.
 //!
@@ -13,10 +14,11 @@
 //!   each request with a SKU gets a `200` entry for its item and one per
 //!   offer it names, and the levels are kept ([`Seller::level`]).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{HttpRequest, HttpResponse};
+use switchyard_contract::testkit::{ChannelSim, HttpRequest, HttpResponse, SimMode};
 
 const FULFILLMENT: &str = "/sell/fulfillment/v1/order/";
 const BULK_UPDATE: &str = "/sell/inventory/v1/bulk_update_price_quantity";
@@ -159,6 +161,47 @@ impl Seller {
             .iter()
             .flat_map(|(o, list)| list.iter().map(|f| (o.clone(), f.clone())))
             .collect()
+    }
+}
+
+/// The registry's simulator for eBay: the same in both modes.
+pub fn simulator(_mode: SimMode) -> Option<Box<dyn ChannelSim>> {
+    Some(Box::new(Seller::default()))
+}
+
+impl ChannelSim for Seller {
+    fn answer(&mut self, req: &HttpRequest) -> Option<HttpResponse> {
+        Seller::answer(self, req)
+    }
+
+    fn writes(&self, requests: &[HttpRequest]) -> Vec<(String, usize)> {
+        let (mut fulfilments, mut levels) = (0, 0);
+        for r in requests.iter().filter(|r| r.method == "POST") {
+            if r.path.ends_with("/shipping_fulfillment") {
+                fulfilments += 1;
+            } else if r.path == BULK_UPDATE {
+                // One call sets up to 25 SKUs' levels: count the levels.
+                levels += r
+                    .body_json()
+                    .and_then(|b| b["requests"].as_array().map(Vec::len))
+                    .unwrap_or(1);
+            }
+        }
+        [
+            ("stock levels (eBay bulkUpdatePriceQuantity)", levels),
+            (
+                "tracking numbers (eBay createShippingFulfillment)",
+                fulfilments,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| (label.to_owned(), n))
+        .collect()
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
     }
 }
 
