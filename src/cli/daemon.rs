@@ -49,6 +49,10 @@ pub fn run(config_path: &Path) -> CliResult {
         crate::config::load(config_path).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
     crate::daemon::logging::init(config.daemon.log_format == LogFormat::Json, "info");
     let notify = std::sync::Arc::new(crate::daemon::systemd::Notifier::from_env());
+    let (state_dir, store_options) = (
+        config.daemon.state_dir.clone(),
+        config.daemon.store_options(),
+    );
     runtime()?.block_on(async move {
         let options = RunOptions {
             notify: Some(notify.clone()),
@@ -59,7 +63,19 @@ pub fn run(config_path: &Path) -> CliResult {
         if let Err(e) = &result {
             notify.status(&format!("failed: {e:#}"));
         }
-        let (report, _store) = result.map_err(Failure::from)?;
+        let (report, store) = result.map_err(Failure::from)?;
+        drop(store);
+        // The next start then reads a fresh snapshot instead of replaying
+        // everything this run wrote.
+        notify.status("stopping: writing a store checkpoint");
+        let started = std::time::Instant::now();
+        match crate::store::Store::checkpoint(&state_dir, store_options) {
+            Ok(()) => tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "store checkpoint written"
+            ),
+            Err(e) => tracing::warn!(error = %e, "store checkpoint not written; the next start replays the log instead"),
+        }
         tracing::info!(accounts = report.accounts.len(), "switchyard stopped");
         Ok(())
     })

@@ -503,12 +503,8 @@ const LOCK_GRACE_TRIES: usize = 20;
 pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Failure> {
     let config = crate::config::load(config_path)
         .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
-    let open = || {
-        crate::store::Store::open(
-            &config.daemon.state_dir,
-            crate::store::StoreOptions::default(),
-        )
-    };
+    let open =
+        || crate::store::Store::open(&config.daemon.state_dir, config.daemon.store_options());
     let mut result = open();
     // With no daemon to ask (no admin token, or nothing listening), a lock
     // that goes away within moments was a process just finishing (another

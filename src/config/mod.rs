@@ -35,7 +35,8 @@
 //! Relative `daemon.state_dir` and `daemon.rules` are relative to the config
 //! file's folder, so the daemon's working directory does not matter.
 //! `daemon.shutdown_timeout` (default `"20s"`) is how long `run` waits for
-//! in-flight work after SIGTERM. Every key is documented for users in
+//! in-flight work after SIGTERM; `daemon.cache_mb` sizes the store's page
+//! cache. Every key is documented for users in
 //! `docs/configuration.md`.
 
 mod channel_keys;
@@ -205,6 +206,17 @@ pub struct DaemonConfig {
     pub admin_token: Option<Secret>,
     /// How long shutdown waits for in-flight work. Default 20 s.
     pub shutdown_timeout: Duration,
+    /// The store's page cache in MiB. Default `store::DEFAULT_CACHE_MB`.
+    pub cache_mb: u32,
+}
+
+impl DaemonConfig {
+    /// How the store is opened with this config.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            cache_bytes: u64::from(self.cache_mb) * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -30,6 +30,8 @@ const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7300);
 pub(crate) const DEFAULT_RULES: &str = "/etc/switchyard/rules.toml";
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Below this the store's engine spends its time re-reading pages.
+const MIN_CACHE_MB: u32 = 8;
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(120);
 
 const SECTIONS: [&str; 4] = ["daemon", "account", "destination", "inventory"];
@@ -224,6 +226,17 @@ fn read_daemon(mut s: Section, base: &Path) -> DaemonConfig {
     });
     let admin_token = s.secret("admin_token", Need::Optional);
     let shutdown_timeout = s.opt("shutdown_timeout", read::duration);
+    let cache_mb = s.opt("cache_mb", |ctx, f| {
+        let n = read::u32_value(ctx, f)?;
+        if n < MIN_CACHE_MB {
+            f.bad_value(
+                ctx,
+                format!("{n} MiB is too small for the store's cache; give at least {MIN_CACHE_MB}"),
+            );
+            return None;
+        }
+        Some(n)
+    });
     s.finish();
     DaemonConfig {
         state_dir: state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -232,6 +245,7 @@ fn read_daemon(mut s: Section, base: &Path) -> DaemonConfig {
         log_format: log_format.unwrap_or_default(),
         admin_token,
         shutdown_timeout: shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        cache_mb: cache_mb.unwrap_or(crate::store::DEFAULT_CACHE_MB),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::channels::poll::AccountHealth;
 use crate::config::Config;
 use crate::effects::Outbound;
 use crate::ingest::{Ingest, LiveRules};
-use crate::store::{Store, StoreOptions};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountReport {
@@ -51,8 +51,17 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         "starting: opening the store in {}",
         config.daemon.state_dir.display()
     ));
-    let store = Store::open(&config.daemon.state_dir, StoreOptions::default())
-        .with_context(|| format!("opening the store in {}", config.daemon.state_dir.display()))?;
+    // A store of an earlier layout is upgraded first; each report gives
+    // systemd another minute, so the upgrade is not killed as a hung start.
+    let progress = |status: &str| {
+        notifier.send(&format!("EXTEND_TIMEOUT_USEC=60000000\nSTATUS={status}"));
+    };
+    let store = Store::open_with_progress(
+        &config.daemon.state_dir,
+        config.daemon.store_options(),
+        &progress,
+    )
+    .with_context(|| format!("opening the store in {}", config.daemon.state_dir.display()))?;
     let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let rules = match crate::rules::load_rules(&config.daemon.rules, &destinations) {
         Ok((rules, warnings)) => {

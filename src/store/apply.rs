@@ -10,14 +10,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use super::codec::{
-    check_key_part, decode, decode_order, encode, encode_order, history_key, stored_revision,
-    time_key,
+    check_key_part, decode, decode_order, encode, encode_order, encode_raw, history_key,
+    stored_revision, time_key,
 };
 use super::index::index_keys;
 use super::outbox::{PreparedOutbox, stage_outbox};
 use super::tx::{Tx, TxResult, abort};
 use super::{
-    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, PushedLevel, RAW, STOCK,
+    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, PushedLevel, STOCK,
     StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome, engine_err,
 };
 
@@ -167,7 +167,7 @@ impl Store {
                 if expected_revision != seen {
                     return Err(conflict());
                 }
-                let raw = encode(RAW, key, &order.raw)?;
+                let raw = encode_raw(key, &order.raw)?;
                 match &stored {
                     None => {
                         p.outcome = WriteOutcome::Created;
@@ -212,7 +212,7 @@ impl Store {
                     None if expected_revision == 0 => {
                         p.outcome = WriteOutcome::Created;
                         if !order.raw.is_null() {
-                            p.raw = Some(encode(RAW, key, &order.raw)?);
+                            p.raw = Some(encode_raw(key, &order.raw)?);
                         }
                     }
                     None => {
@@ -255,7 +255,7 @@ impl Store {
         {
             Some(v) => Ok(Some(v.to_vec())),
             None if stored.raw.is_null() => Ok(None),
-            None => encode(RAW, id.as_bytes(), &stored.raw).map(Some),
+            None => encode_raw(id.as_bytes(), &stored.raw).map(Some),
         }
     }
 }

@@ -1,10 +1,15 @@
 //! The stored value format and the key layouts. Every value is one format
 //! version byte followed by JSON; a layout change bumps the version here and
 //! teaches `decode` to read the old one, so no manual migration is needed.
-//! Orders are the exception that proves the rule: version 2 puts the
-//! revision in a fixed header (a writer checks it without decoding the
-//! order) and leaves the raw channel payload to its own tree; version 1
-//! (the payload inline) is still read, and `migrate.rs` rewrites it.
+//! Orders and raw payloads, the bulk of a store, are the exception: an
+//! order (version 3) is a fixed header with its revision (a writer checks it
+//! without decoding the order) and zstd-compressed JSON without the raw
+//! payload, which is compressed on its own in its own tree (version 2).
+//! Earlier versions are still read: orders of version 1 (the payload
+//! inline, rewritten by `migrate.rs`) and 2 (uncompressed), payloads of
+//! version 1 (uncompressed).
+
+use std::cell::RefCell;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -61,51 +66,128 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
 }
 
-/// Orders: version byte, revision (u64, big-endian), JSON without `raw`.
-pub(crate) const ORDER_FORMAT: u8 = 2;
+/// Orders: version byte, revision (u64, big-endian), then JSON without
+/// `raw`: compressed (3) or plain (2, read only).
+pub(crate) const ORDER_FORMAT: u8 = 3;
+const ORDER_PLAIN: u8 = 2;
 const ORDER_HEADER: usize = 9;
+/// Raw payloads: compressed JSON (2), or plain JSON (1, read only).
+const RAW_FORMAT: u8 = 2;
+
+/// zstd level: JSON orders shrink about fourfold; higher levels cost more
+/// time per write for a few percent.
+const LEVEL: i32 = 3;
+
+thread_local! {
+    // A compression context is costly to set up (hundreds of KB zeroed):
+    // one per thread, reused for every value.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// `len` (u32, big-endian) then a zstd frame of `bytes`.
+fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        let Some(c) = c.as_mut() else {
+            return Err(std::io::Error::other("no compressor"));
+        };
+        let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+        let mut out = len.to_be_bytes().to_vec();
+        out.extend(c.compress(bytes)?);
+        Ok(out)
+    })
+}
+
+fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (len, frame) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| std::io::Error::other("shorter than its length"))?;
+    let len = u32::from_be_bytes(*len) as usize;
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let Some(d) = d.as_mut() else {
+            return Err(std::io::Error::other("no decompressor"));
+        };
+        d.decompress(frame, len)
+    })
+}
+
+fn corrupt(tree: &'static str, key: &[u8], detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        key: display_key(tree, key),
+        detail: detail.to_string(),
+    }
+}
+
+fn encode_err(tree: &'static str, key: &[u8], detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Encode {
+        tree,
+        key: display_key(tree, key),
+        detail: detail.to_string(),
+    }
+}
 
 pub(crate) fn encode_order(key: &[u8], order: &StoredOrder) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(2048);
+    let tree = super::ORDERS;
+    let json = serde_json::to_vec(order).map_err(|e| encode_err(tree, key, e))?;
+    let mut out = Vec::with_capacity(ORDER_HEADER + json.len() / 3);
     out.push(ORDER_FORMAT);
     out.extend_from_slice(&order.revision.to_be_bytes());
-    serde_json::to_writer(&mut out, order).map_err(|e| StoreError::Encode {
-        tree: super::ORDERS,
-        key: display_key(super::ORDERS, key),
-        detail: e.to_string(),
-    })?;
+    out.extend(compress(&json).map_err(|e| encode_err(tree, key, e))?);
     Ok(out)
 }
 
-/// An order of either version; a version 1 order still carries its raw
+/// An order of any version; one of version 1 still carries its raw
 /// payload (which `migrate.rs` moves out).
 pub(crate) fn decode_order(key: &[u8], bytes: &[u8]) -> Result<StoredOrder, StoreError> {
-    match bytes.first() {
+    let tree = super::ORDERS;
+    let json = match bytes.first() {
         Some(&ORDER_FORMAT) if bytes.len() > ORDER_HEADER => {
-            let mut o: StoredOrder =
-                serde_json::from_slice(&bytes[ORDER_HEADER..]).map_err(|e| {
-                    StoreError::Corrupt {
-                        tree: super::ORDERS,
-                        key: display_key(super::ORDERS, key),
-                        detail: e.to_string(),
-                    }
-                })?;
-            o.revision = stored_revision(key, bytes)?;
-            Ok(o)
+            decompress(&bytes[ORDER_HEADER..]).map_err(|e| corrupt(tree, key, e))?
         }
-        _ => decode(super::ORDERS, key, bytes),
-    }
+        Some(&ORDER_PLAIN) if bytes.len() > ORDER_HEADER => bytes[ORDER_HEADER..].to_vec(),
+        _ => return decode(tree, key, bytes),
+    };
+    let mut o: StoredOrder = serde_json::from_slice(&json).map_err(|e| corrupt(tree, key, e))?;
+    o.revision = stored_revision(key, bytes)?;
+    Ok(o)
 }
 
 /// The revision of a stored order, from the header when there is one.
 pub(crate) fn stored_revision(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
     match bytes.first() {
-        Some(&ORDER_FORMAT) if bytes.len() > ORDER_HEADER => {
+        Some(&(ORDER_FORMAT | ORDER_PLAIN)) if bytes.len() > ORDER_HEADER => {
             let mut rev = [0u8; 8];
             rev.copy_from_slice(&bytes[1..ORDER_HEADER]);
             Ok(u64::from_be_bytes(rev))
         }
         _ => decode_order(key, bytes).map(|o| o.revision),
+    }
+}
+
+pub(crate) fn encode_raw(key: &[u8], raw: &serde_json::Value) -> Result<Vec<u8>, StoreError> {
+    let tree = super::RAW;
+    let json = serde_json::to_vec(raw).map_err(|e| encode_err(tree, key, e))?;
+    let mut out = vec![RAW_FORMAT];
+    out.extend(compress(&json).map_err(|e| encode_err(tree, key, e))?);
+    Ok(out)
+}
+
+pub(crate) fn decode_raw(key: &[u8], bytes: &[u8]) -> Result<serde_json::Value, StoreError> {
+    match bytes.split_first() {
+        Some((&RAW_FORMAT, rest)) => {
+            let json = decompress(rest).map_err(|e| corrupt(super::RAW, key, e))?;
+            serde_json::from_slice(&json).map_err(|e| corrupt(super::RAW, key, e))
+        }
+        _ => decode(super::RAW, key, bytes),
     }
 }
 
@@ -193,6 +275,46 @@ mod tests {
         let err = decode::<Vec<i32>>("orders", b"k", &bad).unwrap_err();
         assert!(matches!(err, StoreError::Format { version: 9, .. }));
         assert!(decode::<Vec<i32>>("orders", b"k", &[]).is_err());
+    }
+
+    #[test]
+    fn orders_and_payloads_round_trip_compressed_and_plain_ones_still_read() {
+        let order: StoredOrder = serde_json::from_value(serde_json::json!({
+            "order": {
+                "id": "a:1", "account": "a", "channel": "shopify", "channel_order_id": "1",
+                "number": null, "status": "ready", "payment": "paid",
+                "placed_at": "2026-11-27T05:01:02Z", "updated_at": "2026-11-27T05:01:02Z",
+                "currency": "USD",
+                "totals": { "subtotal": "1.00", "shipping": "0", "tax": "0", "discount": "0", "total": "1.00", "refunded": "0" },
+                "presentment": null, "customer": null, "shipping_address": null, "shipping_method": null,
+                "lines": [], "shipments": [], "tags": ["vip"], "route": null, "hold": null, "priority": "normal"
+            },
+            "channel_tags": [], "rule_tags": [], "manual_tags": [], "manual_hold": null,
+            "notes": [], "revision": 7
+        }))
+        .expect("an order");
+        let enc = encode_order(b"a:1", &order).expect("encode");
+        assert_eq!(enc[0], ORDER_FORMAT);
+        assert_eq!(stored_revision(b"a:1", &enc).expect("revision"), 7);
+        assert_eq!(decode_order(b"a:1", &enc).expect("decode"), order);
+        // Version 2: the same header, the JSON as it is.
+        let mut plain = vec![ORDER_PLAIN];
+        plain.extend_from_slice(&7u64.to_be_bytes());
+        plain.extend(serde_json::to_vec(&order).expect("json"));
+        assert_eq!(decode_order(b"a:1", &plain).expect("decode v2"), order);
+        let mut cut = enc.clone();
+        cut.truncate(enc.len() - 3);
+        assert!(matches!(
+            decode_order(b"a:1", &cut),
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        let raw = serde_json::json!({ "id": 1, "line_items": vec!["x"; 200] });
+        let enc = encode_raw(b"a:1", &raw).expect("encode raw");
+        assert!(enc.len() < 200, "compressed: {} bytes", enc.len());
+        assert_eq!(decode_raw(b"a:1", &enc).expect("decode raw"), raw);
+        let plain = encode("raw", b"a:1", &raw).expect("plain");
+        assert_eq!(decode_raw(b"a:1", &plain).expect("decode plain raw"), raw);
     }
 
     #[test]

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::codec::{decode, decode_order, encode, encode_order, time_key};
+use super::codec::{decode, decode_order, encode_order, encode_raw, time_key};
 use super::index::index_keys;
 use super::outbox::{count_key, due_key};
-use super::{DEDUPE, OUTBOX, OutboxItem, OutboxState, RAW, StoreError, Trees, engine_err};
+use super::{DEDUPE, OUTBOX, OutboxItem, OutboxState, StoreError, Trees, engine_err};
 
 /// The layout this code writes.
 pub(crate) const LAYOUT: u8 = 2;
@@ -37,6 +37,7 @@ pub(crate) fn run(
     trees: &Trees,
     dir: &Path,
     stop_after: Option<usize>,
+    progress: &dyn Fn(&str),
 ) -> Result<(), StoreError> {
     let layout = trees
         .meta
@@ -58,8 +59,9 @@ pub(crate) fn run(
     let started = Instant::now();
     if !fresh {
         tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (order indexes, payloads apart); this runs once and goes on where it stopped if interrupted");
+        progress("upgrading the store: building its indexes");
     }
-    let orders = convert_orders(trees, stop_after)?;
+    let orders = convert_orders(trees, stop_after, progress)?;
     let keys = index_dedupe(trees)?;
     let items = index_outbox(trees)?;
     db.flush()
@@ -95,7 +97,11 @@ fn next_batch(
 }
 
 /// Orders: payload to its own tree, the revision in the header, index entries.
-fn convert_orders(trees: &Trees, stop_after: Option<usize>) -> Result<u64, StoreError> {
+fn convert_orders(
+    trees: &Trees,
+    stop_after: Option<usize>,
+    progress: &dyn Fn(&str),
+) -> Result<u64, StoreError> {
     let mut done = trees
         .meta
         .get(ORDERS_DONE)
@@ -119,7 +125,7 @@ fn convert_orders(trees: &Trees, stop_after: Option<usize>) -> Result<u64, Store
             let raw = if raw.is_null() {
                 None
             } else {
-                Some(encode(RAW, k, &raw)?)
+                Some(encode_raw(k, &raw)?)
             };
             staged.push((k.to_vec(), encode_order(k, &o)?, raw, index_keys(&o.order)));
         }
@@ -140,6 +146,7 @@ fn convert_orders(trees: &Trees, stop_after: Option<usize>) -> Result<u64, Store
         done = Some(last);
         if last_report.elapsed() >= REPORT_EVERY {
             tracing::info!(orders = count, "store upgrade: orders converted so far");
+            progress(&format!("upgrading the store: {count} orders indexed"));
             last_report = Instant::now();
         }
     }

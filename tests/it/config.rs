@@ -456,6 +456,10 @@ fn defaults_and_normalisation() {
     assert_eq!(config.daemon.rules, Path::new("/etc/switchyard/rules.toml"));
     assert_eq!(config.daemon.log_format, LogFormat::Text);
     assert_eq!(config.daemon.shutdown_timeout.as_secs(), 20);
+    assert_eq!(
+        config.daemon.store_options().cache_bytes,
+        u64::from(switchyard::store::DEFAULT_CACHE_MB) * 1024 * 1024
+    );
     assert!(config.daemon.admin_token.is_none());
     let account = &config.accounts[0];
     // No trailing slash, so connectors can append paths.
@@ -709,6 +713,21 @@ fn secret_values_never_appear_in_debug_output_or_errors() {
     {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
+}
+
+#[test]
+fn the_store_cache_is_set_in_mib_and_not_too_small() {
+    let text = VALID.replace("[daemon]\n", "[daemon]\ncache_mb = 96\n");
+    assert_eq!(
+        load_ok(&text).daemon.store_options().cache_bytes,
+        96 * 1024 * 1024
+    );
+    let text = VALID.replace("[daemon]\n", "[daemon]\ncache_mb = 2\n");
+    let (_fixture, errors) = errors(&text);
+    find(
+        &errors,
+        "2 MiB is too small for the store's cache; give at least 8",
+    );
 }
 
 // The environment layer.

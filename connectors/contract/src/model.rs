@@ -323,7 +323,7 @@ pub struct Line {
     #[serde(with = "rust_decimal::serde::str", default)]
     pub discount: Decimal,
     /// The tax on this line; `None` when the channel reports tax per order only.
-    #[serde(with = "rust_decimal::serde::str_option", default)]
+    #[serde(with = "optional_amount", default)]
     pub tax: Option<Decimal>,
     /// Units refunded or removed since the order was placed (never shipped).
     #[serde(default)]
@@ -584,5 +584,25 @@ mod tests {
         assert_eq!(scaled("JPY", "1000.0"), "1000");
         assert_eq!(scaled("KWD", "1.5"), "1.500");
         assert_eq!(scaled("USD", "-1.5"), "-1.50");
+    }
+}
+
+/// An optional amount as a decimal string or null. Not rust_decimal's
+/// `str_option`: that one fails on null when the order sits inside an
+/// internally tagged enum (serde buffers the value first), which is how
+/// fixtures and jobs carry orders.
+mod optional_amount {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Amount(#[serde(with = "rust_decimal::serde::str")] Decimal);
+
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        value.map(Amount).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Ok(Option::<Amount>::deserialize(d)?.map(|a| a.0))
     }
 }

@@ -172,3 +172,20 @@ fn units_still_owed_leave_out_refunded_and_shipped_units() {
     o.lines[0].shipped_quantity = 5;
     assert_eq!(o.lines[0].open_quantity(), 0);
 }
+
+#[test]
+fn a_line_without_tax_reads_back_inside_a_tagged_enum() {
+    // Fixtures and jobs carry orders inside internally tagged enums, where
+    // serde buffers the value before the field's own deserializer sees it.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    #[serde(tag = "call", rename_all = "snake_case")]
+    enum Call {
+        Ship { order: Order },
+    }
+    let mut order = spec_example();
+    order.lines[0].tax = None;
+    let call = Call::Ship { order };
+    let text = serde_json::to_string(&call).unwrap();
+    assert!(text.contains(r#""tax":null"#), "{text}");
+    assert_eq!(serde_json::from_str::<Call>(&text).unwrap(), call);
+}
