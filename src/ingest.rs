@@ -13,7 +13,9 @@ use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 
 use crate::daemon::metrics::{Ingested, Metrics};
 use crate::rules::{RuleInput, RuleSet, decide};
-use crate::store::{OrderWrite, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome};
+use crate::store::{
+    OrderWrite, RoutedLine, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome,
+};
 
 /// How long a webhook dedupe key is remembered. Shopify retries for 4 hours,
 /// Etsy for about 32: a week covers every channel's retry schedule.
@@ -303,6 +305,7 @@ pub fn merge(
         rule_hold: None,
         local_shipments: Vec::new(),
         delivered: existing.and_then(|e| e.delivered.clone()),
+        line_routes: Vec::new(),
         notes: incoming.notes.clone(),
         raw: incoming.raw.clone(),
         revision: existing.map(|e| e.revision).unwrap_or(0),
@@ -375,7 +378,7 @@ pub fn rule_input(stored: &StoredOrder) -> RuleInput<'_> {
     }
 }
 
-/// Re-decides tags, route, hold and priority of a stored order from its
+/// Re-decides tags, route, line routes, hold and priority of a stored order from its
 /// channel data, its hand-set tags and hold, and `rules`. Pure.
 pub fn redecide(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) -> StoredOrder {
     let eval = decide(rules, &rule_input(&stored), now);
@@ -388,5 +391,14 @@ pub fn redecide(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) ->
     stored.order.hold = stored.manual_hold.clone().or(rule_hold);
     stored.order.priority = eval.priority;
     stored.rule_tags = eval.rule_tags;
+    stored.line_routes = eval
+        .line_routes
+        .into_iter()
+        .map(|l| RoutedLine {
+            line_id: l.line_id,
+            route: l.route,
+            rule: l.rule,
+        })
+        .collect();
     stored
 }

@@ -24,8 +24,8 @@ use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
 use crate::ingest::{redecide, rule_input};
 use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
-    DeliveredTo, HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, StockView,
-    Store, StoreError, StoredOrder, WriteBatch,
+    DeliveredTo, HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, RoutedLine,
+    StockView, Store, StoreError, StoredOrder, WriteBatch,
 };
 
 /// Why an operation did not happen. The message names the offending thing
@@ -128,6 +128,8 @@ pub struct OrderDetail {
     pub holds: Holds,
     /// Where and when the order was last delivered.
     pub delivered: Option<DeliveredTo>,
+    /// Lines a rule's `route_lines` sent elsewhere than the order's route.
+    pub line_routes: Vec<RoutedLine>,
 }
 
 /// Where an order's hold comes from (`orders show --json`: `holds`).
@@ -193,6 +195,7 @@ impl OrderDetail {
         v["history"] = json!(history);
         v["holds"] = json!(self.holds);
         v["delivered"] = json!(self.delivered);
+        v["line_routes"] = json!(self.line_routes);
         v
     }
 
@@ -205,12 +208,15 @@ impl OrderDetail {
         let history = obj.remove("history").unwrap_or_else(|| json!([]));
         let holds = obj.remove("holds").unwrap_or_else(|| json!({}));
         let delivered = obj.remove("delivered").unwrap_or(serde_json::Value::Null);
+        let line_routes = obj.remove("line_routes").unwrap_or_else(|| json!([]));
         Ok(OrderDetail {
             order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
             notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
             history: serde_json::from_value(history).map_err(|e| format!("history: {e}"))?,
             holds: serde_json::from_value(holds).map_err(|e| format!("holds: {e}"))?,
             delivered: serde_json::from_value(delivered).map_err(|e| format!("delivered: {e}"))?,
+            line_routes: serde_json::from_value(line_routes)
+                .map_err(|e| format!("line_routes: {e}"))?,
         })
     }
 }
@@ -226,6 +232,7 @@ pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
         history,
         holds,
         delivered: stored.delivered,
+        line_routes: stored.line_routes,
     })
 }
 
@@ -561,17 +568,49 @@ pub struct Decisions {
     pub route: Option<String>,
     pub hold: Option<String>,
     pub priority: Priority,
+    /// The lines a rule's `route_lines` sent somewhere; the others follow
+    /// `route`.
+    #[serde(default)]
+    pub line_routes: Vec<LineRouteDecision>,
+}
+
+/// One line a rule's `route_lines` took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRouteDecision {
+    pub line_id: String,
+    pub sku: Option<String>,
+    pub route: String,
 }
 
 impl Decisions {
-    pub fn of(o: &Order) -> Self {
+    pub fn of(stored: &StoredOrder) -> Self {
+        let o = &stored.order;
         Decisions {
             tags: o.tags.clone(),
             route: o.route.clone(),
             hold: o.hold.clone(),
             priority: o.priority,
+            line_routes: stored
+                .line_routes
+                .iter()
+                .map(|l| LineRouteDecision {
+                    line_id: l.line_id.clone(),
+                    sku: o
+                        .lines
+                        .iter()
+                        .find(|x| x.line_id == l.line_id)
+                        .and_then(|x| x.sku.clone()),
+                    route: l.route.clone(),
+                })
+                .collect(),
         }
     }
+}
+
+/// Where a line goes by `d`: its line route, else the order's route.
+fn line_goes<'a>(d: &'a Decisions, line_id: &str) -> Option<&'a str> {
+    let routed = d.line_routes.iter().find(|l| l.line_id == line_id);
+    routed.map_or(d.route.as_deref(), |l| Some(l.route.as_str()))
 }
 
 /// One order whose decisions a rules run changes (the `rules apply --json`
@@ -584,7 +623,8 @@ pub struct RuleChange {
 }
 
 impl RuleChange {
-    /// `+tag a; -tag b; route x -> y; hold none -> why; priority normal -> high`.
+    /// `+tag a; -tag b; route x -> y; line 2 (CUP-1) x -> z; hold none -> why;
+    /// priority normal -> high`.
     pub fn describe(&self) -> String {
         let (before, after) = (&self.before, &self.after);
         let mut parts = Vec::new();
@@ -601,6 +641,25 @@ impl RuleChange {
                 show(&before.route),
                 show(&after.route)
             ));
+        }
+        // Lines that follow the order's route move with it (said above);
+        // a line a `route_lines` takes or lets go is named.
+        let mut lines: Vec<(&str, Option<&str>)> = Vec::new();
+        for l in before.line_routes.iter().chain(&after.line_routes) {
+            if !lines.iter().any(|(id, _)| *id == l.line_id) {
+                lines.push((&l.line_id, l.sku.as_deref()));
+            }
+        }
+        for (id, sku) in lines {
+            let (was, now) = (line_goes(before, id), line_goes(after, id));
+            if was != now {
+                parts.push(format!(
+                    "line {id} ({}) {} -> {}",
+                    sku.unwrap_or("no sku"),
+                    was.unwrap_or("none"),
+                    now.unwrap_or("none")
+                ));
+            }
         }
         if before.hold != after.hold {
             parts.push(format!(
@@ -641,7 +700,7 @@ pub fn apply_rules(
     }
     for stored in open {
         let next = redecide(stored.clone(), rules, now);
-        let (before, after) = (Decisions::of(&stored.order), Decisions::of(&next.order));
+        let (before, after) = (Decisions::of(&stored), Decisions::of(&next));
         if before != after {
             changes.push(RuleChange {
                 id: stored.order.id.clone(),

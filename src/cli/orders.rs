@@ -455,9 +455,15 @@ pub fn render_show(detail: &OrderDetail) -> String {
     );
     let _ = writeln!(s, "lines:");
     for l in &o.lines {
+        let routed = detail
+            .line_routes
+            .iter()
+            .find(|r| r.line_id == l.line_id)
+            .map(|r| format!("  -> {} (route_lines of rule {})", r.route, r.rule))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {}  {}  {}  {} x {} = {}  shipped {}",
+            "  {}  {}  {}  {} x {} = {}  shipped {}{routed}",
             l.line_id,
             dash(l.sku.as_deref()),
             l.title,

@@ -271,8 +271,8 @@ fn compare(
         .filter_map(|stored| {
             let next = crate::ingest::redecide(stored.clone(), other, now);
             let (before, after) = (
-                crate::ops::Decisions::of(&stored.order),
-                crate::ops::Decisions::of(&next.order),
+                crate::ops::Decisions::of(stored),
+                crate::ops::Decisions::of(&next),
             );
             (before != after).then(|| crate::ops::RuleChange {
                 id: stored.order.id.clone(),

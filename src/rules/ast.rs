@@ -84,6 +84,24 @@ pub struct Actions {
     pub route: Option<String>,
     pub hold: Option<String>,
     pub priority: Option<Priority>,
+    /// `route_lines`, in file order: the first entry whose SKU globs match
+    /// a line (not taken by an earlier rule) sends that line to its route.
+    pub route_lines: Vec<LineRouteAction>,
+}
+
+/// One `route_lines = { sku = "GLOB", route = "DEST" }` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRouteAction {
+    pub(crate) skus: Vec<Glob>,
+    pub route: String,
+}
+
+impl LineRouteAction {
+    /// Whether this entry takes a line with this SKU (a line without one is
+    /// never taken, as a missing value never matches a glob).
+    pub(crate) fn takes(&self, sku: Option<&str>) -> bool {
+        sku.is_some_and(|s| self.skus.iter().any(|g| g.matches(s)))
+    }
 }
 
 /// Conditions that must all hold, in file order (the first one that fails
@@ -162,7 +180,11 @@ pub const CONDITION_KEYS: [&str; 17] = [
     "not",
 ];
 
-pub(crate) const ACTION_KEYS: [&str; 5] = ["tag", "untag", "route", "hold", "priority"];
+pub(crate) const ACTION_KEYS: [&str; 6] =
+    ["tag", "untag", "route", "hold", "priority", "route_lines"];
+
+/// The keys of one `route_lines` table.
+pub(crate) const ROUTE_LINES_KEYS: [&str; 2] = ["sku", "route"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_contract::{Order, Priority};
 
-use super::ast::{Cmp, Cond, Conj, RuleSet};
+use super::ast::{Cmp, Cond, Conj, Rule, RuleSet};
 use super::glob::{Glob, eq_ci};
 
 /// What the rules look at: the order, and its tags by origin (the order's
@@ -53,9 +53,33 @@ pub struct Evaluation {
     #[serde(default)]
     pub hold_rule: Option<String>,
     pub priority: Priority,
+    /// The lines a rule's `route_lines` took, in line order; every other
+    /// line follows `route`.
+    #[serde(default)]
+    pub line_routes: Vec<LineRoute>,
     /// One entry per rule, in file order ([`evaluate`] only; empty from
     /// [`decide`]).
     pub trace: Vec<RuleTrace>,
+}
+
+/// A line that a rule's `route_lines` sent to a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRoute {
+    pub line_id: String,
+    pub route: String,
+    /// The rule whose `route_lines` took the line.
+    pub rule: String,
+}
+
+impl Evaluation {
+    /// Where a line goes: its line route, else the order's route.
+    pub fn line_destination(&self, line_id: &str) -> Option<&str> {
+        self.line_routes
+            .iter()
+            .find(|l| l.line_id == line_id)
+            .map(|l| l.route.as_str())
+            .or(self.route.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +176,9 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
     let mut hold_rule: Option<&str> = None;
     let mut route_rule: Option<&str> = None;
     let mut priority: Option<Priority> = None;
+    // Per line: (destination, rule) once a `route_lines` took it. Left
+    // empty until a matching rule has `route_lines`, which most never do.
+    let mut taken: Vec<Option<(&str, &str)>> = Vec::new();
     let mut trace = Vec::with_capacity(if explain { rules.rules.len() } else { 0 });
     let mut stopped_by: Option<&str> = None;
 
@@ -193,6 +220,9 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
             hold_rule = Some(rule.name.as_str());
         }
         priority = priority.or(then.priority);
+        if !then.route_lines.is_empty() {
+            take_lines(&mut taken, input.order, rule);
+        }
         if explain {
             trace.push(RuleTrace {
                 name: rule.name.clone(),
@@ -225,7 +255,41 @@ fn run(rules: &RuleSet, input: &RuleInput<'_>, _now: DateTime<Utc>, explain: boo
         hold: hold.map(str::to_owned),
         hold_rule: hold_rule.map(str::to_owned),
         priority: priority.unwrap_or_default(),
+        line_routes: input
+            .order
+            .lines
+            .iter()
+            .zip(&taken)
+            .filter_map(|(line, t)| {
+                t.map(|(route, rule)| LineRoute {
+                    line_id: line.line_id.clone(),
+                    route: route.to_owned(),
+                    rule: rule.to_owned(),
+                })
+            })
+            .collect(),
         trace,
+    }
+}
+
+/// Gives each line not taken yet to the first of the rule's `route_lines`
+/// entries that takes its SKU.
+fn take_lines<'r>(taken: &mut Vec<Option<(&'r str, &'r str)>>, order: &Order, rule: &'r Rule) {
+    if taken.is_empty() {
+        taken.resize(order.lines.len(), None);
+    }
+    for (line, slot) in order.lines.iter().zip(taken.iter_mut()) {
+        if slot.is_some() {
+            continue;
+        }
+        if let Some(entry) = rule
+            .then
+            .route_lines
+            .iter()
+            .find(|e| e.takes(line.sku.as_deref()))
+        {
+            *slot = Some((entry.route.as_str(), rule.name.as_str()));
+        }
     }
 }
 

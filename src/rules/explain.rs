@@ -47,7 +47,7 @@ pub(crate) fn priority_str(p: Priority) -> &'static str {
 }
 
 /// `{ "order", "rules": [ { "name", "matched", "failed" } ],
-///    "result": { "tags", "route", "route_from", "hold", "hold_from", "priority" } }`,
+///    "result": { "tags", "route", "route_from", "hold", "hold_from", "priority", "lines" } }`,
 /// where `order` is the canonical order id and `hold` the hold in force,
 /// given what a person did (`person`; default for an order in a file).
 pub fn explain_json(order: &Order, eval: &Evaluation, person: &PersonHold) -> Value {
@@ -68,8 +68,41 @@ pub fn explain_json(order: &Order, eval: &Evaluation, person: &PersonHold) -> Va
             "hold_from": hold_from,
             "rules_hold": eval.hold,
             "priority": priority_str(eval.priority),
+            "lines": lines_json(order, eval),
         }
     })
+}
+
+/// Each line's destination: `{ "line_id", "sku", "route", "route_from",
+/// "rule" }`, where `route_from` is `"route_lines"` (the `rule` named took
+/// the line) or `"order"` (the line follows the order's route; `rule` is
+/// the rule that set that route, null for `default_route` or no route).
+fn lines_json(order: &Order, eval: &Evaluation) -> Vec<Value> {
+    order
+        .lines
+        .iter()
+        .map(|line| {
+            let (route, from, rule) = line_route(eval, &line.line_id);
+            json!({
+                "line_id": line.line_id,
+                "sku": line.sku,
+                "route": route,
+                "route_from": from,
+                "rule": rule,
+            })
+        })
+        .collect()
+}
+
+/// A line's destination, where it comes from and the rule behind it.
+fn line_route<'e>(
+    eval: &'e Evaluation,
+    line_id: &str,
+) -> (Option<&'e str>, &'static str, Option<&'e str>) {
+    match eval.line_routes.iter().find(|l| l.line_id == line_id) {
+        Some(l) => (Some(&l.route), "route_lines", Some(&l.rule)),
+        None => (eval.route.as_deref(), "order", eval.route_rule.as_deref()),
+    }
 }
 
 /// Where the route came from: `"rule"`, `"default_route"`, or null (none).
@@ -127,6 +160,26 @@ pub fn explain_text(order: &Order, eval: &Evaluation, person: &PersonHold) -> St
         _ => none(&eval.route),
     };
     let _ = writeln!(out, "  route:    {route}");
+    // Spelled out line by line only when some line does not simply follow
+    // the order's route: otherwise `route` says where every line goes.
+    if !eval.line_routes.is_empty() {
+        let _ = writeln!(out, "  lines:");
+        for line in &order.lines {
+            let (dest, from, rule) = line_route(eval, &line.line_id);
+            let why = match (from, rule) {
+                ("route_lines", Some(rule)) => format!("route_lines of rule {rule}"),
+                _ => "the order's route".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "    {} {} x{} -> {} ({why})",
+                line.line_id,
+                line.sku.as_deref().unwrap_or("(no sku)"),
+                line.quantity,
+                dest.unwrap_or("(none)"),
+            );
+        }
+    }
     let by_rule = |reason: &str| match &eval.hold_rule {
         Some(rule) => format!("{reason} (rule {rule})"),
         None => reason.to_owned(),

@@ -41,6 +41,8 @@ impl PartialEq for Glob {
     }
 }
 
+impl Eq for Glob {}
+
 /// Why a pattern was rejected, and at which character (an offset in chars
 /// into the pattern, for pointing at it).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,10 @@
 //! - A rule needs a non-empty `when`, and a non-empty `then` unless it has
 //!   `stop = true` (a rule that only stops is useful, e.g. to exempt
 //!   cancelled orders).
+//! - `route_lines` decides lines, not the order: each line goes where the
+//!   first matching rule whose `route_lines` takes its SKU sends it, and
+//!   every other line follows the order's `route`. The order's `route` is
+//!   decided as if `route_lines` did not exist.
 
 mod ast;
 mod diag;
@@ -34,9 +38,9 @@ mod testfile;
 
 use std::path::Path;
 
-pub use ast::{Actions, CONDITION_KEYS, Rule, RuleSet};
+pub use ast::{Actions, CONDITION_KEYS, LineRouteAction, Rule, RuleSet};
 pub use diag::{Diagnostic, RuleErrors, Severity};
-pub use eval::{Evaluation, RuleInput, RuleTrace, decide, evaluate};
+pub use eval::{Evaluation, LineRoute, RuleInput, RuleTrace, decide, evaluate};
 pub use explain::{PersonHold, explain_json, explain_text};
 pub use parse::parse_rules;
 pub use testfile::{CaseResult, collect_test_files, format_case, run_test_file};

@@ -13,7 +13,8 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::ast::{
-    ACTION_KEYS, Actions, CONDITION_KEYS, Cmp, Cond, Conj, OP_KEYS, Op, Rule, RuleSet, RuleSpans,
+    ACTION_KEYS, Actions, CONDITION_KEYS, Cmp, Cond, Conj, LineRouteAction, OP_KEYS, Op,
+    ROUTE_LINES_KEYS, Rule, RuleSet, RuleSpans,
 };
 use super::diag::{Diagnostic, Sink};
 use super::glob::Glob;
@@ -362,14 +363,7 @@ impl<'s> Parser<'s> {
                 }
             })?),
             "postal_code" | "email" | "shipping_method" | "sku" | "all_skus" => {
-                let globs = self.values(value, &path, |p, s, span| match Glob::new(s) {
-                    Ok(g) => Ok(g),
-                    Err(e) => {
-                        let at = p.char_span(&span, s, e.at);
-                        p.sink.error(at, format!("{path}: {}", e.message));
-                        Err(())
-                    }
-                })?;
+                let globs = self.globs(value, &path)?;
                 match k {
                     "postal_code" => Cond::PostalCode(globs),
                     "email" => Cond::Email(globs),
@@ -570,6 +564,108 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// A glob or a non-empty list of globs, each error pointing at the
+    /// offending character.
+    fn globs(&mut self, value: &Value<'_>, path: &str) -> Option<Vec<Glob>> {
+        self.values(value, path, |p, s, span| match Glob::new(s) {
+            Ok(g) => Ok(g),
+            Err(e) => {
+                let at = p.char_span(&span, s, e.at);
+                p.sink.error(at, format!("{path}: {}", e.message));
+                Err(())
+            }
+        })
+    }
+
+    /// `route_lines`: one `{ sku, route }` table or a non-empty list of them.
+    fn route_lines(&mut self, value: &Value<'_>) -> Option<Vec<LineRouteAction>> {
+        const EXAMPLE: &str = "{ sku = \"POSTER-*\", route = \"print-partner\" }";
+        let tables: Vec<(&Value<'_>, String)> = match value.get_ref() {
+            DeValue::Table(_) => vec![(value, "route_lines".to_owned())],
+            DeValue::Array(items) if items.is_empty() => {
+                self.sink.error(
+                    value.span(),
+                    format!("route_lines: empty list (give at least one table such as {EXAMPLE})"),
+                );
+                return None;
+            }
+            DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item, format!("route_lines[{i}]")))
+                .collect(),
+            other => {
+                self.type_error(
+                    value.span(),
+                    "route_lines",
+                    &format!("a table such as {EXAMPLE}, or a list of them"),
+                    other,
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(tables.len());
+        let mut ok = true;
+        for (item, path) in tables {
+            let DeValue::Table(table) = item.get_ref() else {
+                self.type_error(
+                    item.span(),
+                    &path,
+                    &format!("a table such as {EXAMPLE}"),
+                    item.get_ref(),
+                );
+                ok = false;
+                continue;
+            };
+            let mut skus = None;
+            let mut route = None;
+            let (mut has_sku, mut has_route) = (false, false);
+            let mut this_ok = true;
+            for (key, v) in entries(table) {
+                match key.get_ref().as_ref() {
+                    "sku" => {
+                        has_sku = true;
+                        skus = self.globs(v, &format!("{path}.sku"));
+                        this_ok &= skus.is_some();
+                    }
+                    "route" => {
+                        has_route = true;
+                        route = self.destination(v, &format!("{path}.route"));
+                        this_ok &= route.is_some();
+                    }
+                    other => {
+                        self.sink.error(
+                            key.span(),
+                            format!("{path}: {}", unknown_word("key", other, &ROUTE_LINES_KEYS)),
+                        );
+                        this_ok = false;
+                    }
+                }
+            }
+            if !has_sku {
+                self.sink.error(
+                    item.span(),
+                    format!(
+                        "{path}: no `sku` (the SKU glob of the lines to route, e.g. {EXAMPLE})"
+                    ),
+                );
+                this_ok = false;
+            }
+            if !has_route {
+                self.sink.error(
+                    item.span(),
+                    format!("{path}: no `route` (the destination of those lines, e.g. {EXAMPLE})"),
+                );
+                this_ok = false;
+            }
+            match (skus, route) {
+                (Some(skus), Some(route)) if this_ok => out.push(LineRouteAction { skus, route }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// `{ gt = .., gte = .., lt = .., lte = .., eq = .. }`, in file order.
     fn comparisons<T>(
         &mut self,
@@ -640,6 +736,10 @@ impl<'s> Parser<'s> {
                 }
                 "route" => match self.destination(value, "route") {
                     Some(d) => actions.route = Some(d),
+                    None => ok = false,
+                },
+                "route_lines" => match self.route_lines(value) {
+                    Some(r) => actions.route_lines = r,
                     None => ok = false,
                 },
                 "hold" => match value.get_ref() {

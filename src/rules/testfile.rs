@@ -20,6 +20,7 @@
 //! tags_exclude = ["y"]      # none of these
 //! fired = ["rule-a"]        # rules that must match
 //! not_fired = ["rule-b"]    # rules that must not match
+//! line_routes = { POSTER-A2 = "print-partner", MUG-RED = "east-wh" }  # each line's destination
 //! ```
 //!
 //! Anything not written under `expect` is not checked; a case must check at
@@ -86,6 +87,10 @@ struct Expect {
     fired: Vec<String>,
     #[serde(default)]
     not_fired: Vec<String>,
+    /// SKU -> the destination of every line with that SKU (a line route or
+    /// the order's route), or false for none.
+    #[serde(default)]
+    line_routes: toml::Table,
 }
 
 /// Runs every case of one test file against `rules`.
@@ -405,6 +410,49 @@ fn check_case(rules: &RuleSet, order: &Order, case: &CaseSpec) -> Vec<String> {
                 "expected no tag {t}, got [{}]",
                 eval.tags.join(", ")
             ));
+        }
+    }
+    for (sku, want) in &ex.line_routes {
+        checked = true;
+        let want = match want {
+            toml::Value::String(d) => Some(d.as_str()),
+            toml::Value::Boolean(false) => None,
+            _ => {
+                f.push(format!(
+                    "expect.line_routes.{sku}: expected a destination id, or false for none"
+                ));
+                continue;
+            }
+        };
+        let lines: Vec<_> = order
+            .lines
+            .iter()
+            .filter(|l| l.sku.as_deref() == Some(sku.as_str()))
+            .collect();
+        if lines.is_empty() {
+            let skus: Vec<&str> = order
+                .lines
+                .iter()
+                .filter_map(|l| l.sku.as_deref())
+                .collect();
+            f.push(format!(
+                "expect.line_routes: the order has no line with sku {sku} (its skus: [{}])",
+                skus.join(", ")
+            ));
+        }
+        for line in lines {
+            let got = eval.line_destination(&line.line_id);
+            if got != want {
+                let expected = match want {
+                    Some(d) => format!("to go to {d}"),
+                    None => "to have no destination".to_owned(),
+                };
+                f.push(format!(
+                    "expected line {} ({sku}) {expected}, got {}",
+                    line.line_id,
+                    got.unwrap_or("none")
+                ));
+            }
         }
     }
     let names: Vec<&str> = rules.rules().iter().map(|r| r.name()).collect();

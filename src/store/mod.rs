@@ -35,8 +35,8 @@ pub use listing::ListingState;
 pub use types::{
     ApplyReport, DEFAULT_PAGE, DeliveredTo, HistoryEntry, ListPage, MAX_PAGE, NewOutboxItem,
     OrderFilter, OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, Reservation,
-    RouteFilter, SavedTokens, StockChange, StockChannelView, StockLevel, StockView, StoredOrder,
-    WriteBatch, WriteOutcome,
+    RouteFilter, RoutedLine, SavedTokens, StockChange, StockChannelView, StockLevel, StockView,
+    StoredOrder, WriteBatch, WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.

@@ -45,6 +45,10 @@ pub struct StoredOrder {
     /// predates our tracking push must not erase them.
     #[serde(default)]
     pub local_shipments: Vec<String>,
+    /// Lines a rule's `route_lines` sent to a destination, in line order;
+    /// every other line follows `order.route`.
+    #[serde(default)]
+    pub line_routes: Vec<RoutedLine>,
     /// Set by the store on every write; 0 for an order not yet stored.
     pub revision: u64,
 }
@@ -63,8 +67,27 @@ impl StoredOrder {
             && self.rule_hold == other.rule_hold
             && self.local_shipments == other.local_shipments
             && self.delivered == other.delivered
+            && self.line_routes == other.line_routes
             && self.notes == other.notes
     }
+
+    /// Where a line goes: its line route, else the order's route.
+    pub fn line_destination(&self, line_id: &str) -> Option<&str> {
+        self.line_routes
+            .iter()
+            .find(|l| l.line_id == line_id)
+            .map(|l| l.route.as_str())
+            .or(self.order.route.as_deref())
+    }
+}
+
+/// A line that a rule's `route_lines` sent to a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedLine {
+    pub line_id: String,
+    pub route: String,
+    /// The rule whose `route_lines` took the line.
+    pub rule: String,
 }
 
 /// A delivery a destination took.

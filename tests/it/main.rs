@@ -30,6 +30,7 @@ mod properties;
 mod reload;
 mod rules;
 mod shopify_outbound;
+mod split_orders;
 mod store;
 mod systemd;
 mod tokens;

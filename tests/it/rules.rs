@@ -591,6 +591,7 @@ fn unset_fields_are_null_and_normal() {
             hold: None,
             hold_rule: None,
             priority: Priority::Normal,
+            line_routes: vec![],
             trace: vec![],
         }
     );
@@ -773,6 +774,203 @@ fn the_orders_own_tags_route_and_hold_are_ignored() {
     assert_eq!(e.tags, Vec::<String>::new());
 }
 
+// -------------------------------------------------------------- line routes
+
+/// Posters to the 3PL, everything else to the east warehouse.
+const POSTERS_WEST: &str = r#"default_route = "east-wh"
+[[rule]]
+name = "posters"
+when = { sku = "POSTER-*" }
+then = { route_lines = { sku = "POSTER-*", route = "west-3pl" } }
+"#;
+
+/// An order with one line per (line id, sku).
+fn order_lines(lines: &[(&str, Option<&str>)]) -> Order {
+    order_with(|o| {
+        o.lines = lines
+            .iter()
+            .map(|(id, sku)| switchyard_contract::Line {
+                line_id: (*id).to_owned(),
+                ..line(*sku, 1)
+            })
+            .collect();
+    })
+}
+
+/// (line id, destination, rule) of every line a `route_lines` took.
+fn taken(e: &Evaluation) -> Vec<(&str, &str, &str)> {
+    e.line_routes
+        .iter()
+        .map(|l| (l.line_id.as_str(), l.route.as_str(), l.rule.as_str()))
+        .collect()
+}
+
+#[test]
+fn route_lines_sends_matching_lines_and_the_rest_follow_the_order() {
+    let set = rules(POSTERS_WEST);
+    // Globs ignore case, as in conditions.
+    let o = order_lines(&[
+        ("1", Some("MUG-RED")),
+        ("2", Some("poster-a2")),
+        ("3", None),
+    ]);
+    let e = eval(&set, &o);
+    assert_eq!(taken(&e), [("2", "west-3pl", "posters")]);
+    // The order's route is the rules' as ever; lines 1 and 3 follow it.
+    assert_eq!(e.route.as_deref(), Some("east-wh"));
+    assert!(e.route_is_default);
+    assert_eq!(e.line_destination("1"), Some("east-wh"));
+    assert_eq!(e.line_destination("2"), Some("west-3pl"));
+    assert_eq!(e.line_destination("3"), Some("east-wh"));
+    // An order without such a line: nothing taken.
+    let mugs = order_lines(&[("1", Some("MUG-RED"))]);
+    assert!(eval(&set, &mugs).line_routes.is_empty());
+}
+
+#[test]
+fn the_first_rule_whose_route_lines_takes_a_line_decides_it() {
+    let set = rules(
+        r#"[[rule]]
+name = "big-posters"
+when = { sku = "POSTER-A1" }
+then = { route_lines = [{ sku = "POSTER-A1", route = "east-wh" }, { sku = "POSTER-*", route = "west-3pl" }] }
+
+[[rule]]
+name = "all-posters"
+when = { sku = "POSTER-*" }
+then = { route_lines = { sku = ["POSTER-*", "FRAME-?"], route = "east-wh" }, route = "west-3pl" }
+
+[[rule]]
+name = "too-late"
+when = { sku = "*" }
+then = { route_lines = { sku = "*", route = "west-3pl" } }
+stop = true
+
+[[rule]]
+name = "after-stop"
+when = { channel = "shopify" }
+then = { route_lines = { sku = "*", route = "east-wh" } }
+"#,
+    );
+    let o = order_lines(&[
+        ("1", Some("POSTER-A1")),
+        ("2", Some("POSTER-A3")),
+        ("3", Some("FRAME-1")),
+        ("4", Some("MUG-RED")),
+        ("5", None),
+    ]);
+    let e = eval(&set, &o);
+    assert_eq!(
+        taken(&e),
+        [
+            // The first entry of the first rule that takes it.
+            ("1", "east-wh", "big-posters"),
+            // The second entry of that rule takes what the first did not.
+            ("2", "west-3pl", "big-posters"),
+            ("3", "east-wh", "all-posters"),
+            // Taken by the stopping rule; the rule after the stop never ran.
+            ("4", "west-3pl", "too-late"),
+        ]
+    );
+    // A line without a SKU matches no glob, not even "*": it follows the
+    // order's route, which the second rule set.
+    assert_eq!(e.route.as_deref(), Some("west-3pl"));
+    assert_eq!(e.line_destination("5"), Some("west-3pl"));
+    assert_eq!(e.route_rule.as_deref(), Some("all-posters"));
+}
+
+#[test]
+fn lines_no_route_lines_takes_have_no_destination_without_an_order_route() {
+    let set = rules(
+        r#"[[rule]]
+name = "posters"
+when = { sku = "POSTER-*" }
+then = { route_lines = { sku = "POSTER-*", route = "west-3pl" } }
+"#,
+    );
+    let e = eval(
+        &set,
+        &order_lines(&[("1", Some("POSTER-A2")), ("2", Some("MUG-RED"))]),
+    );
+    assert_eq!(e.route, None);
+    assert_eq!(e.line_destination("1"), Some("west-3pl"));
+    assert_eq!(e.line_destination("2"), None);
+}
+
+#[test]
+fn explain_shows_each_lines_destination_and_the_rule_behind_it() {
+    let set = rules(POSTERS_WEST);
+    let o = order_lines(&[("1", Some("MUG-RED")), ("2", Some("POSTER-A2"))]);
+    let e = eval(&set, &o);
+    let doc = explain_json(&o, &e, &Default::default());
+    assert_eq!(
+        doc["result"]["lines"],
+        json!([
+            { "line_id": "1", "sku": "MUG-RED", "route": "east-wh", "route_from": "order", "rule": null },
+            { "line_id": "2", "sku": "POSTER-A2", "route": "west-3pl", "route_from": "route_lines", "rule": "posters" },
+        ])
+    );
+    assert_eq!(
+        explain_text(&o, &e, &Default::default()),
+        "order shop-us:5551234567
+  ✓ posters
+result
+  tags:     (none)
+  route:    east-wh (default_route: no rule set a route)
+  lines:
+    1 MUG-RED x1 -> east-wh (the order's route)
+    2 POSTER-A2 x1 -> west-3pl (route_lines of rule posters)
+  hold:     (none)
+  priority: normal
+"
+    );
+}
+
+#[test]
+fn route_lines_errors_are_located() {
+    let text = r#"[[rule]]
+name = "a"
+when = { sku = "POSTER-*" }
+then = { route_lines = { sku = "POSTER-[A]", route = "wst-3pl" } }
+
+[[rule]]
+name = "b"
+when = { sku = "POSTER-*" }
+then = { route_lines = [{ sku = "POSTER-*" }, { route = "east-wh", skus = "X" }, "east-wh"] }
+
+[[rule]]
+name = "c"
+when = { sku = "POSTER-*" }
+then = { route_lines = "west-3pl" }
+
+[[rule]]
+name = "d"
+when = { sku = "POSTER-*" }
+then = { route_lines = [] }
+
+[[rule]]
+name = "e"
+when = { sku = "POSTER-*" }
+route_lines = { sku = "POSTER-*", route = "east-wh" }
+then = { route_line = { sku = "POSTER-*", route = "east-wh" } }
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "rules.toml:4:40: route_lines.sku: '[' in pattern \"POSTER-[A]\": character classes are not supported (list the alternatives instead, e.g. [\"A-1\", \"A-2\"])",
+            "rules.toml:4:54: route_lines.route: unknown destination \"wst-3pl\" (did you mean \"west-3pl\"?)",
+            "rules.toml:9:25: route_lines[0]: no `route` (the destination of those lines, e.g. { sku = \"POSTER-*\", route = \"print-partner\" })",
+            "rules.toml:9:47: route_lines[1]: no `sku` (the SKU glob of the lines to route, e.g. { sku = \"POSTER-*\", route = \"print-partner\" })",
+            "rules.toml:9:68: route_lines[1]: unknown key \"skus\" (did you mean \"sku\"?)",
+            "rules.toml:9:82: route_lines[2]: expected a table such as { sku = \"POSTER-*\", route = \"print-partner\" }, found a string",
+            "rules.toml:14:24: route_lines: expected a table such as { sku = \"POSTER-*\", route = \"print-partner\" }, or a list of them, found a string",
+            "rules.toml:19:24: route_lines: empty list (give at least one table such as { sku = \"POSTER-*\", route = \"print-partner\" })",
+            "rules.toml:24:1: unknown rule key \"route_lines\" (did you mean to put it in `then`?)",
+            "rules.toml:25:10: unknown action \"route_line\" (did you mean \"route_lines\"?)",
+        ]
+    );
+}
+
 // ------------------------------------------------------------------ explain
 
 #[test]
@@ -788,7 +986,8 @@ fn explain_json_has_the_spec_shape() {
                 { "name": "after", "matched": false, "failed": "skipped: stopped by stopper" },
                 { "name": "after-too", "matched": false, "failed": "skipped: stopped by stopper" },
             ],
-            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "hold_from": "rule", "rules_hold": "stopped here", "priority": "normal" }
+            "result": { "tags": ["a", "b"], "route": "east-wh", "route_from": "default_route", "hold": "stopped here", "hold_from": "rule", "rules_hold": "stopped here", "priority": "normal",
+                "lines": [ { "line_id": "111", "sku": "MUG-RED", "route": "east-wh", "route_from": "order", "rule": null } ] }
         })
     );
     let none = eval(&one(r#"country = "CA""#), &order());
@@ -797,7 +996,8 @@ fn explain_json_has_the_spec_shape() {
         json!({
             "order": "shop-us:5551234567",
             "rules": [ { "name": "r", "matched": false, "failed": "country: US not in [CA]" } ],
-            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "hold_from": null, "rules_hold": null, "priority": "normal" }
+            "result": { "tags": [], "route": null, "route_from": null, "hold": null, "hold_from": null, "rules_hold": null, "priority": "normal",
+                "lines": [ { "line_id": "111", "sku": "MUG-RED", "route": null, "route_from": "order", "rule": null } ] }
         })
     );
 }
@@ -1365,6 +1565,7 @@ fn the_example_rules_are_valid_and_realistic() {
     assert!(a(|x| x.route.is_some()));
     assert!(a(|x| x.hold.is_some()));
     assert!(a(|x| x.priority.is_some()));
+    assert!(a(|x| !x.route_lines.is_empty()));
     assert!(set.rules().iter().any(|r| r.stops()));
     // And every condition key and combinator.
     let text = std::fs::read_to_string(root().join("config/rules.toml")).unwrap();
@@ -1490,6 +1691,44 @@ tags = ["us"]
             passed: true,
             failures: vec![]
         }
+    );
+}
+
+#[test]
+fn line_route_expectations_name_the_line_and_both_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = case_file(
+        dir.path(),
+        r#"order = "order.json"
+
+[[case]]
+name = "wrong"
+patch = { lines = [{ sku = "MUG-RED" }, { sku = "POSTER-A2" }] }
+[case.expect]
+line_routes = { MUG-RED = "west-3pl", POSTER-A2 = false, VASE-1 = "east-wh", TEE = 3 }
+
+[[case]]
+name = "right"
+patch = { lines = [{ sku = "MUG-RED" }, { sku = "POSTER-A2" }] }
+[case.expect]
+line_routes = { MUG-RED = "east-wh", POSTER-A2 = "west-3pl" }
+"#,
+    );
+    let set = rules(POSTERS_WEST);
+    let results = run_test_file(&set, &path).unwrap();
+    let lines: Vec<String> = results
+        .iter()
+        .map(|r| format_case(Path::new("case.toml"), r))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "FAIL case.toml: wrong: expected line 1 (MUG-RED) to go to west-3pl, got east-wh; \
+             expected line 2 (POSTER-A2) to have no destination, got west-3pl; \
+             expect.line_routes.TEE: expected a destination id, or false for none; \
+             expect.line_routes: the order has no line with sku VASE-1 (its skus: [MUG-RED, POSTER-A2])",
+            "PASS case.toml: right",
+        ]
     );
 }
 

@@ -74,6 +74,7 @@ fn stored(order: Order) -> StoredOrder {
         rule_hold: None,
         local_shipments: vec![],
         delivered: None,
+        line_routes: vec![],
         revision: 0,
     }
 }
