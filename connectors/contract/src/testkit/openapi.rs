@@ -593,7 +593,7 @@ fn bound(
     }
 }
 
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn parse_form(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter(|kv| !kv.is_empty())

@@ -47,6 +47,11 @@ impl HttpRequest {
     pub fn body_json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
+
+    /// The body's `application/x-www-form-urlencoded` fields, decoded, in order.
+    pub fn body_form(&self) -> Vec<(String, String)> {
+        super::openapi::parse_form(&self.body)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -355,6 +360,25 @@ mod tests {
             headers: BTreeMap::from([("x-page".to_string(), path.to_string())]),
             response: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn form_bodies_are_read_decoded_and_in_order() {
+        let req = HttpRequest {
+            method: "POST".into(),
+            path: "/t".into(),
+            query: vec![],
+            headers: vec![],
+            body: b"tracking_code=1Z%20A&carrier_name=royal-mail&note=a+b".to_vec(),
+        };
+        assert_eq!(
+            req.body_form(),
+            [
+                ("tracking_code".to_string(), "1Z A".to_string()),
+                ("carrier_name".into(), "royal-mail".into()),
+                ("note".into(), "a b".into()),
+            ]
+        );
     }
 
     #[tokio::test]
