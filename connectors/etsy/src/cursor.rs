@@ -33,7 +33,7 @@
 //! (not the daemon's per-order re-read) because one page re-reads a hundred
 //! receipts for the price of one call.
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_contract::{ConnectorError, Cursor};
 
@@ -197,15 +197,6 @@ impl PollCursor {
             next.resweep_at = now + RESWEEP_EVERY;
             (next, false)
         }
-    }
-
-    /// For messages: the window as Etsy sees it.
-    pub fn describe(&self) -> String {
-        format!(
-            "changed since {} (offset {})",
-            self.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
-            self.offset
-        )
     }
 }
 

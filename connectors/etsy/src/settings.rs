@@ -137,8 +137,8 @@ pub mod replay {
     pub const SHOP_ID: u64 = 12345678;
     pub const KEYSTRING: &str = "test-keystring";
     pub const SHARED_SECRET: &str = "test-shared-secret";
-    pub const ACCESS_TOKEN: &str = "12345678.test-access-token";
-    pub const REFRESH_TOKEN: &str = "12345678.test-refresh-token";
+    pub const ACCESS_TOKEN: &str = "12345678.test-access-token-1";
+    pub const REFRESH_TOKEN: &str = "12345678.test-refresh-token-1";
     /// Served by the replay server and the simulator, under `base_url`.
     pub const TOKEN_PATH: &str = "/v3/public/oauth/token";
     /// Standard Webhooks secret: `whsec_` + base64 of

@@ -22,7 +22,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration};
+use chrono::{DateTime, Duration, SecondsFormat};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use switchyard_contract::{ConnectorError, Secret, WebhookOutcome, WebhookRequest};
@@ -90,12 +90,13 @@ pub fn verify(req: &WebhookRequest, secret: Option<&Secret>) -> Result<(), Conne
                 "webhook-timestamp {timestamp:?} is not a time in epoch seconds"
             ))
         })?;
-    let skew = req.received_at.signed_duration_since(sent);
-    if skew > TOLERANCE || skew < -TOLERANCE {
+    // Whole seconds, the header's own unit.
+    let skew = req.received_at.timestamp() - sent.timestamp();
+    if skew.abs() > TOLERANCE.num_seconds() {
         return Err(ConnectorError::Auth(format!(
-            "webhook-timestamp {sent} is {} s from its arrival at {}, more than the {} s allowed: a replay, or a clock far off",
-            skew.num_seconds(),
-            req.received_at,
+            "webhook-timestamp {} is {skew} s from its arrival at {}, more than the {} s allowed: a replay, or a clock far off",
+            sent.to_rfc3339_opts(SecondsFormat::Secs, true),
+            req.received_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             TOLERANCE.num_seconds()
         )));
     }
