@@ -750,12 +750,14 @@ fn build(
         Some(address)
     };
 
-    let mut methods: Vec<String> = r
-        .transactions
-        .iter()
-        .filter_map(|t| text(&t.shipping_upgrade).or_else(|| text(&t.shipping_method)))
-        .collect();
-    methods.dedup();
+    let mut methods: Vec<String> = Vec::new();
+    for t in &r.transactions {
+        if let Some(m) = text(&t.shipping_upgrade).or_else(|| text(&t.shipping_method))
+            && !methods.contains(&m)
+        {
+            methods.push(m);
+        }
+    }
     if methods.len() > 1 {
         notes.add(
             "shipping_method",
