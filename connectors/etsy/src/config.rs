@@ -6,8 +6,12 @@
 
 use switchyard_contract::{ConnectorError, Secret};
 
-/// Etsy's token endpoint, as the published spec's OAuth flow names it.
-pub const DEFAULT_TOKEN_URL: &str = "https://openapi.etsy.com/v3/public/oauth/token";
+/// Where the token endpoint is unless `token_url` says otherwise: under the
+/// API's base URL, which for `https://openapi.etsy.com` is the endpoint
+/// Etsy's published API description names
+/// (`https://openapi.etsy.com/v3/public/oauth/token`), and for the
+/// simulator or a replay server is theirs.
+pub const DEFAULT_TOKEN_PATH: &str = "/v3/public/oauth/token";
 
 /// The most receipts (and listings) Etsy returns on one page.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -28,9 +32,8 @@ pub struct EtsyConfig {
     /// the first call refreshes.
     pub access_token: Option<Secret>,
     pub refresh_token: Secret,
-    /// The token endpoint. A value starting with `/` is a path under
-    /// `base_url` (the replay settings use it, so fixtures and the simulator
-    /// serve the token endpoint too).
+    /// The token endpoint: a full URL, or a path under `base_url` (a value
+    /// starting with `/`; the default, [`DEFAULT_TOKEN_PATH`]).
     pub token_url: String,
     /// The Standard Webhooks signing secret (`whsec_…`), when webhooks are on.
     pub webhook_secret: Option<Secret>,
@@ -40,7 +43,7 @@ pub struct EtsyConfig {
 }
 
 impl EtsyConfig {
-    /// A config with the defaults: the real token endpoint, no webhooks,
+    /// A config with the defaults: the token endpoint under `base_url`, no webhooks,
     /// full pages, no configured access token.
     pub fn new(
         account: impl Into<String>,
@@ -58,7 +61,7 @@ impl EtsyConfig {
             shared_secret,
             access_token: None,
             refresh_token,
-            token_url: DEFAULT_TOKEN_URL.to_owned(),
+            token_url: DEFAULT_TOKEN_PATH.to_owned(),
             webhook_secret: None,
             page_size: MAX_PAGE_SIZE,
         }
@@ -175,16 +178,19 @@ mod tests {
         let c = config();
         c.validate().unwrap();
         assert_eq!(c.api_root(), "https://openapi.etsy.com");
-        assert_eq!(c.token_endpoint(), DEFAULT_TOKEN_URL);
+        assert_eq!(
+            c.token_endpoint(),
+            "https://openapi.etsy.com/v3/public/oauth/token"
+        );
         assert_eq!(
             c.api_key_header().expose(),
             "test-keystring:test-shared-secret"
         );
-        let mut relative = c.clone();
-        relative.token_url = "/v3/public/oauth/token".into();
+        let mut elsewhere = c.clone();
+        elsewhere.token_url = "https://api.etsy.com/v3/public/oauth/token".into();
         assert_eq!(
-            relative.token_endpoint(),
-            "https://openapi.etsy.com/v3/public/oauth/token"
+            elsewhere.token_endpoint(),
+            "https://api.etsy.com/v3/public/oauth/token"
         );
     }
 

@@ -47,7 +47,7 @@ use switchyard_contract::{
     WebhookRequest,
 };
 
-pub use config::{DEFAULT_TOKEN_URL, EtsyConfig, MAX_PAGE_SIZE};
+pub use config::{DEFAULT_TOKEN_PATH, EtsyConfig, MAX_PAGE_SIZE};
 pub use cursor::{OVERLAP, PollCursor, RESWEEP_EVERY, RESWEEP_WINDOW};
 pub use normalize::{normalize_receipt, sku_listings};
 pub use push::listing_id;

@@ -1,7 +1,8 @@
 //! How an Etsy account's keys come out of the daemon's config: the keys
 //! `shop_id`, `api_key` (the app keystring), `shared_secret`*,
 //! `access_token`* (optional: the first call refreshes without one),
-//! `refresh_token`*, `token_url` (default: Etsy's endpoint) and
+//! `refresh_token`*, `token_url` (default: the token endpoint under the
+//! account's `base_url`, which for Etsy itself is its real one) and
 //! `webhook_secret`* (required with `webhooks = true`), each secret (*) also
 //! as `KEY_env` or `KEY_file`. Read through the daemon's [`SettingsReader`],
 //! which keeps every problem located in the file.
@@ -14,7 +15,7 @@ use switchyard_contract::{
 };
 
 use crate::EtsyConnector;
-use crate::config::{DEFAULT_TOKEN_URL, EtsyConfig, MAX_PAGE_SIZE};
+use crate::config::{DEFAULT_TOKEN_PATH, EtsyConfig, MAX_PAGE_SIZE};
 
 /// One Etsy account's channel keys, validated.
 #[derive(Debug, Clone)]
@@ -127,7 +128,7 @@ pub fn read_settings(reader: &mut dyn SettingsReader) -> Option<Box<dyn AccountS
         shared_secret: shared_secret?,
         access_token,
         refresh_token: refresh_token?,
-        token_url: token_url.unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()),
+        token_url: token_url.unwrap_or_else(|| DEFAULT_TOKEN_PATH.to_owned()),
         webhook_secret,
     }))
 }
@@ -140,7 +141,7 @@ pub mod replay {
     pub const ACCESS_TOKEN: &str = "12345678.test-access-token-1";
     pub const REFRESH_TOKEN: &str = "12345678.test-refresh-token-1";
     /// Served by the replay server and the simulator, under `base_url`.
-    pub const TOKEN_PATH: &str = "/v3/public/oauth/token";
+    pub const TOKEN_PATH: &str = crate::config::DEFAULT_TOKEN_PATH;
     /// Standard Webhooks secret: `whsec_` + base64 of
     /// `fixture-webhook-signing-key`.
     pub const WEBHOOK_SECRET: &str = "whsec_Zml4dHVyZS13ZWJob29rLXNpZ25pbmcta2V5";
@@ -266,7 +267,7 @@ mod tests {
         assert!(t.problems.is_empty(), "{:?}", t.problems);
         let s = s.unwrap();
         assert_eq!(s.shop_id, 12345678);
-        assert_eq!(s.token_url, DEFAULT_TOKEN_URL);
+        assert_eq!(s.token_url, DEFAULT_TOKEN_PATH);
         assert!(s.access_token.is_none());
         let c = s.config("etsy-main", "https://openapi.etsy.com");
         c.validate().unwrap();

@@ -163,7 +163,6 @@ pub fn config(base_url: &str, overrides: &ConfigOverrides) -> EtsyConfig {
         Secret::new(replay::SHARED_SECRET),
         Secret::new(replay::REFRESH_TOKEN),
     );
-    c.token_url = replay::TOKEN_PATH.to_owned();
     c.webhook_secret = Some(Secret::new(replay::WEBHOOK_SECRET));
     c.access_token = overrides
         .access_token
