@@ -16,6 +16,7 @@
 //! | `catalog` | SKU → listing, from orders or the shop's active listings |
 //! | `push` | stock (read-modify-write of a listing) and tracking (never twice) |
 //! | [`carrier`] | switchyard carrier codes ↔ Etsy carrier names |
+//! | `sim` | (feature `sim`) a simulated Etsy shop for the demo and daemon tests |
 //!
 //! The connector never sleeps or stores anything: each call makes its few
 //! requests, each after the daemon's pacer lets it go, and classifies what
@@ -33,6 +34,8 @@ mod money;
 pub mod normalize;
 mod push;
 pub mod settings;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod webhook;
 mod wire;
 
