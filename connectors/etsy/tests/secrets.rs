@@ -87,17 +87,7 @@ async fn a_server_that_echoes_the_credentials_does_not_put_them_in_errors() {
 #[tokio::test]
 async fn a_token_endpoint_that_echoes_the_refresh_token_does_not_leak_it() {
     let server = LoopbackServer::start(Arc::new(echo(400))).await.unwrap();
-    let overrides = ConfigOverrides {
-        page_size: None,
-        access_token: false,
-    };
-    let tokens = MemoryTokenStore::shared();
-    let c = connector(
-        &server.url(),
-        &overrides,
-        tokens.clone(),
-        Arc::new(RecordingPacer::default()),
-    );
+    let (c, tokens, _) = refreshing_connector(&server.url());
     let err = c.check().await.unwrap_err();
     assert_eq!(err.class(), "auth");
     assert_clean("a refresh error", &err.to_string());

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
 use switchyard_contract::testkit::{HttpResponse, LoopbackServer, Scenario};
-use switchyard_contract::tokens::MemoryTokenStore;
 use switchyard_contract::{
     Connector, Cursor, InventoryPush, InventoryResult, Shipment, TrackingPush, TrackingResult,
 };
@@ -42,17 +41,7 @@ async fn shop_server() -> (Arc<Mutex<Shop>>, LoopbackServer) {
 #[tokio::test]
 async fn the_connector_syncs_and_pushes_against_the_simulated_shop() {
     let (shop, server) = shop_server().await;
-    let overrides = ConfigOverrides {
-        page_size: None,
-        access_token: false,
-    };
-    let tokens = MemoryTokenStore::shared();
-    let c = connector(
-        &server.url(),
-        &overrides,
-        tokens.clone(),
-        Arc::new(RecordingPacer::default()),
-    );
+    let (c, tokens, _) = refreshing_connector(&server.url());
 
     // Sync: the first call refreshes (the shop rotates), then pages.
     let since = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();

@@ -173,6 +173,21 @@ pub fn config(base_url: &str, overrides: &ConfigOverrides) -> EtsyConfig {
     c
 }
 
+/// A connector with no configured access token, so its first call
+/// refreshes, and the store and pacer it was built with.
+pub fn refreshing_connector(
+    base_url: &str,
+) -> (EtsyConnector, Arc<MemoryTokenStore>, Arc<RecordingPacer>) {
+    let overrides = ConfigOverrides {
+        page_size: None,
+        access_token: false,
+    };
+    let tokens = MemoryTokenStore::shared();
+    let pacer = Arc::new(RecordingPacer::default());
+    let c = connector(base_url, &overrides, tokens.clone(), pacer.clone());
+    (c, tokens, pacer)
+}
+
 pub fn connector(
     base_url: &str,
     overrides: &ConfigOverrides,
