@@ -48,6 +48,24 @@ fn segments(path: &str) -> Vec<&str> {
     path.trim_matches('/').split('/').collect()
 }
 
+/// Adds `delta` seconds to every epoch time in `v` (`*_timestamp`,
+/// `expected_ship_date`), however deep.
+fn shift_times(v: &mut Value, delta: i64) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let is_time = k.ends_with("_timestamp") || k == "expected_ship_date";
+                match child.as_i64() {
+                    Some(t) if is_time => *child = json!(t + delta),
+                    _ => shift_times(child, delta),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| shift_times(i, delta)),
+        _ => {}
+    }
+}
+
 fn number(v: &Value) -> Option<u64> {
     v.as_u64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -83,6 +101,24 @@ impl Shop {
             self.clock = self.clock.max(t);
             self.receipts.entry(id).or_insert_with(|| r.clone());
         }
+    }
+
+    /// Moves every receipt's times by one amount so that the newest change
+    /// is `now` (epoch seconds): the recorded receipts are then recent
+    /// whenever the demo runs, and a first sync of the last days finds them.
+    pub fn rebase(&mut self, now: i64) {
+        let newest = self
+            .receipts
+            .values()
+            .filter_map(|r| r["update_timestamp"].as_i64())
+            .max();
+        let Some(delta) = newest.map(|n| now - n) else {
+            return;
+        };
+        for r in self.receipts.values_mut() {
+            shift_times(r, delta);
+        }
+        self.clock += delta;
     }
 
     /// What the shop shows as the quantity of `sku` (its first offering).

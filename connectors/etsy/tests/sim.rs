@@ -132,3 +132,25 @@ async fn the_connector_syncs_and_pushes_against_the_simulated_shop() {
     assert_eq!(shipped.order.status.as_str(), "shipped");
     assert_eq!(shipped.order.shipments[0].tracking_number, "1ZSIM0001");
 }
+
+/// Rebased, the recorded receipts are recent whenever the demo runs: a
+/// first sync of the last day finds every one of them.
+#[tokio::test]
+async fn a_rebased_shop_has_recent_receipts() {
+    let (shop, server) = shop_server().await;
+    let now = Utc::now();
+    shop.lock().unwrap().rebase(now.timestamp());
+    let (c, _, _) = refreshing_connector(&server.url());
+    let page = c
+        .poll_orders(None, now - chrono::Duration::days(1), now)
+        .await
+        .unwrap();
+    let newest = page
+        .orders
+        .iter()
+        .map(|o| o.order.updated_at)
+        .max()
+        .unwrap();
+    assert!(newest <= now && newest > now - chrono::Duration::minutes(1));
+    assert!(page.orders.len() > 20, "{}", page.orders.len());
+}
