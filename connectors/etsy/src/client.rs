@@ -22,8 +22,8 @@
 //! Limits: `x-limit-per-second` / `x-remaining-this-second` become a
 //! [`RateWindow::Burst`] hint, `x-limit-per-day` / `x-remaining-today` a
 //! [`RateWindow::Daily`] one, for every answer that carries them (429s
-//! included), under the operation that made the call; the daemon's pacer
-//! holds pushes back when the day's budget runs low.
+//! included), told to every operation's budget (Etsy's budgets are one per
+//! app); the daemon's pacer holds pushes back when the day's budget runs low.
 //!
 //! No message contains a token or the shared secret: they are only written
 //! into headers and the refresh form, and error excerpts are scrubbed of
@@ -196,7 +196,7 @@ impl EtsyClient {
                 Payload::Json(v) => request.json(v),
                 Payload::Form(fields) => request.form(fields),
             };
-            let (status, retry_after, body) = self.receive(call.operation, request).await?;
+            let (status, retry_after, body) = self.receive(request).await?;
             match status {
                 200..=299 | 404 => return Ok(Answer { status, body }),
                 401 if !refreshed => {
@@ -244,7 +244,7 @@ impl EtsyClient {
             .post(&self.token_endpoint)
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
-        let (status, retry_after, body) = self.receive(Operation::Auth, request).await?;
+        let (status, retry_after, body) = self.receive(request).await?;
         let scrub = |s: &str| cut(&self.scrub(s).replace(refresh_token.expose(), "***"));
         match status {
             200..=299 => {
@@ -284,7 +284,6 @@ impl EtsyClient {
     /// 429 asks for, its body; the limit headers go to the pacer.
     async fn receive(
         &self,
-        operation: Operation,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Option<std::time::Duration>, Vec<u8>), ConnectorError> {
         let response = request
@@ -292,7 +291,7 @@ impl EtsyClient {
             .await
             .map_err(|e| ConnectorError::from_reqwest(&e))?;
         let status = response.status().as_u16();
-        self.observe(operation, response.headers());
+        self.observe(response.headers());
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -306,10 +305,15 @@ impl EtsyClient {
         Ok((status, retry_after, body))
     }
 
-    /// Etsy's limit headers, as hints for the pacer.
-    fn observe(&self, operation: Operation, headers: &HeaderMap) {
+    /// Etsy's limit headers, as hints for the pacer. Etsy's per-second and
+    /// per-day budgets are one per app, spent by every kind of call, so each
+    /// hint is told to every operation's budget: a day running low on polls
+    /// holds the pushes back too.
+    fn observe(&self, headers: &HeaderMap) {
         for hint in rate_hints(headers) {
-            self.pacer.observe(operation, hint);
+            for operation in Operation::ALL {
+                self.pacer.observe(operation, hint);
+            }
         }
     }
 

@@ -11,7 +11,7 @@ mod common;
 
 use serde_json::{Value, json};
 use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json};
-use switchyard_contract::{InventoryResult, RateWindow, TrackingResult};
+use switchyard_contract::{InventoryResult, Operation, RateWindow, TrackingResult};
 use switchyard_etsy::settings::replay;
 
 use common::*;
@@ -255,26 +255,30 @@ async fn a_refused_refresh_token_says_how_to_reauthorize_and_is_not_retried() {
 }
 
 /// Etsy's limit headers reach the pacer as burst and daily hints, 429s
-/// included, so that the daemon can hold pushes back when the day runs low.
+/// included, for every operation, so that the daemon can hold pushes back
+/// when the day runs low.
 #[tokio::test]
 async fn limit_headers_become_burst_and_daily_hints() {
     let run = run(&scenario("poll-rate-limited")).await;
     assert_eq!(run.results[0]["error"]["class"], "rate_limited");
     assert_eq!(run.results[0]["error"]["retry_after_ms"], 2000);
     let observed = run.pacer.observed.lock().unwrap().clone();
-    let daily: Vec<u32> = observed
-        .iter()
-        .filter(|(_, h)| h.window == RateWindow::Daily)
-        .map(|(_, h)| h.remaining)
-        .collect();
-    assert_eq!(daily, [130, 129]);
-    let burst: Vec<u32> = observed
-        .iter()
-        .filter(|(_, h)| h.window == RateWindow::Burst)
-        .map(|(_, h)| h.capacity)
-        .collect();
-    assert_eq!(burst, [10, 10]);
-    assert!(observed.iter().all(|(op, _)| op.is_ingest()));
+    // Etsy's budgets are one per app: every operation's budget hears of
+    // every answer, so a day running low on polls holds pushes back too.
+    for operation in Operation::ALL {
+        let daily: Vec<u32> = observed
+            .iter()
+            .filter(|(op, h)| *op == operation && h.window == RateWindow::Daily)
+            .map(|(_, h)| h.remaining)
+            .collect();
+        assert_eq!(daily, [130, 129], "{operation}");
+        let burst: Vec<u32> = observed
+            .iter()
+            .filter(|(op, h)| *op == operation && h.window == RateWindow::Burst)
+            .map(|(_, h)| h.capacity)
+            .collect();
+        assert_eq!(burst, [10, 10], "{operation}");
+    }
 }
 
 /// A retry after a timeout finds its shipment and sends nothing: Etsy would

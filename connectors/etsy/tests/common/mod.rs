@@ -471,15 +471,24 @@ pub async fn run(s: &Scenario) -> Run {
         .iter()
         .map(|o| o.as_str())
         .collect();
-    let observed: Vec<Value> = pacer
-        .observed
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(op, h)| {
-            json!({ "operation": op.as_str(), "window": h.window, "capacity": h.capacity, "remaining": h.remaining })
-        })
-        .collect();
+    // One entry per hint, with the operations it was told to.
+    let mut observed: Vec<Value> = Vec::new();
+    for (op, h) in pacer.observed.lock().unwrap().iter() {
+        let hint = json!({ "window": h.window, "capacity": h.capacity, "remaining": h.remaining });
+        match observed.last_mut() {
+            Some(last)
+                if last["hint"] == hint
+                    && !last["operations"]
+                        .as_array()
+                        .is_some_and(|o| o.contains(&json!(op.as_str()))) =>
+            {
+                if let Some(ops) = last["operations"].as_array_mut() {
+                    ops.push(json!(op.as_str()));
+                }
+            }
+            _ => observed.push(json!({ "hint": hint, "operations": [op.as_str()] })),
+        }
+    }
     results.push(json!({ "pacer": { "acquired": acquired, "observed": observed } }));
     let requests = server.finish().await;
     Run {
