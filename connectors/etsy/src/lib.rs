@@ -78,6 +78,9 @@ pub const DESCRIPTOR: ChannelDescriptor = ChannelDescriptor {
     replay_settings,
 };
 
+/// How many stock pushes one [`Connector::push_inventory_batch`] call takes.
+pub const INVENTORY_BATCH_LIMIT: usize = 25;
+
 /// The batch key of stock pushes whose listing is not known yet: they travel
 /// together, so that one catalog read serves them all.
 pub const CATALOG_BATCH_KEY: &str = "etsy-catalog-lookup";
@@ -332,6 +335,14 @@ impl Connector for EtsyConnector {
             Some(id) => format!("listing:{id}"),
             None => CATALOG_BATCH_KEY.to_owned(),
         })
+    }
+
+    /// Pushes without a shared key may travel together too: the call groups
+    /// them by listing and reads and writes each listing once, so a daemon
+    /// that batches by count alone still sends two SKUs of one listing in
+    /// one write. 25 keeps a call to at most 25 listings (50 requests).
+    fn inventory_batch_limit(&self) -> usize {
+        INVENTORY_BATCH_LIMIT
     }
 
     fn push_inventory_batch<'a>(
