@@ -28,6 +28,10 @@ pub static CHANNELS: &[Builtin] = &[
         simulator: switchyard_shopify::sim::simulator,
     },
     Builtin {
+        descriptor: switchyard_etsy::DESCRIPTOR,
+        simulator: switchyard_etsy::sim::simulator,
+    },
+    Builtin {
         descriptor: switchyard_ebay::DESCRIPTOR,
         simulator: switchyard_ebay::sim::simulator,
     },

@@ -277,10 +277,10 @@ fn a_channel_without_a_connector_says_so_and_exits_2() {
     let setup = Setup::new();
     let mut text = std::fs::read_to_string(&setup.config).unwrap();
     text.push_str(
-        "\n[[account]]\nid = \"etsy-main\"\nchannel = \"etsy\"\nbase_url = \"http://127.0.0.1:9\"\nshop_id = \"123\"\napi_key = \"test-key\"\nshared_secret = \"test-shared\"\nrefresh_token = \"test-refresh\"\n",
+        "\n[[account]]\nid = \"amazon-na\"\nchannel = \"amazon\"\nbase_url = \"http://127.0.0.1:9\"\nseller_id = \"A1TESTSELLER\"\nmarketplace_ids = [\"ATVPDKIKX0DER\"]\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\nrefresh_token = \"test-refresh\"\n",
     );
     std::fs::write(&setup.config, text).unwrap();
-    let out = setup.cli(&["sync", "etsy-main"]);
+    let out = setup.cli(&["sync", "amazon-na"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).starts_with("not available yet: "),
@@ -288,7 +288,7 @@ fn a_channel_without_a_connector_says_so_and_exits_2() {
         stderr(&out)
     );
     assert!(
-        stderr(&out).contains("no etsy connector"),
+        stderr(&out).contains("no amazon connector"),
         "{}",
         stderr(&out)
     );
@@ -330,6 +330,10 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
+        text.contains("etsy-main    etsy     3 orders in 1 page"),
+        "{text}"
+    );
+    assert!(
         text.contains("orders-create -> HTTP 200 stored: 1 new"),
         "{text}"
     );
@@ -338,9 +342,18 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         text.contains("order-confirmation -> HTTP 200 queued: 1 orders to fetch"),
         "{text}"
     );
-    assert!(text.contains("decide each of the 11 orders"), "{text}");
+    assert!(text.contains("decide each of the 14 orders"), "{text}");
     assert!(
         text.contains("ebay-us:12-04300-00004 ready -> route east-wh (rule international)"),
+        "{text}"
+    );
+    // Etsy's webhook only names its receipt: the daemon fetches it.
+    assert!(
+        text.contains("etsy-main: order-paid -> HTTP 200 queued: 1 orders to fetch"),
+        "{text}"
+    );
+    assert!(
+        text.contains("etsy-main:2803       pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"),
         "{text}"
     );
     assert!(
@@ -348,7 +361,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
-        text.contains("4. Deliveries to the warehouses: 8 (8 with a valid signature)"),
+        text.contains("4. Deliveries to the warehouses: 10 (10 with a valid signature)"),
         "{text}"
     );
     assert!(
@@ -360,7 +373,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert_eq!(
         text.matches("recorded; the tracking push to its channel is queued")
             .count(),
-        7,
+        9,
         "{text}"
     );
     assert!(
@@ -381,6 +394,17 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         // Every SKU of the shop's orders is listed there (learned from the
         // polled orders), so each gets its level.
         text.contains("7 stock levels (Shopify inventorySetQuantities)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 tracking numbers (Etsy createReceiptShipment)"),
+        "{text}"
+    );
+    assert!(
+        // The Etsy orders' SKUs sit on two listings (and one not for sale
+        // there): one read-modify-write per listing, both SKUs of the mug
+        // listing in one.
+        text.contains("2 listing inventories (Etsy updateListingInventory)"),
         "{text}"
     );
     assert!(text.contains("8. Failures: none"), "{text}");
@@ -408,7 +432,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let orders: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(orders.as_array().unwrap().len(), 11);
+    assert_eq!(orders.as_array().unwrap().len(), 14);
 
     // A second run replaces the demo's own folder; any other folder is refused.
     let again = std::process::Command::new(BIN)

@@ -319,13 +319,13 @@ async fn sync_of_a_channel_without_a_connector_exits_2_while_the_daemon_runs_too
     let config = config_for_the_command_line(dir.path(), &sim);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(
-        "\n[[account]]\nid = \"etsy-main\"\nchannel = \"etsy\"\nbase_url = \"http://127.0.0.1:9\"\nshop_id = \"123\"\napi_key = \"test-key\"\nshared_secret = \"test-shared\"\nrefresh_token = \"test-refresh\"\n",
+        "\n[[account]]\nid = \"amazon-na\"\nchannel = \"amazon\"\nbase_url = \"http://127.0.0.1:9\"\nseller_id = \"A1TESTSELLER\"\nmarketplace_ids = [\"ATVPDKIKX0DER\"]\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\nrefresh_token = \"test-refresh\"\n",
     );
     std::fs::write(&config, text).unwrap();
-    let stopped = run_cli(&config, &["sync", "etsy-main"]).await;
+    let stopped = run_cli(&config, &["sync", "amazon-na"]).await;
     let daemon = InProcess::start(&config).await;
     daemon.synced(&["shop-us"]).await;
-    let running = run_cli(&config, &["sync", "etsy-main"]).await;
+    let running = run_cli(&config, &["sync", "amazon-na"]).await;
     daemon.stop().await;
     sim.stop().await;
     for (mode, out) in [("stopped", &stopped), ("running", &running)] {

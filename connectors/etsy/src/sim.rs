@@ -1,7 +1,9 @@
 //! A simulated Etsy shop (feature `sim`), for `switchyard demo` and daemon
 //! tests: it answers the calls whose answer depends on what happened before
 //! (a recorded answer cannot), from state it learns from the recorded
-//! fixtures.
+//! fixtures. In the daemon's simulator ([`simulator`]) it holds the demo
+//! scenario's receipts and listings, moved to the present; `switchyard
+//! replay` gets none, so that a scenario replays as it was recorded.
 //!
 //! - The token endpoint rotates for real: each refresh spends the refresh
 //!   token it is given (the first one it sees is taken as issued) and hands
@@ -18,12 +20,21 @@
 //!   description does.
 //! - Every answer carries Etsy's limit headers, counting down a day's budget.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{HttpRequest, HttpResponse};
+use switchyard_contract::AccountSettings;
+use switchyard_contract::testkit::{
+    ChannelSim, HttpRequest, HttpResponse, Scenario, SimMode, WebhookFixture,
+};
 
 use crate::config::DEFAULT_TOKEN_PATH;
+use crate::settings::EtsySettings;
+use crate::webhook::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+/// The scenario whose receipts and listings the daemon's simulator holds.
+const DEMO_SCENARIO: &str = "demo";
 
 /// Etsy's default limits.
 const PER_SECOND: u32 = 10;
@@ -74,7 +85,7 @@ fn number(v: &Value) -> Option<u64> {
 impl Shop {
     /// Learns receipts and listing inventories from a recorded answer to
     /// `method path` (anything else is ignored).
-    pub fn learn(&mut self, method: &str, path: &str, body: &[u8]) {
+    pub fn learn_answer(&mut self, method: &str, path: &str, body: &[u8]) {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return;
         };
@@ -423,5 +434,89 @@ impl Shop {
         }
         self.inventories.insert(id, inventory);
         (200, answer)
+    }
+}
+
+/// The registry's simulator for Etsy: the shop for the demo and the
+/// daemon's tests; none for `switchyard replay`, whose scenarios replay
+/// from their recorded answers alone (a 429 stays a 429).
+pub fn simulator(mode: SimMode) -> Option<Box<dyn ChannelSim>> {
+    match mode {
+        SimMode::Demo => Some(Box::new(Shop::default())),
+        SimMode::Replay => None,
+    }
+}
+
+impl ChannelSim for Shop {
+    /// The demo scenario's receipts and listings only: the others record
+    /// failures and edge cases the demo is not about.
+    fn learn(&mut self, scenario: &Scenario) {
+        if scenario.name != DEMO_SCENARIO {
+            return;
+        }
+        for e in scenario.exchanges.iter().filter(|e| e.status == 200) {
+            self.learn_answer(&e.method, &e.path, &e.response);
+        }
+    }
+
+    /// The receipts are moved to now, so a first sync of the last days
+    /// finds them whenever the demo runs.
+    fn ready(&mut self) {
+        self.rebase(chrono::Utc::now().timestamp());
+    }
+
+    fn answer(&mut self, req: &HttpRequest) -> Option<HttpResponse> {
+        Shop::answer(self, req)
+    }
+
+    /// Signed now with the account's secret, so the delivery is within
+    /// Etsy's five minutes; the recorded `webhook-id` is kept.
+    fn sign_webhook(&self, settings: &dyn AccountSettings, webhook: &mut WebhookFixture) {
+        let etsy = settings.as_any().downcast_ref::<EtsySettings>();
+        let Some(secret) = etsy.and_then(|s| s.webhook_secret.as_ref()) else {
+            return;
+        };
+        let id = webhook
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(ID_HEADER))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("msg_demo_{}", webhook.name));
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = crate::webhook::sign(secret, &id, &timestamp, &webhook.body);
+        webhook.headers.retain(|k, _| {
+            ![ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER]
+                .iter()
+                .any(|h| k.eq_ignore_ascii_case(h))
+        });
+        webhook.headers.insert(ID_HEADER.into(), id);
+        webhook.headers.insert(TIMESTAMP_HEADER.into(), timestamp);
+        webhook.headers.insert(SIGNATURE_HEADER.into(), signature);
+    }
+
+    fn writes(&self, requests: &[HttpRequest]) -> Vec<(String, usize)> {
+        let inventories = requests
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with("/inventory"))
+            .count();
+        let shipments = requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/tracking"))
+            .count();
+        [
+            (
+                "listing inventories (Etsy updateListingInventory)",
+                inventories,
+            ),
+            ("tracking numbers (Etsy createReceiptShipment)", shipments),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| (label.to_owned(), n))
+        .collect()
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
     }
 }

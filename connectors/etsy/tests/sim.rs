@@ -21,7 +21,7 @@ async fn shop_server() -> (Arc<Mutex<Shop>>, LoopbackServer) {
     for s in Scenario::load_all(&fixtures_dir()).unwrap() {
         for e in &s.exchanges {
             if e.status == 200 {
-                shop.learn(&e.method, &e.path, &e.response);
+                shop.learn_answer(&e.method, &e.path, &e.response);
             }
         }
     }

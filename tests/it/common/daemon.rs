@@ -67,7 +67,7 @@ fn quote(s: &str) -> String {
 pub struct ConfigBuilder {
     path: PathBuf,
     daemon: Table,
-    accounts: Vec<ShopifyAccount>,
+    accounts: Vec<Table>,
     destinations: Vec<Destination>,
 }
 
@@ -125,7 +125,12 @@ impl ConfigBuilder {
     }
 
     pub fn account(mut self, account: ShopifyAccount) -> Self {
-        self.accounts.push(account);
+        self.accounts.push(account.0);
+        self
+    }
+
+    pub fn etsy_account(mut self, account: EtsyAccount) -> Self {
+        self.accounts.push(account.0);
         self
     }
 
@@ -141,7 +146,7 @@ impl ConfigBuilder {
         self.daemon.render("[daemon]", &mut text);
         for account in &self.accounts {
             text.push('\n');
-            account.0.render("[[account]]", &mut text);
+            account.render("[[account]]", &mut text);
         }
         for destination in &self.destinations {
             text.push('\n');
@@ -204,6 +209,29 @@ impl ShopifyAccount {
         self.0.remove("webhook_secret");
         self.0.string("webhook_secret_env", var);
         self
+    }
+}
+
+/// One `[[account]]` of channel `etsy`: polled hourly, webhooks on, test
+/// credentials (the simulated shop takes the first refresh token it sees and
+/// rotates it from then on).
+#[derive(Clone, Debug)]
+pub struct EtsyAccount(Table);
+
+impl EtsyAccount {
+    pub fn new(id: &str, base_url: &str, webhook_secret: &str) -> EtsyAccount {
+        let mut t = Table::default();
+        t.string("id", id);
+        t.string("channel", "etsy");
+        t.string("base_url", base_url);
+        t.string("poll_interval", "1h");
+        t.raw("webhooks", "true".into());
+        t.raw("shop_id", "12345678".into());
+        t.string("api_key", "test-keystring");
+        t.string("shared_secret", "test-shared-secret");
+        t.string("refresh_token", "test-refresh-token");
+        t.string("webhook_secret", webhook_secret);
+        EtsyAccount(t)
     }
 }
 

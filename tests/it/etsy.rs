@@ -1,0 +1,222 @@
+//! Etsy end to end: the daemon (`daemon::run`, in-process, on 127.0.0.1)
+//! against the simulator's Etsy shop (`switchyard_etsy::sim`), which rotates
+//! refresh tokens, keeps receipts with their shipments and replaces a
+//! listing's whole inventory on every write, as Etsy does.
+//!
+//! - Sync: the first call refreshes the token (rotated, saved) and the
+//!   receipts come in.
+//! - Webhooks: a signed `order.paid` only names its receipt; the daemon
+//!   answers at once and fetches it.
+//! - Stock: two SKUs of one listing set together reach Etsy as one write
+//!   that keeps the listing's other products.
+//! - Tracking: a shipment reaches the receipt exactly once.
+
+use crate::common;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::daemon::{ConfigBuilder, EtsyAccount, InProcess, REPO, post};
+use serde_json::{Value, json};
+use switchyard::sim::Simulator;
+use switchyard_contract::{Channel, Secret};
+use switchyard_etsy::sim::Shop;
+
+const TOKEN: &str = "admin-token-for-etsy-tests";
+const ACCOUNT: &str = "etsy-main";
+/// The key behind it is `etsy-test-webhook-key`.
+const WEBHOOK_SECRET: &str = "whsec_ZXRzeS10ZXN0LXdlYmhvb2sta2V5";
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited 20 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Setup {
+    sim: Simulator,
+    daemon: InProcess,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, "# no rules: orders stay unrouted\n").unwrap();
+        let config = ConfigBuilder::new(dir.path())
+            .rules(&rules)
+            .admin_token(TOKEN)
+            .shutdown_timeout("5s")
+            .destinations(vec![])
+            .etsy_account(EtsyAccount::new(
+                ACCOUNT,
+                &sim.base_url(Channel::Etsy),
+                WEBHOOK_SECRET,
+            ))
+            .write();
+        let daemon = InProcess::start(&config).await;
+        daemon.synced(&[ACCOUNT]).await;
+        Setup {
+            sim,
+            daemon,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, self.daemon.url(&format!("/api/v1{path}")))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!((200..300).contains(&status), "{path}: HTTP {status} {body}");
+        body
+    }
+
+    async fn order(&self, receipt: &str) -> Option<Value> {
+        let id = format!("{ACCOUNT}:{receipt}");
+        let resp = self
+            .http
+            .get(self.daemon.url(&format!("/api/v1/orders/{id}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            resp.json().await.ok()
+        } else {
+            None
+        }
+    }
+
+    async fn outbox_idle(&self) {
+        wait_until("the outbox to drain", || async {
+            self.admin(reqwest::Method::GET, "/outbox", None)
+                .await
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        let (_report, store) = self.daemon.stop().await;
+        store.close().unwrap();
+        self.sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn etsy_receipts_sync_and_stock_and_tracking_go_back_once() {
+    let setup = Setup::start().await;
+
+    // Synced with a refreshed (rotated) token.
+    let ready: Value = setup
+        .http
+        .get(setup.daemon.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["accounts"][ACCOUNT]["token"], "valid", "{ready}");
+    let order = setup.order("2801").await.expect("receipt 2801 synced");
+    assert_eq!(order["status"], "ready");
+    assert_eq!(order["lines"][1]["options"][2]["name"], "Personalization");
+
+    // A signed order.paid names receipt 2802; the daemon fetches it.
+    let body = br#"{"event_type":"order.paid","resource_url":"https://openapi.etsy.com/v3/application/shops/12345678/receipts/2802","shop_id":12345678}"#;
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let signature =
+        switchyard_etsy::webhook::sign(&Secret::new(WEBHOOK_SECRET), "msg_it_1", &ts, body);
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("webhook-id".to_owned(), "msg_it_1".to_owned()),
+        ("webhook-timestamp".to_owned(), ts),
+        ("webhook-signature".to_owned(), signature),
+    ];
+    let url = setup.daemon.url(&format!("/webhooks/{ACCOUNT}"));
+    let (status, text) = post(&setup.http, &url, &headers, body.to_vec()).await;
+    assert_eq!(status, 200, "{text}");
+    wait_until("receipt 2802 to be fetched", || async {
+        setup.order("2802").await.is_some()
+    })
+    .await;
+
+    // Two SKUs of the mug listing, set together: one write of that listing.
+    setup
+        .admin(
+            reqwest::Method::PUT,
+            "/stock",
+            Some(json!([
+                { "sku": "MUG-RED", "available": 30 },
+                { "sku": "MUG-BLUE", "available": 40 }
+            ])),
+        )
+        .await;
+    setup.outbox_idle().await;
+    let writes: Vec<_> = setup
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.channel == Channel::Etsy)
+        .map(|r| r.request)
+        .filter(|w| w.method == "PUT" && w.path.ends_with("/listings/2002/inventory"))
+        .collect();
+    assert_eq!(
+        writes.len(),
+        1,
+        "one write for the two SKUs of listing 2002"
+    );
+    let products = writes[0].body_json().unwrap()["products"].clone();
+    assert_eq!(products.as_array().unwrap().len(), 2, "{products}");
+    let (red, blue) = setup
+        .sim
+        .with(Channel::Etsy, |shop: &mut Shop| {
+            (shop.available("MUG-RED"), shop.available("MUG-BLUE"))
+        })
+        .unwrap();
+    let (red, blue) = (red.unwrap(), blue.unwrap());
+    assert!(
+        red > 2 && blue > 4,
+        "both levels written: red {red}, blue {blue}"
+    );
+
+    // The warehouse ships 2801; Etsy gets the tracking code once.
+    setup
+        .admin(
+            reqwest::Method::POST,
+            "/shipments",
+            Some(json!({ "order_id": format!("{ACCOUNT}:2801"), "carrier": "ups", "tracking_number": "1ZIT0001" })),
+        )
+        .await;
+    setup.outbox_idle().await;
+    let codes = setup
+        .sim
+        .with(Channel::Etsy, |shop: &mut Shop| shop.tracking_codes(2801))
+        .unwrap();
+    assert_eq!(codes, ["1ZIT0001"]);
+    setup.stop().await;
+}
