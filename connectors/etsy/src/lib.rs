@@ -272,14 +272,14 @@ impl Connector for EtsyConnector {
     /// shared by every call; the classes below add up to 10 a second. The
     /// pacer then follows `x-remaining-this-second` and `x-remaining-today`.
     fn rate_limit(&self, operation: Operation) -> RateLimit {
-        let per_second = match operation {
-            Operation::Poll => 3.0,
-            Operation::Fetch | Operation::Lookup => 2.0,
-            Operation::PushInventory | Operation::PushTracking | Operation::Auth => 1.0,
+        let per_second: u32 = match operation {
+            Operation::Poll => 3,
+            Operation::Fetch | Operation::Lookup => 2,
+            Operation::PushInventory | Operation::PushTracking | Operation::Auth => 1,
         };
         RateLimit {
-            per_second,
-            burst: per_second as u32,
+            per_second: f64::from(per_second),
+            burst: per_second,
         }
     }
 

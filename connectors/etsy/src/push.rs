@@ -347,9 +347,12 @@ impl Pusher<'_> {
             method: Method::PUT,
             path: endpoints::listing_inventory(listing),
             query: Vec::new(),
-            payload: Payload::Json(
-                serde_json::to_value(&body).expect("the inventory body always serializes"),
-            ),
+            payload: Payload::Json(serde_json::to_value(&body).map_err(|e| {
+                ConnectorError::Decode(format!(
+                    "{} of listing {listing}: the body cannot be written ({e}); nothing was written",
+                    endpoints::UPDATE_LISTING_INVENTORY
+                ))
+            })?),
         };
         let _: serde_json::Value = self.client.json(write).await?;
         for sku in set.keys() {

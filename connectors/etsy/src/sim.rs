@@ -77,6 +77,16 @@ fn shift_times(v: &mut Value, delta: i64) {
     }
 }
 
+/// A float price Etsy's write takes, back in hundredths (0 for a price no
+/// amount can hold).
+fn cents(price: f64) -> i64 {
+    rust_decimal::Decimal::try_from(price)
+        .ok()
+        .and_then(|d| d.checked_mul(rust_decimal::Decimal::ONE_HUNDRED))
+        .and_then(|d| i64::try_from(d.round()).ok())
+        .unwrap_or_default()
+}
+
 fn number(v: &Value) -> Option<u64> {
     v.as_u64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -286,8 +296,8 @@ impl Shop {
         ) {
             matching.reverse();
         }
-        let offset = q("offset").unwrap_or(0).max(0) as usize;
-        let limit = q("limit").unwrap_or(25).clamp(1, 100) as usize;
+        let offset = usize::try_from(q("offset").unwrap_or(0)).unwrap_or(0);
+        let limit = usize::try_from(q("limit").unwrap_or(25).clamp(1, 100)).unwrap_or(25);
         let results: Vec<Value> = matching
             .iter()
             .skip(offset)
@@ -412,7 +422,7 @@ impl Shop {
                     "quantity": quantity,
                     "is_enabled": o["is_enabled"].as_bool().unwrap_or(true),
                     "is_deleted": false,
-                    "price": {"amount": (price * 100.0).round() as i64, "divisor": 100, "currency_code": currency},
+                    "price": {"amount": cents(price), "divisor": 100, "currency_code": currency},
                     "readiness_state_id": o["readiness_state_id"],
                 }));
             }

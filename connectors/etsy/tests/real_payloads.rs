@@ -4,6 +4,14 @@
 //! files stay where they are (they hold real people's data); without the
 //! variable or the folder the test says it skipped.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

@@ -7,6 +7,14 @@
 //! outcomes, what the pacer was asked and told). Regenerate with
 //! `SWITCHYARD_BLESS=1`, then read the diff.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 use serde_json::{Value, json};

@@ -1,6 +1,14 @@
 //! No credential reaches an error, a log line or `Debug` output, even from a
 //! server that echoes the request back.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 use std::sync::Arc;

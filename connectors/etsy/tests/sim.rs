@@ -3,6 +3,14 @@
 //! refreshes its token, syncs, pushes stock and tracking, and the shop's
 //! state shows the pushes landed the way real Etsy would keep them.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -9,6 +9,14 @@
 //! `is_deleted`, `scale_name`) back. The token endpoint, which the
 //! description does not cover, is checked by hand.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 use std::path::Path;

@@ -9,6 +9,14 @@
 //!   token is lost, and the account says how to re-authorize instead of
 //!   retrying in a loop.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,14 @@
 //! signature really is the test secret's, the tolerance holds both ways, and
 //! nothing of a body is trusted before the signature is.
 
+// Test support outside `#[test]` functions: a panic is the failure report,
+// and test figures are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
