@@ -1,6 +1,9 @@
 //! The canonical order JSON is a contract (`docs/canonical-order.md`): these
 //! tests pin it field for field, in order, against the documented example.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use switchyard_contract::*;

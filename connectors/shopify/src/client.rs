@@ -152,8 +152,8 @@ impl GraphqlClient {
 fn rate_hint(cost: &GqlCost, observed_at: Option<DateTime<Utc>>) -> Option<RateHint> {
     let t = cost.throttle_status?;
     Some(RateHint {
-        capacity: t.maximum_available.max(0.0) as u32,
-        remaining: t.currently_available.max(0.0) as u32,
+        capacity: whole(t.maximum_available),
+        remaining: whole(t.currently_available),
         restore_per_second: t.restore_rate,
         observed_at: observed_at.unwrap_or_else(Utc::now),
         window: RateWindow::Burst,
@@ -168,9 +168,19 @@ pub(crate) fn throttle_wait(cost: &GqlCost) -> Option<Duration> {
         return None;
     }
     let missing = (requested - t.currently_available).max(0.0);
-    Some(Duration::from_secs(
-        (missing / t.restore_rate).ceil().max(1.0) as u64,
-    ))
+    Some(Duration::from_secs(u64::from(whole(
+        (missing / t.restore_rate).ceil().max(1.0),
+    ))))
+}
+
+/// A figure Shopify reports (points, seconds) as a whole number: the
+/// fraction dropped, negative and NaN as 0, too large as `u32::MAX`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float-to-int `as` saturates (and turns NaN into 0), which is the point"
+)]
+pub(crate) fn whole(v: f64) -> u32 {
+    v.max(0.0) as u32
 }
 
 fn classify_errors(

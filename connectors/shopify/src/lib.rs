@@ -429,7 +429,7 @@ pub fn scaled_to_plan(standard: RateLimit, hint: Option<RateHint>) -> RateLimit 
     let factor = (hint.restore_per_second / STANDARD_RESTORE_PER_SECOND).clamp(1.0, 20.0);
     RateLimit {
         per_second: standard.per_second * factor,
-        burst: ((f64::from(standard.burst) * factor).round() as u32).max(1),
+        burst: client::whole((f64::from(standard.burst) * factor).round()).max(1),
     }
 }
 

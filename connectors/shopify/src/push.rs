@@ -605,9 +605,10 @@ pub(crate) async fn push_tracking(
                     if need == 0 || !matches {
                         continue;
                     }
-                    let left = remaining
-                        .get_mut(&l.id)
-                        .expect("every open line item is counted");
+                    // Every open line item is counted above.
+                    let Some(left) = remaining.get_mut(&l.id) else {
+                        continue;
+                    };
                     let take = need.min(*left);
                     if take > 0 {
                         *left -= take;

@@ -49,8 +49,7 @@ pub fn verify(req: &WebhookRequest, secrets: &[Secret]) -> Result<(), ConnectorE
         .decode(header.trim())
         .map_err(|_| ConnectorError::Auth("webhook signature is not base64".into()))?;
     for secret in secrets {
-        let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC takes keys of any length");
+        let mut mac = mac(secret);
         mac.update(&req.body);
         if mac.verify_slice(&tag).is_ok() {
             return Ok(());
@@ -61,11 +60,19 @@ pub fn verify(req: &WebhookRequest, secrets: &[Secret]) -> Result<(), ConnectorE
     ))
 }
 
+/// HMAC-SHA256 keyed with `secret`.
+#[expect(
+    clippy::expect_used,
+    reason = "HMAC takes keys of any length: new_from_slice cannot fail"
+)]
+fn mac(secret: &Secret) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes keys of any length")
+}
+
 /// The signature Shopify would send for `body`: for tests, fixtures and the
 /// simulator, which sign deliveries with a test secret.
 pub fn sign(body: &[u8], secret: &Secret) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
+    let mut mac = mac(secret);
     mac.update(body);
     STANDARD.encode(mac.finalize().into_bytes())
 }

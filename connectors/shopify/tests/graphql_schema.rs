@@ -3,6 +3,9 @@
 //! merchant's shop), and its requested query cost is estimated with
 //! Shopify's published rules and kept under the 1,000-point single-query cap.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::OnceLock;
 
 use apollo_compiler::executable::{Selection, SelectionSet};
@@ -151,11 +154,8 @@ fn a_full_batch_of_stock_quantities_validates_and_costs_one_mutation() {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            (
-                item.as_str(),
-                i as u32,
-                (i % 2 == 0).then_some(i as u32 + 1),
-            )
+            let i = u32::try_from(i).unwrap();
+            (item.as_str(), i, (i % 2 == 0).then_some(i + 1))
         })
         .collect();
     let key = "switchyard-batch-100-0123456789abcdef0123456789abcdef";

@@ -11,6 +11,9 @@
 //! The inputs found to break the normalizer are kept as plain tests at the
 //! end.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;

@@ -6,6 +6,9 @@
 //! `expected/results.json` (cursors, push results, errors, webhook outcomes).
 //! Regenerate with `SWITCHYARD_BLESS=1`, then read the diff.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use serde_json::{Value, json};

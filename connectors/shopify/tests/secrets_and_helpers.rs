@@ -2,6 +2,9 @@
 //! even from a server that echoes it back; and the public helpers the daemon
 //! uses beside the `Connector` trait.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

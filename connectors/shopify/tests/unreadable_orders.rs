@@ -2,6 +2,9 @@
 //! is left out of the page and named, and the rest of the page (and every
 //! later page) still comes through.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

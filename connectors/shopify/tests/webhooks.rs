@@ -2,6 +2,9 @@
 //! pin: rotated secrets, header spelling, dedupe-key fallback, and proof that
 //! every stored fixture signature really is the test secret's.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use chrono::Utc;

@@ -3,6 +3,9 @@
 //! for the simulator), golden files regenerated with `SWITCHYARD_BLESS=1`, a
 //! validator of recorded requests against a channel's published API
 //! description, and the trait a channel's simulated state implements.
+//! Support for tests and the simulator: a broken fixture or golden file is
+//! a panic that names it, so `unwrap`/`expect` are allowed here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fixture;
 pub mod golden;

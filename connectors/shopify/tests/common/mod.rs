@@ -111,7 +111,8 @@ pub fn connector(base_url: &str, overrides: &ConfigOverrides) -> ShopifyConnecto
 pub fn error_json(e: &ConnectorError) -> Value {
     let mut v = json!({ "class": e.class(), "message": e.to_string() });
     if let ConnectorError::RateLimited { retry_after, .. } = e {
-        v["retry_after_ms"] = json!(retry_after.map(|d| d.as_millis() as u64));
+        v["retry_after_ms"] =
+            json!(retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
     }
     v
 }
