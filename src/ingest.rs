@@ -170,10 +170,10 @@ impl Ingest {
             for n in &orders {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
-                let order = merge(n, existing.as_ref(), &rules, now);
+                let mut order = merge(n, existing.as_ref(), &rules, now);
                 let mut outbox = vec![];
                 if let Some(o) = &self.outbound {
-                    let plan = o.plan_ingest(&self.store, existing.as_ref(), &order, now)?;
+                    let plan = o.plan_ingest(&self.store, existing.as_ref(), &mut order, now)?;
                     outbound.outbox.extend(plan.outbox.iter().cloned());
                     outbound.stock.extend(plan.stock);
                     outbound.dedupe.extend(plan.dedupe);
@@ -306,6 +306,7 @@ pub fn merge(
         local_shipments: Vec::new(),
         delivered: existing.and_then(|e| e.delivered.clone()),
         line_routes: Vec::new(),
+        parts: existing.map(|e| e.parts.clone()).unwrap_or_default(),
         notes: incoming.notes.clone(),
         raw: incoming.raw.clone(),
         revision: existing.map(|e| e.revision).unwrap_or(0),

@@ -24,8 +24,8 @@ use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
 use crate::ingest::{redecide, rule_input};
 use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
-    DeliveredTo, HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter, RoutedLine,
-    StockView, Store, StoreError, StoredOrder, WriteBatch,
+    DeliveredTo, DeliveryPart, HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter,
+    RoutedLine, StockView, Store, StoreError, StoredOrder, WriteBatch,
 };
 
 /// Why an operation did not happen. The message names the offending thing
@@ -130,6 +130,9 @@ pub struct OrderDetail {
     pub delivered: Option<DeliveredTo>,
     /// Lines a rule's `route_lines` sent elsewhere than the order's route.
     pub line_routes: Vec<RoutedLine>,
+    /// The deliveries the order was queued in (one per destination of a
+    /// split order) and the lines each carries.
+    pub parts: Vec<DeliveryPart>,
 }
 
 /// Where an order's hold comes from (`orders show --json`: `holds`).
@@ -175,6 +178,11 @@ impl Holds {
 }
 
 impl OrderDetail {
+    /// The deliveries destinations took (each part of a split order).
+    pub fn delivered_parts(&self) -> Vec<DeliveredTo> {
+        crate::effects::deliveries::delivered_parts(&self.parts, self.delivered.as_ref())
+    }
+
     /// The `orders show --json` document: the canonical order with `notes`
     /// and `history` added.
     pub fn to_json(&self) -> serde_json::Value {
@@ -196,6 +204,7 @@ impl OrderDetail {
         v["holds"] = json!(self.holds);
         v["delivered"] = json!(self.delivered);
         v["line_routes"] = json!(self.line_routes);
+        v["parts"] = json!(self.parts);
         v
     }
 
@@ -209,6 +218,7 @@ impl OrderDetail {
         let holds = obj.remove("holds").unwrap_or_else(|| json!({}));
         let delivered = obj.remove("delivered").unwrap_or(serde_json::Value::Null);
         let line_routes = obj.remove("line_routes").unwrap_or_else(|| json!([]));
+        let parts = obj.remove("parts").unwrap_or_else(|| json!([]));
         Ok(OrderDetail {
             order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
             notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
@@ -217,6 +227,7 @@ impl OrderDetail {
             delivered: serde_json::from_value(delivered).map_err(|e| format!("delivered: {e}"))?,
             line_routes: serde_json::from_value(line_routes)
                 .map_err(|e| format!("line_routes: {e}"))?,
+            parts: serde_json::from_value(parts).map_err(|e| format!("parts: {e}"))?,
         })
     }
 }
@@ -233,6 +244,7 @@ pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
         holds,
         delivered: stored.delivered,
         line_routes: stored.line_routes,
+        parts: stored.parts,
     })
 }
 
@@ -304,20 +316,24 @@ fn change(
         let current = find_order(store, id)?;
         let mut next = current.clone();
         let mut detail = edit(&mut next)?;
-        let mut plan = crate::effects::deliveries::plan_local(store, &next, now)?;
+        let mut plan = crate::effects::deliveries::plan_local(store, &mut next, now)?;
         // A hold cannot recall a delivery that went out: the destination is
-        // told instead, in the same write.
+        // told instead, in the same write (each destination that took a part).
         if kind == "hold"
             && current.manual_hold.is_none()
-            && let (Some(delivered), Some(reason)) = (&next.delivered, &next.manual_hold)
+            && let Some(reason) = &next.manual_hold
         {
-            plan.outbox.push(crate::effects::deliveries::notice_item(
-                id, delivered, "hold", reason, now,
-            ));
-            detail.push_str(&format!(
-                "; already delivered to {} (delivery {}): hold notice queued",
-                delivered.destination, delivered.delivery_id
-            ));
+            for delivered in
+                crate::effects::deliveries::delivered_parts(&next.parts, next.delivered.as_ref())
+            {
+                plan.outbox.push(crate::effects::deliveries::notice_item(
+                    id, &delivered, "hold", reason, now,
+                ));
+                detail.push_str(&format!(
+                    "; already delivered to {} (delivery {}): hold notice queued",
+                    delivered.destination, delivered.delivery_id
+                ));
+            }
         }
         let queued = plan.outbox.clone();
         let order = next.order.clone();
@@ -620,9 +636,64 @@ pub struct RuleChange {
     pub id: String,
     pub before: Decisions,
     pub after: Decisions,
+    /// Lines the new decisions send elsewhere than the delivery that
+    /// already carries them: they stay with it and are not delivered again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptLine>,
+}
+
+/// A line that stays with the destination it was queued for or delivered
+/// to, although the rules now send it elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptLine {
+    pub line_id: String,
+    pub sku: Option<String>,
+    /// Where its delivery went, and where the rules now send it.
+    pub destination: String,
+    pub now_to: Option<String>,
+    pub delivery_id: String,
+    /// Whether the destination took it already (false: still queued).
+    pub delivered: bool,
 }
 
 impl RuleChange {
+    /// The change from `stored` to `next` (the same order re-decided), or
+    /// None when the decisions are the same.
+    pub fn between(stored: &StoredOrder, next: &StoredOrder) -> Option<RuleChange> {
+        let (before, after) = (Decisions::of(stored), Decisions::of(next));
+        if before == after {
+            return None;
+        }
+        let kept = stored
+            .parts
+            .iter()
+            .flat_map(|p| p.lines.iter().map(move |l| (p, l)))
+            .filter_map(|(p, line_id)| {
+                let now_to = next.line_destination(line_id);
+                let moves = now_to != stored.line_destination(line_id);
+                (moves && now_to != Some(p.destination.as_str())).then(|| KeptLine {
+                    line_id: line_id.clone(),
+                    sku: next
+                        .order
+                        .lines
+                        .iter()
+                        .find(|l| &l.line_id == line_id)
+                        .and_then(|l| l.sku.clone()),
+                    destination: p.destination.clone(),
+                    now_to: now_to.map(str::to_owned),
+                    delivery_id: p.delivery_id.clone(),
+                    delivered: p.delivered_at.is_some(),
+                })
+            })
+            .collect();
+        Some(RuleChange {
+            id: stored.order.id.clone(),
+            before,
+            after,
+            kept,
+        })
+    }
+
     /// `+tag a; -tag b; route x -> y; line 2 (CUP-1) x -> z; hold none -> why;
     /// priority normal -> high`.
     pub fn describe(&self) -> String {
@@ -673,6 +744,36 @@ impl RuleChange {
                 format!("priority {:?} -> {:?}", before.priority, after.priority).to_lowercase(),
             );
         }
+        // Per delivery: the lines it carries that the rules now send
+        // elsewhere stay with it.
+        let mut by_delivery: Vec<(&KeptLine, Vec<String>)> = Vec::new();
+        for k in &self.kept {
+            let name = format!(
+                "line {} ({})",
+                k.line_id,
+                k.sku.as_deref().unwrap_or("no sku")
+            );
+            match by_delivery
+                .iter_mut()
+                .find(|(d, _)| d.delivery_id == k.delivery_id)
+            {
+                Some((_, names)) => names.push(name),
+                None => by_delivery.push((k, vec![name])),
+            }
+        }
+        for (k, names) in by_delivery {
+            parts.push(format!(
+                "{} already {} {} (delivery {}): not delivered again",
+                names.join(", "),
+                if k.delivered {
+                    "delivered to"
+                } else {
+                    "queued for"
+                },
+                k.destination,
+                k.delivery_id
+            ));
+        }
         parts.join("; ")
     }
 }
@@ -700,13 +801,8 @@ pub fn apply_rules(
     }
     for stored in open {
         let next = redecide(stored.clone(), rules, now);
-        let (before, after) = (Decisions::of(&stored), Decisions::of(&next));
-        if before != after {
-            changes.push(RuleChange {
-                id: stored.order.id.clone(),
-                before,
-                after,
-            });
+        if let Some(change) = RuleChange::between(&stored, &next) {
+            changes.push(change);
             writes.push((stored, next));
         }
     }
@@ -717,8 +813,8 @@ pub fn apply_rules(
         });
     }
     let mut batch = WriteBatch::new(now);
-    for ((stored, next), change) in writes.into_iter().zip(&changes) {
-        let plan = crate::effects::deliveries::plan_local(store, &next, now)?;
+    for ((stored, mut next), change) in writes.into_iter().zip(&changes) {
+        let plan = crate::effects::deliveries::plan_local(store, &mut next, now)?;
         batch.dedupe.extend(plan.dedupe);
         batch.orders.push(OrderWrite::Local {
             expected_revision: stored.revision,

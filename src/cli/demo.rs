@@ -59,8 +59,8 @@ struct Story {
     webhooks_at: Option<DateTime<Utc>>,
     stock_set: Vec<String>,
     stock_at: Option<DateTime<Utc>>,
-    /// (order, tracking number, HTTP status, answer).
-    shipments: Vec<(String, String, u16, String)>,
+    /// (order, destination, tracking number, HTTP status, answer).
+    shipments: Vec<(String, String, String, u16, String)>,
     shipments_at: Option<DateTime<Utc>>,
     settled: bool,
 }
@@ -335,7 +335,7 @@ fn write_config(
     Ok(path)
 }
 
-/// Three commands to try on what the demo left.
+/// Commands to try on what the demo left.
 fn print_next(dir: &Path, config: &Path, orders: &[StoredOrder]) {
     let held = orders
         .iter()
@@ -362,6 +362,11 @@ fn print_next(dir: &Path, config: &Path, orders: &[StoredOrder]) {
     outln!("  {program} --config {c} orders release {held}");
     outln!("  # on hand, reserved (by which orders) and available");
     outln!("  {program} --config {c} stock show {sku}");
+    // An order split between warehouses: its parts and who shipped what.
+    if let Some(split) = orders.iter().find(|o| o.parts.len() > 1) {
+        outln!("  # an order split between warehouses: each part, and who shipped what");
+        outln!("  {program} --config {c} orders show {}", split.order.id);
+    }
 }
 
 /// Plays the channels, the merchant and the warehouse against the daemon.
@@ -428,27 +433,31 @@ async fn act(
     }
     daemon.wait_for_outbox().await;
 
-    // The warehouse ships what it received and was ready, and reports back.
-    let delivered: Vec<String> = sink
+    // Each warehouse ships what it received and was ready, and reports
+    // back: its own lines of an order split between warehouses.
+    let delivered: Vec<(String, String)> = sink
         .received()
         .into_iter()
         .filter(|d| d.signature_ok)
-        .filter_map(|d| d.order)
-        .filter(|o| o.status == OrderStatus::Ready)
-        .map(|o| o.id)
+        .filter_map(|d| d.order.map(|o| (o, d.destination)))
+        .filter(|(o, _)| o.status == OrderStatus::Ready)
+        .map(|(o, dest)| (o.id, dest))
         .collect();
     story.shipments_at = Some(Utc::now());
-    for (n, id) in delivered.iter().enumerate() {
+    for (n, (id, dest)) in delivered.iter().enumerate() {
         let tracking = format!("1ZDEMO{:04}", n + 1);
         let body = json!({
             "order_id": id,
             "carrier": "ups",
             "tracking_number": tracking,
+            "destination": dest,
         });
         let (status, answer) = daemon
             .send_json(reqwest::Method::POST, "/api/v1/shipments", &body)
             .await;
-        story.shipments.push((id.clone(), tracking, status, answer));
+        story
+            .shipments
+            .push((id.clone(), dest.clone(), tracking, status, answer));
     }
     story.settled = daemon.wait_for_outbox().await;
     story
@@ -543,9 +552,18 @@ fn print_story(t: &Told) {
         "4. Deliveries to the warehouses: {} ({verified} with a valid signature)",
         t.deliveries.len()
     );
-    let mut per_dest: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (order, dest) in &by_order {
-        per_dest.entry(dest).or_default().push(order);
+    let mut per_dest: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for d in t.deliveries {
+        let Some(o) = &d.order else { continue };
+        let shown = match d.part {
+            // One part of an order split between warehouses: its lines.
+            Some((index, of)) => {
+                let skus: Vec<&str> = o.lines.iter().filter_map(|l| l.sku.as_deref()).collect();
+                format!("{} (part {index} of {of}: {})", o.id, skus.join(", "))
+            }
+            None => o.id.clone(),
+        };
+        per_dest.entry(&d.destination).or_default().push(shown);
     }
     for (dest, ids) in &per_dest {
         outln!("   {dest}: {}", ids.join(", "));
@@ -578,11 +596,13 @@ fn print_story(t: &Told) {
     if story.shipments.is_empty() {
         outln!("   nothing");
     }
-    for (id, tracking, status, answer) in &story.shipments {
+    for (id, dest, tracking, status, answer) in &story.shipments {
         if *status == 202 {
-            outln!("   {id}: ups {tracking} recorded; the tracking push to its channel is queued");
+            outln!(
+                "   {id} from {dest}: ups {tracking} recorded; the tracking push to its channel is queued"
+            );
         } else {
-            outln!("   {id}: HTTP {status} {answer}");
+            outln!("   {id} from {dest}: HTTP {status} {answer}");
         }
     }
     for o in t.orders.iter().filter(|o| {
@@ -658,11 +678,25 @@ fn print_story(t: &Told) {
 /// What the rules made of one order, and why, in a line.
 fn decision(o: &StoredOrder, arrived: OrderStatus, rules: &crate::rules::RuleSet) -> String {
     let eval = crate::rules::evaluate(rules, &crate::ingest::rule_input(o), Utc::now());
-    let route = match (&eval.route, &eval.route_rule) {
+    let mut route = match (&eval.route, &eval.route_rule) {
         (Some(r), Some(rule)) => format!("route {r} (rule {rule})"),
         (Some(r), None) => format!("route {r} (default_route)"),
         (None, _) => "no route".to_owned(),
     };
+    for l in eval
+        .line_routes
+        .iter()
+        .filter(|l| eval.route.as_ref() != Some(&l.route))
+    {
+        let sku = o
+            .order
+            .lines
+            .iter()
+            .find(|x| x.line_id == l.line_id)
+            .and_then(|x| x.sku.as_deref())
+            .unwrap_or(&l.line_id);
+        route.push_str(&format!(", {sku} -> {} (rule {})", l.route, l.rule));
+    }
     let hold = match (&o.order.hold, &eval.hold_rule) {
         (Some(h), Some(rule)) => format!(", held: {h} (rule {rule})"),
         (Some(h), None) => format!(", held: {h}"),

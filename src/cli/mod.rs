@@ -131,8 +131,9 @@ pub enum Command {
     Orders(OrdersCommand),
     /// Record a shipment and queue its tracking push to the order's channel.
     ///
-    /// Without --line the shipment covers everything not yet shipped. The same
-    /// tracking number again changes nothing.
+    /// Without --line the shipment covers everything not yet shipped (with
+    /// --destination, everything delivered there). The same tracking number
+    /// again changes nothing.
     Ship {
         /// The order id, "<account>:<channel order id>".
         id: String,
@@ -146,6 +147,10 @@ pub enum Command {
         /// Ship part of the order: SKU=QTY, repeatable.
         #[arg(long = "line", value_name = "SKU=QTY")]
         lines: Vec<String>,
+        /// The destination that shipped, for an order split across
+        /// destinations: only the lines delivered there are taken.
+        #[arg(long, value_name = "ID")]
+        destination: Option<String>,
         /// Print the receipt as JSON: { order_id, recorded, status, tracking_number, shipment, warnings }.
         #[arg(long)]
         json: bool,
@@ -411,8 +416,9 @@ fn dispatch(cli: Cli) -> CliResult {
             carrier,
             tracking,
             lines,
+            destination,
             json,
-        } => ship::run(&config()?, id, carrier, tracking, lines, json),
+        } => ship::run(&config()?, id, carrier, tracking, lines, destination, json),
         Command::Stock(cmd) => stock::run(&config()?, cmd),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

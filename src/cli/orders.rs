@@ -219,16 +219,16 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             outln!("{id}: on hold ({})", reason.trim());
             // Deliveries still queued wait for the release; one that went
             // out cannot be recalled, so say where it went and what was done.
-            let delivered = match &backend {
+            let detail = match &backend {
                 Backend::Local { store, .. } => {
-                    ops::order_detail(store, &id).map_err(op_failure)?.delivered
+                    Some(ops::order_detail(store, &id).map_err(op_failure)?)
                 }
                 Backend::Remote(api) => {
                     let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
-                    OrderDetail::from_json(doc).ok().and_then(|d| d.delivered)
+                    OrderDetail::from_json(doc).ok()
                 }
             };
-            if let Some(d) = delivered {
+            for d in detail.iter().flat_map(OrderDetail::delivered_parts) {
                 outln!(
                     "{id}: it was already delivered to {} at {} (delivery {}); a hold notice is queued \
                      for {}: whether the parcel can still be stopped is up to the warehouse",
@@ -472,6 +472,24 @@ pub fn render_show(detail: &OrderDetail) -> String {
             l.total,
             l.shipped_quantity
         );
+    }
+    if detail.parts.len() > 1 {
+        let _ = writeln!(s, "deliveries (split by route_lines):");
+        for p in &detail.parts {
+            let _ = writeln!(
+                s,
+                "  part {} of {}  {}  {}  {}  lines {}",
+                p.index,
+                p.of,
+                p.destination,
+                p.delivery_id,
+                p.delivered_at.map_or_else(
+                    || "queued".to_owned(),
+                    |at| format!("delivered {}", time(at))
+                ),
+                p.lines.join(", ")
+            );
+        }
     }
     if !o.shipments.is_empty() {
         let _ = writeln!(s, "shipments:");

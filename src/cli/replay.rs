@@ -270,15 +270,7 @@ fn compare(
         .iter()
         .filter_map(|stored| {
             let next = crate::ingest::redecide(stored.clone(), other, now);
-            let (before, after) = (
-                crate::ops::Decisions::of(stored),
-                crate::ops::Decisions::of(&next),
-            );
-            (before != after).then(|| crate::ops::RuleChange {
-                id: stored.order.id.clone(),
-                before,
-                after,
-            })
+            crate::ops::RuleChange::between(stored, &next)
         })
         .collect();
     if json {

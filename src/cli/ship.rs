@@ -1,4 +1,5 @@
-//! `switchyard ship ID --carrier C --tracking N [--line SKU=QTY ...]`:
+//! `switchyard ship ID --carrier C --tracking N [--line SKU=QTY ...]
+//! [--destination ID]`:
 //! records a shipment (the whole order without `--line`) and queues the
 //! tracking push in the same transaction; returns once it is flushed.
 
@@ -19,6 +20,7 @@ pub fn run(
     carrier: String,
     tracking: String,
     lines: Vec<String>,
+    destination: Option<String>,
     json: bool,
 ) -> CliResult {
     let lines = if lines.is_empty() {
@@ -34,6 +36,7 @@ pub fn run(
         tracking_url: None,
         shipped_at: None,
         lines,
+        destination,
     };
     let receipt = match super::open_backend(config_path)? {
         Backend::Local { store, .. } => {

@@ -10,6 +10,17 @@
 //! from delivering it again. A person asks for a new delivery with
 //! [`redeliver`].
 //!
+//! An order whose lines still owing units go to several destinations (a
+//! rule's `route_lines`) is split: one `deliver` item per destination, all
+//! queued in the same write, each carrying only its lines and
+//! `"part": { "index", "of" }`, each with its own delivery id. The parts
+//! are recorded on the stored order with their lines: from then on a line
+//! belongs to its part's destination (its shipments come from there, and a
+//! later rule that sends it elsewhere does not deliver it again). A hold
+//! holds every part and a release sends every part, since both act on the
+//! order; a hold or cancellation after delivery tells every destination
+//! that took a part.
+//!
 //! The body is the canonical order JSON **as of routing time**, stored in
 //! the item: every retry of a delivery sends the same bytes under the same
 //! `X-Switchyard-Delivery` id, so a destination that deduplicates by id never
@@ -49,7 +60,8 @@ use crate::daemon::metrics::{self, DestinationLabel, Metrics};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
 use crate::pacing::{AccountPacer, PacerOptions};
 use crate::store::{
-    NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError, StoredOrder, WriteBatch,
+    DeliveredTo, DeliveryPart, NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError,
+    StoredOrder, WriteBatch,
 };
 
 pub const SIGNATURE_HEADER: &str = "X-Switchyard-Signature";
@@ -113,19 +125,43 @@ pub fn new_delivery_id(order_id: &str, now: DateTime<Utc>) -> String {
     format!("dlv_{hex}")
 }
 
-/// The `deliver` item for an order to `destination`, with the body frozen now.
+/// The `deliver` item for a whole order to `destination`, with the body
+/// frozen now, under a new delivery id.
+pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> NewOutboxItem {
+    let id = new_delivery_id(&order.id, now);
+    part_item(order, destination, id, None, now)
+}
+
+/// The `deliver` item for an order to `destination`, with the body frozen
+/// now: the whole order, or (`part` of a split order) only the lines that
+/// part carries and `"part": { "index", "of" }`.
 #[expect(
     clippy::expect_used,
     reason = "an order is plain data: serializing it cannot fail"
 )]
-pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> NewOutboxItem {
-    let body = serde_json::to_string(order).expect("orders always serialize");
+fn part_item(
+    order: &Order,
+    destination: &str,
+    delivery_id: String,
+    part: Option<&DeliveryPart>,
+    now: DateTime<Utc>,
+) -> NewOutboxItem {
+    let body = match part {
+        Some(p) if p.of > 1 => {
+            let mut only = order.clone();
+            only.lines.retain(|l| p.lines.contains(&l.line_id));
+            let mut v = serde_json::to_value(&only).expect("orders always serialize");
+            v["part"] = serde_json::json!({ "index": p.index, "of": p.of });
+            v.to_string()
+        }
+        _ => serde_json::to_string(order).expect("orders always serialize"),
+    };
     NewOutboxItem {
         account: destination_account(destination),
         job: Job::Deliver(Delivery {
             order_id: order.id.clone(),
             destination: destination.to_owned(),
-            delivery_id: new_delivery_id(&order.id, now),
+            delivery_id,
             body,
         }),
         coalesce_key: None,
@@ -133,28 +169,155 @@ pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> Ne
     }
 }
 
-/// A delivery item and the marker (dedupe key, expiry) that records it.
-pub type Planned = (NewOutboxItem, (String, DateTime<Utc>));
+/// Which destination a line belongs to: the one whose delivery carries it
+/// (the one it was delivered to before orders were split, for those), else
+/// where the rules send it now.
+pub fn line_owner<'a>(stored: &'a StoredOrder, line_id: &str) -> Option<&'a str> {
+    if let Some(p) = stored
+        .parts
+        .iter()
+        .find(|p| p.lines.iter().any(|l| l == line_id))
+    {
+        return Some(&p.destination);
+    }
+    match (&stored.delivered, stored.parts.is_empty()) {
+        (Some(d), true) => Some(&d.destination),
+        _ => stored.line_destination(line_id),
+    }
+}
 
-/// The delivery that writing `order` causes, if any: it is deliverable and
-/// was never delivered. The caller must make sure the order is written in
-/// the same batch (the marker goes in `batch.dedupe`, the item with the order).
+/// The destinations the lines of `stored` that still owe units go to now,
+/// each with those lines, in the order of their first line.
+fn split(stored: &StoredOrder) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for line in stored.order.lines.iter().filter(|l| l.open_quantity() > 0) {
+        let Some(dest) = stored.line_destination(&line.line_id) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(d, _)| d == dest) {
+            Some((_, lines)) => lines.push(line.line_id.clone()),
+            None => groups.push((dest.to_owned(), vec![line.line_id.clone()])),
+        }
+    }
+    groups
+}
+
+/// Splits a deliverable order into its deliveries now, one per destination
+/// its owed lines go to, records them on `stored` (replacing earlier ones)
+/// and returns their items. An order whose lines all go one way is one
+/// delivery of the whole order, to that destination.
+fn queue_parts(stored: &mut StoredOrder, route: &str, now: DateTime<Utc>) -> Vec<NewOutboxItem> {
+    let mut groups = split(stored);
+    if groups.len() < 2 {
+        let dest = groups.pop().map_or_else(|| route.to_owned(), |(d, _)| d);
+        let all = stored.order.lines.iter().map(|l| l.line_id.clone());
+        groups = vec![(dest, all.collect())];
+    }
+    let of = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+    stored.parts = groups
+        .into_iter()
+        .zip(1..)
+        .map(|((destination, lines), index)| DeliveryPart {
+            delivery_id: new_delivery_id(&stored.order.id, now),
+            destination,
+            lines,
+            index,
+            of,
+            delivered_at: None,
+        })
+        .collect();
+    stored
+        .parts
+        .iter()
+        .map(|p| {
+            let part = (p.of > 1).then_some(p);
+            part_item(
+                &stored.order,
+                &p.destination,
+                p.delivery_id.clone(),
+                part,
+                now,
+            )
+        })
+        .collect()
+}
+
+/// What the history says about queued parts: `east-wh (delivery dlv_1)`,
+/// or for a split order `2 parts: east-wh (delivery dlv_1: MUG-RED x2),
+/// west-3pl (delivery dlv_2: CUP-1 x3)`.
+pub fn describe_parts(stored: &StoredOrder) -> String {
+    let one = |p: &DeliveryPart| {
+        if p.of < 2 {
+            return format!("{} (delivery {})", p.destination, p.delivery_id);
+        }
+        let lines: Vec<String> = p
+            .lines
+            .iter()
+            .filter_map(|id| stored.order.lines.iter().find(|l| &l.line_id == id))
+            .map(|l| {
+                format!(
+                    "{} x{}",
+                    l.sku.as_deref().unwrap_or(&l.line_id),
+                    l.open_quantity()
+                )
+            })
+            .collect();
+        format!(
+            "{} (delivery {}: {})",
+            p.destination,
+            p.delivery_id,
+            lines.join(", ")
+        )
+    };
+    let all: Vec<String> = stored.parts.iter().map(one).collect();
+    match stored.parts.len() {
+        0 | 1 => all.join(""),
+        n => format!("{n} parts: {}", all.join(", ")),
+    }
+}
+
+/// The deliveries of an order that destinations took: what a later hold or
+/// cancellation tells them (each its own notice).
+pub fn delivered_parts(
+    parts: &[DeliveryPart],
+    delivered: Option<&DeliveredTo>,
+) -> Vec<DeliveredTo> {
+    if parts.is_empty() {
+        // Delivered before orders were split.
+        return delivered.into_iter().cloned().collect();
+    }
+    parts
+        .iter()
+        .filter_map(|p| {
+            p.delivered_at.map(|at| DeliveredTo {
+                destination: p.destination.clone(),
+                delivery_id: p.delivery_id.clone(),
+                at,
+            })
+        })
+        .collect()
+}
+
+/// Delivery items and the marker (dedupe key, expiry) that records them.
+pub type Planned = (Vec<NewOutboxItem>, (String, DateTime<Utc>));
+
+/// The deliveries that writing `order` causes, if any: it is deliverable
+/// and was never delivered. Records the parts on `order`; the caller must
+/// write it in the same batch (the marker goes in `batch.dedupe`, the items
+/// with the order).
 pub fn plan(
     store: &Store,
-    order: &StoredOrder,
+    order: &mut StoredOrder,
     now: DateTime<Utc>,
 ) -> Result<Option<Planned>, StoreError> {
-    let Some(dest) = deliverable(&order.order) else {
+    let Some(route) = deliverable(&order.order).map(str::to_owned) else {
         return Ok(None);
     };
     let key = marker(&order.order.id);
     if store.dedupe_seen(&key, now)? {
         return Ok(None);
     }
-    Ok(Some((
-        delivery_item(&order.order, dest, now),
-        (key, forever()),
-    )))
+    Ok(Some((queue_parts(order, &route, now), (key, forever()))))
 }
 
 /// What a local write (release, rules apply, manual re-route) must add to its
@@ -167,15 +330,16 @@ pub struct LocalPlan {
     pub dedupe: Vec<(String, DateTime<Utc>)>,
 }
 
-/// For a local write of `after` (the order as it will be stored).
+/// For a local write of `after` (the order as it will be stored; the parts
+/// queued are recorded on it).
 pub fn plan_local(
     store: &Store,
-    after: &StoredOrder,
+    after: &mut StoredOrder,
     now: DateTime<Utc>,
 ) -> Result<LocalPlan, StoreError> {
     Ok(match plan(store, after, now)? {
-        Some((item, marker)) => LocalPlan {
-            outbox: vec![item],
+        Some((items, marker)) => LocalPlan {
+            outbox: items,
             dedupe: vec![marker],
         },
         None => LocalPlan::default(),
@@ -237,44 +401,35 @@ fn queue_one(
                 id: id.to_owned(),
             });
         };
-        let Some(dest) = deliverable(&stored.order) else {
+        let Some(route) = deliverable(&stored.order).map(str::to_owned) else {
             return Ok(false);
         };
         let key = marker(id);
         if !again && store.dedupe_seen(&key, now)? {
             return Ok(false);
         }
-        let item = delivery_item(&stored.order, dest, now);
-        let delivery_id = match &item.job {
-            Job::Deliver(d) => d.delivery_id.clone(),
-            Job::PushStock { .. }
-            | Job::PushTracking { .. }
-            | Job::Notice(_)
-            | Job::FetchOrders { .. }
-            | Job::CheckStockReceipt { .. } => String::new(),
-        };
+        let mut next = stored.clone();
+        let items = queue_parts(&mut next, &route, now);
         let mut batch = WriteBatch::new(now);
         batch.dedupe.push((key, forever()));
         batch.orders.push(OrderWrite::Local {
             expected_revision: stored.revision,
             kind: "delivery".to_owned(),
             detail: format!(
-                "{} {dest} (delivery {delivery_id})",
+                "{} {}",
                 if again {
                     "delivering again to"
                 } else {
                     "queued for"
-                }
+                },
+                describe_parts(&next)
             ),
-            outbox: vec![item.clone()],
-            order: stored,
+            outbox: items.clone(),
+            order: next,
         });
         match store.apply(batch) {
             Ok(_) => {
-                outbound
-                    .outbox
-                    .wakers
-                    .wake_items(std::slice::from_ref(&item));
+                outbound.outbox.wakers.wake_items(&items);
                 return Ok(true);
             }
             Err(StoreError::Conflict { .. }) => continue,
@@ -392,6 +547,15 @@ fn note(
     })
 }
 
+/// Whether every line of `part` is shipped or refunded in `order`.
+fn nothing_owed(order: &Order, part: &DeliveryPart) -> bool {
+    order
+        .lines
+        .iter()
+        .filter(|l| part.lines.contains(&l.line_id))
+        .all(|l| l.open_quantity() == 0)
+}
+
 /// The `notice` item telling `delivered.destination` that order `order_id`
 /// was put on hold (`"hold"`) or cancelled (`"cancel"`).
 pub fn notice_item(
@@ -424,18 +588,30 @@ impl DestinationSender {
         // cancelled (or already shipped) meanwhile, nor one a person put on
         // hold: check the order as it is now. The body stays the one frozen
         // at routing time.
-        let placed_at = match self.store.get_order(&p.order_id) {
+        let (placed_at, part_of) = match self.store.get_order(&p.order_id) {
             Ok(Some(stored)) => {
                 let o = &stored.order;
                 // Nothing left for a warehouse to do: not a failure, and not
                 // a dead letter for a person to look at. The order's history
                 // says so (the delivery marker keeps ingest from queueing
                 // another; `orders release` or a re-route can).
-                if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
-                    let why = format!(
+                let part = stored.parts.iter().find(|x| x.delivery_id == p.delivery_id);
+                let why = if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
+                    Some(format!(
                         "delivery {} to {} not sent: the order is {} since it was queued",
                         p.delivery_id, self.id, o.status
-                    );
+                    ))
+                } else {
+                    // One part of a split order: its own lines were shipped
+                    // or refunded meanwhile, whatever the others do.
+                    part.filter(|x| x.of > 1 && nothing_owed(o, x)).map(|part| {
+                        format!(
+                            "delivery {} to {} (part {} of {}) not sent: its lines were shipped or refunded since it was queued",
+                            p.delivery_id, self.id, part.index, part.of
+                        )
+                    })
+                };
+                if let Some(why) = why {
                     if let Err(e) = note(&self.store, &p.order_id, "delivery_skipped", &why, |_| {})
                     {
                         return Verdict::Failed(ConnectorError::Transient(format!("store: {e}")));
@@ -451,10 +627,11 @@ impl DestinationSender {
                         ),
                     };
                 }
-                Some(o.placed_at)
+                let part_of = part.filter(|x| x.of > 1).map(|x| (x.index, x.of));
+                (Some(o.placed_at), part_of)
             }
             // Orders are never removed; if one is missing, deliver as queued.
-            Ok(None) => None,
+            Ok(None) => (None, None),
             Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
         };
         let verdict = self.post(p.body.clone(), &p.delivery_id, None).await;
@@ -475,11 +652,19 @@ impl DestinationSender {
                 delivery_id: p.delivery_id.clone(),
                 at: Utc::now(),
             };
-            let detail = format!("delivered to {} (delivery {})", self.id, p.delivery_id);
+            let detail = format!(
+                "delivered to {} (delivery {}{})",
+                self.id,
+                p.delivery_id,
+                part_of.map_or_else(String::new, |(i, of)| format!(", part {i} of {of}"))
+            );
             // Delivered is delivered: a failure to note it is logged, not
             // retried (a retry would deliver again).
             if let Err(e) = note(&self.store, &p.order_id, "delivered", &detail, |o| {
                 o.delivered = Some(delivered.clone());
+                if let Some(part) = o.parts.iter_mut().find(|x| x.delivery_id == p.delivery_id) {
+                    part.delivered_at = Some(delivered.at);
+                }
             }) {
                 tracing::warn!(order = %p.order_id, error = %e, "the delivery went out but could not be noted in the order's history");
             }

@@ -64,7 +64,7 @@ impl Outbound {
         &self,
         store: &Store,
         existing: Option<&StoredOrder>,
-        new: &StoredOrder,
+        new: &mut StoredOrder,
         now: DateTime<Utc>,
     ) -> Result<IngestPlan, StoreError> {
         if let Some(e) = existing
@@ -74,21 +74,24 @@ impl Outbound {
         }
         let mut plan = stock::plan_reservation(store, &self.stock, existing, new, now)?;
         // Cancelled on the channel after a destination took the order: the
-        // destination is told, as for a hold.
-        if let (Some(e), Some(delivered)) = (existing, &new.delivered)
+        // destination is told, as for a hold (each destination that took a
+        // part of it).
+        if let Some(e) = existing
             && new.order.status == switchyard_contract::OrderStatus::Cancelled
             && e.order.status != switchyard_contract::OrderStatus::Cancelled
         {
-            plan.outbox.push(deliveries::notice_item(
-                &new.order.id,
-                delivered,
-                "cancel",
-                "cancelled on the channel",
-                now,
-            ));
+            for delivered in deliveries::delivered_parts(&new.parts, new.delivered.as_ref()) {
+                plan.outbox.push(deliveries::notice_item(
+                    &new.order.id,
+                    &delivered,
+                    "cancel",
+                    "cancelled on the channel",
+                    now,
+                ));
+            }
         }
-        if let Some((item, marker)) = deliveries::plan(store, new, now)? {
-            plan.outbox.push(item);
+        if let Some((items, marker)) = deliveries::plan(store, new, now)? {
+            plan.outbox.extend(items);
             plan.dedupe.push(marker);
         }
         Ok(plan)

@@ -5,8 +5,12 @@
 //! - Without lines the shipment covers everything not yet shipped; with
 //!   lines (`SKU=QTY`) each SKU's quantity is taken from the order's lines
 //!   with that SKU, in order, up to what each has left.
-//! - The order becomes `shipped` when every line is fully shipped, else
-//!   `partially_shipped`; `shipped_quantity` and `shipments` follow.
+//! - Only units still owed ship (ordered, less refunded, less shipped).
+//! - An order split across destinations (`route_lines`) is shipped by each
+//!   destination for its own lines: a shipment that names its
+//!   `destination` takes only the lines delivered there.
+//! - The order becomes `shipped` when every line is shipped or refunded,
+//!   else `partially_shipped`; `shipped_quantity` and `shipments` follow.
 //! - Idempotent on (order, tracking number): the same tracking number again
 //!   changes nothing and queues nothing.
 //! - An unknown order or SKU, a cancelled order, a quantity of zero or above
@@ -36,9 +40,15 @@ pub struct ShipmentRequest {
     pub tracking_url: Option<String>,
     #[serde(default)]
     pub shipped_at: Option<DateTime<Utc>>,
-    /// None: the whole order (everything not yet shipped).
+    /// None: the whole order (everything not yet shipped), or with
+    /// `destination`, everything that destination has not shipped yet.
     #[serde(default)]
     pub lines: Option<Vec<ShipLine>>,
+    /// The destination that shipped: the shipment takes only the lines
+    /// delivered to it. Needed for an order split across destinations
+    /// unless `lines` says what shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,11 +158,46 @@ pub fn apply_shipment(
         )));
     }
     let order = &stored.order;
+    let dest = req
+        .destination
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
+    // Each destination ships the lines delivered to it.
+    let owner = |i: usize| super::deliveries::line_owner(stored, &order.lines[i].line_id);
+    let mine = |i: usize| dest.is_none_or(|d| owner(i) == Some(d));
     let left = |i: usize| {
-        order.lines[i]
-            .quantity
-            .saturating_sub(order.lines[i].shipped_quantity)
+        if mine(i) {
+            order.lines[i].open_quantity()
+        } else {
+            0
+        }
     };
+    let mut owners: Vec<&str> = (0..order.lines.len())
+        .filter(|&i| order.lines[i].open_quantity() > 0)
+        .filter_map(owner)
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    if let Some(d) = dest
+        && !(0..order.lines.len()).any(|i| owner(i) == Some(d))
+    {
+        return Err(ShipError::Invalid(format!(
+            "order {id} has no lines for destination {d} (its lines go to {})",
+            if owners.is_empty() {
+                "no destination".to_owned()
+            } else {
+                owners.join(", ")
+            }
+        )));
+    }
+    if dest.is_none() && req.lines.is_none() && owners.len() > 1 {
+        return Err(ShipError::Invalid(format!(
+            "order {id} is split across {}: say which destination shipped (destination, \
+             --destination) or list the lines that shipped",
+            owners.join(" and ")
+        )));
+    }
     // (line index, quantity) to ship.
     let mut take: Vec<(usize, u32)> = Vec::new();
     match &req.lines {
@@ -163,9 +208,12 @@ pub fn apply_shipment(
                 }
             }
             if take.is_empty() {
-                return Err(ShipError::Invalid(format!(
-                    "order {id} is already fully shipped"
-                )));
+                return Err(ShipError::Invalid(match dest {
+                    Some(d) => {
+                        format!("order {id}: everything delivered to {d} is already shipped")
+                    }
+                    None => format!("order {id} is already fully shipped"),
+                }));
             }
         }
         Some(lines) => {
@@ -184,9 +232,15 @@ pub fn apply_shipment(
             }
             for (sku, &qty) in &wanted {
                 let idx: Vec<usize> = (0..order.lines.len())
-                    .filter(|&i| order.lines[i].sku.as_deref() == Some(*sku))
+                    .filter(|&i| order.lines[i].sku.as_deref() == Some(*sku) && mine(i))
                     .collect();
                 if idx.is_empty() {
+                    if let Some(d) = dest {
+                        problems.push(format!(
+                            "order {id} has no line with sku {sku} delivered to {d}"
+                        ));
+                        continue;
+                    }
                     let known: Vec<&str> = order
                         .lines
                         .iter()
@@ -248,12 +302,8 @@ pub fn apply_shipment(
     };
     next.order.shipments.push(shipment.clone());
     next.local_shipments.push(shipment.tracking_number.clone());
-    next.order.status = if next
-        .order
-        .lines
-        .iter()
-        .all(|l| l.shipped_quantity >= l.quantity)
-    {
+    // Refunded units are owed to nobody: shipped is everything else shipped.
+    next.order.status = if next.order.lines.iter().all(|l| l.open_quantity() == 0) {
         OrderStatus::Shipped
     } else {
         OrderStatus::PartiallyShipped

@@ -270,6 +270,8 @@ pub struct Delivery {
     pub delivery_id: Option<String>,
     pub signature_ok: bool,
     pub order: Option<switchyard_contract::Order>,
+    /// `(index, of)` of a delivery that carries one part of a split order.
+    pub part: Option<(u32, u32)>,
 }
 
 impl DestinationSink {
@@ -285,13 +287,15 @@ impl DestinationSink {
             let signature_ok = req
                 .header(crate::effects::deliveries::SIGNATURE_HEADER)
                 .is_some_and(|sig| crate::effects::deliveries::verify(secret, &req.body, sig));
+            let (order, part) = read_delivery(&req.body);
             r.lock().push(Delivery {
                 destination,
                 delivery_id: req
                     .header(crate::effects::deliveries::DELIVERY_HEADER)
                     .map(str::to_owned),
                 signature_ok,
-                order: serde_json::from_slice(&req.body).ok(),
+                order,
+                part,
             });
             if signature_ok {
                 HttpResponse::new(200, "received")
@@ -316,6 +320,22 @@ impl DestinationSink {
     pub async fn stop(self) {
         self.server.stop().await;
     }
+}
+
+/// A delivery body: the canonical order, and `part` when it carries one
+/// part of a split order.
+fn read_delivery(body: &[u8]) -> (Option<switchyard_contract::Order>, Option<(u32, u32)>) {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, None);
+    };
+    let part = v.as_object_mut().and_then(|o| o.remove("part"));
+    let number = |key: &str| {
+        part.as_ref()
+            .and_then(|p| p[key].as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let part = number("index").zip(number("of"));
+    (serde_json::from_value(v).ok(), part)
 }
 
 fn split_channel(path: &str) -> Option<(Channel, String)> {

@@ -33,10 +33,10 @@ pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
 pub use types::{
-    ApplyReport, DEFAULT_PAGE, DeliveredTo, HistoryEntry, ListPage, MAX_PAGE, NewOutboxItem,
-    OrderFilter, OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel, Reservation,
-    RouteFilter, RoutedLine, SavedTokens, StockChange, StockChannelView, StockLevel, StockView,
-    StoredOrder, WriteBatch, WriteOutcome,
+    ApplyReport, DEFAULT_PAGE, DeliveredTo, DeliveryPart, HistoryEntry, ListPage, MAX_PAGE,
+    NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel,
+    Reservation, RouteFilter, RoutedLine, SavedTokens, StockChange, StockChannelView, StockLevel,
+    StockView, StoredOrder, WriteBatch, WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.

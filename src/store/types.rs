@@ -49,6 +49,13 @@ pub struct StoredOrder {
     /// every other line follows `order.route`.
     #[serde(default)]
     pub line_routes: Vec<RoutedLine>,
+    /// The deliveries the order was queued in, one per destination its
+    /// lines went to, and the lines each carries: a line belongs to the
+    /// destination of its part from then on, whatever the rules say later.
+    /// Empty until the order is first queued (and for orders queued before
+    /// orders were split, which have only `delivered`).
+    #[serde(default)]
+    pub parts: Vec<DeliveryPart>,
     /// Set by the store on every write; 0 for an order not yet stored.
     pub revision: u64,
 }
@@ -68,6 +75,7 @@ impl StoredOrder {
             && self.local_shipments == other.local_shipments
             && self.delivered == other.delivered
             && self.line_routes == other.line_routes
+            && self.parts == other.parts
             && self.notes == other.notes
     }
 
@@ -88,6 +96,21 @@ pub struct RoutedLine {
     pub route: String,
     /// The rule whose `route_lines` took the line.
     pub rule: String,
+}
+
+/// One delivery of an order: to one destination, with the lines it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPart {
+    pub destination: String,
+    pub delivery_id: String,
+    /// The ids of the lines this delivery carries.
+    pub lines: Vec<String>,
+    /// 1-based; `of` is how many parts the order was split into (1: not split).
+    pub index: u32,
+    pub of: u32,
+    /// When the destination took it (answered 2xx); None while queued.
+    #[serde(default)]
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// A delivery a destination took.

@@ -361,7 +361,23 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
-        text.contains("4. Deliveries to the warehouses: 10 (10 with a valid signature)"),
+        text.contains("ebay-us:12-04300-00004 ready -> route east-wh (rule international), CUP-1 -> west-3pl (rule cups-from-3pl)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4. Deliveries to the warehouses: 11 (11 with a valid signature)"),
+        "{text}"
+    );
+    // The eBay order with a cup and a mug goes out in two parts, each
+    // shipped by the warehouse that has it.
+    assert!(
+        text.contains("ebay-us:12-04300-00004 (part 2 of 2: MUG-RED)")
+            && text.contains("ebay-us:12-04300-00004 (part 1 of 2: CUP-1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ebay-us:12-04300-00004 from east-wh: ups")
+            && text.contains("ebay-us:12-04300-00004 from west-3pl: ups"),
         "{text}"
     );
     assert!(
@@ -373,7 +389,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert_eq!(
         text.matches("recorded; the tracking push to its channel is queued")
             .count(),
-        9,
+        10,
         "{text}"
     );
     assert!(
@@ -381,7 +397,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
-        text.contains("3 tracking numbers (eBay createShippingFulfillment)"),
+        text.contains("4 tracking numbers (eBay createShippingFulfillment)"),
         "{text}"
     );
     assert!(

@@ -211,6 +211,7 @@ impl World {
                         tracking_url: None,
                         shipped_at: Some(now),
                         lines: None,
+                        destination: None,
                     };
                     // Cancelled or already shipped orders refuse it.
                     let _ = ops::ship(&self.store, &self.outbound, &req, now);

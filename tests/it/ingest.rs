@@ -440,6 +440,7 @@ async fn a_shipment_recorded_here_survives_a_channel_version_that_predates_its_p
         tracking_url: None,
         shipped_at: None,
         lines: None,
+        destination: None,
     };
     record(&store, &Outbound::default(), &req, Utc::now()).unwrap();
 

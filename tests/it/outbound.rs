@@ -929,6 +929,7 @@ fn ship_req(id: &str, tracking: &str, lines: Option<&[(&str, u32)]>) -> Shipment
                 })
                 .collect()
         }),
+        destination: None,
     }
 }
 
@@ -1213,9 +1214,9 @@ then = { hold = "manual review" }
     // warehouse took it), because the order's one delivery is on record; the
     // next delivery the sink sees is the large order's (below).
     assert!(pending(&store).is_empty());
-    let stored = store.get_order(&small.id).unwrap().unwrap();
+    let mut stored = store.get_order(&small.id).unwrap().unwrap();
     assert!(
-        deliveries::plan(&store, &stored, Utc::now())
+        deliveries::plan(&store, &mut stored, Utc::now())
             .unwrap()
             .is_none()
     );
@@ -1226,7 +1227,7 @@ then = { hold = "manual review" }
     let mut released = held.clone();
     released.order.hold = None;
     let now = Utc::now();
-    let plan = deliveries::plan_local(&store, &released, now).unwrap();
+    let plan = deliveries::plan_local(&store, &mut released, now).unwrap();
     assert_eq!(plan.outbox.len(), 1);
     let mut b = WriteBatch::new(now);
     b.dedupe = plan.dedupe;

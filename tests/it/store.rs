@@ -75,6 +75,7 @@ fn stored(order: Order) -> StoredOrder {
         local_shipments: vec![],
         delivered: None,
         line_routes: vec![],
+        parts: vec![],
         revision: 0,
     }
 }
