@@ -422,11 +422,11 @@ async fn a_backfill_waits_out_the_shops_rate_limit_and_goes_on_by_itself() {
     let sim = Simulator::from_scenarios(switchyard_contract::Channel::Shopify, vec![scenario])
         .await
         .unwrap();
-    // Room for one page (808 points asked, 62 spent), then 20 points a
-    // second: the second page is throttled for about two seconds.
+    // Room for one page (938 points asked, 62 spent), then 20 points a
+    // second: the second page is throttled for about a second and a half.
     common::sims::ShopifySimExt::set_shopify_bucket(
         &sim,
-        switchyard_shopify::sim::CostBucket::new(840.0, 20.0),
+        switchyard_shopify::sim::CostBucket::new(970.0, 20.0),
     );
     let config = ConfigBuilder::new(dir.path())
         .account(

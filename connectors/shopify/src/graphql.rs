@@ -4,15 +4,17 @@
 //!
 //! Why the page sizes are what they are: Shopify refuses any single query
 //! whose *requested* cost exceeds 1,000 points (`MAX_COST_EXCEEDED`), and a
-//! connection costs `2 + first × (cost of one node)`. An order with its line
-//! items and fulfillments nested inside is about 160 points at the page
-//! limits below, so an orders page holds [`ORDERS_PER_PAGE`] orders, not the
-//! 250 the connection would allow. Throughput does not suffer: Shopify
-//! refunds the difference to the *actual* cost, which is what drains the
-//! bucket. An order with more line items or fulfillments than a page carries
-//! is fetched again on its own with the larger [`SINGLE_ORDER`] limits.
-//! `tests/graphql_schema.rs` recomputes every document's cost and fails past
-//! 1,000.
+//! connection costs `2 + first × (cost of one node)`. A line item costs 21
+//! points (its prices, discount allocations and up to four tax lines are
+//! objects), and an order with its line items and fulfillments nested inside
+//! is about 190 points at the page limits below, so an orders page holds
+//! [`ORDERS_PER_PAGE`] orders, not the 250 the connection would allow.
+//! Throughput does not suffer: Shopify refunds the difference to the
+//! *actual* cost, which is what drains the bucket. An order with more line
+//! items or fulfillments than a page carries is fetched again on its own
+//! with the larger [`SINGLE_ORDER`] limits, and the rest of a long order's
+//! line items page by page. `tests/graphql_schema.rs` recomputes every
+//! document's cost and fails past 1,000.
 
 /// Limits of the nested connections of one order in a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,25 +27,55 @@ pub struct OrderLimits {
 /// Orders per page of the poll query.
 pub const ORDERS_PER_PAGE: u32 = 5;
 
-/// Nested limits inside an orders page.
+/// Nested limits inside an orders page. A fulfillment cannot hold more
+/// line items than its order has, so the two line limits are one.
 pub const PAGE_ORDER: OrderLimits = OrderLimits {
-    line_items: 10,
-    fulfillments: 3,
-    fulfillment_line_items: 10,
+    line_items: 6,
+    fulfillments: 2,
+    fulfillment_line_items: 6,
 };
 
 /// Nested limits when one order is fetched on its own (`fetch_orders`, or an
-/// order a page could not carry whole). Past these, normalization notes what
-/// is missing.
+/// order a page could not carry whole). Line items past these are read with
+/// [`ORDER_LINES_QUERY`]; fulfillments past these are noted as missing.
 pub const SINGLE_ORDER: OrderLimits = OrderLimits {
-    line_items: 100,
+    line_items: 25,
     fulfillments: 8,
     fulfillment_line_items: 20,
 };
 
+/// Line items a page of [`ORDER_LINES_QUERY`] reads.
+pub const LINES_PER_PAGE: u32 = 40;
+
+/// Tax lines read per line item. Shopify splits a line's tax by
+/// jurisdiction (a US line has state, county, city and special-district
+/// tax at most); when a line shows this many, normalization notes that there
+/// may be more.
+pub const TAX_LINES_PER_LINE: usize = 4;
+
+/// Every field normalization reads from a line item, and nothing more:
+/// shared by the order documents and [`ORDER_LINES_QUERY`], which reads the
+/// rest of a long order's lines. `taxLines(first: 4)` is
+/// [`TAX_LINES_PER_LINE`] (a test checks that they agree).
+pub const LINE_FIELDS: &str = r#"fragment SwitchyardLine on LineItem {
+  id
+  sku
+  name
+  quantity
+  currentQuantity
+  isGiftCard
+  requiresShipping
+  originalUnitPriceSet { shopMoney { amount } }
+  discountAllocations { allocatedAmountSet { shopMoney { amount } } }
+  taxLines(first: 4) { priceSet { shopMoney { amount } } }
+  customAttributes { key value }
+  variant { id inventoryItem { id } }
+}
+"#;
+
 /// Every field normalization reads from an order, and nothing more.
-/// `trackingInfo(first: 5)`: more than one tracking number per fulfillment is
-/// noted and only the first kept, so five is plenty to see that there are more.
+/// `trackingInfo(first: 2)`: more than one tracking number per fulfillment is
+/// noted and only the first kept, so two are enough to see that there are more.
 pub const ORDER_FIELDS: &str = r#"fragment SwitchyardOrder on Order {
   id
   name
@@ -59,6 +91,9 @@ pub const ORDER_FIELDS: &str = r#"fragment SwitchyardOrder on Order {
   tags
   email
   phone
+  note
+  test
+  customAttributes { key value }
   totalPriceSet { shopMoney { amount } presentmentMoney { amount } }
   totalShippingPriceSet { shopMoney { amount } }
   totalTaxSet { shopMoney { amount } }
@@ -88,22 +123,15 @@ pub const ORDER_FIELDS: &str = r#"fragment SwitchyardOrder on Order {
     pageInfo { hasNextPage }
   }
   lineItems(first: $lineItems) {
-    nodes {
-      id
-      sku
-      name
-      quantity
-      originalUnitPriceSet { shopMoney { amount } }
-      variant { id inventoryItem { id } }
-    }
-    pageInfo { hasNextPage }
+    nodes { ...SwitchyardLine }
+    pageInfo { hasNextPage endCursor }
   }
   fulfillmentsCount { count }
   fulfillments(first: $fulfillments) {
     id
     status
     createdAt
-    trackingInfo(first: 5) { company number url }
+    trackingInfo(first: 2) { company number url }
     fulfillmentLineItems(first: $fulfillmentLineItems) {
       nodes { quantity lineItem { id } }
       pageInfo { hasNextPage }
@@ -128,6 +156,19 @@ pub const ORDERS_PAGE_QUERY: &str = r#"query SwitchyardOrders($first: Int!, $aft
 /// One order by GID, with the [`SINGLE_ORDER`] limits.
 pub const ORDER_QUERY: &str = r#"query SwitchyardOrder($id: ID!, $lineItems: Int!, $fulfillments: Int!, $fulfillmentLineItems: Int!) {
   order(id: $id) { ...SwitchyardOrder }
+}
+"#;
+
+/// The line items of one order after `$after`: an order fetched on its own
+/// whose lines do not fit [`SINGLE_ORDER`] is read whole, page by page, with
+/// [`LINES_PER_PAGE`] lines a page.
+pub const ORDER_LINES_QUERY: &str = r#"query SwitchyardOrderLines($id: ID!, $after: String, $lineItems: Int!) {
+  order(id: $id) {
+    lineItems(first: $lineItems, after: $after) {
+      nodes { ...SwitchyardLine }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
 }
 "#;
 
@@ -268,10 +309,15 @@ pub const FULFILL_MUTATION: &str = r#"mutation SwitchyardFulfill($fulfillment: F
 }
 "#;
 
-/// A document with the order fragment appended (GraphQL needs the fragment
-/// definition in the same document that spreads it).
+/// A document with the order and line fragments appended (GraphQL needs a
+/// fragment's definition in the same document that spreads it).
 pub fn with_order_fields(operation: &str) -> String {
-    format!("{operation}{ORDER_FIELDS}")
+    format!("{operation}{ORDER_FIELDS}{LINE_FIELDS}")
+}
+
+/// The line-items query as sent, with the line fragment appended.
+pub fn order_lines_query() -> String {
+    format!("{ORDER_LINES_QUERY}{LINE_FIELDS}")
 }
 
 /// The stock mutation with its idempotency key as a GraphQL string literal.
@@ -317,6 +363,7 @@ pub fn all_documents() -> Vec<(&'static str, String)> {
     vec![
         ("SwitchyardOrders", with_order_fields(ORDERS_PAGE_QUERY)),
         ("SwitchyardOrder", with_order_fields(ORDER_QUERY)),
+        ("SwitchyardOrderLines", order_lines_query()),
         ("SwitchyardCheck", CHECK_QUERY.to_owned()),
         ("SwitchyardVariantsBySku", VARIANTS_BY_SKU_QUERY.to_owned()),
         (
@@ -358,6 +405,11 @@ pub fn is_known_document(query: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_fragment_reads_as_many_tax_lines_as_normalization_expects() {
+        assert!(LINE_FIELDS.contains(&format!("taxLines(first: {TAX_LINES_PER_LINE})")));
+    }
 
     #[test]
     fn string_and_search_escaping() {

@@ -54,10 +54,10 @@ pub use settings::{DESCRIPTOR, ShopifySettings, read_settings, replay_settings};
 
 use client::GraphqlClient;
 use graphql::OrderLimits;
-use wire::{OrderData, OrdersPageData, ShopData};
+use wire::{OrderData, OrderLinesData, OrdersPageData, ShopData};
 
 /// How full Shopify's cost bucket must be before a poll page is asked for.
-/// Shopify refuses an orders page outright unless its ~800-point requested
+/// Shopify refuses an orders page outright unless its ~940-point requested
 /// cost is available, and a half-full bucket leaves the rest to pushes.
 pub const POLL_LOW_WATER: f64 = 0.5;
 
@@ -154,9 +154,53 @@ impl ShopifyConnector {
                 variables,
             )
             .await?;
-        Ok(data
-            .order
-            .map(|node| normalize_graphql_order(&self.config.account, &node)))
+        let Some(mut node) = data.order else {
+            return Ok(None);
+        };
+        self.read_remaining_lines(&gid, &mut node).await?;
+        Ok(Some(normalize_graphql_order(&self.config.account, &node)))
+    }
+
+    /// Reads the line items an order node did not carry, page by page, into
+    /// the node, so that it is normalized (and kept as raw) whole. Stops
+    /// when Shopify says there are no more, or when a page does not move
+    /// on (then normalization notes the lines still missing).
+    async fn read_remaining_lines(
+        &self,
+        gid: &str,
+        node: &mut serde_json::Value,
+    ) -> Result<(), ConnectorError> {
+        loop {
+            let info = &node["lineItems"]["pageInfo"];
+            let after = match (info["hasNextPage"].as_bool(), info["endCursor"].as_str()) {
+                (Some(true), Some(after)) => after.to_owned(),
+                _ => return Ok(()),
+            };
+            let data: OrderLinesData = self
+                .client
+                .execute(
+                    Operation::Fetch,
+                    "SwitchyardOrderLines",
+                    &graphql::order_lines_query(),
+                    json!({ "id": gid, "after": after, "lineItems": graphql::LINES_PER_PAGE }),
+                )
+                .await?;
+            let Some(page) = data.order.map(|o| o.line_items) else {
+                return Ok(());
+            };
+            let moved_on = !page.nodes.is_empty()
+                && page.page_info.end_cursor.as_deref() != Some(after.as_str());
+            if let Some(nodes) = node["lineItems"]["nodes"].as_array_mut() {
+                nodes.extend(page.nodes);
+            }
+            node["lineItems"]["pageInfo"] = json!({
+                "hasNextPage": page.page_info.has_next_page,
+                "endCursor": page.page_info.end_cursor,
+            });
+            if !moved_on {
+                return Ok(());
+            }
+        }
     }
 
     async fn poll_page(
@@ -291,7 +335,7 @@ impl Connector for ShopifyConnector {
         CAPABILITIES
     }
 
-    /// A page asks for ~800 query-cost points up front; see [`POLL_LOW_WATER`].
+    /// A page asks for ~940 query-cost points up front; see [`POLL_LOW_WATER`].
     fn hints(&self) -> ChannelHints {
         ChannelHints {
             poll_low_water: POLL_LOW_WATER,

@@ -56,6 +56,49 @@
 //! same amount differently. Shops whose prices include tax do not add up as
 //! the canonical total sums them; the channel's figures are kept and noted.
 //!
+//! # Lines: refunds, discounts, tax, options
+//!
+//! | canonical | GraphQL `LineItem` | REST line item |
+//! | --- | --- | --- |
+//! | `quantity` | `quantity` (as ordered, never lowered) | `quantity` |
+//! | `refunded_quantity` | `quantity − currentQuantity` | `quantity − current_quantity`, or the units its `refunds[].refund_line_items` name when the payload has no `current_quantity` (the larger of the two when both are there) |
+//! | `discount` | the sum of `discountAllocations` (shop money) | the sum of `discount_allocations` |
+//! | `tax` | the sum of `taxLines` (up to [`graphql::TAX_LINES_PER_LINE`], noted when there may be more); null when none | the sum of `tax_lines`; null when none |
+//! | `options` | `customAttributes`, in order | `properties`, in order |
+//!
+//! Discount allocations are a line's own discounts and its share of
+//! order-level discounts as Shopify split them; shipping discounts are
+//! allocated to shipping lines and are in no line. Options are what the
+//! buyer typed or picked beyond the variant: the variant itself is the SKU
+//! and its title is in the line's `title` (Shopify's REST shape carries only
+//! the variant title, not its option names, and the GraphQL `selectedOptions`
+//! follow later edits of the product, so the two shapes could not agree).
+//! Properties whose name starts with `_` are hidden from the buyer by
+//! Shopify's convention (apps keep their data there) and are left out, noted.
+//!
+//! A unit refunded after it shipped (a return) counts in both
+//! `refunded_quantity` and `shipped_quantity`: Shopify's `currentQuantity`
+//! does not say whether a refunded unit had shipped.
+//!
+//! Lines that need no shipping (gift cards, `isGiftCard` / `gift_card`, and
+//! anything with `requiresShipping` false, such as downloads) owe a
+//! warehouse nothing: their units not refunded count as shipped, with a
+//! `coerced` note, so deliveries and stock reservations leave them out.
+//!
+//! # Note, gift, test
+//!
+//! `note` is the order's `note`; `test` is Shopify's `test`. Shopify has no
+//! gift field: shops collect gift options as order attributes
+//! (`customAttributes`, REST `note_attributes`) from their theme or an app.
+//! Attribute names are compared in lower case with everything but letters
+//! and digits removed (`Gift-Message` = `gift_message`): `giftmessage`,
+//! `giftnote`, `giftmsg` give the gift message; `giftwrap`, `giftwrapping`,
+//! `giftwrapped` set `wrap` unless the value is blank or a no (`no`, `false`,
+//! `0`, `off`, `n`, `none`); `gift`, `isgift`, `thisisagift`, `giftorder`,
+//! `sendasgift` mark the order as a gift the same way. Any of them makes
+//! `gift`; other attributes have no canonical field and are noted. Buying a
+//! gift card does not make the order a gift.
+//!
 //! # The rest
 //!
 //! `number` is the order `name` (`#1042`); `placed_at` is `processedAt` (the
@@ -75,13 +118,13 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use switchyard_contract::{
-    Address, Channel, ConnectorError, Currency, Customer, Line, NormalizationNote, NormalizedOrder,
-    NoteKind, Order, OrderStatus, PaymentStatus, Presentment, Priority, Shipment, ShipmentLine,
-    Totals,
+    Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
+    NormalizationNote, NormalizedOrder, NoteKind, Order, OrderStatus, PaymentStatus, Presentment,
+    Priority, Shipment, ShipmentLine, Totals,
 };
 
-use crate::carrier;
 use crate::wire::{GqlMoneyBag, GqlOrder, RestMoneySet, RestOrder};
+use crate::{carrier, graphql};
 
 /// The shape-neutral reading of one order. Strings are as Shopify sent them;
 /// the builder parses and decides.
@@ -103,6 +146,11 @@ struct Facts {
     tags: Vec<String>,
     email: Option<String>,
     phone: Option<String>,
+    note: Option<String>,
+    test: bool,
+    /// The order's attributes (`customAttributes` / `note_attributes`), in
+    /// Shopify's order: `(name, value)`.
+    attributes: Vec<(String, Option<String>)>,
     total: Option<String>,
     total_presentment: Option<String>,
     shipping: Option<String>,
@@ -138,7 +186,23 @@ struct LineFacts {
     sku: Option<String>,
     title: Option<String>,
     quantity: i64,
+    /// Ordered less refunded and removed units, when the shape gives it.
+    current_quantity: Option<i64>,
+    /// Units the order's refunds name (REST `refund_line_items`; GraphQL
+    /// polls read `currentQuantity` instead).
+    refunded_by_refunds: i64,
+    gift_card: bool,
+    /// `None` when the payload predates the field.
+    requires_shipping: Option<bool>,
     unit_price: Option<String>,
+    /// Discount allocations, shop currency.
+    discounts: Vec<Option<String>>,
+    /// Tax lines, shop currency.
+    taxes: Vec<Option<String>>,
+    /// The tax lines were read up to the query's limit: there may be more.
+    taxes_maybe_more: bool,
+    /// Line properties (`customAttributes` / `properties`), in Shopify's order.
+    properties: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Default)]
@@ -237,7 +301,23 @@ fn graphql_facts(o: GqlOrder) -> Facts {
             sku: l.sku.clone(),
             title: l.name.clone(),
             quantity: l.quantity,
+            current_quantity: l.current_quantity,
+            refunded_by_refunds: 0,
+            gift_card: l.is_gift_card,
+            requires_shipping: l.requires_shipping,
             unit_price: shop(&l.original_unit_price_set),
+            discounts: l
+                .discount_allocations
+                .iter()
+                .map(|d| shop(&d.allocated_amount_set))
+                .collect(),
+            taxes: l.tax_lines.iter().map(|t| shop(&t.price_set)).collect(),
+            taxes_maybe_more: l.tax_lines.len() >= graphql::TAX_LINES_PER_LINE,
+            properties: l
+                .custom_attributes
+                .iter()
+                .map(|a| (a.key.clone(), a.value.clone()))
+                .collect(),
         })
         .collect();
     let fulfillments_incomplete = o
@@ -308,6 +388,13 @@ fn graphql_facts(o: GqlOrder) -> Facts {
         tags: o.tags,
         email: o.email,
         phone: o.phone,
+        note: o.note,
+        test: o.test,
+        attributes: o
+            .custom_attributes
+            .into_iter()
+            .map(|a| (a.key, a.value))
+            .collect(),
         total: shop(&o.total_price_set),
         total_presentment: o
             .total_price_set
@@ -359,6 +446,11 @@ fn rest_facts(o: RestOrder) -> Facts {
             Some(c) => refunds_left_out.push(format!("{amount} {c}")),
         }
     }
+    let mut refunded_units: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in o.refunds.iter().flat_map(|r| &r.refund_line_items) {
+        let units = refunded_units.entry(r.line_item_id.as_str()).or_default();
+        *units = units.saturating_add(r.quantity.max(0));
+    }
     let lines = o
         .line_items
         .iter()
@@ -367,7 +459,27 @@ fn rest_facts(o: RestOrder) -> Facts {
             sku: l.sku.clone(),
             title: l.name.clone().or_else(|| l.title.clone()),
             quantity: l.quantity,
+            current_quantity: l.current_quantity,
+            refunded_by_refunds: refunded_units.get(l.id.as_str()).copied().unwrap_or(0),
+            gift_card: l.gift_card.unwrap_or(false),
+            requires_shipping: l.requires_shipping,
             unit_price: rest_shop(&l.price_set, &l.price),
+            discounts: l
+                .discount_allocations
+                .iter()
+                .map(|d| rest_shop(&d.amount_set, &d.amount))
+                .collect(),
+            taxes: l
+                .tax_lines
+                .iter()
+                .map(|t| rest_shop(&t.price_set, &t.price))
+                .collect(),
+            taxes_maybe_more: false,
+            properties: l
+                .properties
+                .iter()
+                .map(|p| (p.name.clone().unwrap_or_default(), p.value.clone()))
+                .collect(),
         })
         .collect();
     let fulfillments = o
@@ -483,6 +595,13 @@ fn rest_facts(o: RestOrder) -> Facts {
             .collect(),
         email: o.email,
         phone: o.phone,
+        note: o.note,
+        test: o.test.unwrap_or(false),
+        attributes: o
+            .note_attributes
+            .into_iter()
+            .map(|a| (a.name.unwrap_or_default(), a.value))
+            .collect(),
         total: rest_shop(&o.total_price_set, &o.total_price),
         total_presentment: o
             .total_price_set
@@ -663,6 +782,175 @@ fn to_u32(q: i64) -> Option<u32> {
     u32::try_from(q).ok()
 }
 
+/// The sum of a line's discount allocations: its own discounts and its
+/// share of order-level ones, as Shopify allocated them. Shipping discounts
+/// are allocated to shipping lines, so they are in no line's figure.
+fn line_discount(
+    id: &str,
+    i: usize,
+    allocations: &[Option<String>],
+    cur: &str,
+) -> Result<Decimal, ConnectorError> {
+    let field = format!("lines[{i}].discount");
+    let mut sum = Decimal::ZERO;
+    for a in allocations.iter().flatten() {
+        let a = amount(id, &field, a, cur)?;
+        sum = checked(id, &field, sum.checked_add(a), cur)?;
+    }
+    Ok(canonical_scale(sum, cur))
+}
+
+/// The sum of a line's tax lines; `None` when Shopify gives the line none
+/// (an untaxed line, or a payload that carries tax per order only).
+fn line_tax(
+    id: &str,
+    i: usize,
+    l: &LineFacts,
+    cur: &str,
+    notes: &mut Notes,
+) -> Result<Option<Decimal>, ConnectorError> {
+    let field = format!("lines[{i}].tax");
+    let prices: Vec<&String> = l.taxes.iter().flatten().collect();
+    if prices.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = Decimal::ZERO;
+    for p in prices {
+        let p = amount(id, &field, p, cur)?;
+        sum = checked(id, &field, sum.checked_add(p), cur)?;
+    }
+    if l.taxes_maybe_more {
+        notes.add(
+            field,
+            NoteKind::Dropped,
+            format!(
+                "line {} has at least {} tax lines; more may be missing from its tax",
+                l.id,
+                l.taxes.len()
+            ),
+        );
+    }
+    Ok(Some(canonical_scale(sum, cur)))
+}
+
+/// Units refunded or removed: what `currentQuantity` no longer counts, or
+/// what the refunds name (older REST payloads have no `current_quantity`),
+/// whichever is more, never more than were ordered.
+fn refunded_quantity(i: usize, l: &LineFacts, quantity: u32, notes: &mut Notes) -> u32 {
+    let ordered = i64::from(quantity);
+    let removed = l.current_quantity.map_or(0, |c| ordered.saturating_sub(c));
+    let refunded = removed.max(l.refunded_by_refunds).max(0);
+    if refunded > ordered {
+        notes.add(
+            format!("lines[{i}].refunded_quantity"),
+            NoteKind::Coerced,
+            format!(
+                "Shopify counts {refunded} units of line {} refunded or removed, more than the {quantity} ordered; {quantity}",
+                l.id
+            ),
+        );
+    }
+    to_u32(refunded.min(ordered)).unwrap_or(0)
+}
+
+/// The buyer's choices for a line (`customAttributes` / `properties`), in
+/// Shopify's order. Properties whose name starts with `_` are hidden from
+/// the buyer by Shopify's convention (apps keep their data there), and an
+/// option without a name or a value says nothing: both are left out, noted.
+fn line_options(
+    i: usize,
+    properties: &[(String, Option<String>)],
+    notes: &mut Notes,
+) -> Vec<LineOption> {
+    let mut options = Vec::with_capacity(properties.len());
+    let mut left_out = Vec::new();
+    for (name, value) in properties {
+        let name_text = text(Some(name.clone()));
+        match (name_text, text(value.clone())) {
+            (Some(n), _) if n.starts_with('_') => left_out.push(n),
+            (Some(n), Some(v)) => options.push(LineOption::new(n, v)),
+            (Some(n), None) => left_out.push(format!("{n} (no value)")),
+            (None, _) => left_out.push("(no name)".to_owned()),
+        }
+    }
+    if !left_out.is_empty() {
+        notes.add(
+            format!("lines[{i}].options"),
+            NoteKind::Dropped,
+            format!(
+                "left out private or empty line properties: {}",
+                left_out.join(", ")
+            ),
+        );
+    }
+    options
+}
+
+/// How an attribute's name is compared: lower case, letters and digits only
+/// (`Gift-Message`, `gift_message` and `giftMessage` are one name).
+fn attribute_key(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Order attributes that carry the gift message.
+const GIFT_MESSAGE_ATTRIBUTES: &[&str] = &["giftmessage", "giftnote", "giftmsg"];
+/// Order attributes that say gift wrapping was asked for.
+const GIFT_WRAP_ATTRIBUTES: &[&str] = &["giftwrap", "giftwrapping", "giftwrapped"];
+/// Order attributes that mark the order as a gift.
+const GIFT_FLAG_ATTRIBUTES: &[&str] = &["gift", "isgift", "thisisagift", "giftorder", "sendasgift"];
+
+/// Whether a yes/no attribute says yes: anything but a blank or a no.
+fn says_yes(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !v.is_empty() && !matches!(v.as_str(), "no" | "false" | "0" | "off" | "n" | "none")
+    })
+}
+
+/// Shopify has no gift field: shops collect gift options as order
+/// attributes from their theme or an app. The names in
+/// [`GIFT_MESSAGE_ATTRIBUTES`], [`GIFT_WRAP_ATTRIBUTES`] and
+/// [`GIFT_FLAG_ATTRIBUTES`] (compared by [`attribute_key`]) make `gift`;
+/// other attributes have no canonical field and are noted.
+fn gift_from_attributes(
+    attributes: &[(String, Option<String>)],
+    notes: &mut Notes,
+) -> Option<Gift> {
+    let mut message = None;
+    let mut wrap = false;
+    let mut flagged = false;
+    let mut other = Vec::new();
+    for (name, value) in attributes {
+        let key = attribute_key(name);
+        let value = text(value.clone());
+        if GIFT_MESSAGE_ATTRIBUTES.contains(&key.as_str()) {
+            if message.is_none() {
+                message = value;
+            }
+        } else if GIFT_WRAP_ATTRIBUTES.contains(&key.as_str()) {
+            wrap |= says_yes(value.as_deref());
+        } else if GIFT_FLAG_ATTRIBUTES.contains(&key.as_str()) {
+            flagged |= says_yes(value.as_deref());
+        } else if let Some(name) = text(Some(name.clone())) {
+            other.push(name);
+        }
+    }
+    if !other.is_empty() {
+        notes.add(
+            "note",
+            NoteKind::Dropped,
+            format!(
+                "order attributes {} have no canonical field; the raw payload keeps them",
+                other.join(", ")
+            ),
+        );
+    }
+    (message.is_some() || wrap || flagged).then_some(Gift { message, wrap })
+}
+
 fn build(
     account: &str,
     f: Facts,
@@ -764,11 +1052,11 @@ fn build(
                 unit_price.checked_mul(Decimal::from(quantity)),
                 &cur,
             )?,
-            discount: canonical_scale(Decimal::ZERO, &cur),
-            tax: None,
-            refunded_quantity: 0,
+            discount: line_discount(&id, i, &l.discounts, &cur)?,
+            tax: line_tax(&id, i, l, &cur, &mut notes)?,
+            refunded_quantity: refunded_quantity(i, l, quantity, &mut notes),
             shipped_quantity: 0,
-            options: Vec::new(),
+            options: line_options(i, &l.properties, &mut notes),
         });
     }
     if f.lines_incomplete {
@@ -882,6 +1170,29 @@ fn build(
             shipped_at,
             lines: shipment_lines,
         });
+    }
+    // Lines that need no shipping (gift cards, digital goods) owe a
+    // warehouse nothing: Shopify or an app delivers them. Their units count
+    // as shipped, so that deliveries and reservations leave them out.
+    for (i, (line, facts)) in lines.iter_mut().zip(&f.lines).enumerate() {
+        let needs_shipping = !facts.gift_card && facts.requires_shipping != Some(false);
+        let not_refunded = line.quantity.saturating_sub(line.refunded_quantity);
+        if !needs_shipping && line.shipped_quantity < not_refunded {
+            line.shipped_quantity = not_refunded;
+            let why = if facts.gift_card {
+                "is a gift card, which Shopify issues itself"
+            } else {
+                "needs no shipping (Shopify's requires-shipping is off)"
+            };
+            notes.add(
+                format!("lines[{i}].shipped_quantity"),
+                NoteKind::Coerced,
+                format!(
+                    "line {} {why}: nothing to ship; its units count as shipped",
+                    line.line_id
+                ),
+            );
+        }
     }
     if f.fulfillments_incomplete {
         notes.add(
@@ -1037,6 +1348,9 @@ fn build(
         );
     }
 
+    let note = text(f.note);
+    let gift = gift_from_attributes(&f.attributes, &mut notes);
+
     let mut tags: Vec<String> = f.tags.into_iter().filter_map(|t| text(Some(t))).collect();
     tags.sort();
     tags.dedup();
@@ -1059,10 +1373,10 @@ fn build(
             shipping_address,
             shipping_method,
             lines,
-            note: None,
-            gift: None,
-            fulfillment: switchyard_contract::Fulfillment::Merchant,
-            test: false,
+            note,
+            gift,
+            fulfillment: Fulfillment::Merchant,
+            test: f.test,
             shipments,
             tags,
             route: None,

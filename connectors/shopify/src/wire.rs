@@ -120,6 +120,12 @@ pub(crate) struct GqlOrder {
     pub tags: Vec<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    pub note: Option<String>,
+    pub test: bool,
+    /// The order's attributes (REST `note_attributes`): cart fields a theme
+    /// or app adds, gift messages among them.
+    #[serde(deserialize_with = "null_default")]
+    pub custom_attributes: Vec<GqlAttribute>,
     pub total_price_set: Option<GqlMoneyBag>,
     pub total_shipping_price_set: Option<GqlMoneyBag>,
     pub total_tax_set: Option<GqlMoneyBag>,
@@ -189,8 +195,50 @@ pub(crate) struct GqlLineItem {
     pub sku: Option<String>,
     pub name: Option<String>,
     pub quantity: i64,
+    /// Ordered, less refunded and removed units.
+    pub current_quantity: Option<i64>,
+    pub is_gift_card: bool,
+    pub requires_shipping: Option<bool>,
     pub original_unit_price_set: Option<GqlMoneyBag>,
+    #[serde(deserialize_with = "null_default")]
+    pub discount_allocations: Vec<GqlDiscountAllocation>,
+    #[serde(deserialize_with = "null_default")]
+    pub tax_lines: Vec<GqlTaxLine>,
+    #[serde(deserialize_with = "null_default")]
+    pub custom_attributes: Vec<GqlAttribute>,
     pub variant: Option<GqlVariant>,
+}
+
+/// `data` of the query that reads the rest of an order's line items.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct OrderLinesData {
+    pub order: Option<OrderLines>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct OrderLines {
+    pub line_items: GqlConnection<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct GqlAttribute {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct GqlDiscountAllocation {
+    pub allocated_amount_set: Option<GqlMoneyBag>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct GqlTaxLine {
+    pub price_set: Option<GqlMoneyBag>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +442,12 @@ pub(crate) struct RestOrder {
     pub email: Option<String>,
     #[serde(default)]
     pub phone: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub note_attributes: Vec<RestAttribute>,
+    #[serde(default)]
+    pub test: Option<bool>,
     #[serde(default, deserialize_with = "loose_string")]
     pub total_price: Option<String>,
     #[serde(default)]
@@ -480,6 +534,43 @@ pub(crate) struct RestLineItem {
     pub name: Option<String>,
     pub title: Option<String>,
     pub quantity: i64,
+    /// Ordered, less refunded and removed units; older payloads lack it.
+    pub current_quantity: Option<i64>,
+    pub gift_card: Option<bool>,
+    pub requires_shipping: Option<bool>,
+    #[serde(deserialize_with = "loose_string")]
+    pub price: Option<String>,
+    pub price_set: Option<RestMoneySet>,
+    #[serde(deserialize_with = "null_default")]
+    pub properties: Vec<RestAttribute>,
+    #[serde(deserialize_with = "null_default")]
+    pub discount_allocations: Vec<RestAmount>,
+    #[serde(deserialize_with = "null_default")]
+    pub tax_lines: Vec<RestTaxLine>,
+}
+
+/// A line property or an order's note attribute: `{ "name", "value" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RestAttribute {
+    #[serde(deserialize_with = "loose_text")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "loose_text")]
+    pub value: Option<String>,
+}
+
+/// A discount allocation: its amount, plain and as a money set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RestAmount {
+    #[serde(deserialize_with = "loose_string")]
+    pub amount: Option<String>,
+    pub amount_set: Option<RestMoneySet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RestTaxLine {
     #[serde(deserialize_with = "loose_string")]
     pub price: Option<String>,
     pub price_set: Option<RestMoneySet>,
@@ -512,6 +603,17 @@ pub(crate) struct RestFulfillmentLine {
 #[serde(default)]
 pub(crate) struct RestRefund {
     pub transactions: Vec<RestTransaction>,
+    #[serde(deserialize_with = "null_default")]
+    pub refund_line_items: Vec<RestRefundLine>,
+}
+
+/// Units of one line a refund covers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RestRefundLine {
+    #[serde(deserialize_with = "id_string")]
+    pub line_item_id: String,
+    pub quantity: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -549,4 +651,26 @@ fn loose_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
             "expected an amount, got {other}"
         ))),
     }
+}
+
+/// `null` read as the empty value: Shopify sends `null` for lists it has
+/// nothing in (older payloads, some apps), and a list we merely read must
+/// not fail the order.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Free text the buyer or an app typed (line properties, note attributes):
+/// a string as is, a number or boolean as printed, anything else as its
+/// JSON text. Never an error: a property is never worth failing an order.
+fn loose_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }

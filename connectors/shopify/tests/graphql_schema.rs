@@ -52,6 +52,7 @@ fn variables(name: &str) -> serde_json::Value {
             v
         }
         "SwitchyardOrder" => limits(graphql::SINGLE_ORDER),
+        "SwitchyardOrderLines" => json!({ "lineItems": graphql::LINES_PER_PAGE }),
         _ => json!({}),
     }
 }
@@ -101,18 +102,23 @@ fn the_idempotent_directive_is_only_valid_on_the_mutation_field() {
 #[test]
 fn every_document_stays_under_the_query_cost_cap() {
     let mut report = Vec::new();
+    let mut over = Vec::new();
     for (name, document) in graphql::all_documents() {
         let doc = validate(name, &document).unwrap();
         let op = &doc.operations.named[name];
         let mutation = op.operation_type.is_mutation();
         let cost = selection_cost(&doc, &op.selection_set, &variables(name), mutation);
         report.push(format!("{name}: {cost}"));
-        assert!(
-            cost <= MAX_QUERY_COST,
-            "{name} would cost {cost} points, over {MAX_QUERY_COST}"
-        );
+        if cost > MAX_QUERY_COST {
+            over.push(format!("{name} would cost {cost} points"));
+        }
     }
     eprintln!("estimated requested costs: {}", report.join(", "));
+    assert!(
+        over.is_empty(),
+        "over {MAX_QUERY_COST}: {}",
+        over.join(", ")
+    );
 }
 
 /// A GraphQL literal of a JSON value (an input written into a document).

@@ -153,7 +153,7 @@ async fn the_cursor_is_carried_across_pages_and_overlaps_the_next_sweep() {
 async fn throttles_are_rate_limits_with_the_wait() {
     let run = run(&scenario("poll-throttled")).await;
     assert_eq!(run.results[0]["error"]["class"], "rate_limited");
-    // (808 requested − 113 available) / 100 per second = 6.95 → 7 s
+    // (938 requested − 243 available) / 100 per second = 6.95 → 7 s
     assert_eq!(run.results[0]["error"]["retry_after_ms"], 7000);
     assert!(run.results[1]["page"].is_object());
 

@@ -194,7 +194,11 @@ impl Shop {
             .flatten()
             .filter_map(|l| {
                 let id = l["id"].as_str()?.to_owned();
-                let quantity = l["quantity"].as_u64().unwrap_or(0);
+                // Refunded and removed units are no longer to be fulfilled.
+                let quantity = l["currentQuantity"]
+                    .as_u64()
+                    .or_else(|| l["quantity"].as_u64())
+                    .unwrap_or(0);
                 let done = fulfilled.get(&id).copied().unwrap_or(0);
                 Some(Line {
                     sku: l["sku"].as_str().map(str::to_owned),
