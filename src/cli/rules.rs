@@ -80,10 +80,10 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
                     }
                 },
                 (None, Some(path)) => {
-                    let order = read_order_file(&path)?;
+                    let (order, person) = read_order_file(&path)?;
                     let rules = load_configured_rules(&load_config(config_path)?, None)?;
                     let eval = ops::explain_given(&rules, &order, Utc::now());
-                    (order, eval, PersonHold::default())
+                    (order, eval, person)
                 }
                 (None, None) => {
                     return Err(Failure::new(
@@ -108,20 +108,46 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
     }
 }
 
-fn read_order_file(path: &Path) -> Result<Order, Failure> {
+/// A canonical order, or what `orders show --json` prints (the order with
+/// its `notes`, `history`, `holds` and `delivered`; the holds a person set or
+/// released count, as they do for a stored order).
+fn read_order_file(path: &Path) -> Result<(Order, PersonHold), Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("{}: cannot read: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let located = |e: serde_json::Error, what: &str| {
         Failure::new(
             EXIT_FAILED,
             format!(
-                "{}:{}:{}: not a canonical order: {e}",
+                "{}:{}:{}: {what}: {e}",
                 path.display(),
                 e.line(),
                 e.column()
             ),
         )
-    })
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| located(e, "not JSON"))?;
+    let shown = ["notes", "history", "holds", "delivered"]
+        .iter()
+        .any(|k| doc.get(k).is_some());
+    if !shown {
+        // Parsed again from the text, so that an error has its line.
+        let order = serde_json::from_str(&text).map_err(|e| located(e, "not a canonical order"))?;
+        return Ok((order, PersonHold::default()));
+    }
+    let detail = ops::OrderDetail::from_json(doc).map_err(|e| {
+        Failure::new(
+            EXIT_FAILED,
+            format!(
+                "{}: not an order as `orders show --json` prints it: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    let person = PersonHold {
+        manual: detail.holds.manual,
+        released: detail.holds.released,
+    };
+    Ok((detail.order, person))
 }
 
 /// One case's outcome in `rules test --json`.

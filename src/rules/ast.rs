@@ -3,7 +3,7 @@
 //! globs compiled, amounts parsed) so that evaluation only compares.
 
 use rust_decimal::Decimal;
-use switchyard_contract::{Channel, OrderStatus, Priority};
+use switchyard_contract::{Channel, Fulfillment, OrderStatus, PaymentStatus, Priority};
 
 use super::glob::Glob;
 
@@ -130,6 +130,12 @@ pub(crate) enum Cond {
     Tag(Vec<String>),
     Total(Cmp<Decimal>),
     ItemCount(Cmp<u64>),
+    Payment(Vec<PaymentStatus>),
+    Fulfillment(Vec<Fulfillment>),
+    /// The order is (true) or is not (false) the channel's test order.
+    Test(bool),
+    /// The buyer did (true) or did not (false) mark the order as a gift.
+    Gift(bool),
     Any(Vec<Conj>),
     All(Vec<Conj>),
     Not(Conj),
@@ -152,6 +158,10 @@ impl Cond {
             Cond::Tag(_) => "tag",
             Cond::Total(_) => "total",
             Cond::ItemCount(_) => "item_count",
+            Cond::Payment(_) => "payment",
+            Cond::Fulfillment(_) => "fulfillment",
+            Cond::Test(_) => "test",
+            Cond::Gift(_) => "gift",
             Cond::Any(_) => "any",
             Cond::All(_) => "all",
             Cond::Not(_) => "not",
@@ -160,7 +170,7 @@ impl Cond {
 }
 
 /// Every condition key, for validation and "did you mean".
-pub const CONDITION_KEYS: [&str; 17] = [
+pub const CONDITION_KEYS: [&str; 21] = [
     "channel",
     "account",
     "status",
@@ -175,6 +185,10 @@ pub const CONDITION_KEYS: [&str; 17] = [
     "tag",
     "total",
     "item_count",
+    "payment",
+    "fulfillment",
+    "test",
+    "gift",
     "any",
     "all",
     "not",

@@ -343,6 +343,10 @@ fn holds(c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>) -> bool {
         Cond::Tag(v) => v.iter().any(|t| tags.has(t)),
         Cond::Total(cmp) => cmp_holds(cmp, &o.totals.total),
         Cond::ItemCount(cmp) => cmp_holds(cmp, &cx.item_count),
+        Cond::Payment(v) => v.contains(&o.payment),
+        Cond::Fulfillment(v) => v.contains(&o.fulfillment),
+        Cond::Test(b) => o.test == *b,
+        Cond::Gift(b) => o.gift.is_some() == *b,
         Cond::Any(alts) => alts.iter().any(|a| first_failure(a, cx, tags).is_none()),
         Cond::All(alts) => alts.iter().all(|a| first_failure(a, cx, tags).is_none()),
         Cond::Not(inner) => first_failure(inner, cx, tags).is_some(),
@@ -402,6 +406,14 @@ fn describe_into(out: &mut String, c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>, pref
         }
         Cond::Total(cmp) => describe_cmp(out, cmp, &o.totals.total),
         Cond::ItemCount(cmp) => describe_cmp(out, cmp, &cx.item_count),
+        Cond::Payment(v) => not_in(out, o.payment.as_str(), v),
+        Cond::Fulfillment(v) => not_in(out, o.fulfillment.as_str(), v),
+        Cond::Test(b) => {
+            let _ = write!(out, ": {} != {b}", o.test);
+        }
+        Cond::Gift(b) => {
+            let _ = write!(out, ": {} != {b}", o.gift.is_some());
+        }
         Cond::Any(alts) => {
             out.push_str(": no alternative matched (");
             let mut first = true;
@@ -471,6 +483,11 @@ fn describe_held(out: &mut String, c: &Cond, cx: &Ctx<'_>, tags: &Tags<'_>) {
         }
         Cond::Total(cmp) => held_cmp(out, cmp, &o.totals.total),
         Cond::ItemCount(cmp) => held_cmp(out, cmp, &cx.item_count),
+        Cond::Payment(v) => is_in(out, o.payment.as_str(), v),
+        Cond::Fulfillment(v) => is_in(out, o.fulfillment.as_str(), v),
+        Cond::Test(b) | Cond::Gift(b) => {
+            let _ = write!(out, ": {b}");
+        }
         Cond::Any(_) | Cond::All(_) | Cond::Not(_) => {}
     }
 }

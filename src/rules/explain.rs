@@ -12,7 +12,7 @@ use super::eval::Evaluation;
 /// What a person did about a stored order's hold, beside what the rules
 /// decide: a hold set by hand (which wins over the rules'), and a rule hold
 /// released by hand (which stays released while the rules give the same
-/// reason). Both empty for an order given in a file.
+/// reason). Both empty for a bare canonical order given in a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonHold {
     pub manual: Option<String>,

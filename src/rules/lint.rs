@@ -6,8 +6,9 @@
 //! (`implies(later, earlier)`: every order the later rule's `when` accepts is
 //! accepted by the earlier one). It never warns wrongly; it may miss cases.
 //! What it understands:
-//! - value lists (`channel`, `status`, `account`, `currency`, `country`,
-//!   `region`): the later list is a subset of the earlier one;
+//! - value lists (`channel`, `status`, `payment`, `fulfillment`, `account`,
+//!   `currency`, `country`, `region`): the later list is a subset of the
+//!   earlier one; `test` and `gift`: the same value;
 //! - globs: each later pattern is a literal the earlier pattern matches, the
 //!   same pattern, a narrower prefix/suffix pattern, or the earlier one is `*`
 //!   (`all_skus` also implies `sku`, since it requires at least one line);
@@ -101,6 +102,8 @@ fn atom_implies(r: &Cond, s: &Cond) -> bool {
         (Cond::Any(alts), _) => alts.iter().all(|a| implies_atom(a, s)),
         (Cond::Channel(a), Cond::Channel(b)) => subset(a, b),
         (Cond::Status(a), Cond::Status(b)) => subset(a, b),
+        (Cond::Payment(a), Cond::Payment(b)) => subset(a, b),
+        (Cond::Fulfillment(a), Cond::Fulfillment(b)) => subset(a, b),
         (Cond::Account(a), Cond::Account(b))
         | (Cond::Currency(a), Cond::Currency(b))
         | (Cond::Country(a), Cond::Country(b)) => subset(a, b),

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use rust_decimal::Decimal;
-use switchyard_contract::{Channel, OrderStatus, Priority};
+use switchyard_contract::{Channel, Fulfillment, OrderStatus, PaymentStatus, Priority};
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
@@ -301,26 +301,18 @@ impl<'s> Parser<'s> {
         let k = key.get_ref().as_ref();
         let path = format!("{prefix}{k}");
         Some(match k {
-            "channel" => Cond::Channel(self.values(value, &path, |p, s, span| {
-                Channel::ALL
-                    .into_iter()
-                    .find(|c| c.as_str().eq_ignore_ascii_case(s))
-                    .ok_or_else(|| {
-                        let names = Channel::ALL.map(Channel::as_str);
-                        (span, format!("{path}: {}", unknown_word("channel", s, &names)))
-                    })
-                    .map_err(|e| p.error_at(e))
-            })?),
-            "status" => Cond::Status(self.values(value, &path, |p, s, span| {
-                OrderStatus::ALL
-                    .into_iter()
-                    .find(|c| c.as_str().eq_ignore_ascii_case(s))
-                    .ok_or_else(|| {
-                        let names = OrderStatus::ALL.map(OrderStatus::as_str);
-                        (span, format!("{path}: {}", unknown_word("status", s, &names)))
-                    })
-                    .map_err(|e| p.error_at(e))
-            })?),
+            "channel" => Cond::Channel(self.named(value, &path, "channel", &Channel::ALL, Channel::as_str)?),
+            "status" => Cond::Status(self.named(value, &path, "status", &OrderStatus::ALL, OrderStatus::as_str)?),
+            "payment" => Cond::Payment(self.named(value, &path, "payment", &PaymentStatus::ALL, PaymentStatus::as_str)?),
+            "fulfillment" => Cond::Fulfillment(self.named(value, &path, "fulfillment", &Fulfillment::ALL, Fulfillment::as_str)?),
+            "test" | "gift" => {
+                let b = self.boolean(value, &path)?;
+                if k == "test" {
+                    Cond::Test(b)
+                } else {
+                    Cond::Gift(b)
+                }
+            }
             "account" | "region" | "tag" => {
                 let vals = self.values(value, &path, |p, s, span| {
                     if s.trim().is_empty() {
@@ -517,6 +509,50 @@ impl<'s> Parser<'s> {
                 return None;
             }
         })
+    }
+
+    /// One or more of a closed set of names (channels, statuses), any case;
+    /// anything else is refused with the nearest name.
+    fn named<T: Copy>(
+        &mut self,
+        value: &Value<'_>,
+        path: &str,
+        what: &str,
+        all: &[T],
+        name: fn(T) -> &'static str,
+    ) -> Option<Vec<T>> {
+        self.values(value, path, |p, s, span| {
+            all.iter()
+                .copied()
+                .find(|c| name(*c).eq_ignore_ascii_case(s))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|c| name(*c)).collect();
+                    p.error_at((span, format!("{path}: {}", unknown_word(what, s, &names))));
+                })
+        })
+    }
+
+    /// `true` or `false`, written as TOML booleans.
+    fn boolean(&mut self, value: &Value<'_>, path: &str) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            DeValue::String(s)
+                if matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "false") =>
+            {
+                self.sink.error(
+                    value.span(),
+                    format!(
+                        "{path}: expected true or false, found a string (write {}, without quotes)",
+                        s.trim().to_ascii_lowercase()
+                    ),
+                );
+                None
+            }
+            other => {
+                self.type_error(value.span(), path, "true or false", other);
+                None
+            }
+        }
     }
 
     fn error_at(&mut self, (span, message): (Span, String)) {

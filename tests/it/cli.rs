@@ -552,6 +552,67 @@ fn rules_explain_reports_every_rule_and_the_result() {
 }
 
 #[test]
+fn rules_explain_file_reads_what_orders_show_json_prints() {
+    let setup = Setup::new();
+    setup.seed(vec![
+        order(3, at(9, 0), "20.00"),
+        order(5, at(9, 0), "900.00"),
+    ]);
+    let out = setup.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = setup.dir.path().join("shown.json");
+    let file_arg = file.to_str().unwrap();
+    let mut explained = Vec::new();
+    for id in ["shop-test:3", "shop-test:5"] {
+        let shown = setup.cli(&["orders", "show", id, "--json"]);
+        assert!(shown.status.success(), "{}", stderr(&shown));
+        std::fs::write(&file, &shown.stdout).unwrap();
+        let from_file = json(&setup.cli(&["rules", "explain", "--file", file_arg, "--json"]));
+        let stored = json(&setup.cli(&["rules", "explain", "--order", id, "--json"]));
+        // The same rules, the same order: the same verdict, hand-set holds
+        // included. (A file's tags all count as the channel's, so the reasons
+        // that list tags may differ.)
+        assert_eq!(from_file["result"], stored["result"], "{id}");
+        let matched = |v: &serde_json::Value| -> Vec<(String, bool)> {
+            v["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["name"].to_string(), r["matched"].as_bool().unwrap()))
+                .collect()
+        };
+        assert_eq!(matched(&from_file), matched(&stored), "{id}");
+        explained.push(from_file);
+    }
+    assert_eq!(explained[0]["result"]["hold"], "address check");
+    assert_eq!(explained[0]["result"]["hold_from"], "manual");
+    assert_eq!(
+        explained[1]["result"]["hold"],
+        "manual review: order over 500"
+    );
+    assert_eq!(explained[1]["result"]["hold_from"], "rule");
+
+    // A document that is not an order says which field is wrong, and where.
+    std::fs::write(&file, r#"{ "id": "x", "history": [] }"#).unwrap();
+    let out = setup.cli(&["rules", "explain", "--file", file_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("not an order as `orders show --json` prints it: order: missing field"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&file, "{ \"id\": \"x\",\n  \"bogus\": 1 }").unwrap();
+    let out = setup.cli(&["rules", "explain", "--file", file_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("shown.json:2:9: not a canonical order: unknown field `bogus`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn rules_apply_dry_run_lists_changes_and_writes_nothing() {
     let setup = Setup::new();
     // Stored without rules: applying the example rules routes and holds them.

@@ -376,6 +376,62 @@ fn item_count_sums_line_quantities() {
 }
 
 #[test]
+fn payment_condition() {
+    use switchyard_contract::PaymentStatus;
+    assert_eq!(check(r#"payment = "paid""#, &order()), Ok(()));
+    let refunded = order_with(|o| o.payment = PaymentStatus::PartiallyRefunded);
+    assert_eq!(
+        check(r#"payment = ["Partially_Refunded", "refunded"]"#, &refunded),
+        Ok(())
+    );
+    assert_eq!(
+        check(r#"payment = ["pending", "voided"]"#, &order()),
+        Err("payment: paid not in [pending, voided]".into())
+    );
+    assert_eq!(
+        check(r#"not = { payment = "paid" }"#, &order()),
+        Err("not: inner condition matched (payment: paid in [paid])".into())
+    );
+}
+
+#[test]
+fn fulfillment_condition() {
+    use switchyard_contract::Fulfillment;
+    // An order that does not say who ships it is the merchant's.
+    assert_eq!(order().fulfillment, Fulfillment::Merchant);
+    assert_eq!(check(r#"fulfillment = "merchant""#, &order()), Ok(()));
+    let fba = order_with(|o| o.fulfillment = Fulfillment::Channel);
+    assert_eq!(check(r#"fulfillment = "CHANNEL""#, &fba), Ok(()));
+    assert_eq!(
+        check(r#"fulfillment = "channel""#, &order()),
+        Err("fulfillment: merchant not in [channel]".into())
+    );
+}
+
+#[test]
+fn test_and_gift_conditions() {
+    let test_order = order_with(|o| o.test = true);
+    assert_eq!(check("test = true", &test_order), Ok(()));
+    assert_eq!(check("test = false", &order()), Ok(()));
+    assert_eq!(
+        check("test = true", &order()),
+        Err("test: false != true".into())
+    );
+    assert_eq!(
+        check("not = { test = true }", &test_order),
+        Err("not: inner condition matched (test: true)".into())
+    );
+    // A gift is an order the buyer marked as one, with or without a message.
+    let gift = order_with(|o| o.gift = Some(switchyard_contract::Gift::default()));
+    assert_eq!(check("gift = true", &gift), Ok(()));
+    assert_eq!(
+        check("gift = false", &gift),
+        Err("gift: true != false".into())
+    );
+    assert_eq!(check("gift = false", &order()), Ok(()));
+}
+
+#[test]
 fn conditions_in_one_table_all_hold_and_report_the_first_failure_in_file_order() {
     assert_eq!(
         check(r#"country = "US", channel = "shopify""#, &order()),
@@ -1105,7 +1161,7 @@ fn unknown_keys_suggest_the_nearest_valid_one() {
         ),
         [
             "rules.toml:3:10: unknown condition \"contry\" (did you mean \"country\"?)",
-            "rules.toml:3:25: unknown condition \"weight\" (expected one of: channel, account, status, currency, country, region, postal_code, email, shipping_method, sku, all_skus, tag, total, item_count, any, all, not)",
+            "rules.toml:3:25: unknown condition \"weight\" (expected one of: channel, account, status, currency, country, region, postal_code, email, shipping_method, sku, all_skus, tag, total, item_count, payment, fulfillment, test, gift, any, all, not)",
             "rules.toml:4:10: unknown action \"hodl\" (did you mean \"hold\"?)",
             "rules.toml:4:22: unknown action \"taggs\" (did you mean \"tag\"?)",
         ]
@@ -1216,6 +1272,31 @@ then = { tag = "x" }
             "rules.toml:3:91: country: invalid country \"USA\" (expected a two-letter ISO 3166-1 code such as \"US\")",
             "rules.toml:7:28: any[0].status: unknown status \"open\" (expected one of: pending, ready, partially_shipped, shipped, cancelled)",
             "rules.toml:7:58: any[1].not.country: invalid country \"Germany\" (expected a two-letter ISO 3166-1 code such as \"US\")",
+        ]
+    );
+}
+
+#[test]
+fn payment_fulfillment_test_and_gift_values_are_checked() {
+    let text = r#"[[rule]]
+name = "values"
+when = { payment = ["paid", "refundd"], fulfillment = "amazon", test = "true", gift = 1 }
+then = { tag = "x" }
+[[rule]]
+name = "nested"
+when = { any = [{ payment = "open" }, { not = { gift = "yes" } }], test = [] }
+then = { tag = "x" }
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "rules.toml:3:29: payment: unknown payment \"refundd\" (did you mean \"refunded\"?)",
+            "rules.toml:3:55: fulfillment: unknown fulfillment \"amazon\" (expected one of: merchant, channel)",
+            "rules.toml:3:72: test: expected true or false, found a string (write true, without quotes)",
+            "rules.toml:3:87: gift: expected true or false, found an integer",
+            "rules.toml:7:29: any[0].payment: unknown payment \"open\" (expected one of: pending, paid, partially_refunded, refunded, voided)",
+            "rules.toml:7:56: any[1].not.gift: expected true or false, found a string",
+            "rules.toml:7:75: test: expected true or false, found a list",
         ]
     );
 }
@@ -1465,6 +1546,13 @@ fn unreachable_detection_understands_ranges_globs_and_combinators() {
             r#"all = [{ country = "US" }, { status = "ready" }]"#,
             r#"status = "ready", country = "US", region = "IL""#,
         ),
+        // payment and fulfillment lists, test and gift flags
+        (
+            r#"payment = ["refunded", "voided"]"#,
+            r#"payment = "voided", channel = "ebay""#,
+        ),
+        (r#"fulfillment = "channel""#, r#"fulfillment = "channel""#),
+        (r#"test = true"#, r#"test = true, gift = true"#),
         // not A implies not B when B implies A
         (
             r#"not = { country = ["US", "CA"] }"#,
@@ -1496,6 +1584,11 @@ fn reachable_rules_get_no_warning() {
         (r#"email = "*@a*""#, r#"email = "*@ab*""#),
         // sku (some line) does not imply all_skus (every line)
         (r#"all_skus = "FURN-*""#, r#"sku = "FURN-*""#),
+        // a flag does not imply its opposite; a list does not imply a longer one
+        (r#"test = true"#, r#"test = false"#),
+        (r#"gift = false"#, r#"gift = true"#),
+        (r#"payment = "paid""#, r#"payment = ["paid", "pending"]"#),
+        (r#"fulfillment = "merchant""#, r#"fulfillment = "channel""#),
         // tags change between rules: never treated as implied
         (r#"tag = "vip""#, r#"tag = "vip""#),
         (r#"not = { tag = "vip" }"#, r#"not = { tag = "vip" }"#),

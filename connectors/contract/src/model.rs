@@ -387,6 +387,8 @@ pub enum Fulfillment {
 }
 
 impl Fulfillment {
+    pub const ALL: [Fulfillment; 2] = [Fulfillment::Merchant, Fulfillment::Channel];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Fulfillment::Merchant => "merchant",
