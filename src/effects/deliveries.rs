@@ -21,14 +21,16 @@
 //! order; a hold or cancellation after delivery tells every destination
 //! that took a part.
 //!
-//! The body is the canonical order JSON **as of routing time**, stored in
-//! the item: every retry of a delivery sends the same bytes under the same
+//! An order that owes no units (its open units all refunded) is not
+//! deliverable. The body is the canonical order JSON **as of routing time**
+//! with only the lines that still owe units, stored in the item: every retry
+//! of a delivery sends the same bytes under the same
 //! `X-Switchyard-Delivery` id, so a destination that deduplicates by id never
 //! drops a different body, and the signature of a retry is the same. Later
 //! changes of the order are not re-sent by this path. But whether to send
 //! at all is decided at send time: a queued delivery of an order that was
-//! cancelled or shipped meanwhile is skipped (not sent, noted in the order's
-//! history, not a dead letter), and one
+//! cancelled, shipped or refunded in full meanwhile is skipped (not sent,
+//! noted in the order's history, not a dead letter), and one
 //! that was put on hold waits for the release.
 //!
 //! The POST carries `X-Switchyard-Signature` (base64 HMAC-SHA256 of the raw
@@ -96,7 +98,12 @@ pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
 }
 
 /// The destination an order is to be delivered to, if it is deliverable now.
+/// An order that owes no units (every open unit refunded, or only lines that
+/// need no shipping) gives a warehouse nothing to do.
 pub fn deliverable(order: &Order) -> Option<&str> {
+    if order.open_units() == 0 {
+        return None;
+    }
     match (&order.route, &order.hold, order.status) {
         (Some(route), None, OrderStatus::Ready | OrderStatus::PartiallyShipped) => Some(route),
         _ => None,
@@ -123,6 +130,16 @@ pub fn new_delivery_id(order_id: &str, now: DateTime<Utc>) -> String {
     let digest = h.finalize();
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("dlv_{hex}")
+}
+
+/// What a destination is sent of a whole order: the canonical order with
+/// only the lines that still owe units (`quantity − refunded_quantity −
+/// shipped_quantity`), each as stored, so a warehouse ships exactly that and
+/// never a refunded unit.
+fn delivery_body(order: &Order) -> Order {
+    let mut body = order.clone();
+    body.lines.retain(|l| l.open_quantity() > 0);
+    body
 }
 
 /// The `deliver` item for a whole order to `destination`, with the body
@@ -154,7 +171,7 @@ fn part_item(
             v["part"] = serde_json::json!({ "index": p.index, "of": p.of });
             v.to_string()
         }
-        _ => serde_json::to_string(order).expect("orders always serialize"),
+        _ => serde_json::to_string(&delivery_body(order)).expect("orders always serialize"),
     };
     NewOutboxItem {
         account: destination_account(destination),
@@ -600,6 +617,11 @@ impl DestinationSender {
                     Some(format!(
                         "delivery {} to {} not sent: the order is {} since it was queued",
                         p.delivery_id, self.id, o.status
+                    ))
+                } else if o.open_units() == 0 {
+                    Some(format!(
+                        "delivery {} to {} not sent: the order owes no units since it was queued (the rest was refunded)",
+                        p.delivery_id, self.id
                     ))
                 } else {
                     // One part of a split order: its own lines were shipped

@@ -26,6 +26,7 @@ mod metrics;
 mod operator;
 mod outbound;
 mod outbound_cli;
+mod owed;
 mod poll;
 mod properties;
 mod reload;

@@ -165,29 +165,58 @@ impl Daemon {
     /// Posts a signed `orders/create` webhook for `account`, as Shopify
     /// sends it after a sale in that shop.
     async fn order_webhook(&self, account: &str, order: u64, lines: &[(&str, u32)]) {
-        let body = order_body(order, lines);
-        let headers = shopify_signed(
-            &body,
-            &webhook_secret(account),
-            [
-                ("content-type", "application/json"),
-                ("x-shopify-topic", "orders/create"),
-                ("x-shopify-shop-domain", &format!("{account}.myshopify.com")),
-                ("x-shopify-api-version", "2026-10"),
-                ("x-shopify-event-id", &format!("evt-{order}")),
-                ("x-shopify-webhook-id", &format!("wh-{order}")),
-            ],
-        );
         let url = self.daemon.url(&format!("/webhooks/{account}"));
-        let (status, text) = post(&self.http, &url, &headers, body).await;
-        assert_eq!(status, 200, "{text}");
+        let body = order_body(order, lines);
+        let text = post_order_created(
+            &self.http,
+            &url,
+            account,
+            &webhook_secret(account),
+            order,
+            body,
+        )
+        .await;
         assert!(text.contains("1 new"), "{text}");
     }
+}
+
+/// Posts `body` to `url` as Shopify's signed `orders/create` webhook of
+/// `account` for `order`; asserts a 200 and answers its text.
+pub(crate) async fn post_order_created(
+    http: &reqwest::Client,
+    url: &str,
+    account: &str,
+    secret: &str,
+    order: u64,
+    body: Vec<u8>,
+) -> String {
+    let headers = shopify_signed(
+        &body,
+        secret,
+        [
+            ("content-type", "application/json"),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-shop-domain", &format!("{account}.myshopify.com")),
+            ("x-shopify-api-version", "2026-10"),
+            ("x-shopify-event-id", &format!("evt-{order}")),
+            ("x-shopify-webhook-id", &format!("wh-{order}")),
+        ],
+    );
+    let (status, text) = post(http, url, &headers, body).await;
+    assert_eq!(status, 200, "{text}");
+    text
 }
 
 /// A REST `orders/create` body (the recorded demo webhook's shape) for a
 /// new order with these lines.
 fn order_body(order: u64, lines: &[(&str, u32)]) -> Vec<u8> {
+    let lines: Vec<(&str, u32, u32)> = lines.iter().map(|&(sku, q)| (sku, q, 0)).collect();
+    order_body_refunded(order, &lines)
+}
+
+/// [`order_body`] with lines `(sku, ordered, refunded)`: Shopify's
+/// `current_quantity` is what is left of a line after refunds.
+pub(crate) fn order_body_refunded(order: u64, lines: &[(&str, u32, u32)]) -> Vec<u8> {
     let recorded = Path::new(REPO).join("fixtures/shopify/demo/webhooks/01-orders-create.json");
     let mut body: Value = serde_json::from_slice(&std::fs::read(recorded).unwrap()).unwrap();
     body["id"] = json!(order);
@@ -197,14 +226,15 @@ fn order_body(order: u64, lines: &[(&str, u32)]) -> Vec<u8> {
     body["line_items"] = lines
         .iter()
         .enumerate()
-        .map(|(i, (sku, quantity))| {
+        .map(|(i, (sku, quantity, refunded))| {
             let id = order * 100 + i as u64;
             let mut line = template.clone();
             line["id"] = json!(id);
             line["admin_graphql_api_id"] = json!(format!("gid://shopify/LineItem/{id}"));
             line["sku"] = json!(sku);
             line["quantity"] = json!(quantity);
-            line["fulfillable_quantity"] = json!(quantity);
+            line["current_quantity"] = json!(quantity - refunded);
+            line["fulfillable_quantity"] = json!(quantity - refunded);
             line["variant_id"] = Value::Null;
             line
         })

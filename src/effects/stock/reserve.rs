@@ -1,8 +1,8 @@
 //! Reservations: what an order holds of central stock, taken in the same
 //! transaction that stores the order and given back when it is cancelled;
-//! and the open reservations of a SKU (units of open orders not shipped
-//! yet), which `stock set` counts against what is on hand and `stock show`
-//! lists with their orders.
+//! and the open reservations of a SKU (units of open orders still owed:
+//! not shipped, not refunded), which `stock set` counts against what is on
+//! hand and `stock show` lists with their orders.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,8 +17,9 @@ fn reserve_marker(order_id: &str) -> String {
     format!("outbound/reserve/{order_id}")
 }
 
-/// Units an order holds per SKU: its line quantities; once cancelled, only
-/// what was shipped before the cancellation.
+/// Units an order holds per SKU: its line quantities less refunded units
+/// (never shipped, so still on the shelf); once cancelled, only what was
+/// shipped before the cancellation.
 fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     let cancelled = order.order.status == OrderStatus::Cancelled;
@@ -29,7 +30,7 @@ fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
         let units = if cancelled {
             l.shipped_quantity.min(l.quantity)
         } else {
-            l.quantity
+            l.quantity.saturating_sub(l.refunded_quantity)
         };
         if units == 0 {
             continue;
@@ -42,7 +43,7 @@ fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
 }
 
 /// The open reservations of `skus` (all SKUs when `None`): for every open
-/// order that takes part in reservations, its units not shipped yet. Reads
+/// order that takes part in reservations, its units still owed. Reads
 /// the open orders through the status index: what it costs grows with the
 /// open orders, not with the store.
 pub fn open_reservations(
@@ -59,7 +60,7 @@ pub fn open_reservations(
         for stored in store.list_orders(&filter)? {
             let mut units: BTreeMap<&str, i64> = BTreeMap::new();
             for l in &stored.order.lines {
-                let open = i64::from(l.quantity.saturating_sub(l.shipped_quantity));
+                let open = i64::from(l.open_quantity());
                 if let Some(sku) = l.sku.as_deref()
                     && open > 0
                     && skus.is_none_or(|wanted| wanted.contains(sku))
