@@ -220,3 +220,70 @@ async fn etsy_receipts_sync_and_stock_and_tracking_go_back_once() {
     assert_eq!(codes, ["1ZIT0001"]);
     setup.stop().await;
 }
+
+/// Token state where an operator looks: `/readyz` says `valid` and until
+/// when, `/metrics` has the state gauge and the expiry. A second daemon that
+/// starts from the configured refresh token after the first one rotated it
+/// (a lost token store) cannot refresh: both say `refresh_failed`, and
+/// `/readyz` says how to re-authorize.
+#[tokio::test]
+async fn token_state_is_in_readyz_and_metrics_valid_or_refresh_failed() {
+    let setup = Setup::start().await;
+    let get = |url: String| {
+        let http = setup.http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let ready: Value = serde_json::from_str(&get(setup.daemon.url("/readyz")).await).unwrap();
+    let account = &ready["accounts"][ACCOUNT];
+    assert_eq!(account["token"], "valid", "{ready}");
+    let until: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(account["until"].clone()).expect("until is a time");
+    assert!(until > chrono::Utc::now(), "{ready}");
+    let metrics = get(setup.daemon.url("/metrics")).await;
+    for sample in [
+        format!(r#"switchyard_token_state{{account="{ACCOUNT}",state="valid"}} 1"#),
+        format!(r#"switchyard_token_state{{account="{ACCOUNT}",state="refresh_failed"}} 0"#),
+        format!(r#"switchyard_token_valid_until_seconds{{account="{ACCOUNT}"}} "#),
+    ] {
+        assert!(metrics.contains(&sample), "{sample} in:\n{metrics}");
+    }
+
+    // The configured refresh token was spent by the first daemon's refresh.
+    let lost = tempfile::tempdir().unwrap();
+    let rules = lost.path().join("rules.toml");
+    std::fs::write(&rules, "# no rules\n").unwrap();
+    let config = ConfigBuilder::new(lost.path())
+        .rules(&rules)
+        .shutdown_timeout("5s")
+        .destinations(vec![])
+        .etsy_account(EtsyAccount::new(
+            ACCOUNT,
+            &setup.sim.base_url(Channel::Etsy),
+            WEBHOOK_SECRET,
+        ))
+        .write();
+    let second = InProcess::start(&config).await;
+    let started = Instant::now();
+    let failed = loop {
+        let ready: Value = serde_json::from_str(&get(second.url("/readyz")).await).unwrap();
+        let account = ready["accounts"][ACCOUNT].clone();
+        if account["token"] == "refresh_failed" {
+            break account;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited 20 s for the second daemon's refresh to fail: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("re-authorize the app"), "{failed}");
+    assert!(failed["at"].is_string(), "{failed}");
+    let metrics = get(second.url("/metrics")).await;
+    let sample =
+        format!(r#"switchyard_token_state{{account="{ACCOUNT}",state="refresh_failed"}} 1"#);
+    assert!(metrics.contains(&sample), "{sample} in:\n{metrics}");
+    let (_report, store) = second.stop().await;
+    store.close().unwrap();
+    setup.stop().await;
+}

@@ -592,6 +592,20 @@ fn assert_fixture_intact(store: &Store) {
     assert_eq!(ids(OrderFilter::default()), FIXTURE_ORDERS);
     for id in FIXTURE_ORDERS {
         let o = store.get_order(id).unwrap().expect("order kept");
+        // Written before the model had them: read as the merchant's order,
+        // nothing refunded, no options, no gift.
+        assert_eq!(
+            o.order.fulfillment,
+            switchyard_contract::Fulfillment::Merchant
+        );
+        assert!(!o.order.test && o.order.gift.is_none(), "{id}");
+        assert!(
+            o.order
+                .lines
+                .iter()
+                .all(|l| l.refunded_quantity == 0 && l.options.is_empty()),
+            "{id}"
+        );
         assert!(o.raw.is_null(), "the payload is read apart");
         let raw = store.raw_payload(id).unwrap().expect("payload kept");
         assert_eq!(
