@@ -429,7 +429,8 @@ pub fn render_show(detail: &OrderDetail) -> String {
         let _ = writeln!(s, "ship to {}", parts.join(", "));
     }
     let _ = writeln!(s, "shipping method {}", dash(o.shipping_method.as_deref()));
-    if let Some(d) = &detail.delivered {
+    // A split order's deliveries are listed below, part by part.
+    if let Some(d) = detail.delivered.as_ref().filter(|_| detail.parts.len() < 2) {
         let _ = writeln!(
             s,
             "delivered to {} at {} (delivery {})",
@@ -476,6 +477,17 @@ pub fn render_show(detail: &OrderDetail) -> String {
     if detail.parts.len() > 1 {
         let _ = writeln!(s, "deliveries (split by route_lines):");
         for p in &detail.parts {
+            let lines: Vec<String> = p
+                .lines
+                .iter()
+                .map(|id| {
+                    let line = o.lines.iter().find(|l| &l.line_id == id);
+                    match line.and_then(|l| l.sku.as_deref()) {
+                        Some(sku) => format!("{id} ({sku})"),
+                        None => id.clone(),
+                    }
+                })
+                .collect();
             let _ = writeln!(
                 s,
                 "  part {} of {}  {}  {}  {}  lines {}",
@@ -487,7 +499,7 @@ pub fn render_show(detail: &OrderDetail) -> String {
                     || "queued".to_owned(),
                     |at| format!("delivered {}", time(at))
                 ),
-                p.lines.join(", ")
+                lines.join(", ")
             );
         }
     }

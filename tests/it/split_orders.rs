@@ -382,6 +382,11 @@ then = { hold = "check first" }
 
     impl Setup {
         async fn start() -> Setup {
+            Setup::start_with(None).await
+        }
+
+        /// `west`: another URL for the 3PL than the sink's.
+        async fn start_with(west: Option<&str>) -> Setup {
             let dir = tempfile::tempdir().unwrap();
             let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
                 .await
@@ -402,7 +407,10 @@ then = { hold = "check first" }
                     ShopifyAccount::new("shop-us", &sim.base_url(Channel::Shopify))
                         .webhook_secret(WEBHOOK_SECRET),
                 )
-                .destinations(warehouses(&sink.url("east-wh"), &sink.url("west-3pl")))
+                .destinations(warehouses(
+                    &sink.url("east-wh"),
+                    &west.map_or_else(|| sink.url("west-3pl"), str::to_owned),
+                ))
                 .write();
             let daemon = InProcess::start(&config).await;
             daemon.synced(&["shop-us"]).await;
@@ -776,6 +784,41 @@ then = { hold = "check first" }
         let (status, answer) = s.ship(&id, Some("west-3pl"), "1ZWEST").await;
         assert_eq!(status, 202, "{answer}");
         assert_eq!(s.show(&id).await["status"], "shipped");
+        s.daemon.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_part_whose_lines_shipped_before_it_went_out_is_not_sent() {
+        // The 3PL cannot be reached: its part waits in the outbox.
+        let s = Setup::start_with(Some("http://127.0.0.1:9/west")).await;
+        let id = s.order(7003, "").await;
+        let got = s.wait_deliveries(&id, 1).await;
+        assert_eq!(skus(&at(&got, "east-wh")), ["MUG-RED"]);
+        let west_item = eventually("the 3PL's part to be waiting", WAIT, async || {
+            let items = s.outbox(&id).await;
+            let west = items.iter().find(|i| i["destination"] == "west-3pl");
+            match west {
+                Some(i) if i["kind"] == "deliver" => Ok(i["id"].as_str().unwrap().to_owned()),
+                _ => Err(format!("{items:?}")),
+            }
+        })
+        .await;
+
+        // The cups ship anyway (from the 3PL's own stock, say): the part
+        // that would have told the 3PL to ship them is not sent.
+        let (status, answer) = s.ship(&id, Some("west-3pl"), "1ZWEST").await;
+        assert_eq!(status, 202, "{answer}");
+        let path = format!("/outbox/{west_item}/retry");
+        let (status, answer) = s.api(reqwest::Method::POST, &path, None).await;
+        assert!(status == 200 || status == 404, "{status} {answer}");
+        s.drained(&id).await;
+        let history = s.history(&id).await;
+        assert!(
+            history.iter().any(|h| h.starts_with("delivery_skipped: ")
+                && h.contains("(part 2 of 2) not sent: its lines were shipped or refunded")),
+            "{history:#?}"
+        );
+        assert_eq!(s.deliveries(&id).len(), 1, "only the east part went out");
         s.daemon.stop().await;
     }
 }
