@@ -1416,7 +1416,13 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
             .get_or_create(&switchyard::daemon::metrics::outcome(o))
             .get()
     };
-    assert_eq!(pushes("skipped"), 1);
+    // The history is written before the worker counts the outcome.
+    eventually(
+        "the skipped delivery to be counted",
+        Duration::from_secs(10),
+        async || pushes("skipped") == 1,
+    )
+    .await;
     assert_eq!(pushes("dead"), 0, "the dead-letter count stays as it was");
     // The held order's delivery was looked at and put off, not sent.
     let waiting = eventually(
