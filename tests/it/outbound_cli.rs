@@ -222,3 +222,81 @@ fn ship_records_partial_and_repeat_shipments_and_refuses_bad_ones() {
         "shipped"
     );
 }
+
+/// An order split between two warehouses: each ships its own lines with
+/// `ship --destination`, and `orders show` lists the parts.
+#[test]
+fn ship_destination_takes_only_the_lines_delivered_there() {
+    let s = Setup::new();
+    let id = "shop-test:8";
+    {
+        let store = Store::open(&s.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let mut o: Order = common::order(8, common::at(9, 0), "30.00");
+        let mug = o.lines[0].clone();
+        o.lines.push(Line {
+            line_id: "82".into(),
+            sku: Some("CUP-1".into()),
+            quantity: 3,
+            ..mug
+        });
+        let mut stored = switchyard::ingest::merge(
+            &common::normalized(o),
+            None,
+            &switchyard::rules::RuleSet::default(),
+            Utc::now(),
+        );
+        let part = |destination: &str, line: &str, index| switchyard::store::DeliveryPart {
+            destination: destination.into(),
+            delivery_id: format!("dlv_test{index}"),
+            lines: vec![line.to_owned()],
+            index,
+            of: 2,
+            delivered_at: Some(Utc::now()),
+        };
+        let first = stored.order.lines[0].line_id.clone();
+        stored.parts = vec![part("east-wh", &first, 1), part("west-3pl", "82", 2)];
+        let mut b = WriteBatch::new(Utc::now());
+        b.orders.push(OrderWrite::FromChannel {
+            order: stored,
+            expected_revision: None,
+            outbox: vec![],
+        });
+        store.apply(b).unwrap();
+        store.close().unwrap();
+    }
+    let ship = |tracking: &str, destination: Option<&str>| {
+        let mut args = vec!["ship", id, "--carrier", "ups", "--tracking", tracking];
+        if let Some(d) = destination {
+            args.extend(["--destination", d]);
+        }
+        s.cli(&args)
+    };
+    let o = ship("1Z-ANY", None);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is split across east-wh and west-3pl"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ship("1Z-WEST", Some("west-3pl"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = json_of(&s.cli(&["orders", "show", id, "--json"]));
+    assert_eq!(shown["status"], "partially_shipped");
+    assert_eq!(shown["shipments"][0]["lines"][0]["sku"], "CUP-1");
+    assert_eq!(shown["lines"][0]["shipped_quantity"], 0);
+    assert_eq!(shown["parts"][1]["destination"], "west-3pl");
+
+    let text = stdout(&s.cli(&["orders", "show", id]));
+    assert!(
+        text.contains("deliveries (split by route_lines):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("part 2 of 2  west-3pl  dlv_test2  delivered"),
+        "{text}"
+    );
+    assert!(text.contains("lines 82 (CUP-1)"), "{text}");
+    assert!(ship("1Z-EAST", Some("east-wh")).status.success());
+    let shown = json_of(&s.cli(&["orders", "show", id, "--json"]));
+    assert_eq!(shown["status"], "shipped");
+}
