@@ -699,10 +699,14 @@ fn build(
         ""
     };
     let withheld = |what: &str| {
-        format!(
-            "Amazon sent no {what}{fba}: the app needs Amazon's role for it, and Orders API \
-             2026-01-01 has no restricted-data token to ask again with"
-        )
+        if status == OrderStatus::Pending {
+            format!("Amazon sent no {what}: it gives none until the order is paid")
+        } else {
+            format!(
+                "Amazon sent no {what}{fba}: the app needs Amazon's role for it, and Orders \
+                 API 2026-01-01 has no restricted-data token to ask again with"
+            )
+        }
     };
     let buyer = o.buyer.unwrap_or_default();
     let customer = Customer {
