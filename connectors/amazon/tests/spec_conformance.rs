@@ -18,7 +18,9 @@ use switchyard_contract::testkit::openapi::OpenApi;
 use common::*;
 
 fn spec(name: &str) -> OpenApi {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("spec").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("spec")
+        .join(name);
     OpenApi::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -68,7 +70,10 @@ async fn every_recorded_request_is_valid_against_amazons_models() {
                 continue;
             }
             let Some(api) = specs.apis.iter().find(|a| a.covers(&r.path)) else {
-                problems.push(format!("{}: {} {} is in no model", s.name, r.method, r.path));
+                problems.push(format!(
+                    "{}: {} {} is in no model",
+                    s.name, r.method, r.path
+                ));
                 continue;
             };
             match api.validate(r) {
@@ -227,6 +232,11 @@ fn the_models_refuse_requests_amazon_would_refuse() {
         ),
     ];
     for (api, req) in bad {
-        assert!(api.validate(&req).is_err(), "{} {} passed", req.method, req.path);
+        assert!(
+            api.validate(&req).is_err(),
+            "{} {} passed",
+            req.method,
+            req.path
+        );
     }
 }
