@@ -365,7 +365,10 @@ impl SpClient {
         {
             let value = secret.expose();
             if !value.is_empty() {
-                out = out.replace(value, "***");
+                // As sent in a form body too (`|` is `%7C` there).
+                out = out
+                    .replace(value, "***")
+                    .replace(&crate::endpoints::segment(value), "***");
             }
         }
         out

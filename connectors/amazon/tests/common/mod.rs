@@ -42,9 +42,9 @@ use switchyard_contract::testkit::{
 use switchyard_contract::tokens::MemoryTokenStore;
 use switchyard_contract::{
     BuildContext, Channel, Connector, ConnectorError, Currency, Cursor, Fulfillment, InventoryPush,
-    InventoryResult, NormalizedOrder, Order, OrderStatus, PaymentStatus, Priority, ReceiptStatus,
-    Secret, Shipment, TokenSet, TokenStore, Totals, TrackingPush, Unpaced, WebhookOutcome,
-    WebhookRequest,
+    InventoryResult, NormalizedOrder, Order, OrderStatus, Pacer, PaymentStatus, Priority,
+    ReceiptStatus, Secret, Shipment, TokenSet, TokenStore, Totals, TrackingPush, Unpaced,
+    WebhookOutcome, WebhookRequest,
 };
 
 pub const ACCOUNT: &str = "amz-us";
@@ -137,6 +137,16 @@ pub fn connector(
     clock: &TestClock,
     fresh: bool,
 ) -> (AmazonConnector, Arc<MemoryTokenStore>) {
+    connector_paced(base_url, clock, fresh, Unpaced::shared())
+}
+
+/// [`connector`] with the given pacer.
+pub fn connector_paced(
+    base_url: &str,
+    clock: &TestClock,
+    fresh: bool,
+    pacer: Arc<dyn Pacer>,
+) -> (AmazonConnector, Arc<MemoryTokenStore>) {
     let store = MemoryTokenStore::shared();
     if !fresh {
         let now = *clock.0.lock().unwrap();
@@ -152,7 +162,7 @@ pub fn connector(
         base_url: base_url.into(),
         http: reqwest::Client::new(),
         tokens: store.clone(),
-        pacer: Unpaced::shared(),
+        pacer,
     };
     let c = AmazonConnector::with_clock(fixture_settings(), ctx, clock.clock())
         .expect("fixture settings are valid");
@@ -289,6 +299,11 @@ pub struct Run {
 }
 
 pub async fn run(s: &Scenario) -> Run {
+    run_paced(s, Unpaced::shared()).await
+}
+
+/// [`run`] with the given pacer.
+pub async fn run_paced(s: &Scenario, pacer: Arc<dyn Pacer>) -> Run {
     let calls = load_calls(s);
     let storage = Storage::start(&s.dir).await;
     let mut exchanges = s.exchanges.clone();
@@ -299,7 +314,7 @@ pub async fn run(s: &Scenario) -> Run {
     }
     let server = ReplayServer::from_exchanges(exchanges, s.ordered).await;
     let clock = TestClock::new(calls.clock);
-    let (c, tokens) = connector(&server.url(), &clock, calls.fresh_token);
+    let (c, tokens) = connector_paced(&server.url(), &clock, calls.fresh_token, pacer);
     let mut orders = Vec::new();
     let mut results = Vec::new();
     let mut last_cursor: Option<Cursor> = None;
