@@ -202,32 +202,27 @@ impl SpClient {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(), ConnectorError> {
-        let response = self
+        let req = self
             .http
             .put(presigned(url)?)
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| ConnectorError::from_reqwest(&e))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap_or_default();
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(ConnectorError::from_status(
-                status,
-                None,
-                format!("feed document upload: {}", self.excerpt(&bytes)),
-            ))
-        }
+            .body(body);
+        self.storage(req, "feed document upload").await.map(|_| ())
     }
 
     /// Downloads a document from a pre-signed URL.
     pub async fn get_presigned(&self, url: &str) -> Result<Vec<u8>, ConnectorError> {
-        let response = self
-            .http
-            .get(presigned(url)?)
+        let req = self.http.get(presigned(url)?);
+        self.storage(req, "feed document download").await
+    }
+
+    /// A request to Amazon's storage: no Amazon credentials, no pacing.
+    async fn storage(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        let response = req
             .send()
             .await
             .map_err(|e| ConnectorError::from_reqwest(&e))?;
@@ -242,7 +237,7 @@ impl SpClient {
             Err(ConnectorError::from_status(
                 status,
                 None,
-                format!("feed document download: {}", self.excerpt(&bytes)),
+                format!("{what}: {}", self.excerpt(&bytes)),
             ))
         }
     }

@@ -200,7 +200,23 @@ impl AmazonConnector {
                 None,
                 refused_token,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                ConnectorError::Rejected {
+                    status: Some(400),
+                    detail,
+                } => ConnectorError::Rejected {
+                    status: Some(400),
+                    detail: format!(
+                        "{detail}; the window ended at {} ({} before this host's clock): Amazon \
+                         refuses an end less than two minutes before its own, so a host clock \
+                         running ahead of Amazon's by more than that needs fixing",
+                        cursor::rfc3339(request.before),
+                        "five minutes"
+                    ),
+                },
+                other => other,
+            })?;
         if reply.status == 400 {
             return Ok(OrderPage {
                 orders: Vec::new(),

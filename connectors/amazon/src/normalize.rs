@@ -172,42 +172,22 @@ fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, Connec
         })
 }
 
-/// Digits after the point that amounts in this currency carry (ISO 4217).
-fn minor_units(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
-
-/// One rendering per amount: at least the currency's minor units, never
-/// fewer digits than the value has.
-fn scaled(d: Decimal, currency: &str) -> Decimal {
-    let mut d = d.normalize();
-    if d.scale() < minor_units(currency) {
-        d.rescale(minor_units(currency));
-    }
-    d
-}
-
 /// The amounts of one order, all in its currency.
 struct Purse<'a> {
     id: &'a str,
-    currency: &'a str,
+    currency: &'a Currency,
 }
 
 impl Purse<'_> {
     fn zero(&self) -> Decimal {
-        scaled(Decimal::ZERO, self.currency)
+        self.currency.scaled(Decimal::ZERO)
     }
 
     /// An amount in the order's currency; another currency is an error the
     /// caller turns into a note or a refusal.
     fn amount(&self, field: &str, money: &Money) -> Result<Decimal, String> {
         let code = text(&money.currency_code).unwrap_or_default();
-        if code != self.currency {
+        if code != self.currency.as_str() {
             return Err(format!(
                 "{field} is in {code:?}, not the order's {}",
                 self.currency
@@ -215,12 +195,12 @@ impl Purse<'_> {
         }
         let value = money.amount.as_deref().unwrap_or("");
         Decimal::from_str(value.trim())
-            .map(|d| scaled(d, self.currency))
+            .map(|d| self.currency.scaled(d))
             .map_err(|_| format!("{field} {value:?} is not a decimal amount"))
     }
 
     fn checked(&self, field: &str, result: Option<Decimal>) -> Result<Decimal, ConnectorError> {
-        result.map(|d| scaled(d, self.currency)).ok_or_else(|| {
+        result.map(|d| self.currency.scaled(d)).ok_or_else(|| {
             decode(
                 self.id,
                 format!("{field} is out of range (more than 28 digits)"),
@@ -303,7 +283,7 @@ fn build(
     let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
     let purse = Purse {
         id: &id,
-        currency: currency.as_str(),
+        currency: &currency,
     };
 
     let fulfillment_info = o.fulfillment.unwrap_or_default();
@@ -951,12 +931,5 @@ mod tests {
             let e = normalize_order("a", false, &body).unwrap_err();
             assert_eq!(e.class(), "decode", "{body}: {e}");
         }
-    }
-
-    #[test]
-    fn amounts_get_the_currency_minor_units() {
-        assert_eq!(scaled(Decimal::from(10), "USD").to_string(), "10.00");
-        assert_eq!(scaled(Decimal::from(19940), "JPY").to_string(), "19940");
-        assert_eq!(scaled(Decimal::new(15, 1), "KWD").to_string(), "1.500");
     }
 }
