@@ -26,8 +26,9 @@
 //! its packages). `refunded_quantity` holds the units no longer owed: Amazon
 //! does not say how many units were cancelled, but it gives `quantityOrdered`,
 //! `quantityFulfilled` and `quantityUnfulfilled`, and what is neither
-//! fulfilled nor still to fulfil was cancelled; in a cancelled order every
-//! unit not shipped is. So a warehouse is never asked for a cancelled unit.
+//! fulfilled nor still to fulfil was cancelled; in a cancelled or shipped
+//! order every unit not shipped is. So a warehouse is never asked for a
+//! cancelled unit.
 //!
 //! # Money
 //!
@@ -442,7 +443,9 @@ fn build(
                 None => 0,
             },
         };
-        let refunded_quantity = if status == OrderStatus::Cancelled {
+        // In a cancelled order nothing more ships, and in a shipped one
+        // everything that will ship has: what did not is no longer owed.
+        let refunded_quantity = if matches!(status, OrderStatus::Cancelled | OrderStatus::Shipped) {
             quantity - shipped_quantity
         } else {
             match fulfilment.and_then(|x| x.quantity_unfulfilled) {
