@@ -10,7 +10,7 @@
 //! | `client_id` | the LWA app's client id |
 //! | `client_secret`* | the LWA app's client secret |
 //! | `refresh_token`* | the seller's LWA refresh token (from authorizing the app) |
-//! | `token_url` | LWA's token endpoint; default `https://api.amazon.com/auth/o2/token` |
+//! | `token_url` | LWA's token endpoint; default `https://api.amazon.com/auth/o2/token` for an account on Amazon's hosts, `{base_url}/auth/o2/token` for any other (a simulator) |
 //! | `webhook_secret`* | what the EventBridge API destination sends in `X-Switchyard-Secret`; required with `webhooks = true` |
 
 use std::any::Any;
@@ -25,6 +25,28 @@ use crate::endpoints::LWA_TOKEN_URL;
 /// Where LWA's token endpoint is for replays and the simulator: on the same
 /// loopback server as the API.
 pub const REPLAY_TOKEN_PATH: &str = "/auth/o2/token";
+
+/// The token endpoint an account uses: its `token_url` when set; LWA's own
+/// for an account on Amazon's hosts; otherwise the token path on `base_url`,
+/// so that an account pointed at a simulator never sends its refresh token
+/// to Amazon.
+pub fn token_url(configured: Option<&str>, base_url: &str) -> String {
+    if let Some(url) = configured {
+        return url.to_owned();
+    }
+    let host = base_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(base_url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    if host == "amazon.com" || host.ends_with(".amazon.com") {
+        LWA_TOKEN_URL.to_owned()
+    } else {
+        format!("{}{REPLAY_TOKEN_PATH}", base_url.trim_end_matches('/'))
+    }
+}
 
 /// The credentials and ids the replayed fixtures were recorded with.
 pub mod replay {
@@ -44,8 +66,9 @@ pub struct AmazonSettings {
     pub client_id: String,
     pub client_secret: Secret,
     pub refresh_token: Secret,
-    /// `None`: LWA's own endpoint; for replays, the token path on the
-    /// account's `base_url` (see [`REPLAY_TOKEN_PATH`]).
+    /// `None`: LWA's own endpoint when `base_url` is one of Amazon's hosts,
+    /// else (a simulator, a replay) the token path on `base_url` (see
+    /// [`token_url`]).
     pub token_url: Option<String>,
     pub webhook_secret: Option<Secret>,
 }
@@ -170,7 +193,7 @@ pub fn read_settings(r: &mut dyn SettingsReader) -> Option<Box<dyn AccountSettin
         client_id: client_id?,
         client_secret: client_secret?,
         refresh_token: refresh_token?,
-        token_url: Some(token_url.unwrap_or_else(|| LWA_TOKEN_URL.to_owned())),
+        token_url,
         webhook_secret,
     };
     Some(Box::new(settings))
@@ -301,7 +324,25 @@ mod tests {
         let mut t = complete();
         let s = read(&mut t).expect("valid");
         assert!(t.problems.is_empty(), "{:?}", t.problems);
-        assert_eq!(s.token_url.as_deref(), Some(LWA_TOKEN_URL));
+        assert_eq!(s.token_url, None);
+        let na = "https://sellingpartnerapi-na.amazon.com";
+        assert_eq!(token_url(None, na), LWA_TOKEN_URL);
+        assert_eq!(
+            token_url(None, "https://sandbox.sellingpartnerapi-eu.amazon.com/"),
+            LWA_TOKEN_URL
+        );
+        assert_eq!(
+            token_url(None, "http://127.0.0.1:4000/amazon/"),
+            "http://127.0.0.1:4000/amazon/auth/o2/token"
+        );
+        assert_eq!(
+            token_url(None, "https://amazon.com.evil.example"),
+            "https://amazon.com.evil.example/auth/o2/token"
+        );
+        assert_eq!(
+            token_url(Some("https://lwa.test/t"), na),
+            "https://lwa.test/t"
+        );
         assert_eq!(s.marketplace_ids.len(), 2);
         assert!(s.webhook_secret.is_none());
         s.validate().unwrap();

@@ -3,8 +3,8 @@
 //! covers.
 //!
 //! ```json
-//! {"v":1,"watermark":"2026-11-27T05:00:00Z","start":"2026-11-27T04:50:00Z","span_secs":86400}
-//! {"v":1,"watermark":"…","start":"…","end":"2026-11-28T04:50:00Z","token":"…","token_at":"…","span_secs":86400,"pages":3}
+//! {"v":1,"watermark":"2026-11-27T05:00:00Z","start":"2026-11-27T04:50:00Z","span_secs":604800}
+//! {"v":1,"watermark":"…","start":"…","end":"2026-12-04T04:50:00Z","token":"…","token_at":"…","span_secs":604800,"pages":3}
 //! ```
 //!
 //! A *sweep* reads every order with `lastUpdatedAfter = start` and
@@ -39,8 +39,10 @@ pub const SETTLE: Duration = Duration::minutes(5);
 pub const OVERLAP: Duration = Duration::minutes(10);
 /// A page token older than this is not used (Amazon's expire after 24 hours).
 pub const TOKEN_LIFE: Duration = Duration::hours(23);
-/// The first sweep's span.
-pub const FIRST_SPAN: Duration = Duration::days(1);
+/// The first sweep's span: a week of a busy seller's changes (tens of
+/// thousands of orders) still fits in a token's life, and a month-long
+/// backfill of a small one takes three sweeps.
+pub const FIRST_SPAN: Duration = Duration::days(7);
 pub const MAX_SPAN: Duration = Duration::days(30);
 pub const MIN_SPAN: Duration = Duration::hours(1);
 /// A sweep of more pages than this is half of what a token outlives.
@@ -299,8 +301,8 @@ mod tests {
                 break;
             }
         }
-        // 1 + 2 + 4 + 8 days, then the rest up to the live edge.
-        assert_eq!(sweeps, 5);
+        // 7 + 14 days, then the rest up to the live edge.
+        assert_eq!(sweeps, 3);
         assert_eq!(c.watermark, now - SETTLE);
     }
 
@@ -308,7 +310,7 @@ mod tests {
     fn an_old_or_refused_token_restarts_the_sweep_from_its_start_with_half_the_span() {
         let c = PollCursor::first(t(1, 0, 0));
         let r = c.request(t(27, 0, 0)).unwrap();
-        assert_eq!(r.before, t(2, 0, 0));
+        assert_eq!(r.before, t(8, 0, 0));
         let (c1, _) = c.advance(&r, Some("tok".into()), t(27, 0, 0));
         assert!(!c1.token_expired(t(27, 22, 59)));
         assert!(c1.token_expired(t(27, 23, 0)));
@@ -317,12 +319,12 @@ mod tests {
         let r2 = c1.restarted().request(t(28, 1, 0)).unwrap();
         assert_eq!(
             (r2.after, r2.before, r2.token),
-            (t(1, 0, 0), t(1, 12, 0), None)
+            (t(1, 0, 0), t(4, 12, 0), None)
         );
         assert_eq!(c1.request(t(28, 1, 0)).unwrap().token, None);
         assert_eq!(
             PollCursor::first(t(1, 0, 0)).restarted().span_secs,
-            12 * 3600
+            84 * 3600
         );
         let mut tiny = PollCursor::first(t(1, 0, 0));
         for _ in 0..20 {
@@ -354,7 +356,7 @@ mod tests {
         let c = PollCursor::first(t(1, 0, 0));
         assert_eq!(
             c.encode().0,
-            r#"{"v":1,"watermark":"2026-11-01T00:00:00Z","start":"2026-11-01T00:00:00Z","span_secs":86400}"#
+            r#"{"v":1,"watermark":"2026-11-01T00:00:00Z","start":"2026-11-01T00:00:00Z","span_secs":604800}"#
         );
         assert_eq!(PollCursor::decode(&c.encode()).unwrap(), c);
         assert_eq!(

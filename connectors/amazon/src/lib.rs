@@ -132,10 +132,7 @@ impl AmazonConnector {
                 ctx.account, ctx.base_url
             )));
         }
-        let token_url = settings
-            .token_url
-            .clone()
-            .unwrap_or_else(|| format!("{base}{}", config::REPLAY_TOKEN_PATH));
+        let token_url = config::token_url(settings.token_url.as_deref(), base);
         let client = SpClient::new(
             ctx.http,
             base,
