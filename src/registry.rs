@@ -35,6 +35,10 @@ pub static CHANNELS: &[Builtin] = &[
         descriptor: switchyard_ebay::DESCRIPTOR,
         simulator: switchyard_ebay::sim::simulator,
     },
+    Builtin {
+        descriptor: switchyard_amazon::DESCRIPTOR,
+        simulator: switchyard_amazon::sim::simulator,
+    },
 ];
 
 /// The built-in channel `channel`, if this build has it.
@@ -72,5 +76,6 @@ mod tests {
             assert!(n <= 1, "{channel} is listed {n} times");
         }
         assert!(descriptor(Channel::Shopify).is_some());
+        assert!(descriptor(Channel::Amazon).is_some());
     }
 }

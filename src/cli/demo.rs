@@ -712,6 +712,12 @@ fn decision(o: &StoredOrder, arrived: OrderStatus, rules: &crate::rules::RuleSet
 
 /// Why the daemon did not deliver an order.
 fn why_not_delivered(o: &StoredOrder) -> String {
+    if o.order.channel_fulfilled() {
+        return format!(
+            "fulfilled by {}: it ships from the marketplace's own stock",
+            o.order.channel
+        );
+    }
     match (&o.order.hold, o.order.status, &o.order.route) {
         (Some(h), ..) => format!("on hold: {h}"),
         (None, OrderStatus::Shipped, _) => "already shipped on the channel".to_owned(),

@@ -18,6 +18,7 @@
 //! | [`webhook`] | the shared-secret check and `ORDER_CHANGE` bodies |
 //! | [`push`] | shipment confirmation, listing quantities, feeds and their receipts |
 //! | [`carrier`] | switchyard carrier codes ↔ Amazon carrier codes |
+//! | `sim` | (feature `sim`) the simulated seller: the account's secret on demo notifications, the demo's count of writes |
 //!
 //! The connector never sleeps, retries or stores anything: each call makes
 //! its few requests (each after the daemon's pacer lets it go) and classifies
@@ -32,6 +33,8 @@ pub mod endpoints;
 pub mod normalize;
 pub mod push;
 mod rate;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod webhook;
 mod wire;
 
