@@ -99,9 +99,10 @@ pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
 
 /// The destination an order is to be delivered to, if it is deliverable now.
 /// An order that owes no units (every open unit refunded, or only lines that
-/// need no shipping) gives a warehouse nothing to do.
+/// need no shipping) gives a warehouse nothing to do, nor does one the
+/// marketplace ships from its own stock (Amazon FBA).
 pub fn deliverable(order: &Order) -> Option<&str> {
-    if order.open_units() == 0 {
+    if order.open_units() == 0 || order.channel_fulfilled() {
         return None;
     }
     match (&order.route, &order.hold, order.status) {

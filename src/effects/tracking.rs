@@ -13,9 +13,10 @@
 //!   else `partially_shipped`; `shipped_quantity` and `shipments` follow.
 //! - Idempotent on (order, tracking number): the same tracking number again
 //!   changes nothing and queues nothing.
-//! - An unknown order or SKU, a cancelled order, a quantity of zero or above
-//!   what is left, or nothing left to ship is refused with a clear error, and
-//!   nothing is written.
+//! - An unknown order or SKU, a cancelled order, an order the marketplace
+//!   fulfils itself (Amazon FBA), a quantity of zero or above what is left,
+//!   or nothing left to ship is refused with a clear error, and nothing is
+//!   written.
 
 use std::collections::BTreeMap;
 
@@ -155,6 +156,13 @@ pub fn apply_shipment(
     if stored.order.status == OrderStatus::Cancelled {
         return Err(ShipError::Invalid(format!(
             "order {id} is cancelled; nothing to ship"
+        )));
+    }
+    if stored.order.channel_fulfilled() {
+        return Err(ShipError::Invalid(format!(
+            "order {id} is fulfilled by {}: it ships from the marketplace's own stock and \
+             the marketplace reports its tracking; nothing to record here",
+            stored.order.channel
         )));
     }
     let order = &stored.order;

@@ -1605,3 +1605,49 @@ fn cancelling_a_partly_shipped_order_gives_back_only_the_units_not_shipped() {
     ingest_order(&ingest, &late);
     assert_eq!(available(), 6, "its shipped unit is taken off the shelf");
 }
+
+/// An order the marketplace ships from its own stock (Amazon FBA) is stored
+/// and routed like any other, but no warehouse is asked for it, it takes
+/// nothing of central stock, and no shipment can be recorded for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_the_marketplace_fulfils_is_stored_but_never_delivered_reserved_or_shipped() {
+    let w = Warehouse::start(post(sink_route), "default_route = \"east-wh\"\n").await;
+    let (store, _sink, _dest, outbound, ingest) = w.parts();
+    set(&store, &outbound, "MUG", 10);
+    let available = || store.stock_get("MUG").unwrap().unwrap().available;
+
+    let mut fba = order_on("shop", 1, &[("MUG", 3)], common::at(9, 0), "15.00");
+    fba.fulfillment = Fulfillment::Channel;
+    ingest_order(&ingest, &fba);
+    let stored = store.get_order(&fba.id).unwrap().expect("stored");
+    assert_eq!(stored.order.route.as_deref(), Some("east-wh"));
+    assert_eq!(deliveries::deliverable(&stored.order), None);
+    assert!(
+        pending(&store)
+            .iter()
+            .all(|i| !matches!(i.job, Job::Deliver(_))),
+        "{:?}",
+        pending(&store)
+    );
+    assert_eq!(available(), 10, "Amazon's stock is not ours");
+
+    let err = tracking::record(
+        &store,
+        &outbound,
+        &ship_req(&fba.id, "1Z-FBA", None),
+        Utc::now(),
+    )
+    .unwrap_err();
+    assert!(err.is_bad_request(), "{err}");
+    assert!(err.to_string().contains("fulfilled by"), "{err}");
+
+    // The same order shipped by the merchant is delivered and reserves stock.
+    let own = order_on("shop", 2, &[("MUG", 3)], common::at(9, 0), "15.00");
+    ingest_order(&ingest, &own);
+    assert_eq!(available(), 7);
+    assert!(
+        pending(&store)
+            .iter()
+            .any(|i| matches!(&i.job, Job::Deliver(d) if d.order_id == own.id))
+    );
+}

@@ -19,9 +19,13 @@ fn reserve_marker(order_id: &str) -> String {
 
 /// Units an order holds per SKU: its line quantities less refunded units
 /// (never shipped, so still on the shelf); once cancelled, only what was
-/// shipped before the cancellation.
+/// shipped before the cancellation. An order the marketplace ships from its
+/// own stock (Amazon FBA) holds none of ours.
 fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
+    if order.order.channel_fulfilled() {
+        return out;
+    }
     let cancelled = order.order.status == OrderStatus::Cancelled;
     for l in &order.order.lines {
         // A cancellation gives back the units still on the shelf; units that
@@ -58,6 +62,9 @@ pub fn open_reservations(
             ..Default::default()
         };
         for stored in store.list_orders(&filter)? {
+            if stored.order.channel_fulfilled() {
+                continue;
+            }
             let mut units: BTreeMap<&str, i64> = BTreeMap::new();
             for l in &stored.order.lines {
                 let open = i64::from(l.open_quantity());
