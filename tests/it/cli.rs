@@ -273,29 +273,6 @@ fn outbox_list_on_an_empty_queue() {
 }
 
 #[test]
-fn a_channel_without_a_connector_says_so_and_exits_2() {
-    let setup = Setup::new();
-    let mut text = std::fs::read_to_string(&setup.config).unwrap();
-    text.push_str(
-        "\n[[account]]\nid = \"amazon-na\"\nchannel = \"amazon\"\nbase_url = \"http://127.0.0.1:9\"\nseller_id = \"A1TESTSELLER\"\nmarketplace_ids = [\"ATVPDKIKX0DER\"]\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\nrefresh_token = \"test-refresh\"\n",
-    );
-    std::fs::write(&setup.config, text).unwrap();
-    let out = setup.cli(&["sync", "amazon-na"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).starts_with("not available yet: "),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("no amazon connector"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(stdout(&out).is_empty());
-}
-
-#[test]
 fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().join("demo");
@@ -342,7 +319,12 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         text.contains("order-confirmation -> HTTP 200 queued: 1 orders to fetch"),
         "{text}"
     );
-    assert!(text.contains("decide each of the 14 orders"), "{text}");
+    // Amazon's ORDER_CHANGE names its order too.
+    assert!(
+        text.contains("amazon-na: order-change -> HTTP 200 queued: 1 orders to fetch"),
+        "{text}"
+    );
+    assert!(text.contains("decide each of the 19 orders"), "{text}");
     assert!(
         text.contains("ebay-us:12-04300-00004 ready -> route east-wh (rule international)"),
         "{text}"
@@ -365,7 +347,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
-        text.contains("4. Deliveries to the warehouses: 11 (11 with a valid signature)"),
+        text.contains("4. Deliveries to the warehouses: 13 (13 with a valid signature)"),
         "{text}"
     );
     // The eBay order with a cup and a mug goes out in two parts, each
@@ -383,13 +365,16 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     assert!(
         text.contains("not delivered: shop-us:5551234569 (on hold: awaiting payment)")
             && text.contains("not delivered: shop-us:5551234568 (already shipped on the channel)")
-            && text.contains("not delivered: ebay-us:12-04300-00003 (cancelled)"),
+            && text.contains("not delivered: ebay-us:12-04300-00003 (cancelled)")
+            // Amazon ships its FBA orders from its own stock, even a ready one.
+            && text.contains("not delivered: amazon-na:111-9000005-0000005 (fulfilled by amazon")
+            && text.contains("not delivered: amazon-na:111-9000004-0000004 (fulfilled by amazon"),
         "{text}"
     );
     assert_eq!(
         text.matches("recorded; the tracking push to its channel is queued")
             .count(),
-        10,
+        12,
         "{text}"
     );
     assert!(
@@ -423,6 +408,16 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         text.contains("2 listing inventories (Etsy updateListingInventory)"),
         "{text}"
     );
+    assert!(
+        text.contains("2 tracking numbers (Amazon confirmShipment)"),
+        "{text}"
+    );
+    assert!(
+        // The SKUs of the merchant-fulfilled Amazon orders; the FBA-only one
+        // is Amazon's to count.
+        text.contains("4 stock levels (Amazon patchListingsItem)"),
+        "{text}"
+    );
     assert!(text.contains("8. Failures: none"), "{text}");
     assert!(text.contains(" UTC)"), "times carry their zone: {text}");
 
@@ -430,7 +425,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     let config = state_dir.join("switchyard.toml");
     assert!(
         text.contains(&format!(
-            "--config {} rules explain --order shop-us:5551234569",
+            "--config {} rules explain --order amazon-na:111-9000003-0000003",
             config.display()
         )),
         "{text}"
@@ -448,7 +443,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let orders: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(orders.as_array().unwrap().len(), 14);
+    assert_eq!(orders.as_array().unwrap().len(), 19);
 
     // A second run replaces the demo's own folder; any other folder is refused.
     let again = std::process::Command::new(BIN)
