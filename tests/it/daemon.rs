@@ -308,34 +308,6 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
     sim.stop().await;
 }
 
-/// `sync` of an account whose channel has no connector in this build says
-/// `not available yet` and exits 2 (README), whether or not the daemon runs.
-#[tokio::test]
-async fn sync_of_a_channel_without_a_connector_exits_2_while_the_daemon_runs_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(&Path::new(REPO).join("fixtures"))
-        .await
-        .unwrap();
-    let config = config_for_the_command_line(dir.path(), &sim);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
-        "\n[[account]]\nid = \"amazon-na\"\nchannel = \"amazon\"\nbase_url = \"http://127.0.0.1:9\"\nseller_id = \"A1TESTSELLER\"\nmarketplace_ids = [\"ATVPDKIKX0DER\"]\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\nrefresh_token = \"test-refresh\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
-    let stopped = run_cli(&config, &["sync", "amazon-na"]).await;
-    let daemon = InProcess::start(&config).await;
-    daemon.synced(&["shop-us"]).await;
-    let running = run_cli(&config, &["sync", "amazon-na"]).await;
-    daemon.stop().await;
-    sim.stop().await;
-    for (mode, out) in [("stopped", &stopped), ("running", &running)] {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{mode}: {err}");
-        assert!(err.starts_with("not available yet: "), "{mode}: {err}");
-    }
-    assert_eq!(stopped.stderr, running.stderr, "same message either way");
-}
-
 /// Each account's channel is asked once at start whether its credentials
 /// and base URL work (in `/readyz`), and `switchyard check --online` asks
 /// again: here when nothing runs, through the daemon when it does (whose
