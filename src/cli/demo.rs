@@ -526,6 +526,14 @@ fn print_story(t: &Told) {
         plural(t.rules.len(), "rule", "rules"),
         plural(t.orders.len(), "order", "orders")
     );
+    // As wide as the longest id: ids differ in length by channel (an
+    // Amazon order id is 19 characters, an Etsy receipt id 10).
+    let width = t
+        .orders
+        .iter()
+        .map(|o| o.order.id.chars().count())
+        .max()
+        .unwrap_or(0);
     for o in t.orders {
         // As it arrived: a delivered order as the warehouse got it, before
         // the shipments of step 6.
@@ -534,7 +542,11 @@ fn print_story(t: &Told) {
             .iter()
             .find_map(|d| d.order.as_ref().filter(|x| x.id == o.order.id))
             .map_or(o.order.status, |x| x.status);
-        outln!("   {:<20} {}", o.order.id, decision(o, arrived, t.rules));
+        outln!(
+            "   {:<width$} {}",
+            o.order.id,
+            decision(o, arrived, t.rules)
+        );
     }
 
     outln!();

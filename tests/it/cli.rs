@@ -325,8 +325,30 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(text.contains("decide each of the 19 orders"), "{text}");
+    // Each decision starts in one column, after the longest order id (an
+    // Amazon one): "   <id padded> <decision>".
+    let width = "amazon-na:111-9000003-0000003".len();
+    let decided = |id: &str, decision: &str| format!("   {id:<width$} {decision}");
+    let step3: Vec<&str> = text
+        .split("decide each of the 19 orders:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default()
+        .lines()
+        .collect();
+    assert_eq!(step3.len(), 19, "{text}");
+    for line in &step3 {
+        let (id, decision) = line[3..].split_at(width);
+        assert!(
+            !id.starts_with(' ') && decision.starts_with(' ') && !decision[1..].starts_with(' '),
+            "decision not in its column: {line:?}"
+        );
+    }
     assert!(
-        text.contains("ebay-us:12-04300-00004 ready -> route east-wh (rule international)"),
+        text.contains(&decided(
+            "ebay-us:12-04300-00004",
+            "ready -> route east-wh (rule international), CUP-1 -> west-3pl (rule cups-from-3pl)"
+        )),
         "{text}"
     );
     // Etsy's webhook only names its receipt: the daemon fetches it.
@@ -335,15 +357,17 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         "{text}"
     );
     assert!(
-        text.contains("etsy-main:2803       pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"),
+        text.contains(&decided(
+            "etsy-main:2803",
+            "pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"
+        )),
         "{text}"
     );
     assert!(
-        text.contains("shop-us:5551234569   pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("ebay-us:12-04300-00004 ready -> route east-wh (rule international), CUP-1 -> west-3pl (rule cups-from-3pl)"),
+        text.contains(&decided(
+            "shop-us:5551234569",
+            "pending -> route east-wh (default_route), held: awaiting payment (rule awaiting-payment)"
+        )),
         "{text}"
     );
     assert!(
