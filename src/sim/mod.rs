@@ -41,6 +41,7 @@ pub struct PreparedWebhook {
 }
 
 struct SimState {
+    mode: SimMode,
     exchanges: BTreeMap<Channel, Vec<Exchange>>,
     requests: Vec<SimRequest>,
     /// Each channel's simulated side, for the channels whose crate has one.
@@ -112,6 +113,7 @@ impl Simulator {
             );
         }
         let state = Arc::new(Mutex::new(SimState {
+            mode,
             exchanges,
             requests: Vec::new(),
             channels,
@@ -223,9 +225,14 @@ impl SimState {
         let resp = match sim.as_mut().and_then(|sim| sim.answer(&req)) {
             Some(resp) => resp,
             None => {
+                // The demo plays the happy path: a failure another scenario
+                // recorded (a 500 for the account check, say) is served only
+                // when no success matches. A replay serves what was recorded.
+                let demo = self.mode == SimMode::Demo;
                 let found = self.exchanges.get(&channel).and_then(|list| {
                     list.iter()
-                        .find(|e| e.matches(&req.method, &req.path, &req.query, &req.body))
+                        .filter(|e| e.matches(&req.method, &req.path, &req.query, &req.body))
+                        .min_by_key(|e| demo && e.status >= 400)
                         .cloned()
                 });
                 match found {
@@ -377,5 +384,39 @@ mod tests {
         assert_eq!(reqs[0].channel, Channel::Etsy);
         assert_eq!(reqs[0].request.path, "/v3/ping");
         sim.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_demo_prefers_a_recorded_success_and_a_replay_serves_the_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, status) in [("a-failure", 500), ("b-success", 200)] {
+            let scen = dir.path().join("etsy").join(name);
+            std::fs::create_dir_all(&scen).unwrap();
+            std::fs::write(scen.join("r.json"), format!("{{\"from\":\"{name}\"}}")).unwrap();
+            std::fs::write(
+                scen.join("scenario.toml"),
+                format!(
+                    "description = \"x\"\n[[exchange]]\nmethod = \"GET\"\npath = \"/v3/ping\"\nstatus = {status}\nresponse = \"r.json\"\n"
+                ),
+            )
+            .unwrap();
+        }
+        let demo = Simulator::start(dir.path()).await.unwrap();
+        let r = reqwest::get(format!("{}/v3/ping", demo.base_url(Channel::Etsy)))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        demo.stop().await;
+
+        let scenarios = Scenario::load_all(&dir.path().join("etsy")).unwrap();
+        let replay = Simulator::from_scenarios(Channel::Etsy, scenarios)
+            .await
+            .unwrap();
+        let r = reqwest::get(format!("{}/v3/ping", replay.base_url(Channel::Etsy)))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.text().await.unwrap(), "{\"from\":\"a-failure\"}");
+        replay.stop().await;
     }
 }

@@ -310,6 +310,18 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
         text.contains("etsy-main    etsy     3 orders in 1 page"),
         "{text}"
     );
+    // Amazon's backfill is a series of sweeps; its five orders are read once.
+    assert!(
+        text.contains("amazon-na    amazon   5 orders in "),
+        "{text}"
+    );
+    // Every account's check passes against the simulator: failures other
+    // scenarios recorded are not the demo's.
+    assert!(
+        !stderr(&out).contains("refused or did not answer the check"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         text.contains("orders-create -> HTTP 200 stored: 1 new"),
         "{text}"
