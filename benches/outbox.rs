@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
-use switchyard::config::{DestinationConfig, DestinationKind, Secret};
+use switchyard::config::{DeliveryPace, DestinationConfig, DestinationKind, Secret};
 use switchyard::effects::deliveries;
 use switchyard::effects::stock::{self, StockTarget, StockTargets};
 use switchyard::effects::{self, ChannelSender, Outbound};
@@ -38,10 +38,6 @@ fn options() -> OutboxOptions {
     OutboxOptions {
         idle_rescan: Duration::from_millis(2),
         batch: 64,
-        destination_limit: RateLimit {
-            per_second: f64::INFINITY,
-            burst: 1,
-        },
         ..OutboxOptions::default()
     }
 }
@@ -253,6 +249,11 @@ async fn deliveries() -> (f64, usize) {
         kind: DestinationKind::Webhook {
             url,
             secret: Secret::new("bench-secret"),
+        },
+        // One call at a time, unpaced: the worker's own cost per item.
+        pace: DeliveryPace {
+            rate: f64::INFINITY,
+            concurrency: 1,
         },
     };
     let outbound = Outbound::default();

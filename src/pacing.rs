@@ -269,6 +269,28 @@ impl AccountPacer {
         })
     }
 
+    /// A pacer for a destination: its calls spread evenly at `rate`'s
+    /// current figure (a burst of one), which follows what the destination
+    /// answers ([`AdaptiveRate`]). Its limit is the operator's own setting,
+    /// not a published one, so it is used whole.
+    pub fn adaptive(account: impl Into<String>, rate: Arc<AdaptiveRate>) -> Arc<AccountPacer> {
+        let pacer = AccountPacer::fixed(
+            account,
+            RateLimit::CONSERVATIVE,
+            PacerOptions {
+                rate_safety: 1.0,
+                burst_share: 1.0,
+                ..PacerOptions::default()
+            },
+        );
+        let limits: Limits = Arc::new(move |_| RateLimit {
+            per_second: rate.current(),
+            burst: 1,
+        });
+        *pacer.limits.write() = limits;
+        pacer
+    }
+
     /// Seeds from `connector`'s published limits from now on, asking again
     /// before each call (they can change with what the channel reports),
     /// and keeps its polls' low-water mark. Holds the connector weakly: the
@@ -310,6 +332,24 @@ impl AccountPacer {
             }
             self.pause(operation, wait).await;
         }
+    }
+
+    /// Takes a call of `operation` costing `cost` if it may go now (and
+    /// returns zero), else returns how long it would wait, spending
+    /// nothing. For a worker that starts several calls at once: it takes
+    /// each call's place before starting it, so no call waits in the
+    /// pacer while it holds a slot.
+    pub fn take_now(&self, operation: Operation, cost: u32) -> Duration {
+        let limit = self.limit(operation);
+        let mut state = self.lock();
+        let op = self.op_state(&mut state, operation, limit);
+        let wait = self.wait_of(op, operation, f64::from(cost), Instant::now());
+        if wait.is_zero()
+            && let Some(bucket) = op.bucket.as_mut()
+        {
+            bucket.tokens -= f64::from(cost);
+        }
+        wait
     }
 
     /// The channel said to wait (a 429's retry-after): nothing of
@@ -415,20 +455,10 @@ impl AccountPacer {
 
     async fn take(&self, operation: Operation, cost: u32) {
         loop {
-            let limit = self.limit(operation);
-            let wait = {
-                let mut state = self.lock();
-                let op = self.op_state(&mut state, operation, limit);
-                let now = Instant::now();
-                let wait = self.wait_of(op, operation, f64::from(cost), now);
-                if wait.is_zero() {
-                    if let Some(bucket) = op.bucket.as_mut() {
-                        bucket.tokens -= f64::from(cost);
-                    }
-                    return;
-                }
-                wait
-            };
+            let wait = self.take_now(operation, cost);
+            if wait.is_zero() {
+                return;
+            }
             self.pause(operation, wait).await;
         }
     }
@@ -455,6 +485,138 @@ impl Pacer for AccountPacer {
             RateWindow::Burst => op.burst = Some(seen),
             RateWindow::Daily => op.daily = Some(seen),
         }
+    }
+}
+
+// --- a destination's adaptive rate ------------------------------------------
+
+/// The rate a slowdown never goes below (unless the configured rate is lower).
+const MIN_ADAPTIVE_RATE: f64 = 0.1;
+/// Calls a second each call that goes through gives back after a slowdown:
+/// a far side taking calls as fast as they go gets 10% more every second.
+const RECOVERY_PER_CALL: f64 = 0.1;
+/// The window over which the rate the far side actually saw is counted.
+const SEEN_WINDOW: Duration = Duration::from_secs(1);
+
+/// A destination's rate, following what it answers: additive increase,
+/// multiplicative decrease, as TCP does with its window.
+///
+/// - A 429 or 503 ([`AdaptiveRate::slow_down`]) halves the rate, from the
+///   rate the destination actually saw in the second before the refused call
+///   started when that was lower (a configured 400 a second means nothing to
+///   a destination that refuses at 5). Calls that were already in flight
+///   when the rate was halved answer from the same overload: their refusals
+///   do not halve it again. Never below [`MIN_ADAPTIVE_RATE`].
+/// - Each call that goes through ([`AdaptiveRate::went_through`]) adds
+///   [`RECOVERY_PER_CALL`] calls a second, up to the configured rate: the
+///   rate grows back by a tenth a second while the destination keeps up,
+///   and not at all while nothing is sent.
+///
+/// How long to stop altogether (a `Retry-After`) is the outbox worker's and
+/// the pacer's hold; this is the pace once sending resumes.
+pub struct AdaptiveRate {
+    configured: f64,
+    state: Mutex<AdaptiveState>,
+}
+
+struct AdaptiveState {
+    current: f64,
+    /// When the rate was last halved.
+    slowed_at: Option<Instant>,
+    /// When recent calls started (the last [`SEEN_WINDOW`] and a little).
+    starts: std::collections::VecDeque<Instant>,
+}
+
+impl std::fmt::Debug for AdaptiveRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdaptiveRate")
+            .field("configured", &self.configured)
+            .field("current", &self.current())
+            .finish()
+    }
+}
+
+impl AdaptiveRate {
+    /// Starts at `configured` calls a second (infinity: unlimited, and
+    /// it stays so: there is no figure to halve).
+    pub fn new(configured: f64) -> Arc<AdaptiveRate> {
+        Arc::new(AdaptiveRate {
+            configured,
+            state: Mutex::new(AdaptiveState {
+                current: configured,
+                slowed_at: None,
+                starts: std::collections::VecDeque::new(),
+            }),
+        })
+    }
+
+    pub fn configured(&self) -> f64 {
+        self.configured
+    }
+
+    /// Calls a second now.
+    pub fn current(&self) -> f64 {
+        self.state.lock().current
+    }
+
+    /// A call starts now (to know the rate the far side sees).
+    pub fn started(&self) {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        state.starts.push_back(now);
+        // Kept a little longer than the window: a refused call's window
+        // ends when it started, which may be some time ago.
+        while state
+            .starts
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > SEEN_WINDOW * 4)
+        {
+            state.starts.pop_front();
+        }
+    }
+
+    /// The far side refused a call that started at `started` because it is
+    /// overloaded. Returns the new rate if this halved it (not when the call
+    /// was in flight when an earlier refusal already did).
+    pub fn slow_down(&self, started: Instant) -> Option<f64> {
+        if !self.configured.is_finite() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        if state.slowed_at.is_some_and(|at| started < at) {
+            return None;
+        }
+        // Every start since `now` less the kept span is still there, so
+        // the window is whole if the refused call started within the rest.
+        let whole = now.saturating_duration_since(started) <= SEEN_WINDOW * 3;
+        let seen = state
+            .starts
+            .iter()
+            .filter(|t| started.saturating_duration_since(**t) < SEEN_WINDOW && **t <= started)
+            .count();
+        // Fewer than two calls in the window say nothing about a rate (the
+        // first call after a pause).
+        let base = if whole && seen >= 2 {
+            state.current.min(seen as f64 / SEEN_WINDOW.as_secs_f64())
+        } else {
+            state.current
+        };
+        let floor = MIN_ADAPTIVE_RATE.min(self.configured);
+        state.current = (base / 2.0).max(floor);
+        state.slowed_at = Some(now);
+        Some(state.current)
+    }
+
+    /// A call went through. Returns true when this brought the rate back to
+    /// the configured one.
+    pub fn went_through(&self) -> bool {
+        let mut state = self.state.lock();
+        if state.current >= self.configured {
+            return false;
+        }
+        state.current = (state.current + RECOVERY_PER_CALL).min(self.configured);
+        state.current >= self.configured
     }
 }
 

@@ -289,11 +289,50 @@ impl PartialEq for AccountConfig {
 impl Eq for AccountConfig {}
 
 /// One `[[destination]]`: where routed orders are delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DestinationConfig {
     /// Unique; `[A-Za-z0-9_-]{1,64}`; what rules route to.
     pub id: String,
     pub kind: DestinationKind,
+    /// How fast deliveries and notices go to it (`rate`, `concurrency`).
+    pub pace: DeliveryPace,
+}
+
+// A pace's rate is never NaN (the config refuses anything but a positive
+// number, and code sets a number or infinity), so equality is total.
+impl Eq for DestinationConfig {}
+
+/// How fast a destination is sent to: at most `rate` calls a second, spread
+/// evenly, and at most `concurrency` at once. The rate is where the
+/// destination's slowdowns start from and what its recovery returns to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveryPace {
+    /// Calls a second, above zero; infinity: no limit but `concurrency`.
+    pub rate: f64,
+    /// Calls in flight at once, at least 1.
+    pub concurrency: u32,
+}
+
+impl DeliveryPace {
+    /// `rate` when the file gives none: twice a flash sale's 200 orders a
+    /// second, so a destination that answers in a few milliseconds keeps up
+    /// without a queue, and one that cannot says so with 429 or 503.
+    pub const DEFAULT_RATE: f64 = 400.0;
+    /// `concurrency` when the file gives none.
+    pub const DEFAULT_CONCURRENCY: u32 = 8;
+    /// The highest `rate` the file may give.
+    pub const MAX_RATE: f64 = 10_000.0;
+    /// The highest `concurrency` the file may give.
+    pub const MAX_CONCURRENCY: u32 = 64;
+}
+
+impl Default for DeliveryPace {
+    fn default() -> Self {
+        DeliveryPace {
+            rate: Self::DEFAULT_RATE,
+            concurrency: Self::DEFAULT_CONCURRENCY,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -481,6 +481,50 @@ pub(crate) fn u32_value(ctx: &mut Ctx, f: &Field) -> Option<u32> {
     }
 }
 
+/// A whole number from `min` to `max`.
+pub(crate) fn u32_in(ctx: &mut Ctx, f: &Field, min: u32, max: u32) -> Option<u32> {
+    let n = u32_value(ctx, f)?;
+    if !(min..=max).contains(&n) {
+        f.bad_value(ctx, format!("{n} is out of range; give {min} to {max}"));
+        return None;
+    }
+    Some(n)
+}
+
+/// A number above zero and at most `max`, whole or not (`0.5`: one every
+/// two seconds).
+pub(crate) fn positive_number(ctx: &mut Ctx, f: &Field, max: f64) -> Option<f64> {
+    let (text, parsed) = match f.raw {
+        Raw::Toml(DeValue::Integer(i)) => (
+            i.as_str(),
+            // Any whole number is a number; the range check below judges it.
+            i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+        ),
+        Raw::Toml(DeValue::Float(x)) => (x.as_str(), x.as_str().parse::<f64>().ok()),
+        Raw::Env(text) => (text, text.trim().parse::<f64>().ok()),
+        Raw::Toml(_) => {
+            f.wrong_type(ctx, "a number");
+            return None;
+        }
+    };
+    match parsed {
+        Some(x) if x.is_finite() && x > 0.0 && x <= max => Some(x),
+        Some(_) => {
+            f.bad_value(
+                ctx,
+                format!("{text} is out of range; give a number above 0 and at most {max}"),
+            );
+            None
+        }
+        None => {
+            f.bad_value(ctx, format!("{text:?} is not a number"));
+            None
+        }
+    }
+}
+
 /// The longest duration a config may give. Without a bound, a value such
 /// as "18446744073709551615s" loaded fine and then panicked the daemon where
 /// it is added to the clock (`Instant + d`: at the first poll, at shutdown).

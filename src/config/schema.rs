@@ -20,8 +20,8 @@ use super::env::{self, Env, Override};
 use super::error::ConfigErrors;
 use super::read::{self, Ctx, Need, Origin, Section};
 use super::{
-    AccountConfig, Config, DaemonConfig, DestinationConfig, DestinationKind, InventoryConfig,
-    LogFormat,
+    AccountConfig, Config, DaemonConfig, DeliveryPace, DestinationConfig, DestinationKind,
+    InventoryConfig, LogFormat,
 };
 use crate::diag::did_you_mean;
 
@@ -336,6 +336,12 @@ fn read_destination(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<D
     let kind = s.req("kind", |ctx, f| {
         read::one_of(ctx, f, "destination kind", &DESTINATION_KINDS)
     });
+    let rate = s.opt("rate", |ctx, f| {
+        read::positive_number(ctx, f, DeliveryPace::MAX_RATE)
+    });
+    let concurrency = s.opt("concurrency", |ctx, f| {
+        read::u32_in(ctx, f, 1, DeliveryPace::MAX_CONCURRENCY)
+    });
     let kind = match kind {
         Some("webhook") => {
             let url = s.req("url", read::url);
@@ -352,5 +358,13 @@ fn read_destination(mut s: Section, ids: &mut Vec<(String, Origin)>) -> Option<D
             return None;
         }
     };
-    Some(DestinationConfig { id: id?, kind })
+    let pace = DeliveryPace {
+        rate: rate.unwrap_or(DeliveryPace::DEFAULT_RATE),
+        concurrency: concurrency.unwrap_or(DeliveryPace::DEFAULT_CONCURRENCY),
+    };
+    Some(DestinationConfig {
+        id: id?,
+        kind,
+        pace,
+    })
 }

@@ -38,6 +38,7 @@
 //! | `switchyard_poll_page_seconds` | histogram | `account` | one poll page: the channel's answer and its ingest |
 //! | `switchyard_push_seconds` | histogram | `account`, `kind` | one outbound call to a channel or destination |
 //! | `switchyard_order_to_delivery_seconds` | histogram | `destination` | from an order being placed on its channel to its delivery |
+//! | `switchyard_destination_rate` | gauge | `destination` | deliveries a second a destination is sent at now: its `rate`, or less after its 429s and 503s |
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -169,6 +170,7 @@ pub struct Families {
     pub poll_page: Histograms<AccountLabel>,
     pub push: Histograms<AccountKind>,
     pub order_to_delivery: Histograms<DestinationLabel>,
+    pub destination_rate: Family<DestinationLabel, FloatGauge>,
 }
 
 /// The metrics of one daemon. Cheap to clone (shared); every family is safe
@@ -362,6 +364,13 @@ impl Metrics {
                 Some(Unit::Seconds),
                 "From an order being placed on its channel to its delivery to the warehouse, by destination",
                 Family::new_with_constructor(delivery_buckets),
+            ),
+            destination_rate: add(
+                &mut r,
+                "destination_rate",
+                None,
+                "Deliveries a second a destination is sent at now: its configured rate, or less while it recovers from 429 or 503 answers",
+                Family::default(),
             ),
             registry: r,
         };

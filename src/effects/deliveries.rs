@@ -45,22 +45,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use switchyard_contract::error::parse_retry_after;
-use switchyard_contract::{
-    ConnectorError, Operation, Order, OrderStatus, Pacer, RateLimit, Secret,
-};
+use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Secret};
 
 use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
 use crate::daemon::metrics::{self, DestinationLabel, Metrics};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
-use crate::pacing::{AccountPacer, PacerOptions};
+use crate::pacing::{AccountPacer, AdaptiveRate};
 use crate::store::{
     DeliveredTo, DeliveryPart, NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError,
     StoredOrder, WriteBatch,
@@ -457,14 +456,19 @@ fn queue_one(
     Err(StoreError::Conflict { id: id.to_owned() })
 }
 
-/// POSTs `deliver` items to one webhook destination.
+/// POSTs `deliver` items to one webhook destination, up to its
+/// `concurrency` at once, at its `rate`, which halves when the destination
+/// answers 429 or 503 and grows back while deliveries go through
+/// ([`AdaptiveRate`]); a `Retry-After` holds it for that long.
 pub struct DestinationSender {
     id: String,
     url: String,
     secret: Secret,
     http: reqwest::Client,
-    /// The destination's one budget (it publishes no limits of its own).
+    /// The destination's one budget: its `rate`, as adapted.
     pacer: Arc<AccountPacer>,
+    rate: Arc<AdaptiveRate>,
+    concurrency: usize,
     /// Read at send time: a queued delivery of an order that was cancelled,
     /// shipped or held since is not sent.
     store: Store,
@@ -476,20 +480,39 @@ impl DestinationSender {
     pub fn new(
         d: &DestinationConfig,
         http: reqwest::Client,
-        limit: RateLimit,
         store: Store,
         metrics: Metrics,
     ) -> Self {
         let DestinationKind::Webhook { url, secret } = &d.kind;
+        let rate = AdaptiveRate::new(d.pace.rate);
+        metrics
+            .destination_rate
+            .get_or_create(&DestinationLabel {
+                destination: d.id.clone(),
+            })
+            .set(d.pace.rate);
         DestinationSender {
             id: d.id.clone(),
             url: url.clone(),
             secret: secret.clone(),
             http,
-            pacer: AccountPacer::fixed(destination_account(&d.id), limit, PacerOptions::default()),
+            pacer: AccountPacer::adaptive(destination_account(&d.id), rate.clone()),
+            rate,
+            concurrency: usize::try_from(d.pace.concurrency).unwrap_or(1).max(1),
             store,
             metrics,
         }
+    }
+
+    /// Shows the destination's rate now in `/metrics`.
+    fn show_rate(&self) {
+        let label = DestinationLabel {
+            destination: self.id.clone(),
+        };
+        self.metrics
+            .destination_rate
+            .get_or_create(&label)
+            .set(self.rate.current());
     }
 }
 
@@ -499,18 +522,32 @@ impl DestinationSender {
 const PACED_AS: Operation = Operation::PushTracking;
 
 /// How long one delivery may take before it counts as failed.
-const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a delivery of an order put on hold after it was queued waits
 /// before it looks at the order again (the worker backs off further).
-const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+const HELD_RECHECK: Duration = Duration::from_secs(60);
 
 impl Sender for DestinationSender {
     fn pacing(&self, _kind: JobKind) -> (&AccountPacer, Operation) {
         (&self.pacer, PACED_AS)
     }
 
-    fn call_timeout(&self) -> std::time::Duration {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// A destination hears about one order in the order things happened
+    /// to it: a hold or cancel notice never overtakes a delivery.
+    fn sequence_key(&self, item: &OutboxItem) -> Option<String> {
+        item.job.order_id().map(str::to_owned)
+    }
+
+    fn worker_takes_pace(&self) -> bool {
+        true
+    }
+
+    fn call_timeout(&self) -> Duration {
         DELIVERY_TIMEOUT
     }
 
@@ -531,6 +568,10 @@ impl Sender for DestinationSender {
 /// cancelled: the body of a notice.
 pub const NOTICE_HEADER: &str = "X-Switchyard-Notice";
 
+/// What noting something on an order adds: items queued in the same write,
+/// and words appended to the history entry.
+type Also = (Vec<NewOutboxItem>, String);
+
 /// Appends a history entry to an order (re-reading on a concurrent change),
 /// after `edit` has changed what else must change with it.
 fn note(
@@ -538,21 +579,21 @@ fn note(
     order_id: &str,
     kind: &str,
     detail: &str,
-    edit: impl Fn(&mut StoredOrder),
+    edit: impl Fn(&mut StoredOrder) -> Also,
 ) -> Result<(), StoreError> {
     for _ in 0..8 {
         let Some(stored) = store.get_order(order_id)? else {
             return Ok(());
         };
         let mut next = stored.clone();
-        edit(&mut next);
+        let (outbox, more) = edit(&mut next);
         let mut batch = WriteBatch::new(Utc::now());
         batch.orders.push(OrderWrite::Local {
             expected_revision: stored.revision,
             order: next,
             kind: kind.to_owned(),
-            detail: detail.to_owned(),
-            outbox: Vec::new(),
+            detail: format!("{detail}{more}"),
+            outbox,
         });
         match store.apply(batch) {
             Ok(_) => return Ok(()),
@@ -572,6 +613,23 @@ fn nothing_owed(order: &Order, part: &DeliveryPart) -> bool {
         .iter()
         .filter(|l| part.lines.contains(&l.line_id))
         .all(|l| l.open_quantity() == 0)
+}
+
+/// A hold by hand or a cancellation that came while the delivery was on its
+/// way found nothing delivered to tell the destination about: it is told
+/// now, after the delivery, in the write that records it.
+fn after_delivery(o: &StoredOrder, delivered: &crate::store::DeliveredTo) -> Also {
+    let id = &o.order.id;
+    let (notice, reason) = if o.order.status == OrderStatus::Cancelled {
+        ("cancel", "cancelled on the channel")
+    } else if let Some(reason) = &o.manual_hold {
+        ("hold", reason.as_str())
+    } else {
+        return Also::default();
+    };
+    let item = notice_item(id, delivered, notice, reason, delivered.at);
+    let more = format!("; {notice} came while it was on its way: {notice} notice queued");
+    (vec![item], more)
 }
 
 /// The `notice` item telling `delivered.destination` that order `order_id`
@@ -635,8 +693,9 @@ impl DestinationSender {
                     })
                 };
                 if let Some(why) = why {
-                    if let Err(e) = note(&self.store, &p.order_id, "delivery_skipped", &why, |_| {})
-                    {
+                    if let Err(e) = note(&self.store, &p.order_id, "delivery_skipped", &why, |_| {
+                        Also::default()
+                    }) {
                         return Verdict::Failed(ConnectorError::Transient(format!("store: {e}")));
                     }
                     return Verdict::Skipped(why);
@@ -688,6 +747,7 @@ impl DestinationSender {
                 if let Some(part) = o.parts.iter_mut().find(|x| x.delivery_id == p.delivery_id) {
                     part.delivered_at = Some(delivered.at);
                 }
+                after_delivery(o, &delivered)
             }) {
                 tracing::warn!(order = %p.order_id, error = %e, "the delivery went out but could not be noted in the order's history");
             }
@@ -710,16 +770,22 @@ impl DestinationSender {
                 "{} notice sent to {} about delivery {} ({})",
                 n.notice, self.id, n.delivery_id, n.reason
             );
-            if let Err(e) = note(&self.store, &n.order_id, "notice", &detail, |_| {}) {
+            if let Err(e) = note(&self.store, &n.order_id, "notice", &detail, |_| {
+                Also::default()
+            }) {
                 tracing::warn!(order = %n.order_id, error = %e, "the notice went out but could not be noted in the order's history");
             }
         }
         verdict
     }
 
-    /// POSTs a signed body; 2xx is done, anything else a classified failure.
+    /// POSTs a signed body; 2xx is done, anything else a classified
+    /// failure. The worker took the call's place in the pacer. 429 and 503
+    /// say the destination is overloaded: both slow it down and are retried
+    /// after their `Retry-After` (seconds or an HTTP date) when they give one.
     async fn post(&self, body: String, delivery_id: &str, notice: Option<&str>) -> Verdict {
-        self.pacer.acquire(PACED_AS, 1).await;
+        let started = tokio::time::Instant::now();
+        self.rate.started();
         let signature = sign(self.secret.expose().as_bytes(), body.as_bytes());
         let mut request = self
             .http
@@ -736,21 +802,51 @@ impl DestinationSender {
         };
         let status = resp.status();
         if status.is_success() {
+            if self.rate.current() < self.rate.configured() {
+                if self.rate.went_through() {
+                    tracing::info!(destination = %self.id, rate = self.rate.current(), "destination back at its configured rate");
+                }
+                self.show_rate();
+            }
             return Verdict::Done(None);
         }
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| retry_after(v, Utc::now()));
         let text = resp.text().await.unwrap_or_default();
         let excerpt: String = text.chars().take(300).collect();
+        let detail = format!("destination {}: {}", self.id, excerpt.trim());
+        let overloaded = matches!(status.as_u16(), 429 | 503);
+        if overloaded && let Some(rate) = self.rate.slow_down(started) {
+            tracing::warn!(destination = %self.id, status = status.as_u16(), retry_after_ms = retry_after.map(crate::pacing::millis), rate, "destination overloaded: slowing down");
+            self.show_rate();
+        }
+        if status.as_u16() == 503 {
+            // Overloaded, not broken: retried like a 429, after its Retry-After.
+            return Verdict::Failed(ConnectorError::RateLimited {
+                retry_after,
+                detail: format!("HTTP 503: {detail}"),
+            });
+        }
         Verdict::Failed(ConnectorError::from_status(
             status.as_u16(),
             retry_after,
-            format!("destination {}: {}", self.id, excerpt.trim()),
+            detail,
         ))
     }
+}
+
+/// A `Retry-After` value: whole (or decimal) seconds, or an HTTP date
+/// (`Wed, 21 Oct 2026 07:28:00 GMT`), which counts from `now` (a date
+/// already past: at once).
+pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    if let Some(d) = parse_retry_after(value) {
+        return Some(d);
+    }
+    let at = DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
 }
 
 #[cfg(test)]

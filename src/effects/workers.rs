@@ -94,7 +94,6 @@ pub fn destination_worker(
     let sender = deliveries::DestinationSender::new(
         d,
         http.clone(),
-        options.destination_limit,
         store.clone(),
         outbound.outbox.metrics.clone(),
     );

@@ -41,7 +41,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use parking_lot::Mutex;
-use switchyard_contract::RateLimit;
 use tokio::sync::Notify;
 
 use crate::store::{NewOutboxItem, Store};
@@ -72,8 +71,6 @@ pub struct OutboxOptions {
     pub idle_rescan: Duration,
     /// Items read from the store per pass.
     pub batch: usize,
-    /// Pace of deliveries to one destination (destinations publish no limit).
-    pub destination_limit: RateLimit,
 }
 
 impl Default for OutboxOptions {
@@ -85,10 +82,6 @@ impl Default for OutboxOptions {
             call_timeout: None,
             idle_rescan: Duration::from_secs(1),
             batch: 32,
-            destination_limit: RateLimit {
-                per_second: 20.0,
-                burst: 20,
-            },
         }
     }
 }

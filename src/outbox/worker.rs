@@ -1,10 +1,17 @@
 //! One account's outbox worker: takes the account's due items oldest first,
 //! waits for the account's pacer (noticing shutdown, keeping the watchdog
 //! fed), sends them through its `Sender` (whose call acquires from the same
-//! pacer), and records each item's outcome in the store (complete,
-//! reschedule with backoff, or dead letter). Calls go one at a time, so the
-//! account's limit is never exceeded by its own worker; other accounts have
-//! their own workers and never wait for this one.
+//! pacer, or whose place the worker takes for it), and records each item's
+//! outcome in the store (complete, reschedule with backoff, or dead letter).
+//! Other accounts have their own workers and never wait for this one.
+//!
+//! Calls go one at a time unless the sender allows several in flight
+//! (`Sender::concurrency`: a destination's `concurrency`); the pacer spaces
+//! their starts either way, so the account's limit is never exceeded by its
+//! own worker. Items that share a `Sender::sequence_key` (a destination: the
+//! order a delivery or notice is about) are never in flight together and
+//! keep their order: one that must be sent again goes before the later ones
+//! of its key.
 //!
 //! A call carries one item, or, for a kind whose `Sender::batch_limit` is
 //! above 1 (stock pushes to a channel that sets many SKUs in one request),
@@ -14,9 +21,10 @@
 //! channel whose cost grows with a batch says so in its bucket reports,
 //! which the limiter follows. Each item's verdict is recorded on its own, by
 //! the same code as a single item's; a call that fails as a whole backs the
-//! account off once, not once per item.
+//! account off once, not once per item, and so do calls that were in flight
+//! together when the far side started failing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +32,8 @@ use std::time::Duration;
 use chrono::Utc;
 use switchyard_contract::{ConnectorError, Operation};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::policy::{Action, classify};
@@ -99,6 +109,29 @@ pub trait Sender: Send + Sync + 'static {
         None
     }
 
+    /// How many calls may be in flight at once; 1 (the default): one after
+    /// another.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// Items that must reach the far side in the order they were queued
+    /// share a key: they are never in flight together, and one that must be
+    /// sent again (a retry, a held delivery) goes before the later ones of
+    /// its key. `None` (the default): no order between items.
+    fn sequence_key(&self, _item: &OutboxItem) -> Option<String> {
+        None
+    }
+
+    /// Whether the worker takes each call's place in the pacer before it
+    /// starts the call (true), or only waits until there is one and the
+    /// call acquires it itself (false, the default: connectors acquire from
+    /// their account's pacer). A sender with several calls in flight lets
+    /// the worker take them, so that no call holds a slot while it waits.
+    fn worker_takes_pace(&self) -> bool {
+        false
+    }
+
     /// Sends several items of one kind in one call (at most
     /// `batch_limit(kind)`, no two with the same coalesce key): one verdict
     /// per item, in order. The default sends them one after another.
@@ -113,22 +146,23 @@ pub trait Sender: Send + Sync + 'static {
     }
 }
 
-/// Takes the next call off the front of `due`: the oldest item and the
-/// following items of the same kind that go with it. With a batch key
-/// (`key`), every due item of that kind and key, however many: the far side
-/// writes them as one object. Without one, the items without a key, up to
-/// `limit(kind)`. Either way never two with the same coalesce key (they
-/// address the same thing; the later goes in a later call). Due order is
-/// kept within the call and among the items left.
+/// Takes the next call off `due`: the oldest item that is not `blocked`
+/// and the following unblocked items of the same kind that go with it.
+/// With a batch key (`key`), every such item of that kind and key, however
+/// many: the far side writes them as one object. Without one, the items
+/// without a key, up to `limit(kind)`. Either way never two with the same
+/// coalesce key (they address the same thing; the later goes in a later
+/// call). Due order is kept within the call and among the items left.
 pub(crate) fn take_call(
     due: &mut Vec<OutboxItem>,
     limit: impl Fn(JobKind) -> usize,
     key: impl Fn(&OutboxItem) -> Option<String>,
+    blocked: impl Fn(&OutboxItem) -> bool,
 ) -> Vec<OutboxItem> {
-    if due.is_empty() {
+    let Some(at) = due.iter().position(|i| !blocked(i)) else {
         return Vec::new();
-    }
-    let first = due.remove(0);
+    };
+    let first = due.remove(at);
     let kind = first.job.kind();
     let batch = key(&first);
     let max = if batch.is_some() {
@@ -138,11 +172,11 @@ pub(crate) fn take_call(
     };
     let mut keys: HashSet<String> = first.coalesce_key.iter().cloned().collect();
     let mut call = vec![first];
-    let mut i = 0;
+    let mut i = at;
     while call.len() < max && i < due.len() {
         let item = &due[i];
         let same_key = item.coalesce_key.as_ref().is_some_and(|k| keys.contains(k));
-        if item.job.kind() == kind && !same_key && key(item) == batch {
+        if item.job.kind() == kind && !same_key && !blocked(item) && key(item) == batch {
             keys.extend(item.coalesce_key.iter().cloned());
             call.push(due.remove(i));
         } else {
@@ -154,14 +188,37 @@ pub(crate) fn take_call(
 
 /// What one call's failures did to the account, so that a batch that fails
 /// as a whole backs the account off once, not once per item.
-#[derive(Default)]
 struct CallRecord {
+    /// When the call started: a failure of a call that was already in
+    /// flight when the account was backed off belongs to that backoff.
+    started: Instant,
     account_delay: Option<Duration>,
+}
+
+/// A call that ended: its items, what became of each, and when it started.
+struct Finished {
+    items: Vec<OutboxItem>,
+    /// `None`: no answer within `timeout`.
+    verdicts: Option<Vec<Verdict>>,
+    started: Instant,
+    timeout: Duration,
+    span: tracing::Span,
+}
+
+/// Why a worker's wait ended.
+enum Woke {
+    /// A call ended and was recorded.
+    CallEnded,
+    /// An item was queued for this account in this process.
+    Queued,
+    /// The wait's time was up.
+    Timer,
+    Stop,
 }
 
 pub struct Worker<S> {
     account: String,
-    sender: S,
+    sender: Arc<S>,
     store: Store,
     notify: Arc<Notify>,
     metrics: Metrics,
@@ -170,9 +227,20 @@ pub struct Worker<S> {
     /// Grows while calls of this account keep failing; reset by a success.
     account_backoff: Backoff,
     /// Nothing is sent before this (a 429's retry-after, an empty bucket).
-    paused_until: Option<tokio::time::Instant>,
+    paused_until: Option<Instant>,
+    /// When the latest backoff of the account began.
+    paused_at: Option<Instant>,
     /// Shows the watchdog this worker is alive (`crate::daemon::systemd`).
     heartbeat: Arc<crate::daemon::systemd::Heartbeat>,
+    /// The calls in flight.
+    calls: JoinSet<Finished>,
+    /// Ids of the items in flight.
+    flying: HashSet<String>,
+    /// Sequence keys of the items in flight.
+    flying_keys: HashSet<String>,
+    /// Sequence key → the item of it that must go before its later ones
+    /// (it failed, or was put off, and waits for its next attempt).
+    first_in_line: HashMap<String, String>,
 }
 
 impl<S: Sender> Worker<S> {
@@ -190,11 +258,16 @@ impl<S: Sender> Worker<S> {
             heartbeat: Arc::new(outbox.heartbeats.register(format!("outbox {account}"))),
             account_backoff: Backoff::new(options.initial_backoff, options.max_backoff),
             account,
-            sender,
+            sender: Arc::new(sender),
             store,
             options,
             stop,
             paused_until: None,
+            paused_at: None,
+            calls: JoinSet::new(),
+            flying: HashSet::new(),
+            flying_keys: HashSet::new(),
+            first_in_line: HashMap::new(),
         }
     }
 
@@ -202,19 +275,7 @@ impl<S: Sender> Worker<S> {
         *self.stop.borrow()
     }
 
-    /// Sleeps, unless shutdown comes first; false on shutdown.
-    async fn sleep(&mut self, d: Duration) -> bool {
-        if d.is_zero() {
-            return !self.stopped();
-        }
-        let slept = tokio::select! {
-            _ = self.heartbeat.pause(d) => true,
-            _ = self.stop.wait_for(|s| *s) => false,
-        };
-        slept && !self.stopped()
-    }
-
-    /// Runs until shutdown. The call in flight when shutdown comes is
+    /// Runs until shutdown. The calls in flight when shutdown comes are
     /// finished and recorded; nothing new starts.
     pub async fn run(self) {
         let span = tracing::info_span!("outbox", account = %self.account);
@@ -223,80 +284,196 @@ impl<S: Sender> Worker<S> {
 
     async fn run_loop(mut self) {
         tracing::debug!(account = %self.account, "outbox worker started");
-        // Read enough due items to fill the widest call.
+        let width = self.sender.concurrency().max(1);
+        // Read enough due items to fill the widest call, past the ones in
+        // flight (which are still pending, so the read returns them too).
         let read = JobKind::ALL
             .iter()
             .map(|k| self.sender.batch_limit(*k))
             .fold(self.options.batch, usize::max)
-            .max(1);
+            .max(1)
+            + width;
+        let mut due: Vec<OutboxItem> = Vec::new();
+        // Whether `due` is a read still worth starting calls from.
+        let mut fresh = false;
         while !self.stopped() {
-            self.heartbeat.beat();
-            // A store read: on a blocking thread, never the async runtime's.
-            let (store, account) = (self.store.clone(), self.account.clone());
-            let due =
-                tokio::task::spawn_blocking(move || store.outbox_due(&account, Utc::now(), read))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(crate::store::StoreError::Engine {
-                            context: "the outbox read task".to_owned(),
-                            detail: e.to_string(),
-                        })
-                    });
-            let mut due = match due {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");
-                    if !self.sleep(self.options.idle_rescan).await {
-                        break;
+            if self.calls.is_empty() {
+                self.heartbeat.beat();
+            }
+            if self.calls.len() < width {
+                if !fresh {
+                    match self.read_due(read).await {
+                        Ok(items) => {
+                            due = items;
+                            fresh = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");
+                            if let Woke::Stop = self.wait(self.options.idle_rescan, false).await {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                if let Some(kind) = due.iter().find(|i| !self.blocked(i)).map(|i| i.job.kind()) {
+                    let wait = self.pace_wait(kind);
+                    if wait.is_zero() {
+                        let call = take_call(
+                            &mut due,
+                            |kind| self.sender.batch_limit(kind),
+                            |item| self.sender.batch_key(item),
+                            |item| self.blocked(item),
+                        );
+                        self.start(call);
+                        continue;
+                    }
+                    let waiting = Instant::now();
+                    let woke = self.wait(wait, false).await;
+                    self.metrics
+                        .limiter_wait
+                        .get_or_create(&metrics::account(&self.account))
+                        .inc_by(metrics::seconds(waiting.elapsed()));
+                    match woke {
+                        Woke::Stop => break,
+                        Woke::CallEnded if self.paused_until.is_some() => fresh = false,
+                        Woke::CallEnded | Woke::Queued | Woke::Timer => {}
                     }
                     continue;
                 }
-            };
-            if due.is_empty() {
-                let notify = self.notify.clone();
-                tokio::select! {
-                    _ = notify.notified() => {}
-                    _ = self.heartbeat.pause(self.options.idle_rescan) => {}
-                    _ = self.stop.wait_for(|s| *s) => break,
-                }
-                continue;
             }
-            while !due.is_empty() {
-                let call = take_call(
-                    &mut due,
-                    |kind| self.sender.batch_limit(kind),
-                    |item| self.sender.batch_key(item),
-                );
-                if !self.process(call).await {
-                    break;
-                }
-                // After a pause, read the due list again: items may have moved.
-                if self.paused_until.is_some() {
-                    break;
+            // Nothing to start now: wait for a call to end, an item to be
+            // queued, the rescan or shutdown.
+            match self.wait(self.options.idle_rescan, true).await {
+                Woke::Stop => break,
+                Woke::Queued | Woke::Timer => fresh = false,
+                // After a pause, read the due list again: items may have
+                // moved. A read used up may have left more behind.
+                Woke::CallEnded => {
+                    if self.paused_until.is_some() || due.is_empty() {
+                        fresh = false;
+                    }
                 }
             }
+        }
+        while let Some(done) = self.calls.join_next().await {
+            self.ended(done);
         }
         tracing::debug!(account = %self.account, "outbox worker stopped");
     }
 
-    /// Waits for the pause and the pacer, sends one call (one item, or a
-    /// batch of one kind) and records each item's outcome. False on shutdown.
-    async fn process(&mut self, items: Vec<OutboxItem>) -> bool {
-        let Some(first) = items.first() else {
+    /// The account's due items, without the ones in flight. A key whose
+    /// first item is no longer pending (sent, or dropped by a person) stops
+    /// holding its later items back.
+    async fn read_due(&mut self, read: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        // A store read: on a blocking thread, never the async runtime's.
+        let (store, account) = (self.store.clone(), self.account.clone());
+        let due = tokio::task::spawn_blocking(move || store.outbox_due(&account, Utc::now(), read))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Engine {
+                    context: "the outbox read task".to_owned(),
+                    detail: e.to_string(),
+                })
+            })?;
+        let due: Vec<OutboxItem> = due
+            .into_iter()
+            .filter(|i| !self.flying.contains(&i.id))
+            .collect();
+        if !self.first_in_line.is_empty() {
+            let waiting: HashSet<&str> = due.iter().map(|i| i.id.as_str()).collect();
+            let mut gone = Vec::new();
+            for (key, id) in &self.first_in_line {
+                if waiting.contains(id.as_str()) {
+                    continue;
+                }
+                let pending = self
+                    .store
+                    .outbox_get(id)?
+                    .is_some_and(|i| i.state == crate::store::OutboxState::Pending);
+                if !pending {
+                    gone.push(key.clone());
+                }
+            }
+            for key in gone {
+                self.first_in_line.remove(&key);
+            }
+        }
+        Ok(due)
+    }
+
+    /// Whether `item` may not start now: it is in flight, an item of its
+    /// sequence key is, or an earlier one of its key waits to go first.
+    fn blocked(&self, item: &OutboxItem) -> bool {
+        if self.flying.contains(&item.id) {
             return true;
+        }
+        match self.sender.sequence_key(item) {
+            Some(key) => {
+                self.flying_keys.contains(&key)
+                    || self
+                        .first_in_line
+                        .get(&key)
+                        .is_some_and(|first| *first != item.id)
+            }
+            None => false,
+        }
+    }
+
+    /// How long a call of `kind` must wait before it may start: the
+    /// account's pause, then the pacer (whose place is taken now if the
+    /// sender lets the worker take it and the wait is zero).
+    fn pace_wait(&mut self, kind: JobKind) -> Duration {
+        if let Some(until) = self.paused_until {
+            let now = Instant::now();
+            if until > now {
+                return until - now;
+            }
+            self.paused_until = None;
+        }
+        let (pacer, operation) = self.sender.pacing(kind);
+        if self.sender.worker_takes_pace() {
+            pacer.take_now(operation, 1)
+        } else {
+            pacer.delay(operation, 1)
+        }
+    }
+
+    /// Waits up to `d` (for new items too when `queued`), recording a call
+    /// that ends meanwhile. While no call is in flight the wait keeps the
+    /// watchdog fed; while some are, their own budgets do.
+    async fn wait(&mut self, d: Duration, queued: bool) -> Woke {
+        let notify = self.notify.clone();
+        let heartbeat = self.heartbeat.clone();
+        let idle = self.calls.is_empty();
+        let timer = async {
+            if idle {
+                heartbeat.pause(d).await;
+            } else {
+                tokio::time::sleep(d).await;
+            }
+        };
+        let woke = tokio::select! {
+            Some(done) = self.calls.join_next(), if !idle => Ok(done),
+            _ = notify.notified(), if queued => Err(Woke::Queued),
+            _ = timer => Err(Woke::Timer),
+            _ = self.stop.wait_for(|s| *s) => Err(Woke::Stop),
+        };
+        match woke {
+            Ok(done) => {
+                self.ended(done);
+                Woke::CallEnded
+            }
+            Err(woke) => woke,
+        }
+    }
+
+    /// Starts one call (one item, or a batch of one kind) in flight.
+    fn start(&mut self, items: Vec<OutboxItem>) {
+        let Some(first) = items.first() else {
+            return;
         };
         let kind = first.job.kind();
-        let mut waited = Duration::ZERO;
-        let paced = self.pace(kind, &mut waited).await;
-        if !waited.is_zero() {
-            self.metrics
-                .limiter_wait
-                .get_or_create(&metrics::account(&self.account))
-                .inc_by(metrics::seconds(waited));
-        }
-        if !paced {
-            return false;
-        }
         let span = tracing::info_span!(
             "send",
             kind = %kind,
@@ -315,41 +492,81 @@ impl<S: Sender> Worker<S> {
         } else {
             span.record("items", items.len());
         }
+        for item in &items {
+            self.flying.insert(item.id.clone());
+            if let Some(key) = self.sender.sequence_key(item) {
+                self.flying_keys.insert(key);
+            }
+        }
         let timeout = self
             .options
             .call_timeout
             .unwrap_or_else(|| self.sender.call_timeout());
         let beat = self.heartbeat.clone();
         let keepalive: Keepalive = Arc::new(move |d| beat.busy(d));
-        let sender = &self.sender;
-        let send = async {
-            match items.as_slice() {
-                [item] => vec![sender.send(item).await],
-                batch => sender.send_batch(batch).await,
+        let sender = self.sender.clone();
+        let started = Instant::now();
+        self.calls.spawn(async move {
+            let verdicts = {
+                let send = async {
+                    match items.as_slice() {
+                        [item] => vec![sender.send(item).await],
+                        batch => sender.send_batch(batch).await,
+                    }
+                };
+                bounded(timeout, Some(keepalive), send)
+                    .instrument(span.clone())
+                    .await
+                    .ok()
+            };
+            Finished {
+                items,
+                verdicts,
+                started,
+                timeout,
+                span,
             }
+        });
+    }
+
+    /// Records the outcome of a call that ended.
+    fn ended(&mut self, done: Result<Finished, tokio::task::JoinError>) {
+        let done = match done {
+            Ok(done) => done,
+            // A call that panicked is a bug: the worker dies with it, as it
+            // did when calls ran inside it, and the watchdog sees it.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime that is shutting down cancels a call.
+            Err(_) => return,
         };
-        let call = bounded(timeout, Some(keepalive), send);
-        let started = tokio::time::Instant::now();
-        let mut verdicts = match call.instrument(span.clone()).await {
-            Ok(v) => v.into_iter(),
-            Err(_) => Vec::new().into_iter(),
+        for item in &done.items {
+            self.flying.remove(&item.id);
+            if let Some(key) = self.sender.sequence_key(item) {
+                self.flying_keys.remove(&key);
+            }
+        }
+        let Some(first) = done.items.first() else {
+            return;
         };
         let pushed = metrics::AccountKind {
             account: self.account.clone(),
-            kind: kind.as_str(),
+            kind: first.job.kind().as_str(),
         };
         self.metrics
             .push
             .get_or_create(&pushed)
-            .observe(metrics::seconds(started.elapsed()));
-        self.heartbeat.beat();
-        let _entered = span.enter();
-        let mut record = CallRecord::default();
-        for item in &items {
+            .observe(metrics::seconds(done.started.elapsed()));
+        let _entered = done.span.enter();
+        let mut verdicts = done.verdicts.unwrap_or_default().into_iter();
+        let mut record = CallRecord {
+            started: done.started,
+            account_delay: None,
+        };
+        for item in &done.items {
             let verdict = verdicts.next().unwrap_or_else(|| {
                 Verdict::Failed(ConnectorError::Transient(format!(
                     "no answer within {} s",
-                    timeout.as_secs_f64()
+                    done.timeout.as_secs_f64()
                 )))
             });
             if let Err(e) = self.record(item, verdict, &mut record) {
@@ -358,33 +575,28 @@ impl<S: Sender> Worker<S> {
                 tracing::warn!(account = %self.account, item = %item.id, error = %e, "recording an outbox outcome failed");
             }
         }
-        true
     }
 
-    /// Waits for the pause and the account's pacer, adding the time to
-    /// `waited`. False on shutdown.
-    async fn pace(&mut self, kind: JobKind, waited: &mut Duration) -> bool {
-        if let Some(until) = self.paused_until.take() {
-            let now = tokio::time::Instant::now();
-            if until > now {
-                *waited += until - now;
-                if !self.sleep(until - now).await {
-                    return false;
-                }
-            }
+    /// Whether a call that started at `started` began after the account's
+    /// latest backoff (so its success says the far side recovered, and its
+    /// failure is news).
+    fn after_backoff(&self, started: Instant) -> bool {
+        self.paused_at.is_none_or(|at| started >= at)
+    }
+
+    /// The item's key no longer waits for it.
+    fn left_queue(&mut self, item: &OutboxItem) {
+        if let Some(key) = self.sender.sequence_key(item)
+            && self.first_in_line.get(&key) == Some(&item.id)
+        {
+            self.first_in_line.remove(&key);
         }
-        loop {
-            let wait = {
-                let (pacer, operation) = self.sender.pacing(kind);
-                pacer.delay(operation, 1)
-            };
-            if wait.is_zero() {
-                return true;
-            }
-            *waited += wait;
-            if !self.sleep(wait).await {
-                return false;
-            }
+    }
+
+    /// The item goes again later, before the later items of its key.
+    fn goes_again(&mut self, item: &OutboxItem) {
+        if let Some(key) = self.sender.sequence_key(item) {
+            self.first_in_line.insert(key, item.id.clone());
         }
     }
 
@@ -397,7 +609,10 @@ impl<S: Sender> Worker<S> {
         let now = Utc::now();
         match verdict {
             Verdict::Done(follow_up) => {
-                self.account_backoff.reset();
+                if self.after_backoff(call.started) {
+                    self.account_backoff.reset();
+                }
+                self.left_queue(item);
                 self.store.outbox_complete(&item.id)?;
                 self.count("sent");
                 tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
@@ -406,7 +621,9 @@ impl<S: Sender> Worker<S> {
                 }
             }
             Verdict::Again { after, note } => {
-                self.account_backoff.reset();
+                if self.after_backoff(call.started) {
+                    self.account_backoff.reset();
+                }
                 // A channel whose level keeps moving under us is not raced
                 // at full speed: after a few tries the item backs off.
                 let after = if item.attempts < AGAIN_AT_ONCE {
@@ -421,12 +638,16 @@ impl<S: Sender> Worker<S> {
                     ))
                 };
                 let at = now + chrono::Duration::from_std(after).unwrap_or_default();
+                self.goes_again(item);
                 self.store.outbox_reschedule(&item.id, at, &note)?;
                 tracing::debug!(account = %self.account, item = %item.id, %note, "sending again");
             }
             Verdict::Dead(reason) => self.kill(item, &reason)?,
             Verdict::Skipped(reason) => {
-                self.account_backoff.reset();
+                if self.after_backoff(call.started) {
+                    self.account_backoff.reset();
+                }
+                self.left_queue(item);
                 self.store.outbox_complete(&item.id)?;
                 self.count("skipped");
                 tracing::info!(account = %self.account, item = %item.id, %reason, "not sent: nothing left to do");
@@ -453,12 +674,18 @@ impl<S: Sender> Worker<S> {
                         retry_after,
                     );
                     // The account as a whole slows down while its calls fail,
-                    // so a channel that is down is not hit once per item.
-                    let account = *call
-                        .account_delay
-                        .get_or_insert_with(|| self.account_backoff.next_delay(retry_after));
+                    // so a far side that is down is not hit once per item,
+                    // nor backed off once per call that was in flight when
+                    // it started failing.
+                    let account = match call.account_delay {
+                        Some(d) => d,
+                        None => {
+                            let d = self.account_delay(call.started, retry_after);
+                            call.account_delay = Some(d);
+                            d
+                        }
+                    };
                     let delay = own.max(account);
-                    self.paused_until = Some(tokio::time::Instant::now() + account);
                     self.count("retried");
                     if rate_limited {
                         let (pacer, operation) = self.sender.pacing(item.job.kind());
@@ -471,6 +698,7 @@ impl<S: Sender> Worker<S> {
                         self.metrics.rate_limited.get_or_create(&limited).inc();
                     }
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    self.goes_again(item);
                     self.store
                         .outbox_reschedule(&item.id, at, &error.to_string())?;
                     tracing::info!(account = %self.account, item = %item.id, kind = %item.job.kind(), class = error.class(), retry_in_ms = crate::pacing::millis(delay), error = %error, "outbound call failed; will retry");
@@ -480,12 +708,33 @@ impl<S: Sender> Worker<S> {
         Ok(())
     }
 
+    /// The pause of the whole account after a failed call that started at
+    /// `started`: the next step of its backoff (a longer retry-after wins),
+    /// unless the call was in flight when the current backoff began, which
+    /// it then only lengthens to a retry-after.
+    fn account_delay(&mut self, started: Instant, retry_after: Option<Duration>) -> Duration {
+        let now = Instant::now();
+        if self.after_backoff(started) {
+            let d = self.account_backoff.next_delay(retry_after);
+            self.paused_until = Some(now + d);
+            self.paused_at = Some(now);
+            return d;
+        }
+        let left = self
+            .paused_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        let d = left.max(retry_after.unwrap_or_default());
+        self.paused_until = Some(now + d);
+        d
+    }
+
     /// One outbound call's outcome, for `switchyard_outbox_pushes_total`.
     fn count(&self, outcome: &'static str) {
         metrics::count_push(&self.metrics, outcome);
     }
 
-    fn kill(&self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
+    fn kill(&mut self, item: &OutboxItem, reason: &str) -> Result<(), StoreError> {
+        self.left_queue(item);
         self.store.outbox_kill(&item.id, reason)?;
         self.count("dead");
         tracing::warn!(account = %self.account, item = %item.id, kind = %item.job.kind(), reason, "outbound item is a dead letter");
@@ -527,6 +776,10 @@ mod tests {
         None
     }
 
+    fn free(_: &OutboxItem) -> bool {
+        false
+    }
+
     #[test]
     fn a_call_batches_one_kind_up_to_its_limit_without_repeating_a_key() {
         let mut due = vec![
@@ -539,13 +792,13 @@ mod tests {
             item("7", "stock", Some("stock:D")),
         ];
         let limit = |kind: JobKind| if kind == JobKind::PushStock { 4 } else { 1 };
-        let call = take_call(&mut due, limit, no_key);
+        let call = take_call(&mut due, limit, no_key, free);
         assert_eq!(ids(&call), ["1", "3", "5", "6"]);
         assert_eq!(ids(&due), ["2", "4", "7"]);
-        assert_eq!(ids(&take_call(&mut due, limit, no_key)), ["2"]);
-        assert_eq!(ids(&take_call(&mut due, limit, no_key)), ["4", "7"]);
+        assert_eq!(ids(&take_call(&mut due, limit, no_key, free)), ["2"]);
+        assert_eq!(ids(&take_call(&mut due, limit, no_key, free)), ["4", "7"]);
         assert!(due.is_empty());
-        assert!(take_call(&mut due, limit, no_key).is_empty());
+        assert!(take_call(&mut due, limit, no_key, free).is_empty());
     }
 
     #[test]
@@ -554,8 +807,8 @@ mod tests {
             item("1", "stock", Some("stock:A")),
             item("2", "stock", Some("stock:B")),
         ];
-        assert_eq!(ids(&take_call(&mut due, |_| 1, no_key)), ["1"]);
-        assert_eq!(ids(&take_call(&mut due, |_| 0, no_key)), ["2"]);
+        assert_eq!(ids(&take_call(&mut due, |_| 1, no_key, free)), ["1"]);
+        assert_eq!(ids(&take_call(&mut due, |_| 0, no_key, free)), ["2"]);
     }
 
     /// Etsy replaces a listing's whole inventory: the SKUs of one listing
@@ -577,11 +830,11 @@ mod tests {
         };
         let limit = |_| 2;
         assert_eq!(
-            ids(&take_call(&mut due, limit, listing)),
+            ids(&take_call(&mut due, limit, listing, free)),
             ["A1", "A2", "A3"]
         );
-        assert_eq!(ids(&take_call(&mut due, limit, listing)), ["B1"]);
-        assert_eq!(ids(&take_call(&mut due, limit, listing)), ["X", "Y"]);
+        assert_eq!(ids(&take_call(&mut due, limit, listing, free)), ["B1"]);
+        assert_eq!(ids(&take_call(&mut due, limit, listing, free)), ["X", "Y"]);
         assert!(due.is_empty());
     }
 }

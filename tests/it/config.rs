@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use switchyard::config::{
-    Config, ConfigError, ConfigErrors, DestinationKind, Env, LogFormat, load_with,
+    Config, ConfigError, ConfigErrors, DeliveryPace, DestinationKind, Env, LogFormat, load_with,
 };
 use switchyard_contract::model::Channel;
 use switchyard_shopify::ShopifySettings;
@@ -285,6 +285,86 @@ fn urls_need_a_scheme_a_host_and_a_valid_port() {
             format!(r#""url" in [[destination]] "east-wh": {url:?} is not a URL: {problem}"#)
         );
     }
+}
+
+#[test]
+fn a_destination_paces_by_its_rate_and_concurrency_or_the_defaults() {
+    let config = load_ok(VALID);
+    assert_eq!(config.destinations[0].pace, DeliveryPace::default());
+    assert_eq!(
+        (
+            DeliveryPace::DEFAULT_RATE,
+            DeliveryPace::DEFAULT_CONCURRENCY
+        ),
+        (400.0, 8)
+    );
+    for (rate, concurrency, expected) in [
+        ("50", "2", (50.0, 2)),
+        ("0.5", "1", (0.5, 1)),
+        ("10_000", "64", (10_000.0, 64)),
+    ] {
+        let text = format!("{VALID}rate = {rate}\nconcurrency = {concurrency}\n");
+        let pace = load_ok(&text).destinations[0].pace;
+        assert_eq!((pace.rate, pace.concurrency), expected, "{text}");
+    }
+}
+
+#[test]
+fn a_bad_rate_or_concurrency_is_located_at_its_value() {
+    for (line, message) in [
+        (
+            "rate = 0",
+            r#""rate" in [[destination]] "east-wh": 0 is out of range; give a number above 0 and at most 10000"#,
+        ),
+        (
+            "rate = -3.5",
+            r#""rate" in [[destination]] "east-wh": -3.5 is out of range; give a number above 0 and at most 10000"#,
+        ),
+        (
+            "rate = 20000",
+            r#""rate" in [[destination]] "east-wh": 20000 is out of range; give a number above 0 and at most 10000"#,
+        ),
+        (
+            "rate = nan",
+            r#""rate" in [[destination]] "east-wh": nan is out of range; give a number above 0 and at most 10000"#,
+        ),
+        (
+            "rate = \"fast\"",
+            r#""rate" in [[destination]] "east-wh" must be a number, not a string"#,
+        ),
+        (
+            "concurrency = 0",
+            r#""concurrency" in [[destination]] "east-wh": 0 is out of range; give 1 to 64"#,
+        ),
+        (
+            "concurrency = 65",
+            r#""concurrency" in [[destination]] "east-wh": 65 is out of range; give 1 to 64"#,
+        ),
+        (
+            "concurrency = 2.5",
+            r#""concurrency" in [[destination]] "east-wh" must be a whole number, not a float"#,
+        ),
+    ] {
+        let text = format!("{VALID}{line}\n");
+        let (fixture, errors) = errors(&text);
+        assert_eq!(errors.errors.len(), 1, "{errors}");
+        let error = &errors.errors[0];
+        assert_eq!(error.message, message);
+        let value = line.split_once(" = ").unwrap().1;
+        let (at, column) = position(&text, line);
+        let column = column + line.len() - value.len();
+        assert_eq!((error.line, error.column), (at, column), "{error}");
+        assert_eq!(
+            error.to_string(),
+            format!("{}:{at}:{column}: {message}", fixture.path.display())
+        );
+    }
+    // A misspelt key is unknown, with the right one suggested.
+    let (_fixture, errors) = errors(&format!("{VALID}concurency = 4\n"));
+    find(
+        &errors,
+        r#"unknown key "concurency" in [[destination]] "east-wh" (did you mean "concurrency"?)"#,
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! 127.0.0.1: outbox workers under a channel's rate limit, faults and dead
 //! letters, the oversell guard, shipments and destination deliveries.
 
-use crate::common::{self, eventually};
+use crate::common::{self, Server, eventually, serve};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use switchyard::config::{DestinationConfig, DestinationKind, Secret};
+use switchyard::config::{DeliveryPace, DestinationConfig, DestinationKind, Secret};
 use switchyard::effects::deliveries;
 use switchyard::effects::stock::{self, DriftOptions, StockTarget, StockTargets, StockUpdate};
 use switchyard::effects::tracking::{self, ShipError, ShipLine, ShipOutcome, ShipmentRequest};
@@ -198,37 +198,6 @@ async fn tracking_route(
 ) -> Response {
     ch.with(&account, |c| c.tracking.push(body));
     axum::Json(json!({ "id": "F1" })).into_response()
-}
-
-/// A loopback HTTP server that stops when dropped.
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-async fn serve(router: axum::Router) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    Server {
-        url,
-        stop: Some(tx),
-    }
 }
 
 async fn channel_server(ch: &Channels) -> Server {
@@ -1334,6 +1303,7 @@ impl Warehouse {
                 url: format!("{}/orders", server.url),
                 secret: Secret::new("wh-secret"),
             },
+            pace: DeliveryPace::default(),
         };
         let outbound = Outbound::default();
         let ingest = Ingest::new(store.clone(), LiveRules::new(rules(rules_text)))
