@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod contract;
 mod daemon;
+mod destinations;
 mod etsy;
 mod indexes;
 mod ingest;

@@ -259,6 +259,13 @@ impl Destination {
         self.0.string("secret_env", var);
         self
     }
+
+    /// `rate` (deliveries a second) and `concurrency` (at once).
+    pub fn pace(mut self, rate: f64, concurrency: u32) -> Self {
+        self.0.raw("rate", format!("{rate:?}"));
+        self.0.raw("concurrency", concurrency.to_string());
+        self
+    }
 }
 
 /// `east-wh` and `west-3pl`, the destinations `config/rules.toml` routes
