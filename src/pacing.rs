@@ -615,7 +615,14 @@ impl AdaptiveRate {
         if state.current >= self.configured {
             return false;
         }
-        state.current = (state.current + RECOVERY_PER_CALL).min(self.configured);
+        let next = state.current + RECOVERY_PER_CALL;
+        // Within rounding of the configured rate is the configured rate
+        // (0.5 and five tenths make 0.9999999999999999).
+        state.current = if next >= self.configured - 1e-9 {
+            self.configured
+        } else {
+            next
+        };
         state.current >= self.configured
     }
 }
@@ -893,6 +900,80 @@ mod tests {
         assert_eq!(
             bounded(Duration::from_secs(10), None, slow).await,
             Err(TimedOut(Duration::from_secs(10)))
+        );
+    }
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_halves_the_rate_the_destination_saw_once_per_overload() {
+        let rate = AdaptiveRate::new(400.0);
+        // Ten calls in the last second: the destination saw 10 a second,
+        // not the configured 400, and refused.
+        for _ in 0..10 {
+            rate.started();
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        let in_flight = Instant::now() - Duration::from_millis(50);
+        rate.started();
+        let refused = Instant::now();
+        assert_eq!(rate.slow_down(refused), Some(5.0));
+        // A call already in flight when the rate was halved answers from
+        // the same overload: no second halving.
+        assert_eq!(rate.slow_down(in_flight), None);
+        assert!(close(rate.current(), 5.0));
+        // A call started after it and refused again halves again.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        rate.started();
+        assert_eq!(rate.slow_down(Instant::now()), Some(2.5));
+        // Each call that goes through gives back a tenth of a call a second.
+        for _ in 0..10 {
+            assert!(!rate.went_through());
+        }
+        assert!(close(rate.current(), 3.5), "{}", rate.current());
+        assert!(close(rate.configured(), 400.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_grows_back_to_the_configured_one_and_never_falls_below_the_floor() {
+        let rate = AdaptiveRate::new(1.0);
+        assert_eq!(rate.slow_down(Instant::now()), Some(0.5));
+        let back: Vec<bool> = (0..6).map(|_| rate.went_through()).collect();
+        assert_eq!(back, [false, false, false, false, true, false]);
+        assert!(close(rate.current(), 1.0));
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_secs(5)).await;
+            rate.slow_down(Instant::now());
+        }
+        assert!(close(rate.current(), MIN_ADAPTIVE_RATE));
+        // An unlimited rate has nothing to halve.
+        let unlimited = AdaptiveRate::new(f64::INFINITY);
+        assert_eq!(unlimited.slow_down(Instant::now()), None);
+        assert_eq!(unlimited.current(), f64::INFINITY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destinations_pacer_spaces_calls_at_the_rate_in_force() {
+        let rate = AdaptiveRate::new(10.0);
+        let p = AccountPacer::adaptive("destination:east-wh", rate.clone());
+        assert_eq!(p.take_now(Operation::PushTracking, 1), Duration::ZERO);
+        // Taken: the next call waits a tenth of a second, and taking spends
+        // nothing while it must wait.
+        let wait = p.take_now(Operation::PushTracking, 1);
+        assert!(
+            wait >= Duration::from_millis(99) && wait <= Duration::from_millis(101),
+            "{wait:?}"
+        );
+        assert_eq!(p.take_now(Operation::PushTracking, 1), wait);
+        tokio::time::advance(wait).await;
+        assert_eq!(p.take_now(Operation::PushTracking, 1), Duration::ZERO);
+        // Halved to 5 a second: two tenths between calls.
+        rate.slow_down(Instant::now());
+        let wait = p.take_now(Operation::PushTracking, 1);
+        assert!(
+            wait >= Duration::from_millis(199) && wait <= Duration::from_millis(201),
+            "{wait:?}"
         );
     }
 }

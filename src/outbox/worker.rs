@@ -837,4 +837,155 @@ mod tests {
         assert_eq!(ids(&take_call(&mut due, limit, listing, free)), ["X", "Y"]);
         assert!(due.is_empty());
     }
+    /// A far side that takes `took` per call, refuses the first with a 429
+    /// and `refuse_first` as its Retry-After when given, and logs when each
+    /// call started and ended (paused time).
+    struct Timed {
+        pacer: Arc<AccountPacer>,
+        width: usize,
+        took: Duration,
+        refuse_first: Option<Duration>,
+        log: Arc<parking_lot::Mutex<Vec<(String, Instant, Instant)>>>,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Sender for Timed {
+        fn pacing(&self, _kind: JobKind) -> (&AccountPacer, Operation) {
+            (&self.pacer, Operation::PushTracking)
+        }
+        fn call_timeout(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn concurrency(&self) -> usize {
+            self.width
+        }
+        fn sequence_key(&self, item: &OutboxItem) -> Option<String> {
+            item.job.order_id().map(str::to_owned)
+        }
+        fn worker_takes_pace(&self) -> bool {
+            true
+        }
+        fn send(&self, item: &OutboxItem) -> impl Future<Output = Verdict> + Send {
+            use std::sync::atomic::Ordering::SeqCst;
+            async move {
+                let start = Instant::now();
+                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(now, SeqCst);
+                tokio::time::sleep(self.took).await;
+                self.in_flight.fetch_sub(1, SeqCst);
+                let first = {
+                    let mut log = self.log.lock();
+                    log.push((item.id.clone(), start, Instant::now()));
+                    log.len() == 1
+                };
+                match self.refuse_first {
+                    Some(wait) if first => Verdict::Failed(ConnectorError::RateLimited {
+                        retry_after: Some(wait),
+                        detail: "HTTP 429: slow down".to_owned(),
+                    }),
+                    _ => Verdict::Done(None),
+                }
+            }
+        }
+    }
+
+    /// Queues `n` deliveries-like items (one order each) and runs a worker
+    /// over them at `rate` a second, `width` at once, until `done` calls
+    /// ended: answers the log of calls and the most in flight at once.
+    async fn run_timed(
+        n: usize,
+        rate: f64,
+        width: usize,
+        took: Duration,
+        refuse_first: Option<Duration>,
+        done: usize,
+    ) -> (Vec<(String, Instant, Instant)>, usize, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::StoreOptions::default()).unwrap();
+        let now = Utc::now();
+        let items = (0..n)
+            .map(|i| crate::store::NewOutboxItem {
+                account: "dest".to_owned(),
+                job: Job::PushTracking {
+                    order_id: format!("order-{i}"),
+                    tracking_number: "1Z".to_owned(),
+                },
+                coalesce_key: None,
+                not_before: now,
+            })
+            .collect();
+        store.outbox_add(items, now).unwrap();
+        let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sender = Timed {
+            pacer: AccountPacer::adaptive("dest", crate::pacing::AdaptiveRate::new(rate)),
+            width,
+            took,
+            refuse_first,
+            log: log.clone(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            most: most.clone(),
+        };
+        let (stop, rx) = watch::channel(false);
+        let outbox = Outbox::default();
+        let worker = Worker::new(
+            "dest".to_owned(),
+            sender,
+            store.clone(),
+            &outbox,
+            OutboxOptions::default(),
+            rx,
+        );
+        let task = tokio::spawn(worker.run());
+        for _ in 0..6000 {
+            if log.lock().len() >= done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        task.await.unwrap();
+        drop(dir);
+        let log = log.lock().clone();
+        (log, most.load(std::sync::atomic::Ordering::SeqCst), store)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_start_at_the_rate_and_never_more_than_concurrency_at_once() {
+        let (log, most, _store) = run_timed(6, 10.0, 2, Duration::from_millis(250), None, 6).await;
+        assert_eq!(log.len(), 6);
+        assert_eq!(most, 2, "two in flight together, never three");
+        let mut starts: Vec<Instant> = log.iter().map(|(_, s, _)| *s).collect();
+        starts.sort();
+        for pair in starts.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap >= Duration::from_millis(99), "10 a second: {gap:?}");
+        }
+        // Two at once and 10 a second: the sixth starts at 0.6 s (one at a
+        // time, 250 ms each, would be 1.25 s).
+        let span = starts[5] - starts[0];
+        assert!(span < Duration::from_millis(700), "{span:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_holds_every_later_call_of_the_account() {
+        let wait = Duration::from_secs(30);
+        let (log, _most, store) =
+            run_timed(4, 100.0, 2, Duration::from_millis(50), Some(wait), 4).await;
+        // The refused call, the one already in flight beside it, then the
+        // others no sooner than the Retry-After.
+        assert_eq!(log.len(), 4, "{log:?}");
+        let refused_at = log[0].2;
+        assert!(log[1].1 < refused_at);
+        for (id, start, _) in &log[2..] {
+            assert!(*start - refused_at >= wait, "{id} went early");
+        }
+        // The refused item waits for its own next attempt, with the reason.
+        let pending = store.outbox_list(false).unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].id, log[0].0);
+        let error = pending[0].last_error.clone().unwrap_or_default();
+        assert!(error.contains("429"), "{error}");
+    }
 }
