@@ -5,7 +5,8 @@
 //! (`switchyard_destination_rate`), are retried no sooner than their
 //! `Retry-After`, and show in the outbox list while they wait. The pace
 //! itself (spacing, halving, recovery) is timed under paused time in the
-//! outbox worker's and the pacer's own tests.
+//! outbox worker's and the pacer's own tests. A hold that comes while a
+//! delivery is in flight sends its notice after the delivery.
 
 use crate::common::{Server, eventually, serve};
 
@@ -333,5 +334,87 @@ async fn a_429_or_503_slows_the_destination_and_waits_out_its_retry_after() {
     let limited = r#"switchyard_rate_limited_total{account="destination:east-wh",source="outbox"}"#;
     assert_eq!(hub.metric(limited).await, Some(2.0));
     assert!(hub.outbox().await.is_empty());
+    let _ = hub.daemon.stop().await;
+}
+
+/// With several deliveries in flight, a person can hold an order while its
+/// delivery is on its way: the hold found nothing delivered to tell the
+/// destination about, so the notice goes once the delivery is through, and
+/// never before it.
+#[tokio::test]
+async fn a_hold_while_the_delivery_is_in_flight_sends_its_notice_after_it() {
+    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+    let seen: Seen = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (s, g) = (seen.clone(), gate.clone());
+    let server = serve(axum::Router::new().route(
+        "/orders",
+        post(move |headers: HeaderMap, body: String| {
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                let what = headers
+                    .get("x-switchyard-notice")
+                    .map_or("delivery".to_owned(), |v| v.to_str().unwrap().to_owned());
+                let body: Value = serde_json::from_str(&body).unwrap();
+                let order = body["id"].as_str().or(body["order_id"].as_str()).unwrap();
+                s.lock().unwrap().push((what.clone(), order.to_owned()));
+                if what == "delivery" {
+                    // Held until the test has put the order on hold.
+                    g.acquire().await.unwrap().forget();
+                }
+                StatusCode::NO_CONTENT
+            }
+        }),
+    ))
+    .await;
+    let hub = Hub::start(
+        Destination::webhook("east-wh", &format!("{}/orders", server.url))
+            .secret("s")
+            .pace(100.0, 4),
+    )
+    .await;
+    let order = hub.order(9_400).await;
+    eventually(
+        "the delivery on its way",
+        Duration::from_secs(10),
+        async || !seen.lock().unwrap().is_empty(),
+    )
+    .await;
+    let resp = hub
+        .http
+        .post(hub.daemon.url(&format!("/api/v1/orders/{order}/hold")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "reason": "address check" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    gate.add_permits(1);
+    eventually("the hold notice", Duration::from_secs(10), async || {
+        seen.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("delivery".to_owned(), order.clone()),
+            ("hold".to_owned(), order.clone())
+        ]
+    );
+    let shown: Value = hub
+        .http
+        .get(hub.daemon.url(&format!("/api/v1/orders/{order}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history = shown["history"].to_string();
+    assert!(
+        history.contains("hold came while it was on its way: hold notice queued"),
+        "{history}"
+    );
     let _ = hub.daemon.stop().await;
 }
