@@ -131,10 +131,19 @@ impl RestartOnly {
         for old in &self.destinations {
             match new.destinations.iter().find(|n| n.id == old.id) {
                 None => keys.push(format!("[[destination]] {:?} (removed)", old.id)),
-                Some(n) if n != old => {
-                    keys.push(format!("[[destination]] {:?} (its url or secret)", old.id));
+                Some(n) => {
+                    for (key, differs) in [
+                        ("rate", old.pace.rate.to_bits() != n.pace.rate.to_bits()),
+                        ("concurrency", old.pace.concurrency != n.pace.concurrency),
+                    ] {
+                        if differs {
+                            keys.push(format!("[[destination]] {:?}.{key}", old.id));
+                        }
+                    }
+                    if old.kind != n.kind {
+                        keys.push(format!("[[destination]] {:?} (its url or secret)", old.id));
+                    }
                 }
-                Some(_) => {}
             }
         }
         for n in &new.destinations {
@@ -362,7 +371,8 @@ secret = "{destination_secret}"
                 "base_url = \"https://example.myshopify.com\"",
                 "base_url = \"https://other.myshopify.com\"\npoll_interval = \"9m\"",
             )
-            .replace("listen = \"127.0.0.1:7300\"", "listen = \"127.0.0.1:7400\"");
+            .replace("listen = \"127.0.0.1:7300\"", "listen = \"127.0.0.1:7400\"")
+            + "concurrency = 2\n";
         std::fs::write(&path, text).unwrap();
         let next = RestartOnly::of(&crate::config::load(&path).unwrap());
         assert_eq!(
@@ -372,6 +382,7 @@ secret = "{destination_secret}"
                 "[[account]] \"shop-us\".base_url",
                 "[[account]] \"shop-us\".poll_interval",
                 "[[account]] \"shop-us\" (its shopify keys or secrets)",
+                "[[destination]] \"east-wh\".concurrency",
                 "[[destination]] \"east-wh\" (its url or secret)",
             ]
         );
