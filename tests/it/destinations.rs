@@ -23,8 +23,7 @@ use switchyard::sim::Simulator;
 use switchyard_contract::Channel;
 
 use crate::common::daemon::{
-    ConfigBuilder, Destination, InProcess, ShopifyAccount, orders_create_numbered, post as send,
-    shopify_signed,
+    ConfigBuilder, Destination, InProcess, ShopifyAccount, paid_order_webhook, post as send,
 };
 
 const WEBHOOK_SECRET: &str = "dest-test-webhook-secret";
@@ -157,18 +156,7 @@ impl Hub {
 
     /// Takes paid order `n` by webhook; answers its canonical id.
     async fn order(&self, n: u64) -> String {
-        let mut order = orders_create_numbered(n);
-        order["financial_status"] = "paid".into();
-        let body = serde_json::to_vec(&order).unwrap();
-        let headers = shopify_signed(
-            &body,
-            WEBHOOK_SECRET,
-            [
-                ("content-type", "application/json"),
-                ("x-shopify-topic", "orders/create"),
-                ("x-shopify-webhook-id", &format!("wh-{n}")),
-            ],
-        );
+        let (headers, body) = paid_order_webhook(n, WEBHOOK_SECRET);
         let url = self.daemon.url("/webhooks/shop-us");
         let (status, text) = send(&self.http, &url, &headers, body).await;
         assert_eq!(status, 200, "{text}");

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::daemon::{
-    Binary, ConfigBuilder, Destination, REPO, ShopifyAccount, orders_create_numbered, post,
-    shopify_signed,
+    Binary, ConfigBuilder, Destination, REPO, ShopifyAccount, paid_order_webhook, post,
 };
 use switchyard::sim::Simulator;
 use switchyard_contract::Channel;
@@ -91,23 +90,6 @@ async fn destination() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     (format!("http://{addr}"), seen)
 }
 
-/// A paid Shopify order (so it is delivered) as an orders/create webhook.
-fn order_webhook(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut order = orders_create_numbered(n);
-    order["financial_status"] = "paid".into();
-    let body = serde_json::to_vec(&order).unwrap();
-    let headers = shopify_signed(
-        &body,
-        WEBHOOK_SECRET,
-        [
-            ("content-type", "application/json"),
-            ("x-shopify-topic", "orders/create"),
-            ("x-shopify-webhook-id", &format!("wh-{n}")),
-        ],
-    );
-    (headers, body)
-}
-
 /// Runs the daemon for a whole cycle and returns its stderr.
 async fn full_cycle(json: bool, rust_log: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +109,7 @@ async fn full_cycle(json: bool, rust_log: &str) -> String {
     let addr = daemon.addr().await;
     let client = reqwest::Client::new();
 
-    let (headers, body) = order_webhook(8001);
+    let (headers, body) = paid_order_webhook(8001, WEBHOOK_SECRET);
     let url = format!("http://{addr}/webhooks/shop-us");
     let (status, text) = post(&client, &url, &headers, body).await;
     assert_eq!(status, 200, "{text}");

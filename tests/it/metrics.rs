@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::daemon::{
-    ConfigBuilder, InProcess, REPO, ShopifyAccount, orders_create_numbered, post, shopify_signed,
+    ConfigBuilder, InProcess, REPO, ShopifyAccount, orders_create_numbered, orders_create_webhook,
+    post,
 };
 use switchyard::sim::Simulator;
 use switchyard_contract::Channel;
@@ -179,16 +180,7 @@ async fn scrape(
 /// An `orders/create` delivery of order `n`, signed with `secret`; answers
 /// the status.
 async fn deliver(client: &reqwest::Client, url: &str, n: u64, secret: &str) -> u16 {
-    let body = serde_json::to_vec(&orders_create_numbered(n)).unwrap();
-    let headers = shopify_signed(
-        &body,
-        secret,
-        [
-            ("content-type", "application/json"),
-            ("x-shopify-topic", "orders/create"),
-            ("x-shopify-webhook-id", &format!("wh-{n}")),
-        ],
-    );
+    let (headers, body) = orders_create_webhook(&orders_create_numbered(n), secret);
     post(client, url, &headers, body).await.0
 }
 

@@ -498,6 +498,32 @@ pub fn orders_create_numbered(n: u64) -> serde_json::Value {
     order
 }
 
+/// `order` (an `orders/create` body) as a webhook signed under `secret`,
+/// its webhook id taken from the order's: its headers and body.
+pub fn orders_create_webhook(
+    order: &serde_json::Value,
+    secret: &str,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = serde_json::to_vec(order).unwrap();
+    let headers = shopify_signed(
+        &body,
+        secret,
+        [
+            ("content-type", "application/json"),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-webhook-id", &format!("wh-{}", order["id"])),
+        ],
+    );
+    (headers, body)
+}
+
+/// Paid order `n` (so it is delivered) as a signed `orders/create` webhook.
+pub fn paid_order_webhook(n: u64, secret: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut order = orders_create_numbered(n);
+    order["financial_status"] = "paid".into();
+    orders_create_webhook(&order, secret)
+}
+
 /// `headers` with `x-shopify-hmac-sha256` last, Shopify's signature of
 /// `body` under `secret` (any signature already there is dropped).
 pub fn shopify_signed<K: Into<String>, V: Into<String>>(
