@@ -117,12 +117,7 @@ fn online_checks(config_path: &Path) -> Result<Vec<CheckResult>, Failure> {
                 .map_err(|e| Failure::new(EXIT_FAILED, format!("building the HTTP client: {e}")))?;
             let connectors = Connectors::build(&config, &http, &store)
                 .map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    Failure::new(EXIT_FAILED, format!("cannot start the async runtime: {e}"))
-                })?;
+            let runtime = super::runtime(false)?;
             let results = runtime.block_on(connectors.check_all());
             store
                 .flush_blocking()

@@ -14,13 +14,6 @@ use crate::config::LogFormat;
 use crate::daemon::{RunOptions, run as run_app};
 use crate::ingest::{Ingest, LiveRules};
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
-}
-
 /// Resolves on SIGTERM or SIGINT.
 async fn termination() {
     #[cfg(unix)]
@@ -53,7 +46,7 @@ pub fn run(config_path: &Path) -> CliResult {
         config.daemon.state_dir.clone(),
         config.daemon.store_options(),
     );
-    runtime()?.block_on(async move {
+    super::runtime(true)?.block_on(async move {
         let options = RunOptions {
             notify: Some(notify.clone()),
             reload: Some(reload_signal()),
@@ -155,7 +148,7 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>, json: boo
     let outbound = crate::effects::Outbound::new(crate::channels::accounts::stock_targets(&config));
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
     let mut progress = Progress::new(account_id, json);
-    let result = runtime()?.block_on(async {
+    let result = super::runtime(true)?.block_on(async {
         catch_up(&connected, &ingest, CatchUp::since(since), |s| {
             progress.page(s)
         })

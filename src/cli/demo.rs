@@ -158,10 +158,7 @@ pub fn run_demo(explicit_config: Option<&Path>, args: DemoArgs) -> CliResult {
     let destinations: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let (rules, _) = crate::rules::load_rules(&config.daemon.rules, &destinations)
         .map_err(|e| fail(crate::rules::RuleErrors(e)))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime(true)?;
     runtime.block_on(async move {
         let sim = Simulator::start(&fixtures).await.map_err(fail)?;
         let secrets: BTreeMap<String, Vec<u8>> = config

@@ -367,6 +367,21 @@ impl From<anyhow::Error> for Failure {
 
 pub type CliResult = Result<(), Failure>;
 
+/// The async runtime a command runs on: the daemon, the demo and replay serve
+/// HTTP while they work and want every core; a one-shot request wants one
+/// thread.
+pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
+}
+
 pub fn main(cli: Cli) -> ExitCode {
     // Commands print their results on stdout; logs are for what went wrong.
     // The demo prints its own account of what happened.

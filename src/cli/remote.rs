@@ -94,12 +94,7 @@ impl Remote {
                 format!("daemon.listen {addr} does not make a URL: {e}"),
             )
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Failure::new(EXIT_FAILED, format!("cannot start the async runtime: {e}"))
-            })?;
+        let runtime = super::runtime(false)?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)

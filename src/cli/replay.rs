@@ -120,10 +120,7 @@ pub fn run(
         tempfile::tempdir().map_err(|e| fail(format!("cannot create a temporary store: {e}")))?;
     let store = Store::open(dir.path(), StoreOptions::default()).map_err(fail)?;
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime(true)?;
     let http = reqwest::Client::new();
     let count = scenarios.len();
     let mut failures: Vec<String> = Vec::new();
