@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use switchyard_contract::testkit::Scenario;
-use switchyard_contract::{Channel, ConnectorError, WebhookOutcome, WebhookRequest};
+use switchyard_contract::{Channel, ConnectorError, WebhookOutcome};
 
 use super::print::{out, outln, plural};
 use super::{CliResult, EXIT_FAILED, Failure, print_json};
@@ -153,18 +153,7 @@ pub fn run(
             // Recorded webhooks go through the connector as the channel sent
             // them (the replay settings hold the secret they are signed with).
             for w in &scenario.webhooks {
-                let req = WebhookRequest {
-                    account: REPLAY_ACCOUNT.into(),
-                    method: "POST".into(),
-                    headers: w
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                        .collect(),
-                    query: None,
-                    body: w.body.clone(),
-                    received_at: Utc::now(),
-                };
+                let req = w.request(REPLAY_ACCOUNT, Utc::now());
                 let shown = format!("{}: webhook {}", scenario.dir.display(), w.name);
                 let (orders, key) = match connected.connector.handle_webhook(&req).await {
                     Ok(WebhookOutcome::Orders {

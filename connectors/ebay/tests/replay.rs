@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use switchyard_contract::TokenState;
-use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json};
+use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json, order_json};
 use switchyard_ebay::config::REPLAY_REFRESH_TOKEN;
 
 use common::*;
@@ -106,7 +106,7 @@ fn url_decoded(form: &str) -> Vec<(String, String)> {
 /// The last daily-budget hint the pacer got for each operation.
 fn daily_hints(run: &Run) -> Value {
     let mut last: BTreeMap<String, Value> = BTreeMap::new();
-    for (op, h) in run.pacer.hints.lock().unwrap().iter() {
+    for (op, h) in run.pacer.observed.lock().unwrap().iter() {
         last.insert(
             op.to_string(),
             json!({ "capacity": h.capacity, "remaining": h.remaining, "window": h.window }),

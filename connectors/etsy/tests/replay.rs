@@ -18,7 +18,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json};
+use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json, order_json};
 use switchyard_contract::{InventoryResult, Operation, RateWindow, TrackingResult};
 use switchyard_etsy::settings::replay;
 

@@ -12,7 +12,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{Scenario, assert_golden_json};
+use switchyard_contract::testkit::{Scenario, assert_golden_json, order_json};
 use switchyard_shopify::graphql;
 
 use common::*;

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+use crate::WebhookRequest;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +109,25 @@ pub struct WebhookFixture {
     pub name: String,
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+}
+
+impl WebhookFixture {
+    /// The delivery as account `account` receives it at `received_at`
+    /// (header names lowercased, as the HTTP server hands them over).
+    pub fn request(&self, account: &str, received_at: DateTime<Utc>) -> WebhookRequest {
+        WebhookRequest {
+            account: account.into(),
+            method: "POST".into(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            query: None,
+            body: self.body.clone(),
+            received_at,
+        }
+    }
 }
 
 /// One scenario folder, loaded.
