@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use switchyard_contract::TokenState;
-use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json, order_json};
+use switchyard_contract::testkit::{HttpRequest, Scenario, assert_goldens};
 use switchyard_ebay::config::REPLAY_REFRESH_TOKEN;
 
 use common::*;
@@ -124,31 +124,14 @@ async fn every_scenario_replays_and_matches_its_golden_files() {
         scenarios.len()
     );
     let secrets = secrets();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     for s in &scenarios {
         eprintln!("scenario {}", s.name);
         let run = run(s).await;
-        let orders = Value::Array(run.orders.iter().map(order_json).collect());
         let mut results = run.results.clone();
         results.push(daily_hints(&run));
-        let results = Value::Array(results);
         let requests = sent(&s.name, &run.requests);
-        for (what, v) in [
-            ("orders", &orders),
-            ("results", &results),
-            ("requests", &requests),
-        ] {
-            let text = v.to_string();
-            for secret in &secrets {
-                assert!(
-                    !text.contains(secret.as_str()),
-                    "{}: a secret leaked into {what}",
-                    s.name
-                );
-            }
-        }
-        assert_golden_json(&s.expected("orders.json"), &orders);
-        assert_golden_json(&s.expected("results.json"), &results);
-        assert_golden_json(&s.expected("requests.json"), &requests);
+        assert_goldens(s, &secrets, &run.orders, &results, requests);
     }
 }
 

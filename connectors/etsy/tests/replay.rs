@@ -18,7 +18,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json, order_json};
+use switchyard_contract::testkit::{HttpRequest, Scenario, assert_goldens};
 use switchyard_contract::{InventoryResult, Operation, RateWindow, TrackingResult};
 use switchyard_etsy::settings::replay;
 
@@ -58,31 +58,18 @@ async fn every_scenario_replays_and_matches_its_golden_files() {
     for s in &scenarios {
         eprintln!("scenario {}", s.name);
         let run = run(s).await;
-        let orders = Value::Array(run.orders.iter().map(order_json).collect());
-        let results = Value::Array(run.results.clone());
         let mut requests = Vec::new();
         for r in &run.requests {
             check_signed(&s.name, r);
             requests.push(request_json(r));
         }
-        let requests = Value::Array(requests);
-        for (what, v) in [
-            ("orders", &orders),
-            ("results", &results),
-            ("requests", &requests),
-        ] {
-            let text = v.to_string();
-            for secret in secrets() {
-                assert!(
-                    !text.contains(secret),
-                    "{}: a credential leaked into {what}",
-                    s.name
-                );
-            }
-        }
-        assert_golden_json(&s.expected("orders.json"), &orders);
-        assert_golden_json(&s.expected("results.json"), &results);
-        assert_golden_json(&s.expected("requests.json"), &requests);
+        assert_goldens(
+            s,
+            &secrets(),
+            &run.orders,
+            &run.results,
+            Value::Array(requests),
+        );
     }
 }
 

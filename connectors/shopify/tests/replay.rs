@@ -12,7 +12,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{Scenario, assert_golden_json, order_json};
+use switchyard_contract::testkit::{Scenario, assert_goldens};
 use switchyard_shopify::graphql;
 
 use common::*;
@@ -64,29 +64,14 @@ async fn every_scenario_replays_and_matches_its_golden_files() {
     for s in &scenarios {
         eprintln!("scenario {}", s.name);
         let run = run(s).await;
-        let orders = Value::Array(run.orders.iter().map(order_json).collect());
-        let results = Value::Array(run.results.clone());
         let requests = sent(&s.name, &run.requests);
-        for (what, v) in [
-            ("orders", &orders),
-            ("results", &results),
-            ("requests", &requests),
-        ] {
-            let text = v.to_string();
-            assert!(
-                !text.contains(TOKEN),
-                "{}: the access token leaked into {what}",
-                s.name
-            );
-            assert!(
-                !text.contains(WEBHOOK_SECRET),
-                "{}: the webhook secret leaked into {what}",
-                s.name
-            );
-        }
-        assert_golden_json(&s.expected("orders.json"), &orders);
-        assert_golden_json(&s.expected("results.json"), &results);
-        assert_golden_json(&s.expected("requests.json"), &requests);
+        assert_goldens(
+            s,
+            &[TOKEN, WEBHOOK_SECRET],
+            &run.orders,
+            &run.results,
+            requests,
+        );
     }
 }
 

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::Scenario;
+use super::{Scenario, assert_golden_json};
 use crate::{
     BoxFuture, Channel, Connector, ConnectorError, Currency, Cursor, Fulfillment, InventoryPush,
     Line, NormalizedOrder, Operation, Order, OrderPage, OrderStatus, Pacer, PaymentStatus,
@@ -301,6 +301,37 @@ pub async fn run_calls<C>(
         run.results.push(result);
     }
     run
+}
+
+/// Checks a scenario's run against its golden files (`expected/orders.json`,
+/// `results.json`, `requests.json`: regenerate with `SWITCHYARD_BLESS=1`),
+/// after checking that none of `secrets` shows in any of them.
+pub fn assert_goldens(
+    s: &Scenario,
+    secrets: &[&str],
+    orders: &[NormalizedOrder],
+    results: &[Value],
+    requests: Value,
+) {
+    let orders = Value::Array(orders.iter().map(order_json).collect());
+    let results = Value::Array(results.to_vec());
+    for (what, v) in [
+        ("orders", &orders),
+        ("results", &results),
+        ("requests", &requests),
+    ] {
+        let text = v.to_string();
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{}: a secret leaked into {what}",
+                s.name
+            );
+        }
+    }
+    assert_golden_json(&s.expected("orders.json"), &orders);
+    assert_golden_json(&s.expected("results.json"), &results);
+    assert_golden_json(&s.expected("requests.json"), &requests);
 }
 
 /// The golden form of a connector error: its class and message, and the

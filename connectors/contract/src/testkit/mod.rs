@@ -15,7 +15,9 @@ pub mod openapi;
 pub mod server;
 pub mod sim;
 
-pub use calls::{Call, Calls, CallsRun, RecordingPacer, error_json, order_json, run_calls};
+pub use calls::{
+    Call, Calls, CallsRun, RecordingPacer, assert_goldens, error_json, order_json, run_calls,
+};
 pub use fixture::{Exchange, Scenario, WebhookFixture};
 pub use golden::assert_golden_json;
 pub use openapi::OpenApi;
