@@ -130,7 +130,7 @@ impl RateBook {
             }
             Some(RateHint {
                 capacity: limit.burst,
-                remaining: tokens.floor() as u32,
+                remaining: whole(tokens),
                 restore_per_second: limit.per_second,
                 observed_at: now,
                 window: RateWindow::Burst,
@@ -145,6 +145,16 @@ impl RateBook {
         let rate = self.with(|c| rate_of(c.get(&op.class()), op));
         Duration::from_secs_f64((1.0 / rate).clamp(0.001, 24.0 * 3600.0))
     }
+}
+
+/// Tokens left in a bucket as a whole number: the fraction dropped, negative
+/// and NaN as 0.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float-to-int `as` saturates (and turns NaN into 0), which is the point"
+)]
+fn whole(tokens: f64) -> u32 {
+    tokens.max(0.0) as u32
 }
 
 #[cfg(test)]

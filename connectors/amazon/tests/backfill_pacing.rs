@@ -3,6 +3,9 @@
 //! on tokio's paused clock: it finishes, reads every page, and never asks
 //! faster than Amazon's published rate and burst allow.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

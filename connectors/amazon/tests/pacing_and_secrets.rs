@@ -2,6 +2,9 @@
 //! against, and Amazon's rate reports reach the pacer; no credential reaches
 //! an error, even from a server that echoes requests back.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

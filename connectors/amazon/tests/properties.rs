@@ -3,6 +3,9 @@
 //! is unknown is never one to ship, and a notification is refused before
 //! its body is read unless the secret matches.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use switchyard_amazon::{normalize_order, webhook};

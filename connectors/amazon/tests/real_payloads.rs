@@ -7,6 +7,9 @@
 //! as not 2026-01-01 orders, never misread. Run with `--nocapture` to see
 //! what each file gave.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use serde_json::{Value, json};

@@ -8,6 +8,9 @@
 //! the rate limits the connector ends up publishing). Regenerate with
 //! `SWITCHYARD_BLESS=1`, then read the diff.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

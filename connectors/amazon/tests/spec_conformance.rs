@@ -7,6 +7,9 @@
 //! with, where exactly the orders the schema refuses are the ones the
 //! connector leaves out as unreadable.
 
+// Test support outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -183,7 +183,8 @@ fn futures_ready<T>(f: switchyard_contract::BoxFuture<'_, T>) -> T {
 pub fn error_json(e: &ConnectorError) -> Value {
     let mut v = json!({ "class": e.class(), "message": e.to_string() });
     if let ConnectorError::RateLimited { retry_after, .. } = e {
-        v["retry_after_ms"] = json!(retry_after.map(|d| d.as_millis() as u64));
+        v["retry_after_ms"] =
+            json!(retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
     }
     v
 }
