@@ -4,6 +4,8 @@
 //! on it and says what to answer. The answer is a plain status, content
 //! type and body; `crate::http` turns it into HTTP.
 //!
+//! - Only a POST is a delivery: another method is answered the channel's
+//!   endpoint challenge or 405, and changes nothing.
 //! - Orders in the payload are ingested; a delivery is answered 200 only
 //!   once they are in the store and flushed. Orders the connector could not
 //!   read are left out, logged and counted, and never fail the delivery.
@@ -77,6 +79,22 @@ pub async fn handle(connected: &Connected, ingest: &Ingest, req: WebhookRequest)
             return Reply::text("bad_request", 400, format!("refused: {e}"));
         }
     };
+    // Deliveries are POSTed; any other method is at most an endpoint
+    // challenge. A GET or HEAD carrying a signed order was stored and then
+    // answered 405 (or, for HEAD, 200 with no body): the sender was told
+    // it failed while it had changed the store.
+    if !req.method.eq_ignore_ascii_case("POST")
+        && !matches!(outcome, WebhookOutcome::Respond { .. })
+    {
+        return Reply::text(
+            "bad_request",
+            405,
+            format!(
+                "{} is not how webhooks are delivered; deliveries are POSTed",
+                req.method
+            ),
+        );
+    }
     let key = outcome.dedupe_key().map(|k| format!("{account}:{k}"));
     let orders = match outcome {
         WebhookOutcome::Respond {

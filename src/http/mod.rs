@@ -338,9 +338,10 @@ async fn handle_webhook(
         received_at: Utc::now(),
     };
     let reply = crate::channels::webhook::handle(&connector, &state.ingest, req).await;
-    if method == axum::http::Method::GET && reply.outcome != "challenge" {
-        // A GET is only ever a channel's endpoint challenge; this one was
-        // not, so it is a wrong method like on any other route.
+    if method != axum::http::Method::POST && reply.outcome != "challenge" {
+        // A GET (or the HEAD axum routes with it) is only ever a channel's
+        // endpoint challenge; this one was not, so it is a wrong method like
+        // on any other route.
         let uri = format!("/webhooks/{account}");
         return (
             "bad_request",

@@ -1245,6 +1245,43 @@ fn a_huge_channel_fulfillment_beside_a_local_shipment_is_stored() {
     assert_eq!(d.stop().len(), 1);
 }
 
+/// Found by `the_webhook_route_answers_anything_with_a_4xx_or_2xx` (about
+/// one run in a hundred): a GET or HEAD of the webhook route with a signed
+/// order in its body stored the order, then answered 405 (GET) or 200 with
+/// no body (HEAD). The channel was told the delivery failed, or was never
+/// told it was stored, while it was. Only a POST may store anything.
+#[test]
+fn a_webhook_not_posted_stores_nothing() {
+    let d = Daemon::start();
+    let send = |method: &str| {
+        let r = Req {
+            method: method.into(),
+            path: "/webhooks/shop-us".into(),
+            headers: vec![("x-shopify-topic".to_owned(), b"orders/create".to_vec())],
+            body: serde_json::to_vec(&webhook_orders()).unwrap(),
+            sign: true,
+            token: false,
+        };
+        let (status, body) = d.send(&r).unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    for method in ["GET", "HEAD", "PUT", "PATCH", "DELETE"] {
+        let (status, body) = send(method);
+        assert_eq!(status, 405, "{method}: {body}");
+    }
+    // The same delivery POSTed is stored: the refusals above were for the
+    // method, not the body.
+    let (status, body) = send("POST");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "stored: 1 new, 0 updated, 0 unchanged, 0 older than stored\n"
+        )
+    );
+    assert_eq!(d.stop(), ["shop-us:5551234567"]);
+}
+
 /// Found by `the_webhook_route_answers_anything_with_a_4xx_or_2xx` and
 /// `the_admin_api_and_any_path_answer_with_a_4xx_or_2xx`: outside `/api/v1`
 /// an unknown path was a 404 and a wrong method a 405, both with an empty body.
