@@ -950,6 +950,81 @@ fn concurrent_writers_share_flushes_without_deadlock() {
     );
 }
 
+/// Writers that arrive together may commit in one transaction: each must
+/// still get its own answer, and a refused write must leave nothing behind
+/// while the others beside it are kept.
+#[test]
+fn concurrent_writers_each_get_their_own_answer() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let first = create(&store, order("shop-us", 1, 0, 0));
+    const THREADS: u32 = 8;
+    const PER_THREAD: u32 = 25;
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let store = store.clone();
+            let revision = first.revision;
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let n = 1000 * (thread + 1) + i;
+                    let good = stored(order("shop-us", n, i64::from(n), 0));
+                    let mut b = batch(t(1), vec![from_channel(&good, None)]);
+                    b.outbox = vec![outbox_item("dest", None, &n.to_string(), t(1))];
+                    b.dedupe = vec![(format!("good-{n}"), t(1000))];
+                    let r = store.apply(b).expect("a fresh order is stored");
+                    assert_eq!(
+                        r.outcomes,
+                        vec![(good.order.id.clone(), WriteOutcome::Created)]
+                    );
+
+                    // Decided on a revision that is not the stored one.
+                    let mut stale = stored(order("shop-us", 1, 0, i64::from(n)));
+                    stale.order.status = OrderStatus::Shipped;
+                    let beside = stored(order("shop-us", n + 500, 0, 0));
+                    let mut b = batch(
+                        t(1),
+                        vec![
+                            from_channel(&beside, None),
+                            from_channel(&stale, Some(revision + 99)),
+                        ],
+                    );
+                    b.dedupe = vec![(format!("bad-{n}"), t(1000))];
+                    b.outbox = vec![outbox_item("dest", None, "bad", t(1))];
+                    match store.apply(b) {
+                        Err(StoreError::Conflict { id }) => assert_eq!(id, "shop-us:1"),
+                        other => panic!("expected a conflict on shop-us:1, got {other:?}"),
+                    }
+
+                    match store.outbox_retry("no-such-item", t(1)) {
+                        Err(StoreError::NotFound { id, .. }) => assert_eq!(id, "no-such-item"),
+                        other => panic!("expected no-such-item not found, got {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let all = store.list_orders(&OrderFilter::default()).unwrap();
+    assert_eq!(all.len(), (THREADS * PER_THREAD + 1) as usize);
+    assert_eq!(store.get_order("shop-us:1").unwrap().unwrap(), first);
+    for thread in 0..THREADS {
+        for i in 0..PER_THREAD {
+            let n = 1000 * (thread + 1) + i;
+            assert!(store.dedupe_seen(&format!("good-{n}"), t(2)).unwrap());
+            assert!(!store.dedupe_seen(&format!("bad-{n}"), t(2)).unwrap());
+            let beside = Order::make_id("shop-us", &(n + 500).to_string());
+            assert_eq!(store.get_order(&beside).unwrap(), None, "{beside}");
+        }
+    }
+    assert_eq!(
+        store.outbox_counts().unwrap(),
+        ((THREADS * PER_THREAD) as usize, 0),
+        "one item per stored write, none of the refused ones"
+    );
+}
+
 // --- kill -9 ------------------------------------------------------------------
 
 const KILL_CHILD_ENV: &str = "SWITCHYARD_STORE_KILL_CHILD";
