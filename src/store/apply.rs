@@ -83,35 +83,30 @@ impl Store {
             check_key_part("sku", sku)?;
         }
 
-        let outcomes = self.trees().transact("write batch", |tx| {
-            let mut outcomes = Vec::with_capacity(prepared.len());
-            for p in &prepared {
-                stage_order(tx, p)?;
-                if matches!(p.outcome, WriteOutcome::Created | WriteOutcome::Updated) {
-                    for o in &p.outbox {
-                        stage_outbox(tx, o)?;
-                    }
-                }
-                outcomes.push((p.id.clone(), p.outcome));
-            }
-            if let Some((k, v)) = &cursor {
-                tx.cursors().insert(k.as_slice(), v.as_slice())?;
-            }
-            for (k, v, expiry) in &dedupe {
-                tx.dedupe().insert(k.as_slice(), v.as_slice())?;
-                tx.dedupe_expiry().insert(expiry.as_slice(), &[])?;
-            }
-            for o in &outbox {
-                stage_outbox(tx, o)?;
-            }
-            for c in &stock {
-                stage_stock(tx, c)?;
-            }
-            if fail_before_commit {
-                return Err(abort(StoreError::Injected));
-            }
-            Ok(outcomes)
-        })?;
+        let outcomes: Vec<(String, WriteOutcome)> =
+            prepared.iter().map(|p| (p.id.clone(), p.outcome)).collect();
+        let mut ids = std::collections::HashSet::new();
+        if let Some(p) = prepared.iter().find(|p| !ids.insert(p.id.as_str())) {
+            // Two writes of one order in one batch: the second was decided
+            // without the first.
+            return Err(StoreError::Conflict { id: p.id.clone() });
+        }
+        let staged = Staged {
+            prepared,
+            cursor,
+            dedupe,
+            outbox,
+            stock,
+        };
+        if fail_before_commit {
+            // Alone, staged in full and then aborted: nothing may remain.
+            self.trees().transact("write batch", |tx| {
+                staged.write(tx)?.map_err(abort)?;
+                Err::<(), _>(abort(StoreError::Injected))
+            })?;
+        } else {
+            self.commit("write batch", Box::new(move |tx| staged.write(tx)))?;
+        }
         // Numbered even when nothing changed: an unchanged repeat must still
         // wait for the flush of the earlier write it matched.
         let seq = self.next_seq();
@@ -260,15 +255,57 @@ impl Store {
     }
 }
 
+/// Everything a batch writes, decided and encoded.
+struct Staged {
+    prepared: Vec<PreparedOrder>,
+    cursor: Option<(Vec<u8>, Vec<u8>)>,
+    dedupe: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    outbox: Vec<PreparedOutbox>,
+    stock: Vec<StockChange>,
+}
+
+impl Staged {
+    /// Checks every order's revision, then stages everything; a failed
+    /// check stages nothing (see `tx::Write`).
+    fn write(&self, tx: &Tx<'_>) -> TxResult<Result<(), StoreError>> {
+        for p in &self.prepared {
+            let key = p.id.as_bytes();
+            let now = match tx.orders().get(key)? {
+                Some(v) => Some(stored_revision(key, &v).map_err(abort)?),
+                None => None,
+            };
+            if now != p.seen {
+                return Ok(Err(StoreError::Conflict { id: p.id.clone() }));
+            }
+        }
+        for p in &self.prepared {
+            stage_order(tx, p)?;
+            if matches!(p.outcome, WriteOutcome::Created | WriteOutcome::Updated) {
+                for o in &p.outbox {
+                    stage_outbox(tx, o)?;
+                }
+            }
+        }
+        if let Some((k, v)) = &self.cursor {
+            tx.cursors().insert(k.as_slice(), v.as_slice())?;
+        }
+        for (k, v, expiry) in &self.dedupe {
+            tx.dedupe().insert(k.as_slice(), v.as_slice())?;
+            tx.dedupe_expiry().insert(expiry.as_slice(), &[])?;
+        }
+        for o in &self.outbox {
+            stage_outbox(tx, o)?;
+        }
+        for c in &self.stock {
+            stage_stock(tx, c)?;
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// Stages an order whose revision was checked.
 fn stage_order(tx: &Tx<'_>, p: &PreparedOrder) -> TxResult<()> {
     let key = p.id.as_bytes();
-    let now = match tx.orders().get(key)? {
-        Some(v) => Some(stored_revision(key, &v).map_err(abort)?),
-        None => None,
-    };
-    if now != p.seen {
-        return Err(abort(StoreError::Conflict { id: p.id.clone() }));
-    }
     if let Some(v) = &p.order {
         tx.orders().insert(key, v.as_slice())?;
     }

@@ -175,6 +175,7 @@ struct Inner {
     // Declared first so it is dropped first: its thread holds an engine handle.
     flusher: Flusher,
     progress: Arc<Progress>,
+    combiner: tx::Combiner,
     trees: Trees,
     db: sled::Db,
     dir: PathBuf,
@@ -259,6 +260,7 @@ impl Store {
             inner: Arc::new(Inner {
                 flusher,
                 progress,
+                combiner: tx::Combiner::default(),
                 trees,
                 db,
                 dir: dir.to_owned(),
@@ -293,6 +295,12 @@ impl Store {
 
     pub(crate) fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    /// Commits `write`, sharing a transaction with writes that arrive
+    /// meanwhile (`tx::Combiner`).
+    pub(crate) fn commit(&self, context: &str, write: Box<tx::Write>) -> Result<(), StoreError> {
+        self.inner.combiner.run(&self.inner.trees, context, write)
     }
 
     /// Numbers a committed write for `flushed`.

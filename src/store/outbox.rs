@@ -290,11 +290,12 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.outbox_change(&[id.to_owned()], true, |item| {
+        let error = error.to_owned();
+        self.outbox_change(&[id.to_owned()], true, move |item| {
             let mut item = item.clone();
             item.attempts = item.attempts.saturating_add(1);
             item.next_attempt_at = next_attempt_at;
-            item.last_error = Some(error.to_owned());
+            item.last_error = Some(error.clone());
             Change::Put(Box::new(item))
         })
         .map(drop)
@@ -302,11 +303,12 @@ impl Store {
 
     /// A permanent failure: the item becomes a dead letter, keeping the reason.
     pub fn outbox_kill(&self, id: &str, error: &str) -> Result<(), StoreError> {
-        self.outbox_change(&[id.to_owned()], true, |item| {
+        let error = error.to_owned();
+        self.outbox_change(&[id.to_owned()], true, move |item| {
             let mut item = item.clone();
             item.attempts = item.attempts.saturating_add(1);
             item.state = OutboxState::Dead;
-            item.last_error = Some(error.to_owned());
+            item.last_error = Some(error.clone());
             Change::Put(Box::new(item))
         })
         .map(drop)
@@ -315,7 +317,7 @@ impl Store {
     /// Makes an item due at `now`. A dead item becomes pending again with its
     /// attempts reset (a fresh retry budget); its last error stays visible.
     pub fn outbox_retry(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.outbox_change(&[id.to_owned()], true, |item| {
+        self.outbox_change(&[id.to_owned()], true, move |item| {
             Change::Put(Box::new(retried(item, now)))
         })
         .map(drop)
@@ -332,7 +334,7 @@ impl Store {
             return Ok(0);
         }
         // Items completed or retried since the scan are left alone.
-        self.outbox_change(&ids, false, |item| match item.state {
+        self.outbox_change(&ids, false, move |item| match item.state {
             OutboxState::Dead => Change::Put(Box::new(retried(item, now))),
             OutboxState::Pending => Change::Keep,
         })
@@ -350,57 +352,79 @@ impl Store {
         &self,
         ids: &[String],
         must_exist: bool,
-        op: impl Fn(&OutboxItem) -> Change,
+        op: impl Fn(&OutboxItem) -> Change + Send + Sync + 'static,
     ) -> Result<usize, StoreError> {
         for id in ids {
             check_key_part("outbox item id", id)?;
         }
-        let changed = self.trees().transact("outbox update", |tx| {
-            let mut changed = 0;
-            for id in ids {
-                let key = id.as_bytes();
-                let Some(v) = tx.outbox().get(key)? else {
-                    if must_exist {
-                        return Err(abort(StoreError::NotFound {
-                            what: "outbox item",
-                            id: id.clone(),
-                        }));
-                    }
-                    continue;
-                };
-                let old: OutboxItem = decode(OUTBOX, key, &v).map_err(abort)?;
-                match op(&old) {
-                    Change::Keep => continue,
-                    Change::Remove => {
-                        put_item(tx, Some(&old), None)?;
-                        unindex(tx, &old)?;
-                    }
-                    Change::Put(new) => {
-                        if new.state == OutboxState::Dead {
-                            unindex(tx, &old)?;
-                        } else if old.state == OutboxState::Dead
-                            && let Some(ikey) = index_key(&new)
-                            && tx.coalesce().get(ikey.as_slice())?.is_none()
-                        {
-                            // Back in the queue: newer items with its key fold into it.
-                            // If a newer pending item already owns the key, both stay
-                            // (FIFO still sends the newest payload last).
-                            let enc = encode(COALESCE, &ikey, &new.id).map_err(abort)?;
-                            tx.coalesce().insert(ikey.as_slice(), enc)?;
+        let ids = ids.to_vec();
+        let changed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = changed.clone();
+        self.commit(
+            "outbox update",
+            Box::new(move |tx| {
+                // Every item is read and decided before anything is staged,
+                // so a missing one leaves the transaction untouched.
+                let mut plan = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let key = id.as_bytes();
+                    let Some(v) = tx.outbox().get(key)? else {
+                        if must_exist {
+                            return Ok(Err(StoreError::NotFound {
+                                what: "outbox item",
+                                id: id.clone(),
+                            }));
                         }
-                        let enc = encode(OUTBOX, key, &new).map_err(abort)?;
-                        put_item(tx, Some(&old), Some((&new, &enc)))?;
+                        continue;
+                    };
+                    let old: OutboxItem = decode(OUTBOX, key, &v).map_err(abort)?;
+                    match op(&old) {
+                        Change::Keep => {}
+                        change => plan.push((old, change)),
                     }
                 }
-                changed += 1;
-            }
-            Ok(changed)
-        })?;
+                for (old, change) in &plan {
+                    stage_change(tx, old, change)?;
+                }
+                counted.store(plan.len(), std::sync::atomic::Ordering::SeqCst);
+                Ok(Ok(()))
+            }),
+        )?;
+        let changed = changed.load(std::sync::atomic::Ordering::SeqCst);
         if changed > 0 {
             self.next_seq();
         }
         Ok(changed)
     }
+}
+
+/// Writes one decided change of an item.
+fn stage_change(tx: &Tx<'_>, old: &OutboxItem, change: &Change) -> TxResult<()> {
+    let key = old.id.as_bytes();
+    match change {
+        Change::Keep => {}
+        Change::Remove => {
+            put_item(tx, Some(old), None)?;
+            unindex(tx, old)?;
+        }
+        Change::Put(new) => {
+            if new.state == OutboxState::Dead {
+                unindex(tx, old)?;
+            } else if old.state == OutboxState::Dead
+                && let Some(ikey) = index_key(new)
+                && tx.coalesce().get(ikey.as_slice())?.is_none()
+            {
+                // Back in the queue: newer items with its key fold into it.
+                // If a newer pending item already owns the key, both stay
+                // (FIFO still sends the newest payload last).
+                let enc = encode(COALESCE, &ikey, &new.id).map_err(abort)?;
+                tx.coalesce().insert(ikey.as_slice(), enc)?;
+            }
+            let enc = encode(OUTBOX, key, new.as_ref()).map_err(abort)?;
+            put_item(tx, Some(old), Some((new, &enc)))?;
+        }
+    }
+    Ok(())
 }
 
 fn retried(item: &OutboxItem, now: DateTime<Utc>) -> OutboxItem {

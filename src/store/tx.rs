@@ -1,7 +1,8 @@
 //! What every sled transaction of the store shares: one transaction over
 //! every tree (sled serializes transactions anyway, so naming fewer trees
-//! buys nothing), its result type, the counters kept inside it, and the
-//! mapping of sled's transaction errors onto `StoreError`. A leaf of the
+//! buys nothing), its result type, the counters kept inside it, the
+//! mapping of sled's transaction errors onto `StoreError`, and the group
+//! commit that lets concurrent writers share one transaction. A leaf of the
 //! store, so that `apply.rs`, `outbox.rs` and `migrate.rs` use it without
 //! using each other.
 
@@ -118,5 +119,75 @@ impl Trees {
         trees[..]
             .transaction(|view| f(&Tx(view)))
             .map_err(|e| tx_err(context, e))
+    }
+}
+
+/// A write to run inside a transaction: it reads and checks first and
+/// answers `Ok(Err(..))` (having staged nothing) when its checks fail, so a
+/// transaction shared with other writes can still commit theirs. `Err`
+/// (an abort) fails the shared transaction; each write then runs alone.
+pub(crate) type Write = dyn Fn(&Tx<'_>) -> TxResult<Result<(), StoreError>> + Send + Sync;
+
+struct Entry {
+    write: Box<Write>,
+    done: parking_lot::Mutex<Option<Result<(), StoreError>>>,
+}
+
+/// Group commit of transactions. sled runs one transaction at a time (a
+/// process-wide lock) and each commit writes out its log buffer, so
+/// writers that arrive while one commits queue up, and the next of them
+/// commits everything queued in one transaction.
+#[derive(Default)]
+pub(crate) struct Combiner {
+    queue: parking_lot::Mutex<Vec<std::sync::Arc<Entry>>>,
+    leader: parking_lot::Mutex<()>,
+}
+
+impl Combiner {
+    /// Runs `write` in a transaction, alone or with others; returns once
+    /// it is committed (or refused).
+    pub(crate) fn run(
+        &self,
+        trees: &Trees,
+        context: &str,
+        write: Box<Write>,
+    ) -> Result<(), StoreError> {
+        let entry = std::sync::Arc::new(Entry {
+            write,
+            done: parking_lot::Mutex::new(None),
+        });
+        self.queue.lock().push(entry.clone());
+        let _leading = self.leader.lock();
+        if let Some(done) = entry.done.lock().take() {
+            return done;
+        }
+        let batch = std::mem::take(&mut *self.queue.lock());
+        let together = trees.transact(context, |tx| {
+            let mut results = Vec::with_capacity(batch.len());
+            for e in &batch {
+                results.push((e.write)(tx)?);
+            }
+            Ok(results)
+        });
+        match together {
+            Ok(results) => {
+                for (e, r) in batch.iter().zip(results) {
+                    *e.done.lock() = Some(r);
+                }
+            }
+            // One of them aborted: each on its own, so only that one fails.
+            Err(_) => {
+                for e in &batch {
+                    let r = trees.transact(context, |tx| (e.write)(tx)).and_then(|r| r);
+                    *e.done.lock() = Some(r);
+                }
+            }
+        }
+        entry.done.lock().take().unwrap_or_else(|| {
+            Err(StoreError::Engine {
+                context: context.to_owned(),
+                detail: "the write was lost by a failed writer; retry".to_owned(),
+            })
+        })
     }
 }
