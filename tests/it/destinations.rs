@@ -166,17 +166,7 @@ impl Hub {
     /// The value of one series of `/metrics`, e.g.
     /// `switchyard_destination_rate{destination="east-wh"}`.
     async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self
-            .http
-            .get(self.daemon.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        crate::common::daemon::metric(&self.http, &self.daemon.url("/metrics"), series).await
     }
 
     /// `outbox list --json`: what waits to be sent.

@@ -74,16 +74,9 @@ async fn deliver(client: &reqwest::Client, addr: &str, n: u64) {
 
 /// The value of one sample of `/metrics` (exact label text), 0 if absent.
 async fn metric(client: &reqwest::Client, addr: &str, sample: &str) -> f64 {
-    let text = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
+    let url = format!("http://{addr}/metrics");
+    common::daemon::metric(client, &url, sample)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
 

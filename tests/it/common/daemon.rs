@@ -543,6 +543,14 @@ pub fn shopify_signed<K: Into<String>, V: Into<String>>(
     headers
 }
 
+/// The value of one series of the `/metrics` at `url`, e.g.
+/// `switchyard_destination_rate{destination="east-wh"}` (exact label text).
+pub async fn metric(client: &reqwest::Client, url: &str, series: &str) -> Option<f64> {
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// POSTs `body` with `headers`; answers the status and the body's text.
 pub async fn post(
     client: &reqwest::Client,
