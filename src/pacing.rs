@@ -21,6 +21,10 @@
 //!   pushes stop while less than `daily_reserve` of the day's allowance is
 //!   left, so that orders keep coming in, and everything stops at zero. A
 //!   429 holds the operation for its retry-after ([`AccountPacer::hold`]).
+//!   The daily reserve is the operator's business (stock and tracking go
+//!   out late): the pacer logs once when it starts holding pushes back and
+//!   once when it stops, and answers whether it holds them now
+//!   ([`AccountPacer::daily_reserve_holding`], for `/metrics`).
 //! - Call scopes ([`bounded`]): a call's time budget that does not count
 //!   the pacer's waits. A channel that allows one call a minute is slow,
 //!   not stalled: every wait in the pacer moves the scope's deadline and
@@ -29,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -147,6 +151,9 @@ pub struct AccountPacer {
     /// When the latest wait that has not ended yet ends, and for what
     /// (`/readyz`, `sync`'s progress).
     waiting: Mutex<Option<(Operation, DateTime<Utc>)>>,
+    /// Whether the daily reserve held pushes back when last looked at, so
+    /// that only its changes are logged. Changed under the state lock.
+    reserve_holding: AtomicBool,
 }
 
 impl std::fmt::Debug for AccountPacer {
@@ -266,6 +273,7 @@ impl AccountPacer {
             state: Mutex::new(BTreeMap::new()),
             waited_us: AtomicU64::new(0),
             waiting: Mutex::new(None),
+            reserve_holding: AtomicBool::new(false),
         })
     }
 
@@ -316,9 +324,12 @@ impl AccountPacer {
     /// How long a call of `operation` costing `cost` would wait now.
     pub fn delay(&self, operation: Operation, cost: u32) -> Duration {
         let limit = self.limit(operation);
+        let now = Instant::now();
         let mut state = self.lock();
         let op = self.op_state(&mut state, operation, limit);
-        self.wait_of(op, operation, f64::from(cost), Instant::now())
+        let wait = self.wait_of(op, operation, f64::from(cost), now);
+        self.note_reserve(&state, now);
+        wait
     }
 
     /// Waits until a call of `operation` costing `cost` could go, without
@@ -341,14 +352,16 @@ impl AccountPacer {
     /// pacer while it holds a slot.
     pub fn take_now(&self, operation: Operation, cost: u32) -> Duration {
         let limit = self.limit(operation);
+        let now = Instant::now();
         let mut state = self.lock();
         let op = self.op_state(&mut state, operation, limit);
-        let wait = self.wait_of(op, operation, f64::from(cost), Instant::now());
+        let wait = self.wait_of(op, operation, f64::from(cost), now);
         if wait.is_zero()
             && let Some(bucket) = op.bucket.as_mut()
         {
             bucket.tokens -= f64::from(cost);
         }
+        self.note_reserve(&state, now);
         wait
     }
 
@@ -370,6 +383,50 @@ impl AccountPacer {
     pub fn waiting(&self) -> Option<(Operation, DateTime<Utc>)> {
         let waiting = *self.waiting.lock();
         waiting.filter(|(_, until)| *until > Utc::now())
+    }
+
+    /// Whether the channel's daily allowance is so low that pushes wait for
+    /// it to refill while orders keep coming in (logged when that changes).
+    pub fn daily_reserve_holding(&self) -> bool {
+        let state = self.lock();
+        self.note_reserve(&state, Instant::now())
+    }
+
+    /// Looks at what the daily reserve holds back now and logs when that
+    /// starts or stops: one line per change, however many calls ask. Looked
+    /// at on every call and scrape rather than when a report arrives, as a
+    /// channel tells each operation in turn and the allowance refills with
+    /// no report at all.
+    fn note_reserve(&self, state: &BTreeMap<Operation, OpState>, now: Instant) -> bool {
+        let reserve = self.options().daily_reserve;
+        let mut held = Vec::new();
+        let mut longest = Duration::ZERO;
+        for (operation, op) in state {
+            let Some(seen) = op.daily.as_ref().filter(|_| !operation.is_ingest()) else {
+                continue;
+            };
+            let wait = seen.wait(reserve, 1.0, MAX_DAILY_WAIT, now);
+            if !wait.is_zero() {
+                held.push(operation.as_str());
+                longest = longest.max(wait);
+            }
+        }
+        let holding = !held.is_empty();
+        if self.reserve_holding.swap(holding, Ordering::Relaxed) != holding {
+            if holding {
+                let until = Utc::now() + chrono::Duration::from_std(longest).unwrap_or_default();
+                tracing::warn!(
+                    account = %self.account,
+                    operations = %held.join(","),
+                    until = %until.to_rfc3339(),
+                    reserve = reserve,
+                    "the channel's daily allowance is low: holding these pushes back until it refills, orders keep coming in"
+                );
+            } else {
+                tracing::info!(account = %self.account, "the channel's daily allowance is above its reserve again: pushes go out");
+            }
+        }
+        holding
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<Operation, OpState>> {
@@ -849,6 +906,112 @@ mod tests {
             },
         );
         assert!(p.delay(Operation::Poll, 1) > Duration::ZERO);
+    }
+
+    /// The log lines written while it lives (this thread's, plain text).
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        fn lines(&self, containing: &str) -> Vec<String> {
+            String::from_utf8_lossy(&self.0.lock())
+                .lines()
+                .filter(|l| l.contains(containing))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_daily_reserve_logs_once_when_it_starts_and_stops_holding_pushes() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let p = AccountPacer::fixed("etsy-main", limit(f64::INFINITY, 1), exact());
+        let daily = RateHint {
+            capacity: 10_000,
+            remaining: 5_000,
+            restore_per_second: 1.0,
+            observed_at: Utc::now(),
+            window: RateWindow::Daily,
+        };
+        for op in Operation::ALL {
+            p.observe(op, daily);
+        }
+        assert_eq!(p.delay(Operation::PushInventory, 1), Duration::ZERO);
+        assert!(!p.daily_reserve_holding());
+        assert!(logs.lines("daily allowance").is_empty());
+
+        // 900 left of 10 000: pushes wait 100 s for the 10% reserve.
+        for op in Operation::ALL {
+            p.observe(
+                op,
+                RateHint {
+                    remaining: 900,
+                    ..daily
+                },
+            );
+        }
+        for _ in 0..3 {
+            let wait = p.delay(Operation::PushTracking, 1).as_secs_f64();
+            assert!((99.0..=100.0).contains(&wait), "{wait}");
+            assert_eq!(p.take_now(Operation::Fetch, 1), Duration::ZERO);
+        }
+        assert!(p.daily_reserve_holding());
+        let started = logs.lines("daily allowance is low");
+        assert_eq!(started.len(), 1, "{started:?}");
+        let line = &started[0];
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("account=etsy-main"), "{line}");
+        assert!(
+            line.contains("operations=push_inventory,push_tracking"),
+            "{line}"
+        );
+        let until = line
+            .split_once("until=")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("an until time in {line}"));
+        let ahead = (until.with_timezone(&Utc) - Utc::now()).num_seconds();
+        assert!((98..=100).contains(&ahead), "{line}");
+
+        // Refilled past the reserve with no new report: one line, once.
+        tokio::time::advance(Duration::from_secs(100)).await;
+        p.ready(Operation::PushInventory, 1).await;
+        assert!(!p.daily_reserve_holding());
+        assert_eq!(p.delay(Operation::PushTracking, 1), Duration::ZERO);
+        let stopped = logs.lines("above its reserve again");
+        assert_eq!(stopped.len(), 1, "{stopped:?}");
+        assert!(stopped[0].contains("account=etsy-main"), "{}", stopped[0]);
+
+        // A later low report starts another hold, logged again.
+        for op in Operation::ALL {
+            p.observe(
+                op,
+                RateHint {
+                    remaining: 10,
+                    observed_at: Utc::now(),
+                    ..daily
+                },
+            );
+        }
+        assert!(p.daily_reserve_holding());
+        assert_eq!(logs.lines("daily allowance is low").len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,6 +24,7 @@
 //! | `switchyard_rate_limited_total` | counter | `account`, `source` | 429s from channels |
 //! | `switchyard_limiter_wait_seconds_total` | counter | `account` | outbox time spent waiting on rate limits |
 //! | `switchyard_pacer_wait_seconds_total` | counter | `account` | time the account's calls waited in its pacer, every operation |
+//! | `switchyard_daily_reserve_holding` | gauge | `account` | 1 while the channel's daily allowance is below its reserve and pushes wait |
 //! | `switchyard_token_state` | gauge | `account`, `state` | 1 for the account's token state (static, valid, refresh_failed) |
 //! | `switchyard_token_valid_until_seconds` | gauge | `account` | when a refreshed access token expires |
 //! | `switchyard_outbox_pending`, `switchyard_outbox_dead_letters` | gauge | `account` | outbox depth and dead letters |
@@ -155,6 +156,7 @@ pub struct Families {
     pub rate_limited: Family<AccountSource, Counter>,
     pub limiter_wait: Family<AccountLabel, Seconds>,
     pub pacer_wait: Family<AccountLabel, FloatGauge>,
+    pub daily_reserve_holding: Family<AccountLabel, Gauge>,
     pub token_state: Family<AccountState, Gauge>,
     pub token_valid_until: Family<AccountLabel, FloatGauge>,
     pub outbox_pending: Family<AccountLabel, Gauge>,
@@ -264,6 +266,13 @@ impl Metrics {
                 "pacer_wait",
                 Some(Unit::Seconds),
                 "Time the account's calls waited in its pacer (published limits, the channel's bucket reports, 429 holds), every operation together",
+                Family::default(),
+            ),
+            daily_reserve_holding: add(
+                &mut r,
+                "daily_reserve_holding",
+                None,
+                "1 while the channel's daily allowance is below its reserve, so that the account's stock and tracking pushes wait for it to refill while orders keep coming in; 0 otherwise",
                 Family::default(),
             ),
             token_state: add(

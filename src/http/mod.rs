@@ -363,7 +363,7 @@ async fn handle_webhook(
 /// `GET /metrics`: OpenMetrics text (`crate::daemon::metrics`). Counts and
 /// histograms are kept as things happen; the gauges that describe state
 /// (readiness, sync lag, outbox depth, stalled workers, token state, pacer
-/// waits) are set now.
+/// waits, daily reserves) are set now.
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let metrics = state.ingest.metrics().clone();
     let ready = state.ready.load(Ordering::Acquire);
@@ -413,6 +413,10 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
             .pacer_wait
             .get_or_create(&m::account(account))
             .set(pacer.waited().as_secs_f64());
+        metrics
+            .daily_reserve_holding
+            .get_or_create(&m::account(account))
+            .set(i64::from(pacer.daily_reserve_holding()));
     }
     let store = state.ingest.store().clone();
     // The counts the store keeps as items change: a read of a few keys.

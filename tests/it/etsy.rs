@@ -10,6 +10,8 @@
 //! - Stock: two SKUs of one listing set together reach Etsy as one write
 //!   that keeps the listing's other products.
 //! - Tracking: a shipment reaches the receipt exactly once.
+//! - Limits: a nearly spent daily allowance shows in `/metrics` while
+//!   orders keep coming in.
 
 use crate::common;
 
@@ -110,6 +112,35 @@ impl Setup {
         }
     }
 
+    /// Delivers a signed `order.paid` webhook naming `receipt`.
+    async fn order_paid(&self, message_id: &str, receipt: u64) {
+        let body = format!(
+            r#"{{"event_type":"order.paid","resource_url":"https://openapi.etsy.com/v3/application/shops/12345678/receipts/{receipt}","shop_id":12345678}}"#
+        );
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = switchyard_etsy::webhook::sign(
+            &Secret::new(WEBHOOK_SECRET),
+            message_id,
+            &ts,
+            body.as_bytes(),
+        );
+        let headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("webhook-id".to_owned(), message_id.to_owned()),
+            ("webhook-timestamp".to_owned(), ts),
+            ("webhook-signature".to_owned(), signature),
+        ];
+        let url = self.daemon.url(&format!("/webhooks/{ACCOUNT}"));
+        let (status, text) = post(&self.http, &url, &headers, body.into_bytes()).await;
+        assert_eq!(status, 200, "{text}");
+    }
+
+    /// The account's `switchyard_daily_reserve_holding`, as scraped.
+    async fn reserve_holding(&self) -> Option<f64> {
+        let series = format!(r#"switchyard_daily_reserve_holding{{account="{ACCOUNT}"}}"#);
+        common::daemon::metric(&self.http, &self.daemon.url("/metrics"), &series).await
+    }
+
     async fn outbox_idle(&self) {
         wait_until("the outbox to drain", || async {
             self.admin(reqwest::Method::GET, "/outbox", None)
@@ -147,19 +178,7 @@ async fn etsy_receipts_sync_and_stock_and_tracking_go_back_once() {
     assert_eq!(order["lines"][1]["options"][2]["name"], "Personalization");
 
     // A signed order.paid names receipt 2802; the daemon fetches it.
-    let body = br#"{"event_type":"order.paid","resource_url":"https://openapi.etsy.com/v3/application/shops/12345678/receipts/2802","shop_id":12345678}"#;
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let signature =
-        switchyard_etsy::webhook::sign(&Secret::new(WEBHOOK_SECRET), "msg_it_1", &ts, body);
-    let headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("webhook-id".to_owned(), "msg_it_1".to_owned()),
-        ("webhook-timestamp".to_owned(), ts),
-        ("webhook-signature".to_owned(), signature),
-    ];
-    let url = setup.daemon.url(&format!("/webhooks/{ACCOUNT}"));
-    let (status, text) = post(&setup.http, &url, &headers, body.to_vec()).await;
-    assert_eq!(status, 200, "{text}");
+    setup.order_paid("msg_it_1", 2802).await;
     wait_until("receipt 2802 to be fetched", || async {
         setup.order("2802").await.is_some()
     })
@@ -218,6 +237,38 @@ async fn etsy_receipts_sync_and_stock_and_tracking_go_back_once() {
         .with(Channel::Etsy, |shop: &mut Shop| shop.tracking_codes(2801))
         .unwrap();
     assert_eq!(codes, ["1ZIT0001"]);
+    setup.stop().await;
+}
+
+/// Etsy's daily allowance nearly spent (50 calls of 10 000 left, under the
+/// 10% reserve): `/metrics` says the account's pushes are held back, an
+/// order webhook is still fetched, and the gauge falls back to 0 once an
+/// answer shows the allowance refilled (Etsy's day rolled over).
+#[tokio::test]
+async fn a_low_daily_allowance_shows_in_metrics_while_orders_still_come_in() {
+    let setup = Setup::start().await;
+    assert_eq!(setup.reserve_holding().await, Some(0.0));
+
+    setup
+        .sim
+        .with(Channel::Etsy, |shop: &mut Shop| shop.set_calls_today(9_950))
+        .unwrap();
+    setup.order_paid("msg_low_1", 2802).await;
+    wait_until("receipt 2802 to be fetched on a low allowance", || async {
+        setup.order("2802").await.is_some()
+    })
+    .await;
+    assert_eq!(setup.reserve_holding().await, Some(1.0));
+
+    setup
+        .sim
+        .with(Channel::Etsy, |shop: &mut Shop| shop.set_calls_today(0))
+        .unwrap();
+    setup.order_paid("msg_low_2", 2801).await;
+    wait_until("the refilled allowance to show in /metrics", || async {
+        setup.reserve_holding().await == Some(0.0)
+    })
+    .await;
     setup.stop().await;
 }
 

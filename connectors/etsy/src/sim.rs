@@ -142,6 +142,12 @@ impl Shop {
         self.clock += delta;
     }
 
+    /// Sets the calls the app has made today (from 0 up to the daily
+    /// limit): what `x-remaining-today` counts down from.
+    pub fn set_calls_today(&mut self, calls: u32) {
+        self.calls_today = calls.min(PER_DAY);
+    }
+
     /// What the shop shows as the quantity of `sku` (its first offering).
     pub fn available(&self, sku: &str) -> Option<i64> {
         self.inventories.values().find_map(|inv| {
