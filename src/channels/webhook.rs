@@ -229,9 +229,10 @@ async fn queue_fetch(
         return Reply::text("duplicate", 200, "duplicate: already stored");
     }
     tracing::debug!(orders = count, "webhook: orders queued to fetch");
+    let orders = if count == 1 { "order" } else { "orders" };
     Reply::text(
         "queued",
         200,
-        format!("queued: {count} orders to fetch from the channel"),
+        format!("queued: {count} {orders} to fetch from the channel"),
     )
 }

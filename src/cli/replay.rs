@@ -263,8 +263,8 @@ fn compare(
         return print_json(&changes);
     }
     outln!(
-        "{} orders replayed with {}; compared with {}:",
-        orders.len(),
+        "{} replayed with {}; compared with {}:",
+        plural(orders.len(), "order", "orders"),
         first.display(),
         second.display()
     );
@@ -272,9 +272,9 @@ fn compare(
         outln!("  {}: {}", c.id, c.describe());
     }
     outln!(
-        "{} of {} orders would be decided differently",
+        "{} of {} would be decided differently",
         changes.len(),
-        orders.len()
+        plural(orders.len(), "order", "orders")
     );
     Ok(())
 }

@@ -328,12 +328,12 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     );
     // eBay's signed ORDER_CONFIRMATION only names its order: it is fetched.
     assert!(
-        text.contains("order-confirmation -> HTTP 200 queued: 1 orders to fetch"),
+        text.contains("order-confirmation -> HTTP 200 queued: 1 order to fetch"),
         "{text}"
     );
     // Amazon's ORDER_CHANGE names its order too.
     assert!(
-        text.contains("amazon-na: order-change -> HTTP 200 queued: 1 orders to fetch"),
+        text.contains("amazon-na: order-change -> HTTP 200 queued: 1 order to fetch"),
         "{text}"
     );
     assert!(text.contains("decide each of the 19 orders"), "{text}");
@@ -365,7 +365,7 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     );
     // Etsy's webhook only names its receipt: the daemon fetches it.
     assert!(
-        text.contains("etsy-main: order-paid -> HTTP 200 queued: 1 orders to fetch"),
+        text.contains("etsy-main: order-paid -> HTTP 200 queued: 1 order to fetch"),
         "{text}"
     );
     assert!(
