@@ -481,6 +481,57 @@ fn the_demo_runs_with_no_credentials_and_exits_cleanly() {
     let orders: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(orders.as_array().unwrap().len(), 19);
 
+    // Amazon ships its FBA orders itself: stored and tagged like any order,
+    // never delivered, and a shipment recorded for one is refused, so no
+    // tracking is ever queued for its channel.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("SWITCHYARD_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let fba = "amazon-na:111-9000005-0000005";
+    let out = cli(&["orders", "show", fba, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["fulfillment"], "channel", "{shown}");
+    assert_eq!(shown["status"], "ready", "{shown}");
+    assert!(shown["delivered"].is_null(), "{shown}");
+    assert!(
+        shown["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("fulfilled-by-channel")),
+        "{shown}"
+    );
+    let out = cli(&[
+        "ship",
+        fba,
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1ZFBA0000000001",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is fulfilled by amazon"),
+        "{}",
+        stderr(&out)
+    );
+    for dead in [false, true] {
+        let args: &[&str] = if dead {
+            &["outbox", "list", "--dead", "--json"]
+        } else {
+            &["outbox", "list", "--json"]
+        };
+        let out = cli(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stdout(&out).contains(fba), "{}", stdout(&out));
+    }
+
     // A second run replaces the demo's own folder; any other folder is refused.
     let again = std::process::Command::new(BIN)
         .args(["demo", "--state", state_dir.to_str().unwrap()])
