@@ -73,8 +73,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
-    NormalizationNote, NormalizedOrder, NoteKind, Order, OrderStatus, PaymentStatus, Priority,
-    Shipment, ShipmentLine, Totals,
+    NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
+    Priority, Shipment, ShipmentLine, Totals, non_blank,
 };
 
 use crate::carrier;
@@ -142,24 +142,8 @@ pub(crate) fn map_status(
     }
 }
 
-struct Notes(Vec<NormalizationNote>);
-
-impl Notes {
-    fn add(&mut self, field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) {
-        self.0.push(NormalizationNote::new(field, kind, detail));
-    }
-}
-
 fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::Decode(format!("amazon order {id}: {what}"))
-}
-
-/// Trimmed, and `None` when empty (Amazon sends `""` for blank fields).
-fn text(s: &Option<String>) -> Option<String> {
-    s.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, ConnectorError> {
@@ -187,7 +171,7 @@ impl Purse<'_> {
     /// An amount in the order's currency; another currency is an error the
     /// caller turns into a note or a refusal.
     fn amount(&self, field: &str, money: &Money) -> Result<Decimal, String> {
-        let code = text(&money.currency_code).unwrap_or_default();
+        let code = non_blank(&money.currency_code).unwrap_or_default();
         if code != self.currency.as_str() {
             return Err(format!(
                 "{field} is in {code:?}, not the order's {}",
@@ -257,11 +241,11 @@ fn build(
     }
     let mut notes = Notes(Vec::new());
 
-    let placed_at = match text(&o.created_time) {
+    let placed_at = match non_blank(&o.created_time) {
         Some(t) => timestamp(&id, "createdTime", &t)?,
         None => return Err(decode(&id, "no createdTime")),
     };
-    let updated_at = match text(&o.last_updated_time) {
+    let updated_at = match non_blank(&o.last_updated_time) {
         Some(t) => timestamp(&id, "lastUpdatedTime", &t)?,
         None => return Err(decode(&id, "no lastUpdatedTime")),
     };
@@ -270,14 +254,14 @@ fn build(
     let currency_code = proceeds
         .grand_total
         .as_ref()
-        .and_then(|m| text(&m.currency_code))
+        .and_then(|m| non_blank(&m.currency_code))
         .or_else(|| {
             o.order_items.iter().find_map(|i| {
                 i.product
                     .price
                     .as_ref()
                     .and_then(|p| p.unit_price.as_ref())
-                    .and_then(|m| text(&m.currency_code))
+                    .and_then(|m| non_blank(&m.currency_code))
             })
         })
         .ok_or_else(|| decode(&id, "no currency: neither a grand total nor a unit price"))?;
@@ -289,9 +273,9 @@ fn build(
 
     let fulfillment_info = o.fulfillment.unwrap_or_default();
     let (status, payment, status_note) =
-        map_status(text(&fulfillment_info.fulfillment_status).as_deref());
+        map_status(non_blank(&fulfillment_info.fulfillment_status).as_deref());
     notes.0.extend(status_note);
-    let amazon_ships = match text(&fulfillment_info.fulfilled_by).as_deref() {
+    let amazon_ships = match non_blank(&fulfillment_info.fulfilled_by).as_deref() {
         Some("AMAZON") => true,
         Some("MERCHANT") => false,
         other => {
@@ -357,11 +341,11 @@ fn build(
         let f = |name: &str| format!("lines[{i}].{name}");
         let line_id = item.order_item_id.trim().to_owned();
         let product = &item.product;
-        let sku = text(&product.seller_sku);
+        let sku = non_blank(&product.seller_sku);
         if sku.is_none() {
             notes.add(f("sku"), NoteKind::Defaulted, "item has no seller SKU");
         }
-        let title = text(&product.title).unwrap_or_else(|| {
+        let title = non_blank(&product.title).unwrap_or_else(|| {
             notes.add(f("title"), NoteKind::Defaulted, "item has no title");
             String::new()
         });
@@ -458,10 +442,10 @@ fn build(
 
         let mut options = Vec::new();
         if let Some(c) = &product.condition
-            && let Some(kind) = text(&c.condition_type)
+            && let Some(kind) = non_blank(&c.condition_type)
             && kind != "NEW"
         {
-            let value = match text(&c.condition_subtype) {
+            let value = match non_blank(&c.condition_subtype) {
                 Some(sub) if sub != kind => format!("{kind} ({sub})"),
                 _ => kind,
             };
@@ -479,7 +463,7 @@ fn build(
         if let Some(url) = product
             .customization
             .as_ref()
-            .and_then(|c| text(&c.customized_url))
+            .and_then(|c| non_blank(&c.customized_url))
         {
             options.push(LineOption::new("Customization", url));
         }
@@ -490,8 +474,8 @@ fn build(
         {
             gifts.push((
                 line_id.clone(),
-                text(&g.gift_message),
-                text(&g.gift_wrap_level).is_some(),
+                non_blank(&g.gift_message),
+                non_blank(&g.gift_wrap_level).is_some(),
             ));
         }
         if let Some(c) = &item.cancellation {
@@ -503,10 +487,11 @@ fn build(
                         NoteKind::Dropped,
                         format!(
                             "{} asked to cancel this item ({}); Amazon has not cancelled it",
-                            text(&req.requester)
+                            non_blank(&req.requester)
                                 .map(|r| r.to_ascii_lowercase())
                                 .unwrap_or_else(|| "someone".into()),
-                            text(&req.cancel_reason).unwrap_or_else(|| "no reason given".into())
+                            non_blank(&req.cancel_reason)
+                                .unwrap_or_else(|| "no reason given".into())
                         ),
                     );
                 }
@@ -515,10 +500,10 @@ fn build(
                     NoteKind::Dropped,
                     format!(
                         "cancelled by {} ({})",
-                        text(&exec.cancelled_by)
+                        non_blank(&exec.cancelled_by)
                             .map(|r| r.to_ascii_lowercase())
                             .unwrap_or_else(|| "amazon".into()),
-                        text(&exec.cancel_reason).unwrap_or_else(|| "no reason given".into())
+                        non_blank(&exec.cancel_reason).unwrap_or_else(|| "no reason given".into())
                     ),
                 ),
                 (None, None) => {}
@@ -551,7 +536,7 @@ fn build(
             .package_reference_id
             .as_deref()
             .unwrap_or("(no reference)");
-        let number = text(&p.tracking_number);
+        let number = non_blank(&p.tracking_number);
         if number.is_none() {
             notes.add(
                 format!("shipments[{si}].tracking_number"),
@@ -573,7 +558,7 @@ fn build(
             })
             .collect();
         shipments.push(Shipment {
-            carrier: text(&p.carrier)
+            carrier: non_blank(&p.carrier)
                 .map(|c| carrier::canonical_carrier(&c))
                 .unwrap_or_default(),
             tracking_number: number.unwrap_or_default(),
@@ -640,7 +625,7 @@ fn build(
     };
     let mut extra: BTreeMap<String, Decimal> = BTreeMap::new();
     for b in order_breakdowns {
-        let kind = text(&b.kind).unwrap_or_else(|| "(no type)".into());
+        let kind = non_blank(&b.kind).unwrap_or_else(|| "(no type)".into());
         if KNOWN_KINDS.contains(&kind.as_str()) {
             continue;
         }
@@ -693,8 +678,8 @@ fn build(
     };
     let buyer = o.buyer.unwrap_or_default();
     let customer = Customer {
-        name: text(&buyer.buyer_name),
-        email: text(&buyer.buyer_email),
+        name: non_blank(&buyer.buyer_name),
+        email: non_blank(&buyer.buyer_email),
         phone: None,
     };
     let customer = if customer.name.is_none() && customer.email.is_none() {
@@ -710,7 +695,7 @@ fn build(
                 ("district or county", &a.district_or_county),
                 ("municipality", &a.municipality),
             ] {
-                if let Some(v) = text(value) {
+                if let Some(v) = non_blank(value) {
                     notes.add(
                         "shipping_address",
                         NoteKind::Dropped,
@@ -718,21 +703,22 @@ fn build(
                     );
                 }
             }
-            let line2 = [text(&a.address_line2), text(&a.address_line3)]
+            let line2 = [non_blank(&a.address_line2), non_blank(&a.address_line3)]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(", ");
             Some(Address {
-                name: text(&a.name),
-                company: text(&a.company_name).or_else(|| text(&buyer.buyer_company_name)),
-                line1: text(&a.address_line1),
+                name: non_blank(&a.name),
+                company: non_blank(&a.company_name)
+                    .or_else(|| non_blank(&buyer.buyer_company_name)),
+                line1: non_blank(&a.address_line1),
                 line2: Some(line2).filter(|l| !l.is_empty()),
-                city: text(&a.city),
-                region: text(&a.state_or_region),
-                postal_code: text(&a.postal_code),
-                country: text(&a.country_code).map(|c| c.to_ascii_uppercase()),
-                phone: text(&a.phone),
+                city: non_blank(&a.city),
+                region: non_blank(&a.state_or_region),
+                postal_code: non_blank(&a.postal_code),
+                country: non_blank(&a.country_code).map(|c| c.to_ascii_uppercase()),
+                phone: non_blank(&a.phone),
             })
         }
         None => {
@@ -747,14 +733,14 @@ fn build(
 
     let mut note_parts = Vec::new();
     if let Some(pref) = &recipient.delivery_preference {
-        if let Some(d) = text(&pref.drop_off_location) {
+        if let Some(d) = non_blank(&pref.drop_off_location) {
             note_parts.push(format!("Drop-off: {d}"));
         }
-        if let Some(i) = text(&pref.address_instruction) {
+        if let Some(i) = non_blank(&pref.address_instruction) {
             note_parts.push(i);
         }
     }
-    if let Some(po) = text(&buyer.buyer_purchase_order_number) {
+    if let Some(po) = non_blank(&buyer.buyer_purchase_order_number) {
         note_parts.push(format!("Purchase order: {po}"));
     }
     let note = Some(note_parts.join("\n")).filter(|n| !n.is_empty());
@@ -788,7 +774,10 @@ fn build(
 
     let sales = &o.sales_channel;
     let mut tags: Vec<String> = Vec::new();
-    match (text(&sales.marketplace_name), text(&sales.marketplace_id)) {
+    match (
+        non_blank(&sales.marketplace_name),
+        non_blank(&sales.marketplace_id),
+    ) {
         (Some(name), _) => tags.push(name.to_lowercase()),
         (None, Some(mid)) => tags.push(mid),
         (None, None) => notes.add(
@@ -800,7 +789,7 @@ fn build(
     tags.extend(
         o.programs
             .iter()
-            .filter_map(|p| text(&Some(p.clone())))
+            .filter_map(|p| non_blank(&Some(p.clone())))
             .map(|p| p.to_ascii_lowercase()),
     );
     if amazon_ships {
@@ -828,7 +817,7 @@ fn build(
             presentment: None,
             customer,
             shipping_address,
-            shipping_method: text(&fulfillment_info.fulfillment_service_level),
+            shipping_method: non_blank(&fulfillment_info.fulfillment_service_level),
             lines,
             note,
             gift,

@@ -23,8 +23,8 @@ pub use connector::{
 pub use error::ConnectorError;
 pub use model::{
     Address, Channel, Currency, Customer, Fulfillment, Gift, Line, LineOption, NormalizationNote,
-    NormalizedOrder, NoteKind, Order, OrderStatus, PaymentStatus, Presentment, Priority, Shipment,
-    ShipmentLine, Totals,
+    NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus, Presentment, Priority,
+    Shipment, ShipmentLine, Totals, non_blank,
 };
 pub use pacing::{Operation, Pacer, RateHint, RateLimit, RateWindow, Unpaced};
 pub use secret::Secret;

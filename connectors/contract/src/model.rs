@@ -536,6 +536,25 @@ impl NormalizationNote {
     }
 }
 
+/// The notes one order's normalization collects, in the order they were made.
+#[derive(Debug, Default)]
+pub struct Notes(pub Vec<NormalizationNote>);
+
+impl Notes {
+    pub fn add(&mut self, field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) {
+        self.0.push(NormalizationNote::new(field, kind, detail));
+    }
+}
+
+/// Trimmed, and `None` when empty: channels send `null` or `""` for blank
+/// fields, and a blank must not reach the canonical order as a value.
+pub fn non_blank(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// What a connector hands to the daemon: the canonical order (its `tags` are
 /// the channel's tags; `route`, `hold` and `priority` are unset), the notes of
 /// anything lossy, and the raw channel payload kept for audit.

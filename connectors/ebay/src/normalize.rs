@@ -100,8 +100,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
-    NormalizationNote, NormalizedOrder, NoteKind, Order, OrderStatus, PaymentStatus, Presentment,
-    Priority, Shipment, ShipmentLine, Totals,
+    NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
+    Presentment, Priority, Shipment, ShipmentLine, Totals, non_blank,
 };
 
 use crate::carrier::canonical_carrier;
@@ -142,24 +142,8 @@ pub fn order_id(order: &serde_json::Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-struct Notes(Vec<NormalizationNote>);
-
-impl Notes {
-    fn add(&mut self, field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) {
-        self.0.push(NormalizationNote::new(field, kind, detail));
-    }
-}
-
 fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::Decode(format!("ebay order {id}: {what}"))
-}
-
-/// Trimmed, and `None` when empty.
-fn text(s: &Option<String>) -> Option<String> {
-    s.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, ConnectorError> {
@@ -186,7 +170,7 @@ impl Money<'_> {
 
     /// An amount's value; an amount in another currency is a decode error.
     fn read(&self, field: &str, amount: &Amount) -> Result<Decimal, ConnectorError> {
-        if let Some(c) = text(&amount.currency)
+        if let Some(c) = non_blank(&amount.currency)
             && c != self.currency.as_str()
         {
             return Err(decode(
@@ -194,8 +178,8 @@ impl Money<'_> {
                 format!("{field} is in {c}, the order in {}", self.currency),
             ));
         }
-        let value =
-            text(&amount.value).ok_or_else(|| decode(self.id, format!("{field} has no value")))?;
+        let value = non_blank(&amount.value)
+            .ok_or_else(|| decode(self.id, format!("{field} has no value")))?;
         Decimal::from_str(&value)
             .map(|d| self.currency.scaled(d))
             .map_err(|_| {
@@ -335,7 +319,7 @@ fn build(
 ) -> Result<NormalizedOrder, ConnectorError> {
     let o: wire::Order = serde_json::from_value(raw.clone())
         .map_err(|e| ConnectorError::Decode(format!("not an eBay order: {e}")))?;
-    let id = text(&o.order_id)
+    let id = non_blank(&o.order_id)
         .ok_or_else(|| ConnectorError::Decode("ebay order without an orderId".into()))?;
     let mut notes = Notes(Vec::new());
     let pricing = o.pricing_summary.clone().unwrap_or_default();
@@ -344,17 +328,19 @@ fn build(
     let currency_code = pricing
         .total
         .as_ref()
-        .and_then(|a| text(&a.currency))
+        .and_then(|a| non_blank(&a.currency))
         .or_else(|| {
             pricing
                 .price_subtotal
                 .as_ref()
-                .and_then(|a| text(&a.currency))
+                .and_then(|a| non_blank(&a.currency))
         })
         .or_else(|| {
-            o.line_items
-                .iter()
-                .find_map(|l| l.line_item_cost.as_ref().and_then(|a| text(&a.currency)))
+            o.line_items.iter().find_map(|l| {
+                l.line_item_cost
+                    .as_ref()
+                    .and_then(|a| non_blank(&a.currency))
+            })
         })
         .ok_or_else(|| decode(&id, "no currency on any amount"))?;
     let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
@@ -364,7 +350,10 @@ fn build(
     };
 
     // Times.
-    let updated_at = match (text(&o.last_modified_date), text(&o.creation_date)) {
+    let updated_at = match (
+        non_blank(&o.last_modified_date),
+        non_blank(&o.creation_date),
+    ) {
         (Some(t), _) => timestamp(&id, "lastModifiedDate", &t)?,
         (None, Some(t)) => {
             notes.add(
@@ -376,7 +365,7 @@ fn build(
         }
         (None, None) => return Err(decode(&id, "neither creationDate nor lastModifiedDate")),
     };
-    let placed_at = match text(&o.creation_date) {
+    let placed_at = match non_blank(&o.creation_date) {
         Some(t) => timestamp(&id, "creationDate", &t)?,
         None => {
             notes.add(
@@ -389,11 +378,14 @@ fn build(
     };
 
     // States.
-    let cancel_state = o.cancel_status.as_ref().and_then(|c| text(&c.cancel_state));
-    let payment_status = text(&o.order_payment_status);
+    let cancel_state = o
+        .cancel_status
+        .as_ref()
+        .and_then(|c| non_blank(&c.cancel_state));
+    let payment_status = non_blank(&o.order_payment_status);
     let (status, payment, cancel_requested, state_notes) = map_states(
         cancel_state.as_deref(),
-        text(&o.order_fulfillment_status).as_deref(),
+        non_blank(&o.order_fulfillment_status).as_deref(),
         payment_status.as_deref(),
     );
     notes.0.extend(state_notes);
@@ -409,11 +401,14 @@ fn build(
     let mut gift = None;
     for (i, l) in o.line_items.iter().enumerate() {
         let at = |f: &str| format!("lines[{i}].{f}");
-        let line_id = text(&l.line_item_id)
+        let line_id = non_blank(&l.line_item_id)
             .ok_or_else(|| decode(&id, format!("line item {i} has no lineItemId")))?;
-        let sku = text(&l.sku);
+        let sku = non_blank(&l.sku);
         if sku.is_none() {
-            let listing = match (text(&l.legacy_item_id), text(&l.legacy_variation_id)) {
+            let listing = match (
+                non_blank(&l.legacy_item_id),
+                non_blank(&l.legacy_variation_id),
+            ) {
                 (Some(item), Some(var)) => format!("listing {item}, variation {var}"),
                 (Some(item), None) => format!("listing {item}"),
                 _ => "no legacy item id either".to_owned(),
@@ -424,7 +419,7 @@ fn build(
                 format!("line has no SKU ({listing})"),
             );
         }
-        let title = text(&l.title).unwrap_or_else(|| {
+        let title = non_blank(&l.title).unwrap_or_else(|| {
             notes.add(at("title"), NoteKind::Defaulted, "line has no title");
             String::new()
         });
@@ -511,17 +506,17 @@ fn build(
         let options = l
             .variation_aspects
             .iter()
-            .filter_map(|a| Some(LineOption::new(text(&a.name)?, text(&a.value)?)))
+            .filter_map(|a| Some(LineOption::new(non_blank(&a.name)?, non_blank(&a.value)?)))
             .collect();
         if gift.is_none()
-            && let Some(message) = l.gift_details.as_ref().and_then(|g| text(&g.message))
+            && let Some(message) = l.gift_details.as_ref().and_then(|g| non_blank(&g.message))
         {
             gift = Some(Gift {
                 message: Some(message),
                 wrap: false,
             });
         }
-        line_statuses.push(text(&l.line_item_fulfillment_status));
+        line_statuses.push(non_blank(&l.line_item_fulfillment_status));
         lines.push(Line {
             line_id,
             sku,
@@ -556,12 +551,12 @@ fn build(
                 (at, f.fulfillment_id.clone())
             });
             for (si, f) in ordered.iter().enumerate() {
-                let fid = text(&f.fulfillment_id).unwrap_or_default();
-                let shipped_at = match text(&f.shipped_date) {
+                let fid = non_blank(&f.fulfillment_id).unwrap_or_default();
+                let shipped_at = match non_blank(&f.shipped_date) {
                     Some(t) => Some(timestamp(&id, &format!("shipments[{si}].shipped_at"), &t)?),
                     None => None,
                 };
-                let tracking = text(&f.shipment_tracking_number).unwrap_or_else(|| {
+                let tracking = non_blank(&f.shipment_tracking_number).unwrap_or_else(|| {
                     notes.add(
                         format!("shipments[{si}].tracking_number"),
                         NoteKind::Defaulted,
@@ -571,7 +566,7 @@ fn build(
                 });
                 let mut shipment_lines = Vec::with_capacity(f.line_items.len());
                 for r in &f.line_items {
-                    let Some(line_id) = text(&r.line_item_id) else {
+                    let Some(line_id) = non_blank(&r.line_item_id) else {
                         continue;
                     };
                     let q = match r.quantity {
@@ -596,7 +591,7 @@ fn build(
                     });
                 }
                 shipments.push(Shipment {
-                    carrier: text(&f.shipping_carrier_code)
+                    carrier: non_blank(&f.shipping_carrier_code)
                         .map(|c| canonical_carrier(&c))
                         .unwrap_or_default(),
                     tracking_number: tracking,
@@ -793,8 +788,8 @@ fn build(
     // Presentment: what the buyer paid before eBay converted it.
     let presentment = match pricing.total.as_ref().map(|t| {
         (
-            text(&t.converted_from_currency),
-            text(&t.converted_from_value),
+            non_blank(&t.converted_from_currency),
+            non_blank(&t.converted_from_value),
         )
     }) {
         Some((Some(c), Some(v))) if c != currency.as_str() => {
@@ -843,7 +838,7 @@ fn build(
     }
     let shipping_address = ship_to.map(|c| {
         let a = c.contact_address.clone().unwrap_or_default();
-        if text(&a.county).is_some() {
+        if non_blank(&a.county).is_some() {
             notes.add(
                 "shipping_address",
                 NoteKind::Dropped,
@@ -851,21 +846,24 @@ fn build(
             );
         }
         Address {
-            name: text(&c.full_name),
-            company: text(&c.company_name),
-            line1: text(&a.address_line1),
-            line2: text(&a.address_line2),
-            city: text(&a.city),
-            region: text(&a.state_or_province),
-            postal_code: text(&a.postal_code),
-            country: text(&a.country_code).map(|c| c.to_ascii_uppercase()),
-            phone: c.primary_phone.as_ref().and_then(|p| text(&p.phone_number)),
+            name: non_blank(&c.full_name),
+            company: non_blank(&c.company_name),
+            line1: non_blank(&a.address_line1),
+            line2: non_blank(&a.address_line2),
+            city: non_blank(&a.city),
+            region: non_blank(&a.state_or_province),
+            postal_code: non_blank(&a.postal_code),
+            country: non_blank(&a.country_code).map(|c| c.to_ascii_uppercase()),
+            phone: c
+                .primary_phone
+                .as_ref()
+                .and_then(|p| non_blank(&p.phone_number)),
         }
     });
     if shipping_address.is_none() {
         let kinds: Vec<String> = instructions
             .iter()
-            .filter_map(|i| text(&i.fulfillment_instructions_type))
+            .filter_map(|i| non_blank(&i.fulfillment_instructions_type))
             .collect();
         notes.add(
             "shipping_address",
@@ -877,7 +875,7 @@ fn build(
             },
         );
     }
-    let shipping_method = step.and_then(|(_, s)| text(&s.shipping_service_code));
+    let shipping_method = step.and_then(|(_, s)| non_blank(&s.shipping_service_code));
     let registered = o
         .buyer
         .as_ref()
@@ -886,9 +884,13 @@ fn build(
         registered.and_then(f).or_else(|| ship_to.and_then(f))
     };
     let customer = Customer {
-        name: pick(|c| text(&c.full_name)),
-        email: pick(|c| text(&c.email)),
-        phone: pick(|c| c.primary_phone.as_ref().and_then(|p| text(&p.phone_number))),
+        name: pick(|c| non_blank(&c.full_name)),
+        email: pick(|c| non_blank(&c.email)),
+        phone: pick(|c| {
+            c.primary_phone
+                .as_ref()
+                .and_then(|p| non_blank(&p.phone_number))
+        }),
     };
     let customer = if customer == Customer::default() {
         notes.add(
@@ -905,7 +907,7 @@ fn build(
         .program
         .as_ref()
         .and_then(|p| p.fulfillment_program.as_ref())
-        .and_then(|f| text(&f.fulfilled_by))
+        .and_then(|f| non_blank(&f.fulfilled_by))
         .as_deref()
     {
         Some("EBAY") => Fulfillment::Channel,
@@ -935,7 +937,7 @@ fn build(
             shipping_address,
             shipping_method,
             lines,
-            note: text(&o.buyer_checkout_notes),
+            note: non_blank(&o.buyer_checkout_notes),
             gift,
             fulfillment,
             test,

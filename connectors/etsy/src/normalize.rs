@@ -80,8 +80,8 @@ use rust_decimal::Decimal;
 use serde_json::Number;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
-    NormalizationNote, NormalizedOrder, NoteKind, Order, OrderStatus, PaymentStatus, Priority,
-    Shipment, Totals,
+    NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
+    Priority, Shipment, Totals, non_blank,
 };
 
 use chrono::{DateTime, Utc};
@@ -249,24 +249,8 @@ pub(crate) fn map_states(
 // ---------------------------------------------------------------------------
 // the builder
 
-struct Notes(Vec<NormalizationNote>);
-
-impl Notes {
-    fn add(&mut self, field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) {
-        self.0.push(NormalizationNote::new(field, kind, detail));
-    }
-}
-
 fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::Decode(format!("etsy receipt {id}: {what}"))
-}
-
-/// Trimmed, and `None` when empty: Etsy sends `null` or `""` for blanks.
-fn text(s: &Option<String>) -> Option<String> {
-    s.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 fn epoch(id: &str, field: &str, secs: i64) -> Result<DateTime<Utc>, ConnectorError> {
@@ -357,8 +341,8 @@ fn options(variations: &[Variation], product_data: &[PropertyValue]) -> Vec<Line
     let mut out = Vec::new();
     let mut named: Vec<&Number> = Vec::new();
     for v in variations {
-        let name = text(&v.formatted_name);
-        let value = text(&v.formatted_value);
+        let name = non_blank(&v.formatted_name);
+        let value = non_blank(&v.formatted_value);
         if let (Some(name), Some(value)) = (name, value) {
             out.push(LineOption::new(name, value));
         }
@@ -373,9 +357,9 @@ fn options(variations: &[Variation], product_data: &[PropertyValue]) -> Vec<Line
         let values: Vec<String> = p
             .values
             .iter()
-            .filter_map(|v| text(&Some(v.clone())))
+            .filter_map(|v| non_blank(&Some(v.clone())))
             .collect();
-        if let (Some(name), false) = (text(&p.property_name), values.is_empty()) {
+        if let (Some(name), false) = (non_blank(&p.property_name), values.is_empty()) {
             out.push(LineOption::new(name, values.join(", ")));
         }
     }
@@ -408,7 +392,7 @@ fn build(
         .grandtotal
         .as_ref()
         .ok_or_else(|| decode(&id, "no grandtotal"))?;
-    let currency_code = text(&grandtotal.currency_code)
+    let currency_code = non_blank(&grandtotal.currency_code)
         .ok_or_else(|| decode(&id, "grandtotal has no currency_code"))?;
     let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
     let m = MoneyReader {
@@ -441,7 +425,7 @@ fn build(
     for (i, t) in r.transactions.iter().enumerate() {
         let line_id = id_text(&t.transaction_id)
             .ok_or_else(|| decode(&id, format!("transaction {i} has no transaction_id")))?;
-        let sku = text(&t.sku);
+        let sku = non_blank(&t.sku);
         if sku.is_none() {
             notes.add(
                 format!("lines[{i}].sku"),
@@ -449,7 +433,7 @@ fn build(
                 format!("transaction {line_id} has no SKU"),
             );
         }
-        let title = text(&t.title).unwrap_or_else(|| {
+        let title = non_blank(&t.title).unwrap_or_else(|| {
             notes.add(
                 format!("lines[{i}].title"),
                 NoteKind::Defaulted,
@@ -614,7 +598,7 @@ fn build(
             }
             None => None,
         };
-        let tracking_number = text(&s.tracking_code).unwrap_or_else(|| {
+        let tracking_number = non_blank(&s.tracking_code).unwrap_or_else(|| {
             notes.add(
                 format!("shipments[{si}].tracking_number"),
                 NoteKind::Defaulted,
@@ -623,7 +607,7 @@ fn build(
             String::new()
         });
         shipments.push(Shipment {
-            carrier: text(&s.carrier_name)
+            carrier: non_blank(&s.carrier_name)
                 .map(|c| canonical_carrier(&c))
                 .unwrap_or_default(),
             tracking_number,
@@ -694,7 +678,7 @@ fn build(
         Some(p) => m.read(&mut notes, "gift.wrap", "gift_wrap_price", p)? > Decimal::ZERO,
         None => false,
     };
-    let gift_message = text(&r.gift_message);
+    let gift_message = non_blank(&r.gift_message);
     let is_gift = r.is_gift == Some(true);
     let gift = (is_gift || gift_message.is_some() || wrap).then_some(Gift {
         message: gift_message,
@@ -702,9 +686,9 @@ fn build(
     });
 
     // Customer and address.
-    let gift_sender = text(&r.gift_sender).filter(|_| is_gift);
-    let recipient = text(&r.name);
-    let email = text(&r.buyer_email);
+    let gift_sender = non_blank(&r.gift_sender).filter(|_| is_gift);
+    let recipient = non_blank(&r.name);
+    let email = non_blank(&r.buyer_email);
     let customer_name = gift_sender.or_else(|| recipient.clone());
     let customer = if customer_name.is_none() && email.is_none() {
         notes.add(
@@ -723,12 +707,12 @@ fn build(
     let address = Address {
         name: recipient,
         company: None,
-        line1: text(&r.first_line),
-        line2: text(&r.second_line),
-        city: text(&r.city),
-        region: text(&r.state),
-        postal_code: text(&r.zip),
-        country: text(&r.country_iso).map(|c| c.to_ascii_uppercase()),
+        line1: non_blank(&r.first_line),
+        line2: non_blank(&r.second_line),
+        city: non_blank(&r.city),
+        region: non_blank(&r.state),
+        postal_code: non_blank(&r.zip),
+        country: non_blank(&r.country_iso).map(|c| c.to_ascii_uppercase()),
         phone: None,
     };
     let street_known = address.line1.is_some() || address.city.is_some();
@@ -752,7 +736,7 @@ fn build(
 
     let mut methods: Vec<String> = Vec::new();
     for t in &r.transactions {
-        if let Some(m) = text(&t.shipping_upgrade).or_else(|| text(&t.shipping_method))
+        if let Some(m) = non_blank(&t.shipping_upgrade).or_else(|| non_blank(&t.shipping_method))
             && !methods.contains(&m)
         {
             methods.push(m);
@@ -788,7 +772,7 @@ fn build(
             shipping_address,
             shipping_method,
             lines,
-            note: text(&r.message_from_buyer),
+            note: non_blank(&r.message_from_buyer),
             gift,
             fulfillment: Fulfillment::Merchant,
             test: false,

@@ -119,8 +119,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
-    NormalizationNote, NormalizedOrder, NoteKind, Order, OrderStatus, PaymentStatus, Presentment,
-    Priority, Shipment, ShipmentLine, Totals,
+    NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
+    Presentment, Priority, Shipment, ShipmentLine, Totals,
 };
 
 use crate::wire::{GqlMoneyBag, GqlOrder, RestMoneySet, RestOrder};
@@ -631,14 +631,6 @@ fn rest_facts(o: RestOrder) -> Facts {
 
 // ---------------------------------------------------------------------------
 // the builder: every decision, once
-
-struct Notes(Vec<NormalizationNote>);
-
-impl Notes {
-    fn add(&mut self, field: impl Into<String>, kind: NoteKind, detail: impl Into<String>) {
-        self.0.push(NormalizationNote::new(field, kind, detail));
-    }
-}
 
 fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::Decode(format!("shopify order {id}: {what}"))
