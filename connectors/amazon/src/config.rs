@@ -59,7 +59,7 @@ pub mod replay {
 }
 
 /// One Amazon account. `Debug` never shows the secrets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmazonSettings {
     pub seller_id: String,
     pub marketplace_ids: Vec<String>,
@@ -126,22 +126,13 @@ impl AccountSettings for AmazonSettings {
         Ok(Arc::new(crate::AmazonConnector::new(self.clone(), ctx)?))
     }
 
+    /// Field by field; secrets compare by value in constant time (`Secret`'s
+    /// `PartialEq`), so a rotated secret counts as a change.
     fn same_as(&self, other: &dyn AccountSettings) -> bool {
-        let Some(o) = other.as_any().downcast_ref::<AmazonSettings>() else {
-            return false;
-        };
-        let same_secret = |a: &Secret, b: &Secret| a.matches(b.expose().as_bytes());
-        self.seller_id == o.seller_id
-            && self.marketplace_ids == o.marketplace_ids
-            && self.client_id == o.client_id
-            && same_secret(&self.client_secret, &o.client_secret)
-            && same_secret(&self.refresh_token, &o.refresh_token)
-            && self.token_url == o.token_url
-            && match (&self.webhook_secret, &o.webhook_secret) {
-                (Some(a), Some(b)) => same_secret(a, b),
-                (None, None) => true,
-                _ => false,
-            }
+        other
+            .as_any()
+            .downcast_ref::<AmazonSettings>()
+            .is_some_and(|o| o == self)
     }
 
     fn as_any(&self) -> &dyn Any {

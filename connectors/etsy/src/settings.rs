@@ -18,7 +18,7 @@ use crate::EtsyConnector;
 use crate::config::{DEFAULT_TOKEN_PATH, EtsyConfig, MAX_PAGE_SIZE};
 
 /// One Etsy account's channel keys, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtsySettings {
     pub shop_id: u64,
     pub api_key: String,
@@ -47,18 +47,6 @@ impl EtsySettings {
     }
 }
 
-fn same_secret(a: &Secret, b: &Secret) -> bool {
-    a.matches(b.expose().as_bytes())
-}
-
-fn same_optional(a: &Option<Secret>, b: &Option<Secret>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => same_secret(a, b),
-        _ => false,
-    }
-}
-
 impl AccountSettings for EtsySettings {
     fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
         let config = self.config(&ctx.account, &ctx.base_url);
@@ -67,17 +55,13 @@ impl AccountSettings for EtsySettings {
         )?))
     }
 
+    /// Field by field; secrets compare by value in constant time (`Secret`'s
+    /// `PartialEq`), so a rotated secret counts as a change.
     fn same_as(&self, other: &dyn AccountSettings) -> bool {
-        let Some(o) = other.as_any().downcast_ref::<EtsySettings>() else {
-            return false;
-        };
-        self.shop_id == o.shop_id
-            && self.api_key == o.api_key
-            && self.token_url == o.token_url
-            && same_secret(&self.shared_secret, &o.shared_secret)
-            && same_secret(&self.refresh_token, &o.refresh_token)
-            && same_optional(&self.access_token, &o.access_token)
-            && same_optional(&self.webhook_secret, &o.webhook_secret)
+        other
+            .as_any()
+            .downcast_ref::<EtsySettings>()
+            .is_some_and(|o| o == self)
     }
 
     fn as_any(&self) -> &dyn Any {
