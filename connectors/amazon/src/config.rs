@@ -149,11 +149,7 @@ pub fn read_settings(r: &mut dyn SettingsReader) -> Option<Box<dyn AccountSettin
     let client_secret = r.secret("client_secret", Need::Required);
     let refresh_token = r.secret("refresh_token", Need::Required);
     let token_url = r.url("token_url", Need::Optional);
-    let webhook_need = if r.webhooks() {
-        Need::RequiredBecause("webhooks = true")
-    } else {
-        Need::Optional
-    };
+    let webhook_need = r.webhook_need();
     let webhook_secret = r.secret("webhook_secret", webhook_need);
     let mut valid = true;
     if let Some(id) = &seller_id

@@ -44,6 +44,16 @@ pub trait SettingsReader {
     /// Whether the account takes webhooks (`webhooks = true`).
     fn webhooks(&self) -> bool;
 
+    /// What a key only webhooks use needs: required, saying why, when the
+    /// account takes webhooks; optional otherwise.
+    fn webhook_need(&self) -> Need {
+        if self.webhooks() {
+            Need::RequiredBecause("webhooks = true")
+        } else {
+            Need::Optional
+        }
+    }
+
     /// A non-empty string. A whole number written without quotes is taken
     /// as its digits (ids that other systems hand out as numbers:
     /// `shop_id = 12345678`).

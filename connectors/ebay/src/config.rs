@@ -193,11 +193,7 @@ fn revisions_problem(n: u32) -> Option<String> {
 /// Reads an `[[account]]` table's eBay keys; see the module doc.
 pub fn read_settings(r: &mut dyn SettingsReader) -> Option<Box<dyn AccountSettings>> {
     let webhooks = r.webhooks();
-    let with_webhooks = if webhooks {
-        Need::RequiredBecause("webhooks = true")
-    } else {
-        Need::Optional
-    };
+    let with_webhooks = r.webhook_need();
     let marketplace_id = r
         .string("marketplace_id", Need::Optional)
         .or_else(|| Some(DEFAULT_MARKETPLACE.to_owned()));

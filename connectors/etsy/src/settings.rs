@@ -78,11 +78,7 @@ pub fn read_settings(reader: &mut dyn SettingsReader) -> Option<Box<dyn AccountS
     let access_token = reader.secret("access_token", Need::Optional);
     let refresh_token = reader.secret("refresh_token", Need::Required);
     let token_url = reader.url("token_url", Need::Optional);
-    let webhook_need = if reader.webhooks() {
-        Need::RequiredBecause("webhooks = true")
-    } else {
-        Need::Optional
-    };
+    let webhook_need = reader.webhook_need();
     let webhook_secret = reader.secret("webhook_secret", webhook_need);
 
     let shop_id = shop_id.and_then(|s| match s.trim().parse::<u64>() {

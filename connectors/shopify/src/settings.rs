@@ -93,11 +93,7 @@ impl AccountSettings for ShopifySettings {
 /// Reads a Shopify account's keys; `None` when any is wrong (each problem
 /// is recorded through `r`, all of them in one pass).
 pub fn read_settings(r: &mut dyn SettingsReader) -> Option<Box<dyn AccountSettings>> {
-    let hooks = if r.webhooks() {
-        Need::RequiredBecause("webhooks = true")
-    } else {
-        Need::Optional
-    };
+    let hooks = r.webhook_need();
     let access_token = r.secret("access_token", Need::Required);
     let webhook_secret = r.secret("webhook_secret", hooks);
     let webhook_secret_previous = r.secret("webhook_secret_previous", Need::Optional);
