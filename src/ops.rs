@@ -385,6 +385,10 @@ pub struct ShipReceipt {
     /// held); the shipment is recorded all the same: the parcel has left.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Why no tracking push was queued (the account's connector cannot take
+    /// tracking); absent when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_not_pushed: Option<String>,
 }
 
 /// Records a shipment and queues its tracking push.
@@ -405,6 +409,7 @@ pub fn ship(
             status,
             shipment,
             seq,
+            tracking_skipped,
         } => Written {
             value: ShipReceipt {
                 order_id,
@@ -413,6 +418,7 @@ pub fn ship(
                 tracking_number,
                 shipment: Some(shipment),
                 warnings,
+                tracking_not_pushed: tracking_skipped,
             },
             seq,
         },
@@ -424,6 +430,7 @@ pub fn ship(
                 tracking_number,
                 shipment: None,
                 warnings: Vec::new(),
+                tracking_not_pushed: None,
             },
             seq: 0,
         },

@@ -249,6 +249,17 @@ impl Connectors {
     }
 }
 
+/// What the daemon, `sync` and the CLI queue outbound work with: the stock
+/// targets, and the accounts whose channel cannot take tracking pushes.
+pub fn outbound(config: &Config) -> crate::effects::Outbound {
+    let no_tracking = config.accounts.iter().filter_map(|a| {
+        let d = registry::descriptor(a.channel)?;
+        Some((a.id.clone(), a.channel, d.capabilities))
+    });
+    crate::effects::Outbound::new(stock_targets(config))
+        .with_no_tracking(crate::effects::tracking::NoTracking::new(no_tracking))
+}
+
 /// Every configured account whose channel is built in and can push
 /// inventory, with its buffer (the channel's capabilities are constant, so
 /// nothing is built): what `Outbound::new` takes in the daemon, `sync` and

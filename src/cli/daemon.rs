@@ -145,7 +145,7 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>, json: boo
     let rules = super::rules::load_configured_rules(&config, None)?;
     // Orders synced while the daemon is down reserve stock and queue their
     // pushes and deliveries like any other; the daemon sends them later.
-    let outbound = crate::effects::Outbound::new(crate::channels::accounts::stock_targets(&config));
+    let outbound = crate::channels::accounts::outbound(&config);
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules)).with_outbound(outbound);
     let mut progress = Progress::new(account_id, json);
     let result = super::runtime(true)?.block_on(async {

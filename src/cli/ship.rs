@@ -10,7 +10,6 @@ use chrono::Utc;
 use super::orders::{op_failure, store_failure};
 use super::print::outln;
 use super::{Backend, CliResult, EXIT_FAILED, Failure, print_json};
-use crate::effects::Outbound;
 use crate::effects::tracking::{self, ShipmentRequest};
 use crate::ops::{self, ShipReceipt};
 
@@ -39,9 +38,9 @@ pub fn run(
         destination,
     };
     let receipt = match super::open_backend(config_path)? {
-        Backend::Local { store, .. } => {
-            let written =
-                ops::ship(&store, &Outbound::default(), &req, Utc::now()).map_err(op_failure)?;
+        Backend::Local { store, config } => {
+            let outbound = crate::channels::accounts::outbound(&config);
+            let written = ops::ship(&store, &outbound, &req, Utc::now()).map_err(op_failure)?;
             store.flush_blocking().map_err(store_failure)?;
             written.value
         }
@@ -71,8 +70,12 @@ fn render(r: &ShipReceipt) -> String {
                 .iter()
                 .map(|l| format!("{} x{}", l.sku.as_deref().unwrap_or(&l.line_id), l.quantity))
                 .collect();
+            let push = match &r.tracking_not_pushed {
+                Some(why) => format!("tracking push not queued: {why}"),
+                None => "tracking push queued".to_owned(),
+            };
             format!(
-                "{id}: shipment {} {} recorded ({}); order {}; tracking push queued",
+                "{id}: shipment {} {} recorded ({}); order {}; {push}",
                 shipment.carrier,
                 shipment.tracking_number,
                 what.join(", "),

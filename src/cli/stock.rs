@@ -10,7 +10,6 @@ use chrono::Utc;
 use super::orders::{op_failure, store_failure};
 use super::print::{out, time};
 use super::{Backend, CliResult, EXIT_FAILED, Failure, StockCommand, print_json};
-use crate::effects::Outbound;
 use crate::effects::stock::{self, StockUpdate};
 use crate::ops::{self, StockReceipt};
 use crate::store::StockView;
@@ -32,7 +31,7 @@ pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
 fn set(config_path: &Path, updates: &[StockUpdate], json: bool) -> CliResult {
     let receipt: StockReceipt = match super::open_backend(config_path)? {
         Backend::Local { config, store } => {
-            let outbound = Outbound::new(crate::channels::accounts::stock_targets(&config));
+            let outbound = crate::channels::accounts::outbound(&config);
             let written =
                 ops::set_stock(&store, &outbound, updates, Utc::now()).map_err(op_failure)?;
             store.flush_blocking().map_err(store_failure)?;

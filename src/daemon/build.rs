@@ -82,7 +82,7 @@ pub(super) fn build(config: &Config, notifier: &Notifier) -> anyhow::Result<Buil
         .build()
         .context("building the HTTP client")?;
     // Stock pushes go to every account whose connector can push inventory.
-    let mut outbound = Outbound::new(accounts::stock_targets(config));
+    let mut outbound = accounts::outbound(config);
     outbound.outbox.metrics = metrics.clone();
     outbound.outbox.heartbeats = heartbeats.clone();
     let ingest = Ingest::new(store.clone(), LiveRules::new(rules))

@@ -20,12 +20,13 @@ use stock::StockTargets;
 pub use workers::{ChannelSender, OutboundTasks, destination_worker, spawn_all};
 
 /// What the rest of the daemon needs to queue outbound work: which accounts
-/// take stock pushes (with their buffers) and this process's side of the
-/// outbox (wakers, counters). Cheap to clone. The ingest path, the CLI and
-/// the admin API all take one.
+/// take stock pushes (with their buffers), which cannot take tracking, and
+/// this process's side of the outbox (wakers, counters). Cheap to clone. The
+/// ingest path, the CLI and the admin API all take one.
 #[derive(Clone, Default, Debug)]
 pub struct Outbound {
     pub stock: StockTargets,
+    pub no_tracking: tracking::NoTracking,
     pub outbox: Outbox,
 }
 
@@ -51,6 +52,12 @@ impl Outbound {
             stock,
             ..Outbound::default()
         }
+    }
+
+    /// Shipments of these accounts' orders queue no tracking push.
+    pub fn with_no_tracking(mut self, no_tracking: tracking::NoTracking) -> Self {
+        self.no_tracking = no_tracking;
+        self
     }
 
     /// The outbound side effects of writing `new` over `existing` from a

@@ -17,13 +17,19 @@
 //!   fulfils itself (Amazon FBA), a quantity of zero or above what is left,
 //!   or nothing left to ship is refused with a clear error, and nothing is
 //!   written.
+//! - An order of an account whose connector cannot take tracking (its
+//!   capabilities lack `push_tracking`, [`NoTracking`]) has its shipment
+//!   recorded but no push queued: it could only end as a dead letter. The
+//!   shipment's history entry and the log say why.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_contract::{
-    Connector, OrderStatus, Shipment, ShipmentLine, TrackingPush, TrackingResult,
+    Capabilities, Channel, Connector, OrderStatus, Shipment, ShipmentLine, TrackingPush,
+    TrackingResult,
 };
 
 use super::Outbound;
@@ -82,6 +88,34 @@ pub fn parse_line_arg(arg: &str) -> Result<ShipLine, String> {
     })
 }
 
+/// The accounts whose connector cannot take tracking pushes, with their
+/// channel: a shipment of their orders queues no push. Empty (the default):
+/// every account takes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoTracking(Arc<Vec<(String, Channel)>>);
+
+impl NoTracking {
+    /// From each account's channel and its connector's capabilities: the
+    /// accounts without `push_tracking`.
+    pub fn new(accounts: impl IntoIterator<Item = (String, Channel, Capabilities)>) -> Self {
+        NoTracking(Arc::new(
+            accounts
+                .into_iter()
+                .filter(|(_, _, caps)| !caps.push_tracking)
+                .map(|(account, channel, _)| (account, channel))
+                .collect(),
+        ))
+    }
+
+    /// Why no tracking push is queued for `account`, if none is.
+    pub fn why_not(&self, account: &str) -> Option<String> {
+        let (_, channel) = self.0.iter().find(|(a, _)| a == account)?;
+        Some(format!(
+            "the {channel} connector of account {account} cannot take tracking pushes"
+        ))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShipOutcome {
     Recorded {
@@ -89,6 +123,9 @@ pub enum ShipOutcome {
         shipment: Shipment,
         /// Await `store.flushed(seq)` (or `flush_blocking`) before acknowledging.
         seq: u64,
+        /// Why no tracking push was queued (the account's connector cannot
+        /// take one); None when it was.
+        tracking_skipped: Option<String>,
     },
     /// The order already has a shipment with this tracking number: nothing changed.
     AlreadyRecorded { status: OrderStatus },
@@ -345,8 +382,12 @@ pub fn record(
         }
         let (next, shipment) = apply_shipment(&stored, req, now)?;
         let status = next.order.status;
-        let item = tracking_item(&stored, &shipment.tracking_number, now);
-        let detail = format!(
+        let skipped = outbound.no_tracking.why_not(&stored.order.account);
+        let items = match skipped {
+            Some(_) => Vec::new(),
+            None => vec![tracking_item(&stored, &shipment.tracking_number, now)],
+        };
+        let mut detail = format!(
             "{} {}: {} ({})",
             shipment.carrier,
             shipment.tracking_number,
@@ -358,24 +399,28 @@ pub fn record(
                 .join(", "),
             status
         );
+        if let Some(why) = &skipped {
+            detail.push_str(&format!("; tracking not pushed: {why}"));
+        }
         let mut batch = WriteBatch::new(now);
         batch.orders.push(OrderWrite::Local {
             order: next,
             expected_revision: stored.revision,
             kind: "shipment".to_owned(),
             detail,
-            outbox: vec![item.clone()],
+            outbox: items.clone(),
         });
         match store.apply(batch) {
             Ok(report) => {
-                outbound
-                    .outbox
-                    .wakers
-                    .wake_items(std::slice::from_ref(&item));
+                outbound.outbox.wakers.wake_items(&items);
+                if let Some(why) = &skipped {
+                    tracing::info!(order = %req.order_id, tracking = %shipment.tracking_number, "shipment recorded, tracking push not queued: {why}");
+                }
                 return Ok(ShipOutcome::Recorded {
                     status,
                     shipment,
                     seq: report.seq,
+                    tracking_skipped: skipped,
                 });
             }
             Err(StoreError::Conflict { .. }) => continue,

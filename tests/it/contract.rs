@@ -1,8 +1,9 @@
 //! The daemon's side of the connector contract, each feature against a small
 //! in-memory connector that does what the test tells it: fetch jobs that a
 //! webhook leaves survive a restart, stock pushes grouped by the
-//! connector's batch key, pending stock results checked later, and orders
-//! a connector cannot read left out and counted on every path.
+//! connector's batch key, pending stock results checked later, orders a
+//! connector cannot read left out and counted on every path, and no
+//! tracking push queued for a connector that cannot take one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -537,4 +538,81 @@ async fn unreadable_orders_are_left_out_and_counted_on_every_path() {
     .await;
     worker.stop().await;
     assert_eq!(rejected(), 3);
+}
+
+/// A connector whose capabilities lack tracking: a shipment of its orders is
+/// recorded and no push is queued (it could only end as a dead letter
+/// without calling the channel); the receipt and the shipment's history say
+/// why. The same shipment for a connector that takes tracking queues it.
+#[test]
+fn a_shipment_for_a_connector_that_cannot_take_tracking_queues_no_push() {
+    use switchyard::effects::tracking::{NoTracking, ShipmentRequest};
+    use switchyard::ingest::Source;
+    let connector = Scripted::default();
+    assert!(!connector.capabilities().push_tracking);
+    let ship = |outbound: &Outbound| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        Ingest::new(store.clone(), LiveRules::default())
+            .with_outbound(outbound.clone())
+            .receive(
+                ACCOUNT,
+                vec![normalized(order(1, at(9, 0), "5.00"))],
+                Source::Fetch,
+                Utc::now(),
+            )
+            .unwrap();
+        let req = ShipmentRequest {
+            order_id: format!("{ACCOUNT}:1"),
+            carrier: "ups".into(),
+            tracking_number: "1ZNOPUSH".into(),
+            tracking_url: None,
+            shipped_at: None,
+            lines: None,
+            destination: None,
+        };
+        let receipt = switchyard::ops::ship(&store, outbound, &req, Utc::now())
+            .unwrap()
+            .value;
+        let pushes: Vec<Job> = [false, true]
+            .into_iter()
+            .flat_map(|dead| store.outbox_list(dead).unwrap())
+            .map(|i| i.job)
+            .filter(|j| matches!(j, Job::PushTracking { .. }))
+            .collect();
+        let history = store.history(&req.order_id).unwrap();
+        (receipt, pushes, history.last().unwrap().clone(), dir)
+    };
+
+    let without = Outbound::default().with_no_tracking(NoTracking::new([(
+        ACCOUNT.to_owned(),
+        connector.channel(),
+        connector.capabilities(),
+    )]));
+    let (receipt, pushes, last, _dir) = ship(&without);
+    assert!(receipt.recorded);
+    assert_eq!(receipt.status, OrderStatus::Shipped);
+    let why = "the shopify connector of account shop-test cannot take tracking pushes";
+    assert_eq!(receipt.tracking_not_pushed.as_deref(), Some(why));
+    assert!(pushes.is_empty(), "{pushes:?}");
+    assert_eq!(last.kind, "shipment");
+    assert!(
+        last.detail
+            .ends_with(&format!("(shipped); tracking not pushed: {why}")),
+        "{}",
+        last.detail
+    );
+
+    let takes = Outbound::default().with_no_tracking(NoTracking::new([(
+        ACCOUNT.to_owned(),
+        connector.channel(),
+        Capabilities {
+            push_tracking: true,
+            ..connector.capabilities()
+        },
+    )]));
+    let (receipt, pushes, last, _dir) = ship(&takes);
+    assert_eq!(receipt.tracking_not_pushed, None);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert!(!last.detail.contains("not pushed"), "{}", last.detail);
 }
