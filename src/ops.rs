@@ -366,6 +366,176 @@ fn change(
     )))
 }
 
+// --- redelivery -------------------------------------------------------------------
+
+/// What `orders redeliver` queued, or with `dry_run` would queue
+/// (`POST /api/v1/orders/{id}/redeliver`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redelivery {
+    pub order_id: String,
+    /// False: only a preview, nothing was written.
+    pub queued: bool,
+    /// One delivery per destination the order's owed lines go to now.
+    pub parts: Vec<RedeliveryPart>,
+    /// Earlier deliveries that destinations took: each is sent a `withdraw`
+    /// notice naming it, so a line that moved is not shipped twice.
+    pub withdrawn: Vec<DeliveredTo>,
+}
+
+/// One delivery of a redelivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeliveryPart {
+    pub destination: String,
+    /// None in a preview.
+    pub delivery_id: Option<String>,
+    pub lines: Vec<RedeliveredLine>,
+}
+
+/// A line a delivery carries and the units it asks to ship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeliveredLine {
+    pub line_id: String,
+    pub sku: Option<String>,
+    pub quantity: u32,
+}
+
+/// Why `stored` cannot be delivered now, saying what would make it so;
+/// None when it can.
+pub fn not_deliverable(stored: &StoredOrder) -> Option<String> {
+    let o = &stored.order;
+    let id = &o.id;
+    if o.channel_fulfilled() {
+        return Some(format!(
+            "order {id} is fulfilled by {}: the marketplace ships it from its own stock, so it \
+             is never delivered to a destination",
+            o.channel
+        ));
+    }
+    match o.status {
+        OrderStatus::Pending => {
+            return Some(format!(
+                "order {id} is pending (not paid yet): it is delivered once its channel reports \
+                 it ready"
+            ));
+        }
+        OrderStatus::Shipped | OrderStatus::Cancelled => {
+            return Some(format!(
+                "order {id} is {}: there is nothing left to deliver",
+                o.status
+            ));
+        }
+        OrderStatus::Ready | OrderStatus::PartiallyShipped => {}
+    }
+    if o.open_units() == 0 {
+        return Some(format!(
+            "order {id} owes no units: every line is shipped or refunded"
+        ));
+    }
+    if o.hold.is_some() {
+        return Some(format!(
+            "order {id} is on hold ({}): release it first with `switchyard orders release {id}` \
+             (which delivers it if it was never delivered), then redeliver",
+            Holds::of(stored).describe()
+        ));
+    }
+    if o.route.is_none() {
+        return Some(format!(
+            "order {id} has no route: no rule routes it and the rules have no default_route; \
+             change the rules, run `switchyard rules apply`, then redeliver"
+        ));
+    }
+    crate::effects::deliveries::deliverable(o)
+        .is_none()
+        .then(|| format!("order {id} cannot be delivered now"))
+}
+
+fn redelivery_line(stored: &StoredOrder, line_id: &str) -> Option<RedeliveredLine> {
+    let l = stored.order.lines.iter().find(|l| l.line_id == line_id)?;
+    Some(RedeliveredLine {
+        line_id: l.line_id.clone(),
+        sku: l.sku.clone(),
+        quantity: l.open_quantity(),
+    })
+}
+
+fn redelivery_part(
+    stored: &StoredOrder,
+    destination: &str,
+    delivery_id: Option<String>,
+    lines: &[String],
+) -> RedeliveryPart {
+    RedeliveryPart {
+        destination: destination.to_owned(),
+        delivery_id,
+        lines: lines
+            .iter()
+            .filter_map(|id| redelivery_line(stored, id))
+            .filter(|l| l.quantity > 0)
+            .collect(),
+    }
+}
+
+/// Delivers an order again to where its owed lines go now (its current
+/// route and line routes), one delivery per destination, after the rules
+/// changed or a destination lost it; every destination that took an
+/// earlier delivery is sent a `withdraw` notice for it. Refused, saying
+/// why, when the order is not deliverable. With `dry_run`, only says what
+/// it would queue. Not flushed: flush before acknowledging.
+pub fn redeliver(
+    store: &Store,
+    outbound: &Outbound,
+    id: &str,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Redelivery, OpError> {
+    use crate::effects::deliveries;
+    let stored = find_order(store, id)?;
+    if let Some(why) = not_deliverable(&stored) {
+        return Err(OpError::Conflict(why));
+    }
+    let withdrawn = deliveries::delivered_parts(&stored.parts, stored.delivered.as_ref());
+    if dry_run {
+        let route = stored.order.route.clone().unwrap_or_default();
+        let parts = deliveries::part_groups(&stored, &route)
+            .iter()
+            .map(|(dest, lines)| redelivery_part(&stored, dest, None, lines))
+            .collect();
+        return Ok(Redelivery {
+            order_id: stored.order.id,
+            queued: false,
+            parts,
+            withdrawn,
+        });
+    }
+    let Some(written) = deliveries::redeliver(store, outbound, id, now)? else {
+        // It changed between the two reads.
+        let now_stored = find_order(store, id)?;
+        return Err(OpError::Conflict(
+            not_deliverable(&now_stored).unwrap_or_else(|| {
+                format!("order {id} changed while it was being redelivered; try again")
+            }),
+        ));
+    };
+    let parts = written
+        .parts
+        .iter()
+        .map(|p| {
+            redelivery_part(
+                &written,
+                &p.destination,
+                Some(p.delivery_id.clone()),
+                &p.lines,
+            )
+        })
+        .collect();
+    Ok(Redelivery {
+        order_id: written.order.id.clone(),
+        queued: true,
+        parts,
+        withdrawn,
+    })
+}
+
 // --- shipments and stock ------------------------------------------------------------
 
 /// The answer to a shipment report (`ship`, `POST /api/v1/shipments`).

@@ -126,7 +126,7 @@ pub enum Command {
     /// Explain, apply and test the rules.
     #[command(subcommand)]
     Rules(RulesCommand),
-    /// List, show, hold and release canonical orders.
+    /// List, show, hold, release and redeliver canonical orders.
     #[command(subcommand)]
     Orders(OrdersCommand),
     /// Record a shipment and queue its tracking push to the order's channel.
@@ -256,6 +256,25 @@ pub enum OrdersCommand {
         #[arg(long)]
         reason: String,
         /// Print the order as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver an order again, to where its lines go now (after the rules changed, or a
+    /// destination lost it).
+    ///
+    /// Without --yes it only prints what it would send. The order is split by the
+    /// destinations its owed lines go to now (its route and line routes as last decided:
+    /// run `rules apply` first after changing the rules), one delivery each; every
+    /// destination that took an earlier delivery of it is sent a withdraw notice naming
+    /// that delivery. Refused, saying why, for an order on hold, without a route, not
+    /// ready or partially shipped, fulfilled by the marketplace, or owing nothing.
+    Redeliver {
+        /// The order id, "<account>:<channel order id>".
+        id: String,
+        /// Queue the deliveries (without it: only show them).
+        #[arg(long)]
+        yes: bool,
+        /// Print { order_id, queued, parts: [{ destination, delivery_id, lines }], withdrawn }.
         #[arg(long)]
         json: bool,
     },

@@ -1,4 +1,5 @@
-//! `switchyard orders ...`: list, show, hold and release canonical orders.
+//! `switchyard orders ...`: list, show, hold, release and redeliver canonical
+//! orders.
 
 use std::path::Path;
 
@@ -240,6 +241,27 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             }
             Ok(())
         }
+        OrdersCommand::Redeliver { id, yes, json } => {
+            let done: ops::Redelivery = match &backend {
+                Backend::Local { store, .. } => {
+                    let done = ops::redeliver(store, &Outbound::default(), &id, !yes, Utc::now())
+                        .map_err(op_failure)?;
+                    if done.queued {
+                        store.flush_blocking().map_err(store_failure)?;
+                    }
+                    done
+                }
+                Backend::Remote(api) => {
+                    let query = [("dry_run", (!yes).to_string())];
+                    api.post(&["orders", &id, "redeliver"], &query, None)?
+                }
+            };
+            if json {
+                return print_json(&done);
+            }
+            out!("{}", render_redelivery(&done));
+            Ok(())
+        }
         OrdersCommand::Release { id, json } => {
             // What held it, to say what the release did.
             let before = match &backend {
@@ -269,6 +291,55 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// What `orders redeliver` did, or would do without `--yes`.
+pub fn render_redelivery(r: &ops::Redelivery) -> String {
+    use std::fmt::Write;
+    let id = &r.order_id;
+    let parts: Vec<String> = r
+        .parts
+        .iter()
+        .map(|p| {
+            let lines: Vec<String> = p
+                .lines
+                .iter()
+                .map(|l| format!("{} x{}", l.sku.as_deref().unwrap_or(&l.line_id), l.quantity))
+                .collect();
+            match &p.delivery_id {
+                Some(d) => format!("{} (delivery {d}: {})", p.destination, lines.join(", ")),
+                None => format!("{} ({})", p.destination, lines.join(", ")),
+            }
+        })
+        .collect();
+    let mut s = String::new();
+    let verb = if r.queued {
+        "delivering again to"
+    } else {
+        "would deliver again to"
+    };
+    let _ = writeln!(s, "{id}: {verb} {}", parts.join("; "));
+    for w in &r.withdrawn {
+        let _ = writeln!(
+            s,
+            "{id}: {} took delivery {} at {}: {} a withdraw notice for it",
+            w.destination,
+            w.delivery_id,
+            time(w.at),
+            if r.queued {
+                "queued"
+            } else {
+                "it would be sent"
+            }
+        );
+    }
+    if !r.queued {
+        let _ = writeln!(
+            s,
+            "nothing was queued: `switchyard orders redeliver {id} --yes` delivers it"
+        );
+    }
+    s
 }
 
 /// What a release lifted, given the holds before it.

@@ -239,5 +239,29 @@ fn apply(config_path: &Path, dry_run: bool, json: bool) -> CliResult {
         plural(changes.len(), "order", "orders"),
         plural(rules, "rule", "rules")
     );
+    // A delivery that went out (or is queued) stays where it went; a
+    // person decides whether the order goes to its new route.
+    let kept: Vec<&str> = changes
+        .iter()
+        .filter(|c| !c.kept.is_empty())
+        .map(|c| c.id.as_str())
+        .collect();
+    if !kept.is_empty() {
+        let them = if kept.len() == 1 { "it" } else { "them" };
+        outln!(
+            "{} {} lines with a destination the rules no longer send them to (a delivery is \
+             never sent again by itself); to deliver {them} where the rules send {them} now{}:",
+            plural(kept.len(), "order", "orders"),
+            match (dry_run, kept.len()) {
+                (true, _) => "would keep",
+                (false, 1) => "keeps",
+                (false, _) => "keep",
+            },
+            if dry_run { ", once applied" } else { "" },
+        );
+        for id in kept {
+            outln!("  switchyard orders redeliver {id} --yes");
+        }
+    }
     Ok(())
 }

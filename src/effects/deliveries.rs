@@ -8,7 +8,11 @@
 //! queued in the same transaction, with a marker (`outbound/delivery/<id>`
 //! in the store's dedupe keys) that keeps later changes, re-routes included,
 //! from delivering it again. A person asks for a new delivery with
-//! [`redeliver`].
+//! [`redeliver`] (`orders redeliver`): the order is split again by where
+//! its owed lines go now, the new parts replace the old ones (a queued old
+//! part is then skipped as superseded), and each destination that took an
+//! old part is sent a `withdraw` notice naming it, so a line that moved is
+//! not shipped twice.
 //!
 //! An order whose lines still owing units go to several destinations (a
 //! rule's `route_lines`) is split: one `deliver` item per destination, all
@@ -219,17 +223,25 @@ fn split(stored: &StoredOrder) -> Vec<(String, Vec<String>)> {
     groups
 }
 
-/// Splits a deliverable order into its deliveries now, one per destination
-/// its owed lines go to, records them on `stored` (replacing earlier ones)
-/// and returns their items. An order whose lines all go one way is one
-/// delivery of the whole order, to that destination.
-fn queue_parts(stored: &mut StoredOrder, route: &str, now: DateTime<Utc>) -> Vec<NewOutboxItem> {
+/// The deliveries a deliverable order routed to `route` is split into now:
+/// each destination with the ids of the lines it gets (one group of every
+/// line when they all go one way).
+pub fn part_groups(stored: &StoredOrder, route: &str) -> Vec<(String, Vec<String>)> {
     let mut groups = split(stored);
     if groups.len() < 2 {
         let dest = groups.pop().map_or_else(|| route.to_owned(), |(d, _)| d);
         let all = stored.order.lines.iter().map(|l| l.line_id.clone());
         groups = vec![(dest, all.collect())];
     }
+    groups
+}
+
+/// Splits a deliverable order into its deliveries now, one per destination
+/// its owed lines go to, records them on `stored` (replacing earlier ones)
+/// and returns their items. An order whose lines all go one way is one
+/// delivery of the whole order, to that destination.
+fn queue_parts(stored: &mut StoredOrder, route: &str, now: DateTime<Utc>) -> Vec<NewOutboxItem> {
+    let groups = part_groups(stored, route);
     let of = u32::try_from(groups.len()).unwrap_or(u32::MAX);
     stored.parts = groups
         .into_iter()
@@ -380,7 +392,7 @@ pub fn queue_ready_orders(
             let id = &stored.order.id;
             if deliverable(&stored.order).is_some()
                 && !store.dedupe_seen(&marker(id), now)?
-                && queue_one(store, outbound, id, false, now)?
+                && queue_one(store, outbound, id, false, now)?.is_some()
             {
                 queued += 1;
             }
@@ -393,15 +405,45 @@ pub fn queue_ready_orders(
 }
 
 /// Delivers an order again on a person's request (even if it was delivered
-/// before), to its current route. Returns whether a delivery was queued
-/// (false: the order is not deliverable now — no route, held, or not open).
+/// before), to where its owed lines go now: new parts replace the old ones,
+/// and each destination that took an old part is sent a `withdraw` notice
+/// for it. Returns the order as written (its new `parts`), or None when the
+/// order is not deliverable now (no route, held, not open, nothing owed).
 pub fn redeliver(
     store: &Store,
     outbound: &Outbound,
     order_id: &str,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<StoredOrder>, StoreError> {
     queue_one(store, outbound, order_id, true, now)
+}
+
+/// Whether `delivery_id` is no longer one of the order's deliveries: a
+/// redelivery replaced it.
+fn superseded(o: &StoredOrder, delivery_id: &str) -> bool {
+    !o.parts.is_empty() && !o.parts.iter().any(|p| p.delivery_id == delivery_id)
+}
+
+/// The `withdraw` notices of a redelivery: one to each destination that
+/// took an earlier delivery of the order, naming it, with the history words.
+fn withdrawals(before: &StoredOrder, after: &StoredOrder, now: DateTime<Utc>) -> Also {
+    let mut items = Vec::new();
+    let mut words = String::new();
+    for old in delivered_parts(&before.parts, before.delivered.as_ref()) {
+        let reason = format!("replaced by a redelivery: {}", describe_parts(after));
+        items.push(notice_item(
+            &before.order.id,
+            &old,
+            "withdraw",
+            &reason,
+            now,
+        ));
+        words.push_str(&format!(
+            "; {} took delivery {} before: withdraw notice queued",
+            old.destination, old.delivery_id
+        ));
+    }
+    (items, words)
 }
 
 fn queue_one(
@@ -410,7 +452,7 @@ fn queue_one(
     id: &str,
     again: bool,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<StoredOrder>, StoreError> {
     for _ in 0..8 {
         let Some(stored) = store.get_order(id)? else {
             return Err(StoreError::NotFound {
@@ -419,35 +461,40 @@ fn queue_one(
             });
         };
         let Some(route) = deliverable(&stored.order).map(str::to_owned) else {
-            return Ok(false);
+            return Ok(None);
         };
         let key = marker(id);
         if !again && store.dedupe_seen(&key, now)? {
-            return Ok(false);
+            return Ok(None);
         }
         let mut next = stored.clone();
-        let items = queue_parts(&mut next, &route, now);
+        let delivered = queue_parts(&mut next, &route, now);
+        // A destination hears of one order in the order it was queued: the
+        // withdrawal of an old delivery before the new one.
+        let (mut items, withdrawn) = if again {
+            withdrawals(&stored, &next, now)
+        } else {
+            Also::default()
+        };
+        items.extend(delivered);
+        let verb = if again {
+            "delivering again to"
+        } else {
+            "queued for"
+        };
         let mut batch = WriteBatch::new(now);
         batch.dedupe.push((key, forever()));
         batch.orders.push(OrderWrite::Local {
             expected_revision: stored.revision,
             kind: "delivery".to_owned(),
-            detail: format!(
-                "{} {}",
-                if again {
-                    "delivering again to"
-                } else {
-                    "queued for"
-                },
-                describe_parts(&next)
-            ),
+            detail: format!("{verb} {}{withdrawn}", describe_parts(&next)),
             outbox: items.clone(),
-            order: next,
+            order: next.clone(),
         });
         match store.apply(batch) {
             Ok(_) => {
                 outbound.outbox.wakers.wake_items(&items);
-                return Ok(true);
+                return Ok(Some(next));
             }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e),
@@ -633,7 +680,8 @@ fn after_delivery(o: &StoredOrder, delivered: &crate::store::DeliveredTo) -> Als
 }
 
 /// The `notice` item telling `delivered.destination` that order `order_id`
-/// was put on hold (`"hold"`) or cancelled (`"cancel"`).
+/// was put on hold (`"hold"`), cancelled (`"cancel"`), or delivered again
+/// in a new delivery that replaces this one (`"withdraw"`).
 pub fn notice_item(
     order_id: &str,
     delivered: &crate::store::DeliveredTo,
@@ -672,7 +720,14 @@ impl DestinationSender {
                 // says so (the delivery marker keeps ingest from queueing
                 // another; `orders release` or a re-route can).
                 let part = stored.parts.iter().find(|x| x.delivery_id == p.delivery_id);
-                let why = if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
+                let why = if superseded(&stored, &p.delivery_id) {
+                    Some(format!(
+                        "delivery {} to {} not sent: a redelivery replaced it ({})",
+                        p.delivery_id,
+                        self.id,
+                        describe_parts(&stored)
+                    ))
+                } else if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
                     Some(format!(
                         "delivery {} to {} not sent: the order is {} since it was queued",
                         p.delivery_id, self.id, o.status
@@ -743,6 +798,15 @@ impl DestinationSender {
             // Delivered is delivered: a failure to note it is logged, not
             // retried (a retry would deliver again).
             if let Err(e) = note(&self.store, &p.order_id, "delivered", &detail, |o| {
+                if superseded(o, &p.delivery_id) {
+                    // Redelivered while this one was on its way: what it
+                    // carried is withdrawn like any earlier delivery.
+                    let reason = format!("replaced by a redelivery: {}", describe_parts(o));
+                    let item =
+                        notice_item(&p.order_id, &delivered, "withdraw", &reason, delivered.at);
+                    let more = "; a redelivery replaced it while it was on its way: withdraw notice queued";
+                    return (vec![item], more.to_owned());
+                }
                 o.delivered = Some(delivered.clone());
                 if let Some(part) = o.parts.iter_mut().find(|x| x.delivery_id == p.delivery_id) {
                     part.delivered_at = Some(delivered.at);

@@ -138,6 +138,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         .route("/orders/{id}", get(show_order))
         .route("/orders/{id}/hold", post(hold))
         .route("/orders/{id}/release", post(release))
+        .route("/orders/{id}/redeliver", post(redeliver))
         .route("/shipments", post(ship))
         .route("/stock", put(set_stock))
         .route("/stock/{sku}", get(show_stock))
@@ -490,6 +491,39 @@ async fn release(State(ctx): Shared, id: Result<Path<String>, PathRejection>) ->
     ctx.durable(written.seq).await?;
     tracing::info!(order = %written.value.id, "admin API: order released");
     ok(written.value)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedeliverQuery {
+    dry_run: Option<bool>,
+}
+
+/// `POST /orders/{id}/redeliver[?dry_run=true]`: the order delivered again to
+/// where its lines go now; 409 with the reason when it is not deliverable.
+async fn redeliver(
+    State(ctx): Shared,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<RedeliverQuery>, QueryRejection>,
+) -> ApiResult {
+    let Path(id) = id?;
+    let dry_run = query?.0.dry_run.unwrap_or(false);
+    let c = ctx.clone();
+    let done = blocking(move || {
+        Ok(ops::redeliver(
+            c.store(),
+            &c.outbound,
+            &id,
+            dry_run,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    if done.queued {
+        ctx.durable(0).await?;
+        tracing::info!(order = %done.order_id, parts = done.parts.len(), "admin API: order delivered again");
+    }
+    ok(done)
 }
 
 // --- shipments and stock ---------------------------------------------------------------

@@ -47,7 +47,7 @@ pub struct ReceiptSku {
 /// order that was already delivered").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
-    /// `hold` or `cancel`.
+    /// `hold`, `cancel` or `withdraw` (a redelivery replaced the delivery).
     pub notice: String,
     pub order_id: String,
     pub destination: String,

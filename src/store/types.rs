@@ -374,7 +374,7 @@ pub struct OutboxSummary {
     pub tracking_number: Option<String>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
-    /// For a notice: `hold` or `cancel`.
+    /// For a notice: `hold`, `cancel` or `withdraw`.
     #[serde(default)]
     pub notice: Option<String>,
 }

@@ -352,6 +352,54 @@ impl Shop {
     }
 }
 
+/// Writes order `id` of the shop's store as `edit` leaves it, as if the
+/// daemon had delivered it; `queued_once` also records what queueing a
+/// delivery records beside it (the order is not queued again by itself).
+fn delivered_by_hand(
+    shop: &Shop,
+    id: &str,
+    queued_once: bool,
+    edit: impl FnOnce(&mut switchyard::store::StoredOrder),
+) {
+    use switchyard::store::{OrderWrite, Store, StoreOptions, WriteBatch};
+    let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
+    let stored = store.get_order(id).unwrap().unwrap();
+    let mut next = stored.clone();
+    edit(&mut next);
+    let mut batch = WriteBatch::new(chrono::Utc::now());
+    batch.orders.push(OrderWrite::Local {
+        order: next,
+        expected_revision: stored.revision,
+        kind: "delivered".into(),
+        detail: "delivered by the test".into(),
+        outbox: vec![],
+    });
+    if queued_once {
+        let forever = "9999-12-31T23:59:59Z".parse().unwrap();
+        batch
+            .dedupe
+            .push((format!("outbound/delivery/{id}"), forever));
+    }
+    store.apply(batch).unwrap();
+    store.flush_blocking().unwrap();
+}
+
+/// A delivery of every line of `order` to `destination`, taken at 10:00.
+fn taken(
+    order: &switchyard_contract::Order,
+    destination: &str,
+    delivery_id: &str,
+) -> switchyard::store::DeliveryPart {
+    switchyard::store::DeliveryPart {
+        destination: destination.into(),
+        delivery_id: delivery_id.into(),
+        lines: order.lines.iter().map(|l| l.line_id.clone()).collect(),
+        index: 1,
+        of: 1,
+        delivered_at: Some("2026-11-27T10:00:00Z".parse().unwrap()),
+    }
+}
+
 fn tagged(n: u32, tags: &[&str]) -> switchyard_contract::Order {
     let mut o = crate::common::order(n, crate::common::at(9, n), "20.00");
     o.tags = tags.iter().map(|t| (*t).to_owned()).collect();
@@ -783,28 +831,15 @@ fn stock_show_lists_on_hand_reserved_by_which_orders_and_available() {
 /// that the warehouse is told.
 #[test]
 fn holding_a_delivered_order_says_where_it_went() {
-    use switchyard::store::{DeliveredTo, OrderWrite, Store, StoreOptions, WriteBatch};
+    use switchyard::store::DeliveredTo;
     let shop = Shop::new(vec![tagged(1, &[])]);
-    {
-        let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
-        let stored = store.get_order("shop-test:1").unwrap().unwrap();
-        let mut next = stored.clone();
-        next.delivered = Some(DeliveredTo {
+    delivered_by_hand(&shop, "shop-test:1", false, |o| {
+        o.delivered = Some(DeliveredTo {
             destination: "east-wh".into(),
             delivery_id: "dlv_0123456789abcdef01234567".into(),
             at: "2026-11-27T10:00:00Z".parse().unwrap(),
         });
-        let mut batch = WriteBatch::new(chrono::Utc::now());
-        batch.orders.push(OrderWrite::Local {
-            order: next,
-            expected_revision: stored.revision,
-            kind: "delivered".into(),
-            detail: "delivered to east-wh".into(),
-            outbox: vec![],
-        });
-        store.apply(batch).unwrap();
-        store.flush_blocking().unwrap();
-    }
+    });
     let out = shop.cli(&["orders", "hold", "shop-test:1", "--reason", "address check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -830,4 +865,158 @@ fn holding_a_delivered_order_says_where_it_went() {
         stdout(&shop.cli(&["orders", "show", "shop-test:1"]))
             .contains("delivered to east-wh at 2026-11-27 10:00:00 UTC"),
     );
+}
+
+/// `orders redeliver`: a preview without `--yes`, the deliveries with it
+/// (and a withdraw notice for a destination that took the order before),
+/// and a refusal that says what to do for an order that cannot be delivered.
+#[test]
+fn redeliver_previews_then_queues_and_refuses_what_cannot_be_delivered() {
+    use switchyard::store::DeliveredTo;
+    let shop = Shop::new(vec![tagged(1, &[]), unpaid(2), tagged(3, &[])]);
+    let deliveries = |shop: &Shop| -> Vec<serde_json::Value> {
+        let items = shop.json(&["outbox", "list", "--json"]);
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["order_id"] == "shop-test:1")
+            .cloned()
+            .collect()
+    };
+    // East took it.
+    let first = "dlv_0123456789abcdef01234567";
+    delivered_by_hand(&shop, "shop-test:1", true, |o| {
+        o.parts = vec![taken(&o.order, "east-wh", first)];
+        o.delivered = Some(DeliveredTo {
+            destination: "east-wh".into(),
+            delivery_id: first.into(),
+            at: "2026-11-27T10:00:00Z".parse().unwrap(),
+        });
+    });
+
+    let out = shop.cli(&["orders", "redeliver", "shop-test:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "shop-test:1: would deliver again to east-wh (MUG-RED x1)\n\
+             shop-test:1: east-wh took delivery {first} at 2026-11-27 10:00:00 UTC: it would be \
+             sent a withdraw notice for it\n\
+             nothing was queued: `switchyard orders redeliver shop-test:1 --yes` delivers it\n"
+        )
+    );
+    assert!(deliveries(&shop).is_empty(), "a preview queues nothing");
+
+    let done = shop.json(&["orders", "redeliver", "shop-test:1", "--yes", "--json"]);
+    assert_eq!(done["queued"], true, "{done}");
+    assert_eq!(done["parts"][0]["destination"], "east-wh");
+    assert_eq!(done["parts"][0]["lines"][0]["sku"], "MUG-RED");
+    assert_eq!(done["withdrawn"][0]["delivery_id"], first);
+    let new = done["parts"][0]["delivery_id"].as_str().unwrap().to_owned();
+    assert_ne!(new, first, "a new delivery id");
+    // East is told to withdraw what it has, then gets the new delivery.
+    let items = deliveries(&shop);
+    let kinds: Vec<(&str, Option<&str>)> = items
+        .iter()
+        .map(|i| (i["kind"].as_str().unwrap(), i["notice"].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("notice", Some("withdraw")), ("deliver", None)],
+        "{items:?}"
+    );
+    assert!(
+        stdout(&shop.cli(&["outbox", "list"]))
+            .contains("send east-wh a withdraw notice for order shop-test:1"),
+    );
+    let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(shown["parts"][0]["delivery_id"], new.as_str());
+    let last = shown["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "delivery");
+    assert_eq!(
+        last["detail"],
+        format!(
+            "delivering again to east-wh (delivery {new}); east-wh took delivery {first} before: \
+             withdraw notice queued"
+        )
+    );
+
+    // Refused, saying why and what to do; nothing is queued.
+    let refused = |args: &[&str]| {
+        let out = shop.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        stderr(&out)
+    };
+    shop.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
+    let before = shop.json(&["outbox", "list", "--json"]);
+    assert_eq!(
+        refused(&["orders", "redeliver", "shop-test:3", "--yes"]).trim(),
+        "order shop-test:3 is on hold (address check (set by hand)): release it first with \
+         `switchyard orders release shop-test:3` (which delivers it if it was never delivered), \
+         then redeliver"
+    );
+    assert_eq!(
+        refused(&["orders", "redeliver", "shop-test:2", "--yes"]).trim(),
+        "order shop-test:2 is pending (not paid yet): it is delivered once its channel reports \
+         it ready"
+    );
+    assert!(
+        refused(&["orders", "redeliver", "shop-test:9", "--yes"])
+            .contains("no order \"shop-test:9\""),
+    );
+    shop.cli(&[
+        "ship",
+        "shop-test:1",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z1",
+    ]);
+    assert_eq!(
+        refused(&["orders", "redeliver", "shop-test:1"]).trim(),
+        "order shop-test:1 is shipped: there is nothing left to deliver"
+    );
+    let after = shop.json(&["outbox", "list", "--json"]);
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        before.as_array().unwrap().len() + 1,
+        "only the shipment's tracking push was queued"
+    );
+}
+
+/// The rules now send an order elsewhere than the delivery it went out in:
+/// `rules apply` keeps the delivery, ends with the command that delivers it
+/// where the rules send it now, and that command does.
+#[test]
+fn rules_apply_names_the_redelivery_command_for_an_order_it_would_not_move() {
+    let shop = Shop::new(vec![tagged(1, &[])]);
+    // Routed to the 3PL by earlier rules, and taken there.
+    delivered_by_hand(&shop, "shop-test:1", true, |o| {
+        o.order.route = Some("west-3pl".into());
+        o.parts = vec![taken(&o.order, "west-3pl", "dlv_0123456789abcdef01234567")];
+    });
+    let hint = "1 order would keep lines with a destination the rules no longer send them to \
+                (a delivery is never sent again by itself); to deliver it where the rules send \
+                it now, once applied:\n  switchyard orders redeliver shop-test:1 --yes\n";
+    let dry = stdout(&shop.cli(&["rules", "apply", "--dry-run"]));
+    assert!(dry.ends_with(hint), "{dry}");
+    let out = shop.cli(&["rules", "apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("route west-3pl -> east-wh")
+            && text.ends_with(
+                "1 order keeps lines with a destination the rules no longer send them to (a \
+                 delivery is never sent again by itself); to deliver it where the rules send it \
+                 now:\n  switchyard orders redeliver shop-test:1 --yes\n"
+            ),
+        "{text}"
+    );
+    let done = shop.json(&["orders", "redeliver", "shop-test:1", "--yes", "--json"]);
+    assert_eq!(done["parts"][0]["destination"], "east-wh", "{done}");
+    assert_eq!(done["withdrawn"][0]["destination"], "west-3pl", "{done}");
+    // Nothing moves by itself afterwards: the rules and the delivery agree.
+    let again = stdout(&shop.cli(&["rules", "apply"]));
+    assert!(!again.contains("redeliver"), "{again}");
 }

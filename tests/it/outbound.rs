@@ -1243,11 +1243,25 @@ then = { hold = "manual review" }
         deliveries::queue_ready_orders(&store, &outbound, Utc::now()).unwrap(),
         0
     );
-    assert!(deliveries::redeliver(&store, &outbound, &small.id, Utc::now()).unwrap());
+    assert!(
+        deliveries::redeliver(&store, &outbound, &small.id, Utc::now())
+            .unwrap()
+            .is_some()
+    );
+    // The destination is told to withdraw the delivery it took, then gets
+    // the new one.
     eventually("the redelivery", Duration::from_secs(10), async || {
-        sink.0.lock().unwrap().len() == 4
+        sink.0.lock().unwrap().len() == 5
     })
     .await;
+    let got = sink.0.lock().unwrap().clone();
+    assert_eq!(got[3].0["x-switchyard-notice"], "withdraw");
+    let again: Order = serde_json::from_slice(&got[4].1).unwrap();
+    assert_eq!(again.id, small.id);
+    assert_ne!(
+        got[4].0["x-switchyard-delivery"], got[3].0["x-switchyard-delivery"],
+        "a new delivery id"
+    );
     let _ = stop.send(true);
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

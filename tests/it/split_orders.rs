@@ -567,6 +567,39 @@ then = { hold = "check first" }
             .await
         }
 
+        /// The outbox item of order `id`'s part for the 3PL, once it waits.
+        async fn west_part_waiting(&self, id: &str) -> String {
+            eventually("the 3PL's part to be waiting", WAIT, async || {
+                let items = self.outbox(id).await;
+                match items.iter().find(|i| i["destination"] == "west-3pl") {
+                    Some(i) if i["kind"] == "deliver" => Ok(i["id"].as_str().unwrap().to_owned()),
+                    _ => Err(format!("{items:?}")),
+                }
+            })
+            .await
+        }
+
+        /// Sends outbox item `item` of order `id` now (it may be gone
+        /// already) and answers the order's history once it is through.
+        async fn retried(&self, id: &str, item: &str) -> Vec<String> {
+            let path = format!("/outbox/{item}/retry");
+            let (status, answer) = self.api(reqwest::Method::POST, &path, None).await;
+            assert!(status == 200 || status == 404, "{status} {answer}");
+            self.drained(id).await;
+            self.history(id).await
+        }
+
+        /// Saves `rules` as the rules file and applies them once the
+        /// daemon has them in force (they change an order).
+        async fn apply_rules(&self, rules: &str) {
+            std::fs::write(self.rules_path(), rules).unwrap();
+            eventually("the new rules to be applied", WAIT, async || {
+                let (status, v) = self.api(reqwest::Method::POST, "/rules/apply", None).await;
+                status == 200 && v.as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+        }
+
         async fn history(&self, id: &str) -> Vec<String> {
             self.show(id).await["history"]
                 .as_array()
@@ -787,6 +820,137 @@ then = { hold = "check first" }
         s.daemon.stop().await;
     }
 
+    /// After the rules moved the cups east, `orders redeliver` (here its
+    /// admin route) sends the whole order east, each warehouse is told to
+    /// withdraw the part it took, and from then on east ships everything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redelivery_sends_the_order_where_its_lines_go_now_and_withdraws_the_old_parts() {
+        let s = Setup::start().await;
+        let id = s.order(7004, "").await;
+        let got = s.wait_deliveries(&id, 2).await;
+        let (east, west) = (at(&got, "east-wh"), at(&got, "west-3pl"));
+        s.drained(&id).await;
+
+        s.apply_rules(ALL_EAST).await;
+        assert_eq!(s.deliveries(&id).len(), 2, "nothing sent again by itself");
+
+        let redeliver = format!("/orders/{id}/redeliver");
+        let (status, preview) = s
+            .api(
+                reqwest::Method::POST,
+                &format!("{redeliver}?dry_run=true"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{preview}");
+        assert_eq!(preview["queued"], false);
+        assert_eq!(
+            preview["parts"],
+            json!([{ "destination": "east-wh", "delivery_id": null, "lines": [
+                { "line_id": "13001001", "sku": "MUG-RED", "quantity": 2 },
+                { "line_id": "13001002", "sku": "CUP-1", "quantity": 3 },
+            ] }])
+        );
+        let withdrawn: Vec<&str> = preview["withdrawn"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["delivery_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            withdrawn,
+            [
+                east.delivery_id.as_deref().unwrap(),
+                west.delivery_id.as_deref().unwrap()
+            ]
+        );
+        assert!(s.outbox(&id).await.is_empty(), "a preview queues nothing");
+
+        let (status, done) = s.api(reqwest::Method::POST, &redeliver, None).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["queued"], true);
+        let got = s.wait_deliveries(&id, 3).await;
+        let again = got.last().unwrap();
+        assert_eq!(again.destination, "east-wh");
+        assert_eq!(skus(again), ["MUG-RED", "CUP-1"]);
+        assert_eq!(again.part, None, "one destination: not split");
+        assert_eq!(
+            again.delivery_id.as_deref(),
+            done["parts"][0]["delivery_id"].as_str()
+        );
+        s.drained(&id).await;
+        let mut notices: Vec<(String, String)> = s
+            .sink
+            .received()
+            .into_iter()
+            .filter(|d| d.order.is_none())
+            .map(|d| (d.destination, d.delivery_id.unwrap_or_default()))
+            .collect();
+        notices.sort();
+        assert_eq!(
+            notices,
+            [
+                ("east-wh".to_owned(), east.delivery_id.clone().unwrap()),
+                ("west-3pl".to_owned(), west.delivery_id.clone().unwrap())
+            ]
+        );
+        let history = s.history(&id).await;
+        assert!(
+            history
+                .iter()
+                .any(|h| h.starts_with("notice: withdraw notice sent to west-3pl")),
+            "{history:#?}"
+        );
+
+        // East has every line now: one shipment without naming lines.
+        let (status, answer) = s.ship(&id, Some("east-wh"), "1ZALL").await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(s.show(&id).await["status"], "shipped");
+
+        // Refused with the reason: nothing is left to deliver; an unknown
+        // order is 404.
+        let (status, answer) = s.api(reqwest::Method::POST, &redeliver, None).await;
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(
+            answer["error"],
+            format!("order {id} is shipped: there is nothing left to deliver")
+        );
+        let (status, _) = s
+            .api(reqwest::Method::POST, "/orders/shop-us:1/redeliver", None)
+            .await;
+        assert_eq!(status, 404);
+        s.daemon.stop().await;
+    }
+
+    /// A part still queued when the order is redelivered is not sent: the
+    /// redelivery replaced it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_part_still_queued_when_the_order_is_redelivered_is_skipped() {
+        let s = Setup::start_with(Some("http://127.0.0.1:9/west")).await;
+        let id = s.order(7005, "").await;
+        s.wait_deliveries(&id, 1).await;
+        let west_item = s.west_part_waiting(&id).await;
+        s.apply_rules(ALL_EAST).await;
+        let (status, done) = s
+            .api(
+                reqwest::Method::POST,
+                &format!("/orders/{id}/redeliver"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{done}");
+        let history = s.retried(&id, &west_item).await;
+        assert!(
+            history.iter().any(|h| h.starts_with("delivery_skipped: ")
+                && h.contains("to west-3pl not sent: a redelivery replaced it")),
+            "{history:#?}"
+        );
+        let got = s.deliveries(&id);
+        assert_eq!(got.len(), 2, "east's part, then the redelivery: {got:?}");
+        assert_eq!(skus(&got[1]), ["MUG-RED", "CUP-1"]);
+        s.daemon.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_part_whose_lines_shipped_before_it_went_out_is_not_sent() {
         // The 3PL cannot be reached: its part waits in the outbox.
@@ -794,25 +958,13 @@ then = { hold = "check first" }
         let id = s.order(7003, "").await;
         let got = s.wait_deliveries(&id, 1).await;
         assert_eq!(skus(&at(&got, "east-wh")), ["MUG-RED"]);
-        let west_item = eventually("the 3PL's part to be waiting", WAIT, async || {
-            let items = s.outbox(&id).await;
-            let west = items.iter().find(|i| i["destination"] == "west-3pl");
-            match west {
-                Some(i) if i["kind"] == "deliver" => Ok(i["id"].as_str().unwrap().to_owned()),
-                _ => Err(format!("{items:?}")),
-            }
-        })
-        .await;
+        let west_item = s.west_part_waiting(&id).await;
 
         // The cups ship anyway (from the 3PL's own stock, say): the part
         // that would have told the 3PL to ship them is not sent.
         let (status, answer) = s.ship(&id, Some("west-3pl"), "1ZWEST").await;
         assert_eq!(status, 202, "{answer}");
-        let path = format!("/outbox/{west_item}/retry");
-        let (status, answer) = s.api(reqwest::Method::POST, &path, None).await;
-        assert!(status == 200 || status == 404, "{status} {answer}");
-        s.drained(&id).await;
-        let history = s.history(&id).await;
+        let history = s.retried(&id, &west_item).await;
         assert!(
             history.iter().any(|h| h.starts_with("delivery_skipped: ")
                 && h.contains("(part 2 of 2) not sent: its lines were shipped or refunded")),
