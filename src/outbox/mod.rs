@@ -1,9 +1,11 @@
 //! The generic durable queue's workers: everything that leaves the daemon
 //! (stock and tracking pushes to channels, order deliveries to
 //! destinations) is an item in the store's outbox, written in the same
-//! transaction as the change that caused it, and sent from here. What an
-//! item means and how it is sent belongs to `crate::effects`; this module
-//! knows only accounts, kinds, pacing, retries and dead letters.
+//! transaction as the change that caused it, and sent from here once that
+//! transaction is on disk (never on the strength of a write a crash could
+//! take back). What an item means and how it is sent belongs to
+//! `crate::effects`; this module knows only accounts, kinds, pacing,
+//! retries and dead letters.
 //!
 //! - One worker task per outbox account (`worker.rs`), so one slow or
 //!   failing account never delays another.

@@ -1,4 +1,5 @@
 //! One account's outbox worker: takes the account's due items oldest first,
+//! once the writes that queued them are on disk (`Store::outbox_flushed`),
 //! waits for the account's pacer (noticing shutdown, keeping the watchdog
 //! fed), sends them through its `Sender` (whose call acquires from the same
 //! pacer, or whose place the worker takes for it), and records each item's
@@ -362,9 +363,10 @@ impl<S: Sender> Worker<S> {
         tracing::debug!(account = %self.account, "outbox worker stopped");
     }
 
-    /// The account's due items, without the ones in flight. A key whose
-    /// first item is no longer pending (sent, or dropped by a person) stops
-    /// holding its later items back.
+    /// The account's due items, without the ones in flight, once the
+    /// writes that queued them are on disk. A key whose first item is no
+    /// longer pending (sent, or dropped by a person) stops holding its later
+    /// items back.
     async fn read_due(&mut self, read: usize) -> Result<Vec<OutboxItem>, StoreError> {
         // A store read: on a blocking thread, never the async runtime's.
         let (store, account) = (self.store.clone(), self.account.clone());
@@ -376,6 +378,14 @@ impl<S: Sender> Worker<S> {
                     detail: e.to_string(),
                 })
             })?;
+        // An item is visible as soon as its transaction commits, before the
+        // flush. Sent then, a crash could take back the write that queued
+        // it while the far side acts on it (a warehouse ships an order the
+        // store no longer has, and ships it again when the channel resends
+        // it). Usually already flushed: then this does not wait or yield.
+        if !due.is_empty() {
+            self.store.outbox_flushed().await?;
+        }
         let due: Vec<OutboxItem> = due
             .into_iter()
             .filter(|i| !self.flying.contains(&i.id))
@@ -916,6 +926,10 @@ mod tests {
             })
             .collect();
         store.outbox_add(items, now).unwrap();
+        // On disk before the worker starts, as the webhook that queued them
+        // would have made them: the worker then never waits for the flusher
+        // thread, whose real time would let paused time jump ahead.
+        store.flush().await.unwrap();
         let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sender = Timed {

@@ -91,6 +91,10 @@ impl Store {
             // without the first.
             return Err(StoreError::Conflict { id: p.id.clone() });
         }
+        // A worker may read these items the moment they commit; it waits
+        // for this write's flush before sending them (`outbox_flushed`).
+        let queues = !outbox.is_empty() || prepared.iter().any(|p| !p.outbox.is_empty());
+        let queueing = queues.then(|| self.queueing());
         let staged = Staged {
             prepared,
             cursor,
@@ -110,6 +114,9 @@ impl Store {
         // Numbered even when nothing changed: an unchanged repeat must still
         // wait for the flush of the earlier write it matched.
         let seq = self.next_seq();
+        if let Some(q) = queueing {
+            q.numbered(seq);
+        }
         Ok(ApplyReport { outcomes, seq })
     }
 

@@ -45,11 +45,97 @@ pub(crate) enum Msg {
 pub(crate) struct Progress {
     pub(crate) written: AtomicU64,
     pub(crate) flushed: AtomicU64,
+    /// The number of the newest write that queued an outbox item (or put
+    /// one back in the queue).
+    pub(crate) queued: AtomicU64,
+    /// Writes that queue outbox items and have begun but are not numbered
+    /// yet: their items may already be visible, and `queued` does not
+    /// cover them.
+    pub(crate) queueing: AtomicU64,
+    /// Holds flushes back while a test asks it to (`Store::hold_flushes_for_tests`).
+    pub(crate) gate: Gate,
 }
 
 impl Progress {
     pub(crate) fn next_seq(&self) -> u64 {
         self.written.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Marks a write that queues outbox items as begun; call before its
+    /// transaction, and `numbered` once it has its number.
+    pub(crate) fn queueing(&self) -> Queueing<'_> {
+        self.queueing.fetch_add(1, Ordering::SeqCst);
+        Queueing(self)
+    }
+
+    /// A number whose flush covers every write that queued an item a reader
+    /// has seen before calling this.
+    pub(crate) fn queued_seq(&self) -> u64 {
+        // With none in progress, every queueing write whose items are
+        // visible was numbered (and recorded in `queued`) before its count
+        // went back down. With one in progress, only a fresh number is
+        // sure to cover it.
+        if self.queueing.load(Ordering::SeqCst) == 0 {
+            self.queued.load(Ordering::SeqCst)
+        } else {
+            self.next_seq()
+        }
+    }
+}
+
+/// A queueing write in progress (see `Progress::queueing`); ends when dropped.
+pub(crate) struct Queueing<'a>(&'a Progress);
+
+impl Queueing<'_> {
+    pub(crate) fn numbered(self, seq: u64) {
+        self.0.queued.fetch_max(seq, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Queueing<'_> {
+    fn drop(&mut self) {
+        self.0.queueing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Lets a test hold every flush back, to show what waits for one.
+#[derive(Default)]
+pub(crate) struct Gate {
+    state: parking_lot::Mutex<GateState>,
+    opened: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    holds: usize,
+    /// A flush was asked for while held.
+    asked: bool,
+}
+
+impl Gate {
+    pub(crate) fn hold(&self) {
+        let mut s = self.state.lock();
+        s.holds += 1;
+        s.asked = false;
+    }
+
+    pub(crate) fn release(&self) {
+        let mut s = self.state.lock();
+        s.holds = s.holds.saturating_sub(1);
+        self.opened.notify_all();
+    }
+
+    pub(crate) fn asked(&self) -> bool {
+        self.state.lock().asked
+    }
+
+    /// Waits while a test holds flushes.
+    fn pass(&self) {
+        let mut s = self.state.lock();
+        while s.holds > 0 {
+            s.asked = true;
+            self.opened.wait(&mut s);
+        }
     }
 }
 
@@ -115,6 +201,9 @@ fn run(db: sled::Db, mut syncer: FileSyncer, progress: Arc<Progress>, rx: mpsc::
                 Ok(Msg::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => shutdown = true,
                 Err(mpsc::TryRecvError::Empty) => break,
             }
+        }
+        if !pending.is_empty() {
+            progress.gate.pass();
         }
         // Read before flushing: every write numbered up to here has committed.
         let target = progress.written.load(Ordering::SeqCst);

@@ -181,6 +181,25 @@ struct Inner {
     dir: PathBuf,
 }
 
+/// Flushes held back by `Store::hold_flushes_for_tests` until dropped.
+#[doc(hidden)]
+pub struct FlushHold {
+    store: Store,
+}
+
+impl FlushHold {
+    /// Whether a flush was asked for since the hold began.
+    pub fn flush_asked(&self) -> bool {
+        self.store.inner.progress.gate.asked()
+    }
+}
+
+impl Drop for FlushHold {
+    fn drop(&mut self) {
+        self.store.inner.progress.gate.release();
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -336,6 +355,35 @@ impl Store {
         // `written` yet, and waiting for `written` could return at once.
         let seq = self.next_seq();
         self.flushed(seq).await
+    }
+
+    /// Waits until every write that queued an outbox item this caller can
+    /// see (or put one back in the queue) is on disk: what a worker awaits
+    /// between reading items and sending them, so nothing leaves for the
+    /// outside on the strength of a write a crash could still take back.
+    /// Returns at once, without yielding, when those writes are flushed
+    /// already (the usual case: the webhook that queued them waited for
+    /// the same flush); otherwise shares the next flush.
+    pub async fn outbox_flushed(&self) -> Result<(), StoreError> {
+        let seq = self.inner.progress.queued_seq();
+        self.flushed(seq).await
+    }
+
+    /// Marks a write that queues outbox items as begun (before its
+    /// transaction); `numbered` it once it has its number.
+    pub(crate) fn queueing(&self) -> flusher::Queueing<'_> {
+        self.inner.progress.queueing()
+    }
+
+    /// Holds every flush back until the answer is dropped: writes still
+    /// commit, but `flushed`, `flush` and `outbox_flushed` wait. For tests
+    /// that show what waits for durability.
+    #[doc(hidden)]
+    pub fn hold_flushes_for_tests(&self) -> FlushHold {
+        self.inner.progress.gate.hold();
+        FlushHold {
+            store: self.clone(),
+        }
     }
 
     /// `flush` for code outside an async runtime (the CLI). Blocks the thread.
@@ -662,6 +710,33 @@ impl Store {
 mod tests {
     use super::codec::encode;
     use super::*;
+
+    /// A write that queues outbox items is visible as soon as it commits,
+    /// before it is numbered: a worker that reads its items then must still
+    /// wait for a flush that covers it.
+    #[tokio::test]
+    async fn outbox_flushed_covers_a_queueing_write_not_yet_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.flush().await.unwrap();
+        let p = &store.inner.progress;
+        let before = p.flushed.load(Ordering::SeqCst);
+        // As `apply` does: marked before the transaction, numbered after.
+        let queueing = store.queueing();
+        store.trees().outbox.insert(b"item", b"x").unwrap();
+        store.outbox_flushed().await.unwrap();
+        assert!(
+            p.flushed.load(Ordering::SeqCst) > before,
+            "outbox_flushed returned without flushing"
+        );
+        queueing.numbered(store.next_seq());
+        // Numbered and flushed since: no flush is needed.
+        store.flush().await.unwrap();
+        let before = p.flushed.load(Ordering::SeqCst);
+        store.outbox_flushed().await.unwrap();
+        assert_eq!(p.flushed.load(Ordering::SeqCst), before);
+        assert_eq!(p.written.load(Ordering::SeqCst), before, "no new number");
+    }
 
     /// A write that another thread has committed but not yet numbered (its
     /// `next_seq` comes just after the commit) is visible to readers: the

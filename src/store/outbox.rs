@@ -117,6 +117,14 @@ fn unindex(tx: &Tx<'_>, item: &OutboxItem) -> TxResult<()> {
     Ok(())
 }
 
+/// Whether an operation puts items back in the queue (a person's retry)
+/// or not (the worker's own bookkeeping, a removal).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Requeue {
+    No,
+    Yes,
+}
+
 /// What an operation does to one item.
 enum Change {
     Put(Box<OutboxItem>),
@@ -279,7 +287,7 @@ impl Store {
 
     /// The item was delivered: it leaves the queue.
     pub fn outbox_complete(&self, id: &str) -> Result<(), StoreError> {
-        self.outbox_change(&[id.to_owned()], true, |_| Change::Remove)
+        self.outbox_change(&[id.to_owned()], true, Requeue::No, |_| Change::Remove)
             .map(drop)
     }
 
@@ -291,7 +299,7 @@ impl Store {
         error: &str,
     ) -> Result<(), StoreError> {
         let error = error.to_owned();
-        self.outbox_change(&[id.to_owned()], true, move |item| {
+        self.outbox_change(&[id.to_owned()], true, Requeue::No, move |item| {
             let mut item = item.clone();
             item.attempts = item.attempts.saturating_add(1);
             item.next_attempt_at = next_attempt_at;
@@ -304,7 +312,7 @@ impl Store {
     /// A permanent failure: the item becomes a dead letter, keeping the reason.
     pub fn outbox_kill(&self, id: &str, error: &str) -> Result<(), StoreError> {
         let error = error.to_owned();
-        self.outbox_change(&[id.to_owned()], true, move |item| {
+        self.outbox_change(&[id.to_owned()], true, Requeue::No, move |item| {
             let mut item = item.clone();
             item.attempts = item.attempts.saturating_add(1);
             item.state = OutboxState::Dead;
@@ -317,7 +325,7 @@ impl Store {
     /// Makes an item due at `now`. A dead item becomes pending again with its
     /// attempts reset (a fresh retry budget); its last error stays visible.
     pub fn outbox_retry(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.outbox_change(&[id.to_owned()], true, move |item| {
+        self.outbox_change(&[id.to_owned()], true, Requeue::Yes, move |item| {
             Change::Put(Box::new(retried(item, now)))
         })
         .map(drop)
@@ -334,7 +342,7 @@ impl Store {
             return Ok(0);
         }
         // Items completed or retried since the scan are left alone.
-        self.outbox_change(&ids, false, move |item| match item.state {
+        self.outbox_change(&ids, false, Requeue::Yes, move |item| match item.state {
             OutboxState::Dead => Change::Put(Box::new(retried(item, now))),
             OutboxState::Pending => Change::Keep,
         })
@@ -342,7 +350,7 @@ impl Store {
 
     /// Removes an item, pending or dead.
     pub fn outbox_drop(&self, id: &str) -> Result<(), StoreError> {
-        self.outbox_change(&[id.to_owned()], true, |_| Change::Remove)
+        self.outbox_change(&[id.to_owned()], true, Requeue::No, |_| Change::Remove)
             .map(drop)
     }
 
@@ -352,11 +360,16 @@ impl Store {
         &self,
         ids: &[String],
         must_exist: bool,
+        requeue: Requeue,
         op: impl Fn(&OutboxItem) -> Change + Send + Sync + 'static,
     ) -> Result<usize, StoreError> {
         for id in ids {
             check_key_part("outbox item id", id)?;
         }
+        // A person's retry puts items back in the queue: like a new item,
+        // not sent before the write is on disk. The worker's own
+        // reschedules are not: losing one only sends the item sooner.
+        let queueing = (requeue == Requeue::Yes).then(|| self.queueing());
         let ids = ids.to_vec();
         let changed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = changed.clone();
@@ -392,7 +405,10 @@ impl Store {
         )?;
         let changed = changed.load(std::sync::atomic::Ordering::SeqCst);
         if changed > 0 {
-            self.next_seq();
+            let seq = self.next_seq();
+            if let Some(q) = queueing {
+                q.numbered(seq);
+            }
         }
         Ok(changed)
     }

@@ -387,7 +387,7 @@ fn targets(accounts: &[&str]) -> StockTargets {
     )
 }
 
-/// Runs channel workers until the returned sender is told to stop.
+/// Runs outbox workers until the returned sender is told to stop.
 struct Workers {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -423,6 +423,12 @@ impl Workers {
             tasks.push(tokio::spawn(w.run()));
         }
         Workers { stop, tasks }
+    }
+
+    /// The worker of account `shop`, on the test channel at `server`, unlimited.
+    fn shop(store: &Store, outbound: &Outbound, server: &Server) -> Workers {
+        let channel = TestChannel::new(server, "shop", UNLIMITED, Duration::from_secs(5));
+        Workers::start(store, outbound, vec![("shop", channel)], fast_options())
     }
 
     async fn stop(self) {
@@ -1033,15 +1039,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
     // The tracking pushes go to the order's channel.
     let ch = Channels::default();
     let server = channel_server(&ch).await;
-    let workers = Workers::start(
-        &store,
-        &outbound,
-        vec![(
-            "shop",
-            TestChannel::new(&server, "shop", UNLIMITED, Duration::from_secs(5)),
-        )],
-        fast_options(),
-    );
+    let workers = Workers::shop(&store, &outbound, &server);
     eventually(
         "both tracking pushes",
         Duration::from_secs(10),
@@ -1126,18 +1124,9 @@ then = { hold = "manual review" }
 "#,
     )
     .await;
-    let (store, sink, dest, outbound, ingest) = w.parts();
-    let (stop, rx) = watch::channel(false);
-    let (worker, account) = effects::destination_worker(
-        &dest,
-        &store,
-        &reqwest::Client::new(),
-        &outbound,
-        &fast_options(),
-        rx,
-    );
+    let (store, sink, outbound, ingest) = w.parts();
+    let (account, worker) = w.start_worker();
     assert_eq!(account, "destination:east-wh");
-    let task = tokio::spawn(worker.run());
 
     let small = order_on("shop", 1, &[("MUG", 1)], common::at(9, 0), "10.00");
     let large = order_on("shop", 2, &[("MUG", 1)], common::at(9, 0), "600.00");
@@ -1262,11 +1251,7 @@ then = { hold = "manual review" }
         got[4].0["x-switchyard-delivery"], got[3].0["x-switchyard-delivery"],
         "a new delivery id"
     );
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    worker.stop().await;
 }
 
 /// A sink that accepts every delivery at once.
@@ -1292,11 +1277,25 @@ struct Warehouse {
 }
 
 impl Warehouse {
-    fn parts(&self) -> (Store, Sink, DestinationConfig, Outbound, Ingest) {
+    /// Starts the warehouse's outbox worker: its account and the worker.
+    fn start_worker(&self) -> (String, Workers) {
+        let (stop, rx) = watch::channel(false);
+        let (worker, account) = effects::destination_worker(
+            &self.dest,
+            &self.store,
+            &reqwest::Client::new(),
+            &self.outbound,
+            &fast_options(),
+            rx,
+        );
+        let tasks = vec![tokio::spawn(worker.run())];
+        (account, Workers { stop, tasks })
+    }
+
+    fn parts(&self) -> (Store, Sink, Outbound, Ingest) {
         (
             self.store.clone(),
             self.sink.clone(),
-            self.dest.clone(),
             self.outbound.clone(),
             self.ingest.clone(),
         )
@@ -1337,7 +1336,7 @@ impl Warehouse {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
-    let (store, sink, dest, outbound, ingest) = w.parts();
+    let (store, sink, outbound, ingest) = w.parts();
 
     // Both deliveries are queued while the destination's worker is not
     // running (a warehouse that is down, a daemon restarting) ...
@@ -1353,16 +1352,7 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     ingest_order(&ingest, &c);
     switchyard::ops::hold(&store, &outbound, &held.id, "fraud check", Utc::now()).unwrap();
 
-    let (stop, rx) = watch::channel(false);
-    let (worker, account) = effects::destination_worker(
-        &dest,
-        &store,
-        &reqwest::Client::new(),
-        &outbound,
-        &fast_options(),
-        rx,
-    );
-    let task = tokio::spawn(worker.run());
+    let (account, worker) = w.start_worker();
     // Nothing left to deliver: skipped, recorded in the order's history, and
     // not a dead letter (nobody has anything to fix).
     let history = eventually(
@@ -1443,11 +1433,91 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
     assert!(store.outbox_list(true).unwrap().is_empty());
     let body: Order = serde_json::from_slice(&sink.0.lock().unwrap()[0].1).unwrap();
     assert_eq!(body.id, held.id);
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    worker.stop().await;
+}
+
+/// A delivery never leaves before the write that queued it is on disk.
+/// Sent earlier, a crash could take the order back while the warehouse
+/// ships it, and the channel's resend of the order would be delivered
+/// again: two shipments. Here every flush is held back: the worker has the
+/// item and asks for the flush, and the warehouse hears nothing until the
+/// flush goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waits_until_the_write_that_queued_it_is_on_disk() {
+    let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
+    let (store, sink, _, ingest) = w.parts();
+    let (_, worker) = w.start_worker();
+
+    let hold = store.hold_flushes_for_tests();
+    let o = order_on("shop", 1, &[("MUG", 1)], common::at(9, 0), "10.00");
+    // Written (and visible to the worker), not flushed: what a webhook's
+    // ingest leaves behind before its own wait for the flush.
+    ingest_order(&ingest, &o);
+    assert_eq!(pending(&store).len(), 1);
+    eventually(
+        "the worker to take the delivery",
+        Duration::from_secs(10),
+        async || hold.flush_asked() || !sink.0.lock().unwrap().is_empty(),
+    )
+    .await;
+    // Given time to go wrong: nothing may arrive while the flush is held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        sink.0.lock().unwrap().is_empty(),
+        "the warehouse got the order before the write that queued it was on disk"
+    );
+    assert_eq!(pending(&store).len(), 1, "still queued");
+
+    drop(hold);
+    eventually(
+        "the delivery once the flush went through",
+        Duration::from_secs(10),
+        async || sink.0.lock().unwrap().len() == 1 && pending(&store).is_empty(),
+    )
+    .await;
+    let body: Order = serde_json::from_slice(&sink.0.lock().unwrap()[0].1).unwrap();
+    assert_eq!(body.id, o.id);
+    worker.stop().await;
+}
+
+/// Stock pushes wait for the disk like deliveries: a level a crash could
+/// take back (here a reservation by an order) never reaches the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_push_waits_until_the_change_behind_it_is_on_disk() {
+    let (_dir, store) = store();
+    let channels = Channels::default();
+    let server = channel_server(&channels).await;
+    let outbound = Outbound::new(targets(&["shop"]));
+    set(&store, &outbound, "MUG", 5);
+    store.flush().await.unwrap();
+    let hold = store.hold_flushes_for_tests();
+    let ingest = Ingest::new(store.clone(), LiveRules::default()).with_outbound(outbound.clone());
+    ingest_order(
+        &ingest,
+        &order_on("shop", 1, &[("MUG", 2)], common::at(9, 0), "10.00"),
+    );
+    assert_eq!(store.stock_get("MUG").unwrap().unwrap().available, 3);
+    let workers = Workers::shop(&store, &outbound, &server);
+    eventually(
+        "the worker to take the push",
+        Duration::from_secs(10),
+        async || hold.flush_asked() || channels.level("shop", "MUG").is_some(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        channels.level("shop", "MUG"),
+        None,
+        "the channel got a level before the change behind it was on disk"
+    );
+    drop(hold);
+    eventually(
+        "the push once the flush went through",
+        Duration::from_secs(10),
+        async || channels.level("shop", "MUG") == Some(3),
+    )
+    .await;
+    workers.stop().await;
 }
 
 /// Holding or cancelling an order a destination already took cannot recall
@@ -1455,17 +1525,8 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivered_order_held_or_cancelled_sends_the_destination_a_notice() {
     let w = Warehouse::start(post(accepting_sink), "default_route = \"east-wh\"\n").await;
-    let (store, sink, dest, outbound, ingest) = w.parts();
-    let (stop, rx) = watch::channel(false);
-    let (worker, _account) = effects::destination_worker(
-        &dest,
-        &store,
-        &reqwest::Client::new(),
-        &outbound,
-        &fast_options(),
-        rx,
-    );
-    let task = tokio::spawn(worker.run());
+    let (store, sink, outbound, ingest) = w.parts();
+    let (_, worker) = w.start_worker();
     let first = order_on("shop", 1, &[("MUG", 1)], common::at(9, 0), "10.00");
     let second = order_on("shop", 2, &[("MUG", 1)], common::at(9, 0), "10.00");
     ingest_order(&ingest, &first);
@@ -1544,11 +1605,7 @@ async fn a_delivered_order_held_or_cancelled_sends_the_destination_a_notice() {
         "{}",
         held.detail
     );
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    worker.stop().await;
 }
 
 #[test]
@@ -1596,7 +1653,7 @@ fn cancelling_a_partly_shipped_order_gives_back_only_the_units_not_shipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_the_marketplace_fulfils_is_stored_but_never_delivered_reserved_or_shipped() {
     let w = Warehouse::start(post(sink_route), "default_route = \"east-wh\"\n").await;
-    let (store, _sink, _dest, outbound, ingest) = w.parts();
+    let (store, _sink, outbound, ingest) = w.parts();
     set(&store, &outbound, "MUG", 10);
     let available = || store.stock_get("MUG").unwrap().unwrap().available;
 

@@ -901,6 +901,78 @@ fn second_open_says_the_store_is_in_use_and_close_releases_it() {
     store.flush_blocking().unwrap();
 }
 
+/// What an outbox worker awaits between reading items and sending them:
+/// the writes that queued them (or a person's retry that put one back) on
+/// disk. Its own bookkeeping (completing, rescheduling, killing items) is
+/// no reason to wait: losing it only sends an item again, under the same
+/// id, and waiting for it would stall every pass behind a flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_flushed_waits_only_for_writes_that_queue_items() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    store
+        .outbox_add(vec![outbox_item("shop-us", None, "a", t(0))], t(0))
+        .unwrap();
+    store
+        .outbox_add(vec![outbox_item("shop-us", None, "b", t(0))], t(0))
+        .unwrap();
+    store.flush().await.unwrap();
+    let ids: Vec<String> = store
+        .outbox_list(false)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+
+    let hold = store.hold_flushes_for_tests();
+    store.outbox_reschedule(&ids[0], t(60), "HTTP 503").unwrap();
+    store.outbox_kill(&ids[1], "HTTP 400").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), store.outbox_flushed())
+        .await
+        .expect("nothing queued since the last flush: no wait")
+        .unwrap();
+    assert!(!hold.flush_asked());
+
+    // A person's retry puts the dead item back in the queue: it waits.
+    store.outbox_retry(&ids[1], t(0)).unwrap();
+    waits_for_the_flush(&store, hold, "the retry").await;
+
+    // A new item waits as well.
+    let hold = store.hold_flushes_for_tests();
+    store
+        .outbox_add(vec![outbox_item("shop-us", None, "c", t(0))], t(0))
+        .unwrap();
+    waits_for_the_flush(&store, hold, "the new item").await;
+}
+
+/// Shows that `outbox_flushed` waits, under `hold`, until the flush it asks
+/// for goes through (`what`: the write it must wait for).
+async fn waits_for_the_flush(store: &Store, hold: FlushHold, what: &str) {
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.outbox_flushed().await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hold.flush_asked() {
+        assert!(
+            !waiting.is_finished(),
+            "returned while {what} was not on disk"
+        );
+        assert!(Instant::now() < deadline, "no flush was asked for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "returned while {what} was not on disk"
+    );
+    drop(hold);
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the flush went through")
+        .unwrap()
+        .unwrap();
+}
+
 #[test]
 fn concurrent_writers_share_flushes_without_deadlock() {
     let dir = tempdir();

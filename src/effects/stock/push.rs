@@ -92,6 +92,17 @@ pub async fn send_push_batch(
             Err(e) => verdicts.push(Some(store_failure(e))),
         }
     }
+    // The levels were read now, maybe from a change (an order's
+    // reservation) that is not on disk yet; one a crash takes back must not
+    // have reached the channel. That change queued a push too, so it is
+    // what `outbox_flushed` waits for.
+    if !pending.is_empty()
+        && let Err(e) = store.outbox_flushed().await
+    {
+        for (i, _) in pending.drain(..) {
+            verdicts[i] = Some(store_failure(e.clone()));
+        }
+    }
     if !pending.is_empty() {
         let pushes: Vec<InventoryPush> = pending.iter().map(|(_, p)| p.push.clone()).collect();
         let mut results = connector.push_inventory_batch(&pushes).await.into_iter();
