@@ -184,7 +184,7 @@ fn baseline() -> f64 {
     let (_dir, store) = open();
     let now = Utc::now();
     let items: Vec<NewOutboxItem> = (0..ITEMS)
-        .map(|n| deliveries::delivery_item(&order(n), "east-wh", now))
+        .map(|n| deliveries::delivery_item(&order(n), 1, "east-wh", now))
         .collect();
     let t = Instant::now();
     for item in items {
@@ -239,7 +239,7 @@ async fn deliveries() -> (f64, usize) {
     let now = Utc::now();
     let bytes = serde_json::to_string(&order(0)).unwrap().len();
     let items: Vec<NewOutboxItem> = (0..ITEMS)
-        .map(|n| deliveries::delivery_item(&order(n), "east-wh", now))
+        .map(|n| deliveries::delivery_item(&order(n), 1, "east-wh", now))
         .collect();
     for chunk in items.chunks(500) {
         store.outbox_add(chunk.to_vec(), now).unwrap();

@@ -31,7 +31,17 @@
 //! of a delivery sends the same bytes under the same
 //! `X-Switchyard-Delivery` id, so a destination that deduplicates by id never
 //! drops a different body, and the signature of a retry is the same. Later
-//! changes of the order are not re-sent by this path. But whether to send
+//! changes of the order are not re-sent by this path.
+//!
+//! A delivery leaves only once the write that queued it is on disk (the
+//! outbox worker waits for it), and its id is derived, not random
+//! ([`delivery_id`]): should the same delivery ever be queued twice from
+//! the same state of the order (a write lost with the disk, a store rebuilt
+//! by ingesting the same orders again), it has the same id both times, and
+//! a destination that deduplicates by id ships it once. A `redeliver`, or a
+//! delivery after the order changed, has a new id.
+//!
+//! Whether to send
 //! at all is decided at send time: a queued delivery of an order that was
 //! cancelled, shipped or refunded in full meanwhile is skipped (not sent,
 //! noted in the order's history, not a dead letter), and one
@@ -48,7 +58,6 @@
 //! ([`queue_ready_orders`]), which catches releases made while it was down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -118,19 +127,40 @@ fn marker(order_id: &str) -> String {
     format!("outbound/delivery/{order_id}")
 }
 
-/// A new id, unique per delivery.
-pub fn new_delivery_id(order_id: &str, now: DateTime<Utc>) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The id of one delivery (`dlv_` and 24 hex digits), derived from what
+/// makes it that delivery: the order, the revision of the order written
+/// with it (the order's state when it was queued: every write of an order
+/// makes a new revision), the destination, and which part of the order it
+/// is (its number, how many, its lines). Not random: the same delivery
+/// queued again from the same state — the channel resending an order whose
+/// write a crash took back before it reached the disk, or the same ingest
+/// into a store rebuilt from the same state — gets the same id, so the
+/// destination can recognise it. A delivery queued by another write (a
+/// person's `redeliver`, a release or re-route after the order changed)
+/// gets another.
+pub fn delivery_id(
+    order_id: &str,
+    revision: u64,
+    destination: &str,
+    (index, of): (u32, u32),
+    lines: &[String],
+) -> String {
     let mut h = Sha256::new();
-    h.update(order_id.as_bytes());
-    h.update(now.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
-    h.update(std::process::id().to_be_bytes());
-    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    h.update(nanos.to_be_bytes());
+    // Every field with its length first, so that no two different sets of
+    // fields feed the hash the same bytes.
+    let mut field = |b: &[u8]| {
+        h.update(u64::try_from(b.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(b);
+    };
+    field(b"switchyard delivery 1");
+    field(order_id.as_bytes());
+    field(&revision.to_be_bytes());
+    field(destination.as_bytes());
+    field(&index.to_be_bytes());
+    field(&of.to_be_bytes());
+    for line in lines {
+        field(line.as_bytes());
+    }
     let digest = h.finalize();
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("dlv_{hex}")
@@ -147,9 +177,15 @@ fn delivery_body(order: &Order) -> Order {
 }
 
 /// The `deliver` item for a whole order to `destination`, with the body
-/// frozen now, under a new delivery id.
-pub fn delivery_item(order: &Order, destination: &str, now: DateTime<Utc>) -> NewOutboxItem {
-    let id = new_delivery_id(&order.id, now);
+/// frozen now, for the write that stores the order at `revision`.
+pub fn delivery_item(
+    order: &Order,
+    revision: u64,
+    destination: &str,
+    now: DateTime<Utc>,
+) -> NewOutboxItem {
+    let lines: Vec<String> = order.lines.iter().map(|l| l.line_id.clone()).collect();
+    let id = delivery_id(&order.id, revision, destination, (1, 1), &lines);
     part_item(order, destination, id, None, now)
 }
 
@@ -243,11 +279,19 @@ pub fn part_groups(stored: &StoredOrder, route: &str) -> Vec<(String, Vec<String
 fn queue_parts(stored: &mut StoredOrder, route: &str, now: DateTime<Utc>) -> Vec<NewOutboxItem> {
     let groups = part_groups(stored, route);
     let of = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+    // The revision the write queueing these parts stores the order at.
+    let revision = stored.revision + 1;
     stored.parts = groups
         .into_iter()
         .zip(1..)
         .map(|((destination, lines), index)| DeliveryPart {
-            delivery_id: new_delivery_id(&stored.order.id, now),
+            delivery_id: delivery_id(
+                &stored.order.id,
+                revision,
+                &destination,
+                (index, of),
+                &lines,
+            ),
             destination,
             lines,
             index,
@@ -933,13 +977,34 @@ mod tests {
         assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), expected);
     }
 
+    /// The same delivery has the same id wherever and whenever it is
+    /// queued; anything that makes it another delivery changes the id.
     #[test]
-    fn delivery_ids_are_unique() {
-        let now = Utc::now();
-        let a = new_delivery_id("x:1", now);
-        let b = new_delivery_id("x:1", now);
-        assert_ne!(a, b);
-        assert!(a.starts_with("dlv_") && a.len() == 28, "{a}");
+    fn a_delivery_id_is_derived_from_what_makes_the_delivery() {
+        let lines = ["1-0".to_owned(), "1-1".to_owned()];
+        let id = |order: &str, rev: u64, dest: &str, part: (u32, u32), lines: &[String]| {
+            delivery_id(order, rev, dest, part, lines)
+        };
+        let a = id("shop:1", 1, "east-wh", (1, 1), &lines);
+        assert!(
+            a.len() == 28 && a.starts_with("dlv_") && a[4..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{a}"
+        );
+        assert_eq!(a, id("shop:1", 1, "east-wh", (1, 1), &lines));
+        let others = [
+            id("shop:2", 1, "east-wh", (1, 1), &lines),
+            id("shop:1", 2, "east-wh", (1, 1), &lines),
+            id("shop:1", 1, "west-3pl", (1, 1), &lines),
+            id("shop:1", 1, "east-wh", (1, 2), &lines),
+            id("shop:1", 1, "east-wh", (2, 2), &lines),
+            id("shop:1", 1, "east-wh", (1, 1), &lines[..1]),
+            // Fields are kept apart: moving bytes from one to the next is
+            // another delivery.
+            id("shop:1", 1, "east-wh", (1, 1), &["1-01-1".to_owned()]),
+        ];
+        let mut all: std::collections::HashSet<&String> = others.iter().collect();
+        all.insert(&a);
+        assert_eq!(all.len(), others.len() + 1, "{a} {others:?}");
     }
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {

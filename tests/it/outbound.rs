@@ -1520,6 +1520,126 @@ async fn a_stock_push_waits_until_the_change_behind_it_is_on_disk() {
     workers.stop().await;
 }
 
+/// A delivery id names the delivery, not the moment it was queued: the same
+/// order ingested from the same state into two stores (a write the disk
+/// lost, then the channel's resend of the order) is queued under the same
+/// ids, so a warehouse that already has it can tell; each part of a split
+/// order has its own. A person's redelivery, and a delivery queued from
+/// another state of the order, have new ones.
+#[test]
+fn the_same_delivery_queued_twice_from_the_same_state_has_the_same_id() {
+    let text = r#"default_route = "east-wh"
+[[rule]]
+name = "cups-from-3pl"
+when = { sku = "CUP-*" }
+then = { route_lines = { sku = "CUP-*", route = "west-3pl" } }
+"#;
+    let dests = ["east-wh".to_owned(), "west-3pl".to_owned()];
+    let split = parse_rules(Path::new("rules.toml"), text, &dests)
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .0;
+    let order = order_on(
+        "shop",
+        7,
+        &[("MUG", 1), ("CUP-1", 3)],
+        common::at(9, 0),
+        "20.00",
+    );
+    // An earlier version, not to be shipped yet.
+    let mut unpaid = order.clone();
+    unpaid.status = OrderStatus::Pending;
+    unpaid.updated_at = common::at(8, 0);
+    // Ingests `versions` into a fresh store: the deliveries queued, as
+    // (destination, delivery id), and the store.
+    let queued = |versions: &[&Order]| {
+        let (dir, store) = store();
+        let outbound = Outbound::default();
+        let ingest = Ingest::new(store.clone(), LiveRules::new(split.clone()))
+            .with_outbound(outbound.clone());
+        for v in versions {
+            ingest_order(&ingest, v);
+        }
+        let ids = deliveries_queued(&store);
+        (dir, store, outbound, ids)
+    };
+
+    let (_a, first, outbound, ids) = queued(&[&unpaid, &order]);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0].0, "east-wh");
+    assert_eq!(ids[1].0, "west-3pl");
+    assert_ne!(ids[0].1, ids[1].1, "each part its own id");
+    for (_, id) in &ids {
+        assert!(
+            id.len() == 28
+                && id.starts_with("dlv_")
+                && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    let stored = first.get_order(&order.id).unwrap().unwrap();
+    let recorded: Vec<(String, String)> = stored
+        .parts
+        .iter()
+        .map(|p| (p.destination.clone(), p.delivery_id.clone()))
+        .collect();
+    assert_eq!(
+        recorded, ids,
+        "the order records the ids it was queued under"
+    );
+
+    // The same versions into a fresh store, later: the same deliveries.
+    let (_b, _, _, again) = queued(&[&unpaid, &order]);
+    assert_eq!(again, ids, "the same delivery, the same ids");
+
+    // From another state (the order arrived ready at once): other deliveries.
+    let (_c, _, _, other) = queued(&[&order]);
+    assert_eq!(other.len(), 2);
+    assert!(
+        other.iter().all(|o| !ids.contains(o)),
+        "{other:?} against {ids:?}"
+    );
+
+    // A person asks for it again: new ids, and again for a second ask.
+    let queued_before: HashSet<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    assert!(
+        deliveries::redeliver(&first, &outbound, &order.id, Utc::now())
+            .unwrap()
+            .is_some()
+    );
+    let redelivered: Vec<(String, String)> = deliveries_queued(&first)
+        .into_iter()
+        .filter(|(_, id)| !queued_before.contains(id))
+        .collect();
+    assert_eq!(redelivered.len(), 2, "{redelivered:?}");
+    assert!(
+        deliveries::redeliver(&first, &outbound, &order.id, Utc::now())
+            .unwrap()
+            .is_some()
+    );
+    let all: HashSet<String> = deliveries_queued(&first)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(
+        all.len(),
+        6,
+        "three deliveries of two parts, six ids: {all:?}"
+    );
+}
+
+/// The deliveries waiting in the outbox, as (destination, delivery id), in
+/// queue order.
+fn deliveries_queued(store: &Store) -> Vec<(String, String)> {
+    pending(store)
+        .into_iter()
+        .filter_map(|i| match i.job {
+            Job::Deliver(d) => Some((d.destination, d.delivery_id)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Holding or cancelling an order a destination already took cannot recall
 /// it: the destination gets a signed notice, and the history says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
