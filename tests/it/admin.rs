@@ -689,6 +689,8 @@ fn reads(id: &str, sku: &str) -> Vec<Vec<String>> {
         v(&["rules", "explain", "--order", id, "--json"]),
         v(&["rules", "apply", "--dry-run"]),
         v(&["rules", "apply", "--dry-run", "--json"]),
+        // Only what it would send; the order is held here, so a refusal.
+        v(&["orders", "redeliver", id]),
         // Failures read the same too.
         v(&["orders", "show", "shop-us:no-such-order"]),
         v(&["stock", "show", "NO-SUCH-SKU"]),
