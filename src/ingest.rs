@@ -303,6 +303,7 @@ pub fn merge(
         manual_hold: existing.and_then(|e| e.manual_hold.clone()),
         released_hold: existing.and_then(|e| e.released_hold.clone()),
         rule_hold: None,
+        hold_rule: None,
         local_shipments: Vec::new(),
         delivered: existing.and_then(|e| e.delivered.clone()),
         line_routes: Vec::new(),
@@ -386,6 +387,7 @@ pub fn redecide(mut stored: StoredOrder, rules: &RuleSet, now: DateTime<Utc>) ->
     stored.order.tags = eval.tags;
     stored.order.route = eval.route;
     stored.rule_hold = eval.hold.clone();
+    stored.hold_rule = eval.hold_rule;
     let rule_hold = eval
         .hold
         .filter(|h| stored.released_hold.as_ref() != Some(h));

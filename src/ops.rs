@@ -103,9 +103,45 @@ pub fn route_filter(route: &str) -> RouteFilter {
 /// One page of `orders list`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrdersPage {
-    pub orders: Vec<Order>,
+    pub orders: Vec<ListedOrder>,
     /// The cursor of the next page (`--after`, `after=`), when more may match.
     pub next: Option<String>,
+}
+
+/// One order of `orders list`: the canonical order and who holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedOrder {
+    pub order: Order,
+    /// `person`, `rule:NAME`, or None when the order is not on hold (see
+    /// [`Holds::by`]).
+    pub hold_by: Option<String>,
+}
+
+impl ListedOrder {
+    pub fn of(stored: &StoredOrder) -> ListedOrder {
+        ListedOrder {
+            order: stored.order.clone(),
+            hold_by: Holds::of(stored).by(stored.order.hold.as_deref()),
+        }
+    }
+
+    /// The `orders list --json` element: the canonical order with
+    /// `hold_by` added.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.order).unwrap_or_else(|_| json!({}));
+        v["hold_by"] = json!(self.hold_by);
+        v
+    }
+
+    /// Reads the element `to_json` wrote.
+    pub fn from_json(mut v: serde_json::Value) -> Result<ListedOrder, String> {
+        let obj = v.as_object_mut().ok_or("an order must be a JSON object")?;
+        let hold_by = obj.remove("hold_by").unwrap_or(serde_json::Value::Null);
+        Ok(ListedOrder {
+            hold_by: serde_json::from_value(hold_by).map_err(|e| format!("hold_by: {e}"))?,
+            order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
+        })
+    }
 }
 
 /// `orders list`: one page of matching canonical orders, newest first
@@ -113,7 +149,7 @@ pub struct OrdersPage {
 pub fn list_orders(store: &Store, filter: &OrderFilter) -> Result<OrdersPage, OpError> {
     let page = store.page_orders(filter)?;
     Ok(OrdersPage {
-        orders: page.orders.into_iter().map(|s| s.order).collect(),
+        orders: page.orders.iter().map(ListedOrder::of).collect(),
         next: page.next,
     })
 }
@@ -145,6 +181,9 @@ pub struct Holds {
     /// A rule hold a person released: it stays released while the rules
     /// give this reason.
     pub released: Option<String>,
+    /// The rule that gave `rule` (None for orders stored before it was kept).
+    #[serde(default)]
+    pub rule_name: Option<String>,
 }
 
 impl Holds {
@@ -153,7 +192,29 @@ impl Holds {
             manual: stored.manual_hold.clone(),
             rule: stored.rule_hold.clone(),
             released: stored.released_hold.clone(),
+            rule_name: stored.hold_rule.clone(),
         }
+    }
+
+    /// Who put the order's hold in force (`hold`, the order's `hold`):
+    /// `person` for a hold set by hand (it wins over the rules'),
+    /// `rule:NAME` for a rule's (`rule` when the rule is not known), None
+    /// when nothing holds it, `unknown` for a hold stored before holds were
+    /// kept apart.
+    pub fn by(&self, hold: Option<&str>) -> Option<String> {
+        hold?;
+        let person = PersonHold {
+            manual: self.manual.clone(),
+            released: self.released.clone(),
+        };
+        Some(match person.effective(self.rule.as_deref()) {
+            (Some(_), Some("manual")) => "person".to_owned(),
+            (Some(_), _) => match &self.rule_name {
+                Some(name) => format!("rule:{name}"),
+                None => "rule".to_owned(),
+            },
+            _ => "unknown".to_owned(),
+        })
     }
 
     /// The hold in force and where it comes from, in words: `"address check
@@ -202,6 +263,7 @@ impl OrderDetail {
             .collect();
         v["history"] = json!(history);
         v["holds"] = json!(self.holds);
+        v["hold_by"] = json!(self.holds.by(self.order.hold.as_deref()));
         v["delivered"] = json!(self.delivered);
         v["line_routes"] = json!(self.line_routes);
         v["parts"] = json!(self.parts);
@@ -216,6 +278,8 @@ impl OrderDetail {
         let notes = obj.remove("notes").unwrap_or_else(|| json!([]));
         let history = obj.remove("history").unwrap_or_else(|| json!([]));
         let holds = obj.remove("holds").unwrap_or_else(|| json!({}));
+        // Derived from `holds`.
+        obj.remove("hold_by");
         let delivered = obj.remove("delivered").unwrap_or(serde_json::Value::Null);
         let line_routes = obj.remove("line_routes").unwrap_or_else(|| json!([]));
         let parts = obj.remove("parts").unwrap_or_else(|| json!([]));

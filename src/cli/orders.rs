@@ -150,13 +150,25 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                     ops::list_orders(store, &args.filter()).map_err(op_failure)?
                 }
                 Backend::Remote(api) => {
-                    let (orders, next): (Vec<Order>, _) =
+                    let (orders, next): (Vec<serde_json::Value>, _) =
                         api.get_page(&["orders"], &args.query(), "x-next-after")?;
+                    let orders = orders
+                        .into_iter()
+                        .map(ops::ListedOrder::from_json)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| {
+                            Failure::new(
+                                EXIT_FAILED,
+                                format!("the daemon's answer is not a list of orders: {e}"),
+                            )
+                        })?;
                     ops::OrdersPage { orders, next }
                 }
             };
             if args.json {
-                print_json(&page.orders)?;
+                let docs: Vec<serde_json::Value> =
+                    page.orders.iter().map(ops::ListedOrder::to_json).collect();
+                print_json(&docs)?;
                 // stdout stays one JSON document; the hint goes beside it.
                 if let Some(next) = &page.next {
                     eprintln!("more orders may match: {}", args.next_command(next));
@@ -393,13 +405,14 @@ fn dash(v: Option<&str>) -> &str {
 
 /// The `orders list` table of stored orders (`demo`, `replay`).
 pub fn render_list(orders: &[StoredOrder]) -> String {
-    render_orders(orders.iter().map(|s| &s.order))
+    let listed: Vec<ops::ListedOrder> = orders.iter().map(ops::ListedOrder::of).collect();
+    render_orders(&listed)
 }
 
 /// The `orders list` table: one row per order, columns as wide as their
-/// widest cell.
-pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String {
-    let orders: Vec<&Order> = orders.into_iter().collect();
+/// widest cell. `HELD BY` says who put the hold in force: `person` or
+/// `rule:NAME`.
+pub fn render_orders(orders: &[ops::ListedOrder]) -> String {
     if orders.is_empty() {
         return "no orders\n".to_owned();
     }
@@ -411,11 +424,13 @@ pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String 
         "TOTAL",
         "ROUTE",
         "HOLD",
+        "HELD BY",
         "TAGS",
     ];
-    let rows: Vec<[String; 8]> = orders
+    let rows: Vec<[String; 9]> = orders
         .iter()
-        .map(|o| {
+        .map(|listed| {
+            let o = &listed.order;
             [
                 o.id.clone(),
                 o.placed_at.format("%Y-%m-%d %H:%M").to_string(),
@@ -427,6 +442,7 @@ pub fn render_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> String 
                 format!("{} {}", o.totals.total, o.currency),
                 dash(o.route.as_deref()).to_owned(),
                 dash(o.hold.as_deref()).to_owned(),
+                dash(listed.hold_by.as_deref()).to_owned(),
                 if o.tags.is_empty() {
                     "-".to_owned()
                 } else {

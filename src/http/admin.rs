@@ -438,7 +438,8 @@ async fn list_orders(
     let filter = query?.0.filter(ctx.destinations.as_deref())?;
     let c = ctx.clone();
     let page = blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?;
-    let mut response = axum::Json(page.orders).into_response();
+    let orders: Vec<Value> = page.orders.iter().map(ops::ListedOrder::to_json).collect();
+    let mut response = axum::Json(orders).into_response();
     if let Some(next) = page.next
         && let Ok(v) = axum::http::HeaderValue::from_str(&next)
     {

@@ -364,6 +364,10 @@ fn changed_fields(old: &StoredOrder, new: &StoredOrder, raw_changed: bool) -> St
     other("rule_tags", old.rule_tags != new.rule_tags);
     other("manual_tags", old.manual_tags != new.manual_tags);
     other("manual_hold", old.manual_hold != new.manual_hold);
+    other(
+        "rule_hold",
+        old.rule_hold != new.rule_hold || old.hold_rule != new.hold_rule,
+    );
     other("notes", old.notes != new.notes);
     other("raw", raw_changed);
     parts.join("; ")

@@ -36,6 +36,10 @@ pub struct StoredOrder {
     /// in force), so a release can lift it even under a hand-set hold.
     #[serde(default)]
     pub rule_hold: Option<String>,
+    /// The rule whose `hold` gave `rule_hold` (None for orders stored
+    /// before it was kept): what `orders list` names as the holder.
+    #[serde(default)]
+    pub hold_rule: Option<String>,
     /// Where and when the order was delivered last (a destination answered
     /// 2xx): what a later hold or cancellation tells that destination.
     #[serde(default)]
@@ -72,6 +76,7 @@ impl StoredOrder {
             && self.manual_hold == other.manual_hold
             && self.released_hold == other.released_hold
             && self.rule_hold == other.rule_hold
+            && self.hold_rule == other.hold_rule
             && self.local_shipments == other.local_shipments
             && self.delivered == other.delivered
             && self.line_routes == other.line_routes

@@ -1020,3 +1020,79 @@ fn rules_apply_names_the_redelivery_command_for_an_order_it_would_not_move() {
     let again = stdout(&shop.cli(&["rules", "apply"]));
     assert!(!again.contains("redeliver"), "{again}");
 }
+
+/// `orders list` says who holds each held order: a rule (by name) or a
+/// person, in the table's HELD BY column and in `hold_by` of its JSON.
+#[test]
+fn orders_list_says_whether_a_rule_or_a_person_holds_each_order() {
+    let shop = Shop::new(vec![unpaid(1), tagged(2, &[]), tagged(3, &[])]);
+    let out = shop.cli(&["orders", "hold", "shop-test:3", "--reason", "address check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&shop.cli(&["orders", "list", "--oldest"]));
+    // Cells are two or more spaces apart; a cell holds single spaces.
+    let cells = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut lines = text.lines();
+    let header = cells(lines.next().unwrap());
+    assert_eq!(header[6..8], ["HOLD", "HELD BY"], "{text}");
+    let rows: Vec<Vec<String>> = lines.map(cells).collect();
+    let hold = |id: &str| {
+        let row = rows.iter().find(|r| r[0] == id).unwrap();
+        (row[6].clone(), row[7].clone())
+    };
+    assert_eq!(
+        hold("shop-test:1"),
+        ("awaiting payment".into(), "rule:awaiting-payment".into()),
+        "{text}"
+    );
+    assert_eq!(hold("shop-test:2"), ("-".into(), "-".into()), "{text}");
+    assert_eq!(
+        hold("shop-test:3"),
+        ("address check".into(), "person".into()),
+        "{text}"
+    );
+
+    let held = shop.json(&["orders", "list", "--held", "--oldest", "--json"]);
+    let by: Vec<(&str, &str)> = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap(), o["hold_by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("shop-test:1", "rule:awaiting-payment"),
+            ("shop-test:3", "person")
+        ]
+    );
+    let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(shown["hold_by"], "rule:awaiting-payment");
+    assert_eq!(shown["holds"]["rule_name"], "awaiting-payment");
+
+    // A person's hold over a rule's is the person's; a released rule hold
+    // holds nothing.
+    shop.cli(&[
+        "orders",
+        "hold",
+        "shop-test:1",
+        "--reason",
+        "call the buyer",
+    ]);
+    let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(shown["hold_by"], "person");
+    shop.cli(&["orders", "release", "shop-test:1"]);
+    let all = shop.json(&["orders", "list", "--oldest", "--json"]);
+    assert!(all[0]["hold_by"].is_null(), "{}", all[0]);
+
+    // An element of the list reads back as an order, as `orders show --json` does.
+    let file = shop.dir.path().join("listed.json");
+    std::fs::write(&file, all[2].to_string()).unwrap();
+    let out = shop.cli(&["rules", "explain", "--file", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

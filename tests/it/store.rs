@@ -72,6 +72,7 @@ fn stored(order: Order) -> StoredOrder {
         notes: vec![],
         released_hold: None,
         rule_hold: None,
+        hold_rule: None,
         local_shipments: vec![],
         delivered: None,
         line_routes: vec![],
