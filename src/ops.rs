@@ -218,9 +218,9 @@ impl Holds {
     }
 
     /// The hold in force and where it comes from, in words: `"address check
-    /// (set by hand)"`, `"awaiting payment (by the rules)"`, or, for a rule
-    /// hold a person released, `"none (the rules' hold \"...\" was released by
-    /// hand)"`.
+    /// (set by hand)"`, `"awaiting payment (by rule awaiting-payment)"`, or,
+    /// for a rule hold a person released, `"none (the rules' hold \"...\"
+    /// was released by hand)"`.
     pub fn describe(&self) -> String {
         let person = PersonHold {
             manual: self.manual.clone(),
@@ -232,7 +232,10 @@ impl Holds {
                 "none (the rules' hold {:?} was released by hand)",
                 self.rule.as_deref().unwrap_or_default()
             ),
-            (Some(h), _) => format!("{h} (by the rules)"),
+            (Some(h), _) => match &self.rule_name {
+                Some(name) => format!("{h} (by rule {name})"),
+                None => format!("{h} (by the rules)"),
+            },
             _ => "none".to_owned(),
         }
     }

@@ -235,7 +235,7 @@ pub enum RulesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
-    /// Canonical orders matching every filter given, oldest first.
+    /// Canonical orders matching every filter given, newest first; HELD BY: person or rule:NAME.
     List(orders::ListArgs),
     /// One order with its lines, shipments, notes and full history.
     Show {

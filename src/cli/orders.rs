@@ -44,7 +44,7 @@ pub struct ListArgs {
     /// The next page: the cursor the previous page ended with.
     #[arg(long, value_name = "CURSOR")]
     pub after: Option<String>,
-    /// Print the orders as a JSON array of canonical orders.
+    /// Print the orders as a JSON array of canonical orders, each with hold_by.
     #[arg(long)]
     pub json: bool,
 }

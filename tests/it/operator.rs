@@ -1073,6 +1073,10 @@ fn orders_list_says_whether_a_rule_or_a_person_holds_each_order() {
     );
     let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
     assert_eq!(shown["hold_by"], "rule:awaiting-payment");
+    assert!(
+        stdout(&shop.cli(&["orders", "show", "shop-test:1"]))
+            .contains("hold awaiting payment (by rule awaiting-payment)"),
+    );
     assert_eq!(shown["holds"]["rule_name"], "awaiting-payment");
 
     // A person's hold over a rule's is the person's; a released rule hold
