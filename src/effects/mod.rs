@@ -31,11 +31,7 @@ pub struct Outbound {
 }
 
 /// Markers in the store's dedupe keys live this long (for good).
-pub(crate) fn forever() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
-        .map(|d| d.with_timezone(&Utc))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
+pub(crate) use crate::store::kept_for_good as forever;
 
 /// What ingest adds to its batch for one order.
 #[derive(Debug, Default)]

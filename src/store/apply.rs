@@ -13,12 +13,13 @@ use super::codec::{
     check_key_part, decode, decode_order, encode, encode_order, encode_raw, history_key,
     stored_revision, time_key,
 };
-use super::index::index_keys;
+use super::index::{self, Entry, index_entries};
 use super::outbox::{PreparedOutbox, stage_outbox};
 use super::tx::{Tx, TxResult, abort};
 use super::{
     ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, PushedLevel, STOCK,
     StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome, engine_err,
+    kept_for_good,
 };
 
 /// One order write, decided.
@@ -31,8 +32,8 @@ struct PreparedOrder {
     order: Option<Vec<u8>>,
     raw: Option<Vec<u8>>,
     history: Option<(Vec<u8>, Vec<u8>)>,
-    unindex: Vec<Vec<u8>>,
-    index: Vec<Vec<u8>>,
+    unindex: Vec<Entry>,
+    index: Vec<Entry>,
     outbox: Vec<PreparedOutbox>,
 }
 
@@ -67,8 +68,11 @@ impl Store {
             .map(|(k, expires_at)| {
                 check_key_part("dedupe key", &k)?;
                 let enc = encode(DEDUPE, k.as_bytes(), &expires_at)?;
-                let mut expiry = time_key(expires_at).to_vec();
-                expiry.extend_from_slice(k.as_bytes());
+                let expiry = (expires_at < kept_for_good()).then(|| {
+                    let mut e = time_key(expires_at).to_vec();
+                    e.extend_from_slice(k.as_bytes());
+                    e
+                });
                 Ok((k.into_bytes(), enc, expiry))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -102,14 +106,19 @@ impl Store {
             outbox,
             stock,
         };
+        let ops: Vec<Entry> = staged
+            .prepared
+            .iter()
+            .flat_map(|p| p.unindex.iter().chain(&p.index).cloned())
+            .collect();
         if fail_before_commit {
             // Alone, staged in full and then aborted: nothing may remain.
-            self.trees().transact("write batch", |tx| {
+            self.trees().transact_indexed("write batch", &ops, |tx| {
                 staged.write(tx)?.map_err(abort)?;
                 Err::<(), _>(abort(StoreError::Injected))
             })?;
         } else {
-            self.commit("write batch", Box::new(move |tx| staged.write(tx)))?;
+            self.commit_indexed("write batch", Box::new(move |tx| staged.write(tx)), ops)?;
         }
         // Numbered even when nothing changed: an unchanged repeat must still
         // wait for the flush of the earlier write it matched.
@@ -234,9 +243,9 @@ impl Store {
         p.order = Some(encode_order(key, &new)?);
         let old_keys = stored
             .as_ref()
-            .map(|s| index_keys(&s.order))
+            .map(|s| index_entries(&s.order))
             .unwrap_or_default();
-        let new_keys = index_keys(&new.order);
+        let new_keys = index_entries(&new.order);
         p.unindex = old_keys.difference(&new_keys).cloned().collect();
         p.index = new_keys.difference(&old_keys).cloned().collect();
         p.outbox = outbox
@@ -262,11 +271,15 @@ impl Store {
     }
 }
 
+/// A dedupe key, its encoded expiry, and its entry in the expiry index
+/// (none for a key kept for good).
+type StagedDedupe = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
 /// Everything a batch writes, decided and encoded.
 struct Staged {
     prepared: Vec<PreparedOrder>,
     cursor: Option<(Vec<u8>, Vec<u8>)>,
-    dedupe: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    dedupe: Vec<StagedDedupe>,
     outbox: Vec<PreparedOutbox>,
     stock: Vec<StockChange>,
 }
@@ -298,7 +311,9 @@ impl Staged {
         }
         for (k, v, expiry) in &self.dedupe {
             tx.dedupe().insert(k.as_slice(), v.as_slice())?;
-            tx.dedupe_expiry().insert(expiry.as_slice(), &[])?;
+            if let Some(e) = expiry {
+                tx.dedupe_expiry().insert(e.as_slice(), &[])?;
+            }
         }
         for o in &self.outbox {
             stage_outbox(tx, o)?;
@@ -322,11 +337,11 @@ fn stage_order(tx: &Tx<'_>, p: &PreparedOrder) -> TxResult<()> {
     if let Some((k, v)) = &p.history {
         tx.history().insert(k.as_slice(), v.as_slice())?;
     }
-    for k in &p.unindex {
-        tx.order_index().remove(k.as_slice())?;
+    for (prefix, pos) in &p.unindex {
+        index::remove(tx, prefix, pos)?;
     }
-    for k in &p.index {
-        tx.order_index().insert(k.as_slice(), &[])?;
+    for (prefix, pos) in &p.index {
+        index::add(tx, prefix, pos)?;
     }
     Ok(())
 }

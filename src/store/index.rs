@@ -5,14 +5,21 @@
 //! in the same transaction as the order (`apply.rs`), so an index never
 //! disagrees with the orders.
 //!
-//! An entry's key is `kind, value length (u16), value, placed time (8 bytes,
-//! sortable), order id`; its value is empty. Within one (kind, value) the
-//! entries sort by (placed time, id), which is the listing order, so a page
-//! is a range read and a cursor is a position: `(placed time, id)` of the
-//! last order shown. A filter walks the intersection of its indexes by
-//! leapfrogging (each index jumps to the others' position), so it costs
-//! about what the smallest of them holds near the answer, not what the store
-//! holds.
+//! An entry is a position, `(placed time (8 bytes, sortable), order id)`,
+//! under a prefix `kind, value length (u16), value`; within one prefix the
+//! entries sort by position, which is the listing order, so a page is a
+//! range read and a cursor is a position. Entries are packed into buckets
+//! of up to [`BUCKET_MAX`]: a bucket's key is the prefix and its fence (a
+//! position no greater than any of its entries, and below every entry of
+//! the next bucket), its value the sorted entries. The engine keeps an
+//! in-memory record for every page of every tree and a leaf page holds a
+//! handful of keys whatever their size, so an entry per key cost about a
+//! page for every nine entries; packed, the indexes of a million orders fit
+//! in a few thousand pages.
+//!
+//! A filter walks the intersection of its indexes by leapfrogging (each
+//! index jumps to the others' position), so it costs about what the
+//! smallest of them holds near the answer, not what the store holds.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -22,6 +29,7 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::{Order, OrderStatus};
 
 use super::codec::time_key;
+use super::tx::{Tx, TxResult, abort};
 use super::{OrderFilter, RouteFilter, StoreError, engine_err};
 
 /// Index kinds (the first byte of a key).
@@ -62,8 +70,11 @@ pub(crate) fn position(placed_at: DateTime<Utc>, id: &str) -> Vec<u8> {
     p
 }
 
-/// Every index key of an order, sorted.
-pub(crate) fn index_keys(o: &Order) -> BTreeSet<Vec<u8>> {
+/// An index entry: (prefix, position).
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// Every index entry of an order.
+pub(crate) fn index_entries(o: &Order) -> BTreeSet<Entry> {
     let pos = position(o.placed_at, &o.id);
     let mut prefixes = vec![
         prefix(PLACED, ""),
@@ -88,13 +99,7 @@ pub(crate) fn index_keys(o: &Order) -> BTreeSet<Vec<u8>> {
     {
         prefixes.push(prefix(ROUTED_OPEN, ""));
     }
-    prefixes
-        .into_iter()
-        .map(|mut p| {
-            p.extend_from_slice(&pos);
-            p
-        })
-        .collect()
+    prefixes.into_iter().map(|p| (p, pos.clone())).collect()
 }
 
 /// A page cursor as handed out: base64url of the position.
@@ -208,9 +213,8 @@ pub(crate) fn walk(
     if rest.is_empty() {
         // One index: a straight range read.
         let iter = range(index, first, at.as_deref(), false, oldest);
-        for kv in iter {
-            let (k, _) = kv.map_err(|e| engine_err("read of order index", e))?;
-            let pos = k[first.len()..].to_vec();
+        for pos in iter {
+            let pos = pos?;
             steps += 1;
             if passes(index, plan, &pos)? {
                 out.positions.push(pos.clone());
@@ -303,46 +307,172 @@ fn before(pos: Option<Vec<u8>>, oldest: bool) -> Option<Vec<u8>> {
 fn passes(index: &sled::Tree, plan: &Plan, pos: &[u8]) -> Result<bool, StoreError> {
     match &plan.none_of {
         None => Ok(true),
-        Some(p) => {
-            let mut k = p.clone();
-            k.extend_from_slice(pos);
-            let found = index
-                .contains_key(k)
-                .map_err(|e| engine_err("read of order index", e))?;
-            Ok(!found)
-        }
+        Some(p) => Ok(!contains(index, p, pos)?),
     }
 }
 
+/// Whether `prefix` holds `pos`.
+pub(crate) fn contains(index: &sled::Tree, prefix: &[u8], pos: &[u8]) -> Result<bool, StoreError> {
+    let found = index
+        .range(prefix.to_vec()..=with(prefix, pos))
+        .next_back()
+        .transpose()
+        .map_err(read_err)?;
+    match found {
+        None => Ok(false),
+        Some((k, v)) => Ok(decode_bucket(&k, &v)?
+            .binary_search_by(|e| e.as_slice().cmp(pos))
+            .is_ok()),
+    }
+}
+
+/// Entries per bucket before it splits in two: big enough that a page of
+/// buckets holds hundreds of orders, small enough that rewriting one for
+/// each new order stays cheap.
+pub(crate) const BUCKET_MAX: usize = 32;
+
+fn with(prefix: &[u8], pos: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + pos.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(pos);
+    k
+}
+
+fn read_err(e: sled::Error) -> StoreError {
+    engine_err("read of order index", e)
+}
+
+/// A bucket's entries: each a length (u16) and the position.
+fn encode_bucket(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+    for e in entries {
+        let len = u16::try_from(e.len()).unwrap_or(u16::MAX);
+        v.extend_from_slice(&len.to_be_bytes());
+        v.extend_from_slice(&e[..usize::from(len)]);
+    }
+    v
+}
+
+fn decode_bucket(key: &[u8], v: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out = Vec::with_capacity(BUCKET_MAX + 1);
+    let mut rest = v;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at_checked(2).ok_or_else(|| bad_bucket(key))?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let (e, tail) = tail.split_at_checked(len).ok_or_else(|| bad_bucket(key))?;
+        out.push(e.to_vec());
+        rest = tail;
+    }
+    Ok(out)
+}
+
+fn bad_bucket(key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        tree: super::ORDER_INDEX,
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: "an index bucket is cut short; rebuild the store from a backup".to_owned(),
+    }
+}
+
+/// The entries of `prefix` from `at` on in walk order (ascending when
+/// `oldest`), `at` itself only if `inclusive`.
 fn range(
     index: &sled::Tree,
     prefix: &[u8],
     at: Option<&[u8]>,
     inclusive: bool,
     oldest: bool,
-) -> Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
-    let with = |pos: &[u8]| {
-        let mut k = prefix.to_vec();
-        k.extend_from_slice(pos);
-        k
-    };
-    let start = Bound::Included(prefix.to_vec());
+) -> Entries {
     let end = match prefix_end(prefix) {
         Some(e) => Bound::Excluded(e),
         None => Bound::Unbounded,
     };
-    let (lo, hi) = match (at, oldest) {
-        (None, _) => (start, end),
-        (Some(p), true) if inclusive => (Bound::Included(with(p)), end),
-        (Some(p), true) => (Bound::Excluded(with(p)), end),
-        (Some(p), false) if inclusive => (start, Bound::Included(with(p))),
-        (Some(p), false) => (start, Bound::Excluded(with(p))),
-    };
-    let r = index.range::<Vec<u8>, _>((lo, hi));
-    if oldest {
-        Box::new(r)
-    } else {
-        Box::new(r.rev())
+    let mut failed = None;
+    let buckets: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+        match (at, oldest) {
+            (None, true) => {
+                Box::new(index.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end)))
+            }
+            (None, false) => Box::new(
+                index
+                    .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end))
+                    .rev(),
+            ),
+            (Some(p), true) => {
+                // From the bucket that would hold `p`: earlier ones hold
+                // only entries below its fence.
+                let from = match index.range(prefix.to_vec()..=with(prefix, p)).next_back() {
+                    Some(Ok((k, _))) => k.to_vec(),
+                    Some(Err(e)) => {
+                        failed = Some(read_err(e));
+                        prefix.to_vec()
+                    }
+                    None => prefix.to_vec(),
+                };
+                Box::new(index.range::<Vec<u8>, _>((Bound::Included(from), end)))
+            }
+            // Buckets fenced above `p` hold only entries above it.
+            (Some(p), false) => Box::new(index.range(prefix.to_vec()..=with(prefix, p)).rev()),
+        };
+    Entries {
+        buckets,
+        pending: Vec::new().into_iter(),
+        at: at.map(<[u8]>::to_vec),
+        inclusive,
+        oldest,
+        failed,
+    }
+}
+
+/// The entries of one prefix, bucket after bucket, in walk order.
+struct Entries {
+    buckets: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>,
+    pending: std::vec::IntoIter<Vec<u8>>,
+    at: Option<Vec<u8>>,
+    inclusive: bool,
+    oldest: bool,
+    failed: Option<StoreError>,
+}
+
+impl Iterator for Entries {
+    type Item = Result<Vec<u8>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.failed.take() {
+                self.buckets = Box::new(std::iter::empty());
+                return Some(Err(e));
+            }
+            if let Some(p) = self.pending.next() {
+                return Some(Ok(p));
+            }
+            let mut entries = match self.buckets.next()? {
+                Ok((k, v)) => match decode_bucket(&k, &v) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        self.failed = Some(e);
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    self.failed = Some(read_err(e));
+                    continue;
+                }
+            };
+            if let Some(at) = &self.at {
+                let at = at.as_slice();
+                entries.retain(|p| match (self.oldest, self.inclusive) {
+                    (true, true) => p.as_slice() >= at,
+                    (true, false) => p.as_slice() > at,
+                    (false, true) => p.as_slice() <= at,
+                    (false, false) => p.as_slice() < at,
+                });
+            }
+            if !self.oldest {
+                entries.reverse();
+            }
+            self.pending = entries.into_iter();
+        }
     }
 }
 
@@ -354,13 +484,82 @@ fn seek(
     inclusive: bool,
     oldest: bool,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    match range(index, prefix, at, inclusive, oldest).next() {
-        None => Ok(None),
-        Some(kv) => {
-            let (k, _) = kv.map_err(|e| engine_err("read of order index", e))?;
-            Ok(Some(k[prefix.len()..].to_vec()))
-        }
+    range(index, prefix, at, inclusive, oldest)
+        .next()
+        .transpose()
+}
+
+// --- writing, inside a transaction --------------------------------------------------
+
+/// Adds `pos` to `prefix` (nothing if it is there already).
+pub(crate) fn add(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
+    let (key, mut entries) = holder(tx, prefix, pos)?;
+    let Err(i) = entries.binary_search_by(|e| e.as_slice().cmp(pos)) else {
+        return Ok(());
+    };
+    entries.insert(i, pos.to_vec());
+    if entries.len() > BUCKET_MAX {
+        // The upper half is fenced by its first entry.
+        let upper = entries.split_off(entries.len() / 2);
+        put(tx, with(prefix, &upper[0]), Some(upper))?;
     }
+    put(tx, key, Some(entries))
+}
+
+/// Removes `pos` from `prefix` (nothing if it is not there); a bucket left
+/// empty goes.
+pub(crate) fn remove(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
+    let (key, mut entries) = holder(tx, prefix, pos)?;
+    let Ok(i) = entries.binary_search_by(|e| e.as_slice().cmp(pos)) else {
+        return Ok(());
+    };
+    entries.remove(i);
+    put(tx, key, (!entries.is_empty()).then_some(entries))
+}
+
+/// Writes (Some) or removes (None) a bucket in the transaction, and notes it
+/// so later lookups of the same transaction see it.
+fn put(tx: &Tx<'_>, key: Vec<u8>, entries: Option<Vec<Vec<u8>>>) -> TxResult<()> {
+    let value = entries.map(|e| encode_bucket(&e));
+    match &value {
+        Some(v) => tx.order_index().insert(key.as_slice(), v.as_slice())?,
+        None => tx.order_index().remove(key.as_slice())?,
+    };
+    tx.buckets.borrow_mut().insert(key, value);
+    Ok(())
+}
+
+/// The bucket of `prefix` that holds `pos` or would, as this transaction
+/// sees it: the last one fenced at or below it, of those committed before
+/// the transaction (`Tx::lookups`) and those it wrote or removed. A bucket
+/// this transaction removed is taken up again, empty: the buckets below it
+/// hold only entries below its fence. With none at all, a new first bucket,
+/// fenced by the prefix alone (below every position).
+fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<Vec<u8>>)> {
+    let at = with(prefix, pos);
+    let committed = tx.lookups.get(&at).ok_or_else(|| {
+        abort(StoreError::Engine {
+            context: "write of order index".to_owned(),
+            detail: "an index entry was written that was not looked up first".to_owned(),
+        })
+    })?;
+    let buckets = tx.buckets.borrow();
+    let own = buckets.range(prefix.to_vec()..=at).next_back();
+    let key = match (committed, own) {
+        (Some(c), Some((o, _))) => c.max(o).clone(),
+        (Some(c), None) => c.clone(),
+        (None, Some((o, _))) => o.clone(),
+        (None, None) => return Ok((prefix.to_vec(), Vec::new())),
+    };
+    let value = match buckets.get(&key) {
+        Some(v) => v.clone(),
+        None => tx.order_index().get(key.as_slice())?.map(|v| v.to_vec()),
+    };
+    let entries = match value {
+        Some(v) => decode_bucket(&key, &v).map_err(abort)?,
+        None => Vec::new(),
+    };
+    Ok((key, entries))
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -378,6 +577,133 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::store::{Store, StoreOptions};
+
+    /// Random adds and removes over three prefixes, several to a
+    /// transaction (so a lookup must see the buckets the same transaction
+    /// wrote, split or removed): after each transaction every read answers
+    /// what a plain sorted set answers, and every bucket keeps its bounds.
+    #[test]
+    fn buckets_answer_what_a_sorted_set_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let trees = store.trees();
+        let prefixes = [prefix(TAG, "a"), prefix(TAG, "ab"), prefix(STATUS, "ready")];
+        let mut model: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let t0 = Utc::now();
+        let pos = |n: u64| {
+            position(
+                t0 + chrono::Duration::seconds(i64::try_from(n / 3).unwrap()),
+                &format!("s:{n}"),
+            )
+        };
+        for _ in 0..60 {
+            let ops: Vec<(usize, Vec<u8>, bool)> = (0..1 + rand(60))
+                .map(|_| {
+                    let p = usize::try_from(rand(3)).unwrap();
+                    // Mostly adds, so buckets fill and split; ids from a
+                    // narrow range, so removes and repeats hit.
+                    (p, pos(rand(400)), rand(4) != 0)
+                })
+                .collect();
+            let entries: Vec<(Vec<u8>, Vec<u8>)> = ops
+                .iter()
+                .map(|(p, at, _)| (prefixes[*p].clone(), at.clone()))
+                .collect();
+            trees
+                .transact_indexed("test", &entries, |tx| {
+                    for (p, at, add_it) in &ops {
+                        if *add_it {
+                            add(tx, &prefixes[*p], at)?;
+                        } else {
+                            remove(tx, &prefixes[*p], at)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            for (p, at, add_it) in ops {
+                let set = model.entry(prefixes[p].clone()).or_default();
+                if add_it {
+                    set.insert(at);
+                } else {
+                    set.remove(&at);
+                }
+            }
+            for p in &prefixes {
+                let want: Vec<Vec<u8>> = model
+                    .get(p)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                let up: Vec<Vec<u8>> = range(&trees.order_index, p, None, false, true)
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(up, want);
+                let mut down: Vec<Vec<u8>> = range(&trees.order_index, p, None, false, false)
+                    .map(Result::unwrap)
+                    .collect();
+                down.reverse();
+                assert_eq!(down, want);
+                for _ in 0..20 {
+                    let at = pos(rand(420));
+                    let inclusive = rand(2) == 0;
+                    let set = model.get(p).cloned().unwrap_or_default();
+                    let next_up = set
+                        .iter()
+                        .find(|e| if inclusive { **e >= at } else { **e > at })
+                        .cloned();
+                    let next_down = set
+                        .iter()
+                        .rev()
+                        .find(|e| if inclusive { **e <= at } else { **e < at })
+                        .cloned();
+                    assert_eq!(
+                        seek(&trees.order_index, p, Some(&at), inclusive, true).unwrap(),
+                        next_up
+                    );
+                    assert_eq!(
+                        seek(&trees.order_index, p, Some(&at), inclusive, false).unwrap(),
+                        next_down
+                    );
+                    assert_eq!(
+                        contains(&trees.order_index, p, &at).unwrap(),
+                        set.contains(&at)
+                    );
+                }
+                // Bucket bounds: none empty or over-full, sorted, each entry
+                // at or above its fence and below the next bucket's.
+                let buckets: Vec<(Vec<u8>, Vec<Vec<u8>>)> = trees
+                    .order_index
+                    .scan_prefix(p)
+                    .map(|kv| {
+                        let (k, v) = kv.unwrap();
+                        (k[p.len()..].to_vec(), decode_bucket(&k, &v).unwrap())
+                    })
+                    .collect();
+                for (i, (fence, entries)) in buckets.iter().enumerate() {
+                    assert!(!entries.is_empty() && entries.len() <= BUCKET_MAX);
+                    assert!(entries.windows(2).all(|w| w[0] < w[1]));
+                    assert!(entries[0] >= *fence);
+                    if let Some((next, _)) = buckets.get(i + 1) {
+                        assert!(entries.last().unwrap() < next);
+                    }
+                }
+            }
+        }
+        assert!(
+            model.values().any(|s| s.len() > 3 * BUCKET_MAX),
+            "the test never split a bucket"
+        );
+    }
 
     #[test]
     fn prefixes_never_run_into_each_other() {

@@ -1,25 +1,34 @@
 //! Upgrades a store written by an earlier layout when it is opened, once.
 //! Layout 1 (the first release) kept each order's raw payload inline and had
-//! no indexes; layout 2 moves the payload to its own tree and builds the
-//! order indexes, the outbox due index and counts, and the dedupe expiry
-//! index. Orders and dedupe keys are converted in batches, each one
-//! transaction together with the position it reached, so a migration that
-//! is interrupted (a crash, a kill) goes on from there the next time the
-//! store opens, and nothing is converted twice or lost. Progress goes to the
-//! log.
+//! no indexes; layout 2 moved the payload to its own tree and built the
+//! order indexes (an entry per key), the outbox due index and counts, and
+//! the dedupe expiry index; layout 3 packs the order indexes into buckets
+//! (a new tree; the old one is dropped once the new one is complete) and
+//! keeps no expiry entry for dedupe keys kept for good. Orders and dedupe
+//! keys are converted in batches, each one transaction together with the
+//! position it reached, so a migration that is interrupted (a crash, a
+//! kill) goes on from there the next time the store opens, and nothing is
+//! converted twice or lost. Progress goes to the log.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::codec::{decode, decode_order, encode_order, encode_raw, time_key};
-use super::index::index_keys;
+use super::index::{self, index_entries};
 use super::outbox::{count_key, due_key};
-use super::{DEDUPE, OUTBOX, OutboxItem, OutboxState, StoreError, Trees, engine_err};
+use super::{
+    DEDUPE, OUTBOX, OutboxItem, OutboxState, StoreError, Trees, engine_err, kept_for_good,
+};
 
 /// The layout this code writes.
-pub(crate) const LAYOUT: u8 = 2;
+pub(crate) const LAYOUT: u8 = 3;
 const LAYOUT_KEY: &[u8] = b"layout";
+/// Layout 2's order index, an entry per key; dropped once layout 3's packed
+/// one is built.
+const UNPACKED_INDEX: &str = "order_index";
+/// The last order id indexed, while layout 2's orders are being indexed.
+const REINDEX_DONE: &[u8] = b"migrate.reindex";
 /// The last order id converted, while the orders are being converted.
 const ORDERS_DONE: &[u8] = b"migrate.orders";
 /// The last dedupe key indexed, while the dedupe keys are being indexed.
@@ -44,7 +53,7 @@ pub(crate) fn run(
         .get(LAYOUT_KEY)
         .map_err(|e| engine_err("read of the store layout", e))?;
     match layout.as_deref() {
-        Some([v]) if *v == LAYOUT => return Ok(()),
+        Some([v]) if *v == LAYOUT => return drop_unpacked_index(db, dir),
         Some([v]) if *v > LAYOUT => {
             return Err(StoreError::Open {
                 dir: dir.to_owned(),
@@ -58,14 +67,26 @@ pub(crate) fn run(
     let fresh = trees.orders.is_empty() && trees.outbox.is_empty() && trees.dedupe.is_empty();
     let started = Instant::now();
     if !fresh {
-        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (order indexes, payloads apart); this runs once and goes on where it stopped if interrupted");
+        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes, payloads apart); this runs once and goes on where it stopped if interrupted");
         progress("upgrading the store: building its indexes");
     }
-    let orders = convert_orders(trees, stop_after, progress)?;
-    let keys = index_dedupe(trees)?;
-    let items = index_outbox(trees)?;
+    let (orders, keys, items) = if layout.as_deref() == Some(&[2]) {
+        let orders = reindex_orders(trees, stop_after, progress)?;
+        let keys = drop_kept_expiries(trees)?;
+        trees.transact("store upgrade to layout 3", |tx| {
+            tx.meta().remove(REINDEX_DONE)?;
+            tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+            Ok(())
+        })?;
+        (orders, keys, 0)
+    } else {
+        let orders = convert_orders(trees, stop_after, progress)?;
+        let keys = index_dedupe(trees)?;
+        (orders, keys, index_outbox(trees)?)
+    };
     db.flush()
         .map_err(|e| engine_err("flush after the store upgrade", e))?;
+    drop_unpacked_index(db, dir)?;
     if !fresh {
         tracing::info!(
             orders,
@@ -76,6 +97,109 @@ pub(crate) fn run(
         );
     }
     Ok(())
+}
+
+/// Drops layout 2's unpacked order index, once the packed one is complete
+/// (again at the next open if a crash came between).
+fn drop_unpacked_index(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    if db
+        .tree_names()
+        .iter()
+        .any(|n| n == UNPACKED_INDEX.as_bytes())
+    {
+        tracing::info!(store = %dir.display(), "store: dropping the unpacked order index of layout 2");
+        db.drop_tree(UNPACKED_INDEX)
+            .map_err(|e| engine_err("drop of the unpacked order index", e))?;
+    }
+    Ok(())
+}
+
+/// Layout 2's orders: their entries into the packed index.
+fn reindex_orders(
+    trees: &Trees,
+    stop_after: Option<usize>,
+    progress: &dyn Fn(&str),
+) -> Result<u64, StoreError> {
+    each_order_batch(trees, REINDEX_DONE, stop_after, progress, |batch, last| {
+        let entries = batch
+            .iter()
+            .map(|(k, v)| decode_order(k, v).map(|o| index_entries(&o.order)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ops: Vec<_> = entries.into_iter().flatten().collect();
+        trees.transact_indexed("store upgrade of the order indexes", &ops, |tx| {
+            for (prefix, pos) in &ops {
+                index::add(tx, prefix, pos)?;
+            }
+            tx.meta().insert(REINDEX_DONE, last)?;
+            Ok(())
+        })
+    })
+}
+
+/// Walks the orders in batches from the position saved under `done_key`;
+/// `convert` writes a batch and the position it reached (its last key) in
+/// one transaction. `stop_after` (tests) converts that many orders, one per
+/// batch, and then fails as a crash would.
+fn each_order_batch(
+    trees: &Trees,
+    done_key: &[u8],
+    stop_after: Option<usize>,
+    progress: &dyn Fn(&str),
+    convert: impl Fn(&[(sled::IVec, sled::IVec)], &[u8]) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut done = trees
+        .meta
+        .get(done_key)
+        .map_err(|e| engine_err("read of the upgrade position", e))?
+        .map(|v| v.to_vec());
+    let (mut count, mut last_report) = (0u64, Instant::now());
+    loop {
+        if stop_after.is_some_and(|n| count >= n as u64) {
+            return Err(StoreError::Injected);
+        }
+        let size = if stop_after.is_some() { 1 } else { BATCH };
+        let batch = next_batch(&trees.orders, done.as_deref(), "orders", size)?;
+        let Some((last, _)) = batch.last() else {
+            break;
+        };
+        let last = last.to_vec();
+        convert(&batch, &last)?;
+        count += batch.len() as u64;
+        done = Some(last);
+        if last_report.elapsed() >= REPORT_EVERY {
+            tracing::info!(orders = count, "store upgrade: orders converted so far");
+            progress(&format!("upgrading the store: {count} orders indexed"));
+            last_report = Instant::now();
+        }
+    }
+    Ok(count)
+}
+
+/// Removes the expiry entries of dedupe keys kept for good (delivery and
+/// reservation markers): the purge never reaches them, and at two keys per
+/// order they cost memory for nothing.
+fn drop_kept_expiries(trees: &Trees) -> Result<u64, StoreError> {
+    let from = time_key(kept_for_good()).to_vec();
+    let mut count = 0u64;
+    loop {
+        let batch = trees
+            .dedupe_expiry
+            .range(from.clone()..)
+            .keys()
+            .take(BATCH)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| engine_err("scan of dedupe expiries for the store upgrade", e))?;
+        if batch.is_empty() {
+            return Ok(count);
+        }
+        trees.transact("store upgrade of dedupe expiries", |tx| {
+            for k in &batch {
+                tx.dedupe_expiry().remove(k)?;
+            }
+            Ok(())
+        })?;
+        count += batch.len() as u64;
+    }
 }
 
 /// Reads the next batch (at most `size`) of a tree after `done` (exclusive).
@@ -102,24 +226,9 @@ fn convert_orders(
     stop_after: Option<usize>,
     progress: &dyn Fn(&str),
 ) -> Result<u64, StoreError> {
-    let mut done = trees
-        .meta
-        .get(ORDERS_DONE)
-        .map_err(|e| engine_err("read of the upgrade position", e))?
-        .map(|v| v.to_vec());
-    let (mut count, mut last_report) = (0u64, Instant::now());
-    loop {
-        if stop_after.is_some_and(|n| count >= n as u64) {
-            return Err(StoreError::Injected);
-        }
-        let size = if stop_after.is_some() { 1 } else { BATCH };
-        let batch = next_batch(&trees.orders, done.as_deref(), "orders", size)?;
-        let Some((last, _)) = batch.last() else {
-            break;
-        };
-        let last = last.to_vec();
+    each_order_batch(trees, ORDERS_DONE, stop_after, progress, |batch, last| {
         let mut staged = Vec::with_capacity(batch.len());
-        for (k, v) in &batch {
+        for (k, v) in batch {
             let mut o = decode_order(k, v)?;
             let raw = std::mem::take(&mut o.raw);
             let raw = if raw.is_null() {
@@ -127,30 +236,28 @@ fn convert_orders(
             } else {
                 Some(encode_raw(k, &raw)?)
             };
-            staged.push((k.to_vec(), encode_order(k, &o)?, raw, index_keys(&o.order)));
+            staged.push((
+                k.to_vec(),
+                encode_order(k, &o)?,
+                raw,
+                index_entries(&o.order),
+            ));
         }
-        trees.transact("store upgrade of orders", |tx| {
-            for (k, order, raw, index) in &staged {
+        let ops: Vec<_> = staged.iter().flat_map(|s| s.3.iter().cloned()).collect();
+        trees.transact_indexed("store upgrade of orders", &ops, |tx| {
+            for (k, order, raw, entries) in &staged {
                 tx.orders().insert(k.as_slice(), order.as_slice())?;
                 if let Some(raw) = raw {
                     tx.raw().insert(k.as_slice(), raw.as_slice())?;
                 }
-                for i in index {
-                    tx.order_index().insert(i.as_slice(), &[])?;
+                for (prefix, pos) in entries {
+                    index::add(tx, prefix, pos)?;
                 }
             }
-            tx.meta().insert(ORDERS_DONE, last.as_slice())?;
+            tx.meta().insert(ORDERS_DONE, last)?;
             Ok(())
-        })?;
-        count += batch.len() as u64;
-        done = Some(last);
-        if last_report.elapsed() >= REPORT_EVERY {
-            tracing::info!(orders = count, "store upgrade: orders converted so far");
-            progress(&format!("upgrading the store: {count} orders indexed"));
-            last_report = Instant::now();
-        }
-    }
-    Ok(count)
+        })
+    })
 }
 
 /// Dedupe keys: an entry per key in the expiry index.
@@ -170,6 +277,9 @@ fn index_dedupe(trees: &Trees) -> Result<u64, StoreError> {
         let mut staged = Vec::with_capacity(batch.len());
         for (k, v) in &batch {
             let expires: chrono::DateTime<chrono::Utc> = decode(DEDUPE, k, v)?;
+            if expires >= kept_for_good() {
+                continue;
+            }
             let mut e = time_key(expires).to_vec();
             e.extend_from_slice(k);
             staged.push(e);

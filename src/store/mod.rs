@@ -45,12 +45,13 @@ pub(crate) const ORDERS: &str = "orders";
 /// or show orders.
 pub(crate) const RAW: &str = "raw";
 pub(crate) const HISTORY: &str = "history";
-/// The order indexes (`index.rs`).
-pub(crate) const ORDER_INDEX: &str = "order_index";
+/// The order indexes, packed in buckets (`index.rs`).
+pub(crate) const ORDER_INDEX: &str = "order_postings";
 pub(crate) const CURSORS: &str = "cursors";
 pub(crate) const DEDUPE: &str = "dedupe";
 /// (expiry time, dedupe key): what the purge reads, so it never walks the
-/// keys that have not expired (delivery markers are kept for good).
+/// keys that have not expired. Keys kept for good (delivery and reservation
+/// markers, [`kept_for_good`]) have no entry.
 pub(crate) const DEDUPE_EXPIRY: &str = "dedupe_expiry";
 pub(crate) const OUTBOX: &str = "outbox";
 /// (account NUL coalesce key) → id of the pending item with that key.
@@ -66,6 +67,14 @@ pub(crate) const LISTING_REFS: &str = "listing_refs";
 pub(crate) const META: &str = "meta";
 /// account → the OAuth tokens last saved for it.
 pub(crate) const TOKENS: &str = "tokens";
+
+/// The expiry of a dedupe key kept for good: it never expires, so it is
+/// never purged and has no entry in the expiry index.
+pub(crate) fn kept_for_good() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -319,7 +328,20 @@ impl Store {
     /// Commits `write`, sharing a transaction with writes that arrive
     /// meanwhile (`tx::Combiner`).
     pub(crate) fn commit(&self, context: &str, write: Box<tx::Write>) -> Result<(), StoreError> {
-        self.inner.combiner.run(&self.inner.trees, context, write)
+        self.commit_indexed(context, write, Vec::new())
+    }
+
+    /// `commit` for a write that may add or remove `index` (prefix,
+    /// position) entries of the order index.
+    pub(crate) fn commit_indexed(
+        &self,
+        context: &str,
+        write: Box<tx::Write>,
+        index: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .combiner
+            .run(&self.inner.trees, context, write, index)
     }
 
     /// Numbers a committed write for `flushed`.

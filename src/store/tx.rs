@@ -6,6 +6,9 @@
 //! store, so that `apply.rs`, `outbox.rs` and `migrate.rs` use it without
 //! using each other.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
@@ -24,48 +27,65 @@ pub(crate) fn tx_err(context: &str, e: TransactionError<StoreError>) -> StoreErr
     }
 }
 
-/// The trees as one transaction sees them.
-pub(crate) struct Tx<'a>(&'a [TransactionalTree]);
+/// Order index entries a transaction may add or remove: (prefix, position).
+pub(crate) type IndexOps = [(Vec<u8>, Vec<u8>)];
+
+/// For each `prefix ++ position` a transaction may touch, the last key of
+/// the order index at or below it within the prefix (its bucket), as
+/// committed when the transaction began. Looked up before the transaction:
+/// inside one, a read of a tree by range waits on the transaction's own
+/// lock. Transactions run one at a time (the combiner's leader lock, or the
+/// store upgrade before anything else runs), so nothing changes between.
+pub(crate) type Lookups = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The trees as one transaction sees them, and what the packed order index
+/// needs beside them (`index.rs`): the buckets looked up before it began
+/// and those it has written (Some) or removed (None) so far.
+pub(crate) struct Tx<'a> {
+    view: &'a [TransactionalTree],
+    pub(crate) lookups: &'a Lookups,
+    pub(crate) buckets: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
 
 impl Tx<'_> {
     pub(crate) fn orders(&self) -> &TransactionalTree {
-        &self.0[0]
+        &self.view[0]
     }
     pub(crate) fn raw(&self) -> &TransactionalTree {
-        &self.0[1]
+        &self.view[1]
     }
     pub(crate) fn history(&self) -> &TransactionalTree {
-        &self.0[2]
+        &self.view[2]
     }
     pub(crate) fn order_index(&self) -> &TransactionalTree {
-        &self.0[3]
+        &self.view[3]
     }
     pub(crate) fn cursors(&self) -> &TransactionalTree {
-        &self.0[4]
+        &self.view[4]
     }
     pub(crate) fn dedupe(&self) -> &TransactionalTree {
-        &self.0[5]
+        &self.view[5]
     }
     pub(crate) fn dedupe_expiry(&self) -> &TransactionalTree {
-        &self.0[6]
+        &self.view[6]
     }
     pub(crate) fn outbox(&self) -> &TransactionalTree {
-        &self.0[7]
+        &self.view[7]
     }
     pub(crate) fn coalesce(&self) -> &TransactionalTree {
-        &self.0[8]
+        &self.view[8]
     }
     pub(crate) fn outbox_due(&self) -> &TransactionalTree {
-        &self.0[9]
+        &self.view[9]
     }
     pub(crate) fn counts(&self) -> &TransactionalTree {
-        &self.0[10]
+        &self.view[10]
     }
     pub(crate) fn stock(&self) -> &TransactionalTree {
-        &self.0[11]
+        &self.view[11]
     }
     pub(crate) fn meta(&self) -> &TransactionalTree {
-        &self.0[12]
+        &self.view[12]
     }
 
     /// Adds `delta` to a counter (missing counts as 0; a counter that
@@ -101,6 +121,18 @@ impl Trees {
         context: &str,
         f: impl Fn(&Tx<'_>) -> TxResult<A>,
     ) -> Result<A, StoreError> {
+        self.transact_indexed(context, &[], f)
+    }
+
+    /// `transact` for a transaction that may add or remove `ops` in the
+    /// order index.
+    pub(crate) fn transact_indexed<A>(
+        &self,
+        context: &str,
+        ops: &IndexOps,
+        f: impl Fn(&Tx<'_>) -> TxResult<A>,
+    ) -> Result<A, StoreError> {
+        let lookups = self.lookups(ops)?;
         let trees = [
             &self.orders,
             &self.raw,
@@ -117,8 +149,34 @@ impl Trees {
             &self.meta,
         ];
         trees[..]
-            .transaction(|view| f(&Tx(view)))
+            .transaction(|view| {
+                f(&Tx {
+                    view,
+                    lookups: &lookups,
+                    buckets: RefCell::default(),
+                })
+            })
             .map_err(|e| tx_err(context, e))
+    }
+
+    fn lookups(&self, ops: &IndexOps) -> Result<Lookups, StoreError> {
+        let mut out = Lookups::with_capacity(ops.len());
+        for (prefix, pos) in ops {
+            let mut at = prefix.clone();
+            at.extend_from_slice(pos);
+            if out.contains_key(&at) {
+                continue;
+            }
+            let below = self
+                .order_index
+                .range(prefix.clone()..=at.clone())
+                .next_back()
+                .transpose()
+                .map_err(|e| engine_err("read of order index", e))?
+                .map(|(k, _)| k.to_vec());
+            out.insert(at, below);
+        }
+        Ok(out)
     }
 }
 
@@ -130,6 +188,7 @@ pub(crate) type Write = dyn Fn(&Tx<'_>) -> TxResult<Result<(), StoreError>> + Se
 
 struct Entry {
     write: Box<Write>,
+    index: Vec<(Vec<u8>, Vec<u8>)>,
     done: parking_lot::Mutex<Option<Result<(), StoreError>>>,
 }
 
@@ -151,9 +210,11 @@ impl Combiner {
         trees: &Trees,
         context: &str,
         write: Box<Write>,
+        index: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
         let entry = std::sync::Arc::new(Entry {
             write,
+            index,
             done: parking_lot::Mutex::new(None),
         });
         self.queue.lock().push(entry.clone());
@@ -162,7 +223,9 @@ impl Combiner {
             return done;
         }
         let batch = std::mem::take(&mut *self.queue.lock());
-        let together = trees.transact(context, |tx| {
+        let ops: Vec<(Vec<u8>, Vec<u8>)> =
+            batch.iter().flat_map(|e| e.index.iter().cloned()).collect();
+        let together = trees.transact_indexed(context, &ops, |tx| {
             let mut results = Vec::with_capacity(batch.len());
             for e in &batch {
                 results.push((e.write)(tx)?);
@@ -178,7 +241,10 @@ impl Combiner {
             // One of them aborted: each on its own, so only that one fails.
             Err(_) => {
                 for e in &batch {
-                    let r = trees.transact(context, |tx| (e.write)(tx)).and_then(|r| r);
+                    // Looked up again: the ones before it have committed.
+                    let r = trees
+                        .transact_indexed(context, &e.index, |tx| (e.write)(tx))
+                        .and_then(|r| r);
                     *e.done.lock() = Some(r);
                 }
             }

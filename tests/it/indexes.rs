@@ -556,19 +556,23 @@ fn a_page_is_bounded_and_a_bad_cursor_is_refused() {
 
 // --- a store written by the first release -----------------------------------------
 
-/// `tests/fixtures/store-layout-1`, copied so the test may write to it.
-fn layout_1_store() -> tempfile::TempDir {
+/// `tests/fixtures/store-layout-N`, copied so the test may write to it.
+fn fixture_store(layout: u8) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in ["conf", "db"] {
         std::fs::copy(
             Path::new(REPO)
-                .join("tests/fixtures/store-layout-1")
+                .join(format!("tests/fixtures/store-layout-{layout}"))
                 .join(f),
             dir.path().join(f),
         )
         .unwrap();
     }
     dir
+}
+
+fn layout_1_store() -> tempfile::TempDir {
+    fixture_store(1)
 }
 
 const FIXTURE_ORDERS: [&str; 5] = [
@@ -708,7 +712,61 @@ fn a_store_of_the_first_release_opens_with_indexes_and_nothing_lost() {
 
 #[test]
 fn an_interrupted_upgrade_goes_on_where_it_stopped() {
-    let dir = layout_1_store();
+    for layout in [1, 2] {
+        interrupted_upgrade_goes_on(layout);
+    }
+}
+
+// --- a store written by layout 2 (an index entry per key) --------------------------
+
+#[test]
+fn a_store_of_layout_2_opens_with_packed_indexes_and_nothing_lost() {
+    let dir = fixture_store(2);
+    let store = open(dir.path());
+    assert_fixture_intact(&store);
+    // Orders written after the upgrade: enough to split index buckets, and
+    // each filter still answers.
+    let ingest = Ingest::new(store.clone(), LiveRules::default());
+    let orders = (100..180)
+        .map(|n| {
+            let mut o = order(n, at(12, 0), "10.00");
+            o.placed_at = Utc::now() + Duration::seconds(i64::from(n));
+            normalized(o)
+        })
+        .collect();
+    ingest
+        .receive(crate::common::ACCOUNT, orders, Source::Fetch, at(12, 0))
+        .unwrap();
+    let all = store.list_orders(&OrderFilter::default()).unwrap();
+    assert_eq!(all.len(), 85);
+    // Oldest first: the fixture's orders, then the new ones in order.
+    assert_eq!(all[0].order.id, "shop-us:5550000001");
+    assert_eq!(all[5].order.id, "shop-test:100");
+    assert_eq!(all[84].order.id, "shop-test:179");
+    let newest = store.page_orders(&OrderFilter::default()).unwrap();
+    assert_eq!(newest.orders[0].order.id, "shop-test:179");
+    drop(ingest);
+    store.close().unwrap();
+    // Opened again: upgraded once, the same answers.
+    let store = open(dir.path());
+    assert_eq!(
+        store.list_orders(&OrderFilter::default()).unwrap().len(),
+        85
+    );
+    assert_eq!(
+        store
+            .list_orders(&OrderFilter {
+                held: Some(true),
+                ..OrderFilter::default()
+            })
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+fn interrupted_upgrade_goes_on(layout: u8) {
+    let dir = fixture_store(layout);
     for done in [2, 3] {
         // The engine's own threads may hold the directory a moment after
         // the last interruption.
