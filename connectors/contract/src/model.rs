@@ -480,16 +480,9 @@ impl Order {
         format!("{account}:{channel_order_id}")
     }
 
-    /// The units the order still carries: each line's quantity less its
-    /// refunded units (what the `item_count` rule condition sees). Shipped
-    /// units count: they are part of the order, and a count that fell as
-    /// parcels left would flip a rule's route or hold half-way through
-    /// fulfilment, when the rules run again on the shipment.
+    /// The sum of line quantities (what the `item_count` rule condition sees).
     pub fn item_count(&self) -> u64 {
-        self.lines
-            .iter()
-            .map(|l| u64::from(l.quantity.saturating_sub(l.refunded_quantity)))
-            .sum()
+        self.lines.iter().map(|l| u64::from(l.quantity)).sum()
     }
 
     /// Units still to ship across all lines.
