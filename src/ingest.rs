@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use parking_lot::RwLock;
 use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 
-use crate::daemon::metrics::{Ingested, Metrics};
+use crate::metrics::{Ingested, Metrics};
 use crate::rules::{RuleInput, RuleSet, decide};
 use crate::store::{
     OrderWrite, RoutedLine, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome,

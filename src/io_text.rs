@@ -1,6 +1,7 @@
-//! How an I/O error reads in a message: the operating system's reason in
-//! lower case, without the "(os error N)" tail. Depends on nothing else in
-//! the crate.
+//! How things read in a message: an I/O error as the operating system's
+//! reason in lower case, without the "(os error N)" tail, and a count with
+//! its noun. Shared by the command line and the daemon's own log lines;
+//! depends on nothing else in the crate.
 
 /// `"no such file or directory"`, `"permission denied"`.
 pub fn reason(error: &std::io::Error) -> String {
@@ -9,6 +10,11 @@ pub fn reason(error: &std::io::Error) -> String {
         Some(end) => text[..end].to_lowercase(),
         None => text.to_lowercase(),
     }
+}
+
+/// "1 order", "2 orders".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! `outbox` → a channel or a destination. `ops` is what a person asks for,
 //! `http` and `cli` the two ways to ask, `daemon` the wiring. `pacing`,
 //! `diag` and `io_text` depend on nothing else in the crate, `rules` only on
-//! those two.
+//! those two; `metrics` and `systemd` (heartbeats), which the workers report
+//! to, only on `pacing`.
 
 pub mod channels;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod effects;
 pub mod http;
 pub mod ingest;
 pub mod io_text;
+pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod pacing;
@@ -25,3 +27,4 @@ pub mod registry;
 pub mod rules;
 pub mod sim;
 pub mod store;
+pub mod systemd;

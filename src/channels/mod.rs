@@ -31,7 +31,7 @@ pub fn report_rejected(ingest: &Ingest, account: &str, source: &str, rejected: &
         ingest
             .metrics()
             .orders_rejected
-            .get_or_create(&crate::daemon::metrics::account(account))
+            .get_or_create(&crate::metrics::account(account))
             .inc();
     }
 }

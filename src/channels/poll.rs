@@ -16,8 +16,8 @@ use tracing::Instrument;
 
 use super::accounts::{Connected, Connectors};
 use crate::config::AccountConfig;
-use crate::daemon::metrics;
 use crate::ingest::{Ingest, IngestError, Source};
+use crate::metrics;
 use crate::pacing::{Backoff, Keepalive, TimedOut, bounded};
 use crate::store::ListingState;
 
@@ -379,7 +379,7 @@ pub struct PollWorker {
     /// Shows the watchdog that the loop is alive: each page has the
     /// channel's `call_timeout` (waits for its rate limit not counted), and
     /// waits between polls beat as they go.
-    pub heartbeat: Arc<crate::daemon::systemd::Heartbeat>,
+    pub heartbeat: Arc<crate::systemd::Heartbeat>,
     /// Return after the first successful catch-up (the demo and `sync`).
     pub once: bool,
 }

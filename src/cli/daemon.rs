@@ -41,7 +41,7 @@ pub fn run(config_path: &Path) -> CliResult {
     let config =
         crate::config::load(config_path).map_err(|e| Failure::new(EXIT_FAILED, e.to_string()))?;
     crate::daemon::logging::init(config.daemon.log_format == LogFormat::Json, "info");
-    let notify = std::sync::Arc::new(crate::daemon::systemd::Notifier::from_env());
+    let notify = std::sync::Arc::new(crate::systemd::Notifier::from_env());
     let (state_dir, store_options) = (
         config.daemon.state_dir.clone(),
         config.daemon.store_options(),

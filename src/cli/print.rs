@@ -1,7 +1,7 @@
 //! Printing to stdout without panicking when the reader went away (`| head`):
 //! the command line's `out!` and `outln!`, imported by path where used, and
-//! `plural` for counts in messages, `table` for listings, `time` for
-//! timestamps people read.
+//! `plural` for counts in messages (the daemon's, from `io_text`), `table`
+//! for listings, `time` for timestamps people read.
 
 /// `println!` that does not panic when stdout is closed early (`| head`).
 macro_rules! outln {
@@ -21,10 +21,7 @@ macro_rules! out {
 
 pub(crate) use {out, outln};
 
-/// "1 order", "2 orders".
-pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub(crate) use crate::io_text::plural;
 
 /// Rows under a header, each column as wide as its widest cell, two spaces
 /// apart; trailing spaces trimmed.

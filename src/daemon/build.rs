@@ -9,14 +9,14 @@ use anyhow::Context;
 use serde::Serialize;
 use switchyard_contract::Channel;
 
-use super::metrics::Metrics;
-use super::systemd::{Heartbeats, Notifier};
 use crate::channels::accounts::{self, Connectors};
 use crate::channels::poll::AccountHealth;
 use crate::config::Config;
 use crate::effects::Outbound;
 use crate::ingest::{Ingest, LiveRules};
+use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::systemd::{Heartbeats, Notifier};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountReport {

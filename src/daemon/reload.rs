@@ -22,9 +22,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{AccountConfig, Config, DaemonConfig, DestinationConfig, InventoryConfig};
-use crate::daemon::metrics::{Metrics, outcome};
-use crate::daemon::systemd::Notifier;
 use crate::ingest::LiveRules;
+use crate::metrics::{Metrics, outcome};
+use crate::systemd::Notifier;
 
 /// How often the rules file's metadata is looked at.
 pub const RULES_POLL_INTERVAL: Duration = Duration::from_secs(2);

@@ -18,14 +18,15 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::build::AccountReport;
 use super::build::{Built, build};
-use super::systemd::Notifier;
 use crate::channels::accounts::Checks;
 use crate::channels::fetch::AccountSender;
 use crate::channels::poll::{self, HealthBoard};
 use crate::config::Config;
 use crate::effects::OutboundTasks;
 use crate::http::HttpState;
+use crate::io_text::plural;
 use crate::store::Store;
+use crate::systemd::Notifier;
 
 /// How often expired webhook dedupe keys are removed.
 const DEDUPE_PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -49,11 +50,6 @@ pub struct RunOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub accounts: Vec<AccountReport>,
-}
-
-/// "1 account", "2 accounts".
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The daemon's main body. Returns after `shutdown` resolves (or, with
@@ -243,7 +239,7 @@ async fn start(
         checking.check_all().await;
     });
     let watchdog = notifier.watchdog_interval().map(|interval| {
-        tokio::spawn(super::systemd::watchdog(
+        tokio::spawn(crate::systemd::watchdog(
             notifier.clone(),
             heartbeats.clone(),
             interval,

@@ -70,7 +70,7 @@ use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Secret}
 use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
-use crate::daemon::metrics::{self, DestinationLabel, Metrics};
+use crate::metrics::{self, DestinationLabel, Metrics};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
 use crate::pacing::{AccountPacer, AdaptiveRate};
 use crate::store::{

@@ -24,8 +24,8 @@ pub mod admin;
 use crate::channels::accounts::{Connected, Connectors};
 use crate::channels::poll::HealthBoard;
 use crate::channels::tokens::TokenBoard;
-use crate::daemon::metrics as m;
 use crate::ingest::Ingest;
+use crate::metrics as m;
 use crate::pacing::AccountPacer;
 
 /// The largest webhook body accepted. Shopify's largest order payloads are a
@@ -360,7 +360,7 @@ async fn handle_webhook(
     )
 }
 
-/// `GET /metrics`: OpenMetrics text (`crate::daemon::metrics`). Counts and
+/// `GET /metrics`: OpenMetrics text (`crate::metrics`). Counts and
 /// histograms are kept as things happen; the gauges that describe state
 /// (readiness, sync lag, outbox depth, stalled workers, token state, pacer
 /// waits, daily reserves) are set now.

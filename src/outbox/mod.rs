@@ -125,9 +125,9 @@ impl std::fmt::Debug for Wakers {
 pub struct Outbox {
     pub wakers: Wakers,
     /// Where workers count calls, waits and 429s (`/metrics`).
-    pub metrics: crate::daemon::metrics::Metrics,
+    pub metrics: crate::metrics::Metrics,
     /// Each worker registers here; the systemd watchdog reads them.
-    pub heartbeats: crate::daemon::systemd::Heartbeats,
+    pub heartbeats: crate::systemd::Heartbeats,
 }
 
 /// Waits until none of `accounts` has a pending item due within `horizon`

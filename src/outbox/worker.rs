@@ -39,7 +39,7 @@ use tracing::Instrument;
 
 use super::policy::{Action, classify};
 use super::{JobKind, Outbox, OutboxOptions};
-use crate::daemon::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics};
 use crate::pacing::{AccountPacer, Backoff, Keepalive, bounded, item_delay};
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -231,8 +231,8 @@ pub struct Worker<S> {
     paused_until: Option<Instant>,
     /// When the latest backoff of the account began.
     paused_at: Option<Instant>,
-    /// Shows the watchdog this worker is alive (`crate::daemon::systemd`).
-    heartbeat: Arc<crate::daemon::systemd::Heartbeat>,
+    /// Shows the watchdog this worker is alive (`crate::systemd`).
+    heartbeat: Arc<crate::systemd::Heartbeat>,
     /// The calls in flight.
     calls: JoinSet<Finished>,
     /// Ids of the items in flight.

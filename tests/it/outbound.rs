@@ -1387,7 +1387,7 @@ async fn a_queued_delivery_is_not_sent_once_the_order_is_cancelled_or_held() {
             .outbox
             .metrics
             .outbox_pushes
-            .get_or_create(&switchyard::daemon::metrics::outcome(o))
+            .get_or_create(&switchyard::metrics::outcome(o))
             .get()
     };
     // The history is written before the worker counts the outcome.

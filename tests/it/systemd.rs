@@ -250,7 +250,7 @@ async fn run_notifies_ready_pings_the_watchdog_and_stops_cleanly() {
         .map(|(at, _, _)| *at)
         .collect();
     // Every 200 ms, so about ten in two seconds; the cadence itself is
-    // tested on tokio's paused clock (`daemon::systemd`), not here on a
+    // tested on tokio's paused clock (`systemd`), not here on a
     // loaded machine's wall clock: here, that they keep coming.
     assert!(
         pings.len() >= 2,

@@ -11,8 +11,8 @@ use switchyard_contract::{
 };
 
 use super::{Listing, desired_level, listing, push_item};
-use crate::daemon::metrics;
 use crate::effects::Outbound;
+use crate::metrics;
 use crate::outbox::{FollowUp, Job, ReceiptSku, Verdict};
 use crate::store::{
     ListingState, NewOutboxItem, OutboxItem, StockChange, Store, StoreError, WriteBatch,
