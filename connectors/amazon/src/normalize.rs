@@ -69,12 +69,12 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use rust_decimal::Decimal;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
     NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
-    Priority, Shipment, ShipmentLine, Totals, non_blank,
+    Priority, RawOrderErrors, Shipment, ShipmentLine, Totals, non_blank,
 };
 
 use crate::carrier;
@@ -142,20 +142,12 @@ pub(crate) fn map_status(
     }
 }
 
-fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::Decode(format!("amazon order {id}: {what}"))
-}
-
-fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, ConnectorError> {
-    DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            decode(
-                id,
-                format!("{field} {value:?} is not an ISO 8601 time ({e})"),
-            )
-        })
-}
+/// Every decode error names the order ("amazon order <id>: …").
+const ORDER: RawOrderErrors = RawOrderErrors {
+    channel: Channel::Amazon,
+    noun: "order",
+    times: "ISO 8601",
+};
 
 /// The amounts of one order, all in its currency.
 struct Purse<'a> {
@@ -186,7 +178,7 @@ impl Purse<'_> {
 
     fn checked(&self, field: &str, result: Option<Decimal>) -> Result<Decimal, ConnectorError> {
         result.map(|d| self.currency.scaled(d)).ok_or_else(|| {
-            decode(
+            ORDER.error(
                 self.id,
                 format!("{field} is out of range (more than 28 digits)"),
             )
@@ -242,12 +234,12 @@ fn build(
     let mut notes = Notes(Vec::new());
 
     let placed_at = match non_blank(&o.created_time) {
-        Some(t) => timestamp(&id, "createdTime", &t)?,
-        None => return Err(decode(&id, "no createdTime")),
+        Some(t) => ORDER.time(&id, "createdTime", &t)?,
+        None => return Err(ORDER.error(&id, "no createdTime")),
     };
     let updated_at = match non_blank(&o.last_updated_time) {
-        Some(t) => timestamp(&id, "lastUpdatedTime", &t)?,
-        None => return Err(decode(&id, "no lastUpdatedTime")),
+        Some(t) => ORDER.time(&id, "lastUpdatedTime", &t)?,
+        None => return Err(ORDER.error(&id, "no lastUpdatedTime")),
     };
 
     let proceeds = o.proceeds.unwrap_or_default();
@@ -264,8 +256,8 @@ fn build(
                     .and_then(|m| non_blank(&m.currency_code))
             })
         })
-        .ok_or_else(|| decode(&id, "no currency: neither a grand total nor a unit price"))?;
-    let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
+        .ok_or_else(|| ORDER.error(&id, "no currency: neither a grand total nor a unit price"))?;
+    let currency = Currency::new(&currency_code).map_err(|e| ORDER.error(&id, e))?;
     let purse = Purse {
         id: &id,
         currency: &currency,
@@ -365,7 +357,7 @@ fn build(
         let unit_price = match product.price.as_ref().and_then(|p| p.unit_price.as_ref()) {
             Some(m) => purse
                 .amount(&f("unit_price"), m)
-                .map_err(|e| decode(&id, e))?,
+                .map_err(|e| ORDER.error(&id, e))?,
             None => {
                 let item_total =
                     purse.sum_kind(&f("unit_price"), breakdowns, "ITEM", &mut notes)?;
@@ -545,7 +537,7 @@ fn build(
             );
         }
         let shipped_at = match p.ship_time.as_deref().or(p.created_time.as_deref()) {
-            Some(t) => Some(timestamp(&id, &format!("shipments[{si}].shipped_at"), t)?),
+            Some(t) => Some(ORDER.time(&id, &format!("shipments[{si}].shipped_at"), t)?),
             None => None,
         };
         let lines = p
@@ -609,7 +601,7 @@ fn build(
     let total = match &proceeds.grand_total {
         Some(m) => purse
             .amount("totals.total", m)
-            .map_err(|e| decode(&id, e))?,
+            .map_err(|e| ORDER.error(&id, e))?,
         None => {
             notes.add(
                 "totals.total",

@@ -24,7 +24,7 @@ pub use error::ConnectorError;
 pub use model::{
     Address, Channel, Currency, Customer, Fulfillment, Gift, Line, LineOption, NormalizationNote,
     NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus, Presentment, Priority,
-    Shipment, ShipmentLine, Totals, non_blank,
+    RawOrderErrors, Shipment, ShipmentLine, Totals, non_blank,
 };
 pub use pacing::{Operation, Pacer, RateHint, RateLimit, RateWindow, Unpaced};
 pub use secret::Secret;

@@ -555,6 +555,44 @@ pub fn non_blank(s: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// How one channel's normalization names a raw order it cannot read: every
+/// decode error starts "{channel} {noun} {id}:" ("ebay order 12-345",
+/// "etsy receipt 678"), so the operator can find the order on the channel.
+#[derive(Debug, Clone, Copy)]
+pub struct RawOrderErrors {
+    pub channel: Channel,
+    /// What the channel calls an order: "order", or Etsy's "receipt".
+    pub noun: &'static str,
+    /// The time format the channel documents, named when a time is not one:
+    /// "ISO 8601" or "RFC 3339" (read the same way).
+    pub times: &'static str,
+}
+
+impl RawOrderErrors {
+    /// A decode error about order `id`.
+    pub fn error(&self, id: &str, what: impl fmt::Display) -> crate::ConnectorError {
+        crate::ConnectorError::Decode(format!("{} {} {id}: {what}", self.channel, self.noun))
+    }
+
+    /// `value`, the order's field `field`, as a UTC time; a decode error
+    /// naming both when it is none.
+    pub fn time(
+        &self,
+        id: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<DateTime<Utc>, crate::ConnectorError> {
+        DateTime::parse_from_rfc3339(value.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                self.error(
+                    id,
+                    format!("{field} {value:?} is not an {} time ({e})", self.times),
+                )
+            })
+    }
+}
+
 /// What a connector hands to the daemon: the canonical order (its `tags` are
 /// the channel's tags; `route`, `hold` and `priority` are unset), the notes of
 /// anything lossy, and the raw channel payload kept for audit.
@@ -587,6 +625,38 @@ impl NormalizedOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_order_errors_name_the_channel_the_order_and_the_field() {
+        let etsy = RawOrderErrors {
+            channel: Channel::Etsy,
+            noun: "receipt",
+            times: "ISO 8601",
+        };
+        assert_eq!(
+            etsy.error("678", "no grandtotal").to_string(),
+            "decode: etsy receipt 678: no grandtotal"
+        );
+        let shopify = RawOrderErrors {
+            channel: Channel::Shopify,
+            noun: "order",
+            times: "RFC 3339",
+        };
+        assert_eq!(
+            shopify
+                .time("1001", "updated_at", " 2026-11-27T10:00:00+02:00 ")
+                .unwrap(),
+            "2026-11-27T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let e = shopify.time("1001", "updated_at", "yesterday").unwrap_err();
+        assert!(matches!(e, crate::ConnectorError::Decode(_)), "{e:?}");
+        assert!(
+            e.to_string().starts_with(
+                "decode: shopify order 1001: updated_at \"yesterday\" is not an RFC 3339 time ("
+            ),
+            "{e}"
+        );
+    }
 
     fn scaled(code: &str, amount: &str) -> String {
         Currency::new(code)

@@ -96,12 +96,12 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use rust_decimal::Decimal;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
     NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
-    Presentment, Priority, Shipment, ShipmentLine, Totals, non_blank,
+    Presentment, Priority, RawOrderErrors, Shipment, ShipmentLine, Totals, non_blank,
 };
 
 use crate::carrier::canonical_carrier;
@@ -142,20 +142,12 @@ pub fn order_id(order: &serde_json::Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::Decode(format!("ebay order {id}: {what}"))
-}
-
-fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, ConnectorError> {
-    DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            decode(
-                id,
-                format!("{field} {value:?} is not an ISO 8601 time ({e})"),
-            )
-        })
-}
+/// Every decode error names the order ("ebay order <id>: …").
+const ORDER: RawOrderErrors = RawOrderErrors {
+    channel: Channel::Ebay,
+    noun: "order",
+    times: "ISO 8601",
+};
 
 /// Reads eBay amounts of one order, in its currency.
 struct Money<'a> {
@@ -173,17 +165,17 @@ impl Money<'_> {
         if let Some(c) = non_blank(&amount.currency)
             && c != self.currency.as_str()
         {
-            return Err(decode(
+            return Err(ORDER.error(
                 self.id,
                 format!("{field} is in {c}, the order in {}", self.currency),
             ));
         }
         let value = non_blank(&amount.value)
-            .ok_or_else(|| decode(self.id, format!("{field} has no value")))?;
+            .ok_or_else(|| ORDER.error(self.id, format!("{field} has no value")))?;
         Decimal::from_str(&value)
             .map(|d| self.currency.scaled(d))
             .map_err(|_| {
-                decode(
+                ORDER.error(
                     self.id,
                     format!("{field} {value:?} is not a decimal amount"),
                 )
@@ -215,7 +207,7 @@ impl Money<'_> {
     }
 
     fn out_of_range(&self, field: &str) -> ConnectorError {
-        decode(
+        ORDER.error(
             self.id,
             format!(
                 "{field} is out of range (more than 28 digits); eBay's figures cannot be right"
@@ -342,8 +334,8 @@ fn build(
                     .and_then(|a| non_blank(&a.currency))
             })
         })
-        .ok_or_else(|| decode(&id, "no currency on any amount"))?;
-    let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
+        .ok_or_else(|| ORDER.error(&id, "no currency on any amount"))?;
+    let currency = Currency::new(&currency_code).map_err(|e| ORDER.error(&id, e))?;
     let money = Money {
         id: &id,
         currency: &currency,
@@ -354,19 +346,19 @@ fn build(
         non_blank(&o.last_modified_date),
         non_blank(&o.creation_date),
     ) {
-        (Some(t), _) => timestamp(&id, "lastModifiedDate", &t)?,
+        (Some(t), _) => ORDER.time(&id, "lastModifiedDate", &t)?,
         (None, Some(t)) => {
             notes.add(
                 "updated_at",
                 NoteKind::Defaulted,
                 "eBay gave no lastModifiedDate; used creationDate",
             );
-            timestamp(&id, "creationDate", &t)?
+            ORDER.time(&id, "creationDate", &t)?
         }
-        (None, None) => return Err(decode(&id, "neither creationDate nor lastModifiedDate")),
+        (None, None) => return Err(ORDER.error(&id, "neither creationDate nor lastModifiedDate")),
     };
     let placed_at = match non_blank(&o.creation_date) {
-        Some(t) => timestamp(&id, "creationDate", &t)?,
+        Some(t) => ORDER.time(&id, "creationDate", &t)?,
         None => {
             notes.add(
                 "placed_at",
@@ -402,7 +394,7 @@ fn build(
     for (i, l) in o.line_items.iter().enumerate() {
         let at = |f: &str| format!("lines[{i}].{f}");
         let line_id = non_blank(&l.line_item_id)
-            .ok_or_else(|| decode(&id, format!("line item {i} has no lineItemId")))?;
+            .ok_or_else(|| ORDER.error(&id, format!("line item {i} has no lineItemId")))?;
         let sku = non_blank(&l.sku);
         if sku.is_none() {
             let listing = match (
@@ -553,7 +545,7 @@ fn build(
             for (si, f) in ordered.iter().enumerate() {
                 let fid = non_blank(&f.fulfillment_id).unwrap_or_default();
                 let shipped_at = match non_blank(&f.shipped_date) {
-                    Some(t) => Some(timestamp(&id, &format!("shipments[{si}].shipped_at"), &t)?),
+                    Some(t) => Some(ORDER.time(&id, &format!("shipments[{si}].shipped_at"), &t)?),
                     None => None,
                 };
                 let tracking = non_blank(&f.shipment_tracking_number).unwrap_or_else(|| {
@@ -716,7 +708,7 @@ fn build(
     };
     let total = match &pricing.total {
         Some(a) => money.read("totals.total", a)?,
-        None => return Err(decode(&id, "no pricingSummary.total")),
+        None => return Err(ORDER.error(&id, "no pricingSummary.total")),
     };
     for (field, amount) in [("fee", &pricing.fee), ("adjustment", &pricing.adjustment)] {
         if let Some(v) = money.opt(&format!("totals ({field})"), amount)?

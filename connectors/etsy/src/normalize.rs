@@ -81,7 +81,7 @@ use serde_json::Number;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
     NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
-    Priority, Shipment, Totals, non_blank,
+    Priority, RawOrderErrors, Shipment, Totals, non_blank,
 };
 
 use chrono::{DateTime, Utc};
@@ -249,13 +249,16 @@ pub(crate) fn map_states(
 // ---------------------------------------------------------------------------
 // the builder
 
-fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::Decode(format!("etsy receipt {id}: {what}"))
-}
+/// Every decode error names the receipt ("etsy receipt <id>: …").
+const RECEIPT: RawOrderErrors = RawOrderErrors {
+    channel: Channel::Etsy,
+    noun: "receipt",
+    times: "ISO 8601",
+};
 
 fn epoch(id: &str, field: &str, secs: i64) -> Result<DateTime<Utc>, ConnectorError> {
     DateTime::from_timestamp(secs, 0)
-        .ok_or_else(|| decode(id, format!("{field} {secs} is not a time in epoch seconds")))
+        .ok_or_else(|| RECEIPT.error(id, format!("{field} {secs} is not a time in epoch seconds")))
 }
 
 /// Reads money fields of one receipt in its currency, at its digits.
@@ -279,7 +282,7 @@ impl MoneyReader<'_> {
             value,
             currency,
             rounded,
-        } = money::amount(m).map_err(|e| decode(self.id, format!("{etsy_field} {e}")))?;
+        } = money::amount(m).map_err(|e| RECEIPT.error(self.id, format!("{etsy_field} {e}")))?;
         if let Some(c) = currency
             && c != self.currency
         {
@@ -329,7 +332,7 @@ impl MoneyReader<'_> {
 
     fn checked(&self, field: &str, d: Option<Decimal>) -> Result<Decimal, ConnectorError> {
         d.map(|d| scaled(d, self.digits)).ok_or_else(|| {
-            decode(
+            RECEIPT.error(
                 self.id,
                 format!("{field} is out of range (more than 28 digits)"),
             )
@@ -391,10 +394,10 @@ fn build(
     let grandtotal = r
         .grandtotal
         .as_ref()
-        .ok_or_else(|| decode(&id, "no grandtotal"))?;
+        .ok_or_else(|| RECEIPT.error(&id, "no grandtotal"))?;
     let currency_code = non_blank(&grandtotal.currency_code)
-        .ok_or_else(|| decode(&id, "grandtotal has no currency_code"))?;
-    let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
+        .ok_or_else(|| RECEIPT.error(&id, "grandtotal has no currency_code"))?;
+    let currency = Currency::new(&currency_code).map_err(|e| RECEIPT.error(&id, e))?;
     let m = MoneyReader {
         id: &id,
         currency: currency_code.clone(),
@@ -405,7 +408,7 @@ fn build(
     let placed_secs = r
         .create_timestamp
         .or(r.created_timestamp)
-        .ok_or_else(|| decode(&id, "neither create_timestamp nor created_timestamp"))?;
+        .ok_or_else(|| RECEIPT.error(&id, "neither create_timestamp nor created_timestamp"))?;
     let placed_at = epoch(&id, "create_timestamp", placed_secs)?;
     let update_secs = match r.update_timestamp.or(r.updated_timestamp) {
         Some(t) => t,
@@ -424,7 +427,7 @@ fn build(
     let mut lines = Vec::with_capacity(r.transactions.len());
     for (i, t) in r.transactions.iter().enumerate() {
         let line_id = id_text(&t.transaction_id)
-            .ok_or_else(|| decode(&id, format!("transaction {i} has no transaction_id")))?;
+            .ok_or_else(|| RECEIPT.error(&id, format!("transaction {i} has no transaction_id")))?;
         let sku = non_blank(&t.sku);
         if sku.is_none() {
             notes.add(
@@ -480,7 +483,7 @@ fn build(
         ] {
             let Some(n) = coupon else { continue };
             let d = decimal_from_number(n).ok_or_else(|| {
-                decode(
+                RECEIPT.error(
                     &id,
                     format!("transactions[{i}].{what} {n} is not an amount"),
                 )

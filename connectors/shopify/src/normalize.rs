@@ -115,12 +115,12 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use rust_decimal::Decimal;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
     NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
-    Presentment, Priority, Shipment, ShipmentLine, Totals,
+    Presentment, Priority, RawOrderErrors, Shipment, ShipmentLine, Totals,
 };
 
 use crate::wire::{GqlMoneyBag, GqlOrder, RestMoneySet, RestOrder};
@@ -632,24 +632,16 @@ fn rest_facts(o: RestOrder) -> Facts {
 // ---------------------------------------------------------------------------
 // the builder: every decision, once
 
-fn decode(id: &str, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::Decode(format!("shopify order {id}: {what}"))
-}
+/// Every decode error names the order ("shopify order <id>: …").
+const ORDER: RawOrderErrors = RawOrderErrors {
+    channel: Channel::Shopify,
+    noun: "order",
+    times: "RFC 3339",
+};
 
 /// Trimmed, and `None` when empty: Shopify sends `""` for blank fields.
 fn text(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-fn timestamp(id: &str, field: &str, value: &str) -> Result<DateTime<Utc>, ConnectorError> {
-    DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            decode(
-                id,
-                format!("{field} {value:?} is not an RFC 3339 time ({e})"),
-            )
-        })
 }
 
 /// Digits after the point that amounts in this currency carry (ISO 4217).
@@ -687,7 +679,7 @@ fn checked(
     currency: &str,
 ) -> Result<Decimal, ConnectorError> {
     result.map(|d| canonical_scale(d, currency)).ok_or_else(|| {
-        decode(
+        ORDER.error(
             id,
             format!("{field} is out of range (more than 28 digits); the channel's figures cannot be right"),
         )
@@ -697,7 +689,7 @@ fn checked(
 fn amount(id: &str, field: &str, value: &str, currency: &str) -> Result<Decimal, ConnectorError> {
     Decimal::from_str(value.trim())
         .map(|d| canonical_scale(d, currency))
-        .map_err(|_| decode(id, format!("{field} {value:?} is not a decimal amount")))
+        .map_err(|_| ORDER.error(id, format!("{field} {value:?} is not a decimal amount")))
 }
 
 /// Maps Shopify's two display states (GraphQL spelling) onto canonical
@@ -954,32 +946,32 @@ fn build(
     }
     let mut notes = Notes(Vec::new());
 
-    let currency_code = text(f.currency).ok_or_else(|| decode(&id, "no currency"))?;
-    let currency = Currency::new(&currency_code).map_err(|e| decode(&id, e))?;
+    let currency_code = text(f.currency).ok_or_else(|| ORDER.error(&id, "no currency"))?;
+    let currency = Currency::new(&currency_code).map_err(|e| ORDER.error(&id, e))?;
     let cur = currency.as_str().to_owned();
 
-    let updated_at = timestamp(
+    let updated_at = ORDER.time(
         &id,
         "updated_at",
         f.updated_at
             .as_deref()
-            .ok_or_else(|| decode(&id, "no updated_at"))?,
+            .ok_or_else(|| ORDER.error(&id, "no updated_at"))?,
     )?;
     let placed_at = match (text(f.processed_at), text(f.created_at)) {
-        (Some(p), _) => timestamp(&id, "processed_at", &p)?,
+        (Some(p), _) => ORDER.time(&id, "processed_at", &p)?,
         (None, Some(c)) => {
             notes.add(
                 "placed_at",
                 NoteKind::Defaulted,
                 "Shopify gave no processed_at; used created_at",
             );
-            timestamp(&id, "created_at", &c)?
+            ORDER.time(&id, "created_at", &c)?
         }
-        (None, None) => return Err(decode(&id, "neither processed_at nor created_at")),
+        (None, None) => return Err(ORDER.error(&id, "neither processed_at nor created_at")),
     };
     let cancelled = match text(f.cancelled_at) {
         Some(c) => {
-            timestamp(&id, "cancelled_at", &c)?;
+            ORDER.time(&id, "cancelled_at", &c)?;
             true
         }
         None => false,
@@ -1120,7 +1112,7 @@ fn build(
             );
         }
         let shipped_at = match &fl.created_at {
-            Some(t) => Some(timestamp(&id, &format!("shipments[{si}].shipped_at"), t)?),
+            Some(t) => Some(ORDER.time(&id, &format!("shipments[{si}].shipped_at"), t)?),
             None => None,
         };
         let mut shipment_lines = Vec::with_capacity(fl.lines.len());
@@ -1212,7 +1204,7 @@ fn build(
     let discount = figure("totals.discount", &f.discount)?;
     let total = match &f.total {
         Some(v) => amount(&id, "totals.total", v, &cur)?,
-        None => return Err(decode(&id, "no total price")),
+        None => return Err(ORDER.error(&id, "no total price")),
     };
     let mut refunded = Decimal::ZERO;
     for r in &f.refunded {
@@ -1252,7 +1244,7 @@ fn build(
     // Presentment.
     let presentment = match text(f.presentment_currency) {
         Some(p) if p != cur => {
-            let pc = Currency::new(&p).map_err(|e| decode(&id, e))?;
+            let pc = Currency::new(&p).map_err(|e| ORDER.error(&id, e))?;
             match &f.total_presentment {
                 Some(v) => Some(Presentment {
                     total: amount(&id, "presentment.total", v, pc.as_str())?,
