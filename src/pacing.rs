@@ -25,6 +25,10 @@
 //!   out late): the pacer logs once when it starts holding pushes back and
 //!   once when it stops, and answers whether it holds them now
 //!   ([`AccountPacer::daily_reserve_holding`], for `/metrics`).
+//!   A report that frees allowance (a daily window that reset) wakes
+//!   whoever sleeps on a wait for that operation, in the pacer or in an
+//!   outbox worker ([`AccountPacer::reported`]), to ask again at once
+//!   rather than sleep out a wait computed from the older report.
 //! - Call scopes ([`bounded`]): a call's time budget that does not count
 //!   the pacer's waits. A channel that allows one call a minute is slow,
 //!   not stalled: every wait in the pacer moves the scope's deadline and
@@ -43,6 +47,8 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use switchyard_contract::{
     BoxFuture, Connector, Operation, Pacer, RateHint, RateLimit, RateWindow,
 };
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 
 /// Whole milliseconds of `d` for logs and clocks, saturating (a `u64` of
@@ -173,6 +179,8 @@ struct OpState {
     burst: Option<SeenHint>,
     daily: Option<SeenHint>,
     held_until: Option<Instant>,
+    /// Told when a report frees allowance, so that sleepers ask again.
+    freed: Arc<Notify>,
 }
 
 struct Bucket {
@@ -235,16 +243,42 @@ struct SeenHint {
 }
 
 impl SeenHint {
+    /// Whether the report limits anything (no capacity or no refill rate
+    /// means the channel told nothing usable).
+    fn limits(&self) -> bool {
+        let h = &self.hint;
+        h.capacity > 0 && h.restore_per_second.is_finite() && h.restore_per_second > 0.0
+    }
+
+    /// What the reported bucket holds at `now`, refilled at the reported rate.
+    fn level(&self, now: Instant) -> f64 {
+        let h = &self.hint;
+        let elapsed = self.age_at_seen + now.saturating_duration_since(self.seen_at).as_secs_f64();
+        (f64::from(h.remaining) + elapsed * h.restore_per_second).min(f64::from(h.capacity))
+    }
+
+    /// Whether a wait computed from `earlier` may be too long now that this
+    /// report replaces it: more is left than `earlier` counted on, or the
+    /// bucket itself changed.
+    fn frees_more_than(&self, earlier: &SeenHint, now: Instant) -> bool {
+        if !self.limits() {
+            return true;
+        }
+        !earlier.limits()
+            || self.level(now) > earlier.level(now)
+            || self.hint.capacity != earlier.hint.capacity
+            || self.hint.restore_per_second > earlier.hint.restore_per_second
+    }
+
     /// The wait until the reported bucket holds `mark` (a fraction of its
     /// capacity, at least `floor` units), refilled at the reported rate.
     fn wait(&self, mark: f64, floor: f64, cap: Duration, now: Instant) -> Duration {
         let h = &self.hint;
-        if h.capacity == 0 || !(h.restore_per_second.is_finite() && h.restore_per_second > 0.0) {
+        if !self.limits() {
             return Duration::ZERO;
         }
-        let elapsed = self.age_at_seen + now.saturating_duration_since(self.seen_at).as_secs_f64();
         let capacity = f64::from(h.capacity);
-        let remaining = (f64::from(h.remaining) + elapsed * h.restore_per_second).min(capacity);
+        let remaining = self.level(now);
         let mark = (capacity * mark).max(floor).min(capacity);
         if remaining >= mark {
             return Duration::ZERO;
@@ -336,13 +370,7 @@ impl AccountPacer {
     /// spending anything (a worker waits here, where it can notice
     /// shutdown, before it calls the connector, which then acquires).
     pub async fn ready(&self, operation: Operation, cost: u32) {
-        loop {
-            let wait = self.delay(operation, cost);
-            if wait.is_zero() {
-                return;
-            }
-            self.pause(operation, wait).await;
-        }
+        self.wait_for(operation, cost, false).await;
     }
 
     /// Takes a call of `operation` costing `cost` if it may go now (and
@@ -494,29 +522,76 @@ impl AccountPacer {
         wait
     }
 
-    /// Sleeps `wait` on behalf of a call: the call's scope (if any) gets
-    /// the time back, and the wait shows in [`AccountPacer::waiting`].
-    async fn pause(&self, operation: Operation, wait: Duration) {
+    /// Sleeps `wait` on behalf of a call, or until `freed` (a report that
+    /// frees allowance) if that comes first: the call's scope (if any) gets
+    /// the time slept back, and the wait shows in [`AccountPacer::waiting`].
+    /// `announced`: when the caller's wait was last said to end, so that a
+    /// wait asked again after a report is logged only if it ends later.
+    async fn pause(
+        &self,
+        operation: Operation,
+        wait: Duration,
+        freed: OwnedNotified,
+        announced: &mut Option<DateTime<Utc>>,
+    ) {
         let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
         *self.waiting.lock() = Some((operation, until));
-        if wait >= Duration::from_secs(5) {
-            tracing::info!(account = %self.account, operation = %operation, until = %until.to_rfc3339(), "waiting for the channel's rate limit");
-        } else {
-            tracing::debug!(account = %self.account, operation = %operation, wait_ms = millis(wait), "waiting for the channel's rate limit");
+        if announced.is_none_or(|a| until > a) {
+            *announced = Some(until);
+            if wait >= Duration::from_secs(5) {
+                tracing::info!(account = %self.account, operation = %operation, until = %until.to_rfc3339(), "waiting for the channel's rate limit");
+            } else {
+                tracing::debug!(account = %self.account, operation = %operation, wait_ms = millis(wait), "waiting for the channel's rate limit");
+            }
         }
         let _ = CALL.try_with(|scope| scope.extend(wait));
-        tokio::time::sleep(wait).await;
-        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        let started = Instant::now();
+        let cut_short = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = freed => true,
+        };
+        let slept = started.elapsed().min(wait);
+        if cut_short {
+            let _ = CALL.try_with(|scope| scope.give_back(wait - slept));
+            let mut waiting = self.waiting.lock();
+            if *waiting == Some((operation, until)) {
+                *waiting = None;
+            }
+        }
+        let micros = u64::try_from(slept.as_micros()).unwrap_or(u64::MAX);
         self.waited_us.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// Resolves when a report on `operation` frees allowance (more left
+    /// than the last report counted on). Whoever sleeps on a wait this
+    /// pacer gave for `operation` also waits on this, made before the wait
+    /// was asked so that a report in between is not missed, and asks again
+    /// when it resolves.
+    pub fn reported(&self, operation: Operation) -> OwnedNotified {
+        let freed = self.lock().entry(operation).or_default().freed.clone();
+        freed.notified_owned()
+    }
+
     async fn take(&self, operation: Operation, cost: u32) {
+        self.wait_for(operation, cost, true).await;
+    }
+
+    /// Waits until a call of `operation` costing `cost` could go, taking
+    /// its place then if `take`; asks again whenever a report frees
+    /// allowance meanwhile.
+    async fn wait_for(&self, operation: Operation, cost: u32, take: bool) {
+        let mut announced = None;
         loop {
-            let wait = self.take_now(operation, cost);
+            let freed = self.reported(operation);
+            let wait = if take {
+                self.take_now(operation, cost)
+            } else {
+                self.delay(operation, cost)
+            };
             if wait.is_zero() {
                 return;
             }
-            self.pause(operation, wait).await;
+            self.pause(operation, wait, freed, &mut announced).await;
         }
     }
 }
@@ -538,9 +613,13 @@ impl Pacer for AccountPacer {
         };
         let mut state = self.lock();
         let op = state.entry(operation).or_default();
-        match hint.window {
-            RateWindow::Burst => op.burst = Some(seen),
-            RateWindow::Daily => op.daily = Some(seen),
+        let earlier = match hint.window {
+            RateWindow::Burst => op.burst.replace(seen),
+            RateWindow::Daily => op.daily.replace(seen),
+        };
+        // A first report only adds a limit; a later one may lift one.
+        if earlier.is_some_and(|e| seen.frees_more_than(&e, seen.seen_at)) {
+            op.freed.notify_waiters();
         }
     }
 }
@@ -699,6 +778,18 @@ impl CallScope {
     fn extend(&self, by: Duration) {
         let mut deadline = self.deadline.lock();
         *deadline += by;
+        self.tell(*deadline);
+    }
+
+    /// Takes back the part of an extension a wait did not use (a report
+    /// cut it short): a call woken early has no more time than it waited.
+    fn give_back(&self, unused: Duration) {
+        let mut deadline = self.deadline.lock();
+        *deadline = deadline.checked_sub(unused).unwrap_or(*deadline);
+        self.tell(*deadline);
+    }
+
+    fn tell(&self, deadline: Instant) {
         if let Some(k) = &self.keepalive {
             k(deadline.saturating_duration_since(Instant::now()));
         }
@@ -906,6 +997,74 @@ mod tests {
             },
         );
         assert!(p.delay(Operation::Poll, 1) > Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_for_the_daily_allowance_goes_when_a_report_says_it_refilled() {
+        let p = AccountPacer::fixed("etsy-main", limit(f64::INFINITY, 1), exact());
+        // 1% of the day's allowance left: a push waits over two hours for
+        // the 10% reserve.
+        let daily = RateHint {
+            capacity: 10_000,
+            remaining: 100,
+            restore_per_second: 10_000.0 / 86_400.0,
+            observed_at: Utc::now(),
+            window: RateWindow::Daily,
+        };
+        p.observe(Operation::PushInventory, daily);
+        assert!(p.delay(Operation::PushInventory, 1) > Duration::from_secs(7000));
+        let told = Arc::new(Mutex::new(Vec::<Duration>::new()));
+        let keepalive: Keepalive = {
+            let told = told.clone();
+            Arc::new(move |d| told.lock().push(d))
+        };
+        let start = Instant::now();
+        let push = {
+            let p = p.clone();
+            tokio::spawn(async move {
+                bounded(
+                    Duration::from_secs(10),
+                    Some(keepalive),
+                    p.acquire(Operation::PushInventory, 1),
+                )
+                .await
+                .map(|()| Instant::now())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!push.is_finished());
+        assert!(p.waiting().is_some());
+        // A report that spends more changes nothing.
+        p.observe(
+            Operation::PushInventory,
+            RateHint {
+                remaining: 50,
+                observed_at: Utc::now(),
+                ..daily
+            },
+        );
+        tokio::task::yield_now().await;
+        assert!(!push.is_finished());
+        // The channel's day started over: a reply reports it full again.
+        p.observe(
+            Operation::PushInventory,
+            RateHint {
+                remaining: 10_000,
+                observed_at: Utc::now(),
+                ..daily
+            },
+        );
+        let went = tokio::time::timeout(Duration::from_secs(1), push)
+            .await
+            .expect("the push goes as soon as the refill is reported")
+            .unwrap()
+            .expect("within its call budget");
+        assert_eq!(went - start, Duration::from_secs(60));
+        // What it waited is what it slept, and it waits no more; its call
+        // keeps the budget it had, not the two hours it did not wait.
+        assert_eq!(p.waited(), Duration::from_secs(60));
+        assert_eq!(p.waiting(), None);
+        assert_eq!(told.lock().last(), Some(&Duration::from_secs(10)));
     }
 
     /// The log lines written while it lives (this thread's, plain text).

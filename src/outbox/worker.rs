@@ -1,9 +1,10 @@
 //! One account's outbox worker: takes the account's due items oldest first,
 //! once the writes that queued them are on disk (`Store::outbox_flushed`),
 //! waits for the account's pacer (noticing shutdown, keeping the watchdog
-//! fed), sends them through its `Sender` (whose call acquires from the same
-//! pacer, or whose place the worker takes for it), and records each item's
-//! outcome in the store (complete, reschedule with backoff, or dead letter).
+//! fed, asking again when the pacer hears that allowance was freed), sends
+//! them through its `Sender` (whose call acquires from the same pacer, or
+//! whose place the worker takes for it), and records each item's outcome in
+//! the store (complete, reschedule with backoff, or dead letter).
 //! Other accounts have their own workers and never wait for this one.
 //!
 //! Calls go one at a time unless the sender allows several in flight
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use switchyard_contract::{ConnectorError, Operation};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -212,7 +214,8 @@ enum Woke {
     CallEnded,
     /// An item was queued for this account in this process.
     Queued,
-    /// The wait's time was up.
+    /// The wait's time was up, or the pacer heard that allowance was
+    /// freed before it was (ask it again).
     Timer,
     Stop,
 }
@@ -310,7 +313,9 @@ impl<S: Sender> Worker<S> {
                         }
                         Err(e) => {
                             tracing::warn!(account = %self.account, error = %e, "reading the outbox failed");
-                            if let Woke::Stop = self.wait(self.options.idle_rescan, false).await {
+                            if let Woke::Stop =
+                                self.wait(self.options.idle_rescan, false, None).await
+                            {
                                 break;
                             }
                             continue;
@@ -318,6 +323,7 @@ impl<S: Sender> Worker<S> {
                     }
                 }
                 if let Some(kind) = due.iter().find(|i| !self.blocked(i)).map(|i| i.job.kind()) {
+                    let freed = self.pace_freed(kind);
                     let wait = self.pace_wait(kind);
                     if wait.is_zero() {
                         let call = take_call(
@@ -330,7 +336,7 @@ impl<S: Sender> Worker<S> {
                         continue;
                     }
                     let waiting = Instant::now();
-                    let woke = self.wait(wait, false).await;
+                    let woke = self.wait(wait, false, Some(freed)).await;
                     self.metrics
                         .limiter_wait
                         .get_or_create(&metrics::account(&self.account))
@@ -345,7 +351,7 @@ impl<S: Sender> Worker<S> {
             }
             // Nothing to start now: wait for a call to end, an item to be
             // queued, the rescan or shutdown.
-            match self.wait(self.options.idle_rescan, true).await {
+            match self.wait(self.options.idle_rescan, true, None).await {
                 Woke::Stop => break,
                 Woke::Queued | Woke::Timer => fresh = false,
                 // After a pause, read the due list again: items may have
@@ -449,10 +455,25 @@ impl<S: Sender> Worker<S> {
         }
     }
 
-    /// Waits up to `d` (for new items too when `queued`), recording a call
-    /// that ends meanwhile. While no call is in flight the wait keeps the
-    /// watchdog fed; while some are, their own budgets do.
-    async fn wait(&mut self, d: Duration, queued: bool) -> Woke {
+    /// Resolves when the pacer hears of allowance freed for calls of
+    /// `kind`; made before the pacer is asked for the wait, so that a report
+    /// in between is not missed.
+    fn pace_freed(&self, kind: JobKind) -> OwnedNotified {
+        let (pacer, operation) = self.sender.pacing(kind);
+        pacer.reported(operation)
+    }
+
+    /// Waits up to `d` (for new items too when `queued`, less if `freed`
+    /// resolves first), recording a call that ends meanwhile. While no call
+    /// is in flight the wait keeps the watchdog fed; while some are, their
+    /// own budgets do.
+    async fn wait(&mut self, d: Duration, queued: bool, freed: Option<OwnedNotified>) -> Woke {
+        let freed = async move {
+            match freed {
+                Some(freed) => freed.await,
+                None => std::future::pending().await,
+            }
+        };
         let notify = self.notify.clone();
         let heartbeat = self.heartbeat.clone();
         let idle = self.calls.is_empty();
@@ -467,6 +488,7 @@ impl<S: Sender> Worker<S> {
             Some(done) = self.calls.join_next(), if !idle => Ok(done),
             _ = notify.notified(), if queued => Err(Woke::Queued),
             _ = timer => Err(Woke::Timer),
+            _ = freed => Err(Woke::Timer),
             _ = self.stop.wait_for(|s| *s) => Err(Woke::Stop),
         };
         match woke {
@@ -900,17 +922,9 @@ mod tests {
         }
     }
 
-    /// Queues `n` deliveries-like items (one order each) and runs a worker
-    /// over them at `rate` a second, `width` at once, until `done` calls
-    /// ended: answers the log of calls and the most in flight at once.
-    async fn run_timed(
-        n: usize,
-        rate: f64,
-        width: usize,
-        took: Duration,
-        refuse_first: Option<Duration>,
-        done: usize,
-    ) -> (Vec<(String, Instant, Instant)>, usize, Store) {
+    /// A store holding `n` deliveries-like items (one order each) for
+    /// account `dest`.
+    async fn store_with(n: usize) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), crate::store::StoreOptions::default()).unwrap();
         let now = Utc::now();
@@ -930,17 +944,27 @@ mod tests {
         // would have made them: the worker then never waits for the flusher
         // thread, whose real time would let paused time jump ahead.
         store.flush().await.unwrap();
-        let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let sender = Timed {
-            pacer: AccountPacer::adaptive("dest", crate::pacing::AdaptiveRate::new(rate)),
+        (dir, store)
+    }
+
+    /// `sender` over `pacer`, one call at a time, each taking `took`.
+    fn timed(pacer: Arc<AccountPacer>, width: usize, took: Duration) -> Timed {
+        Timed {
+            pacer,
             width,
             took,
-            refuse_first,
-            log: log.clone(),
+            refuse_first: None,
+            log: Arc::default(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
-            most: most.clone(),
-        };
+            most: Arc::default(),
+        }
+    }
+
+    /// Runs a worker for account `dest` until told to stop.
+    fn spawn_worker(
+        sender: Timed,
+        store: &Store,
+    ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
         let (stop, rx) = watch::channel(false);
         let outbox = Outbox::default();
         let worker = Worker::new(
@@ -951,7 +975,28 @@ mod tests {
             OutboxOptions::default(),
             rx,
         );
-        let task = tokio::spawn(worker.run());
+        (stop, tokio::spawn(worker.run()))
+    }
+
+    /// Queues `n` deliveries-like items (one order each) and runs a worker
+    /// over them at `rate` a second, `width` at once, until `done` calls
+    /// ended: answers the log of calls and the most in flight at once.
+    async fn run_timed(
+        n: usize,
+        rate: f64,
+        width: usize,
+        took: Duration,
+        refuse_first: Option<Duration>,
+        done: usize,
+    ) -> (Vec<(String, Instant, Instant)>, usize, Store) {
+        let (dir, store) = store_with(n).await;
+        let pacer = AccountPacer::adaptive("dest", crate::pacing::AdaptiveRate::new(rate));
+        let sender = Timed {
+            refuse_first,
+            ..timed(pacer, width, took)
+        };
+        let (log, most) = (sender.log.clone(), sender.most.clone());
+        let (stop, task) = spawn_worker(sender, &store);
         for _ in 0..6000 {
             if log.lock().len() >= done {
                 break;
@@ -1001,5 +1046,49 @@ mod tests {
         assert_eq!(pending[0].id, log[0].0);
         let error = pending[0].last_error.clone().unwrap_or_default();
         assert!(error.contains("429"), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_push_held_for_the_daily_allowance_goes_when_a_report_says_it_refilled() {
+        use switchyard_contract::{Pacer as _, RateHint, RateLimit, RateWindow};
+        let (dir, store) = store_with(1).await;
+        let unlimited = RateLimit {
+            per_second: f64::INFINITY,
+            burst: 1,
+        };
+        let pacer = AccountPacer::fixed("dest", unlimited, crate::pacing::PacerOptions::default());
+        // 1% of the day's allowance left: pushes wait about two hours for
+        // the 10% reserve.
+        let daily = RateHint {
+            capacity: 10_000,
+            remaining: 100,
+            restore_per_second: 10_000.0 / 86_400.0,
+            observed_at: Utc::now(),
+            window: RateWindow::Daily,
+        };
+        pacer.observe(Operation::PushTracking, daily);
+        assert!(pacer.delay(Operation::PushTracking, 1) > Duration::from_secs(3600));
+        let sender = timed(pacer.clone(), 1, Duration::from_millis(10));
+        let log = sender.log.clone();
+        let started = Instant::now();
+        let (stop, task) = spawn_worker(sender, &store);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(log.lock().is_empty(), "held back by the daily reserve");
+        // The channel's day started over: a reply reports it full again.
+        pacer.observe(
+            Operation::PushTracking,
+            RateHint {
+                remaining: 10_000,
+                observed_at: Utc::now(),
+                ..daily
+            },
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let log = log.lock().clone();
+        assert_eq!(log.len(), 1, "the push went once the refill was reported");
+        assert_eq!(log[0].1 - started, Duration::from_secs(60), "and at once");
+        let _ = stop.send(true);
+        task.await.unwrap();
+        drop(dir);
     }
 }
