@@ -67,13 +67,13 @@ impl Store {
             .into_iter()
             .map(|(k, expires_at)| {
                 check_key_part("dedupe key", &k)?;
+                if expires_at >= kept_for_good() {
+                    return Ok((k.into_bytes(), None));
+                }
                 let enc = encode(DEDUPE, k.as_bytes(), &expires_at)?;
-                let expiry = (expires_at < kept_for_good()).then(|| {
-                    let mut e = time_key(expires_at).to_vec();
-                    e.extend_from_slice(k.as_bytes());
-                    e
-                });
-                Ok((k.into_bytes(), enc, expiry))
+                let mut expiry = time_key(expires_at).to_vec();
+                expiry.extend_from_slice(k.as_bytes());
+                Ok((k.into_bytes(), Some((enc, expiry))))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let outbox = outbox
@@ -106,10 +106,18 @@ impl Store {
             outbox,
             stock,
         };
+        let kept = index::kept();
         let ops: Vec<Entry> = staged
             .prepared
             .iter()
             .flat_map(|p| p.unindex.iter().chain(&p.index).cloned())
+            .chain(
+                staged
+                    .dedupe
+                    .iter()
+                    .filter(|(_, expiring)| expiring.is_none())
+                    .map(|(k, _)| (kept.clone(), k.clone())),
+            )
             .collect();
         if fail_before_commit {
             // Alone, staged in full and then aborted: nothing may remain.
@@ -271,9 +279,9 @@ impl Store {
     }
 }
 
-/// A dedupe key, its encoded expiry, and its entry in the expiry index
-/// (none for a key kept for good).
-type StagedDedupe = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+/// A dedupe key with its encoded expiry and its entry in the expiry index,
+/// or None for a key kept for good (packed with the order indexes).
+type StagedDedupe = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
 
 /// Everything a batch writes, decided and encoded.
 struct Staged {
@@ -309,10 +317,13 @@ impl Staged {
         if let Some((k, v)) = &self.cursor {
             tx.cursors().insert(k.as_slice(), v.as_slice())?;
         }
-        for (k, v, expiry) in &self.dedupe {
-            tx.dedupe().insert(k.as_slice(), v.as_slice())?;
-            if let Some(e) = expiry {
-                tx.dedupe_expiry().insert(e.as_slice(), &[])?;
+        for (k, expiring) in &self.dedupe {
+            match expiring {
+                Some((v, expiry)) => {
+                    tx.dedupe().insert(k.as_slice(), v.as_slice())?;
+                    tx.dedupe_expiry().insert(expiry.as_slice(), &[])?;
+                }
+                None => index::add(tx, &index::kept(), k)?,
             }
         }
         for o in &self.outbox {

@@ -17,6 +17,9 @@
 //! page for every nine entries; packed, the indexes of a million orders fit
 //! in a few thousand pages.
 //!
+//! The same tree keeps the dedupe keys kept for good, under a prefix of
+//! their own ([`kept`]).
+//!
 //! A filter walks the intersection of its indexes by leapfrogging (each
 //! index jumps to the others' position), so it costs about what the
 //! smallest of them holds near the answer, not what the store holds.
@@ -44,6 +47,15 @@ const TAG: u8 = b'g';
 /// Routed, not held, ready or partially shipped: what the start-up catch-up
 /// of deliveries reads.
 pub(crate) const ROUTED_OPEN: u8 = b'd';
+/// Not an order index: the dedupe keys kept for good (delivery and
+/// reservation markers, one or two per order), packed the same way, their
+/// key bytes as positions. The store looks them up by key only.
+const KEPT: u8 = b'k';
+
+/// The prefix of the dedupe keys kept for good.
+pub(crate) fn kept() -> Vec<u8> {
+    prefix(KEPT, "")
+}
 
 /// Length of the position suffix's fixed part (the placed time).
 const TIME_LEN: usize = 8;

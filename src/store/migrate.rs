@@ -4,7 +4,7 @@
 //! order indexes (an entry per key), the outbox due index and counts, and
 //! the dedupe expiry index; layout 3 packs the order indexes into buckets
 //! (a new tree; the old one is dropped once the new one is complete) and
-//! keeps no expiry entry for dedupe keys kept for good. Orders and dedupe
+//! packs the dedupe keys kept for good there too. Orders and dedupe
 //! keys are converted in batches, each one transaction together with the
 //! position it reached, so a migration that is interrupted (a crash, a
 //! kill) goes on from there the next time the store opens, and nothing is
@@ -33,6 +33,8 @@ const REINDEX_DONE: &[u8] = b"migrate.reindex";
 const ORDERS_DONE: &[u8] = b"migrate.orders";
 /// The last dedupe key indexed, while the dedupe keys are being indexed.
 const DEDUPE_DONE: &[u8] = b"migrate.dedupe";
+/// An expiry entry is the 8-byte time key, then the dedupe key.
+const TIME_KEY_LEN: usize = 8;
 /// Records converted per transaction.
 const BATCH: usize = 500;
 /// How often progress is logged.
@@ -72,7 +74,7 @@ pub(crate) fn run(
     }
     let (orders, keys, items) = if layout.as_deref() == Some(&[2]) {
         let orders = reindex_orders(trees, stop_after, progress)?;
-        let keys = drop_kept_expiries(trees)?;
+        let keys = pack_kept_keys(trees)?;
         trees.transact("store upgrade to layout 3", |tx| {
             tx.meta().remove(REINDEX_DONE)?;
             tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
@@ -175,11 +177,13 @@ fn each_order_batch(
     Ok(count)
 }
 
-/// Removes the expiry entries of dedupe keys kept for good (delivery and
-/// reservation markers): the purge never reaches them, and at two keys per
-/// order they cost memory for nothing.
-fn drop_kept_expiries(trees: &Trees) -> Result<u64, StoreError> {
+/// Moves the dedupe keys kept for good (delivery and reservation markers,
+/// one or two per order) out of the dedupe tree and the expiry index into
+/// their packed set: the purge never reached them, and a key each cost
+/// memory for nothing.
+fn pack_kept_keys(trees: &Trees) -> Result<u64, StoreError> {
     let from = time_key(kept_for_good()).to_vec();
+    let kept = index::kept();
     let mut count = 0u64;
     loop {
         let batch = trees
@@ -192,9 +196,15 @@ fn drop_kept_expiries(trees: &Trees) -> Result<u64, StoreError> {
         if batch.is_empty() {
             return Ok(count);
         }
-        trees.transact("store upgrade of dedupe expiries", |tx| {
-            for k in &batch {
-                tx.dedupe_expiry().remove(k)?;
+        let ops: Vec<_> = batch
+            .iter()
+            .map(|e| (kept.clone(), e[TIME_KEY_LEN..].to_vec()))
+            .collect();
+        trees.transact_indexed("store upgrade of dedupe keys", &ops, |tx| {
+            for (e, (prefix, key)) in batch.iter().zip(&ops) {
+                tx.dedupe_expiry().remove(e)?;
+                tx.dedupe().remove(key.as_slice())?;
+                index::add(tx, prefix, key)?;
             }
             Ok(())
         })?;
@@ -260,7 +270,8 @@ fn convert_orders(
     })
 }
 
-/// Dedupe keys: an entry per key in the expiry index.
+/// Dedupe keys: an entry per expiring key in the expiry index; the keys kept
+/// for good packed.
 fn index_dedupe(trees: &Trees) -> Result<u64, StoreError> {
     let mut done = trees
         .meta
@@ -274,19 +285,25 @@ fn index_dedupe(trees: &Trees) -> Result<u64, StoreError> {
             break;
         };
         let last = last.to_vec();
-        let mut staged = Vec::with_capacity(batch.len());
+        let (mut expiring, mut kept) = (Vec::new(), Vec::new());
         for (k, v) in &batch {
             let expires: chrono::DateTime<chrono::Utc> = decode(DEDUPE, k, v)?;
             if expires >= kept_for_good() {
-                continue;
+                kept.push((index::kept(), k.to_vec()));
+            } else {
+                let mut e = time_key(expires).to_vec();
+                e.extend_from_slice(k);
+                expiring.push(e);
             }
-            let mut e = time_key(expires).to_vec();
-            e.extend_from_slice(k);
-            staged.push(e);
         }
-        trees.transact("store upgrade of dedupe keys", |tx| {
-            for e in &staged {
+        trees.transact_indexed("store upgrade of dedupe keys", &kept, |tx| {
+            for e in &expiring {
                 tx.dedupe_expiry().insert(e.as_slice(), &[])?;
+            }
+            // Kept for good: packed (see `pack_kept_keys`).
+            for (prefix, k) in &kept {
+                tx.dedupe().remove(k.as_slice())?;
+                index::add(tx, prefix, k)?;
             }
             tx.meta().insert(DEDUPE_DONE, last.as_slice())?;
             Ok(())

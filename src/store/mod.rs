@@ -45,13 +45,15 @@ pub(crate) const ORDERS: &str = "orders";
 /// or show orders.
 pub(crate) const RAW: &str = "raw";
 pub(crate) const HISTORY: &str = "history";
-/// The order indexes, packed in buckets (`index.rs`).
+/// The order indexes and the dedupe keys kept for good, packed in buckets
+/// (`index.rs`).
 pub(crate) const ORDER_INDEX: &str = "order_postings";
 pub(crate) const CURSORS: &str = "cursors";
 pub(crate) const DEDUPE: &str = "dedupe";
 /// (expiry time, dedupe key): what the purge reads, so it never walks the
 /// keys that have not expired. Keys kept for good (delivery and reservation
-/// markers, [`kept_for_good`]) have no entry.
+/// markers, [`kept_for_good`]) are neither here nor in `dedupe`: they are
+/// packed with the order indexes (`index::kept`).
 pub(crate) const DEDUPE_EXPIRY: &str = "dedupe_expiry";
 pub(crate) const OUTBOX: &str = "outbox";
 /// (account NUL coalesce key) → id of the pending item with that key.
@@ -572,19 +574,24 @@ impl Store {
 
     /// Whether `key` was recorded (through `WriteBatch::dedupe`) and has not expired.
     pub fn dedupe_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        match self
+        if let Some(v) = self
             .inner
             .trees
             .dedupe
             .get(key.as_bytes())
             .map_err(|e| engine_err(format!("read of dedupe key {key}"), e))?
         {
-            Some(v) => {
-                let expires: DateTime<Utc> = decode(DEDUPE, key.as_bytes(), &v)?;
-                Ok(expires > now)
+            let expires: DateTime<Utc> = decode(DEDUPE, key.as_bytes(), &v)?;
+            if expires > now {
+                return Ok(true);
             }
-            None => Ok(false),
         }
+        // Kept for good: packed with the order indexes.
+        index::contains(
+            &self.inner.trees.order_index,
+            &index::kept(),
+            key.as_bytes(),
+        )
     }
 
     /// Removes expired dedupe keys; returns how many. Reads only the expiry

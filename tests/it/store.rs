@@ -641,6 +641,47 @@ fn dedupe_keys_expire() {
     assert!(store.dedupe_seen("shop-us:e2", t(50)).unwrap());
 }
 
+/// A key kept for good (a delivery or reservation marker) is seen at any
+/// time, outlives every purge and a reopen, and is not mistaken for a
+/// neighbour with a longer or shorter name.
+#[test]
+fn dedupe_keys_kept_for_good_never_expire() {
+    let dir = tempdir();
+    let forever = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    {
+        let store = open(dir.path());
+        let mut b = WriteBatch::new(t(0));
+        b.dedupe = (0..100)
+            .map(|n| (format!("outbound/reserve/shop-us:{n}"), forever))
+            .chain([("shop-us:e1".to_owned(), t(10))])
+            .collect();
+        store.apply(b).unwrap();
+        let far = forever - chrono::Duration::days(1);
+        assert_eq!(store.purge_expired_dedupe(far).unwrap(), 1);
+        for n in [0, 42, 99] {
+            let key = format!("outbound/reserve/shop-us:{n}");
+            assert!(store.dedupe_seen(&key, far).unwrap(), "{key}");
+        }
+        for other in [
+            "outbound/reserve/shop-us:100",
+            "outbound/reserve/shop-us:990",
+            "outbound/reserve/shop-us",
+        ] {
+            assert!(!store.dedupe_seen(other, t(0)).unwrap(), "{other}");
+        }
+        store.close().unwrap();
+    }
+    let store = open(dir.path());
+    assert!(
+        store
+            .dedupe_seen("outbound/reserve/shop-us:7", t(0))
+            .unwrap()
+    );
+    assert!(!store.dedupe_seen("shop-us:e1", t(0)).unwrap(), "purged");
+}
+
 #[test]
 fn list_orders_filters_and_orders_oldest_first() {
     let dir = tempdir();
