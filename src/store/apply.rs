@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use super::codec::{
-    check_key_part, decode, decode_order, encode, encode_order, encode_raw, history_key,
+    append_history, check_key_part, decode, decode_order, encode, encode_order, encode_raw,
     stored_revision, time_key,
 };
 use super::index::{self, Entry, index_entries};
@@ -31,7 +31,8 @@ struct PreparedOrder {
     outcome: WriteOutcome,
     order: Option<Vec<u8>>,
     raw: Option<Vec<u8>>,
-    history: Option<(Vec<u8>, Vec<u8>)>,
+    /// An encoded entry to append to the order's history.
+    history: Option<Vec<u8>>,
     unindex: Vec<Entry>,
     index: Vec<Entry>,
     outbox: Vec<PreparedOutbox>,
@@ -156,14 +157,13 @@ impl Store {
             None => None,
         };
         let seen = stored.as_ref().map(|s| s.revision);
-        let hkey = history_key(&id, self.generate_id()?);
-        let entry = |kind: &str, detail: String| -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        let entry = |kind: &str, detail: String| -> Result<Vec<u8>, StoreError> {
             let e = HistoryEntry {
                 at: now,
                 kind: kind.to_owned(),
                 detail,
             };
-            Ok((hkey.clone(), encode(HISTORY, &hkey, &e)?))
+            encode(HISTORY, id.as_bytes(), &e)
         };
         let conflict = || StoreError::Conflict { id: id.clone() };
         let mut p = PreparedOrder {
@@ -345,8 +345,16 @@ fn stage_order(tx: &Tx<'_>, p: &PreparedOrder) -> TxResult<()> {
     if let Some(v) = &p.raw {
         tx.raw().insert(key, v.as_slice())?;
     }
-    if let Some((k, v)) = &p.history {
-        tx.history().insert(k.as_slice(), v.as_slice())?;
+    if let Some(e) = &p.history {
+        // One value per order: a key per entry cost the engine's memory a
+        // page record for every dozen entries.
+        let mut all = tx
+            .history()
+            .get(key)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        append_history(&mut all, e);
+        tx.history().insert(key, all)?;
     }
     for (prefix, pos) in &p.unindex {
         index::remove(tx, prefix, pos)?;

@@ -34,7 +34,7 @@ pub(crate) fn encode<T: Serialize>(
     out.push(FORMAT_VERSION);
     serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode {
         tree,
-        key: display_key(tree, key),
+        key: display_key(key),
         detail: e.to_string(),
     })?;
     Ok(out)
@@ -49,18 +49,18 @@ pub(crate) fn decode<T: DeserializeOwned>(
         Some((&FORMAT_VERSION, json)) => {
             serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
                 tree,
-                key: display_key(tree, key),
+                key: display_key(key),
                 detail: e.to_string(),
             })
         }
         Some((&version, _)) => Err(StoreError::Format {
             tree,
-            key: display_key(tree, key),
+            key: display_key(key),
             version,
         }),
         None => Err(StoreError::Corrupt {
             tree,
-            key: display_key(tree, key),
+            key: display_key(key),
             detail: "empty value".to_owned(),
         }),
     }
@@ -122,7 +122,7 @@ fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 fn corrupt(tree: &'static str, key: &[u8], detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         tree,
-        key: display_key(tree, key),
+        key: display_key(key),
         detail: detail.to_string(),
     }
 }
@@ -130,7 +130,7 @@ fn corrupt(tree: &'static str, key: &[u8], detail: impl std::fmt::Display) -> St
 fn encode_err(tree: &'static str, key: &[u8], detail: impl std::fmt::Display) -> StoreError {
     StoreError::Encode {
         tree,
-        key: display_key(tree, key),
+        key: display_key(key),
         detail: detail.to_string(),
     }
 }
@@ -224,20 +224,28 @@ pub(crate) fn pair_key(a: &str, b: &str) -> Vec<u8> {
     k
 }
 
-/// All history keys of one order share this prefix; the NUL keeps `a:1`
-/// from matching `a:10`.
-pub(crate) fn history_prefix(order_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(order_id.len() + 9);
-    k.extend_from_slice(order_id.as_bytes());
-    k.push(SEP);
-    k
+/// Appends an encoded history entry to an order's history value: each entry
+/// is its length (u32) and its bytes, oldest first.
+pub(crate) fn append_history(all: &mut Vec<u8>, entry: &[u8]) {
+    let len = u32::try_from(entry.len()).unwrap_or(u32::MAX);
+    all.extend_from_slice(&len.to_be_bytes());
+    all.extend_from_slice(&entry[..len as usize]);
 }
 
-/// Order id, NUL, big-endian sequence: a prefix scan returns entries in order.
-pub(crate) fn history_key(order_id: &str, seq: u64) -> Vec<u8> {
-    let mut k = history_prefix(order_id);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// The encoded entries of an order's history value, oldest first.
+pub(crate) fn split_history<'a>(key: &[u8], all: &'a [u8]) -> Result<Vec<&'a [u8]>, StoreError> {
+    let mut out = Vec::new();
+    let mut rest = all;
+    while !rest.is_empty() {
+        let cut = || corrupt(super::HISTORY, key, "a history entry is cut short");
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(cut)?;
+        let (e, tail) = tail
+            .split_at_checked(u32::from_be_bytes(*len) as usize)
+            .ok_or_else(cut)?;
+        out.push(e);
+        rest = tail;
+    }
+    Ok(out)
 }
 
 /// Zero-padded so that lexical order is creation order.
@@ -246,17 +254,7 @@ pub(crate) fn outbox_id(n: u64) -> String {
 }
 
 /// A key as a person would name it in an error message.
-pub(crate) fn display_key(tree: &'static str, key: &[u8]) -> String {
-    if tree == super::HISTORY && key.len() >= 9 && key[key.len() - 9] == SEP {
-        let (id, rest) = key.split_at(key.len() - 9);
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&rest[1..]);
-        return format!(
-            "{}#{}",
-            String::from_utf8_lossy(id),
-            u64::from_be_bytes(seq)
-        );
-    }
+pub(crate) fn display_key(key: &[u8]) -> String {
     String::from_utf8_lossy(key).replace('\0', "/")
 }
 
@@ -318,16 +316,15 @@ mod tests {
     }
 
     #[test]
-    fn history_keys_sort_and_display() {
-        assert!(history_key("a:1", 2) < history_key("a:1", 10));
-        assert!(!history_key("a:10", 1).starts_with(&history_prefix("a:1")));
-        assert_eq!(
-            display_key(super::super::HISTORY, &history_key("a:1", 7)),
-            "a:1#7"
-        );
-        assert_eq!(
-            display_key("listing_refs", &pair_key("acct", "sku")),
-            "acct/sku"
-        );
+    fn history_entries_read_back_in_order_and_a_cut_one_is_refused() {
+        let mut all = Vec::new();
+        for e in [&b"first"[..], b"", b"third"] {
+            append_history(&mut all, e);
+        }
+        let entries = split_history(b"a:1", &all).expect("split");
+        assert_eq!(entries, [&b"first"[..], b"", b"third"]);
+        let err = split_history(b"a:1", &all[..all.len() - 1]).unwrap_err();
+        assert!(err.to_string().contains("a:1"), "{err}");
+        assert_eq!(display_key(&pair_key("acct", "sku")), "acct/sku");
     }
 }

@@ -4,7 +4,8 @@
 //! order indexes (an entry per key), the outbox due index and counts, and
 //! the dedupe expiry index; layout 3 packs the order indexes into buckets
 //! (a new tree; the old one is dropped once the new one is complete) and
-//! packs the dedupe keys kept for good there too. Orders and dedupe
+//! packs the dedupe keys kept for good there too; layout 4 keeps each
+//! order's history in one value (a new tree, the old one dropped after). Orders and dedupe
 //! keys are converted in batches, each one transaction together with the
 //! position it reached, so a migration that is interrupted (a crash, a
 //! kill) goes on from there the next time the store opens, and nothing is
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::codec::{decode, decode_order, encode_order, encode_raw, time_key};
+use super::codec::{SEP, append_history, decode, decode_order, encode_order, encode_raw, time_key};
 use super::index::{self, index_entries};
 use super::outbox::{count_key, due_key};
 use super::{
@@ -22,11 +23,16 @@ use super::{
 };
 
 /// The layout this code writes.
-pub(crate) const LAYOUT: u8 = 3;
+pub(crate) const LAYOUT: u8 = 4;
 const LAYOUT_KEY: &[u8] = b"layout";
 /// Layout 2's order index, an entry per key; dropped once layout 3's packed
 /// one is built.
 const UNPACKED_INDEX: &str = "order_index";
+/// Layouts 1 to 3's history, an entry per key (order id, NUL, sequence);
+/// dropped once layout 4's is built.
+const ENTRY_HISTORY: &str = "history";
+/// The last history key moved, while the history is being packed.
+const HISTORY_DONE: &[u8] = b"migrate.history";
 /// The last order id indexed, while layout 2's orders are being indexed.
 const REINDEX_DONE: &[u8] = b"migrate.reindex";
 /// The last order id converted, while the orders are being converted.
@@ -55,7 +61,7 @@ pub(crate) fn run(
         .get(LAYOUT_KEY)
         .map_err(|e| engine_err("read of the store layout", e))?;
     match layout.as_deref() {
-        Some([v]) if *v == LAYOUT => return drop_unpacked_index(db, dir),
+        Some([v]) if *v == LAYOUT => return drop_old_trees(db, dir),
         Some([v]) if *v > LAYOUT => {
             return Err(StoreError::Open {
                 dir: dir.to_owned(),
@@ -69,31 +75,44 @@ pub(crate) fn run(
     let fresh = trees.orders.is_empty() && trees.outbox.is_empty() && trees.dedupe.is_empty();
     let started = Instant::now();
     if !fresh {
-        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes, payloads apart); this runs once and goes on where it stopped if interrupted");
+        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart); this runs once and goes on where it stopped if interrupted");
         progress("upgrading the store: building its indexes");
     }
-    let (orders, keys, items) = if layout.as_deref() == Some(&[2]) {
-        let orders = reindex_orders(trees, stop_after, progress)?;
-        let keys = pack_kept_keys(trees)?;
-        trees.transact("store upgrade to layout 3", |tx| {
-            tx.meta().remove(REINDEX_DONE)?;
-            tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
-            Ok(())
-        })?;
-        (orders, keys, 0)
-    } else {
-        let orders = convert_orders(trees, stop_after, progress)?;
-        let keys = index_dedupe(trees)?;
-        (orders, keys, index_outbox(trees)?)
+    let (orders, keys, items, history) = match layout.as_deref() {
+        Some([from @ (2 | 3)]) => {
+            let (orders, keys) = if *from == 2 {
+                (
+                    reindex_orders(trees, stop_after, progress)?,
+                    pack_kept_keys(trees)?,
+                )
+            } else {
+                (0, 0)
+            };
+            let history = pack_history(db, trees)?;
+            trees.transact("store upgrade to layout 4", |tx| {
+                tx.meta().remove(REINDEX_DONE)?;
+                tx.meta().remove(HISTORY_DONE)?;
+                tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+                Ok(())
+            })?;
+            (orders, keys, 0, history)
+        }
+        _ => {
+            let orders = convert_orders(trees, stop_after, progress)?;
+            let keys = index_dedupe(trees)?;
+            let history = pack_history(db, trees)?;
+            (orders, keys, index_outbox(trees)?, history)
+        }
     };
     db.flush()
         .map_err(|e| engine_err("flush after the store upgrade", e))?;
-    drop_unpacked_index(db, dir)?;
+    drop_old_trees(db, dir)?;
     if !fresh {
         tracing::info!(
             orders,
             dedupe_keys = keys,
             outbox_items = items,
+            history_entries = history,
             seconds = started.elapsed().as_secs_f64(),
             "store: upgraded to layout {LAYOUT}"
         );
@@ -101,19 +120,71 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Drops layout 2's unpacked order index, once the packed one is complete
-/// (again at the next open if a crash came between).
-fn drop_unpacked_index(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
-    if db
-        .tree_names()
-        .iter()
-        .any(|n| n == UNPACKED_INDEX.as_bytes())
-    {
-        tracing::info!(store = %dir.display(), "store: dropping the unpacked order index of layout 2");
-        db.drop_tree(UNPACKED_INDEX)
-            .map_err(|e| engine_err("drop of the unpacked order index", e))?;
+fn has_tree(db: &sled::Db, name: &str) -> bool {
+    db.tree_names().iter().any(|n| n == name.as_bytes())
+}
+
+/// Drops the trees earlier layouts kept and this one replaced, once their
+/// content is converted (again at the next open if a crash came between).
+fn drop_old_trees(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    for old in [UNPACKED_INDEX, ENTRY_HISTORY] {
+        if has_tree(db, old) {
+            tracing::info!(store = %dir.display(), tree = old, "store: dropping a tree of an earlier layout");
+            db.drop_tree(old)
+                .map_err(|e| engine_err(format!("drop of the old tree {old}"), e))?;
+        }
     }
     Ok(())
+}
+
+/// History of layouts 1 to 3 (a key per entry, in order within each order)
+/// into one value per order, in batches that resume where they stopped.
+fn pack_history(db: &sled::Db, trees: &Trees) -> Result<u64, StoreError> {
+    if !has_tree(db, ENTRY_HISTORY) {
+        return Ok(0);
+    }
+    let old = db
+        .open_tree(ENTRY_HISTORY)
+        .map_err(|e| engine_err("open of the old history", e))?;
+    let mut done = trees
+        .meta
+        .get(HISTORY_DONE)
+        .map_err(|e| engine_err("read of the upgrade position", e))?
+        .map(|v| v.to_vec());
+    let mut count = 0u64;
+    loop {
+        let batch = next_batch(&old, done.as_deref(), "history", BATCH)?;
+        let Some((last, _)) = batch.last() else {
+            return Ok(count);
+        };
+        let last = last.to_vec();
+        trees.transact("store upgrade of the history", |tx| {
+            // Entries of one order are adjacent and in order; a batch may
+            // end inside an order's, and the next one appends the rest.
+            let mut packed: Vec<(&[u8], Vec<u8>)> = Vec::new();
+            for (k, v) in &batch {
+                let id = k.split(|b| *b == SEP).next().unwrap_or(k);
+                if packed.last().is_none_or(|(last, _)| *last != id) {
+                    let all = tx
+                        .history()
+                        .get(id)?
+                        .map(|v| v.to_vec())
+                        .unwrap_or_default();
+                    packed.push((id, all));
+                }
+                if let Some((_, all)) = packed.last_mut() {
+                    append_history(all, v);
+                }
+            }
+            for (id, all) in &packed {
+                tx.history().insert(*id, all.as_slice())?;
+            }
+            tx.meta().insert(HISTORY_DONE, last.as_slice())?;
+            Ok(())
+        })?;
+        count += batch.len() as u64;
+        done = Some(last);
+    }
 }
 
 /// Layout 2's orders: their entries into the packed index.
@@ -340,6 +411,7 @@ fn index_outbox(trees: &Trees) -> Result<u64, StoreError> {
         }
         tx.meta().remove(ORDERS_DONE)?;
         tx.meta().remove(DEDUPE_DONE)?;
+        tx.meta().remove(HISTORY_DONE)?;
         tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
         Ok(())
     })?;

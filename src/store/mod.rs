@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use switchyard_contract::Cursor;
 use tokio::sync::oneshot;
 
-use codec::{check_key_part, decode, decode_order, encode, history_prefix, time_key};
+use codec::{check_key_part, decode, decode_order, encode, split_history, time_key};
 use flusher::{Flusher, Progress, Waiter};
 use index::{Plan, decode_cursor, encode_cursor};
 
@@ -44,7 +44,8 @@ pub(crate) const ORDERS: &str = "orders";
 /// Order id → the raw channel payload, kept for audit and never read to list
 /// or show orders.
 pub(crate) const RAW: &str = "raw";
-pub(crate) const HISTORY: &str = "history";
+/// Order id → its history, every entry in one value (`codec::append_history`).
+pub(crate) const HISTORY: &str = "order_history";
 /// The order indexes and the dedupe keys kept for good, packed in buckets
 /// (`index.rs`).
 pub(crate) const ORDER_INDEX: &str = "order_postings";
@@ -546,14 +547,19 @@ impl Store {
     /// The order's history, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         check_key_part("order id", id)?;
-        self.inner
+        let key = id.as_bytes();
+        let Some(all) = self
+            .inner
             .trees
             .history
-            .scan_prefix(history_prefix(id))
-            .map(|kv| {
-                let (k, v) = kv.map_err(|e| engine_err(format!("read of history of {id}"), e))?;
-                decode(HISTORY, &k, &v)
-            })
+            .get(key)
+            .map_err(|e| engine_err(format!("read of history of {id}"), e))?
+        else {
+            return Ok(Vec::new());
+        };
+        split_history(key, &all)?
+            .into_iter()
+            .map(|e| decode(HISTORY, key, e))
             .collect()
     }
 
