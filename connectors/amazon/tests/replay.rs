@@ -16,7 +16,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use switchyard_contract::testkit::{HttpRequest, Scenario, assert_golden_json};
+use switchyard_contract::testkit::{
+    HttpRequest, Scenario, assert_golden_json, assert_goldens, assert_no_secrets,
+};
 
 use common::*;
 
@@ -131,37 +133,25 @@ async fn every_scenario_replays_and_matches_its_golden_files() {
         "found only {} amazon scenarios",
         scenarios.len()
     );
+    let secrets = [
+        ACCESS_TOKEN,
+        REFRESHED_TOKEN,
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        WEBHOOK_SECRET,
+    ];
     for s in &scenarios {
         eprintln!("scenario {}", s.name);
         let run = run(s).await;
-        let orders = Value::Array(run.orders.iter().map(order_json).collect());
-        let results = Value::Array(run.results.clone());
-        let requests = sent(&s.name, &run.requests);
         let uploaded = uploads(&s.name, &run.uploads);
-        for (what, v) in [
-            ("orders", &orders),
-            ("results", &results),
-            ("requests", &requests),
-            ("uploads", &uploaded),
-        ] {
-            let text = v.to_string();
-            for secret in [
-                ACCESS_TOKEN,
-                REFRESHED_TOKEN,
-                CLIENT_SECRET,
-                REFRESH_TOKEN,
-                WEBHOOK_SECRET,
-            ] {
-                assert!(
-                    !text.contains(secret),
-                    "{}: a credential leaked into {what}",
-                    s.name
-                );
-            }
-        }
-        assert_golden_json(&s.expected("orders.json"), &orders);
-        assert_golden_json(&s.expected("results.json"), &results);
-        assert_golden_json(&s.expected("requests.json"), &requests);
+        assert_no_secrets(s, &secrets, "uploads", &uploaded);
+        assert_goldens(
+            s,
+            &secrets,
+            &run.orders,
+            &run.results,
+            sent(&s.name, &run.requests),
+        );
         assert_golden_json(&s.expected("uploads.json"), &uploaded);
     }
 }

@@ -7,22 +7,29 @@
 //!
 //! ```json
 //! { "config": { …the channel's overrides… },
+//!   "clock": "2026-11-27T12:00:00Z",
 //!   "clock_dependent_waits": false,
 //!   "calls": [ { "call": "poll_all", "since": "2026-11-26T00:00:00Z", "now": "…" },
 //!              { "call": "poll", "since": "…", "now": "…", "cursor": "previous" },
 //!              { "call": "poll", "since": "…", "cursor": { …a stored cursor… } },
 //!              { "call": "fetch_orders", "ids": ["…"] },
 //!              { "call": "check" },
+//!              { "call": "set_clock", "at": "…" },
 //!              { "call": "push_inventory", "push": { …InventoryPush… } },
 //!              { "call": "push_inventory_batch", "pushes": [ { …InventoryPush… }, … ] },
+//!              { "call": "check_receipts" },
 //!              { "call": "push_tracking", "order_id": "…", "lines": [ …canonical lines… ],
-//!                "idempotency_key": "…", "shipment": { …Shipment… } },
+//!                "fulfillment": "merchant", "idempotency_key": "…", "shipment": { …Shipment… } },
 //!              { "call": "webhooks", "received_at": "…" } ] }
 //! ```
 //!
 //! `now` defaults to `since`, `received_at` to 2026-11-27T12:00:00Z.
+//! `clock` is where the connector's own clock starts (token expiry, feed
+//! checks), for a channel whose tests give it a [`TestClock`]; `set_clock`
+//! moves that clock between calls. `check_receipts` asks about the receipt
+//! of every push the previous push call answered `Pending`, in order.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -33,8 +40,9 @@ use serde_json::{Value, json};
 use super::{Scenario, assert_golden_json};
 use crate::{
     BoxFuture, Channel, Connector, ConnectorError, Currency, Cursor, Fulfillment, InventoryPush,
-    Line, NormalizedOrder, Operation, Order, OrderPage, OrderStatus, Pacer, PaymentStatus,
-    Priority, RateHint, Shipment, Totals, TrackingPush, WebhookOutcome,
+    InventoryResult, Line, NormalizedOrder, Operation, Order, OrderPage, OrderStatus, Pacer,
+    PaymentStatus, Priority, RateHint, ReceiptStatus, Shipment, Totals, TrackingPush,
+    WebhookOutcome,
 };
 
 /// A scenario's `calls.json`; `C` is the channel's settings overrides.
@@ -43,6 +51,10 @@ use crate::{
 pub struct Calls<C> {
     #[serde(default)]
     pub config: C,
+    /// Where the connector's clock starts, for a channel whose tests give
+    /// it one.
+    #[serde(default)]
+    pub clock: Option<DateTime<Utc>>,
     /// Waits computed from the wall clock (a channel's quota reset time) are
     /// shown as such in the golden results, not as numbers.
     #[serde(default)]
@@ -84,6 +96,10 @@ pub enum Call {
         ids: Vec<String>,
     },
     Check,
+    /// Moves the connector's clock (the [`TestClock`] the run was given).
+    SetClock {
+        at: DateTime<Utc>,
+    },
     PushInventory {
         push: InventoryPush,
     },
@@ -91,10 +107,17 @@ pub enum Call {
     PushInventoryBatch {
         pushes: Vec<InventoryPush>,
     },
+    /// Asks about the receipt of every push the previous push call
+    /// answered `Pending`, in order.
+    CheckReceipts,
+    /// `fulfillment`: who ships the order (a channel refuses tracking for
+    /// the orders it fulfils itself).
     PushTracking {
         order_id: String,
         #[serde(default)]
         lines: Vec<Line>,
+        #[serde(default)]
+        fulfillment: Fulfillment,
         idempotency_key: String,
         shipment: Shipment,
     },
@@ -116,18 +139,47 @@ pub struct CallsRun {
     pub results: Vec<Value>,
 }
 
+/// A connector's clock that a test sets: `set_clock` calls move it.
+#[derive(Debug, Clone)]
+pub struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        TestClock(Arc::new(Mutex::new(at)))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap() = at;
+    }
+
+    /// The clock as a connector reads it.
+    pub fn reader(&self) -> Arc<dyn Fn() -> DateTime<Utc> + Send + Sync> {
+        let t = self.0.clone();
+        Arc::new(move || *t.lock().unwrap())
+    }
+}
+
 /// Runs `calls` against connector `c` of account `account`, which talks to
-/// the replay server at `server_url`. Messages that name the server name
-/// `http://replay-server` in the results, so they do not depend on its port.
+/// the replay server at `server_url`; `set_clock` calls move `clock`, the
+/// connector's clock if its tests give it one. Messages that name the
+/// server name `http://replay-server` in the results, so they do not depend
+/// on its port.
 pub async fn run_calls<C>(
     c: &dyn Connector,
     account: &str,
     scenario: &Scenario,
     calls: &Calls<C>,
     server_url: &str,
+    clock: Option<&TestClock>,
 ) -> CallsRun {
     let mut run = CallsRun::default();
     let mut last_cursor: Option<Cursor> = None;
+    // The receipts of the last push call's pending pushes, one per push.
+    let mut receipts: Vec<String> = Vec::new();
     for call in &calls.calls {
         let result = match call {
             Call::Poll { since, now, cursor } => {
@@ -197,9 +249,16 @@ pub async fn run_calls<C>(
                 Ok(()) => json!({ "call": "check", "ok": true }),
                 Err(e) => json!({ "call": "check", "error": error_json(&e) }),
             },
+            Call::SetClock { at } => {
+                clock
+                    .expect("set_clock: the run was given no clock to set")
+                    .set(*at);
+                json!({ "call": "set_clock", "at": at })
+            }
             Call::PushInventory { push } => {
                 let mut r = c.push_inventory_batch(std::slice::from_ref(push)).await;
                 assert_eq!(r.len(), 1, "one result per push");
+                receipts = pending_receipts(&r);
                 match r.remove(0) {
                     Ok(r) => json!({ "call": "push_inventory", "sku": push.sku, "result": r }),
                     Err(e) => {
@@ -212,6 +271,7 @@ pub async fn run_calls<C>(
                     pushes.iter().map(|p| c.inventory_batch_key(p)).collect();
                 let r = c.push_inventory_batch(pushes).await;
                 assert_eq!(r.len(), pushes.len(), "one result per push");
+                receipts = pending_receipts(&r);
                 let r: Vec<Value> = pushes
                     .iter()
                     .zip(r)
@@ -225,14 +285,37 @@ pub async fn run_calls<C>(
                     .collect();
                 json!({ "call": "push_inventory_batch", "results": r })
             }
+            Call::CheckReceipts => {
+                let mut answers = Vec::new();
+                for receipt in &receipts {
+                    answers.push(match c.check_inventory_receipt(receipt).await {
+                        Ok(ReceiptStatus::Pending { check_after }) => {
+                            json!({ "pending": { "check_after": check_after } })
+                        }
+                        Ok(ReceiptStatus::Done { results }) => json!({ "done": results
+                            .into_iter()
+                            .map(|(sku, r)| match r {
+                                Ok(r) => json!({ "sku": sku, "result": r }),
+                                Err(e) => json!({ "sku": sku, "error": error_json(&e) }),
+                            })
+                            .collect::<Vec<_>>() }),
+                        Err(e) => json!({ "error": error_json(&e) }),
+                    });
+                }
+                json!({ "call": "check_receipts", "answers": answers })
+            }
             Call::PushTracking {
                 order_id,
                 lines,
+                fulfillment,
                 idempotency_key,
                 shipment,
             } => {
                 let push = TrackingPush {
-                    order: order_stub(account, c.channel(), order_id, lines.clone()),
+                    order: Order {
+                        fulfillment: *fulfillment,
+                        ..order_stub(account, c.channel(), order_id, lines.clone())
+                    },
                     shipment: shipment.clone(),
                     idempotency_key: idempotency_key.clone(),
                 };
@@ -303,6 +386,17 @@ pub async fn run_calls<C>(
     run
 }
 
+/// The receipt of every push answered `Pending`, in push order.
+fn pending_receipts(results: &[Result<InventoryResult, ConnectorError>]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(InventoryResult::Pending { receipt, .. }) => Some(receipt.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks a scenario's run against its golden files (`expected/orders.json`,
 /// `results.json`, `requests.json`: regenerate with `SWITCHYARD_BLESS=1`),
 /// after checking that none of `secrets` shows in any of them.
@@ -320,18 +414,24 @@ pub fn assert_goldens(
         ("results", &results),
         ("requests", &requests),
     ] {
-        let text = v.to_string();
-        for secret in secrets {
-            assert!(
-                !text.contains(secret),
-                "{}: a secret leaked into {what}",
-                s.name
-            );
-        }
+        assert_no_secrets(s, secrets, what, v);
     }
     assert_golden_json(&s.expected("orders.json"), &orders);
     assert_golden_json(&s.expected("results.json"), &results);
     assert_golden_json(&s.expected("requests.json"), &requests);
+}
+
+/// Checks that none of `secrets` shows in `v`, what scenario `s` produced
+/// as `what` (a golden file of a channel's own).
+pub fn assert_no_secrets(s: &Scenario, secrets: &[&str], what: &str, v: &Value) {
+    let text = v.to_string();
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{}: a secret leaked into {what}",
+            s.name
+        );
+    }
 }
 
 /// The golden form of a connector error: its class and message, and the

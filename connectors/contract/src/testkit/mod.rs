@@ -16,7 +16,8 @@ pub mod server;
 pub mod sim;
 
 pub use calls::{
-    Call, Calls, CallsRun, RecordingPacer, assert_goldens, error_json, order_json, run_calls,
+    Call, Calls, CallsRun, RecordingPacer, TestClock, assert_goldens, assert_no_secrets,
+    error_json, order_json, run_calls,
 };
 pub use fixture::{Exchange, Scenario, WebhookFixture};
 pub use golden::assert_golden_json;

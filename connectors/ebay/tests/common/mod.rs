@@ -121,7 +121,7 @@ pub async fn run(s: &Scenario) -> Run {
     let calls: Calls<ConfigOverrides> = Calls::load(s);
     let server = ReplayServer::start(s).await;
     let built = connector(&server.url(), &calls.config);
-    let run = run_calls(&built.connector, ACCOUNT, s, &calls, &server.url()).await;
+    let run = run_calls(&built.connector, ACCOUNT, s, &calls, &server.url(), None).await;
     let requests = server.finish().await;
     Run {
         orders: run.orders,

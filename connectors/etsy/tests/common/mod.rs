@@ -191,7 +191,7 @@ pub async fn run(s: &Scenario) -> Run {
     let tokens = MemoryTokenStore::shared();
     let pacer = Arc::new(RecordingPacer::default());
     let c = connector(&server.url(), &calls.config, tokens.clone(), pacer.clone());
-    let mut run = run_calls(&c, ACCOUNT, s, &calls, &server.url()).await;
+    let mut run = run_calls(&c, ACCOUNT, s, &calls, &server.url(), None).await;
     let acquired: Vec<&str> = pacer
         .acquired
         .lock()

@@ -67,7 +67,7 @@ pub async fn run(s: &Scenario) -> Run {
     let calls: Calls<ConfigOverrides> = Calls::load(s);
     let server = ReplayServer::start(s).await;
     let c = connector(&server.url(), &calls.config);
-    let mut run = run_calls(&c, ACCOUNT, s, &calls, &server.url()).await;
+    let mut run = run_calls(&c, ACCOUNT, s, &calls, &server.url(), None).await;
     if let Some(h) = c.rate_hint() {
         run.results.push(json!({
             "rate_hint": { "capacity": h.capacity, "remaining": h.remaining, "restore_per_second": h.restore_per_second }
