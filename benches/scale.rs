@@ -26,6 +26,7 @@
 //! after the daemon's burst.
 //!
 //! Plain `Instant` timing; run with `nice cargo bench --bench scale`.
+//! `SCALE_CACHE_MB` sets the daemon's `cache_mb` (default: its default).
 //! `SCALE_DIR` keeps the stores (default: a temporary folder); the figures
 //! are also written as JSON lines to `$SCALE_DIR/results.jsonl` when set.
 
@@ -545,6 +546,11 @@ fn write_config(
     let mut text = format!(
         "[daemon]\nstate_dir = {state:?}\nlisten = \"127.0.0.1:{port}\"\nrules = {rules:?}\nadmin_token = \"{ADMIN}\"\n"
     );
+    // `SCALE_CACHE_MB`: the daemon's page cache, to compare settings (unset:
+    // the default).
+    if let Ok(mb) = std::env::var("SCALE_CACHE_MB") {
+        text.push_str(&format!("cache_mb = {}\n", mb.trim()));
+    }
     for account in ["shop-us", "shop-ca"] {
         text.push_str(&format!(
             "\n[[account]]\nid = \"{account}\"\nchannel = \"shopify\"\nbase_url = \"{shop_url}\"\npoll_interval = \"2s\"\nwebhooks = true\naccess_token = \"bench-token\"\nwebhook_secret = \"{SECRET}\"\n"
