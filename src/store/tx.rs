@@ -27,9 +27,6 @@ pub(crate) fn tx_err(context: &str, e: TransactionError<StoreError>) -> StoreErr
     }
 }
 
-/// Order index entries a transaction may add or remove: (prefix, position).
-pub(crate) type IndexOps = [(Vec<u8>, Vec<u8>)];
-
 /// For each `prefix ++ position` a transaction may touch, the last key of
 /// the order index at or below it within the prefix (its bucket), as
 /// committed when the transaction began. Looked up before the transaction:
@@ -121,15 +118,15 @@ impl Trees {
         context: &str,
         f: impl Fn(&Tx<'_>) -> TxResult<A>,
     ) -> Result<A, StoreError> {
-        self.transact_indexed(context, &[], f)
+        self.transact_indexed(context, [], f)
     }
 
     /// `transact` for a transaction that may add or remove `ops` in the
     /// order index.
-    pub(crate) fn transact_indexed<A>(
+    pub(crate) fn transact_indexed<'o, A>(
         &self,
         context: &str,
-        ops: &IndexOps,
+        ops: impl IntoIterator<Item = &'o (Vec<u8>, Vec<u8>)>,
         f: impl Fn(&Tx<'_>) -> TxResult<A>,
     ) -> Result<A, StoreError> {
         let lookups = self.lookups(ops)?;
@@ -159,8 +156,11 @@ impl Trees {
             .map_err(|e| tx_err(context, e))
     }
 
-    fn lookups(&self, ops: &IndexOps) -> Result<Lookups, StoreError> {
-        let mut out = Lookups::with_capacity(ops.len());
+    fn lookups<'o>(
+        &self,
+        ops: impl IntoIterator<Item = &'o (Vec<u8>, Vec<u8>)>,
+    ) -> Result<Lookups, StoreError> {
+        let mut out = Lookups::new();
         for (prefix, pos) in ops {
             let mut at = prefix.clone();
             at.extend_from_slice(pos);
@@ -223,9 +223,8 @@ impl Combiner {
             return done;
         }
         let batch = std::mem::take(&mut *self.queue.lock());
-        let ops: Vec<(Vec<u8>, Vec<u8>)> =
-            batch.iter().flat_map(|e| e.index.iter().cloned()).collect();
-        let together = trees.transact_indexed(context, &ops, |tx| {
+        let ops = batch.iter().flat_map(|e| &e.index);
+        let together = trees.transact_indexed(context, ops, |tx| {
             let mut results = Vec::with_capacity(batch.len());
             for e in &batch {
                 results.push((e.write)(tx)?);
