@@ -29,6 +29,12 @@
 //! `SCALE_CACHE_MB` sets the daemon's `cache_mb` (default: its default).
 //! `SCALE_DIR` keeps the stores (default: a temporary folder); the figures
 //! are also written as JSON lines to `$SCALE_DIR/results.jsonl` when set.
+//! `SCALE_REUSE=1` (with `SCALE_DIR`) measures a store kept by an earlier
+//! run instead of filling a new one: a million orders take a quarter of an
+//! hour to fill. Each run adds its burst's orders to a reused store.
+//! `SCALE_WRAP` runs the daemon under a command, e.g. `heaptrack -o FILE`
+//! (memory figures are then the wrapper's, not the daemon's); `{n}` in it
+//! becomes the number of the daemon's start in this run (0: empty store).
 
 #![recursion_limit = "256"]
 // A benchmark that cannot set up panics: that is its failure report.
@@ -66,6 +72,11 @@ const FILL_BATCH: usize = 500;
 /// Webhook deliveries per intake measurement, and concurrent senders.
 const BURST: usize = 4_000;
 const SENDERS: usize = 32;
+/// `SCALE_REUSE=1`: measure stores kept by an earlier run (`SCALE_DIR`).
+fn reuse() -> bool {
+    std::env::var("SCALE_REUSE").is_ok_and(|v| v == "1") && std::env::var_os("SCALE_DIR").is_some()
+}
+
 /// Repetitions of each timed read (`SCALE_REPS`, default 7); the median is reported.
 fn reps() -> usize {
     std::env::var("SCALE_REPS")
@@ -418,8 +429,11 @@ fn load_rules(path: &Path) -> switchyard::rules::RuleSet {
 
 // --- filling --------------------------------------------------------------------
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Filled {
+    /// Bursts of webhooks a reused store has taken in earlier runs.
+    #[serde(default)]
+    bursts: u64,
     orders: u64,
     raw_bytes: u64,
     seconds: f64,
@@ -503,6 +517,23 @@ fn fill(state: &Path, rules: &Path, total: u64) -> Filled {
     );
     drop(ingest);
     store.close().unwrap();
+    filled
+}
+
+/// What `fill` reported for a store it filled before `filled.json` was
+/// kept beside it (the fill time is unknown: 0).
+fn filled_before(total: u64) -> Filled {
+    let mut filled = Filled {
+        orders: total,
+        ..Filled::default()
+    };
+    for n in 0..total {
+        let g = Generated::new(n, total);
+        filled.raw_bytes += serde_json::to_vec(&g.body(false)).unwrap().len() as u64;
+        if g.twice && filled.shown.is_empty() {
+            filled.shown = Order::make_id(g.account, &g.channel_order_id().to_string());
+        }
+    }
     filled
 }
 
@@ -592,7 +623,21 @@ impl Daemon {
             .unwrap();
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
         let started = Instant::now();
-        let child = Command::new(BIN)
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wrap = std::env::var("SCALE_WRAP")
+            .unwrap_or_default()
+            .replace("{n}", &start.to_string());
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(wrapper) => {
+                let mut c = Command::new(wrapper);
+                c.args(words).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .arg("--config")
             .arg(config)
             .arg("run")
@@ -689,8 +734,15 @@ impl Daemon {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        // A wrapper (`SCALE_WRAP`) waits for the daemon it started.
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-P", &self.child.id().to_string()])
+            .status();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "the daemon exited with {status}");
+        assert!(
+            status.success() || std::env::var_os("SCALE_WRAP").is_some(),
+            "the daemon exited with {status}"
+        );
         t.elapsed()
     }
 }
@@ -711,7 +763,7 @@ fn webhook_bodies(first: u64, count: usize, total: u64) -> Vec<(String, Vec<u8>)
 }
 
 /// Posts every body with `SENDERS` senders at once; answers deliveries per second.
-async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>) -> f64 {
+async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>, first: u64) -> f64 {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
         .build()
@@ -739,7 +791,10 @@ async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>) -> f64 {
                 let resp = client
                     .post(format!("{base}/webhooks/{account}"))
                     .header("x-shopify-topic", "orders/create")
-                    .header("x-shopify-event-id", format!("bench-{i}-{}", body.len()))
+                    .header(
+                        "x-shopify-event-id",
+                        format!("bench-{}-{}", first + i as u64, body.len()),
+                    )
                     .header("x-shopify-hmac-sha256", sig)
                     .body(body)
                     .send()
@@ -803,7 +858,7 @@ async fn ceiling(dir: &Path, bodies: Vec<(String, Vec<u8>)>) -> f64 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let rate = burst(&base, bodies).await;
+    let rate = burst(&base, bodies, 0).await;
     server.abort();
     rate
 }
@@ -879,7 +934,23 @@ async fn measure(
     let mut r = Report::default();
     let state = dir.join("state");
     println!("\n== {size} orders");
-    let filled = fill(&state, rules, size);
+    let kept = dir.join("filled.json");
+    if reuse() && state.exists() && !kept.exists() {
+        std::fs::write(&kept, serde_json::to_vec(&filled_before(size)).unwrap()).unwrap();
+    }
+    let filled = if reuse() && kept.exists() {
+        let f: Filled = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+        println!(
+            "  reusing the store of {} orders kept in {}",
+            f.orders,
+            state.display()
+        );
+        f
+    } else {
+        let f = fill(&state, rules, size);
+        std::fs::write(&kept, serde_json::to_vec(&f).unwrap()).unwrap();
+        f
+    };
     r.add(
         "fill: orders/s through Ingest::ingest",
         format!("{:.0}", filled.orders as f64 / filled.seconds),
@@ -981,7 +1052,16 @@ async fn measure(
     r.add("GET /metrics", format!("{:.2} ms", ms(t)), json!(ms(t)));
 
     daemon.reset_peak();
-    let bodies = webhook_bodies(size + 10_000_000, BURST, size);
+    // A reused store has seen the bursts of earlier runs: new orders each time.
+    let first = size + 10_000_000 + filled.bursts * BURST as u64;
+    if reuse() {
+        let kept = Filled {
+            bursts: filled.bursts + 1,
+            ..filled.clone()
+        };
+        std::fs::write(dir.join("filled.json"), serde_json::to_vec(&kept).unwrap()).unwrap();
+    }
+    let bodies = webhook_bodies(first, BURST, size);
     // `SCALE_PROFILE=DIR`: a perf profile of the daemon during the burst.
     let perf = std::env::var_os("SCALE_PROFILE").map(|dir| {
         Command::new("perf")
@@ -994,7 +1074,7 @@ async fn measure(
             .spawn()
             .unwrap()
     });
-    let rate = burst(&daemon.base, bodies).await;
+    let rate = burst(&daemon.base, bodies, first).await;
     if let Some(mut perf) = perf {
         let _ = Command::new("kill")
             .args(["-INT", &perf.id().to_string()])
@@ -1136,7 +1216,9 @@ fn main() {
         let mut results = Vec::new();
         for size in &sizes {
             let dir = root.join(format!("n{size}"));
-            let _ = std::fs::remove_dir_all(&dir);
+            if !(reuse() && dir.join("state").exists()) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             std::fs::create_dir_all(&dir).unwrap();
             let r = measure(*size, &dir, &rules, &shop, &sink_base, &base).await;
             results.push((*size, r));
