@@ -92,8 +92,12 @@ pub struct StoreOptions {
 const PAGE_BUDGET: usize = 20_000;
 
 /// The page cache when the config does not say (`daemon.cache_mb`): sized
-/// so that the daemon stays well inside a 1 GB VPS.
-pub const DEFAULT_CACHE_MB: u32 = 64;
+/// so that the daemon stays well inside a 1 GB VPS. Small on purpose: the
+/// engine's log cleaning reads old pages through this cache and it holds
+/// about four times its nominal size in memory (at a million orders, 16 MB
+/// peaks 40 to 70 MB lower than 64 MB), while a page of orders reads in a
+/// few milliseconds either way.
+pub const DEFAULT_CACHE_MB: u32 = 16;
 
 impl Default for StoreOptions {
     fn default() -> Self {
