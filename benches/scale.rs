@@ -614,6 +614,22 @@ fn proc_status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user and system, all threads) a process has used so far, in
+/// ms: what a burst costs whatever else the machine runs meanwhile.
+fn cpu_ms(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    // USER_HZ, 100 on Linux.
+    ticks * 10.0
+}
+
 impl Daemon {
     fn start(config: &Path, dir: &Path) -> Daemon {
         let sock_path = dir.join("notify.sock");
@@ -1074,7 +1090,13 @@ async fn measure(
             .spawn()
             .unwrap()
     });
+    let me = std::process::id();
+    let cpu_before = (cpu_ms(daemon.pid()), cpu_ms(me));
     let rate = burst(&daemon.base, bodies, first).await;
+    let cpu = (
+        cpu_ms(daemon.pid()) - cpu_before.0,
+        cpu_ms(me) - cpu_before.1,
+    );
     if let Some(mut perf) = perf {
         let _ = Command::new("kill")
             .args(["-INT", &perf.id().to_string()])
@@ -1086,6 +1108,12 @@ async fn measure(
         "webhook intake: daemon",
         format!("{rate:.0} deliveries/s"),
         json!(rate),
+    );
+    let per = |ms: f64| ms * 1000.0 / BURST as f64;
+    r.add(
+        "webhook intake: CPU per delivery (daemon, bench)",
+        format!("{:.0} us, {:.0} us", per(cpu.0), per(cpu.1)),
+        json!({ "daemon_us": per(cpu.0), "bench_us": per(cpu.1) }),
     );
     r.add(
         "memory: webhook burst and polls (now, peak)",
@@ -1103,12 +1131,19 @@ async fn measure(
     let ceiling_dir = dir.join("ceiling");
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     std::fs::create_dir_all(&ceiling_dir).unwrap();
+    let cpu_before = cpu_ms(me);
     let ceiling_rate = ceiling(&ceiling_dir, webhook_bodies(size + 50_000_000, BURST, size)).await;
+    let ceiling_cpu = cpu_ms(me) - cpu_before;
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     r.add(
         "webhook intake: storage ceiling (just after)",
         format!("{ceiling_rate:.0} deliveries/s"),
         json!(ceiling_rate),
+    );
+    r.add(
+        "webhook intake: ceiling CPU per delivery (server and senders)",
+        format!("{:.0} us", per(ceiling_cpu)),
+        json!(per(ceiling_cpu)),
     );
     r.add(
         "webhook intake: share of the ceiling",

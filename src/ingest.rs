@@ -154,7 +154,8 @@ impl Ingest {
         if let Source::Webhook {
             dedupe_key: Some(key),
         } = &source
-            && self.store.dedupe_seen(key, now)?
+            // Written below with an expiry, never kept for good.
+            && self.store.expiring_key_seen(key, now)?
         {
             return Ok(IngestReport {
                 duplicate: true,

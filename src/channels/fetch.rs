@@ -34,7 +34,7 @@ pub fn queue(
 ) -> Result<IngestReport, IngestError> {
     let store = ingest.store();
     if let Some(key) = &dedupe_key
-        && store.dedupe_seen(key, now)?
+        && store.expiring_key_seen(key, now)?
     {
         return Ok(IngestReport {
             duplicate: true,

@@ -147,14 +147,28 @@ impl Store {
         let id = w.order_id().to_owned();
         check_key_part("order id", &id)?;
         let key = id.as_bytes();
-        let stored = match self
-            .trees()
-            .orders
-            .get(key)
-            .map_err(|e| engine_err(format!("read of order {id}"), e))?
-        {
-            Some(v) => Some(decode_order(key, &v)?),
-            None => None,
+        // A channel's new order (its writer read no order) is not read
+        // again: the transaction refuses it anyway if one was written
+        // meanwhile, and a read here waits while another transaction runs.
+        let new_from_channel = matches!(
+            w,
+            OrderWrite::FromChannel {
+                expected_revision: None,
+                ..
+            }
+        );
+        let stored = if new_from_channel {
+            None
+        } else {
+            match self
+                .trees()
+                .orders
+                .get(key)
+                .map_err(|e| engine_err(format!("read of order {id}"), e))?
+            {
+                Some(v) => Some(decode_order(key, &v)?),
+                None => None,
+            }
         };
         let seen = stored.as_ref().map(|s| s.revision);
         let entry = |kind: &str, detail: String| -> Result<Vec<u8>, StoreError> {

@@ -83,10 +83,35 @@ thread_local! {
     // one per thread, reused for every value.
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    // The JSON of the value being compressed, reused: grown from nothing
+    // for every order, it cost a dozen reallocations of kilobytes each.
+    static JSON: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `len` (u32, big-endian) then a zstd frame of `bytes`.
-fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+/// The JSON scratch buffer kept between values; one bigger than this (an
+/// unusually large payload) is let go rather than held by the thread.
+const JSON_KEPT: usize = 256 * 1024;
+
+/// Appends to `out` the JSON of `value`, compressed: its length (u32,
+/// big-endian) then a zstd frame. `out` grows once, to its final size.
+fn compress_json<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    JSON.with(|json| {
+        let mut json = json.borrow_mut();
+        json.clear();
+        serde_json::to_writer(&mut *json, value)?;
+        let compressed = compress_into(out, &json);
+        if json.capacity() > JSON_KEPT {
+            *json = Vec::new();
+        }
+        Ok(compressed?)
+    })
+}
+
+/// Appends `len` (u32, big-endian) then a zstd frame of `bytes` to `out`.
+fn compress_into(out: &mut Vec<u8>, bytes: &[u8]) -> std::io::Result<()> {
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
@@ -96,9 +121,15 @@ fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
             return Err(std::io::Error::other("no compressor"));
         };
         let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
-        let mut out = len.to_be_bytes().to_vec();
-        out.extend(c.compress(bytes)?);
-        Ok(out)
+        out.extend_from_slice(&len.to_be_bytes());
+        out.reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+        // The frame goes after what `out` holds already.
+        let at = out.len();
+        let mut frame = std::io::Cursor::new(std::mem::take(out));
+        frame.set_position(at as u64);
+        let written = c.compress_to_buffer(bytes, &mut frame);
+        *out = frame.into_inner();
+        written.map(drop)
     })
 }
 
@@ -136,12 +167,10 @@ fn encode_err(tree: &'static str, key: &[u8], detail: impl std::fmt::Display) ->
 }
 
 pub(crate) fn encode_order(key: &[u8], order: &StoredOrder) -> Result<Vec<u8>, StoreError> {
-    let tree = super::ORDERS;
-    let json = serde_json::to_vec(order).map_err(|e| encode_err(tree, key, e))?;
-    let mut out = Vec::with_capacity(ORDER_HEADER + json.len() / 3);
+    let mut out = Vec::new();
     out.push(ORDER_FORMAT);
     out.extend_from_slice(&order.revision.to_be_bytes());
-    out.extend(compress(&json).map_err(|e| encode_err(tree, key, e))?);
+    compress_json(&mut out, order).map_err(|e| encode_err(super::ORDERS, key, e))?;
     Ok(out)
 }
 
@@ -174,10 +203,8 @@ pub(crate) fn stored_revision(key: &[u8], bytes: &[u8]) -> Result<u64, StoreErro
 }
 
 pub(crate) fn encode_raw(key: &[u8], raw: &serde_json::Value) -> Result<Vec<u8>, StoreError> {
-    let tree = super::RAW;
-    let json = serde_json::to_vec(raw).map_err(|e| encode_err(tree, key, e))?;
     let mut out = vec![RAW_FORMAT];
-    out.extend(compress(&json).map_err(|e| encode_err(tree, key, e))?);
+    compress_json(&mut out, raw).map_err(|e| encode_err(super::RAW, key, e))?;
     Ok(out)
 }
 

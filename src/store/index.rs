@@ -332,9 +332,7 @@ pub(crate) fn contains(index: &sled::Tree, prefix: &[u8], pos: &[u8]) -> Result<
         .map_err(read_err)?;
     match found {
         None => Ok(false),
-        Some((k, v)) => Ok(decode_bucket(&k, &v)?
-            .binary_search_by(|e| e.as_slice().cmp(pos))
-            .is_ok()),
+        Some((k, v)) => Ok(split_bucket(&k, &v)?.binary_search(&pos).is_ok()),
     }
 }
 
@@ -355,7 +353,7 @@ fn read_err(e: sled::Error) -> StoreError {
 }
 
 /// A bucket's entries: each a length (u16) and the position.
-fn encode_bucket(entries: &[Vec<u8>]) -> Vec<u8> {
+fn encode_bucket(entries: &[&[u8]]) -> Vec<u8> {
     let mut v = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
     for e in entries {
         let len = u16::try_from(e.len()).unwrap_or(u16::MAX);
@@ -365,17 +363,27 @@ fn encode_bucket(entries: &[Vec<u8>]) -> Vec<u8> {
     v
 }
 
-fn decode_bucket(key: &[u8], v: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+/// A bucket's entries, borrowed from its value: every new order changes a
+/// dozen buckets inside the store's one-at-a-time transaction, so they are
+/// searched and re-encoded without a copy of each entry.
+fn split_bucket<'v>(key: &[u8], v: &'v [u8]) -> Result<Vec<&'v [u8]>, StoreError> {
     let mut out = Vec::with_capacity(BUCKET_MAX + 1);
     let mut rest = v;
     while !rest.is_empty() {
         let (len, tail) = rest.split_at_checked(2).ok_or_else(|| bad_bucket(key))?;
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
         let (e, tail) = tail.split_at_checked(len).ok_or_else(|| bad_bucket(key))?;
-        out.push(e.to_vec());
+        out.push(e);
         rest = tail;
     }
     Ok(out)
+}
+
+fn decode_bucket(key: &[u8], v: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(split_bucket(key, v)?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 fn bad_bucket(key: &[u8]) -> StoreError {
@@ -505,34 +513,37 @@ fn seek(
 
 /// Adds `pos` to `prefix` (nothing if it is there already).
 pub(crate) fn add(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
-    let (key, mut entries) = holder(tx, prefix, pos)?;
-    let Err(i) = entries.binary_search_by(|e| e.as_slice().cmp(pos)) else {
+    let (key, value) = holder(tx, prefix, pos)?;
+    let mut entries = split_bucket(&key, &value).map_err(abort)?;
+    let Err(i) = entries.binary_search(&pos) else {
         return Ok(());
     };
-    entries.insert(i, pos.to_vec());
+    entries.insert(i, pos);
     if entries.len() > BUCKET_MAX {
         // The upper half is fenced by its first entry.
         let upper = entries.split_off(entries.len() / 2);
-        put(tx, with(prefix, &upper[0]), Some(upper))?;
+        put(tx, with(prefix, upper[0]), Some(encode_bucket(&upper)))?;
     }
-    put(tx, key, Some(entries))
+    let lower = encode_bucket(&entries);
+    put(tx, key, Some(lower))
 }
 
 /// Removes `pos` from `prefix` (nothing if it is not there); a bucket left
 /// empty goes.
 pub(crate) fn remove(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
-    let (key, mut entries) = holder(tx, prefix, pos)?;
-    let Ok(i) = entries.binary_search_by(|e| e.as_slice().cmp(pos)) else {
+    let (key, value) = holder(tx, prefix, pos)?;
+    let mut entries = split_bucket(&key, &value).map_err(abort)?;
+    let Ok(i) = entries.binary_search(&pos) else {
         return Ok(());
     };
     entries.remove(i);
-    put(tx, key, (!entries.is_empty()).then_some(entries))
+    let rest = (!entries.is_empty()).then(|| encode_bucket(&entries));
+    put(tx, key, rest)
 }
 
-/// Writes (Some) or removes (None) a bucket in the transaction, and notes it
-/// so later lookups of the same transaction see it.
-fn put(tx: &Tx<'_>, key: Vec<u8>, entries: Option<Vec<Vec<u8>>>) -> TxResult<()> {
-    let value = entries.map(|e| encode_bucket(&e));
+/// Writes (Some) or removes (None) an encoded bucket in the transaction, and
+/// notes it so later lookups of the same transaction see it.
+fn put(tx: &Tx<'_>, key: Vec<u8>, value: Option<Vec<u8>>) -> TxResult<()> {
     match &value {
         Some(v) => tx.order_index().insert(key.as_slice(), v.as_slice())?,
         None => tx.order_index().remove(key.as_slice())?,
@@ -542,12 +553,13 @@ fn put(tx: &Tx<'_>, key: Vec<u8>, entries: Option<Vec<Vec<u8>>>) -> TxResult<()>
 }
 
 /// The bucket of `prefix` that holds `pos` or would, as this transaction
-/// sees it: the last one fenced at or below it, of those committed before
-/// the transaction (`Tx::lookups`) and those it wrote or removed. A bucket
-/// this transaction removed is taken up again, empty: the buckets below it
-/// hold only entries below its fence. With none at all, a new first bucket,
-/// fenced by the prefix alone (below every position).
-fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<Vec<u8>>)> {
+/// sees it, with its encoded entries: the last one fenced at or below it,
+/// of those committed before the transaction (`Tx::lookups`) and those it
+/// wrote or removed. A bucket this transaction removed is taken up again,
+/// empty: the buckets below it hold only entries below its fence. With none
+/// at all, a new first bucket, fenced by the prefix alone (below every
+/// position).
+fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<u8>)> {
     let at = with(prefix, pos);
     let committed = tx.lookups.get(&at).ok_or_else(|| {
         abort(StoreError::Engine {
@@ -567,11 +579,7 @@ fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<Vec<
         Some(v) => v.clone(),
         None => tx.order_index().get(key.as_slice())?.map(|v| v.to_vec()),
     };
-    let entries = match value {
-        Some(v) => decode_bucket(&key, &v).map_err(abort)?,
-        None => Vec::new(),
-    };
-    Ok((key, entries))
+    Ok((key, value.unwrap_or_default()))
 }
 
 /// The smallest key greater than every key starting with `prefix`.

@@ -584,17 +584,8 @@ impl Store {
 
     /// Whether `key` was recorded (through `WriteBatch::dedupe`) and has not expired.
     pub fn dedupe_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        if let Some(v) = self
-            .inner
-            .trees
-            .dedupe
-            .get(key.as_bytes())
-            .map_err(|e| engine_err(format!("read of dedupe key {key}"), e))?
-        {
-            let expires: DateTime<Utc> = decode(DEDUPE, key.as_bytes(), &v)?;
-            if expires > now {
-                return Ok(true);
-            }
+        if self.expiring_key_seen(key, now)? {
+            return Ok(true);
         }
         // Kept for good: packed with the order indexes.
         index::contains(
@@ -602,6 +593,23 @@ impl Store {
             &index::kept(),
             key.as_bytes(),
         )
+    }
+
+    /// `dedupe_seen` for a key that is always recorded with an expiry, as a
+    /// webhook's event key is: only the keys that expire are read, not
+    /// the packed keys kept for good, which a new delivery would look up
+    /// in vain every time.
+    pub fn expiring_key_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        match self
+            .inner
+            .trees
+            .dedupe
+            .get(key.as_bytes())
+            .map_err(|e| engine_err(format!("read of dedupe key {key}"), e))?
+        {
+            Some(v) => Ok(decode::<DateTime<Utc>>(DEDUPE, key.as_bytes(), &v)? > now),
+            None => Ok(false),
+        }
     }
 
     /// Removes expired dedupe keys; returns how many. Reads only the expiry

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -189,17 +190,45 @@ pub(crate) type Write = dyn Fn(&Tx<'_>) -> TxResult<Result<(), StoreError>> + Se
 struct Entry {
     write: Box<Write>,
     index: Vec<(Vec<u8>, Vec<u8>)>,
-    done: parking_lot::Mutex<Option<Result<(), StoreError>>>,
+    slot: parking_lot::Mutex<Slot>,
+    /// Wakes the writer when its slot changes.
+    changed: parking_lot::Condvar,
+}
+
+/// Where a queued write stands.
+enum Slot {
+    Queued,
+    /// Its writer leads the next transaction (handed over by a leader).
+    Lead,
+    Done(Result<(), StoreError>),
+}
+
+impl Entry {
+    fn set(&self, slot: Slot) {
+        *self.slot.lock() = slot;
+        self.changed.notify_one();
+    }
 }
 
 /// Group commit of transactions. sled runs one transaction at a time (a
 /// process-wide lock) and each commit writes out its log buffer, so
 /// writers that arrive while one commits queue up, and the next of them
 /// commits everything queued in one transaction.
+///
+/// The leader hands each writer its result directly and hands the lead to
+/// the first writer still queued. A leader lock that writers also waited
+/// on for their results made every finished writer queue behind the
+/// transactions led after its own, and wake one after another.
 #[derive(Default)]
 pub(crate) struct Combiner {
-    queue: parking_lot::Mutex<Vec<std::sync::Arc<Entry>>>,
-    leader: parking_lot::Mutex<()>,
+    state: parking_lot::Mutex<Leading>,
+}
+
+#[derive(Default)]
+struct Leading {
+    queue: Vec<Arc<Entry>>,
+    /// A writer is leading (or has been handed the lead).
+    busy: bool,
 }
 
 impl Combiner {
@@ -212,21 +241,66 @@ impl Combiner {
         write: Box<Write>,
         index: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
-        let entry = std::sync::Arc::new(Entry {
+        let entry = Arc::new(Entry {
             write,
             index,
-            done: parking_lot::Mutex::new(None),
+            slot: parking_lot::Mutex::new(Slot::Queued),
+            changed: parking_lot::Condvar::new(),
         });
-        self.queue.lock().push(entry.clone());
-        let _leading = self.leader.lock();
-        if let Some(done) = entry.done.lock().take() {
-            return done;
+        let lead = {
+            let mut st = self.state.lock();
+            st.queue.push(entry.clone());
+            !std::mem::replace(&mut st.busy, true)
+        };
+        if !lead {
+            let mut slot = entry.slot.lock();
+            loop {
+                match std::mem::replace(&mut *slot, Slot::Queued) {
+                    Slot::Queued => entry.changed.wait(&mut slot),
+                    Slot::Lead => break,
+                    Slot::Done(r) => return r,
+                }
+            }
         }
-        let batch = std::mem::take(&mut *self.queue.lock());
+        let batch = std::mem::take(&mut self.state.lock().queue);
+        // Whatever happens to the batch (even a panic in a write), its
+        // writers get an answer and the lead passes on.
+        let mut leading = Lead {
+            combiner: self,
+            batch,
+            context,
+        };
+        leading.commit(trees);
+        match std::mem::replace(&mut *entry.slot.lock(), Slot::Queued) {
+            Slot::Done(r) => r,
+            _ => Err(lost(context)),
+        }
+    }
+}
+
+fn lost(context: &str) -> StoreError {
+    StoreError::Engine {
+        context: context.to_owned(),
+        detail: "the write was lost by a failed writer; retry".to_owned(),
+    }
+}
+
+/// A leader with its batch; dropping it answers every writer of the batch
+/// not yet answered and hands the lead on.
+struct Lead<'a> {
+    combiner: &'a Combiner,
+    batch: Vec<Arc<Entry>>,
+    context: &'a str,
+}
+
+impl Lead<'_> {
+    fn commit(&mut self, trees: &Trees) {
+        let context = self.context;
+        let batch = &self.batch;
         let ops = batch.iter().flat_map(|e| &e.index);
         let together = trees.transact_indexed(context, ops, |tx| {
             let mut results = Vec::with_capacity(batch.len());
-            for e in &batch {
+            for e in batch {
                 results.push((e.write)(tx)?);
             }
             Ok(results)
@@ -234,25 +308,36 @@ impl Combiner {
         match together {
             Ok(results) => {
                 for (e, r) in batch.iter().zip(results) {
-                    *e.done.lock() = Some(r);
+                    e.set(Slot::Done(r));
                 }
             }
             // One of them aborted: each on its own, so only that one fails.
             Err(_) => {
-                for e in &batch {
+                for e in batch {
                     // Looked up again: the ones before it have committed.
                     let r = trees
                         .transact_indexed(context, &e.index, |tx| (e.write)(tx))
                         .and_then(|r| r);
-                    *e.done.lock() = Some(r);
+                    e.set(Slot::Done(r));
                 }
             }
         }
-        entry.done.lock().take().unwrap_or_else(|| {
-            Err(StoreError::Engine {
-                context: context.to_owned(),
-                detail: "the write was lost by a failed writer; retry".to_owned(),
-            })
-        })
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        for e in &self.batch {
+            let mut slot = e.slot.lock();
+            if !matches!(*slot, Slot::Done(_)) {
+                *slot = Slot::Done(Err(lost(self.context)));
+                e.changed.notify_one();
+            }
+        }
+        let mut st = self.combiner.state.lock();
+        match st.queue.first() {
+            Some(next) => next.set(Slot::Lead),
+            None => st.busy = false,
+        }
     }
 }

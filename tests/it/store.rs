@@ -641,6 +641,44 @@ fn dedupe_keys_expire() {
     assert!(store.dedupe_seen("shop-us:e2", t(50)).unwrap());
 }
 
+/// What a webhook's repeat check reads: keys with an expiry, answered as
+/// `dedupe_seen` answers them; a key kept for good is not one of them (and
+/// `dedupe_seen` still answers it).
+#[test]
+fn expiring_keys_are_seen_until_they_expire_and_kept_ones_are_not_among_them() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let forever = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut b = WriteBatch::new(t(0));
+    b.dedupe = vec![
+        ("shop-us:e1".into(), t(10)),
+        ("outbound/delivery/shop-us:1".into(), forever),
+    ];
+    store.apply(b).unwrap();
+    for now in [0, 5, 10, 11] {
+        assert_eq!(
+            store.expiring_key_seen("shop-us:e1", t(now)).unwrap(),
+            store.dedupe_seen("shop-us:e1", t(now)).unwrap(),
+            "at {now}"
+        );
+    }
+    assert!(store.expiring_key_seen("shop-us:e1", t(9)).unwrap());
+    assert!(!store.expiring_key_seen("shop-us:e1", t(10)).unwrap());
+    assert!(!store.expiring_key_seen("shop-us:e2", t(0)).unwrap());
+    assert!(
+        !store
+            .expiring_key_seen("outbound/delivery/shop-us:1", t(0))
+            .unwrap()
+    );
+    assert!(
+        store
+            .dedupe_seen("outbound/delivery/shop-us:1", t(0))
+            .unwrap()
+    );
+}
+
 /// A key kept for good (a delivery or reservation marker) is seen at any
 /// time, outlives every purge and a reopen, and is not mistaken for a
 /// neighbour with a longer or shorter name.

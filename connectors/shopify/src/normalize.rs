@@ -117,6 +117,7 @@ use std::str::FromStr;
 
 use chrono::DateTime;
 use rust_decimal::Decimal;
+use serde::Deserialize as _;
 use switchyard_contract::{
     Address, Channel, ConnectorError, Currency, Customer, Fulfillment, Gift, Line, LineOption,
     NormalizationNote, NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus,
@@ -228,7 +229,9 @@ pub fn normalize_graphql_order(
     account: &str,
     node: &serde_json::Value,
 ) -> Result<NormalizedOrder, ConnectorError> {
-    let o: GqlOrder = serde_json::from_value(node.clone())
+    // Read through the borrowed value: `from_value` would want a copy of
+    // the whole tree on top of the one kept as `raw`.
+    let o = GqlOrder::deserialize(node)
         .map_err(|e| ConnectorError::Decode(format!("GraphQL order node: {e}")))?;
     build(account, graphql_facts(o), node.clone())
 }
@@ -239,9 +242,24 @@ pub fn normalize_rest_order(
     account: &str,
     body: &serde_json::Value,
 ) -> Result<NormalizedOrder, ConnectorError> {
-    let o: RestOrder = serde_json::from_value(body.clone())
-        .map_err(|e| ConnectorError::Decode(format!("not a Shopify order: {e}")))?;
+    let o = rest_order(body)?;
     build(account, rest_facts(o), body.clone())
+}
+
+/// [`normalize_rest_order`] of a body the caller no longer needs: it
+/// becomes the order's `raw` as it is, without a copy (a webhook's body is
+/// parsed for this alone).
+pub(crate) fn normalize_rest_body(
+    account: &str,
+    body: serde_json::Value,
+) -> Result<NormalizedOrder, ConnectorError> {
+    let o = rest_order(&body)?;
+    build(account, rest_facts(o), body)
+}
+
+fn rest_order(body: &serde_json::Value) -> Result<RestOrder, ConnectorError> {
+    RestOrder::deserialize(body)
+        .map_err(|e| ConnectorError::Decode(format!("not a Shopify order: {e}")))
 }
 
 /// `(sku, inventory item GID)` for every line of a polled order whose variant

@@ -15,7 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use switchyard_contract::{ConnectorError, RejectedOrder, Secret, WebhookOutcome, WebhookRequest};
 
-use crate::normalize::normalize_rest_order;
+use crate::normalize::normalize_rest_body;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -102,7 +102,7 @@ pub fn parse(account: &str, req: &WebhookRequest) -> Result<WebhookOutcome, Conn
     }
     let body: serde_json::Value = serde_json::from_slice(&req.body)
         .map_err(|e| ConnectorError::Decode(format!("{topic} webhook body is not JSON: {e}")))?;
-    let order = normalize_rest_order(account, &body).map_err(|e| match e {
+    let order = normalize_rest_body(account, body).map_err(|e| match e {
         ConnectorError::Decode(detail) => {
             ConnectorError::Decode(format!("{topic} webhook: {detail}"))
         }
