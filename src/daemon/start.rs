@@ -209,6 +209,10 @@ async fn start(
         &crate::outbox::OutboxOptions::default(),
         stop_rx.clone(),
     );
+    tokio::spawn(warn_of_unserved_outbox(
+        store.clone(),
+        outbound_tasks.accounts.clone(),
+    ));
     let dedupe_purge = tokio::spawn(purge_dedupe_keys(store.clone(), stop_rx.clone()));
     tracing::info!(%addr, accounts = config.accounts.len(), running = polls.len(), "switchyard started");
     if let Some(f) = &options.on_ready {
@@ -266,6 +270,47 @@ async fn start(
 /// Webhook dedupe keys outlive every channel's retries by days; past their
 /// expiry they are only weight. Removes them every [`DEDUPE_PURGE_EVERY`]
 /// until `stop` turns true.
+/// Says which outbox items no worker of this config will send: those of an
+/// account or destination taken out of the config (a withdraw notice queued
+/// before a destination was removed, pushes for a removed account) or whose
+/// connector was skipped at start. They stay in the outbox, and would
+/// otherwise wait there without a word.
+async fn warn_of_unserved_outbox(store: Store, served: Vec<String>) {
+    let depths = match tokio::task::spawn_blocking(move || store.outbox_depths()).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading the outbox depths failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    for (account, pending, dead) in unserved(&depths, &served) {
+        tracing::warn!(
+            %account,
+            pending,
+            dead,
+            "{} for {account}, which has no outbox worker in this config (removed, or its \
+             connector was skipped): nothing sends them; add it back, or give them up with \
+             `switchyard outbox drop ITEM` (`switchyard outbox list` shows them)",
+            plural(pending + dead, "outbox item waits", "outbox items wait"),
+        );
+    }
+}
+
+/// (account, pending, dead) of every outbox account with items and no worker.
+fn unserved(
+    depths: &BTreeMap<String, (usize, usize)>,
+    served: &[String],
+) -> Vec<(String, usize, usize)> {
+    depths
+        .iter()
+        .filter(|(account, (pending, dead))| {
+            pending + dead > 0 && !served.iter().any(|s| s == *account)
+        })
+        .map(|(account, (pending, dead))| (account.clone(), *pending, *dead))
+        .collect()
+}
+
 async fn purge_dedupe_keys(store: Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -429,3 +429,68 @@ async fn a_backfill_waits_out_the_shops_rate_limit_and_goes_on_by_itself() {
     assert!(stdout.contains("2 pages"), "{stdout}");
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn run_names_outbox_items_that_no_worker_of_the_config_sends_and_keeps_them() {
+    use switchyard::store::{Job, NewOutboxItem};
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(empty.path()).await.unwrap();
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(switchyard_contract::Channel::Shopify),
+    );
+    // Pushes queued for an account that has since left the config.
+    let state = dir.path().join("state");
+    let store = Store::open(&state, StoreOptions::default()).unwrap();
+    let now = chrono::Utc::now();
+    let items = ["MUG-1", "MUG-2"]
+        .map(|sku| NewOutboxItem {
+            account: "shop-gone".into(),
+            job: Job::PushStock { sku: sku.into() },
+            coalesce_key: None,
+            not_before: now,
+        })
+        .to_vec();
+    store.outbox_add(items, now).unwrap();
+    store.close().unwrap();
+
+    let mut daemon = Binary::spawn(&config, |c| c.env("RUST_LOG", "info"));
+    daemon.addr().await;
+    common::eventually(
+        "a warning naming shop-gone",
+        Duration::from_secs(20),
+        async || {
+            let log = daemon.log();
+            match log
+                .lines()
+                .find(|l| l.contains("2 outbox items wait for shop-gone"))
+            {
+                Some(line) if line.contains("WARN") && line.contains("outbox drop") => Ok(()),
+                _ => Err(log),
+            }
+        },
+    )
+    .await;
+    assert!(
+        !daemon.log().contains("wait for shop-us"),
+        "the configured account is served: {}",
+        daemon.log()
+    );
+    let status = daemon
+        .terminate(Duration::from_secs(20))
+        .await
+        .expect("the daemon did not stop within 20 s of SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let store = Store::open(&state, StoreOptions::default()).unwrap();
+    let waiting: Vec<String> = store
+        .outbox_list(false)
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.account == "shop-gone")
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(waiting.len(), 2, "nothing was dropped");
+    drop(store);
+    sim.stop().await;
+}
