@@ -1036,19 +1036,20 @@ pub fn apply_rules(
     let mut writes: Vec<(StoredOrder, StoredOrder)> = Vec::new();
     // Open orders only, each status read through its index: what is
     // shipped or cancelled is never read.
-    let mut open = Vec::new();
+    // A page at a time: only the orders that change are kept.
     for status in OrderStatus::ALL.into_iter().filter(|s| s.is_open()) {
-        open.extend(store.list_orders(&OrderFilter {
+        let filter = OrderFilter {
             status: Some(status),
             ..OrderFilter::default()
-        })?);
-    }
-    for stored in open {
-        let next = redecide(stored.clone(), rules, now);
-        if let Some(change) = RuleChange::between(&stored, &next) {
-            changes.push(change);
-            writes.push((stored, next));
-        }
+        };
+        store.for_each_order(&filter, |stored| {
+            let next = redecide(stored.clone(), rules, now);
+            if let Some(change) = RuleChange::between(&stored, &next) {
+                changes.push(change);
+                writes.push((stored, next));
+            }
+            Ok(())
+        })?;
     }
     if dry_run || writes.is_empty() {
         return Ok(Written {

@@ -492,6 +492,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Hands every matching order to `each`, oldest first, a page at a time:
+    /// memory stays that of one page however many orders match (`stock set`
+    /// over tens of thousands of open orders held them all at once).
+    pub fn for_each_order(
+        &self,
+        filter: &OrderFilter,
+        mut each: impl FnMut(StoredOrder) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut f = filter.clone();
+        f.oldest = true;
+        loop {
+            let page = self.page(&Plan::of(&f), &f, MAX_PAGE, usize::MAX)?;
+            for order in page.orders {
+                each(order)?;
+            }
+            match page.next {
+                Some(next) => f.after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// A page of orders a destination may have work for (routed, not held,
     /// ready or partially shipped), oldest first: the start-up catch-up of
     /// deliveries reads this, never every order.

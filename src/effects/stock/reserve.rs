@@ -48,8 +48,9 @@ fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
 
 /// The open reservations of `skus` (all SKUs when `None`): for every open
 /// order that takes part in reservations, its units still owed. Reads
-/// the open orders through the status index: what it costs grows with the
-/// open orders, not with the store.
+/// the open orders through the status index, a page at a time: what it
+/// costs grows with the open orders, not with the store, and its memory
+/// with the reservations found.
 pub fn open_reservations(
     store: &Store,
     skus: Option<&BTreeSet<String>>,
@@ -61,9 +62,9 @@ pub fn open_reservations(
             status: Some(status),
             ..Default::default()
         };
-        for stored in store.list_orders(&filter)? {
+        store.for_each_order(&filter, |stored| {
             if stored.order.channel_fulfilled() {
-                continue;
+                return Ok(());
             }
             let mut units: BTreeMap<&str, i64> = BTreeMap::new();
             for l in &stored.order.lines {
@@ -76,7 +77,7 @@ pub fn open_reservations(
                 }
             }
             if units.is_empty() || !store.dedupe_seen(&reserve_marker(&stored.order.id), now)? {
-                continue;
+                return Ok(());
             }
             for (sku, units) in units {
                 out.entry(sku.to_owned()).or_default().push(Reservation {
@@ -84,7 +85,8 @@ pub fn open_reservations(
                     units,
                 });
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(out)
 }
