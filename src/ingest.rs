@@ -162,16 +162,23 @@ impl Ingest {
                 ..IngestReport::default()
             });
         }
-        let orders = newest_per_order(orders);
+        let mut orders = newest_per_order(orders);
+        // The payloads go to the store apart, moved rather than copied with
+        // each order `merge` builds, and come back for another try.
+        let mut raws: Vec<serde_json::Value> = orders
+            .iter_mut()
+            .map(|n| std::mem::take(&mut n.raw))
+            .collect();
         let rules = self.rules.current();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut writes = Vec::with_capacity(orders.len());
             // Reservations, stock pushes and deliveries, decided before the transaction.
             let mut outbound = crate::effects::IngestPlan::default();
-            for n in &orders {
+            for (n, raw) in orders.iter().zip(raws.iter_mut()) {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
                 let mut order = merge(n, existing.as_ref(), &rules, now);
+                order.raw = std::mem::take(raw);
                 let mut outbox = vec![];
                 if let Some(o) = &self.outbound {
                     let plan = o.plan_ingest(&self.store, existing.as_ref(), &mut order, now)?;
@@ -204,7 +211,7 @@ impl Ingest {
                     .push((k.clone(), now + Duration::days(DEDUPE_TTL_DAYS))),
                 Source::Webhook { dedupe_key: None } | Source::Fetch => {}
             }
-            match self.store.apply(batch) {
+            match self.store.apply_giving_back_raw(batch, &mut raws) {
                 Ok(report) => {
                     if let Some(o) = &self.outbound {
                         o.outbox.wakers.wake_items(&outbound.outbox);

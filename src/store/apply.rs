@@ -43,18 +43,36 @@ impl Store {
     /// any error nothing of the batch is written. Await
     /// `flushed(report.seq)` before telling anyone the batch is safe.
     pub fn apply(&self, batch: WriteBatch) -> Result<ApplyReport, StoreError> {
+        self.apply_giving_back_raw(batch, &mut Vec::new())
+    }
+
+    /// `apply`, handing the orders' raw payloads back in `raws` (one for
+    /// each of `batch.orders`, in its order) whatever the outcome: a caller
+    /// that tries again after a conflict need not copy every payload for
+    /// every try.
+    pub(crate) fn apply_giving_back_raw(
+        &self,
+        batch: WriteBatch,
+        raws: &mut Vec<Value>,
+    ) -> Result<ApplyReport, StoreError> {
         let WriteBatch {
             now,
-            orders,
+            mut orders,
             cursor,
             dedupe,
             outbox,
             stock,
             fail_before_commit,
         } = batch;
+        raws.clear();
+        raws.extend(orders.iter_mut().map(|w| {
+            let (OrderWrite::FromChannel { order, .. } | OrderWrite::Local { order, .. }) = w;
+            std::mem::take(&mut order.raw)
+        }));
         let prepared = orders
             .into_iter()
-            .map(|w| self.prepare_order(w, now))
+            .zip(raws.iter())
+            .map(|(w, raw)| self.prepare_order(w, raw, now))
             .collect::<Result<Vec<_>, _>>()?;
         let cursor = match cursor {
             Some((account, c)) => {
@@ -142,6 +160,7 @@ impl Store {
     fn prepare_order(
         &self,
         w: OrderWrite,
+        raw: &Value,
         now: DateTime<Utc>,
     ) -> Result<PreparedOrder, StoreError> {
         let id = w.order_id().to_owned();
@@ -200,7 +219,7 @@ impl Store {
                 if expected_revision != seen {
                     return Err(conflict());
                 }
-                let raw = encode_raw(key, &order.raw)?;
+                let raw = encode_raw(key, raw)?;
                 match &stored {
                     None => {
                         p.outcome = WriteOutcome::Created;
@@ -244,8 +263,8 @@ impl Store {
                 match seen {
                     None if expected_revision == 0 => {
                         p.outcome = WriteOutcome::Created;
-                        if !order.raw.is_null() {
-                            p.raw = Some(encode_raw(key, &order.raw)?);
+                        if !raw.is_null() {
+                            p.raw = Some(encode_raw(key, raw)?);
                         }
                     }
                     None => {
@@ -470,4 +489,71 @@ fn stage_stock(tx: &Tx<'_>, change: &StockChange) -> TxResult<()> {
     let enc = encode(STOCK, key, &level).map_err(abort)?;
     stock.insert(key, enc)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    fn channel_order(id: &str, raw: Value) -> StoredOrder {
+        let mut order: StoredOrder = serde_json::from_value(serde_json::json!({
+            "order": {
+                "id": id, "account": "a", "channel": "shopify", "channel_order_id": "1",
+                "number": null, "status": "ready", "payment": "paid",
+                "placed_at": "2026-11-27T05:01:02Z", "updated_at": "2026-11-27T05:01:02Z",
+                "currency": "USD",
+                "totals": { "subtotal": "1.00", "shipping": "0", "tax": "0", "discount": "0", "total": "1.00", "refunded": "0" },
+                "presentment": null, "customer": null, "shipping_address": null, "shipping_method": null,
+                "lines": [], "shipments": [], "tags": [], "route": null, "hold": null, "priority": "normal"
+            },
+            "channel_tags": [], "rule_tags": [], "manual_tags": [], "manual_hold": null,
+            "notes": [], "revision": 0
+        }))
+        .expect("an order");
+        order.raw = raw;
+        order
+    }
+
+    /// A refused batch hands every payload back, in the order of its
+    /// writes, so ingest can try again without copies; one written hands
+    /// them back too, and they are what was stored.
+    #[test]
+    fn payloads_come_back_whatever_the_outcome() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("a store");
+        let now = Utc::now();
+        let write = |id: &str, n: u32, expected_revision| OrderWrite::FromChannel {
+            order: channel_order(id, serde_json::json!({ "n": n })),
+            expected_revision,
+            outbox: vec![],
+        };
+        let mut raws = Vec::new();
+        let mut batch = WriteBatch::new(now);
+        batch.orders = vec![write("a:1", 1, None)];
+        store
+            .apply_giving_back_raw(batch, &mut raws)
+            .expect("a new order");
+        assert_eq!(raws, [serde_json::json!({ "n": 1 })]);
+        assert_eq!(
+            store.raw_payload("a:1").expect("read"),
+            Some(raws[0].clone())
+        );
+
+        let mut batch = WriteBatch::new(now);
+        // The second expects no order where there is one: the transaction
+        // refuses the whole batch.
+        batch.orders = vec![
+            write("a:2", 2, None),
+            write("a:1", 3, None),
+            write("a:3", 4, None),
+        ];
+        match store.apply_giving_back_raw(batch, &mut raws) {
+            Err(StoreError::Conflict { id }) => assert_eq!(id, "a:1"),
+            other => panic!("expected a conflict on a:1, got {other:?}"),
+        }
+        let want: Vec<Value> = (2..=4).map(|n| serde_json::json!({ "n": n })).collect();
+        assert_eq!(raws, want);
+        assert_eq!(store.get_order("a:2").expect("read"), None);
+    }
 }

@@ -519,3 +519,47 @@ async fn an_order_twice_in_one_page_is_stored_once_as_its_newest_version() {
     assert_eq!(stored.order.status, OrderStatus::Cancelled);
     assert_eq!(store.history(&older.id).unwrap().len(), 1);
 }
+
+/// Writers racing on a new order: all but one find it written under them
+/// and try again. Each try still carries its payload, so the stored payload
+/// is the newest version's, whoever wrote last. Several rounds, so that the
+/// newest version's writer is among those that try again.
+#[test]
+fn racing_versions_of_one_order_keep_the_newest_payload() {
+    let (_dir, store) = store();
+    let ingest = Ingest::new(store.clone(), LiveRules::default());
+    const WRITERS: u32 = 8;
+    const ROUNDS: u32 = 20;
+    let start = Arc::new(std::sync::Barrier::new(WRITERS as usize));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let (ingest, start) = (ingest.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut created = 0;
+                for round in 1..=ROUNDS {
+                    let mut n = normalized(order(round, at(9, i), "10.00"));
+                    n.raw = serde_json::json!({ "version": i, "pad": "x".repeat(2000) });
+                    start.wait();
+                    created += ingest
+                        .receive(ACCOUNT, vec![n], Source::Fetch, Utc::now())
+                        .unwrap()
+                        .created;
+                }
+                created
+            })
+        })
+        .collect();
+    let created: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(created, ROUNDS as usize, "one writer created each order");
+    for round in 1..=ROUNDS {
+        let id = order(round, at(9, 0), "10.00").id;
+        let raw = store.raw_payload(&id).unwrap().expect("a payload");
+        assert_eq!(
+            raw["version"],
+            serde_json::json!(WRITERS - 1),
+            "{id}: {raw}"
+        );
+        let stored = store.get_order(&id).unwrap().unwrap();
+        assert_eq!(stored.order.updated_at, at(9, WRITERS - 1));
+    }
+}
