@@ -174,6 +174,9 @@ impl Ingest {
             let mut writes = Vec::with_capacity(orders.len());
             // Reservations, stock pushes and deliveries, decided before the transaction.
             let mut outbound = crate::effects::IngestPlan::default();
+            // The outbox accounts to wake once written: only their names,
+            // not a copy of every item (a delivery carries the order).
+            let mut queued_for: Vec<String> = Vec::new();
             for (n, raw) in orders.iter().zip(raws.iter_mut()) {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
@@ -182,7 +185,11 @@ impl Ingest {
                 let mut outbox = vec![];
                 if let Some(o) = &self.outbound {
                     let plan = o.plan_ingest(&self.store, existing.as_ref(), &mut order, now)?;
-                    outbound.outbox.extend(plan.outbox.iter().cloned());
+                    for item in &plan.outbox {
+                        if !queued_for.contains(&item.account) {
+                            queued_for.push(item.account.clone());
+                        }
+                    }
                     outbound.stock.extend(plan.stock);
                     outbound.dedupe.extend(plan.dedupe);
                     outbox = plan.outbox;
@@ -214,7 +221,9 @@ impl Ingest {
             match self.store.apply_giving_back_raw(batch, &mut raws) {
                 Ok(report) => {
                     if let Some(o) = &self.outbound {
-                        o.outbox.wakers.wake_items(&outbound.outbox);
+                        for account in &queued_for {
+                            o.outbox.wakers.wake(account);
+                        }
                     }
                     let mut out = IngestReport {
                         seq: report.seq,
