@@ -736,11 +736,12 @@ pub fn stock_show(store: &Store, sku: &str, now: DateTime<Utc>) -> Result<StockV
 
 /// Pending items, or dead letters with `dead`.
 pub fn outbox_list(store: &Store, dead: bool) -> Result<Vec<OutboxSummary>, OpError> {
-    Ok(store
-        .outbox_list(dead)?
-        .iter()
-        .map(|i| i.summary())
-        .collect())
+    let mut out = Vec::new();
+    store.outbox_each(dead, |item| {
+        out.push(item.summary());
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Makes one item (pending or dead) due now and wakes its account's worker.
@@ -766,11 +767,11 @@ pub fn outbox_retry_dead(
     outbound: &Outbound,
     now: DateTime<Utc>,
 ) -> Result<usize, OpError> {
-    let accounts: BTreeSet<String> = store
-        .outbox_list(true)?
-        .into_iter()
-        .map(|i| i.account)
-        .collect();
+    let mut accounts = BTreeSet::new();
+    store.outbox_each(true, |item| {
+        accounts.insert(item.account);
+        Ok(())
+    })?;
     let n = store.outbox_retry_all_dead(now)?;
     for a in &accounts {
         outbound.outbox.wakers.wake(a);

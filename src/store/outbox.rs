@@ -195,19 +195,34 @@ impl Store {
     /// Pending items (or dead ones), oldest first. Walks the queue, which
     /// holds only what has not gone out yet.
     pub fn outbox_list(&self, dead: bool) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut out = Vec::new();
+        self.outbox_each(dead, |item| {
+            out.push(item);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands each pending item (or dead letter, with `dead`) to `each`, one
+    /// at a time: a delivery carries the order's body, and a destination
+    /// down for a day leaves tens of thousands of them, too many to hold.
+    pub fn outbox_each(
+        &self,
+        dead: bool,
+        mut each: impl FnMut(OutboxItem) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let want = if dead {
             OutboxState::Dead
         } else {
             OutboxState::Pending
         };
-        let mut out = Vec::new();
         for item in self.outbox_scan() {
             let item = item?;
             if item.state == want {
-                out.push(item);
+                each(item)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Up to `limit` pending items of `account` due at `now`, in due order
@@ -333,11 +348,11 @@ impl Store {
 
     /// Retries every dead item; returns how many.
     pub fn outbox_retry_all_dead(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let ids = self
-            .outbox_list(true)?
-            .into_iter()
-            .map(|i| i.id)
-            .collect::<Vec<_>>();
+        let mut ids = Vec::new();
+        self.outbox_each(true, |item| {
+            ids.push(item.id);
+            Ok(())
+        })?;
         if ids.is_empty() {
             return Ok(0);
         }
