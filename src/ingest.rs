@@ -174,9 +174,8 @@ impl Ingest {
             let mut writes = Vec::with_capacity(orders.len());
             // Reservations, stock pushes and deliveries, decided before the transaction.
             let mut outbound = crate::effects::IngestPlan::default();
-            // The outbox accounts to wake once written: only their names,
-            // not a copy of every item (a delivery carries the order).
-            let mut queued_for: Vec<String> = Vec::new();
+            // The outbox accounts to wake once written.
+            let mut queued_for = std::collections::BTreeSet::new();
             for (n, raw) in orders.iter().zip(raws.iter_mut()) {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
@@ -185,11 +184,7 @@ impl Ingest {
                 let mut outbox = vec![];
                 if let Some(o) = &self.outbound {
                     let plan = o.plan_ingest(&self.store, existing.as_ref(), &mut order, now)?;
-                    for item in &plan.outbox {
-                        if !queued_for.contains(&item.account) {
-                            queued_for.push(item.account.clone());
-                        }
-                    }
+                    queued_for.extend(crate::outbox::Wakers::accounts_of(&plan.outbox));
                     outbound.stock.extend(plan.stock);
                     outbound.dedupe.extend(plan.dedupe);
                     outbox = plan.outbox;
@@ -221,9 +216,7 @@ impl Ingest {
             match self.store.apply_giving_back_raw(batch, &mut raws) {
                 Ok(report) => {
                     if let Some(o) = &self.outbound {
-                        for account in &queued_for {
-                            o.outbox.wakers.wake(account);
-                        }
+                        o.outbox.wakers.wake_accounts(&queued_for);
                     }
                     let mut out = IngestReport {
                         seq: report.seq,

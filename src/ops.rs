@@ -402,7 +402,7 @@ fn change(
                 ));
             }
         }
-        let queued = plan.outbox.clone();
+        let queued = crate::outbox::Wakers::accounts_of(&plan.outbox);
         let order = next.order.clone();
         let batch = WriteBatch {
             now,
@@ -418,7 +418,7 @@ fn change(
         };
         match store.apply(batch) {
             Ok(report) => {
-                outbound.outbox.wakers.wake_items(&queued);
+                outbound.outbox.wakers.wake_accounts(&queued);
                 return Ok(Written {
                     value: order,
                     seq: report.seq,
@@ -767,15 +767,8 @@ pub fn outbox_retry_dead(
     outbound: &Outbound,
     now: DateTime<Utc>,
 ) -> Result<usize, OpError> {
-    let mut accounts = BTreeSet::new();
-    store.outbox_each(true, |item| {
-        accounts.insert(item.account);
-        Ok(())
-    })?;
-    let n = store.outbox_retry_all_dead(now)?;
-    for a in &accounts {
-        outbound.outbox.wakers.wake(a);
-    }
+    let (n, accounts) = store.outbox_retry_dead_of(now)?;
+    outbound.outbox.wakers.wake_accounts(&accounts);
     Ok(n)
 }
 
@@ -1070,12 +1063,12 @@ pub fn apply_rules(
             outbox: plan.outbox,
         });
     }
-    let queued: Vec<_> = batch
+    let queued: BTreeSet<String> = batch
         .orders
         .iter()
         .flat_map(|w| match w {
             OrderWrite::Local { outbox, .. } | OrderWrite::FromChannel { outbox, .. } => {
-                outbox.clone()
+                crate::outbox::Wakers::accounts_of(outbox)
             }
         })
         .collect();
@@ -1085,7 +1078,7 @@ pub fn apply_rules(
         )),
         e => e.into(),
     })?;
-    outbound.outbox.wakers.wake_items(&queued);
+    outbound.outbox.wakers.wake_accounts(&queued);
     Ok(Written {
         value: changes,
         seq: report.seq,

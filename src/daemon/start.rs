@@ -267,9 +267,6 @@ async fn start(
     })
 }
 
-/// Webhook dedupe keys outlive every channel's retries by days; past their
-/// expiry they are only weight. Removes them every [`DEDUPE_PURGE_EVERY`]
-/// until `stop` turns true.
 /// Says which outbox items no worker of this config will send: those of an
 /// account or destination taken out of the config (a withdraw notice queued
 /// before a destination was removed, pushes for a removed account) or whose
@@ -311,6 +308,9 @@ fn unserved(
         .collect()
 }
 
+/// Webhook dedupe keys outlive every channel's retries by days; past their
+/// expiry they are only weight. Removes them every [`DEDUPE_PURGE_EVERY`]
+/// until `stop` turns true.
 async fn purge_dedupe_keys(store: Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -71,7 +71,7 @@ use super::Outbound;
 use super::forever;
 use crate::config::{DestinationConfig, DestinationKind};
 use crate::metrics::{self, DestinationLabel, Metrics};
-use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, destination_account};
+use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, Wakers, destination_account};
 use crate::pacing::{AccountPacer, AdaptiveRate};
 use crate::store::{
     DeliveredTo, DeliveryPart, NewOutboxItem, OrderWrite, OutboxItem, Store, StoreError,
@@ -526,18 +526,19 @@ fn queue_one(
         } else {
             "queued for"
         };
+        let accounts = Wakers::accounts_of(&items);
         let mut batch = WriteBatch::new(now);
         batch.dedupe.push((key, forever()));
         batch.orders.push(OrderWrite::Local {
             expected_revision: stored.revision,
             kind: "delivery".to_owned(),
             detail: format!("{verb} {}{withdrawn}", describe_parts(&next)),
-            outbox: items.clone(),
+            outbox: items,
             order: next.clone(),
         });
         match store.apply(batch) {
             Ok(_) => {
-                outbound.outbox.wakers.wake_items(&items);
+                outbound.outbox.wakers.wake_accounts(&accounts);
                 return Ok(Some(next));
             }
             Err(StoreError::Conflict { .. }) => continue,

@@ -33,7 +33,7 @@ use switchyard_contract::{
 };
 
 use super::Outbound;
-use crate::outbox::{Job, Verdict};
+use crate::outbox::{Job, Verdict, Wakers};
 use crate::store::{NewOutboxItem, OrderWrite, Store, StoreError, StoredOrder, WriteBatch};
 
 /// A shipment as `POST /api/v1/shipments` takes it.
@@ -402,17 +402,18 @@ pub fn record(
         if let Some(why) = &skipped {
             detail.push_str(&format!("; tracking not pushed: {why}"));
         }
+        let accounts = Wakers::accounts_of(&items);
         let mut batch = WriteBatch::new(now);
         batch.orders.push(OrderWrite::Local {
             order: next,
             expected_revision: stored.revision,
             kind: "shipment".to_owned(),
             detail,
-            outbox: items.clone(),
+            outbox: items,
         });
         match store.apply(batch) {
             Ok(report) => {
-                outbound.outbox.wakers.wake_items(&items);
+                outbound.outbox.wakers.wake_accounts(&accounts);
                 if let Some(why) = &skipped {
                     tracing::info!(order = %req.order_id, tracking = %shipment.tracking_number, "shipment recorded, tracking push not queued: {why}");
                 }

@@ -103,9 +103,15 @@ impl Wakers {
         self.get(account).notify_one();
     }
 
-    /// Wakes the worker of every account that an item is queued for.
-    pub fn wake_items(&self, items: &[NewOutboxItem]) {
-        let accounts: BTreeSet<&str> = items.iter().map(|i| i.account.as_str()).collect();
+    /// The accounts `items` are queued for: what to wake once they are
+    /// written, kept instead of a copy of the items (a delivery carries the
+    /// order's body).
+    pub fn accounts_of(items: &[NewOutboxItem]) -> BTreeSet<String> {
+        items.iter().map(|i| i.account.clone()).collect()
+    }
+
+    /// Wakes the worker of each of `accounts` (`accounts_of`).
+    pub fn wake_accounts(&self, accounts: &BTreeSet<String>) {
         for a in accounts {
             self.wake(a);
         }

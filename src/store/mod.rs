@@ -476,19 +476,11 @@ impl Store {
     /// Every matching order (at most `filter.limit`), oldest first: for
     /// small stores, tests and tools. The daemon reads pages.
     pub fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<StoredOrder>, StoreError> {
-        let mut f = filter.clone();
-        f.oldest = true;
-        let want = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        while out.len() < want {
-            let chunk = (want - out.len()).min(MAX_PAGE);
-            let page = self.page(&Plan::of(&f), &f, chunk, usize::MAX)?;
-            out.extend(page.orders);
-            match page.next {
-                Some(next) => f.after = Some(next),
-                None => break,
-            }
-        }
+        self.walk_orders(filter, filter.limit.unwrap_or(usize::MAX), |page| {
+            out.extend(page);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -500,18 +492,32 @@ impl Store {
         filter: &OrderFilter,
         mut each: impl FnMut(StoredOrder) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.walk_orders(filter, usize::MAX, |page| {
+            page.into_iter().try_for_each(&mut each)
+        })
+    }
+
+    /// Up to `want` matching orders, oldest first, handed to `each_page` a
+    /// page of at most `MAX_PAGE` at a time.
+    fn walk_orders(
+        &self,
+        filter: &OrderFilter,
+        want: usize,
+        mut each_page: impl FnMut(Vec<StoredOrder>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut f = filter.clone();
         f.oldest = true;
-        loop {
-            let page = self.page(&Plan::of(&f), &f, MAX_PAGE, usize::MAX)?;
-            for order in page.orders {
-                each(order)?;
-            }
+        let mut left = want;
+        while left > 0 {
+            let page = self.page(&Plan::of(&f), &f, left.min(MAX_PAGE), usize::MAX)?;
+            left -= page.orders.len();
+            each_page(page.orders)?;
             match page.next {
                 Some(next) => f.after = Some(next),
-                None => return Ok(()),
+                None => break,
             }
         }
+        Ok(())
     }
 
     /// A page of orders a destination may have work for (routed, not held,

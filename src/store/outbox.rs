@@ -6,7 +6,7 @@
 //! item. The workers that send items live elsewhere; this is only their
 //! queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -348,19 +348,30 @@ impl Store {
 
     /// Retries every dead item; returns how many.
     pub fn outbox_retry_all_dead(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut ids = Vec::new();
+        self.outbox_retry_dead_of(now).map(|(n, _)| n)
+    }
+
+    /// `outbox_retry_all_dead`, also naming the accounts of the items
+    /// found dead, to wake their workers: one scan of the queue for both.
+    pub fn outbox_retry_dead_of(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, BTreeSet<String>), StoreError> {
+        let (mut ids, mut accounts) = (Vec::new(), BTreeSet::new());
         self.outbox_each(true, |item| {
             ids.push(item.id);
+            accounts.insert(item.account);
             Ok(())
         })?;
         if ids.is_empty() {
-            return Ok(0);
+            return Ok((0, accounts));
         }
         // Items completed or retried since the scan are left alone.
-        self.outbox_change(&ids, false, Requeue::Yes, move |item| match item.state {
+        let n = self.outbox_change(&ids, false, Requeue::Yes, move |item| match item.state {
             OutboxState::Dead => Change::Put(Box::new(retried(item, now))),
             OutboxState::Pending => Change::Keep,
-        })
+        })?;
+        Ok((n, accounts))
     }
 
     /// Removes an item, pending or dead.

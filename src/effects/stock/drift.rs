@@ -109,8 +109,9 @@ pub fn drift_tick(
     }
     let count = items.len();
     if count > 0 {
-        store.outbox_add(items.clone(), now)?;
-        outbound.outbox.wakers.wake_items(&items);
+        let accounts = crate::outbox::Wakers::accounts_of(&items);
+        store.outbox_add(items, now)?;
+        outbound.outbox.wakers.wake_accounts(&accounts);
     }
     Ok(count)
 }

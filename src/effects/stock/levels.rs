@@ -126,9 +126,9 @@ pub fn set_levels(
             .extend(push_items(store, &outbound.stock, &u.sku, now)?);
     }
     let queued = batch.outbox.len();
-    let items = batch.outbox.clone();
+    let accounts = crate::outbox::Wakers::accounts_of(&batch.outbox);
     let report = store.apply(batch)?;
-    outbound.outbox.wakers.wake_items(&items);
+    outbound.outbox.wakers.wake_accounts(&accounts);
     Ok(StockWrite {
         skus: updates.len(),
         queued,
