@@ -24,8 +24,8 @@ use crate::effects::tracking::{self, ShipError, ShipOutcome, ShipmentRequest};
 use crate::ingest::{redecide, rule_input};
 use crate::rules::{Evaluation, PersonHold, RuleInput, RuleSet, evaluate};
 use crate::store::{
-    DeliveredTo, DeliveryPart, HistoryEntry, OrderFilter, OrderWrite, OutboxSummary, RouteFilter,
-    RoutedLine, StockView, Store, StoreError, StoredOrder, WriteBatch,
+    DEFAULT_PAGE, DeliveredTo, DeliveryPart, HistoryEntry, OrderFilter, OrderWrite, OutboxPage,
+    RouteFilter, RoutedLine, StockView, Store, StoreError, StoredOrder, WriteBatch,
 };
 
 /// Why an operation did not happen. The message names the offending thing
@@ -734,14 +734,16 @@ pub fn stock_show(store: &Store, sku: &str, now: DateTime<Utc>) -> Result<StockV
 
 // --- outbox ---------------------------------------------------------------------
 
-/// Pending items, or dead letters with `dead`.
-pub fn outbox_list(store: &Store, dead: bool) -> Result<Vec<OutboxSummary>, OpError> {
-    let mut out = Vec::new();
-    store.outbox_each(dead, |item| {
-        out.push(item.summary());
-        Ok(())
-    })?;
-    Ok(out)
+/// One page of pending items, or of dead letters with `dead`, in queue
+/// order after the item `after`; `limit` per page (default
+/// [`DEFAULT_PAGE`], at most [`crate::store::MAX_PAGE`]).
+pub fn outbox_list(
+    store: &Store,
+    dead: bool,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> Result<OutboxPage, OpError> {
+    Ok(store.outbox_page(dead, after, limit.unwrap_or(DEFAULT_PAGE))?)
 }
 
 /// Makes one item (pending or dead) due now and wakes its account's worker.

@@ -327,11 +327,18 @@ pub enum StockCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// What is waiting to be sent (or, with --dead, what failed for good), and what for.
+    /// What is waiting to be sent (or, with --dead, what failed for good), and what for,
+    /// a page at a time in queue order (oldest first).
     List {
         /// Dead letters instead of pending items.
         #[arg(long)]
         dead: bool,
+        /// At most N items per page (1 or more; default 100, at most 1000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// The next page: the cursor the previous page ended with.
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
         /// Print [{ id, account, kind, state, attempts, next_attempt_at, last_error, ... }].
         #[arg(long)]
         json: bool,

@@ -10,7 +10,7 @@ use super::print::{out, outln, plural, table, time};
 use super::{Backend, CliResult, OutboxCommand, print_json};
 use crate::effects::Outbound;
 use crate::ops;
-use crate::store::OutboxSummary;
+use crate::store::{OutboxPage, OutboxSummary};
 
 /// What the admin API answers to a retry.
 #[derive(Deserialize)]
@@ -21,24 +21,50 @@ struct Retried {
 pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
     let backend = super::open_backend(config_path)?;
     match cmd {
-        OutboxCommand::List { dead, json } => {
-            let items: Vec<OutboxSummary> = match &backend {
+        OutboxCommand::List {
+            dead,
+            limit,
+            after,
+            json,
+        } => {
+            let limit = limit.and_then(|n| usize::try_from(n).ok());
+            let page = match &backend {
                 Backend::Local { store, .. } => {
-                    ops::outbox_list(store, dead).map_err(op_failure)?
+                    ops::outbox_list(store, dead, after.as_deref(), limit).map_err(op_failure)?
                 }
                 Backend::Remote(api) => {
-                    let query = if dead {
-                        vec![("dead", "true".to_owned())]
-                    } else {
-                        Vec::new()
-                    };
-                    api.get(&["outbox"], &query)?
+                    let mut query = Vec::new();
+                    if dead {
+                        query.push(("dead", "true".to_owned()));
+                    }
+                    if let Some(n) = limit {
+                        query.push(("limit", n.to_string()));
+                    }
+                    if let Some(a) = &after {
+                        query.push(("after", a.clone()));
+                    }
+                    let (items, next) = api.get_page(&["outbox"], &query, "x-next-after")?;
+                    OutboxPage { items, next }
                 }
             };
+            let hint = page.next.as_deref().map(|cursor| {
+                format!(
+                    "more items may match: {}",
+                    next_command(dead, limit, json, cursor)
+                )
+            });
             if json {
-                return print_json(&items);
+                print_json(&page.items)?;
+                // stdout stays one JSON document; the hint goes beside it.
+                if let Some(hint) = hint {
+                    eprintln!("{hint}");
+                }
+                return Ok(());
             }
-            out!("{}", render_list(&items, dead));
+            out!("{}", render_list(&page.items, dead, hint.is_some()));
+            if let Some(hint) = hint {
+                outln!("{hint}");
+            }
             Ok(())
         }
         OutboxCommand::Retry { id, all_dead, json } => {
@@ -97,14 +123,32 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
     }
 }
 
+/// The command that shows the page after `cursor`: this one, with
+/// `--after` moved on.
+fn next_command(dead: bool, limit: Option<usize>, json: bool, cursor: &str) -> String {
+    let mut words = vec!["switchyard outbox list".to_owned()];
+    if dead {
+        words.push("--dead".to_owned());
+    }
+    if let Some(n) = limit {
+        words.push(format!("--limit {n}"));
+    }
+    if json {
+        words.push("--json".to_owned());
+    }
+    words.push(format!("--after {cursor}"));
+    words.join(" ")
+}
+
 /// The `outbox list` text: a header, then one line per item saying what it
 /// is for; pending items with their next attempt, dead letters with why.
-fn render_list(items: &[OutboxSummary], dead: bool) -> String {
+/// `more`: a next page may hold more.
+fn render_list(items: &[OutboxSummary], dead: bool, more: bool) -> String {
     if items.is_empty() {
-        return if dead {
-            "no dead letters\n".to_owned()
-        } else {
-            "outbox empty: nothing waiting to be sent\n".to_owned()
+        return match (dead, more) {
+            (_, true) => "nothing on this page\n".to_owned(),
+            (true, false) => "no dead letters\n".to_owned(),
+            (false, false) => "outbox empty: nothing waiting to be sent\n".to_owned(),
         };
     }
     let last_error = |i: &OutboxSummary| i.last_error.clone().unwrap_or_else(|| "-".into());
@@ -122,8 +166,9 @@ fn render_list(items: &[OutboxSummary], dead: bool) -> String {
             .collect();
         let mut s = table(["ID", "FOR", "ATTEMPTS", "WHY IT FAILED"], &rows);
         s.push_str(&format!(
-            "{}: fix the cause, then `switchyard outbox retry ID` (or --all-dead), or `outbox drop ID`\n",
-            plural(items.len(), "dead letter", "dead letters")
+            "{}{}: fix the cause, then `switchyard outbox retry ID` (or --all-dead), or `outbox drop ID`\n",
+            plural(items.len(), "dead letter", "dead letters"),
+            if more { " on this page" } else { "" }
         ));
         return s;
     }

@@ -439,13 +439,17 @@ async fn list_orders(
     let c = ctx.clone();
     let page = blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?;
     let orders: Vec<Value> = page.orders.iter().map(ops::ListedOrder::to_json).collect();
-    let mut response = axum::Json(orders).into_response();
-    if let Some(next) = page.next
+    Ok(with_next(axum::Json(orders).into_response(), page.next))
+}
+
+/// A page's answer with the next page's cursor, when more may match.
+fn with_next(mut response: Response, next: Option<String>) -> Response {
+    if let Some(next) = next
         && let Ok(v) = axum::http::HeaderValue::from_str(&next)
     {
         response.headers_mut().insert(NEXT_AFTER, v);
     }
-    Ok(response)
+    response
 }
 
 async fn show_order(State(ctx): Shared, id: Result<Path<String>, PathRejection>) -> ApiResult {
@@ -584,15 +588,39 @@ async fn show_stock(State(ctx): Shared, sku: Result<Path<String>, PathRejection>
 #[serde(deny_unknown_fields)]
 struct OutboxQuery {
     dead: Option<bool>,
+    /// Items per page (default 100, at most 1000); read as text so that a
+    /// refusal can name what was sent.
+    limit: Option<String>,
+    /// The cursor of the previous page's `X-Next-After`.
+    after: Option<String>,
 }
 
 async fn list_outbox(
     State(ctx): Shared,
     query: Result<Query<OutboxQuery>, QueryRejection>,
 ) -> ApiResult {
-    let dead = query?.0.dead.unwrap_or(false);
+    let q = query?.0;
+    let dead = q.dead.unwrap_or(false);
+    let limit = q
+        .limit
+        .map(|l| match l.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ApiError::bad(format!(
+                "limit: {l:?} is not a number of items per page; expected 1 to 1000"
+            ))),
+        })
+        .transpose()?;
     let c = ctx.clone();
-    ok(blocking(move || Ok(ops::outbox_list(c.store(), dead)?)).await?)
+    let page = blocking(move || {
+        Ok(ops::outbox_list(
+            c.store(),
+            dead,
+            q.after.as_deref(),
+            limit,
+        )?)
+    })
+    .await?;
+    Ok(with_next(axum::Json(page.items).into_response(), page.next))
 }
 
 async fn retry(State(ctx): Shared, id: Result<Path<String>, PathRejection>) -> ApiResult {

@@ -203,6 +203,11 @@ mod tests {
             .coalesce
             .insert(pair_key("shop-us", "stock:MUG"), index)
             .unwrap();
+        // The dead one's index entry, as the store upgrade writes it.
+        trees
+            .outbox_dead
+            .insert(STORED_BEFORE_JOBS[2].0.as_bytes(), &[])
+            .unwrap();
 
         let pending = store.outbox_list(false).unwrap();
         let jobs: Vec<&Job> = pending.iter().map(|i| &i.job).collect();

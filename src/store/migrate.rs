@@ -5,7 +5,8 @@
 //! the dedupe expiry index; layout 3 packs the order indexes into buckets
 //! (a new tree; the old one is dropped once the new one is complete) and
 //! packs the dedupe keys kept for good there too; layout 4 keeps each
-//! order's history in one value (a new tree, the old one dropped after). Orders and dedupe
+//! order's history in one value (a new tree, the old one dropped after);
+//! layout 5 indexes the outbox's dead letters (a new tree). Orders and dedupe
 //! keys are converted in batches, each one transaction together with the
 //! position it reached, so a migration that is interrupted (a crash, a
 //! kill) goes on from there the next time the store opens, and nothing is
@@ -23,7 +24,7 @@ use super::{
 };
 
 /// The layout this code writes.
-pub(crate) const LAYOUT: u8 = 4;
+pub(crate) const LAYOUT: u8 = 5;
 const LAYOUT_KEY: &[u8] = b"layout";
 /// Layout 2's order index, an entry per key; dropped once layout 3's packed
 /// one is built.
@@ -75,11 +76,11 @@ pub(crate) fn run(
     let fresh = trees.orders.is_empty() && trees.outbox.is_empty() && trees.dedupe.is_empty();
     let started = Instant::now();
     if !fresh {
-        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart); this runs once and goes on where it stopped if interrupted");
+        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart, dead letters indexed); this runs once and goes on where it stopped if interrupted");
         progress("upgrading the store: building its indexes");
     }
     let (orders, keys, items, history) = match layout.as_deref() {
-        Some([from @ (2 | 3)]) => {
+        Some([from @ (2..=4)]) => {
             let (orders, keys) = if *from == 2 {
                 (
                     reindex_orders(trees, stop_after, progress)?,
@@ -89,13 +90,17 @@ pub(crate) fn run(
                 (0, 0)
             };
             let history = pack_history(db, trees)?;
-            trees.transact("store upgrade to layout 4", |tx| {
+            let dead = dead_letters(trees)?;
+            trees.transact("store upgrade to layout 5", |tx| {
+                for id in &dead {
+                    tx.outbox_dead().insert(id.as_slice(), &[])?;
+                }
                 tx.meta().remove(REINDEX_DONE)?;
                 tx.meta().remove(HISTORY_DONE)?;
                 tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
                 Ok(())
             })?;
-            (orders, keys, 0, history)
+            (orders, keys, dead.len() as u64, history)
         }
         _ => {
             let orders = convert_orders(trees, stop_after, progress)?;
@@ -408,16 +413,31 @@ fn index_dedupe(trees: &Trees) -> Result<u64, StoreError> {
     Ok(count)
 }
 
-/// The outbox (what has not gone out yet: small): due index and counts,
-/// and the new layout recorded, in one transaction.
+/// The ids of the outbox's dead letters, for their index. One walk of the
+/// outbox, once: what has not gone out yet, usually small.
+fn dead_letters(trees: &Trees) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut dead = Vec::new();
+    for kv in trees.outbox.iter() {
+        let (k, v) = kv.map_err(|e| engine_err("scan of outbox for the store upgrade", e))?;
+        let item: OutboxItem = decode(OUTBOX, &k, &v)?;
+        if item.state == OutboxState::Dead {
+            dead.push(k.to_vec());
+        }
+    }
+    Ok(dead)
+}
+
+/// The outbox (what has not gone out yet: small): due index, dead-letter
+/// index and counts, and the new layout recorded, in one transaction.
 fn index_outbox(trees: &Trees) -> Result<u64, StoreError> {
-    let mut due = Vec::new();
+    let (mut due, mut dead) = (Vec::new(), Vec::new());
     let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     for kv in trees.outbox.iter() {
         let (k, v) = kv.map_err(|e| engine_err("scan of outbox for the store upgrade", e))?;
         let item: OutboxItem = decode(OUTBOX, &k, &v)?;
-        if item.state == OutboxState::Pending {
-            due.push(due_key(&item));
+        match item.state {
+            OutboxState::Pending => due.push(due_key(&item)),
+            OutboxState::Dead => dead.push(k.to_vec()),
         }
         *counts
             .entry(count_key(item.state, &item.account))
@@ -427,6 +447,9 @@ fn index_outbox(trees: &Trees) -> Result<u64, StoreError> {
     trees.transact("store upgrade of the outbox", |tx| {
         for k in &due {
             tx.outbox_due().insert(k.as_slice(), &[])?;
+        }
+        for id in &dead {
+            tx.outbox_dead().insert(id.as_slice(), &[])?;
         }
         for (k, n) in &counts {
             // Set, not added: the counts start here.
@@ -439,4 +462,72 @@ fn index_outbox(trees: &Trees) -> Result<u64, StoreError> {
         Ok(())
     })?;
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::store::{Job, NewOutboxItem, Store, StoreOptions};
+
+    fn reopen(dir: &Path) -> Store {
+        // The engine's own threads may hold the directory a moment after
+        // the last close.
+        for _ in 0..50 {
+            match Store::open(dir, StoreOptions::default()) {
+                Err(StoreError::Locked { .. }) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("the store stayed locked")
+    }
+
+    /// A store of layout 4 had no dead-letter index: opened by this build,
+    /// its dead letters are indexed once, and listing them, retrying them
+    /// all and the pending items work as before.
+    #[test]
+    fn a_store_of_layout_4_gets_its_dead_letters_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let now = Utc::now();
+        let item = |n: usize| NewOutboxItem {
+            account: "shop-us".into(),
+            job: Job::PushStock {
+                sku: format!("MUG-{n}"),
+            },
+            coalesce_key: None,
+            not_before: now,
+        };
+        store.outbox_add((0..4).map(item).collect(), now).unwrap();
+        let ids = |store: &Store, dead| -> Vec<String> {
+            store
+                .outbox_list(dead)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.id)
+                .collect()
+        };
+        let all = ids(&store, false);
+        store.outbox_kill(&all[0], "400 gone").unwrap();
+        store.outbox_kill(&all[2], "400 gone").unwrap();
+        assert_eq!(ids(&store, true), [all[0].clone(), all[2].clone()]);
+        // As layout 4 left it.
+        store.trees().outbox_dead.clear().unwrap();
+        store.trees().meta.insert(LAYOUT_KEY, &[4]).unwrap();
+        assert!(ids(&store, true).is_empty());
+        store.close().unwrap();
+
+        let store = reopen(dir.path());
+        let layout = store.trees().meta.get(LAYOUT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        assert_eq!(ids(&store, true), [all[0].clone(), all[2].clone()]);
+        assert_eq!(ids(&store, false), [all[1].clone(), all[3].clone()]);
+        assert_eq!(store.outbox_counts().unwrap(), (2, 2));
+        assert_eq!(store.outbox_retry_all_dead(now).unwrap(), 2);
+        assert!(ids(&store, true).is_empty());
+        assert_eq!(ids(&store, false), all);
+    }
 }

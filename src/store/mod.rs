@@ -34,9 +34,9 @@ pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
 pub use types::{
     ApplyReport, DEFAULT_PAGE, DeliveredTo, DeliveryPart, HistoryEntry, ListPage, MAX_PAGE,
-    NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxState, OutboxSummary, PushedLevel,
-    Reservation, RouteFilter, RoutedLine, SavedTokens, StockChange, StockChannelView, StockLevel,
-    StockView, StoredOrder, WriteBatch, WriteOutcome,
+    NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxPage, OutboxState, OutboxSummary,
+    PushedLevel, Reservation, RouteFilter, RoutedLine, SavedTokens, StockChange, StockChannelView,
+    StockLevel, StockView, StoredOrder, WriteBatch, WriteOutcome,
 };
 
 // Tree names; they also name the tree in error messages.
@@ -61,6 +61,9 @@ pub(crate) const OUTBOX: &str = "outbox";
 pub(crate) const COALESCE: &str = "outbox_coalesce";
 /// (account NUL next attempt NUL... id) of every pending item: what workers read.
 pub(crate) const OUTBOX_DUE: &str = "outbox_due";
+/// The id of every dead letter: what `outbox list --dead` and `outbox retry
+/// --all-dead` read, so they never walk the pending items.
+pub(crate) const OUTBOX_DEAD: &str = "outbox_dead";
 /// Counters kept as things change (outbox depth per account and state).
 pub(crate) const COUNTS: &str = "counts";
 pub(crate) const STOCK: &str = "stock";
@@ -131,6 +134,7 @@ pub(crate) struct Trees {
     pub(crate) outbox: sled::Tree,
     pub(crate) coalesce: sled::Tree,
     pub(crate) outbox_due: sled::Tree,
+    pub(crate) outbox_dead: sled::Tree,
     pub(crate) counts: sled::Tree,
     pub(crate) stock: sled::Tree,
     pub(crate) listing_refs: sled::Tree,
@@ -157,6 +161,7 @@ impl Trees {
             outbox: tree(OUTBOX)?,
             coalesce: tree(COALESCE)?,
             outbox_due: tree(OUTBOX_DUE)?,
+            outbox_dead: tree(OUTBOX_DEAD)?,
             counts: tree(COUNTS)?,
             stock: tree(STOCK)?,
             listing_refs: tree(LISTING_REFS)?,
@@ -177,6 +182,7 @@ impl Trees {
             OUTBOX => &self.outbox,
             COALESCE => &self.coalesce,
             OUTBOX_DUE => &self.outbox_due,
+            OUTBOX_DEAD => &self.outbox_dead,
             COUNTS => &self.counts,
             STOCK => &self.stock,
             LISTING_REFS => &self.listing_refs,

@@ -1,19 +1,23 @@
 //! The outbox in the store: durable outbound items, coalescing by key while
 //! pending, and the dead-letter state. Beside the items it keeps a due
 //! index, (account, next attempt, id) of every pending item, which is all a
-//! worker reads, and per-account counts of pending and dead items, which is
-//! all `/metrics` reads; both are written in the same transaction as the
-//! item. The workers that send items live elsewhere; this is only their
+//! worker reads, the ids of the dead letters, which is all `outbox list
+//! --dead` and `outbox retry --all-dead` read, and per-account counts of
+//! pending and dead items, which is all `/metrics` reads; all are written
+//! in the same transaction as the item. `outbox list` reads a page at a
+//! time, in queue order. The workers that send items live elsewhere; this is only their
 //! queue.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 
 use super::codec::{SEP, check_key_part, decode, encode, outbox_id, pair_key, time_key};
 use super::tx::{Tx, TxResult, abort, read_count};
 use super::{
-    COALESCE, NewOutboxItem, OUTBOX, OutboxItem, OutboxState, Store, StoreError, engine_err,
+    COALESCE, MAX_PAGE, NewOutboxItem, OUTBOX, OutboxItem, OutboxPage, OutboxState, PAGE_BUDGET,
+    Store, StoreError, engine_err,
 };
 
 /// A new item with its id taken and its encodings done, ready for a transaction.
@@ -45,24 +49,26 @@ pub(crate) fn count_key(state: OutboxState, account: &str) -> Vec<u8> {
     k
 }
 
-/// Writes `new` over `old` (either may be absent) and keeps the due index
-/// and the counts in step. The coalesce index is the caller's.
+/// Writes `new` over `old` (either may be absent) and keeps the due index,
+/// the dead-letter index and the counts in step. The coalesce index is the caller's.
 pub(crate) fn put_item(
     tx: &Tx<'_>,
     old: Option<&OutboxItem>,
     new: Option<(&OutboxItem, &[u8])>,
 ) -> TxResult<()> {
     if let Some(o) = old {
-        if o.state == OutboxState::Pending {
-            tx.outbox_due().remove(due_key(o))?;
-        }
+        match o.state {
+            OutboxState::Pending => tx.outbox_due().remove(due_key(o))?,
+            OutboxState::Dead => tx.outbox_dead().remove(o.id.as_bytes())?,
+        };
         tx.add_count(&count_key(o.state, &o.account), -1)?;
     }
     match new {
         Some((n, enc)) => {
-            if n.state == OutboxState::Pending {
-                tx.outbox_due().insert(due_key(n), &[])?;
-            }
+            match n.state {
+                OutboxState::Pending => tx.outbox_due().insert(due_key(n), &[])?,
+                OutboxState::Dead => tx.outbox_dead().insert(n.id.as_bytes(), &[])?,
+            };
             tx.add_count(&count_key(n.state, &n.account), 1)?;
             tx.outbox().insert(n.id.as_bytes(), enc)?;
         }
@@ -173,13 +179,6 @@ impl Store {
         self.apply(batch).map(|r| r.seq)
     }
 
-    fn outbox_scan(&self) -> impl Iterator<Item = Result<OutboxItem, StoreError>> + '_ {
-        self.trees().outbox.iter().map(|kv| {
-            let (k, v) = kv.map_err(|e| engine_err("scan of outbox", e))?;
-            decode(OUTBOX, &k, &v)
-        })
-    }
-
     pub fn outbox_get(&self, id: &str) -> Result<Option<OutboxItem>, StoreError> {
         match self
             .trees()
@@ -192,8 +191,8 @@ impl Store {
         }
     }
 
-    /// Pending items (or dead ones), oldest first. Walks the queue, which
-    /// holds only what has not gone out yet.
+    /// Every pending item (or dead letter, with `dead`), in queue order:
+    /// for small queues, tests and tools. `outbox list` reads pages.
     pub fn outbox_list(&self, dead: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let mut out = Vec::new();
         self.outbox_each(dead, |item| {
@@ -209,20 +208,112 @@ impl Store {
     pub fn outbox_each(
         &self,
         dead: bool,
-        mut each: impl FnMut(OutboxItem) -> Result<(), StoreError>,
+        each: impl FnMut(OutboxItem) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let want = if dead {
-            OutboxState::Dead
+        self.outbox_walk(dead, None, usize::MAX, usize::MAX, each)
+            .map(drop)
+    }
+
+    /// One page of `outbox list`: up to `limit` (1 to [`MAX_PAGE`]) pending
+    /// items, or dead letters with `dead`, in queue order (by id, oldest
+    /// first) after the item `after` (a page's `next`). Ids never change and
+    /// new items take larger ones, so a walk page by page shows each item at
+    /// most once, and every item that stays in the queue (rescheduled or
+    /// not) exactly once. Reads the page's items and the id after them,
+    /// whatever the queue holds.
+    pub fn outbox_page(
+        &self,
+        dead: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OutboxPage, StoreError> {
+        let after = after.map(checked_cursor).transpose()?;
+        let mut items = Vec::new();
+        let next =
+            self.outbox_walk(dead, after, limit.clamp(1, MAX_PAGE), PAGE_BUDGET, |item| {
+                items.push(item.summary());
+                Ok(())
+            })?;
+        Ok(OutboxPage { items, next })
+    }
+
+    /// Hands up to `limit` items (pending, or dead with `dead`) after the id
+    /// `after` to `each`, in id order; returns the id to go on after when
+    /// more may match. Dead letters are read through their index. Pending
+    /// items are the rest of the queue: the walk steps over the dead letters
+    /// among them without decoding them, and stops after stepping over
+    /// `budget` of them, handing back where it got to.
+    fn outbox_walk(
+        &self,
+        dead: bool,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+        mut each: impl FnMut(OutboxItem) -> Result<(), StoreError>,
+    ) -> Result<Option<String>, StoreError> {
+        let t = self.trees();
+        let range: (Bound<&[u8]>, Bound<&[u8]>) = (
+            after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes())),
+            Bound::Unbounded,
+        );
+        let (want, what) = if dead {
+            (OutboxState::Dead, "read of the dead-letter index")
         } else {
-            OutboxState::Pending
+            (OutboxState::Pending, "read of the outbox")
         };
-        for item in self.outbox_scan() {
-            let item = item?;
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, Option<sled::IVec>)>>> =
+            if dead {
+                Box::new(
+                    t.outbox_dead
+                        .range::<&[u8], _>(range)
+                        .keys()
+                        .map(|k| k.map(|k| (k, None))),
+                )
+            } else {
+                Box::new(
+                    t.outbox
+                        .range::<&[u8], _>(range)
+                        .map(|kv| kv.map(|(k, v)| (k, Some(v)))),
+                )
+            };
+        let id_of = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        let (mut shown, mut stepped, mut last) = (0, 0, None);
+        for entry in entries {
+            let (key, value) = entry.map_err(|e| engine_err(what, e))?;
+            let other = !dead
+                && t.outbox_dead
+                    .contains_key(&key)
+                    .map_err(|e| engine_err("read of the dead-letter index", e))?;
+            if !other && shown >= limit {
+                // One more matches: the next page starts after the last seen.
+                return Ok(last);
+            }
+            last = Some(id_of(&key));
+            if other {
+                stepped += 1;
+                if stepped >= budget {
+                    return Ok(last);
+                }
+                continue;
+            }
+            // Read apart from the index: an item gone or changed since is
+            // left out.
+            let item: OutboxItem =
+                match value {
+                    Some(v) => decode(OUTBOX, &key, &v)?,
+                    None => match t.outbox.get(&key).map_err(|e| {
+                        engine_err(format!("read of outbox item {}", id_of(&key)), e)
+                    })? {
+                        Some(v) => decode(OUTBOX, &key, &v)?,
+                        None => continue,
+                    },
+                };
             if item.state == want {
                 each(item)?;
+                shown += 1;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Up to `limit` pending items of `account` due at `now`, in due order
@@ -467,6 +558,19 @@ fn stage_change(tx: &Tx<'_>, old: &OutboxItem, change: &Change) -> TxResult<()> 
         }
     }
     Ok(())
+}
+
+/// An `outbox list` cursor is the id of the last item a page showed (an
+/// id as `outbox_id` writes it).
+fn checked_cursor(after: &str) -> Result<&str, StoreError> {
+    let id = after.trim();
+    if id.len() == outbox_id(0).len() && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(StoreError::InvalidCursor {
+            cursor: after.chars().take(80).collect(),
+        })
+    }
 }
 
 fn retried(item: &OutboxItem, now: DateTime<Utc>) -> OutboxItem {

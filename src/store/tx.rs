@@ -85,6 +85,9 @@ impl Tx<'_> {
     pub(crate) fn meta(&self) -> &TransactionalTree {
         &self.view[12]
     }
+    pub(crate) fn outbox_dead(&self) -> &TransactionalTree {
+        &self.view[13]
+    }
 
     /// Adds `delta` to a counter (missing counts as 0; a counter that
     /// reaches 0 is removed).
@@ -145,6 +148,7 @@ impl Trees {
             &self.counts,
             &self.stock,
             &self.meta,
+            &self.outbox_dead,
         ];
         trees[..]
             .transaction(|view| {

@@ -482,6 +482,18 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// One page of `outbox list`: pending items or dead letters in queue
+/// order (by id, oldest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxPage {
+    pub items: Vec<OutboxSummary>,
+    /// The id of the page's last item, to pass as `after` for the next
+    /// page; None when nothing further matches. A page of pending items can
+    /// hold fewer than asked and still have a next one, when it stepped over
+    /// its share of dead letters.
+    pub next: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteFilter {
     /// Unrouted orders (`--route none`).

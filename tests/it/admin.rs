@@ -334,6 +334,23 @@ async fn without_a_configured_token_the_admin_api_is_off() {
     d.stop(&s.state()).await;
 }
 
+/// A page of a listing route (200) and the next page's cursor, if any.
+async fn page_of(d: &Daemon, path: &str) -> (Value, Option<String>) {
+    let resp = d
+        .http
+        .get(d.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    let next = resp
+        .headers()
+        .get("x-next-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.json().await.unwrap(), next)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_routes_answer_and_refuse_bad_input() {
     let s = Setup::new().await;
@@ -361,19 +378,7 @@ async fn orders_routes_answer_and_refuse_bad_input() {
         let mut seen = Vec::new();
         let mut path = format!("/orders?limit=1&oldest={oldest}");
         loop {
-            let resp = d
-                .http
-                .get(d.url(&path))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            let next = resp
-                .headers()
-                .get("x-next-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let page: Value = resp.json().await.unwrap();
+            let (page, next) = page_of(&d, &path).await;
             seen.extend(ids(page.as_array().unwrap()));
             match next {
                 Some(c) => path = format!("/orders?limit=1&oldest={oldest}&after={c}"),
@@ -575,6 +580,36 @@ async fn shipments_stock_outbox_and_rules_routes() {
         assert_eq!(item["state"], "dead", "{item}");
         assert_eq!(item["account"], "destination:west-3pl", "{item}");
     }
+    // A page at a time, following X-Next-After: the same dead letters, once
+    // each, in queue order.
+    let mut paged = Vec::new();
+    let mut path = "/outbox?dead=true&limit=1".to_owned();
+    loop {
+        let (page, next) = page_of(&d, &path).await;
+        assert_eq!(page.as_array().unwrap().len(), 1, "{page}");
+        paged.push(page[0].clone());
+        match next {
+            Some(c) => {
+                assert_eq!(page[0]["id"], json!(c), "the cursor is the last id shown");
+                path = format!("/outbox?dead=true&limit=1&after={c}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(paged, dead);
+    for (query, says) in [
+        ("limit=lots", "\"lots\""),
+        ("limit=0", "\"0\""),
+        (
+            "after=not%20a%20cursor",
+            "\"not a cursor\" is not a page cursor",
+        ),
+        ("dead=true&after=12", "\"12\" is not a page cursor"),
+    ] {
+        let (status, body) = d.get(&format!("/outbox?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(error_of(&body).contains(says), "{query}: {body}");
+    }
     let first = dead[0]["id"].as_str().unwrap().to_owned();
     let (status, body) = d.post(&format!("/outbox/{first}/retry"), None).await;
     assert_eq!((status, &body["retried"]), (200, &json!(1)), "{body}");
@@ -694,6 +729,10 @@ fn reads(id: &str, sku: &str) -> Vec<Vec<String>> {
         // Failures read the same too.
         v(&["orders", "show", "shop-us:no-such-order"]),
         v(&["stock", "show", "NO-SUCH-SKU"]),
+        // A page and the hint for the next one read the same too.
+        v(&["outbox", "list", "--dead", "--limit", "1"]),
+        v(&["outbox", "list", "--dead", "--limit", "1", "--json"]),
+        v(&["outbox", "list", "--after", "not-a-cursor"]),
     ]
 }
 
@@ -822,7 +861,12 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     let doc: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(doc["status"], "shipped");
     let dead: Value = serde_json::from_slice(&running[10].stdout).unwrap();
-    assert!(!dead.as_array().unwrap().is_empty(), "{dead}");
+    assert!(dead.as_array().unwrap().len() > 1, "{dead}");
+    let page = stdout(&running[running.len() - 3]);
+    assert!(
+        page.contains("more items may match: switchyard outbox list --dead --limit 1 --after "),
+        "{page}"
+    );
     let level: Value = serde_json::from_slice(&running[12].stdout).unwrap();
     // 7 on hand, of which the open order had 2 promised; it has shipped since.
     assert_eq!(

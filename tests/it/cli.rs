@@ -11,7 +11,7 @@ use common::daemon::{BIN, ConfigBuilder, REPO, command, stderr, stdout};
 use common::*;
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::rules::load_rules;
-use switchyard::store::{Store, StoreOptions};
+use switchyard::store::{Job, NewOutboxItem, Store, StoreOptions};
 use switchyard_contract::OrderStatus;
 
 fn run(args: &[&str]) -> Output {
@@ -270,6 +270,105 @@ fn outbox_list_on_an_empty_queue() {
     assert_eq!(stdout(&out).trim(), "[]");
     let out = setup.cli(&["outbox", "drop", "00000000000000000001"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `outbox list` shows a page, says how to get the next one (on stderr with
+/// `--json`), and the pages together are the whole queue, in queue order.
+#[test]
+fn outbox_list_pages_and_says_how_to_get_the_next_page() {
+    let setup = Setup::new();
+    let store = Store::open(&setup.state(), StoreOptions::default()).unwrap();
+    let push = |sku: &str| NewOutboxItem {
+        account: ACCOUNT.to_owned(),
+        job: Job::PushStock {
+            sku: sku.to_owned(),
+        },
+        coalesce_key: None,
+        not_before: Utc::now(),
+    };
+    let items = ["MUG", "TEE", "CAP"].map(push).into();
+    store.outbox_add(items, Utc::now()).unwrap();
+    store.close().unwrap();
+    let ids = |o: &Output| -> Vec<String> {
+        json(o)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ids(&setup.cli(&["outbox", "list", "--json"]));
+    assert_eq!(all.len(), 3);
+
+    let out = setup.cli(&["outbox", "list", "--limit", "2"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(text.contains(&all[0]) && text.contains(&all[1]), "{text}");
+    assert!(!text.contains(&format!("{}  ", all[2])), "{text}");
+    let hint = format!(
+        "more items may match: switchyard outbox list --limit 2 --after {}\n",
+        all[1]
+    );
+    assert!(text.ends_with(&hint), "{text}");
+    let out = setup.cli(&["outbox", "list", "--limit", "2", "--json"]);
+    assert_eq!(ids(&out), all[..2]);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "more items may match: switchyard outbox list --limit 2 --json --after {}\n",
+            all[1]
+        )
+    );
+    let out = setup.cli(&[
+        "outbox", "list", "--limit", "2", "--json", "--after", &all[1],
+    ]);
+    assert_eq!(ids(&out), all[2..]);
+    assert_eq!(stderr(&out), "", "the last page promises nothing more");
+
+    // Dead letters page the same way.
+    let store = Store::open(&setup.state(), StoreOptions::default()).unwrap();
+    store.outbox_kill(&all[0], "400 unknown sku").unwrap();
+    store.outbox_kill(&all[2], "400 unknown sku").unwrap();
+    store.close().unwrap();
+    let out = setup.cli(&["outbox", "list", "--dead", "--limit", "1"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&all[0]) && !text.contains(&format!("{}  ", all[2])),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 dead letter on this page: fix the cause"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "more items may match: switchyard outbox list --dead --limit 1 --after {}\n",
+            all[0]
+        )),
+        "{text}"
+    );
+    let out = setup.cli(&["outbox", "list", "--dead", "--after", &all[0]]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&all[2]) && text.contains("1 dead letter: fix"),
+        "{text}"
+    );
+    assert!(!text.contains("more items"), "{text}");
+    assert_eq!(
+        ids(&setup.cli(&["outbox", "list", "--json"])),
+        [all[1].clone()]
+    );
+
+    let out = setup.cli(&["outbox", "list", "--after", "garbage!"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\"garbage!\" is not a page cursor"),
+        "{}",
+        stderr(&out)
+    );
+    let out = setup.cli(&["outbox", "list", "--limit", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("'0'"), "{}", stderr(&out));
 }
 
 #[test]

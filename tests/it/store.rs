@@ -2,6 +2,7 @@
 //! must have. Every test gets its store from `open`, so another engine can be
 //! run through the same suite by changing that one function.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -108,6 +109,16 @@ fn outbox_item(
         coalesce_key: key.map(str::to_owned),
         not_before,
     }
+}
+
+/// The ids of the pending items (or dead letters), in queue order.
+fn outbox_ids(store: &Store, dead: bool) -> Vec<String> {
+    store
+        .outbox_list(dead)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
 }
 
 /// A job whose tracking number carries `tag`, so that tests can tell items
@@ -583,6 +594,160 @@ fn outbox_fifo_coalescing_and_dead_letters() {
     }
 }
 
+/// `outbox list` a page at a time while items come, go out, fail for good,
+/// are retried, rescheduled and dropped between pages: no item shows twice,
+/// pages come in queue order, and every item that stayed pending (or dead)
+/// throughout shows exactly once.
+#[test]
+fn outbox_pages_under_changes_show_each_item_that_stayed_exactly_once() {
+    for dead in [false, true] {
+        for seed in 1..=4u64 {
+            let dir = tempdir();
+            let store = open(dir.path());
+            let mut rng = seed;
+            let mut pick = move |n: usize| {
+                rng = rng
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((rng >> 33) as usize) % n
+            };
+            let add = |n: usize| {
+                let items = (0..n)
+                    .map(|i| outbox_item(["shop-us", "etsy-1"][i % 2], None, "x", t(0)))
+                    .collect();
+                store.outbox_add(items, t(0)).unwrap();
+            };
+            add(40);
+            for (i, item) in store.outbox_list(false).unwrap().iter().enumerate() {
+                if i % 3 == 0 {
+                    store.outbox_kill(&item.id, "400 bad sku").unwrap();
+                }
+            }
+            let want = if dead {
+                OutboxState::Dead
+            } else {
+                OutboxState::Pending
+            };
+            let ids = |dead| outbox_ids(&store, dead);
+            let mut stayed: BTreeSet<String> = ids(dead).into_iter().collect();
+            assert!(stayed.len() > 9, "more than three pages");
+            let (mut seen, mut after, mut pages) = (Vec::<String>::new(), None, 0);
+            loop {
+                let page = store.outbox_page(dead, after.as_deref(), 3).unwrap();
+                assert!(page.items.len() <= 3, "seed {seed}");
+                assert!(page.items.iter().all(|i| i.state == want), "seed {seed}");
+                seen.extend(page.items.iter().map(|i| i.id.clone()));
+                let Some(next) = page.next else { break };
+                after = Some(next);
+                pages += 1;
+                assert!(pages < 100, "seed {seed}: the walk ends");
+                // Between pages, three changes anywhere in the queue.
+                for _ in 0..3 {
+                    let (pending, dead_now) = (ids(false), ids(true));
+                    let any = |v: &[String], n: usize| v[n % v.len().max(1)].clone();
+                    match pick(6) {
+                        0 => add(1 + pick(2)),
+                        1..=3 if pending.is_empty() => {}
+                        1 => {
+                            let id = any(&pending, pick(1000));
+                            store.outbox_complete(&id).unwrap();
+                            stayed.remove(&id);
+                        }
+                        2 => {
+                            // Rescheduled: still pending, still in its place.
+                            let id = any(&pending, pick(1000));
+                            store.outbox_reschedule(&id, t(600), "503").unwrap();
+                        }
+                        3 => {
+                            let id = any(&pending, pick(1000));
+                            store.outbox_kill(&id, "400").unwrap();
+                            stayed.remove(&id);
+                        }
+                        _ if dead_now.is_empty() => {}
+                        4 => {
+                            let id = any(&dead_now, pick(1000));
+                            store.outbox_retry(&id, t(700)).unwrap();
+                            stayed.remove(&id);
+                        }
+                        _ => {
+                            let id = any(&dead_now, pick(1000));
+                            store.outbox_drop(&id).unwrap();
+                            stayed.remove(&id);
+                        }
+                    }
+                }
+            }
+            let unique: BTreeSet<&String> = seen.iter().collect();
+            assert_eq!(
+                unique.len(),
+                seen.len(),
+                "dead {dead}, seed {seed}: {seen:?}"
+            );
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "queue order");
+            for id in &stayed {
+                assert!(
+                    seen.contains(id),
+                    "dead {dead}, seed {seed}: {id} not shown"
+                );
+            }
+        }
+    }
+}
+
+/// A page reads its items and the id after them, nothing further: an item
+/// that cannot be read past the page's end fails only the page that shows
+/// it, and the dead letters are listed without reading the pending items.
+#[test]
+fn an_outbox_page_reads_its_items_and_no_further() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let items = (0..5)
+        .map(|_| outbox_item("shop-us", None, "x", t(0)))
+        .collect();
+    store.outbox_add(items, t(0)).unwrap();
+    let ids = outbox_ids(&store, false);
+    store.outbox_kill(&ids[1], "400 bad sku").unwrap();
+    // After every item: a value no build can read.
+    let broken = "99999999999999999999";
+    store
+        .raw_insert_for_tests("outbox", broken.as_bytes(), b"\xffnot an item")
+        .unwrap();
+    let page = store.outbox_page(false, None, 4).unwrap();
+    let shown: Vec<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        shown,
+        [&ids[0], &ids[2], &ids[3], &ids[4]],
+        "the dead one left out"
+    );
+    assert_eq!(
+        page.next.as_deref(),
+        Some(ids[4].as_str()),
+        "one more follows"
+    );
+    let err = store
+        .outbox_page(false, page.next.as_deref(), 4)
+        .unwrap_err();
+    assert!(err.to_string().contains(broken), "{err}");
+    let dead = store.outbox_page(true, None, 4).unwrap();
+    assert_eq!(dead.items.len(), 1);
+    assert_eq!(
+        (dead.items[0].id.as_str(), dead.next),
+        (ids[1].as_str(), None)
+    );
+    // A full page of dead letters with none after: no cursor.
+    let dead = store.outbox_page(true, None, 1).unwrap();
+    assert_eq!((dead.items.len(), dead.next), (1, None));
+
+    for bad in ["not-a-cursor", "123", "shop-us:1"] {
+        let err = store.outbox_page(false, Some(bad), 4).unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidCursor { .. }),
+            "{bad}: {err}"
+        );
+        assert!(err.to_string().contains(bad), "{err}");
+    }
+}
+
 #[test]
 fn order_outbox_items_follow_the_outcome() {
     let dir = tempdir();
@@ -997,12 +1162,7 @@ async fn outbox_flushed_waits_only_for_writes_that_queue_items() {
         .outbox_add(vec![outbox_item("shop-us", None, "b", t(0))], t(0))
         .unwrap();
     store.flush().await.unwrap();
-    let ids: Vec<String> = store
-        .outbox_list(false)
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
+    let ids = outbox_ids(&store, false);
 
     let hold = store.hold_flushes_for_tests();
     store.outbox_reschedule(&ids[0], t(60), "HTTP 503").unwrap();
