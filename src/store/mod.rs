@@ -819,6 +819,104 @@ mod tests {
         assert_eq!(p.written.load(Ordering::SeqCst), before, "no new number");
     }
 
+    /// A write that panics inside the group commit, whoever leads the
+    /// transaction it shares: its own writer panics with its panic, the
+    /// other writers of the batch get their results (committed), and
+    /// later writes go through.
+    #[test]
+    fn a_panicking_write_wedges_nothing_and_only_its_writer_sees_it() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Condvar, Mutex};
+        use std::thread::JoinHandle;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let key = |name: &str| format!("test.{name}").into_bytes();
+        // A write that stores a key, or panics with its name.
+        let spawn = |name: &'static str, panics: bool| -> JoinHandle<Result<(), StoreError>> {
+            let store = store.clone();
+            let k = key(name);
+            std::thread::spawn(move || {
+                store.commit(
+                    name,
+                    Box::new(move |tx| {
+                        if panics {
+                            panic!("injected panic in write {name}");
+                        }
+                        tx.meta().insert(k.as_slice(), b"1")?;
+                        Ok(Ok(()))
+                    }),
+                )
+            })
+        };
+        let queued = |n: usize| {
+            while store.inner.combiner.queued() < n {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        let panic_of = |h: JoinHandle<Result<(), StoreError>>| -> String {
+            let p = h.join().expect_err("its writer panics");
+            p.downcast_ref::<String>().cloned().unwrap_or_default()
+        };
+
+        // Two rounds: a batch led by a write that panics, with a panicking
+        // write among those it carries; then a batch led by a sound write
+        // carrying one that panics.
+        for round in [
+            [("p1", true), ("w1", false), ("p2", true), ("w2", false)],
+            [("w3", false), ("p3", true), ("w4", false), ("w5", false)],
+        ] {
+            // A leader holds the combiner until every write of the round
+            // waits behind it, so they all share the next transaction.
+            let gate = Arc::new((Mutex::new(false), Condvar::new()));
+            let entered = Arc::new(AtomicBool::new(false));
+            let (g, e) = (gate.clone(), entered.clone());
+            let blocker = {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.commit(
+                        "holds the lead",
+                        Box::new(move |_tx| {
+                            e.store(true, Ordering::SeqCst);
+                            let (open, cv) = &*g;
+                            let mut open = open.lock().unwrap();
+                            while !*open {
+                                open = cv.wait(open).unwrap();
+                            }
+                            Ok(Ok(()))
+                        }),
+                    )
+                })
+            };
+            while !entered.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let mut writers = Vec::new();
+            for (n, (name, panics)) in round.into_iter().enumerate() {
+                writers.push((name, panics, spawn(name, panics)));
+                queued(n + 1);
+            }
+            *gate.0.lock().unwrap() = true;
+            gate.1.notify_all();
+            blocker.join().unwrap().unwrap();
+            for (name, panics, h) in writers {
+                if panics {
+                    assert_eq!(panic_of(h), format!("injected panic in write {name}"));
+                    assert!(store.trees().meta.get(key(name)).unwrap().is_none());
+                } else {
+                    h.join().expect("a sound writer does not panic").unwrap();
+                    assert!(
+                        store.trees().meta.get(key(name)).unwrap().is_some(),
+                        "{name}"
+                    );
+                }
+            }
+        }
+        // The combiner is free again: a later write goes through at once.
+        spawn("after", false).join().unwrap().unwrap();
+        assert!(store.trees().meta.get(key("after")).unwrap().is_some());
+    }
+
     /// A write that another thread has committed but not yet numbered (its
     /// `next_seq` comes just after the commit) is visible to readers: the
     /// duplicate-webhook path sees the first delivery's dedupe key and then

@@ -6,8 +6,10 @@
 //! store, so that `apply.rs`, `outbox.rs` and `migrate.rs` use it without
 //! using each other.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use sled::Transactional;
@@ -197,6 +199,8 @@ struct Entry {
     slot: parking_lot::Mutex<Slot>,
     /// Wakes the writer when its slot changes.
     changed: parking_lot::Condvar,
+    /// What the write panicked with, until the batch is answered.
+    panic: parking_lot::Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 /// Where a queued write stands.
@@ -205,6 +209,9 @@ enum Slot {
     /// Its writer leads the next transaction (handed over by a leader).
     Lead,
     Done(Result<(), StoreError>),
+    /// The write panicked, on whichever thread ran it: its own writer
+    /// panics with this; the others of its batch still get their results.
+    Panicked(Box<dyn Any + Send>),
 }
 
 impl Entry {
@@ -250,6 +257,7 @@ impl Combiner {
             index,
             slot: parking_lot::Mutex::new(Slot::Queued),
             changed: parking_lot::Condvar::new(),
+            panic: parking_lot::Mutex::new(None),
         });
         let lead = {
             let mut st = self.state.lock();
@@ -263,6 +271,10 @@ impl Combiner {
                     Slot::Queued => entry.changed.wait(&mut slot),
                     Slot::Lead => break,
                     Slot::Done(r) => return r,
+                    Slot::Panicked(p) => {
+                        drop(slot);
+                        std::panic::resume_unwind(p)
+                    }
                 }
             }
         }
@@ -275,11 +287,37 @@ impl Combiner {
             context,
         };
         leading.commit(trees);
-        match std::mem::replace(&mut *entry.slot.lock(), Slot::Queued) {
+        drop(leading);
+        let slot = std::mem::replace(&mut *entry.slot.lock(), Slot::Queued);
+        match slot {
             Slot::Done(r) => r,
+            // Only now, with the batch answered and the lead passed on.
+            Slot::Panicked(p) => std::panic::resume_unwind(p),
             _ => Err(lost(context)),
         }
     }
+
+    /// How many writes wait for a leader (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+}
+
+/// Runs one write, catching a panic in it so that the transaction, the
+/// other writes sharing it and the lead survive; the panic goes to the
+/// write's own writer.
+fn run_write(tx: &Tx<'_>, e: &Entry) -> TxResult<Result<(), StoreError>> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| (e.write)(tx))).unwrap_or_else(|p| {
+        // Nothing of the transaction it ran in commits (the abort below),
+        // so no half-staged write is left; its writer is answered with the
+        // rest of the batch (`Lead::drop`).
+        *e.panic.lock() = Some(p);
+        Err(abort(StoreError::Engine {
+            context: "a write panicked".to_owned(),
+            detail: "its writer is told".to_owned(),
+        }))
+    })
 }
 
 fn lost(context: &str) -> StoreError {
@@ -290,7 +328,8 @@ fn lost(context: &str) -> StoreError {
 }
 
 /// A leader with its batch; dropping it answers every writer of the batch
-/// not yet answered and hands the lead on.
+/// not yet answered (a write that panicked with its panic) and hands the
+/// lead on.
 struct Lead<'a> {
     combiner: &'a Combiner,
     batch: Vec<Arc<Entry>>,
@@ -305,7 +344,7 @@ impl Lead<'_> {
         let together = trees.transact_indexed(context, ops, |tx| {
             let mut results = Vec::with_capacity(batch.len());
             for e in batch {
-                results.push((e.write)(tx)?);
+                results.push(run_write(tx, e)?);
             }
             Ok(results)
         });
@@ -315,14 +354,20 @@ impl Lead<'_> {
                     e.set(Slot::Done(r));
                 }
             }
-            // One of them aborted: each on its own, so only that one fails.
+            // One of them aborted (or panicked): each on its own, so only
+            // that one fails.
             Err(_) => {
                 for e in batch {
+                    if e.panic.lock().is_some() {
+                        continue;
+                    }
                     // Looked up again: the ones before it have committed.
                     let r = trees
-                        .transact_indexed(context, &e.index, |tx| (e.write)(tx))
+                        .transact_indexed(context, &e.index, |tx| run_write(tx, e))
                         .and_then(|r| r);
-                    e.set(Slot::Done(r));
+                    if e.panic.lock().is_none() {
+                        e.set(Slot::Done(r));
+                    }
                 }
             }
         }
@@ -334,7 +379,10 @@ impl Drop for Lead<'_> {
         for e in &self.batch {
             let mut slot = e.slot.lock();
             if !matches!(*slot, Slot::Done(_)) {
-                *slot = Slot::Done(Err(lost(self.context)));
+                *slot = match e.panic.lock().take() {
+                    Some(p) => Slot::Panicked(p),
+                    None => Slot::Done(Err(lost(self.context))),
+                };
                 e.changed.notify_one();
             }
         }
