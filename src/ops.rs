@@ -904,9 +904,28 @@ impl RuleChange {
         if before == after {
             return None;
         }
+        // An order delivered before orders were split has no parts: its one
+        // delivery carried every line.
+        let whole: Vec<DeliveryPart> = match (&stored.delivered, stored.parts.is_empty()) {
+            (Some(d), true) => vec![DeliveryPart {
+                destination: d.destination.clone(),
+                delivery_id: d.delivery_id.clone(),
+                lines: stored
+                    .order
+                    .lines
+                    .iter()
+                    .map(|l| l.line_id.clone())
+                    .collect(),
+                index: 1,
+                of: 1,
+                delivered_at: Some(d.at),
+            }],
+            _ => Vec::new(),
+        };
         let kept = stored
             .parts
             .iter()
+            .chain(&whole)
             .flat_map(|p| p.lines.iter().map(move |l| (p, l)))
             .filter_map(|(p, line_id)| {
                 let now_to = next.line_destination(line_id);

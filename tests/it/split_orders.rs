@@ -10,7 +10,7 @@ use switchyard::effects::Outbound;
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::ops;
 use switchyard::rules::{RuleSet, parse_rules};
-use switchyard::store::{Store, StoreOptions};
+use switchyard::store::{DeliveredTo, OrderWrite, Store, StoreOptions, WriteBatch};
 use switchyard_contract::{Line, Order};
 
 const ORDER: &str = "shop-test:7";
@@ -147,6 +147,48 @@ fn rules_apply_names_the_lines_that_move_and_its_dry_run_writes_nothing() {
     let west_all = "default_route = \"west-3pl\"\n[[rule]]\nname = \"cups-from-3pl\"\nwhen = { sku = \"CUP-*\" }\nthen = { route_lines = { sku = \"CUP-*\", route = \"west-3pl\" } }\n";
     let moved = ops::apply_rules(&store2, &outbound, &rules(west_all), true, now).unwrap();
     assert_eq!(moved.value[0].describe(), "route east-wh -> west-3pl");
+}
+
+/// An order delivered before orders were split has no parts, only where it
+/// was delivered: a rules run that sends it elsewhere says that its lines
+/// stay with that delivery (so `rules apply` prints the redeliver command),
+/// as it does for an order delivered in parts.
+#[test]
+fn rules_apply_names_the_lines_of_an_order_delivered_before_orders_were_split() {
+    let (_dir, store) = stored_with(EAST);
+    let now = Utc::now();
+    let mut old = store.get_order(ORDER).unwrap().unwrap();
+    assert!(old.parts.is_empty(), "not queued: no outbound");
+    old.delivered = Some(DeliveredTo {
+        destination: "east-wh".into(),
+        delivery_id: "dlv_before_split".into(),
+        at: now,
+    });
+    let revision = old.revision;
+    let mut batch = WriteBatch::new(now);
+    batch.orders.push(OrderWrite::Local {
+        order: old,
+        expected_revision: revision,
+        kind: "delivered".into(),
+        detail: "delivered to east-wh before orders were split".into(),
+        outbox: vec![],
+    });
+    store.apply(batch).unwrap();
+
+    let west = "default_route = \"west-3pl\"\n";
+    let dry = ops::apply_rules(&store, &Outbound::default(), &rules(west), true, now).unwrap();
+    assert_eq!(dry.value.len(), 1);
+    assert_eq!(
+        dry.value[0].describe(),
+        "route east-wh -> west-3pl; line 71 (MUG-RED), line 72 (CUP-1) already delivered to \
+         east-wh (delivery dlv_before_split): not delivered again"
+    );
+    let kept: Vec<(&str, &str, bool)> = dry.value[0]
+        .kept
+        .iter()
+        .map(|k| (k.line_id.as_str(), k.destination.as_str(), k.delivered))
+        .collect();
+    assert_eq!(kept, [("71", "east-wh", true), ("72", "east-wh", true)]);
 }
 
 /// The `deliver` items queued, as (destination, delivery id, body).
