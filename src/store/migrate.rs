@@ -469,7 +469,8 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::{Job, NewOutboxItem, Store, StoreOptions};
+    use crate::store::outbox::queue_for_tests;
+    use crate::store::{Store, StoreOptions};
 
     fn reopen(dir: &Path) -> Store {
         // The engine's own threads may hold the directory a moment after
@@ -493,15 +494,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let now = Utc::now();
-        let item = |n: usize| NewOutboxItem {
-            account: "shop-us".into(),
-            job: Job::PushStock {
-                sku: format!("MUG-{n}"),
-            },
-            coalesce_key: None,
-            not_before: now,
-        };
-        store.outbox_add((0..4).map(item).collect(), now).unwrap();
+        let all = queue_for_tests(&store, 4, now);
         let ids = |store: &Store, dead| -> Vec<String> {
             store
                 .outbox_list(dead)
@@ -510,7 +503,6 @@ mod tests {
                 .map(|i| i.id)
                 .collect()
         };
-        let all = ids(&store, false);
         store.outbox_kill(&all[0], "400 gone").unwrap();
         store.outbox_kill(&all[2], "400 gone").unwrap();
         assert_eq!(ids(&store, true), [all[0].clone(), all[2].clone()]);
