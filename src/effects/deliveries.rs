@@ -645,8 +645,8 @@ impl Sender for DestinationSender {
 
     async fn send(&self, item: &OutboxItem) -> Verdict {
         match &item.job {
-            Job::Deliver(p) => self.deliver(p).await,
-            Job::Notice(n) => self.notify(n).await,
+            Job::Deliver(p) => self.deliver(&item.id, p).await,
+            Job::Notice(n) => self.notify(&item.id, n).await,
             other => Verdict::Dead(format!(
                 "a {} job was queued for destination {}; destinations take deliveries and notices",
                 other.kind(),
@@ -664,29 +664,46 @@ pub const NOTICE_HEADER: &str = "X-Switchyard-Notice";
 /// and words appended to the history entry.
 type Also = (Vec<NewOutboxItem>, String);
 
-/// Appends a history entry to an order (re-reading on a concurrent change),
-/// after `edit` has changed what else must change with it.
+/// What a sent (or skipped) item writes on its order: a history entry of
+/// `kind` and `detail`, after `edit` has changed what else must change
+/// with it; and the item itself, which leaves the queue in the same write.
+struct Noted<'a> {
+    order_id: &'a str,
+    /// The outbox item that goes with the entry.
+    item: &'a str,
+    kind: &'a str,
+    detail: &'a str,
+}
+
+/// Writes `noted`: the entry on the order (if the order is still there)
+/// and the item's completion, in one write, so that a crash cannot keep
+/// one without the other. `read` is the order as read before the call, if
+/// it was: the write starts from it and reads again only when the order
+/// changed meanwhile.
 fn note(
     store: &Store,
-    order_id: &str,
-    kind: &str,
-    detail: &str,
+    mut read: Option<StoredOrder>,
+    noted: &Noted<'_>,
     edit: impl Fn(&mut StoredOrder) -> Also,
 ) -> Result<(), StoreError> {
     for _ in 0..8 {
-        let Some(stored) = store.get_order(order_id)? else {
-            return Ok(());
+        let stored = match read.take() {
+            Some(s) => Some(s),
+            None => store.get_order(noted.order_id)?,
         };
-        let mut next = stored.clone();
-        let (outbox, more) = edit(&mut next);
         let mut batch = WriteBatch::new(Utc::now());
-        batch.orders.push(OrderWrite::Local {
-            expected_revision: stored.revision,
-            order: next,
-            kind: kind.to_owned(),
-            detail: format!("{detail}{more}"),
-            outbox,
-        });
+        batch.complete.push(noted.item.to_owned());
+        if let Some(mut next) = stored {
+            let expected_revision = next.revision;
+            let (outbox, more) = edit(&mut next);
+            batch.orders.push(OrderWrite::Local {
+                expected_revision,
+                order: next,
+                kind: noted.kind.to_owned(),
+                detail: format!("{}{more}", noted.detail),
+                outbox,
+            });
+        }
         match store.apply(batch) {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,
@@ -694,7 +711,7 @@ fn note(
         }
     }
     Err(StoreError::Conflict {
-        id: order_id.to_owned(),
+        id: noted.order_id.to_owned(),
     })
 }
 
@@ -750,27 +767,31 @@ pub fn notice_item(
 }
 
 impl DestinationSender {
-    async fn deliver(&self, p: &Delivery) -> Verdict {
+    async fn deliver(&self, item: &str, p: &Delivery) -> Verdict {
         // The item was queued when the order became deliverable, but it may
         // wait (a destination that is down, backoff, a restart) while the
         // order changes. A warehouse must not ship an order that was
         // cancelled (or already shipped) meanwhile, nor one a person put on
         // hold: check the order as it is now. The body stays the one frozen
         // at routing time.
-        let (placed_at, part_of) = match self.store.get_order(&p.order_id) {
-            Ok(Some(stored)) => {
+        let stored = match self.store.get_order(&p.order_id) {
+            Ok(stored) => stored,
+            Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
+        };
+        let (placed_at, part_of) = match &stored {
+            Some(stored) => {
                 let o = &stored.order;
                 // Nothing left for a warehouse to do: not a failure, and not
                 // a dead letter for a person to look at. The order's history
                 // says so (the delivery marker keeps ingest from queueing
                 // another; `orders release` or a re-route can).
                 let part = stored.parts.iter().find(|x| x.delivery_id == p.delivery_id);
-                let why = if superseded(&stored, &p.delivery_id) {
+                let why = if superseded(stored, &p.delivery_id) {
                     Some(format!(
                         "delivery {} to {} not sent: a redelivery replaced it ({})",
                         p.delivery_id,
                         self.id,
-                        describe_parts(&stored)
+                        describe_parts(stored)
                     ))
                 } else if matches!(o.status, OrderStatus::Cancelled | OrderStatus::Shipped) {
                     Some(format!(
@@ -793,12 +814,16 @@ impl DestinationSender {
                     })
                 };
                 if let Some(why) = why {
-                    if let Err(e) = note(&self.store, &p.order_id, "delivery_skipped", &why, |_| {
-                        Also::default()
-                    }) {
+                    let noted = Noted {
+                        order_id: &p.order_id,
+                        item,
+                        kind: "delivery_skipped",
+                        detail: &why,
+                    };
+                    if let Err(e) = note(&self.store, None, &noted, |_| Also::default()) {
                         return Verdict::Failed(ConnectorError::Transient(format!("store: {e}")));
                     }
-                    return Verdict::Skipped(why);
+                    return Verdict::Noted { skipped: Some(why) };
                 }
                 if let Some(hold) = &o.hold {
                     return Verdict::Again {
@@ -813,8 +838,7 @@ impl DestinationSender {
                 (Some(o.placed_at), part_of)
             }
             // Orders are never removed; if one is missing, deliver as queued.
-            Ok(None) => (None, None),
-            Err(e) => return Verdict::Failed(ConnectorError::Transient(format!("store: {e}"))),
+            None => (None, None),
         };
         let verdict = self.post(p.body.clone(), &p.delivery_id, None).await;
         if matches!(verdict, Verdict::Done(_)) {
@@ -840,9 +864,16 @@ impl DestinationSender {
                 p.delivery_id,
                 part_of.map_or_else(String::new, |(i, of)| format!(", part {i} of {of}"))
             );
+            let noted = Noted {
+                order_id: &p.order_id,
+                item,
+                kind: "delivered",
+                detail: &detail,
+            };
             // Delivered is delivered: a failure to note it is logged, not
-            // retried (a retry would deliver again).
-            if let Err(e) = note(&self.store, &p.order_id, "delivered", &detail, |o| {
+            // retried (a retry would deliver again); the worker completes
+            // the item on its own.
+            if let Err(e) = note(&self.store, stored, &noted, |o| {
                 if superseded(o, &p.delivery_id) {
                     // Redelivered while this one was on its way: what it
                     // carried is withdrawn like any earlier delivery.
@@ -859,12 +890,14 @@ impl DestinationSender {
                 after_delivery(o, &delivered)
             }) {
                 tracing::warn!(order = %p.order_id, error = %e, "the delivery went out but could not be noted in the order's history");
+                return verdict;
             }
+            return Verdict::Noted { skipped: None };
         }
         verdict
     }
 
-    async fn notify(&self, n: &crate::outbox::Notice) -> Verdict {
+    async fn notify(&self, item: &str, n: &crate::outbox::Notice) -> Verdict {
         let body = serde_json::json!({
             "notice": n.notice,
             "order_id": n.order_id,
@@ -879,11 +912,17 @@ impl DestinationSender {
                 "{} notice sent to {} about delivery {} ({})",
                 n.notice, self.id, n.delivery_id, n.reason
             );
-            if let Err(e) = note(&self.store, &n.order_id, "notice", &detail, |_| {
-                Also::default()
-            }) {
+            let noted = Noted {
+                order_id: &n.order_id,
+                item,
+                kind: "notice",
+                detail: &detail,
+            };
+            if let Err(e) = note(&self.store, None, &noted, |_| Also::default()) {
                 tracing::warn!(order = %n.order_id, error = %e, "the notice went out but could not be noted in the order's history");
+                return verdict;
             }
+            return Verdict::Noted { skipped: None };
         }
         verdict
     }

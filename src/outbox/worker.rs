@@ -66,6 +66,10 @@ pub enum Verdict {
     /// Nothing to send any more (the order shipped or was cancelled before
     /// its delivery went out): the item leaves the queue, not a failure.
     Skipped(String),
+    /// Sent (`skipped` None), or nothing left to send (`skipped`: why), and
+    /// the sender already took the item off the queue, in the same write
+    /// as what it noted on the order: the worker writes nothing more.
+    Noted { skipped: Option<String> },
     /// Not sent: the call it was taken into had no room for it (a batch's
     /// budget). Nothing is recorded; the item stays due and goes in a later
     /// call. A call never defers all of its items.
@@ -80,6 +84,8 @@ impl std::fmt::Debug for Verdict {
             Verdict::Failed(e) => write!(f, "Failed({e})"),
             Verdict::Dead(r) => write!(f, "Dead({r})"),
             Verdict::Skipped(r) => write!(f, "Skipped({r})"),
+            Verdict::Noted { skipped: None } => f.write_str("Noted"),
+            Verdict::Noted { skipped: Some(r) } => write!(f, "Noted(skipped: {r})"),
             Verdict::Deferred => f.write_str("Deferred"),
         }
     }
@@ -625,6 +631,30 @@ impl<S: Sender> Worker<S> {
         }
     }
 
+    /// The item left the queue (sent, or nothing left to send): a call
+    /// that went through after the account's backoff ends it.
+    fn went_through(&mut self, item: &OutboxItem, call: &CallRecord) {
+        if self.after_backoff(call.started) {
+            self.account_backoff.reset();
+        }
+        self.left_queue(item);
+    }
+
+    /// Counts and logs an item that left the queue (`skipped`: why it was
+    /// not sent).
+    fn sent(&self, item: &OutboxItem, skipped: Option<&str>) {
+        match skipped {
+            None => {
+                self.count("sent");
+                tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
+            }
+            Some(reason) => {
+                self.count("skipped");
+                tracing::info!(account = %self.account, item = %item.id, %reason, "not sent: nothing left to do");
+            }
+        }
+    }
+
     /// The item goes again later, before the later items of its key.
     fn goes_again(&mut self, item: &OutboxItem) {
         if let Some(key) = self.sender.sequence_key(item) {
@@ -641,13 +671,9 @@ impl<S: Sender> Worker<S> {
         let now = Utc::now();
         match verdict {
             Verdict::Done(follow_up) => {
-                if self.after_backoff(call.started) {
-                    self.account_backoff.reset();
-                }
-                self.left_queue(item);
+                self.went_through(item, call);
                 self.store.outbox_complete(&item.id)?;
-                self.count("sent");
-                tracing::debug!(account = %self.account, item = %item.id, kind = %item.job.kind(), "sent");
+                self.sent(item, None);
                 if let Some(f) = follow_up {
                     f()?;
                 }
@@ -676,13 +702,13 @@ impl<S: Sender> Worker<S> {
             }
             Verdict::Dead(reason) => self.kill(item, &reason)?,
             Verdict::Skipped(reason) => {
-                if self.after_backoff(call.started) {
-                    self.account_backoff.reset();
-                }
-                self.left_queue(item);
+                self.went_through(item, call);
                 self.store.outbox_complete(&item.id)?;
-                self.count("skipped");
-                tracing::info!(account = %self.account, item = %item.id, %reason, "not sent: nothing left to do");
+                self.sent(item, Some(&reason));
+            }
+            Verdict::Noted { skipped } => {
+                self.went_through(item, call);
+                self.sent(item, skipped.as_deref());
             }
             Verdict::Deferred => {
                 tracing::debug!(account = %self.account, item = %item.id, "no room in this call; sent in a later one");

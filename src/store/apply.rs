@@ -14,7 +14,7 @@ use super::codec::{
     stored_revision, time_key,
 };
 use super::index::{self, Entry, index_entries};
-use super::outbox::{PreparedOutbox, stage_outbox};
+use super::outbox::{PreparedOutbox, stage_complete, stage_outbox};
 use super::tx::{Tx, TxResult, abort};
 use super::{
     ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, PushedLevel, STOCK,
@@ -62,6 +62,7 @@ impl Store {
             dedupe,
             outbox,
             stock,
+            complete,
             fail_before_commit,
         } = batch;
         raws.clear();
@@ -105,6 +106,9 @@ impl Store {
             | StockChange::Pushed { sku, .. }) = c;
             check_key_part("sku", sku)?;
         }
+        for id in &complete {
+            check_key_part("outbox item id", id)?;
+        }
 
         let outcomes: Vec<(String, WriteOutcome)> =
             prepared.iter().map(|p| (p.id.clone(), p.outcome)).collect();
@@ -124,6 +128,7 @@ impl Store {
             dedupe,
             outbox,
             stock,
+            complete,
         };
         let kept = index::kept();
         let ops: Vec<Entry> = staged
@@ -323,6 +328,7 @@ struct Staged {
     dedupe: Vec<StagedDedupe>,
     outbox: Vec<PreparedOutbox>,
     stock: Vec<StockChange>,
+    complete: Vec<String>,
 }
 
 impl Staged {
@@ -364,6 +370,9 @@ impl Staged {
         }
         for c in &self.stock {
             stage_stock(tx, c)?;
+        }
+        for id in &self.complete {
+            stage_complete(tx, id)?;
         }
         Ok(Ok(()))
     }

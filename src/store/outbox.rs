@@ -532,6 +532,17 @@ impl Store {
     }
 }
 
+/// Removes a pending or dead item from the queue, if it is still there
+/// (`WriteBatch::complete`).
+pub(crate) fn stage_complete(tx: &Tx<'_>, id: &str) -> TxResult<()> {
+    let key = id.as_bytes();
+    if let Some(v) = tx.outbox().get(key)? {
+        let old: OutboxItem = decode(OUTBOX, key, &v).map_err(abort)?;
+        stage_change(tx, &old, &Change::Remove)?;
+    }
+    Ok(())
+}
+
 /// Writes one decided change of an item.
 fn stage_change(tx: &Tx<'_>, old: &OutboxItem, change: &Change) -> TxResult<()> {
     let key = old.id.as_bytes();

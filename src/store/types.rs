@@ -184,6 +184,12 @@ pub struct WriteBatch {
     /// Outbox items written whatever the order outcomes.
     pub outbox: Vec<NewOutboxItem>,
     pub stock: Vec<StockChange>,
+    /// Outbox items that leave the queue with this write (sent, or nothing
+    /// left to send), by id; one already gone is passed over. A delivery
+    /// noted on its order and its item completed in one write: a crash
+    /// keeps both or neither, so the item is never left pending (sent
+    /// again) behind a delivery the order already records.
+    pub complete: Vec<String>,
     /// Aborts the transaction after everything was staged, so a test can
     /// prove that a failed batch leaves no trace.
     #[doc(hidden)]

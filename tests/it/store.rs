@@ -447,6 +447,88 @@ fn failed_batch_leaves_everything_as_it_was() {
     assert_eq!(before.2, Some(Cursor("c1".to_owned())));
 }
 
+/// A delivery noted on its order and its outbox item completed are one
+/// write: a write that fails keeps the item pending and the order as it
+/// was (the item goes again, and the order never claims a delivery its
+/// queue still owes); one that commits has done both, and both are there
+/// after the store is reopened. An item a person dropped meanwhile does
+/// not stop the note.
+#[test]
+fn an_item_completes_in_the_write_that_notes_it() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let created = create(&store, order("shop-us", 1, 0, 0));
+    store
+        .outbox_add(vec![outbox_item("destination:wh", None, "dlv", t(0))], t(0))
+        .unwrap();
+    let item = store.outbox_list(false).unwrap().remove(0);
+    let noted = |fail: bool| {
+        let mut next = created.clone();
+        next.delivered = Some(DeliveredTo {
+            destination: "wh".to_owned(),
+            delivery_id: "dlv_1".to_owned(),
+            at: t(5),
+        });
+        let mut b = batch(
+            t(5),
+            vec![OrderWrite::Local {
+                expected_revision: created.revision,
+                order: next,
+                kind: "delivered".to_owned(),
+                detail: "delivered to wh (delivery dlv_1)".to_owned(),
+                outbox: vec![],
+            }],
+        );
+        b.complete = vec![item.id.clone()];
+        b.fail_before_commit = fail;
+        b
+    };
+
+    assert!(matches!(
+        store.apply(noted(true)),
+        Err(StoreError::Injected)
+    ));
+    assert_eq!(store.outbox_list(false).unwrap(), vec![item.clone()]);
+    assert_eq!(store.outbox_counts().unwrap(), (1, 0));
+    let order = store.get_order("shop-us:1").unwrap().unwrap();
+    assert_eq!(order.delivered, None);
+    assert_eq!(kinds(&store.history("shop-us:1").unwrap()), ["created"]);
+
+    store.apply(noted(false)).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.outbox_list(false).unwrap(), vec![]);
+    assert_eq!(store.outbox_counts().unwrap(), (0, 0));
+    assert_eq!(
+        store.outbox_due("destination:wh", t(100), 10).unwrap(),
+        vec![]
+    );
+    let order = store.get_order("shop-us:1").unwrap().unwrap();
+    assert_eq!(order.delivered.map(|d| d.delivery_id), Some("dlv_1".into()));
+    assert_eq!(
+        kinds(&store.history("shop-us:1").unwrap()),
+        ["created", "delivered"]
+    );
+
+    // Dropped by a person while it was on its way: the note is still written.
+    let mut again = batch(
+        t(6),
+        vec![OrderWrite::Local {
+            expected_revision: created.revision + 1,
+            order: store.get_order("shop-us:1").unwrap().unwrap(),
+            kind: "notice".to_owned(),
+            detail: "hold notice sent".to_owned(),
+            outbox: vec![],
+        }],
+    );
+    again.complete = vec![item.id.clone()];
+    store.apply(again).unwrap();
+    assert_eq!(
+        kinds(&store.history("shop-us:1").unwrap()),
+        ["created", "delivered", "notice"]
+    );
+}
+
 #[test]
 fn outbox_fifo_coalescing_and_dead_letters() {
     let dir = tempdir();
