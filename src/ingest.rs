@@ -14,7 +14,7 @@ use switchyard_contract::{Cursor, NormalizedOrder, OrderStatus};
 use crate::metrics::{Ingested, Metrics};
 use crate::rules::{RuleInput, RuleSet, decide};
 use crate::store::{
-    OrderWrite, RoutedLine, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome,
+    OrderWrite, Payload, RoutedLine, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome,
 };
 
 /// How long a webhook dedupe key is remembered. Shopify retries for 4 hours,
@@ -163,11 +163,15 @@ impl Ingest {
             });
         }
         let mut orders = newest_per_order(orders);
-        // The payloads go to the store apart, moved rather than copied with
-        // each order `merge` builds, and come back for another try.
-        let mut raws: Vec<serde_json::Value> = orders
+        // The payloads go to the store apart, not copied with each order
+        // `merge` builds, and stay here for another try; one the connector
+        // kept as the text the channel sent is stored as that text.
+        let raws: Vec<Payload> = orders
             .iter_mut()
-            .map(|n| std::mem::take(&mut n.raw))
+            .map(|n| match n.raw_json.take() {
+                Some(text) => Payload::Text(text),
+                None => Payload::Value(std::mem::take(&mut n.raw)),
+            })
             .collect();
         let rules = self.rules.current();
         for _ in 0..MAX_CONFLICT_RETRIES {
@@ -176,11 +180,10 @@ impl Ingest {
             let mut outbound = crate::effects::IngestPlan::default();
             // The outbox accounts to wake once written.
             let mut queued_for = std::collections::BTreeSet::new();
-            for (n, raw) in orders.iter().zip(raws.iter_mut()) {
+            for n in &orders {
                 let existing = self.store.get_order(&n.order.id)?;
                 let expected_revision = existing.as_ref().map(|e| e.revision);
                 let mut order = merge(n, existing.as_ref(), &rules, now);
-                order.raw = std::mem::take(raw);
                 let mut outbox = vec![];
                 if let Some(o) = &self.outbound {
                     let plan = o.plan_ingest(&self.store, existing.as_ref(), &mut order, now)?;
@@ -213,7 +216,7 @@ impl Ingest {
                     .push((k.clone(), now + Duration::days(DEDUPE_TTL_DAYS))),
                 Source::Webhook { dedupe_key: None } | Source::Fetch => {}
             }
-            match self.store.apply_giving_back_raw(batch, &mut raws) {
+            match self.store.apply_with_payloads(batch, &raws) {
                 Ok(report) => {
                     if let Some(o) = &self.outbound {
                         o.outbox.wakers.wake_accounts(&queued_for);

@@ -10,14 +10,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use super::codec::{
-    append_history, check_key_part, decode, decode_order, encode, encode_order, encode_raw,
-    stored_revision, time_key,
+    append_history, check_key_part, decode, decode_order, decode_raw, encode, encode_order,
+    encode_raw, encode_raw_text, stored_revision, time_key,
 };
 use super::index::{self, Entry, index_entries};
 use super::outbox::{PreparedOutbox, stage_complete, stage_outbox};
 use super::tx::{Tx, TxResult, abort};
 use super::{
-    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, PushedLevel, STOCK,
+    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, Payload, PushedLevel, STOCK,
     StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome, engine_err,
     kept_for_good,
 };
@@ -42,22 +42,31 @@ impl Store {
     /// Writes a batch atomically; see `OrderWrite` for the upsert rules. On
     /// any error nothing of the batch is written. Await
     /// `flushed(report.seq)` before telling anyone the batch is safe.
-    pub fn apply(&self, batch: WriteBatch) -> Result<ApplyReport, StoreError> {
-        self.apply_giving_back_raw(batch, &mut Vec::new())
+    pub fn apply(&self, mut batch: WriteBatch) -> Result<ApplyReport, StoreError> {
+        let raws: Vec<Payload> = batch
+            .orders
+            .iter_mut()
+            .map(|w| {
+                let (OrderWrite::FromChannel { order, .. } | OrderWrite::Local { order, .. }) = w;
+                Payload::Value(std::mem::take(&mut order.raw))
+            })
+            .collect();
+        self.apply_with_payloads(batch, &raws)
     }
 
-    /// `apply`, handing the orders' raw payloads back in `raws` (one for
-    /// each of `batch.orders`, in its order) whatever the outcome: a caller
-    /// that tries again after a conflict need not copy every payload for
-    /// every try.
-    pub(crate) fn apply_giving_back_raw(
+    /// `apply`, with the orders' raw payloads apart: `raws[i]` is the
+    /// payload of `batch.orders[i]` (whose `raw` must be null). They stay
+    /// the caller's, so one that tries again after a conflict need not copy
+    /// every payload for every try, and a payload can be the text the
+    /// channel sent.
+    pub(crate) fn apply_with_payloads(
         &self,
         batch: WriteBatch,
-        raws: &mut Vec<Value>,
+        raws: &[Payload],
     ) -> Result<ApplyReport, StoreError> {
         let WriteBatch {
             now,
-            mut orders,
+            orders,
             cursor,
             dedupe,
             outbox,
@@ -65,14 +74,10 @@ impl Store {
             complete,
             fail_before_commit,
         } = batch;
-        raws.clear();
-        raws.extend(orders.iter_mut().map(|w| {
-            let (OrderWrite::FromChannel { order, .. } | OrderWrite::Local { order, .. }) = w;
-            std::mem::take(&mut order.raw)
-        }));
+        let raws = raws.iter().chain(std::iter::repeat(&Payload::NONE));
         let prepared = orders
             .into_iter()
-            .zip(raws.iter())
+            .zip(raws)
             .map(|(w, raw)| self.prepare_order(w, raw, now))
             .collect::<Result<Vec<_>, _>>()?;
         let cursor = match cursor {
@@ -165,7 +170,7 @@ impl Store {
     fn prepare_order(
         &self,
         w: OrderWrite,
-        raw: &Value,
+        raw: &Payload,
         now: DateTime<Utc>,
     ) -> Result<PreparedOrder, StoreError> {
         let id = w.order_id().to_owned();
@@ -224,7 +229,7 @@ impl Store {
                 if expected_revision != seen {
                     return Err(conflict());
                 }
-                let raw = encode_raw(key, raw)?;
+                let raw = encode_payload(key, raw)?;
                 match &stored {
                     None => {
                         p.outcome = WriteOutcome::Created;
@@ -245,8 +250,15 @@ impl Store {
                         return Ok(p);
                     }
                     Some(s) => {
-                        let raw_changed = self.stored_raw(&id, s)?.as_deref() != Some(&raw[..]);
-                        if s.same_content(&order) && !raw_changed {
+                        let same = s.same_content(&order);
+                        let raw_changed = match self.stored_raw(&id, s)? {
+                            Some(old) if old == raw => false,
+                            // Kept as parsed once and as sent the next time:
+                            // the same payload in other bytes is no change.
+                            Some(old) if same => !same_payload(key, &old, &raw),
+                            _ => true,
+                        };
+                        if same && !raw_changed {
                             return Ok(p);
                         }
                         p.outcome = WriteOutcome::Updated;
@@ -268,8 +280,8 @@ impl Store {
                 match seen {
                     None if expected_revision == 0 => {
                         p.outcome = WriteOutcome::Created;
-                        if !raw.is_null() {
-                            p.raw = Some(encode_raw(key, raw)?);
+                        if !raw.is_none() {
+                            p.raw = Some(encode_payload(key, raw)?);
                         }
                     }
                     None => {
@@ -314,6 +326,23 @@ impl Store {
             None if stored.raw.is_null() => Ok(None),
             None => encode_raw(id.as_bytes(), &stored.raw).map(Some),
         }
+    }
+}
+
+/// A payload in its stored form.
+fn encode_payload(key: &[u8], raw: &Payload) -> Result<Vec<u8>, StoreError> {
+    match raw {
+        Payload::Value(v) => encode_raw(key, v),
+        Payload::Text(text) => encode_raw_text(key, text),
+    }
+}
+
+/// Whether two stored payloads hold the same JSON (one that cannot be read
+/// is another).
+fn same_payload(key: &[u8], a: &[u8], b: &[u8]) -> bool {
+    match (decode_raw(key, a), decode_raw(key, b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -524,45 +553,57 @@ mod tests {
         order
     }
 
-    /// A refused batch hands every payload back, in the order of its
-    /// writes, so ingest can try again without copies; one written hands
-    /// them back too, and they are what was stored.
+    /// A payload kept as the text the channel sent is stored as it is and
+    /// reads back as the same JSON; the same payload written parsed the
+    /// next time is no change, and neither is the text again. Another
+    /// payload is an update that says so.
     #[test]
-    fn payloads_come_back_whatever_the_outcome() {
+    fn a_payload_sent_as_text_is_stored_as_it_is() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let store = Store::open(dir.path(), StoreOptions::default()).expect("a store");
         let now = Utc::now();
-        let write = |id: &str, n: u32, expected_revision| OrderWrite::FromChannel {
-            order: channel_order(id, serde_json::json!({ "n": n })),
+        let text = r#"{ "n": 1, "b": [true, null], "a": "été" }"#.as_bytes().to_vec();
+        let parsed: Value = serde_json::from_slice(&text).expect("json");
+        let write = |expected_revision| OrderWrite::FromChannel {
+            order: channel_order("a:1", Value::Null),
             expected_revision,
             outbox: vec![],
         };
-        let mut raws = Vec::new();
-        let mut batch = WriteBatch::new(now);
-        batch.orders = vec![write("a:1", 1, None)];
-        store
-            .apply_giving_back_raw(batch, &mut raws)
-            .expect("a new order");
-        assert_eq!(raws, [serde_json::json!({ "n": 1 })]);
+        let apply = |expected_revision, raw: Payload| {
+            let mut batch = WriteBatch::new(now);
+            batch.orders = vec![write(expected_revision)];
+            store
+                .apply_with_payloads(batch, &[raw])
+                .expect("written")
+                .outcomes[0]
+                .1
+        };
+        assert_eq!(
+            apply(None, Payload::Text(text.clone())),
+            WriteOutcome::Created
+        );
         assert_eq!(
             store.raw_payload("a:1").expect("read"),
-            Some(raws[0].clone())
+            Some(parsed.clone())
+        );
+        let stored = store.trees().raw.get(b"a:1").expect("read").expect("there");
+        assert_eq!(
+            stored.to_vec(),
+            encode_raw_text(b"a:1", &text).expect("encoded")
         );
 
-        let mut batch = WriteBatch::new(now);
-        // The second expects no order where there is one: the transaction
-        // refuses the whole batch.
-        batch.orders = vec![
-            write("a:2", 2, None),
-            write("a:1", 3, None),
-            write("a:3", 4, None),
-        ];
-        match store.apply_giving_back_raw(batch, &mut raws) {
-            Err(StoreError::Conflict { id }) => assert_eq!(id, "a:1"),
-            other => panic!("expected a conflict on a:1, got {other:?}"),
-        }
-        let want: Vec<Value> = (2..=4).map(|n| serde_json::json!({ "n": n })).collect();
-        assert_eq!(raws, want);
-        assert_eq!(store.get_order("a:2").expect("read"), None);
+        assert_eq!(
+            apply(Some(1), Payload::Value(parsed.clone())),
+            WriteOutcome::Unchanged
+        );
+        assert_eq!(apply(Some(1), Payload::Text(text)), WriteOutcome::Unchanged);
+        let other = br#"{"n":2}"#.to_vec();
+        assert_eq!(apply(Some(1), Payload::Text(other)), WriteOutcome::Updated);
+        assert_eq!(
+            store.raw_payload("a:1").expect("read"),
+            Some(serde_json::json!({ "n": 2 }))
+        );
+        let history = store.history("a:1").expect("history");
+        assert_eq!(history.last().map(|e| e.detail.as_str()), Some("raw"));
     }
 }

@@ -208,6 +208,14 @@ pub(crate) fn encode_raw(key: &[u8], raw: &serde_json::Value) -> Result<Vec<u8>,
     Ok(out)
 }
 
+/// `encode_raw` of a payload kept as the JSON text the channel sent: the
+/// same stored form, without a parse and a write of the text.
+pub(crate) fn encode_raw_text(key: &[u8], text: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![RAW_FORMAT];
+    compress_into(&mut out, text).map_err(|e| encode_err(super::RAW, key, e))?;
+    Ok(out)
+}
+
 pub(crate) fn decode_raw(key: &[u8], bytes: &[u8]) -> Result<serde_json::Value, StoreError> {
     match bytes.split_first() {
         Some((&RAW_FORMAT, rest)) => {

@@ -32,6 +32,7 @@ use index::{Plan, decode_cursor, encode_cursor};
 pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
+pub(crate) use types::Payload;
 pub use types::{
     ApplyReport, DEFAULT_PAGE, DeliveredTo, DeliveryPart, HistoryEntry, ListPage, MAX_PAGE,
     NewOutboxItem, OrderFilter, OrderWrite, OutboxItem, OutboxPage, OutboxState, OutboxSummary,

@@ -170,6 +170,24 @@ impl OrderWrite {
     }
 }
 
+/// A channel's payload on its way into the store, apart from its order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Payload {
+    /// Parsed (a polled page, a local write).
+    Value(serde_json::Value),
+    /// The JSON text the channel sent (`NormalizedOrder::raw_json`), stored
+    /// as it is.
+    Text(Vec<u8>),
+}
+
+impl Payload {
+    pub(crate) const NONE: Payload = Payload::Value(serde_json::Value::Null);
+
+    pub(crate) fn is_none(&self) -> bool {
+        matches!(self, Payload::Value(serde_json::Value::Null))
+    }
+}
+
 /// Everything one `Store::apply` writes, in one transaction: all of it or none.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {

@@ -139,6 +139,11 @@ async fn shopify_webhooks_are_verified_deduplicated_ordered_and_durable() {
         .map(|h| h.kind)
         .collect();
     assert_eq!(kinds, ["created", "updated", "stale_ignored"]);
+    // The payload kept for audit is the body of the version stored, as
+    // Shopify sent it.
+    let sent: serde_json::Value =
+        serde_json::from_slice(&hook("orders-updated-shipped").body).unwrap();
+    assert_eq!(store.raw_payload(&o.order.id).unwrap(), Some(sent));
     drop(store);
     sim.stop().await;
 }

@@ -601,6 +601,25 @@ pub struct NormalizedOrder {
     pub order: Order,
     pub notes: Vec<NormalizationNote>,
     pub raw: serde_json::Value,
+    /// The raw payload as the JSON text the channel sent, when the
+    /// connector read the order straight from that text (a webhook body)
+    /// and built no `raw` (then null): the daemon stores the text as it
+    /// is, where parsing it into `raw` and writing it out again cost more
+    /// than the rest of reading the order. Valid UTF-8 JSON. Never
+    /// serialized.
+    #[serde(skip)]
+    pub raw_json: Option<Vec<u8>>,
+}
+
+impl NormalizedOrder {
+    /// The raw payload, whichever way the connector kept it (`raw_json`
+    /// parsed, else `raw`).
+    pub fn payload(&self) -> serde_json::Value {
+        self.raw_json
+            .as_deref()
+            .and_then(|text| serde_json::from_slice(text).ok())
+            .unwrap_or_else(|| self.raw.clone())
+    }
 }
 
 impl NormalizedOrder {

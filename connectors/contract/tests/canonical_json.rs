@@ -133,6 +133,7 @@ fn a_totals_mismatch_is_noted_not_corrected() {
         order: spec_example(),
         notes: vec![],
         raw: serde_json::json!({}),
+        raw_json: None,
     };
     n.note_totals_mismatch();
     assert!(n.notes.is_empty(), "40 + 5 + 3.60 - 4 = 44.60 adds up");

@@ -941,6 +941,7 @@ fn build(
         },
         notes: notes.0,
         raw: raw.clone(),
+        raw_json: None,
     };
     normalized.note_totals_mismatch();
     Ok(normalized)

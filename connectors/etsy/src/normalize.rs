@@ -787,6 +787,7 @@ fn build(
         },
         notes: notes.0,
         raw,
+        raw_json: None,
     };
     normalized.note_totals_mismatch();
     Ok(normalized)

@@ -246,15 +246,36 @@ pub fn normalize_rest_order(
     build(account, rest_facts(o), body.clone())
 }
 
-/// [`normalize_rest_order`] of a body the caller no longer needs: it
-/// becomes the order's `raw` as it is, without a copy (a webhook's body is
-/// parsed for this alone).
-pub(crate) fn normalize_rest_body(
+/// [`normalize_rest_order`] of the JSON text of a body (an `orders/*`
+/// webhook), read straight into the order: no tree of the whole body is
+/// built, only to be written out again as the payload. The text becomes
+/// the order's `raw_json`.
+pub(crate) fn normalize_rest_text(
     account: &str,
-    body: serde_json::Value,
-) -> Result<NormalizedOrder, ConnectorError> {
-    let o = rest_order(&body)?;
-    build(account, rest_facts(o), body)
+    text: &[u8],
+) -> Result<NormalizedOrder, RestTextError> {
+    // The text is kept as the payload, and the fields the order does not
+    // read are skipped without looking at their characters.
+    std::str::from_utf8(text).map_err(|e| RestTextError::NotJson(e.to_string()))?;
+    let o: RestOrder = serde_json::from_slice(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            RestTextError::Order(ConnectorError::Decode(format!("not a Shopify order: {e}")))
+        }
+        _ => RestTextError::NotJson(e.to_string()),
+    })?;
+    let mut order =
+        build(account, rest_facts(o), serde_json::Value::Null).map_err(RestTextError::Order)?;
+    order.raw_json = Some(text.to_vec());
+    Ok(order)
+}
+
+/// Why a REST body is not an order.
+#[derive(Debug)]
+pub(crate) enum RestTextError {
+    /// Not JSON at all.
+    NotJson(String),
+    /// JSON, but not a Shopify order, or one that cannot be read.
+    Order(ConnectorError),
 }
 
 fn rest_order(body: &serde_json::Value) -> Result<RestOrder, ConnectorError> {
@@ -1387,6 +1408,7 @@ fn build(
         },
         notes: notes.0,
         raw,
+        raw_json: None,
     };
     normalized.note_totals_mismatch();
     Ok(normalized)

@@ -15,7 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use switchyard_contract::{ConnectorError, RejectedOrder, Secret, WebhookOutcome, WebhookRequest};
 
-use crate::normalize::normalize_rest_body;
+use crate::normalize::{RestTextError, normalize_rest_text};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -100,13 +100,14 @@ pub fn parse(account: &str, req: &WebhookRequest) -> Result<WebhookOutcome, Conn
             reason: format!("shopify topic {topic} is not handled"),
         });
     }
-    let body: serde_json::Value = serde_json::from_slice(&req.body)
-        .map_err(|e| ConnectorError::Decode(format!("{topic} webhook body is not JSON: {e}")))?;
-    let order = normalize_rest_body(account, body).map_err(|e| match e {
-        ConnectorError::Decode(detail) => {
+    let order = normalize_rest_text(account, &req.body).map_err(|e| match e {
+        RestTextError::NotJson(e) => {
+            ConnectorError::Decode(format!("{topic} webhook body is not JSON: {e}"))
+        }
+        RestTextError::Order(ConnectorError::Decode(detail)) => {
             ConnectorError::Decode(format!("{topic} webhook: {detail}"))
         }
-        other => other,
+        RestTextError::Order(other) => other,
     })?;
     Ok(WebhookOutcome::Orders {
         dedupe_key,

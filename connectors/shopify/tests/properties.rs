@@ -26,7 +26,9 @@ use switchyard_contract::{
     ConnectorError, NormalizedOrder, Order, Secret, WebhookOutcome, WebhookRequest,
 };
 use switchyard_shopify::webhook::{ORDER_TOPICS, sign};
-use switchyard_shopify::{ShopifyConfig, ShopifyConnector, normalize_graphql_order};
+use switchyard_shopify::{
+    ShopifyConfig, ShopifyConnector, normalize_graphql_order, normalize_rest_order,
+};
 
 const ACCOUNT: &str = "shop-us";
 const SECRET: &str = "fixture-webhook-secret";
@@ -194,6 +196,17 @@ fn deliver(c: &ShopifyConnector, req: &WebhookRequest) -> Result<(), TestCaseErr
         Ok(WebhookOutcome::Orders { orders, .. }) => {
             prop_assert_eq!(orders.len(), 1);
             assert_sound(&orders[0])?;
+            // Read straight from the text, the order is the one its parsed
+            // body gives, and the text as sent is its payload.
+            prop_assert_eq!(orders[0].raw_json.as_deref(), Some(&req.body[..]));
+            if let Ok(body) = serde_json::from_slice::<Value>(&req.body) {
+                let parsed = normalize_rest_order(ACCOUNT, &body);
+                prop_assert!(parsed.is_ok(), "{:?}", parsed);
+                let parsed = parsed.unwrap();
+                prop_assert_eq!(&orders[0].order, &parsed.order);
+                prop_assert_eq!(&orders[0].notes, &parsed.notes);
+                prop_assert_eq!(orders[0].payload(), body);
+            }
         }
         Ok(WebhookOutcome::Ignored { reason, .. }) => prop_assert!(!reason.is_empty()),
         Ok(other) => prop_assert!(false, "unexpected outcome {other:?}"),

@@ -97,7 +97,8 @@ async fn the_same_order_polled_and_pushed_normalizes_identically() {
         );
         assert_eq!(polled.notes, from_webhook.notes, "order {id}: notes differ");
         assert_ne!(
-            polled.raw, from_webhook.raw,
+            polled.payload(),
+            from_webhook.payload(),
             "the two shapes really are different payloads"
         );
     }

@@ -88,6 +88,7 @@ pub fn normalized(o: Order) -> NormalizedOrder {
         order: o,
         notes: vec![],
         raw,
+        raw_json: None,
     }
 }
 
