@@ -20,6 +20,9 @@
 //!   `poll_low_water`, leaving the rest to pushes); in the daily window
 //!   pushes stop while less than `daily_reserve` of the day's allowance is
 //!   left, so that orders keep coming in, and everything stops at zero. A
+//!   report from a call that went out before the report in force arrived
+//!   frees nothing: calls side by side are answered in one order and read
+//!   in the other, and the older answer would give back spent allowance. A
 //!   429 holds the operation for its retry-after ([`AccountPacer::hold`]).
 //!   The daily reserve is the operator's business (stock and tracking go
 //!   out late): the pacer logs once when it starts holding pushes back and
@@ -602,6 +605,25 @@ impl Pacer for AccountPacer {
     }
 
     fn observe(&self, operation: Operation, hint: RateHint) {
+        self.report(operation, hint, None);
+    }
+
+    fn observe_answer(&self, operation: Operation, hint: RateHint, sent: Instant) {
+        self.report(operation, hint, Some(sent));
+    }
+}
+
+impl AccountPacer {
+    /// Takes the channel's report on `operation`'s limits, from the answer
+    /// to a call that went out at `sent` when that is known. A report from
+    /// a call sent before the report in force arrived, that would free
+    /// anything the one in force does not, is dropped: within a window
+    /// what is left only goes down, so its answer was written before the
+    /// one in force (a poll in flight while a fetch found the day nearly
+    /// spent), and taking it would hand out allowance the channel no longer
+    /// has. A reset (the channel's day rolling over) shows in the answer to
+    /// the next call, which went out after.
+    fn report(&self, operation: Operation, hint: RateHint, sent: Option<Instant>) {
         let age = (Utc::now() - hint.observed_at)
             .to_std()
             .unwrap_or_default()
@@ -613,10 +635,18 @@ impl Pacer for AccountPacer {
         };
         let mut state = self.lock();
         let op = state.entry(operation).or_default();
-        let earlier = match hint.window {
-            RateWindow::Burst => op.burst.replace(seen),
-            RateWindow::Daily => op.daily.replace(seen),
+        let slot = match hint.window {
+            RateWindow::Burst => &mut op.burst,
+            RateWindow::Daily => &mut op.daily,
         };
+        if let (Some(sent), Some(current)) = (sent, slot.as_ref())
+            && sent < current.seen_at
+            && seen.frees_more_than(current, seen.seen_at)
+        {
+            tracing::debug!(account = %self.account, operation = %operation, remaining = hint.remaining, in_force = current.hint.remaining, "a limit report overtaken by a later one: dropped");
+            return;
+        }
+        let earlier = slot.replace(seen);
         // A first report only adds a limit; a later one may lift one.
         if earlier.is_some_and(|e| seen.frees_more_than(&e, seen.seen_at)) {
             op.freed.notify_waiters();
@@ -997,6 +1027,54 @@ mod tests {
             },
         );
         assert!(p.delay(Operation::Poll, 1) > Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_read_after_a_later_one_does_not_bring_spent_allowance_back() {
+        let p = AccountPacer::fixed("etsy-main", limit(f64::INFINITY, 1), exact());
+        let daily = RateHint {
+            capacity: 10_000,
+            remaining: 9_990,
+            restore_per_second: 10_000.0 / 86_400.0,
+            observed_at: Utc::now(),
+            window: RateWindow::Daily,
+        };
+        let tell = |remaining: u32, sent: Instant| {
+            for op in Operation::ALL {
+                p.observe_answer(
+                    op,
+                    RateHint {
+                        remaining,
+                        observed_at: Utc::now(),
+                        ..daily
+                    },
+                    sent,
+                );
+            }
+        };
+        tell(9_990, Instant::now());
+        // A poll goes out; meanwhile the day's allowance is spent elsewhere
+        // (another process on the same app), and a fetch sent after the
+        // poll is answered first: 50 left, under the 10% reserve.
+        let poll_sent = Instant::now();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        tell(50, Instant::now());
+        assert!(p.daily_reserve_holding());
+        // The poll's answer, written before the spending, is read last.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        tell(9_989, poll_sent);
+        assert!(p.daily_reserve_holding());
+        assert!(p.delay(Operation::PushInventory, 1) > Duration::from_secs(3600));
+        // An answer read late that shows less is taken: it spends more.
+        tell(40, poll_sent);
+        let wait = p.delay(Operation::PushInventory, 1).as_secs_f64();
+        assert!(wait > 960.0 / daily.restore_per_second - 2.0, "{wait}");
+        // The channel's day rolls over: a call sent after the low report
+        // arrived says so, and pushes go again.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        tell(10_000, Instant::now());
+        assert!(!p.daily_reserve_holding());
+        assert_eq!(p.delay(Operation::PushInventory, 1), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

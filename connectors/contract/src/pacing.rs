@@ -117,7 +117,7 @@ pub struct RateHint {
 
 /// The daemon's per-account budget keeper. A connector awaits
 /// [`Pacer::acquire`] before every request and reports the channel's limit
-/// headers with [`Pacer::observe`] after it.
+/// headers with [`Pacer::observe_answer`] (or [`Pacer::observe`]) after it.
 pub trait Pacer: Send + Sync {
     /// Resolves once `cost` units of `operation`'s budget may be spent (and
     /// spends them). Waiting is the daemon's business: it may hold pushes
@@ -126,6 +126,17 @@ pub trait Pacer: Send + Sync {
 
     /// What the channel just reported about its limits for `operation`.
     fn observe(&self, operation: Operation, hint: RateHint);
+
+    /// What the channel reported about its limits for `operation` in its
+    /// answer to a call sent at `sent` (tokio's clock, read just before the
+    /// request went out). Calls made side by side can be answered in one
+    /// order and read in the other; knowing when the call went out lets
+    /// the pacer tell a report that a later one already overtook. A pacer
+    /// that keeps no such order takes it as [`Pacer::observe`].
+    fn observe_answer(&self, operation: Operation, hint: RateHint, sent: tokio::time::Instant) {
+        let _ = sent;
+        self.observe(operation, hint);
+    }
 }
 
 /// A pacer that never waits: for replaying fixtures, where the recorded

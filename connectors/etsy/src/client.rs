@@ -23,7 +23,9 @@
 //! [`RateWindow::Burst`] hint, `x-limit-per-day` / `x-remaining-today` a
 //! [`RateWindow::Daily`] one, for every answer that carries them (429s
 //! included), told to every operation's budget (Etsy's budgets are one per
-//! app); the daemon's pacer holds pushes back when the day's budget runs low.
+//! app) with when the call went out, so that an answer read after a later
+//! one cannot undo it; the daemon's pacer holds pushes back when the day's
+//! budget runs low.
 //!
 //! No message contains a token or the shared secret: they are only written
 //! into headers and the refresh form, and error excerpts are scrubbed of
@@ -286,12 +288,13 @@ impl EtsyClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Option<std::time::Duration>, Vec<u8>), ConnectorError> {
+        let sent = tokio::time::Instant::now();
         let response = request
             .send()
             .await
             .map_err(|e| ConnectorError::from_reqwest(&e))?;
         let status = response.status().as_u16();
-        self.observe(response.headers());
+        self.observe(response.headers(), sent);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -308,11 +311,13 @@ impl EtsyClient {
     /// Etsy's limit headers, as hints for the pacer. Etsy's per-second and
     /// per-day budgets are one per app, spent by every kind of call, so each
     /// hint is told to every operation's budget: a day running low on polls
-    /// holds the pushes back too.
-    fn observe(&self, headers: &HeaderMap) {
+    /// holds the pushes back too. With when the call went out: a poll, a
+    /// fetch and pushes run side by side, and an answer read late must not
+    /// bring back allowance a later answer already showed spent.
+    fn observe(&self, headers: &HeaderMap, sent: tokio::time::Instant) {
         for hint in rate_hints(headers) {
             for operation in Operation::ALL {
-                self.pacer.observe(operation, hint);
+                self.pacer.observe_answer(operation, hint, sent);
             }
         }
     }
