@@ -51,7 +51,7 @@ use crate::effects::tracking::ShipmentRequest;
 use crate::ingest::Ingest;
 use crate::ops::{self, OpError};
 use crate::rules::{PersonHold, explain_json};
-use crate::store::{OrderFilter, StoreError};
+use crate::store::{MAX_PAGE, OrderFilter, StoreError};
 
 /// Where `router` is nested; handlers see paths without it.
 pub const PREFIX: &str = "/api/v1";
@@ -382,8 +382,9 @@ struct ListQuery {
     /// A destination id, or `none` for unrouted orders.
     route: Option<String>,
     held: Option<bool>,
-    /// Orders per page (default 100, at most 1000).
-    limit: Option<usize>,
+    /// Orders per page (default 100, at most 1000); read as text so that a
+    /// refusal can name what was sent.
+    limit: Option<String>,
     /// The cursor of the previous page's `X-Next-After`.
     after: Option<String>,
     /// Oldest first instead of newest first.
@@ -404,9 +405,7 @@ impl ListQuery {
                 known.join(", ")
             )));
         }
-        if self.limit == Some(0) {
-            return Err(ApiError::bad("limit: must be 1 or more"));
-        }
+        let limit = page_limit(self.limit, "orders")?;
         let channel = self
             .channel
             .map(|c| c.parse::<Channel>())
@@ -424,7 +423,7 @@ impl ListQuery {
             status,
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held,
-            limit: self.limit,
+            limit,
             after: self.after,
             oldest: self.oldest.unwrap_or(false),
         })
@@ -440,6 +439,19 @@ async fn list_orders(
     let page = blocking(move || Ok(ops::list_orders(c.store(), &filter)?)).await?;
     let orders: Vec<Value> = page.orders.iter().map(ops::ListedOrder::to_json).collect();
     Ok(with_next(axum::Json(orders).into_response(), page.next))
+}
+
+/// A listing's `limit` as sent: a number of `what` per page, 1 or more (a
+/// page never holds more than [`MAX_PAGE`], whatever is asked).
+fn page_limit(limit: Option<String>, what: &str) -> Result<Option<usize>, ApiError> {
+    limit
+        .map(|l| match l.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ApiError::bad(format!(
+                "limit: {l:?} is not a number of {what} per page; expected 1 to {MAX_PAGE}"
+            ))),
+        })
+        .transpose()
 }
 
 /// A page's answer with the next page's cursor, when more may match.
@@ -601,15 +613,7 @@ async fn list_outbox(
 ) -> ApiResult {
     let q = query?.0;
     let dead = q.dead.unwrap_or(false);
-    let limit = q
-        .limit
-        .map(|l| match l.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err(ApiError::bad(format!(
-                "limit: {l:?} is not a number of items per page; expected 1 to 1000"
-            ))),
-        })
-        .transpose()?;
+    let limit = page_limit(q.limit, "items")?;
     let c = ctx.clone();
     let page = blocking(move || {
         Ok(ops::outbox_list(

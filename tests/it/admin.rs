@@ -403,7 +403,12 @@ async fn orders_routes_answer_and_refuse_bad_input() {
     for (query, says) in [
         ("channel=myspace", "channel"),
         ("status=lost", "status"),
-        ("limit=lots", "limit"),
+        (
+            "limit=lots",
+            "limit: \"lots\" is not a number of orders per page; expected 1 to 1000",
+        ),
+        ("limit=0", "limit: \"0\" is not a number of orders"),
+        ("limit=-1", "limit: \"-1\" is not a number of orders"),
         ("after=not%20a%20cursor", "cursor"),
         ("colour=red", "colour"),
     ] {
