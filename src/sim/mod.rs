@@ -324,6 +324,11 @@ impl DestinationSink {
         self.received.lock().clone()
     }
 
+    /// How many deliveries it has received, without a copy of them.
+    pub fn received_count(&self) -> usize {
+        self.received.lock().len()
+    }
+
     pub async fn stop(self) {
         self.server.stop().await;
     }
