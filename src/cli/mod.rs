@@ -334,7 +334,7 @@ pub enum OutboxCommand {
         #[arg(long)]
         dead: bool,
         /// At most N items per page (1 or more; default 100, at most 1000).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = page_limit)]
         limit: Option<u64>,
         /// The next page: the cursor the previous page ended with.
         #[arg(long, value_name = "CURSOR")]
@@ -572,5 +572,15 @@ pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Fai
             remote::Remote::connect(&config, config_path).map(Backend::Remote)
         }
         Err(e) => Err(orders::store_failure(e)),
+    }
+}
+
+/// `--limit N` of the listings: clap's own range check would print the
+/// whole range of `u64` for a 0; a larger number than a page holds reads
+/// as a full page, as in the admin API.
+pub(crate) fn page_limit(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a number of items per page from 1 to 1000 (more reads as 1000)".into()),
     }
 }

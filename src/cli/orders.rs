@@ -36,7 +36,7 @@ pub struct ListArgs {
     #[arg(long)]
     pub held: bool,
     /// At most N orders per page (1 or more; default 100, at most 1000).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = super::page_limit)]
     pub limit: Option<u64>,
     /// Oldest first (the default is newest first).
     #[arg(long)]

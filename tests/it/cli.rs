@@ -366,9 +366,18 @@ fn outbox_list_pages_and_says_how_to_get_the_next_page() {
         "{}",
         stderr(&out)
     );
-    let out = setup.cli(&["outbox", "list", "--limit", "0"]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("'0'"), "{}", stderr(&out));
+    for command in ["outbox", "orders"] {
+        for bad in ["0", "lots"] {
+            let out = setup.cli(&[command, "list", "--limit", bad]);
+            assert!(!out.status.success());
+            let err = stderr(&out);
+            assert!(err.contains(&format!("'{bad}'")), "{err}");
+            assert!(
+                err.contains("expected a number of items per page from 1 to 1000"),
+                "{err}"
+            );
+        }
+    }
 }
 
 #[test]
