@@ -734,6 +734,12 @@ pub fn stock_show(store: &Store, sku: &str, now: DateTime<Utc>) -> Result<StockV
 
 // --- outbox ---------------------------------------------------------------------
 
+/// A listing's page size as typed or sent: a whole number, 1 or more. A
+/// page never holds more than [`crate::store::MAX_PAGE`], whatever is asked.
+pub fn page_limit(text: &str) -> Option<usize> {
+    text.trim().parse::<usize>().ok().filter(|n| *n >= 1)
+}
+
 /// One page of pending items, or of dead letters with `dead`, in queue
 /// order after the item `after`; `limit` per page (default
 /// [`DEFAULT_PAGE`], at most [`crate::store::MAX_PAGE`]).
@@ -906,8 +912,8 @@ impl RuleChange {
         }
         // An order delivered before orders were split has no parts: its one
         // delivery carried every line.
-        let whole: Vec<DeliveryPart> = match (&stored.delivered, stored.parts.is_empty()) {
-            (Some(d), true) => vec![DeliveryPart {
+        let whole: Vec<DeliveryPart> = match stored.delivered_whole() {
+            Some(d) => vec![DeliveryPart {
                 destination: d.destination.clone(),
                 delivery_id: d.delivery_id.clone(),
                 lines: stored
@@ -920,7 +926,7 @@ impl RuleChange {
                 of: 1,
                 delivered_at: Some(d.at),
             }],
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         let kept = stored
             .parts

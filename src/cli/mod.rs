@@ -335,7 +335,7 @@ pub enum OutboxCommand {
         dead: bool,
         /// At most N items per page (1 or more; default 100, at most 1000).
         #[arg(long, value_name = "N", value_parser = page_limit)]
-        limit: Option<u64>,
+        limit: Option<usize>,
         /// The next page: the cursor the previous page ended with.
         #[arg(long, value_name = "CURSOR")]
         after: Option<String>,
@@ -575,12 +575,13 @@ pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Fai
     }
 }
 
-/// `--limit N` of the listings: clap's own range check would print the
-/// whole range of `u64` for a 0; a larger number than a page holds reads
-/// as a full page, as in the admin API.
-pub(crate) fn page_limit(value: &str) -> Result<u64, String> {
-    match value.parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a number of items per page from 1 to 1000 (more reads as 1000)".into()),
-    }
+/// `--limit N` of the listings (`ops::page_limit`): clap's own range check
+/// would print the whole range of `u64` for a 0.
+pub(crate) fn page_limit(value: &str) -> Result<usize, String> {
+    crate::ops::page_limit(value).ok_or_else(|| {
+        format!(
+            "expected a number of items per page from 1 to {MAX} (more reads as {MAX})",
+            MAX = crate::store::MAX_PAGE
+        )
+    })
 }

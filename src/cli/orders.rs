@@ -37,7 +37,7 @@ pub struct ListArgs {
     pub held: bool,
     /// At most N orders per page (1 or more; default 100, at most 1000).
     #[arg(long, value_name = "N", value_parser = super::page_limit)]
-    pub limit: Option<u64>,
+    pub limit: Option<usize>,
     /// Oldest first (the default is newest first).
     #[arg(long)]
     pub oldest: bool,
@@ -70,7 +70,7 @@ impl ListArgs {
             status: self.status,
             route: self.route.as_deref().map(ops::route_filter),
             held: self.held.then_some(true),
-            limit: self.limit.and_then(|n| usize::try_from(n).ok()),
+            limit: self.limit,
             after: self.after.clone(),
             oldest: self.oldest,
         }

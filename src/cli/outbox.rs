@@ -27,7 +27,6 @@ pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
             after,
             json,
         } => {
-            let limit = limit.and_then(|n| usize::try_from(n).ok());
             let page = match &backend {
                 Backend::Local { store, .. } => {
                     ops::outbox_list(store, dead, after.as_deref(), limit).map_err(op_failure)?

@@ -237,9 +237,9 @@ pub fn line_owner<'a>(stored: &'a StoredOrder, line_id: &str) -> Option<&'a str>
     {
         return Some(&p.destination);
     }
-    match (&stored.delivered, stored.parts.is_empty()) {
-        (Some(d), true) => Some(&d.destination),
-        _ => stored.line_destination(line_id),
+    match stored.delivered_whole() {
+        Some(d) => Some(&d.destination),
+        None => stored.line_destination(line_id),
     }
 }
 

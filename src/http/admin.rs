@@ -445,11 +445,12 @@ async fn list_orders(
 /// page never holds more than [`MAX_PAGE`], whatever is asked).
 fn page_limit(limit: Option<String>, what: &str) -> Result<Option<usize>, ApiError> {
     limit
-        .map(|l| match l.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err(ApiError::bad(format!(
-                "limit: {l:?} is not a number of {what} per page; expected 1 to {MAX_PAGE}"
-            ))),
+        .map(|l| {
+            ops::page_limit(&l).ok_or_else(|| {
+                ApiError::bad(format!(
+                    "limit: {l:?} is not a number of {what} per page; expected 1 to {MAX_PAGE}"
+                ))
+            })
         })
         .transpose()
 }

@@ -63,12 +63,11 @@ pub enum Verdict {
     Failed(ConnectorError),
     /// Can never work (bad payload, the order is gone): dead letter now.
     Dead(String),
-    /// Nothing to send any more (the order shipped or was cancelled before
-    /// its delivery went out): the item leaves the queue, not a failure.
-    Skipped(String),
-    /// Sent (`skipped` None), or nothing left to send (`skipped`: why), and
-    /// the sender already took the item off the queue, in the same write
-    /// as what it noted on the order: the worker writes nothing more.
+    /// Sent (`skipped` None), or nothing left to send (`skipped`: why, e.g.
+    /// the order shipped or was cancelled before its delivery went out; not
+    /// a failure), and the sender already took the item off the queue, in
+    /// the same write as what it noted on the order: the worker writes
+    /// nothing more.
     Noted { skipped: Option<String> },
     /// Not sent: the call it was taken into had no room for it (a batch's
     /// budget). Nothing is recorded; the item stays due and goes in a later
@@ -83,7 +82,6 @@ impl std::fmt::Debug for Verdict {
             Verdict::Again { after, note } => write!(f, "Again({after:?}, {note})"),
             Verdict::Failed(e) => write!(f, "Failed({e})"),
             Verdict::Dead(r) => write!(f, "Dead({r})"),
-            Verdict::Skipped(r) => write!(f, "Skipped({r})"),
             Verdict::Noted { skipped: None } => f.write_str("Noted"),
             Verdict::Noted { skipped: Some(r) } => write!(f, "Noted(skipped: {r})"),
             Verdict::Deferred => f.write_str("Deferred"),
@@ -701,11 +699,6 @@ impl<S: Sender> Worker<S> {
                 tracing::debug!(account = %self.account, item = %item.id, %note, "sending again");
             }
             Verdict::Dead(reason) => self.kill(item, &reason)?,
-            Verdict::Skipped(reason) => {
-                self.went_through(item, call);
-                self.store.outbox_complete(&item.id)?;
-                self.sent(item, Some(&reason));
-            }
             Verdict::Noted { skipped } => {
                 self.went_through(item, call);
                 self.sent(item, skipped.as_deref());

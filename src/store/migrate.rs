@@ -469,7 +469,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::outbox::queue_for_tests;
+    use crate::store::outbox::{ids_for_tests, queue_for_tests};
     use crate::store::{Store, StoreOptions};
 
     fn reopen(dir: &Path) -> Store {
@@ -495,31 +495,32 @@ mod tests {
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let now = Utc::now();
         let all = queue_for_tests(&store, 4, now);
-        let ids = |store: &Store, dead| -> Vec<String> {
-            store
-                .outbox_list(dead)
-                .unwrap()
-                .into_iter()
-                .map(|i| i.id)
-                .collect()
-        };
         store.outbox_kill(&all[0], "400 gone").unwrap();
         store.outbox_kill(&all[2], "400 gone").unwrap();
-        assert_eq!(ids(&store, true), [all[0].clone(), all[2].clone()]);
+        assert_eq!(
+            ids_for_tests(&store, true),
+            [all[0].clone(), all[2].clone()]
+        );
         // As layout 4 left it.
         store.trees().outbox_dead.clear().unwrap();
         store.trees().meta.insert(LAYOUT_KEY, &[4]).unwrap();
-        assert!(ids(&store, true).is_empty());
+        assert!(ids_for_tests(&store, true).is_empty());
         store.close().unwrap();
 
         let store = reopen(dir.path());
         let layout = store.trees().meta.get(LAYOUT_KEY).unwrap();
         assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
-        assert_eq!(ids(&store, true), [all[0].clone(), all[2].clone()]);
-        assert_eq!(ids(&store, false), [all[1].clone(), all[3].clone()]);
+        assert_eq!(
+            ids_for_tests(&store, true),
+            [all[0].clone(), all[2].clone()]
+        );
+        assert_eq!(
+            ids_for_tests(&store, false),
+            [all[1].clone(), all[3].clone()]
+        );
         assert_eq!(store.outbox_counts().unwrap(), (2, 2));
         assert_eq!(store.outbox_retry_all_dead(now).unwrap(), 2);
-        assert!(ids(&store, true).is_empty());
-        assert_eq!(ids(&store, false), all);
+        assert!(ids_for_tests(&store, true).is_empty());
+        assert_eq!(ids_for_tests(&store, false), all);
     }
 }

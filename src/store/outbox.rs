@@ -608,14 +608,18 @@ pub(crate) fn queue_for_tests(store: &Store, n: usize, now: DateTime<Utc>) -> Ve
         not_before: now,
     };
     store.outbox_add((0..n).map(item).collect(), now).unwrap();
-    let mut ids: Vec<String> = store
-        .outbox_list(false)
+    ids_for_tests(store, false)
+}
+
+/// The ids of the pending items (or dead letters), in queue order.
+#[cfg(test)]
+pub(crate) fn ids_for_tests(store: &Store, dead: bool) -> Vec<String> {
+    store
+        .outbox_list(dead)
         .unwrap()
         .into_iter()
         .map(|i| i.id)
-        .collect();
-    ids.sort();
-    ids
+        .collect()
 }
 
 #[cfg(test)]

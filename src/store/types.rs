@@ -92,6 +92,12 @@ impl StoredOrder {
             .map(|l| l.route.as_str())
             .or(self.order.route.as_deref())
     }
+
+    /// The one delivery of an order delivered before orders were split: it
+    /// carried every line, and the order has no parts.
+    pub fn delivered_whole(&self) -> Option<&DeliveredTo> {
+        self.delivered.as_ref().filter(|_| self.parts.is_empty())
+    }
 }
 
 /// A line that a rule's `route_lines` sent to a destination.
