@@ -775,14 +775,28 @@ impl Store {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StoreError> {
-        let Some(tree) = self.inner.trees.by_name(tree) else {
-            return Err(StoreError::NotFound {
-                what: "tree",
-                id: tree.to_owned(),
-            });
-        };
+        let tree = self.tree_for_tests(tree)?;
         tree.insert(key, value)
             .map_err(|e| engine_err("raw insert", e))?;
+        self.next_seq();
+        Ok(())
+    }
+
+    fn tree_for_tests(&self, name: &str) -> Result<&sled::Tree, StoreError> {
+        self.inner
+            .trees
+            .by_name(name)
+            .ok_or_else(|| StoreError::NotFound {
+                what: "tree",
+                id: name.to_owned(),
+            })
+    }
+
+    /// Removes a key written by [`Store::raw_insert_for_tests`].
+    #[doc(hidden)]
+    pub fn raw_remove_for_tests(&self, tree: &str, key: &[u8]) -> Result<(), StoreError> {
+        let tree = self.tree_for_tests(tree)?;
+        tree.remove(key).map_err(|e| engine_err("raw remove", e))?;
         self.next_seq();
         Ok(())
     }
