@@ -38,16 +38,19 @@ fn signed(body: &[u8], headers: Vec<(String, String)>) -> Vec<(String, String)> 
     shopify_signed(body, SECRET, headers)
 }
 
+/// The daemon, with its store in `dir`, for a shop whose channel has no
+/// orders to poll: only webhooks bring orders in.
+async fn webhooks_only(dir: &Path) -> (Simulator, InProcess) {
+    let empty = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(empty.path()).await.unwrap();
+    let config = write_config(dir, &sim.base_url(switchyard_contract::Channel::Shopify));
+    (sim, InProcess::start(&config).await)
+}
+
 #[tokio::test]
 async fn shopify_webhooks_are_verified_deduplicated_ordered_and_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let empty = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(empty.path()).await.unwrap();
-    let config = write_config(
-        dir.path(),
-        &sim.base_url(switchyard_contract::Channel::Shopify),
-    );
-    let daemon = InProcess::start(&config).await;
+    let (sim, daemon) = webhooks_only(dir.path()).await;
     let url = daemon.url("/webhooks/shop-us");
     let client = reqwest::Client::new();
     let scenario = webhooks();
@@ -144,6 +147,94 @@ async fn shopify_webhooks_are_verified_deduplicated_ordered_and_durable() {
     let sent: serde_json::Value =
         serde_json::from_slice(&hook("orders-updated-shipped").body).unwrap();
     assert_eq!(store.raw_payload(&o.order.id).unwrap(), Some(sent));
+    drop(store);
+    sim.stop().await;
+}
+
+/// A webhook body that gives a key the order reads twice is stored with
+/// the last value, as it was before bodies were read straight into the
+/// order; one that cannot be read is acknowledged, left out, logged and
+/// counted, and one that is not JSON refused, as before.
+#[tokio::test]
+async fn a_webhook_body_with_a_repeated_key_is_stored_with_its_last_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, daemon) = webhooks_only(dir.path()).await;
+    let url = daemon.url("/webhooks/shop-us");
+    let client = reqwest::Client::new();
+    let w = webhooks()
+        .webhooks
+        .into_iter()
+        .find(|w| w.name == "orders-create")
+        .unwrap();
+    let text = String::from_utf8(w.body.clone()).unwrap();
+    let repeated = text
+        .replacen(r#"{"id": 5551234567,"#, r#"{"id": 1, "id": 5551234567,"#, 1)
+        .replacen(
+            r#""financial_status": "pending""#,
+            r#""financial_status": "pending", "financial_status": "paid""#,
+            1,
+        );
+    assert_eq!(repeated.matches(r#""financial_status""#).count(), 2);
+    let send = async |body: &str, event: &str| {
+        let mut headers: Vec<(String, String)> = w.headers.clone().into_iter().collect();
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case("x-shopify-event-id"));
+        headers.push(("x-shopify-event-id".into(), event.into()));
+        let headers = signed(body.as_bytes(), headers);
+        post(&client, &url, &headers, body.as_bytes().to_vec()).await
+    };
+
+    let (status, answer) = send(&repeated, "evt-repeated").await;
+    assert_eq!(
+        (status, answer.trim()),
+        (
+            200,
+            "stored: 1 new, 0 updated, 0 unchanged, 0 older than stored"
+        )
+    );
+    // Unreadable whichever way it is read: a quantity that is no number.
+    let unreadable = repeated.replacen(r#""quantity": 2,"#, r#""quantity": "two","#, 1);
+    let unreadable = unreadable.replacen(
+        r#"{"id": 1, "id": 5551234567,"#,
+        r#"{"id": 1, "id": 5551234999,"#,
+        1,
+    );
+    assert_ne!(unreadable, repeated);
+    let (status, answer) = send(&unreadable, "evt-unreadable").await;
+    assert_eq!(
+        (status, answer.trim()),
+        (
+            200,
+            "stored: 0 new, 0 updated, 0 unchanged, 0 older than stored"
+        ),
+        "acknowledged, so that Shopify does not send it for hours"
+    );
+    let rejected = common::daemon::metric(
+        &client,
+        &daemon.url("/metrics"),
+        r#"switchyard_orders_rejected_total{account="shop-us"}"#,
+    )
+    .await;
+    assert_eq!(rejected, Some(1.0), "the order left out is counted");
+    let (status, _) = send(&repeated[..repeated.len() - 1], "evt-cut").await;
+    assert_eq!(status, 400, "not JSON: refused");
+
+    let (_report, store) = daemon.stop().await;
+    let ids: Vec<String> = store
+        .list_orders(&Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order.id)
+        .collect();
+    assert_eq!(ids, ["shop-us:5551234567"]);
+    let o = store.get_order("shop-us:5551234567").unwrap().unwrap();
+    assert_eq!(
+        o.order.payment,
+        switchyard_contract::PaymentStatus::Paid,
+        "the last value"
+    );
+    let last_wins: serde_json::Value = serde_json::from_str(&repeated).unwrap();
+    assert_eq!(last_wins["financial_status"], "paid");
+    assert_eq!(store.raw_payload(&o.order.id).unwrap(), Some(last_wins));
     drop(store);
     sim.stop().await;
 }

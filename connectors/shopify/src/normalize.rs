@@ -250,6 +250,14 @@ pub fn normalize_rest_order(
 /// webhook), read straight into the order: no tree of the whole body is
 /// built, only to be written out again as the payload. The text becomes
 /// the order's `raw_json`.
+///
+/// A body the typed read refuses is read again through a tree, as every
+/// body was before the typed read, and what that accepts is the order: a
+/// key the JSON gives twice (`id`, `line_items`, a line's `sku`) is a
+/// duplicate field to the typed read, and its last value to the tree.
+/// Shopify acknowledges a delivery once, so a body refused here is an
+/// order missed until a poll finds it. Only refused bodies pay for the
+/// second read.
 pub(crate) fn normalize_rest_text(
     account: &str,
     text: &[u8],
@@ -257,16 +265,39 @@ pub(crate) fn normalize_rest_text(
     // The text is kept as the payload, and the fields the order does not
     // read are skipped without looking at their characters.
     std::str::from_utf8(text).map_err(|e| RestTextError::NotJson(e.to_string()))?;
-    let o: RestOrder = serde_json::from_slice(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            RestTextError::Order(ConnectorError::Decode(format!("not a Shopify order: {e}")))
+    let o: RestOrder = match serde_json::from_slice(text) {
+        Ok(o) => o,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            match serde_json::from_slice::<serde_json::Value>(text) {
+                Ok(body) => match rest_order(&body) {
+                    Ok(o) => o,
+                    // The typed read stopped at the repeated key; what
+                    // is wrong with the order is what the tree says.
+                    Err(tree) if is_duplicate_field(&e) => return Err(RestTextError::Order(tree)),
+                    // Its error names the line and column.
+                    Err(_) => {
+                        return Err(RestTextError::Order(ConnectorError::Decode(format!(
+                            "not a Shopify order: {e}"
+                        ))));
+                    }
+                },
+                // The typed read stopped before the text's flaw.
+                Err(e) => return Err(RestTextError::NotJson(e.to_string())),
+            }
         }
-        _ => RestTextError::NotJson(e.to_string()),
-    })?;
+        Err(e) => return Err(RestTextError::NotJson(e.to_string())),
+    };
     let mut order =
         build(account, rest_facts(o), serde_json::Value::Null).map_err(RestTextError::Order)?;
     order.raw_json = Some(text.to_vec());
     Ok(order)
+}
+
+/// Whether the typed read of a body refused it for a key given twice
+/// (serde's derive names it so), which a tree of the body takes the last
+/// value of.
+fn is_duplicate_field(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("duplicate field `")
 }
 
 /// Why a REST body is not an order.

@@ -267,3 +267,104 @@ async fn an_unreadable_order_is_left_out_and_named_and_the_delivery_kept() {
         .unwrap_err();
     assert_eq!(err.class(), "auth");
 }
+
+/// `body` delivered signed as `orders/create`: the orders read and those
+/// left out.
+async fn deliver_signed(
+    c: &ShopifyConnector,
+    body: &[u8],
+) -> (
+    Vec<switchyard_contract::NormalizedOrder>,
+    Vec<switchyard_contract::RejectedOrder>,
+) {
+    let sig = sign(body, &Secret::new(WEBHOOK_SECRET));
+    let headers = [
+        ("x-shopify-hmac-sha256", sig.as_str()),
+        ("x-shopify-topic", "orders/create"),
+    ];
+    match c.handle_webhook(&request(&headers, body)).await.unwrap() {
+        WebhookOutcome::Orders {
+            orders, rejected, ..
+        } => (orders, rejected),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `order_body()` with `"id"` given twice at the top (first a stale 1) and
+/// the line's `"sku"` twice (first a stale one): keys a JSON text may
+/// repeat, of which the last counts.
+fn body_with_repeated_keys() -> Vec<u8> {
+    let text = String::from_utf8(order_body()).unwrap();
+    assert!(text.starts_with(r#"{"id": 5551234567,"#));
+    let text = text
+        .replacen(r#"{"id": 5551234567,"#, r#"{"id": 1, "id": 5551234567,"#, 1)
+        .replacen(
+            r#""sku": "MUG-RED""#,
+            r#""sku": "STALE-SKU", "sku": "MUG-RED""#,
+            1,
+        );
+    assert_eq!(
+        text.matches(r#""sku": "#).count(),
+        2,
+        "one line, its sku twice"
+    );
+    text.into_bytes()
+}
+
+#[tokio::test]
+async fn a_body_that_repeats_a_key_is_read_with_the_last_value_and_kept_as_sent() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let body = body_with_repeated_keys();
+    let (orders, rejected) = deliver_signed(&c, &body).await;
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let [order] = &orders[..] else {
+        panic!("{orders:?}")
+    };
+    assert_eq!(order.order.id, "shop-us:5551234567");
+    assert_eq!(order.order.lines[0].sku.as_deref(), Some("MUG-RED"));
+    // The order the body without its stale keys gives, and the body kept
+    // byte for byte.
+    let plain = c
+        .parse_webhook(&request(
+            &[("x-shopify-topic", "orders/create")],
+            &order_body(),
+        ))
+        .unwrap();
+    let WebhookOutcome::Orders { orders: plain, .. } = plain else {
+        panic!("{plain:?}")
+    };
+    assert_eq!(order.order, plain[0].order);
+    assert_eq!(order.notes, plain[0].notes);
+    assert_eq!(order.raw_json.as_deref(), Some(&body[..]));
+}
+
+#[tokio::test]
+async fn a_body_that_repeats_a_key_and_cannot_be_read_is_still_left_out_and_named() {
+    let c = connector_with(&[WEBHOOK_SECRET]);
+    let text = String::from_utf8(body_with_repeated_keys()).unwrap();
+    // A quantity that is no number: unreadable whichever way it is read.
+    let body = text.replacen(r#""quantity": 2,"#, r#""quantity": "two","#, 1);
+    assert_ne!(body, text);
+    let (orders, rejected) = deliver_signed(&c, body.as_bytes()).await;
+    assert!(orders.is_empty(), "{orders:?}");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].channel_order_id.as_deref(), Some("5551234567"));
+    assert!(
+        rejected[0]
+            .error
+            .starts_with("orders/create webhook: not a Shopify order: ")
+            && rejected[0].error.contains(r#"string "two""#)
+            && !rejected[0].error.contains("duplicate"),
+        "{rejected:?}"
+    );
+    // Not JSON after its repeated keys: refused as before.
+    let cut = &text.as_bytes()[..text.len() - 1];
+    let err = c
+        .parse_webhook(&request(&[("x-shopify-topic", "orders/create")], cut))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("orders/create webhook body is not JSON"),
+        "{err}"
+    );
+}
