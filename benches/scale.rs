@@ -18,7 +18,8 @@
 //! and during a burst of webhooks while two accounts poll; the first and
 //! next page of `GET /api/v1/orders` for every filter; `orders show` with
 //! history; a `/metrics` scrape; an outbox pass over 10 due items; webhook
-//! intake (and how many deliveries the destination took meanwhile). Baselines from the same run, so ratios can be compared between
+//! intake (and how many deliveries the destination took meanwhile, and the
+//! bytes the daemon wrote to storage per delivery, from `/proc/PID/io`). Baselines from the same run, so ratios can be compared between
 //! runs on a noisy machine: the daemon on an empty store (start, memory,
 //! `GET /healthz`), and the storage ceiling for intake (a bare server that
 //! verifies the HMAC, parses the order, inserts it and answers after the
@@ -632,6 +633,16 @@ fn cpu_ms(pid: u32) -> f64 {
     ticks * 10.0
 }
 
+/// Bytes a process has caused to be written to storage so far (its log
+/// writes: the engine's write volume, including what its cleaning moves).
+fn written_bytes(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 impl Daemon {
     fn start(config: &Path, dir: &Path) -> Daemon {
         let sock_path = dir.join("notify.sock");
@@ -1105,11 +1116,13 @@ async fn measure(
     let me = std::process::id();
     let delivered_before = destination.received_count();
     let cpu_before = (cpu_ms(daemon.pid()), cpu_ms(me));
+    let written_before = written_bytes(daemon.pid());
     let rate = burst(&daemon.base, bodies, first).await;
     let cpu = (
         cpu_ms(daemon.pid()) - cpu_before.0,
         cpu_ms(me) - cpu_before.1,
     );
+    let written = written_bytes(daemon.pid()) - written_before;
     // The daemon delivers the new orders while it takes them in: its CPU
     // over the burst covers both, in a mix that moves with how fast each
     // goes.
@@ -1131,6 +1144,12 @@ async fn measure(
         "webhook intake: CPU per delivery (daemon, bench)",
         format!("{:.0} us, {:.0} us", per(cpu.0), per(cpu.1)),
         json!({ "daemon_us": per(cpu.0), "bench_us": per(cpu.1) }),
+    );
+    let kb = |bytes: u64| bytes as f64 / 1024.0 / BURST as f64;
+    r.add(
+        "webhook intake: written to disk per delivery (daemon)",
+        format!("{:.1} KB", kb(written)),
+        json!(kb(written)),
     );
     r.add(
         "webhook intake: deliveries to the destination during the burst",
@@ -1154,6 +1173,7 @@ async fn measure(
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     std::fs::create_dir_all(&ceiling_dir).unwrap();
     let cpu_before = cpu_ms(me);
+    let written_before = written_bytes(me);
     let ceiling_rate = {
         let store = Store::open(&ceiling_dir.join("ceiling"), StoreOptions::default()).unwrap();
         ceiling(&store, webhook_bodies(size + 50_000_000, BURST, size))
@@ -1161,11 +1181,15 @@ async fn measure(
             .0
     };
     let ceiling_cpu = cpu_ms(me) - cpu_before;
+    let ceiling_written = written_bytes(me) - written_before;
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     r.add(
         "webhook intake: storage ceiling (just after)",
-        format!("{ceiling_rate:.0} deliveries/s"),
-        json!(ceiling_rate),
+        format!(
+            "{ceiling_rate:.0} deliveries/s, {:.1} KB written per delivery",
+            kb(ceiling_written)
+        ),
+        json!({ "rate": ceiling_rate, "written_kb": kb(ceiling_written) }),
     );
     r.add(
         "webhook intake: ceiling CPU per delivery (server and senders)",
@@ -1226,21 +1250,23 @@ async fn measure(
     // table and a deeper orders tree), as opposed to an empty store. Its
     // orders are removed after.
     let cpu_before = cpu_ms(me);
-    let (same_rate, written) =
-        ceiling(&store, webhook_bodies(size + 60_000_000, BURST, size)).await;
+    let written_before = written_bytes(me);
+    let (same_rate, keys) = ceiling(&store, webhook_bodies(size + 60_000_000, BURST, size)).await;
     let same_cpu = cpu_ms(me) - cpu_before;
-    for key in &written {
+    let same_written = written_bytes(me) - written_before;
+    for key in &keys {
         store.raw_remove_for_tests("orders", key).unwrap();
     }
     store.flush().await.unwrap();
     r.add(
         "webhook intake: storage ceiling on this store (after the restart)",
         format!(
-            "{same_rate:.0} deliveries/s ({:.2}x the empty store's), {:.0} us CPU per delivery",
+            "{same_rate:.0} deliveries/s ({:.2}x the empty store's), {:.0} us CPU and {:.1} KB written per delivery",
             same_rate / ceiling_rate,
-            per(same_cpu)
+            per(same_cpu),
+            kb(same_written)
         ),
-        json!({ "rate": same_rate, "vs_empty": same_rate / ceiling_rate, "cpu_us": per(same_cpu) }),
+        json!({ "rate": same_rate, "vs_empty": same_rate / ceiling_rate, "cpu_us": per(same_cpu), "written_kb": kb(same_written) }),
     );
     r.add(
         "webhook intake: share of the ceiling on this store",
