@@ -315,6 +315,25 @@ pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
     })
 }
 
+/// The raw payload of order `id`'s newest channel version as it is stored
+/// (`orders show --raw`): the text the channel sent for a webhook body, the
+/// JSON a polled payload was written as. An unknown id is the same error as
+/// `orders show`'s; an order made here, never received from a channel, has
+/// none, and says so.
+pub fn raw_payload(store: &Store, id: &str) -> Result<Vec<u8>, OpError> {
+    // A channel version whose connector kept nothing is stored as `null`.
+    if let Some(text) = store.raw_payload_text(id)?
+        && text.trim_ascii() != b"null"
+    {
+        return Ok(text);
+    }
+    find_order(store, id)?;
+    Err(OpError::NotFound(format!(
+        "order {id} has no raw payload: nothing a channel sent is kept for it (an order \
+         made in switchyard has none); `switchyard orders show {id}` shows the order"
+    )))
+}
+
 /// A local write that is done but maybe not yet durable.
 #[derive(Debug, Clone)]
 pub struct Written<T> {

@@ -244,6 +244,11 @@ pub enum OrdersCommand {
         /// Print the canonical order with notes and history as JSON.
         #[arg(long)]
         json: bool,
+        /// Print instead the raw payload of the order's newest channel version,
+        /// exactly as stored for audit (a webhook body as the channel sent it).
+        /// It holds the buyer's data as the channel gave it.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
     },
     /// Put an order on hold by hand: it is not delivered until released.
     ///

@@ -182,7 +182,15 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                 Ok(())
             }
         }
-        OrdersCommand::Show { id, json } => {
+        OrdersCommand::Show { id, raw: true, .. } => {
+            let text = match &backend {
+                Backend::Local { store, .. } => ops::raw_payload(store, &id).map_err(op_failure)?,
+                Backend::Remote(api) => api.get_bytes(&["orders", &id, "raw"])?,
+            };
+            print_raw(&text);
+            Ok(())
+        }
+        OrdersCommand::Show { id, json, .. } => {
             let detail = match &backend {
                 Backend::Local { store, .. } => {
                     ops::order_detail(store, &id).map_err(op_failure)?
@@ -393,6 +401,20 @@ fn check_route(route: &str, destinations: &[String]) -> CliResult {
 
 pub(super) fn store_failure(e: crate::store::StoreError) -> Failure {
     Failure::new(EXIT_FAILED, e.to_string())
+}
+
+/// A payload as stored, byte for byte, so that it can be compared with
+/// what the channel sent or piped on; on a terminal, a line end after it if
+/// it has none, so that the prompt does not follow on its last line.
+fn print_raw(text: &[u8]) {
+    use std::io::{IsTerminal as _, Write as _};
+    let mut stdout = std::io::stdout().lock();
+    // Like `out!`: a reader that went away (`| head`) is no failure.
+    let _ = stdout.write_all(text);
+    if stdout.is_terminal() && !text.ends_with(b"\n") {
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
 }
 
 pub(super) fn op_failure(e: OpError) -> Failure {

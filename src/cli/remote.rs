@@ -127,7 +127,8 @@ impl Remote {
         query: &[(&str, String)],
         header: &str,
     ) -> Result<(T, Option<String>), Failure> {
-        self.call_with(Method::GET, path, query, None, Some(header))
+        let answer = self.send(Method::GET, path, query, None, Some(header))?;
+        self.decode(path, answer)
     }
 
     pub(crate) fn post<T: DeserializeOwned>(
@@ -160,23 +161,57 @@ impl Remote {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
     ) -> Result<T, Failure> {
-        self.call_with(method, path, query, body, None)
-            .map(|(v, _)| v)
+        let answer = self.send(method, path, query, body, None)?;
+        self.decode(path, answer).map(|(v, _)| v)
     }
 
-    /// `call`, also answering the value of the response header `header`.
-    fn call_with<T: DeserializeOwned>(
+    /// A GET whose answer is taken as the bytes it is, not decoded (an
+    /// order's raw payload, printed as stored).
+    pub(crate) fn get_bytes(&self, path: &[&str]) -> Result<Vec<u8>, Failure> {
+        self.send(Method::GET, path, &[], None, None)
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// The JSON of a successful answer as `T`, with the header `send` read.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        (named, bytes): (Option<String>, Vec<u8>),
+    ) -> Result<(T, Option<String>), Failure> {
+        serde_json::from_slice(&bytes)
+            .map(|v| (v, named))
+            .map_err(|e| {
+                Failure::new(
+                    EXIT_FAILED,
+                    format!(
+                        "the daemon's admin API answered {} with something this command does not understand ({e}); \
+                         are the daemon and this command the same switchyard version?",
+                        self.url(path)
+                    ),
+                )
+            })
+    }
+
+    /// `http://<listen>/api/v1/<path>`, each segment percent-encoded.
+    fn url(&self, path: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path);
+        }
+        url
+    }
+
+    /// One request: the value of the response header `header` and the
+    /// body of a success; any other answer is the failure it says.
+    fn send(
         &self,
         method: Method,
         path: &[&str],
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
         header: Option<&str>,
-    ) -> Result<(T, Option<String>), Failure> {
-        let mut url = self.base.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend(path);
-        }
+    ) -> Result<(Option<String>, Vec<u8>), Failure> {
+        let url = self.url(path);
         let shown = url.to_string();
         let mut req = self
             .http
@@ -195,20 +230,12 @@ impl Remote {
                 .and_then(|h| response.headers().get(h))
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let bytes = response.bytes().await?;
+            let bytes = response.bytes().await?.to_vec();
             Ok::<_, reqwest::Error>((status, named, bytes))
         });
         let (status, named, bytes) = answer.map_err(|e| self.unreachable(&shown, &e))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map(|v| (v, named)).map_err(|e| {
-                Failure::new(
-                    EXIT_FAILED,
-                    format!(
-                        "the daemon's admin API answered {shown} with something this command does not understand ({e}); \
-                         are the daemon and this command the same switchyard version?"
-                    ),
-                )
-            });
+            return Ok((named, bytes));
         }
         Err(self.refused(status, &shown, &bytes))
     }
@@ -223,10 +250,7 @@ impl Remote {
         query: &[(&str, String)],
         mut on_line: impl FnMut(serde_json::Value),
     ) -> Result<(), Failure> {
-        let mut url = self.base.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend(path);
-        }
+        let url = self.url(path);
         let shown = url.to_string();
         let req = self
             .http

@@ -17,6 +17,8 @@
 //!   kept changing), 408 for a body not sent within 30 s, 413 for a body
 //!   over 1 MiB, 500/503 when the store fails.
 //! - Writes answer only once flushed (acknowledged means durable).
+//! - `orders/{id}/raw` answers the order's raw channel payload as stored,
+//!   not wrapped in a document: the command line prints it as it comes.
 //! - `rules/explain` and `rules/apply` answer the JSON that the command
 //!   prints with `--json`; with `detail=true` they answer the data the
 //!   command renders from (`{ "order", "evaluation" }`, and
@@ -136,6 +138,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
     Router::new()
         .route("/orders", get(list_orders))
         .route("/orders/{id}", get(show_order))
+        .route("/orders/{id}/raw", get(show_raw))
         .route("/orders/{id}/hold", post(hold))
         .route("/orders/{id}/release", post(release))
         .route("/orders/{id}/redeliver", post(redeliver))
@@ -470,6 +473,15 @@ async fn show_order(State(ctx): Shared, id: Result<Path<String>, PathRejection>)
     let c = ctx.clone();
     let detail = blocking(move || Ok(ops::order_detail(c.store(), &id)?)).await?;
     ok(detail.to_json())
+}
+
+/// The payload as stored, not wrapped or parsed: a webhook body goes out
+/// byte for byte, whatever it holds that a JSON parser would refuse.
+async fn show_raw(State(ctx): Shared, id: Result<Path<String>, PathRejection>) -> ApiResult {
+    let Path(id) = id?;
+    let c = ctx.clone();
+    let text = blocking(move || Ok(ops::raw_payload(c.store(), &id)?)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 #[derive(Deserialize)]

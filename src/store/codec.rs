@@ -217,12 +217,24 @@ pub(crate) fn encode_raw_text(key: &[u8], text: &[u8]) -> Result<Vec<u8>, StoreE
 }
 
 pub(crate) fn decode_raw(key: &[u8], bytes: &[u8]) -> Result<serde_json::Value, StoreError> {
+    let json = decode_raw_text(key, bytes)?;
+    serde_json::from_slice(&json).map_err(|e| corrupt(super::RAW, key, e))
+}
+
+/// A stored payload's JSON text as it was written, not parsed: a payload
+/// kept as the text the channel sent may hold what `serde_json::Value`
+/// cannot (a number past f64's range, a lone surrogate escape) in a field
+/// no order reads, and is still shown as it came.
+pub(crate) fn decode_raw_text(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     match bytes.split_first() {
-        Some((&RAW_FORMAT, rest)) => {
-            let json = decompress(rest).map_err(|e| corrupt(super::RAW, key, e))?;
-            serde_json::from_slice(&json).map_err(|e| corrupt(super::RAW, key, e))
-        }
-        _ => decode(super::RAW, key, bytes),
+        Some((&RAW_FORMAT, rest)) => decompress(rest).map_err(|e| corrupt(super::RAW, key, e)),
+        Some((&FORMAT_VERSION, json)) => Ok(json.to_vec()),
+        Some((&version, _)) => Err(StoreError::Format {
+            tree: super::RAW,
+            key: display_key(key),
+            version,
+        }),
+        None => Err(corrupt(super::RAW, key, "empty value")),
     }
 }
 

@@ -460,16 +460,26 @@ impl Store {
 
     /// The raw channel payload of an order's newest channel version.
     pub fn raw_payload(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        match self
-            .inner
+        self.stored_payload(id)?
+            .map(|v| codec::decode_raw(id.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// [`Store::raw_payload`] as the JSON text stored, not parsed: a
+    /// webhook body byte for byte as the channel sent it, a parsed payload
+    /// as the JSON it was written as (`orders show --raw`).
+    pub fn raw_payload_text(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.stored_payload(id)?
+            .map(|v| codec::decode_raw_text(id.as_bytes(), &v))
+            .transpose()
+    }
+
+    fn stored_payload(&self, id: &str) -> Result<Option<sled::IVec>, StoreError> {
+        self.inner
             .trees
             .raw
             .get(id.as_bytes())
-            .map_err(|e| engine_err(format!("read of raw payload of {id}"), e))?
-        {
-            Some(v) => codec::decode_raw(id.as_bytes(), &v).map(Some),
-            None => Ok(None),
-        }
+            .map_err(|e| engine_err(format!("read of raw payload of {id}"), e))
     }
 
     /// One page of matching orders, newest first by (placed_at, id) unless

@@ -232,6 +232,7 @@ async fn the_token_is_required_on_every_route_and_compared_exactly() {
     let routes = [
         ("GET", "/orders"),
         ("GET", "/orders/shop-us:1"),
+        ("GET", "/orders/shop-us:1/raw"),
         ("POST", "/orders/shop-us:1/hold"),
         ("POST", "/orders/shop-us:1/release"),
         ("POST", "/shipments"),
@@ -734,6 +735,9 @@ fn reads(id: &str, sku: &str) -> Vec<Vec<String>> {
         // Failures read the same too.
         v(&["orders", "show", "shop-us:no-such-order"]),
         v(&["stock", "show", "NO-SUCH-SKU"]),
+        // The raw payload as stored, and an unknown order's refusal.
+        v(&["orders", "show", id, "--raw"]),
+        v(&["orders", "show", "shop-us:no-such-order", "--raw"]),
         // A page and the hint for the next one read the same too.
         v(&["outbox", "list", "--dead", "--limit", "1"]),
         v(&["outbox", "list", "--dead", "--limit", "1", "--json"]),
@@ -880,4 +884,138 @@ async fn the_cli_prints_the_same_with_the_daemon_running_or_stopped() {
     );
     s.sim.stop().await;
     s.sink.stop().await;
+}
+
+/// `orders show --raw`: the payload kept for audit, as stored, through the
+/// admin API while the daemon runs and from the store when it is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_show_raw_prints_the_payload_as_stored_running_or_stopped() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", Some(TOKEN), s.port);
+    let d = Daemon::start(&config).await;
+    let (polled, _) = open_order(&d).await;
+
+    // A body as Shopify may send it: its own spacing and key order, and in
+    // fields no order reads a number past f64's range and a lone surrogate,
+    // which a JSON tree cannot hold.
+    let fixture = std::fs::read_to_string(
+        Path::new(REPO).join("fixtures/shopify/webhooks-orders/webhooks/01-orders-create.json"),
+    )
+    .unwrap();
+    let body = fixture
+        .replacen(
+            r#"{"id": 5551234567,"#,
+            "{\n  \"id\":   7770001 , \"audit_big\": 1e400, \"audit_odd\": \"café \\ud800\",",
+            1,
+        )
+        .replace(
+            "gid://shopify/Order/5551234567",
+            "gid://shopify/Order/7770001",
+        )
+        + "\n";
+    assert!(
+        serde_json::from_str::<Value>(&body).is_err(),
+        "a tree cannot hold it"
+    );
+    let headers = common::daemon::shopify_signed(
+        body.as_bytes(),
+        "test-webhook-secret",
+        [
+            ("content-type", "application/json"),
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-webhook-id", "wh-7770001"),
+        ],
+    );
+    let (status, answer) = common::daemon::post(
+        &d.http,
+        &d.daemon.url("/webhooks/shop-us"),
+        &headers,
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("1 new"), "{answer}");
+    let id = "shop-us:7770001";
+
+    // The admin API: the stored text, as JSON, not wrapped.
+    let r = d
+        .http
+        .get(d.url(&format!("/orders/{id}/raw")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.bytes().await.unwrap(), body.as_bytes());
+    let (status, answer) = d.get("/orders/shop-us:no-such-order/raw").await;
+    assert_eq!(status, 404);
+    assert!(
+        error_of(&answer).starts_with("no order \"shop-us:no-such-order\""),
+        "{answer}"
+    );
+
+    let show = |id: &str| {
+        let id = id.to_owned();
+        let config = config.clone();
+        let s = &s;
+        async move { s.cli(&config, &["orders", "show", &id, "--raw"]).await }
+    };
+    let running = show(id).await;
+    assert!(running.status.success(), "{}", stderr(&running));
+    assert_eq!(running.stdout, body.as_bytes(), "byte for byte");
+    // A polled payload, stored parsed: the JSON it was written as.
+    let polled_running = show(&polled).await;
+    assert!(
+        polled_running.status.success(),
+        "{}",
+        stderr(&polled_running)
+    );
+    let doc: Value = serde_json::from_slice(&polled_running.stdout).unwrap();
+    assert!(doc.is_object(), "{doc}");
+    let unknown_running = show("shop-us:no-such-order").await;
+    d.stop(&s.state()).await;
+
+    let stopped = show(id).await;
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert_eq!(stopped.stdout, body.as_bytes(), "byte for byte");
+    assert_eq!(show(&polled).await.stdout, polled_running.stdout);
+    // An unknown id: the error `orders show` gives, either way.
+    let unknown = show("shop-us:no-such-order").await;
+    let plain = s
+        .cli(&config, &["orders", "show", "shop-us:no-such-order"])
+        .await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(stderr(&unknown), stderr(&plain));
+    assert_eq!(stderr(&unknown_running), stderr(&plain));
+    assert!(unknown.stdout.is_empty() && unknown_running.stdout.is_empty());
+
+    // An order made here, never sent by a channel, has no payload.
+    let store = Store::open(&s.state(), StoreOptions::default()).unwrap();
+    let mut local = store.get_order(id).unwrap().unwrap();
+    local.order.id = "shop-us:made-here".into();
+    local.order.channel_order_id = "made-here".into();
+    let mut batch = switchyard::store::WriteBatch::new(chrono::Utc::now());
+    batch.orders.push(switchyard::store::OrderWrite::Local {
+        order: local,
+        expected_revision: 0,
+        kind: "created".into(),
+        detail: "by hand".into(),
+        outbox: vec![],
+    });
+    store.apply(batch).unwrap();
+    store.close().unwrap();
+    let none = show("shop-us:made-here").await;
+    assert_eq!(none.status.code(), Some(1));
+    assert!(none.stdout.is_empty());
+    assert_eq!(
+        stderr(&none),
+        "order shop-us:made-here has no raw payload: nothing a channel sent is kept for it \
+         (an order made in switchyard has none); `switchyard orders show shop-us:made-here` \
+         shows the order\n"
+    );
+    let shown = s
+        .cli(&config, &["orders", "show", "shop-us:made-here"])
+        .await;
+    assert!(shown.status.success(), "{}", stderr(&shown));
 }

@@ -235,6 +235,11 @@ async fn a_webhook_body_with_a_repeated_key_is_stored_with_its_last_value() {
     let last_wins: serde_json::Value = serde_json::from_str(&repeated).unwrap();
     assert_eq!(last_wins["financial_status"], "paid");
     assert_eq!(store.raw_payload(&o.order.id).unwrap(), Some(last_wins));
+    assert_eq!(
+        store.raw_payload_text(&o.order.id).unwrap().as_deref(),
+        Some(repeated.as_bytes()),
+        "the body kept as sent"
+    );
     drop(store);
     sim.stop().await;
 }

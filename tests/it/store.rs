@@ -1564,3 +1564,42 @@ fn acknowledged_writes_survive_kill_9() {
         Some(Cursor(format!("after-batch-{}", KILL_BATCHES - 1)))
     );
 }
+
+#[test]
+fn a_raw_payload_reads_as_the_text_stored_whatever_it_holds() {
+    let dir = tempdir();
+    let store = open(dir.path());
+    let s = create(&store, order("shop-us", 1, 0, 0));
+    let id = s.order.id.as_str();
+    // Written parsed: the JSON it was written as.
+    let text = store.raw_payload_text(id).unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&text).unwrap(),
+        store.raw_payload(id).unwrap().unwrap()
+    );
+    // A payload of the first layout (uncompressed), holding a number no
+    // JSON tree holds: the text is read as it is; only a parse fails.
+    let stored = br#"{"id": "1",  "big": 1e400}"#;
+    let mut first_layout = vec![1u8];
+    first_layout.extend_from_slice(stored);
+    store
+        .raw_insert_for_tests("raw", id.as_bytes(), &first_layout)
+        .unwrap();
+    assert_eq!(
+        store.raw_payload_text(id).unwrap().as_deref(),
+        Some(&stored[..])
+    );
+    assert!(matches!(
+        store.raw_payload(id),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // A format this build does not know is said so, not shown as text.
+    store
+        .raw_insert_for_tests("raw", id.as_bytes(), b"\x09{}")
+        .unwrap();
+    assert!(matches!(
+        store.raw_payload_text(id),
+        Err(StoreError::Format { version: 9, .. })
+    ));
+    assert_eq!(store.raw_payload_text("shop-us:404").unwrap(), None);
+}
