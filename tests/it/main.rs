@@ -28,6 +28,7 @@ mod operator;
 mod outbound;
 mod outbound_cli;
 mod owed;
+mod pacing;
 mod poll;
 mod properties;
 mod reload;

@@ -3,7 +3,9 @@
 //! refresh runs at a time and the token is reused until shortly before it
 //! expires), SP-API calls with the access token in `x-amz-access-token` (no
 //! AWS signature: Amazon has not required one since October 2023), the
-//! pacer before every call and its rate-limit report after, and the
+//! pacer before every call and its rate-limit report after (with when the
+//! call went out, so that an answer read after a later one cannot undo
+//! it), and the
 //! feed-document transfers to the pre-signed URLs Amazon hands out (same
 //! HTTP client, no Amazon credentials sent there).
 //!
@@ -126,6 +128,7 @@ impl SpClient {
         if let Some(body) = body {
             req = req.json(body);
         }
+        let sent = tokio::time::Instant::now();
         let response = req
             .send()
             .await
@@ -145,7 +148,9 @@ impl SpClient {
             .await
             .map_err(|e| ConnectorError::from_reqwest(&e))?;
         if let Some(hint) = self.rates.answered(op, rate, status == 429, self.now()) {
-            self.pacer.observe(op.class(), hint);
+            // With when the call went out: an answer read after a later
+            // one (a 429 that emptied the bucket) must not refill it.
+            self.pacer.observe_answer(op.class(), hint, sent);
         }
         if (200..300).contains(&status) || pass.contains(&status) {
             return Ok(Reply {

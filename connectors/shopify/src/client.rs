@@ -1,6 +1,8 @@
 //! The one place that talks HTTP to Shopify: it posts a GraphQL document,
-//! reads the cost report every answer carries into a [`RateHint`], and turns
-//! every way a call can fail into a [`ConnectorError`] class.
+//! reads the cost report every answer carries into a [`RateHint`] for the
+//! pacer (with when the call went out, so that an answer read after a later
+//! one cannot undo it), and turns every way a call can fail into a
+//! [`ConnectorError`] class.
 //!
 //! Classification (the daemon acts on the class; this module never retries):
 //!
@@ -76,6 +78,7 @@ impl GraphqlClient {
             "query": query,
             "variables": variables,
         });
+        let sent = tokio::time::Instant::now();
         let response = self
             .http
             .post(&self.url)
@@ -114,9 +117,12 @@ impl GraphqlClient {
         let cost = envelope.extensions.as_ref().and_then(|x| x.cost);
         if let Some(hint) = cost.and_then(|c| rate_hint(&c, observed_at)) {
             *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(hint);
-            // One bucket for every operation: each one's budget is told.
+            // One bucket for every operation: each one's budget is told,
+            // with when the call went out, since a poll, fetches and pushes
+            // run side by side and an answer read late must not bring back
+            // points a later answer showed spent.
             for operation in Operation::ALL {
-                self.pacer.observe(operation, hint);
+                self.pacer.observe_answer(operation, hint, sent);
             }
         }
         classify_errors(operation, &envelope, cost.as_ref(), |s| self.scrub(s))?;

@@ -1,0 +1,212 @@
+//! The account pacer with the real Shopify and Amazon connectors, against a
+//! channel on 127.0.0.1 that answers two calls in the other order than they
+//! went out: the report in the answer read last, written before the other
+//! one, must not give back allowance the fresher report showed spent.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use chrono::Utc;
+use switchyard::pacing::{AccountPacer, PacerOptions};
+use switchyard_contract::tokens::MemoryTokenStore;
+use switchyard_contract::{
+    BuildContext, Connector, ConnectorError, Operation, OrderPage, RateLimit, Secret, TokenSet,
+    TokenStore,
+};
+use tokio::sync::Notify;
+
+/// One answer of the channel: status, headers, body.
+type Answer = (StatusCode, Vec<(&'static str, String)>, String);
+
+/// A channel whose first request is answered only once the second has
+/// been: `stale` (written first, read last) for the first, `fresh` for
+/// every later one.
+struct Overtaken {
+    requests: AtomicUsize,
+    first_arrived: Notify,
+    release_first: Notify,
+}
+
+impl Overtaken {
+    async fn serve(stale: Answer, fresh: Answer) -> (Arc<Overtaken>, common::Server) {
+        let gate = Arc::new(Overtaken {
+            requests: AtomicUsize::new(0),
+            first_arrived: Notify::new(),
+            release_first: Notify::new(),
+        });
+        let g = gate.clone();
+        let router = Router::new().fallback(move || {
+            let (gate, stale, fresh) = (g.clone(), stale.clone(), fresh.clone());
+            async move {
+                let (status, headers, body) = if gate.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                    gate.first_arrived.notify_one();
+                    gate.release_first.notified().await;
+                    stale
+                } else {
+                    fresh
+                };
+                let headers: Vec<(HeaderName, String)> = headers
+                    .into_iter()
+                    .map(|(k, v)| (HeaderName::from_static(k), v))
+                    .collect();
+                let mut response = (status, body).into_response();
+                for (k, v) in headers {
+                    response.headers_mut().insert(k, v.parse().unwrap());
+                }
+                response
+            }
+        });
+        (gate, common::serve(router).await)
+    }
+
+    /// Polls twice side by side: the first poll goes out, the second goes
+    /// out after it and is answered first; `between` runs then, before the
+    /// first poll's answer is read. The second poll's result, once the
+    /// first succeeded.
+    async fn poll_twice(
+        &self,
+        connector: Arc<dyn Connector>,
+        between: impl FnOnce(),
+    ) -> Result<OrderPage, ConnectorError> {
+        let (since, now) = (Utc::now() - chrono::Duration::hours(1), Utc::now());
+        let c = connector.clone();
+        let first = tokio::spawn(async move { c.poll_orders(None, since, now).await });
+        tokio::time::timeout(Duration::from_secs(10), self.first_arrived.notified())
+            .await
+            .expect("the first poll reached the channel");
+        let second = connector.poll_orders(None, since, now).await;
+        between();
+        self.release_first.notify_one();
+        let first = tokio::time::timeout(Duration::from_secs(10), first)
+            .await
+            .expect("the first poll was answered")
+            .unwrap();
+        assert_eq!(self.requests.load(Ordering::SeqCst), 2);
+        first?;
+        second
+    }
+}
+
+/// A pacer whose own published limits never hold a call: only what the
+/// channel reports does.
+fn pacer(account: &str) -> Arc<AccountPacer> {
+    AccountPacer::fixed(
+        account,
+        RateLimit {
+            per_second: 1000.0,
+            burst: 1000,
+        },
+        PacerOptions::default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopify_a_cost_report_read_after_a_later_one_does_not_refill_the_bucket() {
+    // An empty page of orders and Shopify's bucket: 1000 points, 1 a second.
+    let page = |available: u32| {
+        (
+            StatusCode::OK,
+            vec![("content-type", "application/json".to_owned())],
+            serde_json::json!({
+                "data": { "orders": { "nodes": [], "pageInfo": { "hasNextPage": false, "endCursor": null } } },
+                "extensions": { "cost": {
+                    "requestedQueryCost": 10, "actualQueryCost": 10,
+                    "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": available, "restoreRate": 1.0 }
+                } }
+            })
+            .to_string(),
+        )
+    };
+    // Written while the bucket was nearly full; the later call found it
+    // nearly empty (other apps of the shop spent it).
+    let (gate, server) = Overtaken::serve(page(900), page(10)).await;
+    let pacer = pacer("shop-us");
+    let connector = switchyard_shopify::ShopifyConnector::new(
+        switchyard_shopify::ShopifyConfig::new("shop-us", &server.url, Secret::new("test-token")),
+        reqwest::Client::new(),
+        pacer.clone(),
+    )
+    .unwrap();
+    // Pushes wait until a tenth of the bucket is back: 90 points, capped
+    // at a minute's wait for one report.
+    let push_wait = || pacer.delay(Operation::PushInventory, 1);
+    let mut after_fresh = Duration::ZERO;
+    gate.poll_twice(Arc::new(connector), || after_fresh = push_wait())
+        .await
+        .unwrap();
+    assert!(after_fresh > Duration::from_secs(30), "{after_fresh:?}");
+    assert!(
+        push_wait() > Duration::from_secs(30),
+        "the stale report of 900 points was taken: {:?}",
+        push_wait()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amazon_a_rate_report_read_after_a_later_one_does_not_refill_the_bucket() {
+    let answer = |status: StatusCode, rate: &str, body: &str| {
+        (
+            status,
+            vec![
+                ("content-type", "application/json".to_owned()),
+                ("x-amzn-ratelimit-limit", rate.to_owned()),
+            ],
+            body.to_owned(),
+        )
+    };
+    // The first poll's answer says the old, faster rate; the later one is
+    // a 429 under the slower rate now in force (the bucket is empty).
+    let (gate, server) = Overtaken::serve(
+        answer(StatusCode::OK, "1.0", r#"{"orders": []}"#),
+        answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            "0.05",
+            r#"{"errors": [{"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource."}]}"#,
+        ),
+    )
+    .await;
+    let pacer = pacer("amz-us");
+    let tokens = MemoryTokenStore::shared();
+    tokens
+        .save(&TokenSet {
+            access_token: Some(Secret::new("Atza|test-access-token")),
+            access_expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+            refresh_token: None,
+        })
+        .await
+        .unwrap();
+    let connector = switchyard_amazon::AmazonConnector::new(
+        switchyard_amazon::fixture_settings(),
+        BuildContext {
+            account: "amz-us".into(),
+            base_url: server.url.clone(),
+            http: reqwest::Client::new(),
+            tokens,
+            pacer: pacer.clone(),
+        },
+    )
+    .unwrap();
+    // Polls wait until a tenth of the 20-call burst is back: 2 calls, 40 s
+    // at 0.05 a second, 2 s at the stale 1.0.
+    let poll_wait = || pacer.delay(Operation::Poll, 1);
+    let mut after_fresh = Duration::ZERO;
+    let second = gate
+        .poll_twice(Arc::new(connector), || after_fresh = poll_wait())
+        .await;
+    assert!(
+        matches!(second, Err(ConnectorError::RateLimited { .. })),
+        "{second:?}"
+    );
+    assert!(after_fresh > Duration::from_secs(20), "{after_fresh:?}");
+    assert!(
+        poll_wait() > Duration::from_secs(20),
+        "the stale report of the faster rate was taken: {:?}",
+        poll_wait()
+    );
+}
