@@ -16,8 +16,8 @@ use chrono::Utc;
 use switchyard::pacing::{AccountPacer, PacerOptions};
 use switchyard_contract::tokens::MemoryTokenStore;
 use switchyard_contract::{
-    BuildContext, Connector, ConnectorError, Operation, OrderPage, RateLimit, Secret, TokenSet,
-    TokenStore,
+    BuildContext, Connector, ConnectorError, InventoryPush, InventoryResult, Operation, OrderPage,
+    RateLimit, Secret, TokenSet, TokenStore, Unpaced,
 };
 use tokio::sync::Notify;
 
@@ -25,8 +25,7 @@ use tokio::sync::Notify;
 type Answer = (StatusCode, Vec<(&'static str, String)>, String);
 
 /// A channel whose first request is answered only once the second has
-/// been: `stale` (written first, read last) for the first, `fresh` for
-/// every later one.
+/// been.
 struct Overtaken {
     requests: AtomicUsize,
     first_arrived: Notify,
@@ -34,23 +33,32 @@ struct Overtaken {
 }
 
 impl Overtaken {
+    /// `stale` (written first, read last) for the first request, `fresh`
+    /// for every later one.
     async fn serve(stale: Answer, fresh: Answer) -> (Arc<Overtaken>, common::Server) {
+        Overtaken::serve_by(move |n, _| if n == 0 { stale.clone() } else { fresh.clone() }).await
+    }
+
+    /// `answer(n, body)` for the `n`th request (from 0), whose body is
+    /// `body`; the answer to the first is written at once and held back.
+    async fn serve_by(
+        answer: impl Fn(usize, &str) -> Answer + Clone + Send + Sync + 'static,
+    ) -> (Arc<Overtaken>, common::Server) {
         let gate = Arc::new(Overtaken {
             requests: AtomicUsize::new(0),
             first_arrived: Notify::new(),
             release_first: Notify::new(),
         });
         let g = gate.clone();
-        let router = Router::new().fallback(move || {
-            let (gate, stale, fresh) = (g.clone(), stale.clone(), fresh.clone());
+        let router = Router::new().fallback(move |request: String| {
+            let (gate, answer) = (g.clone(), answer.clone());
             async move {
-                let (status, headers, body) = if gate.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                let n = gate.requests.fetch_add(1, Ordering::SeqCst);
+                let (status, headers, body) = answer(n, &request);
+                if n == 0 {
                     gate.first_arrived.notify_one();
                     gate.release_first.notified().await;
-                    stale
-                } else {
-                    fresh
-                };
+                }
                 let headers: Vec<(HeaderName, String)> = headers
                     .into_iter()
                     .map(|(k, v)| (HeaderName::from_static(k), v))
@@ -146,6 +154,97 @@ async fn shopify_a_cost_report_read_after_a_later_one_does_not_refill_the_bucket
         "the stale report of 900 points was taken: {:?}",
         push_wait()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopify_a_late_cost_report_does_not_send_sku_look_ups_into_a_low_bucket() {
+    // Every answer by the operation it names, with Shopify's bucket (1000
+    // points, 1 a second): the first request, the first SKU look-up of a
+    // stock push, was answered while the bucket was nearly full; every
+    // later one finds it nearly empty (other apps of the shop spent it).
+    let look_ups = Arc::new(AtomicUsize::new(0));
+    let counted = look_ups.clone();
+    let (gate, server) = Overtaken::serve_by(move |n, request| {
+        let data = if request.contains("SwitchyardVariantsBySku") {
+            counted.fetch_add(1, Ordering::SeqCst);
+            serde_json::json!({ "productVariants": { "nodes": [
+                { "id": "gid://shopify/ProductVariant/71", "sku": "TEE-1", "inventoryItem": { "id": "gid://shopify/InventoryItem/81" } },
+                { "id": "gid://shopify/ProductVariant/72", "sku": "HAT-2", "inventoryItem": { "id": "gid://shopify/InventoryItem/82" } }
+            ] } })
+        } else if request.contains("SwitchyardPrimaryLocation") {
+            serde_json::json!({ "location": { "id": "gid://shopify/Location/91" } })
+        } else if request.contains("SwitchyardSetStock") {
+            serde_json::json!({ "inventorySetQuantities": {
+                "inventoryAdjustmentGroup": { "id": "gid://shopify/InventoryAdjustmentGroup/1" },
+                "userErrors": []
+            } })
+        } else {
+            serde_json::json!({ "orders": { "nodes": [], "pageInfo": { "hasNextPage": false, "endCursor": null } } })
+        };
+        let available = if n == 0 { 900 } else { 10 };
+        (
+            StatusCode::OK,
+            vec![("content-type", "application/json".to_owned())],
+            serde_json::json!({
+                "data": data,
+                "extensions": { "cost": {
+                    "requestedQueryCost": 6, "actualQueryCost": 6,
+                    "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": available, "restoreRate": 1.0 }
+                } }
+            })
+            .to_string(),
+        )
+    })
+    .await;
+    // The connector's own guard is under test, not the pacer's waits.
+    let connector = Arc::new(
+        switchyard_shopify::ShopifyConnector::new(
+            switchyard_shopify::ShopifyConfig::new(
+                "shop-us",
+                &server.url,
+                Secret::new("test-token"),
+            ),
+            reqwest::Client::new(),
+            Unpaced::shared(),
+        )
+        .unwrap(),
+    );
+    let push = |sku: &str| InventoryPush {
+        sku: sku.to_owned(),
+        quantity: 3,
+        last_confirmed: None,
+        listing_ref: None,
+        idempotency_key: format!("stock-{sku}-1"),
+    };
+    let pushes = vec![push("TEE-1"), push("HAT-2")];
+    let c = connector.clone();
+    let batch = tokio::spawn(async move { c.push_inventory_batch(&pushes).await });
+    tokio::time::timeout(Duration::from_secs(10), gate.first_arrived.notified())
+        .await
+        .expect("the first look-up reached the shop");
+    // A poll goes out after the look-up and is answered first: 10 points.
+    let (since, now) = (Utc::now() - chrono::Duration::hours(1), Utc::now());
+    connector.poll_orders(None, since, now).await.unwrap();
+    gate.release_first.notify_one();
+    let results = tokio::time::timeout(Duration::from_secs(10), batch)
+        .await
+        .expect("the push was answered")
+        .unwrap();
+    // The look-up's answer says 900 points but was written before the
+    // poll's: the second SKU must wait for the bucket (a look-up and the
+    // mutation need 18 points), not go out and come back throttled.
+    assert!(
+        matches!(&results[0], Ok(InventoryResult::Set { quantity: 3, .. })),
+        "{:?}",
+        results[0]
+    );
+    match &results[1] {
+        Err(ConnectorError::RateLimited { detail, .. }) => {
+            assert!(detail.contains("down to 10 of 1000 points"), "{detail}");
+        }
+        other => panic!("the stale report of 900 points was taken: {other:?}"),
+    }
+    assert_eq!(look_ups.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

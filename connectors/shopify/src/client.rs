@@ -1,7 +1,8 @@
 //! The one place that talks HTTP to Shopify: it posts a GraphQL document,
 //! reads the cost report every answer carries into a [`RateHint`] for the
-//! pacer (with when the call went out, so that an answer read after a later
-//! one cannot undo it), and turns every way a call can fail into a
+//! pacer and for its own copy (the look-up guard and plan scaling read it),
+//! both with when the call went out, so that an answer read after a later
+//! one cannot undo it, and turns every way a call can fail into a
 //! [`ConnectorError`] class.
 //!
 //! Classification (the daemon acts on the class; this module never retries):
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use switchyard_contract::error::parse_retry_after;
 use switchyard_contract::{ConnectorError, Operation, Pacer, RateHint, RateWindow, Secret};
+use tokio::time::Instant;
 
 use crate::wire::{GqlCost, GqlEnvelope};
 
@@ -43,7 +45,49 @@ pub(crate) struct GraphqlClient {
     url: String,
     token: Secret,
     pacer: Arc<dyn Pacer>,
-    rate: Mutex<Option<RateHint>>,
+    rate: Mutex<Option<InForce>>,
+}
+
+/// The cost report the client goes by, with when it arrived (tokio's clock).
+#[derive(Debug, Clone, Copy)]
+struct InForce {
+    hint: RateHint,
+    arrived: Instant,
+}
+
+impl InForce {
+    /// Whether `hint` shows more room than this report does at `now`
+    /// (refilled at its restore rate since it arrived), or a bigger or
+    /// faster bucket.
+    fn roomier(&self, hint: &RateHint, now: Instant) -> bool {
+        let h = &self.hint;
+        let refilled =
+            now.saturating_duration_since(self.arrived).as_secs_f64() * h.restore_per_second;
+        let level = (f64::from(h.remaining) + refilled).min(f64::from(h.capacity));
+        f64::from(hint.remaining) > level
+            || hint.capacity > h.capacity
+            || hint.restore_per_second > h.restore_per_second
+    }
+}
+
+/// Takes `hint`, from the answer to a call that went out at `sent`, as the
+/// report in force at `now`, unless that call went out before the report
+/// in force arrived and `hint` shows more room: a poll, fetches and pushes
+/// run side by side and within the bucket's refill what is left only goes
+/// down, so such an answer was written before the one in force, and taking
+/// it would let SKU look-ups go out into a bucket Shopify already showed
+/// low (they come back throttled). A report showing less is always taken;
+/// a refill shows in the answer to the next call, which went out after.
+/// The pacer keeps the same rule for its own copy. Whether it was taken.
+fn take_report(slot: &mut Option<InForce>, hint: RateHint, sent: Instant, now: Instant) -> bool {
+    if let Some(current) = slot
+        && sent < current.arrived
+        && current.roomier(&hint, now)
+    {
+        return false;
+    }
+    *slot = Some(InForce { hint, arrived: now });
+    true
 }
 
 impl GraphqlClient {
@@ -58,7 +102,10 @@ impl GraphqlClient {
     }
 
     pub fn rate_hint(&self) -> Option<RateHint> {
-        *self.rate.lock().unwrap_or_else(|e| e.into_inner())
+        self.rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|r| r.hint)
     }
 
     /// Posts one document, once the pacer lets `class` go, and decodes
@@ -78,7 +125,7 @@ impl GraphqlClient {
             "query": query,
             "variables": variables,
         });
-        let sent = tokio::time::Instant::now();
+        let sent = Instant::now();
         let response = self
             .http
             .post(&self.url)
@@ -116,7 +163,9 @@ impl GraphqlClient {
         })?;
         let cost = envelope.extensions.as_ref().and_then(|x| x.cost);
         if let Some(hint) = cost.and_then(|c| rate_hint(&c, observed_at)) {
-            *self.rate.lock().unwrap_or_else(|e| e.into_inner()) = Some(hint);
+            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+            take_report(&mut rate, hint, sent, Instant::now());
+            drop(rate);
             // One bucket for every operation: each one's budget is told,
             // with when the call went out, since a poll, fetches and pushes
             // run side by side and an answer read late must not bring back
@@ -262,6 +311,62 @@ mod tests {
 
     fn envelope(json: serde_json::Value) -> GqlEnvelope {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_report_sent_before_the_one_in_force_arrived_is_taken_only_when_it_shows_less_room() {
+        let bucket = |remaining: u32, restore_per_second: f64| RateHint {
+            capacity: 1000,
+            remaining,
+            restore_per_second,
+            observed_at: Utc::now(),
+            window: RateWindow::Burst,
+        };
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let (poll_sent, fetch_sent, fetch_read) = (at(0), at(10), at(100));
+        let mut slot = None;
+        assert!(take_report(
+            &mut slot,
+            bucket(10, 1.0),
+            fetch_sent,
+            fetch_read
+        ));
+        // The poll went out before the fetch's report arrived: its answer,
+        // with more room, was written first.
+        assert!(!take_report(
+            &mut slot,
+            bucket(900, 1.0),
+            poll_sent,
+            at(200)
+        ));
+        assert!(!take_report(
+            &mut slot,
+            bucket(10, 50.0),
+            poll_sent,
+            at(200)
+        ));
+        assert_eq!(slot.map(|r| r.hint.remaining), Some(10));
+        // Less room is always taken, late or not.
+        assert!(take_report(&mut slot, bucket(4, 1.0), poll_sent, at(300)));
+        assert_eq!(slot.map(|r| r.hint.remaining), Some(4));
+        // Ten minutes on, the report in force counts 600 points refilled:
+        // a late 300 shows less than that.
+        assert!(take_report(
+            &mut slot,
+            bucket(300, 1.0),
+            poll_sent,
+            at(600_300)
+        ));
+        // A call sent after the report in force arrived says what is there
+        // now, refill included.
+        assert!(take_report(
+            &mut slot,
+            bucket(990, 1.0),
+            at(600_400),
+            at(600_500)
+        ));
+        assert_eq!(slot.map(|r| r.hint.remaining), Some(990));
     }
 
     #[test]

@@ -118,7 +118,9 @@ impl ShopifyConnector {
         webhook::parse(&self.config.account, req)
     }
 
-    /// Shopify's latest cost-bucket report, if any answer carried one.
+    /// Shopify's cost-bucket report in force, if any answer carried one:
+    /// the latest, save that a late answer showing more room than it, from
+    /// a call sent before it arrived, does not replace it.
     pub fn rate_hint(&self) -> Option<RateHint> {
         self.client.rate_hint()
     }
