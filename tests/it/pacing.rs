@@ -1,12 +1,14 @@
 //! The account pacer with the real Shopify and Amazon connectors, against a
 //! channel on 127.0.0.1 that answers two calls in the other order than they
 //! went out: the report in the answer read last, written before the other
-//! one, must not give back allowance the fresher report showed spent.
+//! one, must not give back allowance the fresher report showed spent. eBay's
+//! answers carry no report (the connector counts its calls): there, two
+//! counts reach the pacer in the other order than they were taken.
 
 use crate::common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,8 +18,8 @@ use chrono::Utc;
 use switchyard::pacing::{AccountPacer, PacerOptions};
 use switchyard_contract::tokens::MemoryTokenStore;
 use switchyard_contract::{
-    BuildContext, Connector, ConnectorError, InventoryPush, InventoryResult, Operation, OrderPage,
-    RateLimit, Secret, TokenSet, TokenStore, Unpaced,
+    BoxFuture, BuildContext, Connector, ConnectorError, InventoryPush, InventoryResult, Operation,
+    OrderPage, Pacer, RateHint, RateLimit, Secret, TokenSet, TokenStore, Unpaced,
 };
 use tokio::sync::Notify;
 
@@ -82,23 +84,37 @@ impl Overtaken {
         connector: Arc<dyn Connector>,
         between: impl FnOnce(),
     ) -> Result<OrderPage, ConnectorError> {
-        let (since, now) = (Utc::now() - chrono::Duration::hours(1), Utc::now());
-        let c = connector.clone();
-        let first = tokio::spawn(async move { c.poll_orders(None, since, now).await });
-        tokio::time::timeout(Duration::from_secs(10), self.first_arrived.notified())
-            .await
-            .expect("the first poll reached the channel");
-        let second = connector.poll_orders(None, since, now).await;
-        between();
-        self.release_first.notify_one();
-        let first = tokio::time::timeout(Duration::from_secs(10), first)
-            .await
-            .expect("the first poll was answered")
-            .unwrap();
+        let second = poll_twice(connector, &self.first_arrived, || {
+            between();
+            self.release_first.notify_one();
+        })
+        .await;
         assert_eq!(self.requests.load(Ordering::SeqCst), 2);
-        first?;
         second
     }
+}
+
+/// Polls twice side by side: the first poll goes out and, once `held` says
+/// it is held up, the second goes and is answered; then `release` lets the
+/// first go on. The second poll's result, once the first succeeded.
+async fn poll_twice(
+    connector: Arc<dyn Connector>,
+    held: &Notify,
+    release: impl FnOnce(),
+) -> Result<OrderPage, ConnectorError> {
+    let (since, now) = (Utc::now() - chrono::Duration::hours(1), Utc::now());
+    let c = connector.clone();
+    let first = tokio::spawn(async move { c.poll_orders(None, since, now).await });
+    tokio::time::timeout(Duration::from_secs(10), held.notified())
+        .await
+        .expect("the first poll was held up");
+    let second = connector.poll_orders(None, since, now).await;
+    release();
+    tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the first poll was answered")
+        .unwrap()?;
+    second
 }
 
 /// A pacer whose own published limits never hold a call: only what the
@@ -112,6 +128,21 @@ fn pacer(account: &str) -> Arc<AccountPacer> {
         },
         PacerOptions::default(),
     )
+}
+
+/// A token store holding an access token good for an hour, so that no
+/// refresh goes to the channel.
+async fn access_token_for_an_hour(token: &str) -> Arc<MemoryTokenStore> {
+    let tokens = MemoryTokenStore::shared();
+    tokens
+        .save(&TokenSet {
+            access_token: Some(Secret::new(token)),
+            access_expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+            refresh_token: None,
+        })
+        .await
+        .unwrap();
+    tokens
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,15 +302,7 @@ async fn amazon_a_rate_report_read_after_a_later_one_does_not_refill_the_bucket(
     )
     .await;
     let pacer = pacer("amz-us");
-    let tokens = MemoryTokenStore::shared();
-    tokens
-        .save(&TokenSet {
-            access_token: Some(Secret::new("Atza|test-access-token")),
-            access_expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
-            refresh_token: None,
-        })
-        .await
-        .unwrap();
+    let tokens = access_token_for_an_hour("Atza|test-access-token").await;
     let connector = switchyard_amazon::AmazonConnector::new(
         switchyard_amazon::fixture_settings(),
         BuildContext {
@@ -307,5 +330,104 @@ async fn amazon_a_rate_report_read_after_a_later_one_does_not_refill_the_bucket(
         poll_wait() > Duration::from_secs(20),
         "the stale report of the faster rate was taken: {:?}",
         poll_wait()
+    );
+}
+
+/// A pacer that hands the first report it gets on to `inner` only once a
+/// second one has been handed on: the thread that counted the first call is
+/// held between its count and its report, as a busy machine may.
+struct FirstReportHeld {
+    inner: Arc<AccountPacer>,
+    reports: AtomicUsize,
+    first_held: Notify,
+    second_passed: Mutex<mpsc::Receiver<()>>,
+    pass_second: mpsc::Sender<()>,
+}
+
+impl FirstReportHeld {
+    fn new(inner: Arc<AccountPacer>) -> Arc<FirstReportHeld> {
+        let (pass_second, second_passed) = mpsc::channel();
+        Arc::new(FirstReportHeld {
+            inner,
+            reports: AtomicUsize::new(0),
+            first_held: Notify::new(),
+            second_passed: Mutex::new(second_passed),
+            pass_second,
+        })
+    }
+
+    fn pass(&self, operation: Operation, hint: RateHint, sent: Option<tokio::time::Instant>) {
+        let n = self.reports.fetch_add(1, Ordering::SeqCst);
+        if n == 0 {
+            self.first_held.notify_one();
+            // Off the worker, so the second call runs meanwhile.
+            tokio::task::block_in_place(|| {
+                let passed = self.second_passed.lock().unwrap();
+                passed
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a second report came");
+            });
+        }
+        match sent {
+            Some(sent) => self.inner.observe_answer(operation, hint, sent),
+            None => self.inner.observe(operation, hint),
+        }
+        if n == 1 {
+            self.pass_second.send(()).unwrap();
+        }
+    }
+}
+
+impl Pacer for FirstReportHeld {
+    fn acquire(&self, operation: Operation, cost: u32) -> BoxFuture<'_, ()> {
+        self.inner.acquire(operation, cost)
+    }
+
+    fn observe(&self, operation: Operation, hint: RateHint) {
+        self.pass(operation, hint, None);
+    }
+
+    fn observe_answer(&self, operation: Operation, hint: RateHint, sent: tokio::time::Instant) {
+        self.pass(operation, hint, Some(sent));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_a_call_count_that_reaches_the_pacer_late_does_not_give_a_call_back() {
+    let server = common::serve(Router::new().fallback(|| async {
+        (
+            [("content-type", "application/json")],
+            r#"{"href": "", "total": 0, "limit": 200, "offset": 0, "orders": []}"#,
+        )
+    }))
+    .await;
+    let pacer = pacer("ebay-us");
+    let held = FirstReportHeld::new(pacer.clone());
+    let tokens = access_token_for_an_hour("v^1.1#test-user-token").await;
+    // A day's budget of two Fulfillment API calls: both polls spend it.
+    let mut settings = switchyard_ebay::replay_ebay_settings("ebay-us");
+    settings.daily_calls_fulfillment = 2;
+    let connector = switchyard_ebay::EbayConnector::new(
+        settings,
+        BuildContext {
+            account: "ebay-us".into(),
+            base_url: server.url.clone(),
+            http: reqwest::Client::new(),
+            tokens,
+            pacer: held.clone(),
+        },
+    )
+    .unwrap();
+    // The first poll is counted (one call left) and held before its report;
+    // the second is counted (none left) and reported; then the first
+    // poll's count reaches the pacer.
+    poll_twice(Arc::new(connector), &held.first_held, || {})
+        .await
+        .unwrap();
+    assert_eq!(held.reports.load(Ordering::SeqCst), 2);
+    let wait = pacer.delay(Operation::Poll, 1);
+    assert!(
+        wait > Duration::from_secs(3600),
+        "the first count, one call left, was taken after the second: polls wait {wait:?}"
     );
 }

@@ -15,7 +15,11 @@
 //! a day's seconds. Polls, fetches and tracking pushes report the Fulfillment
 //! API's budget, stock pushes the Inventory API's; look-ups, which use all
 //! three APIs, report whichever budget has the smallest share left. The pacer
-//! holds pushes back when a budget runs low.
+//! holds pushes back when a budget runs low. Each count is stamped with when
+//! it was taken, under the count's lock: answers read at once on two threads
+//! can reach the pacer in the other order than they were counted, and the
+//! pacer drops a report taken before the one in force arrived when it shows
+//! more left (see [`Counted`]).
 //!
 //! **Revisions.** A listing revised [`crate::config::EBAY_REVISIONS_PER_LISTING`]
 //! times in a day is blocked by eBay until the next. Switchyard spends at
@@ -86,6 +90,19 @@ fn until(later: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (later - now).to_std().unwrap_or(Duration::ZERO)
 }
 
+/// One call counted: what is left of its API's budget and of the tightest
+/// one, and when the count was taken (tokio's clock). eBay's answers carry no
+/// limits, so the count is the report, and it is written when it is taken:
+/// an answer read late counts every call read before it and shows less left
+/// (or a new day), never an older, more generous figure. What can be stale
+/// is the count itself on its way to the pacer, which `at` lets it tell.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted {
+    pub own: RateHint,
+    pub tightest: RateHint,
+    pub at: tokio::time::Instant,
+}
+
 /// Calls made today against each API's daily budget.
 #[derive(Debug)]
 pub(crate) struct DailyBudget {
@@ -106,7 +123,7 @@ impl DailyBudget {
     }
 
     /// Counts one call made at `now` and says what is left of the day.
-    pub fn count(&self, api: Api, now: DateTime<Utc>) -> RateHint {
+    pub fn count(&self, api: Api, now: DateTime<Utc>) -> Counted {
         let day = pacific_day(now);
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         if used.0 != day {
@@ -114,10 +131,24 @@ impl DailyBudget {
         }
         let n = &mut used.1[api.index()];
         *n = n.saturating_add(1);
+        Counted {
+            own: self.left(&used, api, now),
+            tightest: self.tightest(&used, now),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// What is left of `api`'s budget on `now`'s day, after `used`.
+    fn left(&self, used: &(NaiveDate, [u32; 3]), api: Api, now: DateTime<Utc>) -> RateHint {
+        let n = if used.0 == pacific_day(now) {
+            used.1[api.index()]
+        } else {
+            0
+        };
         let limit = self.limit(api);
         RateHint {
             capacity: limit,
-            remaining: limit.saturating_sub(*n),
+            remaining: limit.saturating_sub(n),
             restore_per_second: f64::from(limit) / DAY_SECONDS,
             observed_at: now,
             window: RateWindow::Daily,
@@ -126,24 +157,8 @@ impl DailyBudget {
 
     /// What is left of the tightest budget (the smallest share left): what a
     /// look-up, which may use any of the APIs, is paced by.
-    pub fn tightest(&self, now: DateTime<Utc>) -> RateHint {
-        let day = pacific_day(now);
-        let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let hint = |api: Api| {
-            let n = if used.0 == day {
-                used.1[api.index()]
-            } else {
-                0
-            };
-            let limit = self.limit(api);
-            RateHint {
-                capacity: limit,
-                remaining: limit.saturating_sub(n),
-                restore_per_second: f64::from(limit) / DAY_SECONDS,
-                observed_at: now,
-                window: RateWindow::Daily,
-            }
-        };
+    fn tightest(&self, used: &(NaiveDate, [u32; 3]), now: DateTime<Utc>) -> RateHint {
+        let hint = |api: Api| self.left(used, api, now);
         let share = |h: &RateHint| f64::from(h.remaining) / f64::from(h.capacity.max(1));
         Api::ALL
             .iter()
@@ -272,7 +287,7 @@ mod tests {
     fn calls_are_counted_per_api_and_day_and_reported_as_daily_hints() {
         let b = DailyBudget::new(3, 10, 1);
         let t = utc(2026, 11, 27, 12, 0);
-        let h = b.count(Api::Fulfillment, t);
+        let h = b.count(Api::Fulfillment, t).own;
         assert_eq!(
             (h.capacity, h.remaining, h.window),
             (3, 2, RateWindow::Daily)
@@ -280,20 +295,23 @@ mod tests {
         assert!((h.restore_per_second - 3.0 / 86_400.0).abs() < 1e-12);
         b.count(Api::Fulfillment, t);
         assert_eq!(b.spent(Api::Fulfillment, t), None);
-        assert_eq!(b.count(Api::Fulfillment, t).remaining, 0);
+        assert_eq!(b.count(Api::Fulfillment, t).own.remaining, 0);
         // Spent until Pacific midnight (08:00 UTC the next day).
         assert_eq!(
             b.spent(Api::Fulfillment, t),
             Some(Duration::from_secs(20 * 3600))
         );
-        assert_eq!(b.count(Api::Inventory, t).remaining, 9);
+        let inventory = b.count(Api::Inventory, t);
+        assert_eq!(inventory.own.remaining, 9);
         // Fulfillment has 0 of 3 left: the tightest.
-        assert_eq!(b.tightest(t).capacity, 3);
-        assert_eq!(b.tightest(t).remaining, 0);
+        assert_eq!(
+            (inventory.tightest.capacity, inventory.tightest.remaining),
+            (3, 0)
+        );
         // A new Pacific day starts over.
         let tomorrow = utc(2026, 11, 28, 8, 0);
         assert_eq!(b.spent(Api::Fulfillment, tomorrow), None);
-        assert_eq!(b.count(Api::Fulfillment, tomorrow).remaining, 2);
+        assert_eq!(b.count(Api::Fulfillment, tomorrow).own.remaining, 2);
     }
 
     #[test]
