@@ -518,15 +518,6 @@ pub(crate) fn add(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
     let Err(i) = entries.binary_search(&pos) else {
         return Ok(());
     };
-    if i == entries.len() && entries.len() >= BUCKET_MAX {
-        // Past the end of a full bucket, which is where nearly every new
-        // order goes (positions start with the placed time): a bucket of
-        // its own, fenced by it, and the full one stays as it is. Split in
-        // half instead, the full bucket would be written once more and
-        // every bucket behind the newest would stay half empty: twice the
-        // buckets, and a third more bytes rewritten per new order.
-        return put(tx, with(prefix, pos), Some(encode_bucket(&[pos])));
-    }
     entries.insert(i, pos);
     if entries.len() > BUCKET_MAX {
         // The upper half is fenced by its first entry.
@@ -732,50 +723,6 @@ mod tests {
             model.values().any(|s| s.len() > 3 * BUCKET_MAX),
             "the test never split a bucket"
         );
-    }
-
-    /// New orders arrive in placed-time order: the buckets they leave
-    /// behind are full, not half full, so an index takes half the buckets
-    /// (and the engine half the pages), and one arriving late still lands
-    /// in order.
-    #[test]
-    fn appending_in_order_fills_every_bucket() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let trees = store.trees();
-        let p = prefix(STATUS, "ready");
-        let t = Utc::now();
-        let n = 10 * BUCKET_MAX + 5;
-        let positions: Vec<Vec<u8>> = (0..n)
-            .map(|i| position(t + chrono::Duration::seconds(i as i64), "shop-us:1"))
-            .collect();
-        let add_one = |pos: &Vec<u8>| {
-            trees
-                .transact_indexed("test", &[(p.clone(), pos.clone())], |tx| add(tx, &p, pos))
-                .unwrap();
-        };
-        for pos in &positions {
-            add_one(pos);
-        }
-        let sizes: Vec<usize> = trees
-            .order_index
-            .scan_prefix(&p)
-            .map(|kv| {
-                let (k, v) = kv.unwrap();
-                decode_bucket(&k, &v).unwrap().len()
-            })
-            .collect();
-        assert_eq!(sizes.len(), n.div_ceil(BUCKET_MAX));
-        assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == BUCKET_MAX));
-        let late = position(t + chrono::Duration::milliseconds(1500), "shop-us:1");
-        add_one(&late);
-        let mut all = positions.clone();
-        all.push(late);
-        all.sort();
-        let got: Vec<Vec<u8>> = range(&trees.order_index, &p, None, false, true)
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(got, all);
     }
 
     #[test]
