@@ -3,7 +3,8 @@
 //! went out: the report in the answer read last, written before the other
 //! one, must not give back allowance the fresher report showed spent. eBay's
 //! answers carry no report (the connector counts its calls): there, two
-//! counts reach the pacer in the other order than they were taken.
+//! counts reach the pacer in the other order than they were taken, and a
+//! count reaches every operation that spends the same daily budget.
 
 use crate::common;
 
@@ -333,9 +334,10 @@ async fn amazon_a_rate_report_read_after_a_later_one_does_not_refill_the_bucket(
     );
 }
 
-/// A pacer that hands the first report it gets on to `inner` only once a
-/// second one has been handed on: the thread that counted the first call is
-/// held between its count and its report, as a busy machine may.
+/// A pacer that hands the first report on polls it gets on to `inner` only
+/// once a second one has been handed on: the thread that counted the first
+/// call is held between its count and its report, as a busy machine may.
+/// Reports on other operations go straight on.
 struct FirstReportHeld {
     inner: Arc<AccountPacer>,
     reports: AtomicUsize,
@@ -357,7 +359,11 @@ impl FirstReportHeld {
     }
 
     fn pass(&self, operation: Operation, hint: RateHint, sent: Option<tokio::time::Instant>) {
-        let n = self.reports.fetch_add(1, Ordering::SeqCst);
+        let n = if operation == Operation::Poll {
+            self.reports.fetch_add(1, Ordering::SeqCst)
+        } else {
+            usize::MAX
+        };
         if n == 0 {
             self.first_held.notify_one();
             // Off the worker, so the second call runs meanwhile.
@@ -392,8 +398,13 @@ impl Pacer for FirstReportHeld {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ebay_a_call_count_that_reaches_the_pacer_late_does_not_give_a_call_back() {
+/// The eBay connector for a channel whose every answer is an empty page of
+/// orders, with a day's budget of `fulfillment_calls` Fulfillment API calls
+/// and its reports going to `pacer`.
+async fn ebay_with_empty_orders(
+    fulfillment_calls: u32,
+    pacer: Arc<dyn Pacer>,
+) -> (switchyard_ebay::EbayConnector, common::Server) {
     let server = common::serve(Router::new().fallback(|| async {
         (
             [("content-type", "application/json")],
@@ -401,12 +412,9 @@ async fn ebay_a_call_count_that_reaches_the_pacer_late_does_not_give_a_call_back
         )
     }))
     .await;
-    let pacer = pacer("ebay-us");
-    let held = FirstReportHeld::new(pacer.clone());
     let tokens = access_token_for_an_hour("v^1.1#test-user-token").await;
-    // A day's budget of two Fulfillment API calls: both polls spend it.
     let mut settings = switchyard_ebay::replay_ebay_settings("ebay-us");
-    settings.daily_calls_fulfillment = 2;
+    settings.daily_calls_fulfillment = fulfillment_calls;
     let connector = switchyard_ebay::EbayConnector::new(
         settings,
         BuildContext {
@@ -414,10 +422,19 @@ async fn ebay_a_call_count_that_reaches_the_pacer_late_does_not_give_a_call_back
             base_url: server.url.clone(),
             http: reqwest::Client::new(),
             tokens,
-            pacer: held.clone(),
+            pacer,
         },
     )
     .unwrap();
+    (connector, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_a_call_count_that_reaches_the_pacer_late_does_not_give_a_call_back() {
+    let pacer = pacer("ebay-us");
+    let held = FirstReportHeld::new(pacer.clone());
+    // A day's budget of two Fulfillment API calls: both polls spend it.
+    let (connector, _server) = ebay_with_empty_orders(2, held.clone()).await;
     // The first poll is counted (one call left) and held before its report;
     // the second is counted (none left) and reported; then the first
     // poll's count reaches the pacer.
@@ -429,5 +446,23 @@ async fn ebay_a_call_count_that_reaches_the_pacer_late_does_not_give_a_call_back
     assert!(
         wait > Duration::from_secs(3600),
         "the first count, one call left, was taken after the second: polls wait {wait:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_polls_spending_the_fulfillment_budget_hold_tracking_pushes_before_one_is_made() {
+    let pacer = pacer("ebay-us");
+    let (connector, _server) = ebay_with_empty_orders(20, pacer.clone()).await;
+    let (since, now) = (Utc::now() - chrono::Duration::hours(1), Utc::now());
+    // 19 polls leave 1 call of 20: under the 10% kept for pushes.
+    for _ in 0..19 {
+        connector.poll_orders(None, since, now).await.unwrap();
+    }
+    assert_eq!(pacer.delay(Operation::Poll, 1), Duration::ZERO);
+    // The reserve refills at 20 calls a day: one more call is 4320 s off.
+    let push = pacer.delay(Operation::PushTracking, 1);
+    assert!(
+        push > Duration::from_secs(3600),
+        "no tracking push has been made, and the polls' count did not reach it: pushes wait {push:?}"
     );
 }

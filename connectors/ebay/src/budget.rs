@@ -12,14 +12,19 @@
 //! ([`crate::endpoints::Api`]) and the count goes to the daemon's pacer as a
 //! [`RateWindow::Daily`] [`RateHint`]: `capacity` the configured budget,
 //! `remaining` what is left of it today, `restore_per_second` the budget over
-//! a day's seconds. Polls, fetches and tracking pushes report the Fulfillment
-//! API's budget, stock pushes the Inventory API's; look-ups, which use all
-//! three APIs, report whichever budget has the smallest share left. The pacer
-//! holds pushes back when a budget runs low. Each count is stamped with when
-//! it was taken, under the count's lock: answers read at once on two threads
-//! can reach the pacer in the other order than they were counted, and the
-//! pacer drops a report taken before the one in force arrived when it shows
-//! more left (see [`Counted`]).
+//! a day's seconds. Polls, fetches and tracking pushes are paced by the
+//! Fulfillment API's budget, stock pushes by the Inventory API's; look-ups,
+//! which use all three APIs, by whichever budget has the smallest share
+//! left. Each count goes to every operation its API's budget paces, not only
+//! to the one that made the call ([`Counted::reports`]): the pacer keeps its
+//! reports per operation, and tracking pushes would otherwise learn what
+//! polls and fetches spent only from their own next answer, after one went
+//! out into the reserve kept for them. The pacer holds pushes back when a
+//! budget runs low. Each count is stamped with when it was taken, under the
+//! count's lock: answers read at once on two threads can reach the pacer in
+//! the other order than they were counted, and the pacer drops a report
+//! taken before the one in force arrived when it shows more left (see
+//! [`Counted`]).
 //!
 //! **Revisions.** A listing revised [`crate::config::EBAY_REVISIONS_PER_LISTING`]
 //! times in a day is blocked by eBay until the next. Switchyard spends at
@@ -35,7 +40,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use switchyard_contract::{RateHint, RateWindow};
+use switchyard_contract::{Operation, RateHint, RateWindow};
 
 use crate::endpoints::Api;
 
@@ -98,9 +103,44 @@ fn until(later: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
 /// is the count itself on its way to the pacer, which `at` lets it tell.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Counted {
+    pub api: Api,
     pub own: RateHint,
     pub tightest: RateHint,
     pub at: tokio::time::Instant,
+}
+
+impl Counted {
+    /// The report each operation paced by this count gets: the counted
+    /// API's budget for the operations whose calls spend only it, the
+    /// tightest budget for look-ups, which spend all three.
+    pub fn reports(self) -> impl Iterator<Item = (Operation, RateHint)> {
+        Operation::ALL
+            .into_iter()
+            .filter_map(move |operation| match spends(operation) {
+                Spends::One(api) if api == self.api => Some((operation, self.own)),
+                Spends::All => Some((operation, self.tightest)),
+                Spends::One(_) | Spends::None => None,
+            })
+    }
+}
+
+/// Which daily budgets an operation's calls spend.
+enum Spends {
+    One(Api),
+    All,
+    None,
+}
+
+fn spends(operation: Operation) -> Spends {
+    match operation {
+        Operation::Poll | Operation::Fetch | Operation::PushTracking => {
+            Spends::One(Api::Fulfillment)
+        }
+        Operation::PushInventory => Spends::One(Api::Inventory),
+        Operation::Lookup => Spends::All,
+        // Token grants go to eBay's Identity API, which no budget counts.
+        Operation::Auth => Spends::None,
+    }
 }
 
 /// Calls made today against each API's daily budget.
@@ -132,6 +172,7 @@ impl DailyBudget {
         let n = &mut used.1[api.index()];
         *n = n.saturating_add(1);
         Counted {
+            api,
             own: self.left(&used, api, now),
             tightest: self.tightest(&used, now),
             at: tokio::time::Instant::now(),
@@ -312,6 +353,40 @@ mod tests {
         let tomorrow = utc(2026, 11, 28, 8, 0);
         assert_eq!(b.spent(Api::Fulfillment, tomorrow), None);
         assert_eq!(b.count(Api::Fulfillment, tomorrow).own.remaining, 2);
+    }
+
+    #[test]
+    fn a_count_is_reported_to_every_operation_its_budget_paces() {
+        let b = DailyBudget::new(3, 10, 1);
+        let t = utc(2026, 11, 27, 12, 0);
+        b.count(Api::Fulfillment, t);
+        let reported = |counted: Counted| {
+            counted
+                .reports()
+                .map(|(operation, hint)| (operation, hint.capacity, hint.remaining))
+                .collect::<Vec<_>>()
+        };
+        // A stock push's count: the Inventory budget to stock pushes; look-ups
+        // get the tightest, Fulfillment's 2 of 3 left against 9 of 10.
+        assert_eq!(
+            reported(b.count(Api::Inventory, t)),
+            [(Operation::Lookup, 3, 2), (Operation::PushInventory, 10, 9)]
+        );
+        // A poll's count: to fetches and tracking pushes as well.
+        assert_eq!(
+            reported(b.count(Api::Fulfillment, t)),
+            [
+                (Operation::Poll, 3, 1),
+                (Operation::Fetch, 3, 1),
+                (Operation::Lookup, 3, 1),
+                (Operation::PushTracking, 3, 1)
+            ]
+        );
+        // A signing key's count paces only look-ups: Notification's 0 of 1.
+        assert_eq!(
+            reported(b.count(Api::Notification, t)),
+            [(Operation::Lookup, 1, 0)]
+        );
     }
 
     #[test]

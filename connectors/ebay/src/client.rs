@@ -1,7 +1,8 @@
 //! The one place that talks HTTP to eBay: it waits on the pacer, brings an
 //! access token, counts the call against its API's daily budget (reported
-//! to the pacer with when it was counted, since eBay sends no limit headers),
-//! and turns every way a call can fail into a [`ConnectorError`] class.
+//! to every operation that budget paces, with when it was counted, since
+//! eBay sends no limit headers), and turns every way a call can fail into a
+//! [`ConnectorError`] class.
 //!
 //! **Tokens.** Sell API calls carry the seller's user access token, minted
 //! from the configured refresh token (`grant_type=refresh_token`, HTTP Basic
@@ -217,16 +218,16 @@ impl Client {
             .map_err(|e| ConnectorError::from_reqwest(&e))?;
         let now = Utc::now();
         let counted = self.budget.count(call.api, now);
-        let hint = if call.operation == Operation::Lookup {
-            counted.tightest
-        } else {
-            counted.own
-        };
-        // With when it was counted, not sent: the count is the report, and
-        // two answers read at once can reach the pacer in the other order
-        // than they were counted. A late count taken after a day rolled
-        // over is fresh, however early its call went out.
-        self.pacer.observe_answer(call.operation, hint, counted.at);
+        // To every operation that spends the budget, as Etsy's answers are:
+        // a poll's count must hold tracking pushes at the reserve before
+        // the next push goes out. With when it was counted, not sent: the
+        // count is the report, and two answers read at once can reach the
+        // pacer in the other order than they were counted. A late count
+        // taken after a day rolled over is fresh, however early its call
+        // went out.
+        for (operation, hint) in counted.reports() {
+            self.pacer.observe_answer(operation, hint, counted.at);
+        }
         let status = response.status().as_u16();
         let header = |name: reqwest::header::HeaderName| {
             response
