@@ -434,6 +434,56 @@ impl Store {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
+    /// Copies everything the store holds into a new store at `to` (a
+    /// folder that does not exist or is empty), written afresh, so without
+    /// the space the engine's log keeps for values since replaced; answers
+    /// the records copied.
+    pub fn copy_to(&self, to: &Path) -> Result<u64, StoreError> {
+        let open_err = |detail: String| StoreError::Open {
+            dir: to.to_owned(),
+            detail,
+        };
+        if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(open_err(
+                "the folder is not empty: give a new folder to copy the store into".to_owned(),
+            ));
+        }
+        let db = &self.inner.db;
+        let copy = sled::Config::new()
+            .path(to)
+            .cache_capacity(u64::from(DEFAULT_CACHE_MB) * 1024 * 1024)
+            .open()
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut copied = 0;
+        for name in db.tree_names() {
+            let what = String::from_utf8_lossy(&name).into_owned();
+            let from = db
+                .open_tree(&name)
+                .map_err(|e| engine_err(format!("open of tree {what}"), e))?;
+            let into = copy
+                .open_tree(&name)
+                .map_err(|e| engine_err(format!("open of tree {what} in the copy"), e))?;
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for kv in from.iter() {
+                let (k, v) = kv.map_err(|e| engine_err(format!("read of tree {what}"), e))?;
+                batch.insert(k, v);
+                in_batch += 1;
+                copied += 1;
+                if in_batch == 1_000 {
+                    into.apply_batch(std::mem::take(&mut batch))
+                        .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
+                    in_batch = 0;
+                }
+            }
+            into.apply_batch(batch)
+                .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
+        }
+        copy.flush()
+            .map_err(|e| engine_err("flush of the copy", e))?;
+        Ok(copied)
+    }
+
     /// Flushes and lets go of this handle; the flusher stops and the directory
     /// is unlocked once no other clone is left.
     pub fn close(self) -> Result<(), StoreError> {

@@ -969,3 +969,56 @@ fn releasing_lifts_a_rule_hold_that_a_hand_set_hold_covered() {
         "released, and the rules' hold ({rule_hold}) stays lifted: {shown}"
     );
 }
+
+/// `store copy`: the copy holds everything the store does and opens as a
+/// store; the store itself is left as it was; a folder that already holds
+/// something, or a store in use, is refused and nothing is written.
+#[test]
+fn store_copy_copies_everything_into_a_new_store() {
+    let setup = Setup::new();
+    let mut shipped = order(2, at(9, 30), "12.50");
+    shipped.status = OrderStatus::Shipped;
+    setup.seed(vec![order(1, at(9, 0), "700.00"), shipped]);
+
+    let to = setup.dir.path().join("copy");
+    let out = setup.cli(&["store", "copy", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("copied ") && stdout(&out).contains(" MB) to "),
+        "{}",
+        stdout(&out)
+    );
+
+    let everything = |dir: &Path| {
+        let store = Store::open(dir, StoreOptions::default()).unwrap();
+        let orders = store
+            .list_orders(&switchyard::store::OrderFilter::default())
+            .unwrap();
+        let shown: Vec<serde_json::Value> = orders
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "order": o.order,
+                    "history": store.history(&o.order.id).unwrap(),
+                    "raw": store.raw_payload(&o.order.id).unwrap(),
+                })
+            })
+            .collect();
+        store.close().unwrap();
+        shown
+    };
+    let (original, copy) = (everything(&setup.state()), everything(&to));
+    assert_eq!(original.len(), 2);
+    assert_eq!(copy, original);
+
+    let again = setup.cli(&["store", "copy", "--to", to.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+
+    let _held = Store::open(&setup.state(), StoreOptions::default()).unwrap();
+    let other = setup.dir.path().join("other");
+    let out = setup.cli(&["store", "copy", "--to", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
+    assert!(!other.exists());
+}
