@@ -844,11 +844,23 @@ async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>, first: u64) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// What a run of the ceiling measured: deliveries per second, this
+/// process's CPU (µs) and bytes written to storage (KB) per delivery, and
+/// the keys it wrote.
+struct Ceiling {
+    rate: f64,
+    cpu_us: f64,
+    written_kb: f64,
+    keys: Vec<Vec<u8>>,
+}
+
 /// The storage ceiling: verify the HMAC, parse the order, insert it into
 /// `store`'s orders under `CEILING_KEY` and its id, answer after the
-/// group-commit flush. Nothing else. Answers deliveries per second and the
-/// keys written.
-async fn ceiling(store: &Store, bodies: Vec<(String, Vec<u8>)>) -> (f64, Vec<Vec<u8>>) {
+/// group-commit flush. Nothing else.
+async fn ceiling(store: &Store, bodies: Vec<(String, Vec<u8>)>) -> Ceiling {
+    let me = std::process::id();
+    let (cpu_before, written_before) = (cpu_ms(me), written_bytes(me));
+    let count = bodies.len() as f64;
     use axum::extract::{Path as UrlPath, State};
     use axum::http::{HeaderMap, StatusCode};
     type Written = Arc<Mutex<Vec<Vec<u8>>>>;
@@ -893,7 +905,12 @@ async fn ceiling(store: &Store, bodies: Vec<(String, Vec<u8>)>) -> (f64, Vec<Vec
     let rate = burst(&base, bodies, 0).await;
     server.abort();
     let keys = std::mem::take(&mut *written.lock().unwrap());
-    (rate, keys)
+    Ceiling {
+        rate,
+        cpu_us: (cpu_ms(me) - cpu_before) * 1000.0 / count,
+        written_kb: (written_bytes(me) - written_before) as f64 / 1024.0 / count,
+        keys,
+    }
 }
 
 /// Where the ceiling's orders go: after every order id (ids start with a
@@ -1172,29 +1189,24 @@ async fn measure(
     let ceiling_dir = dir.join("ceiling");
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     std::fs::create_dir_all(&ceiling_dir).unwrap();
-    let cpu_before = cpu_ms(me);
-    let written_before = written_bytes(me);
-    let ceiling_rate = {
+    let empty = {
         let store = Store::open(&ceiling_dir.join("ceiling"), StoreOptions::default()).unwrap();
-        ceiling(&store, webhook_bodies(size + 50_000_000, BURST, size))
-            .await
-            .0
+        ceiling(&store, webhook_bodies(size + 50_000_000, BURST, size)).await
     };
-    let ceiling_cpu = cpu_ms(me) - cpu_before;
-    let ceiling_written = written_bytes(me) - written_before;
+    let ceiling_rate = empty.rate;
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     r.add(
         "webhook intake: storage ceiling (just after)",
         format!(
             "{ceiling_rate:.0} deliveries/s, {:.1} KB written per delivery",
-            kb(ceiling_written)
+            empty.written_kb
         ),
-        json!({ "rate": ceiling_rate, "written_kb": kb(ceiling_written) }),
+        json!({ "rate": ceiling_rate, "written_kb": empty.written_kb }),
     );
     r.add(
         "webhook intake: ceiling CPU per delivery (server and senders)",
-        format!("{:.0} us", per(ceiling_cpu)),
-        json!(per(ceiling_cpu)),
+        format!("{:.0} us", empty.cpu_us),
+        json!(empty.cpu_us),
     );
     r.add(
         "webhook intake: share of the ceiling",
@@ -1249,12 +1261,9 @@ async fn measure(
     // itself can take in at this size (its log, its cleaning, its page
     // table and a deeper orders tree), as opposed to an empty store. Its
     // orders are removed after.
-    let cpu_before = cpu_ms(me);
-    let written_before = written_bytes(me);
-    let (same_rate, keys) = ceiling(&store, webhook_bodies(size + 60_000_000, BURST, size)).await;
-    let same_cpu = cpu_ms(me) - cpu_before;
-    let same_written = written_bytes(me) - written_before;
-    for key in &keys {
+    let same = ceiling(&store, webhook_bodies(size + 60_000_000, BURST, size)).await;
+    let same_rate = same.rate;
+    for key in &same.keys {
         store.raw_remove_for_tests("orders", key).unwrap();
     }
     store.flush().await.unwrap();
@@ -1263,10 +1272,10 @@ async fn measure(
         format!(
             "{same_rate:.0} deliveries/s ({:.2}x the empty store's), {:.0} us CPU and {:.1} KB written per delivery",
             same_rate / ceiling_rate,
-            per(same_cpu),
-            kb(same_written)
+            same.cpu_us,
+            same.written_kb
         ),
-        json!({ "rate": same_rate, "vs_empty": same_rate / ceiling_rate, "cpu_us": per(same_cpu), "written_kb": kb(same_written) }),
+        json!({ "rate": same_rate, "vs_empty": same_rate / ceiling_rate, "cpu_us": same.cpu_us, "written_kb": same.written_kb }),
     );
     r.add(
         "webhook intake: share of the ceiling on this store",

@@ -439,21 +439,19 @@ impl Store {
     /// the space the engine's log keeps for values since replaced; answers
     /// the records copied.
     pub fn copy_to(&self, to: &Path) -> Result<u64, StoreError> {
-        let open_err = |detail: String| StoreError::Open {
-            dir: to.to_owned(),
-            detail,
-        };
         if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(open_err(
-                "the folder is not empty: give a new folder to copy the store into".to_owned(),
-            ));
+            return Err(StoreError::Open {
+                dir: to.to_owned(),
+                detail: "the folder is not empty: give a new folder to copy the store into"
+                    .to_owned(),
+            });
         }
         let db = &self.inner.db;
         let copy = sled::Config::new()
             .path(to)
-            .cache_capacity(u64::from(DEFAULT_CACHE_MB) * 1024 * 1024)
+            .cache_capacity(StoreOptions::default().cache_bytes)
             .open()
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(to, e))?;
         let mut copied = 0;
         for name in db.tree_names() {
             let what = String::from_utf8_lossy(&name).into_owned();
