@@ -21,12 +21,14 @@
 //!   pushes stop while less than `daily_reserve` of the day's allowance is
 //!   left, so that orders keep coming in, and everything stops at zero. A
 //!   report from a call that went out before the report in force arrived
-//!   frees nothing: calls side by side are answered in one order and read
-//!   in the other, and the older answer would give back spent allowance. A
-//!   429 holds the operation for its retry-after ([`AccountPacer::hold`]).
-//!   The daily reserve is the operator's business (stock and tracking go
-//!   out late): the pacer logs once when it starts holding pushes back and
-//!   once when it stops, and answers whether it holds them now
+//!   frees nothing (the contract's `SeenHint::overtaken_by`, the rule a
+//!   connector keeping its own copy of the reports follows too): calls side
+//!   by side are answered in one order and read in the other, and the older
+//!   answer would give back spent allowance. A 429 holds the operation for
+//!   its retry-after ([`AccountPacer::hold`]). The daily reserve is the
+//!   operator's business (stock and tracking go out late): the pacer logs
+//!   once when it starts holding pushes back and once when it stops, and
+//!   answers whether it holds them now
 //!   ([`AccountPacer::daily_reserve_holding`], for `/metrics`).
 //!   A report that frees allowance (a daily window that reset) wakes
 //!   whoever sleeps on a wait for that operation, in the pacer or in an
@@ -48,7 +50,7 @@ use backoff::backoff::Backoff as _;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use switchyard_contract::{
-    BoxFuture, Connector, Operation, Pacer, RateHint, RateLimit, RateWindow,
+    BoxFuture, Connector, Operation, Pacer, RateHint, RateLimit, RateWindow, SeenHint,
 };
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
@@ -235,59 +237,30 @@ impl Bucket {
     }
 }
 
-/// A report with when this process saw it: its age is measured on tokio's
-/// clock from then on, so paused-time tests see it refill.
-#[derive(Clone, Copy)]
-struct SeenHint {
-    hint: RateHint,
-    seen_at: Instant,
-    /// How old the report already was when it arrived.
-    age_at_seen: f64,
+/// Whether a wait computed from `earlier` may be too long now that `seen`
+/// replaces it: it shows more room, or the bucket itself changed (a
+/// smaller one lowers the low-water mark), or `earlier` limited nothing.
+/// A sleeper woken for nothing only asks again.
+fn may_shorten_waits(seen: &SeenHint, earlier: &SeenHint, now: Instant) -> bool {
+    seen.roomier_than(earlier, now)
+        || seen.hint.capacity != earlier.hint.capacity
+        || !earlier.limits()
 }
 
-impl SeenHint {
-    /// Whether the report limits anything (no capacity or no refill rate
-    /// means the channel told nothing usable).
-    fn limits(&self) -> bool {
-        let h = &self.hint;
-        h.capacity > 0 && h.restore_per_second.is_finite() && h.restore_per_second > 0.0
+/// The wait until the bucket `seen` reports holds `mark` (a fraction of its
+/// capacity, at least `floor` units), refilled at the reported rate.
+fn report_wait(seen: &SeenHint, mark: f64, floor: f64, cap: Duration, now: Instant) -> Duration {
+    let h = &seen.hint;
+    if !seen.limits() {
+        return Duration::ZERO;
     }
-
-    /// What the reported bucket holds at `now`, refilled at the reported rate.
-    fn level(&self, now: Instant) -> f64 {
-        let h = &self.hint;
-        let elapsed = self.age_at_seen + now.saturating_duration_since(self.seen_at).as_secs_f64();
-        (f64::from(h.remaining) + elapsed * h.restore_per_second).min(f64::from(h.capacity))
+    let capacity = f64::from(h.capacity);
+    let remaining = seen.level(now);
+    let mark = (capacity * mark).max(floor).min(capacity);
+    if remaining >= mark {
+        return Duration::ZERO;
     }
-
-    /// Whether a wait computed from `earlier` may be too long now that this
-    /// report replaces it: more is left than `earlier` counted on, or the
-    /// bucket itself changed.
-    fn frees_more_than(&self, earlier: &SeenHint, now: Instant) -> bool {
-        if !self.limits() {
-            return true;
-        }
-        !earlier.limits()
-            || self.level(now) > earlier.level(now)
-            || self.hint.capacity != earlier.hint.capacity
-            || self.hint.restore_per_second > earlier.hint.restore_per_second
-    }
-
-    /// The wait until the reported bucket holds `mark` (a fraction of its
-    /// capacity, at least `floor` units), refilled at the reported rate.
-    fn wait(&self, mark: f64, floor: f64, cap: Duration, now: Instant) -> Duration {
-        let h = &self.hint;
-        if !self.limits() {
-            return Duration::ZERO;
-        }
-        let capacity = f64::from(h.capacity);
-        let remaining = self.level(now);
-        let mark = (capacity * mark).max(floor).min(capacity);
-        if remaining >= mark {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((mark - remaining) / h.restore_per_second).min(cap)
-    }
+    Duration::from_secs_f64((mark - remaining) / h.restore_per_second).min(cap)
 }
 
 impl AccountPacer {
@@ -436,7 +409,7 @@ impl AccountPacer {
             let Some(seen) = op.daily.as_ref().filter(|_| !operation.is_ingest()) else {
                 continue;
             };
-            let wait = seen.wait(reserve, 1.0, MAX_DAILY_WAIT, now);
+            let wait = report_wait(seen, reserve, 1.0, MAX_DAILY_WAIT, now);
             if !wait.is_zero() {
                 held.push(operation.as_str());
                 longest = longest.max(wait);
@@ -512,7 +485,7 @@ impl AccountPacer {
             } else {
                 options.low_water
             };
-            wait = wait.max(seen.wait(mark, 1.0, MAX_BURST_WAIT, now));
+            wait = wait.max(report_wait(seen, mark, 1.0, MAX_BURST_WAIT, now));
         }
         if let Some(seen) = &op.daily {
             let mark = if operation.is_ingest() {
@@ -520,7 +493,7 @@ impl AccountPacer {
             } else {
                 options.daily_reserve
             };
-            wait = wait.max(seen.wait(mark, 1.0, MAX_DAILY_WAIT, now));
+            wait = wait.max(report_wait(seen, mark, 1.0, MAX_DAILY_WAIT, now));
         }
         wait
     }
@@ -615,24 +588,12 @@ impl Pacer for AccountPacer {
 
 impl AccountPacer {
     /// Takes the channel's report on `operation`'s limits, from the answer
-    /// to a call that went out at `sent` when that is known. A report from
-    /// a call sent before the report in force arrived, that would free
-    /// anything the one in force does not, is dropped: within a window
-    /// what is left only goes down, so its answer was written before the
-    /// one in force (a poll in flight while a fetch found the day nearly
-    /// spent), and taking it would hand out allowance the channel no longer
-    /// has. A reset (the channel's day rolling over) shows in the answer to
-    /// the next call, which went out after.
+    /// to a call that went out at `sent` when that is known. A report
+    /// overtaken by the one in force ([`SeenHint::overtaken_by`]: sent
+    /// before it arrived, showing more room, as a poll in flight while a
+    /// fetch found the day nearly spent) is dropped.
     fn report(&self, operation: Operation, hint: RateHint, sent: Option<Instant>) {
-        let age = (Utc::now() - hint.observed_at)
-            .to_std()
-            .unwrap_or_default()
-            .as_secs_f64();
-        let seen = SeenHint {
-            hint,
-            seen_at: Instant::now(),
-            age_at_seen: age,
-        };
+        let seen = SeenHint::new(hint, Instant::now());
         let mut state = self.lock();
         let op = state.entry(operation).or_default();
         let slot = match hint.window {
@@ -640,15 +601,14 @@ impl AccountPacer {
             RateWindow::Daily => &mut op.daily,
         };
         if let (Some(sent), Some(current)) = (sent, slot.as_ref())
-            && sent < current.seen_at
-            && seen.frees_more_than(current, seen.seen_at)
+            && seen.overtaken_by(current, sent)
         {
             tracing::debug!(account = %self.account, operation = %operation, remaining = hint.remaining, in_force = current.hint.remaining, "a limit report overtaken by a later one: dropped");
             return;
         }
         let earlier = slot.replace(seen);
         // A first report only adds a limit; a later one may lift one.
-        if earlier.is_some_and(|e| seen.frees_more_than(&e, seen.seen_at)) {
+        if earlier.is_some_and(|e| may_shorten_waits(&seen, &e, seen.seen_at)) {
             op.freed.notify_waiters();
         }
     }

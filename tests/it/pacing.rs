@@ -146,38 +146,55 @@ async fn access_token_for_an_hour(token: &str) -> Arc<MemoryTokenStore> {
     tokens
 }
 
+/// An empty page of Shopify orders with its cost report: a bucket of
+/// `maximum` points holding `available`, refilled at 1 a second.
+fn shopify_empty_page(maximum: u32, available: u32) -> Answer {
+    (
+        StatusCode::OK,
+        vec![("content-type", "application/json".to_owned())],
+        serde_json::json!({
+            "data": { "orders": { "nodes": [], "pageInfo": { "hasNextPage": false, "endCursor": null } } },
+            "extensions": { "cost": {
+                "requestedQueryCost": 10, "actualQueryCost": 10,
+                "throttleStatus": { "maximumAvailable": maximum, "currentlyAvailable": available, "restoreRate": 1.0 }
+            } }
+        })
+        .to_string(),
+    )
+}
+
+/// The Shopify connector of `shop-us` at `server`, awaiting `pacer`.
+fn shopify(
+    server: &common::Server,
+    pacer: Arc<dyn Pacer>,
+) -> Arc<switchyard_shopify::ShopifyConnector> {
+    Arc::new(
+        switchyard_shopify::ShopifyConnector::new(
+            switchyard_shopify::ShopifyConfig::new(
+                "shop-us",
+                &server.url,
+                Secret::new("test-token"),
+            ),
+            reqwest::Client::new(),
+            pacer,
+        )
+        .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shopify_a_cost_report_read_after_a_later_one_does_not_refill_the_bucket() {
-    // An empty page of orders and Shopify's bucket: 1000 points, 1 a second.
-    let page = |available: u32| {
-        (
-            StatusCode::OK,
-            vec![("content-type", "application/json".to_owned())],
-            serde_json::json!({
-                "data": { "orders": { "nodes": [], "pageInfo": { "hasNextPage": false, "endCursor": null } } },
-                "extensions": { "cost": {
-                    "requestedQueryCost": 10, "actualQueryCost": 10,
-                    "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": available, "restoreRate": 1.0 }
-                } }
-            })
-            .to_string(),
-        )
-    };
     // Written while the bucket was nearly full; the later call found it
     // nearly empty (other apps of the shop spent it).
-    let (gate, server) = Overtaken::serve(page(900), page(10)).await;
+    let (gate, server) =
+        Overtaken::serve(shopify_empty_page(1000, 900), shopify_empty_page(1000, 10)).await;
     let pacer = pacer("shop-us");
-    let connector = switchyard_shopify::ShopifyConnector::new(
-        switchyard_shopify::ShopifyConfig::new("shop-us", &server.url, Secret::new("test-token")),
-        reqwest::Client::new(),
-        pacer.clone(),
-    )
-    .unwrap();
+    let connector = shopify(&server, pacer.clone());
     // Pushes wait until a tenth of the bucket is back: 90 points, capped
     // at a minute's wait for one report.
     let push_wait = || pacer.delay(Operation::PushInventory, 1);
     let mut after_fresh = Duration::ZERO;
-    gate.poll_twice(Arc::new(connector), || after_fresh = push_wait())
+    gate.poll_twice(connector, || after_fresh = push_wait())
         .await
         .unwrap();
     assert!(after_fresh > Duration::from_secs(30), "{after_fresh:?}");
@@ -186,6 +203,32 @@ async fn shopify_a_cost_report_read_after_a_later_one_does_not_refill_the_bucket
         "the stale report of 900 points was taken: {:?}",
         push_wait()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopify_a_late_cost_report_of_a_smaller_bucket_is_taken_by_the_pacer_and_the_connector() {
+    // The shop's plan changed while both polls were in flight: the answer
+    // read last shows a bucket half the size, nearly empty. Whether it was
+    // written before an upgrade or after a downgrade, it is less room, and
+    // both the pacer and the connector's own copy take it.
+    let (gate, server) =
+        Overtaken::serve(shopify_empty_page(1000, 50), shopify_empty_page(2000, 1500)).await;
+    let pacer = pacer("shop-us");
+    let connector = shopify(&server, pacer.clone());
+    let push_wait = || pacer.delay(Operation::PushInventory, 1);
+    let mut after_fresh = None;
+    gate.poll_twice(connector.clone(), || after_fresh = Some(push_wait()))
+        .await
+        .unwrap();
+    assert_eq!(after_fresh, Some(Duration::ZERO));
+    // Pushes wait for a tenth of the smaller bucket: 50 points at 1 a second.
+    assert!(
+        push_wait() > Duration::from_secs(30),
+        "the pacer dropped the smaller bucket: {:?}",
+        push_wait()
+    );
+    let in_force = connector.rate_hint().unwrap();
+    assert_eq!((in_force.capacity, in_force.remaining), (1000, 50));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,18 +272,7 @@ async fn shopify_a_late_cost_report_does_not_send_sku_look_ups_into_a_low_bucket
     })
     .await;
     // The connector's own guard is under test, not the pacer's waits.
-    let connector = Arc::new(
-        switchyard_shopify::ShopifyConnector::new(
-            switchyard_shopify::ShopifyConfig::new(
-                "shop-us",
-                &server.url,
-                Secret::new("test-token"),
-            ),
-            reqwest::Client::new(),
-            Unpaced::shared(),
-        )
-        .unwrap(),
-    );
+    let connector = shopify(&server, Unpaced::shared());
     let push = |sku: &str| InventoryPush {
         sku: sku.to_owned(),
         quantity: 3,

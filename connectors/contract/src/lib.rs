@@ -26,7 +26,7 @@ pub use model::{
     NormalizedOrder, NoteKind, Notes, Order, OrderStatus, PaymentStatus, Presentment, Priority,
     RawOrderErrors, Shipment, ShipmentLine, Totals, non_blank,
 };
-pub use pacing::{Operation, Pacer, RateHint, RateLimit, RateWindow, Unpaced};
+pub use pacing::{Operation, Pacer, RateHint, RateLimit, RateWindow, SeenHint, Unpaced};
 pub use secret::Secret;
 pub use settings::{AccountSettings, BuildContext, ChannelDescriptor, Need, SettingsReader};
 pub use tokens::{TokenGrant, TokenKeeper, TokenSet, TokenState, TokenStore};

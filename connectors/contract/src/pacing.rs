@@ -1,7 +1,8 @@
 //! What connectors and the daemon's pacer say to each other: which budget a
 //! call counts against ([`Operation`]), the channel's published limits
-//! ([`RateLimit`]), what the channel reported about them ([`RateHint`]), and
-//! the [`Pacer`] a connector awaits before every request.
+//! ([`RateLimit`]), what the channel reported about them ([`RateHint`]), the
+//! rule for a report read after a later one ([`SeenHint`]), and the
+//! [`Pacer`] a connector awaits before every request.
 //!
 //! The pacer is the daemon's (one per account, shared by its poll loop,
 //! fetches, webhooks and pushes); connectors never sleep themselves.
@@ -115,6 +116,81 @@ pub struct RateHint {
     pub window: RateWindow,
 }
 
+/// A [`RateHint`] as its reader holds it: with when it arrived (tokio's
+/// clock, so that paused-time tests see it refill) and how old it already
+/// was then. The pacer and a connector that keeps its own copy of the
+/// channel's report (Shopify's look-up guard and plan scaling) both hold
+/// reports this way, so both drop the same overtaken ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeenHint {
+    pub hint: RateHint,
+    pub seen_at: tokio::time::Instant,
+    /// Seconds from the report's `observed_at` to when it arrived.
+    age_at_seen: f64,
+}
+
+impl SeenHint {
+    /// `hint` as it arrives at `seen_at`; its age is read off the wall
+    /// clock against its `observed_at` (never negative).
+    pub fn new(hint: RateHint, seen_at: tokio::time::Instant) -> SeenHint {
+        let age_at_seen = (Utc::now() - hint.observed_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        SeenHint {
+            hint,
+            seen_at,
+            age_at_seen,
+        }
+    }
+
+    /// Whether the report limits anything (no capacity or no refill rate
+    /// means the channel told nothing usable).
+    pub fn limits(&self) -> bool {
+        let h = &self.hint;
+        h.capacity > 0 && h.restore_per_second.is_finite() && h.restore_per_second > 0.0
+    }
+
+    /// What the reported bucket holds at `now`, refilled at the reported
+    /// rate since the report was written.
+    pub fn level(&self, now: tokio::time::Instant) -> f64 {
+        let h = &self.hint;
+        let elapsed = self.age_at_seen + now.saturating_duration_since(self.seen_at).as_secs_f64();
+        (f64::from(h.remaining) + elapsed * h.restore_per_second).min(f64::from(h.capacity))
+    }
+
+    /// Whether this report shows more room than `other` at `now`: more left
+    /// in the bucket, a bigger bucket or a faster refill (a report that
+    /// limits nothing has the most room). A smaller bucket is less room,
+    /// whatever it holds.
+    pub fn roomier_than(&self, other: &SeenHint, now: tokio::time::Instant) -> bool {
+        if !self.limits() || !other.limits() {
+            return !self.limits() && other.limits();
+        }
+        self.level(now) > other.level(now)
+            || self.hint.capacity > other.hint.capacity
+            || self.hint.restore_per_second > other.hint.restore_per_second
+    }
+
+    /// Whether this report, from the answer to a call that went out at
+    /// `sent`, was overtaken by `in_force` and must be dropped: the call
+    /// went out before `in_force` arrived and this report shows more room.
+    /// Calls side by side are answered in one order and read in the other,
+    /// and within a window what is left only goes down, so such an answer
+    /// was written before the one in force; taking it would hand out
+    /// allowance the channel no longer has. A refill or a reset shows in
+    /// the answer to the next call, which went out after.
+    ///
+    /// A smaller bucket is taken even then. A shop's plan can change either
+    /// way while calls are in flight, and the report alone cannot tell a
+    /// bucket from before an upgrade, read late, from one after a downgrade:
+    /// taking the smaller one costs a slower pace until the next answer;
+    /// dropping it would send calls the channel throttles.
+    pub fn overtaken_by(&self, in_force: &SeenHint, sent: tokio::time::Instant) -> bool {
+        sent < in_force.seen_at && self.roomier_than(in_force, self.seen_at)
+    }
+}
+
 /// The daemon's per-account budget keeper. A connector awaits
 /// [`Pacer::acquire`] before every request and reports the channel's limit
 /// headers with [`Pacer::observe_answer`] (or [`Pacer::observe`]) after it.
@@ -155,5 +231,73 @@ impl Pacer for Unpaced {
 impl Unpaced {
     pub fn shared() -> Arc<dyn Pacer> {
         Arc::new(Unpaced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    fn bucket(capacity: u32, remaining: u32, restore_per_second: f64) -> RateHint {
+        RateHint {
+            capacity,
+            remaining,
+            restore_per_second,
+            observed_at: Utc::now(),
+            window: RateWindow::Burst,
+        }
+    }
+
+    #[test]
+    fn a_late_report_is_dropped_only_when_it_shows_more_room() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // In force: 1500 of 2000 points, from a fetch read at 100 ms.
+        let in_force = SeenHint::new(bucket(2000, 1500, 100.0), at(100));
+        let late = |hint: RateHint| SeenHint::new(hint, at(200));
+        // A poll sent at 0 is read after it.
+        assert!(late(bucket(2000, 1900, 100.0)).overtaken_by(&in_force, at(0)));
+        assert!(late(bucket(2000, 1000, 200.0)).overtaken_by(&in_force, at(0)));
+        assert!(late(bucket(4000, 1000, 100.0)).overtaken_by(&in_force, at(0)));
+        assert!(!late(bucket(2000, 1000, 100.0)).overtaken_by(&in_force, at(0)));
+        // A call sent after the report in force arrived says what is there
+        // now, whatever it shows.
+        assert!(!late(bucket(4000, 4000, 200.0)).overtaken_by(&in_force, at(150)));
+        // The report in force refills: a minute on it counts a full bucket,
+        // and a late full one shows no more than that.
+        let minute_on = SeenHint::new(bucket(2000, 2000, 100.0), at(60_100));
+        assert!(!minute_on.overtaken_by(&in_force, at(0)));
+    }
+
+    #[test]
+    fn a_late_report_of_a_smaller_bucket_is_taken_whatever_it_holds() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let in_force = SeenHint::new(bucket(2000, 1500, 100.0), at(100));
+        // The shop's plan changed while a call sent at 0 was in flight; its
+        // answer, read after the report in force, shows the smaller plan's
+        // bucket. Before an upgrade or after a downgrade: a smaller bucket
+        // is less room either way.
+        let nearly_empty = SeenHint::new(bucket(1000, 50, 50.0), at(200));
+        assert!(!nearly_empty.roomier_than(&in_force, at(200)));
+        assert!(!nearly_empty.overtaken_by(&in_force, at(0)));
+        let full = SeenHint::new(bucket(1000, 1000, 100.0), at(200));
+        assert!(!full.overtaken_by(&in_force, at(0)));
+        // Full and faster is more room, smaller or not.
+        let faster = SeenHint::new(bucket(1000, 1000, 150.0), at(200));
+        assert!(faster.overtaken_by(&in_force, at(0)));
+    }
+
+    #[test]
+    fn a_report_that_limits_nothing_has_the_most_room() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let limiting = SeenHint::new(bucket(2000, 10, 100.0), at(100));
+        let nothing = SeenHint::new(bucket(0, 0, 0.0), at(100));
+        assert!(SeenHint::new(bucket(0, 0, 0.0), at(200)).overtaken_by(&limiting, at(0)));
+        assert!(!SeenHint::new(bucket(2000, 10, 100.0), at(200)).overtaken_by(&nothing, at(0)));
+        assert!(!SeenHint::new(bucket(0, 0, 0.0), at(200)).overtaken_by(&nothing, at(0)));
     }
 }

@@ -32,7 +32,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use switchyard_contract::error::parse_retry_after;
-use switchyard_contract::{ConnectorError, Operation, Pacer, RateHint, RateWindow, Secret};
+use switchyard_contract::{
+    ConnectorError, Operation, Pacer, RateHint, RateWindow, Secret, SeenHint,
+};
 use tokio::time::Instant;
 
 use crate::wire::{GqlCost, GqlEnvelope};
@@ -45,48 +47,24 @@ pub(crate) struct GraphqlClient {
     url: String,
     token: Secret,
     pacer: Arc<dyn Pacer>,
-    rate: Mutex<Option<InForce>>,
+    /// The cost report in force.
+    rate: Mutex<Option<SeenHint>>,
 }
 
-/// The cost report the client goes by, with when it arrived (tokio's clock).
-#[derive(Debug, Clone, Copy)]
-struct InForce {
-    hint: RateHint,
-    arrived: Instant,
-}
-
-impl InForce {
-    /// Whether `hint` shows more room than this report does at `now`
-    /// (refilled at its restore rate since it arrived), or a bigger or
-    /// faster bucket.
-    fn roomier(&self, hint: &RateHint, now: Instant) -> bool {
-        let h = &self.hint;
-        let refilled =
-            now.saturating_duration_since(self.arrived).as_secs_f64() * h.restore_per_second;
-        let level = (f64::from(h.remaining) + refilled).min(f64::from(h.capacity));
-        f64::from(hint.remaining) > level
-            || hint.capacity > h.capacity
-            || hint.restore_per_second > h.restore_per_second
-    }
-}
-
-/// Takes `hint`, from the answer to a call that went out at `sent`, as the
-/// report in force at `now`, unless that call went out before the report
-/// in force arrived and `hint` shows more room: a poll, fetches and pushes
-/// run side by side and within the bucket's refill what is left only goes
-/// down, so such an answer was written before the one in force, and taking
-/// it would let SKU look-ups go out into a bucket Shopify already showed
-/// low (they come back throttled). A report showing less is always taken;
-/// a refill shows in the answer to the next call, which went out after.
-/// The pacer keeps the same rule for its own copy. Whether it was taken.
-fn take_report(slot: &mut Option<InForce>, hint: RateHint, sent: Instant, now: Instant) -> bool {
-    if let Some(current) = slot
-        && sent < current.arrived
-        && current.roomier(&hint, now)
+/// Takes `report`, from the answer to a call that went out at `sent`, as
+/// the report in force, unless the one in force overtook it
+/// ([`SeenHint::overtaken_by`], the pacer's rule too): a poll, fetches and
+/// pushes run side by side, and taking an answer written before the one in
+/// force would let SKU look-ups go out into a bucket Shopify already showed
+/// low (they come back throttled). Whether it was taken.
+fn take_report(slot: &mut Option<SeenHint>, report: SeenHint, sent: Instant) -> bool {
+    if slot
+        .as_ref()
+        .is_some_and(|current| report.overtaken_by(current, sent))
     {
         return false;
     }
-    *slot = Some(InForce { hint, arrived: now });
+    *slot = Some(report);
     true
 }
 
@@ -164,7 +142,7 @@ impl GraphqlClient {
         let cost = envelope.extensions.as_ref().and_then(|x| x.cost);
         if let Some(hint) = cost.and_then(|c| rate_hint(&c, observed_at)) {
             let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-            take_report(&mut rate, hint, sent, Instant::now());
+            take_report(&mut rate, SeenHint::new(hint, Instant::now()), sent);
             drop(rate);
             // One bucket for every operation: each one's budget is told,
             // with when the call went out, since a poll, fetches and pushes
@@ -328,43 +306,42 @@ mod tests {
         let mut slot = None;
         assert!(take_report(
             &mut slot,
-            bucket(10, 1.0),
-            fetch_sent,
-            fetch_read
+            SeenHint::new(bucket(10, 1.0), fetch_read),
+            fetch_sent
         ));
         // The poll went out before the fetch's report arrived: its answer,
         // with more room, was written first.
         assert!(!take_report(
             &mut slot,
-            bucket(900, 1.0),
-            poll_sent,
-            at(200)
+            SeenHint::new(bucket(900, 1.0), at(200)),
+            poll_sent
         ));
         assert!(!take_report(
             &mut slot,
-            bucket(10, 50.0),
-            poll_sent,
-            at(200)
+            SeenHint::new(bucket(10, 50.0), at(200)),
+            poll_sent
         ));
         assert_eq!(slot.map(|r| r.hint.remaining), Some(10));
         // Less room is always taken, late or not.
-        assert!(take_report(&mut slot, bucket(4, 1.0), poll_sent, at(300)));
+        assert!(take_report(
+            &mut slot,
+            SeenHint::new(bucket(4, 1.0), at(300)),
+            poll_sent
+        ));
         assert_eq!(slot.map(|r| r.hint.remaining), Some(4));
         // Ten minutes on, the report in force counts 600 points refilled:
         // a late 300 shows less than that.
         assert!(take_report(
             &mut slot,
-            bucket(300, 1.0),
-            poll_sent,
-            at(600_300)
+            SeenHint::new(bucket(300, 1.0), at(600_300)),
+            poll_sent
         ));
         // A call sent after the report in force arrived says what is there
         // now, refill included.
         assert!(take_report(
             &mut slot,
-            bucket(990, 1.0),
-            at(600_400),
-            at(600_500)
+            SeenHint::new(bucket(990, 1.0), at(600_500)),
+            at(600_400)
         ));
         assert_eq!(slot.map(|r| r.hint.remaining), Some(990));
     }
