@@ -743,8 +743,8 @@ pub fn set_stock(
 }
 
 /// `stock show`: the level and what each channel was last told.
-pub fn stock_show(store: &Store, sku: &str, now: DateTime<Utc>) -> Result<StockView, OpError> {
-    stock::show(store, sku, now)?.ok_or_else(|| {
+pub fn stock_show(store: &Store, sku: &str) -> Result<StockView, OpError> {
+    stock::show(store, sku)?.ok_or_else(|| {
         OpError::NotFound(format!(
             "no stock level for sku {sku:?}; set one with `switchyard stock set {sku} QTY`"
         ))

@@ -91,9 +91,7 @@ fn import(config_path: &Path, file: &PathBuf, json: bool) -> CliResult {
 
 fn show(config_path: &Path, sku: &str, json: bool) -> CliResult {
     let view: StockView = match super::open_backend(config_path)? {
-        Backend::Local { store, .. } => {
-            ops::stock_show(&store, sku, Utc::now()).map_err(op_failure)?
-        }
+        Backend::Local { store, .. } => ops::stock_show(&store, sku).map_err(op_failure)?,
         Backend::Remote(api) => api.get(&["stock", sku], &[])?,
     };
     if json {

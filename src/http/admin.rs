@@ -604,7 +604,7 @@ async fn set_stock(State(ctx): Shared, body: Body) -> ApiResult {
 async fn show_stock(State(ctx): Shared, sku: Result<Path<String>, PathRejection>) -> ApiResult {
     let Path(sku) = sku?;
     let c = ctx.clone();
-    ok(blocking(move || Ok(ops::stock_show(c.store(), &sku, Utc::now())?)).await?)
+    ok(blocking(move || Ok(ops::stock_show(c.store(), &sku)?)).await?)
 }
 
 // --- outbox -----------------------------------------------------------------------

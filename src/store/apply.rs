@@ -15,6 +15,7 @@ use super::codec::{
 };
 use super::index::{self, Entry, index_entries};
 use super::outbox::{PreparedOutbox, stage_complete, stage_outbox};
+use super::reserved;
 use super::tx::{Tx, TxResult, abort};
 use super::{
     ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, Payload, PushedLevel, STOCK,
@@ -35,6 +36,8 @@ struct PreparedOrder {
     history: Option<Vec<u8>>,
     unindex: Vec<Entry>,
     index: Vec<Entry>,
+    /// Counters to add to: the reserved units of each SKU whose total changes.
+    totals: Vec<(Vec<u8>, i64)>,
     outbox: Vec<PreparedOutbox>,
 }
 
@@ -75,10 +78,16 @@ impl Store {
             fail_before_commit,
         } = batch;
         let raws = raws.iter().chain(std::iter::repeat(&Payload::NONE));
+        // Orders this batch marks as taking part in reservations.
+        let marked: std::collections::HashSet<&[u8]> = dedupe
+            .iter()
+            .filter(|(_, expires_at)| *expires_at >= kept_for_good())
+            .filter_map(|(k, _)| reserved::marked_order(k.as_bytes()))
+            .collect();
         let prepared = orders
             .into_iter()
             .zip(raws)
-            .map(|(w, raw)| self.prepare_order(w, raw, now))
+            .map(|(w, raw)| self.prepare_order(w, raw, now, &marked))
             .collect::<Result<Vec<_>, _>>()?;
         let cursor = match cursor {
             Some((account, c)) => {
@@ -166,12 +175,14 @@ impl Store {
         Ok(ApplyReport { outcomes, seq })
     }
 
-    /// Reads the stored order and decides what the write does.
+    /// Reads the stored order and decides what the write does. `marked`:
+    /// the orders whose reservation marker the batch writes.
     fn prepare_order(
         &self,
         w: OrderWrite,
         raw: &Payload,
         now: DateTime<Utc>,
+        marked: &std::collections::HashSet<&[u8]>,
     ) -> Result<PreparedOrder, StoreError> {
         let id = w.order_id().to_owned();
         check_key_part("order id", &id)?;
@@ -218,6 +229,7 @@ impl Store {
             history: None,
             unindex: Vec::new(),
             index: Vec::new(),
+            totals: Vec::new(),
             outbox: Vec::new(),
         };
         let (mut new, outbox) = match w {
@@ -306,6 +318,27 @@ impl Store {
         let new_keys = index_entries(&new.order);
         p.unindex = old_keys.difference(&new_keys).cloned().collect();
         p.index = new_keys.difference(&old_keys).cloned().collect();
+        let old = stored.as_ref().map(|s| &s.order);
+        if old.is_some_and(reserved::may_owe) || reserved::may_owe(&new.order) {
+            // A marker is written with the order's first version and never
+            // removed, so what was read before the transaction holds in it.
+            // A new order this batch marks needs no read.
+            let in_batch = marked.contains(key);
+            let kept = match old {
+                None if in_batch => true,
+                _ => self.marked_for_reservations(&id)?,
+            };
+            let now_marked = kept || in_batch;
+            let old_owed = old.map(|o| (o, reserved::owed(o, kept)));
+            let new_owed = reserved::owed(&new.order, now_marked);
+            let change = reserved::change(
+                old_owed.as_ref().map(|(o, owed)| (*o, owed)),
+                (&new.order, &new_owed),
+            );
+            p.unindex.extend(change.unindex);
+            p.index.extend(change.index);
+            p.totals = change.totals;
+        }
         p.outbox = outbox
             .into_iter()
             .map(|i| self.prepare_outbox(i, now))
@@ -433,6 +466,9 @@ fn stage_order(tx: &Tx<'_>, p: &PreparedOrder) -> TxResult<()> {
     for (prefix, pos) in &p.index {
         index::add(tx, prefix, pos)?;
     }
+    for (key, delta) in &p.totals {
+        tx.add_count(key, *delta)?;
+    }
     Ok(())
 }
 
@@ -535,20 +571,7 @@ mod tests {
     use crate::store::StoreOptions;
 
     fn channel_order(id: &str, raw: Value) -> StoredOrder {
-        let mut order: StoredOrder = serde_json::from_value(serde_json::json!({
-            "order": {
-                "id": id, "account": "a", "channel": "shopify", "channel_order_id": "1",
-                "number": null, "status": "ready", "payment": "paid",
-                "placed_at": "2026-11-27T05:01:02Z", "updated_at": "2026-11-27T05:01:02Z",
-                "currency": "USD",
-                "totals": { "subtotal": "1.00", "shipping": "0", "tax": "0", "discount": "0", "total": "1.00", "refunded": "0" },
-                "presentment": null, "customer": null, "shipping_address": null, "shipping_method": null,
-                "lines": [], "shipments": [], "tags": [], "route": null, "hold": null, "priority": "normal"
-            },
-            "channel_tags": [], "rule_tags": [], "manual_tags": [], "manual_hold": null,
-            "notes": [], "revision": 0
-        }))
-        .expect("an order");
+        let mut order = crate::store::order_for_tests(id);
         order.raw = raw;
         order
     }

@@ -6,7 +6,9 @@
 //! (a new tree; the old one is dropped once the new one is complete) and
 //! packs the dedupe keys kept for good there too; layout 4 keeps each
 //! order's history in one value (a new tree, the old one dropped after);
-//! layout 5 indexes the outbox's dead letters (a new tree). Orders and dedupe
+//! layout 5 indexes the outbox's dead letters (a new tree); layout 6 keeps
+//! the open reservations of each SKU (`reserved.rs`), built from the open
+//! orders, which it reads through the status index. Orders and dedupe
 //! keys are converted in batches, each one transaction together with the
 //! position it reached, so a migration that is interrupted (a crash, a
 //! kill) goes on from there the next time the store opens, and nothing is
@@ -19,12 +21,18 @@ use std::time::{Duration, Instant};
 use super::codec::{SEP, append_history, decode, decode_order, encode_order, encode_raw, time_key};
 use super::index::{self, index_entries};
 use super::outbox::{count_key, due_key};
+use super::reserved;
 use super::{
-    DEDUPE, OUTBOX, OutboxItem, OutboxState, StoreError, Trees, engine_err, kept_for_good,
+    DEDUPE, OUTBOX, OrderFilter, OutboxItem, OutboxState, StoreError, Trees, engine_err,
+    kept_for_good,
 };
+use switchyard_contract::OrderStatus;
 
 /// The layout this code writes.
-pub(crate) const LAYOUT: u8 = 5;
+pub(crate) const LAYOUT: u8 = 6;
+/// The layout before open reservations were kept: the steps from earlier
+/// layouts bring a store there, then [`reserve_open_orders`] to [`LAYOUT`].
+const DEAD_LETTERS_LAYOUT: u8 = 5;
 const LAYOUT_KEY: &[u8] = b"layout";
 /// Layout 2's order index, an entry per key; dropped once layout 3's packed
 /// one is built.
@@ -40,6 +48,9 @@ const REINDEX_DONE: &[u8] = b"migrate.reindex";
 const ORDERS_DONE: &[u8] = b"migrate.orders";
 /// The last dedupe key indexed, while the dedupe keys are being indexed.
 const DEDUPE_DONE: &[u8] = b"migrate.dedupe";
+/// The status rank and index position of the last open order whose
+/// reservations were built.
+const RESERVE_DONE: &[u8] = b"migrate.reserve";
 /// An expiry entry is the 8-byte time key, then the dedupe key.
 const TIME_KEY_LEN: usize = 8;
 /// Records converted per transaction.
@@ -76,10 +87,11 @@ pub(crate) fn run(
     let fresh = trees.orders.is_empty() && trees.outbox.is_empty() && trees.dedupe.is_empty();
     let started = Instant::now();
     if !fresh {
-        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart, dead letters indexed); this runs once and goes on where it stopped if interrupted");
+        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart, dead letters indexed, open reservations per SKU); this runs once and goes on where it stopped if interrupted");
         progress("upgrading the store: building its indexes");
     }
     let (orders, keys, items, history) = match layout.as_deref() {
+        Some([DEAD_LETTERS_LAYOUT]) => (0, 0, 0, 0),
         Some([from @ (2..=4)]) => {
             let (orders, keys) = if *from == 2 {
                 (
@@ -97,7 +109,7 @@ pub(crate) fn run(
                 }
                 tx.meta().remove(REINDEX_DONE)?;
                 tx.meta().remove(HISTORY_DONE)?;
-                tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+                tx.meta().insert(LAYOUT_KEY, &[DEAD_LETTERS_LAYOUT])?;
                 Ok(())
             })?;
             (orders, keys, dead.len() as u64, history)
@@ -109,6 +121,7 @@ pub(crate) fn run(
             (orders, keys, index_outbox(trees)?, history)
         }
     };
+    let reserving = reserve_open_orders(trees, stop_after, progress)?;
     db.flush()
         .map_err(|e| engine_err("flush after the store upgrade", e))?;
     drop_old_trees(db, dir)?;
@@ -118,6 +131,7 @@ pub(crate) fn run(
             dedupe_keys = keys,
             outbox_items = items,
             history_entries = history,
+            open_orders_reserving = reserving,
             seconds = started.elapsed().as_secs_f64(),
             "store: upgraded to layout {LAYOUT}"
         );
@@ -311,6 +325,107 @@ fn pack_kept_keys(trees: &Trees) -> Result<u64, StoreError> {
     }
 }
 
+/// Layout 6: the open reservations of every open order that takes part,
+/// read through the status index (the open orders, not the store), in
+/// batches that each commit with the position they reached; then the
+/// layout. Answers the orders that reserve.
+fn reserve_open_orders(
+    trees: &Trees,
+    stop_after: Option<usize>,
+    progress: &dyn Fn(&str),
+) -> Result<u64, StoreError> {
+    let done = trees
+        .meta
+        .get(RESERVE_DONE)
+        .map_err(|e| engine_err("read of the upgrade position", e))?;
+    let (mut rank, mut after) = match done.as_deref() {
+        Some([rank, pos @ ..]) => (usize::from(*rank), Some(pos.to_vec())),
+        _ => (0, None),
+    };
+    let size = if stop_after.is_some() { 1 } else { BATCH };
+    let (mut read, mut reserving, mut last_report) = (0u64, 0u64, Instant::now());
+    while let Some(status) = OrderStatus::ALL.get(rank).copied() {
+        if !status.is_open() {
+            (rank, after) = (rank + 1, None);
+            continue;
+        }
+        if stop_after.is_some_and(|n| read >= n as u64) {
+            return Err(StoreError::Injected);
+        }
+        let plan = index::Plan::of(&OrderFilter {
+            status: Some(status),
+            ..OrderFilter::default()
+        });
+        let walk = index::walk(
+            &trees.order_index,
+            &plan,
+            after.as_deref(),
+            true,
+            size,
+            usize::MAX,
+        )?;
+        let Some(last) = walk.positions.last() else {
+            (rank, after) = (rank + 1, None);
+            continue;
+        };
+        let mut ops = Vec::new();
+        let mut totals: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        for pos in &walk.positions {
+            let Some(id) = index::key_id(pos, 0) else {
+                continue;
+            };
+            let Some(v) = trees
+                .orders
+                .get(id.as_bytes())
+                .map_err(|e| engine_err(format!("read of order {id} for the store upgrade"), e))?
+            else {
+                continue;
+            };
+            let o = decode_order(id.as_bytes(), &v)?;
+            if !reserved::may_owe(&o.order) || !reserved::marked(&trees.order_index, id)? {
+                continue;
+            }
+            let owed = reserved::owed(&o.order, true);
+            let change = reserved::change(None, (&o.order, &owed));
+            ops.extend(change.index);
+            for (k, d) in change.totals {
+                *totals.entry(k).or_default() += d;
+            }
+            reserving += 1;
+        }
+        let mut at = vec![u8::try_from(rank).unwrap_or(u8::MAX)];
+        at.extend_from_slice(last);
+        trees.transact_indexed("store upgrade of open reservations", &ops, |tx| {
+            for (prefix, pos) in &ops {
+                index::add(tx, prefix, pos)?;
+            }
+            for (k, d) in &totals {
+                tx.add_count(k, *d)?;
+            }
+            tx.meta().insert(RESERVE_DONE, at.as_slice())?;
+            Ok(())
+        })?;
+        read += walk.positions.len() as u64;
+        after = Some(last.clone());
+        if last_report.elapsed() >= REPORT_EVERY {
+            tracing::info!(
+                open_orders = read,
+                "store upgrade: open orders' reservations built so far"
+            );
+            progress(&format!(
+                "upgrading the store: {read} open orders' reservations built"
+            ));
+            last_report = Instant::now();
+        }
+    }
+    trees.transact("store upgrade to layout 6", |tx| {
+        tx.meta().remove(RESERVE_DONE)?;
+        tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+        Ok(())
+    })?;
+    Ok(reserving)
+}
+
 /// Reads the next batch (at most `size`) of a tree after `done` (exclusive).
 fn next_batch(
     tree: &sled::Tree,
@@ -458,7 +573,7 @@ fn index_outbox(trees: &Trees) -> Result<u64, StoreError> {
         tx.meta().remove(ORDERS_DONE)?;
         tx.meta().remove(DEDUPE_DONE)?;
         tx.meta().remove(HISTORY_DONE)?;
-        tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+        tx.meta().insert(LAYOUT_KEY, &[DEAD_LETTERS_LAYOUT])?;
         Ok(())
     })?;
     Ok(items)

@@ -1,6 +1,6 @@
 //! The state store: the only module that names sled. It owns orders with
 //! their history, poll cursors, webhook dedupe keys, the outbox, central
-//! stock, learned listing refs and the accounts' OAuth tokens, and makes
+//! stock with the open reservations of each SKU, learned listing refs and the accounts' OAuth tokens, and makes
 //! writes durable through one group-commit flusher. Nothing outside this module depends on the engine, so another one
 //! could replace it behind the same API (and the same test suite).
 
@@ -13,6 +13,7 @@ mod job;
 mod listing;
 mod migrate;
 mod outbox;
+mod reserved;
 mod tx;
 mod types;
 
@@ -32,6 +33,7 @@ use index::{Plan, decode_cursor, encode_cursor};
 pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
+pub use reserved::reservation_marker;
 pub(crate) use types::Payload;
 pub use types::{
     ApplyReport, DEFAULT_PAGE, DeliveredTo, DeliveryPart, HistoryEntry, ListPage, MAX_PAGE,
@@ -65,7 +67,8 @@ pub(crate) const OUTBOX_DUE: &str = "outbox_due";
 /// The id of every dead letter: what `outbox list --dead` and `outbox retry
 /// --all-dead` read, so they never walk the pending items.
 pub(crate) const OUTBOX_DEAD: &str = "outbox_dead";
-/// Counters kept as things change (outbox depth per account and state).
+/// Counters kept as things change (outbox depth per account and state,
+/// reserved units per SKU).
 pub(crate) const COUNTS: &str = "counts";
 pub(crate) const STOCK: &str = "stock";
 /// (account NUL sku) → the channel's listing reference.
@@ -858,6 +861,25 @@ impl Store {
         self.next_seq();
         Ok(())
     }
+}
+
+/// A ready order of one account, without lines, for the store's own tests.
+#[cfg(test)]
+pub(crate) fn order_for_tests(id: &str) -> StoredOrder {
+    serde_json::from_value(serde_json::json!({
+        "order": {
+            "id": id, "account": "a", "channel": "shopify", "channel_order_id": "1",
+            "number": null, "status": "ready", "payment": "paid",
+            "placed_at": "2026-11-27T05:01:02Z", "updated_at": "2026-11-27T05:01:02Z",
+            "currency": "USD",
+            "totals": { "subtotal": "1.00", "shipping": "0", "tax": "0", "discount": "0", "total": "1.00", "refunded": "0" },
+            "presentment": null, "customer": null, "shipping_address": null, "shipping_method": null,
+            "lines": [], "shipments": [], "tags": [], "route": null, "hold": null, "priority": "normal"
+        },
+        "channel_tags": [], "rule_tags": [], "manual_tags": [], "manual_hold": null,
+        "notes": [], "revision": 0
+    }))
+    .expect("an order")
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! The store's indexes and paging: every index answers what a full scan of
-//! the orders answers, after any sequence of the things that change orders;
+//! the orders answers, after any sequence of the things that change orders
+//! (the open reservations of each SKU too);
 //! pages read while orders are written show every matching order exactly
 //! once; a store written by the first release (layout 1, committed under
 //! `tests/fixtures/store-layout-1`) opens, gets its indexes and loses
-//! nothing, also when the upgrade is interrupted.
+//! nothing, also when the upgrade is interrupted; and a store written by
+//! layout 5 gets its open reservations, with `stock show` answering what it
+//! answered there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,14 +18,15 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use switchyard::effects::Outbound;
 use switchyard::effects::stock::StockTargets;
-use switchyard::effects::tracking::ShipmentRequest;
+use switchyard::effects::tracking::{ShipLine, ShipmentRequest};
 use switchyard::ingest::{Ingest, LiveRules, Source};
 use switchyard::ops;
 use switchyard::rules::{RuleSet, parse_rules};
 use switchyard::store::{
-    MAX_PAGE, OrderFilter, OutboxState, RouteFilter, Store, StoreError, StoreOptions,
+    MAX_PAGE, OrderFilter, OutboxState, Reservation, RouteFilter, Store, StoreError, StoreOptions,
+    reservation_marker,
 };
-use switchyard_contract::{Address, Channel, Order, OrderStatus};
+use switchyard_contract::{Address, Channel, Fulfillment, Line, Order, OrderStatus};
 
 use crate::common::{at, normalized, order};
 
@@ -56,6 +60,8 @@ const ACCOUNTS: [(&str, Channel); 3] = [
 const CHANNEL_TAGS: [&str; 5] = ["vip", "gift", "b2b", "promo", "Gift"];
 const COUNTRIES: [&str; 3] = ["US", "CA", "DE"];
 const DESTINATIONS: [&str; 3] = ["east", "toronto", "west"];
+/// SKUs of the orders' lines (`None`: a line without one).
+const SKUS: [Option<&str>; 4] = [Some("MUG"), Some("CAP"), Some("TEE-L"), None];
 
 /// Two rule sets that disagree on routes, holds and tags, so `rules apply`
 /// moves orders between index entries.
@@ -97,6 +103,9 @@ fn rules(text: &str) -> RuleSet {
         .0
 }
 
+/// A line: SKU, quantity, refunded, shipped (each capped by the quantity).
+type LineSpec = (usize, u32, u32, u32);
+
 #[derive(Debug, Clone)]
 enum Step {
     /// A channel version of order `n` (new, or newer than stored).
@@ -107,23 +116,34 @@ enum Step {
         country: usize,
         tags: Vec<usize>,
         placed: u8,
+        lines: Vec<LineSpec>,
+        /// Shipped by the marketplace from its own stock.
+        by_channel: bool,
+        /// Taken in by an ingest without outbound effects: a new order so
+        /// taken is never marked for reservations.
+        plain: bool,
     },
     Hold(u8),
     Release(u8),
-    Ship(u8),
+    /// Everything still owed, or (`partial`) one unit of the first line.
+    Ship(u8, bool),
     /// Switch to rule set A (true) or B and re-run them over open orders.
     RulesApply(bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
+    let lines = proptest::collection::vec((0usize..4, 1u32..4, 0u32..3, 0u32..3), 1..4);
     prop_oneof![
-        4 => (0u8..10, 0usize..3, 0usize..5, 0usize..3, proptest::collection::vec(0usize..5, 0..3), 0u8..6)
-            .prop_map(|(n, account, status, country, tags, placed)| Step::Ingest {
-                n, account, status, country, tags, placed
+        4 => (
+            (0u8..10, 0usize..3, 0usize..5, 0usize..3, proptest::collection::vec(0usize..5, 0..3), 0u8..6),
+            (lines, proptest::bool::weighted(0.1), proptest::bool::weighted(0.15)),
+        )
+            .prop_map(|((n, account, status, country, tags, placed), (lines, by_channel, plain))| Step::Ingest {
+                n, account, status, country, tags, placed, lines, by_channel, plain
             }),
         1 => (0u8..10).prop_map(Step::Hold),
         1 => (0u8..10).prop_map(Step::Release),
-        1 => (0u8..10).prop_map(Step::Ship),
+        1 => (0u8..10, any::<bool>()).prop_map(|(n, partial)| Step::Ship(n, partial)),
         1 => any::<bool>().prop_map(Step::RulesApply),
     ]
 }
@@ -132,6 +152,8 @@ fn step() -> impl Strategy<Value = Step> {
 struct World {
     store: Store,
     ingest: Ingest,
+    /// Takes orders in without outbound effects (no reservation marker).
+    plain: Ingest,
     outbound: Outbound,
     accounts: BTreeMap<u8, usize>,
     ids: BTreeSet<String>,
@@ -143,9 +165,11 @@ impl World {
         let outbound = Outbound::new(StockTargets::new(vec![]));
         let ingest = Ingest::new(store.clone(), LiveRules::new(rules(RULES_A)))
             .with_outbound(outbound.clone());
+        let plain = Ingest::new(store.clone(), LiveRules::new(rules(RULES_A)));
         World {
             store,
             ingest,
+            plain,
             outbound,
             accounts: BTreeMap::new(),
             ids: BTreeSet::new(),
@@ -170,6 +194,9 @@ impl World {
                 country,
                 tags,
                 placed,
+                lines,
+                by_channel,
+                plain,
             } => {
                 let account = *self.accounts.entry(*n).or_insert(*account);
                 let (name, channel) = ACCOUNTS[account];
@@ -186,8 +213,25 @@ impl World {
                 o.tags = tags.iter().map(|t| CHANNEL_TAGS[*t].to_owned()).collect();
                 o.tags.sort();
                 o.tags.dedup();
+                let template = o.lines[0].clone();
+                o.lines = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(sku, quantity, refunded, shipped))| Line {
+                        line_id: format!("{n}-{i}"),
+                        sku: SKUS[sku].map(str::to_owned),
+                        quantity,
+                        refunded_quantity: refunded.min(quantity),
+                        shipped_quantity: shipped.min(quantity - refunded.min(quantity)),
+                        ..template.clone()
+                    })
+                    .collect();
+                if *by_channel {
+                    o.fulfillment = Fulfillment::Channel;
+                }
                 self.ids.insert(o.id.clone());
-                self.ingest
+                let ingest = if *plain { &self.plain } else { &self.ingest };
+                ingest
                     .receive(name, vec![normalized(o)], Source::Fetch, now)
                     .expect("ingest");
             }
@@ -202,15 +246,24 @@ impl World {
                     let _ = ops::release(&self.store, &self.outbound, &id, now);
                 }
             }
-            Step::Ship(n) => {
+            Step::Ship(n, partial) => {
                 if let Some(id) = self.id(*n) {
+                    let first_sku = self
+                        .store
+                        .get_order(&id)
+                        .expect("read")
+                        .and_then(|o| o.order.lines.first().and_then(|l| l.sku.clone()));
+                    let lines = match first_sku {
+                        Some(sku) if *partial => Some(vec![ShipLine { sku, quantity: 1 }]),
+                        _ => None,
+                    };
                     let req = ShipmentRequest {
                         order_id: id,
                         carrier: "ups".into(),
                         tracking_number: format!("1Z{}", now.timestamp()),
                         tracking_url: None,
                         shipped_at: Some(now),
-                        lines: None,
+                        lines,
                         destination: None,
                     };
                     // Cancelled or already shipped orders refuse it.
@@ -381,8 +434,84 @@ impl World {
         truth.sort();
         let truth: Vec<String> = truth.into_iter().map(|(_, id)| id).collect();
         prop_assert_eq!(open, truth, "routed open orders");
+        self.check_reservations()
+    }
+
+    /// The open reservations of every SKU answer what a full scan of the
+    /// open orders answers.
+    fn check_reservations(&self) -> Result<(), TestCaseError> {
+        let mut truth = scanned_reservations(&self.store, &self.ids, self.clock);
+        for sku in SKUS.iter().flatten().chain(&["NOBODY"]) {
+            let want = truth.remove(*sku).unwrap_or_default();
+            prop_assert_eq!(
+                &self.store.reservations(sku).expect("read"),
+                &want,
+                "reservations of {}",
+                sku
+            );
+            prop_assert_eq!(
+                self.store.reserved_units(sku).expect("read"),
+                want.iter().map(|r| r.units).sum::<i64>(),
+                "reserved units of {}",
+                sku
+            );
+        }
         Ok(())
     }
+}
+
+/// The open reservations of every SKU as a full scan of the orders `ids`
+/// finds them (what `stock show` read before the store kept them): each
+/// open order marked for reservations and shipped by the merchant, with its
+/// units still owed per SKU, listed status by status, oldest first.
+fn scanned_reservations(
+    store: &Store,
+    ids: &BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> BTreeMap<String, Vec<Reservation>> {
+    // Per SKU: (status rank, placed, order id, units), to sort as listed.
+    type Found = (usize, DateTime<Utc>, String, i64);
+    let mut found: BTreeMap<String, Vec<Found>> = BTreeMap::new();
+    for id in ids {
+        let Some(o) = store.get_order(id).expect("read") else {
+            continue;
+        };
+        let o = o.order;
+        let marked = store
+            .dedupe_seen(&reservation_marker(id), now)
+            .expect("read");
+        if !o.status.is_open() || o.channel_fulfilled() || !marked {
+            continue;
+        }
+        let rank = OrderStatus::ALL.iter().position(|s| *s == o.status);
+        let mut units: BTreeMap<&str, i64> = BTreeMap::new();
+        for l in &o.lines {
+            if let Some(sku) = l.sku.as_deref()
+                && l.open_quantity() > 0
+            {
+                *units.entry(sku).or_default() += i64::from(l.open_quantity());
+            }
+        }
+        for (sku, units) in units {
+            found.entry(sku.to_owned()).or_default().push((
+                rank.expect("a status"),
+                o.placed_at,
+                o.id.clone(),
+                units,
+            ));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(sku, mut all)| {
+            all.sort();
+            let all = all
+                .into_iter()
+                .map(|(_, _, order_id, units)| Reservation { order_id, units })
+                .collect();
+            (sku, all)
+        })
+        .collect()
 }
 
 #[test]
@@ -765,22 +894,28 @@ fn a_store_of_layout_2_opens_with_packed_indexes_and_nothing_lost() {
     );
 }
 
+/// Opens the store at `dir`, upgrading `orders` of its orders, and checks
+/// that it stopped as a crash would.
+fn open_interrupted(dir: &Path, orders: usize) {
+    // The engine's own threads may hold the directory a moment after the
+    // last interruption.
+    let mut tries = 0;
+    let err = loop {
+        match Store::open_interrupted_for_tests(dir, StoreOptions::default(), orders) {
+            Err(StoreError::Locked { .. }) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => break other.unwrap_err(),
+        }
+    };
+    assert!(matches!(err, StoreError::Injected), "{err}");
+}
+
 fn interrupted_upgrade_goes_on(layout: u8) {
     let dir = fixture_store(layout);
     for done in [2, 3] {
-        // The engine's own threads may hold the directory a moment after
-        // the last interruption.
-        let mut tries = 0;
-        let err = loop {
-            match Store::open_interrupted_for_tests(dir.path(), StoreOptions::default(), done) {
-                Err(StoreError::Locked { .. }) if tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                other => break other.unwrap_err(),
-            }
-        };
-        assert!(matches!(err, StoreError::Injected), "{err}");
+        open_interrupted(dir.path(), done);
     }
     let store = open(dir.path());
     assert_fixture_intact(&store);
@@ -789,4 +924,102 @@ fn interrupted_upgrade_goes_on(layout: u8) {
         let unique: BTreeSet<_> = h.iter().map(|e| (e.at, &e.kind)).collect();
         assert_eq!(unique.len(), h.len(), "{id}: no history entry twice");
     }
+}
+
+// --- a store written by layout 5 (reservations found by reading open orders) ---------
+
+/// What `stock show` answers for every SKU of the layout-5 fixture, against
+/// what that build printed, and each SKU's reservations against a scan.
+fn assert_stock_as_layout_5_showed(store: &Store) {
+    let text = std::fs::read_to_string(
+        Path::new(REPO).join("tests/fixtures/store-layout-5/stock-show.json"),
+    )
+    .unwrap();
+    let shown: BTreeMap<String, switchyard::store::StockView> =
+        serde_json::from_str(&text).unwrap();
+    let ids: BTreeSet<String> = store
+        .list_orders(&OrderFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order.id)
+        .collect();
+    assert_eq!(ids.len(), 19);
+    let scanned = scanned_reservations(store, &ids, Utc::now());
+    let mut reserving = 0;
+    for (sku, then) in &shown {
+        assert_eq!(&ops::stock_show(store, sku).unwrap(), then, "{sku}");
+        let want = scanned.get(sku).cloned().unwrap_or_default();
+        assert_eq!(store.reservations(sku).unwrap(), want, "{sku}");
+        assert_eq!(
+            store.reserved_units(sku).unwrap(),
+            then.reserved,
+            "{sku}: the total"
+        );
+        reserving += usize::from(!want.is_empty());
+    }
+    assert_eq!(reserving, 4, "the fixture's open orders reserve four SKUs");
+}
+
+#[test]
+fn a_store_of_layout_5_gets_its_open_reservations_and_shows_the_same_stock() {
+    let dir = fixture_store(5);
+    let store = open(dir.path());
+    assert_stock_as_layout_5_showed(&store);
+    // Kept as orders change from here: a new open order of a reserved SKU
+    // is listed after the one before it, and `stock set` counts both.
+    let outbound = Outbound::new(StockTargets::new(vec![]));
+    let ingest = Ingest::new(store.clone(), LiveRules::default()).with_outbound(outbound.clone());
+    let mut o = order(77, Utc::now(), "10.00");
+    o.lines[0].sku = Some("TOWEL-LIN".into());
+    o.lines[0].quantity = 2;
+    o.placed_at = Utc::now();
+    ingest
+        .receive(
+            crate::common::ACCOUNT,
+            vec![normalized(o)],
+            Source::Fetch,
+            Utc::now(),
+        )
+        .unwrap();
+    let shown: Vec<(String, i64)> = ops::stock_show(&store, "TOWEL-LIN")
+        .unwrap()
+        .reservations
+        .into_iter()
+        .map(|r| (r.order_id, r.units))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("etsy-main:2803".to_owned(), 3),
+            ("shop-test:77".to_owned(), 2)
+        ]
+    );
+    ops::set_stock(
+        &store,
+        &outbound,
+        &[switchyard::effects::stock::StockUpdate {
+            sku: "TOWEL-LIN".into(),
+            available: 10,
+        }],
+        Utc::now(),
+    )
+    .unwrap();
+    let view = ops::stock_show(&store, "TOWEL-LIN").unwrap();
+    assert_eq!((view.on_hand, view.reserved, view.available), (10, 5, 5));
+    drop(ingest);
+    store.close().unwrap();
+    // Opened again: upgraded once, nothing counted twice.
+    let store = open(dir.path());
+    assert_eq!(store.reserved_units("TOWEL-LIN").unwrap(), 5);
+    assert_eq!(store.reserved_units("PLATE-BLU").unwrap(), 3);
+}
+
+#[test]
+fn an_interrupted_reservation_upgrade_goes_on_where_it_stopped() {
+    let dir = fixture_store(5);
+    for _ in 0..3 {
+        open_interrupted(dir.path(), 1);
+    }
+    let store = open(dir.path());
+    assert_stock_as_layout_5_showed(&store);
 }

@@ -2,7 +2,7 @@
 //! import): validate every entry, then write the levels and their pushes in
 //! one transaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -110,13 +110,10 @@ pub fn set_levels(
     validate(updates).map_err(StockError::Invalid)?;
     // What is given is on hand; open orders' unshipped units are already
     // promised, so what channels may sell is on hand less those.
-    let skus: BTreeSet<String> = updates.iter().map(|u| u.sku.clone()).collect();
-    let reserved = super::reserve::open_reservations(store, Some(&skus), now)?;
+    // The store keeps each SKU's reserved units: one read per SKU given.
     let mut batch = WriteBatch::new(now);
     for u in updates {
-        let promised: i64 = reserved
-            .get(&u.sku)
-            .map_or(0, |r| r.iter().map(|r| r.units).sum());
+        let promised = store.reserved_units(&u.sku)?;
         batch.stock.push(StockChange::Set {
             sku: u.sku.clone(),
             available: u.available - promised,
@@ -138,15 +135,11 @@ pub fn set_levels(
 
 /// `stock show`: on hand, the open reservations with their orders, what is
 /// available, and what each channel was last told.
-pub fn show(store: &Store, sku: &str, now: DateTime<Utc>) -> Result<Option<StockView>, StoreError> {
+pub fn show(store: &Store, sku: &str) -> Result<Option<StockView>, StoreError> {
     let Some(level) = store.stock_get(sku)? else {
         return Ok(None);
     };
-    let wanted = BTreeSet::from([sku.to_owned()]);
-    let reservations = super::reserve::open_reservations(store, Some(&wanted), now)?
-        .remove(sku)
-        .unwrap_or_default();
-    Ok(Some(level.view(reservations)))
+    Ok(Some(level.view(store.reservations(sku)?)))
 }
 
 #[cfg(test)]

@@ -25,7 +25,10 @@
 //!   `outbound/reserve/<order id>` in the store's dedupe keys). What is
 //!   reserved is a function of the stored order (its status and lines), and
 //!   each stored revision change applies the difference once, so nothing is
-//!   reserved or released twice.
+//!   reserved or released twice. The open reservations (what open orders
+//!   still owe) the store keeps per SKU as orders change
+//!   (`Store::reservations`, `Store::reserved_units`): `stock show` and
+//!   `stock set` read them, not the orders.
 //! - **Listing**: an account lists a SKU unless its connector said
 //!   `NotListed` (remembered for [`NOT_LISTED_TTL`], then asked again) and
 //!   no order of that account has shown the SKU since. Pushes to accounts that
@@ -55,7 +58,7 @@ pub use csv::{CsvProblem, parse_stock_csv};
 pub use drift::{DriftOptions, drift_tick, run_drift_repair};
 pub use levels::{StockError, StockUpdate, StockWrite, set_levels, show, sku_problem, validate};
 pub use push::{UNKNOWN_LISTINGS_PER_CALL, send_push, send_push_batch, send_receipt_check};
-pub use reserve::{open_reservations, plan_reservation};
+pub use reserve::plan_reservation;
 
 /// How long a channel's "not listed" answer is believed before asking again.
 pub const NOT_LISTED_TTL: chrono::Duration = chrono::Duration::hours(24);

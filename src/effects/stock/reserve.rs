@@ -1,21 +1,19 @@
 //! Reservations: what an order holds of central stock, taken in the same
-//! transaction that stores the order and given back when it is cancelled;
-//! and the open reservations of a SKU (units of open orders still owed:
-//! not shipped, not refunded), which `stock set` counts against what is on
-//! hand and `stock show` lists with their orders.
+//! transaction that stores the order and given back when it is cancelled.
+//! The open reservations of a SKU (units of open orders still owed: not
+//! shipped, not refunded), which `stock set` counts against what is on hand
+//! and `stock show` lists with their orders, the store keeps per SKU as
+//! orders change (`Store::reservations`), for the orders this module marks
+//! as taking part.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use switchyard_contract::OrderStatus;
 
 use super::{Listing, StockTargets, listing, push_items, sku_problem};
 use crate::effects::{IngestPlan, forever};
-use crate::store::{ListingState, Reservation, StockChange, Store, StoreError, StoredOrder};
-
-fn reserve_marker(order_id: &str) -> String {
-    format!("outbound/reserve/{order_id}")
-}
+use crate::store::{ListingState, StockChange, Store, StoreError, StoredOrder, reservation_marker};
 
 /// Units an order holds per SKU: its line quantities less refunded units
 /// (never shipped, so still on the shelf); once cancelled, only what was
@@ -46,51 +44,6 @@ fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
     out
 }
 
-/// The open reservations of `skus` (all SKUs when `None`): for every open
-/// order that takes part in reservations, its units still owed. Reads
-/// the open orders through the status index, a page at a time: what it
-/// costs grows with the open orders, not with the store, and its memory
-/// with the reservations found.
-pub fn open_reservations(
-    store: &Store,
-    skus: Option<&BTreeSet<String>>,
-    now: DateTime<Utc>,
-) -> Result<BTreeMap<String, Vec<Reservation>>, StoreError> {
-    let mut out: BTreeMap<String, Vec<Reservation>> = BTreeMap::new();
-    for status in OrderStatus::ALL.into_iter().filter(|s| s.is_open()) {
-        let filter = crate::store::OrderFilter {
-            status: Some(status),
-            ..Default::default()
-        };
-        store.for_each_order(&filter, |stored| {
-            if stored.order.channel_fulfilled() {
-                return Ok(());
-            }
-            let mut units: BTreeMap<&str, i64> = BTreeMap::new();
-            for l in &stored.order.lines {
-                let open = i64::from(l.open_quantity());
-                if let Some(sku) = l.sku.as_deref()
-                    && open > 0
-                    && skus.is_none_or(|wanted| wanted.contains(sku))
-                {
-                    *units.entry(sku).or_insert(0) += open;
-                }
-            }
-            if units.is_empty() || !store.dedupe_seen(&reserve_marker(&stored.order.id), now)? {
-                return Ok(());
-            }
-            for (sku, units) in units {
-                out.entry(sku.to_owned()).or_default().push(Reservation {
-                    order_id: stored.order.id.clone(),
-                    units,
-                });
-            }
-            Ok(())
-        })?;
-    }
-    Ok(out)
-}
-
 /// The stock side of storing `new` over `existing` from a channel (the
 /// caller has checked that the store will write it): reserve the difference
 /// of what the order holds, for SKUs with a central level, and queue pushes of
@@ -104,7 +57,7 @@ pub fn plan_reservation(
     now: DateTime<Utc>,
 ) -> Result<IngestPlan, StoreError> {
     let mut plan = IngestPlan::default();
-    let marker = reserve_marker(&new.order.id);
+    let marker = reservation_marker(&new.order.id);
     let takes_part = match existing {
         None => {
             plan.dedupe.push((marker, forever()));
