@@ -17,7 +17,10 @@
 //! resident memory at start, after 5 s idle, during reads of every filter
 //! and during a burst of webhooks while two accounts poll; the first and
 //! next page of `GET /api/v1/orders` for every filter; `orders show` with
-//! history; a `/metrics` scrape; an outbox pass over 10 due items; webhook
+//! history; a `/metrics` scrape; `stock set` of three SKUs (`PUT
+//! /api/v1/stock`, which also gives them central levels) and `stock show` of
+//! one (`GET /api/v1/stock/SKU`), after the restart below so that the other
+//! figures stay comparable with earlier runs; an outbox pass over 10 due items; webhook
 //! intake (and how many deliveries the destination took meanwhile, and the
 //! bytes the daemon wrote to storage per delivery, from `/proc/PID/io`). Baselines from the same run, so ratios can be compared between
 //! runs on a noisy machine: the daemon on an empty store (start, memory,
@@ -35,6 +38,11 @@
 //! `SCALE_REUSE=1` (with `SCALE_DIR`) measures a store kept by an earlier
 //! run instead of filling a new one: a million orders take a quarter of an
 //! hour to fill. Each run adds its burst's orders to a reused store.
+//! `SCALE_ONLY=stock` measures only the stock figures (and the first start
+//! to READY, which upgrades a store of an earlier layout), on a reused
+//! store; with `SCALE_BASELINE_BIN=PATH` (a `switchyard` binary of another
+//! build, say the last release), that build's stock figures are measured
+//! first on the same store, as found, and the ratios printed.
 //! `SCALE_WRAP` runs the daemon under a command, e.g. `heaptrack -o FILE`
 //! (memory figures are then the wrapper's, not the daemon's); `{n}` in it
 //! becomes the number of the daemon's start in this run (0: empty store).
@@ -645,6 +653,11 @@ fn written_bytes(pid: u32) -> u64 {
 
 impl Daemon {
     fn start(config: &Path, dir: &Path) -> Daemon {
+        Daemon::start_bin(BIN, config, dir)
+    }
+
+    /// `start`, with the `switchyard` binary at `bin`.
+    fn start_bin(bin: &str, config: &Path, dir: &Path) -> Daemon {
         let sock_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -661,10 +674,10 @@ impl Daemon {
         let mut command = match words.next() {
             Some(wrapper) => {
                 let mut c = Command::new(wrapper);
-                c.args(words).arg(BIN);
+                c.args(words).arg(bin);
                 c
             }
-            None => Command::new(BIN),
+            None => Command::new(bin),
         };
         let child = command
             .arg("--config")
@@ -919,6 +932,126 @@ async fn ceiling(store: &Store, bodies: Vec<(String, Vec<u8>)>) -> Ceiling {
 const CEILING_KEY: &[u8] = b"~bench-ceiling:";
 
 // --- one size -------------------------------------------------------------------
+
+/// The SKUs `stock set` gives levels to (the first is shown): each of the
+/// 400 SKUs is on about one line in a hundred.
+const STOCK_SKUS: [&str; 3] = ["MUG-000", "TEE-001", "CAP-002"];
+
+/// Median times of `stock set` of [`STOCK_SKUS`] and `stock show` of the
+/// first, through the admin API, and the reservations shown.
+struct StockFigures {
+    set: Duration,
+    show: Duration,
+    reservations: usize,
+}
+
+async fn stock_figures(daemon: &Daemon) -> StockFigures {
+    let levels: Vec<Value> = STOCK_SKUS
+        .iter()
+        .map(|sku| json!({ "sku": sku, "available": 100_000 }))
+        .collect();
+    let body = serde_json::to_vec(&levels).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..reps() {
+        let t = Instant::now();
+        let resp = daemon
+            .http
+            .put(format!("{}/api/v1/stock", daemon.base))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        times.push(t.elapsed());
+        assert!(status.is_success(), "PUT /api/v1/stock: {status} {text}");
+    }
+    times.sort();
+    let set = times[times.len() / 2];
+    let path = format!("/api/v1/stock/{}", STOCK_SKUS[0]);
+    let (show, status, _, _) = daemon.timed(&path).await;
+    assert_eq!(status, 200, "GET {path}");
+    let view: Value = daemon
+        .http
+        .get(format!("{}{path}", daemon.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    StockFigures {
+        set,
+        show,
+        reservations: view["reservations"].as_array().map_or(0, Vec::len),
+    }
+}
+
+fn add_stock_figures(r: &mut Report, label: &str, f: &StockFigures, before: Option<&StockFigures>) {
+    let ratio = |now: Duration, then: Option<Duration>| {
+        then.map_or(String::new(), |t| {
+            format!(" ({:.4}x the baseline's {:.1} ms)", ms(now) / ms(t), ms(t))
+        })
+    };
+    r.add(
+        &format!("stock set, 3 SKUs{label}"),
+        format!("{:.1} ms{}", ms(f.set), ratio(f.set, before.map(|b| b.set))),
+        json!({ "ms": ms(f.set), "baseline_ms": before.map(|b| ms(b.set)) }),
+    );
+    r.add(
+        &format!("stock show, {} reservations{label}", f.reservations),
+        format!("{:.1} ms{}", ms(f.show), ratio(f.show, before.map(|b| b.show))),
+        json!({ "ms": ms(f.show), "reservations": f.reservations, "baseline_ms": before.map(|b| ms(b.show)) }),
+    );
+}
+
+/// `SCALE_ONLY=stock`: the stock figures of a reused store, with the
+/// baseline build's first (`SCALE_BASELINE_BIN`); this build's first start
+/// upgrades a store of an earlier layout.
+async fn measure_stock(dir: &Path, rules: &Path, shop: &str, sink: &str) -> Report {
+    let mut r = Report::default();
+    let state = dir.join("state");
+    assert!(
+        state.exists(),
+        "SCALE_ONLY=stock measures a kept store: none in {}",
+        dir.display()
+    );
+    let config = write_config(dir, &state, rules, free_port(), shop, sink);
+    let before = match std::env::var("SCALE_BASELINE_BIN") {
+        Ok(bin) => {
+            let daemon = Daemon::start_bin(&bin, &config, dir);
+            let f = stock_figures(&daemon).await;
+            daemon.stop();
+            add_stock_figures(&mut r, " (baseline build)", &f, None);
+            Some(f)
+        }
+        Err(_) => None,
+    };
+    let daemon = Daemon::start(&config, dir);
+    let upgraded = std::fs::read_to_string(dir.join("daemon.log"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("store: upgraded to layout"))
+        .and_then(|l| l.split("seconds=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok());
+    r.add(
+        "first start to READY=1 (upgrade of an earlier layout included)",
+        format!(
+            "{:.0} ms{}",
+            ms(daemon.ready_after),
+            upgraded.map_or(String::new(), |s| format!(" (the upgrade: {s:.1} s)"))
+        ),
+        json!({ "ready_ms": ms(daemon.ready_after), "upgrade_s": upgraded }),
+    );
+    let f = stock_figures(&daemon).await;
+    daemon.stop();
+    add_stock_figures(&mut r, "", &f, before.as_ref());
+    r
+}
 
 /// (name, query) of every filter, each first page and next page.
 const FILTERS: [(&str, &str); 12] = [
@@ -1227,6 +1360,8 @@ async fn measure(
         json!({ "ready_ms": ms(daemon.ready_after), "rss": rss }),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let stock = stock_figures(&daemon).await;
+    add_stock_figures(&mut r, "", &stock, None);
     daemon.stop();
 
     // An outbox pass: 10 due items among everything the store holds.
@@ -1343,7 +1478,12 @@ fn main() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             std::fs::create_dir_all(&dir).unwrap();
-            let r = measure(*size, &dir, &rules, &shop, (&sink_base, &sink), &base).await;
+            let r = if std::env::var("SCALE_ONLY").is_ok_and(|v| v == "stock") {
+                println!("\n== {size} orders: stock figures only");
+                measure_stock(&dir, &rules, &shop, &sink_base).await
+            } else {
+                measure(*size, &dir, &rules, &shop, (&sink_base, &sink), &base).await
+            };
             results.push((*size, r));
             if keep.is_none() {
                 let _ = std::fs::remove_dir_all(&dir);
