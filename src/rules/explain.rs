@@ -153,10 +153,11 @@ pub fn explain_text(order: &Order, eval: &Evaluation, person: &PersonHold) -> St
             eval.removed_tags.join(", ")
         );
     }
-    let route = match route_from(eval) {
-        Some("default_route") => {
+    let route = match (route_from(eval), &eval.route_rule) {
+        (Some("default_route"), _) => {
             format!("{} (default_route: no rule set a route)", none(&eval.route))
         }
+        (Some("rule"), Some(rule)) => format!("{} (rule {rule})", none(&eval.route)),
         _ => none(&eval.route),
     };
     let _ = writeln!(out, "  route:    {route}");

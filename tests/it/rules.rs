@@ -1097,6 +1097,17 @@ result
     );
 }
 
+#[test]
+fn explain_text_names_the_rule_that_set_the_route() {
+    // route-west sets the route; route-east matches too, but comes later.
+    let e = eval(&rules(ACTIONS), &order());
+    let text = explain_text(&order(), &e, &Default::default());
+    assert!(
+        text.contains("\n  route:    west-3pl (rule route-west)\n"),
+        "{text}"
+    );
+}
+
 // --------------------------------------------------------------- validation
 
 const VALID_RULE: &str = "when = { country = \"US\" }\nthen = { tag = \"x\" }\n";
