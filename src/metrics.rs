@@ -43,7 +43,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -113,6 +113,16 @@ struct VersionLabel {
 pub type Seconds = Counter<f64, AtomicU64>;
 /// A float gauge.
 pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Raises a seconds counter to `total`, a running total kept elsewhere (the
+/// pacer's). Never lowers it: two scrapes at once cannot make it go back.
+pub fn raise_to(counter: &Seconds, total: f64) {
+    let _ = counter
+        .inner()
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            (total > f64::from_bits(bits)).then(|| total.to_bits())
+        });
+}
 /// A family of histograms made by a plain function.
 pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -155,7 +165,7 @@ pub struct Families {
     pub poll_errors: Family<AccountLabel, Gauge>,
     pub rate_limited: Family<AccountSource, Counter>,
     pub limiter_wait: Family<AccountLabel, Seconds>,
-    pub pacer_wait: Family<AccountLabel, FloatGauge>,
+    pub pacer_wait: Family<AccountLabel, Seconds>,
     pub daily_reserve_holding: Family<AccountLabel, Gauge>,
     pub token_state: Family<AccountState, Gauge>,
     pub token_valid_until: Family<AccountLabel, FloatGauge>,

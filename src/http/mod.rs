@@ -409,10 +409,10 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         }
     }
     for (account, pacer) in &state.pacers {
-        metrics
-            .pacer_wait
-            .get_or_create(&m::account(account))
-            .set(pacer.waited().as_secs_f64());
+        m::raise_to(
+            &metrics.pacer_wait.get_or_create(&m::account(account)),
+            pacer.waited().as_secs_f64(),
+        );
         metrics
             .daily_reserve_holding
             .get_or_create(&m::account(account))

@@ -224,6 +224,7 @@ async fn metrics_move_after_a_poll_and_webhooks_and_readyz_has_account_detail() 
         ("switchyard_sync_lag_seconds", "gauge"),
         ("switchyard_rate_limited", "counter"),
         ("switchyard_limiter_wait_seconds", "counter"),
+        ("switchyard_pacer_wait_seconds", "counter"),
         ("switchyard_outbox_pending", "gauge"),
         ("switchyard_outbox_dead_letters", "gauge"),
         ("switchyard_outbox_pushes", "counter"),
