@@ -221,6 +221,9 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
                     "a hold needs a reason: --reason \"...\"",
                 ));
             }
+            // Where it went, and whether a person held it already (then the
+            // destination was told with that hold: no new notice is queued).
+            let before = detail_before(&backend, &id)?;
             let order: Order = match &backend {
                 Backend::Local { store, .. } => {
                     let written = ops::hold(store, &Outbound::default(), &id, &reason, Utc::now())
@@ -240,23 +243,22 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             outln!("{id}: on hold ({})", reason.trim());
             // Deliveries still queued wait for the release; one that went
             // out cannot be recalled, so say where it went and what was done.
-            let detail = match &backend {
-                Backend::Local { store, .. } => {
-                    Some(ops::order_detail(store, &id).map_err(op_failure)?)
-                }
-                Backend::Remote(api) => {
-                    let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
-                    OrderDetail::from_json(doc).ok()
-                }
-            };
-            for d in detail.iter().flat_map(OrderDetail::delivered_parts) {
+            let held_by_hand = before.as_ref().is_some_and(|d| d.holds.manual.is_some());
+            for d in before.iter().flat_map(OrderDetail::delivered_parts) {
+                let told = if held_by_hand {
+                    "it was on hold by hand already, so no new hold notice is queued".to_owned()
+                } else {
+                    format!(
+                        "a hold notice is queued for {}: whether the parcel can still be \
+                         stopped is up to the warehouse",
+                        d.destination
+                    )
+                };
                 outln!(
-                    "{id}: it was already delivered to {} at {} (delivery {}); a hold notice is queued \
-                     for {}: whether the parcel can still be stopped is up to the warehouse",
+                    "{id}: it was already delivered to {} at {} (delivery {}); {told}",
                     d.destination,
                     time(d.at),
                     d.delivery_id,
-                    d.destination
                 );
             }
             Ok(())
@@ -284,17 +286,9 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
         }
         OrdersCommand::Release { id, json } => {
             // What held it, to say what the release did.
-            let before = match &backend {
-                Backend::Local { store, .. } => {
-                    ops::order_detail(store, &id).map_err(op_failure)?.holds
-                }
-                Backend::Remote(api) => {
-                    let doc: serde_json::Value = api.get(&["orders", &id], &[])?;
-                    OrderDetail::from_json(doc)
-                        .map(|d| d.holds)
-                        .unwrap_or_default()
-                }
-            };
+            let before = detail_before(&backend, &id)?
+                .map(|d| d.holds)
+                .unwrap_or_default();
             let order: Order = match &backend {
                 Backend::Local { store, .. } => {
                     let written = ops::release(store, &Outbound::default(), &id, Utc::now())
@@ -309,6 +303,18 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             }
             outln!("{id}: released; {}", released_what(&before));
             Ok(())
+        }
+    }
+}
+
+/// The order as it stands before a hold or release, to say afterwards what
+/// it did; None when the daemon's answer does not read as an order.
+fn detail_before(backend: &Backend, id: &str) -> Result<Option<OrderDetail>, Failure> {
+    match backend {
+        Backend::Local { store, .. } => Ok(Some(ops::order_detail(store, id).map_err(op_failure)?)),
+        Backend::Remote(api) => {
+            let doc: serde_json::Value = api.get(&["orders", id], &[])?;
+            Ok(OrderDetail::from_json(doc).ok())
         }
     }
 }

@@ -865,6 +865,24 @@ fn holding_a_delivered_order_says_where_it_went() {
         stdout(&shop.cli(&["orders", "show", "shop-test:1"]))
             .contains("delivered to east-wh at 2026-11-27 10:00:00 UTC"),
     );
+    // Held by hand again (a new reason): the warehouse was told already, and
+    // the command does not claim a second notice.
+    let out = shop.cli(&["orders", "hold", "shop-test:1", "--reason", "fraud check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "shop-test:1: on hold (fraud check)\nshop-test:1: it was already delivered to east-wh \
+         at 2026-11-27 10:00:00 UTC (delivery dlv_0123456789abcdef01234567); it was on hold by \
+         hand already, so no new hold notice is queued\n"
+    );
+    let notices = shop.json(&["outbox", "list", "--json"]);
+    let notices = notices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "notice")
+        .count();
+    assert_eq!(notices, 1, "one hold notice, from the first hold");
 }
 
 /// `orders redeliver`: a preview without `--yes`, the deliveries with it
