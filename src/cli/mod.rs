@@ -490,8 +490,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Stock(cmd) => stock::run(&config()?, cmd),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "switchyard", &mut std::io::stdout());
-            Ok(())
+            // Written here, not by clap_complete, which panics when stdout
+            // is closed early (`| head`) or full.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "switchyard", &mut script);
+            write_stdout(&script, "completion script")
         }
         Command::Man => man(),
     }
@@ -504,10 +507,17 @@ fn man() -> CliResult {
     clap_mangen::Man::new(command)
         .render(&mut page)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot render the man page: {e}")))?;
+    write_stdout(&page, "man page")
+}
+
+/// Writes a generated document to stdout; a closed or full stdout is an
+/// error that names `what`, not a panic.
+fn write_stdout(bytes: &[u8], what: &str) -> CliResult {
     use std::io::Write as _;
-    std::io::stdout()
-        .write_all(&page)
-        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot write the man page: {e}")))
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(EXIT_FAILED, format!("cannot write the {what}: {e}")))
 }
 
 /// The config file a command reads. A file found by looking is named on

@@ -592,6 +592,21 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
         &page[..200.min(page.len())]
     );
     assert!(page.contains("orders"), "subcommands are listed");
+    // A stdout that takes nothing (full, or closed by `| head`) is an
+    // error that says what could not be written, not a panic.
+    for args in [&["completions", "bash"][..], &["man"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = command().args(args).stdout(full).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("cannot write the "),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]
