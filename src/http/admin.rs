@@ -215,7 +215,13 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
-        ApiError::new(e.status(), e.body_text())
+        // axum's own wording opens with a capital and a phrase that hides
+        // the parameter; say which part of the request is wrong instead.
+        let text = e.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        ApiError::new(e.status(), format!("query string: {detail}"))
     }
 }
 

@@ -411,11 +411,15 @@ async fn orders_routes_answer_and_refuse_bad_input() {
         ("limit=0", "limit: \"0\" is not a number of orders"),
         ("limit=-1", "limit: \"-1\" is not a number of orders"),
         ("after=not%20a%20cursor", "cursor"),
-        ("colour=red", "colour"),
+        ("colour=red", "query string: colour: unknown field `colour`"),
     ] {
         let (status, body) = d.get(&format!("/orders?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert!(error_of(&body).contains(says), "{query}: {body}");
+        assert!(
+            !error_of(&body).starts_with(char::is_uppercase),
+            "error text is lowercase: {body}"
+        );
     }
     let (status, body) = d.get("/orders/shop-us:no-such-order").await;
     assert_eq!(status, 404);
