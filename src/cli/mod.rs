@@ -349,6 +349,21 @@ pub enum StoreCommand {
         #[arg(long, value_name = "DIR")]
         to: std::path::PathBuf,
     },
+    /// Write the store afresh in place, with the daemon stopped:
+    /// daemon.state_dir stays as it is.
+    ///
+    /// The store is copied into a folder beside it (NAME.compact), the copy
+    /// is opened and its records counted, then the store is renamed to
+    /// NAME.old and the copy to the store's name, and NAME.old is removed.
+    /// Needs free disk for the copy (up to the store's size; checked before
+    /// anything is written). A crash at any step leaves a whole store:
+    /// stopped between the two renames, the next start puts the copy in
+    /// place. Prints the size before and after.
+    Compact {
+        /// Keep the store as it was in NAME.old (remove it yourself later).
+        #[arg(long)]
+        keep_old: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -471,6 +486,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Orders(cmd) => orders::run(&config()?, cmd),
         Command::Outbox(cmd) => outbox::run(&config()?, cmd),
         Command::Store(StoreCommand::Copy { to }) => store::copy(&config()?, &to),
+        Command::Store(StoreCommand::Compact { keep_old }) => store::compact(&config()?, keep_old),
         Command::Run => daemon::run(&config()?),
         Command::Sync {
             account,

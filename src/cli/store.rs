@@ -1,65 +1,331 @@
-//! `switchyard store copy`: the store copied into a new folder, written
-//! afresh, with the daemon stopped.
+//! `switchyard store copy` and `store compact`: the store written afresh
+//! into a new folder, with the daemon stopped. `copy` leaves the store as
+//! it was; `compact` puts the copy in its place, so `daemon.state_dir` stays
+//! as it is.
+//!
+//! Compaction is crash-safe by its order of steps: the copy is made beside
+//! the store and proven (opened, its records counted) before anything is
+//! renamed; the store stays open, and so locked, until the copy is in
+//! place; and a crash between the two renames, which leaves no store, is
+//! finished by the next open of the store ([`CompactionDirs`]).
 
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use super::orders::store_failure;
 use super::print::outln;
 use super::{CliResult, EXIT_FAILED, Failure};
-use crate::store::{Store, StoreError};
+use crate::config::Config;
+use crate::store::{CompactionDirs, Store, StoreError, sync_parent};
 
 pub(crate) fn copy(config_path: &Path, to: &Path) -> CliResult {
-    let config = crate::config::load(config_path)
-        .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
+    let config = load(config_path)?;
     let from = &config.daemon.state_dir;
-    let store = Store::open(from, config.daemon.store_options()).map_err(|e| match e {
-        StoreError::Locked { dir } => Failure::new(
-            EXIT_FAILED,
-            format!(
-                "the store at {} is open in another process (the daemon?): stop it first \
-                 (systemctl stop switchyard), then copy",
-                dir.display()
-            ),
-        ),
-        e => store_failure(e),
-    })?;
-    let copied = store.copy_to(to).map_err(store_failure)?;
+    let store = open_stopped(&config, "copy")?;
+    let copied = copy_proven(&store, to, &config);
     store.close().map_err(store_failure)?;
-    // The copy opens as any store would: what was copied is whole.
-    Store::open(to, config.daemon.store_options())
-        .and_then(Store::close)
-        .map_err(store_failure)?;
+    let copied = copied?;
     outln!(
         "copied {copied} records from {} ({}) to {} ({}); to run on the copy, set \
          daemon.state_dir = \"{}\" and start the daemon",
         from.display(),
-        size_on_disk(from),
+        human(dir_bytes(from)),
         to.display(),
-        size_on_disk(to),
+        human(dir_bytes(to)),
         to.display()
     );
     Ok(())
 }
 
-/// The bytes a store's folder holds, for the operator to compare.
-fn size_on_disk(dir: &Path) -> String {
-    fn bytes(dir: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => bytes(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
+pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
+    let config = load(config_path)?;
+    let dirs = CompactionDirs::of(&config.daemon.state_dir).map_err(store_failure)?;
+    if dirs.finish_interrupted().map_err(store_failure)? {
+        outln!(
+            "finished a compaction that stopped halfway: the store in {} is its compact copy; \
+             the store as it was is in {}: remove it (rm -r {}) once the daemon runs well",
+            dirs.store.display(),
+            dirs.old.display(),
+            dirs.old.display()
+        );
+        return Ok(());
     }
-    let b = bytes(dir);
-    if b >= 1 << 30 {
-        format!("{:.1} GB", b as f64 / f64::from(1u32 << 30))
+    let unchanged = "; nothing was changed";
+    if !dirs.store.is_dir() {
+        return Err(failed(format!(
+            "there is no store in {} (daemon.state_dir) to compact",
+            dirs.store.display()
+        )));
+    }
+    if dirs.copy.exists() {
+        return Err(failed(format!(
+            "{} is left from a compaction that did not finish (the store in {} is whole and \
+             was not changed by it): remove it (rm -r {}) and compact again{unchanged}",
+            dirs.copy.display(),
+            dirs.store.display(),
+            dirs.copy.display()
+        )));
+    }
+    if dirs.old.exists() {
+        return Err(failed(format!(
+            "{} holds the store as it was before an earlier compaction: remove it \
+             (rm -r {}) or move it elsewhere once you no longer need it, and compact \
+             again{unchanged}",
+            dirs.old.display(),
+            dirs.old.display()
+        )));
+    }
+    let before = dir_bytes(&dirs.store);
+    room_for_copy(&dirs, before)?;
+    let store = open_stopped(&config, "compact")?;
+
+    let made = copy_proven(&store, &dirs.copy, &config).and_then(|copied| {
+        same_owner(&dirs)?;
+        Ok(copied)
+    });
+    let copied = match made {
+        Ok(copied) => copied,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dirs.copy);
+            let _ = store.close();
+            return Err(failed(format!("{}{unchanged}", e.message)));
+        }
+    };
+    // The store stays open (locked) through both renames: nothing can write
+    // to it between the copy and the swap.
+    let swapped = swap(&dirs);
+    let closed = store.close();
+    swapped?;
+    if let Err(e) = closed {
+        tracing::warn!(error = %e, "the store as it was did not close cleanly after the compaction; the compact store is in place");
+    }
+    let after = dir_bytes(&dirs.store);
+    let old = if keep_old {
+        format!("the store as it was is kept in {}", dirs.old.display())
     } else {
-        format!("{:.1} MB", b as f64 / f64::from(1u32 << 20))
+        match std::fs::remove_dir_all(&dirs.old) {
+            Ok(()) => "the store as it was is removed".to_owned(),
+            Err(e) => format!(
+                "the store as it was, in {}, could not be removed ({e}): remove it (rm -r {})",
+                dirs.old.display(),
+                dirs.old.display()
+            ),
+        }
+    };
+    outln!(
+        "compacted the store in {}: {} before, {} after ({copied} records); {old}",
+        dirs.store.display(),
+        human(before),
+        human(after)
+    );
+    Ok(())
+}
+
+fn load(config_path: &Path) -> Result<Config, Failure> {
+    crate::config::load(config_path).map_err(|errors| failed(errors.to_string()))
+}
+
+fn failed(message: String) -> Failure {
+    Failure::new(EXIT_FAILED, message)
+}
+
+/// The store, opened by this process alone: refused while the daemon (or
+/// any other process) has it open.
+fn open_stopped(config: &Config, what: &str) -> Result<Store, Failure> {
+    Store::open(&config.daemon.state_dir, config.daemon.store_options()).map_err(|e| match e {
+        StoreError::Locked { dir } => failed(format!(
+            "the store at {} is open in another process (the daemon?): stop it first \
+             (systemctl stop switchyard), then {what}",
+            dir.display()
+        )),
+        e => store_failure(e),
+    })
+}
+
+/// Copies `store` into `to` and proves the copy whole: it opens as any
+/// store would and holds as many records as were copied.
+fn copy_proven(store: &Store, to: &Path, config: &Config) -> Result<u64, Failure> {
+    let copied = store.copy_to(to).map_err(store_failure)?;
+    // The engine's threads of the copy just written may hold its lock for
+    // a moment after it is let go.
+    let mut tries = 0;
+    let copy = loop {
+        match Store::open(to, config.daemon.store_options()) {
+            Err(StoreError::Locked { .. }) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened => break opened.map_err(store_failure)?,
+        }
+    };
+    let held = copy.count_records();
+    copy.close().map_err(store_failure)?;
+    let held = held.map_err(store_failure)?;
+    if held != copied {
+        return Err(failed(format!(
+            "the copy in {} holds {held} records where {copied} were copied: it is not whole",
+            to.display()
+        )));
+    }
+    Ok(copied)
+}
+
+/// Refuses, before anything is written, when the file system of the store
+/// has less free space than the copy may take: the copy never holds more
+/// than the store, so its size is what is needed.
+fn room_for_copy(dirs: &CompactionDirs, store_bytes: u64) -> Result<(), Failure> {
+    let parent = dirs.copy.parent().unwrap_or(Path::new("."));
+    let free = rustix::fs::statvfs(parent)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .map_err(|e| {
+            failed(format!(
+                "cannot tell how much disk is free in {} ({e}); nothing was changed",
+                parent.display()
+            ))
+        })?;
+    room_message(store_bytes, free, dirs).map_or(Ok(()), |m| Err(failed(m)))
+}
+
+/// What to say when `free` bytes cannot hold a copy of a store of
+/// `store_bytes`.
+fn room_message(store_bytes: u64, free: u64, dirs: &CompactionDirs) -> Option<String> {
+    (free < store_bytes).then(|| {
+        format!(
+            "not enough free disk to compact: the copy needs up to {} (the size of the store \
+             in {}) in {}, and {} is free there: free {} more, or copy the store to another \
+             disk (switchyard store copy --to DIR) and set daemon.state_dir to it; nothing \
+             was changed",
+            human(store_bytes),
+            dirs.store.display(),
+            dirs.copy.parent().unwrap_or(Path::new(".")).display(),
+            human(free),
+            human(store_bytes - free)
+        )
+    })
+}
+
+/// Gives the copy the store folder's owner and mode (compaction run as
+/// root, of a store the daemon's user owns), so that the daemon can open
+/// it once it is in place.
+fn same_owner(dirs: &CompactionDirs) -> Result<(), Failure> {
+    let io = |e: std::io::Error| {
+        failed(format!(
+            "cannot give the copy in {} the owner and mode of the store in {} ({e}): \
+             compact as the user that owns the store, or as root",
+            dirs.copy.display(),
+            dirs.store.display()
+        ))
+    };
+    let store = std::fs::metadata(&dirs.store).map_err(io)?;
+    let copy = std::fs::metadata(&dirs.copy).map_err(io)?;
+    if (copy.uid(), copy.gid()) != (store.uid(), store.gid()) {
+        chown_all(&dirs.copy, store.uid(), store.gid()).map_err(io)?;
+    }
+    std::fs::set_permissions(
+        &dirs.copy,
+        std::fs::Permissions::from_mode(store.mode() & 0o7777),
+    )
+    .map_err(io)?;
+    std::fs::File::open(&dirs.copy)
+        .and_then(|f| f.sync_all())
+        .map_err(io)
+}
+
+fn chown_all(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_all(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// The store to `old`, the copy to the store's name, each rename made
+/// durable before the next. A crash in between leaves no store: the next
+/// open puts the copy in place.
+fn swap(dirs: &CompactionDirs) -> Result<(), Failure> {
+    let (store, copy, old) = (&dirs.store, &dirs.copy, &dirs.old);
+    if let Err(e) = std::fs::rename(store, old).and_then(|()| sync_parent(store)) {
+        let _ = std::fs::remove_dir_all(copy);
+        return Err(failed(format!(
+            "cannot put the store in {} aside as {} ({e}); nothing was changed",
+            store.display(),
+            old.display()
+        )));
+    }
+    match std::fs::rename(copy, store).and_then(|()| sync_parent(store)) {
+        Ok(()) => Ok(()),
+        // Another process's open of the store finished the swap first.
+        Err(_) if store.is_dir() && !copy.exists() => Ok(()),
+        Err(e) => {
+            // Back as it was, if that can be done; else the next open
+            // finishes the swap.
+            let undone = std::fs::rename(old, store).and_then(|()| sync_parent(store));
+            if undone.is_ok() {
+                let _ = std::fs::remove_dir_all(copy);
+            }
+            Err(failed(if undone.is_ok() {
+                format!(
+                    "cannot put the copy in place of the store in {} ({e}); the store is as \
+                     it was",
+                    store.display()
+                )
+            } else {
+                format!(
+                    "cannot put the copy {} in place of the store in {} ({e}): move it there \
+                     (mv {} {}); the next start does so too. The store as it was is in {}",
+                    copy.display(),
+                    store.display(),
+                    copy.display(),
+                    store.display(),
+                    old.display()
+                )
+            }))
+        }
+    }
+}
+
+/// The bytes a folder holds, its subfolders included.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GB", bytes as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{:.1} MB", bytes as f64 / f64::from(1u32 << 20))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_little_free_disk_says_how_much_is_needed_and_where() {
+        let dirs = CompactionDirs::of(Path::new("/var/lib/private/switchyard")).unwrap();
+        assert_eq!(room_message(10 << 30, 10 << 30, &dirs), None);
+        let message = room_message(10 << 30, 6 << 30, &dirs).unwrap();
+        assert!(
+            message.starts_with(
+                "not enough free disk to compact: the copy needs up to 10.0 GB (the size of \
+                 the store in /var/lib/private/switchyard) in /var/lib/private, and 6.0 GB is \
+                 free there: free 4.0 GB more"
+            ),
+            "{message}"
+        );
+        assert!(message.ends_with("nothing was changed"), "{message}");
     }
 }

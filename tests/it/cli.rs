@@ -278,15 +278,7 @@ fn outbox_list_on_an_empty_queue() {
 fn outbox_list_pages_and_says_how_to_get_the_next_page() {
     let setup = Setup::new();
     let store = Store::open(&setup.state(), StoreOptions::default()).unwrap();
-    let push = |sku: &str| NewOutboxItem {
-        account: ACCOUNT.to_owned(),
-        job: Job::PushStock {
-            sku: sku.to_owned(),
-        },
-        coalesce_key: None,
-        not_before: Utc::now(),
-    };
-    let items = ["MUG", "TEE", "CAP"].map(push).into();
+    let items = ["MUG", "TEE", "CAP"].map(stock_push).into();
     store.outbox_add(items, Utc::now()).unwrap();
     store.close().unwrap();
     let ids = |o: &Output| -> Vec<String> {
@@ -989,24 +981,6 @@ fn store_copy_copies_everything_into_a_new_store() {
         stdout(&out)
     );
 
-    let everything = |dir: &Path| {
-        let store = Store::open(dir, StoreOptions::default()).unwrap();
-        let orders = store
-            .list_orders(&switchyard::store::OrderFilter::default())
-            .unwrap();
-        let shown: Vec<serde_json::Value> = orders
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "order": o.order,
-                    "history": store.history(&o.order.id).unwrap(),
-                    "raw": store.raw_payload(&o.order.id).unwrap(),
-                })
-            })
-            .collect();
-        store.close().unwrap();
-        shown
-    };
     let (original, copy) = (everything(&setup.state()), everything(&to));
     assert_eq!(original.len(), 2);
     assert_eq!(copy, original);
@@ -1015,10 +989,250 @@ fn store_copy_copies_everything_into_a_new_store() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
 
-    let _held = Store::open(&setup.state(), StoreOptions::default()).unwrap();
+    let _held = reopen(&setup.state());
     let other = setup.dir.path().join("other");
     let out = setup.cli(&["store", "copy", "--to", other.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
     assert!(!other.exists());
+}
+
+/// Every order with its history and raw payload, and every pending outbox
+/// item, as the store in `dir` holds them.
+fn everything(dir: &Path) -> Vec<serde_json::Value> {
+    let store = reopen(dir);
+    let orders = store
+        .list_orders(&switchyard::store::OrderFilter::default())
+        .unwrap();
+    let mut shown: Vec<serde_json::Value> = orders
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "order": o.order,
+                "history": store.history(&o.order.id).unwrap(),
+                "raw": store.raw_payload(&o.order.id).unwrap(),
+            })
+        })
+        .collect();
+    for item in store.outbox_list(false).unwrap() {
+        shown.push(serde_json::json!({ "outbox": item.id, "job": format!("{:?}", item.job) }));
+    }
+    store.close().unwrap();
+    shown
+}
+
+/// A stock push of `sku` for the test account, due now.
+fn stock_push(sku: &str) -> NewOutboxItem {
+    NewOutboxItem {
+        account: ACCOUNT.to_owned(),
+        job: Job::PushStock {
+            sku: sku.to_owned(),
+        },
+        coalesce_key: None,
+        not_before: Utc::now(),
+    }
+}
+
+/// A store of two orders and three queued stock pushes at `setup.state()`.
+fn seed_for_compaction(setup: &Setup) {
+    setup.seed(vec![
+        order(1, at(9, 0), "700.00"),
+        order(2, at(9, 30), "12.50"),
+    ]);
+    let store = reopen(&setup.state());
+    store
+        .outbox_add(["MUG", "TEE", "CAP"].map(stock_push).into(), Utc::now())
+        .unwrap();
+    store.close().unwrap();
+}
+
+/// `dir` with `suffix` added to its name (`state` -> `state.old`).
+fn beside(dir: &Path, suffix: &str) -> PathBuf {
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    dir.with_file_name(format!("{name}{suffix}"))
+}
+
+#[test]
+fn store_compact_puts_a_compact_copy_in_place_of_the_store() {
+    let setup = Setup::new();
+    seed_for_compaction(&setup);
+    let state = setup.state();
+    let before = everything(&state);
+    assert_eq!(before.len(), 2 + 3, "{before:?}");
+
+    let out = setup.cli(&["store", "compact", "--keep-old"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.starts_with(&format!(
+            "compacted the store in {}: ",
+            state.canonicalize().unwrap().display()
+        )) && said.contains(" MB before, ")
+            && said.contains(" MB after (")
+            && said.contains("the store as it was is kept in "),
+        "{said}"
+    );
+    assert_eq!(everything(&state), before);
+    assert_eq!(everything(&beside(&state, ".old")), before);
+    assert!(!beside(&state, ".compact").exists());
+
+    // The kept store is left for the operator: a second compaction says so
+    // and changes nothing.
+    let again = setup.cli(&["store", "compact"]);
+    assert_eq!(again.status.code(), Some(1));
+    let refused = stderr(&again);
+    assert!(
+        refused.contains(&format!("rm -r {}", beside(&state, ".old").display()))
+            && refused.contains("nothing was changed"),
+        "{refused}"
+    );
+    std::fs::remove_dir_all(beside(&state, ".old")).unwrap();
+    let out = setup.cli(&["store", "compact"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the store as it was is removed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!beside(&state, ".old").exists());
+    assert_eq!(everything(&state), before);
+
+    // Outbox items queued on the compacted store come after those already
+    // there, and take no queued item's place.
+    let store = reopen(&state);
+    let queued: Vec<String> = store
+        .outbox_list(false)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    store
+        .outbox_add(vec![stock_push("HAT")], Utc::now())
+        .unwrap();
+    let now: Vec<String> = store
+        .outbox_list(false)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    store.close().unwrap();
+    assert_eq!(now.len(), queued.len() + 1, "{now:?}");
+    assert_eq!(now[..queued.len()], queued[..]);
+    assert!(now.last() > queued.last(), "{now:?}");
+}
+
+#[test]
+fn store_compact_refuses_a_store_in_use_and_a_leftover_copy_and_changes_nothing() {
+    let setup = Setup::new();
+    seed_for_compaction(&setup);
+    let state = setup.state();
+    let before = everything(&state);
+
+    let held = reopen(&state);
+    let out = setup.cli(&["store", "compact"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
+    assert!(!beside(&state, ".compact").exists());
+    assert!(!beside(&state, ".old").exists());
+    held.close().unwrap();
+
+    // A copy left by a compaction that stopped before it put the store
+    // aside: the store is whole, and the copy is never used.
+    std::fs::create_dir(beside(&state, ".compact")).unwrap();
+    let out = setup.cli(&["store", "compact"]);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = stderr(&out);
+    assert!(
+        refused.contains(&format!("rm -r {}", beside(&state, ".compact").display()))
+            && refused.contains("nothing was changed"),
+        "{refused}"
+    );
+    let listed = setup.cli(&["orders", "list", "--json"]);
+    assert_eq!(json(&listed).as_array().unwrap().len(), 2);
+    assert_eq!(everything(&state), before);
+    assert!(!beside(&state, ".old").exists());
+}
+
+#[test]
+fn a_compaction_stopped_between_its_renames_is_finished_by_the_next_open() {
+    // As under systemd's DynamicUser=: the state folder is a link to the
+    // folder that holds the store, and that folder is what is renamed.
+    let setup = Setup::new();
+    let real = setup.dir.path().join("private").join("state");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink("private/state", setup.state()).unwrap();
+    seed_for_compaction(&setup);
+    let before = everything(&setup.state());
+
+    // The copy made and proven, the store put aside, then a crash: the
+    // link names nothing.
+    let copy = beside(&real, ".compact");
+    let out = setup.cli(&["store", "copy", "--to", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::rename(&real, beside(&real, ".old")).unwrap();
+    assert!(!setup.state().exists());
+
+    let listed = setup.cli(&["orders", "list", "--json"]);
+    assert_eq!(json(&listed).as_array().unwrap().len(), 2);
+    assert!(
+        stderr(&listed).contains("finished a compaction that stopped halfway"),
+        "{}",
+        stderr(&listed)
+    );
+    assert!(real.is_dir() && !copy.exists());
+    assert_eq!(everything(&setup.state()), before);
+    assert_eq!(everything(&beside(&real, ".old")), before);
+
+    // Again, but systemd made the state folder afresh (empty) before the
+    // start: the copy still takes its place.
+    std::fs::remove_dir_all(beside(&real, ".old")).unwrap();
+    let out = setup.cli(&["store", "copy", "--to", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::rename(&real, beside(&real, ".old")).unwrap();
+    std::fs::create_dir(&real).unwrap();
+    let listed = setup.cli(&["orders", "list", "--json"]);
+    assert_eq!(json(&listed).as_array().unwrap().len(), 2);
+    assert!(!copy.exists());
+    assert_eq!(everything(&setup.state()), before);
+
+    // `store compact` finishes one too, and says so.
+    std::fs::remove_dir_all(beside(&real, ".old")).unwrap();
+    let out = setup.cli(&["store", "copy", "--to", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::rename(&real, beside(&real, ".old")).unwrap();
+    let out = setup.cli(&["store", "compact"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("finished a compaction that stopped halfway"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(everything(&setup.state()), before);
+
+    // A store missing, or empty, with only the store as it was beside it
+    // is not replaced by an empty one: the open says what to run.
+    std::fs::remove_dir_all(&real).unwrap();
+    let out = setup.cli(&["orders", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let old = beside(&real, ".old");
+    let refused = stderr(&out);
+    assert!(
+        refused.contains(&format!("mv {} {}", old.display(), real.display())),
+        "{refused}"
+    );
+    assert!(!real.exists());
+    std::fs::create_dir(&real).unwrap();
+    let out = setup.cli(&["orders", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = stderr(&out);
+    assert!(
+        refused.contains(&format!(
+            "rmdir {} && mv {} {}",
+            real.display(),
+            old.display(),
+            real.display()
+        )),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
 }
