@@ -343,7 +343,8 @@ pub enum StoreCommand {
     /// a store that has taken orders for a long time takes more disk than
     /// what it holds (a store grown by many webhooks to 1.2 million orders
     /// took 10 GB; its copy 4.9 GB). Stop the daemon, back up, copy, point
-    /// daemon.state_dir at the copy, start. Prints the size of both.
+    /// daemon.state_dir at the copy, start (`store compact` does this in
+    /// place). Prints the size of both.
     Copy {
         /// The folder to make the copy in: new or empty.
         #[arg(long, value_name = "DIR")]
