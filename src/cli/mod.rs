@@ -152,7 +152,8 @@ pub enum Command {
         /// destinations: only the lines delivered there are taken.
         #[arg(long, value_name = "ID")]
         destination: Option<String>,
-        /// Print the receipt as JSON: { order_id, recorded, status, tracking_number, shipment, warnings }.
+        /// Print the receipt as JSON: { order_id, recorded, status, tracking_number, shipment,
+        /// warnings, tracking_not_pushed }.
         #[arg(long)]
         json: bool,
     },
@@ -216,7 +217,8 @@ pub enum RulesCommand {
         /// Only show what would change.
         #[arg(long)]
         dry_run: bool,
-        /// Print the changes as JSON: [{ id, before, after }].
+        /// Print the changes as JSON: [{ id, before, after, kept }] (kept: lines
+        /// whose delivery stays where it went).
         #[arg(long)]
         json: bool,
     },
@@ -257,7 +259,8 @@ pub enum OrdersCommand {
     /// Put an order on hold by hand: it is not delivered until released.
     ///
     /// An order already delivered cannot be recalled: the command says where and
-    /// when it went, and the destination is sent a hold notice.
+    /// when it went, and the destination is sent a hold notice (unless a person
+    /// held the order already: it was told then).
     Hold {
         /// The order id, "<account>:<channel order id>".
         id: String,
@@ -393,7 +396,7 @@ pub enum OutboxCommand {
         /// Every dead letter.
         #[arg(long)]
         all_dead: bool,
-        /// Print { retried } as JSON.
+        /// Print { id, retried } (with --all-dead, { retried }) as JSON.
         #[arg(long)]
         json: bool,
     },
