@@ -36,8 +36,8 @@ struct PreparedOrder {
     history: Option<Vec<u8>>,
     unindex: Vec<Entry>,
     index: Vec<Entry>,
-    /// Counters to add to: the reserved units of each SKU whose total changes.
-    totals: Vec<(Vec<u8>, i64)>,
+    /// What changes in the open reservations.
+    reserved: reserved::Change,
     outbox: Vec<PreparedOutbox>,
 }
 
@@ -229,7 +229,7 @@ impl Store {
             history: None,
             unindex: Vec::new(),
             index: Vec::new(),
-            totals: Vec::new(),
+            reserved: reserved::Change::default(),
             outbox: Vec::new(),
         };
         let (mut new, outbox) = match w {
@@ -331,13 +331,10 @@ impl Store {
             let now_marked = kept || in_batch;
             let old_owed = old.map(|o| (o, reserved::owed(o, kept)));
             let new_owed = reserved::owed(&new.order, now_marked);
-            let change = reserved::change(
+            p.reserved = reserved::change(
                 old_owed.as_ref().map(|(o, owed)| (*o, owed)),
                 (&new.order, &new_owed),
             );
-            p.unindex.extend(change.unindex);
-            p.index.extend(change.index);
-            p.totals = change.totals;
         }
         p.outbox = outbox
             .into_iter()
@@ -466,10 +463,7 @@ fn stage_order(tx: &Tx<'_>, p: &PreparedOrder) -> TxResult<()> {
     for (prefix, pos) in &p.index {
         index::add(tx, prefix, pos)?;
     }
-    for (key, delta) in &p.totals {
-        tx.add_count(key, *delta)?;
-    }
-    Ok(())
+    reserved::stage(tx, &p.reserved)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

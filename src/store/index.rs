@@ -18,8 +18,7 @@
 //! in a few thousand pages.
 //!
 //! The same tree keeps the dedupe keys kept for good, under a prefix of
-//! their own ([`kept`]), and the open reservations of each SKU (prefix
-//! [`RESERVED`] and the SKU; `reserved.rs` says what a position holds).
+//! their own ([`kept`]).
 //!
 //! A filter walks the intersection of its indexes by leapfrogging (each
 //! index jumps to the others' position), so it costs about what the
@@ -52,9 +51,6 @@ pub(crate) const ROUTED_OPEN: u8 = b'd';
 /// reservation markers, one or two per order), packed the same way, their
 /// key bytes as positions. The store looks them up by key only.
 const KEPT: u8 = b'k';
-/// Not an order index either: a SKU's open reservations, one entry per
-/// order that owes units of it (`reserved.rs`).
-pub(crate) const RESERVED: u8 = b'v';
 
 /// The prefix of the dedupe keys kept for good.
 pub(crate) fn kept() -> Vec<u8> {
@@ -498,14 +494,6 @@ impl Iterator for Entries {
             self.pending = entries.into_iter();
         }
     }
-}
-
-/// Every entry of `prefix`, ascending, a bucket at a time.
-pub(crate) fn all_of(
-    index: &sled::Tree,
-    prefix: &[u8],
-) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> {
-    range(index, prefix, None, false, true)
 }
 
 /// The first entry of `prefix` at or past `at` in walk order.

@@ -6,9 +6,12 @@
 //! (a new tree; the old one is dropped once the new one is complete) and
 //! packs the dedupe keys kept for good there too; layout 4 keeps each
 //! order's history in one value (a new tree, the old one dropped after);
-//! layout 5 indexes the outbox's dead letters (a new tree); layout 6 keeps
-//! the open reservations of each SKU (`reserved.rs`), built from the open
-//! orders, which it reads through the status index. Orders and dedupe
+//! layout 5 indexes the outbox's dead letters (a new tree); layout 7 keeps
+//! the open reservations of each SKU (`reserved.rs`, a new tree and a
+//! counter per SKU), built from the open orders, which it reads through the
+//! status index. Layout 6, a development build's for an afternoon, kept
+//! them packed in the order index tree: they are removed and built again.
+//! Orders and dedupe
 //! keys are converted in batches, each one transaction together with the
 //! position it reached, so a migration that is interrupted (a crash, a
 //! kill) goes on from there the next time the store opens, and nothing is
@@ -29,10 +32,14 @@ use super::{
 use switchyard_contract::OrderStatus;
 
 /// The layout this code writes.
-pub(crate) const LAYOUT: u8 = 6;
+pub(crate) const LAYOUT: u8 = 7;
 /// The layout before open reservations were kept: the steps from earlier
 /// layouts bring a store there, then [`reserve_open_orders`] to [`LAYOUT`].
 const DEAD_LETTERS_LAYOUT: u8 = 5;
+/// The layout that kept open reservations packed in the order index tree,
+/// under this first byte, with the same counters.
+const PACKED_RESERVATIONS_LAYOUT: u8 = 6;
+const PACKED_RESERVATIONS: u8 = b'v';
 const LAYOUT_KEY: &[u8] = b"layout";
 /// Layout 2's order index, an entry per key; dropped once layout 3's packed
 /// one is built.
@@ -90,8 +97,11 @@ pub(crate) fn run(
         tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart, dead letters indexed, open reservations per SKU); this runs once and goes on where it stopped if interrupted");
         progress("upgrading the store: building its indexes");
     }
+    if layout.as_deref() == Some(&[PACKED_RESERVATIONS_LAYOUT]) {
+        unpack_reservations(trees)?;
+    }
     let (orders, keys, items, history) = match layout.as_deref() {
-        Some([DEAD_LETTERS_LAYOUT]) => (0, 0, 0, 0),
+        Some([DEAD_LETTERS_LAYOUT | PACKED_RESERVATIONS_LAYOUT]) => (0, 0, 0, 0),
         Some([from @ (2..=4)]) => {
             let (orders, keys) = if *from == 2 {
                 (
@@ -325,7 +335,7 @@ fn pack_kept_keys(trees: &Trees) -> Result<u64, StoreError> {
     }
 }
 
-/// Layout 6: the open reservations of every open order that takes part,
+/// Layout 7: the open reservations of every open order that takes part,
 /// read through the status index (the open orders, not the store), in
 /// batches that each commit with the position they reached; then the
 /// layout. Answers the orders that reserve.
@@ -368,7 +378,7 @@ fn reserve_open_orders(
             (rank, after) = (rank + 1, None);
             continue;
         };
-        let mut ops = Vec::new();
+        let mut keys = Vec::new();
         let mut totals: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         for pos in &walk.positions {
             let Some(id) = index::key_id(pos, 0) else {
@@ -387,7 +397,7 @@ fn reserve_open_orders(
             }
             let owed = reserved::owed(&o.order, true);
             let change = reserved::change(None, (&o.order, &owed));
-            ops.extend(change.index);
+            keys.extend(change.add);
             for (k, d) in change.totals {
                 *totals.entry(k).or_default() += d;
             }
@@ -395,9 +405,9 @@ fn reserve_open_orders(
         }
         let mut at = vec![u8::try_from(rank).unwrap_or(u8::MAX)];
         at.extend_from_slice(last);
-        trees.transact_indexed("store upgrade of open reservations", &ops, |tx| {
-            for (prefix, pos) in &ops {
-                index::add(tx, prefix, pos)?;
+        trees.transact("store upgrade of open reservations", |tx| {
+            for k in &keys {
+                tx.reservations().insert(k.as_slice(), &[])?;
             }
             for (k, d) in &totals {
                 tx.add_count(k, *d)?;
@@ -418,12 +428,46 @@ fn reserve_open_orders(
             last_report = Instant::now();
         }
     }
-    trees.transact("store upgrade to layout 6", |tx| {
+    trees.transact("store upgrade to layout 7", |tx| {
         tx.meta().remove(RESERVE_DONE)?;
         tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
         Ok(())
     })?;
     Ok(reserving)
+}
+
+/// Layout 6's reservations (packed buckets in the order index, and their
+/// counters) removed in batches, then the store marked as layout 5, in one
+/// transaction, so that [`reserve_open_orders`] builds them afresh, and a
+/// crash before that mark removes what is left the next time.
+fn unpack_reservations(trees: &Trees) -> Result<(), StoreError> {
+    for (tree, prefix) in [
+        (&trees.order_index, &[PACKED_RESERVATIONS][..]),
+        (&trees.counts, reserved::TOTAL),
+    ] {
+        loop {
+            let batch = tree
+                .scan_prefix(prefix)
+                .keys()
+                .take(BATCH)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| engine_err("scan of layout 6 reservations", e))?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut remove = sled::Batch::default();
+            for k in batch {
+                remove.remove(k);
+            }
+            tree.apply_batch(remove)
+                .map_err(|e| engine_err("removal of layout 6 reservations", e))?;
+        }
+    }
+    trees.transact("store upgrade from layout 6", |tx| {
+        tx.meta().remove(RESERVE_DONE)?;
+        tx.meta().insert(LAYOUT_KEY, &[DEAD_LETTERS_LAYOUT])?;
+        Ok(())
+    })
 }
 
 /// Reads the next batch (at most `size`) of a tree after `done` (exclusive).
@@ -637,5 +681,47 @@ mod tests {
         assert_eq!(store.outbox_retry_all_dead(now).unwrap(), 2);
         assert!(ids_for_tests(&store, true).is_empty());
         assert_eq!(ids_for_tests(&store, false), all);
+    }
+
+    /// A store of layout 6 kept its reservations packed in the order index
+    /// tree: opened by this build, they are gone from there and built again
+    /// in their own tree, with totals counted once.
+    #[test]
+    fn a_store_of_layout_6_gets_its_reservations_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let mut order = crate::store::order_for_tests("a:1");
+        order.order.lines = vec![
+            serde_json::from_value(serde_json::json!({
+                "line_id": "1", "sku": "MUG", "title": "Mug", "quantity": 3,
+                "unit_price": "1.00", "total": "3.00", "shipped_quantity": 1
+            }))
+            .unwrap(),
+        ];
+        let mut batch = crate::store::WriteBatch::new(Utc::now());
+        batch.orders = vec![crate::store::OrderWrite::FromChannel {
+            order,
+            expected_revision: None,
+            outbox: vec![],
+        }];
+        batch.dedupe = vec![(reserved::reservation_marker("a:1"), kept_for_good())];
+        store.apply(batch).unwrap();
+        assert_eq!(store.reserved_units("MUG").unwrap(), 2);
+        // As layout 6 left it: packed entries (one stands for them), the
+        // same counter, no tree of their own.
+        let packed = [&[PACKED_RESERVATIONS][..], b"\0\x03MUG-packed"].concat();
+        store.trees().order_index.insert(&packed, b"x").unwrap();
+        store.trees().reservations.clear().unwrap();
+        store.trees().meta.insert(LAYOUT_KEY, &[6]).unwrap();
+        store.close().unwrap();
+
+        let store = reopen(dir.path());
+        let layout = store.trees().meta.get(LAYOUT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        assert!(store.trees().order_index.get(&packed).unwrap().is_none());
+        assert_eq!(store.reserved_units("MUG").unwrap(), 2, "counted once");
+        let found = store.reservations("MUG").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].order_id.as_str(), found[0].units), ("a:1", 2));
     }
 }

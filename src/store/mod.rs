@@ -67,6 +67,9 @@ pub(crate) const OUTBOX_DUE: &str = "outbox_due";
 /// The id of every dead letter: what `outbox list --dead` and `outbox retry
 /// --all-dead` read, so they never walk the pending items.
 pub(crate) const OUTBOX_DEAD: &str = "outbox_dead";
+/// (SKU, status rank, placed time, order id, units) of every open order
+/// that reserves units of the SKU (`reserved.rs`).
+pub(crate) const RESERVATIONS: &str = "reservations";
 /// Counters kept as things change (outbox depth per account and state,
 /// reserved units per SKU).
 pub(crate) const COUNTS: &str = "counts";
@@ -144,6 +147,7 @@ pub(crate) struct Trees {
     pub(crate) listing_refs: sled::Tree,
     pub(crate) meta: sled::Tree,
     pub(crate) tokens: sled::Tree,
+    pub(crate) reservations: sled::Tree,
 }
 
 impl Trees {
@@ -171,6 +175,7 @@ impl Trees {
             listing_refs: tree(LISTING_REFS)?,
             meta: tree(META)?,
             tokens: tree(TOKENS)?,
+            reservations: tree(RESERVATIONS)?,
         })
     }
 
@@ -192,6 +197,7 @@ impl Trees {
             LISTING_REFS => &self.listing_refs,
             META => &self.meta,
             TOKENS => &self.tokens,
+            RESERVATIONS => &self.reservations,
             _ => return None,
         })
     }

@@ -8,24 +8,30 @@
 //! layout (`migrate.rs`). `stock show` reads the entries of one SKU and
 //! `stock set` one counter per SKU: neither reads an order.
 //!
-//! An entry sits in the order index tree, prefix ([`RESERVED`], SKU), at
-//! the position `status rank (1 byte), placed time (8), order id, NUL,
-//! units (8)`: the entries of a SKU sort as the open orders list status by
-//! status, oldest first (an order id holds no NUL, so it sorts as it does
-//! alone), and an entry carries its units, so reading them reads no order.
-//! The SKU's total lives in the `counts` tree under `reserved NUL sku`.
+//! An entry is a key of its own in the `reservations` tree: the SKU (its
+//! length, 2 bytes, then its bytes), then `status rank (1 byte), placed
+//! time (8), order id, NUL, units (8)`. The entries of a SKU sort as the
+//! open orders list, status by status, oldest first (an order id holds no
+//! NUL, so it sorts as it does alone), and an entry carries its units, so
+//! reading them reads no order. The SKU's total lives in the `counts` tree
+//! under `reserved NUL sku`. A key per entry, not the packed buckets of the
+//! order indexes: a bucket is looked up before the transaction (inside the
+//! group commit's lead) and rewritten whole in it, so a new order wrote a
+//! bucket per SKU rather than its entries; reservations are few (an entry
+//! per SKU of each open order), so their keys cost the engine few pages.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_contract::{Order, OrderStatus};
 
 use super::codec::{SEP, time_key};
-use super::index::{self, Entry, RESERVED};
-use super::tx::read_count;
-use super::{ORDER_INDEX, Reservation, Store, StoreError, engine_err};
+use super::index;
+use super::tx::{Tx, TxResult, read_count};
+use super::{RESERVATIONS, Reservation, Store, StoreError, engine_err};
 
 const MARKER: &str = "outbound/reserve/";
-const TOTAL: &[u8] = b"reserved\0";
+/// The prefix of every SKU's counter of reserved units.
+pub(crate) const TOTAL: &[u8] = b"reserved\0";
 const TIME_LEN: usize = 8;
 const UNITS_LEN: usize = 8;
 
@@ -82,8 +88,18 @@ fn rank(s: OrderStatus) -> u8 {
         .unwrap_or(u8::MAX)
 }
 
+/// Where a SKU's entries start: its length and its bytes (cut at 65,535
+/// bytes, alike when writing and reading).
+fn sku_prefix(sku: &str) -> Vec<u8> {
+    let v = sku.as_bytes();
+    let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+    let mut k = len.to_be_bytes().to_vec();
+    k.extend_from_slice(&v[..usize::from(len)]);
+    k
+}
+
 /// The entries of what `o` owes.
-fn entries(o: &Order, owed: &BTreeMap<&str, i64>) -> BTreeSet<Entry> {
+fn entries(o: &Order, owed: &BTreeMap<&str, i64>) -> BTreeSet<Vec<u8>> {
     let mut at = Vec::with_capacity(1 + TIME_LEN + o.id.len() + 1 + UNITS_LEN);
     at.push(rank(o.status));
     at.extend_from_slice(&time_key(o.placed_at));
@@ -91,9 +107,10 @@ fn entries(o: &Order, owed: &BTreeMap<&str, i64>) -> BTreeSet<Entry> {
     at.push(SEP);
     owed.iter()
         .map(|(sku, units)| {
-            let mut pos = at.clone();
-            pos.extend_from_slice(&units.to_be_bytes());
-            (index::prefix(RESERVED, sku), pos)
+            let mut key = sku_prefix(sku);
+            key.extend_from_slice(&at);
+            key.extend_from_slice(&units.to_be_bytes());
+            key
         })
         .collect()
 }
@@ -108,8 +125,9 @@ pub(crate) fn total_key(sku: &str) -> Vec<u8> {
 /// What writing an order changes in its reservations.
 #[derive(Default)]
 pub(crate) struct Change {
-    pub(crate) unindex: Vec<Entry>,
-    pub(crate) index: Vec<Entry>,
+    /// Keys of the `reservations` tree to remove and to add.
+    pub(crate) remove: Vec<Vec<u8>>,
+    pub(crate) add: Vec<Vec<u8>>,
     /// (counter key, units added).
     pub(crate) totals: Vec<(Vec<u8>, i64)>,
 }
@@ -134,16 +152,30 @@ pub(crate) fn change(
         }
     }
     Change {
-        unindex: old_entries.difference(&new_entries).cloned().collect(),
-        index: new_entries.difference(&old_entries).cloned().collect(),
+        remove: old_entries.difference(&new_entries).cloned().collect(),
+        add: new_entries.difference(&old_entries).cloned().collect(),
         totals,
     }
+}
+
+/// Writes a change in the transaction.
+pub(crate) fn stage(tx: &Tx<'_>, change: &Change) -> TxResult<()> {
+    for k in &change.remove {
+        tx.reservations().remove(k.as_slice())?;
+    }
+    for k in &change.add {
+        tx.reservations().insert(k.as_slice(), &[])?;
+    }
+    for (key, delta) in &change.totals {
+        tx.add_count(key, *delta)?;
+    }
+    Ok(())
 }
 
 /// An entry's order id and units.
 fn decode_entry<'p>(sku: &str, pos: &'p [u8]) -> Result<(&'p str, i64), StoreError> {
     let bad = || StoreError::Corrupt {
-        tree: ORDER_INDEX,
+        tree: RESERVATIONS,
         key: format!("reservations of {sku}"),
         detail: "a reservation entry is malformed; rebuild the store from a backup".to_owned(),
     };
@@ -166,11 +198,14 @@ impl Store {
     /// (pending, ready, partially shipped), oldest first. Reads the SKU's
     /// entries only.
     pub fn reservations(&self, sku: &str) -> Result<Vec<Reservation>, StoreError> {
-        let prefix = index::prefix(RESERVED, sku);
-        index::all_of(&self.trees().order_index, &prefix)
-            .map(|pos| {
-                let pos = pos?;
-                let (id, units) = decode_entry(sku, &pos)?;
+        let prefix = sku_prefix(sku);
+        self.trees()
+            .reservations
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (key, _) =
+                    kv.map_err(|e| engine_err(format!("read of the reservations of {sku}"), e))?;
+                let (id, units) = decode_entry(sku, &key[prefix.len()..])?;
                 Ok(Reservation {
                     order_id: id.to_owned(),
                     units,
@@ -209,9 +244,13 @@ mod tests {
             o
         };
         let owed = BTreeMap::from([("MUG", 3)]);
-        let pos = |o: &Order| entries(o, &owed).into_iter().next().expect("an entry").1;
+        let pos = |o: &Order| entries(o, &owed).into_iter().next().expect("an entry");
         let a = order("s:10", OrderStatus::Ready, 0);
-        assert_eq!(decode_entry("MUG", &pos(&a)).unwrap(), ("s:10", 3));
+        let prefix = sku_prefix("MUG").len();
+        assert_eq!(
+            decode_entry("MUG", &pos(&a)[prefix..]).unwrap(),
+            ("s:10", 3)
+        );
         // An id that is a prefix of another sorts first, as it does alone.
         let sorted = [
             pos(&order("s:9", OrderStatus::Pending, 5)),
@@ -222,6 +261,6 @@ mod tests {
             pos(&order("s:0", OrderStatus::PartiallyShipped, 0)),
         ];
         assert!(sorted.windows(2).all(|w| w[0] < w[1]));
-        assert!(decode_entry("MUG", &pos(&a)[..12]).is_err());
+        assert!(decode_entry("MUG", &pos(&a)[prefix..prefix + 12]).is_err());
     }
 }

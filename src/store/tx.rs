@@ -90,6 +90,9 @@ impl Tx<'_> {
     pub(crate) fn outbox_dead(&self) -> &TransactionalTree {
         &self.view[13]
     }
+    pub(crate) fn reservations(&self) -> &TransactionalTree {
+        &self.view[14]
+    }
 
     /// Adds `delta` to a counter (missing counts as 0; a counter that
     /// reaches 0 is removed).
@@ -151,6 +154,7 @@ impl Trees {
             &self.stock,
             &self.meta,
             &self.outbox_dead,
+            &self.reservations,
         ];
         trees[..]
             .transaction(|view| {
