@@ -38,6 +38,8 @@
 //! `SCALE_REUSE=1` (with `SCALE_DIR`) measures a store kept by an earlier
 //! run instead of filling a new one: a million orders take a quarter of an
 //! hour to fill. Each run adds its burst's orders to a reused store.
+//! `SCALE_BIN=PATH` runs another build's daemon for every figure (the
+//! fill and the in-process figures stay this build's).
 //! `SCALE_ONLY=stock` measures only the stock figures (and the first start
 //! to READY, which upgrades a store of an earlier layout), on a reused
 //! store; with `SCALE_BASELINE_BIN=PATH` (a `switchyard` binary of another
@@ -652,8 +654,11 @@ fn written_bytes(pid: u32) -> u64 {
 }
 
 impl Daemon {
+    /// Starts this build's daemon, or the one at `SCALE_BIN` (another
+    /// build's, to compare every figure on copies of one kept store).
     fn start(config: &Path, dir: &Path) -> Daemon {
-        Daemon::start_bin(BIN, config, dir)
+        let bin = std::env::var("SCALE_BIN").unwrap_or_else(|_| BIN.to_owned());
+        Daemon::start_bin(&bin, config, dir)
     }
 
     /// `start`, with the `switchyard` binary at `bin`.
@@ -942,7 +947,8 @@ const STOCK_SKUS: [&str; 3] = ["MUG-000", "TEE-001", "CAP-002"];
 struct StockFigures {
     set: Duration,
     show: Duration,
-    reservations: usize,
+    /// The reservations shown, as JSON.
+    reservations: Value,
 }
 
 async fn stock_figures(daemon: &Daemon) -> StockFigures {
@@ -986,7 +992,7 @@ async fn stock_figures(daemon: &Daemon) -> StockFigures {
     StockFigures {
         set,
         show,
-        reservations: view["reservations"].as_array().map_or(0, Vec::len),
+        reservations: view["reservations"].clone(),
     }
 }
 
@@ -1002,9 +1008,12 @@ fn add_stock_figures(r: &mut Report, label: &str, f: &StockFigures, before: Opti
         json!({ "ms": ms(f.set), "baseline_ms": before.map(|b| ms(b.set)) }),
     );
     r.add(
-        &format!("stock show, {} reservations{label}", f.reservations),
+        &format!(
+            "stock show, {} reservations{label}",
+            f.reservations.as_array().map_or(0, Vec::len)
+        ),
         format!("{:.1} ms{}", ms(f.show), ratio(f.show, before.map(|b| b.show))),
-        json!({ "ms": ms(f.show), "reservations": f.reservations, "baseline_ms": before.map(|b| ms(b.show)) }),
+        json!({ "ms": ms(f.show), "reservations": f.reservations.as_array().map_or(0, Vec::len), "baseline_ms": before.map(|b| ms(b.show)) }),
     );
 }
 
@@ -1038,17 +1047,24 @@ async fn measure_stock(dir: &Path, rules: &Path, shop: &str, sink: &str) -> Repo
         .and_then(|l| l.split("seconds=").nth(1))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<f64>().ok());
+    let (_, peak) = daemon.memory();
     r.add(
         "first start to READY=1 (upgrade of an earlier layout included)",
         format!(
-            "{:.0} ms{}",
+            "{:.0} ms{}, peak {peak:.0} MB resident",
             ms(daemon.ready_after),
             upgraded.map_or(String::new(), |s| format!(" (the upgrade: {s:.1} s)"))
         ),
-        json!({ "ready_ms": ms(daemon.ready_after), "upgrade_s": upgraded }),
+        json!({ "ready_ms": ms(daemon.ready_after), "upgrade_s": upgraded, "peak_mb": peak }),
     );
     let f = stock_figures(&daemon).await;
     daemon.stop();
+    if let Some(before) = &before {
+        assert_eq!(
+            f.reservations, before.reservations,
+            "this build shows other reservations than the baseline build"
+        );
+    }
     add_stock_figures(&mut r, "", &f, before.as_ref());
     r
 }
