@@ -388,6 +388,213 @@ pub fn release(
     })
 }
 
+/// What `orders tag` did (`POST /api/v1/orders/{id}/tags`: `tagging`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tagging {
+    /// Tags now set by hand, and hand-set tags taken off.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Tags asked for that changed nothing, each with why.
+    pub unchanged: Vec<UnchangedTag>,
+    /// The order's hand-set tags afterwards.
+    pub manual_tags: Vec<String>,
+    /// What the rules, run again with the new tags, changed besides them
+    /// (route, hold, priority, their own tags); None when nothing, or when
+    /// the order is no longer open (its tags alone change).
+    pub rules: Option<RuleChange>,
+    /// False when the order is shipped or cancelled: the rules did not run.
+    pub rules_ran: bool,
+}
+
+/// A tag `orders tag` was given that changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnchangedTag {
+    pub tag: String,
+    pub reason: String,
+}
+
+/// The answer of `orders tag`: the order as `orders show` has it, and what
+/// the tagging did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    pub detail: OrderDetail,
+    pub tagging: Tagging,
+}
+
+impl Tagged {
+    /// The `orders show --json` document with `tagging` added.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.detail.to_json();
+        v["tagging"] = json!(self.tagging);
+        v
+    }
+
+    /// Reads the document `to_json` wrote.
+    pub fn from_json(mut v: serde_json::Value) -> Result<Tagged, String> {
+        let tagging = v
+            .as_object_mut()
+            .and_then(|o| o.remove("tagging"))
+            .ok_or("the answer has no `tagging`")?;
+        Ok(Tagged {
+            tagging: serde_json::from_value(tagging).map_err(|e| format!("tagging: {e}"))?,
+            detail: OrderDetail::from_json(v)?,
+        })
+    }
+}
+
+/// Sets tags on an order by hand (`add`) and takes hand-set tags off
+/// (`remove`); tags compare ignoring case, as the rules compare them. A
+/// hand-set tag survives every rules run and every new version from the
+/// channel. The rules then run again for the order, as `rules apply` runs
+/// them, so that a rule's `tag` condition sees the change; a shipped or
+/// cancelled order only has its tags changed. Nothing is written when no
+/// tag changes.
+pub fn tag(
+    store: &Store,
+    outbound: &Outbound,
+    rules: &RuleSet,
+    id: &str,
+    add: &[String],
+    remove: &[String],
+    now: DateTime<Utc>,
+) -> Result<Written<Tagged>, OpError> {
+    check_tags(id, add, remove)?;
+    let (planned, _) = plan_tags(&find_order(store, id)?, add, remove, rules, now);
+    if planned.added.is_empty() && planned.removed.is_empty() {
+        return Ok(Written {
+            value: Tagged {
+                detail: order_detail(store, id)?,
+                tagging: planned,
+            },
+            seq: 0,
+        });
+    }
+    // Planned again on the order as it is when written (it may have
+    // changed meanwhile); the last plan is what was written.
+    let last = std::cell::RefCell::new(planned);
+    let written = change(store, outbound, id, "tags", now, |o| {
+        let (tagging, next) = plan_tags(o, add, remove, rules, now);
+        *o = next;
+        let detail = describe_tagging(&tagging);
+        *last.borrow_mut() = tagging;
+        Ok(detail)
+    })?;
+    Ok(Written {
+        value: Tagged {
+            detail: order_detail(store, id)?,
+            tagging: last.into_inner(),
+        },
+        seq: written.seq,
+    })
+}
+
+/// Refuses tags a rule could not set, and a tag both added and removed.
+fn check_tags(id: &str, add: &[String], remove: &[String]) -> Result<(), OpError> {
+    if add.is_empty() && remove.is_empty() {
+        return Err(OpError::Invalid(format!(
+            "no tag to set or take off order {id}: give tags to add, or tags to remove"
+        )));
+    }
+    let mut problems: Vec<String> = add
+        .iter()
+        .chain(remove)
+        .filter_map(|t| crate::rules::tag_problem(t).map(|p| format!("tag {t:?}: {p}")))
+        .collect();
+    for t in add {
+        if remove.iter().any(|r| crate::rules::eq_ci(r, t)) {
+            problems.push(format!("tag {t:?} is both added and removed; give it once"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(OpError::Invalid(format!(
+            "order {id} was not changed: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+/// `stored` with its hand-set tags changed and, when it is open, the rules
+/// run again; and what that did.
+fn plan_tags(
+    stored: &StoredOrder,
+    add: &[String],
+    remove: &[String],
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+) -> (Tagging, StoredOrder) {
+    use crate::rules::eq_ci;
+    let id = &stored.order.id;
+    let has = |list: &[String], t: &str| list.iter().any(|x| eq_ci(x, t));
+    let mut tagged = stored.clone();
+    let mut tagging = Tagging::default();
+    for t in add {
+        if has(&tagged.manual_tags, t) {
+            tagging.unchanged.push(UnchangedTag {
+                tag: t.clone(),
+                reason: format!("tag {t} is set by hand already"),
+            });
+        } else {
+            tagged.manual_tags.push(t.clone());
+            if !has(&tagged.order.tags, t) {
+                tagged.order.tags.push(t.clone());
+            }
+            tagging.added.push(t.clone());
+        }
+    }
+    for t in remove {
+        if has(&tagged.manual_tags, t) {
+            tagged.manual_tags.retain(|x| !eq_ci(x, t));
+            // What the channel or a rule gives stays.
+            if !has(&tagged.channel_tags, t) && !has(&tagged.rule_tags, t) {
+                tagged.order.tags.retain(|x| !eq_ci(x, t));
+            }
+            tagging.removed.push(t.clone());
+            continue;
+        }
+        let reason = if has(&stored.rule_tags, t) {
+            format!(
+                "tag {t} is not set by hand: a rule adds it, so only the rules can take it \
+                 off (`switchyard rules explain --order {id}` shows which rule)"
+            )
+        } else if has(&stored.channel_tags, t) && has(&stored.order.tags, t) {
+            format!(
+                "tag {t} is not set by hand: it comes from {}, so take it off there (or \
+                 `untag` it in a rule)",
+                stored.order.channel
+            )
+        } else {
+            format!("the order has no tag {t}")
+        };
+        tagging.unchanged.push(UnchangedTag {
+            tag: t.clone(),
+            reason,
+        });
+    }
+    tagging.rules_ran = stored.order.status.is_open();
+    let next = if tagging.rules_ran && tagging.added.len() + tagging.removed.len() > 0 {
+        let next = redecide(tagged.clone(), rules, now);
+        tagging.rules = RuleChange::between(&tagged, &next).filter(|c| !c.describe().is_empty());
+        next
+    } else {
+        tagged
+    };
+    tagging.manual_tags = next.manual_tags.clone();
+    (tagging, next)
+}
+
+/// The history entry of a tagging: `by hand +vip -rush; rules: route a -> b`.
+fn describe_tagging(t: &Tagging) -> String {
+    let mut parts: Vec<String> = t.added.iter().map(|x| format!("+{x}")).collect();
+    parts.extend(t.removed.iter().map(|x| format!("-{x}")));
+    let mut s = format!("tags by hand: {}", parts.join(" "));
+    if let Some(change) = &t.rules {
+        s.push_str(&format!("; rules: {}", change.describe()));
+    }
+    s
+}
+
 /// Applies a local change, re-reading and retrying if the order changed
 /// underneath; `edit` returns the history detail, or why it cannot apply.
 fn change(

@@ -290,6 +290,29 @@ pub enum OrdersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set tags on an order by hand, or take hand-set tags off (--remove).
+    ///
+    /// A hand-set tag stays through every rules run and every new version of the order
+    /// from its channel; `orders list --tag` finds it and a rule's `tag` condition
+    /// matches it. The rules then run again for the order, as `rules apply` runs them,
+    /// and the command says what they changed (route, hold); a shipped or cancelled order
+    /// only has its tags changed. A tag from the channel or from a rule cannot be taken
+    /// off by hand: the command says where it comes from.
+    #[command(arg_required_else_help = true)]
+    Tag {
+        /// The order id, "<account>:<channel order id>".
+        id: String,
+        /// Tags to set (any case: tags compare ignoring case).
+        #[arg(value_name = "TAG")]
+        tags: Vec<String>,
+        /// A hand-set tag to take off; repeatable.
+        #[arg(long, value_name = "TAG")]
+        remove: Vec<String>,
+        /// Print the order as `orders show --json` does, with `tagging`: { added, removed,
+        /// unchanged, manual_tags, rules, rules_ran }.
+        #[arg(long)]
+        json: bool,
+    },
     /// Release an order's hold, set by hand or by a rule; its delivery is queued at once.
     ///
     /// Releasing a rule's hold overrides the rule: the same hold does not come back

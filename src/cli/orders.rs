@@ -284,6 +284,52 @@ pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
             out!("{}", render_redelivery(&done));
             Ok(())
         }
+        OrdersCommand::Tag {
+            id,
+            tags,
+            remove,
+            json,
+        } => {
+            let tagged = match &backend {
+                Backend::Local { config, store } => {
+                    let rules = super::rules::load_configured_rules(config, None)?;
+                    let written = ops::tag(
+                        store,
+                        &Outbound::default(),
+                        &rules,
+                        &id,
+                        &tags,
+                        &remove,
+                        Utc::now(),
+                    )
+                    .map_err(op_failure)?;
+                    if written.seq != 0 {
+                        store.flush_blocking().map_err(store_failure)?;
+                    }
+                    written.value
+                }
+                Backend::Remote(api) => {
+                    let doc: serde_json::Value = api.post(
+                        &["orders", &id, "tags"],
+                        &[],
+                        Some(json!({ "add": tags, "remove": remove })),
+                    )?;
+                    ops::Tagged::from_json(doc).map_err(|e| {
+                        Failure::new(
+                            EXIT_FAILED,
+                            format!(
+                                "the daemon's answer for order {id} is not a tagged order: {e}"
+                            ),
+                        )
+                    })?
+                }
+            };
+            if json {
+                return print_json(&tagged.to_json());
+            }
+            out!("{}", render_tagging(&id, &tagged));
+            Ok(())
+        }
         OrdersCommand::Release { id, json } => {
             // What held it, to say what the release did.
             let before = detail_before(&backend, &id)?
@@ -364,6 +410,63 @@ pub fn render_redelivery(r: &ops::Redelivery) -> String {
             s,
             "nothing was queued: `switchyard orders redeliver {id} --yes` delivers it"
         );
+    }
+    s
+}
+
+/// What `orders tag` did: the tags, then what the rules changed.
+fn render_tagging(id: &str, tagged: &ops::Tagged) -> String {
+    use std::fmt::Write;
+    let t = &tagged.tagging;
+    let mut s = String::new();
+    if !t.added.is_empty() {
+        let _ = writeln!(s, "{id}: tagged {} by hand", t.added.join(", "));
+    }
+    if !t.removed.is_empty() {
+        let _ = writeln!(s, "{id}: took off {} (set by hand)", t.removed.join(", "));
+    }
+    for u in &t.unchanged {
+        let _ = writeln!(s, "{id}: unchanged: {}", u.reason);
+    }
+    if t.added.is_empty() && t.removed.is_empty() {
+        return s;
+    }
+    let tags = &tagged.detail.order.tags;
+    let _ = writeln!(
+        s,
+        "{id}: tags now {} (by hand: {})",
+        if tags.is_empty() {
+            "-".to_owned()
+        } else {
+            tags.join(", ")
+        },
+        if t.manual_tags.is_empty() {
+            "-".to_owned()
+        } else {
+            t.manual_tags.join(", ")
+        }
+    );
+    match (&t.rules, t.rules_ran) {
+        (_, false) => {
+            let _ = writeln!(
+                s,
+                "{id}: the order is {}: the rules were not run again (only its tags changed)",
+                tagged.detail.order.status
+            );
+        }
+        (None, true) => {
+            let _ = writeln!(s, "{id}: the rules, run again, change nothing else");
+        }
+        (Some(change), true) => {
+            let _ = writeln!(s, "{id}: the rules, run again: {}", change.describe());
+            if !change.kept.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "{id}: a delivery is never sent again by itself; to deliver it where the \
+                     rules send it now: switchyard orders redeliver {id} --yes"
+                );
+            }
+        }
     }
     s
 }

@@ -141,6 +141,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ingest: Ingest, admin: AdminStat
         .route("/orders/{id}/raw", get(show_raw))
         .route("/orders/{id}/hold", post(hold))
         .route("/orders/{id}/release", post(release))
+        .route("/orders/{id}/tags", post(tags))
         .route("/orders/{id}/redeliver", post(redeliver))
         .route("/shipments", post(ship))
         .route("/stock", put(set_stock))
@@ -527,6 +528,47 @@ async fn release(State(ctx): Shared, id: Result<Path<String>, PathRejection>) ->
     ctx.durable(written.seq).await?;
     tracing::info!(order = %written.value.id, "admin API: order released");
     ok(written.value)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsBody {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// `POST /orders/{id}/tags`: hand-set tags added and taken off, the rules
+/// run again for the order; answers the order as `GET /orders/{id}` does,
+/// with `tagging` saying what changed.
+async fn tags(
+    State(ctx): Shared,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> ApiResult {
+    let Path(id) = id?;
+    let body: TagsBody =
+        json_body(body, "tags", r#"{ "add": ["vip"], "remove": ["rush"] }"#).await?;
+    let rules = ctx.ingest.rules().current();
+    let c = ctx.clone();
+    let written = blocking(move || {
+        Ok(ops::tag(
+            c.store(),
+            &c.outbound,
+            &rules,
+            &id,
+            &body.add,
+            &body.remove,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    if written.seq != 0 {
+        ctx.durable(written.seq).await?;
+        tracing::info!(order = %written.value.detail.order.id, "admin API: order tagged by hand");
+    }
+    ok(written.value.to_json())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,8 +42,16 @@ pub use ast::{Actions, CONDITION_KEYS, LineRouteAction, Rule, RuleSet};
 pub use diag::{Diagnostic, RuleErrors, Severity};
 pub use eval::{Evaluation, LineRoute, RuleInput, RuleTrace, decide, evaluate};
 pub use explain::{PersonHold, explain_json, explain_text};
+pub(crate) use glob::eq_ci;
 pub use parse::parse_rules;
 pub use testfile::{CaseResult, collect_test_files, format_case, run_test_file};
+
+/// What is wrong with a tag a rule's `tag`/`untag` sets or a person sets
+/// by hand (`orders tag`), or None when it is a tag. Both go through here so
+/// that a hand-set tag is one a rule could set and match.
+pub fn tag_problem(tag: &str) -> Option<&'static str> {
+    tag.trim().is_empty().then_some("empty tag")
+}
 
 /// Reads and parses a rules file; see [`parse_rules`]. A file that cannot be
 /// read is one error without a position.

@@ -756,13 +756,12 @@ impl<'s> Parser<'s> {
             let k = key.get_ref().as_ref();
             match k {
                 "tag" | "untag" => {
-                    let tags = self.values(value, k, |p, s, span| {
-                        if s.trim().is_empty() {
-                            p.sink.error(span, format!("{k}: empty tag"));
+                    let tags = self.values(value, k, |p, s, span| match super::tag_problem(s) {
+                        Some(problem) => {
+                            p.sink.error(span, format!("{k}: {problem}"));
                             Err(())
-                        } else {
-                            Ok(s.to_owned())
                         }
+                        None => Ok(s.to_owned()),
                     });
                     match (tags, k) {
                         (Some(t), "tag") => actions.tag = t,

@@ -235,6 +235,7 @@ async fn the_token_is_required_on_every_route_and_compared_exactly() {
         ("GET", "/orders/shop-us:1/raw"),
         ("POST", "/orders/shop-us:1/hold"),
         ("POST", "/orders/shop-us:1/release"),
+        ("POST", "/orders/shop-us:1/tags"),
         ("POST", "/shipments"),
         ("PUT", "/stock"),
         ("GET", "/stock/MUG-RED"),
@@ -479,6 +480,112 @@ async fn orders_routes_answer_and_refuse_bad_input() {
         .send_raw(reqwest::Method::POST, &format!("/orders/{id}/hold"), &big)
         .await;
     assert_eq!(status, 413, "{body}");
+    d.stop(&s.state()).await;
+}
+
+/// Tags set by hand through the API and through the command line while the
+/// daemon runs: the rules run again (the example rules hold an order tagged
+/// `test`), the tag is listed, bad input and unknown orders are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_set_by_hand_through_the_api_run_the_rules_for_the_order() {
+    let s = Setup::new().await;
+    let config = s.config("switchyard.toml", Some(TOKEN), s.port);
+    let d = Daemon::start(&config).await;
+    let (id, _) = open_order(&d).await;
+    let path = format!("/orders/{id}/tags");
+
+    let (status, doc) = d.post(&path, Some(json!({ "add": ["test"] }))).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["hold"], "test order: do not ship");
+    assert_eq!(doc["hold_by"], "rule:test-orders");
+    assert_eq!(doc["tagging"]["added"], json!(["test"]));
+    assert_eq!(doc["tagging"]["manual_tags"], json!(["test"]));
+    assert_eq!(
+        doc["tagging"]["rules"]["after"]["hold"],
+        "test order: do not ship"
+    );
+    // The order as GET /orders/{id} answers it, with `tagging` beside.
+    let (_, shown) = d.get(&format!("/orders/{id}")).await;
+    let mut order = doc.clone();
+    order.as_object_mut().unwrap().remove("tagging");
+    assert_eq!(order, shown);
+    let history = shown["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["kind"], "tags");
+
+    // The command line goes through the API while the daemon runs.
+    let o = s
+        .cli(&config, &["orders", "list", "--tag", "TEST", "--json"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let o = s
+        .cli(&config, &["orders", "tag", &id, "--remove", "test"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(&format!("{id}: took off test (set by hand)\n"))
+            && text.contains("; -tag test-order; ")
+            && text.contains("; hold test order: do not ship -> none"),
+        "{text}"
+    );
+    let o = s
+        .cli(&config, &["orders", "tag", &id, "vip", "--json"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["tagging"]["manual_tags"], json!(["vip"]));
+    assert!(doc["hold"].is_null(), "{doc}");
+    let o = s.cli(&config, &["orders", "tag", &id, " "]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("tag \" \": empty tag"),
+        "{}",
+        stderr(&o)
+    );
+
+    for (body, want) in [
+        (json!({ "add": [""] }), "tag \"\": empty tag"),
+        (json!({}), "no tag to set or take off"),
+        (
+            json!({ "add": ["x"], "colour": "red" }),
+            "unknown field `colour`",
+        ),
+        (json!({ "add": "x" }), "invalid type"),
+    ] {
+        let (status, answer) = d.post(&path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(error_of(&answer).contains(want), "{body}: {answer}");
+    }
+    let (status, answer) = d
+        .post("/orders/shop-us:404/tags", Some(json!({ "add": ["x"] })))
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        error_of(&answer).contains("no order \"shop-us:404\""),
+        "{answer}"
+    );
+    let (_, after) = d.get(&format!("/orders/{id}")).await;
+    assert_eq!(
+        after["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| *t == "vip")
+            .count(),
+        1
+    );
+    assert_eq!(
+        after["history"].as_array().unwrap().len(),
+        history.len() + 2
+    );
     d.stop(&s.state()).await;
 }
 

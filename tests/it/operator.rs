@@ -318,15 +318,29 @@ struct Shop {
 
 impl Shop {
     fn new(orders: Vec<switchyard_contract::Order>) -> Shop {
+        Shop::with_rules(orders, &Path::new(REPO).join("config/rules.toml"))
+    }
+
+    /// A shop whose config names the rules file `rules`.
+    fn with_rules(orders: Vec<switchyard_contract::Order>, rules: &Path) -> Shop {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigBuilder::new(dir.path())
+            .without_listen()
+            .rules(rules)
+            .write();
+        let shop = Shop { dir, config };
+        shop.receive(orders, rules);
+        shop
+    }
+
+    /// Stores `orders` as the channel's, through the real ingest path with
+    /// the rules of `rules` (the daemon stopped).
+    fn receive(&self, orders: Vec<switchyard_contract::Order>, rules: &Path) {
         use switchyard::ingest::{Ingest, LiveRules, Source};
         use switchyard::store::{Store, StoreOptions};
-        let dir = tempfile::tempdir().unwrap();
-        let config = ConfigBuilder::new(dir.path()).without_listen().write();
-        let store = Store::open(&dir.path().join("state"), StoreOptions::default()).unwrap();
+        let store = Store::open(&self.dir.path().join("state"), StoreOptions::default()).unwrap();
         let dests = ["east-wh".to_string(), "west-3pl".to_string()];
-        let (rules, _) =
-            switchyard::rules::load_rules(&Path::new(REPO).join("config/rules.toml"), &dests)
-                .unwrap();
+        let (rules, _) = switchyard::rules::load_rules(rules, &dests).unwrap();
         Ingest::new(store.clone(), LiveRules::new(rules))
             .receive(
                 crate::common::ACCOUNT,
@@ -336,7 +350,7 @@ impl Shop {
             )
             .unwrap();
         store.flush_blocking().unwrap();
-        Shop { dir, config }
+        store.close().unwrap();
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -1132,4 +1146,175 @@ fn orders_list_says_whether_a_rule_or_a_person_holds_each_order() {
     std::fs::write(&file, all[2].to_string()).unwrap();
     let out = shop.cli(&["rules", "explain", "--file", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Rules that act on tags a person sets: `vip` goes west with a tag of its
+/// own, `check-buyer` holds.
+const HAND_TAG_RULES: &str = r#"
+default_route = "east-wh"
+
+[[rule]]
+name = "vip-west"
+when = { tag = "vip" }
+then = { route = "west-3pl", tag = "priority-lane" }
+
+[[rule]]
+name = "check-buyer"
+when = { tag = "check-buyer" }
+then = { hold = "buyer check requested" }
+"#;
+
+fn history_kinds(shop: &Shop, id: &str) -> Vec<String> {
+    let shown = shop.json(&["orders", "show", id, "--json"]);
+    shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_tag_set_by_hand_is_listed_drives_the_rules_and_outlives_the_channel() {
+    let rules_dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir.path().join("rules.toml");
+    std::fs::write(&rules, HAND_TAG_RULES).unwrap();
+    let shop = Shop::with_rules(vec![tagged(1, &["wholesale"]), tagged(2, &[])], &rules);
+
+    let out = shop.cli(&["orders", "tag", "shop-test:1", "vip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "shop-test:1: tagged vip by hand\n\
+         shop-test:1: tags now wholesale, vip, priority-lane (by hand: vip)\n\
+         shop-test:1: the rules, run again: +tag priority-lane; route east-wh -> west-3pl\n"
+    );
+    let found = shop.json(&["orders", "list", "--tag", "VIP", "--json"]);
+    let found: Vec<(&str, &str)> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap(), o["route"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found, [("shop-test:1", "west-3pl")]);
+    assert_eq!(history_kinds(&shop, "shop-test:1"), ["created", "tags"]);
+    let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(
+        shown["history"][1]["detail"],
+        "tags by hand: +vip; rules: +tag priority-lane; route east-wh -> west-3pl"
+    );
+
+    // What changes nothing says so and writes nothing.
+    let out = shop.cli(&[
+        "orders",
+        "tag",
+        "shop-test:1",
+        "VIP",
+        "--remove",
+        "wholesale",
+        "--remove",
+        "priority-lane",
+        "--remove",
+        "rush",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "shop-test:1: unchanged: tag VIP is set by hand already\n\
+         shop-test:1: unchanged: tag wholesale is not set by hand: it comes from shopify, so \
+         take it off there (or `untag` it in a rule)\n\
+         shop-test:1: unchanged: tag priority-lane is not set by hand: a rule adds it, so only \
+         the rules can take it off (`switchyard rules explain --order shop-test:1` shows which \
+         rule)\n\
+         shop-test:1: unchanged: the order has no tag rush\n"
+    );
+    assert_eq!(history_kinds(&shop, "shop-test:1"), ["created", "tags"]);
+
+    // Bad tags and unknown orders are refused, naming them.
+    for args in [
+        vec!["orders", "tag", "shop-test:1", "  "],
+        vec!["orders", "tag", "shop-test:1", "ok", "--remove", ""],
+    ] {
+        let out = shop.cli(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("empty tag"), "{}", stderr(&out));
+    }
+    let out = shop.cli(&["orders", "tag", "shop-test:1", "gift", "--remove", "GIFT"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("tag \"gift\" is both added and removed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = shop.cli(&["orders", "tag", "shop-test:404", "vip"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no order \"shop-test:404\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(history_kinds(&shop, "shop-test:1"), ["created", "tags"]);
+
+    // A new version from the channel keeps the hand-set tag and what the
+    // rules make of it.
+    let mut again = tagged(1, &["wholesale", "gift-wrap"]);
+    again.updated_at = crate::common::at(11, 0);
+    shop.receive(vec![again], &rules);
+    let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(
+        shown["tags"],
+        serde_json::json!(["wholesale", "gift-wrap", "vip", "priority-lane"])
+    );
+    assert_eq!(shown["route"], "west-3pl");
+
+    // A hand-set tag a rule holds for, then taken off: the hold goes with it.
+    let doc = shop.json(&["orders", "tag", "shop-test:2", "check-buyer", "--json"]);
+    assert_eq!(doc["hold"], "buyer check requested");
+    assert_eq!(doc["hold_by"], "rule:check-buyer");
+    assert_eq!(doc["tagging"]["added"], serde_json::json!(["check-buyer"]));
+    assert_eq!(
+        doc["tagging"]["manual_tags"],
+        serde_json::json!(["check-buyer"])
+    );
+    assert_eq!(
+        doc["tagging"]["rules"]["after"]["hold"],
+        "buyer check requested"
+    );
+    let out = shop.cli(&["orders", "tag", "shop-test:2", "--remove", "check-buyer"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "shop-test:2: the rules, run again: -tag check-buyer; hold buyer check requested -> none"
+        ) || stdout(&out)
+            .contains("shop-test:2: the rules, run again: hold buyer check requested -> none"),
+        "{}",
+        stdout(&out)
+    );
+    let held = shop.json(&["orders", "list", "--held", "--json"]);
+    assert_eq!(held, serde_json::json!([]));
+
+    // A shipped order only has its tags changed.
+    shop.cli(&[
+        "ship",
+        "shop-test:2",
+        "--carrier",
+        "ups",
+        "--tracking",
+        "1Z1",
+    ]);
+    let out = shop.cli(&["orders", "tag", "shop-test:2", "check-buyer"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "shop-test:2: the order is shipped: the rules were not run again (only its tags changed)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let shown = shop.json(&["orders", "show", "shop-test:2", "--json"]);
+    assert!(shown["hold"].is_null(), "{shown}");
+    assert_eq!(
+        shop.json(&["orders", "list", "--tag", "check-buyer", "--json"])[0]["id"],
+        "shop-test:2"
+    );
 }

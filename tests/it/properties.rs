@@ -885,7 +885,7 @@ fn segment() -> impl Strategy<Value = String> {
         3 => "[A-Za-z0-9._~:-]{0,12}",
         1 => prop::sample::select(vec![
             "shop-us", "shop-us:5551234567", "%00", "%FF", "%2F", "%2e%2e", "..", "%", "%zz",
-            "%C3%A9", "%E2%82%AC", "orders", "retry", "retry-dead", "hold", "release", "{id}", "*",
+            "%C3%A9", "%E2%82%AC", "orders", "retry", "retry-dead", "hold", "release", "tags", "{id}", "*",
         ])
         .prop_map(str::to_owned),
         1 => Just("a".repeat(3000)),
