@@ -108,7 +108,7 @@ pub fn run(config_path: &Path, json: bool, online: bool) -> CliResult {
 /// could spend a refresh token the daemon still holds), else here, with the
 /// store's tokens.
 fn online_checks(config_path: &Path) -> Result<Vec<CheckResult>, Failure> {
-    match super::open_backend(config_path)? {
+    match super::open_backend(config_path, super::Open::OrCreate)? {
         super::Backend::Remote(remote) => remote.post(&["check"], &[], None),
         super::Backend::Local { config, store } => {
             let http = reqwest::Client::builder()

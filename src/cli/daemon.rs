@@ -130,7 +130,7 @@ pub fn sync(config_path: &Path, account_id: &str, since: Option<&str>, json: boo
         }
         Ok(account)
     };
-    let (config, store) = match super::open_backend(config_path)? {
+    let (config, store) = match super::open_backend(config_path, super::Open::OrCreate)? {
         super::Backend::Local { config, store } => (config, store),
         super::Backend::Remote(remote) => {
             let config = crate::config::load(config_path)

@@ -625,13 +625,30 @@ impl Backend {
 /// it says another process holds it (a tenth of a second apart).
 const LOCK_GRACE_TRIES: usize = 20;
 
+/// Whether a command may start a store where there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// The command reads (or changes) what is stored: with no store there,
+    /// the config names the wrong folder, and an empty store made there
+    /// would answer "no orders".
+    Existing,
+    /// The command stores something new (stock levels, a backfill, tokens),
+    /// as an operator may do before the daemon's first start.
+    OrCreate,
+}
+
 /// Loads the config and opens the store it names; when another process (the
 /// daemon) holds the store, connects to the daemon's admin API instead.
-pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Failure> {
+pub(crate) fn open_backend(config_path: &std::path::Path, how: Open) -> Result<Backend, Failure> {
     let config = crate::config::load(config_path)
         .map_err(|errors| Failure::new(EXIT_FAILED, errors.to_string()))?;
-    let open =
-        || crate::store::Store::open(&config.daemon.state_dir, config.daemon.store_options());
+    let open = || {
+        let (dir, opts) = (&config.daemon.state_dir, config.daemon.store_options());
+        match how {
+            Open::Existing => crate::store::Store::open_existing(dir, opts),
+            Open::OrCreate => crate::store::Store::open(dir, opts),
+        }
+    };
     let mut result = open();
     // With no daemon to ask (no admin token, or nothing listening), a lock
     // that goes away within moments was a process just finishing (another
@@ -651,7 +668,26 @@ pub(crate) fn open_backend(config_path: &std::path::Path) -> Result<Backend, Fai
         Err(crate::store::StoreError::Locked { .. }) => {
             remote::Remote::connect(&config, config_path).map(Backend::Remote)
         }
-        Err(e) => Err(orders::store_failure(e)),
+        Err(e) => Err(no_store_failure(e, config_path)),
+    }
+}
+
+/// A store error; where there is no store, what to check: the config may
+/// name the wrong folder, or the daemon never started.
+pub(crate) fn no_store_failure(
+    e: crate::store::StoreError,
+    config_path: &std::path::Path,
+) -> Failure {
+    match e {
+        crate::store::StoreError::NoStore { .. } => Failure::new(
+            EXIT_FAILED,
+            format!(
+                "{e}; check daemon.state_dir in {} (the daemon creates the store at its \
+                 first start; nothing was created)",
+                config_path.display()
+            ),
+        ),
+        e => orders::store_failure(e),
     }
 }
 

@@ -139,7 +139,7 @@ fn shell_word(value: &str) -> String {
 }
 
 pub fn run(config_path: &Path, cmd: OrdersCommand) -> CliResult {
-    let backend = super::open_backend(config_path)?;
+    let backend = super::open_backend(config_path, super::Open::Existing)?;
     match cmd {
         OrdersCommand::List(args) => {
             if let Some(route) = &args.route {

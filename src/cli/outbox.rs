@@ -19,7 +19,7 @@ struct Retried {
 }
 
 pub fn run(config_path: &Path, cmd: OutboxCommand) -> CliResult {
-    let backend = super::open_backend(config_path)?;
+    let backend = super::open_backend(config_path, super::Open::Existing)?;
     match cmd {
         OutboxCommand::List {
             dead,

@@ -65,7 +65,7 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
     match cmd {
         RulesCommand::Explain { order, file, json } => {
             let (order, eval, person) = match (order, file) {
-                (Some(id), _) => match super::open_backend(config_path)? {
+                (Some(id), _) => match super::open_backend(config_path, super::Open::Existing)? {
                     Backend::Local { config, store } => {
                         let rules = load_configured_rules(&config, None)?;
                         ops::explain_stored(&store, &rules, &id, Utc::now()).map_err(op_failure)?
@@ -210,7 +210,7 @@ fn run_tests(rules: &RuleSet, paths: &[PathBuf], quiet: bool, json: bool) -> Cli
 }
 
 fn apply(config_path: &Path, dry_run: bool, json: bool) -> CliResult {
-    let (changes, rules) = match super::open_backend(config_path)? {
+    let (changes, rules) = match super::open_backend(config_path, super::Open::Existing)? {
         Backend::Local { config, store } => {
             let rules = load_configured_rules(&config, None)?;
             let written =

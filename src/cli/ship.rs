@@ -37,7 +37,7 @@ pub fn run(
         lines,
         destination,
     };
-    let receipt = match super::open_backend(config_path)? {
+    let receipt = match super::open_backend(config_path, super::Open::Existing)? {
         Backend::Local { store, config } => {
             let outbound = crate::channels::accounts::outbound(&config);
             let written = ops::ship(&store, &outbound, &req, Utc::now()).map_err(op_failure)?;

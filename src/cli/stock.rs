@@ -29,7 +29,7 @@ pub fn run(config_path: &Path, cmd: StockCommand) -> CliResult {
 }
 
 fn set(config_path: &Path, updates: &[StockUpdate], json: bool) -> CliResult {
-    let receipt: StockReceipt = match super::open_backend(config_path)? {
+    let receipt: StockReceipt = match super::open_backend(config_path, super::Open::OrCreate)? {
         Backend::Local { config, store } => {
             let outbound = crate::channels::accounts::outbound(&config);
             let written =
@@ -90,7 +90,7 @@ fn import(config_path: &Path, file: &PathBuf, json: bool) -> CliResult {
 }
 
 fn show(config_path: &Path, sku: &str, json: bool) -> CliResult {
-    let view: StockView = match super::open_backend(config_path)? {
+    let view: StockView = match super::open_backend(config_path, super::Open::Existing)? {
         Backend::Local { store, .. } => ops::stock_show(&store, sku).map_err(op_failure)?,
         Backend::Remote(api) => api.get(&["stock", sku], &[])?,
     };

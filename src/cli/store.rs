@@ -21,7 +21,7 @@ use crate::store::{CompactionDirs, Store, StoreError, sync_parent};
 pub(crate) fn copy(config_path: &Path, to: &Path) -> CliResult {
     let config = load(config_path)?;
     let from = &config.daemon.state_dir;
-    let store = open_stopped(&config, "copy")?;
+    let store = open_stopped(&config, config_path, "copy")?;
     let copied = copy_proven(&store, to, &config);
     store.close().map_err(store_failure)?;
     let copied = copied?;
@@ -77,7 +77,7 @@ pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
     }
     let before = dir_bytes(&dirs.store);
     room_for_copy(&dirs, before)?;
-    let store = open_stopped(&config, "compact")?;
+    let store = open_stopped(&config, config_path, "compact")?;
 
     let made = copy_proven(&store, &dirs.copy, &config).and_then(|copied| {
         same_owner(&dirs)?;
@@ -131,14 +131,15 @@ fn failed(message: String) -> Failure {
 
 /// The store, opened by this process alone: refused while the daemon (or
 /// any other process) has it open.
-fn open_stopped(config: &Config, what: &str) -> Result<Store, Failure> {
-    Store::open(&config.daemon.state_dir, config.daemon.store_options()).map_err(|e| match e {
+fn open_stopped(config: &Config, config_path: &Path, what: &str) -> Result<Store, Failure> {
+    let store = Store::open_existing(&config.daemon.state_dir, config.daemon.store_options());
+    store.map_err(|e| match e {
         StoreError::Locked { dir } => failed(format!(
             "the store at {} is open in another process (the daemon?): stop it first \
              (systemctl stop switchyard), then {what}",
             dir.display()
         )),
-        e => store_failure(e),
+        e => super::no_store_failure(e, config_path),
     })
 }
 

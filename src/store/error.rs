@@ -16,6 +16,11 @@ pub enum StoreError {
     #[error("cannot open store at {}: {detail}", dir.display())]
     Open { dir: PathBuf, detail: String },
 
+    /// Raised by [`crate::store::Store::open_existing`] only: a command that
+    /// reads would otherwise make an empty store and report it as empty.
+    #[error("no store at {}: {why}", dir.display())]
+    NoStore { dir: PathBuf, why: &'static str },
+
     /// The engine failed while reading or writing; `context` says what was being done.
     #[error("store {context} failed: {detail}")]
     Engine { context: String, detail: String },

@@ -413,6 +413,43 @@ impl Store {
         Store::open_inner(dir, opts, None, &|_| {})
     }
 
+    /// `open`, refusing ([`StoreError::NoStore`]) where there is no store
+    /// rather than making an empty one: a command that only reads, pointed
+    /// at the wrong folder, would report no orders where they are elsewhere.
+    /// A missing or empty folder (systemd makes the state folder empty
+    /// before the first start) or one without the engine's files is no
+    /// store; a compaction stopped between its renames is finished first.
+    pub fn open_existing(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        if let Ok(dirs) = CompactionDirs::of(dir) {
+            dirs.finish_interrupted()?;
+        }
+        let why = match std::fs::read_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("the folder does not exist"),
+            // Anything else (no permission, not a folder) the open reports.
+            Err(_) => None,
+            Ok(entries) => {
+                let names: Vec<_> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name())
+                    .collect();
+                if names.is_empty() {
+                    Some("the folder is empty")
+                } else if !names.iter().any(|n| n == "db" || n == "conf") {
+                    Some("the folder holds other files but not a store's (`db`, `conf`)")
+                } else {
+                    None
+                }
+            }
+        };
+        match why {
+            Some(why) => Err(StoreError::NoStore {
+                dir: dir.to_owned(),
+                why,
+            }),
+            None => Store::open(dir, opts),
+        }
+    }
+
     /// `open`, telling `progress` how an upgrade of an earlier layout goes
     /// (every few seconds while one runs), so a supervisor can be told the
     /// start is still moving.

@@ -222,6 +222,86 @@ fn a_bad_filter_or_unknown_order_is_a_clear_error() {
     );
 }
 
+/// A command that reads the store, pointed by its config at a folder with
+/// no store in it (a typo, the wrong config, a daemon never started), says
+/// so, naming the folder and the config, and creates nothing there: an
+/// empty store made there would answer "no orders". A command that stores
+/// something new (`stock set`, before the daemon's first start) makes it.
+#[test]
+fn a_reading_command_refuses_a_folder_with_no_store_and_creates_none() {
+    let setup = Setup::new();
+    let state = setup.state();
+    let config = setup.config.display().to_string();
+    let reads: [&[&str]; 11] = [
+        &["orders", "list"],
+        &["orders", "list", "--json"],
+        &["orders", "show", "shop-test:1"],
+        &["orders", "hold", "shop-test:1", "--reason", "check"],
+        &["orders", "release", "shop-test:1"],
+        &["outbox", "list"],
+        &["outbox", "drop", "00000000000000000001"],
+        &["stock", "show", "MUG-1"],
+        &[
+            "ship",
+            "shop-test:1",
+            "--carrier",
+            "ups",
+            "--tracking",
+            "1Z1",
+        ],
+        &["rules", "apply", "--dry-run"],
+        &["store", "copy", "--to", "/nonexistent/copy"],
+    ];
+    // Missing, then as systemd makes it before the first start, then a
+    // folder of something else.
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 3] = [
+        ("the folder does not exist", |_| {}),
+        ("the folder is empty", |d| std::fs::create_dir(d).unwrap()),
+        ("the folder holds other files", |d| {
+            std::fs::write(d.join("notes.txt"), "not a store").unwrap();
+        }),
+    ];
+    for (why, make) in cases {
+        make(&state);
+        let before = listing(&state);
+        for args in reads {
+            let out = setup.cli(args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?} ({why}): {err}");
+            assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+            assert!(
+                err.contains(&format!("no store at {}: {why}", state.display()))
+                    && err.contains(&format!("check daemon.state_dir in {config}"))
+                    && err.contains("the daemon creates the store at its first start"),
+                "{args:?}: {err}"
+            );
+            assert_eq!(
+                listing(&state),
+                before,
+                "{args:?} changed {}",
+                state.display()
+            );
+        }
+    }
+
+    std::fs::remove_file(state.join("notes.txt")).unwrap();
+    let out = setup.cli(&["stock", "set", "MUG-1", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = setup.cli(&["stock", "show", "MUG-1", "--json"]);
+    assert_eq!(json(&out)["on_hand"], 5);
+}
+
+/// The names in `dir`, or `None` when it does not exist.
+fn listing(dir: &Path) -> Option<Vec<std::ffi::OsString>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
 #[test]
 fn hold_and_release_change_the_order_and_its_history() {
     let setup = Setup::new();
