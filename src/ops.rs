@@ -169,6 +169,9 @@ pub struct OrderDetail {
     /// The deliveries the order was queued in (one per destination of a
     /// split order) and the lines each carries.
     pub parts: Vec<DeliveryPart>,
+    /// The tags of `order.tags` a person set (`orders tag`): the only ones
+    /// a person can take off.
+    pub manual_tags: Vec<String>,
 }
 
 /// Where an order's hold comes from (`orders show --json`: `holds`).
@@ -270,6 +273,7 @@ impl OrderDetail {
         v["delivered"] = json!(self.delivered);
         v["line_routes"] = json!(self.line_routes);
         v["parts"] = json!(self.parts);
+        v["manual_tags"] = json!(self.manual_tags);
         v
     }
 
@@ -286,6 +290,7 @@ impl OrderDetail {
         let delivered = obj.remove("delivered").unwrap_or(serde_json::Value::Null);
         let line_routes = obj.remove("line_routes").unwrap_or_else(|| json!([]));
         let parts = obj.remove("parts").unwrap_or_else(|| json!([]));
+        let manual_tags = obj.remove("manual_tags").unwrap_or_else(|| json!([]));
         Ok(OrderDetail {
             order: serde_json::from_value(v).map_err(|e| format!("order: {e}"))?,
             notes: serde_json::from_value(notes).map_err(|e| format!("notes: {e}"))?,
@@ -295,6 +300,8 @@ impl OrderDetail {
             line_routes: serde_json::from_value(line_routes)
                 .map_err(|e| format!("line_routes: {e}"))?,
             parts: serde_json::from_value(parts).map_err(|e| format!("parts: {e}"))?,
+            manual_tags: serde_json::from_value(manual_tags)
+                .map_err(|e| format!("manual_tags: {e}"))?,
         })
     }
 }
@@ -312,6 +319,7 @@ pub fn order_detail(store: &Store, id: &str) -> Result<OrderDetail, OpError> {
         delivered: stored.delivered,
         line_routes: stored.line_routes,
         parts: stored.parts,
+        manual_tags: stored.manual_tags,
     })
 }
 
@@ -396,8 +404,6 @@ pub struct Tagging {
     pub removed: Vec<String>,
     /// Tags asked for that changed nothing, each with why.
     pub unchanged: Vec<UnchangedTag>,
-    /// The order's hand-set tags afterwards.
-    pub manual_tags: Vec<String>,
     /// What the rules, run again with the new tags, changed besides them
     /// (route, hold, priority, their own tags); None when nothing, or when
     /// the order is no longer open (its tags alone change).
@@ -580,7 +586,6 @@ fn plan_tags(
     } else {
         tagged
     };
-    tagging.manual_tags = next.manual_tags.clone();
     (tagging, next)
 }
 

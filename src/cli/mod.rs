@@ -309,7 +309,7 @@ pub enum OrdersCommand {
         #[arg(long, value_name = "TAG")]
         remove: Vec<String>,
         /// Print the order as `orders show --json` does, with `tagging`: { added, removed,
-        /// unchanged, manual_tags, rules, rules_ran }.
+        /// unchanged, rules, rules_ran }.
         #[arg(long)]
         json: bool,
     },

@@ -440,10 +440,10 @@ fn render_tagging(id: &str, tagged: &ops::Tagged) -> String {
         } else {
             tags.join(", ")
         },
-        if t.manual_tags.is_empty() {
+        if tagged.detail.manual_tags.is_empty() {
             "-".to_owned()
         } else {
-            t.manual_tags.join(", ")
+            tagged.detail.manual_tags.join(", ")
         }
     );
     match (&t.rules, t.rules_ran) {
@@ -662,9 +662,14 @@ pub fn render_show(detail: &OrderDetail) -> String {
     } else {
         detail.holds.describe()
     };
+    let by_hand = if detail.manual_tags.is_empty() {
+        String::new()
+    } else {
+        format!(" (by hand: {})", detail.manual_tags.join(", "))
+    };
     let _ = writeln!(
         s,
-        "route {}  hold {hold}  tags {}",
+        "route {}  hold {hold}  tags {}{by_hand}",
         dash(o.route.as_deref()),
         if o.tags.is_empty() {
             "-".to_owned()

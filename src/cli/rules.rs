@@ -111,7 +111,7 @@ pub fn run(config_path: &Path, cmd: RulesCommand) -> CliResult {
 /// A canonical order, or what `orders show --json` prints (the order with
 /// its `notes`, `history`, `holds` and `delivered`; the holds a person set or
 /// released count, as they do for a stored order), or an element of `orders
-/// list --json` (the order with `hold_by`).
+/// list --json` (the order with `hold_by`), or what `orders tag --json` prints.
 fn read_order_file(path: &Path) -> Result<(Order, PersonHold), Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::new(EXIT_FAILED, format!("{}: cannot read: {e}", path.display())))?;
@@ -126,7 +126,13 @@ fn read_order_file(path: &Path) -> Result<(Order, PersonHold), Failure> {
             ),
         )
     };
-    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| located(e, "not JSON"))?;
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| located(e, "not JSON"))?;
+    // What `orders tag --json` prints: the `orders show --json` document
+    // with what the tagging did.
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("tagging");
+    }
     let shown = ["notes", "history", "holds", "delivered", "hold_by"]
         .iter()
         .any(|k| doc.get(k).is_some());

@@ -499,7 +499,7 @@ async fn tags_set_by_hand_through_the_api_run_the_rules_for_the_order() {
     assert_eq!(doc["hold"], "test order: do not ship");
     assert_eq!(doc["hold_by"], "rule:test-orders");
     assert_eq!(doc["tagging"]["added"], json!(["test"]));
-    assert_eq!(doc["tagging"]["manual_tags"], json!(["test"]));
+    assert_eq!(doc["manual_tags"], json!(["test"]));
     assert_eq!(
         doc["tagging"]["rules"]["after"]["hold"],
         "test order: do not ship"
@@ -541,7 +541,7 @@ async fn tags_set_by_hand_through_the_api_run_the_rules_for_the_order() {
         .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(doc["tagging"]["manual_tags"], json!(["vip"]));
+    assert_eq!(doc["manual_tags"], json!(["vip"]));
     assert!(doc["hold"].is_null(), "{doc}");
     let o = s.cli(&config, &["orders", "tag", &id, " "]).await;
     assert_eq!(o.status.code(), Some(1));

@@ -1266,20 +1266,28 @@ fn a_tag_set_by_hand_is_listed_drives_the_rules_and_outlives_the_channel() {
         serde_json::json!(["wholesale", "gift-wrap", "vip", "priority-lane"])
     );
     assert_eq!(shown["route"], "west-3pl");
+    assert_eq!(shown["manual_tags"], serde_json::json!(["vip"]));
+    let text = stdout(&shop.cli(&["orders", "show", "shop-test:1"]));
+    assert!(
+        text.contains("tags wholesale, gift-wrap, vip, priority-lane (by hand: vip)\n"),
+        "{text}"
+    );
 
     // A hand-set tag a rule holds for, then taken off: the hold goes with it.
     let doc = shop.json(&["orders", "tag", "shop-test:2", "check-buyer", "--json"]);
     assert_eq!(doc["hold"], "buyer check requested");
     assert_eq!(doc["hold_by"], "rule:check-buyer");
     assert_eq!(doc["tagging"]["added"], serde_json::json!(["check-buyer"]));
-    assert_eq!(
-        doc["tagging"]["manual_tags"],
-        serde_json::json!(["check-buyer"])
-    );
+    assert_eq!(doc["manual_tags"], serde_json::json!(["check-buyer"]));
     assert_eq!(
         doc["tagging"]["rules"]["after"]["hold"],
         "buyer check requested"
     );
+    // What it prints reads back as an order, as `orders show --json` does.
+    let file = shop.dir.path().join("tagged.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = shop.cli(&["rules", "explain", "--file", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = shop.cli(&["orders", "tag", "shop-test:2", "--remove", "check-buyer"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
