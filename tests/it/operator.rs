@@ -1326,3 +1326,35 @@ fn a_tag_set_by_hand_is_listed_drives_the_rules_and_outlives_the_channel() {
         "shop-test:2"
     );
 }
+
+/// A hand-set tag that sends a delivered order elsewhere: the delivery stays
+/// where it went, and the command names the redelivery, as `rules apply` does.
+#[test]
+fn tagging_a_delivered_order_the_rules_send_elsewhere_keeps_its_delivery() {
+    let rules_dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir.path().join("rules.toml");
+    std::fs::write(&rules, HAND_TAG_RULES).unwrap();
+    let shop = Shop::with_rules(vec![tagged(1, &[])], &rules);
+    let delivery = "dlv_0123456789abcdef01234567";
+    delivered_by_hand(&shop, "shop-test:1", true, |o| {
+        o.parts = vec![taken(&o.order, "east-wh", delivery)];
+    });
+    let out = shop.cli(&["orders", "tag", "shop-test:1", "vip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "shop-test:1: tagged vip by hand\n\
+             shop-test:1: tags now vip, priority-lane (by hand: vip)\n\
+             shop-test:1: the rules, run again: +tag priority-lane; route east-wh -> west-3pl; \
+             line 11 (MUG-RED) already delivered to east-wh (delivery {delivery}): not delivered \
+             again\n\
+             shop-test:1: a delivery is never sent again by itself; to deliver it where the rules \
+             send it now: switchyard orders redeliver shop-test:1 --yes\n"
+        )
+    );
+    let shown = shop.json(&["orders", "show", "shop-test:1", "--json"]);
+    assert_eq!(shown["route"], "west-3pl");
+    assert_eq!(shown["parts"][0]["destination"], "east-wh");
+    assert_eq!(shown["parts"][0]["delivery_id"], delivery);
+}
