@@ -64,7 +64,7 @@ impl From<ShipError> for OpError {
         match e {
             ShipError::UnknownOrder(_) => OpError::NotFound(e.to_string()),
             ShipError::Invalid(_) => OpError::Invalid(e.to_string()),
-            ShipError::Contended(_) => OpError::Conflict(e.to_string()),
+            ShipError::State(_) | ShipError::Contended(_) => OpError::Conflict(e.to_string()),
             ShipError::Store(e) => e.into(),
         }
     }

@@ -140,6 +140,10 @@ pub enum ShipError {
     /// The shipment does not fit the order; the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// The order's state refuses the shipment (cancelled, fulfilled by the
+    /// marketplace, its units shipped already), however it is asked.
+    #[error("{0}")]
+    State(String),
     #[error("order {0} kept changing while the shipment was recorded; try again")]
     Contended(String),
     #[error(transparent)]
@@ -149,7 +153,10 @@ pub enum ShipError {
 impl ShipError {
     /// Whether the caller sent something wrong (HTTP 4xx) rather than the store failing.
     pub fn is_bad_request(&self) -> bool {
-        matches!(self, ShipError::UnknownOrder(_) | ShipError::Invalid(_))
+        matches!(
+            self,
+            ShipError::UnknownOrder(_) | ShipError::Invalid(_) | ShipError::State(_)
+        )
     }
 }
 
@@ -191,12 +198,12 @@ pub fn apply_shipment(
         ));
     }
     if stored.order.status == OrderStatus::Cancelled {
-        return Err(ShipError::Invalid(format!(
+        return Err(ShipError::State(format!(
             "order {id} is cancelled; nothing to ship"
         )));
     }
     if stored.order.channel_fulfilled() {
-        return Err(ShipError::Invalid(format!(
+        return Err(ShipError::State(format!(
             "order {id} is fulfilled by {}: it ships from the marketplace's own stock and \
              the marketplace reports its tracking; nothing to record here",
             stored.order.channel
@@ -253,7 +260,7 @@ pub fn apply_shipment(
                 }
             }
             if take.is_empty() {
-                return Err(ShipError::Invalid(match dest {
+                return Err(ShipError::State(match dest {
                     Some(d) => {
                         format!("order {id}: everything delivered to {d} is already shipped")
                     }
@@ -269,9 +276,13 @@ pub fn apply_shipment(
             }
             let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
             let mut problems = Vec::new();
+            // Whether every problem is units shipped or refunded already
+            // (the order's state), not a request that could never fit.
+            let mut only_state = true;
             for l in lines {
                 if l.quantity == 0 {
                     problems.push(format!("{}: quantity must be at least 1", l.sku));
+                    only_state = false;
                 }
                 *wanted.entry(l.sku.trim()).or_insert(0) += u64::from(l.quantity);
             }
@@ -280,6 +291,7 @@ pub fn apply_shipment(
                     .filter(|&i| order.lines[i].sku.as_deref() == Some(*sku) && mine(i))
                     .collect();
                 if idx.is_empty() {
+                    only_state = false;
                     if let Some(d) = dest {
                         problems.push(format!(
                             "order {id} has no line with sku {sku} delivered to {d}"
@@ -303,6 +315,11 @@ pub fn apply_shipment(
                 }
                 let remaining: u64 = idx.iter().map(|&i| u64::from(left(i))).sum();
                 if qty > remaining {
+                    let ordered: u64 = idx
+                        .iter()
+                        .map(|&i| u64::from(order.lines[i].quantity))
+                        .sum();
+                    only_state &= qty <= ordered;
                     problems.push(format!(
                         "{sku}: {qty} to ship but only {remaining} left to ship on order {id}"
                     ));
@@ -322,7 +339,12 @@ pub fn apply_shipment(
                 }
             }
             if !problems.is_empty() {
-                return Err(ShipError::Invalid(problems.join("; ")));
+                let why = problems.join("; ");
+                return Err(if only_state {
+                    ShipError::State(why)
+                } else {
+                    ShipError::Invalid(why)
+                });
             }
             take.sort_unstable();
         }

@@ -636,6 +636,24 @@ async fn shipments_stock_outbox_and_rules_routes() {
             400,
             "has no line with sku NOPE",
         ),
+        // More units than the order ever had is a bad request; units it
+        // had but shipped already, or a whole order shipped already, are
+        // the order's state: 409, whatever the request.
+        (
+            json!({ "order_id": id, "carrier": "ups", "tracking_number": "5", "lines": [{ "sku": sku, "quantity": 1_000_000 }] }),
+            400,
+            "only 0 left to ship",
+        ),
+        (
+            json!({ "order_id": id, "carrier": "ups", "tracking_number": "6", "lines": [{ "sku": sku, "quantity": 1 }] }),
+            409,
+            "1 to ship but only 0 left to ship",
+        ),
+        (
+            json!({ "order_id": id, "carrier": "ups", "tracking_number": "7" }),
+            409,
+            "is already fully shipped",
+        ),
     ] {
         let (status, answer) = d.post("/shipments", Some(body.clone())).await;
         assert_eq!(status, status_wanted, "{body}: {answer}");

@@ -1030,7 +1030,7 @@ async fn shipments_partial_whole_idempotent_and_refused_and_their_tracking_is_pu
     assert_eq!(shipped.order.shipments.len(), 2);
     let e = tracking::record(&store, &outbound, &ship_req(id, "1Z-C", None), now).unwrap_err();
     assert!(
-        matches!(e, ShipError::Invalid(ref m) if m.contains("already fully shipped")),
+        matches!(e, ShipError::State(ref m) if m.contains("already fully shipped")),
         "{e}"
     );
     let history = store.history(id).unwrap();
@@ -1765,6 +1765,19 @@ fn cancelling_a_partly_shipped_order_gives_back_only_the_units_not_shipped() {
     late.lines[0].shipped_quantity = 1;
     ingest_order(&ingest, &late);
     assert_eq!(available(), 6, "its shipped unit is taken off the shelf");
+
+    // Its state refuses a shipment (HTTP 409), not the request's shape.
+    let e = tracking::record(
+        &store,
+        &outbound,
+        &ship_req(&late.id, "1Z-X", None),
+        Utc::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, ShipError::State(ref m) if m.contains("is cancelled; nothing to ship")),
+        "{e}"
+    );
 }
 
 /// An order the marketplace ships from its own stock (Amazon FBA) is stored
@@ -1799,8 +1812,10 @@ async fn an_order_the_marketplace_fulfils_is_stored_but_never_delivered_reserved
         Utc::now(),
     )
     .unwrap_err();
-    assert!(err.is_bad_request(), "{err}");
-    assert!(err.to_string().contains("fulfilled by"), "{err}");
+    assert!(
+        matches!(err, ShipError::State(ref m) if m.contains("fulfilled by")),
+        "{err}"
+    );
 
     // The same order shipped by the merchant is delivered and reserves stock.
     let own = order_on("shop", 2, &[("MUG", 3)], common::at(9, 0), "15.00");

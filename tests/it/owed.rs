@@ -209,7 +209,8 @@ async fn deliveries_carry_only_units_still_owed_and_all_refunded_orders_are_not_
     assert_eq!(s.available("PLATE-C").await, 8);
     assert_eq!(s.available("LAMP-D").await, 10);
 
-    // A shipment takes the units still owed, no more.
+    // A shipment takes the units still owed, no more: units refunded are
+    // the order's state (409), not a malformed request.
     let ship = |lines: Value, tracking: &str| {
         json!({ "order_id": format!("{ACCOUNT}:{partly}"), "carrier": "ups",
                 "tracking_number": tracking, "lines": lines })
@@ -224,7 +225,7 @@ async fn deliveries_carry_only_units_still_owed_and_all_refunded_orders_are_not_
             )),
         )
         .await;
-    assert_eq!(status, 400, "{refused}");
+    assert_eq!(status, 409, "{refused}");
     assert!(
         refused["error"]
             .as_str()
@@ -239,7 +240,7 @@ async fn deliveries_carry_only_units_still_owed_and_all_refunded_orders_are_not_
             Some(ship(json!([{ "sku": "MUG-A", "quantity": 1 }]), "1ZOWED2")),
         )
         .await;
-    assert_eq!(status, 400, "{refused}");
+    assert_eq!(status, 409, "{refused}");
     let (status, shipped) = s
         .admin(
             reqwest::Method::POST,

@@ -734,9 +734,9 @@ then = { hold = "check first" }
             ),
             (Some(0), Some(3))
         );
-        // West has nothing more to ship.
+        // West has nothing more to ship: the order's state refuses it.
         let (status, answer) = s.ship(&id, Some("west-3pl"), "1ZWEST2").await;
-        assert_eq!(status, 400, "{answer}");
+        assert_eq!(status, 409, "{answer}");
         let (status, answer) = s.ship(&id, Some("east-wh"), "1ZEAST").await;
         assert_eq!(status, 202, "{answer}");
         assert_eq!(s.show(&id).await["status"], "shipped");
