@@ -305,6 +305,9 @@ pub type BackfillRun<'a> = std::pin::Pin<
 /// A backfill the running daemon does for `switchyard sync`: the same
 /// catch-up as its poll loop, reporting the running totals after each page.
 pub trait Backfill: Send + Sync {
+    /// The accounts it can sync, those with a connector.
+    fn accounts(&self) -> Vec<String>;
+
     fn backfill<'a>(
         &'a self,
         account: &'a str,
@@ -321,6 +324,13 @@ pub struct Accounts {
 }
 
 impl Backfill for Accounts {
+    fn accounts(&self) -> Vec<String> {
+        self.connectors
+            .iter()
+            .map(|c| c.account.id.clone())
+            .collect()
+    }
+
     fn backfill<'a>(
         &'a self,
         account: &'a str,

@@ -843,12 +843,16 @@ async fn sync(
         Ok(Err(e)) => return ApiError::bad(format!("since: {e}")).into_response(),
         Err(e) => return ApiError::bad(e.body_text()).into_response(),
     };
-    let Some(backfill) = ctx.backfill.clone() else {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no account {account:?} with a connector in this daemon"),
-        )
-        .into_response();
+    // Refused before the answer starts, so that it is a 404 like any
+    // other unknown id rather than an error line after a 200.
+    let known = ctx
+        .backfill
+        .as_ref()
+        .map(|b| b.accounts())
+        .unwrap_or_default();
+    let Some(backfill) = ctx.backfill.clone().filter(|_| known.contains(&account)) else {
+        return ApiError::new(StatusCode::NOT_FOUND, unknown_account(&account, &known))
+            .into_response();
     };
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let (lines_tx, lines_rx) =
@@ -884,6 +888,21 @@ async fn sync(
             )
             .into_response()
         })
+}
+
+/// Why `POST /sync/{account}` cannot sync `account`; a CLI whose config
+/// has it reaches a daemon started before it was added.
+fn unknown_account(account: &str, known: &[String]) -> String {
+    format!(
+        "no account {account:?} with a connector in this daemon (its accounts: {}); \
+         an account added to the config since the daemon started needs a restart \
+         (systemctl restart switchyard)",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
 }
 
 /// `POST /check`: every account's connector check, run by the daemon's own

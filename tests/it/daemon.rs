@@ -405,6 +405,42 @@ async fn sync_while_the_daemon_runs_goes_through_it_and_prints_the_same() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The daemon answers an account it has no connector for as any unknown
+    // id: 404 and `{ "error" }`, naming the account and those it has...
+    let refused = reqwest::Client::new()
+        .post(daemon.url("/api/v1/sync/nobody"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(r#"no account "nobody""#) && error.contains("its accounts: shop-us"),
+        "{body}"
+    );
+    // ... which the command line shows for an account added to its config
+    // after the daemon started.
+    let later = dir.path().join("later.toml");
+    let added = format!(
+        "{}\n[[account]]\nid = \"shop-ca\"\nchannel = \"shopify\"\nbase_url = \"{}\"\n\
+         poll_interval = \"1h\"\nwebhooks = true\naccess_token = \"test-token\"\n\
+         webhook_secret = \"{SECRET}\"\n",
+        std::fs::read_to_string(&config).unwrap(),
+        sim.base_url(switchyard_contract::Channel::Shopify)
+    );
+    std::fs::write(&later, added).unwrap();
+    let out = run_cli(&later, &["sync", "shop-ca"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            r#"no account "shop-ca" with a connector in this daemon (its accounts: shop-us)"#
+        ) && err.contains("systemctl restart switchyard")
+            && out.stdout.is_empty(),
+        "{err}"
+    );
     daemon.stop().await;
     sim.stop().await;
 }
