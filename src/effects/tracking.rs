@@ -150,16 +150,6 @@ pub enum ShipError {
     Store(#[from] StoreError),
 }
 
-impl ShipError {
-    /// Whether the caller sent something wrong (HTTP 4xx) rather than the store failing.
-    pub fn is_bad_request(&self) -> bool {
-        matches!(
-            self,
-            ShipError::UnknownOrder(_) | ShipError::Invalid(_) | ShipError::State(_)
-        )
-    }
-}
-
 /// The tracking push of one shipment.
 pub fn tracking_item(
     order: &StoredOrder,

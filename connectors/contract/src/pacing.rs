@@ -161,8 +161,8 @@ impl SeenHint {
 
     /// Whether this report shows more room than `other` at `now`: more left
     /// in the bucket, a bigger bucket or a faster refill (a report that
-    /// limits nothing has the most room). A smaller bucket is less room,
-    /// whatever it holds.
+    /// limits nothing has the most room). A smaller bucket counts as more
+    /// room only when it holds more or refills faster, never for its size.
     pub fn roomier_than(&self, other: &SeenHint, now: tokio::time::Instant) -> bool {
         if !self.limits() || !other.limits() {
             return !self.limits() && other.limits();
