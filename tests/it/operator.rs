@@ -337,8 +337,7 @@ impl Shop {
     /// the rules of `rules` (the daemon stopped).
     fn receive(&self, orders: Vec<switchyard_contract::Order>, rules: &Path) {
         use switchyard::ingest::{Ingest, LiveRules, Source};
-        use switchyard::store::{Store, StoreOptions};
-        let store = Store::open(&self.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let store = crate::common::reopen(&self.dir.path().join("state"));
         let dests = ["east-wh".to_string(), "west-3pl".to_string()];
         let (rules, _) = switchyard::rules::load_rules(rules, &dests).unwrap();
         Ingest::new(store.clone(), LiveRules::new(rules))
@@ -375,8 +374,8 @@ fn delivered_by_hand(
     queued_once: bool,
     edit: impl FnOnce(&mut switchyard::store::StoredOrder),
 ) {
-    use switchyard::store::{OrderWrite, Store, StoreOptions, WriteBatch};
-    let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
+    use switchyard::store::{OrderWrite, WriteBatch};
+    let store = crate::common::reopen(&shop.dir.path().join("state"));
     let stored = store.get_order(id).unwrap().unwrap();
     let mut next = stored.clone();
     edit(&mut next);
@@ -796,13 +795,12 @@ fn outbox_list_has_a_header_and_says_what_each_item_is_for() {
 #[test]
 fn stock_show_lists_on_hand_reserved_by_which_orders_and_available() {
     use switchyard::ingest::{Ingest, LiveRules, Source};
-    use switchyard::store::{Store, StoreOptions};
     let shop = Shop::new(vec![]);
     let out = shop.cli(&["stock", "set", "MUG-RED", "10"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // An order for 2 arrives (through the ingest path, with reservations).
     {
-        let store = Store::open(&shop.dir.path().join("state"), StoreOptions::default()).unwrap();
+        let store = crate::common::reopen(&shop.dir.path().join("state"));
         let mut o = tagged(1, &[]);
         o.lines[0].sku = Some("MUG-RED".into());
         o.lines[0].quantity = 2;
