@@ -147,18 +147,8 @@ fn open_stopped(config: &Config, config_path: &Path, what: &str) -> Result<Store
 /// store would and holds as many records as were copied.
 fn copy_proven(store: &Store, to: &Path, config: &Config) -> Result<u64, Failure> {
     let copied = store.copy_to(to).map_err(store_failure)?;
-    // The engine's threads of the copy just written may hold its lock for
-    // a moment after it is let go.
-    let mut tries = 0;
-    let copy = loop {
-        match Store::open(to, config.daemon.store_options()) {
-            Err(StoreError::Locked { .. }) if tries < 50 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            opened => break opened.map_err(store_failure)?,
-        }
-    };
+    // The copy was just let go by this process.
+    let copy = Store::open_once_free(to, config.daemon.store_options()).map_err(store_failure)?;
     let held = copy.count_records();
     copy.close().map_err(store_failure)?;
     let held = held.map_err(store_failure)?;

@@ -319,7 +319,10 @@ impl Store {
         p.unindex = old_keys.difference(&new_keys).cloned().collect();
         p.index = new_keys.difference(&old_keys).cloned().collect();
         let old = stored.as_ref().map(|s| &s.order);
-        if old.is_some_and(reserved::may_owe) || reserved::may_owe(&new.order) {
+        let mut old_owed = old.map(reserved::owed);
+        let mut new_owed = reserved::owed(&new.order);
+        // The marker is looked up only when a version could owe anything.
+        if old_owed.as_ref().is_some_and(|o| !o.is_empty()) || !new_owed.is_empty() {
             // A marker is written with the order's first version and never
             // removed, so what was read before the transaction holds in it.
             // A new order this batch marks needs no read.
@@ -328,13 +331,13 @@ impl Store {
                 None if in_batch => true,
                 _ => self.marked_for_reservations(&id)?,
             };
-            let now_marked = kept || in_batch;
-            let old_owed = old.map(|o| (o, reserved::owed(o, kept)));
-            let new_owed = reserved::owed(&new.order, now_marked);
-            p.reserved = reserved::change(
-                old_owed.as_ref().map(|(o, owed)| (*o, owed)),
-                (&new.order, &new_owed),
-            );
+            if !kept && let Some(owed) = old_owed.as_mut() {
+                owed.clear();
+            }
+            if !(kept || in_batch) {
+                new_owed.clear();
+            }
+            p.reserved = reserved::change(old.zip(old_owed.as_ref()), (&new.order, &new_owed));
         }
         p.outbox = outbox
             .into_iter()

@@ -392,10 +392,10 @@ fn reserve_open_orders(
                 continue;
             };
             let o = decode_order(id.as_bytes(), &v)?;
-            if !reserved::may_owe(&o.order) || !reserved::marked(&trees.order_index, id)? {
+            let owed = reserved::owed(&o.order);
+            if owed.is_empty() || !reserved::marked(&trees.order_index, id)? {
                 continue;
             }
-            let owed = reserved::owed(&o.order, true);
             let change = reserved::change(None, (&o.order, &owed));
             keys.extend(change.add);
             for (k, d) in change.totals {

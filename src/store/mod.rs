@@ -513,15 +513,21 @@ impl Store {
     /// than at the next start, keeps the next start fast however long the
     /// last run was.
     pub fn checkpoint(dir: &Path, opts: StoreOptions) -> Result<(), StoreError> {
+        Store::open_once_free(dir, opts)?.close()
+    }
+
+    /// Opens the store in `dir` once the process or handle that had it
+    /// open has let go: the engine's threads may hold its lock for a moment
+    /// after. Waits a few seconds at the most, then answers `Locked`.
+    pub fn open_once_free(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let mut tries = 0;
         loop {
             match Store::open(dir, opts.clone()) {
-                Ok(store) => return store.close(),
                 Err(StoreError::Locked { .. }) if tries < 50 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                Err(e) => return Err(e),
+                opened => return opened,
             }
         }
     }

@@ -56,11 +56,12 @@ pub(crate) fn marked(order_index: &sled::Tree, order_id: &str) -> Result<bool, S
     )
 }
 
-/// The units `o` owes per SKU if it takes part (`marked`): none unless it
-/// is open and shipped by the merchant.
-pub(crate) fn owed(o: &Order, marked: bool) -> BTreeMap<&str, i64> {
+/// The units `o` owes per SKU if it takes part (its marker is kept, which
+/// the caller checks, and only when this is not empty): none unless it is
+/// open and shipped by the merchant.
+pub(crate) fn owed(o: &Order) -> BTreeMap<&str, i64> {
     let mut units = BTreeMap::new();
-    if !marked || !o.status.is_open() || o.channel_fulfilled() {
+    if !o.status.is_open() || o.channel_fulfilled() {
         return units;
     }
     for l in &o.lines {
@@ -72,12 +73,6 @@ pub(crate) fn owed(o: &Order, marked: bool) -> BTreeMap<&str, i64> {
         }
     }
     units
-}
-
-/// Whether an order could owe anything, whatever its marker: when neither
-/// the stored nor the new version could, a write need not look the marker up.
-pub(crate) fn may_owe(o: &Order) -> bool {
-    !owed(o, true).is_empty()
 }
 
 fn rank(s: OrderStatus) -> u8 {
@@ -143,14 +138,15 @@ pub(crate) fn change(
         None => (BTreeSet::new(), &empty),
     };
     let new_entries = entries(new.0, new.1);
-    let mut totals = Vec::new();
-    for sku in old_owed.keys().chain(new.1.keys()) {
-        let delta = new.1.get(sku).copied().unwrap_or(0) - old_owed.get(sku).copied().unwrap_or(0);
-        let key = total_key(sku);
-        if delta != 0 && !totals.iter().any(|(k, _)| *k == key) {
-            totals.push((key, delta));
-        }
-    }
+    let skus: BTreeSet<&str> = old_owed.keys().chain(new.1.keys()).copied().collect();
+    let totals = skus
+        .into_iter()
+        .filter_map(|sku| {
+            let delta =
+                new.1.get(sku).copied().unwrap_or(0) - old_owed.get(sku).copied().unwrap_or(0);
+            (delta != 0).then(|| (total_key(sku), delta))
+        })
+        .collect();
     Change {
         remove: old_entries.difference(&new_entries).cloned().collect(),
         add: new_entries.difference(&old_entries).cloned().collect(),
