@@ -6,6 +6,7 @@
 
 mod apply;
 mod codec;
+mod compact;
 mod error;
 mod flusher;
 mod index;
@@ -30,6 +31,7 @@ use codec::{check_key_part, decode, decode_order, encode, split_history, time_ke
 use flusher::{Flusher, Progress, Waiter};
 use index::{Plan, decode_cursor, encode_cursor};
 
+pub use compact::{CompactionDirs, sync_parent};
 pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
@@ -262,151 +264,6 @@ fn open_err(dir: &Path, e: sled::Error) -> StoreError {
     }
 }
 
-/// The folders of a compaction (`switchyard store compact`), beside the
-/// store and named after it: the copy is made in `copy`; then the store is
-/// renamed to `old` and the copy to the store's name. A crash between the
-/// two renames leaves no store, a whole copy (it was opened and counted
-/// before) and the old store: [`CompactionDirs::finish_interrupted`],
-/// which every open runs, puts the copy in place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompactionDirs {
-    /// The store's folder, links followed (under systemd's `DynamicUser=`
-    /// the state folder is a link, and the folder it names is renamed).
-    pub store: PathBuf,
-    pub copy: PathBuf,
-    pub old: PathBuf,
-}
-
-impl CompactionDirs {
-    pub fn of(dir: &Path) -> Result<CompactionDirs, StoreError> {
-        let store = real_dir(dir);
-        let Some(name) = store.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            return Err(StoreError::Open {
-                dir: dir.to_owned(),
-                detail: "the store's folder has no name of its own: give daemon.state_dir as a folder path such as /var/lib/switchyard".to_owned(),
-            });
-        };
-        Ok(CompactionDirs {
-            copy: store.with_file_name(format!("{name}.compact")),
-            old: store.with_file_name(format!("{name}.old")),
-            store,
-        })
-    }
-
-    /// Puts the copy in place when a compaction stopped between its two
-    /// renames; refuses to go on (rather than start an empty store) when
-    /// the store is missing for any other reason and a compaction's folder
-    /// is there. An empty store folder counts as missing: systemd makes the
-    /// state folder afresh before a start when it is not there. Whether it
-    /// put the copy in place.
-    pub fn finish_interrupted(&self) -> Result<bool, StoreError> {
-        let (store, copy, old) = (&self.store, &self.copy, &self.old);
-        let empty = std::fs::read_dir(store).is_ok_and(|mut d| d.next().is_none());
-        let missing = store.symlink_metadata().is_err();
-        if !(missing || empty) || !(copy.exists() || old.exists()) {
-            return Ok(false);
-        }
-        // What puts `from` in place of the store, by hand.
-        let put_back = |from: &Path| {
-            if missing {
-                format!("mv {} {}", from.display(), store.display())
-            } else {
-                format!(
-                    "rmdir {} && mv {} {}",
-                    store.display(),
-                    from.display(),
-                    store.display()
-                )
-            }
-        };
-        let what = if missing { "missing" } else { "empty" };
-        let refuse = |detail: String| {
-            Err(StoreError::Open {
-                dir: store.clone(),
-                detail,
-            })
-        };
-        if !old.exists() {
-            return refuse(format!(
-                "the store is {what} and {} holds the copy of a compaction that never put the store aside, so it may not be whole: put the store back from a backup, then remove {}",
-                copy.display(),
-                copy.display()
-            ));
-        }
-        if !copy.exists() {
-            return refuse(format!(
-                "the store is {what} and {} holds it as it was before a compaction: put it back ({}) and start again",
-                old.display(),
-                put_back(old)
-            ));
-        }
-        match std::fs::rename(copy, store) {
-            Ok(()) => {}
-            // Another process finished it first.
-            Err(_) if !copy.exists() && store.is_dir() => {}
-            Err(e) => {
-                return refuse(format!(
-                    "a compaction stopped halfway: its copy, whole, is in {} and the store as it was in {}, and the copy could not be put in place ({e}): as root, run {} and start again",
-                    copy.display(),
-                    old.display(),
-                    put_back(copy)
-                ));
-            }
-        }
-        sync_parent(store).map_err(|e| StoreError::Open {
-            dir: store.clone(),
-            detail: format!(
-                "the compacted store was put in place but its folder could not be synced: {e}"
-            ),
-        })?;
-        tracing::warn!(
-            store = %store.display(),
-            old = %old.display(),
-            "finished a compaction that stopped halfway: the store is its compact copy; the store as it was is kept beside it, remove it once you no longer need it"
-        );
-        Ok(true)
-    }
-}
-
-/// Every tree of `db`: its name, the name as text, the tree.
-fn every_tree(
-    db: &sled::Db,
-) -> impl Iterator<Item = Result<(sled::IVec, String, sled::Tree), StoreError>> + '_ {
-    db.tree_names().into_iter().map(move |name| {
-        let what = String::from_utf8_lossy(&name).into_owned();
-        let tree = db
-            .open_tree(&name)
-            .map_err(|e| engine_err(format!("open of tree {what}"), e))?;
-        Ok((name, what, tree))
-    })
-}
-
-/// `dir` with links followed, also when what a link names is missing (a
-/// store between a compaction's two renames).
-fn real_dir(dir: &Path) -> PathBuf {
-    if let Ok(real) = dir.canonicalize() {
-        return real;
-    }
-    let mut path = dir.to_owned();
-    // As many links as the kernel follows in one path.
-    for _ in 0..40 {
-        match std::fs::read_link(&path) {
-            Ok(target) if target.is_absolute() => path = target,
-            Ok(target) => path = path.parent().unwrap_or(Path::new("")).join(target),
-            Err(_) => break,
-        }
-    }
-    path
-}
-
-/// Makes a rename in the folder holding `path` durable.
-pub fn sync_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => std::fs::File::open(parent)?.sync_all(),
-        _ => std::fs::File::open(".")?.sync_all(),
-    }
-}
-
 impl Store {
     /// Opens (or creates) the store in `dir`. Only one process may have it open.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
@@ -634,76 +491,6 @@ impl Store {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner.flusher.request(Waiter::Blocking(tx))?;
         rx.recv().map_err(|_| StoreError::Closed)?
-    }
-
-    /// Copies everything the store holds into a new store at `to` (a
-    /// folder that does not exist or is empty), written afresh, so without
-    /// the space the engine's log keeps for values since replaced; answers
-    /// the records copied.
-    pub fn copy_to(&self, to: &Path) -> Result<u64, StoreError> {
-        if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(StoreError::Open {
-                dir: to.to_owned(),
-                detail: "the folder is not empty: give a new folder to copy the store into"
-                    .to_owned(),
-            });
-        }
-        let db = &self.inner.db;
-        let copy = sled::Config::new()
-            .path(to)
-            .cache_capacity(StoreOptions::default().cache_bytes)
-            .open()
-            .map_err(|e| open_err(to, e))?;
-        let mut copied = 0;
-        for tree in every_tree(db) {
-            let (name, what, from) = tree?;
-            let into = copy
-                .open_tree(&name)
-                .map_err(|e| engine_err(format!("open of tree {what} in the copy"), e))?;
-            let mut batch = sled::Batch::default();
-            let mut in_batch = 0;
-            for kv in from.iter() {
-                let (k, v) = kv.map_err(|e| engine_err(format!("read of tree {what}"), e))?;
-                batch.insert(k, v);
-                in_batch += 1;
-                copied += 1;
-                if in_batch == 1_000 {
-                    into.apply_batch(std::mem::take(&mut batch))
-                        .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
-                    in_batch = 0;
-                }
-            }
-            into.apply_batch(batch)
-                .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
-        }
-        // The engine's id generator is not in a tree: the copy's must go on
-        // after every id this store handed out, or new outbox items would
-        // take the ids (and places in the queue) of items already there.
-        // The engine has no call to set it; counting up costs about a second
-        // per 40 million ids (each open of a store skips 2 million).
-        let next = self.generate_id()?;
-        while copy
-            .generate_id()
-            .map_err(|e| engine_err("id generation in the copy", e))?
-            < next
-        {}
-        copy.flush()
-            .map_err(|e| engine_err("flush of the copy", e))?;
-        Ok(copied)
-    }
-
-    /// How many records the store holds, all trees together: what a copy
-    /// must hold too.
-    pub fn count_records(&self) -> Result<u64, StoreError> {
-        let mut count = 0;
-        for tree in every_tree(&self.inner.db) {
-            let (_, what, tree) = tree?;
-            for key in tree.iter().keys() {
-                key.map_err(|e| engine_err(format!("read of tree {what}"), e))?;
-                count += 1;
-            }
-        }
-        Ok(count)
     }
 
     /// Flushes and lets go of this handle; the flusher stops and the directory
