@@ -634,15 +634,7 @@ mod tests {
     fn reopen(dir: &Path) -> Store {
         // The engine's own threads may hold the directory a moment after
         // the last close.
-        for _ in 0..50 {
-            match Store::open(dir, StoreOptions::default()) {
-                Err(StoreError::Locked { .. }) => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                other => return other.unwrap(),
-            }
-        }
-        panic!("the store stayed locked")
+        Store::open_once_free(dir, StoreOptions::default()).unwrap()
     }
 
     /// A store of layout 4 had no dead-letter index: opened by this build,

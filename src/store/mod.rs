@@ -242,6 +242,21 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Runs `open` again while it answers `Locked`, for a few seconds at the
+/// most; any other answer is returned as it is.
+fn once_free(mut open: impl FnMut() -> Result<Store, StoreError>) -> Result<Store, StoreError> {
+    let mut tries = 0;
+    loop {
+        match open() {
+            Err(StoreError::Locked { .. }) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 pub(crate) fn engine_err(context: impl Into<String>, e: sled::Error) -> StoreError {
     StoreError::Engine {
         context: context.into(),
@@ -327,7 +342,8 @@ impl Store {
         opts: StoreOptions,
         orders: usize,
     ) -> Result<Store, StoreError> {
-        Store::open_inner(dir, opts, Some(orders), &|_| {})
+        // Each interruption is opened right after the last one let go.
+        once_free(|| Store::open_inner(dir, opts.clone(), Some(orders), &|_| {}))
     }
 
     fn open_inner(
@@ -377,16 +393,7 @@ impl Store {
     /// open has let go: the engine's threads may hold its lock for a moment
     /// after. Waits a few seconds at the most, then answers `Locked`.
     pub fn open_once_free(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        let mut tries = 0;
-        loop {
-            match Store::open(dir, opts.clone()) {
-                Err(StoreError::Locked { .. }) if tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                opened => return opened,
-            }
-        }
+        once_free(|| Store::open(dir, opts.clone()))
     }
 
     /// The directory the store lives in.

@@ -16,7 +16,6 @@ use common::daemon::{
 };
 use serde_json::{Value, json};
 use switchyard::sim::{DestinationSink, Simulator};
-use switchyard::store::{Store, StoreOptions};
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
@@ -127,17 +126,13 @@ impl Daemon {
         }
     }
 
-    /// Stops the daemon and waits until its store is free for the CLI.
+    /// Stops the daemon and waits until its last handle let go of the
+    /// store (its tasks may hold one a moment after `run` returns), so the
+    /// CLI meets the store as a stopped daemon leaves it.
     async fn stop(self, state: &Path) {
         let (_report, store) = self.daemon.stop().await;
         store.close().unwrap();
-        let store = eventually(
-            "the store to be free",
-            Duration::from_secs(10),
-            async || Store::open(state, StoreOptions::default()),
-        )
-        .await;
-        store.close().unwrap();
+        common::reopen(state).close().unwrap();
     }
 
     fn url(&self, path: &str) -> String {
@@ -1120,7 +1115,7 @@ async fn orders_show_raw_prints_the_payload_as_stored_running_or_stopped() {
     assert!(unknown.stdout.is_empty() && unknown_running.stdout.is_empty());
 
     // An order made here, never sent by a channel, has no payload.
-    let store = Store::open(&s.state(), StoreOptions::default()).unwrap();
+    let store = common::reopen(&s.state());
     let mut local = store.get_order(id).unwrap().unwrap();
     local.order.id = "shop-us:made-here".into();
     local.order.channel_order_id = "made-here".into();

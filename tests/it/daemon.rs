@@ -591,6 +591,23 @@ async fn run_names_outbox_items_that_no_worker_of_the_config_sends_and_keeps_the
         .to_vec();
     store.outbox_add(items, now).unwrap();
     store.close().unwrap();
+    // The daemon does not wait for the lock that this process's store engine
+    // lets go of a moment after the close; the command line does, and once
+    // it has read the store and exited nothing holds it.
+    let listed = run_cli(&config, &["outbox", "list", "--json"]).await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        common::daemon::stderr(&listed)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let queued = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["account"] == "shop-gone")
+        .count();
+    assert_eq!(queued, 2, "{listed}");
 
     let mut daemon = Binary::spawn(&config, |c| c.env("RUST_LOG", "info"));
     daemon.addr().await;

@@ -32,21 +32,15 @@ use crate::common::{at, normalized, order};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Opens the store, waiting a moment for the engine's threads of an
-/// earlier handle to let go of the directory.
+/// Opens the store; most tests here open it again after an earlier handle
+/// closed, so this waits for that handle to let go.
 fn open(dir: &Path) -> Store {
-    let opts = StoreOptions {
-        cache_bytes: 8 * 1024 * 1024,
-    };
-    for _ in 0..50 {
-        match Store::open(dir, opts.clone()) {
-            Err(StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(100))
-            }
-            other => return other.expect("open store"),
-        }
-    }
-    Store::open(dir, opts).expect("open store")
+    crate::common::reopen_with(
+        dir,
+        StoreOptions {
+            cache_bytes: 8 * 1024 * 1024,
+        },
+    )
 }
 
 // --- indexes against a full scan ------------------------------------------------
@@ -897,18 +891,7 @@ fn a_store_of_layout_2_opens_with_packed_indexes_and_nothing_lost() {
 /// Opens the store at `dir`, upgrading `orders` of its orders, and checks
 /// that it stopped as a crash would.
 fn open_interrupted(dir: &Path, orders: usize) {
-    // The engine's own threads may hold the directory a moment after the
-    // last interruption.
-    let mut tries = 0;
-    let err = loop {
-        match Store::open_interrupted_for_tests(dir, StoreOptions::default(), orders) {
-            Err(StoreError::Locked { .. }) if tries < 50 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            other => break other.unwrap_err(),
-        }
-    };
+    let err = Store::open_interrupted_for_tests(dir, StoreOptions::default(), orders).unwrap_err();
     assert!(matches!(err, StoreError::Injected), "{err}");
 }
 

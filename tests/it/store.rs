@@ -14,14 +14,19 @@ use serde_json::json;
 use switchyard::store::*;
 use switchyard_contract::{Channel, Cursor, Order, OrderStatus};
 
+fn options() -> StoreOptions {
+    StoreOptions {
+        cache_bytes: 8 * 1024 * 1024,
+    }
+}
+
 fn open(dir: &Path) -> Store {
-    Store::open(
-        dir,
-        StoreOptions {
-            cache_bytes: 8 * 1024 * 1024,
-        },
-    )
-    .expect("open store")
+    Store::open(dir, options()).expect("open store")
+}
+
+/// Opens the store again after this test closed or dropped its handle.
+fn reopen(dir: &Path) -> Store {
+    crate::common::reopen_with(dir, options())
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -496,7 +501,7 @@ fn an_item_completes_in_the_write_that_notes_it() {
 
     store.apply(noted(false)).unwrap();
     drop(store);
-    let store = open(dir.path());
+    let store = reopen(dir.path());
     assert_eq!(store.outbox_list(false).unwrap(), vec![]);
     assert_eq!(store.outbox_counts().unwrap(), (0, 0));
     assert_eq!(
@@ -958,7 +963,7 @@ fn dedupe_keys_kept_for_good_never_expire() {
         }
         store.close().unwrap();
     }
-    let store = open(dir.path());
+    let store = reopen(dir.path());
     assert!(
         store
             .dedupe_seen("outbound/reserve/shop-us:7", t(0))
@@ -1221,8 +1226,9 @@ fn second_open_says_the_store_is_in_use_and_close_releases_it() {
     );
     let clone = store.clone();
     drop(clone);
+    // Closing lets go of the store (once the engine's threads end).
     store.close().unwrap();
-    let store = open(dir.path());
+    let store = reopen(dir.path());
     assert!(store.get_order("shop-us:1").unwrap().is_some());
     assert_eq!(store.cursor("shop-us").unwrap(), Some(Cursor("c9".into())));
     store.flush_blocking().unwrap();

@@ -285,22 +285,21 @@ pub fn webhook_body(event: &str, topic: &str, order: &Order) -> Vec<u8> {
     serde_json::to_vec(&json!({ "event": event, "topic": topic, "order": order })).unwrap()
 }
 
-/// Opens the store in `dir` again after its last handle in this process was
-/// dropped: the engine lets go of the directory's lock a moment later (its
-/// flusher thread ends first), so a `Locked` answer is tried again for a
-/// few seconds.
+/// Opens the store in `dir` again after an earlier handle in this process
+/// was closed or dropped: the engine's threads let go of the directory's
+/// lock a moment later, so only a `Locked` answer is waited out, a few
+/// seconds at the most; any other error fails the test.
 pub fn reopen(dir: &std::path::Path) -> switchyard::store::Store {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match switchyard::store::Store::open(dir, switchyard::store::StoreOptions::default()) {
-            Err(switchyard::store::StoreError::Locked { .. })
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other.unwrap(),
-        }
-    }
+    reopen_with(dir, switchyard::store::StoreOptions::default())
+}
+
+/// [`reopen`] with options of the test's own.
+pub fn reopen_with(
+    dir: &std::path::Path,
+    opts: switchyard::store::StoreOptions,
+) -> switchyard::store::Store {
+    switchyard::store::Store::open_once_free(dir, opts)
+        .unwrap_or_else(|e| panic!("reopen the store in {}: {e}", dir.display()))
 }
 
 /// A loopback HTTP server that stops when dropped.
