@@ -280,7 +280,7 @@ async fn pushes() -> f64 {
     for n in 0..ITEMS {
         batch.stock.push(StockChange::Set {
             sku: format!("SKU-{n:05}"),
-            available: 10,
+            on_hand: 10,
         });
     }
     store.apply(batch).unwrap();

@@ -538,7 +538,9 @@ fn stage_stock(tx: &Tx<'_>, change: &StockChange) -> TxResult<()> {
         },
     };
     match change {
-        StockChange::Set { available, .. } => level.available = *available,
+        StockChange::Set { on_hand, .. } => {
+            level.available = on_hand.saturating_sub(reserved::reserved_in(tx, sku)?)
+        }
         StockChange::Adjust { delta, .. } => {
             level.available = level.available.saturating_add(*delta)
         }

@@ -154,6 +154,12 @@ pub(crate) fn change(
     }
 }
 
+/// The units of `sku` that open orders have reserved, as the transaction
+/// sees them (with what it has written so far).
+pub(crate) fn reserved_in(tx: &Tx<'_>, sku: &str) -> TxResult<i64> {
+    Ok(read_count(tx.counts().get(total_key(sku))?.as_deref()))
+}
+
 /// Writes a change in the transaction.
 pub(crate) fn stage(tx: &Tx<'_>, change: &Change) -> TxResult<()> {
     for k in &change.remove {

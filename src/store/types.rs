@@ -253,8 +253,11 @@ pub struct ApplyReport {
 /// A change to central stock, applied inside a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StockChange {
-    /// A new absolute level (stock set / import).
-    Set { sku: String, available: i64 },
+    /// A new level on hand (stock set / import). What channels may sell is
+    /// that less the SKU's reserved units as the writing transaction sees
+    /// them: read any earlier, an order stored in between would have its
+    /// units counted as still there to sell.
+    Set { sku: String, on_hand: i64 },
     /// A relative change (reservations, returns); saturates rather than wraps.
     Adjust { sku: String, delta: i64 },
     /// What was last pushed to an account's channel.

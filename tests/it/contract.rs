@@ -380,7 +380,7 @@ fn queue_pushes(store: &Store, skus: &[(&str, Option<&str>)]) {
     for (sku, listing) in skus {
         batch.stock.push(StockChange::Set {
             sku: (*sku).into(),
-            available: 7,
+            on_hand: 7,
         });
         if let Some(l) = listing {
             store

@@ -397,7 +397,7 @@ fn failed_batch_leaves_everything_as_it_was() {
     b.outbox = vec![outbox_item("shop-us", Some("stock:SKU-1"), "qty 1", t(0))];
     b.stock = vec![StockChange::Set {
         sku: "SKU-1".into(),
-        available: 5,
+        on_hand: 5,
     }];
     store.apply(b).unwrap();
 
@@ -428,11 +428,11 @@ fn failed_batch_leaves_everything_as_it_was() {
     b.stock = vec![
         StockChange::Set {
             sku: "SKU-1".into(),
-            available: 9,
+            on_hand: 9,
         },
         StockChange::Set {
             sku: "SKU-2".into(),
-            available: 1,
+            on_hand: 1,
         },
     ];
     b.fail_before_commit = true;
@@ -1142,7 +1142,7 @@ fn stock_and_listing_refs() {
     b.stock = vec![
         StockChange::Set {
             sku: "A".into(),
-            available: 10,
+            on_hand: 10,
         },
         StockChange::Adjust {
             sku: "A".into(),

@@ -108,20 +108,7 @@ pub fn set_levels(
     now: DateTime<Utc>,
 ) -> Result<StockWrite, StockError> {
     validate(updates).map_err(StockError::Invalid)?;
-    // What is given is on hand; open orders' unshipped units are already
-    // promised, so what channels may sell is on hand less those.
-    // The store keeps each SKU's reserved units: one read per SKU given.
-    let mut batch = WriteBatch::new(now);
-    for u in updates {
-        let promised = store.reserved_units(&u.sku)?;
-        batch.stock.push(StockChange::Set {
-            sku: u.sku.clone(),
-            available: u.available - promised,
-        });
-        batch
-            .outbox
-            .extend(push_items(store, &outbound.stock, &u.sku, now)?);
-    }
+    let batch = levels_write(store, outbound, updates, now)?;
     let queued = batch.outbox.len();
     let accounts = crate::outbox::Wakers::accounts_of(&batch.outbox);
     let report = store.apply(batch)?;
@@ -131,6 +118,31 @@ pub fn set_levels(
         queued,
         seq: report.seq,
     })
+}
+
+/// The write of `updates` and their pushes. What is given is on hand; open
+/// orders' unshipped units are already promised, so what channels may sell
+/// is on hand less those, which the store works out in the transaction that
+/// writes the level (`StockChange::Set`): an order stored while this write
+/// waits for its turn is counted. A push carries only the SKU; the worker
+/// reads the quantity from the stored level when it sends.
+fn levels_write(
+    store: &Store,
+    outbound: &Outbound,
+    updates: &[StockUpdate],
+    now: DateTime<Utc>,
+) -> Result<WriteBatch, StoreError> {
+    let mut batch = WriteBatch::new(now);
+    for u in updates {
+        batch.stock.push(StockChange::Set {
+            sku: u.sku.clone(),
+            on_hand: u.available,
+        });
+        batch
+            .outbox
+            .extend(push_items(store, &outbound.stock, &u.sku, now)?);
+    }
+    Ok(batch)
 }
 
 /// `stock show`: on hand, the open reservations with their orders, what is
@@ -145,6 +157,71 @@ pub fn show(store: &Store, sku: &str) -> Result<Option<StockView>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::{Ingest, LiveRules, Source};
+    use crate::store::StoreOptions;
+    use rust_decimal::Decimal;
+    use switchyard_contract::{Line, NormalizedOrder};
+
+    fn level(sku: &str, available: i64) -> StockUpdate {
+        StockUpdate {
+            sku: sku.into(),
+            available,
+        }
+    }
+
+    /// An open order of `units` of `sku`, first seen now.
+    fn order(n: u32, sku: &str, units: u32) -> NormalizedOrder {
+        let mut order = crate::store::order_for_tests(&format!("a:{n}")).order;
+        order.channel_order_id = n.to_string();
+        order.lines = vec![Line {
+            line_id: format!("{n}-1"),
+            sku: Some(sku.into()),
+            title: sku.into(),
+            quantity: units,
+            unit_price: Decimal::ONE,
+            total: Decimal::from(units),
+            discount: Decimal::ZERO,
+            tax: None,
+            refunded_quantity: 0,
+            shipped_quantity: 0,
+            options: vec![],
+        }];
+        let raw = serde_json::to_value(&order).unwrap();
+        NormalizedOrder {
+            order,
+            notes: vec![],
+            raw,
+            raw_json: None,
+        }
+    }
+
+    /// `stock set` builds its write, then waits for its turn to commit; an
+    /// order stored meanwhile reserves units (and takes them off what was
+    /// available). The level written still counts that order: what
+    /// channels may sell is on hand less what open orders hold when the
+    /// level is committed, not when the write was built.
+    #[test]
+    fn an_order_stored_while_a_level_waits_to_be_written_is_not_sold_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let outbound = Outbound::default();
+        let ingest =
+            Ingest::new(store.clone(), LiveRules::default()).with_outbound(outbound.clone());
+        let now = Utc::now();
+        let receive = |o: NormalizedOrder| {
+            ingest.receive("a", vec![o], Source::Fetch, now).unwrap();
+        };
+        set_levels(&store, &outbound, &[level("MUG", 10)], now).unwrap();
+        receive(order(1, "MUG", 2));
+        let view = show(&store, "MUG").unwrap().unwrap();
+        assert_eq!((view.on_hand, view.reserved, view.available), (10, 2, 8));
+
+        let write = levels_write(&store, &outbound, &[level("MUG", 20)], now).unwrap();
+        receive(order(2, "MUG", 3));
+        store.apply(write).unwrap();
+        let view = show(&store, "MUG").unwrap().unwrap();
+        assert_eq!((view.on_hand, view.reserved, view.available), (20, 5, 15));
+    }
 
     #[test]
     fn validation_lists_every_problem() {
