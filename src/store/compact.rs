@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Store, StoreError, StoreOptions, engine_err, open_err};
+use super::{Store, StoreError, StoreOptions, engine_err, once_free, open_err};
 
 /// The folders of a compaction (`switchyard store compact`), beside the
 /// store and named after it: the copy is made in `copy`; then the store is
@@ -167,11 +167,9 @@ impl Store {
             });
         }
         let db = &self.inner.db;
-        let copy = sled::Config::new()
-            .path(to)
-            .cache_capacity(StoreOptions::default().cache_bytes)
-            .open()
-            .map_err(|e| open_err(to, e))?;
+        // New outbox items of the copy must come after (and never take the
+        // id of) every item this store handed out an id to.
+        let copy = new_db_with_ids_from(to, self.generate_id()?)?;
         let mut copied = 0;
         for tree in every_tree(db) {
             let (name, what, from) = tree?;
@@ -194,17 +192,6 @@ impl Store {
             into.apply_batch(batch)
                 .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
         }
-        // The engine's id generator is not in a tree: the copy's must go on
-        // after every id this store handed out, or new outbox items would
-        // take the ids (and places in the queue) of items already there.
-        // The engine has no call to set it; counting up costs about a second
-        // per 40 million ids (each open of a store skips 2 million).
-        let next = self.generate_id()?;
-        while copy
-            .generate_id()
-            .map_err(|e| engine_err("id generation in the copy", e))?
-            < next
-        {}
         copy.flush()
             .map_err(|e| engine_err("flush of the copy", e))?;
         Ok(copied)
@@ -222,5 +209,84 @@ impl Store {
             }
         }
         Ok(count)
+    }
+}
+
+/// The engine's default `idgen_persist_interval`, which every open of a
+/// store uses.
+const ID_PERSIST_INTERVAL: u64 = 1_000_000;
+
+/// A new, empty engine database in `to` whose generated ids are `next` or
+/// more, whatever `next` is, in the time of two opens of an empty database.
+///
+/// The engine's id generator is not in a tree, so copying the trees does not
+/// carry it, and the engine has no call to set it (counting up to `next`
+/// took a second per 40 million ids, and each open of a store skips 2
+/// million). What it does have is its rule for an open: the generator goes
+/// on from the last counter it persisted plus twice its persist interval,
+/// and it persists the counter when an id reaches a multiple of the
+/// interval. So the empty database is opened again with an interval of
+/// half `next` and one id is generated: that persists `next` (or more)
+/// as the counter, which later opens go on from. The counter must be a
+/// multiple of the interval the later opens use (the engine asserts so
+/// when it next persists), hence the rounding.
+fn new_db_with_ids_from(to: &Path, next: u64) -> Result<sled::Db, StoreError> {
+    let config = || {
+        sled::Config::new()
+            .path(to)
+            .cache_capacity(StoreOptions::default().cache_bytes)
+    };
+    drop(
+        config()
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| open_err(to, e))?,
+    );
+    let half = ID_PERSIST_INTERVAL / 2;
+    let interval = next.div_ceil(2).div_ceil(half).max(1).saturating_mul(half);
+    let db = once_free(|| {
+        config()
+            .idgen_persist_interval(interval)
+            .open()
+            .map_err(|e| open_err(to, e))
+    })?;
+    let first = db
+        .generate_id()
+        .map_err(|e| engine_err("id generation in the copy", e))?;
+    if first < next || first % ID_PERSIST_INTERVAL != 0 {
+        return Err(StoreError::Open {
+            dir: to.to_owned(),
+            detail: format!(
+                "the copy's ids could not be set to go on after the store's ({first} where at \
+                 least {next} was wanted): remove the folder; the store was not changed"
+            ),
+        });
+    }
+    Ok(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever id the store was at, a copy's ids go on after it, also
+    /// across later opens (each persists the counter again, which the
+    /// engine checks against what it recovered).
+    #[test]
+    fn a_new_database_generates_ids_from_the_one_asked_for_across_opens() {
+        for next in [0, 1, 999_999, 2_000_001, 123_456_789_012_345] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = new_db_with_ids_from(dir.path(), next).unwrap();
+            let mut last = db.generate_id().unwrap();
+            assert!(last >= next, "{last} < {next}");
+            drop(db);
+            for _ in 0..2 {
+                let store = Store::open_once_free(dir.path(), StoreOptions::default()).unwrap();
+                let id = store.generate_id().unwrap();
+                assert!(id > last, "{id} after {last} (asked for {next})");
+                last = store.generate_id().unwrap();
+                store.close().unwrap();
+            }
+        }
     }
 }

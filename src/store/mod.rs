@@ -244,7 +244,7 @@ impl fmt::Debug for Store {
 
 /// Runs `open` again while it answers `Locked`, for a few seconds at the
 /// most; any other answer is returned as it is.
-fn once_free(mut open: impl FnMut() -> Result<Store, StoreError>) -> Result<Store, StoreError> {
+fn once_free<T>(mut open: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
     let mut tries = 0;
     loop {
         match open() {
