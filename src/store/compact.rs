@@ -42,9 +42,10 @@ impl CompactionDirs {
     /// Puts the copy in place when a compaction stopped between its two
     /// renames; refuses to go on (rather than start an empty store) when
     /// the store is missing for any other reason and a compaction's folder
-    /// is there. An empty store folder counts as missing: systemd makes the
-    /// state folder afresh before a start when it is not there. Whether it
-    /// put the copy in place.
+    /// is there, saying which folder is which and what to run. An empty
+    /// store folder counts as missing: systemd makes the state folder
+    /// afresh before a start when it is not there. Whether it put the copy
+    /// in place.
     pub fn finish_interrupted(&self) -> Result<bool, StoreError> {
         let (store, copy, old) = (&self.store, &self.copy, &self.old);
         let empty = std::fs::read_dir(store).is_ok_and(|mut d| d.next().is_none());
@@ -80,10 +81,23 @@ impl CompactionDirs {
             ));
         }
         if !copy.exists() {
+            // No copy left: the compaction that made `old` finished (a
+            // crash between its renames leaves the copy), and its store,
+            // newer than `old`, was in place until something removed or
+            // emptied it. Neither an empty store nor `old` may quietly take
+            // its place: both would deliver again what it had delivered.
             return refuse(format!(
-                "the store is {what} and {} holds it as it was before a compaction: put it back ({}) and start again",
-                old.display(),
-                put_back(old)
+                "the store is {what}, and {old} holds the store as it was before a compaction \
+                 that finished (kept by store compact --keep-old); the compacted store that was \
+                 in {store} is gone, and switchyard will not start an empty store while {old} \
+                 is there. If the compacted store was moved or deleted by mistake, put it back \
+                 into {store} (from a backup if need be). To start afresh with an empty store, \
+                 move {old} out of the way or remove it (rm -r {old}). To run on the store as \
+                 it was before that compaction, {put_back}: what was written since is lost, so \
+                 orders delivered and stock pushed since then may be sent again",
+                old = old.display(),
+                store = store.display(),
+                put_back = put_back(old),
             ));
         }
         match std::fs::rename(copy, store) {

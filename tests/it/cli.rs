@@ -1233,6 +1233,62 @@ fn store_compact_refuses_a_store_in_use_and_a_leftover_copy_and_changes_nothing(
     assert!(!beside(&state, ".old").exists());
 }
 
+/// A store emptied (or removed) after a compaction that kept the store as
+/// it was: neither an empty store nor the kept one, which is older than
+/// the store that was removed, takes its place, and the refusal says what
+/// to run for each way out.
+#[test]
+fn an_emptied_store_beside_a_kept_old_one_is_refused_and_neither_replaces_it() {
+    let setup = Setup::new();
+    seed_for_compaction(&setup);
+    let state = setup.state().canonicalize().unwrap();
+    let old = beside(&state, ".old");
+    let out = setup.cli(&["store", "compact", "--keep-old"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = everything(&old);
+
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let said = |refused: &str| {
+        for what in [
+            "compaction that finished".to_owned(),
+            format!("put it back into {}", state.display()),
+            format!("rm -r {}", old.display()),
+            format!(
+                "rmdir {} && mv {} {}",
+                state.display(),
+                old.display(),
+                state.display()
+            ),
+            "may be sent again".to_owned(),
+        ] {
+            assert!(refused.contains(&what), "{what:?} in {refused}");
+        }
+    };
+    for args in [&["orders", "list"][..], &["store", "compact"][..]] {
+        let out = setup.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        said(&stderr(&out));
+    }
+    // The daemon's open, which would otherwise make a store.
+    let refused = Store::open(&state, StoreOptions::default()).unwrap_err();
+    said(&refused.to_string());
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+    assert_eq!(everything(&old), kept);
+
+    // Moved out of the way, the kept store no longer stands in the way of
+    // a fresh start.
+    std::fs::rename(&old, setup.dir.path().join("kept")).unwrap();
+    let store = Store::open(&state, StoreOptions::default()).unwrap();
+    assert!(
+        store
+            .list_orders(&switchyard::store::OrderFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    store.close().unwrap();
+}
+
 #[test]
 fn a_compaction_stopped_between_its_renames_is_finished_by_the_next_open() {
     // As under systemd's DynamicUser=: the state folder is a link to the
