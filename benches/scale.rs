@@ -931,6 +931,133 @@ async fn ceiling(store: &Store, bodies: Vec<(String, Vec<u8>)>) -> Ceiling {
     }
 }
 
+/// Webhooks (and deliveries noted) the census takes the mean of.
+const CENSUS: usize = 200;
+
+/// `SCALE_ONLY=census`: what the store's transactions read and write, per
+/// tree, for a new order's webhook (its ingest, in process, as the daemon's
+/// webhook route calls it) and for a delivery noted on its order (the
+/// outbox item completed and the order's delivery and history written in
+/// one batch, as a destination's worker does). Means over [`CENSUS`] of
+/// each, on a kept store, which it changes: measure a copy.
+fn census(dir: &Path, rules: &Path, size: u64) -> Report {
+    use switchyard::store::{Job, OrderWrite, Tally, WriteBatch};
+    let mut r = Report::default();
+    let state = dir.join("state");
+    assert!(
+        state.exists(),
+        "SCALE_ONLY=census measures a kept store: none in {}",
+        dir.display()
+    );
+    let store = Store::open(&state, StoreOptions::default()).unwrap();
+    let outbound = Outbound::new(StockTargets::new(vec![]));
+    let ingest =
+        Ingest::new(store.clone(), LiveRules::new(load_rules(rules))).with_outbound(outbound);
+    let show = |r: &mut Report, what: &str, t: &Tally, n: usize| {
+        let n = n.max(1) as f64;
+        let per = |v: u64| v as f64 / n;
+        let trees: Vec<String> = t
+            .trees()
+            .filter(|(_, x)| x.inserts + x.removes + x.reads > 0)
+            .map(|(name, x)| {
+                format!(
+                    "{name} {:.2}+{:.2}-{:.2}r ({:.0} B)",
+                    per(x.inserts),
+                    per(x.removes),
+                    per(x.reads),
+                    per(x.bytes)
+                )
+            })
+            .collect();
+        r.add(
+            &format!("census: {what}, keys written / read"),
+            format!(
+                "{:.2} / {:.2}, {:.0} bytes",
+                per(t.keys_written()),
+                per(t.keys_read()),
+                per(t.bytes_written())
+            ),
+            json!({ "keys_written": per(t.keys_written()), "keys_read": per(t.keys_read()),
+                    "bytes_written": per(t.bytes_written()) }),
+        );
+        println!("    (per tree: inserts+removes-reads) {}", trees.join("; "));
+    };
+    let first = size + 70_000_000 + (std::process::id() as u64 % 1000) * 10_000;
+    let mut ids = std::collections::BTreeSet::new();
+    let before = store.tally();
+    for (account, body) in webhook_bodies(first, CENSUS, size) {
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        let mut n = switchyard_shopify::normalize_rest_order(&account, &value).unwrap();
+        n.raw = Value::Null;
+        n.raw_json = Some(body);
+        ids.insert(n.order.id.clone());
+        let key = format!("census:{account}:{}", n.order.id);
+        ingest
+            .receive(
+                &account,
+                vec![n],
+                Source::Webhook {
+                    dedupe_key: Some(key),
+                },
+                Utc::now(),
+            )
+            .unwrap();
+    }
+    show(
+        &mut r,
+        "a new order's webhook",
+        &store.tally().since(&before),
+        CENSUS,
+    );
+    let items: Vec<_> = store
+        .outbox_list(false)
+        .unwrap()
+        .into_iter()
+        .filter_map(|item| match &item.job {
+            Job::Deliver(p) if ids.contains(&p.order_id) => {
+                Some((item.id.clone(), p.order_id.clone(), p.delivery_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let before = store.tally();
+    for (item, order_id, delivery_id) in &items {
+        let mut o = store.get_order(order_id).unwrap().unwrap();
+        let at = Utc::now();
+        o.delivered = Some(switchyard::store::DeliveredTo {
+            destination: "east-wh".to_owned(),
+            delivery_id: delivery_id.clone(),
+            at,
+        });
+        if let Some(part) = o.parts.iter_mut().find(|x| x.delivery_id == *delivery_id) {
+            part.delivered_at = Some(at);
+        }
+        let mut batch = WriteBatch::new(at);
+        batch.complete.push(item.clone());
+        batch.orders.push(OrderWrite::Local {
+            expected_revision: o.revision,
+            order: o,
+            kind: "delivered".to_owned(),
+            detail: format!("delivered to east-wh (delivery {delivery_id})"),
+            outbox: vec![],
+        });
+        store.apply(batch).unwrap();
+    }
+    show(
+        &mut r,
+        &format!(
+            "a delivery noted ({} of {CENSUS} orders queued one)",
+            items.len()
+        ),
+        &store.tally().since(&before),
+        items.len(),
+    );
+    store.flush_blocking().unwrap();
+    drop(ingest);
+    store.close().unwrap();
+    r
+}
+
 /// Where the ceiling's orders go: after every order id (ids start with a
 /// channel name), so in a measured store they sit apart and are removed
 /// after.
@@ -1494,9 +1621,13 @@ fn main() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             std::fs::create_dir_all(&dir).unwrap();
-            let r = if std::env::var("SCALE_ONLY").is_ok_and(|v| v == "stock") {
+            let only = std::env::var("SCALE_ONLY").unwrap_or_default();
+            let r = if only == "stock" {
                 println!("\n== {size} orders: stock figures only");
                 measure_stock(&dir, &rules, &shop, &sink_base).await
+            } else if only == "census" {
+                println!("\n== {size} orders: keys written per webhook and per delivery noted");
+                census(&dir, &rules, *size)
             } else {
                 measure(*size, &dir, &rules, &shop, (&sink_base, &sink), &base).await
             };

@@ -36,6 +36,7 @@ pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
 pub use reserved::reservation_marker;
+pub use tx::{Tally, TreeTally};
 pub(crate) use types::Payload;
 pub use types::{
     ApplyReport, DEFAULT_PAGE, DeliveredTo, DeliveryPart, HistoryEntry, ListPage, MAX_PAGE,
@@ -150,6 +151,9 @@ pub(crate) struct Trees {
     pub(crate) meta: sled::Tree,
     pub(crate) tokens: sled::Tree,
     pub(crate) reservations: sled::Tree,
+    /// What the committed transactions read and wrote since the store was
+    /// opened (`Store::tally`).
+    pub(crate) tally: parking_lot::Mutex<tx::Tally>,
 }
 
 impl Trees {
@@ -178,6 +182,7 @@ impl Trees {
             meta: tree(META)?,
             tokens: tree(TOKENS)?,
             reservations: tree(RESERVATIONS)?,
+            tally: Default::default(),
         })
     }
 
@@ -403,6 +408,13 @@ impl Store {
 
     pub(crate) fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    /// The keys and bytes every transaction committed since the store was
+    /// opened read and wrote, per tree: what a write costs the engine, for
+    /// benchmarks and the debug log (`Tally::since` gives one operation's).
+    pub fn tally(&self) -> Tally {
+        self.inner.trees.tally.lock().clone()
     }
 
     /// Commits `write`, sharing a transaction with writes that arrive

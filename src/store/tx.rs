@@ -7,15 +7,20 @@
 //! using each other.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::{IVec, Transactional};
 
-use super::{StoreError, Trees, engine_err};
+use super::{
+    COALESCE, COUNTS, CURSORS, DEDUPE, DEDUPE_EXPIRY, HISTORY, META, ORDER_INDEX, ORDERS, OUTBOX,
+    OUTBOX_DEAD, OUTBOX_DUE, RAW, RESERVATIONS, STOCK, StoreError, Trees, engine_err,
+};
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
@@ -38,60 +43,225 @@ pub(crate) fn tx_err(context: &str, e: TransactionError<StoreError>) -> StoreErr
 /// store upgrade before anything else runs), so nothing changes between.
 pub(crate) type Lookups = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The trees a transaction spans, in the order of `Tx`'s views.
+pub(crate) const TX_TREES: [&str; 15] = [
+    ORDERS,
+    RAW,
+    HISTORY,
+    ORDER_INDEX,
+    CURSORS,
+    DEDUPE,
+    DEDUPE_EXPIRY,
+    OUTBOX,
+    COALESCE,
+    OUTBOX_DUE,
+    COUNTS,
+    STOCK,
+    META,
+    OUTBOX_DEAD,
+    RESERVATIONS,
+];
+
+/// What transactions read and wrote in one tree: each key written costs
+/// the engine a page update, so the number of keys a write stages is what
+/// its share of the engine's work follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeTally {
+    /// Reads of a key (`get`) in the transaction.
+    pub reads: u64,
+    /// Keys written (inserted or overwritten), each once however often the
+    /// transaction wrote it: the engine applies the last.
+    pub inserts: u64,
+    /// Keys removed, each once.
+    pub removes: u64,
+    /// Bytes of the keys and values written, and of the keys removed.
+    pub bytes: u64,
+}
+
+impl TreeTally {
+    fn add(&mut self, o: &TreeTally) {
+        self.reads += o.reads;
+        self.inserts += o.inserts;
+        self.removes += o.removes;
+        self.bytes += o.bytes;
+    }
+}
+
+/// [`TreeTally`] per tree of a transaction (named as in [`TX_TREES`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally(pub [TreeTally; TX_TREES.len()]);
+
+impl Tally {
+    /// Each tree's figures, by name.
+    pub fn trees(&self) -> impl Iterator<Item = (&'static str, &TreeTally)> {
+        TX_TREES.iter().copied().zip(&self.0)
+    }
+
+    /// Keys written (inserted or removed) in every tree together.
+    pub fn keys_written(&self) -> u64 {
+        self.0.iter().map(|t| t.inserts + t.removes).sum()
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.0.iter().map(|t| t.bytes).sum()
+    }
+
+    pub fn keys_read(&self) -> u64 {
+        self.0.iter().map(|t| t.reads).sum()
+    }
+
+    /// What happened between `before` and this tally.
+    pub fn since(&self, before: &Tally) -> Tally {
+        let mut out = self.clone();
+        for (o, b) in out.0.iter_mut().zip(&before.0) {
+            o.reads -= b.reads;
+            o.inserts -= b.inserts;
+            o.removes -= b.removes;
+            o.bytes -= b.bytes;
+        }
+        out
+    }
+
+    fn add(&mut self, o: &Tally) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            a.add(b);
+        }
+    }
+
+    /// `tree:keys` for each tree written, for the log.
+    fn describe(&self) -> String {
+        self.trees()
+            .filter(|(_, t)| t.inserts + t.removes > 0)
+            .map(|(name, t)| format!("{name}:{}", t.inserts + t.removes))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What one tree of a transaction has read and written so far: the keys
+/// written with the length of their last value (None: removed).
+#[derive(Default)]
+struct Counted {
+    reads: Cell<u64>,
+    written: RefCell<HashMap<IVec, Option<usize>>>,
+}
+
+impl Counted {
+    fn tally(&self) -> TreeTally {
+        let written = self.written.borrow();
+        let mut t = TreeTally {
+            reads: self.reads.get(),
+            ..TreeTally::default()
+        };
+        for (k, v) in written.iter() {
+            match v {
+                Some(_) => t.inserts += 1,
+                None => t.removes += 1,
+            }
+            t.bytes += (k.len() + v.unwrap_or(0)) as u64;
+        }
+        t
+    }
+}
+
+/// One tree of a transaction, counting what is read and written in it.
+#[derive(Clone, Copy)]
+pub(crate) struct Staging<'a> {
+    tree: &'a TransactionalTree,
+    counted: &'a Counted,
+}
+
+type Staged = Result<Option<IVec>, UnabortableTransactionError>;
+
+impl Staging<'_> {
+    pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Staged {
+        self.counted.reads.set(self.counted.reads.get() + 1);
+        self.tree.get(key)
+    }
+
+    pub(crate) fn insert(&self, key: impl Into<IVec>, value: impl Into<IVec>) -> Staged {
+        let (key, value): (IVec, IVec) = (key.into(), value.into());
+        self.counted
+            .written
+            .borrow_mut()
+            .insert(key.clone(), Some(value.len()));
+        self.tree.insert(key, value)
+    }
+
+    pub(crate) fn remove(&self, key: impl Into<IVec>) -> Staged {
+        let key: IVec = key.into();
+        self.counted.written.borrow_mut().insert(key.clone(), None);
+        self.tree.remove(key)
+    }
+}
+
 /// The trees as one transaction sees them, and what the packed order index
 /// needs beside them (`index.rs`): the buckets looked up before it began
 /// and those it has written (Some) or removed (None) so far.
 pub(crate) struct Tx<'a> {
     view: &'a [TransactionalTree],
+    counted: [Counted; TX_TREES.len()],
     pub(crate) lookups: &'a Lookups,
     pub(crate) buckets: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl Tx<'_> {
-    pub(crate) fn orders(&self) -> &TransactionalTree {
-        &self.view[0]
+    fn tree(&self, i: usize) -> Staging<'_> {
+        Staging {
+            tree: &self.view[i],
+            counted: &self.counted[i],
+        }
     }
-    pub(crate) fn raw(&self) -> &TransactionalTree {
-        &self.view[1]
+
+    /// What the transaction has read and staged so far.
+    pub(crate) fn tally(&self) -> Tally {
+        Tally(std::array::from_fn(|i| self.counted[i].tally()))
     }
-    pub(crate) fn history(&self) -> &TransactionalTree {
-        &self.view[2]
+
+    pub(crate) fn orders(&self) -> Staging<'_> {
+        self.tree(0)
     }
-    pub(crate) fn order_index(&self) -> &TransactionalTree {
-        &self.view[3]
+    pub(crate) fn raw(&self) -> Staging<'_> {
+        self.tree(1)
     }
-    pub(crate) fn cursors(&self) -> &TransactionalTree {
-        &self.view[4]
+    pub(crate) fn history(&self) -> Staging<'_> {
+        self.tree(2)
     }
-    pub(crate) fn dedupe(&self) -> &TransactionalTree {
-        &self.view[5]
+    pub(crate) fn order_index(&self) -> Staging<'_> {
+        self.tree(3)
     }
-    pub(crate) fn dedupe_expiry(&self) -> &TransactionalTree {
-        &self.view[6]
+    pub(crate) fn cursors(&self) -> Staging<'_> {
+        self.tree(4)
     }
-    pub(crate) fn outbox(&self) -> &TransactionalTree {
-        &self.view[7]
+    pub(crate) fn dedupe(&self) -> Staging<'_> {
+        self.tree(5)
     }
-    pub(crate) fn coalesce(&self) -> &TransactionalTree {
-        &self.view[8]
+    pub(crate) fn dedupe_expiry(&self) -> Staging<'_> {
+        self.tree(6)
     }
-    pub(crate) fn outbox_due(&self) -> &TransactionalTree {
-        &self.view[9]
+    pub(crate) fn outbox(&self) -> Staging<'_> {
+        self.tree(7)
     }
-    pub(crate) fn counts(&self) -> &TransactionalTree {
-        &self.view[10]
+    pub(crate) fn coalesce(&self) -> Staging<'_> {
+        self.tree(8)
     }
-    pub(crate) fn stock(&self) -> &TransactionalTree {
-        &self.view[11]
+    pub(crate) fn outbox_due(&self) -> Staging<'_> {
+        self.tree(9)
     }
-    pub(crate) fn meta(&self) -> &TransactionalTree {
-        &self.view[12]
+    pub(crate) fn counts(&self) -> Staging<'_> {
+        self.tree(10)
     }
-    pub(crate) fn outbox_dead(&self) -> &TransactionalTree {
-        &self.view[13]
+    pub(crate) fn stock(&self) -> Staging<'_> {
+        self.tree(11)
     }
-    pub(crate) fn reservations(&self) -> &TransactionalTree {
-        &self.view[14]
+    pub(crate) fn meta(&self) -> Staging<'_> {
+        self.tree(12)
+    }
+    pub(crate) fn outbox_dead(&self) -> Staging<'_> {
+        self.tree(13)
+    }
+    pub(crate) fn reservations(&self) -> Staging<'_> {
+        self.tree(14)
     }
 
     /// Adds `delta` to a counter (missing counts as 0; a counter that
@@ -156,15 +326,33 @@ impl Trees {
             &self.outbox_dead,
             &self.reservations,
         ];
-        trees[..]
+        // sled may run the closure more than once: what counts is the run
+        // that committed, the last.
+        let last = RefCell::new(Tally::default());
+        let out = trees[..]
             .transaction(|view| {
-                f(&Tx {
+                let tx = Tx {
                     view,
+                    counted: Default::default(),
                     lookups: &lookups,
                     buckets: RefCell::default(),
-                })
+                };
+                let out = f(&tx);
+                *last.borrow_mut() = tx.tally();
+                out
             })
-            .map_err(|e| tx_err(context, e))
+            .map_err(|e| tx_err(context, e))?;
+        let last = last.into_inner();
+        tracing::debug!(
+            context,
+            keys_written = last.keys_written(),
+            bytes_written = last.bytes_written(),
+            keys_read = last.keys_read(),
+            trees = %last.describe(),
+            "store transaction committed"
+        );
+        self.tally.lock().add(&last);
+        Ok(out)
     }
 
     fn lookups<'o>(

@@ -1006,3 +1006,78 @@ fn an_interrupted_reservation_upgrade_goes_on_where_it_stopped() {
     let store = open(dir.path());
     assert_stock_as_layout_5_showed(&store);
 }
+
+/// Noting a delivery on an order (the destination took it: the order
+/// records it and the outbox item is completed, in one write, as the
+/// destination's worker writes it) changes none of the order's index
+/// entries or reservations, so the write stages no index bucket, no
+/// reservation entry and no reserved total: each key written costs the
+/// engine a page update, and a delivery is noted for every order.
+#[test]
+fn a_delivery_noted_on_an_order_rewrites_no_index_or_reservation() {
+    use switchyard::store::{DeliveredTo, Job, OrderWrite, WriteBatch};
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = open(dir.path());
+    let ingest = Ingest::new(
+        store.clone(),
+        LiveRules::new(rules("default_route = \"east\"\n")),
+    )
+    .with_outbound(Outbound::new(StockTargets::new(vec![])));
+    let mut o = order(7, at(9, 0), "30.00");
+    o.lines[0].quantity = 3;
+    let id = o.id.clone();
+    ingest
+        .receive(
+            crate::common::ACCOUNT,
+            vec![normalized(o)],
+            Source::Fetch,
+            at(9, 0),
+        )
+        .expect("ingest");
+    let reserved = store.reservations("MUG-RED").expect("read");
+    assert_eq!(reserved.len(), 1, "the new order reserves its mug");
+    let (item, delivery_id) = store
+        .outbox_list(false)
+        .expect("outbox")
+        .into_iter()
+        .find_map(|i| match &i.job {
+            Job::Deliver(d) if d.order_id == id => Some((i.id.clone(), d.delivery_id.clone())),
+            _ => None,
+        })
+        .expect("the new order is queued for delivery");
+
+    let mut stored = store.get_order(&id).expect("read").expect("stored");
+    let now = at(9, 5);
+    stored.delivered = Some(DeliveredTo {
+        destination: "east".into(),
+        delivery_id: delivery_id.clone(),
+        at: now,
+    });
+    for p in &mut stored.parts {
+        p.delivered_at = Some(now);
+    }
+    let mut batch = WriteBatch::new(now);
+    batch.complete.push(item);
+    batch.orders.push(OrderWrite::Local {
+        expected_revision: stored.revision,
+        order: stored,
+        kind: "delivered".into(),
+        detail: format!("delivered to east (delivery {delivery_id})"),
+        outbox: vec![],
+    });
+    let before = store.tally();
+    store.apply(batch).expect("noted");
+    let written = store.tally().since(&before);
+    for (tree, t) in written.trees() {
+        let keys = t.inserts + t.removes;
+        match tree {
+            "order_postings" | "reservations" => assert_eq!(keys, 0, "{tree}: {t:?}"),
+            // The outbox's pending count only: no reserved total.
+            "counts" => assert_eq!(keys, 1, "{tree}: {t:?}"),
+            _ => {}
+        }
+    }
+    assert!(written.keys_written() > 0, "the write was tallied");
+    assert_eq!(store.reservations("MUG-RED").expect("read"), reserved);
+    assert_eq!(store.reserved_units("MUG-RED").expect("read"), 3);
+}
