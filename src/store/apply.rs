@@ -321,8 +321,13 @@ impl Store {
         let old = stored.as_ref().map(|s| &s.order);
         let mut old_owed = old.map(reserved::owed);
         let mut new_owed = reserved::owed(&new.order);
-        // The marker is looked up only when a version could owe anything.
-        if old_owed.as_ref().is_some_and(|o| !o.is_empty()) || !new_owed.is_empty() {
+        // The marker is looked up only when a version could owe anything,
+        // and the entries could change (a delivery noted on an order, a
+        // tag: they cannot).
+        let same = old
+            .zip(old_owed.as_ref())
+            .is_some_and(|(o, owed)| reserved::same_entries((o, owed), (&new.order, &new_owed)));
+        if !same && (old_owed.as_ref().is_some_and(|o| !o.is_empty()) || !new_owed.is_empty()) {
             // A marker is written with the order's first version and never
             // removed, so what was read before the transaction holds in it.
             // A new order this batch marks needs no read.

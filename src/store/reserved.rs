@@ -110,6 +110,20 @@ fn entries(o: &Order, owed: &BTreeMap<&str, i64>) -> BTreeSet<Vec<u8>> {
         .collect()
 }
 
+/// Whether two versions of an order owe the same and would have the same
+/// entries: then writing the order changes nothing in its reservations,
+/// whether it takes part or not.
+pub(crate) fn same_entries(
+    old: (&Order, &BTreeMap<&str, i64>),
+    new: (&Order, &BTreeMap<&str, i64>),
+) -> bool {
+    old.1 == new.1
+        && (old.1.is_empty()
+            || (rank(old.0.status) == rank(new.0.status)
+                && old.0.placed_at == new.0.placed_at
+                && old.0.id == new.0.id))
+}
+
 /// The counter of a SKU's reserved units.
 pub(crate) fn total_key(sku: &str) -> Vec<u8> {
     let mut k = TOTAL.to_vec();
