@@ -45,6 +45,10 @@
 //! store; with `SCALE_BASELINE_BIN=PATH` (a `switchyard` binary of another
 //! build, say the last release), that build's stock figures are measured
 //! first on the same store, as found, and the ratios printed.
+//! `SCALE_ONLY=census` counts, on a reused store (which it changes: give
+//! it a copy), the keys and bytes the store's transactions write and read
+//! per tree for a new order's webhook and for a delivery noted on an order
+//! (`Store::tally`), in process.
 //! `SCALE_WRAP` runs the daemon under a command, e.g. `heaptrack -o FILE`
 //! (memory figures are then the wrapper's, not the daemon's); `{n}` in it
 //! becomes the number of the daemon's start in this run (0: empty store).
