@@ -37,11 +37,21 @@ pub(crate) fn tx_err(context: &str, e: TransactionError<StoreError>) -> StoreErr
 
 /// For each `prefix ++ position` a transaction may touch, the last key of
 /// the order index at or below it within the prefix (its bucket), as
-/// committed when the transaction began. Looked up before the transaction:
-/// inside one, a read of a tree by range waits on the transaction's own
-/// lock. Transactions run one at a time (the combiner's leader lock, or the
-/// store upgrade before anything else runs), so nothing changes between.
-pub(crate) type Lookups = HashMap<Vec<u8>, Option<Vec<u8>>>;
+/// committed when the transaction began, and whether that bucket is the
+/// prefix's last. Looked up before the transaction: inside one, a read of a
+/// tree by range waits on the transaction's own lock. Transactions run one
+/// at a time (the combiner's leader lock, or the store upgrade before
+/// anything else runs), so nothing changes between.
+pub(crate) type Lookups = HashMap<Vec<u8>, Lookup>;
+
+/// One entry of [`Lookups`].
+#[derive(Clone, Debug)]
+pub(crate) struct Lookup {
+    /// The bucket at or below the position (None: none).
+    pub(crate) bucket: Option<Vec<u8>>,
+    /// No bucket of the prefix lies above it.
+    pub(crate) last: bool,
+}
 
 /// The trees a transaction spans, in the order of `Tx`'s views.
 pub(crate) const TX_TREES: [&str; 15] = [
@@ -366,14 +376,31 @@ impl Trees {
             if out.contains_key(&at) {
                 continue;
             }
-            let below = self
-                .order_index
-                .range(prefix.clone()..=at.clone())
-                .next_back()
-                .transpose()
-                .map_err(|e| engine_err("read of order index", e))?
-                .map(|(k, _)| k.to_vec());
-            out.insert(at, below);
+            // A new order's positions are mostly past every entry of their
+            // prefix (placed just now): the prefix's last bucket holds them,
+            // and one look-up finds it and that it is the last.
+            let err = |e| engine_err("read of order index", e);
+            let last = match super::index::prefix_end(prefix) {
+                Some(end) => self.order_index.range(prefix.clone()..end).next_back(),
+                None => self.order_index.range(prefix.clone()..).next_back(),
+            }
+            .transpose()
+            .map_err(err)?
+            .map(|(k, _)| k.to_vec());
+            let lookup = match last {
+                Some(k) if k > at => Lookup {
+                    bucket: self
+                        .order_index
+                        .range(prefix.clone()..=at.clone())
+                        .next_back()
+                        .transpose()
+                        .map_err(err)?
+                        .map(|(k, _)| k.to_vec()),
+                    last: false,
+                },
+                bucket => Lookup { bucket, last: true },
+            };
+            out.insert(at, lookup);
         }
         Ok(out)
     }
