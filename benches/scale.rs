@@ -954,6 +954,7 @@ fn census(dir: &Path, rules: &Path, size: u64) -> Report {
         dir.display()
     );
     let store = Store::open(&state, StoreOptions::default()).unwrap();
+    store.count_writes();
     let outbound = Outbound::new(StockTargets::new(vec![]));
     let ingest =
         Ingest::new(store.clone(), LiveRules::new(load_rules(rules))).with_outbound(outbound);

@@ -152,8 +152,10 @@ pub(crate) struct Trees {
     pub(crate) tokens: sled::Tree,
     pub(crate) reservations: sled::Tree,
     /// What the committed transactions read and wrote since the store was
-    /// opened (`Store::tally`).
+    /// opened, while counting (`Store::tally`).
     pub(crate) tally: parking_lot::Mutex<tx::Tally>,
+    /// Count what transactions read and write (`Store::count_writes`).
+    pub(crate) counting: std::sync::atomic::AtomicBool,
 }
 
 impl Trees {
@@ -183,6 +185,7 @@ impl Trees {
             tokens: tree(TOKENS)?,
             reservations: tree(RESERVATIONS)?,
             tally: Default::default(),
+            counting: Default::default(),
         })
     }
 
@@ -410,11 +413,19 @@ impl Store {
         &self.inner.trees
     }
 
-    /// The keys and bytes every transaction committed since the store was
-    /// opened read and wrote, per tree: what a write costs the engine, for
-    /// benchmarks and the debug log (`Tally::since` gives one operation's).
+    /// The keys and bytes the transactions committed while counting (see
+    /// [`Store::count_writes`]) read and wrote, per tree: what writes cost
+    /// the engine. `Tally::since` gives one operation's.
     pub fn tally(&self) -> Tally {
         self.inner.trees.tally.lock().clone()
+    }
+
+    /// Counts from now on what each transaction reads and writes, for
+    /// [`Store::tally`] (benchmarks, tests). Off by default: a few hundred
+    /// nanoseconds per key. With the debug log on, every transaction is
+    /// counted and logged.
+    pub fn count_writes(&self) {
+        self.inner.trees.counting.store(true, Ordering::Relaxed);
     }
 
     /// Commits `write`, sharing a transaction with writes that arrive

@@ -11,11 +11,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 use sled::{IVec, Transactional};
+use tracing::Level;
 
 use super::{
     COALESCE, COUNTS, CURSORS, DEDUPE, DEDUPE_EXPIRY, HISTORY, META, ORDER_INDEX, ORDERS, OUTBOX,
@@ -174,33 +176,39 @@ impl Counted {
     }
 }
 
-/// One tree of a transaction, counting what is read and written in it.
+/// One tree of a transaction, counting what is read and written in it
+/// when the store counts (`Store::count_writes`, or the debug log on).
 #[derive(Clone, Copy)]
 pub(crate) struct Staging<'a> {
     tree: &'a TransactionalTree,
-    counted: &'a Counted,
+    counted: Option<&'a Counted>,
 }
 
 type Staged = Result<Option<IVec>, UnabortableTransactionError>;
 
 impl Staging<'_> {
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Staged {
-        self.counted.reads.set(self.counted.reads.get() + 1);
+        if let Some(c) = self.counted {
+            c.reads.set(c.reads.get() + 1);
+        }
         self.tree.get(key)
     }
 
     pub(crate) fn insert(&self, key: impl Into<IVec>, value: impl Into<IVec>) -> Staged {
         let (key, value): (IVec, IVec) = (key.into(), value.into());
-        self.counted
-            .written
-            .borrow_mut()
-            .insert(key.clone(), Some(value.len()));
+        if let Some(c) = self.counted {
+            c.written
+                .borrow_mut()
+                .insert(key.clone(), Some(value.len()));
+        }
         self.tree.insert(key, value)
     }
 
     pub(crate) fn remove(&self, key: impl Into<IVec>) -> Staged {
         let key: IVec = key.into();
-        self.counted.written.borrow_mut().insert(key.clone(), None);
+        if let Some(c) = self.counted {
+            c.written.borrow_mut().insert(key.clone(), None);
+        }
         self.tree.remove(key)
     }
 }
@@ -210,7 +218,8 @@ impl Staging<'_> {
 /// and those it has written (Some) or removed (None) so far.
 pub(crate) struct Tx<'a> {
     view: &'a [TransactionalTree],
-    counted: [Counted; TX_TREES.len()],
+    /// What each tree read and wrote, when counting.
+    counted: Option<[Counted; TX_TREES.len()]>,
     pub(crate) lookups: &'a Lookups,
     pub(crate) buckets: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
@@ -219,13 +228,15 @@ impl Tx<'_> {
     fn tree(&self, i: usize) -> Staging<'_> {
         Staging {
             tree: &self.view[i],
-            counted: &self.counted[i],
+            counted: self.counted.as_ref().map(|c| &c[i]),
         }
     }
 
-    /// What the transaction has read and staged so far.
-    pub(crate) fn tally(&self) -> Tally {
-        Tally(std::array::from_fn(|i| self.counted[i].tally()))
+    /// What the transaction has read and staged so far (None: not
+    /// counting).
+    fn tally(&self) -> Option<Tally> {
+        let c = self.counted.as_ref()?;
+        Some(Tally(std::array::from_fn(|i| c[i].tally())))
     }
 
     pub(crate) fn orders(&self) -> Staging<'_> {
@@ -336,14 +347,15 @@ impl Trees {
             &self.outbox_dead,
             &self.reservations,
         ];
+        let counting = self.counting.load(Ordering::Relaxed) || tracing::enabled!(Level::DEBUG);
         // sled may run the closure more than once: what counts is the run
         // that committed, the last.
-        let last = RefCell::new(Tally::default());
+        let last = RefCell::new(None);
         let out = trees[..]
             .transaction(|view| {
                 let tx = Tx {
                     view,
-                    counted: Default::default(),
+                    counted: counting.then(Default::default),
                     lookups: &lookups,
                     buckets: RefCell::default(),
                 };
@@ -352,16 +364,17 @@ impl Trees {
                 out
             })
             .map_err(|e| tx_err(context, e))?;
-        let last = last.into_inner();
-        tracing::debug!(
-            context,
-            keys_written = last.keys_written(),
-            bytes_written = last.bytes_written(),
-            keys_read = last.keys_read(),
-            trees = %last.describe(),
-            "store transaction committed"
-        );
-        self.tally.lock().add(&last);
+        if let Some(last) = last.into_inner() {
+            tracing::debug!(
+                context,
+                keys_written = last.keys_written(),
+                bytes_written = last.bytes_written(),
+                keys_read = last.keys_read(),
+                trees = %last.describe(),
+                "store transaction committed"
+            );
+            self.tally.lock().add(&last);
+        }
         Ok(out)
     }
 

@@ -1065,6 +1065,7 @@ fn a_delivery_noted_on_an_order_rewrites_no_index_or_reservation() {
         detail: format!("delivered to east (delivery {delivery_id})"),
         outbox: vec![],
     });
+    store.count_writes();
     let before = store.tally();
     store.apply(batch).expect("noted");
     let written = store.tally().since(&before);
