@@ -123,9 +123,9 @@ pub fn run(
     let runtime = super::runtime(true)?;
     let http = reqwest::Client::new();
     let count = scenarios.len();
-    let mut failures: Vec<String> = Vec::new();
+    let mut missed = Missed::default();
     runtime.block_on(async {
-        for (channel, scenario) in scenarios {
+        for (at, (channel, scenario)) in scenarios.into_iter().enumerate() {
             let sim = Simulator::from_scenarios(channel, vec![scenario.clone()])
                 .await
                 .map_err(fail)?;
@@ -148,7 +148,11 @@ pub fn run(
                 })) => {}
                 // A throttle, a refused token, garbage: the recorded traffic
                 // did not replay, which a CI job must notice.
-                Err(e) => failures.push(format!("{}: poll: {e}", scenario.dir.display())),
+                Err(e) => missed.note(
+                    at,
+                    Step::Poll,
+                    format!("{}: poll: {e}", scenario.dir.display()),
+                ),
             }
             // Recorded webhooks go through the connector as the channel sent
             // them (the replay settings hold the secret they are signed with).
@@ -161,7 +165,7 @@ pub fn run(
                         dedupe_key,
                         rejected,
                     }) => {
-                        failures.extend(left_out(&shown, &rejected));
+                        missed.left_out(at, &shown, &rejected);
                         (orders, dedupe_key)
                     }
                     Ok(WebhookOutcome::Fetch {
@@ -169,11 +173,15 @@ pub fn run(
                         dedupe_key,
                     }) => match connected.connector.fetch_orders(&channel_order_ids).await {
                         Ok(fetched) => {
-                            failures.extend(left_out(&shown, &fetched.rejected));
+                            missed.left_out(at, &shown, &fetched.rejected);
                             (fetched.orders, dedupe_key)
                         }
                         Err(e) => {
-                            failures.push(format!("{shown}: fetching the orders it names: {e}"));
+                            missed.note(
+                                at,
+                                Step::Delivery,
+                                format!("{shown}: fetching the orders it names: {e}"),
+                            );
                             continue;
                         }
                     },
@@ -184,10 +192,11 @@ pub fn run(
                         eprintln!(
                             "{shown}: refused, as the channel's signature check requires: {e}"
                         );
+                        missed.refused += 1;
                         continue;
                     }
                     Err(e) => {
-                        failures.push(format!("{shown}: {e}"));
+                        missed.note(at, Step::Delivery, format!("{shown}: {e}"));
                         continue;
                     }
                 };
@@ -216,31 +225,96 @@ pub fn run(
     } else {
         out!("{}", super::render_list(&orders));
     }
-    if failures.is_empty() {
-        return Ok(());
+    if let Some(refused) = missed.refused_line() {
+        eprintln!("{refused}");
     }
-    // After the orders, so that what did replay is still shown; the exit
-    // status tells a CI job that something did not.
-    Err(fail(format!(
-        "{}\n{} of {} had errors; the orders above are what the rest produced",
-        failures.join("\n"),
-        plural(failures.len(), "replay step", "replay steps"),
-        plural(count, "scenario", "scenarios"),
-    )))
+    match missed.summary(count) {
+        None => Ok(()),
+        // After the orders, so that what did replay is still shown; the
+        // exit status tells a CI job that something did not.
+        Some(summary) => Err(fail(summary)),
+    }
 }
 
-/// A replay failure line per order the connector could not read.
-fn left_out(shown: &str, rejected: &[switchyard_contract::RejectedOrder]) -> Vec<String> {
-    rejected
-        .iter()
-        .map(|r| {
-            format!(
+/// The kind of step that did not replay, for the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Poll,
+    /// A webhook delivery the connector could not read (or whose orders
+    /// could not be fetched).
+    Delivery,
+    /// An order a delivery carried or named that the connector left out.
+    Order,
+}
+
+/// What did not replay, one line each, and the deliveries refused by their
+/// signature check: those are recorded to show the refusal and are not
+/// errors, so they are counted apart.
+#[derive(Default)]
+struct Missed {
+    /// (scenario's position, what, the line that says it).
+    steps: Vec<(usize, Step, String)>,
+    refused: usize,
+}
+
+impl Missed {
+    fn note(&mut self, scenario: usize, step: Step, line: String) {
+        self.steps.push((scenario, step, line));
+    }
+
+    /// A line per order the connector could not read.
+    fn left_out(
+        &mut self,
+        scenario: usize,
+        shown: &str,
+        rejected: &[switchyard_contract::RejectedOrder],
+    ) {
+        for r in rejected {
+            let line = format!(
                 "{shown}: order {} left out: {}",
                 r.channel_order_id.as_deref().unwrap_or("(no id)"),
                 r.error
+            );
+            self.note(scenario, Step::Order, line);
+        }
+    }
+
+    fn refused_line(&self) -> Option<String> {
+        (self.refused > 0).then(|| {
+            format!(
+                "refused by their signature check, as recorded (not errors): {}",
+                plural(self.refused, "webhook delivery", "webhook deliveries")
             )
         })
-        .collect()
+    }
+
+    /// Each step that did not replay, then how many of each kind and in
+    /// how many of the `count` scenarios; None when everything replayed.
+    fn summary(&self, count: usize) -> Option<String> {
+        if self.steps.is_empty() {
+            return None;
+        }
+        let of = |step: Step| self.steps.iter().filter(|(_, s, _)| *s == step).count();
+        let kinds: Vec<String> = [
+            (Step::Poll, "poll", "polls"),
+            (Step::Delivery, "webhook delivery", "webhook deliveries"),
+            (Step::Order, "order", "orders"),
+        ]
+        .into_iter()
+        .filter(|(step, ..)| of(*step) > 0)
+        .map(|(step, one, many)| plural(of(step), one, many))
+        .collect();
+        let scenarios: std::collections::BTreeSet<usize> =
+            self.steps.iter().map(|(at, ..)| *at).collect();
+        let lines: Vec<&str> = self.steps.iter().map(|(.., l)| l.as_str()).collect();
+        Some(format!(
+            "{}\ndid not replay: {} (in {} of {}); the orders above are what the rest produced",
+            lines.join("\n"),
+            kinds.join(", "),
+            scenarios.len(),
+            plural(count, "scenario", "scenarios"),
+        ))
+    }
 }
 
 /// What the second rules file would decide differently about each order.

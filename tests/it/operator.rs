@@ -290,7 +290,10 @@ fn replay_exits_1_when_a_scenario_fails_and_still_prints_the_rest() {
         err.contains("webhook-bad-signature: webhook not-an-order"),
         "{err}"
     );
-    assert!(err.contains("2 replay steps of "), "{err}");
+    assert!(
+        err.contains("did not replay: 1 poll, 1 webhook delivery (in 2 of "),
+        "{err}"
+    );
     assert!(
         stdout(&out).contains("replay:5551234567"),
         "{}",
@@ -307,6 +310,47 @@ fn replay_exits_1_when_a_scenario_fails_and_still_prints_the_rest() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The fixture of deliveries that must be refused: the three a signature
+/// check refuses are counted as refused, not as errors; the signed body
+/// that is not an order is the one delivery that did not replay, and the
+/// count says so rather than "1 replay step of 1 scenario had errors".
+#[test]
+fn replay_counts_refused_deliveries_apart_from_what_did_not_replay() {
+    let out = command()
+        .args([
+            "--config",
+            &format!("{REPO}/config/switchyard.toml"),
+            "replay",
+            &format!("{REPO}/fixtures/shopify/webhook-bad-signature"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "no orders\n");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains(": refused, as the channel's signature check requires: "))
+        .count();
+    assert_eq!(refused, 3, "{err}");
+    let [counted, failed, summary] = lines[lines.len() - 3..] else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        counted,
+        "refused by their signature check, as recorded (not errors): 3 webhook deliveries"
+    );
+    assert!(
+        failed.ends_with("webhook-bad-signature: webhook not-an-order: decode: orders/create webhook: not a Shopify order: missing field `id` at line 1 column 18"),
+        "{err}"
+    );
+    assert_eq!(
+        summary,
+        "did not replay: 1 webhook delivery (in 1 of 1 scenario); the orders above are what the rest produced"
+    );
 }
 
 /// A config with its store in a temporary folder and a few orders stored
