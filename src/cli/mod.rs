@@ -382,8 +382,9 @@ pub enum StoreCommand {
     /// The store is copied into a folder beside it (NAME.compact), the copy
     /// is opened and its records counted, then the store is renamed to
     /// NAME.old and the copy to the store's name, and NAME.old is removed.
-    /// Needs free disk for the copy (up to the store's size; checked before
-    /// anything is written). A crash at any step leaves a whole store:
+    /// Needs free disk for the copy (about 1.6 times the bytes of the
+    /// store's records, at most the store's size; checked before anything
+    /// is written, and the copy stops before it would fill the disk). A crash at any step leaves a whole store:
     /// stopped between the two renames, the next start puts the copy in
     /// place. Prints the size before and after.
     Compact {

@@ -171,8 +171,11 @@ impl Store {
     /// Copies everything the store holds into a new store at `to` (a
     /// folder that does not exist or is empty), written afresh, so without
     /// the space the engine's log keeps for values since replaced; answers
-    /// the records copied.
-    pub fn copy_to(&self, to: &Path) -> Result<u64, StoreError> {
+    /// the records copied. Stops ([`StoreError::CopyStopped`]) rather than
+    /// leave less than `keep_free` bytes free on the disk holding `to`,
+    /// whatever was estimated before: other programs on the machine need
+    /// some room too. The caller removes what was written then.
+    pub fn copy_to(&self, to: &Path, keep_free: u64) -> Result<u64, StoreError> {
         if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
             return Err(StoreError::Open {
                 dir: to.to_owned(),
@@ -201,14 +204,30 @@ impl Store {
                     into.apply_batch(std::mem::take(&mut batch))
                         .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
                     in_batch = 0;
+                    keeps_free(to, keep_free, copied)?;
                 }
             }
             into.apply_batch(batch)
                 .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
+            keeps_free(to, keep_free, copied)?;
         }
         copy.flush()
             .map_err(|e| engine_err("flush of the copy", e))?;
         Ok(copied)
+    }
+
+    /// The bytes of every key and value the store holds, all trees
+    /// together: what a copy writes, before the engine's own overhead.
+    pub fn live_bytes(&self) -> Result<u64, StoreError> {
+        let mut bytes = 0;
+        for tree in every_tree(&self.inner.db) {
+            let (_, what, tree) = tree?;
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(|e| engine_err(format!("read of tree {what}"), e))?;
+                bytes += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(bytes)
     }
 
     /// How many records the store holds, all trees together: what a copy
@@ -223,6 +242,35 @@ impl Store {
             }
         }
         Ok(count)
+    }
+}
+
+/// Free bytes on the file system holding `dir`, or the nearest folder
+/// above it that exists (a copy's folder may not exist yet), and that
+/// folder.
+pub fn free_bytes(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
+    let mut at = dir;
+    while !at.exists() {
+        at = match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+    }
+    let vfs = rustix::fs::statvfs(at)?;
+    Ok((at.to_owned(), vfs.f_bavail.saturating_mul(vfs.f_frsize)))
+}
+
+/// Refuses to go on copying once the disk holding `to` has less than
+/// `keep_free` bytes free.
+fn keeps_free(to: &Path, keep_free: u64, copied: u64) -> Result<(), StoreError> {
+    match free_bytes(to) {
+        Ok((_, free)) if free < keep_free => Err(StoreError::CopyStopped {
+            dir: to.to_owned(),
+            free,
+            copied,
+        }),
+        // Unknown: the engine's own write errors still stop the copy.
+        _ => Ok(()),
     }
 }
 
@@ -282,6 +330,28 @@ fn new_db_with_ids_from(to: &Path, next: u64) -> Result<sled::Db, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A copy that would leave less free disk than asked stops, whatever
+    /// the estimate before it said, and says how far it got.
+    #[test]
+    fn a_copy_stops_before_it_leaves_less_free_disk_than_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), StoreOptions::default()).unwrap();
+        store
+            .raw_insert_for_tests(super::super::TOKENS, b"a", b"x")
+            .unwrap();
+        let to = dir.path().join("copy");
+        match store.copy_to(&to, u64::MAX) {
+            Err(StoreError::CopyStopped { dir, .. }) => assert_eq!(dir, to),
+            other => panic!("not stopped: {other:?}"),
+        }
+        std::fs::remove_dir_all(&to).unwrap();
+        assert_eq!(
+            store.copy_to(&to, 0).unwrap(),
+            store.count_records().unwrap()
+        );
+        store.close().unwrap();
+    }
 
     /// Whatever id the store was at, a copy's ids go on after it, also
     /// across later opens (each persists the counter again, which the

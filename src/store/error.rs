@@ -21,6 +21,18 @@ pub enum StoreError {
     #[error("no store at {}: {why}", dir.display())]
     NoStore { dir: PathBuf, why: &'static str },
 
+    /// A copy of the store stopped before it filled the disk
+    /// ([`crate::store::Store::copy_to`]).
+    #[error(
+        "the copy in {} was stopped after {copied} records, with {free} bytes left free on its disk",
+        dir.display()
+    )]
+    CopyStopped {
+        dir: PathBuf,
+        free: u64,
+        copied: u64,
+    },
+
     /// The engine failed while reading or writing; `context` says what was being done.
     #[error("store {context} failed: {detail}")]
     Engine { context: String, detail: String },
