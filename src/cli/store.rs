@@ -5,9 +5,17 @@
 //!
 //! Compaction is crash-safe by its order of steps: the copy is made beside
 //! the store and proven (opened, its records counted) before anything is
-//! renamed; the store stays open, and so locked, until the copy is in
-//! place; and a crash between the two renames, which leaves no store, is
-//! finished by the next open of the store ([`CompactionDirs`]).
+//! renamed; the store stays locked until the copy is in place; and a crash
+//! between the two renames, which leaves no store, is finished by the next
+//! open of the store ([`CompactionDirs`]).
+//!
+//! The engine does not name its files only at open: it reads, writes and
+//! removes large values' files (`blobs/`) by the store's path, and its
+//! cleaning thread rewrites pages until the store is closed. A store still
+//! open when the folders are renamed could write into, or remove from, the
+//! copy that took its name. So the store is closed, and its lock, which the
+//! engine holds until its last thread is done, taken over by this process
+//! before the first rename and let go after the second.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
@@ -95,10 +103,18 @@ pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
             return Err(failed(format!("{}{unchanged}", e.message)));
         }
     };
-    // The store stays open (locked) through both renames: nothing can write
-    // to it between the copy and the swap.
-    let swapped = swap(&dirs);
+    // The engine is let go of before anything is renamed, and the store
+    // stays locked by this process until the copy is in place (module doc).
     let closed = store.close();
+    let held = match hold_once_let_go(&dirs.store) {
+        Ok(held) => held,
+        Err(message) => {
+            let _ = std::fs::remove_dir_all(&dirs.copy);
+            return Err(failed(format!("{message}{unchanged}")));
+        }
+    };
+    let swapped = swap(&dirs);
+    drop(held);
     swapped?;
     if let Err(e) = closed {
         tracing::warn!(error = %e, "the store as it was did not close cleanly after the compaction; the compact store is in place");
@@ -306,6 +322,35 @@ fn chown_all(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The store's own lock (the one the engine takes on its `db` file, so a
+/// daemon starting meanwhile is refused as by an open store), taken as soon
+/// as this process's engine has let go of it: it holds the lock until every
+/// thread of it is done. Waits a few seconds at the most.
+fn hold_once_let_go(store: &Path) -> Result<std::fs::File, String> {
+    let db = store.join("db");
+    let file = std::fs::File::open(&db)
+        .map_err(|e| format!("cannot open {} to lock the store ({e})", db.display()))?;
+    for _ in 0..500 {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!(
+                    "cannot lock the store in {} ({e})",
+                    store.display()
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "the store in {} was opened by another process (the daemon?) before the copy could be \
+         put in its place: stop it (systemctl stop switchyard) and compact again",
+        store.display()
+    ))
+}
+
 /// The store to `old`, the copy to the store's name, each rename made
 /// durable before the next. A crash in between leaves no store: the next
 /// open puts the copy in place.
@@ -390,6 +435,32 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once the engine of a closed store has let go, the compaction holds
+    /// the store: a daemon starting then is refused as by an open store.
+    #[test]
+    fn a_closed_store_is_held_against_other_opens_until_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let options = crate::store::StoreOptions::default();
+        Store::open(&state, options.clone())
+            .unwrap()
+            .close()
+            .unwrap();
+        let held = hold_once_let_go(&state).unwrap();
+        assert!(
+            matches!(
+                Store::open(&state, options.clone()),
+                Err(StoreError::Locked { .. })
+            ),
+            "opened while held"
+        );
+        drop(held);
+        Store::open_once_free(&state, options)
+            .unwrap()
+            .close()
+            .unwrap();
+    }
 
     #[test]
     fn too_little_free_disk_says_how_much_is_needed_and_where() {
