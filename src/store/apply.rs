@@ -536,6 +536,12 @@ fn stage_stock(tx: &Tx<'_>, change: &StockChange) -> TxResult<()> {
     let key = sku.as_bytes();
     let mut level: StockLevel = match stock.get(key)? {
         Some(v) => decode(STOCK, key, &v).map_err(abort)?,
+        // A reservation or its release touches only a SKU that has a
+        // central level when it is written, decided here rather than from
+        // a read before the transaction: a SKU's first `stock set`
+        // committed in between counts the order as reserved, so its units
+        // must come off too.
+        None if matches!(change, StockChange::Adjust { .. }) => return Ok(()),
         None => StockLevel {
             sku: sku.clone(),
             available: 0,

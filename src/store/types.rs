@@ -258,7 +258,8 @@ pub enum StockChange {
     /// them: read any earlier, an order stored in between would have its
     /// units counted as still there to sell.
     Set { sku: String, on_hand: i64 },
-    /// A relative change (reservations, returns); saturates rather than wraps.
+    /// A relative change (reservations, returns); saturates rather than
+    /// wraps. A SKU with no level when it is written is left without one.
     Adjust { sku: String, delta: i64 },
     /// What was last pushed to an account's channel.
     Pushed {

@@ -155,14 +155,14 @@ pub fn show(store: &Store, sku: &str) -> Result<Option<StockView>, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ingest::{Ingest, LiveRules, Source};
     use crate::store::StoreOptions;
     use rust_decimal::Decimal;
     use switchyard_contract::{Line, NormalizedOrder};
 
-    fn level(sku: &str, available: i64) -> StockUpdate {
+    pub(in crate::effects::stock) fn level(sku: &str, available: i64) -> StockUpdate {
         StockUpdate {
             sku: sku.into(),
             available,
@@ -170,7 +170,7 @@ mod tests {
     }
 
     /// An open order of `units` of `sku`, first seen now.
-    fn order(n: u32, sku: &str, units: u32) -> NormalizedOrder {
+    pub(in crate::effects::stock) fn order(n: u32, sku: &str, units: u32) -> NormalizedOrder {
         let mut order = crate::store::order_for_tests(&format!("a:{n}")).order;
         order.channel_order_id = n.to_string();
         order.lines = vec![Line {
