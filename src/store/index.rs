@@ -585,8 +585,8 @@ fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<u8>,
     let buckets = tx.buckets.borrow();
     let own = buckets.range(prefix.to_vec()..=at).next_back();
     let key = match (&committed.bucket, own) {
-        (Some(c), Some((o, _))) => c.max(o).clone(),
-        (Some(c), None) => c.clone(),
+        (Some((c, _)), Some((o, _))) => c.max(o).clone(),
+        (Some((c, _)), None) => c.clone(),
         (None, Some((o, _))) => o.clone(),
         (None, None) => prefix.to_vec(),
     };
@@ -605,9 +605,12 @@ fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<u8>,
     if committed.bucket.is_none() && own.is_none() {
         return Ok((key, Vec::new(), last));
     }
-    let value = match buckets.get(&key) {
-        Some(v) => v.clone(),
-        None => tx.order_index().get(key.as_slice())?.map(|v| v.to_vec()),
+    // This transaction's own version of the bucket, else the committed one
+    // the look-up read.
+    let value = match (buckets.get(&key), &committed.bucket) {
+        (Some(v), _) => v.clone(),
+        (None, Some((c, v))) if *c == key => Some(v.to_vec()),
+        (None, _) => tx.order_index().get(key.as_slice())?.map(|v| v.to_vec()),
     };
     Ok((key, value.unwrap_or_default(), last))
 }

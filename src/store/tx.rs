@@ -49,8 +49,9 @@ pub(crate) type Lookups = HashMap<Vec<u8>, Lookup>;
 /// One entry of [`Lookups`].
 #[derive(Clone, Debug)]
 pub(crate) struct Lookup {
-    /// The bucket at or below the position (None: none).
-    pub(crate) bucket: Option<Vec<u8>>,
+    /// The bucket at or below the position (None: none), with its value as
+    /// committed: the transaction need not read it again.
+    pub(crate) bucket: Option<(Vec<u8>, IVec)>,
     /// No bucket of the prefix lies above it.
     pub(crate) last: bool,
 }
@@ -399,16 +400,16 @@ impl Trees {
             }
             .transpose()
             .map_err(err)?
-            .map(|(k, _)| k.to_vec());
+            .map(|(k, v)| (k.to_vec(), v));
             let lookup = match last {
-                Some(k) if k > at => Lookup {
+                Some((k, _)) if k > at => Lookup {
                     bucket: self
                         .order_index
                         .range(prefix.clone()..=at.clone())
                         .next_back()
                         .transpose()
                         .map_err(err)?
-                        .map(|(k, _)| k.to_vec()),
+                        .map(|(k, v)| (k.to_vec(), v)),
                     last: false,
                 },
                 bucket => Lookup { bucket, last: true },
