@@ -403,10 +403,7 @@ fn range(
     inclusive: bool,
     oldest: bool,
 ) -> Entries {
-    let end = match prefix_end(prefix) {
-        Some(e) => Bound::Excluded(e),
-        None => Bound::Unbounded,
-    };
+    let end = past(prefix);
     let mut failed = None;
     let buckets: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
         match (at, oldest) {
@@ -591,16 +588,10 @@ fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<u8>,
         (None, None) => prefix.to_vec(),
     };
     // Written by this transaction above it: a bucket split off.
-    let above = match prefix_end(prefix) {
-        Some(end) => buckets
-            .range::<Vec<u8>, _>((Bound::Excluded(key.clone()), Bound::Excluded(end)))
-            .next()
-            .is_some(),
-        None => buckets
-            .range::<Vec<u8>, _>((Bound::Excluded(key.clone()), Bound::Unbounded))
-            .next()
-            .is_some(),
-    };
+    let above = buckets
+        .range::<Vec<u8>, _>((Bound::Excluded(key.clone()), past(prefix)))
+        .next()
+        .is_some();
     let last = committed.last && !above;
     if committed.bucket.is_none() && own.is_none() {
         return Ok((key, Vec::new(), last));
@@ -615,8 +606,13 @@ fn holder(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<(Vec<u8>, Vec<u8>,
     Ok((key, value.unwrap_or_default(), last))
 }
 
+/// The upper bound of a range over every key starting with `prefix`.
+pub(crate) fn past(prefix: &[u8]) -> Bound<Vec<u8>> {
+    prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded)
+}
+
 /// The smallest key greater than every key starting with `prefix`.
-pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {

@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -394,13 +395,13 @@ impl Trees {
             // prefix (placed just now): the prefix's last bucket holds them,
             // and one look-up finds it and that it is the last.
             let err = |e| engine_err("read of order index", e);
-            let last = match super::index::prefix_end(prefix) {
-                Some(end) => self.order_index.range(prefix.clone()..end).next_back(),
-                None => self.order_index.range(prefix.clone()..).next_back(),
-            }
-            .transpose()
-            .map_err(err)?
-            .map(|(k, v)| (k.to_vec(), v));
+            let last = self
+                .order_index
+                .range::<Vec<u8>, _>((Bound::Included(prefix.clone()), super::index::past(prefix)))
+                .next_back()
+                .transpose()
+                .map_err(err)?
+                .map(|(k, v)| (k.to_vec(), v));
             let lookup = match last {
                 Some((k, _)) if k > at => Lookup {
                     bucket: self
