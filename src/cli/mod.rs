@@ -370,7 +370,8 @@ pub enum StoreCommand {
     /// what it holds (a store grown by many webhooks to 1.2 million orders
     /// took 10 GB; its copy 4.9 GB). Stop the daemon, back up, copy, point
     /// daemon.state_dir at the copy, start (`store compact` does this in
-    /// place). Prints the size of both.
+    /// place). Prints the size of both. A copy that fails removes what it
+    /// wrote (the folder, if it made it).
     Copy {
         /// The folder to make the copy in: new or empty.
         #[arg(long, value_name = "DIR")]
@@ -382,9 +383,10 @@ pub enum StoreCommand {
     /// The store is copied into a folder beside it (NAME.compact), the copy
     /// is opened and its records counted, then the store is renamed to
     /// NAME.old and the copy to the store's name, and NAME.old is removed.
-    /// Needs free disk for the copy (about 1.6 times the bytes of the
+    /// Needs free disk for the copy (1.5 to 1.6 times the bytes of the
     /// store's records, at most the store's size; checked before anything
-    /// is written, and the copy stops before it would fill the disk). A crash at any step leaves a whole store:
+    /// is written, and the copy stops before it would fill the disk; a
+    /// copy that fails removes what it wrote). A crash at any step leaves a whole store:
     /// stopped between the two renames, the next start puts the copy in
     /// place. Prints the size before and after.
     Compact {

@@ -18,25 +18,43 @@
 //! before the first rename and let go after the second.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::orders::store_failure;
 use super::print::outln;
 use super::{CliResult, EXIT_FAILED, Failure};
 use crate::config::Config;
-use crate::store::{CompactionDirs, Store, StoreError, free_bytes, sync_parent};
+use crate::store::{
+    CompactionDirs, Copied, CopyFailed, Removed, Store, StoreError, free_bytes, keeps_free,
+    sync_parent, wait_let_go,
+};
 
 pub(crate) fn copy(config_path: &Path, to: &Path) -> CliResult {
+    copy_with(config_path, to, &free_bytes)
+}
+
+/// [`copy`], with the disk's free bytes read by `free` ([`free_bytes`];
+/// tests give figures of their own).
+fn copy_with(config_path: &Path, to: &Path, free: &FreeProbe) -> CliResult {
     let config = load(config_path)?;
     let from = &config.daemon.state_dir;
     let store = open_stopped(&config, config_path, "copy")?;
-    let copied = room_for_copy(&store, dir_bytes(from), to, Job::Copy)
-        .and_then(|()| copy_proven(&store, to, &config, Job::Copy));
-    store.close().map_err(store_failure)?;
+    let copied = room_for_copy(&store, dir_bytes(from), to, Job::Copy, free)
+        .and_then(|()| copy_proven(&store, to, &config, Job::Copy, free));
+    let closed = store.close();
     let copied = copied?;
+    closed.map_err(|e| {
+        failed(format!(
+            "{e}; the copy in {} is whole ({} records) and stays",
+            to.display(),
+            copied.records
+        ))
+    })?;
     outln!(
-        "copied {copied} records from {} ({}) to {} ({}); to run on the copy, set \
-         daemon.state_dir = \"{}\" and start the daemon",
+        "copied {} records ({} of keys and values) from {} ({}) to {} ({}); to run on the \
+         copy, set daemon.state_dir = \"{}\" and start the daemon",
+        copied.records,
+        human(copied.bytes),
         from.display(),
         human(dir_bytes(from)),
         to.display(),
@@ -47,6 +65,11 @@ pub(crate) fn copy(config_path: &Path, to: &Path) -> CliResult {
 }
 
 pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
+    compact_with(config_path, keep_old, &free_bytes)
+}
+
+/// [`compact`], with the disk's free bytes read by `free`.
+fn compact_with(config_path: &Path, keep_old: bool, free: &FreeProbe) -> CliResult {
     let config = load(config_path)?;
     let dirs = CompactionDirs::of(&config.daemon.state_dir).map_err(store_failure)?;
     if dirs.finish_interrupted().map_err(store_failure)? {
@@ -86,19 +109,18 @@ pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
     }
     let before = dir_bytes(&dirs.store);
     let store = open_stopped(&config, config_path, "compact")?;
-    if let Err(e) = room_for_copy(&store, before, &dirs.copy, Job::Compact) {
+    if let Err(e) = room_for_copy(&store, before, &dirs.copy, Job::Compact, free) {
         let _ = store.close();
         return Err(e);
     }
 
-    let made = copy_proven(&store, &dirs.copy, &config, Job::Compact).and_then(|copied| {
-        same_owner(&dirs)?;
+    let made = copy_proven(&store, &dirs.copy, &config, Job::Compact, free).and_then(|copied| {
+        same_owner(&dirs).map_err(|e| failed(format!("{}; {}", e.message, remove_copy(&dirs))))?;
         Ok(copied)
     });
     let copied = match made {
         Ok(copied) => copied,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dirs.copy);
             let _ = store.close();
             return Err(failed(format!("{}{unchanged}", e.message)));
         }
@@ -109,8 +131,10 @@ pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
     let held = match hold_once_let_go(&dirs.store) {
         Ok(held) => held,
         Err(message) => {
-            let _ = std::fs::remove_dir_all(&dirs.copy);
-            return Err(failed(format!("{message}{unchanged}")));
+            return Err(failed(format!(
+                "{message}; {}{unchanged}",
+                remove_copy(&dirs)
+            )));
         }
     };
     let swapped = swap(&dirs);
@@ -133,10 +157,13 @@ pub(crate) fn compact(config_path: &Path, keep_old: bool) -> CliResult {
         }
     };
     outln!(
-        "compacted the store in {}: {} before, {} after ({copied} records); {old}",
+        "compacted the store in {}: {} before, {} after ({} records, {} of keys and \
+         values); {old}",
         dirs.store.display(),
         human(before),
-        human(after)
+        human(after),
+        copied.records,
+        human(copied.bytes)
     );
     Ok(())
 }
@@ -163,42 +190,71 @@ fn open_stopped(config: &Config, config_path: &Path, what: &str) -> Result<Store
     })
 }
 
-/// Copies `store` into `to` and proves the copy whole: it opens as any
-/// store would and holds as many records as were copied.
-fn copy_proven(store: &Store, to: &Path, config: &Config, job: Job) -> Result<u64, Failure> {
-    let copied = store.copy_to(to, COPY_KEEPS_FREE).map_err(|e| match e {
-        StoreError::CopyStopped { free, .. } => {
-            // What was written is of no use and takes the room (compact
-            // removes its own folder).
-            if job == Job::Copy {
-                empty(to);
-            }
-            failed(format!(
-                "the copy was stopped before it filled the disk: {} was left free in {} (a \
-                 copy never leaves less than {}), so it needs more room than the estimate: \
-                 free more disk there, or {}; what the copy wrote was removed",
-                human(free),
-                free_bytes(to)
-                    .map_or_else(|_| to.to_owned(), |(at, _)| at)
-                    .display(),
-                human(COPY_KEEPS_FREE),
-                job.elsewhere()
-            ))
-        }
-        e => store_failure(e),
-    })?;
-    // The copy was just let go by this process.
-    let copy = Store::open_once_free(to, config.daemon.store_options()).map_err(store_failure)?;
-    let held = copy.count_records();
-    copy.close().map_err(store_failure)?;
-    let held = held.map_err(store_failure)?;
-    if held != copied {
-        return Err(failed(format!(
-            "the copy in {} holds {held} records where {copied} were copied: it is not whole",
+/// How the free bytes of the disk holding a folder are read: the folder
+/// measured (the nearest that exists) and its free bytes.
+type FreeProbe = dyn Fn(&Path) -> std::io::Result<(PathBuf, u64)>;
+
+/// Copies `store` into `to` and proves the copy whole (it opens as any
+/// store would and holds as many records as were copied); a copy that
+/// fails removes what it wrote, and the message says so.
+fn copy_proven(
+    store: &Store,
+    to: &Path,
+    config: &Config,
+    job: Job,
+    free: &FreeProbe,
+) -> Result<Copied, Failure> {
+    let go_on = keeps_free(to, COPY_KEEPS_FREE, free);
+    store
+        .copy_whole(to, &config.daemon.store_options(), go_on)
+        .map_err(|failure| copy_failed(failure, to, job, free))
+}
+
+/// What to say of a copy into `to` that failed, and of what it wrote.
+fn copy_failed(
+    CopyFailed { error, removed }: CopyFailed,
+    to: &Path,
+    job: Job,
+    free: &FreeProbe,
+) -> Failure {
+    let what = match error {
+        StoreError::CopyStopped { free: left, .. } => format!(
+            "the copy was stopped before it filled the disk: {} was left free in {} (a copy \
+             never leaves less than {}), so it needs more room than the estimate: free more \
+             disk there, or {}",
+            human(left),
+            free(to)
+                .map_or_else(|_| to.to_owned(), |(at, _)| at)
+                .display(),
+            human(COPY_KEEPS_FREE),
+            job.elsewhere()
+        ),
+        e => e.to_string(),
+    };
+    let removed = match removed {
+        Removed::NothingWritten => "nothing was written".to_owned(),
+        Removed::Yes => format!("what the copy wrote in {} was removed", to.display()),
+        Removed::Failed(e) => format!(
+            "what the copy wrote in {} could not be removed ({e}): it is not a whole store, \
+             remove it (rm -r {})",
+            to.display(),
             to.display()
-        )));
+        ),
+    };
+    failed(format!("{what}; {removed}"))
+}
+
+/// Removes the proven copy of a compaction that cannot go on; what to
+/// say about it.
+fn remove_copy(dirs: &CompactionDirs) -> String {
+    match std::fs::remove_dir_all(&dirs.copy) {
+        Ok(()) => format!("the copy in {} was removed", dirs.copy.display()),
+        Err(e) => format!(
+            "the copy in {} could not be removed ({e}): remove it (rm -r {})",
+            dirs.copy.display(),
+            dirs.copy.display()
+        ),
     }
-    Ok(copied)
 }
 
 /// Which command makes the copy: the advice differs.
@@ -235,11 +291,17 @@ const COPY_KEEPS_FREE: u64 = 32 << 20;
 /// Free disk a copy is refused without, on top of its estimated size.
 const ROOM_MARGIN: u64 = 2 * COPY_KEEPS_FREE;
 
-/// A copy's records take about 1.6 times their bytes on disk (the
-/// engine's pages and log): measured on a store of 100,000 orders, 305 MB
-/// of records made a copy of 478 MB, and its copy 451 MB. Twice is the
-/// estimate: the copy stops by itself if it would fill the disk anyway.
-const COPY_PER_RECORD_BYTE: u64 = 2;
+/// The disk a copy of a store of `store_bytes`, holding `records` bytes of
+/// keys and values, is estimated to take. A copy takes 1.5 to 1.6 times
+/// its records' bytes (the engine's pages and log): 305 MB of records in a
+/// store of 100,000 orders made a copy of 478 MB (1.57), and its copy 451
+/// MB (1.48); 2.7 GB in a store of 1,000,000 orders (6.6 GB) a copy of 4.0
+/// GB (1.5). Seven quarters is the estimate, a margin over the highest:
+/// the copy stops by itself (and removes what it wrote) if it would fill
+/// the disk anyway. No copy took more than the store.
+fn copy_estimate(records: u64, store_bytes: u64) -> u64 {
+    (records.saturating_mul(7) / 4).min(store_bytes)
+}
 
 /// Refuses, before anything is written, when the disk that will hold the
 /// copy (`into`) has too little free space. A copy never took more than
@@ -247,8 +309,14 @@ const COPY_PER_RECORD_BYTE: u64 = 2;
 /// is not looked into further; short of that, the bytes of the store's
 /// records are counted (a read of the whole store, about a quarter of the
 /// copy's time) and the copy's size estimated from them.
-fn room_for_copy(store: &Store, store_bytes: u64, into: &Path, job: Job) -> Result<(), Failure> {
-    let (at, free) = free_bytes(into).map_err(|e| {
+fn room_for_copy(
+    store: &Store,
+    store_bytes: u64,
+    into: &Path,
+    job: Job,
+    free: &FreeProbe,
+) -> Result<(), Failure> {
+    let (at, free) = free(into).map_err(|e| {
         failed(format!(
             "cannot tell how much disk is free for the copy in {} ({e}); nothing was changed",
             into.display()
@@ -258,9 +326,7 @@ fn room_for_copy(store: &Store, store_bytes: u64, into: &Path, job: Job) -> Resu
         return Ok(());
     }
     let records = store.live_bytes().map_err(store_failure)?;
-    let copy = records
-        .saturating_mul(COPY_PER_RECORD_BYTE)
-        .min(store_bytes);
+    let copy = copy_estimate(records, store_bytes);
     room_message(copy, records, free, &at, job).map_or(Ok(()), |m| Err(failed(m)))
 }
 
@@ -330,25 +396,18 @@ fn hold_once_let_go(store: &Path) -> Result<std::fs::File, String> {
     let db = store.join("db");
     let file = std::fs::File::open(&db)
         .map_err(|e| format!("cannot open {} to lock the store ({e})", db.display()))?;
-    for _ in 0..500 {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(format!(
-                    "cannot lock the store in {} ({e})",
-                    store.display()
-                ));
-            }
-        }
+    match wait_let_go(&file, std::time::Duration::from_secs(5)) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(format!(
+            "the store in {} was opened by another process (the daemon?) before the copy could \
+             be put in its place: stop it (systemctl stop switchyard) and compact again",
+            store.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot lock the store in {} ({e})",
+            store.display()
+        )),
     }
-    Err(format!(
-        "the store in {} was opened by another process (the daemon?) before the copy could be \
-         put in its place: stop it (systemctl stop switchyard) and compact again",
-        store.display()
-    ))
 }
 
 /// The store to `old`, the copy to the store's name, each rename made
@@ -356,14 +415,24 @@ fn hold_once_let_go(store: &Path) -> Result<std::fs::File, String> {
 /// open puts the copy in place.
 fn swap(dirs: &CompactionDirs) -> Result<(), Failure> {
     let (store, copy, old) = (&dirs.store, &dirs.copy, &dirs.old);
-    if let Err(e) = std::fs::rename(store, old).and_then(|()| sync_parent(store)) {
-        let _ = std::fs::remove_dir_all(copy);
+    if let Err(e) = std::fs::rename(store, old) {
         return Err(failed(format!(
-            "cannot put the store in {} aside as {} ({e}); nothing was changed",
+            "cannot put the store in {} aside as {} ({e}); {}; the store was not changed",
             store.display(),
-            old.display()
+            old.display(),
+            remove_copy(dirs)
         )));
     }
+    // Renamed: from here the copy is needed (the next open puts it in
+    // place if this process stops), so it is never removed.
+    sync_parent(store).map_err(|e| {
+        failed(format!(
+            "the store in {} was put aside as {} but the rename could not be made durable \
+             ({e}): run store compact again, which finishes it",
+            store.display(),
+            old.display()
+        ))
+    })?;
     match std::fs::rename(copy, store).and_then(|()| sync_parent(store)) {
         Ok(()) => Ok(()),
         // Another process's open of the store finished the swap first.
@@ -372,14 +441,12 @@ fn swap(dirs: &CompactionDirs) -> Result<(), Failure> {
             // Back as it was, if that can be done; else the next open
             // finishes the swap.
             let undone = std::fs::rename(old, store).and_then(|()| sync_parent(store));
-            if undone.is_ok() {
-                let _ = std::fs::remove_dir_all(copy);
-            }
             Err(failed(if undone.is_ok() {
                 format!(
-                    "cannot put the copy in place of the store in {} ({e}); the store is as \
-                     it was",
-                    store.display()
+                    "cannot put the copy in place of the store in {} ({e}); {}; the store is \
+                     as it was",
+                    store.display(),
+                    remove_copy(dirs)
                 )
             } else {
                 format!(
@@ -393,19 +460,6 @@ fn swap(dirs: &CompactionDirs) -> Result<(), Failure> {
                 )
             }))
         }
-    }
-}
-
-/// Removes what `dir` holds, leaving the folder (it may be one the
-/// operator made for the copy).
-fn empty(dir: &Path) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let _ = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
     }
 }
 
@@ -460,6 +514,153 @@ mod tests {
             .unwrap()
             .close()
             .unwrap();
+    }
+
+    /// A config whose store, in `dir`/state, holds `n` records in one
+    /// tree (enough for a few of the copy's batches); its path and the
+    /// bytes of those records.
+    fn store_of(dir: &Path, n: u32) -> (PathBuf, u64) {
+        let state = dir.join("state");
+        let config = dir.join("switchyard.toml");
+        std::fs::write(
+            &config,
+            format!("[daemon]\nstate_dir = {:?}\n", state.display().to_string()),
+        )
+        .unwrap();
+        let store = Store::open(&state, crate::store::StoreOptions::default()).unwrap();
+        for i in 0..n {
+            store
+                .raw_insert_for_tests("tokens", &i.to_be_bytes(), &[7; 100])
+                .unwrap();
+        }
+        let records = store.live_bytes().unwrap();
+        store.close().unwrap();
+        (config, records)
+    }
+
+    /// What the store in `dir`/state holds, record by record.
+    fn records_in(state: &Path) -> u64 {
+        let store = Store::open_once_free(state, crate::store::StoreOptions::default()).unwrap();
+        let n = store.count_records().unwrap();
+        store.close().unwrap();
+        n
+    }
+
+    /// A disk with `free` bytes free, all of it in `dir`.
+    fn disk(dir: &Path, free: u64) -> impl Fn(&Path) -> std::io::Result<(PathBuf, u64)> + use<> {
+        let dir = dir.to_owned();
+        move |_| Ok((dir.clone(), free))
+    }
+
+    /// A disk that fills up as the copy writes: `free` for the first
+    /// `reads` reads of it, then 1 MB.
+    fn filling_disk(
+        dir: &Path,
+        free: u64,
+        reads: u32,
+    ) -> impl Fn(&Path) -> std::io::Result<(PathBuf, u64)> + use<> {
+        let (dir, read) = (dir.to_owned(), std::cell::Cell::new(0));
+        move |_| {
+            read.set(read.get() + 1);
+            Ok((dir.clone(), if read.get() > reads { 1 << 20 } else { free }))
+        }
+    }
+
+    /// The refusal on a disk too full for the copy, through the whole
+    /// decision (the store's size, then its records' bytes counted): a
+    /// disk that holds the estimate and the margin is enough, a byte less
+    /// is refused, and then nothing is written and the store is left as
+    /// it was, for `copy` and `compact` alike.
+    #[test]
+    fn a_disk_too_full_for_the_copy_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, records) = store_of(dir.path(), 3_500);
+        let state = dir.path().join("state");
+        let store_bytes = dir_bytes(&state);
+        // The records' estimate is below the store's size here, so the
+        // store's size alone does not settle it and the records are read.
+        assert!(copy_estimate(records, store_bytes) < store_bytes);
+        let needed = copy_estimate(records, store_bytes) + ROOM_MARGIN;
+
+        let before = records_in(&state);
+        let to = dir.path().join("copy");
+        let refused = copy_with(&config, &to, &disk(dir.path(), needed - 1)).unwrap_err();
+        assert!(
+            refused
+                .message
+                .starts_with("not enough free disk to copy the store: the copy needs about "),
+            "{}",
+            refused.message
+        );
+        assert!(
+            refused.message.ends_with("nothing was changed"),
+            "{}",
+            refused.message
+        );
+        assert!(!to.exists(), "nothing written");
+
+        let refused = compact_with(&config, false, &disk(dir.path(), needed - 1)).unwrap_err();
+        assert!(
+            refused
+                .message
+                .starts_with("not enough free disk to compact: "),
+            "{}",
+            refused.message
+        );
+        assert!(
+            !dir.path().join("state.compact").exists(),
+            "nothing written"
+        );
+        assert_eq!(records_in(&state), before, "the store as it was");
+
+        copy_with(&config, &to, &disk(dir.path(), needed)).unwrap();
+        assert_eq!(records_in(&to), before);
+        compact_with(&config, false, &disk(dir.path(), needed)).unwrap();
+        assert_eq!(records_in(&state), before);
+    }
+
+    /// A disk that fills up while the copy writes, though the estimate
+    /// said it would do: the copy stops, removes what it wrote (and only
+    /// that: a folder given to `copy` stays, empty) and says so; the
+    /// store is left as it was.
+    #[test]
+    fn a_copy_that_runs_out_of_disk_midway_removes_what_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = store_of(dir.path(), 3_500);
+        let state = dir.path().join("state");
+        let before = records_in(&state);
+        let plenty = 1 << 40;
+
+        let to = dir.path().join("empty");
+        std::fs::create_dir(&to).unwrap();
+        // Read once for the estimate, once after the first batch.
+        let stopped = copy_with(&config, &to, &filling_disk(dir.path(), plenty, 2)).unwrap_err();
+        assert!(
+            stopped.message.starts_with(
+                "the copy was stopped before it filled the disk: 1.0 MB was left free in "
+            ) && stopped.message.ends_with(&format!(
+                "; what the copy wrote in {} was removed",
+                to.display()
+            )),
+            "{}",
+            stopped.message
+        );
+        assert!(to.is_dir(), "the folder given stays");
+        assert_eq!(std::fs::read_dir(&to).unwrap().count(), 0);
+
+        let stopped =
+            compact_with(&config, false, &filling_disk(dir.path(), plenty, 2)).unwrap_err();
+        let copy = dir.path().join("state.compact");
+        assert!(
+            stopped.message.ends_with(&format!(
+                "; what the copy wrote in {} was removed; nothing was changed",
+                copy.display()
+            )),
+            "{}",
+            stopped.message
+        );
+        assert!(!copy.exists());
+        assert_eq!(records_in(&state), before, "the store as it was");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Copying and compacting a store (`switchyard store copy`, `store
 //! compact`): the copy written afresh into a new folder, the count of
-//! records that proves it whole, and the folders of a compaction beside
+//! records that proves it whole, the removal of what a copy that failed
+//! wrote (and of nothing else), and the folders of a compaction beside
 //! the store, with the finishing of one that stopped between its renames
 //! (which every open of the store runs).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{Store, StoreError, StoreOptions, engine_err, once_free, open_err};
 
@@ -169,25 +171,58 @@ pub fn sync_parent(path: &Path) -> std::io::Result<()> {
 
 impl Store {
     /// Copies everything the store holds into a new store at `to` (a
-    /// folder that does not exist or is empty), written afresh, so without
-    /// the space the engine's log keeps for values since replaced; answers
-    /// the records copied. Stops ([`StoreError::CopyStopped`]) rather than
-    /// leave less than `keep_free` bytes free on the disk holding `to`,
-    /// whatever was estimated before: other programs on the machine need
-    /// some room too. The caller removes what was written then.
-    pub fn copy_to(&self, to: &Path, keep_free: u64) -> Result<u64, StoreError> {
-        if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(StoreError::Open {
-                dir: to.to_owned(),
-                detail: "the folder is not empty: give a new folder to copy the store into"
-                    .to_owned(),
-            });
+    /// folder that does not exist or is empty) and proves the copy whole:
+    /// it opens as any store would and holds as many records as were
+    /// copied; answers what was copied. The copy is written afresh, so without
+    /// the space the engine's log keeps for values since replaced.
+    /// `go_on` is asked after each batch written, with the records copied
+    /// so far: an error from it stops the copy ([`keeps_free`] stops it
+    /// before it fills the disk).
+    ///
+    /// A copy that fails once it began removes what it wrote, and only
+    /// that: the folders it made, or, when `to` was there and empty, what
+    /// it put in it (the folder stays). The answer says whether that
+    /// worked.
+    pub fn copy_whole(
+        &self,
+        to: &Path,
+        opts: &StoreOptions,
+        go_on: impl FnMut(u64) -> Result<(), StoreError>,
+    ) -> Result<Copied, CopyFailed> {
+        let target = CopyTarget::claim(to).map_err(|error| CopyFailed {
+            error,
+            removed: Removed::NothingWritten,
+        })?;
+        let copied = self
+            .copy_to(to, go_on)
+            .and_then(|copied| prove(to, opts, copied.records).map(|_| copied));
+        match copied {
+            Ok(copied) => {
+                target.keep();
+                Ok(copied)
+            }
+            Err(error) => Err(CopyFailed {
+                error,
+                removed: match target.discard() {
+                    Ok(()) => Removed::Yes,
+                    Err(e) => Removed::Failed(e.to_string()),
+                },
+            }),
         }
+    }
+
+    /// The records of every tree written into a new store at `to` (which
+    /// [`Store::copy_whole`] claimed); what was copied.
+    fn copy_to(
+        &self,
+        to: &Path,
+        mut go_on: impl FnMut(u64) -> Result<(), StoreError>,
+    ) -> Result<Copied, StoreError> {
         let db = &self.inner.db;
         // New outbox items of the copy must come after (and never take the
         // id of) every item this store handed out an id to.
         let copy = new_db_with_ids_from(to, self.generate_id()?)?;
-        let mut copied = 0;
+        let (mut copied, mut bytes) = (0, 0);
         for tree in every_tree(db) {
             let (name, what, from) = tree?;
             let into = copy
@@ -197,6 +232,7 @@ impl Store {
             let mut in_batch = 0;
             for kv in from.iter() {
                 let (k, v) = kv.map_err(|e| engine_err(format!("read of tree {what}"), e))?;
+                bytes += (k.len() + v.len()) as u64;
                 batch.insert(k, v);
                 in_batch += 1;
                 copied += 1;
@@ -204,16 +240,19 @@ impl Store {
                     into.apply_batch(std::mem::take(&mut batch))
                         .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
                     in_batch = 0;
-                    keeps_free(to, keep_free, copied)?;
+                    go_on(copied)?;
                 }
             }
             into.apply_batch(batch)
                 .map_err(|e| engine_err(format!("write of tree {what} in the copy"), e))?;
-            keeps_free(to, keep_free, copied)?;
+            go_on(copied)?;
         }
         copy.flush()
             .map_err(|e| engine_err("flush of the copy", e))?;
-        Ok(copied)
+        Ok(Copied {
+            records: copied,
+            bytes,
+        })
     }
 
     /// The bytes of every key and value the store holds, all trees
@@ -260,10 +299,16 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
     Ok((at.to_owned(), vfs.f_bavail.saturating_mul(vfs.f_frsize)))
 }
 
-/// Refuses to go on copying once the disk holding `to` has less than
-/// `keep_free` bytes free.
-fn keeps_free(to: &Path, keep_free: u64, copied: u64) -> Result<(), StoreError> {
-    match free_bytes(to) {
+/// What [`Store::copy_whole`] asks after each batch to stop before it
+/// leaves less than `keep_free` bytes free on the disk holding `to`,
+/// whatever was estimated before: other programs on the machine need some
+/// room too. `free` reads the free bytes of a disk ([`free_bytes`]).
+pub fn keeps_free(
+    to: &Path,
+    keep_free: u64,
+    free: impl Fn(&Path) -> std::io::Result<(PathBuf, u64)>,
+) -> impl FnMut(u64) -> Result<(), StoreError> {
+    move |copied| match free(to) {
         Ok((_, free)) if free < keep_free => Err(StoreError::CopyStopped {
             dir: to.to_owned(),
             free,
@@ -271,6 +316,193 @@ fn keeps_free(to: &Path, keep_free: u64, copied: u64) -> Result<(), StoreError> 
         }),
         // Unknown: the engine's own write errors still stop the copy.
         _ => Ok(()),
+    }
+}
+
+/// Proves the copy in `to` whole: it opens as any store would and holds
+/// the `copied` records written into it.
+fn prove(to: &Path, opts: &StoreOptions, copied: u64) -> Result<u64, StoreError> {
+    // The copy was just let go by this process: an open before its engine
+    // is done would be refused as if another process had it.
+    let_go(to).map_err(|e| StoreError::Open {
+        dir: to.to_owned(),
+        detail: format!("the copy could not be opened again to count its records ({e})"),
+    })?;
+    let copy = Store::open_once_free(to, opts.clone())?;
+    let held = copy.count_records();
+    copy.close()?;
+    let held = held?;
+    if held != copied {
+        return Err(StoreError::Open {
+            dir: to.to_owned(),
+            detail: format!(
+                "the copy holds {held} records where {copied} were copied: it is not whole"
+            ),
+        });
+    }
+    Ok(copied)
+}
+
+/// What [`Store::copy_whole`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    pub records: u64,
+    /// The bytes of their keys and values, before the engine's overhead.
+    pub bytes: u64,
+}
+
+/// Why [`Store::copy_whole`] failed, and what became of what it wrote.
+#[derive(Debug)]
+pub struct CopyFailed {
+    pub error: StoreError,
+    pub removed: Removed,
+}
+
+/// What a failed copy did with what it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// It failed before it wrote anything.
+    NothingWritten,
+    /// Removed.
+    Yes,
+    /// Could not be removed: why.
+    Failed(String),
+}
+
+/// The folder a copy is written into, claimed before anything is written,
+/// so that a copy that fails removes what it wrote there and nothing that
+/// was there before. Dropped unkept (a panic), it removes it as well.
+struct CopyTarget {
+    dir: PathBuf,
+    /// The highest folder the claim made: `dir` or a missing folder above
+    /// it; none when `dir` was there, empty.
+    made: Option<PathBuf>,
+    settled: bool,
+}
+
+impl CopyTarget {
+    /// Claims `dir`, which must be missing or empty: makes it, and the
+    /// folders above it that are missing.
+    fn claim(dir: &Path) -> Result<CopyTarget, StoreError> {
+        let refuse = |detail: String| StoreError::Open {
+            dir: dir.to_owned(),
+            detail,
+        };
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(refuse(
+                        "the folder is not empty: give a new folder to copy the store into"
+                            .to_owned(),
+                    ));
+                }
+                return Ok(CopyTarget {
+                    dir: dir.to_owned(),
+                    made: None,
+                    settled: false,
+                });
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(refuse(format!("cannot read the folder ({e})")));
+            }
+            Err(_) => {}
+        }
+        let mut made = dir;
+        while let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if parent.exists() {
+                break;
+            }
+            made = parent;
+        }
+        let made = made.to_owned();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| refuse(format!("cannot make the folder ({e})")))?;
+        Ok(CopyTarget {
+            dir: dir.to_owned(),
+            made: Some(made),
+            settled: false,
+        })
+    }
+
+    /// The copy is whole: it stays.
+    fn keep(mut self) {
+        self.settled = true;
+    }
+
+    /// Removes what the copy wrote, once the engine that wrote it let go
+    /// (its threads may still write for a moment after it is dropped).
+    fn discard(mut self) -> std::io::Result<()> {
+        self.settled = true;
+        self.remove_written()
+    }
+
+    fn remove_written(&self) -> std::io::Result<()> {
+        let_go(&self.dir)?;
+        match &self.made {
+            Some(made) => match std::fs::remove_dir_all(made) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                removed => removed,
+            },
+            None => {
+                for entry in std::fs::read_dir(&self.dir)? {
+                    let path = entry?.path();
+                    if path.symlink_metadata()?.is_dir() {
+                        std::fs::remove_dir_all(&path)?;
+                    } else {
+                        std::fs::remove_file(&path)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for CopyTarget {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = self.remove_written();
+        }
+    }
+}
+
+/// Takes the engine's lock on a store's `db` file (opened as `file`) as
+/// soon as whoever holds it lets go: the engine holds it until its last
+/// thread is done, which a slow disk can make seconds. Waits `wait` at the
+/// most; whether it got it.
+pub fn wait_let_go(file: &std::fs::File, wait: Duration) -> std::io::Result<bool> {
+    let since = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// How long a copy waits for the engine of this process to let go of the
+/// copy it wrote: it does, once its threads are done (a flush to a disk
+/// busy with others' writes can take seconds).
+const COPY_LET_GO: Duration = Duration::from_secs(120);
+
+/// Waits until no engine holds the store in `dir` (a copy this process
+/// just wrote and dropped); a folder without the engine's file is let go.
+fn let_go(dir: &Path) -> std::io::Result<()> {
+    let file = match std::fs::File::open(dir.join("db")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        file => file?,
+    };
+    if wait_let_go(&file, COPY_LET_GO)? {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "the copy is still held by the engine after {} s",
+            COPY_LET_GO.as_secs()
+        )))
     }
 }
 
@@ -331,25 +563,93 @@ fn new_db_with_ids_from(to: &Path, next: u64) -> Result<sled::Db, StoreError> {
 mod tests {
     use super::*;
 
+    /// A store of `n` records in one tree, enough for a few batches.
+    fn store_of(dir: &Path, n: u32) -> Store {
+        let store = Store::open(&dir.join("store"), StoreOptions::default()).unwrap();
+        for i in 0..n {
+            store
+                .raw_insert_for_tests(super::super::TOKENS, &i.to_be_bytes(), b"x")
+                .unwrap();
+        }
+        store
+    }
+
     /// A copy that would leave less free disk than asked stops, whatever
-    /// the estimate before it said, and says how far it got.
+    /// the estimate before it said, says how far it got, and removes what
+    /// it wrote.
     #[test]
     fn a_copy_stops_before_it_leaves_less_free_disk_than_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store"), StoreOptions::default()).unwrap();
-        store
-            .raw_insert_for_tests(super::super::TOKENS, b"a", b"x")
-            .unwrap();
+        let store = store_of(dir.path(), 3_500);
         let to = dir.path().join("copy");
-        match store.copy_to(&to, u64::MAX) {
-            Err(StoreError::CopyStopped { dir, .. }) => assert_eq!(dir, to),
+        let opts = StoreOptions::default();
+        let failed = store
+            .copy_whole(&to, &opts, keeps_free(&to, u64::MAX, free_bytes))
+            .unwrap_err();
+        match failed.error {
+            StoreError::CopyStopped { dir, .. } => assert_eq!(dir, to),
             other => panic!("not stopped: {other:?}"),
         }
-        std::fs::remove_dir_all(&to).unwrap();
+        assert_eq!(failed.removed, Removed::Yes);
+        assert!(!to.exists());
+        let copied = store
+            .copy_whole(&to, &opts, keeps_free(&to, 0, free_bytes))
+            .unwrap();
         assert_eq!(
-            store.copy_to(&to, 0).unwrap(),
-            store.count_records().unwrap()
+            (copied.records, copied.bytes),
+            (store.count_records().unwrap(), store.live_bytes().unwrap())
         );
+        store.close().unwrap();
+    }
+
+    /// A copy that fails halfway (here by a failure injected after its
+    /// second batch) removes what it wrote, and nothing else: the folders
+    /// it made, or what it put in an empty folder that was there, which
+    /// stays. The same folder then takes a whole copy.
+    #[test]
+    fn a_copy_that_fails_halfway_removes_what_it_wrote_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(dir.path(), 3_500);
+        let opts = StoreOptions::default();
+        let fail_at_2000 = |copied| match copied {
+            2_000.. => Err(StoreError::Injected),
+            _ => Ok(()),
+        };
+        let made = dir.path().join("new").join("copy");
+        let there = dir.path().join("empty");
+        std::fs::create_dir(&there).unwrap();
+        for to in [&made, &there] {
+            let failed = store.copy_whole(to, &opts, fail_at_2000).unwrap_err();
+            assert!(matches!(failed.error, StoreError::Injected), "{failed:?}");
+            assert_eq!(failed.removed, Removed::Yes);
+        }
+        assert!(!dir.path().join("new").exists(), "folders made are removed");
+        assert_eq!(std::fs::read_dir(&there).unwrap().count(), 0, "emptied");
+        let whole = store.count_records().unwrap();
+        let copied = store.copy_whole(&there, &opts, |_| Ok(())).unwrap();
+        assert_eq!(copied.records, whole);
+        store.close().unwrap();
+        let copy = Store::open_once_free(&there, opts).unwrap();
+        assert_eq!(copy.count_records().unwrap(), whole);
+        copy.close().unwrap();
+    }
+
+    /// A folder that holds anything is refused before anything is written,
+    /// and left as it was.
+    #[test]
+    fn a_copy_into_a_folder_that_holds_something_is_refused_and_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(dir.path(), 1);
+        let to = dir.path().join("full");
+        std::fs::create_dir(&to).unwrap();
+        std::fs::write(to.join("notes"), "mine").unwrap();
+        let failed = store
+            .copy_whole(&to, &StoreOptions::default(), |_| Ok(()))
+            .unwrap_err();
+        assert!(failed.error.to_string().contains("not empty"), "{failed:?}");
+        assert_eq!(failed.removed, Removed::NothingWritten);
+        assert_eq!(std::fs::read_to_string(to.join("notes")).unwrap(), "mine");
+        assert_eq!(std::fs::read_dir(&to).unwrap().count(), 1);
         store.close().unwrap();
     }
 

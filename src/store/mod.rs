@@ -31,7 +31,9 @@ use codec::{check_key_part, decode, decode_order, encode, split_history, time_ke
 use flusher::{Flusher, Progress, Waiter};
 use index::{Plan, decode_cursor, encode_cursor};
 
-pub use compact::{CompactionDirs, free_bytes, sync_parent};
+pub use compact::{
+    CompactionDirs, Copied, CopyFailed, Removed, free_bytes, keeps_free, sync_parent, wait_let_go,
+};
 pub use error::StoreError;
 pub use job::{Delivery, Job, JobKind, Notice, ReceiptSku};
 pub use listing::ListingState;
