@@ -182,7 +182,10 @@ impl Store {
     /// A copy that fails once it began removes what it wrote, and only
     /// that: the folders it made, or, when `to` was there and empty, what
     /// it put in it (the folder stays). The answer says whether that
-    /// worked.
+    /// worked. A copy killed before it could (or stopped by a crash)
+    /// leaves its folder marked unfinished until every record was written,
+    /// and no open takes a marked folder for a store
+    /// (`refuse_unfinished_copy`).
     pub fn copy_whole(
         &self,
         to: &Path,
@@ -195,6 +198,7 @@ impl Store {
         })?;
         let copied = self
             .copy_to(to, go_on)
+            .and_then(|copied| target.written().map(|()| copied))
             .and_then(|copied| prove(to, opts, copied.records).map(|_| copied));
         match copied {
             Ok(copied) => {
@@ -388,40 +392,64 @@ impl CopyTarget {
             dir: dir.to_owned(),
             detail,
         };
-        match std::fs::read_dir(dir) {
+        let target = match std::fs::read_dir(dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
-                    return Err(refuse(
+                    return Err(refuse(if dir.join(UNFINISHED).exists() {
+                        format!(
+                            "the folder holds a copy that was stopped before it finished: \
+                             remove it (rm -r {}) and copy again",
+                            dir.display()
+                        )
+                    } else {
                         "the folder is not empty: give a new folder to copy the store into"
-                            .to_owned(),
-                    ));
+                            .to_owned()
+                    }));
                 }
-                return Ok(CopyTarget {
+                CopyTarget {
                     dir: dir.to_owned(),
                     made: None,
                     settled: false,
-                });
+                }
             }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(refuse(format!("cannot read the folder ({e})")));
             }
-            Err(_) => {}
-        }
-        let mut made = dir;
-        while let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if parent.exists() {
-                break;
+            Err(_) => {
+                let mut made = dir;
+                while let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    if parent.exists() {
+                        break;
+                    }
+                    made = parent;
+                }
+                let made = made.to_owned();
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| refuse(format!("cannot make the folder ({e})")))?;
+                CopyTarget {
+                    dir: dir.to_owned(),
+                    made: Some(made),
+                    settled: false,
+                }
             }
-            made = parent;
-        }
-        let made = made.to_owned();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| refuse(format!("cannot make the folder ({e})")))?;
-        Ok(CopyTarget {
-            dir: dir.to_owned(),
-            made: Some(made),
-            settled: false,
-        })
+        };
+        // Dropped on failure, `target` removes what the claim made. The
+        // mark is durable before the engine writes its first file.
+        std::fs::write(dir.join(UNFINISHED), UNFINISHED_TEXT)
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            .map_err(|e| refuse(format!("cannot write in the folder ({e})")))?;
+        Ok(target)
+    }
+
+    /// Every record is written and on disk: the copy is no longer marked
+    /// unfinished, durably, before it is opened to prove it.
+    fn written(&self) -> Result<(), StoreError> {
+        std::fs::remove_file(self.dir.join(UNFINISHED))
+            .and_then(|()| std::fs::File::open(&self.dir)?.sync_all())
+            .map_err(|e| StoreError::Open {
+                dir: self.dir.clone(),
+                detail: format!("the copy could not be marked finished ({e})"),
+            })
     }
 
     /// The copy is whole: it stays.
@@ -464,6 +492,33 @@ impl Drop for CopyTarget {
             let _ = self.remove_written();
         }
     }
+}
+
+/// The file a copy keeps in its folder until every record is written: a
+/// copy killed before then (or stopped by a crash), which cannot remove
+/// what it wrote, leaves a folder the engine would open as a store, with
+/// part of the records.
+const UNFINISHED: &str = "UNFINISHED-COPY";
+const UNFINISHED_TEXT: &str = "switchyard store copy (or store compact) was writing a copy of a \
+    store here and was stopped before it finished: this is not a whole store. Remove this \
+    folder and copy again.\n";
+
+/// Refuses to open as a store a folder that holds a copy stopped before it
+/// finished ([`UNFINISHED`]): it would run on part of the records.
+pub(super) fn refuse_unfinished_copy(dir: &Path) -> Result<(), StoreError> {
+    if !dir.join(UNFINISHED).exists() {
+        return Ok(());
+    }
+    Err(StoreError::Open {
+        dir: dir.to_owned(),
+        detail: format!(
+            "the folder holds a copy of a store that was stopped before it finished ({} is \
+             there), so it is not a whole store: remove the folder (rm -r {}) and copy the \
+             store again",
+            UNFINISHED,
+            dir.display()
+        ),
+    })
 }
 
 /// Takes the engine's lock on a store's `db` file (opened as `file`) as
@@ -632,6 +687,57 @@ mod tests {
         let copy = Store::open_once_free(&there, opts).unwrap();
         assert_eq!(copy.count_records().unwrap(), whole);
         copy.close().unwrap();
+    }
+
+    /// A copy killed before it finished (here: its clean-up skipped, as a
+    /// kill skips it) leaves a folder the engine would open with part of
+    /// the records: it is refused as a store, and as the folder of another
+    /// copy, naming what to remove. A finished copy is not marked.
+    #[test]
+    fn a_copy_killed_before_it_finished_is_refused_as_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(dir.path(), 3_500);
+        let to = dir.path().join("copy");
+        let target = CopyTarget::claim(&to).unwrap();
+        let stop_at_2000 = |copied| match copied {
+            2_000.. => Err(StoreError::Injected),
+            _ => Ok(()),
+        };
+        assert!(store.copy_to(&to, stop_at_2000).is_err());
+        std::mem::forget(target);
+        let_go(&to).unwrap();
+
+        let refused = Store::open(&to, StoreOptions::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains(&format!(
+                "stopped before it finished (UNFINISHED-COPY is there), so it is not a whole \
+                 store: remove the folder (rm -r {})",
+                to.display()
+            )),
+            "{refused}"
+        );
+        let failed = store
+            .copy_whole(&to, &StoreOptions::default(), |_| Ok(()))
+            .unwrap_err();
+        assert!(
+            failed
+                .error
+                .to_string()
+                .contains("a copy that was stopped before it finished"),
+            "{failed:?}"
+        );
+        assert_eq!(failed.removed, Removed::NothingWritten);
+
+        std::fs::remove_dir_all(&to).unwrap();
+        store
+            .copy_whole(&to, &StoreOptions::default(), |_| Ok(()))
+            .unwrap();
+        assert!(!to.join(UNFINISHED).exists());
+        Store::open_once_free(&to, StoreOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        store.close().unwrap();
     }
 
     /// A folder that holds anything is refused before anything is written,

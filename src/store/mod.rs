@@ -367,6 +367,7 @@ impl Store {
         if let Ok(dirs) = CompactionDirs::of(dir) {
             dirs.finish_interrupted()?;
         }
+        compact::refuse_unfinished_copy(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(opts.cache_bytes)
