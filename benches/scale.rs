@@ -89,6 +89,8 @@ const FILL_BATCH: usize = 500;
 /// Webhook deliveries per intake measurement, and concurrent senders.
 const BURST: usize = 4_000;
 const SENDERS: usize = 32;
+/// Webhooks sent one at a time before the burst (single-delivery latency).
+const SINGLES: usize = 100;
 /// `SCALE_REUSE=1`: measure stores kept by an earlier run (`SCALE_DIR`).
 fn reuse() -> bool {
     std::env::var("SCALE_REUSE").is_ok_and(|v| v == "1") && std::env::var_os("SCALE_DIR").is_some()
@@ -815,6 +817,17 @@ fn webhook_bodies(first: u64, count: usize, total: u64) -> Vec<(String, Vec<u8>)
 
 /// Posts every body with `SENDERS` senders at once; answers deliveries per second.
 async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>, first: u64) -> f64 {
+    burst_timed(base, bodies, first, SENDERS).await.0
+}
+
+/// `burst` with `senders` senders; also answers each request's time from
+/// send to answer, sorted.
+async fn burst_timed(
+    base: &str,
+    bodies: Vec<(String, Vec<u8>)>,
+    first: u64,
+    senders_n: usize,
+) -> (f64, Vec<Duration>) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
         .build()
@@ -826,7 +839,7 @@ async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>, first: u64) -> f64 {
     ));
     let started = Instant::now();
     let mut senders = Vec::new();
-    for _ in 0..SENDERS {
+    for _ in 0..senders_n {
         let (work, client, base, secret) = (
             work.clone(),
             client.clone(),
@@ -834,11 +847,13 @@ async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>, first: u64) -> f64 {
             secret.clone(),
         );
         senders.push(tokio::spawn(async move {
+            let mut times = Vec::new();
             loop {
                 let Some((i, (account, body))) = work.lock().unwrap().pop() else {
                     break;
                 };
                 let sig = switchyard_shopify::webhook::sign(&body, &secret);
+                let sent = Instant::now();
                 let resp = client
                     .post(format!("{base}/webhooks/{account}"))
                     .header("x-shopify-topic", "orders/create")
@@ -857,13 +872,87 @@ async fn burst(base: &str, bodies: Vec<(String, Vec<u8>)>, first: u64) -> f64 {
                     "{}",
                     resp.text().await.unwrap_or_default()
                 );
+                times.push(sent.elapsed());
             }
+            times
         }));
     }
+    let mut times = Vec::new();
     for s in senders {
-        s.await.unwrap();
+        times.extend(s.await.unwrap());
     }
-    count as f64 / started.elapsed().as_secs_f64()
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    times.sort();
+    (rate, times)
+}
+
+/// The `q` quantile of sorted times, in ms.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    ms(sorted[i])
+}
+
+/// Per thread of a process (by name, digits dropped: `tokio-runtime-w`,
+/// `sled-io`, ...): threads, context switches (voluntary, involuntary)
+/// and CPU ticks so far.
+fn thread_stats(pid: u32) -> BTreeMap<String, [u64; 4]> {
+    let mut out: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name: String = std::fs::read_to_string(dir.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let field = |f: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(f))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: u64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum();
+        let e = out.entry(name).or_default();
+        e[0] += 1;
+        e[1] += field("voluntary_ctxt_switches:");
+        e[2] += field("nonvoluntary_ctxt_switches:");
+        e[3] += ticks;
+    }
+    out
+}
+
+/// Threads (by name) whose counts moved between two `thread_stats`:
+/// (name, threads after, voluntary and involuntary switches, CPU ms). A
+/// thread that ended meanwhile takes its counts with it, so these are
+/// lower bounds for threads that come and go (tokio's blocking threads).
+fn thread_deltas(
+    before: &BTreeMap<String, [u64; 4]>,
+    after: &BTreeMap<String, [u64; 4]>,
+) -> Vec<(String, u64, i64, i64, i64)> {
+    after
+        .iter()
+        .map(|(name, a)| {
+            let b = before.get(name).copied().unwrap_or_default();
+            let d = |i: usize| a[i] as i64 - b[i] as i64;
+            (name.clone(), a[0], d(1), d(2), d(3) * 10)
+        })
+        .filter(|(_, _, v, n, c)| *v != 0 || *n != 0 || *c != 0)
+        .collect()
 }
 
 /// What a run of the ceiling measured: deliveries per second, this
@@ -1387,6 +1476,28 @@ async fn measure(
     assert_eq!(status, 200);
     r.add("GET /metrics", format!("{:.2} ms", ms(t)), json!(ms(t)));
 
+    // One webhook at a time (a quiet shop): what a single delivery waits.
+    // New orders numbered apart from the bursts'.
+    let single_first = size + 30_000_000 + filled.bursts * SINGLES as u64;
+    let (_, single) = burst_timed(
+        &daemon.base,
+        webhook_bodies(single_first, SINGLES, size),
+        single_first,
+        1,
+    )
+    .await;
+    r.add(
+        "webhook intake: one at a time, answer time p50, p90",
+        format!(
+            "{:.2} ms, {:.2} ms",
+            quantile_ms(&single, 0.5),
+            quantile_ms(&single, 0.9)
+        ),
+        json!({ "p50_ms": quantile_ms(&single, 0.5), "p90_ms": quantile_ms(&single, 0.9) }),
+    );
+    // Their deliveries go out before the burst starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
     daemon.reset_peak();
     // A kept store has seen the bursts of earlier runs, the fill's run's
     // included: new orders each time, or a later run measures duplicates.
@@ -1412,15 +1523,32 @@ async fn measure(
             .unwrap()
     });
     let me = std::process::id();
+    // Threads alive, sampled every 5 ms while the burst runs.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (pid, sampling) = (daemon.pid(), sampling.clone());
+        std::thread::spawn(move || {
+            let mut most = 0u64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(proc_status_kb(pid, "Threads:"));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            most
+        })
+    };
+    let threads_before = thread_stats(daemon.pid());
     let delivered_before = destination.received_count();
     let cpu_before = (cpu_ms(daemon.pid()), cpu_ms(me));
     let written_before = written_bytes(daemon.pid());
-    let rate = burst(&daemon.base, bodies, first).await;
+    let (rate, times) = burst_timed(&daemon.base, bodies, first, SENDERS).await;
     let cpu = (
         cpu_ms(daemon.pid()) - cpu_before.0,
         cpu_ms(me) - cpu_before.1,
     );
     let written = written_bytes(daemon.pid()) - written_before;
+    let threads_after = thread_stats(daemon.pid());
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most_threads = sampler.join().unwrap();
     // The daemon delivers the new orders while it takes them in: its CPU
     // over the burst covers both, in a mix that moves with how fast each
     // goes.
@@ -1453,6 +1581,44 @@ async fn measure(
         "webhook intake: deliveries to the destination during the burst",
         format!("{delivered}"),
         json!(delivered),
+    );
+    r.add(
+        "webhook intake: answer time p50, p90, p99",
+        format!(
+            "{:.1} ms, {:.1} ms, {:.1} ms",
+            quantile_ms(&times, 0.5),
+            quantile_ms(&times, 0.9),
+            quantile_ms(&times, 0.99)
+        ),
+        json!({ "p50_ms": quantile_ms(&times, 0.5), "p90_ms": quantile_ms(&times, 0.9), "p99_ms": quantile_ms(&times, 0.99) }),
+    );
+    let deltas = thread_deltas(&threads_before, &threads_after);
+    let (vol, invol): (i64, i64) = deltas.iter().fold((0, 0), |(v, n), d| (v + d.2, n + d.3));
+    r.add(
+        "webhook intake: threads (most alive), switches per delivery (voluntary, involuntary)",
+        format!(
+            "{most_threads}, {:.1}, {:.1}",
+            vol as f64 / BURST as f64,
+            invol as f64 / BURST as f64
+        ),
+        json!({ "most_threads": most_threads, "voluntary": vol as f64 / BURST as f64, "involuntary": invol as f64 / BURST as f64 }),
+    );
+    let mut by_thread = serde_json::Map::new();
+    for (name, n, v, i, c) in &deltas {
+        println!(
+            "    {name:<20} {n:>3} threads: {:>6.2} + {:>5.2} switches, {:>5.0} us CPU per delivery",
+            *v as f64 / BURST as f64,
+            *i as f64 / BURST as f64,
+            *c as f64 * 1000.0 / BURST as f64
+        );
+        by_thread.insert(
+            name.clone(),
+            json!({ "threads": n, "voluntary": *v as f64 / BURST as f64, "involuntary": *i as f64 / BURST as f64, "cpu_us": *c as f64 * 1000.0 / BURST as f64 }),
+        );
+    }
+    r.json.insert(
+        "webhook intake: by thread".to_owned(),
+        Value::Object(by_thread),
     );
     r.add(
         "memory: webhook burst and polls (now, peak)",
