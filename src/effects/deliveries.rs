@@ -69,6 +69,7 @@ use switchyard_contract::{ConnectorError, Operation, Order, OrderStatus, Secret}
 
 use super::Outbound;
 use super::forever;
+use super::notes::{Also, Note, NoteWriter};
 use crate::config::{DestinationConfig, DestinationKind};
 use crate::metrics::{self, DestinationLabel, Metrics};
 use crate::outbox::{Delivery, Job, JobKind, Sender, Verdict, Wakers, destination_account};
@@ -566,6 +567,8 @@ pub struct DestinationSender {
     store: Store,
     /// Where the time from an order's creation to its delivery goes.
     metrics: Metrics,
+    /// Writes what the sent items note on their orders.
+    notes: NoteWriter,
 }
 
 impl DestinationSender {
@@ -591,6 +594,7 @@ impl DestinationSender {
             pacer: AccountPacer::adaptive(destination_account(&d.id), rate.clone()),
             rate,
             concurrency: usize::try_from(d.pace.concurrency).unwrap_or(1).max(1),
+            notes: NoteWriter::start(&d.id),
             store,
             metrics,
         }
@@ -659,61 +663,6 @@ impl Sender for DestinationSender {
 /// What a destination is told when an order it has was put on hold or
 /// cancelled: the body of a notice.
 pub const NOTICE_HEADER: &str = "X-Switchyard-Notice";
-
-/// What noting something on an order adds: items queued in the same write,
-/// and words appended to the history entry.
-type Also = (Vec<NewOutboxItem>, String);
-
-/// What a sent (or skipped) item writes on its order: a history entry of
-/// `kind` and `detail`, after `edit` has changed what else must change
-/// with it; and the item itself, which leaves the queue in the same write.
-struct Noted<'a> {
-    order_id: &'a str,
-    /// The outbox item that goes with the entry.
-    item: &'a str,
-    kind: &'a str,
-    detail: &'a str,
-}
-
-/// Writes `noted`: the entry on the order (if the order is still there)
-/// and the item's completion, in one write, so that a crash cannot keep
-/// one without the other. `read` is the order as read before the call, if
-/// it was: the write starts from it and reads again only when the order
-/// changed meanwhile.
-fn note(
-    store: &Store,
-    mut read: Option<StoredOrder>,
-    noted: &Noted<'_>,
-    edit: impl Fn(&mut StoredOrder) -> Also,
-) -> Result<(), StoreError> {
-    for _ in 0..8 {
-        let stored = match read.take() {
-            Some(s) => Some(s),
-            None => store.get_order(noted.order_id)?,
-        };
-        let mut batch = WriteBatch::new(Utc::now());
-        batch.complete.push(noted.item.to_owned());
-        if let Some(mut next) = stored {
-            let expected_revision = next.revision;
-            let (outbox, more) = edit(&mut next);
-            batch.orders.push(OrderWrite::Local {
-                expected_revision,
-                order: next,
-                kind: noted.kind.to_owned(),
-                detail: format!("{}{more}", noted.detail),
-                outbox,
-            });
-        }
-        match store.apply(batch) {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Conflict {
-        id: noted.order_id.to_owned(),
-    })
-}
 
 /// Whether every line of `part` is shipped or refunded in `order`.
 fn nothing_owed(order: &Order, part: &DeliveryPart) -> bool {
@@ -814,13 +763,15 @@ impl DestinationSender {
                     })
                 };
                 if let Some(why) = why {
-                    let noted = Noted {
-                        order_id: &p.order_id,
-                        item,
+                    let noted = Note {
+                        order_id: p.order_id.clone(),
+                        item: item.to_owned(),
                         kind: "delivery_skipped",
-                        detail: &why,
+                        detail: why.clone(),
+                        read: None,
+                        edit: Box::new(|_| Also::default()),
                     };
-                    if let Err(e) = note(&self.store, None, &noted, |_| Also::default()) {
+                    if let Err(e) = self.notes.write(&self.store, noted).await {
                         return Verdict::Failed(ConnectorError::Transient(format!("store: {e}")));
                     }
                     return Verdict::Noted { skipped: Some(why) };
@@ -864,31 +815,35 @@ impl DestinationSender {
                 p.delivery_id,
                 part_of.map_or_else(String::new, |(i, of)| format!(", part {i} of {of}"))
             );
-            let noted = Noted {
-                order_id: &p.order_id,
-                item,
-                kind: "delivered",
-                detail: &detail,
-            };
-            // Delivered is delivered: a failure to note it is logged, not
-            // retried (a retry would deliver again); the worker completes
-            // the item on its own.
-            if let Err(e) = note(&self.store, stored, &noted, |o| {
-                if superseded(o, &p.delivery_id) {
+            let (order_id, delivery_id) = (p.order_id.clone(), p.delivery_id.clone());
+            let edit = move |o: &mut StoredOrder| {
+                if superseded(o, &delivery_id) {
                     // Redelivered while this one was on its way: what it
                     // carried is withdrawn like any earlier delivery.
                     let reason = format!("replaced by a redelivery: {}", describe_parts(o));
                     let item =
-                        notice_item(&p.order_id, &delivered, "withdraw", &reason, delivered.at);
+                        notice_item(&order_id, &delivered, "withdraw", &reason, delivered.at);
                     let more = "; a redelivery replaced it while it was on its way: withdraw notice queued";
                     return (vec![item], more.to_owned());
                 }
                 o.delivered = Some(delivered.clone());
-                if let Some(part) = o.parts.iter_mut().find(|x| x.delivery_id == p.delivery_id) {
+                if let Some(part) = o.parts.iter_mut().find(|x| x.delivery_id == delivery_id) {
                     part.delivered_at = Some(delivered.at);
                 }
                 after_delivery(o, &delivered)
-            }) {
+            };
+            let noted = Note {
+                order_id: p.order_id.clone(),
+                item: item.to_owned(),
+                kind: "delivered",
+                detail,
+                read: stored,
+                edit: Box::new(edit),
+            };
+            // Delivered is delivered: a failure to note it is logged, not
+            // retried (a retry would deliver again); the worker completes
+            // the item on its own.
+            if let Err(e) = self.notes.write(&self.store, noted).await {
                 tracing::warn!(order = %p.order_id, error = %e, "the delivery went out but could not be noted in the order's history");
                 return verdict;
             }
@@ -912,13 +867,15 @@ impl DestinationSender {
                 "{} notice sent to {} about delivery {} ({})",
                 n.notice, self.id, n.delivery_id, n.reason
             );
-            let noted = Noted {
-                order_id: &n.order_id,
-                item,
+            let noted = Note {
+                order_id: n.order_id.clone(),
+                item: item.to_owned(),
                 kind: "notice",
-                detail: &detail,
+                detail,
+                read: None,
+                edit: Box::new(|_| Also::default()),
             };
-            if let Err(e) = note(&self.store, None, &noted, |_| Also::default()) {
+            if let Err(e) = self.notes.write(&self.store, noted).await {
                 tracing::warn!(order = %n.order_id, error = %e, "the notice went out but could not be noted in the order's history");
                 return verdict;
             }

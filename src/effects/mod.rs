@@ -7,6 +7,7 @@
 //! those items into calls when the outbox worker takes them (`workers.rs`).
 
 pub mod deliveries;
+mod notes;
 pub mod stock;
 pub mod tracking;
 mod workers;

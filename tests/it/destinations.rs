@@ -5,8 +5,9 @@
 //! (`switchyard_destination_rate`), are retried no sooner than their
 //! `Retry-After`, and show in the outbox list while they wait. The pace
 //! itself (spacing, halving, recovery) is timed under paused time in the
-//! outbox worker's and the pacer's own tests. A hold that comes while a
-//! delivery is in flight sends its notice after the delivery.
+//! outbox worker's and the pacer's own tests. Deliveries that end together
+//! are each noted on their order once. A hold that comes while a delivery
+//! is in flight sends its notice after the delivery.
 
 use crate::common::{Server, eventually, serve};
 
@@ -212,6 +213,33 @@ async fn a_destinations_concurrency_caps_the_deliveries_in_flight() {
     // Three went together (the sink held them until they did), never four.
     assert_eq!(sink.most.load(Ordering::SeqCst), 3);
     assert_eq!(sink.calls().len(), 15, "each order delivered once");
+    // Deliveries that ended together were noted together: each order says
+    // it was delivered, once, and no item is left to send again.
+    eventually(
+        "every delivery noted",
+        Duration::from_secs(20),
+        async || hub.outbox().await.is_empty(),
+    )
+    .await;
+    for order in &orders {
+        let shown: Value = hub
+            .http
+            .get(hub.daemon.url(&format!("/api/v1/orders/{order}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let delivered = shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "delivered")
+            .count();
+        assert_eq!(delivered, 1, "{order}: {}", shown["history"]);
+    }
     let _ = hub.daemon.stop().await;
 }
 
