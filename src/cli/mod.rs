@@ -383,8 +383,8 @@ pub enum StoreCommand {
     /// The store is copied into a folder beside it (NAME.compact), the copy
     /// is opened and its records counted, then the store is renamed to
     /// NAME.old and the copy to the store's name, and NAME.old is removed.
-    /// Needs free disk for the copy (1.5 to 1.6 times the bytes of the
-    /// store's records, at most the store's size; checked before anything
+    /// Needs free disk for the copy (about 1.5 times the bytes of the
+    /// store's records and some megabytes, at most the store's size; checked before anything
     /// is written, and the copy stops before it would fill the disk; a
     /// copy that fails removes what it wrote). A crash at any step leaves a whole store:
     /// stopped between the two renames, the next start puts the copy in
