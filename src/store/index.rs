@@ -655,6 +655,7 @@ mod tests {
                 &format!("s:{n}"),
             )
         };
+        let mut cached = 0;
         for _ in 0..60 {
             let ops: Vec<(usize, Vec<u8>, bool)> = (0..1 + rand(60))
                 .map(|_| {
@@ -689,6 +690,18 @@ mod tests {
                 }
             }
             for p in &prefixes {
+                // The last buckets kept for the next look-ups are the
+                // tree's own.
+                let kept_last = trees.lasts.lock().get(p).cloned();
+                if let Some(kept_last) = kept_last {
+                    cached += 1;
+                    let real = trees
+                        .order_index
+                        .scan_prefix(p)
+                        .next_back()
+                        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v)).unwrap());
+                    assert_eq!(kept_last, real);
+                }
                 let want: Vec<Vec<u8>> = model
                     .get(p)
                     .map(|s| s.iter().cloned().collect())
@@ -752,6 +765,7 @@ mod tests {
             model.values().any(|s| s.len() > 3 * BUCKET_MAX),
             "the test never split a bucket"
         );
+        assert!(cached > 60, "the look-ups never kept a last bucket");
     }
 
     /// Entries arriving in order (new orders, placed just now) leave full
@@ -807,6 +821,65 @@ mod tests {
         assert!(full.iter().all(|s| *s == BUCKET_MAX), "{ups:?}");
         assert_eq!(*last, 5);
         assert!(downs.iter().all(|s| *s >= BUCKET_MAX / 2), "{downs:?}");
+    }
+
+    /// A transaction that empties its prefix's last bucket leaves the one
+    /// below it last: the look-ups after it find that one, not the
+    /// removed one, so a later entry goes where a read would put it.
+    #[test]
+    fn emptying_the_last_bucket_is_not_remembered_as_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let trees = store.trees();
+        let t0 = Utc::now();
+        let pos = |n: i64| position(t0 + chrono::Duration::seconds(n), &format!("s:{n}"));
+        let p = prefix(TAG, "last");
+        let write = |adds: &[i64], removes: &[i64]| {
+            let ops: Vec<(Vec<u8>, Vec<u8>)> = adds
+                .iter()
+                .chain(removes)
+                .map(|n| (p.clone(), pos(*n)))
+                .collect();
+            trees
+                .transact_indexed("test", &ops, |tx| {
+                    for n in adds {
+                        add(tx, &p, &pos(*n))?;
+                    }
+                    for n in removes {
+                        remove(tx, &p, &pos(*n))?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        };
+        let n = BUCKET_MAX as i64 + 3;
+        for i in 0..n {
+            write(&[i], &[]);
+        }
+        assert_eq!(trees.order_index.scan_prefix(&p).count(), 2);
+        let tail: Vec<i64> = (BUCKET_MAX as i64..n).collect();
+        write(&[], &tail);
+        write(&[n + 1], &[]);
+        let real = trees
+            .order_index
+            .scan_prefix(&p)
+            .next_back()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v)).unwrap());
+        if let Some(kept) = trees.lasts.lock().get(&p) {
+            assert_eq!(*kept, real);
+        }
+        let want: Vec<Vec<u8>> = (0..BUCKET_MAX as i64).chain([n + 1]).map(pos).collect();
+        let got: Vec<Vec<u8>> = range(&trees.order_index, &p, None, false, true)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, want);
+        for (i, kv) in trees.order_index.scan_prefix(&p).enumerate() {
+            let (k, v) = kv.unwrap();
+            assert!(
+                decode_bucket(&k, &v).unwrap().len() <= BUCKET_MAX,
+                "bucket {i}"
+            );
+        }
     }
 
     #[test]

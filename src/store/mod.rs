@@ -158,6 +158,9 @@ pub(crate) struct Trees {
     pub(crate) tally: parking_lot::Mutex<tx::Tally>,
     /// Count what transactions read and write (`Store::count_writes`).
     pub(crate) counting: std::sync::atomic::AtomicBool,
+    /// The last bucket of each order index prefix that transactions wrote
+    /// lately, as committed (`tx::Lasts`).
+    pub(crate) lasts: parking_lot::Mutex<tx::Lasts>,
 }
 
 impl Trees {
@@ -188,6 +191,7 @@ impl Trees {
             reservations: tree(RESERVATIONS)?,
             tally: Default::default(),
             counting: Default::default(),
+            lasts: Default::default(),
         })
     }
 
