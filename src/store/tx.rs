@@ -559,15 +559,20 @@ impl Entry {
     }
 }
 
+/// Most batches one leader commits in a row. Each later one delays the
+/// leader's own writer by a transaction (a few ms during a burst).
+const LEAD_ROUNDS: usize = 4;
+
 /// Group commit of transactions. sled runs one transaction at a time (a
 /// process-wide lock) and each commit writes out its log buffer, so
 /// writers that arrive while one commits queue up, and the next of them
 /// commits everything queued in one transaction.
 ///
-/// The leader hands each writer its result directly and hands the lead to
-/// the first writer still queued. A leader lock that writers also waited
-/// on for their results made every finished writer queue behind the
-/// transactions led after its own, and wake one after another.
+/// The leader hands each writer its result directly, leads the batches
+/// queued meanwhile itself (up to `LEAD_ROUNDS` in all), then hands the
+/// lead to the first writer still queued. A leader lock that writers also
+/// waited on for their results made every finished writer queue behind
+/// the transactions led after its own, and wake one after another.
 #[derive(Default)]
 pub(crate) struct Combiner {
     state: parking_lot::Mutex<Leading>,
@@ -616,16 +621,29 @@ impl Combiner {
                 }
             }
         }
-        let batch = std::mem::take(&mut self.state.lock().queue);
-        // Whatever happens to the batch (even a panic in a write), its
-        // writers get an answer and the lead passes on.
-        let mut leading = Lead {
-            combiner: self,
-            batch,
-            context,
-        };
-        leading.commit(trees);
-        drop(leading);
+        // While writes queue up behind its batch, the leader commits them
+        // too, up to `LEAD_ROUNDS` batches: handing the lead on first wakes
+        // a waiting writer, and the engine's lock, which every writer and
+        // reader waits for, stays idle until that thread runs.
+        let kept = Cell::new(false);
+        for round in 1..=LEAD_ROUNDS {
+            kept.set(false);
+            let batch = std::mem::take(&mut self.state.lock().queue);
+            // Whatever happens to the batch (even a panic in a write), its
+            // writers get an answer and the lead passes on (or stays).
+            let mut leading = Lead {
+                combiner: self,
+                batch,
+                context,
+                keep: round < LEAD_ROUNDS,
+                kept: &kept,
+            };
+            leading.commit(trees);
+            drop(leading);
+            if !kept.get() {
+                break;
+            }
+        }
         let slot = std::mem::replace(&mut *entry.slot.lock(), Slot::Queued);
         match slot {
             Slot::Done(r) => r,
@@ -667,11 +685,14 @@ fn lost(context: &str) -> StoreError {
 
 /// A leader with its batch; dropping it answers every writer of the batch
 /// not yet answered (a write that panicked with its panic) and hands the
-/// lead on.
+/// lead on, unless it may `keep` it and writes are queued: then it sets
+/// `kept` and leads their batch next.
 struct Lead<'a> {
     combiner: &'a Combiner,
     batch: Vec<Arc<Entry>>,
     context: &'a str,
+    keep: bool,
+    kept: &'a Cell<bool>,
 }
 
 impl Lead<'_> {
@@ -725,6 +746,10 @@ impl Drop for Lead<'_> {
             }
         }
         let mut st = self.combiner.state.lock();
+        if self.keep && !st.queue.is_empty() && !std::thread::panicking() {
+            self.kept.set(true);
+            return;
+        }
         match st.queue.first() {
             Some(next) => next.set(Slot::Lead),
             None => st.busy = false,
