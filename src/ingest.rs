@@ -188,6 +188,7 @@ impl Ingest {
                 if let Some(o) = &self.outbound {
                     let plan = o.plan_ingest(&self.store, existing.as_ref(), &mut order, now)?;
                     queued_for.extend(crate::outbox::Wakers::accounts_of(&plan.outbox));
+                    queued_for.extend(plan.wake);
                     outbound.stock.extend(plan.stock);
                     outbound.dedupe.extend(plan.dedupe);
                     outbox = plan.outbox;

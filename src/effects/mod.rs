@@ -12,6 +12,8 @@ pub mod stock;
 pub mod tracking;
 mod workers;
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 
 use crate::outbox::Outbox;
@@ -41,6 +43,11 @@ pub struct IngestPlan {
     pub outbox: Vec<NewOutboxItem>,
     pub stock: Vec<StockChange>,
     pub dedupe: Vec<(String, DateTime<Utc>)>,
+    /// Accounts whose outbox workers to wake once the batch is written,
+    /// besides those of `outbox`: the ones that `stock`'s pushes (queued by
+    /// the transaction only where the SKU has a level) will most likely be
+    /// queued for.
+    pub wake: BTreeSet<String>,
 }
 
 impl Outbound {

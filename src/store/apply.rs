@@ -14,6 +14,7 @@ use super::codec::{
     encode_raw, encode_raw_text, stored_revision, time_key,
 };
 use super::index::{self, Entry, index_entries};
+use super::listing::stage_listed;
 use super::outbox::{PreparedOutbox, stage_complete, stage_outbox};
 use super::reserved;
 use super::tx::{Tx, TxResult, abort};
@@ -114,12 +115,10 @@ impl Store {
             .into_iter()
             .map(|i| self.prepare_outbox(i, now))
             .collect::<Result<Vec<_>, _>>()?;
-        for c in &stock {
-            let (StockChange::Set { sku, .. }
-            | StockChange::Adjust { sku, .. }
-            | StockChange::Pushed { sku, .. }) = c;
-            check_key_part("sku", sku)?;
-        }
+        let stock = stock
+            .into_iter()
+            .map(|c| self.prepare_stock(c, now))
+            .collect::<Result<Vec<_>, _>>()?;
         for id in &complete {
             check_key_part("outbox item id", id)?;
         }
@@ -134,7 +133,9 @@ impl Store {
         }
         // A worker may read these items the moment they commit; it waits
         // for this write's flush before sending them (`outbox_flushed`).
-        let queues = !outbox.is_empty() || prepared.iter().any(|p| !p.outbox.is_empty());
+        let queues = !outbox.is_empty()
+            || prepared.iter().any(|p| !p.outbox.is_empty())
+            || stock.iter().any(|s| !s.pushes.is_empty());
         let queueing = queues.then(|| self.queueing());
         let staged = Staged {
             prepared,
@@ -351,6 +352,30 @@ impl Store {
         Ok(p)
     }
 
+    /// Checks a stock change's keys and prepares the pushes it may queue.
+    fn prepare_stock(
+        &self,
+        mut change: StockChange,
+        now: DateTime<Utc>,
+    ) -> Result<PreparedStock, StoreError> {
+        let (StockChange::Set { sku, .. }
+        | StockChange::Adjust { sku, .. }
+        | StockChange::Pushed { sku, .. }
+        | StockChange::Listed { sku, .. }) = &change;
+        check_key_part("sku", sku)?;
+        if let StockChange::Listed { account, .. } = &change {
+            check_key_part("account", account)?;
+        }
+        let pushes = match &mut change {
+            StockChange::Adjust { pushes, .. } => std::mem::take(pushes)
+                .into_iter()
+                .map(|i| self.prepare_outbox(i, now))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+        Ok(PreparedStock { change, pushes })
+    }
+
     /// The stored raw payload's bytes (an order of the first layout still
     /// carries it inline).
     fn stored_raw(&self, id: &str, stored: &StoredOrder) -> Result<Option<Vec<u8>>, StoreError> {
@@ -388,13 +413,20 @@ fn same_payload(key: &[u8], a: &[u8], b: &[u8]) -> bool {
 /// or None for a key kept for good (packed with the order indexes).
 type StagedDedupe = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
 
+/// A stock change, with the pushes of an `Adjust` prepared (staged only if
+/// the SKU has a level when the transaction runs).
+struct PreparedStock {
+    change: StockChange,
+    pushes: Vec<PreparedOutbox>,
+}
+
 /// Everything a batch writes, decided and encoded.
 struct Staged {
     prepared: Vec<PreparedOrder>,
     cursor: Option<(Vec<u8>, Vec<u8>)>,
     dedupe: Vec<StagedDedupe>,
     outbox: Vec<PreparedOutbox>,
-    stock: Vec<StockChange>,
+    stock: Vec<PreparedStock>,
     complete: Vec<String>,
 }
 
@@ -526,21 +558,24 @@ fn short(v: &Value) -> Option<String> {
     }
 }
 
-fn stage_stock(tx: &Tx<'_>, change: &StockChange) -> TxResult<()> {
+fn stage_stock(tx: &Tx<'_>, prepared: &PreparedStock) -> TxResult<()> {
+    let PreparedStock { change, pushes } = prepared;
     let stock = tx.stock();
     let sku = match change {
         StockChange::Set { sku, .. }
         | StockChange::Adjust { sku, .. }
         | StockChange::Pushed { sku, .. } => sku,
+        StockChange::Listed { account, sku } => return stage_listed(tx, account, sku),
     };
     let key = sku.as_bytes();
     let mut level: StockLevel = match stock.get(key)? {
         Some(v) => decode(STOCK, key, &v).map_err(abort)?,
         // A reservation or its release touches only a SKU that has a
-        // central level when it is written, decided here rather than from
-        // a read before the transaction: a SKU's first `stock set`
-        // committed in between counts the order as reserved, so its units
-        // must come off too.
+        // central level when it is written, and queues its pushes only
+        // then, decided here rather than from a read before the
+        // transaction: a SKU's first `stock set` committed in between
+        // counts the order as reserved, so its units must come off, and
+        // every channel be told.
         None if matches!(change, StockChange::Adjust { .. }) => return Ok(()),
         None => StockLevel {
             sku: sku.clone(),
@@ -569,9 +604,14 @@ fn stage_stock(tx: &Tx<'_>, change: &StockChange) -> TxResult<()> {
                 },
             );
         }
+        // Returned above: it reads and writes no level.
+        StockChange::Listed { .. } => {}
     }
     let enc = encode(STOCK, key, &level).map_err(abort)?;
     stock.insert(key, enc)?;
+    for p in pushes {
+        stage_outbox(tx, p)?;
+    }
     Ok(())
 }
 

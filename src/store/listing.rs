@@ -1,11 +1,13 @@
 //! What the daemon knows about an account listing a SKU, one value per
 //! (account, SKU). Stored as a string (format version 1, as before this
 //! type existed): the channel's reference, or one of two markers that no
-//! reference is written as.
+//! reference is written as. What a channel answers is written on its own;
+//! what an order shows (`StockChange::Listed`), with that order.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::codec::{check_key_part, decode, encode, pair_key};
+use super::tx::{Tx, TxResult, abort};
 use super::{LISTING_REFS, Store, StoreError, engine_err};
 
 /// One account's listing of one SKU.
@@ -94,6 +96,24 @@ impl Store {
         self.next_seq();
         Ok(())
     }
+}
+
+/// Stages `ListingState::Listed` for `account` and `sku` in an order's
+/// transaction (the order showed the account selling it), unless the
+/// channel's reference is known by then: it says the same, and learning it
+/// again costs a look-up. A value this build cannot read is replaced.
+pub(crate) fn stage_listed(tx: &Tx<'_>, account: &str, sku: &str) -> TxResult<()> {
+    let key = pair_key(account, sku);
+    let stored = tx.listing_refs().get(&key)?;
+    let known = stored
+        .and_then(|v| decode::<String>(LISTING_REFS, &key, &v).ok())
+        .and_then(ListingState::from_stored);
+    if matches!(known, Some(ListingState::Ref(_))) {
+        return Ok(());
+    }
+    let enc = encode(LISTING_REFS, &key, &ListingState::Listed.to_stored()).map_err(abort)?;
+    tx.listing_refs().insert(key, enc)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use sled::{IVec, Transactional};
 use tracing::Level;
 
 use super::{
-    COALESCE, COUNTS, CURSORS, DEDUPE, DEDUPE_EXPIRY, HISTORY, META, ORDER_INDEX, ORDERS, OUTBOX,
-    OUTBOX_DEAD, OUTBOX_DUE, RAW, RESERVATIONS, STOCK, StoreError, Trees, engine_err,
+    COALESCE, COUNTS, CURSORS, DEDUPE, DEDUPE_EXPIRY, HISTORY, LISTING_REFS, META, ORDER_INDEX,
+    ORDERS, OUTBOX, OUTBOX_DEAD, OUTBOX_DUE, RAW, RESERVATIONS, STOCK, StoreError, Trees,
+    engine_err,
 };
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -143,7 +144,7 @@ pub(crate) struct Lookup {
 }
 
 /// The trees a transaction spans, in the order of `Tx`'s views.
-pub(crate) const TX_TREES: [&str; 15] = [
+pub(crate) const TX_TREES: [&str; 16] = [
     ORDERS,
     RAW,
     HISTORY,
@@ -159,6 +160,7 @@ pub(crate) const TX_TREES: [&str; 15] = [
     META,
     OUTBOX_DEAD,
     RESERVATIONS,
+    LISTING_REFS,
 ];
 
 /// What transactions read and wrote in one tree: each key written costs
@@ -371,6 +373,9 @@ impl Tx<'_> {
     pub(crate) fn reservations(&self) -> Staging<'_> {
         self.tree(14)
     }
+    pub(crate) fn listing_refs(&self) -> Staging<'_> {
+        self.tree(15)
+    }
 
     /// Adds `delta` to a counter (missing counts as 0; a counter that
     /// reaches 0 is removed).
@@ -397,9 +402,8 @@ pub(crate) fn read_count(v: Option<&[u8]>) -> i64 {
 }
 
 impl Trees {
-    /// Runs `f` as one transaction over every tree (but `listing_refs`,
-    /// which is written outside transactions). sled may run `f` again, so it
-    /// only reads, decides and stages writes.
+    /// Runs `f` as one transaction over every tree. sled may run `f` again,
+    /// so it only reads, decides and stages writes.
     pub(crate) fn transact<A>(
         &self,
         context: &str,
@@ -433,6 +437,7 @@ impl Trees {
             &self.meta,
             &self.outbox_dead,
             &self.reservations,
+            &self.listing_refs,
         ];
         let counting = self.counting.load(Ordering::Relaxed) || tracing::enabled!(Level::DEBUG);
         // sled may run the closure more than once: what counts is the run

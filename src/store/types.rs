@@ -250,7 +250,8 @@ pub struct ApplyReport {
     pub seq: u64,
 }
 
-/// A change to central stock, applied inside a batch.
+/// A change to central stock, or to what is known of the channels selling
+/// it, applied inside a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StockChange {
     /// A new level on hand (stock set / import). What channels may sell is
@@ -259,8 +260,14 @@ pub enum StockChange {
     /// units counted as still there to sell.
     Set { sku: String, on_hand: i64 },
     /// A relative change (reservations, returns); saturates rather than
-    /// wraps. A SKU with no level when it is written is left without one.
-    Adjust { sku: String, delta: i64 },
+    /// wraps. A SKU with no level when it is written is left without one,
+    /// and `pushes` are queued only when it has one: whether the change
+    /// reaches the channels is decided where the change itself is.
+    Adjust {
+        sku: String,
+        delta: i64,
+        pushes: Vec<NewOutboxItem>,
+    },
     /// What was last pushed to an account's channel.
     Pushed {
         sku: String,
@@ -268,6 +275,10 @@ pub enum StockChange {
         pushed: u32,
         at: DateTime<Utc>,
     },
+    /// An order of `account` showed `sku`: the account lists it
+    /// (`ListingState::Listed`), written with that order. A reference the
+    /// channel gave is kept: it says as much and more.
+    Listed { account: String, sku: String },
 }
 
 /// Central stock of one SKU and what each account's channel was last told.

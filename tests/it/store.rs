@@ -1147,6 +1147,7 @@ fn stock_and_listing_refs() {
         StockChange::Adjust {
             sku: "A".into(),
             delta: -3,
+            pushes: vec![],
         },
         StockChange::Pushed {
             sku: "A".into(),
@@ -1157,6 +1158,7 @@ fn stock_and_listing_refs() {
         StockChange::Adjust {
             sku: "B".into(),
             delta: -1,
+            pushes: vec![],
         },
     ];
     store.apply(b).unwrap();

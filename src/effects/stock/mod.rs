@@ -20,8 +20,11 @@
 //!   line quantities are taken off central stock in the same transaction
 //!   that stores the order, and pushes to every account listing the SKU are
 //!   queued with it; a cancellation gives back the units not shipped, an
-//!   edit adjusts them. Only SKUs that have a central level are touched,
-//!   and only orders first seen by a daemon with reservations take part (marker
+//!   edit adjusts them. Only SKUs that have a central level when that
+//!   transaction commits are touched (and pushed: the transaction decides
+//!   both, so an order planned before a SKU's first `stock set` and written
+//!   after it tells the channels too), and only orders first seen by a
+//!   daemon with reservations take part (marker
 //!   `outbound/reserve/<order id>` in the store's dedupe keys). What is
 //!   reserved is a function of the stored order (its status and lines), and
 //!   each stored revision change applies the difference once, so nothing is
@@ -31,8 +34,10 @@
 //!   `stock set` read them, not the orders.
 //! - **Listing**: an account lists a SKU unless its connector said
 //!   `NotListed` (remembered for [`NOT_LISTED_TTL`], then asked again) and
-//!   no order of that account has shown the SKU since. Pushes to accounts that
-//!   do not list a SKU are skipped without error.
+//!   no order of that account has shown the SKU since (recorded in the
+//!   transaction that stores the order: an order never stored records
+//!   nothing). Pushes to accounts that do not list a SKU are skipped
+//!   without error.
 //! - **Compare-and-set**: each push says what the channel last confirmed.
 //!   When the channel shows something else (`Conflict`), what it shows is
 //!   recorded; if it shows no more than what we would push (most likely its
@@ -150,12 +155,26 @@ pub fn push_items(
     sku: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<NewOutboxItem>, StoreError> {
+    push_items_listed(store, targets, sku, now, None)
+}
+
+/// [`push_items`], where `listed` lists `sku` whatever the store says yet:
+/// the selling account of an order whose listing is written with it.
+fn push_items_listed(
+    store: &Store,
+    targets: &StockTargets,
+    sku: &str,
+    now: DateTime<Utc>,
+    listed: Option<&str>,
+) -> Result<Vec<NewOutboxItem>, StoreError> {
     let mut out = Vec::new();
     for t in targets.iter() {
-        if matches!(
-            listing(store, &t.account, sku, now)?,
-            Listing::NotListed { .. }
-        ) {
+        if listed != Some(t.account.as_str())
+            && matches!(
+                listing(store, &t.account, sku, now)?,
+                Listing::NotListed { .. }
+            )
+        {
             continue;
         }
         out.push(push_item(&t.account, sku, now));

@@ -6,14 +6,14 @@
 //! orders change (`Store::reservations`), for the orders this module marks
 //! as taking part.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use switchyard_contract::OrderStatus;
 
-use super::{Listing, StockTargets, listing, push_items, sku_problem};
+use super::{Listing, StockTargets, listing, push_items_listed, sku_problem};
 use crate::effects::{IngestPlan, forever};
-use crate::store::{ListingState, StockChange, Store, StoreError, StoredOrder, reservation_marker};
+use crate::store::{StockChange, Store, StoreError, StoredOrder, reservation_marker};
 
 /// Units an order holds per SKU: its line quantities less refunded units
 /// (never shipped, so still on the shelf); once cancelled, only what was
@@ -45,11 +45,13 @@ fn held(order: &StoredOrder) -> BTreeMap<String, i64> {
 }
 
 /// The stock side of storing `new` over `existing` from a channel (the
-/// caller has checked that the store will write it): reserve the difference
-/// of what the order holds, for SKUs with a central level when the order is
-/// written, and queue pushes of each changed SKU that has one now to every
-/// account that may list it (the selling account too: it re-asserts the
-/// level against what that channel recorded).
+/// caller has checked that the store will write it): the selling account's
+/// listing of each SKU it sold (a new order), the difference of what the
+/// order holds, reserved for SKUs with a central level when the order is
+/// written, and for each changed SKU the pushes to every account that may
+/// list it (the selling account too: it re-asserts the level against what
+/// that channel recorded), queued by that write only if the SKU has a level
+/// then. All of it is written with the order or not at all.
 pub fn plan_reservation(
     store: &Store,
     targets: &StockTargets,
@@ -66,14 +68,22 @@ pub fn plan_reservation(
         }
         Some(_) => store.dedupe_seen(&marker, now)?,
     };
-    // The selling account lists every SKU it sold.
+    let account = new.order.account.as_str();
+    let after = held(new);
+    // The selling account lists every SKU it sold; the pushes below count
+    // it as listing them, as it will once the order is written.
+    let mut relisted = BTreeSet::new();
     if existing.is_none() {
-        for sku in held(new).keys() {
+        for sku in after.keys() {
             if matches!(
-                listing(store, &new.order.account, sku, now)?,
+                listing(store, account, sku, now)?,
                 Listing::NotListed { .. }
             ) {
-                store.set_listing(&new.order.account, sku, &ListingState::Listed)?;
+                plan.stock.push(StockChange::Listed {
+                    account: account.to_owned(),
+                    sku: sku.clone(),
+                });
+                relisted.insert(sku.as_str());
             }
         }
     }
@@ -81,30 +91,39 @@ pub fn plan_reservation(
         return Ok(plan);
     }
     let before = existing.map(held).unwrap_or_default();
-    let after = held(new);
     let mut skus: Vec<&String> = before.keys().chain(after.keys()).collect();
     skus.sort();
     skus.dedup();
-    // Whether a SKU has a central level is decided by the transaction
-    // (`StockChange::Adjust` changes no SKU without one): read here, a SKU's
-    // first `stock set` committed before this order would count the order
-    // as reserved yet leave its units on sale. The pushes are still decided
-    // from a read here (none with no account to push to): one missed that
-    // way is made up by the pushes that `stock set` queued, which read the
-    // level when they are sent, and by drift repair.
     let pushes = targets.iter().next().is_some();
     for sku in skus {
         let delta = after.get(sku).copied().unwrap_or(0) - before.get(sku).copied().unwrap_or(0);
         if delta == 0 {
             continue;
         }
+        // Whether the SKU has a central level, so whether the order
+        // reserves and the channels are told, is decided by the
+        // transaction: read here, a SKU's first `stock set` committed
+        // before the order would count the order as reserved yet leave
+        // every channel showing its units on sale.
+        let listed = relisted.contains(sku.as_str()).then_some(account);
+        let items = if pushes {
+            push_items_listed(store, targets, sku, now, listed)?
+        } else {
+            Vec::new()
+        };
+        // A level read now is there when the order is written (levels are
+        // never removed), so its pushes will be queued: wake their workers
+        // then. A level that appears in between also queues them, unwoken:
+        // they fold into the pushes its `stock set` queued, or wait for the
+        // worker's next look at its queue.
+        if !items.is_empty() && store.stock_get(sku)?.is_some() {
+            plan.wake.extend(items.iter().map(|i| i.account.clone()));
+        }
         plan.stock.push(StockChange::Adjust {
             sku: sku.clone(),
             delta: -delta,
+            pushes: items,
         });
-        if pushes && store.stock_get(sku)?.is_some() {
-            plan.outbox.extend(push_items(store, targets, sku, now)?);
-        }
     }
     Ok(plan)
 }
@@ -112,17 +131,23 @@ pub fn plan_reservation(
 #[cfg(test)]
 mod tests {
     use super::super::levels::tests::{level, order};
-    use super::super::{set_levels, show};
+    use super::super::{StockTarget, set_levels, show};
     use super::*;
     use crate::effects::Outbound;
-    use crate::store::{OrderWrite, StoreOptions, WriteBatch};
+    use crate::outbox::Job;
+    use crate::store::{ListingState, OrderWrite, StoreOptions, WriteBatch};
     use switchyard_contract::OrderStatus;
 
     /// `new` over `existing` as ingest writes it: planned now, committed
     /// when the returned batch is applied.
-    fn planned(store: &Store, existing: Option<&StoredOrder>, new: StoredOrder) -> WriteBatch {
+    fn planned_for(
+        store: &Store,
+        targets: &StockTargets,
+        existing: Option<&StoredOrder>,
+        new: StoredOrder,
+    ) -> WriteBatch {
         let now = Utc::now();
-        let plan = plan_reservation(store, &StockTargets::default(), existing, &new, now).unwrap();
+        let plan = plan_reservation(store, targets, existing, &new, now).unwrap();
         WriteBatch {
             now,
             orders: vec![OrderWrite::FromChannel {
@@ -134,6 +159,19 @@ mod tests {
             dedupe: plan.dedupe,
             ..WriteBatch::default()
         }
+    }
+
+    fn planned(store: &Store, existing: Option<&StoredOrder>, new: StoredOrder) -> WriteBatch {
+        planned_for(store, &StockTargets::default(), existing, new)
+    }
+
+    /// The order's own account ("a") and two others, all taking pushes.
+    fn three_accounts() -> Outbound {
+        let targets = ["a", "b", "c"].map(|account| StockTarget {
+            account: account.into(),
+            buffer: 0,
+        });
+        Outbound::new(StockTargets::new(targets.into()))
     }
 
     fn stored(n: u32, sku: &str, units: u32) -> StoredOrder {
@@ -148,16 +186,47 @@ mod tests {
         (dir, store)
     }
 
-    /// `stock set` of `sku`'s first level, committed at once.
-    fn first_level(store: &Store, sku: &str, on_hand: i64) {
+    /// `stock set` of `sku`'s first level, committed at once, with the
+    /// pushes it queues to `outbound`'s accounts.
+    fn first_level_to(store: &Store, outbound: &Outbound, sku: &str, on_hand: i64) {
         assert!(store.stock_get(sku).unwrap().is_none(), "no level before");
         let now = Utc::now();
-        set_levels(store, &Outbound::default(), &[level(sku, on_hand)], now).unwrap();
+        set_levels(store, outbound, &[level(sku, on_hand)], now).unwrap();
+    }
+
+    fn first_level(store: &Store, sku: &str, on_hand: i64) {
+        first_level_to(store, &Outbound::default(), sku, on_hand);
     }
 
     fn figures(store: &Store, sku: &str) -> (i64, i64, i64) {
         let v = show(store, sku).unwrap().unwrap();
         (v.on_hand, v.reserved, v.available)
+    }
+
+    /// The accounts with a pending push of `sku`, one entry per item.
+    fn pushes_of(store: &Store, sku: &str) -> Vec<String> {
+        let mut out: Vec<String> = store
+            .outbox_list(false)
+            .unwrap()
+            .into_iter()
+            .filter(|i| matches!(&i.job, Job::PushStock { sku: s } if s == sku))
+            .map(|i| i.account)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every pending item leaves the queue, as once its worker sent it.
+    fn all_sent(store: &Store) {
+        let mut batch = WriteBatch::new(Utc::now());
+        batch.complete = store
+            .outbox_list(false)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        store.apply(batch).unwrap();
+        assert!(store.outbox_list(false).unwrap().is_empty());
     }
 
     /// Ingest plans an order's write, then waits for its turn to commit; a
@@ -171,6 +240,105 @@ mod tests {
         first_level(&store, "MUG", 10);
         store.apply(write).unwrap();
         assert_eq!(figures(&store, "MUG"), (10, 3, 7));
+    }
+
+    /// The same window, seen from the channels: `stock set`'s pushes went
+    /// out before the order was written, telling every channel 10. The
+    /// order takes 3 of them and queues a push to every account that may
+    /// list the SKU (not one whose channel said it does not), so no
+    /// channel keeps selling units that are gone.
+    #[test]
+    fn an_order_planned_before_its_skus_first_level_tells_every_channel() {
+        let (_dir, store) = open();
+        let outbound = three_accounts();
+        let not_listed = ListingState::NotListed { since: Utc::now() };
+        store.set_listing("c", "MUG", &not_listed).unwrap();
+        let write = planned_for(&store, &outbound.stock, None, stored(1, "MUG", 3));
+        first_level_to(&store, &outbound, "MUG", 10);
+        assert_eq!(pushes_of(&store, "MUG"), ["a", "b"]);
+        all_sent(&store);
+        store.apply(write).unwrap();
+        assert_eq!(figures(&store, "MUG"), (10, 3, 7));
+        assert_eq!(pushes_of(&store, "MUG"), ["a", "b"]);
+    }
+
+    /// Pushes still coalesce: an order written while `stock set`'s pushes
+    /// wait folds into them (one push per account, sending the newest
+    /// level), and so does a second order of the same SKU.
+    #[test]
+    fn pushes_of_an_order_written_after_the_first_level_fold_into_waiting_ones() {
+        let (_dir, store) = open();
+        let outbound = three_accounts();
+        let first = planned_for(&store, &outbound.stock, None, stored(1, "MUG", 3));
+        let second = planned_for(&store, &outbound.stock, None, stored(2, "MUG", 1));
+        first_level_to(&store, &outbound, "MUG", 10);
+        store.apply(first).unwrap();
+        store.apply(second).unwrap();
+        assert_eq!(figures(&store, "MUG"), (10, 4, 6));
+        assert_eq!(pushes_of(&store, "MUG"), ["a", "b", "c"]);
+    }
+
+    /// The reverse: a SKU with no level when the order is written is
+    /// neither reserved nor pushed (there is nothing to tell a channel);
+    /// its first `stock set` later counts the order and queues the pushes.
+    #[test]
+    fn an_order_written_before_its_skus_first_level_queues_no_push() {
+        let (_dir, store) = open();
+        let outbound = three_accounts();
+        let write = planned_for(&store, &outbound.stock, None, stored(1, "MUG", 3));
+        store.apply(write).unwrap();
+        assert_eq!(store.stock_get("MUG").unwrap(), None);
+        assert!(pushes_of(&store, "MUG").is_empty());
+        assert!(store.outbox_list(false).unwrap().is_empty());
+        first_level_to(&store, &outbound, "MUG", 10);
+        assert_eq!(figures(&store, "MUG"), (10, 3, 7));
+        assert_eq!(pushes_of(&store, "MUG"), ["a", "b", "c"]);
+    }
+
+    /// An order of an account whose channel said it does not list the SKU
+    /// shows that it does: the listing is written with the order, and the
+    /// order's push goes to that account too. A write that is refused (the
+    /// order was written by another writer meanwhile) leaves the listing as
+    /// it was, and a reference learned meanwhile is kept.
+    #[test]
+    fn the_selling_accounts_listing_is_written_with_its_order_or_not_at_all() {
+        let (_dir, store) = open();
+        let outbound = three_accounts();
+        first_level_to(&store, &Outbound::default(), "MUG", 10);
+        // Stored to the second.
+        let since = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        let not_listed = ListingState::NotListed { since };
+        store.set_listing("a", "MUG", &not_listed).unwrap();
+
+        let refused = planned_for(&store, &outbound.stock, None, stored(1, "MUG", 3));
+        let mut other = WriteBatch::new(Utc::now());
+        other.orders = vec![OrderWrite::FromChannel {
+            expected_revision: None,
+            order: stored(1, "MUG", 3),
+            outbox: vec![],
+        }];
+        store.apply(other).unwrap();
+        assert!(matches!(
+            store.apply(refused),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(store.listing("a", "MUG").unwrap(), Some(not_listed.clone()));
+        assert!(store.outbox_list(false).unwrap().is_empty());
+
+        let write = planned_for(&store, &outbound.stock, None, stored(2, "MUG", 1));
+        store.apply(write).unwrap();
+        assert_eq!(
+            store.listing("a", "MUG").unwrap(),
+            Some(ListingState::Listed)
+        );
+        assert_eq!(pushes_of(&store, "MUG"), ["a", "b", "c"]);
+
+        store.set_listing("a", "TEE", &not_listed).unwrap();
+        let write = planned_for(&store, &outbound.stock, None, stored(3, "TEE", 1));
+        let learned = ListingState::Ref("gid://shopify/InventoryItem/7".into());
+        store.set_listing("a", "TEE", &learned).unwrap();
+        store.apply(write).unwrap();
+        assert_eq!(store.listing("a", "TEE").unwrap(), Some(learned));
     }
 
     /// The same window for a cancellation: the units it gives back go back
