@@ -15,13 +15,13 @@ use super::codec::{
 };
 use super::index::{self, Entry, index_entries};
 use super::listing::stage_listed;
-use super::outbox::{PreparedOutbox, stage_complete, stage_outbox};
+use super::outbox::{PreparedOutbox, prepare_with_id, stage_complete, stage_outbox};
 use super::reserved;
 use super::tx::{Tx, TxResult, abort};
 use super::{
-    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, OrderWrite, Payload, PushedLevel, STOCK,
-    StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch, WriteOutcome, engine_err,
-    kept_for_good,
+    ApplyReport, CURSORS, DEDUPE, HISTORY, HistoryEntry, NewOutboxItem, OrderWrite, Payload,
+    PushedLevel, STOCK, StockChange, StockLevel, Store, StoreError, StoredOrder, WriteBatch,
+    WriteOutcome, engine_err, kept_for_good,
 };
 
 /// One order write, decided.
@@ -135,7 +135,9 @@ impl Store {
         // for this write's flush before sending them (`outbox_flushed`).
         let queues = !outbox.is_empty()
             || prepared.iter().any(|p| !p.outbox.is_empty())
-            || stock.iter().any(|s| !s.pushes.is_empty());
+            || stock
+                .iter()
+                .any(|s| !s.pushes.is_empty() || !s.later.is_empty());
         let queueing = queues.then(|| self.queueing());
         let staged = Staged {
             prepared,
@@ -352,10 +354,13 @@ impl Store {
         Ok(p)
     }
 
-    /// Checks a stock change's keys and prepares the pushes it may queue.
+    /// Checks a stock change's keys and prepares the pushes it may queue:
+    /// now for a SKU that has a level (it keeps it), in the transaction for
+    /// one that has none yet (it seldom gets one before then, and most such
+    /// SKUs never do).
     fn prepare_stock(
         &self,
-        mut change: StockChange,
+        change: StockChange,
         now: DateTime<Utc>,
     ) -> Result<PreparedStock, StoreError> {
         let (StockChange::Set { sku, .. }
@@ -366,14 +371,34 @@ impl Store {
         if let StockChange::Listed { account, .. } = &change {
             check_key_part("account", account)?;
         }
-        let pushes = match &mut change {
-            StockChange::Adjust { pushes, .. } => std::mem::take(pushes)
-                .into_iter()
-                .map(|i| self.prepare_outbox(i, now))
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
+        let mut prepared = PreparedStock {
+            change,
+            pushes: Vec::new(),
+            later: Vec::new(),
+            now,
         };
-        Ok(PreparedStock { change, pushes })
+        if let StockChange::Adjust { sku, pushes, .. } = &mut prepared.change
+            && !pushes.is_empty()
+        {
+            let pushes = std::mem::take(pushes);
+            let has_level = self
+                .trees()
+                .stock
+                .contains_key(sku.as_bytes())
+                .map_err(|e| engine_err(format!("read of stock level {sku}"), e))?;
+            if has_level {
+                prepared.pushes = pushes
+                    .into_iter()
+                    .map(|i| self.prepare_outbox(i, now))
+                    .collect::<Result<_, _>>()?;
+            } else {
+                for i in &pushes {
+                    check_key_part("account", &i.account)?;
+                }
+                prepared.later = pushes;
+            }
+        }
+        Ok(prepared)
     }
 
     /// The stored raw payload's bytes (an order of the first layout still
@@ -413,11 +438,14 @@ fn same_payload(key: &[u8], a: &[u8], b: &[u8]) -> bool {
 /// or None for a key kept for good (packed with the order indexes).
 type StagedDedupe = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
 
-/// A stock change, with the pushes of an `Adjust` prepared (staged only if
-/// the SKU has a level when the transaction runs).
+/// A stock change with the pushes of an `Adjust`, staged only if the SKU
+/// has a level when the transaction runs: prepared, or (`later`) to be
+/// prepared then.
 struct PreparedStock {
     change: StockChange,
     pushes: Vec<PreparedOutbox>,
+    later: Vec<NewOutboxItem>,
+    now: DateTime<Utc>,
 }
 
 /// Everything a batch writes, decided and encoded.
@@ -559,7 +587,12 @@ fn short(v: &Value) -> Option<String> {
 }
 
 fn stage_stock(tx: &Tx<'_>, prepared: &PreparedStock) -> TxResult<()> {
-    let PreparedStock { change, pushes } = prepared;
+    let PreparedStock {
+        change,
+        pushes,
+        later,
+        now,
+    } = prepared;
     let stock = tx.stock();
     let sku = match change {
         StockChange::Set { sku, .. }
@@ -611,6 +644,10 @@ fn stage_stock(tx: &Tx<'_>, prepared: &PreparedStock) -> TxResult<()> {
     stock.insert(key, enc)?;
     for p in pushes {
         stage_outbox(tx, p)?;
+    }
+    for i in later {
+        let p = prepare_with_id(i.clone(), tx.generate_id()?, *now).map_err(abort)?;
+        stage_outbox(tx, &p)?;
     }
     Ok(())
 }

@@ -104,6 +104,36 @@ pub(crate) fn stage_outbox(tx: &Tx<'_>, p: &PreparedOutbox) -> TxResult<()> {
     put_item(tx, None, Some((&p.item, &p.enc)))
 }
 
+/// `Store::prepare_outbox` with the item's id taken (`n`): inside a
+/// transaction, from `Tx::generate_id`.
+pub(crate) fn prepare_with_id(
+    new: NewOutboxItem,
+    n: u64,
+    now: DateTime<Utc>,
+) -> Result<PreparedOutbox, StoreError> {
+    let id = outbox_id(n);
+    let item = OutboxItem {
+        id,
+        account: new.account,
+        job: new.job,
+        coalesce_key: new.coalesce_key,
+        state: OutboxState::Pending,
+        attempts: 0,
+        next_attempt_at: new.not_before,
+        last_error: None,
+        created_at: now,
+    };
+    let enc = encode(OUTBOX, item.id.as_bytes(), &item)?;
+    let index = match index_key(&item) {
+        Some(k) => {
+            let v = encode(COALESCE, &k, &item.id)?;
+            Some((k, v))
+        }
+        None => None,
+    };
+    Ok(PreparedOutbox { item, enc, index })
+}
+
 fn index_key(item: &OutboxItem) -> Option<Vec<u8>> {
     item.coalesce_key
         .as_ref()
@@ -145,27 +175,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<PreparedOutbox, StoreError> {
         check_key_part("account", &new.account)?;
-        let id = outbox_id(self.generate_id()?);
-        let item = OutboxItem {
-            id,
-            account: new.account,
-            job: new.job,
-            coalesce_key: new.coalesce_key,
-            state: OutboxState::Pending,
-            attempts: 0,
-            next_attempt_at: new.not_before,
-            last_error: None,
-            created_at: now,
-        };
-        let enc = encode(OUTBOX, item.id.as_bytes(), &item)?;
-        let index = match index_key(&item) {
-            Some(k) => {
-                let v = encode(COALESCE, &k, &item.id)?;
-                Some((k, v))
-            }
-            None => None,
-        };
-        Ok(PreparedOutbox { item, enc, index })
+        prepare_with_id(new, self.generate_id()?, now)
     }
 
     /// Queues items outside any order write (stock set, manual pushes).

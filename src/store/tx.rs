@@ -377,6 +377,14 @@ impl Tx<'_> {
         self.tree(15)
     }
 
+    /// A new id, unique in the store (`Store::generate_id` would wait on
+    /// the transaction lock this transaction holds).
+    pub(crate) fn generate_id(&self) -> TxResult<u64> {
+        self.view[0]
+            .generate_id()
+            .map_err(|e| abort(engine_err("id generation", e)))
+    }
+
     /// Adds `delta` to a counter (missing counts as 0; a counter that
     /// reaches 0 is removed).
     pub(crate) fn add_count(&self, key: &[u8], delta: i64) -> TxResult<()> {

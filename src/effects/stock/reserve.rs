@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use switchyard_contract::OrderStatus;
 
-use super::{Listing, StockTargets, listing, push_items_listed, sku_problem};
+use super::{Listing, StockTargets, listing, push_item, push_items_listed, sku_problem};
 use crate::effects::{IngestPlan, forever};
 use crate::store::{StockChange, Store, StoreError, StoredOrder, reservation_marker};
 
@@ -105,19 +105,27 @@ pub fn plan_reservation(
         // transaction: read here, a SKU's first `stock set` committed
         // before the order would count the order as reserved yet leave
         // every channel showing its units on sale.
-        let listed = relisted.contains(sku.as_str()).then_some(account);
-        let items = if pushes {
-            push_items_listed(store, targets, sku, now, listed)?
-        } else {
-            Vec::new()
-        };
-        // A level read now is there when the order is written (levels are
-        // never removed), so its pushes will be queued: wake their workers
-        // then. A level that appears in between also queues them, unwoken:
-        // they fold into the pushes its `stock set` queued, or wait for the
-        // worker's next look at its queue.
-        if !items.is_empty() && store.stock_get(sku)?.is_some() {
-            plan.wake.extend(items.iter().map(|i| i.account.clone()));
+        let mut items = Vec::new();
+        if pushes {
+            if store.stock_get(sku)?.is_some() {
+                // There when the order is written (levels are never
+                // removed): its pushes will be queued, so wake their
+                // workers then.
+                let listed = relisted.contains(sku.as_str()).then_some(account);
+                items = push_items_listed(store, targets, sku, now, listed)?;
+                plan.wake.extend(items.iter().map(|i| i.account.clone()));
+            } else {
+                // Queued only if a level appears before the order is
+                // written, which is seldom: to every account, without
+                // reading what each lists (one that does not is skipped
+                // when the push is sent), and unwoken (they fold into the
+                // pushes that level's `stock set` queued, or wait for the
+                // worker's next look at its queue).
+                items = targets
+                    .iter()
+                    .map(|t| push_item(&t.account, sku, now))
+                    .collect();
+            }
         }
         plan.stock.push(StockChange::Adjust {
             sku: sku.clone(),
@@ -245,8 +253,8 @@ mod tests {
     /// The same window, seen from the channels: `stock set`'s pushes went
     /// out before the order was written, telling every channel 10. The
     /// order takes 3 of them and queues a push to every account that may
-    /// list the SKU (not one whose channel said it does not), so no
-    /// channel keeps selling units that are gone.
+    /// list the SKU, so no channel keeps selling units that are gone (one
+    /// whose channel said it does not list it is skipped when sent).
     #[test]
     fn an_order_planned_before_its_skus_first_level_tells_every_channel() {
         let (_dir, store) = open();
@@ -259,7 +267,10 @@ mod tests {
         all_sent(&store);
         store.apply(write).unwrap();
         assert_eq!(figures(&store, "MUG"), (10, 3, 7));
-        assert_eq!(pushes_of(&store, "MUG"), ["a", "b"]);
+        let queued = pushes_of(&store, "MUG");
+        assert!(["a", "b"].iter().all(|a| queued.contains(&a.to_string())));
+        assert!(queued.iter().all(|a| ["a", "b", "c"].contains(&a.as_str())));
+        assert_eq!(queued.len(), queued.iter().collect::<BTreeSet<_>>().len());
     }
 
     /// Pushes still coalesce: an order written while `stock set`'s pushes
