@@ -663,6 +663,69 @@ mod tests {
         order
     }
 
+    /// A reservation's pushes of a SKU with no level when its write was
+    /// prepared: none are queued if it still has none when the write's
+    /// transaction runs; if a `stock set` committed meanwhile, that
+    /// transaction prepares them (ids and all) and queues them with the
+    /// reservation.
+    #[test]
+    fn pushes_of_a_sku_without_a_level_are_prepared_by_a_transaction_that_finds_one() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("a store");
+        let now = Utc::now();
+        let push = |account: &str| NewOutboxItem {
+            account: account.into(),
+            job: crate::outbox::Job::PushStock { sku: "MUG".into() },
+            coalesce_key: Some("stock:MUG".into()),
+            not_before: now,
+        };
+        let reserve = || StockChange::Adjust {
+            sku: "MUG".into(),
+            delta: -3,
+            pushes: vec![push("a"), push("b")],
+        };
+        let stage = |p: &PreparedStock| {
+            store
+                .trees()
+                .transact("test", |tx| stage_stock(tx, p))
+                .expect("committed");
+        };
+        let prepared = store.prepare_stock(reserve(), now).expect("prepared");
+        assert!(prepared.pushes.is_empty() && prepared.later.len() == 2);
+        stage(&prepared);
+        assert_eq!(store.stock_get("MUG").expect("read"), None);
+        assert!(store.outbox_list(false).expect("read").is_empty());
+
+        let prepared = store.prepare_stock(reserve(), now).expect("prepared");
+        let mut set = WriteBatch::new(now);
+        set.stock = vec![StockChange::Set {
+            sku: "MUG".into(),
+            on_hand: 10,
+        }];
+        store.apply(set).expect("level set");
+        stage(&prepared);
+        assert_eq!(
+            store.stock_get("MUG").expect("read").map(|l| l.available),
+            Some(7)
+        );
+        let queued: Vec<(String, String)> = store
+            .outbox_list(false)
+            .expect("read")
+            .into_iter()
+            .map(|i| (i.account, i.coalesce_key.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            queued,
+            [("a", "stock:MUG"), ("b", "stock:MUG")].map(|(a, k)| (a.to_owned(), k.to_owned()))
+        );
+        // With a level now, the next reservation's pushes are prepared
+        // before its transaction and fold into those waiting.
+        let prepared = store.prepare_stock(reserve(), now).expect("prepared");
+        assert!(prepared.later.is_empty() && prepared.pushes.len() == 2);
+        stage(&prepared);
+        assert_eq!(store.outbox_list(false).expect("read").len(), 2);
+    }
+
     /// A payload kept as the text the channel sent is stored as it is and
     /// reads back as the same JSON; the same payload written parsed the
     /// next time is no change, and neither is the text again. Another
