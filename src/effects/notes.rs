@@ -46,6 +46,31 @@ pub(crate) struct Note {
     pub edit: Edit,
 }
 
+impl Note {
+    /// Adds to `batch` the item's completion and the entry on the order
+    /// (if the order is still there), starting from the order as read
+    /// before, or as read now when it was not or changed since.
+    fn stage(&mut self, store: &Store, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        batch.complete.push(self.item.clone());
+        let stored = match self.read.take() {
+            Some(s) => Some(s),
+            None => store.get_order(&self.order_id)?,
+        };
+        if let Some(mut next) = stored {
+            let expected_revision = next.revision;
+            let (outbox, more) = (self.edit)(&mut next);
+            batch.orders.push(OrderWrite::Local {
+                expected_revision,
+                order: next,
+                kind: self.kind.to_owned(),
+                detail: format!("{}{more}", self.detail),
+                outbox,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A note on its way to the writer, with the store it goes to: the thread
 /// holds a store only while it writes, so a daemon that stopped leaves
 /// none open behind it.
@@ -146,36 +171,10 @@ fn written(store: &Store, jobs: &mut [Job]) -> Vec<Result<(), StoreError>> {
         return vec![write_one(store, &mut job.note)];
     }
     let mut batch = WriteBatch::new(Utc::now());
-    let mut read_failed = None;
-    for job in jobs.iter_mut() {
-        let n = &mut job.note;
-        batch.complete.push(n.item.clone());
-        let stored = match n.read.take() {
-            Some(s) => Some(s),
-            None => match store.get_order(&n.order_id) {
-                Ok(s) => s,
-                Err(e) => {
-                    read_failed = Some(e);
-                    break;
-                }
-            },
-        };
-        if let Some(mut next) = stored {
-            let expected_revision = next.revision;
-            let (outbox, more) = (n.edit)(&mut next);
-            batch.orders.push(OrderWrite::Local {
-                expected_revision,
-                order: next,
-                kind: n.kind.to_owned(),
-                detail: format!("{}{more}", n.detail),
-                outbox,
-            });
-        }
-    }
-    let together = match read_failed {
-        Some(e) => Err(e),
-        None => store.apply(batch).map(|_| ()),
-    };
+    let together = jobs
+        .iter_mut()
+        .try_for_each(|job| job.note.stage(store, &mut batch))
+        .and_then(|()| store.apply(batch).map(|_| ()));
     match together {
         Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
         // Each read again (its read was taken above): the order may be
@@ -193,23 +192,8 @@ fn written(store: &Store, jobs: &mut [Job]) -> Vec<Result<(), StoreError>> {
 /// changes underneath.
 fn write_one(store: &Store, note: &mut Note) -> Result<(), StoreError> {
     for _ in 0..8 {
-        let stored = match note.read.take() {
-            Some(s) => Some(s),
-            None => store.get_order(&note.order_id)?,
-        };
         let mut batch = WriteBatch::new(Utc::now());
-        batch.complete.push(note.item.clone());
-        if let Some(mut next) = stored {
-            let expected_revision = next.revision;
-            let (outbox, more) = (note.edit)(&mut next);
-            batch.orders.push(OrderWrite::Local {
-                expected_revision,
-                order: next,
-                kind: note.kind.to_owned(),
-                detail: format!("{}{more}", note.detail),
-                outbox,
-            });
-        }
+        note.stage(store, &mut batch)?;
         match store.apply(batch) {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,

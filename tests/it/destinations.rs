@@ -164,6 +164,19 @@ impl Hub {
         format!("shop-us:{n}")
     }
 
+    /// `GET /api/v1/orders/ID`: the order with its history.
+    async fn shown(&self, order: &str) -> Value {
+        self.http
+            .get(self.daemon.url(&format!("/api/v1/orders/{order}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The value of one series of `/metrics`, e.g.
     /// `switchyard_destination_rate{destination="east-wh"}`.
     async fn metric(&self, series: &str) -> Option<f64> {
@@ -222,16 +235,7 @@ async fn a_destinations_concurrency_caps_the_deliveries_in_flight() {
     )
     .await;
     for order in &orders {
-        let shown: Value = hub
-            .http
-            .get(hub.daemon.url(&format!("/api/v1/orders/{order}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown = hub.shown(order).await;
         let delivered = shown["history"]
             .as_array()
             .unwrap()
@@ -412,16 +416,7 @@ async fn a_hold_while_the_delivery_is_in_flight_sends_its_notice_after_it() {
             ("hold".to_owned(), order.clone())
         ]
     );
-    let shown: Value = hub
-        .http
-        .get(hub.daemon.url(&format!("/api/v1/orders/{order}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = hub.shown(&order).await;
     let history = shown["history"].to_string();
     assert!(
         history.contains("hold came while it was on its way: hold notice queued"),
