@@ -422,8 +422,9 @@ pub fn plan_local(
 
 /// Queues deliveries of every deliverable order that has none (orders
 /// released while the daemon was down). Each is a local write with a history
-/// entry. Reads the store's index of routed open orders a page at a time,
-/// so it costs what is open, not what is stored. Returns how many were queued.
+/// entry. Reads the routed open orders a page at a time
+/// (`Store::routed_open_orders`, through the status index), so it costs
+/// what is open, not what is stored. Returns how many were queued.
 pub fn queue_ready_orders(
     store: &Store,
     outbound: &Outbound,

@@ -147,7 +147,6 @@ impl Store {
             stock,
             complete,
         };
-        let kept = index::kept();
         let ops: Vec<Entry> = staged
             .prepared
             .iter()
@@ -157,7 +156,7 @@ impl Store {
                     .dedupe
                     .iter()
                     .filter(|(_, expiring)| expiring.is_none())
-                    .map(|(k, _)| (kept.clone(), k.clone())),
+                    .map(|(k, _)| index::kept_entry(k)),
             )
             .collect();
         if fail_before_commit {
@@ -489,7 +488,10 @@ impl Staged {
                     tx.dedupe().insert(k.as_slice(), v.as_slice())?;
                     tx.dedupe_expiry().insert(expiry.as_slice(), &[])?;
                 }
-                None => index::add(tx, &index::kept(), k)?,
+                None => {
+                    let (prefix, pos) = index::kept_entry(k);
+                    index::add(tx, &prefix, &pos)?
+                }
             }
         }
         for o in &self.outbox {

@@ -1,9 +1,10 @@
 //! The order indexes and the paged walk over them. Every filter of `orders
 //! list` has an index (placed time, status, account, channel, route,
-//! unrouted, held, tag), plus one of orders a destination may have work for
-//! (routed, not held, ready or partially shipped). Index entries are written
-//! in the same transaction as the order (`apply.rs`), so an index never
-//! disagrees with the orders.
+//! unrouted, held, tag). Index entries are written in the same transaction
+//! as the order (`apply.rs`), so an index never disagrees with the orders.
+//! Each entry of a new order rewrites a bucket (below), so an index earns
+//! its place by a filter: the start-up catch-up of deliveries reads the
+//! status index (ready, then partially shipped) rather than one of its own.
 //!
 //! An entry is a position, `(placed time (8 bytes, sortable), order id)`,
 //! under a prefix `kind, value length (u16), value`; within one prefix the
@@ -18,7 +19,10 @@
 //! in a few thousand pages.
 //!
 //! The same tree keeps the dedupe keys kept for good, under a prefix of
-//! their own ([`kept`]).
+//! their own ([`kept_entry`]). Those are mostly an order's markers
+//! (`outbound/KIND/ORDER ID`, a delivery's and a reservation's), placed by
+//! order id first and kind second, so that the markers a new order writes
+//! sit side by side and rewrite one bucket, not one per kind.
 //!
 //! A filter walks the intersection of its indexes by leapfrogging (each
 //! index jumps to the others' position), so it costs about what the
@@ -29,9 +33,9 @@ use std::ops::Bound;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use switchyard_contract::{Order, OrderStatus};
+use switchyard_contract::Order;
 
-use super::codec::time_key;
+use super::codec::{SEP, time_key};
 use super::tx::{Tx, TxResult, abort};
 use super::{OrderFilter, RouteFilter, StoreError, engine_err};
 
@@ -44,17 +48,100 @@ const ROUTE: u8 = b'r';
 const UNROUTED: u8 = b'u';
 const HELD: u8 = b'h';
 const TAG: u8 = b'g';
-/// Routed, not held, ready or partially shipped: what the start-up catch-up
-/// of deliveries reads.
-pub(crate) const ROUTED_OPEN: u8 = b'd';
 /// Not an order index: the dedupe keys kept for good (delivery and
-/// reservation markers, one or two per order), packed the same way, their
-/// key bytes as positions. The store looks them up by key only.
+/// reservation markers, one or two per order), packed the same way, at the
+/// positions [`kept_entry`] gives them. The store looks them up by key only.
 const KEPT: u8 = b'k';
+/// Dedupe keys of this form, `outbound/KIND/ORDER ID`, are an order's
+/// markers.
+const MARKER: &[u8] = b"outbound/";
 
-/// The prefix of the dedupe keys kept for good.
-pub(crate) fn kept() -> Vec<u8> {
-    prefix(KEPT, "")
+/// Where a dedupe key kept for good is packed: an order's marker
+/// (`outbound/KIND/ORDER ID`) at `ORDER ID, NUL, KIND`, so the markers of
+/// one order are neighbours; any other key at its own bytes. A dedupe key
+/// holds no NUL (`check_key_part`), so no two keys share a position.
+pub(crate) fn kept_entry(key: &[u8]) -> Entry {
+    let pos = match marker_parts(key) {
+        Some((kind, id)) => [id, &[SEP], kind].concat(),
+        None => key.to_vec(),
+    };
+    (prefix(KEPT, ""), pos)
+}
+
+/// A marker's kind and order id (None: not a marker).
+fn marker_parts(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = key.strip_prefix(MARKER)?;
+    let slash = rest.iter().position(|b| *b == b'/')?;
+    let (kind, id) = (&rest[..slash], &rest[slash + 1..]);
+    (!kind.is_empty() && !id.is_empty()).then_some((kind, id))
+}
+
+/// Whether the dedupe key `key` is kept for good.
+pub(crate) fn is_kept(index: &sled::Tree, key: &[u8]) -> Result<bool, StoreError> {
+    let (prefix, pos) = kept_entry(key);
+    contains(index, &prefix, &pos)
+}
+
+/// Layout 7 packed every key kept for good at its own bytes: its markers
+/// of one kind after another, so a new order's two markers were two
+/// buckets apart. The prefix, and where layout 7 put a key.
+pub(crate) fn layout_7_kept(key: &[u8]) -> Entry {
+    (prefix(KEPT, ""), key.to_vec())
+}
+
+/// A marker's position in layout 7 and in this one.
+pub(crate) type Move = (Vec<u8>, Vec<u8>);
+
+/// The markers of layout 7 still to be moved (`migrate.rs`): at most
+/// `want` of them, each kind's from its start, merged by order id so
+/// that the moved ones arrive at their new positions in order.
+pub(crate) fn layout_7_markers(index: &sled::Tree, want: usize) -> Result<Vec<Move>, StoreError> {
+    let kept = prefix(KEPT, "");
+    // The kinds present: each occupies one run of old positions, which
+    // start with `outbound/KIND/`; the next kind's run starts past it.
+    let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut at = MARKER.to_vec();
+    while let Some(first) = seek(index, &kept, Some(&at), true, true)? {
+        if !first.starts_with(MARKER) {
+            break;
+        }
+        let Some((kind, _)) = marker_parts(&first) else {
+            // Not a marker (no kind or no id): stays where it is.
+            at = first;
+            at.push(0);
+            continue;
+        };
+        let mut run_prefix = MARKER.to_vec();
+        run_prefix.extend_from_slice(kind);
+        run_prefix.push(b'/');
+        let mut run = Vec::new();
+        for pos in range(index, &kept, Some(&first), true, true) {
+            let pos = pos?;
+            if run.len() >= want || !pos.starts_with(&run_prefix) {
+                break;
+            }
+            // Moved already (an order id that starts so): a NUL.
+            if !pos.contains(&SEP) {
+                run.push(pos);
+            }
+        }
+        runs.push(run);
+        // Past every key of this kind: `/` + 1 is `0`.
+        at = MARKER.to_vec();
+        at.extend_from_slice(kind);
+        at.push(b'0');
+    }
+    let mut all: Vec<Move> = runs
+        .into_iter()
+        .flatten()
+        .map(|old| {
+            let new = kept_entry(&old).1;
+            (old, new)
+        })
+        .collect();
+    all.sort_by(|a, b| a.1.cmp(&b.1));
+    all.truncate(want);
+    Ok(all)
 }
 
 /// Length of the position suffix's fixed part (the placed time).
@@ -105,12 +192,6 @@ pub(crate) fn index_entries(o: &Order) -> BTreeSet<Entry> {
     for t in &o.tags {
         prefixes.push(prefix(TAG, &t.to_lowercase()));
     }
-    if o.route.is_some()
-        && o.hold.is_none()
-        && matches!(o.status, OrderStatus::Ready | OrderStatus::PartiallyShipped)
-    {
-        prefixes.push(prefix(ROUTED_OPEN, ""));
-    }
     prefixes.into_iter().map(|p| (p, pos.clone())).collect()
 }
 
@@ -120,16 +201,34 @@ pub(crate) fn encode_cursor(pos: &[u8]) -> String {
 }
 
 pub(crate) fn decode_cursor(cursor: &str) -> Result<Vec<u8>, StoreError> {
+    cursor_bytes(cursor, |n| n > TIME_LEN)
+}
+
+/// A cursor of a walk in stages (one index after another): the stage,
+/// then the position within it (None: its start).
+pub(crate) fn stage_cursor(stage: usize, pos: Option<&[u8]>) -> String {
+    let mut b = vec![u8::try_from(stage).unwrap_or(u8::MAX)];
+    b.extend_from_slice(pos.unwrap_or_default());
+    encode_cursor(&b)
+}
+
+/// The bytes of a [`stage_cursor`]: the stage, then a position or nothing.
+pub(crate) fn decode_stage_cursor(cursor: &str) -> Result<Vec<u8>, StoreError> {
+    cursor_bytes(cursor, |n| n == 1 || n > 1 + TIME_LEN)
+}
+
+/// A cursor's bytes, if their length is one it can have.
+fn cursor_bytes(cursor: &str, fits: impl Fn(usize) -> bool) -> Result<Vec<u8>, StoreError> {
     let bad = || StoreError::InvalidCursor {
         cursor: cursor.chars().take(80).collect(),
     };
-    let pos = base64::engine::general_purpose::URL_SAFE_NO_PAD
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor.trim())
         .map_err(|_| bad())?;
-    if pos.len() <= TIME_LEN {
+    if !fits(b.len()) {
         return Err(bad());
     }
-    Ok(pos)
+    Ok(b)
 }
 
 /// The id at the end of an index key whose prefix is `prefix_len` long.
@@ -175,13 +274,6 @@ impl Plan {
             all_of.push(prefix(PLACED, ""));
         }
         Plan { all_of, none_of }
-    }
-
-    pub(crate) fn only(kind: u8) -> Plan {
-        Plan {
-            all_of: vec![prefix(kind, "")],
-            none_of: None,
-        }
     }
 }
 
@@ -386,6 +478,12 @@ fn decode_bucket(key: &[u8], v: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         .collect())
 }
 
+/// How many entries a bucket holds.
+#[cfg(test)]
+pub(crate) fn bucket_len(key: &[u8], v: &[u8]) -> Result<usize, StoreError> {
+    Ok(split_bucket(key, v)?.len())
+}
+
 fn bad_bucket(key: &[u8]) -> StoreError {
     StoreError::Corrupt {
         tree: super::ORDER_INDEX,
@@ -510,6 +608,17 @@ fn seek(
 
 /// Adds `pos` to `prefix` (nothing if it is there already).
 pub(crate) fn add(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
+    add_with(tx, prefix, pos, false)
+}
+
+/// [`add`] for entries that arrive in order but not past the prefix's last
+/// bucket (a store upgrade moving entries into the middle of a prefix): a
+/// full bucket whose end the entry goes past stays full too.
+pub(crate) fn add_in_order(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
+    add_with(tx, prefix, pos, true)
+}
+
+fn add_with(tx: &Tx<'_>, prefix: &[u8], pos: &[u8], in_order: bool) -> TxResult<()> {
     let (key, value, last) = holder(tx, prefix, pos)?;
     let mut entries = split_bucket(&key, &value).map_err(abort)?;
     let Err(i) = entries.binary_search(&pos) else {
@@ -526,7 +635,7 @@ pub(crate) fn add(tx: &Tx<'_>, prefix: &[u8], pos: &[u8]) -> TxResult<()> {
         // half. Anywhere else, halves, so that entries arriving in any
         // order (a backfill polled newest first) fill buckets half at the
         // least.
-        let at = if last && i == BUCKET_MAX {
+        let at = if (last || in_order) && i == BUCKET_MAX {
             BUCKET_MAX
         } else {
             entries.len() / 2

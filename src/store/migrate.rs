@@ -11,11 +11,17 @@
 //! counter per SKU), built from the open orders, which it reads through the
 //! status index. Layout 6, a development build's for an afternoon, kept
 //! them packed in the order index tree: they are removed and built again.
-//! Orders and dedupe
-//! keys are converted in batches, each one transaction together with the
-//! position it reached, so a migration that is interrupted (a crash, a
-//! kill) goes on from there the next time the store opens, and nothing is
-//! converted twice or lost. Progress goes to the log.
+//! Layout 8 writes fewer index buckets per new order: an order's markers
+//! kept for good are packed side by side (order id, then kind; layout 7
+//! packed them at their key bytes, each kind apart), and the index of
+//! routed open orders is gone (the start-up catch-up reads the status
+//! index): the markers are moved and that index's buckets removed.
+//! Orders, dedupe keys and markers are converted in batches, each one
+//! transaction together with the position it reached (or, for the
+//! markers, leaving what is left to move as the position), so a migration
+//! that is interrupted (a crash, a kill) goes on from there the next time
+//! the store opens, and nothing is converted twice or lost. Progress goes
+//! to the log.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,7 +38,14 @@ use super::{
 use switchyard_contract::OrderStatus;
 
 /// The layout this code writes.
-pub(crate) const LAYOUT: u8 = 7;
+pub(crate) const LAYOUT: u8 = 8;
+/// The layout that kept open reservations per SKU, before the markers kept
+/// for good were packed by order: the steps from earlier layouts bring a
+/// store there, then [`pack_markers_by_order`] to [`LAYOUT`].
+const RESERVATIONS_LAYOUT: u8 = 7;
+/// Layout 7's index of routed open orders (routed, not held, ready or
+/// partially shipped), under this first byte.
+const ROUTED_OPEN: u8 = b'd';
 /// The layout before open reservations were kept: the steps from earlier
 /// layouts bring a store there, then [`reserve_open_orders`] to [`LAYOUT`].
 const DEAD_LETTERS_LAYOUT: u8 = 5;
@@ -94,14 +107,16 @@ pub(crate) fn run(
     let fresh = trees.orders.is_empty() && trees.outbox.is_empty() && trees.dedupe.is_empty();
     let started = Instant::now();
     if !fresh {
-        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart, dead letters indexed, open reservations per SKU); this runs once and goes on where it stopped if interrupted");
+        tracing::info!(store = %dir.display(), "store: upgrading to layout {LAYOUT} (packed order indexes and history, payloads apart, dead letters indexed, open reservations per SKU, markers packed by order); this runs once and goes on where it stopped if interrupted");
         progress("upgrading the store: building its indexes");
     }
     if layout.as_deref() == Some(&[PACKED_RESERVATIONS_LAYOUT]) {
         unpack_reservations(trees)?;
     }
     let (orders, keys, items, history) = match layout.as_deref() {
-        Some([DEAD_LETTERS_LAYOUT | PACKED_RESERVATIONS_LAYOUT]) => (0, 0, 0, 0),
+        Some([DEAD_LETTERS_LAYOUT | PACKED_RESERVATIONS_LAYOUT | RESERVATIONS_LAYOUT]) => {
+            (0, 0, 0, 0)
+        }
         Some([from @ (2..=4)]) => {
             let (orders, keys) = if *from == 2 {
                 (
@@ -131,7 +146,12 @@ pub(crate) fn run(
             (orders, keys, index_outbox(trees)?, history)
         }
     };
-    let reserving = reserve_open_orders(trees, stop_after, progress)?;
+    let reserving = if layout.as_deref() == Some(&[RESERVATIONS_LAYOUT]) {
+        0
+    } else {
+        reserve_open_orders(trees, stop_after, progress)?
+    };
+    let markers = pack_markers_by_order(trees, stop_after, progress)?;
     db.flush()
         .map_err(|e| engine_err("flush after the store upgrade", e))?;
     drop_old_trees(db, dir)?;
@@ -142,6 +162,7 @@ pub(crate) fn run(
             outbox_items = items,
             history_entries = history,
             open_orders_reserving = reserving,
+            markers_moved = markers,
             seconds = started.elapsed().as_secs_f64(),
             "store: upgraded to layout {LAYOUT}"
         );
@@ -306,7 +327,6 @@ fn each_order_batch(
 /// memory for nothing.
 fn pack_kept_keys(trees: &Trees) -> Result<u64, StoreError> {
     let from = time_key(kept_for_good()).to_vec();
-    let kept = index::kept();
     let mut count = 0u64;
     loop {
         let batch = trees
@@ -321,13 +341,13 @@ fn pack_kept_keys(trees: &Trees) -> Result<u64, StoreError> {
         }
         let ops: Vec<_> = batch
             .iter()
-            .map(|e| (kept.clone(), e[TIME_KEY_LEN..].to_vec()))
+            .map(|e| index::kept_entry(&e[TIME_KEY_LEN..]))
             .collect();
         trees.transact_indexed("store upgrade of dedupe keys", &ops, |tx| {
-            for (e, (prefix, key)) in batch.iter().zip(&ops) {
+            for (e, (prefix, pos)) in batch.iter().zip(&ops) {
                 tx.dedupe_expiry().remove(e)?;
-                tx.dedupe().remove(key.as_slice())?;
-                index::add(tx, prefix, key)?;
+                tx.dedupe().remove(&e[TIME_KEY_LEN..])?;
+                index::add(tx, prefix, pos)?;
             }
             Ok(())
         })?;
@@ -393,7 +413,7 @@ fn reserve_open_orders(
             };
             let o = decode_order(id.as_bytes(), &v)?;
             let owed = reserved::owed(&o.order);
-            if owed.is_empty() || !reserved::marked(&trees.order_index, id)? {
+            if owed.is_empty() || !marked_in_any_layout(trees, id)? {
                 continue;
             }
             let change = reserved::change(None, (&o.order, &owed));
@@ -430,10 +450,98 @@ fn reserve_open_orders(
     }
     trees.transact("store upgrade to layout 7", |tx| {
         tx.meta().remove(RESERVE_DONE)?;
-        tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+        tx.meta().insert(LAYOUT_KEY, &[RESERVATIONS_LAYOUT])?;
         Ok(())
     })?;
     Ok(reserving)
+}
+
+/// Whether the order's reservation marker is kept, where this layout
+/// packs it or where layouts 3 to 7 did: the reservations of a store of
+/// those layouts are built before its markers move.
+fn marked_in_any_layout(trees: &Trees, id: &str) -> Result<bool, StoreError> {
+    let marker = reserved::reservation_marker(id);
+    let (prefix, old) = index::layout_7_kept(marker.as_bytes());
+    Ok(reserved::marked(&trees.order_index, id)?
+        || index::contains(&trees.order_index, &prefix, &old)?)
+}
+
+/// Layout 8: the markers kept for good moved from layout 7's positions
+/// (their key bytes) to their order's (`index::kept_entry`), in batches
+/// taken in the order of the new positions, each a transaction that
+/// removes the old entries and adds the new ones, so what is left to move
+/// is where an interrupted upgrade goes on; then the buckets of the index
+/// of routed open orders removed, and the layout. Answers the markers
+/// moved.
+fn pack_markers_by_order(
+    trees: &Trees,
+    stop_after: Option<usize>,
+    progress: &dyn Fn(&str),
+) -> Result<u64, StoreError> {
+    let size = if stop_after.is_some() { 1 } else { BATCH };
+    let (mut moved, mut last_report) = (0u64, Instant::now());
+    loop {
+        let batch = index::layout_7_markers(&trees.order_index, size)?;
+        if batch.is_empty() {
+            break;
+        }
+        if stop_after.is_some_and(|n| moved >= n as u64) {
+            return Err(StoreError::Injected);
+        }
+        let (prefix, _) = index::layout_7_kept(&[]);
+        let ops: Vec<_> = batch
+            .iter()
+            .flat_map(|(old, new)| [(prefix.clone(), old.clone()), (prefix.clone(), new.clone())])
+            .collect();
+        trees.transact_indexed("store upgrade of markers", &ops, |tx| {
+            // Removed first, so that the buckets the batch empties go and
+            // the moved markers, taken in order, fill theirs.
+            for (old, _) in &batch {
+                index::remove(tx, &prefix, old)?;
+            }
+            for (_, new) in &batch {
+                index::add_in_order(tx, &prefix, new)?;
+            }
+            Ok(())
+        })?;
+        moved += batch.len() as u64;
+        if last_report.elapsed() >= REPORT_EVERY {
+            tracing::info!(markers = moved, "store upgrade: markers moved so far");
+            progress(&format!("upgrading the store: {moved} markers moved"));
+            last_report = Instant::now();
+        }
+    }
+    // Buckets of the index no reader is left for: removed outside a
+    // transaction, as many as a batch at a time (the catch-up does not
+    // run before the upgrade is over, and a crash here leaves the rest to
+    // the next open).
+    remove_prefix(&trees.order_index, &[ROUTED_OPEN], "routed open orders")?;
+    trees.transact("store upgrade to layout 8", |tx| {
+        tx.meta().insert(LAYOUT_KEY, &[LAYOUT])?;
+        Ok(())
+    })?;
+    Ok(moved)
+}
+
+/// Removes every key of `tree` starting with `prefix`, a batch at a time.
+fn remove_prefix(tree: &sled::Tree, prefix: &[u8], what: &str) -> Result<(), StoreError> {
+    loop {
+        let batch = tree
+            .scan_prefix(prefix)
+            .keys()
+            .take(BATCH)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| engine_err(format!("scan of {what} for the store upgrade"), e))?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut remove = sled::Batch::default();
+        for k in batch {
+            remove.remove(k);
+        }
+        tree.apply_batch(remove)
+            .map_err(|e| engine_err(format!("removal of {what} for the store upgrade"), e))?;
+    }
 }
 
 /// Layout 6's reservations (packed buckets in the order index, and their
@@ -445,23 +553,7 @@ fn unpack_reservations(trees: &Trees) -> Result<(), StoreError> {
         (&trees.order_index, &[PACKED_RESERVATIONS][..]),
         (&trees.counts, reserved::TOTAL),
     ] {
-        loop {
-            let batch = tree
-                .scan_prefix(prefix)
-                .keys()
-                .take(BATCH)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| engine_err("scan of layout 6 reservations", e))?;
-            if batch.is_empty() {
-                break;
-            }
-            let mut remove = sled::Batch::default();
-            for k in batch {
-                remove.remove(k);
-            }
-            tree.apply_batch(remove)
-                .map_err(|e| engine_err("removal of layout 6 reservations", e))?;
-        }
+        remove_prefix(tree, prefix, "layout 6 reservations")?;
     }
     trees.transact("store upgrade from layout 6", |tx| {
         tx.meta().remove(RESERVE_DONE)?;
@@ -547,21 +639,22 @@ fn index_dedupe(trees: &Trees) -> Result<u64, StoreError> {
         for (k, v) in &batch {
             let expires: chrono::DateTime<chrono::Utc> = decode(DEDUPE, k, v)?;
             if expires >= kept_for_good() {
-                kept.push((index::kept(), k.to_vec()));
+                kept.push((k.to_vec(), index::kept_entry(k)));
             } else {
                 let mut e = time_key(expires).to_vec();
                 e.extend_from_slice(k);
                 expiring.push(e);
             }
         }
-        trees.transact_indexed("store upgrade of dedupe keys", &kept, |tx| {
+        let ops: Vec<_> = kept.iter().map(|(_, e)| e.clone()).collect();
+        trees.transact_indexed("store upgrade of dedupe keys", &ops, |tx| {
             for e in &expiring {
                 tx.dedupe_expiry().insert(e.as_slice(), &[])?;
             }
             // Kept for good: packed (see `pack_kept_keys`).
-            for (prefix, k) in &kept {
+            for (k, (prefix, pos)) in &kept {
                 tx.dedupe().remove(k.as_slice())?;
-                index::add(tx, prefix, k)?;
+                index::add(tx, prefix, pos)?;
             }
             tx.meta().insert(DEDUPE_DONE, last.as_slice())?;
             Ok(())
@@ -715,5 +808,337 @@ mod tests {
         let found = store.reservations("MUG").unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].order_id.as_str(), found[0].units), ("a:1", 2));
+    }
+
+    /// Orders of every kind a filter tells apart, with their markers kept
+    /// for good as ingest writes them: a reservation marker on most, a
+    /// delivery marker on most routed ones (some routed open orders have
+    /// none: released while the daemon was down, say), and two other keys
+    /// kept for good.
+    fn layout_7_orders(store: &Store) -> Vec<String> {
+        use crate::store::{OrderWrite, WriteBatch};
+        use switchyard_contract::Channel;
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-27T05:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let accounts = [
+            ("shop-a", Channel::Shopify),
+            ("etsy-b", Channel::Etsy),
+            ("ebay-c", Channel::Ebay),
+        ];
+        let statuses = [
+            OrderStatus::Ready,
+            OrderStatus::Ready,
+            OrderStatus::PartiallyShipped,
+            OrderStatus::Pending,
+            OrderStatus::Shipped,
+            OrderStatus::Cancelled,
+        ];
+        let mut ids = Vec::new();
+        for n in 0..90usize {
+            let (account, channel) = accounts[n % 3];
+            let id = format!("{account}:{n}");
+            let mut o = crate::store::order_for_tests(&id);
+            o.order.account = account.to_owned();
+            o.order.channel = channel;
+            o.order.status = statuses[n % statuses.len()];
+            // Placed out of id order, some at the same time.
+            o.order.placed_at = t0 + chrono::Duration::minutes(((n * 37) % 60) as i64);
+            o.order.route = (n % 5 != 0).then(|| ["east", "west"][n % 2].to_owned());
+            o.order.hold = (n % 7 == 0).then(|| "check".to_owned());
+            o.order.tags = if n % 3 == 0 {
+                vec!["vip".to_owned()]
+            } else {
+                vec![]
+            };
+            let shipped = u32::from(o.order.status == OrderStatus::PartiallyShipped);
+            o.order.lines = vec![
+                serde_json::from_value(serde_json::json!({
+                    "line_id": "1", "sku": "MUG", "title": "Mug", "quantity": 3,
+                    "unit_price": "1.00", "total": "3.00", "shipped_quantity": shipped
+                }))
+                .unwrap(),
+            ];
+            let mut batch = WriteBatch::new(Utc::now());
+            batch.orders = vec![OrderWrite::FromChannel {
+                order: o,
+                expected_revision: None,
+                outbox: vec![],
+            }];
+            if n % 4 != 3 {
+                batch
+                    .dedupe
+                    .push((reserved::reservation_marker(&id), kept_for_good()));
+            }
+            if n % 3 != 2 {
+                batch
+                    .dedupe
+                    .push((format!("outbound/delivery/{id}"), kept_for_good()));
+            }
+            store.apply(batch).unwrap();
+            ids.push(id);
+        }
+        let mut batch = WriteBatch::new(Utc::now());
+        batch.dedupe = vec![
+            ("shop-a:kept-event".to_owned(), kept_for_good()),
+            ("outbound/no-order".to_owned(), kept_for_good()),
+        ];
+        store.apply(batch).unwrap();
+        ids
+    }
+
+    /// What the store answers: every filter, the catch-up's orders, every
+    /// marker and key kept for good, the reservations.
+    fn answers(store: &Store, ids: &[String]) -> Vec<String> {
+        let mut filters = vec![OrderFilter::default()];
+        for s in OrderStatus::ALL {
+            filters.push(OrderFilter {
+                status: Some(s),
+                ..OrderFilter::default()
+            });
+        }
+        for a in ["shop-a", "etsy-b", "ebay-c"] {
+            filters.push(OrderFilter {
+                account: Some(a.to_owned()),
+                held: Some(false),
+                ..OrderFilter::default()
+            });
+        }
+        filters.push(OrderFilter {
+            channel: Some(switchyard_contract::Channel::Etsy),
+            ..OrderFilter::default()
+        });
+        for r in ["east", "west"] {
+            filters.push(OrderFilter {
+                route: Some(crate::store::RouteFilter::Is(r.to_owned())),
+                ..OrderFilter::default()
+            });
+        }
+        filters.push(OrderFilter {
+            route: Some(crate::store::RouteFilter::None),
+            ..OrderFilter::default()
+        });
+        filters.push(OrderFilter {
+            held: Some(true),
+            ..OrderFilter::default()
+        });
+        filters.push(OrderFilter {
+            tag: Some("VIP".to_owned()),
+            status: Some(OrderStatus::Ready),
+            ..OrderFilter::default()
+        });
+        let mut out: Vec<String> = filters
+            .iter()
+            .map(|f| {
+                let found: Vec<String> = store
+                    .list_orders(f)
+                    .unwrap()
+                    .into_iter()
+                    .map(|o| o.order.id)
+                    .collect();
+                format!("{f:?}: {found:?}")
+            })
+            .collect();
+        let mut open = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let page = store.routed_open_orders(after.as_deref(), 4).unwrap();
+            open.extend(page.orders.into_iter().map(|o| o.order.id));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        out.push(format!("catch-up: {open:?}"));
+        let now = Utc::now();
+        for id in ids {
+            out.push(format!(
+                "{id}: delivery {}, reserve {} ({})",
+                store
+                    .dedupe_seen(&format!("outbound/delivery/{id}"), now)
+                    .unwrap(),
+                store
+                    .dedupe_seen(&reserved::reservation_marker(id), now)
+                    .unwrap(),
+                store.marked_for_reservations(id).unwrap(),
+            ));
+        }
+        for key in ["shop-a:kept-event", "outbound/no-order", "shop-a:never"] {
+            out.push(format!("{key}: {}", store.dedupe_seen(key, now).unwrap()));
+        }
+        out.push(format!(
+            "MUG: {:?} {}",
+            store.reservations("MUG").unwrap(),
+            store.reserved_units("MUG").unwrap()
+        ));
+        out
+    }
+
+    /// Every entry kept for good, in order.
+    fn kept_positions(store: &Store) -> Vec<Vec<u8>> {
+        let plan = index::Plan {
+            all_of: vec![index::layout_7_kept(&[]).0],
+            none_of: None,
+        };
+        index::walk(
+            &store.trees().order_index,
+            &plan,
+            None,
+            true,
+            usize::MAX,
+            usize::MAX,
+        )
+        .unwrap()
+        .positions
+    }
+
+    /// Lays the store out as layout 7 did: markers at their key bytes, and
+    /// an index of routed open orders (routed, not held, ready or
+    /// partially shipped).
+    fn as_layout_7(store: &Store, ids: &[String]) {
+        let (kept, _) = index::layout_7_kept(&[]);
+        let mut moves = Vec::new();
+        for pos in kept_positions(store) {
+            if let Some(nul) = pos.iter().position(|b| *b == SEP) {
+                let (id, kind) = (&pos[..nul], &pos[nul + 1..]);
+                let old = [b"outbound/", kind, b"/", id].concat();
+                moves.push((pos.clone(), old));
+            }
+        }
+        let routed_open = index::prefix(ROUTED_OPEN, "");
+        let mut open = Vec::new();
+        for id in ids {
+            let o = store.get_order(id).unwrap().unwrap().order;
+            if o.route.is_some()
+                && o.hold.is_none()
+                && matches!(o.status, OrderStatus::Ready | OrderStatus::PartiallyShipped)
+            {
+                open.push(index::position(o.placed_at, id));
+            }
+        }
+        assert!(!moves.is_empty() && !open.is_empty());
+        let ops: Vec<_> = moves
+            .iter()
+            .flat_map(|(new, old)| [(kept.clone(), new.clone()), (kept.clone(), old.clone())])
+            .chain(open.iter().map(|p| (routed_open.clone(), p.clone())))
+            .collect();
+        store
+            .trees()
+            .transact_indexed("as layout 7", &ops, |tx| {
+                for (new, old) in &moves {
+                    index::remove(tx, &kept, new)?;
+                    index::add(tx, &kept, old)?;
+                }
+                for p in &open {
+                    index::add(tx, &routed_open, p)?;
+                }
+                tx.meta().insert(LAYOUT_KEY, &[7])?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn routed_open_indexed(store: &Store) -> bool {
+        let index = &store.trees().order_index;
+        index.scan_prefix([ROUTED_OPEN]).next().is_some()
+    }
+
+    /// A store of layout 7 kept its markers at their key bytes (a new
+    /// order's two markers two buckets apart) and an index of routed open
+    /// orders: opened by this build, also after upgrades cut short, every
+    /// filter, the catch-up, every marker and the reservations answer as
+    /// they did; the markers sit by order, that index is gone, and the
+    /// catch-up delivers the routed open orders never delivered, once.
+    #[test]
+    fn a_store_of_layout_7_gets_its_markers_packed_by_order_and_answers_as_before() {
+        for interrupted in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            let ids = layout_7_orders(&store);
+            let before = answers(&store, &ids);
+            let by_order = kept_positions(&store);
+            as_layout_7(&store, &ids);
+            assert!(routed_open_indexed(&store));
+            assert_eq!(
+                index::layout_7_markers(&store.trees().order_index, usize::MAX)
+                    .unwrap()
+                    .len(),
+                by_order.len() - 2
+            );
+            store.close().unwrap();
+            if interrupted {
+                for _ in 0..3 {
+                    let err =
+                        Store::open_interrupted_for_tests(dir.path(), StoreOptions::default(), 7)
+                            .unwrap_err();
+                    assert!(matches!(err, StoreError::Injected), "{err}");
+                }
+            }
+
+            let store = reopen(dir.path());
+            let layout = store.trees().meta.get(LAYOUT_KEY).unwrap();
+            assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+            assert_eq!(answers(&store, &ids), before);
+            assert_eq!(kept_positions(&store), by_order);
+            assert!(!routed_open_indexed(&store));
+            // Moved in order: the buckets they went to fill up (split in
+            // halves, none would).
+            let (kept, _) = index::layout_7_kept(&[]);
+            let sizes: Vec<usize> = store
+                .trees()
+                .order_index
+                .scan_prefix(&kept)
+                .map(|kv| {
+                    let (k, v) = kv.unwrap();
+                    index::bucket_len(&k, &v).unwrap()
+                })
+                .collect();
+            assert!(sizes.iter().all(|s| *s <= index::BUCKET_MAX), "{sizes:?}");
+            assert!(
+                sizes.iter().filter(|s| **s == index::BUCKET_MAX).count() >= 2,
+                "{sizes:?}"
+            );
+
+            // The catch-up: the routed open orders without a delivery
+            // marker, once.
+            let outbound =
+                crate::effects::Outbound::new(crate::effects::stock::StockTargets::new(vec![]));
+            let undelivered = ids
+                .iter()
+                .filter(|id| {
+                    let o = store.get_order(id).unwrap().unwrap().order;
+                    crate::effects::deliveries::deliverable(&o).is_some()
+                        && !store
+                            .dedupe_seen(&format!("outbound/delivery/{id}"), Utc::now())
+                            .unwrap()
+                })
+                .count();
+            assert!(undelivered > 0);
+            let queue = || {
+                crate::effects::deliveries::queue_ready_orders(&store, &outbound, Utc::now())
+                    .unwrap()
+            };
+            assert_eq!(queue(), undelivered);
+            assert_eq!(queue(), 0);
+
+            // A new order's markers sit side by side.
+            let mut batch = crate::store::WriteBatch::new(Utc::now());
+            batch.orders = vec![crate::store::OrderWrite::FromChannel {
+                order: crate::store::order_for_tests("shop-a:new"),
+                expected_revision: None,
+                outbox: vec![],
+            }];
+            batch.dedupe = vec![
+                ("outbound/delivery/shop-a:new".to_owned(), kept_for_good()),
+                (reserved::reservation_marker("shop-a:new"), kept_for_good()),
+            ];
+            store.apply(batch).unwrap();
+            let all = kept_positions(&store);
+            let at = all
+                .iter()
+                .position(|p| p.as_slice() == b"shop-a:new\0delivery")
+                .unwrap();
+            assert_eq!(all[at + 1], b"shop-a:new\0reserve");
+        }
     }
 }

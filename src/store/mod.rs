@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use switchyard_contract::Cursor;
+use switchyard_contract::{Cursor, OrderStatus};
 use tokio::sync::oneshot;
 
 use codec::{check_key_part, decode, decode_order, encode, split_history, time_key};
@@ -62,7 +62,7 @@ pub(crate) const DEDUPE: &str = "dedupe";
 /// (expiry time, dedupe key): what the purge reads, so it never walks the
 /// keys that have not expired. Keys kept for good (delivery and reservation
 /// markers, [`kept_for_good`]) are neither here nor in `dedupe`: they are
-/// packed with the order indexes (`index::kept`).
+/// packed with the order indexes (`index::kept_entry`).
 pub(crate) const DEDUPE_EXPIRY: &str = "dedupe_expiry";
 pub(crate) const OUTBOX: &str = "outbox";
 /// (account NUL coalesce key) → id of the pending item with that key.
@@ -634,24 +634,54 @@ impl Store {
     }
 
     /// A page of orders a destination may have work for (routed, not held,
-    /// ready or partially shipped), oldest first: the start-up catch-up of
-    /// deliveries reads this, never every order.
+    /// ready or partially shipped): the start-up catch-up of deliveries
+    /// reads this, never every order. Read through the status index, ready
+    /// orders first, then partially shipped ones (the way an order moves,
+    /// so one that moves meanwhile is still met), oldest first within each;
+    /// unrouted or held ones, a few in a hundred, are read and left out, so
+    /// a page may hold fewer than `limit`. `next`: where the next page
+    /// starts (None: nothing further).
     pub fn routed_open_orders(
         &self,
         after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, StoreError> {
+        const STAGES: [OrderStatus; 2] = [OrderStatus::Ready, OrderStatus::PartiallyShipped];
+        // The cursor: the stage, then (when within it) the position.
+        let (stage, from) = match after {
+            None => (0, None),
+            Some(c) => {
+                let bytes = index::decode_stage_cursor(c)?;
+                let (stage, pos) = bytes.split_first().unwrap_or((&0, &[]));
+                let stage = usize::from(*stage);
+                if stage >= STAGES.len() {
+                    return Err(StoreError::InvalidCursor {
+                        cursor: c.chars().take(80).collect(),
+                    });
+                }
+                (stage, (!pos.is_empty()).then(|| encode_cursor(pos)))
+            }
+        };
         let f = OrderFilter {
-            after: after.map(str::to_owned),
+            status: Some(STAGES[stage]),
+            after: from,
             oldest: true,
             ..OrderFilter::default()
         };
-        self.page(
-            &Plan::only(index::ROUTED_OPEN),
-            &f,
-            limit.max(1),
-            usize::MAX,
-        )
+        let page = self.page(&Plan::of(&f), &f, limit.max(1), usize::MAX)?;
+        let next = match page.next {
+            Some(next) => Some(index::stage_cursor(stage, Some(&decode_cursor(&next)?))),
+            None if stage + 1 < STAGES.len() => Some(index::stage_cursor(stage + 1, None)),
+            None => None,
+        };
+        Ok(ListPage {
+            orders: page
+                .orders
+                .into_iter()
+                .filter(|o| o.order.route.is_some() && o.order.hold.is_none())
+                .collect(),
+            next,
+        })
     }
 
     fn page(
@@ -729,11 +759,7 @@ impl Store {
             return Ok(true);
         }
         // Kept for good: packed with the order indexes.
-        index::contains(
-            &self.inner.trees.order_index,
-            &index::kept(),
-            key.as_bytes(),
-        )
+        index::is_kept(&self.inner.trees.order_index, key.as_bytes())
     }
 
     /// `dedupe_seen` for a key that is always recorded with an expiry, as a

@@ -1,7 +1,8 @@
 //! Open stock reservations, kept per SKU as orders change. An order takes
 //! part in reservations when its marker ([`reservation_marker`]) is kept
-//! for good, the marketplace does not ship it from its own stock, and it is
-//! open; it then owes, for each SKU of its lines, the units not shipped and
+//! for good (packed beside the order's delivery marker, `index::kept_entry`,
+//! so that a new order's markers rewrite one bucket), the marketplace does
+//! not ship it from its own stock, and it is open; it then owes, for each SKU of its lines, the units not shipped and
 //! not refunded (`Line::open_quantity`, summed per SKU). What it owes is
 //! written in the same transaction as the order (`apply.rs`), so it never
 //! disagrees with the orders, and built once for a store of an earlier
@@ -49,11 +50,7 @@ pub(crate) fn marked_order(key: &[u8]) -> Option<&[u8]> {
 
 /// Whether the order's marker is kept, as the order index tree holds it.
 pub(crate) fn marked(order_index: &sled::Tree, order_id: &str) -> Result<bool, StoreError> {
-    index::contains(
-        order_index,
-        &index::kept(),
-        reservation_marker(order_id).as_bytes(),
-    )
+    index::is_kept(order_index, reservation_marker(order_id).as_bytes())
 }
 
 /// The units `o` owes per SKU if it takes part (its marker is kept, which

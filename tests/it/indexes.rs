@@ -397,7 +397,8 @@ impl World {
                 .collect();
             prop_assert_eq!(&listed, &truth, "list_orders: {:?}", f);
         }
-        // The catch-up index: routed, not held, ready or partially shipped.
+        // What the catch-up reads: routed, not held, ready or partially
+        // shipped; ready ones first, oldest first within each status.
         let mut open = Vec::new();
         let mut after = None;
         loop {
@@ -411,7 +412,7 @@ impl World {
                 None => break,
             }
         }
-        let mut truth: Vec<(DateTime<Utc>, String)> = self
+        let mut truth: Vec<(bool, DateTime<Utc>, String)> = self
             .ids
             .iter()
             .filter_map(|id| self.store.get_order(id).expect("read"))
@@ -423,10 +424,13 @@ impl World {
                         OrderStatus::Ready | OrderStatus::PartiallyShipped
                     )
             })
-            .map(|o| (o.order.placed_at, o.order.id))
+            .map(|o| {
+                let shipping = o.order.status == OrderStatus::PartiallyShipped;
+                (shipping, o.order.placed_at, o.order.id)
+            })
             .collect();
         truth.sort();
-        let truth: Vec<String> = truth.into_iter().map(|(_, id)| id).collect();
+        let truth: Vec<String> = truth.into_iter().map(|(_, _, id)| id).collect();
         prop_assert_eq!(open, truth, "routed open orders");
         self.check_reservations()
     }
