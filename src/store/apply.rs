@@ -140,6 +140,7 @@ impl Store {
                 .any(|s| !s.pushes.is_empty() || !s.later.is_empty());
         let queueing = queues.then(|| self.queueing());
         let staged = Staged {
+            now,
             prepared,
             cursor,
             dedupe,
@@ -354,9 +355,11 @@ impl Store {
     }
 
     /// Checks a stock change's keys and prepares the pushes it may queue:
-    /// now for a SKU that has a level (it keeps it), in the transaction for
-    /// one that has none yet (it seldom gets one before then, and most such
-    /// SKUs never do).
+    /// now for a SKU its plan saw with a level (it keeps it), in the
+    /// transaction for one that had none (it seldom gets one before then,
+    /// and most such SKUs never do). The plan's read is trusted rather than
+    /// repeated: a level that appeared since only moves the preparing into
+    /// the transaction.
     fn prepare_stock(
         &self,
         change: StockChange,
@@ -374,18 +377,14 @@ impl Store {
             change,
             pushes: Vec::new(),
             later: Vec::new(),
-            now,
         };
-        if let StockChange::Adjust { sku, pushes, .. } = &mut prepared.change
+        if let StockChange::Adjust {
+            pushes, level_seen, ..
+        } = &mut prepared.change
             && !pushes.is_empty()
         {
             let pushes = std::mem::take(pushes);
-            let has_level = self
-                .trees()
-                .stock
-                .contains_key(sku.as_bytes())
-                .map_err(|e| engine_err(format!("read of stock level {sku}"), e))?;
-            if has_level {
+            if *level_seen {
                 prepared.pushes = pushes
                     .into_iter()
                     .map(|i| self.prepare_outbox(i, now))
@@ -444,11 +443,12 @@ struct PreparedStock {
     change: StockChange,
     pushes: Vec<PreparedOutbox>,
     later: Vec<NewOutboxItem>,
-    now: DateTime<Utc>,
 }
 
 /// Everything a batch writes, decided and encoded.
 struct Staged {
+    /// The batch's time: the pushes a transaction prepares are due then.
+    now: DateTime<Utc>,
     prepared: Vec<PreparedOrder>,
     cursor: Option<(Vec<u8>, Vec<u8>)>,
     dedupe: Vec<StagedDedupe>,
@@ -498,7 +498,7 @@ impl Staged {
             stage_outbox(tx, o)?;
         }
         for c in &self.stock {
-            stage_stock(tx, c)?;
+            stage_stock(tx, c, self.now)?;
         }
         for id in &self.complete {
             stage_complete(tx, id)?;
@@ -588,12 +588,11 @@ fn short(v: &Value) -> Option<String> {
     }
 }
 
-fn stage_stock(tx: &Tx<'_>, prepared: &PreparedStock) -> TxResult<()> {
+fn stage_stock(tx: &Tx<'_>, prepared: &PreparedStock, now: DateTime<Utc>) -> TxResult<()> {
     let PreparedStock {
         change,
         pushes,
         later,
-        now,
     } = prepared;
     let stock = tx.stock();
     let sku = match change {
@@ -648,7 +647,7 @@ fn stage_stock(tx: &Tx<'_>, prepared: &PreparedStock) -> TxResult<()> {
         stage_outbox(tx, p)?;
     }
     for i in later {
-        let p = prepare_with_id(i.clone(), tx.generate_id()?, *now).map_err(abort)?;
+        let p = prepare_with_id(i.clone(), tx.generate_id()?, now).map_err(abort)?;
         stage_outbox(tx, &p)?;
     }
     Ok(())
@@ -681,24 +680,25 @@ mod tests {
             coalesce_key: Some("stock:MUG".into()),
             not_before: now,
         };
-        let reserve = || StockChange::Adjust {
+        let reserve = |level_seen| StockChange::Adjust {
             sku: "MUG".into(),
             delta: -3,
             pushes: vec![push("a"), push("b")],
+            level_seen,
         };
         let stage = |p: &PreparedStock| {
             store
                 .trees()
-                .transact("test", |tx| stage_stock(tx, p))
+                .transact("test", |tx| stage_stock(tx, p, now))
                 .expect("committed");
         };
-        let prepared = store.prepare_stock(reserve(), now).expect("prepared");
+        let prepared = store.prepare_stock(reserve(false), now).expect("prepared");
         assert!(prepared.pushes.is_empty() && prepared.later.len() == 2);
         stage(&prepared);
         assert_eq!(store.stock_get("MUG").expect("read"), None);
         assert!(store.outbox_list(false).expect("read").is_empty());
 
-        let prepared = store.prepare_stock(reserve(), now).expect("prepared");
+        let prepared = store.prepare_stock(reserve(false), now).expect("prepared");
         let mut set = WriteBatch::new(now);
         set.stock = vec![StockChange::Set {
             sku: "MUG".into(),
@@ -720,9 +720,9 @@ mod tests {
             queued,
             [("a", "stock:MUG"), ("b", "stock:MUG")].map(|(a, k)| (a.to_owned(), k.to_owned()))
         );
-        // With a level now, the next reservation's pushes are prepared
-        // before its transaction and fold into those waiting.
-        let prepared = store.prepare_stock(reserve(), now).expect("prepared");
+        // A plan that saw the level has the next reservation's pushes
+        // prepared before its transaction; they fold into those waiting.
+        let prepared = store.prepare_stock(reserve(true), now).expect("prepared");
         assert!(prepared.later.is_empty() && prepared.pushes.len() == 2);
         stage(&prepared);
         assert_eq!(store.outbox_list(false).expect("read").len(), 2);

@@ -263,10 +263,15 @@ pub enum StockChange {
     /// wraps. A SKU with no level when it is written is left without one,
     /// and `pushes` are queued only when it has one: whether the change
     /// reaches the channels is decided where the change itself is.
+    /// `level_seen` says the SKU had a level when the change was planned
+    /// (levels are never removed), so its pushes are prepared before the
+    /// transaction; otherwise the transaction prepares them if it finds
+    /// one. It decides only when they are prepared, never whether they go.
     Adjust {
         sku: String,
         delta: i64,
         pushes: Vec<NewOutboxItem>,
+        level_seen: bool,
     },
     /// What was last pushed to an account's channel.
     Pushed {

@@ -1148,6 +1148,7 @@ fn stock_and_listing_refs() {
             sku: "A".into(),
             delta: -3,
             pushes: vec![],
+            level_seen: false,
         },
         StockChange::Pushed {
             sku: "A".into(),
@@ -1159,6 +1160,7 @@ fn stock_and_listing_refs() {
             sku: "B".into(),
             delta: -1,
             pushes: vec![],
+            level_seen: false,
         },
     ];
     store.apply(b).unwrap();

@@ -106,8 +106,9 @@ pub fn plan_reservation(
         // before the order would count the order as reserved yet leave
         // every channel showing its units on sale.
         let mut items = Vec::new();
+        let level_seen = pushes && store.stock_get(sku)?.is_some();
         if pushes {
-            if store.stock_get(sku)?.is_some() {
+            if level_seen {
                 // There when the order is written (levels are never
                 // removed): its pushes will be queued, so wake their
                 // workers then.
@@ -131,6 +132,7 @@ pub fn plan_reservation(
             sku: sku.clone(),
             delta: -delta,
             pushes: items,
+            level_seen,
         });
     }
     Ok(plan)
