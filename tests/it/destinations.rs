@@ -164,10 +164,10 @@ impl Hub {
         format!("shop-us:{n}")
     }
 
-    /// `GET /api/v1/orders/ID`: the order with its history.
-    async fn shown(&self, order: &str) -> Value {
+    /// An admin `GET` of `path`, read as JSON.
+    async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.http
-            .get(self.daemon.url(&format!("/api/v1/orders/{order}")))
+            .get(self.daemon.url(path))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
@@ -175,6 +175,11 @@ impl Hub {
             .json()
             .await
             .unwrap()
+    }
+
+    /// `GET /api/v1/orders/ID`: the order with its history.
+    async fn shown(&self, order: &str) -> Value {
+        self.admin_get(&format!("/api/v1/orders/{order}")).await
     }
 
     /// The value of one series of `/metrics`, e.g.
@@ -185,15 +190,7 @@ impl Hub {
 
     /// `outbox list --json`: what waits to be sent.
     async fn outbox(&self) -> Vec<Value> {
-        self.http
-            .get(self.daemon.url("/api/v1/outbox"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get("/api/v1/outbox").await
     }
 }
 
