@@ -2,8 +2,9 @@
 //! part in reservations when its marker ([`reservation_marker`]) is kept
 //! for good (packed beside the order's delivery marker, `index::kept_entry`,
 //! so that a new order's markers rewrite one bucket), the marketplace does
-//! not ship it from its own stock, and it is open; it then owes, for each SKU of its lines, the units not shipped and
-//! not refunded (`Line::open_quantity`, summed per SKU). What it owes is
+//! not ship it from its own stock, and it is open; it then owes, for each
+//! SKU of its lines, the units not shipped and not refunded
+//! (`Line::open_quantity`, summed per SKU). What it owes is
 //! written in the same transaction as the order (`apply.rs`), so it never
 //! disagrees with the orders, and built once for a store of an earlier
 //! layout (`migrate.rs`). `stock show` reads the entries of one SKU and
